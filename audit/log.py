@@ -1,0 +1,118 @@
+"""Writing and verifying the hash-chained audit log.
+
+Every entry's hash covers its canonical JSON and the previous entry's hash, so editing,
+deleting, inserting or reordering rows breaks the chain at the first altered sequence
+number. (Truncating the newest rows needs an external anchor; signed tree heads cover that.)
+
+Appends are serialised: SQLite writes already hold the database writer lock (IMMEDIATE
+transactions), and on PostgreSQL a transaction-scoped advisory lock orders concurrent
+writers, so sequence numbers have no gaps or duplicates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from audit.events import AuditEvent
+from audit.tables import AuditRecord
+
+GENESIS = "0" * 64
+PG_APPEND_LOCK = 0x0C0A_0D17  # advisory lock id for audit appends
+VERIFY_BATCH = 5000
+
+
+def _canonical(row: dict[str, Any]) -> bytes:
+    body = {k: row[k] for k in sorted(row) if k not in {"id", "hash"}}
+    ts = body["ts"]
+    if isinstance(ts, dt.datetime):
+        body["ts"] = ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def entry_hash(row: dict[str, Any]) -> str:
+    return hashlib.sha256(_canonical(row)).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+
+class AuditLog:
+    async def append(self, event: AuditEvent) -> int:
+        """Append one event inside the caller's transaction; returns its sequence number.
+
+        Raises whatever the database raises: the caller's operation must then fail too.
+        """
+        engine = AuditRecord._meta.db
+        if engine.engine_type == "postgres":
+            await AuditRecord.raw("SELECT pg_advisory_xact_lock({})", PG_APPEND_LOCK)
+        last = (
+            await AuditRecord.select(AuditRecord.seq, AuditRecord.hash)
+            .order_by(AuditRecord.seq, ascending=False)
+            .first()
+        )
+        seq = 1 if last is None else int(last["seq"]) + 1
+        prev_hash = GENESIS if last is None else str(last["hash"])
+        row: dict[str, Any] = {
+            "seq": seq,
+            "ts": dt.datetime.now(dt.UTC),
+            "actor_id": event.actor_id,
+            "actor_role": event.actor_role,
+            "action": str(event.action),
+            "resource_type": event.resource_type,
+            "resource_id": event.resource_id,
+            "subject_ids": json.dumps(sorted(set(event.subject_ids))),
+            "fields": json.dumps(sorted(set(event.fields))),
+            "purpose": event.purpose,
+            "outcome": str(event.outcome),
+            "reason": event.reason,
+            "request_id": event.request_id,
+            "detail": json.dumps(event.detail, sort_keys=True),
+            "prev_hash": prev_hash,
+        }
+        row["hash"] = entry_hash(row)
+        await AuditRecord.insert(AuditRecord(**row)).run()
+        return seq
+
+    async def rows(self, after_seq: int = 0) -> AsyncIterator[dict[str, Any]]:
+        cursor = after_seq
+        while True:
+            batch = (
+                await AuditRecord.select()
+                .where(AuditRecord.seq > cursor)
+                .order_by(AuditRecord.seq)
+                .limit(VERIFY_BATCH)
+            )
+            if not batch:
+                return
+            for row in batch:
+                yield row
+            cursor = int(batch[-1]["seq"])
+
+    async def verify_chain(self) -> ChainReport:
+        """Recompute every hash; report the first sequence number that does not fit."""
+        expected_seq = 1
+        prev_hash = GENESIS
+        checked = 0
+        async for row in self.rows():
+            seq = int(row["seq"])
+            if seq != expected_seq:
+                problem = "missing entry" if seq > expected_seq else "sequence out of order"
+                return ChainReport(False, checked, expected_seq, problem)
+            if row["prev_hash"] != prev_hash:
+                return ChainReport(False, checked, seq, "does not link to the previous entry")
+            if entry_hash(row) != row["hash"]:
+                return ChainReport(False, checked, seq, "contents do not match the hash")
+            prev_hash = row["hash"]
+            expected_seq += 1
+            checked += 1
+        return ChainReport(True, checked)

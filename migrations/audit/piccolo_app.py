@@ -1,0 +1,11 @@
+from pathlib import Path
+
+from piccolo.conf.apps import AppConfig
+
+from audit.tables import AuditRecord
+
+APP_CONFIG = AppConfig(
+    app_name="audit",
+    migrations_folder_path=str(Path(__file__).parent / "versions"),
+    table_classes=[AuditRecord],
+)

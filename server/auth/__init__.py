@@ -1,0 +1,1 @@
+"""Staff accounts, password hashing and database-backed sessions."""

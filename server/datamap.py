@@ -1,0 +1,329 @@
+"""The data map: one declaration classifies every field of every customer-data table.
+
+Encryption, blind indexes, policy resource names (``contact.email``), input validation,
+subject exports and (later) erasure and retention are all derived from this file. Adding
+a customer field means one ``Field`` line here plus a migration; a test fails if a column
+of a customer table is not declared here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+
+class Category(enum.StrEnum):
+    IDENTIFIER = "identifier"  # names
+    CONTACT = "contact"  # e-mail, phone
+    ADDRESS = "address"
+    DEMOGRAPHIC = "demographic"  # birth date
+    PROFESSIONAL = "professional"  # job title
+    FINANCIAL = "financial"
+    FREE_TEXT = "free_text"  # may mention anyone: always encrypted
+    BUSINESS = "business"  # facts about a company, not a person
+    CLASSIFICATION = "classification"  # CRM workflow values (stage, source)
+    REFERENCE = "reference"  # ids of other records
+
+
+class Kind(enum.StrEnum):
+    TEXT = "text"
+    EMAIL = "email"
+    PHONE = "phone"
+    DATE = "date"
+    INTEGER = "integer"
+    CHOICE = "choice"
+    COUNTRY = "country"
+    REFERENCE = "reference"
+
+
+class LegalBasis(enum.StrEnum):
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGAL_OBLIGATION = "legal_obligation"
+    VITAL_INTERESTS = "vital_interests"
+    PUBLIC_TASK = "public_task"
+    LEGITIMATE_INTERESTS = "legitimate_interests"
+
+
+@dataclass(frozen=True)
+class Purpose:
+    name: str
+    legal_basis: LegalBasis
+    description: str
+
+
+PURPOSES: Mapping[str, Purpose] = {
+    p.name: p
+    for p in (
+        Purpose(
+            "customer_relationship",
+            LegalBasis.CONTRACT,
+            "Managing the relationship with customers and prospects: sales, accounts, orders.",
+        ),
+        Purpose(
+            "customer_support",
+            LegalBasis.CONTRACT,
+            "Answering customer questions, complaints and service requests.",
+        ),
+        Purpose(
+            "marketing",
+            LegalBasis.CONSENT,
+            "Selecting and contacting people for marketing campaigns.",
+        ),
+        Purpose(
+            "compliance",
+            LegalBasis.LEGAL_OBLIGATION,
+            "Accountability: audits, data-subject requests, record of processing.",
+        ),
+    )
+}
+DEFAULT_PURPOSE = "customer_relationship"
+_ALL_PURPOSES = frozenset(PURPOSES)
+_SERVICE = frozenset({"customer_relationship", "customer_support", "compliance"})
+
+
+@dataclass(frozen=True)
+class Field:
+    """One customer-data column and everything the product needs to know about it."""
+
+    name: str
+    category: Category
+    kind: Kind
+    label: str  # how the field is named in subject exports and the admin
+    encrypted: bool
+    blind_index: bool = False  # exact-match lookup via a keyed, truncated HMAC
+    required: bool = False
+    max_length: int = 200
+    choices: tuple[str, ...] = ()
+    purposes: frozenset[str] = _SERVICE
+    filterable: bool = False  # list filter on plaintext columns only
+    retention: str = "for the duration of the customer relationship, then 3 years"
+
+    @property
+    def index_column(self) -> str:
+        return f"{self.name}_bidx"
+
+
+# Columns every customer table has that are not customer content: keys, ownership, times.
+SYSTEM_COLUMNS: tuple[str, ...] = ("id", "subject_id", "owner_id", "team", "created_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class RecordType:
+    resource: str  # policy resource name and API noun
+    table: str  # database table name
+    label: str
+    fields: tuple[Field, ...]
+    expected_rows: int = 1_000_000  # sizing input for blind-index widths
+    by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
+
+    @property
+    def columns(self) -> frozenset[str]:
+        """Every column the table is allowed to have."""
+        names = set(SYSTEM_COLUMNS) | {f.name for f in self.fields}
+        names |= {f.index_column for f in self.fields if f.blind_index}
+        return frozenset(names)
+
+    def field(self, name: str) -> Field:
+        return self.by_name[name]
+
+
+_MARKETING = _ALL_PURPOSES
+_STAGES = ("lead", "prospect", "customer", "former_customer")
+_SOURCES = ("web", "event", "referral", "import", "phone", "partner", "manual")
+
+CONTACT = RecordType(
+    resource="contact",
+    table="contact",
+    label="Contact",
+    fields=(
+        Field("first_name", Category.IDENTIFIER, Kind.TEXT, "First name", encrypted=True,
+              required=True, max_length=100, purposes=_MARKETING),
+        Field("last_name", Category.IDENTIFIER, Kind.TEXT, "Last name", encrypted=True,
+              required=True, max_length=100, purposes=_MARKETING),
+        Field("email", Category.CONTACT, Kind.EMAIL, "E-mail address", encrypted=True,
+              blind_index=True, max_length=254, purposes=_MARKETING),
+        Field("phone", Category.CONTACT, Kind.PHONE, "Phone number", encrypted=True,
+              blind_index=True, max_length=40),
+        Field("job_title", Category.PROFESSIONAL, Kind.TEXT, "Job title", encrypted=True,
+              max_length=120),
+        Field("birth_date", Category.DEMOGRAPHIC, Kind.DATE, "Date of birth", encrypted=True,
+              max_length=10),
+        Field("address_line", Category.ADDRESS, Kind.TEXT, "Street address", encrypted=True),
+        Field("city", Category.ADDRESS, Kind.TEXT, "City", encrypted=True, max_length=100),
+        Field("postcode", Category.ADDRESS, Kind.TEXT, "Postal code", encrypted=True,
+              max_length=20),
+        Field("country", Category.ADDRESS, Kind.COUNTRY, "Country", encrypted=True,
+              max_length=2, purposes=_MARKETING),
+        Field("notes", Category.FREE_TEXT, Kind.TEXT, "Notes", encrypted=True, max_length=5000),
+        Field("lifecycle_stage", Category.CLASSIFICATION, Kind.CHOICE, "Lifecycle stage",
+              encrypted=False, choices=_STAGES, purposes=_MARKETING, filterable=True),
+        Field("source", Category.CLASSIFICATION, Kind.CHOICE, "Source", encrypted=False,
+              choices=_SOURCES, filterable=True),
+        Field("organization_id", Category.REFERENCE, Kind.REFERENCE, "Organization",
+              encrypted=False, filterable=True),
+    ),
+)
+
+ORGANIZATION = RecordType(
+    resource="organization",
+    table="organization",
+    label="Organization",
+    fields=(
+        Field("name", Category.BUSINESS, Kind.TEXT, "Name", encrypted=False, required=True,
+              purposes=_MARKETING),
+        Field("domain", Category.BUSINESS, Kind.TEXT, "Web domain", encrypted=False,
+              max_length=253, filterable=True),
+        Field("industry", Category.BUSINESS, Kind.TEXT, "Industry", encrypted=False,
+              max_length=100, purposes=_MARKETING, filterable=True),
+        Field("employee_count", Category.BUSINESS, Kind.INTEGER, "Employees", encrypted=False),
+        # A sole trader's revenue, phone and address are a person's data: encrypt them.
+        Field("annual_revenue", Category.FINANCIAL, Kind.INTEGER, "Annual revenue",
+              encrypted=True),
+        Field("email", Category.CONTACT, Kind.EMAIL, "E-mail address", encrypted=True,
+              blind_index=True, max_length=254),
+        Field("phone", Category.CONTACT, Kind.PHONE, "Phone number", encrypted=True,
+              blind_index=True, max_length=40),
+        Field("address_line", Category.ADDRESS, Kind.TEXT, "Street address", encrypted=True),
+        Field("city", Category.ADDRESS, Kind.TEXT, "City", encrypted=True, max_length=100),
+        Field("postcode", Category.ADDRESS, Kind.TEXT, "Postal code", encrypted=True,
+              max_length=20),
+        Field("country", Category.ADDRESS, Kind.COUNTRY, "Country", encrypted=True,
+              max_length=2),
+        Field("notes", Category.FREE_TEXT, Kind.TEXT, "Notes", encrypted=True, max_length=5000),
+    ),
+)
+
+RECORD_TYPES: Mapping[str, RecordType] = {rt.resource: rt for rt in (CONTACT, ORGANIZATION)}
+
+
+# --- validation and normalisation -------------------------------------------------------
+
+
+class InvalidValues(ValueError):
+    """Input that does not fit the data map; ``problems`` maps field -> reason (no values)."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{k}: {v}" for k, v in problems.items()))
+
+
+def normalize_email(value: str) -> str:
+    """Canonical form for storage and blind indexes (syntax only, no DNS: no network here)."""
+    result = validate_email(value, check_deliverability=False)
+    return result.normalized.lower()
+
+
+def normalize_phone(value: str, default_region: str) -> str:
+    try:
+        number = phonenumbers.parse(value, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError("not a phone number") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_index_value(spec: Field, value: str, default_region: str) -> str:
+    if spec.kind is Kind.EMAIL:
+        return normalize_email(value)
+    if spec.kind is Kind.PHONE:
+        return normalize_phone(value, default_region)
+    return " ".join(value.split()).casefold()
+
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def _clean(spec: Field, raw: Any, default_region: str) -> Any:
+    """Check one value against its declaration; return the canonical value to store."""
+    if spec.kind is Kind.INTEGER:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ValueError("expected a whole number")
+        if not -(2**53) < raw < 2**53:
+            raise ValueError("number out of range")
+        return raw
+    if spec.kind is Kind.REFERENCE:
+        if not isinstance(raw, str):
+            raise ValueError("expected an id (UUID string)")
+        try:
+            return str(uuid.UUID(raw))
+        except ValueError:
+            raise ValueError("not a valid id") from None
+    if not isinstance(raw, str):
+        raise ValueError("expected a string")
+    value = raw.strip()
+    if len(value) > spec.max_length:
+        raise ValueError(f"longer than {spec.max_length} characters")
+    if spec.required and not value:
+        raise ValueError("must not be empty")
+    if not value:
+        return None
+    if spec.kind is Kind.EMAIL:
+        try:
+            return normalize_email(value)
+        except EmailNotValidError:
+            raise ValueError("not a valid e-mail address") from None
+    if spec.kind is Kind.PHONE:
+        return normalize_phone(value, default_region)
+    if spec.kind is Kind.DATE:
+        try:
+            return dt.date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise ValueError("expected a date as YYYY-MM-DD") from None
+    if spec.kind is Kind.CHOICE and value not in spec.choices:
+        raise ValueError("must be one of: " + ", ".join(spec.choices))
+    if spec.kind is Kind.COUNTRY:
+        value = value.upper()
+        if not _COUNTRY.match(value):
+            raise ValueError("expected a two-letter ISO 3166 country code")
+    return value
+
+
+def clean_values(
+    record_type: RecordType,
+    values: Mapping[str, Any],
+    *,
+    partial: bool,
+    default_region: str,
+) -> dict[str, Any]:
+    """Validate input for a create (``partial=False``) or update; collect every problem.
+
+    Error messages name the field and the rule, never the submitted value: they end up in
+    logs and API responses, and the value may be someone's personal data.
+    """
+    problems: dict[str, str] = {}
+    cleaned: dict[str, Any] = {}
+    for name, raw in values.items():
+        spec = record_type.by_name.get(name)
+        if spec is None:
+            problems[name] = "unknown field"
+            continue
+        if raw is None:
+            if spec.required:
+                problems[name] = "is required"
+            else:
+                cleaned[name] = None
+            continue
+        try:
+            cleaned[name] = _clean(spec, raw, default_region)
+        except ValueError as exc:
+            problems[name] = str(exc)
+    if not partial:
+        for spec in record_type.fields:
+            if spec.required and spec.name not in values:
+                problems[spec.name] = "is required"
+    if problems:
+        raise InvalidValues(problems)
+    return cleaned

@@ -1,0 +1,117 @@
+"""Demo data: a few hundred realistic, entirely fictional customers, written through the
+gateway like any other data (so it is encrypted and audited exactly as real data would be).
+
+Phone numbers come from Ofcom's range reserved for drama (020 7946 0xxx) and e-mail
+addresses from the reserved example domains, so no real person can be contacted by mistake.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from faker import Faker
+
+from server.auth.service import StaffAccounts, StaffIdentity
+from server.gateway import Actor, Gateway
+
+DEMO_ADMIN = "admin@staff.example.com"
+DEMO_STAFF = (
+    ("sales.north@staff.example.com", "sales", "north"),
+    ("sales.south@staff.example.com", "sales", "south"),
+    ("support.north@staff.example.com", "support", "north"),
+    ("marketing@staff.example.com", "marketing", "marketing"),
+    ("compliance@staff.example.com", "compliance", "compliance"),
+)
+INDUSTRIES = ("Retail", "Manufacturing", "Software", "Logistics", "Healthcare", "Hospitality",
+              "Finance", "Education", "Energy", "Media")
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    email: str
+    role: str
+    password: str
+
+
+async def ensure_demo_staff(accounts: StaffAccounts) -> list[DemoLogin]:
+    """Create the demo staff (first run) or give them fresh one-time passwords (later runs)."""
+    logins: list[DemoLogin] = []
+    for email, role, team in ((DEMO_ADMIN, "admin", "hq"), *DEMO_STAFF):
+        identity = await accounts.find_by_email(email)
+        if identity is None:
+            _, password = await accounts.create_user(
+                email, role, team=team, actor_id="system:demo-seed"
+            )
+        else:
+            password = await accounts.reset_password(identity.user_id, actor_id="system:demo-seed")
+        logins.append(DemoLogin(email, role, password))
+    return logins
+
+
+async def seed_demo_data(
+    gateway: Gateway,
+    owners: list[StaffIdentity],
+    *,
+    contacts: int = 300,
+    organizations: int = 40,
+    seed: int = 2026,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Create organizations and contacts owned by the demo sales and support staff."""
+    fake = Faker("en_GB")
+    Faker.seed(seed)
+    rng = random.Random(seed)  # noqa: S311 - fictional demo data, not security
+    system = Actor.system("demo-seed")
+    org_ids: list[tuple[str, StaffIdentity]] = []
+    for _ in range(organizations):
+        owner = rng.choice(owners)
+        company = fake.unique.company()
+        record = await gateway.create(
+            system, "organization",
+            {
+                "name": company,
+                "domain": fake.unique.domain_word() + ".example",
+                "industry": rng.choice(INDUSTRIES),
+                "employee_count": rng.randint(2, 5000),
+                "annual_revenue": rng.randint(50, 50_000) * 1000,
+                "phone": f"+44 20 7946 {rng.randint(0, 999):04d}",
+                "address_line": fake.street_address(),
+                "city": fake.city(),
+                "postcode": fake.postcode(),
+                "country": "GB",
+            },
+            owner_id=owner.user_id, team=owner.team,
+        )
+        org_ids.append((record.id, owner))
+        if progress:
+            progress(1)
+    stages = ("lead", "prospect", "customer", "customer", "former_customer")
+    sources = ("web", "event", "referral", "import", "phone", "partner", "manual")
+    for i in range(contacts):
+        org_id, owner = rng.choice(org_ids)
+        first, last = fake.first_name(), fake.last_name()
+        await gateway.create(
+            system, "contact",
+            {
+                "first_name": first,
+                "last_name": last,
+                "email": f"{first}.{last}.{i}@example.com".lower().replace("'", ""),
+                "phone": f"+44 20 7946 {rng.randint(0, 999):04d}",
+                "job_title": fake.job()[:120],
+                "birth_date": fake.date_of_birth(minimum_age=18, maximum_age=80).isoformat(),
+                "address_line": fake.street_address(),
+                "city": fake.city(),
+                "postcode": fake.postcode(),
+                "country": "GB",
+                "notes": fake.sentence(nb_words=12),
+                "lifecycle_stage": rng.choice(stages),
+                "source": rng.choice(sources),
+                "organization_id": org_id,
+            },
+            owner_id=owner.user_id, team=owner.team,
+        )
+        if progress:
+            progress(1)
+    return organizations + contacts

@@ -1,0 +1,17 @@
+"""The one choke point for customer data: policy -> field crypto -> audit."""
+
+from server.gateway.actor import Actor
+from server.gateway.errors import Conflict, Forbidden, GatewayError, InvalidInput, NotFound
+from server.gateway.gateway import Gateway, Page, Record
+
+__all__ = [
+    "Actor",
+    "Conflict",
+    "Forbidden",
+    "Gateway",
+    "GatewayError",
+    "InvalidInput",
+    "NotFound",
+    "Page",
+    "Record",
+]

@@ -1,0 +1,643 @@
+"""The gateway: the only path by which customer personal data is read or written.
+
+Every operation runs the same steps, in this order:
+
+1. look up the record type in the data map and check the purpose is registered;
+2. ask the policy engine (role x resource x action x purpose -> fields and record scope);
+3. run the query with the scope compiled into its WHERE clause (so counts and pages are
+   right and an out-of-scope record is indistinguishable from a missing one);
+4. encrypt on the way in, decrypt only the permitted fields on the way out;
+5. append the audit event - in the write's own transaction, or before a read returns. If
+   the append fails the operation fails: there is no unaudited access.
+
+Denials are audited too, each in its own small transaction, before the error is raised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from piccolo.table import Table
+
+from audit.events import Action, AuditEvent, Outcome
+from audit.log import AuditLog
+from policy.enforcer import AccessDecision, PolicyEngine
+from policy.scope import scope_condition
+from server import db
+from server.datamap import (
+    DEFAULT_PURPOSE,
+    PURPOSES,
+    RECORD_TYPES,
+    Field,
+    InvalidValues,
+    RecordType,
+    clean_values,
+)
+from server.gateway.actor import Actor
+from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.gateway.tables import TABLES, Contact
+from server.vault import DataKey, Vault
+from server.vault.envelope import CiphertextError
+
+MAX_PAGE_SIZE = 100
+READ_ACTIONS = {"read", "list", "search", "export"}
+
+
+@dataclass(frozen=True)
+class Record:
+    resource: str
+    id: str
+    subject_id: str
+    owner_id: int
+    team: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    values: dict[str, Any]  # only the fields this actor may read
+    restricted: tuple[str, ...]  # fields that exist but are hidden from this actor
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Record]
+    total: int
+    page: int
+    page_size: int
+
+
+class Gateway:
+    def __init__(
+        self, vault: Vault, policy: PolicyEngine, audit: AuditLog, *, default_region: str = "GB"
+    ) -> None:
+        self.vault = vault
+        self.policy = policy
+        self.audit = audit
+        self.default_region = default_region  # for phone numbers written without +country
+
+    # --- decisions and audit ----------------------------------------------------------------
+
+    def default_purpose(self, role: str) -> str:
+        """The first registered purpose this role may act under."""
+        for name in PURPOSES:
+            if self.policy.allows(role, f"purpose:{name}", "use"):
+                return name
+        return DEFAULT_PURPOSE
+
+    def _record_type(self, resource: str) -> tuple[RecordType, type[Table]]:
+        try:
+            return RECORD_TYPES[resource], TABLES[resource]
+        except KeyError:
+            raise NotFound(f"unknown record type {resource!r}") from None
+
+    def _decide(self, actor: Actor, rt: RecordType, action: str, purpose: str) -> AccessDecision:
+        if purpose not in PURPOSES:
+            raise InvalidInput(
+                f"unknown purpose {purpose!r}; registered purposes: " + ", ".join(PURPOSES)
+            )
+        return self.policy.decide(
+            actor.role,
+            rt.resource,
+            action,
+            purpose,
+            tuple(f.name for f in rt.fields),
+            frozenset(f.name for f in rt.fields if purpose in f.purposes),
+        )
+
+    async def _audit(
+        self,
+        actor: Actor,
+        rt: RecordType,
+        action: str,
+        outcome: Outcome,
+        purpose: str,
+        *,
+        record_id: str | None = None,
+        subject_ids: tuple[str, ...] = (),
+        fields: tuple[str, ...] | frozenset[str] = (),
+        reason: str = "allowed",
+        detail: dict[str, int | str] | None = None,
+    ) -> None:
+        event = AuditEvent(
+            actor_id=actor.id,
+            actor_role=actor.role,
+            action=action,
+            resource_type=rt.resource,
+            outcome=outcome,
+            purpose=purpose,
+            resource_id=record_id,
+            subject_ids=subject_ids,
+            fields=tuple(sorted(fields)),
+            reason=reason,
+            request_id=actor.request_id,
+            detail=detail or {},
+        )
+        async with db.write_transaction():
+            await self.audit.append(event)
+
+    async def _deny(
+        self,
+        actor: Actor,
+        rt: RecordType,
+        action: str,
+        purpose: str,
+        reason: str,
+        error: Exception,
+        *,
+        record_id: str | None = None,
+        subject_ids: tuple[str, ...] = (),
+        fields: tuple[str, ...] | frozenset[str] = (),
+    ) -> Exception:
+        await self._audit(
+            actor, rt, action, Outcome.DENIED, purpose,
+            record_id=record_id, subject_ids=subject_ids, fields=fields, reason=reason,
+        )
+        return error
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def _scoped(self, query: Any, table: type[Table], decision: AccessDecision, actor: Actor) -> Any:
+        condition = scope_condition(
+            decision, getattr(table, "owner_id"), getattr(table, "team"), actor.user_id, actor.team
+        )
+        return query if condition is None else query.where(condition)
+
+    async def _find(
+        self, table: type[Table], decision: AccessDecision, actor: Actor, record_id: str
+    ) -> dict[str, Any] | None:
+        try:
+            rid = uuid.UUID(str(record_id))
+        except ValueError:
+            return None
+        query = table.select().where(table._meta.primary_key == rid)
+        row: dict[str, Any] | None = await self._scoped(query, table, decision, actor).first()
+        return row
+
+    async def _subject_of(self, table: type[Table], record_id: str) -> tuple[str, ...]:
+        """Unscoped subject lookup, for the audit trail of a denial only (never returned)."""
+        try:
+            rid = uuid.UUID(str(record_id))
+        except ValueError:
+            return ()
+        row = (
+            await table.select(getattr(table, "subject_id"))
+            .where(table._meta.primary_key == rid)
+            .first()
+        )
+        return (str(row["subject_id"]),) if row else ()
+
+    def _materialize(
+        self,
+        rt: RecordType,
+        row: Mapping[str, Any],
+        key: DataKey | None,
+        readable: frozenset[str],
+    ) -> Record:
+        values: dict[str, Any] = {}
+        row_id = str(row["id"])
+        for spec in rt.fields:
+            if spec.name not in readable:
+                continue
+            raw = row.get(spec.name)
+            if raw is None:
+                values[spec.name] = None
+            elif spec.encrypted:
+                values[spec.name] = self._decrypt(rt, spec, row_id, key, raw)
+            else:
+                values[spec.name] = str(raw) if isinstance(raw, uuid.UUID) else raw
+        restricted = tuple(f.name for f in rt.fields if f.name not in readable)
+        return Record(
+            resource=rt.resource,
+            id=row_id,
+            subject_id=str(row["subject_id"]),
+            owner_id=int(row["owner_id"]),
+            team=str(row["team"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            values=values,
+            restricted=restricted,
+        )
+
+    def _decrypt(
+        self, rt: RecordType, spec: Field, row_id: str, key: DataKey | None, token: str
+    ) -> Any:
+        if key is None:  # the subject's key was shredded: the value is gone for good
+            return None
+        try:
+            return self.vault.decrypt_value(rt, spec, row_id, key, token)
+        except CiphertextError:
+            return None
+
+    async def _read_decision(self, actor: Actor, rt: RecordType, purpose: str) -> AccessDecision:
+        return self._decide(actor, rt, "read", purpose)
+
+    # --- operations -------------------------------------------------------------------------
+
+    async def read(
+        self,
+        actor: Actor,
+        resource: str,
+        record_id: str,
+        *,
+        purpose: str | None = None,
+        fields: tuple[str, ...] | None = None,
+    ) -> Record:
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        decision = self._decide(actor, rt, "read", purpose)
+        if not decision.allowed:
+            raise await self._deny(
+                actor, rt, Action.READ, purpose, decision.reason,
+                NotFound(f"{rt.resource} not found"),
+                record_id=str(record_id), subject_ids=await self._subject_of(table, record_id),
+            )
+        if fields is not None:
+            unknown = [f for f in fields if f not in rt.by_name]
+            if unknown:
+                raise InvalidInput(
+                    "unknown field(s): " + ", ".join(unknown),
+                    problems=dict.fromkeys(unknown, "unknown field"),
+                )
+        row = await self._find(table, decision, actor, record_id)
+        if row is None:
+            raise await self._deny(
+                actor, rt, Action.READ, purpose, "not_found_or_out_of_scope",
+                NotFound(f"{rt.resource} not found"),
+                record_id=str(record_id), subject_ids=await self._subject_of(table, record_id),
+            )
+        subject = (str(row["subject_id"]),)
+        if fields is not None:
+            hidden = sorted(set(fields) - decision.fields)
+            if hidden:
+                raise await self._deny(
+                    actor, rt, Action.READ, purpose, "field_not_readable",
+                    Forbidden(
+                        f"your role may not read {rt.resource} field(s): " + ", ".join(hidden)
+                    ),
+                    record_id=str(row["id"]), subject_ids=subject, fields=tuple(hidden),
+                )
+        readable = decision.fields if fields is None else frozenset(fields)
+        keys = await self.vault.keys_for(subject)
+        record = self._materialize(rt, row, keys.get(subject[0]), readable)
+        await self._audit(
+            actor, rt, Action.READ, Outcome.ALLOWED, purpose,
+            record_id=record.id, subject_ids=subject, fields=readable,
+        )
+        return record
+
+    async def list(
+        self,
+        actor: Actor,
+        resource: str,
+        *,
+        purpose: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        page: int = 1,
+        page_size: int = 25,
+    ) -> Page:
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidInput(f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}")
+        decision = self._decide(actor, rt, "list", purpose)
+        if not decision.allowed:
+            raise await self._deny(
+                actor, rt, Action.LIST, purpose, decision.reason,
+                Forbidden(f"your role may not list {rt.resource} records"),
+            )
+        conditions = self._filter_conditions(rt, table, decision, filters or {})
+        select = self._scoped(table.select(), table, decision, actor)
+        count = self._scoped(table.count(), table, decision, actor)
+        for condition in conditions:
+            select = select.where(condition)
+            count = count.where(condition)
+        total = int(await count)
+        rows = await (
+            select.order_by(getattr(table, "created_at"), ascending=False)
+            .order_by(table._meta.primary_key)
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        )
+        keys = await self.vault.keys_for(str(r["subject_id"]) for r in rows)
+        items = [
+            self._materialize(rt, r, keys.get(str(r["subject_id"])), decision.fields)
+            for r in rows
+        ]
+        await self._audit(
+            actor, rt, Action.LIST, Outcome.ALLOWED, purpose,
+            subject_ids=tuple(i.subject_id for i in items), fields=decision.fields,
+            detail={"page": page, "page_size": page_size, "returned": len(items),
+                    "total": total, "filters": ",".join(sorted(filters or {}))},
+        )
+        return Page(items=items, total=total, page=page, page_size=page_size)
+
+    def _filter_conditions(
+        self, rt: RecordType, table: type[Table], decision: AccessDecision, filters: Mapping[str, Any]
+    ) -> list[Any]:
+        conditions: list[Any] = []
+        problems: dict[str, str] = {}
+        for name, value in filters.items():
+            if value is None or value == "":
+                continue
+            if name in {"owner_id", "team"}:
+                column = getattr(table, name)
+                conditions.append(column == value)
+                continue
+            spec = rt.by_name.get(name)
+            if spec is None or not spec.filterable:
+                problems[name] = "not a filterable field"
+            elif name not in decision.fields:
+                problems[name] = "your role may not read this field"
+            else:
+                try:
+                    cleaned = clean_values(
+                        rt, {name: value}, partial=True, default_region=self.default_region
+                    )
+                except InvalidValues as exc:
+                    problems.update(exc.problems)
+                    continue
+                cond_value = cleaned[name]
+                if spec.kind == "reference":
+                    cond_value = uuid.UUID(cond_value)
+                conditions.append(getattr(table, name) == cond_value)
+        if problems:
+            raise InvalidInput("invalid filter: " + "; ".join(
+                f"{k}: {v}" for k, v in problems.items()), problems=problems)
+        return conditions
+
+    async def search(
+        self,
+        actor: Actor,
+        resource: str,
+        field_name: str,
+        value: str,
+        *,
+        purpose: str | None = None,
+        limit: int = 20,
+    ) -> list[Record]:
+        """Exact lookup on a blind-indexed field; candidates are decrypted and re-checked."""
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        spec = rt.by_name.get(field_name)
+        if spec is None or not spec.blind_index:
+            searchable = [f.name for f in rt.fields if f.blind_index]
+            raise InvalidInput(
+                f"{rt.resource} can be searched by: " + ", ".join(searchable),
+                problems={field_name: "not searchable"},
+            )
+        decision = self._decide(actor, rt, "search", purpose)
+        if not decision.allowed or field_name not in decision.fields:
+            # Searching by a field you may not read would turn the index into an oracle.
+            reason = decision.reason if not decision.allowed else "field_not_readable"
+            raise await self._deny(
+                actor, rt, Action.SEARCH, purpose, reason,
+                Forbidden(f"your role may not search {rt.resource} records by {field_name}"),
+                fields=(field_name,),
+            )
+        try:
+            wanted = self.vault.normalize(spec, value)
+        except (ValueError, InvalidValues):
+            raise InvalidInput(
+                f"{field_name}: not a valid {spec.label.lower()}",
+                problems={field_name: "invalid value"},
+            ) from None
+        token = self.vault.index_token(rt, spec, value)
+        query = table.select().where(getattr(table, spec.index_column) == token)
+        rows = await self._scoped(query, table, decision, actor).limit(1000)
+        keys = await self.vault.keys_for(str(r["subject_id"]) for r in rows)
+        matches: list[Record] = []
+        for row in rows:
+            key = keys.get(str(row["subject_id"]))
+            plain = row[spec.name] and self._decrypt(rt, spec, str(row["id"]), key, row[spec.name])
+            if plain and self.vault.normalize(spec, plain) == wanted:  # drop false positives
+                matches.append(self._materialize(rt, row, key, decision.fields))
+                if len(matches) >= limit:
+                    break
+        await self._audit(
+            actor, rt, Action.SEARCH, Outcome.ALLOWED, purpose,
+            subject_ids=tuple(m.subject_id for m in matches), fields=decision.fields,
+            detail={"by": field_name, "candidates": len(rows), "returned": len(matches)},
+        )
+        return matches
+
+    async def create(
+        self,
+        actor: Actor,
+        resource: str,
+        values: Mapping[str, Any],
+        *,
+        purpose: str | None = None,
+        owner_id: int | None = None,
+        team: str | None = None,
+    ) -> Record:
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        decision = self._decide(actor, rt, "create", purpose)
+        if not decision.allowed:
+            raise await self._deny(
+                actor, rt, Action.CREATE, purpose, decision.reason,
+                Forbidden(f"your role may not create {rt.resource} records"),
+            )
+        cleaned = await self._clean(actor, rt, Action.CREATE, purpose, values, partial=False)
+        await self._check_writable(actor, rt, Action.CREATE, purpose, decision, cleaned)
+        await self._check_references(actor, rt, cleaned, purpose)
+        owner = owner_id if owner_id is not None else (actor.user_id or 0)
+        record_team = team if team is not None else actor.team
+        now = dt.datetime.now(dt.UTC)
+        row_id = str(uuid.uuid4())
+        async with db.write_transaction():
+            key = await self.vault.new_subject(rt.resource)
+            columns = self.vault.encrypt_values(rt, row_id, key, cleaned)
+            await table.insert(
+                table(
+                    id=uuid.UUID(row_id), subject_id=uuid.UUID(key.subject_id), owner_id=owner,
+                    team=record_team, created_at=now, updated_at=now,
+                    **self._to_db(rt, columns),
+                )
+            ).run()
+            await self._recheck(actor, rt, table, row_id, purpose)
+            await self.audit.append(self._event(
+                actor, rt, Action.CREATE, purpose, row_id, (key.subject_id,), tuple(cleaned)))
+        row = {"id": row_id, "subject_id": key.subject_id, "owner_id": owner,
+               "team": record_team, "created_at": now, "updated_at": now, **cleaned}
+        readable = (await self._read_decision(actor, rt, purpose)).fields
+        return self._materialize_plain(rt, row, readable)
+
+    async def update(
+        self,
+        actor: Actor,
+        resource: str,
+        record_id: str,
+        values: Mapping[str, Any],
+        *,
+        purpose: str | None = None,
+        owner_id: int | None = None,
+        team: str | None = None,
+    ) -> Record:
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        decision = self._decide(actor, rt, "update", purpose)
+        if not decision.allowed:
+            raise await self._deny(
+                actor, rt, Action.UPDATE, purpose, decision.reason,
+                NotFound(f"{rt.resource} not found"), record_id=str(record_id),
+                subject_ids=await self._subject_of(table, record_id),
+            )
+        row = await self._find(table, decision, actor, record_id)
+        if row is None:
+            raise await self._deny(
+                actor, rt, Action.UPDATE, purpose, "not_found_or_out_of_scope",
+                NotFound(f"{rt.resource} not found"), record_id=str(record_id),
+                subject_ids=await self._subject_of(table, record_id),
+            )
+        subject = (str(row["subject_id"]),)
+        cleaned = await self._clean(actor, rt, Action.UPDATE, purpose, values, partial=True, record_id=str(row["id"]), subject_ids=subject)
+        await self._check_writable(actor, rt, Action.UPDATE, purpose, decision, cleaned,
+                                   record_id=str(row["id"]), subject_ids=subject)
+        await self._check_references(actor, rt, cleaned, purpose)
+        row_id = str(row["id"])
+        async with db.write_transaction():
+            keys = await self.vault.keys_for(subject)
+            if subject[0] not in keys:
+                raise Conflict(f"this {rt.resource} has been erased and cannot be changed")
+            columns = self.vault.encrypt_values(rt, row_id, keys[subject[0]], cleaned)
+            changes: dict[Any, Any] = {getattr(table, k): v for k, v in
+                                       self._to_db(rt, columns).items()}
+            changes[getattr(table, "updated_at")] = dt.datetime.now(dt.UTC)
+            if owner_id is not None:
+                changes[getattr(table, "owner_id")] = owner_id
+            if team is not None:
+                changes[getattr(table, "team")] = team
+            await table.update(changes).where(table._meta.primary_key == uuid.UUID(row_id))
+            await self._recheck(actor, rt, table, row_id, purpose)
+            await self.audit.append(self._event(
+                actor, rt, Action.UPDATE, purpose, row_id, subject, tuple(cleaned)))
+        return await self._reload(actor, rt, table, row_id, purpose)
+
+    async def delete(
+        self, actor: Actor, resource: str, record_id: str, *, purpose: str | None = None
+    ) -> None:
+        """Delete a record and shred its subject's data key (no copy stays readable)."""
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        decision = self._decide(actor, rt, "delete", purpose)
+        found = await self._find(table, decision, actor, record_id) if decision.allowed else None
+        if found is None:
+            raise await self._deny(
+                actor, rt, Action.DELETE, purpose,
+                decision.reason if not decision.allowed else "not_found_or_out_of_scope",
+                NotFound(f"{rt.resource} not found"), record_id=str(record_id),
+                subject_ids=await self._subject_of(table, record_id),
+            )
+        row_id = str(found["id"])
+        subject = (str(found["subject_id"]),)
+        if rt.resource == "organization":
+            members = await Contact.count().where(Contact.organization_id == uuid.UUID(row_id))
+            if members:
+                raise Conflict(
+                    f"this organization still has {members} contact(s); "
+                    "move or delete them first"
+                )
+        async with db.write_transaction():
+            await table.delete().where(table._meta.primary_key == uuid.UUID(row_id))
+            await self.vault.shred_subject(subject[0])
+            await self.audit.append(self._event(
+                actor, rt, Action.DELETE, purpose, row_id, subject, ()))
+
+    # --- write helpers ------------------------------------------------------------------------
+
+    def _event(
+        self, actor: Actor, rt: RecordType, action: str, purpose: str, record_id: str,
+        subject_ids: tuple[str, ...], fields: tuple[str, ...],
+    ) -> AuditEvent:
+        return AuditEvent(
+            actor_id=actor.id, actor_role=actor.role, action=action, resource_type=rt.resource,
+            outcome=Outcome.ALLOWED, purpose=purpose, resource_id=record_id,
+            subject_ids=subject_ids, fields=tuple(sorted(fields)), reason="allowed",
+            request_id=actor.request_id,
+        )
+
+    async def _clean(
+        self, actor: Actor, rt: RecordType, action: str, purpose: str,
+        values: Mapping[str, Any], *, partial: bool,
+        record_id: str | None = None, subject_ids: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        try:
+            return clean_values(rt, values, partial=partial, default_region=self.default_region)
+        except InvalidValues as exc:
+            await self._audit(
+                actor, rt, action, Outcome.ERROR, purpose, record_id=record_id,
+                subject_ids=subject_ids, fields=tuple(k for k in exc.problems if k in rt.by_name),
+                reason="invalid_input",
+            )
+            raise InvalidInput(
+                "invalid input: " + "; ".join(f"{k}: {v}" for k, v in exc.problems.items()),
+                problems=exc.problems,
+            ) from None
+
+    async def _check_writable(
+        self, actor: Actor, rt: RecordType, action: str, purpose: str,
+        decision: AccessDecision, cleaned: Mapping[str, Any], *,
+        record_id: str | None = None, subject_ids: tuple[str, ...] = (),
+    ) -> None:
+        forbidden = sorted(set(cleaned) - decision.fields)
+        if forbidden:
+            raise await self._deny(
+                actor, rt, action, purpose, "field_not_writable",
+                Forbidden(f"your role may not set {rt.resource} field(s): " + ", ".join(forbidden)),
+                record_id=record_id, subject_ids=subject_ids, fields=tuple(forbidden),
+            )
+
+    async def _check_references(
+        self, actor: Actor, rt: RecordType, cleaned: Mapping[str, Any], purpose: str
+    ) -> None:
+        org_id = cleaned.get("organization_id")
+        if rt.resource != "contact" or not org_id:
+            return
+        org_rt, org_table = self._record_type("organization")
+        decision = self._decide(actor, org_rt, "read", purpose)
+        if not decision.allowed or await self._find(org_table, decision, actor, org_id) is None:
+            raise InvalidInput(
+                "organization_id: no such organization",
+                problems={"organization_id": "no such organization"},
+            )
+
+    async def _recheck(
+        self, actor: Actor, rt: RecordType, table: type[Table], row_id: str, purpose: str
+    ) -> None:
+        """After a write, the actor must still be able to see the record; else roll back."""
+        decision = self._decide(actor, rt, "read", purpose)
+        if not decision.allowed or await self._find(table, decision, actor, row_id) is None:
+            raise Forbidden(
+                f"this change would move the {rt.resource} outside the records you can see"
+            )
+
+    async def _reload(
+        self, actor: Actor, rt: RecordType, table: type[Table], row_id: str, purpose: str
+    ) -> Record:
+        decision = await self._read_decision(actor, rt, purpose)
+        row = await table.select().where(table._meta.primary_key == uuid.UUID(row_id)).first()
+        if row is None:
+            raise NotFound(f"{rt.resource} not found")
+        keys = await self.vault.keys_for([str(row["subject_id"])])
+        return self._materialize(rt, row, keys.get(str(row["subject_id"])), decision.fields)
+
+    def _to_db(self, rt: RecordType, columns: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(columns)
+        for spec in rt.fields:
+            if spec.kind == "reference" and out.get(spec.name):
+                out[spec.name] = uuid.UUID(out[spec.name])
+        return out
+
+    def _materialize_plain(
+        self, rt: RecordType, row: Mapping[str, Any], readable: frozenset[str]
+    ) -> Record:
+        values = {f.name: row.get(f.name) for f in rt.fields if f.name in readable}
+        return Record(
+            resource=rt.resource, id=str(row["id"]), subject_id=str(row["subject_id"]),
+            owner_id=int(row["owner_id"]), team=str(row["team"]),
+            created_at=row["created_at"], updated_at=row["updated_at"], values=values,
+            restricted=tuple(f.name for f in rt.fields if f.name not in readable),
+        )

@@ -1,0 +1,77 @@
+"""Structured JSON logs with request ids - and a PII surface kept as small as possible.
+
+Logs are a place personal data leaks to. So: no request/response bodies, headers, cookies
+or query strings are ever logged (Litestar's request-logging middleware is not used and
+uvicorn's access log is off; :mod:`server.requests` writes a one-line access log with the
+path only), and a structlog processor blanks any key that names personal data.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from server.datamap import RECORD_TYPES
+
+REDACTED = "[redacted]"
+_SENSITIVE = {
+    "password", "new_password", "token", "cookie", "cookies", "authorization", "set-cookie",
+    "secret", "session", "body", "headers", "query", "query_string", "values", "data",
+}
+SENSITIVE_KEYS = frozenset(
+    _SENSITIVE | {f.name for rt in RECORD_TYPES.values() for f in rt.fields if f.encrypted}
+)
+
+
+def redact_personal_data(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if key.lower() in SENSITIVE_KEYS:
+            event_dict[key] = REDACTED
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_personal_data,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("uvicorn.access").disabled = True  # logs query strings; ours does not
+    logging.getLogger("casbin").setLevel(logging.WARNING)  # dumps the whole policy at INFO
+    for name in ("uvicorn", "uvicorn.error", "litestar"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,1 @@
+"""Organizations: the companies contacts belong to."""

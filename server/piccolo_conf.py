@@ -1,0 +1,27 @@
+"""Piccolo's configuration module (``PICCOLO_CONF=server.piccolo_conf``).
+
+``DB`` is resolved lazily from the settings so that the CLI, the server and the tests all
+migrate the database they were configured for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from piccolo.conf.apps import AppRegistry
+
+APP_REGISTRY = AppRegistry(
+    apps=[
+        "migrations.staff.piccolo_app",
+        "migrations.crm.piccolo_app",
+        "migrations.audit.piccolo_app",
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DB":
+        from server.db import get_engine
+
+        return get_engine()
+    raise AttributeError(name)

@@ -1,0 +1,83 @@
+"""Everything a request needs, built once per process from the settings."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from audit.log import AuditLog
+from policy.enforcer import PolicyEngine
+from server.auth.service import StaffAccounts
+from server.gateway import Gateway
+from server.settings import ConfigurationError, Settings
+from server.vault import (
+    EnvKeyProvider,
+    FileKeyProvider,
+    KeyProvider,
+    MasterKeyMissing,
+    Vault,
+    write_key_file,
+)
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    gateway: Gateway
+    accounts: StaffAccounts
+    audit: AuditLog
+    policy: PolicyEngine
+
+
+def load_key_provider(settings: Settings) -> KeyProvider:
+    """The master key source. In demo mode a missing key file is created on the spot."""
+    if settings.master_key_env:
+        return EnvKeyProvider(settings.master_key_env)
+    path = settings.resolved_master_key_file
+    if settings.demo and not path.exists():
+        write_key_file(path)
+    try:
+        return FileKeyProvider(path)
+    except MasterKeyMissing as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def ensure_session_secret(path: Path) -> None:
+    """Create the session secret file (mode 0600) if it does not exist yet."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48) + "\n")
+
+
+def load_session_secret(settings: Settings) -> bytes:
+    if settings.session_secret:
+        return settings.session_secret.encode()
+    path = settings.session_secret_file
+    if settings.demo:
+        ensure_session_secret(path)
+    if not path.exists():
+        raise ConfigurationError(
+            f"no session secret: set CONSENTRY_SESSION_SECRET or create {path} "
+            "with `consentry keys init`"
+        )
+    return path.read_text().strip().encode()
+
+
+def build_services(settings: Settings) -> Services:
+    keys = load_key_provider(settings)
+    audit = AuditLog()
+    policy = PolicyEngine()
+    vault = Vault(keys, default_phone_region=settings.default_phone_region)
+    gateway = Gateway(vault, policy, audit, default_region=settings.default_phone_region)
+    accounts = StaffAccounts(
+        audit,
+        load_session_secret(settings),
+        idle_minutes=settings.session_idle_minutes,
+        absolute_hours=settings.session_absolute_hours,
+    )
+    return Services(settings, gateway, accounts, audit, policy)

@@ -1,0 +1,113 @@
+"""One typed settings object, read once from ``CONSENTRY_*`` environment variables.
+
+Everything configurable lives here so that a reviewer can see the whole surface in one
+screen, and so that tests can build a ``Settings`` explicitly instead of patching globals.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PREFIX = "CONSENTRY_"
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or malformed; the message says how to fix it."""
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"expected a boolean (true/false), got {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path("consentry-data")
+    database_url: str = ""
+    master_key_file: Path | None = None
+    master_key_env: str | None = field(default=None, repr=False)
+    session_secret: str | None = field(default=None, repr=False)
+    demo: bool = False
+    cookie_secure: bool = True
+    session_idle_minutes: int = 60
+    session_absolute_hours: int = 12
+    default_phone_region: str = "GB"
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(PREFIX + name)
+            return value if value not in (None, "") else None
+
+        home = Path(get("HOME") or "consentry-data")
+        key_file = get("MASTER_KEY_FILE")
+        try:
+            idle = int(get("SESSION_IDLE_MINUTES") or 60)
+            absolute = int(get("SESSION_ABSOLUTE_HOURS") or 12)
+        except ValueError as exc:
+            raise ConfigurationError(f"session timeouts must be whole numbers: {exc}") from exc
+        return cls(
+            home=home,
+            database_url=get("DATABASE_URL") or "",
+            master_key_file=Path(key_file) if key_file else None,
+            master_key_env=get("MASTER_KEY"),
+            session_secret=get("SESSION_SECRET"),
+            demo=_flag(get("DEMO"), False),
+            cookie_secure=_flag(get("COOKIE_SECURE"), True),
+            session_idle_minutes=idle,
+            session_absolute_hours=absolute,
+            default_phone_region=(get("PHONE_REGION") or "GB").upper(),
+            log_level=(get("LOG_LEVEL") or "INFO").upper(),
+            log_json=_flag(get("LOG_JSON"), True),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]  # dataclasses.replace is untyped in kwargs
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL; by default a SQLite file inside the data directory."""
+        return self.database_url or f"sqlite:///{self.home / 'consentry.sqlite3'}"
+
+    @property
+    def resolved_master_key_file(self) -> Path:
+        return self.master_key_file or self.home / "master.key"
+
+    @property
+    def session_secret_file(self) -> Path:
+        return self.home / "session.secret"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.resolved_database_url.startswith(("postgresql://", "postgres://"))
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+def set_settings(settings: Settings) -> Settings:
+    """Install explicit settings (the CLI after parsing flags, tests)."""
+    global _current
+    _current = settings
+    return settings

@@ -1,0 +1,25 @@
+"""Vault tables. Only ``server.vault`` may import this module (import-linter contract)."""
+
+from __future__ import annotations
+
+from piccolo.columns import UUID, Integer, Text, Timestamptz, Varchar
+from piccolo.table import Table
+
+
+class DataSubject(Table, tablename="data_subject"):
+    """A person (or sole trader) whose data we hold; ``id`` is the pseudonym used in audit."""
+
+    id = UUID(primary_key=True)
+    kind = Varchar(length=32)
+    created_at = Timestamptz()
+    erased_at = Timestamptz(null=True, default=None)
+
+
+class SubjectKey(Table, tablename="subject_key"):
+    """A subject's data key, wrapped under a KEK. Deleting the row crypto-shreds the subject."""
+
+    subject_id = UUID(index=True)
+    version = Integer()
+    kek_id = Varchar(length=64)
+    wrapped_key = Text()
+    created_at = Timestamptz()

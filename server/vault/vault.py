@@ -1,0 +1,127 @@
+"""The vault: per-subject data keys and field encryption, driven by the data map."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.datamap import Field, Kind, RecordType, normalize_index_value
+from server.vault.blind_index import blind_index, index_width
+from server.vault.envelope import (
+    field_ad,
+    open_field,
+    parse_field,
+    seal_field,
+    unwrap_key,
+    wrap_ad,
+    wrap_key,
+)
+from server.vault.keys import KeyProvider
+from server.vault.tables import DataSubject, SubjectKey
+
+
+@dataclass(frozen=True)
+class DataKey:
+    subject_id: str
+    version: int
+    key: bytes = field(repr=False)
+
+
+class Vault:
+    def __init__(self, keys: KeyProvider, *, default_phone_region: str = "GB") -> None:
+        self._keys = keys
+        self._region = default_phone_region
+
+    # --- subjects and keys -------------------------------------------------------------
+
+    async def new_subject(self, kind: str) -> DataKey:
+        """Create a data subject and its first data key (call inside the write transaction)."""
+        subject_id = str(uuid.uuid4())
+        now = dt.datetime.now(dt.UTC)
+        await DataSubject.insert(
+            DataSubject(id=uuid.UUID(subject_id), kind=kind, created_at=now)
+        ).run()
+        data_key = DataKey(subject_id, 1, os.urandom(32))
+        kek_id, kek = self._keys.active_kek()
+        wrapped = wrap_key(kek, data_key.key, wrap_ad(subject_id, 1, kek_id))
+        await SubjectKey.insert(
+            SubjectKey(
+                subject_id=uuid.UUID(subject_id),
+                version=1,
+                kek_id=kek_id,
+                wrapped_key=wrapped,
+                created_at=now,
+            )
+        ).run()
+        return data_key
+
+    async def keys_for(self, subject_ids: Iterable[str]) -> dict[str, DataKey]:
+        """Current data keys for these subjects; a shredded subject is simply absent."""
+        wanted = list({uuid.UUID(str(s)) for s in subject_ids})
+        if not wanted:
+            return {}
+        rows = await SubjectKey.select(
+            SubjectKey.subject_id, SubjectKey.version, SubjectKey.kek_id, SubjectKey.wrapped_key
+        ).where(SubjectKey.subject_id.is_in(wanted))
+        found: dict[str, DataKey] = {}
+        for row in rows:
+            sid = str(row["subject_id"])
+            if sid in found and found[sid].version > row["version"]:
+                continue
+            ad = wrap_ad(sid, row["version"], row["kek_id"])
+            key = unwrap_key(self._keys.kek(row["kek_id"]), row["wrapped_key"], ad)
+            found[sid] = DataKey(sid, row["version"], key)
+        return found
+
+    # --- fields ---------------------------------------------------------------------------
+
+    def encrypt_values(
+        self, record_type: RecordType, row_id: str, key: DataKey, values: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Turn cleaned field values into column values (ciphertext + blind indexes)."""
+        columns: dict[str, Any] = {}
+        for name, value in values.items():
+            spec = record_type.field(name)
+            if not spec.encrypted:
+                columns[name] = value
+                continue
+            if value is None:
+                columns[name] = None
+            else:
+                ad = field_ad(record_type.table, name, row_id, key.subject_id, key.version)
+                columns[name] = seal_field(key.key, key.version, str(value), ad)
+            if spec.blind_index:
+                columns[spec.index_column] = (
+                    None if value is None else self.index_token(record_type, spec, str(value))
+                )
+        return columns
+
+    def decrypt_value(
+        self, record_type: RecordType, spec: Field, row_id: str, key: DataKey, token: str
+    ) -> Any:
+        version, raw = parse_field(token)
+        ad = field_ad(record_type.table, spec.name, row_id, key.subject_id, version)
+        text = open_field(key.key, raw, ad)
+        return int(text) if spec.kind is Kind.INTEGER else text
+
+    def index_token(self, record_type: RecordType, spec: Field, value: str) -> int:
+        normalized = normalize_index_value(spec, value, self._region)
+        width = index_width(record_type.expected_rows)
+        return blind_index(
+            self._keys.index_root_key(), record_type.table, spec.name, normalized, width
+        )
+
+    def normalize(self, spec: Field, value: str) -> str:
+        return normalize_index_value(spec, value, self._region)
+
+    async def shred_subject(self, subject_id: str) -> None:
+        """Destroy every data key of a subject: all their ciphertext becomes unreadable."""
+        sid = uuid.UUID(subject_id)
+        await SubjectKey.delete().where(SubjectKey.subject_id == sid)
+        await DataSubject.update({DataSubject.erased_at: dt.datetime.now(dt.UTC)}).where(
+            DataSubject.id == sid
+        )
