@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
 
 from server.auth.service import StaffIdentity
@@ -34,7 +35,9 @@ async def provide_identity(request: Request[Any, Any, Any]) -> StaffIdentity:
     return identity
 
 
-async def provide_actor(request: Request[Any, Any, Any], identity: StaffIdentity) -> Actor:
+async def provide_actor(
+    request: Request[Any, Any, Any], identity: NamedDependency[StaffIdentity]
+) -> Actor:
     return Actor.staff(identity.user_id, identity.role, identity.team, request_id_of(request))
 
 

@@ -7,8 +7,9 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from server.auth.service import StaffIdentity
@@ -28,7 +29,7 @@ class StaffUserOut(msgspec.Struct):
     team: str
 
 
-def _out(identity: StaffIdentity) -> StaffUserOut:
+def _out(identity: NamedDependency[StaffIdentity]) -> StaffUserOut:
     return StaffUserOut(
         identity.user_id, identity.email, identity.display_name, identity.role, identity.team
     )
@@ -39,7 +40,9 @@ class AuthRoutes(Controller):
     tags = ["auth"]
 
     @post("/login", status_code=HTTP_200_OK)
-    async def login(self, request: Request[Any, Any, Any], data: LoginRequest) -> Response[Any]:
+    async def login(
+        self, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
+    ) -> Response[Any]:
         """Exchange e-mail and password for a session cookie (HttpOnly, SameSite=Lax)."""
         services = services_of(request)
         if len(data.password) > 1024 or len(data.email) > 254:
@@ -63,7 +66,7 @@ class AuthRoutes(Controller):
         status_code=HTTP_204_NO_CONTENT,
         dependencies={"identity": Provide(provide_identity)},
     )
-    async def logout(self, request: Request[Any, Any, Any], identity: StaffIdentity) -> Response[None]:
+    async def logout(self, request: Request[Any, Any, Any], identity: NamedDependency[StaffIdentity]) -> Response[None]:
         """End this session on the server and clear the cookie."""
         token = request.cookies.get(SESSION_COOKIE, "")
         await services_of(request).accounts.logout(token, identity, request_id_of(request))
@@ -72,6 +75,6 @@ class AuthRoutes(Controller):
         return response
 
     @get("/me", dependencies={"identity": Provide(provide_identity)})
-    async def me(self, identity: StaffIdentity) -> StaffUserOut:
+    async def me(self, identity: NamedDependency[StaffIdentity]) -> StaffUserOut:
         """The logged-in staff user."""
         return _out(identity)

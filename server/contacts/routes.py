@@ -1,11 +1,6 @@
 from __future__ import annotations
 
 from server.datamap import CONTACT
-from server.records.routes import RecordRoutes, describe_fields
+from server.records.routes import record_routes
 
-
-class ContactRoutes(RecordRoutes):
-    path = "/api/v1/contacts"
-    tags = ["contacts"]
-    resource = CONTACT.resource
-    description = describe_fields(CONTACT)
+ContactRoutes = record_routes(CONTACT, "/api/v1/contacts", "contacts")

@@ -1,11 +1,6 @@
 from __future__ import annotations
 
 from server.datamap import ORGANIZATION
-from server.records.routes import RecordRoutes, describe_fields
+from server.records.routes import record_routes
 
-
-class OrganizationRoutes(RecordRoutes):
-    path = "/api/v1/organizations"
-    tags = ["organizations"]
-    resource = ORGANIZATION.resource
-    description = describe_fields(ORGANIZATION)
+OrganizationRoutes = record_routes(ORGANIZATION, "/api/v1/organizations", "organizations")

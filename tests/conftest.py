@@ -1,0 +1,209 @@
+"""Test fixtures. The environment is set before any application module is imported.
+
+Engines: SQLite by default. Set ``CONSENTRY_TEST_DATABASE_URL=postgresql://...`` to run
+the same suite on PostgreSQL. ``CONSENTRY_TEST_REQUIRE_POSTGRES=1`` (set by ``.ci/run``)
+turns "PostgreSQL unreachable" from a skip into a failure.
+
+Isolation: the real migrations run once per session into a template database; every test
+gets a fresh copy (a copied SQLite file, or ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+_TMP = Path(tempfile.mkdtemp(prefix="consentry-tests-"))
+os.environ["CONSENTRY_HOME"] = str(_TMP / "home")
+os.environ["CONSENTRY_LOG_JSON"] = "1"
+os.environ["CONSENTRY_COOKIE_SECURE"] = "0"
+os.environ.pop("CONSENTRY_DATABASE_URL", None)
+os.environ.pop("CONSENTRY_MASTER_KEY", None)
+
+import asyncpg  # noqa: E402
+import pytest  # noqa: E402
+from litestar import Litestar  # noqa: E402
+from httpx import ASGITransport, AsyncClient  # noqa: E402
+
+from server import db  # noqa: E402
+from server.app import create_app  # noqa: E402
+from server.auth.service import StaffIdentity  # noqa: E402
+from server.gateway import Actor  # noqa: E402
+from server.migrate import apply_migrations  # noqa: E402
+from server.services import Services, build_services  # noqa: E402
+from server.settings import Settings, set_settings  # noqa: E402
+from server.vault import write_key_file  # noqa: E402
+
+PG_URL = os.environ.get("CONSENTRY_TEST_DATABASE_URL", "")
+REQUIRE_PG = os.environ.get("CONSENTRY_TEST_REQUIRE_POSTGRES") == "1"
+ENGINE = "postgres" if PG_URL else "sqlite"
+PASSWORD = "correct horse battery staple"
+
+
+def pytest_report_header() -> str:
+    return f"consentry database engine: {ENGINE}" + (f" ({PG_URL})" if PG_URL else "")
+
+
+def _pg_admin_dsn() -> str:
+    base = PG_URL.rsplit("/", 1)[0]
+    return f"{base}/postgres"
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(_pg_admin_dsn())
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def key_file() -> Path:
+    path = _TMP / "keys" / "master.key"
+    write_key_file(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def template_url() -> Iterator[str]:
+    """Run the real migrations once into a template database."""
+    if PG_URL:
+        name = f"consentry_tmpl_{os.getpid()}"
+        try:
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}"'))
+            asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        except (OSError, asyncpg.PostgresError) as exc:
+            if REQUIRE_PG:
+                pytest.fail(f"PostgreSQL required but unreachable at {PG_URL}: {exc}")
+            pytest.skip(f"PostgreSQL unreachable: {exc}")
+        url = f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+    else:
+        url = f"sqlite:///{_TMP / 'template.sqlite3'}"
+
+    async def migrate() -> None:
+        engine = db.set_engine(db.engine_for_url(url))
+        await db.start(engine)
+        await apply_migrations()
+        await db.stop(engine)
+
+    asyncio.run(migrate())
+    yield url
+    if PG_URL:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}"'))
+
+
+@pytest.fixture
+async def database_url(template_url: str) -> AsyncIterator[str]:
+    """A private, fully migrated database for one test."""
+    if PG_URL:
+        name = f"consentry_t_{uuid.uuid4().hex[:12]}"
+        tmpl = template_url.rsplit("/", 1)[1]
+        await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{tmpl}"')
+        url = f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+    else:
+        path = _TMP / f"t_{uuid.uuid4().hex[:12]}.sqlite3"
+        shutil.copyfile(template_url.removeprefix("sqlite:///"), path)
+        url = f"sqlite:///{path}"
+    engine = db.set_engine(db.engine_for_url(url))
+    await db.start(engine)
+    yield url
+    await db.stop(engine)
+    if PG_URL:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, key_file: Path) -> Settings:
+    home = _TMP / "home"
+    home.mkdir(exist_ok=True)
+    return set_settings(
+        Settings(
+            home=home,
+            database_url=database_url,
+            master_key_file=key_file,
+            session_secret="test-session-secret",
+            cookie_secure=False,
+        )
+    )
+
+
+@pytest.fixture
+def services(settings: Settings) -> Services:
+    return build_services(settings)
+
+
+@pytest.fixture
+def app(settings: Settings, services: Services) -> Litestar:
+    return create_app(settings, services)
+
+
+def http_client(app: Litestar) -> AsyncClient:
+    """An HTTP client calling the app in this test's event loop (no lifespan: the
+    ``database_url`` fixture has already started the database)."""
+    return AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver")
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncClient]:
+    async with http_client(app) as test_client:
+        yield test_client
+
+
+class Staff:
+    """Creates staff users and logs them in; each gets its own client cookie jar."""
+
+    def __init__(self, services: Services, app: Litestar) -> None:
+        self.services = services
+        self.app = app
+        self.clients: list[AsyncClient] = []
+
+    async def create(self, role: str, team: str = "north", email: str | None = None) -> StaffIdentity:
+        address = email or f"{role}.{uuid.uuid4().hex[:8]}@staff.example.com"
+        identity, _ = await self.services.accounts.create_user(
+            address, role, team=team, password=PASSWORD
+        )
+        return identity
+
+    def actor(self, identity: StaffIdentity) -> Actor:
+        return Actor.staff(identity.user_id, identity.role, identity.team, "test")
+
+    async def login(self, identity: StaffIdentity) -> AsyncClient:
+        client = http_client(self.app)
+        self.clients.append(client)
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": identity.email, "password": PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        return client
+
+
+@pytest.fixture
+async def staff(services: Services, app: Litestar) -> AsyncIterator[Staff]:
+    helper = Staff(services, app)
+    yield helper
+    for client in helper.clients:
+        await client.aclose()
+
+
+def contact_values(**overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "first_name": "Grace",
+        "last_name": "Hopper",
+        "email": f"grace.{uuid.uuid4().hex[:6]}@example.org",
+        "phone": "+44 20 7946 0001",
+        "job_title": "Rear admiral",
+        "birth_date": "1906-12-09",
+        "city": "Arlington",
+        "country": "US",
+        "notes": "Prefers phone calls",
+        "lifecycle_stage": "customer",
+        "source": "referral",
+    }
+    values.update(overrides)
+    return values
