@@ -89,8 +89,11 @@ class PolicyEngine:
         if not self.allows(role, resource, action):
             return deny("action_not_allowed")
         scope = next(
-            (s for s in (Scope.ALL, Scope.TEAM, Scope.OWN)
-             if self.allows(role, resource, f"scope:{s.value}")),
+            (
+                s
+                for s in (Scope.ALL, Scope.TEAM, Scope.OWN)
+                if self.allows(role, resource, f"scope:{s.value}")
+            ),
             Scope.NONE,
         )
         if scope is Scope.NONE:

@@ -62,13 +62,22 @@ def _services(settings: Settings) -> Any:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
-              help="TCP port.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Worker processes (sessions and audit are in the database, so they share).")
-@click.option("--demo", is_flag=True,
-              help="Create the data directory and keys if needed, seed fictional customers, "
-                   "and print one-time passwords for the demo staff.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port."
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes (sessions and audit are in the database, so they share).",
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Create the data directory and keys if needed, seed fictional customers, "
+    "and print one-time passwords for the demo staff.",
+)
 def serve(host: str, port: int, workers: int, demo: bool) -> None:
     """Run the web server (migrates the database first)."""
     import uvicorn
@@ -86,8 +95,14 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         _prepare_demo(services)
     click.echo(f"Consentry listening on http://{host}:{port}  (API docs: /schema)")
     uvicorn.run(
-        "server.app:create_app", factory=True, host=host, port=port, workers=workers,
-        access_log=False, log_config=None, proxy_headers=False,
+        "server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,
     )
 
 
@@ -108,13 +123,12 @@ def _prepare_demo(services: Any) -> None:
 
     async def prepare() -> list[Any]:
         logins = await ensure_demo_staff(services.accounts)
-        already = await services.gateway.list(
-            _system_actor(), "contact", page=1, page_size=1
-        )
+        already = await services.gateway.list(_system_actor(), "contact", page=1, page_size=1)
         if already.total == 0:
             owners = [
                 await services.accounts.find_by_email(login.email)
-                for login in logins if login.role in {"sales", "support"}
+                for login in logins
+                if login.role in {"sales", "support"}
             ]
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task("Seeding demo customers", total=340)
@@ -180,11 +194,14 @@ def keys_init() -> None:
     settings = get_settings()
     path = settings.resolved_master_key_file
     if path.exists():
-        _fail(f"{path} already exists; refusing to overwrite a key that data may be encrypted under")
+        _fail(
+            f"{path} already exists; refusing to overwrite a key that data may be encrypted under"
+        )
     write_key_file(path)
     ensure_session_secret(settings.session_secret_file)
-    click.echo(f"created master key {path} (mode 600) and session secret "
-               f"{settings.session_secret_file}")
+    click.echo(
+        f"created master key {path} (mode 600) and session secret {settings.session_secret_file}"
+    )
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -197,15 +214,27 @@ def users() -> None:
 
 @users.command("create")
 @click.argument("email")
-@click.option("--role", required=True,
-              type=click.Choice(["admin", "sales", "support", "marketing", "compliance"]),
-              help="What the user may see and do (policy/policy.csv).")
-@click.option("--team", default="default", show_default=True,
-              help="Team name: records owned by the team are visible to team-scoped roles.")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["admin", "sales", "support", "marketing", "compliance"]),
+    help="What the user may see and do (policy/policy.csv).",
+)
+@click.option(
+    "--team",
+    default="default",
+    show_default=True,
+    help="Team name: records owned by the team are visible to team-scoped roles.",
+)
 @click.option("--name", "display_name", default="", help="Display name.")
-@click.option("--prompt-password", is_flag=True,
-              help="Type the password instead of having a strong one generated.")
-def users_create(email: str, role: str, team: str, display_name: str, prompt_password: bool) -> None:
+@click.option(
+    "--prompt-password",
+    is_flag=True,
+    help="Type the password instead of having a strong one generated.",
+)
+def users_create(
+    email: str, role: str, team: str, display_name: str, prompt_password: bool
+) -> None:
     """Create a staff account; prints the generated password once."""
     from server.auth.passwords import WeakPassword
     from server.auth.service import AccountError
@@ -291,8 +320,10 @@ def audit_verify() -> None:
 
     report = _run(AuditLog().verify_chain)
     if not report.ok:
-        _fail(f"audit log is NOT intact: entry {report.first_bad_seq}: {report.problem} "
-              f"({report.checked} entries verified before it)")
+        _fail(
+            f"audit log is NOT intact: entry {report.first_bad_seq}: {report.problem} "
+            f"({report.checked} entries verified before it)"
+        )
     click.echo(f"audit log intact: {report.checked} entries verified")
 
 

@@ -26,10 +26,10 @@ os.environ.setdefault("PICCOLO_CONF", "server.piccolo_conf")
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
-_engine: Engine | None = None
+_engine: Engine[Any] | None = None
 
 
-def engine_for_url(url: str) -> Engine:
+def engine_for_url(url: str) -> Engine[Any]:
     """Build a Piccolo engine for a ``sqlite:///path`` or ``postgresql://`` URL."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
@@ -55,14 +55,14 @@ def engine_for_url(url: str) -> Engine:
     )
 
 
-def get_engine() -> Engine:
+def get_engine() -> Engine[Any]:
     global _engine
     if _engine is None:
         _engine = engine_for_url(get_settings().resolved_database_url)
     return _engine
 
 
-def set_engine(engine: Engine) -> Engine:
+def set_engine(engine: Engine[Any]) -> Engine[Any]:
     """Point every table at ``engine`` (used by the app factory and by tests)."""
     global _engine
     _engine = engine
@@ -73,7 +73,7 @@ def set_engine(engine: Engine) -> Engine:
     return engine
 
 
-def is_sqlite(engine: Engine | None = None) -> bool:
+def is_sqlite(engine: Engine[Any] | None = None) -> bool:
     return (engine or get_engine()).engine_type == "sqlite"
 
 
@@ -92,7 +92,7 @@ async def write_transaction() -> AsyncIterator[None]:
             yield
 
 
-async def start(engine: Engine | None = None) -> None:
+async def start(engine: Engine[Any] | None = None) -> None:
     engine = engine or get_engine()
     if isinstance(engine, PostgresEngine):
         await engine.start_connection_pool(min_size=1, max_size=10)
@@ -101,7 +101,7 @@ async def start(engine: Engine | None = None) -> None:
         await engine.run_ddl("PRAGMA journal_mode=WAL")
 
 
-async def stop(engine: Engine | None = None) -> None:
+async def stop(engine: Engine[Any] | None = None) -> None:
     engine = engine or get_engine()
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()

@@ -24,8 +24,18 @@ DEMO_STAFF = (
     ("marketing@staff.example.com", "marketing", "marketing"),
     ("compliance@staff.example.com", "compliance", "compliance"),
 )
-INDUSTRIES = ("Retail", "Manufacturing", "Software", "Logistics", "Healthcare", "Hospitality",
-              "Finance", "Education", "Energy", "Media")
+INDUSTRIES = (
+    "Retail",
+    "Manufacturing",
+    "Software",
+    "Logistics",
+    "Healthcare",
+    "Hospitality",
+    "Finance",
+    "Education",
+    "Energy",
+    "Media",
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,8 @@ async def seed_demo_data(
         owner = rng.choice(owners)
         company = fake.unique.company()
         record = await gateway.create(
-            system, "organization",
+            system,
+            "organization",
             {
                 "name": company,
                 "domain": fake.unique.domain_word() + ".example",
@@ -82,7 +93,8 @@ async def seed_demo_data(
                 "postcode": fake.postcode(),
                 "country": "GB",
             },
-            owner_id=owner.user_id, team=owner.team,
+            owner_id=owner.user_id,
+            team=owner.team,
         )
         org_ids.append((record.id, owner))
         if progress:
@@ -93,7 +105,8 @@ async def seed_demo_data(
         org_id, owner = rng.choice(org_ids)
         first, last = fake.first_name(), fake.last_name()
         await gateway.create(
-            system, "contact",
+            system,
+            "contact",
             {
                 "first_name": first,
                 "last_name": last,
@@ -110,7 +123,8 @@ async def seed_demo_data(
                 "source": rng.choice(sources),
                 "organization_id": org_id,
             },
-            owner_id=owner.user_id, team=owner.team,
+            owner_id=owner.user_id,
+            team=owner.team,
         )
         if progress:
             progress(1)

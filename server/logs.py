@@ -19,8 +19,21 @@ from server.datamap import RECORD_TYPES
 
 REDACTED = "[redacted]"
 _SENSITIVE = {
-    "password", "new_password", "token", "cookie", "cookies", "authorization", "set-cookie",
-    "secret", "session", "body", "headers", "query", "query_string", "values", "data",
+    "password",
+    "new_password",
+    "token",
+    "cookie",
+    "cookies",
+    "authorization",
+    "set-cookie",
+    "secret",
+    "session",
+    "body",
+    "headers",
+    "query",
+    "query_string",
+    "values",
+    "data",
 }
 SENSITIVE_KEYS = frozenset(
     _SENSITIVE | {f.name for rt in RECORD_TYPES.values() for f in rt.fields if f.encrypted}
@@ -44,9 +57,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_personal_data,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

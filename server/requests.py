@@ -12,6 +12,7 @@ import uuid
 
 import structlog
 from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.logs import get_logger
@@ -23,7 +24,7 @@ log = get_logger("consentry.access")
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
@@ -45,7 +46,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             log.info(
                 "request",
-                method=scope["method"],
+                method=scope.get("method", ""),
                 path=scope["path"],
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),

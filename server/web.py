@@ -31,7 +31,9 @@ async def provide_identity(request: Request[Any, Any, Any]) -> StaffIdentity:
     token = request.cookies.get(SESSION_COOKIE, "")
     identity = await services_of(request).accounts.resolve(token)
     if identity is None:
-        raise NotAuthorizedException("not logged in (or the session expired): POST /api/v1/auth/login")
+        raise NotAuthorizedException(
+            "not logged in (or the session expired): POST /api/v1/auth/login"
+        )
     return identity
 
 

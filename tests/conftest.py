@@ -28,8 +28,8 @@ os.environ.pop("CONSENTRY_MASTER_KEY", None)
 
 import asyncpg  # noqa: E402
 import pytest  # noqa: E402
-from litestar import Litestar  # noqa: E402
 from httpx import ASGITransport, AsyncClient  # noqa: E402
+from litestar import Litestar  # noqa: E402
 
 from server import db  # noqa: E402
 from server.app import create_app  # noqa: E402
@@ -163,7 +163,9 @@ class Staff:
         self.app = app
         self.clients: list[AsyncClient] = []
 
-    async def create(self, role: str, team: str = "north", email: str | None = None) -> StaffIdentity:
+    async def create(
+        self, role: str, team: str = "north", email: str | None = None
+    ) -> StaffIdentity:
         address = email or f"{role}.{uuid.uuid4().hex[:8]}@staff.example.com"
         identity, _ = await self.services.accounts.create_user(
             address, role, team=team, password=PASSWORD

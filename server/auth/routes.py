@@ -66,7 +66,9 @@ class AuthRoutes(Controller):
         status_code=HTTP_204_NO_CONTENT,
         dependencies={"identity": Provide(provide_identity)},
     )
-    async def logout(self, request: Request[Any, Any, Any], identity: NamedDependency[StaffIdentity]) -> Response[None]:
+    async def logout(
+        self, request: Request[Any, Any, Any], identity: NamedDependency[StaffIdentity]
+    ) -> Response[None]:
         """End this session on the server and clear the cookie."""
         token = request.cookies.get(SESSION_COOKIE, "")
         await services_of(request).accounts.logout(token, identity, request_id_of(request))

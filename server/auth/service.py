@@ -106,10 +106,15 @@ class StaffAccounts:
             await row.save()
             await self._audit.append(
                 AuditEvent(
-                    actor_id=actor_id, actor_role="system" if actor_id.startswith("system")
-                    else "admin", action="user.create", resource_type="staff_user",
-                    resource_id=str(row.id), outcome=Outcome.ALLOWED, reason="allowed",
-                    fields=("email", "role", "team"), detail={"role": role},
+                    actor_id=actor_id,
+                    actor_role="system" if actor_id.startswith("system") else "admin",
+                    action="user.create",
+                    resource_type="staff_user",
+                    resource_id=str(row.id),
+                    outcome=Outcome.ALLOWED,
+                    reason="allowed",
+                    fields=("email", "role", "team"),
+                    detail={"role": role},
                 )
             )
         return StaffIdentity(int(row.id), address, row.display_name, role, team), password
@@ -127,13 +132,17 @@ class StaffAccounts:
         ok = ok and row is not None and bool(row["is_active"])
         if not ok or row is None:
             async with db.write_transaction():
-                await self._audit.append(AuditEvent(
-                    actor_id=f"user:{row['id']}" if row else "anonymous",
-                    actor_role=row["role"] if row else "", action="login",
-                    resource_type="session", outcome=Outcome.DENIED,
-                    reason="bad_credentials" if row is None or row["is_active"] else "disabled",
-                    request_id=request_id,
-                ))
+                await self._audit.append(
+                    AuditEvent(
+                        actor_id=f"user:{row['id']}" if row else "anonymous",
+                        actor_role=row["role"] if row else "",
+                        action="login",
+                        resource_type="session",
+                        outcome=Outcome.DENIED,
+                        reason="bad_credentials" if row is None or row["is_active"] else "disabled",
+                        request_id=request_id,
+                    )
+                )
             return None
         token = secrets.token_urlsafe(32)
         now = dt.datetime.now(dt.UTC)
@@ -145,15 +154,24 @@ class StaffAccounts:
             await StaffUser.update(changes).where(StaffUser.id == row["id"])
             await StaffSession.insert(
                 StaffSession(
-                    token_hash=self._token_hash(token), user_id=row["id"], created_at=now,
-                    last_seen_at=now, expires_at=expires,
+                    token_hash=self._token_hash(token),
+                    user_id=row["id"],
+                    created_at=now,
+                    last_seen_at=now,
+                    expires_at=expires,
                 )
             ).run()
-            await self._audit.append(AuditEvent(
-                actor_id=f"user:{row['id']}", actor_role=row["role"], action="login",
-                resource_type="session", outcome=Outcome.ALLOWED, reason="allowed",
-                request_id=request_id,
-            ))
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=f"user:{row['id']}",
+                    actor_role=row["role"],
+                    action="login",
+                    resource_type="session",
+                    outcome=Outcome.ALLOWED,
+                    reason="allowed",
+                    request_id=request_id,
+                )
+            )
         return NewSession(token, _identity(row), expires)
 
     async def resolve(self, token: str) -> StaffIdentity | None:
@@ -183,11 +201,17 @@ class StaffAccounts:
     async def logout(self, token: str, identity: StaffIdentity, request_id: str = "") -> None:
         async with db.write_transaction():
             await StaffSession.delete().where(StaffSession.token_hash == self._token_hash(token))
-            await self._audit.append(AuditEvent(
-                actor_id=f"user:{identity.user_id}", actor_role=identity.role, action="logout",
-                resource_type="session", outcome=Outcome.ALLOWED, reason="allowed",
-                request_id=request_id,
-            ))
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=f"user:{identity.user_id}",
+                    actor_role=identity.role,
+                    action="logout",
+                    resource_type="session",
+                    outcome=Outcome.ALLOWED,
+                    reason="allowed",
+                    request_id=request_id,
+                )
+            )
 
     async def find_by_email(self, email: str) -> StaffIdentity | None:
         row = await StaffUser.select().where(StaffUser.email == normalize_email(email)).first()
@@ -202,14 +226,23 @@ class StaffAccounts:
         now = dt.datetime.now(dt.UTC)
         async with db.write_transaction():
             await StaffUser.update(
-                {StaffUser.password_hash: hash_password(password), StaffUser.password_changed_at: now}
+                {
+                    StaffUser.password_hash: hash_password(password),
+                    StaffUser.password_changed_at: now,
+                }
             ).where(StaffUser.id == user_id)
             await StaffSession.delete().where(StaffSession.user_id == user_id)
-            await self._audit.append(AuditEvent(
-                actor_id=actor_id, actor_role="system" if actor_id.startswith("system") else "admin",
-                action="user.password_reset", resource_type="staff_user", resource_id=str(user_id),
-                outcome=Outcome.ALLOWED, reason="allowed",
-            ))
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=actor_id,
+                    actor_role="system" if actor_id.startswith("system") else "admin",
+                    action="user.password_reset",
+                    resource_type="staff_user",
+                    resource_id=str(user_id),
+                    outcome=Outcome.ALLOWED,
+                    reason="allowed",
+                )
+            )
         return password
 
     async def count_users(self) -> int:

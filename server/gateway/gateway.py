@@ -15,6 +15,7 @@ Denials are audited too, each in its own small transaction, before the error is 
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import uuid
 from collections.abc import Mapping
@@ -62,7 +63,7 @@ class Record:
 
 @dataclass(frozen=True)
 class Page:
-    items: list[Record]
+    items: builtins.list[Record]
     total: int
     page: int
     page_size: int
@@ -151,14 +152,23 @@ class Gateway:
         fields: tuple[str, ...] | frozenset[str] = (),
     ) -> Exception:
         await self._audit(
-            actor, rt, action, Outcome.DENIED, purpose,
-            record_id=record_id, subject_ids=subject_ids, fields=fields, reason=reason,
+            actor,
+            rt,
+            action,
+            Outcome.DENIED,
+            purpose,
+            record_id=record_id,
+            subject_ids=subject_ids,
+            fields=fields,
+            reason=reason,
         )
         return error
 
     # --- queries ----------------------------------------------------------------------------
 
-    def _scoped(self, query: Any, table: type[Table], decision: AccessDecision, actor: Actor) -> Any:
+    def _scoped(
+        self, query: Any, table: type[Table], decision: AccessDecision, actor: Actor
+    ) -> Any:
         condition = scope_condition(
             decision, getattr(table, "owner_id"), getattr(table, "team"), actor.user_id, actor.team
         )
@@ -249,9 +259,14 @@ class Gateway:
         decision = self._decide(actor, rt, "read", purpose)
         if not decision.allowed:
             raise await self._deny(
-                actor, rt, Action.READ, purpose, decision.reason,
+                actor,
+                rt,
+                Action.READ,
+                purpose,
+                decision.reason,
                 NotFound(f"{rt.resource} not found"),
-                record_id=str(record_id), subject_ids=await self._subject_of(table, record_id),
+                record_id=str(record_id),
+                subject_ids=await self._subject_of(table, record_id),
             )
         if fields is not None:
             unknown = [f for f in fields if f not in rt.by_name]
@@ -263,27 +278,44 @@ class Gateway:
         row = await self._find(table, decision, actor, record_id)
         if row is None:
             raise await self._deny(
-                actor, rt, Action.READ, purpose, "not_found_or_out_of_scope",
+                actor,
+                rt,
+                Action.READ,
+                purpose,
+                "not_found_or_out_of_scope",
                 NotFound(f"{rt.resource} not found"),
-                record_id=str(record_id), subject_ids=await self._subject_of(table, record_id),
+                record_id=str(record_id),
+                subject_ids=await self._subject_of(table, record_id),
             )
         subject = (str(row["subject_id"]),)
         if fields is not None:
             hidden = sorted(set(fields) - decision.fields)
             if hidden:
                 raise await self._deny(
-                    actor, rt, Action.READ, purpose, "field_not_readable",
+                    actor,
+                    rt,
+                    Action.READ,
+                    purpose,
+                    "field_not_readable",
                     Forbidden(
                         f"your role may not read {rt.resource} field(s): " + ", ".join(hidden)
                     ),
-                    record_id=str(row["id"]), subject_ids=subject, fields=tuple(hidden),
+                    record_id=str(row["id"]),
+                    subject_ids=subject,
+                    fields=tuple(hidden),
                 )
         readable = decision.fields if fields is None else frozenset(fields)
         keys = await self.vault.keys_for(subject)
         record = self._materialize(rt, row, keys.get(subject[0]), readable)
         await self._audit(
-            actor, rt, Action.READ, Outcome.ALLOWED, purpose,
-            record_id=record.id, subject_ids=subject, fields=readable,
+            actor,
+            rt,
+            Action.READ,
+            Outcome.ALLOWED,
+            purpose,
+            record_id=record.id,
+            subject_ids=subject,
+            fields=readable,
         )
         return record
 
@@ -304,7 +336,11 @@ class Gateway:
         decision = self._decide(actor, rt, "list", purpose)
         if not decision.allowed:
             raise await self._deny(
-                actor, rt, Action.LIST, purpose, decision.reason,
+                actor,
+                rt,
+                Action.LIST,
+                purpose,
+                decision.reason,
                 Forbidden(f"your role may not list {rt.resource} records"),
             )
         conditions = self._filter_conditions(rt, table, decision, filters or {})
@@ -322,21 +358,34 @@ class Gateway:
         )
         keys = await self.vault.keys_for(str(r["subject_id"]) for r in rows)
         items = [
-            self._materialize(rt, r, keys.get(str(r["subject_id"])), decision.fields)
-            for r in rows
+            self._materialize(rt, r, keys.get(str(r["subject_id"])), decision.fields) for r in rows
         ]
         await self._audit(
-            actor, rt, Action.LIST, Outcome.ALLOWED, purpose,
-            subject_ids=tuple(i.subject_id for i in items), fields=decision.fields,
-            detail={"page": page, "page_size": page_size, "returned": len(items),
-                    "total": total, "filters": ",".join(sorted(filters or {}))},
+            actor,
+            rt,
+            Action.LIST,
+            Outcome.ALLOWED,
+            purpose,
+            subject_ids=tuple(i.subject_id for i in items),
+            fields=decision.fields,
+            detail={
+                "page": page,
+                "page_size": page_size,
+                "returned": len(items),
+                "total": total,
+                "filters": ",".join(sorted(filters or {})),
+            },
         )
         return Page(items=items, total=total, page=page, page_size=page_size)
 
     def _filter_conditions(
-        self, rt: RecordType, table: type[Table], decision: AccessDecision, filters: Mapping[str, Any]
-    ) -> list[Any]:
-        conditions: list[Any] = []
+        self,
+        rt: RecordType,
+        table: type[Table],
+        decision: AccessDecision,
+        filters: Mapping[str, Any],
+    ) -> builtins.list[Any]:
+        conditions: builtins.list[Any] = []
         problems: dict[str, str] = {}
         for name, value in filters.items():
             if value is None or value == "":
@@ -363,8 +412,10 @@ class Gateway:
                     cond_value = uuid.UUID(cond_value)
                 conditions.append(getattr(table, name) == cond_value)
         if problems:
-            raise InvalidInput("invalid filter: " + "; ".join(
-                f"{k}: {v}" for k, v in problems.items()), problems=problems)
+            raise InvalidInput(
+                "invalid filter: " + "; ".join(f"{k}: {v}" for k, v in problems.items()),
+                problems=problems,
+            )
         return conditions
 
     async def search(
@@ -376,7 +427,7 @@ class Gateway:
         *,
         purpose: str | None = None,
         limit: int = 20,
-    ) -> list[Record]:
+    ) -> builtins.list[Record]:
         """Exact lookup on a blind-indexed field; candidates are decrypted and re-checked."""
         rt, table = self._record_type(resource)
         purpose = purpose or self.default_purpose(actor.role)
@@ -392,7 +443,11 @@ class Gateway:
             # Searching by a field you may not read would turn the index into an oracle.
             reason = decision.reason if not decision.allowed else "field_not_readable"
             raise await self._deny(
-                actor, rt, Action.SEARCH, purpose, reason,
+                actor,
+                rt,
+                Action.SEARCH,
+                purpose,
+                reason,
                 Forbidden(f"your role may not search {rt.resource} records by {field_name}"),
                 fields=(field_name,),
             )
@@ -407,7 +462,7 @@ class Gateway:
         query = table.select().where(getattr(table, spec.index_column) == token)
         rows = await self._scoped(query, table, decision, actor).limit(1000)
         keys = await self.vault.keys_for(str(r["subject_id"]) for r in rows)
-        matches: list[Record] = []
+        matches: builtins.list[Record] = []
         for row in rows:
             key = keys.get(str(row["subject_id"]))
             plain = row[spec.name] and self._decrypt(rt, spec, str(row["id"]), key, row[spec.name])
@@ -416,8 +471,13 @@ class Gateway:
                 if len(matches) >= limit:
                     break
         await self._audit(
-            actor, rt, Action.SEARCH, Outcome.ALLOWED, purpose,
-            subject_ids=tuple(m.subject_id for m in matches), fields=decision.fields,
+            actor,
+            rt,
+            Action.SEARCH,
+            Outcome.ALLOWED,
+            purpose,
+            subject_ids=tuple(m.subject_id for m in matches),
+            fields=decision.fields,
             detail={"by": field_name, "candidates": len(rows), "returned": len(matches)},
         )
         return matches
@@ -437,7 +497,11 @@ class Gateway:
         decision = self._decide(actor, rt, "create", purpose)
         if not decision.allowed:
             raise await self._deny(
-                actor, rt, Action.CREATE, purpose, decision.reason,
+                actor,
+                rt,
+                Action.CREATE,
+                purpose,
+                decision.reason,
                 Forbidden(f"your role may not create {rt.resource} records"),
             )
         cleaned = await self._clean(actor, rt, Action.CREATE, purpose, values, partial=False)
@@ -452,16 +516,30 @@ class Gateway:
             columns = self.vault.encrypt_values(rt, row_id, key, cleaned)
             await table.insert(
                 table(
-                    id=uuid.UUID(row_id), subject_id=uuid.UUID(key.subject_id), owner_id=owner,
-                    team=record_team, created_at=now, updated_at=now,
+                    id=uuid.UUID(row_id),
+                    subject_id=uuid.UUID(key.subject_id),
+                    owner_id=owner,
+                    team=record_team,
+                    created_at=now,
+                    updated_at=now,
                     **self._to_db(rt, columns),
                 )
             ).run()
             await self._recheck(actor, rt, table, row_id, purpose)
-            await self.audit.append(self._event(
-                actor, rt, Action.CREATE, purpose, row_id, (key.subject_id,), tuple(cleaned)))
-        row = {"id": row_id, "subject_id": key.subject_id, "owner_id": owner,
-               "team": record_team, "created_at": now, "updated_at": now, **cleaned}
+            await self.audit.append(
+                self._event(
+                    actor, rt, Action.CREATE, purpose, row_id, (key.subject_id,), tuple(cleaned)
+                )
+            )
+        row = {
+            "id": row_id,
+            "subject_id": key.subject_id,
+            "owner_id": owner,
+            "team": record_team,
+            "created_at": now,
+            "updated_at": now,
+            **cleaned,
+        }
         readable = (await self._read_decision(actor, rt, purpose)).fields
         return self._materialize_plain(rt, row, readable)
 
@@ -481,21 +559,48 @@ class Gateway:
         decision = self._decide(actor, rt, "update", purpose)
         if not decision.allowed:
             raise await self._deny(
-                actor, rt, Action.UPDATE, purpose, decision.reason,
-                NotFound(f"{rt.resource} not found"), record_id=str(record_id),
+                actor,
+                rt,
+                Action.UPDATE,
+                purpose,
+                decision.reason,
+                NotFound(f"{rt.resource} not found"),
+                record_id=str(record_id),
                 subject_ids=await self._subject_of(table, record_id),
             )
         row = await self._find(table, decision, actor, record_id)
         if row is None:
             raise await self._deny(
-                actor, rt, Action.UPDATE, purpose, "not_found_or_out_of_scope",
-                NotFound(f"{rt.resource} not found"), record_id=str(record_id),
+                actor,
+                rt,
+                Action.UPDATE,
+                purpose,
+                "not_found_or_out_of_scope",
+                NotFound(f"{rt.resource} not found"),
+                record_id=str(record_id),
                 subject_ids=await self._subject_of(table, record_id),
             )
         subject = (str(row["subject_id"]),)
-        cleaned = await self._clean(actor, rt, Action.UPDATE, purpose, values, partial=True, record_id=str(row["id"]), subject_ids=subject)
-        await self._check_writable(actor, rt, Action.UPDATE, purpose, decision, cleaned,
-                                   record_id=str(row["id"]), subject_ids=subject)
+        cleaned = await self._clean(
+            actor,
+            rt,
+            Action.UPDATE,
+            purpose,
+            values,
+            partial=True,
+            record_id=str(row["id"]),
+            subject_ids=subject,
+        )
+        await self._check_writable(
+            actor,
+            rt,
+            Action.UPDATE,
+            purpose,
+            decision,
+            cleaned,
+            record_id=str(row["id"]),
+            subject_ids=subject,
+        )
         await self._check_references(actor, rt, cleaned, purpose)
         row_id = str(row["id"])
         async with db.write_transaction():
@@ -503,8 +608,9 @@ class Gateway:
             if subject[0] not in keys:
                 raise Conflict(f"this {rt.resource} has been erased and cannot be changed")
             columns = self.vault.encrypt_values(rt, row_id, keys[subject[0]], cleaned)
-            changes: dict[Any, Any] = {getattr(table, k): v for k, v in
-                                       self._to_db(rt, columns).items()}
+            changes: dict[Any, Any] = {
+                getattr(table, k): v for k, v in self._to_db(rt, columns).items()
+            }
             changes[getattr(table, "updated_at")] = dt.datetime.now(dt.UTC)
             if owner_id is not None:
                 changes[getattr(table, "owner_id")] = owner_id
@@ -512,8 +618,9 @@ class Gateway:
                 changes[getattr(table, "team")] = team
             await table.update(changes).where(table._meta.primary_key == uuid.UUID(row_id))
             await self._recheck(actor, rt, table, row_id, purpose)
-            await self.audit.append(self._event(
-                actor, rt, Action.UPDATE, purpose, row_id, subject, tuple(cleaned)))
+            await self.audit.append(
+                self._event(actor, rt, Action.UPDATE, purpose, row_id, subject, tuple(cleaned))
+            )
         return await self._reload(actor, rt, table, row_id, purpose)
 
     async def delete(
@@ -526,9 +633,13 @@ class Gateway:
         found = await self._find(table, decision, actor, record_id) if decision.allowed else None
         if found is None:
             raise await self._deny(
-                actor, rt, Action.DELETE, purpose,
+                actor,
+                rt,
+                Action.DELETE,
+                purpose,
                 decision.reason if not decision.allowed else "not_found_or_out_of_scope",
-                NotFound(f"{rt.resource} not found"), record_id=str(record_id),
+                NotFound(f"{rt.resource} not found"),
+                record_id=str(record_id),
                 subject_ids=await self._subject_of(table, record_id),
             )
         row_id = str(found["id"])
@@ -537,39 +648,65 @@ class Gateway:
             members = await Contact.count().where(Contact.organization_id == uuid.UUID(row_id))
             if members:
                 raise Conflict(
-                    f"this organization still has {members} contact(s); "
-                    "move or delete them first"
+                    f"this organization still has {members} contact(s); move or delete them first"
                 )
         async with db.write_transaction():
             await table.delete().where(table._meta.primary_key == uuid.UUID(row_id))
             await self.vault.shred_subject(subject[0])
-            await self.audit.append(self._event(
-                actor, rt, Action.DELETE, purpose, row_id, subject, ()))
+            await self.audit.append(
+                self._event(actor, rt, Action.DELETE, purpose, row_id, subject, ())
+            )
 
     # --- write helpers ------------------------------------------------------------------------
 
     def _event(
-        self, actor: Actor, rt: RecordType, action: str, purpose: str, record_id: str,
-        subject_ids: tuple[str, ...], fields: tuple[str, ...],
+        self,
+        actor: Actor,
+        rt: RecordType,
+        action: str,
+        purpose: str,
+        record_id: str,
+        subject_ids: tuple[str, ...],
+        fields: tuple[str, ...],
     ) -> AuditEvent:
         return AuditEvent(
-            actor_id=actor.id, actor_role=actor.role, action=action, resource_type=rt.resource,
-            outcome=Outcome.ALLOWED, purpose=purpose, resource_id=record_id,
-            subject_ids=subject_ids, fields=tuple(sorted(fields)), reason="allowed",
+            actor_id=actor.id,
+            actor_role=actor.role,
+            action=action,
+            resource_type=rt.resource,
+            outcome=Outcome.ALLOWED,
+            purpose=purpose,
+            resource_id=record_id,
+            subject_ids=subject_ids,
+            fields=tuple(sorted(fields)),
+            reason="allowed",
             request_id=actor.request_id,
         )
 
     async def _clean(
-        self, actor: Actor, rt: RecordType, action: str, purpose: str,
-        values: Mapping[str, Any], *, partial: bool,
-        record_id: str | None = None, subject_ids: tuple[str, ...] = (),
+        self,
+        actor: Actor,
+        rt: RecordType,
+        action: str,
+        purpose: str,
+        values: Mapping[str, Any],
+        *,
+        partial: bool,
+        record_id: str | None = None,
+        subject_ids: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         try:
             return clean_values(rt, values, partial=partial, default_region=self.default_region)
         except InvalidValues as exc:
             await self._audit(
-                actor, rt, action, Outcome.ERROR, purpose, record_id=record_id,
-                subject_ids=subject_ids, fields=tuple(k for k in exc.problems if k in rt.by_name),
+                actor,
+                rt,
+                action,
+                Outcome.ERROR,
+                purpose,
+                record_id=record_id,
+                subject_ids=subject_ids,
+                fields=tuple(k for k in exc.problems if k in rt.by_name),
                 reason="invalid_input",
             )
             raise InvalidInput(
@@ -578,16 +715,29 @@ class Gateway:
             ) from None
 
     async def _check_writable(
-        self, actor: Actor, rt: RecordType, action: str, purpose: str,
-        decision: AccessDecision, cleaned: Mapping[str, Any], *,
-        record_id: str | None = None, subject_ids: tuple[str, ...] = (),
+        self,
+        actor: Actor,
+        rt: RecordType,
+        action: str,
+        purpose: str,
+        decision: AccessDecision,
+        cleaned: Mapping[str, Any],
+        *,
+        record_id: str | None = None,
+        subject_ids: tuple[str, ...] = (),
     ) -> None:
         forbidden = sorted(set(cleaned) - decision.fields)
         if forbidden:
             raise await self._deny(
-                actor, rt, action, purpose, "field_not_writable",
+                actor,
+                rt,
+                action,
+                purpose,
+                "field_not_writable",
                 Forbidden(f"your role may not set {rt.resource} field(s): " + ", ".join(forbidden)),
-                record_id=record_id, subject_ids=subject_ids, fields=tuple(forbidden),
+                record_id=record_id,
+                subject_ids=subject_ids,
+                fields=tuple(forbidden),
             )
 
     async def _check_references(
@@ -636,8 +786,13 @@ class Gateway:
     ) -> Record:
         values = {f.name: row.get(f.name) for f in rt.fields if f.name in readable}
         return Record(
-            resource=rt.resource, id=str(row["id"]), subject_id=str(row["subject_id"]),
-            owner_id=int(row["owner_id"]), team=str(row["team"]),
-            created_at=row["created_at"], updated_at=row["updated_at"], values=values,
+            resource=rt.resource,
+            id=str(row["id"]),
+            subject_id=str(row["subject_id"]),
+            owner_id=int(row["owner_id"]),
+            team=str(row["team"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            values=values,
             restricted=tuple(f.name for f in rt.fields if f.name not in readable),
         )

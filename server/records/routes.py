@@ -49,7 +49,8 @@ def describe_filters(rt: RecordType) -> str:
     names = ["owner_id", "team", *(f.name for f in rt.fields if f.filterable)]
     return (
         "A page of the records in your scope, newest first, with the total for the filter. "
-        "Filter with query parameters (exact match): " + ", ".join(f"`{n}`" for n in names)
+        "Filter with query parameters (exact match): "
+        + ", ".join(f"`{n}`" for n in names)
         + ". To find someone by e-mail or phone use the `search` endpoint."
     )
 
@@ -63,11 +64,14 @@ def _ownership(data: dict[str, Any]) -> tuple[int | None, str | None]:
     owner = data.pop("owner_id", None)
     team = data.pop("team", None)
     if owner is not None and (isinstance(owner, bool) or not isinstance(owner, int)):
-        raise InvalidInput("owner_id: expected a staff user id",
-                           problems={"owner_id": "expected an integer"})
+        raise InvalidInput(
+            "owner_id: expected a staff user id", problems={"owner_id": "expected an integer"}
+        )
     if team is not None and (not isinstance(team, str) or not 0 < len(team) <= 64):
-        raise InvalidInput("team: expected a team name of at most 64 characters",
-                           problems={"team": "expected a short string"})
+        raise InvalidInput(
+            "team: expected a team name of at most 64 characters",
+            problems={"team": "expected a short string"},
+        )
     return owner, team
 
 
@@ -97,8 +101,12 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
                 except ValueError:
                     raise InvalidInput("owner_id: expected a staff user id") from None
             result = await _gateway(request).list(
-                actor, resource, purpose=purpose_of(request), filters=filters,
-                page=page, page_size=page_size,
+                actor,
+                resource,
+                purpose=purpose_of(request),
+                filters=filters,
+                page=page,
+                page_size=page_size,
             )
             return {
                 "items": [record_json(r) for r in result.items],
@@ -171,8 +179,10 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             )
             return record_json(record)
 
-        @patch("/{record_id:str}", description="Change some fields; `null` clears an optional "
-               "field.\n\n" + fields_doc)
+        @patch(
+            "/{record_id:str}",
+            description="Change some fields; `null` clears an optional field.\n\n" + fields_doc,
+        )
         async def update_record(
             self,
             request: Request[Any, Any, Any],
@@ -182,13 +192,21 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
         ) -> dict[str, Any]:
             owner, team = _ownership(data)
             record = await _gateway(request).update(
-                actor, resource, record_id, data, purpose=purpose_of(request),
-                owner_id=owner, team=team,
+                actor,
+                resource,
+                record_id,
+                data,
+                purpose=purpose_of(request),
+                owner_id=owner,
+                team=team,
             )
             return record_json(record)
 
-        @delete("/{record_id:str}", status_code=HTTP_204_NO_CONTENT,
-                description="Delete the record and destroy its encryption key.")
+        @delete(
+            "/{record_id:str}",
+            status_code=HTTP_204_NO_CONTENT,
+            description="Delete the record and destroy its encryption key.",
+        )
         async def delete_record(
             self,
             request: Request[Any, Any, Any],

@@ -26,7 +26,7 @@ def index_width(expected_rows: int) -> int:
     For 1,000,000 rows that is 18 bits (about 3.8 candidates per lookup), well under the
     sqrt(rows) = 1,000 upper bound.
     """
-    if expected_rows < 2**(MIN_WIDTH + 1):
+    if expected_rows < 2 ** (MIN_WIDTH + 1):
         return MIN_WIDTH
     bits = math.floor(math.log2(expected_rows / 2))
     return max(MIN_WIDTH, min(MAX_WIDTH, bits))
