@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from litestar import Litestar
-from litestar.config.response_cache import ResponseCacheConfig
+import traceback
+
+from litestar import Litestar, get
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.response import Redirect
+from litestar.types import Scope
 
 from server import db
 from server.auth.routes import AuthRoutes
 from server.contacts.routes import ContactRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
-from server.logs import configure_logging
+from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
 from server.requests import request_id_middleware
 from server.services import Services, build_services
@@ -20,6 +24,28 @@ from server.settings import Settings, get_settings
 from server.web import gateway_error_handler
 
 MAX_BODY_BYTES = 1_000_000
+log = get_logger("consentry.app")
+
+
+async def log_unhandled(exc: Exception, scope: Scope) -> None:
+    """Log a 500 so operators see it - by type and code location, never by message.
+
+    Driver and library messages can quote the data that caused them; the exception type
+    and the innermost frame are enough to find the bug and cannot carry customer data.
+    """
+    if isinstance(exc, HTTPException | GatewayError):
+        return
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}:{f.name}" for f in frames[-3:]]
+    log.error(
+        "unhandled exception", error=type(exc).__name__, where=where, path=scope.get("path", "")
+    )
+
+
+@get("/", include_in_schema=False, sync_to_thread=False)
+def index() -> Redirect:
+    """The web admin is not built yet; the API documentation is the front door."""
+    return Redirect("/schema/swagger")
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
@@ -35,7 +61,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         await db.stop(engine)
 
     app = Litestar(
-        route_handlers=[health, ready, AuthRoutes, ContactRoutes, OrganizationRoutes],
+        route_handlers=[index, health, ready, AuthRoutes, ContactRoutes, OrganizationRoutes],
+        after_exception=[log_unhandled],
         middleware=[request_id_middleware],
         exception_handlers={GatewayError: gateway_error_handler},
         on_startup=[on_startup],
@@ -48,7 +75,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             render_plugins=[SwaggerRenderPlugin()],
         ),
         request_max_body_size=MAX_BODY_BYTES,
-        response_cache_config=ResponseCacheConfig(),
         logging_config=None,
         debug=False,
     )
