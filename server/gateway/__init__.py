@@ -2,10 +2,11 @@
 
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, GatewayError, InvalidInput, NotFound
-from server.gateway.gateway import Gateway, Page, Record
+from server.gateway.gateway import BulkResult, Gateway, Page, Record
 
 __all__ = [
     "Actor",
+    "BulkResult",
     "Conflict",
     "Forbidden",
     "Gateway",

@@ -40,24 +40,31 @@ class Vault:
 
     async def new_subject(self, kind: str) -> DataKey:
         """Create a data subject and its first data key (call inside the write transaction)."""
-        subject_id = str(uuid.uuid4())
+        return (await self.new_subjects(kind, 1))[0]
+
+    async def new_subjects(self, kind: str, count: int) -> list[DataKey]:
+        """Create ``count`` subjects with fresh data keys in two multi-row inserts."""
         now = dt.datetime.now(dt.UTC)
-        await DataSubject.insert(
-            DataSubject(id=uuid.UUID(subject_id), kind=kind, created_at=now)
-        ).run()
-        data_key = DataKey(subject_id, 1, os.urandom(32))
         kek_id, kek = self._keys.active_kek()
-        wrapped = wrap_key(kek, data_key.key, wrap_ad(subject_id, 1, kek_id))
+        keys = [DataKey(str(uuid.uuid4()), 1, os.urandom(32)) for _ in range(count)]
+        if not keys:
+            return keys
+        await DataSubject.insert(
+            *(DataSubject(id=uuid.UUID(k.subject_id), kind=kind, created_at=now) for k in keys)
+        ).run()
         await SubjectKey.insert(
-            SubjectKey(
-                subject_id=uuid.UUID(subject_id),
-                version=1,
-                kek_id=kek_id,
-                wrapped_key=wrapped,
-                created_at=now,
+            *(
+                SubjectKey(
+                    subject_id=uuid.UUID(k.subject_id),
+                    version=k.version,
+                    kek_id=kek_id,
+                    wrapped_key=wrap_key(kek, k.key, wrap_ad(k.subject_id, k.version, kek_id)),
+                    created_at=now,
+                )
+                for k in keys
             )
         ).run()
-        return data_key
+        return keys
 
     async def keys_for(self, subject_ids: Iterable[str]) -> dict[str, DataKey]:
         """Current data keys for these subjects; a shredded subject is simply absent."""
