@@ -12,7 +12,7 @@ next request because the role is looked up per request, not cached here.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,10 +44,11 @@ class AccessDecision:
     scope: Scope
     fields: frozenset[str]  # fields this role may use for this action and purpose
     reason: str  # a short code for the audit log: never a value
-    _token: object = None
+    # An InitVar, not a field: dataclasses.replace() cannot copy it from a genuine decision.
+    _token: InitVar[object] = None
 
-    def __post_init__(self) -> None:
-        if self._token is not _MINT:
+    def __post_init__(self, _token: object) -> None:
+        if _token is not _MINT:
             raise TypeError("AccessDecision is produced only by PolicyEngine.decide")
 
 

@@ -242,6 +242,7 @@ CONTACT = RecordType(
             "Source",
             encrypted=False,
             choices=_SOURCES,
+            purposes=_MARKETING,
             filterable=True,
         ),
         Field(
@@ -250,6 +251,7 @@ CONTACT = RecordType(
             Kind.REFERENCE,
             "Organization",
             encrypted=False,
+            purposes=_MARKETING,
             filterable=True,
         ),
     ),
@@ -350,6 +352,7 @@ def normalize_phone(value: str, default_region: str) -> str:
 
 
 def normalize_index_value(spec: Field, value: str, default_region: str) -> str:
+    value = value.strip()  # as clean_values() does before storing: a lookup must match it
     if spec.kind is Kind.EMAIL:
         return normalize_email(value)
     if spec.kind is Kind.PHONE:
@@ -358,6 +361,7 @@ def normalize_index_value(spec: Field, value: str, default_region: str) -> str:
 
 
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 def _clean(spec: Field, raw: Any, default_region: str) -> Any:
@@ -422,7 +426,9 @@ def clean_values(
     for name, raw in values.items():
         spec = record_type.by_name.get(name)
         if spec is None:
-            problems[name] = "unknown field"
+            # A field *name* is client input too: echo it only if it looks like one.
+            shown = name if _FIELD_NAME.match(name) else "(unrecognised field name)"
+            problems[shown] = "unknown field"
             continue
         if raw is None:
             if spec.required:

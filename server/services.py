@@ -33,12 +33,12 @@ class Services:
 
 def load_key_provider(settings: Settings) -> KeyProvider:
     """The master key source. In demo mode a missing key file is created on the spot."""
-    if settings.master_key_env:
-        return EnvKeyProvider(settings.master_key_env)
     path = settings.resolved_master_key_file
-    if settings.demo and not path.exists():
+    if settings.demo and not settings.master_key_env and not path.exists():
         write_key_file(path)
     try:
+        if settings.master_key_env:
+            return EnvKeyProvider(settings.master_key_env)
         return FileKeyProvider(path)
     except MasterKeyMissing as exc:
         raise ConfigurationError(str(exc)) from None

@@ -18,7 +18,7 @@ class ConfigurationError(Exception):
     """A setting is missing or malformed; the message says how to fix it."""
 
 
-def _flag(value: str | None, default: bool) -> bool:
+def _flag(name: str, value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
     lowered = value.strip().lower()
@@ -26,7 +26,21 @@ def _flag(value: str | None, default: bool) -> bool:
         return True
     if lowered in {"0", "false", "no", "off"}:
         return False
-    raise ConfigurationError(f"expected a boolean (true/false), got {value!r}")
+    raise ConfigurationError(f"{PREFIX}{name}: expected a boolean (true/false), got {value!r}")
+
+
+def _positive_int(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"{PREFIX}{name}: expected a whole number, got {value!r}"
+        ) from None
+    if number < 1:
+        raise ConfigurationError(f"{PREFIX}{name}: must be at least 1, got {number}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -54,24 +68,21 @@ class Settings:
 
         home = Path(get("HOME") or "consentry-data")
         key_file = get("MASTER_KEY_FILE")
-        try:
-            idle = int(get("SESSION_IDLE_MINUTES") or 60)
-            absolute = int(get("SESSION_ABSOLUTE_HOURS") or 12)
-        except ValueError as exc:
-            raise ConfigurationError(f"session timeouts must be whole numbers: {exc}") from exc
+        idle = _positive_int("SESSION_IDLE_MINUTES", get("SESSION_IDLE_MINUTES"), 60)
+        absolute = _positive_int("SESSION_ABSOLUTE_HOURS", get("SESSION_ABSOLUTE_HOURS"), 12)
         return cls(
             home=home,
             database_url=get("DATABASE_URL") or "",
             master_key_file=Path(key_file) if key_file else None,
             master_key_env=get("MASTER_KEY"),
             session_secret=get("SESSION_SECRET"),
-            demo=_flag(get("DEMO"), False),
-            cookie_secure=_flag(get("COOKIE_SECURE"), True),
+            demo=_flag("DEMO", get("DEMO"), False),
+            cookie_secure=_flag("COOKIE_SECURE", get("COOKIE_SECURE"), True),
             session_idle_minutes=idle,
             session_absolute_hours=absolute,
             default_phone_region=(get("PHONE_REGION") or "GB").upper(),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
-            log_json=_flag(get("LOG_JSON"), True),
+            log_json=_flag("LOG_JSON", get("LOG_JSON"), True),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

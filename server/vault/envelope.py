@@ -51,7 +51,7 @@ def parse_field(token: str) -> tuple[int, bytes]:
 def open_field(key: bytes, raw: bytes, ad: bytes) -> str:
     try:
         return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], ad).decode("utf-8")
-    except InvalidTag:
+    except (InvalidTag, ValueError):  # ValueError: truncated body, too short for a nonce
         raise CiphertextError("field ciphertext does not authenticate") from None
 
 
