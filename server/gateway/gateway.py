@@ -48,6 +48,12 @@ MAX_PAGE_SIZE = 100
 READ_ACTIONS = {"read", "list", "search", "export"}
 
 
+class OutsideScope(Forbidden):
+    """A write would leave the actor's record scope; raised inside the write transaction."""
+
+    reason = "outside_scope_after_write"
+
+
 @dataclass(frozen=True)
 class Record:
     resource: str
@@ -519,26 +525,31 @@ class Gateway:
         record_team = team if team is not None else actor.team
         now = dt.datetime.now(dt.UTC)
         row_id = str(uuid.uuid4())
-        async with db.write_transaction():
-            key = await self.vault.new_subject(rt.resource)
-            columns = self.vault.encrypt_values(rt, row_id, key, cleaned)
-            await table.insert(
-                table(
-                    id=uuid.UUID(row_id),
-                    subject_id=uuid.UUID(key.subject_id),
-                    owner_id=owner,
-                    team=record_team,
-                    created_at=now,
-                    updated_at=now,
-                    **self._to_db(rt, columns),
+        try:
+            async with db.write_transaction():
+                key = await self.vault.new_subject(rt.resource)
+                columns = self.vault.encrypt_values(rt, row_id, key, cleaned)
+                await table.insert(
+                    table(
+                        id=uuid.UUID(row_id),
+                        subject_id=uuid.UUID(key.subject_id),
+                        owner_id=owner,
+                        team=record_team,
+                        created_at=now,
+                        updated_at=now,
+                        **self._to_db(rt, columns),
+                    )
+                ).run()
+                await self._recheck(actor, rt, table, row_id, purpose)
+                await self.audit.append(
+                    self._event(
+                        actor, rt, Action.CREATE, purpose, row_id, (key.subject_id,), tuple(cleaned)
+                    )
                 )
-            ).run()
-            await self._recheck(actor, rt, table, row_id, purpose)
-            await self.audit.append(
-                self._event(
-                    actor, rt, Action.CREATE, purpose, row_id, (key.subject_id,), tuple(cleaned)
-                )
-            )
+        except OutsideScope as exc:  # rolled back; the refusal is audited like any denial
+            raise await self._deny(
+                actor, rt, Action.CREATE, purpose, exc.reason, exc, fields=tuple(cleaned)
+            ) from None
         row = {
             "id": row_id,
             "subject_id": key.subject_id,
@@ -702,24 +713,37 @@ class Gateway:
         )
         await self._check_references(actor, rt, cleaned, purpose)
         row_id = str(row["id"])
-        async with db.write_transaction():
-            keys = await self.vault.keys_for(subject)
-            if subject[0] not in keys:
-                raise Conflict(f"this {rt.resource} has been erased and cannot be changed")
-            columns = self.vault.encrypt_values(rt, row_id, keys[subject[0]], cleaned)
-            changes: dict[Any, Any] = {
-                getattr(table, k): v for k, v in self._to_db(rt, columns).items()
-            }
-            changes[getattr(table, "updated_at")] = dt.datetime.now(dt.UTC)
-            if owner_id is not None:
-                changes[getattr(table, "owner_id")] = owner_id
-            if team is not None:
-                changes[getattr(table, "team")] = team
-            await table.update(changes).where(table._meta.primary_key == uuid.UUID(row_id))
-            await self._recheck(actor, rt, table, row_id, purpose)
-            await self.audit.append(
-                self._event(actor, rt, Action.UPDATE, purpose, row_id, subject, tuple(cleaned))
-            )
+        try:
+            async with db.write_transaction():
+                keys = await self.vault.keys_for(subject)
+                if subject[0] not in keys:
+                    raise Conflict(f"this {rt.resource} has been erased and cannot be changed")
+                columns = self.vault.encrypt_values(rt, row_id, keys[subject[0]], cleaned)
+                changes: dict[Any, Any] = {
+                    getattr(table, k): v for k, v in self._to_db(rt, columns).items()
+                }
+                changes[getattr(table, "updated_at")] = dt.datetime.now(dt.UTC)
+                if owner_id is not None:
+                    changes[getattr(table, "owner_id")] = owner_id
+                if team is not None:
+                    changes[getattr(table, "team")] = team
+                await table.update(changes).where(table._meta.primary_key == uuid.UUID(row_id))
+                await self._recheck(actor, rt, table, row_id, purpose)
+                await self.audit.append(
+                    self._event(actor, rt, Action.UPDATE, purpose, row_id, subject, tuple(cleaned))
+                )
+        except OutsideScope as exc:  # rolled back; the refusal is audited like any denial
+            raise await self._deny(
+                actor,
+                rt,
+                Action.UPDATE,
+                purpose,
+                exc.reason,
+                exc,
+                record_id=row_id,
+                subject_ids=subject,
+                fields=tuple(cleaned),
+            ) from None
         return await self._reload(actor, rt, table, row_id, purpose)
 
     async def delete(
@@ -859,7 +883,7 @@ class Gateway:
         """After a write, the actor must still be able to see the record; else roll back."""
         decision = self._decide(actor, rt, "read", purpose)
         if not decision.allowed or await self._find(table, decision, actor, row_id) is None:
-            raise Forbidden(
+            raise OutsideScope(
                 f"this change would move the {rt.resource} outside the records you can see"
             )
 
