@@ -16,7 +16,7 @@ from audit.tables import AuditRecord
 from server.gateway import Forbidden, InvalidInput, NotFound
 from server.services import Services
 from tests.conftest import ENGINE, Staff, contact_values
-from tests.test_gateway import audit_rows, count_rows, fields_of, last_seq, raw_sql, subjects_of
+from tests.dbutil import audit_rows, count_rows, fields_of, last_seq, raw_sql, subjects_of
 
 DATABASE_ERRORS = (sqlite3.DatabaseError, asyncpg.PostgresError)
 

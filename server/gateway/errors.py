@@ -10,6 +10,7 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message = message
         self.problems = problems or {}
+        self.audited = False  # set once the refusal is in the audit log, so it is logged once
 
 
 class NotFound(GatewayError):

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from piccolo.table import Table
 
@@ -44,6 +45,8 @@ from server.gateway.tables import TABLES, Contact
 from server.vault import DataKey, Vault
 from server.vault.envelope import CiphertextError
 
+P = ParamSpec("P")
+T = TypeVar("T")
 MAX_PAGE_SIZE = 100
 READ_ACTIONS = {"read", "list", "search", "export"}
 
@@ -79,6 +82,48 @@ class Page:
     total: int
     page: int
     page_size: int
+
+
+def audits_bad_input(
+    action: str,
+) -> Callable[
+    [Callable[Concatenate[Gateway, Actor, str, P], Awaitable[T]]],
+    Callable[Concatenate[Gateway, Actor, str, P], Awaitable[T]],
+]:
+    """Audit every refused input (bad purpose, field list, filter, page, search value).
+
+    Errors raised after the audit was already written (validation in ``_clean``) are not
+    logged twice. The audit row names fields only, never the rejected value.
+    """
+
+    def wrap(
+        operation: Callable[Concatenate[Gateway, Actor, str, P], Awaitable[T]],
+    ) -> Callable[Concatenate[Gateway, Actor, str, P], Awaitable[T]]:
+        @functools.wraps(operation)
+        async def guarded(
+            self: Gateway, actor: Actor, resource: str, /, *args: P.args, **kwargs: P.kwargs
+        ) -> T:
+            try:
+                return await operation(self, actor, resource, *args, **kwargs)
+            except InvalidInput as exc:
+                rt = RECORD_TYPES.get(resource)
+                if rt is not None and not exc.audited:
+                    purpose = kwargs.get("purpose")
+                    await self._audit(
+                        actor,
+                        rt,
+                        action,
+                        Outcome.ERROR,
+                        purpose if isinstance(purpose, str) and purpose in PURPOSES else "",
+                        fields=tuple(k for k in exc.problems if k in rt.by_name),
+                        reason="invalid_input",
+                    )
+                    exc.audited = True
+                raise
+
+        return guarded
+
+    return wrap
 
 
 class Gateway:
@@ -259,6 +304,7 @@ class Gateway:
 
     # --- operations -------------------------------------------------------------------------
 
+    @audits_bad_input(Action.READ)
     async def read(
         self,
         actor: Actor,
@@ -333,6 +379,7 @@ class Gateway:
         )
         return record
 
+    @audits_bad_input(Action.LIST)
     async def list(
         self,
         actor: Actor,
@@ -432,6 +479,7 @@ class Gateway:
             )
         return conditions
 
+    @audits_bad_input(Action.SEARCH)
     async def search(
         self,
         actor: Actor,
@@ -496,6 +544,7 @@ class Gateway:
         )
         return matches
 
+    @audits_bad_input(Action.CREATE)
     async def create(
         self,
         actor: Actor,
@@ -562,6 +611,7 @@ class Gateway:
         readable = (await self._read_decision(actor, rt, purpose)).fields
         return self._materialize_plain(rt, row, readable)
 
+    @audits_bad_input(Action.CREATE)
     async def create_many(
         self,
         actor: Actor,
@@ -614,45 +664,57 @@ class Gateway:
         now = dt.datetime.now(dt.UTC)
         ids: builtins.list[str] = []
         if good:
-            async with db.write_transaction():
-                keys = await self.vault.new_subjects(rt.resource, len(good))
-                instances = []
-                for cleaned, key in zip(good, keys, strict=True):
-                    row_id = str(uuid.uuid4())
-                    ids.append(row_id)
-                    columns = self.vault.encrypt_values(rt, row_id, key, cleaned)
-                    instances.append(
-                        table(
-                            id=uuid.UUID(row_id),
-                            subject_id=uuid.UUID(key.subject_id),
-                            owner_id=owner,
-                            team=record_team,
-                            created_at=now,
-                            updated_at=now,
-                            **self._to_db(rt, columns),
+            try:
+                async with db.write_transaction():
+                    keys = await self.vault.new_subjects(rt.resource, len(good))
+                    instances = []
+                    for cleaned, key in zip(good, keys, strict=True):
+                        row_id = str(uuid.uuid4())
+                        ids.append(row_id)
+                        columns = self.vault.encrypt_values(rt, row_id, key, cleaned)
+                        instances.append(
+                            table(
+                                id=uuid.UUID(row_id),
+                                subject_id=uuid.UUID(key.subject_id),
+                                owner_id=owner,
+                                team=record_team,
+                                created_at=now,
+                                updated_at=now,
+                                **self._to_db(rt, columns),
+                            )
+                        )
+                    await table.insert(*instances).run()
+                    if ids:
+                        await self._recheck(actor, rt, table, ids[0], purpose)
+                    fields = sorted({name for cleaned in good for name in cleaned})
+                    await self.audit.append(
+                        AuditEvent(
+                            actor_id=actor.id,
+                            actor_role=actor.role,
+                            action=Action.CREATE,
+                            resource_type=rt.resource,
+                            outcome=Outcome.ALLOWED,
+                            purpose=purpose,
+                            subject_ids=tuple(k.subject_id for k in keys),
+                            fields=tuple(fields),
+                            reason="allowed",
+                            request_id=actor.request_id,
+                            detail={"rows": len(ids), "rejected": len(rejected)},
                         )
                     )
-                await table.insert(*instances).run()
-                if ids:
-                    await self._recheck(actor, rt, table, ids[0], purpose)
-                fields = sorted({name for cleaned in good for name in cleaned})
-                await self.audit.append(
-                    AuditEvent(
-                        actor_id=actor.id,
-                        actor_role=actor.role,
-                        action=Action.CREATE,
-                        resource_type=rt.resource,
-                        outcome=Outcome.ALLOWED,
-                        purpose=purpose,
-                        subject_ids=tuple(k.subject_id for k in keys),
-                        fields=tuple(fields),
-                        reason="allowed",
-                        request_id=actor.request_id,
-                        detail={"rows": len(ids), "rejected": len(rejected)},
-                    )
-                )
+            except OutsideScope as exc:  # rolled back; the refusal is audited like any denial
+                raise await self._deny(
+                    actor,
+                    rt,
+                    Action.CREATE,
+                    purpose,
+                    exc.reason,
+                    exc,
+                    detail={"rows": len(good)},
+                ) from None
         return BulkResult(created=ids, rejected=rejected)
 
+    @audits_bad_input(Action.UPDATE)
     async def update(
         self,
         actor: Actor,
@@ -746,6 +808,7 @@ class Gateway:
             ) from None
         return await self._reload(actor, rt, table, row_id, purpose)
 
+    @audits_bad_input(Action.DELETE)
     async def delete(
         self, actor: Actor, resource: str, record_id: str, *, purpose: str | None = None
     ) -> None:
@@ -832,10 +895,12 @@ class Gateway:
                 fields=tuple(k for k in exc.problems if k in rt.by_name),
                 reason="invalid_input",
             )
-            raise InvalidInput(
+            error = InvalidInput(
                 "invalid input: " + "; ".join(f"{k}: {v}" for k, v in exc.problems.items()),
                 problems=exc.problems,
-            ) from None
+            )
+            error.audited = True  # with the record and subject ids the decorator lacks
+            raise error from None
 
     async def _check_writable(
         self,
