@@ -79,5 +79,6 @@ def build_services(settings: Settings) -> Services:
         load_session_secret(settings),
         idle_minutes=settings.session_idle_minutes,
         absolute_hours=settings.session_absolute_hours,
+        vault=vault,
     )
     return Services(settings, gateway, accounts, audit, policy)

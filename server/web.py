@@ -47,6 +47,11 @@ async def provide_services(request: Request[Any, Any, Any]) -> Services:
     return services_of(request)
 
 
+def client_address_of(request: Request[Any, Any, Any]) -> str:
+    """The peer address (proxy headers are not trusted unless uvicorn is told to)."""
+    return request.client.host if request.client else ""
+
+
 def purpose_of(request: Request[Any, Any, Any]) -> str | None:
     return request.headers.get(PURPOSE_HEADER) or None
 

@@ -27,13 +27,15 @@ os.environ.pop("CONSENTRY_DATABASE_URL", None)
 os.environ.pop("CONSENTRY_MASTER_KEY", None)
 
 import asyncpg  # noqa: E402
+import pyotp  # noqa: E402
 import pytest  # noqa: E402
 from httpx import ASGITransport, AsyncClient  # noqa: E402
 from litestar import Litestar  # noqa: E402
 
 from server import db  # noqa: E402
 from server.app import create_app  # noqa: E402
-from server.auth.service import StaffIdentity  # noqa: E402
+from server.auth.service import MFA_REQUIRED_ROLES, TOTP_LABEL, StaffIdentity  # noqa: E402
+from server.auth.tables import StaffUser  # noqa: E402
 from server.gateway import Actor  # noqa: E402
 from server.migrate import apply_migrations  # noqa: E402
 from server.services import Services, build_services  # noqa: E402
@@ -156,21 +158,45 @@ async def client(app: Litestar) -> AsyncIterator[AsyncClient]:
 
 
 class Staff:
-    """Creates staff users and logs them in; each gets its own client cookie jar."""
+    """Creates staff users and logs them in; each gets its own client cookie jar.
+
+    Users whose role requires a second factor (admin, compliance) are enrolled with a
+    known TOTP secret, and ``login`` sends a current code, as a real client would.
+    """
 
     def __init__(self, services: Services, app: Litestar) -> None:
         self.services = services
         self.app = app
         self.clients: list[AsyncClient] = []
+        self.totp_secrets: dict[int, str] = {}
 
     async def create(
-        self, role: str, team: str = "north", email: str | None = None
+        self, role: str, team: str = "north", email: str | None = None, *, totp: bool | None = None
     ) -> StaffIdentity:
         address = email or f"{role}.{uuid.uuid4().hex[:8]}@staff.example.com"
         identity, _ = await self.services.accounts.create_user(
             address, role, team=team, password=PASSWORD
         )
+        if totp if totp is not None else role in MFA_REQUIRED_ROLES:
+            await self.enrol_totp(identity)
         return identity
+
+    async def enrol_totp(self, identity: StaffIdentity) -> str:
+        """Give a user a TOTP secret directly (the enrolment flow has its own tests)."""
+        secret = pyotp.random_base32()
+        sealed = self.services.gateway.vault.seal_secret(TOTP_LABEL, str(identity.user_id), secret)
+        await StaffUser.update({StaffUser.totp_secret: sealed}).where(
+            StaffUser.id == identity.user_id
+        )
+        self.totp_secrets[identity.user_id] = secret
+        return secret
+
+    async def code_for(self, identity: StaffIdentity) -> str:
+        """A current code, with the replay guard reset so tests may log in repeatedly."""
+        await StaffUser.update({StaffUser.totp_last_step: None}).where(
+            StaffUser.id == identity.user_id
+        )
+        return pyotp.TOTP(self.totp_secrets[identity.user_id]).now()
 
     def actor(self, identity: StaffIdentity) -> Actor:
         return Actor.staff(identity.user_id, identity.role, identity.team, "test")
@@ -178,9 +204,10 @@ class Staff:
     async def login(self, identity: StaffIdentity) -> AsyncClient:
         client = http_client(self.app)
         self.clients.append(client)
-        response = await client.post(
-            "/api/v1/auth/login", json={"email": identity.email, "password": PASSWORD}
-        )
+        body = {"email": identity.email, "password": PASSWORD}
+        if identity.user_id in self.totp_secrets:
+            body["totp_code"] = await self.code_for(identity)
+        response = await client.post("/api/v1/auth/login", json=body)
         assert response.status_code == 200, response.text
         return client
 

@@ -3,6 +3,7 @@ p=4 - stronger than OWASP's minimum of 19 MiB, t=2, p=1)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from argon2 import PasswordHasher
@@ -10,8 +11,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()  # argon2id, RFC_9106_LOW_MEMORY parameters
 
-MIN_LENGTH = 12
-MAX_LENGTH = 128
+MIN_LENGTH = 12  # ASVS 5 V6.2.1 for staff; no composition rules (V6.2.5)
+MAX_LENGTH = 128  # ASVS asks for at least 64
+MIN_GUESSABILITY_SCORE = 3  # zxcvbn: 3 = "safely unguessable" (~10^8 guesses and more)
 # A hash of a random password, verified against when the e-mail is unknown, so that a
 # failed login takes the same time whether or not the account exists.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
@@ -21,11 +23,27 @@ class WeakPassword(ValueError):
     pass
 
 
-def check_password_rules(password: str) -> None:
+def personal_words(email: str, display_name: str = "") -> tuple[str, ...]:
+    """The words of someone's e-mail and name, which a password must not lean on."""
+    local = email.split("@")[0]
+    words = {email, local, display_name, *re.split(r"[^\w]+", local + " " + display_name)}
+    return tuple(w for w in words if len(w) >= 3)
+
+
+def check_password_rules(password: str, user_inputs: tuple[str, ...] = ()) -> None:
+    """ASVS 5 rules for staff passwords; ``user_inputs`` (e-mail, name) count as guessable."""
     if len(password) < MIN_LENGTH:
         raise WeakPassword(f"password must be at least {MIN_LENGTH} characters")
     if len(password) > MAX_LENGTH:
         raise WeakPassword(f"password must be at most {MAX_LENGTH} characters")
+    # zxcvbn knows the 30,000 most common passwords, keyboard runs, sequences, repeats,
+    # dates and dictionary words; it judges guessability without composition rules.
+    from zxcvbn import zxcvbn
+
+    estimate = zxcvbn(password, user_inputs=list(user_inputs))
+    if estimate["score"] < MIN_GUESSABILITY_SCORE:
+        hint = estimate["feedback"].get("warning") or "it is too easy to guess"
+        raise WeakPassword(f"choose a less guessable password: {hint.rstrip('.')}.")
 
 
 def hash_password(password: str) -> str:

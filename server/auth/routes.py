@@ -1,4 +1,4 @@
-"""Login, logout and "who am I" for the API. The web admin (separate issue) reuses them."""
+"""Login, logout and "who am I" for the API. The web admin has its own pages for these."""
 
 from __future__ import annotations
 
@@ -8,17 +8,24 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.params import JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_429_TOO_MANY_REQUESTS
 
-from server.auth.service import StaffIdentity
-from server.web import SESSION_COOKIE, provide_identity, request_id_of, services_of
+from server.auth.service import LoginStatus, NewSession, StaffIdentity
+from server.web import (
+    SESSION_COOKIE,
+    client_address_of,
+    provide_identity,
+    request_id_of,
+    services_of,
+)
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
-    email: str = msgspec.field()
-    password: str = msgspec.field()
+    email: str
+    password: str
+    totp_code: str | None = None  # required for accounts with a second factor
 
 
 class StaffUserOut(msgspec.Struct):
@@ -29,9 +36,22 @@ class StaffUserOut(msgspec.Struct):
     team: str
 
 
-def _out(identity: NamedDependency[StaffIdentity]) -> StaffUserOut:
+def _out(identity: StaffIdentity) -> StaffUserOut:
     return StaffUserOut(
         identity.user_id, identity.email, identity.display_name, identity.role, identity.team
+    )
+
+
+def session_cookie(request: Request[Any, Any, Any], session: NewSession) -> Cookie:
+    services = services_of(request)
+    return Cookie(
+        key=SESSION_COOKIE,
+        value=session.token,
+        httponly=True,
+        samesite="lax",
+        secure=services.settings.cookie_secure,
+        path="/",
+        max_age=int(services.accounts.absolute.total_seconds()),
     )
 
 
@@ -43,23 +63,53 @@ class AuthRoutes(Controller):
     async def login(
         self, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
     ) -> Response[Any]:
-        """Exchange e-mail and password for a session cookie (HttpOnly, SameSite=Lax)."""
-        services = services_of(request)
+        """Exchange e-mail, password (and a TOTP code where enrolled) for a session cookie.
+
+        Failed attempts are throttled per account and per client address (429 with
+        Retry-After). `admin` and `compliance` accounts must enrol a second factor in the
+        web admin before they can use the API.
+        """
+        accounts = services_of(request).accounts
         if len(data.password) > 1024 or len(data.email) > 254:
-            raise NotAuthorizedException("invalid e-mail or password")
-        session = await services.accounts.login(data.email, data.password, request_id_of(request))
-        if session is None:
-            raise NotAuthorizedException("invalid e-mail or password")
-        cookie = Cookie(
-            key=SESSION_COOKIE,
-            value=session.token,
-            httponly=True,
-            samesite="lax",
-            secure=services.settings.cookie_secure,
-            path="/",
-            max_age=int(services.accounts.absolute.total_seconds()),
+            raise NotAuthorizedException("Invalid e-mail or password.")
+        result = await accounts.login(
+            data.email,
+            data.password,
+            request_id_of(request),
+            client_address=client_address_of(request),
+            user_agent=request.headers.get("user-agent", ""),
         )
-        return Response(_out(session.identity), cookies=[cookie])
+        session = result.session
+        if result.status is LoginStatus.THROTTLED:
+            return Response(
+                {"status_code": 429, "detail": result.message},
+                status_code=HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(result.retry_after)},
+            )
+        if session is None:
+            raise NotAuthorizedException(result.message)
+        if result.status is LoginStatus.ENROLMENT_REQUIRED:
+            await accounts.logout(session.token, session.identity, request_id_of(request))
+            raise PermissionDeniedException(
+                "your role requires a second factor: sign in to the web admin and enrol one "
+                "under My account first"
+            )
+        if result.status is LoginStatus.MFA_REQUIRED:
+            completed = None
+            if data.totp_code:
+                completed = await accounts.complete_second_factor(
+                    session.token,
+                    data.totp_code,
+                    request_id_of(request),
+                    user_agent=request.headers.get("user-agent", ""),
+                )
+            if completed is None:
+                await accounts.logout(session.token, session.identity, request_id_of(request))
+                raise NotAuthorizedException(
+                    "a valid authenticator code is required: send it as totp_code"
+                )
+            session = completed
+        return Response(_out(session.identity), cookies=[session_cookie(request, session)])
 
     @post(
         "/logout",

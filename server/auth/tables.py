@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from piccolo.columns import Boolean, Integer, Serial, Timestamptz, Varchar
+from piccolo.columns import Boolean, Integer, Serial, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 
@@ -17,6 +17,9 @@ class StaffUser(Table, tablename="staff_user"):
     created_at = Timestamptz()
     password_changed_at = Timestamptz()
     last_login_at = Timestamptz(null=True, default=None)
+    # TOTP secret sealed with a key derived from the master key; never stored in clear.
+    totp_secret = Text(null=True, default=None)
+    totp_last_step = Integer(null=True, default=None)  # replay guard: last accepted time step
 
 
 class StaffSession(Table, tablename="staff_session"):
@@ -28,3 +31,34 @@ class StaffSession(Table, tablename="staff_session"):
     created_at = Timestamptz()
     last_seen_at = Timestamptz()
     expires_at = Timestamptz()
+    authenticated_at = Timestamptz(null=True, default=None)  # last password (+ code) entry
+    mfa_passed = Boolean(default=False)
+    client = Varchar(length=120, default="")  # coarse user-agent label for "my sessions"
+    flash = Text(default="[]")  # JSON list of one-shot messages for the next page
+
+
+class StaffRecoveryCode(Table, tablename="staff_recovery_code"):
+    id = Serial(primary_key=True)
+    user_id = Integer(index=True)
+    code_hash = Varchar(length=64, unique=True)
+    used_at = Timestamptz(null=True, default=None)
+
+
+class PasswordResetToken(Table, tablename="password_reset_token"):
+    id = Serial(primary_key=True)
+    token_hash = Varchar(length=64, unique=True)
+    user_id = Integer(index=True)
+    created_at = Timestamptz()
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+
+
+class LoginThrottle(Table, tablename="login_throttle"):
+    """Failed-login counters per account and per client address (both keyed hashes)."""
+
+    id = Serial(primary_key=True)
+
+    key = Varchar(length=64, unique=True)
+    failures = Integer(default=0)
+    last_failure_at = Timestamptz(null=True, default=None)
+    locked_until = Timestamptz(null=True, default=None)

@@ -103,8 +103,8 @@ class EnvKeyProvider:
 
     def __init__(self, secret_b64: str) -> None:
         secret = _unb64(secret_b64, "CONSENTRY_MASTER_KEY")
-        self._kek = _derive(secret, b"consentry/kek/env-1")
-        self._index_root = _derive(secret, b"consentry/blind-index-root")
+        self._kek = derive_key(secret, b"consentry/kek/env-1")
+        self._index_root = derive_key(secret, b"consentry/blind-index-root")
 
     def active_kek(self) -> tuple[str, bytes]:
         return self.KEK_ID, self._kek
@@ -118,7 +118,8 @@ class EnvKeyProvider:
         return self._index_root
 
 
-def _derive(secret: bytes, info: bytes) -> bytes:
+def derive_key(secret: bytes, info: bytes) -> bytes:
+    """A 256-bit subkey of ``secret`` for one labelled use (HKDF-SHA256)."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
 

@@ -20,7 +20,7 @@ from server.vault.envelope import (
     wrap_ad,
     wrap_key,
 )
-from server.vault.keys import KeyProvider
+from server.vault.keys import KeyProvider, derive_key
 from server.vault.tables import DataSubject, SubjectKey
 
 
@@ -132,3 +132,19 @@ class Vault:
         await DataSubject.update({DataSubject.erased_at: dt.datetime.now(dt.UTC)}).where(
             DataSubject.id == sid
         )
+
+    # --- operational secrets (not customer data) --------------------------------------
+
+    def _secret_key(self, label: str) -> bytes:
+        # Derived from the index root, not the KEK, so KEK rotation does not strand them.
+        return derive_key(self._keys.index_root_key(), f"consentry/secret/v1|{label}".encode())
+
+    def seal_secret(self, label: str, context: str, plaintext: str) -> str:
+        """Encrypt a staff secret (e.g. a TOTP seed) bound to ``label`` and ``context``."""
+        ad = f"consentry/secret/v1|{label}|{context}".encode()
+        return seal_field(self._secret_key(label), 0, plaintext, ad)
+
+    def open_secret(self, label: str, context: str, token: str) -> str:
+        _, raw = parse_field(token)
+        ad = f"consentry/secret/v1|{label}|{context}".encode()
+        return open_field(self._secret_key(label), raw, ad)
