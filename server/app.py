@@ -63,7 +63,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Litestar(
         route_handlers=[index, health, ready, AuthRoutes, ContactRoutes, OrganizationRoutes],
         after_exception=[log_unhandled],
-        middleware=[request_id_middleware],
         exception_handlers={GatewayError: gateway_error_handler},
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
@@ -78,5 +77,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         logging_config=None,
         debug=False,
     )
+    # Wrap the whole ASGI handler, not just the routes: Litestar's route middleware never
+    # sees the router's own 404/405 answers, which must carry a request id and be logged too.
+    app.asgi_handler = request_id_middleware(app.asgi_handler)
     app.state.services = services
     return app

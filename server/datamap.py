@@ -335,6 +335,12 @@ class InvalidValues(ValueError):
         super().__init__("; ".join(f"{k}: {v}" for k, v in problems.items()))
 
 
+def shown_name(name: str) -> str:
+    """A client-supplied *key* as it may appear in an error: only if it looks like a field
+    name. A key is client input too, and someone could type an e-mail address into it."""
+    return name if _FIELD_NAME.match(name) else "(unrecognised field name)"
+
+
 def normalize_email(value: str) -> str:
     """Canonical form for storage and blind indexes (syntax only, no DNS: no network here)."""
     result = validate_email(value, check_deliverability=False)
@@ -426,9 +432,7 @@ def clean_values(
     for name, raw in values.items():
         spec = record_type.by_name.get(name)
         if spec is None:
-            # A field *name* is client input too: echo it only if it looks like one.
-            shown = name if _FIELD_NAME.match(name) else "(unrecognised field name)"
-            problems[shown] = "unknown field"
+            problems[shown_name(name)] = "unknown field"
             continue
         if raw is None:
             if spec.required:

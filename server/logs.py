@@ -40,12 +40,28 @@ SENSITIVE_KEYS = frozenset(
 )
 
 
+def _redact(value: Any, depth: int = 0) -> Any:
+    if depth > 5:
+        return value
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if str(k).lower() in SENSITIVE_KEYS else _redact(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(v, depth + 1) for v in value]
+    return value
+
+
 def redact_personal_data(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
+    """Blank values under personal keys, at any depth of nested dicts and lists."""
     for key in list(event_dict):
         if key.lower() in SENSITIVE_KEYS:
             event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _redact(event_dict[key])
     return event_dict
 
 

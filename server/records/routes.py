@@ -14,7 +14,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from server.datamap import RecordType
+from server.datamap import RecordType, shown_name
 from server.gateway import Actor, Gateway, InvalidInput, Record
 from server.web import provide_actor, provide_identity, purpose_of, services_of
 
@@ -148,7 +148,9 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             if len(given) != 1 or next(iter(given)) not in searchable:
                 raise InvalidInput(
                     "search takes exactly one of: " + ", ".join(searchable),
-                    problems={k: "not searchable" for k in given if k not in searchable},
+                    problems={
+                        shown_name(k): "not searchable" for k in given if k not in searchable
+                    },
                 )
             field_name, value = next(iter(given.items()))
             if not isinstance(value, str) or len(value) > MAX_SEARCH_VALUE:

@@ -1,0 +1,90 @@
+"""The import contracts in ``pyproject.toml`` hold - and would catch a leak if one appeared.
+
+A contract that cannot fail proves nothing, so the second half copies the packages into a
+temporary directory, adds a module that reaches for a protected table, and checks that
+``lint-imports`` then fails and names the contract that was broken.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("server", "policy", "audit", "admin_ui", "migrations")
+GATEWAY_CONTRACT = "Only the gateway touches customer tables"
+VAULT_CONTRACT = "Only the vault touches subject keys"
+
+
+def lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    executable = Path(sys.executable).parent / "lint-imports"
+    assert executable.exists(), "import-linter is not installed in this venv"
+    return subprocess.run(  # noqa: S603 - a fixed argv: this venv's own lint-imports
+        [str(executable), "--no-cache", "--no-logo"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_contracts_hold_in_the_repository() -> None:
+    result = lint_imports(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{GATEWAY_CONTRACT} KEPT" in result.stdout
+    assert f"{VAULT_CONTRACT} KEPT" in result.stdout
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "broken", "kept"),
+    [
+        (
+            "server/contacts/leak.py",
+            "from server.gateway.tables import Contact\n",
+            GATEWAY_CONTRACT,
+            VAULT_CONTRACT,
+        ),
+        (
+            "server/auth/leak.py",
+            "def sneaky() -> object:\n"
+            "    from server.gateway import tables  # hidden in a function: still caught\n\n"
+            "    return tables.Contact\n",
+            GATEWAY_CONTRACT,
+            VAULT_CONTRACT,
+        ),
+        (
+            "server/records/leak.py",
+            "import server.vault.tables\n",
+            VAULT_CONTRACT,
+            GATEWAY_CONTRACT,
+        ),
+    ],
+)
+def test_a_leaking_import_breaks_the_contract(
+    tmp_path: Path, module: str, source: str, broken: str, kept: str
+) -> None:
+    for package in PACKAGES:
+        if (REPO / package).is_dir():
+            shutil.copytree(
+                REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+            )
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / module).write_text(f'"""Deliberately wrong."""\n\n{source}')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    result = lint_imports(tmp_path, env)
+
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert f"{broken} BROKEN" in result.stdout
+    assert f"{kept} KEPT" in result.stdout
+    leak = module.removesuffix(".py").replace("/", ".")
+    assert leak in result.stdout  # the report names the offending module
+    assert "1 broken" in result.stdout
