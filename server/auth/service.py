@@ -29,10 +29,10 @@ from server import db
 from server.auth import second_factor
 from server.auth.passwords import (
     check_password_rules,
-    personal_words,
     generate_password,
     hash_password,
     needs_rehash,
+    personal_words,
     verify_password,
 )
 from server.auth.tables import (

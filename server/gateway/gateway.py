@@ -38,6 +38,7 @@ from server.datamap import (
     InvalidValues,
     RecordType,
     clean_values,
+    shown_name,
 )
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -143,6 +144,19 @@ class Gateway:
             if self.policy.allows(role, f"purpose:{name}", "use"):
                 return name
         return DEFAULT_PURPOSE
+
+    def permitted_fields(
+        self, actor: Actor, resource: str, action: str, *, purpose: str | None = None
+    ) -> frozenset[str] | None:
+        """The fields ``actor`` may use for ``action``, or None if the action is refused.
+
+        A policy question only - for building forms and menus (no input for a field the
+        role may not write, no button for an action it may not take). No record is touched,
+        so nothing is audited; every operation still decides again for itself.
+        """
+        rt, _ = self._record_type(resource)
+        decision = self._decide(actor, rt, action, purpose or self.default_purpose(actor.role))
+        return decision.fields if decision.allowed else None
 
     def _record_type(self, resource: str) -> tuple[RecordType, type[Table]]:
         try:
@@ -457,7 +471,7 @@ class Gateway:
                 continue
             spec = rt.by_name.get(name)
             if spec is None or not spec.filterable:
-                problems[name] = "not a filterable field"
+                problems[shown_name(name)] = "not a filterable field"
             elif name not in decision.fields:
                 problems[name] = "your role may not read this field"
             else:
