@@ -144,7 +144,11 @@ def _prepare_demo(services: Any) -> None:
     for login in logins:
         table.add_row(login.email, login.role, login.password)
     console.print(table)
-    console.print(f"Log in as [bold]{DEMO_ADMIN}[/bold] with the admin password above.")
+    console.print(
+        f"Sign in as [bold]{DEMO_ADMIN}[/bold] in the browser: admin and compliance accounts "
+        "enrol an authenticator app (TOTP) at their first sign-in. For the API, try a sales "
+        "or support account."
+    )
 
 
 def _system_actor() -> Any:
