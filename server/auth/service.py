@@ -654,16 +654,14 @@ class StaffAccounts:
                 await StaffUser.update({StaffUser.last_login_at: now}).where(
                     StaffUser.id == identity.user_id
                 )
-            await self._audit.append(
-                AuditEvent(
-                    actor_id=identity.actor_id,
-                    actor_role=identity.role,
-                    action="login",
-                    resource_type="session",
-                    outcome=Outcome.ALLOWED,
-                    reason=reason if state is SessionState.ACTIVE else f"{reason}:{state}",
-                    request_id=request_id,
-                )
+            await self._record(
+                identity.actor_id,
+                identity.role,
+                "login",
+                Outcome.ALLOWED,
+                resource_type="session",
+                reason=reason if state is SessionState.ACTIVE else f"{reason}:{state}",
+                request_id=request_id,
             )
         return NewSession(token, identity, expires)
 
@@ -753,16 +751,13 @@ class StaffAccounts:
                 .returning(StaffRecoveryCode.id)
             )
             if used:
-                await self._audit.append(
-                    AuditEvent(
-                        actor_id=identity.actor_id,
-                        actor_role=identity.role,
-                        action="login.recovery_code",
-                        resource_type="session",
-                        outcome=Outcome.ALLOWED,
-                        reason="allowed",
-                        request_id=request_id,
-                    )
+                await self._record(
+                    identity.actor_id,
+                    identity.role,
+                    "login.recovery_code",
+                    Outcome.ALLOWED,
+                    resource_type="session",
+                    request_id=request_id,
                 )
         return bool(used)
 
@@ -811,17 +806,13 @@ class StaffAccounts:
                     for c in codes
                 )
             ).run()
-            await self._audit.append(
-                AuditEvent(
-                    actor_id=info.identity.actor_id,
-                    actor_role=info.identity.role,
-                    action="user.totp_enrol",
-                    resource_type="staff_user",
-                    resource_id=str(info.identity.user_id),
-                    outcome=Outcome.ALLOWED,
-                    reason="allowed",
-                    request_id=request_id,
-                )
+            await self._record(
+                info.identity.actor_id,
+                info.identity.role,
+                "user.totp_enrol",
+                Outcome.ALLOWED,
+                resource_id=str(info.identity.user_id),
+                request_id=request_id,
             )
         identity = StaffIdentity(**{**info.identity.__dict__, "has_totp": True})
         session = await self._open_session(
@@ -956,16 +947,14 @@ class StaffAccounts:
                 .returning(StaffSession.id)
             )
             if deleted:
-                await self._audit.append(
-                    AuditEvent(
-                        actor_id=identity.actor_id,
-                        actor_role=identity.role,
-                        action="logout",
-                        resource_type="session",
-                        outcome=Outcome.ALLOWED,
-                        reason="ended_by_user",
-                        request_id=request_id,
-                    )
+                await self._record(
+                    identity.actor_id,
+                    identity.role,
+                    "logout",
+                    Outcome.ALLOWED,
+                    resource_type="session",
+                    reason="ended_by_user",
+                    request_id=request_id,
                 )
         return bool(deleted)
 
@@ -979,16 +968,14 @@ class StaffAccounts:
                 await StaffSession.delete().where(
                     StaffSession.token_hash == self._token_hash(token)
                 )
-            await self._audit.append(
-                AuditEvent(
-                    actor_id=identity.actor_id,
-                    actor_role=identity.role,
-                    action="logout",
-                    resource_type="session",
-                    outcome=Outcome.ALLOWED,
-                    reason="everywhere" if everywhere else "allowed",
-                    request_id=request_id,
-                )
+            await self._record(
+                identity.actor_id,
+                identity.role,
+                "logout",
+                Outcome.ALLOWED,
+                resource_type="session",
+                reason="everywhere" if everywhere else "allowed",
+                request_id=request_id,
             )
 
     # --- one-shot messages for the next page (kept with the session, so any worker) ----------
