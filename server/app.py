@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import traceback
 
-from litestar import Litestar, get
+from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.response import Redirect
 from litestar.types import Scope
 
+from admin_ui.plugin import AdminUI
 from server import db
 from server.auth.routes import AuthRoutes
 from server.contacts.routes import ContactRoutes
@@ -42,12 +42,6 @@ async def log_unhandled(exc: Exception, scope: Scope) -> None:
     )
 
 
-@get("/", include_in_schema=False, sync_to_thread=False)
-def index() -> Redirect:
-    """The web admin is not built yet; the API documentation is the front door."""
-    return Redirect("/schema/swagger")
-
-
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
     settings = settings or get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
@@ -61,11 +55,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         await db.stop(engine)
 
     app = Litestar(
-        route_handlers=[index, health, ready, AuthRoutes, ContactRoutes, OrganizationRoutes],
+        route_handlers=[health, ready, AuthRoutes, ContactRoutes, OrganizationRoutes],
         after_exception=[log_unhandled],
         exception_handlers={GatewayError: gateway_error_handler},
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
+        plugins=[AdminUI(settings, services)],  # the web admin: pages, CSRF, security headers
         openapi_config=OpenAPIConfig(
             title="Consentry API",
             version="1",

@@ -18,6 +18,18 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from server.logs import get_logger
 
 REQUEST_ID_HEADER = "x-request-id"
+# Paths that carry a bearer secret (one-time links): the token is cut from the access log.
+SECRET_PATH_PREFIXES = ("/reset/",)
+
+
+def loggable_path(path: str) -> str:
+    """The request path with one-time tokens removed (they grant access until used)."""
+    for prefix in SECRET_PATH_PREFIXES:
+        if path.startswith(prefix):
+            return prefix + "[token]"
+    return path
+
+
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 log = get_logger("consentry.access")
 
@@ -47,7 +59,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             log.info(
                 "request",
                 method=scope.get("method", ""),
-                path=scope["path"],
+                path=loggable_path(scope["path"]),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )

@@ -208,3 +208,18 @@ def test_redaction_reaches_into_nested_structures(captured: Captured) -> None:
     assert "nested.person@example.org" not in text
     assert "+441" not in text
     assert "rows" in text  # structure kept, only the values under personal keys blanked
+
+
+async def test_one_time_reset_tokens_never_reach_the_access_log(
+    app: Litestar, staff: Staff, captured: Captured
+) -> None:
+    from httpx import ASGITransport, AsyncClient
+
+    admin = await staff.create("admin")
+    user = await staff.create("sales")
+    token = await staff.services.accounts.issue_reset_link(user.user_id, by=admin)
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as client:
+        page = await client.get(f"/reset/{token}")
+    assert page.status_code == 200
+    assert token not in captured.text
+    assert "/reset/[token]" in captured.text

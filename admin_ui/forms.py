@@ -1,0 +1,158 @@
+"""Record forms generated from the data map, and form input turned into gateway values.
+
+The data map says each field's label, kind, choices, length and whether it is required;
+the policy says which fields this role may write. A form has an input for exactly the
+fields that are both declared and writable, so a restricted field never reaches the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from server.datamap import Category, Field, Kind, RecordType
+
+TEXTAREA_FROM_LENGTH = 500  # longer free text gets a multi-line box
+
+INPUT_TYPES = {
+    Kind.TEXT: "text",
+    Kind.EMAIL: "email",
+    Kind.PHONE: "tel",
+    Kind.DATE: "date",
+    Kind.INTEGER: "number",
+    Kind.COUNTRY: "text",
+}
+HINTS = {
+    Kind.PHONE: "With the country code, e.g. +44 20 7946 0000.",
+    Kind.DATE: "As YYYY-MM-DD.",
+    Kind.COUNTRY: "Two-letter code, e.g. GB.",
+    Kind.INTEGER: "A whole number.",
+}
+
+
+def choice_label(value: str) -> str:
+    return value.replace("_", " ").capitalize()
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of a record form, as the template needs it."""
+
+    name: str
+    label: str
+    control: str  # "input", "textarea" or "select"
+    input_type: str
+    required: bool
+    max_length: int
+    choices: tuple[tuple[str, str], ...]  # (value, label)
+    hint: str
+
+    @property
+    def input_id(self) -> str:
+        return f"field-{self.name}"
+
+
+def form_field(spec: Field, references: Iterable[tuple[str, str]] = ()) -> FormField:
+    if spec.kind is Kind.CHOICE:
+        control, choices = "select", tuple((c, choice_label(c)) for c in spec.choices)
+    elif spec.kind is Kind.REFERENCE:
+        control, choices = "select", tuple(references)
+    elif spec.category is Category.FREE_TEXT or spec.max_length >= TEXTAREA_FROM_LENGTH:
+        control, choices = "textarea", ()
+    else:
+        control, choices = "input", ()
+    return FormField(
+        name=spec.name,
+        label=spec.label,
+        control=control,
+        input_type=INPUT_TYPES.get(spec.kind, "text"),
+        required=spec.required,
+        max_length=spec.max_length,
+        choices=choices,
+        hint=HINTS.get(spec.kind, ""),
+    )
+
+
+def form_fields(
+    rt: RecordType, names: Iterable[str], references: Iterable[tuple[str, str]] = ()
+) -> list[FormField]:
+    """Inputs for ``names`` in data-map order (``references``: options for id fields)."""
+    wanted = set(names)
+    options = tuple(references)
+    return [form_field(f, options) for f in rt.fields if f.name in wanted]
+
+
+def display_value(value: Any) -> str:
+    """A stored value as a form shows it."""
+    return "" if value is None else str(value)
+
+
+def values_from_form(
+    rt: RecordType,
+    form: Mapping[str, Any],
+    names: Iterable[str],
+    *,
+    current: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Gateway values from a submitted form, and the submitted text to show again.
+
+    Creating (``current`` is None): an empty input means "not set". Editing: an empty
+    input clears the field (None), and inputs equal to the stored value are left out, so
+    the update and its audit event name only the fields that really changed.
+    """
+    values: dict[str, Any] = {}
+    submitted: dict[str, str] = {}
+    for name in names:
+        raw = form.get(name)
+        if raw is None or not isinstance(raw, str):
+            continue
+        submitted[name] = raw
+        text = raw.strip()
+        if current is not None:
+            if text == display_value(current.get(name)).strip():
+                continue
+            if not text:
+                values[name] = None
+                continue
+        elif not text:
+            continue
+        values[name] = _typed(rt.by_name[name], text)
+    return values, submitted
+
+
+def _typed(spec: Field, text: str) -> Any:
+    if spec.kind is Kind.INTEGER:
+        try:
+            return int(text)
+        except ValueError:
+            return text  # the gateway explains: "expected a whole number"
+    return text
+
+
+def field_problems(
+    rt: RecordType, problems: Mapping[str, str]
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Gateway problems as per-field messages and an error summary of (anchor, message)."""
+    by_field: dict[str, str] = {}
+    summary: list[tuple[str, str]] = []
+    for name, reason in problems.items():
+        spec = rt.by_name.get(name)
+        label = spec.label if spec else name.replace("_", " ").capitalize()
+        text = problem_message(label, reason)
+        if spec is None:
+            summary.append(("", text))
+            continue
+        by_field[name] = text
+        summary.append((f"field-{name}", text))
+    return by_field, summary
+
+
+def problem_message(label: str, reason: str) -> str:
+    """``"First name", "is required"`` -> ``"First name is required."``"""
+    reason = reason.strip().rstrip(".") or "is not valid"
+    if not label:
+        return reason[0].upper() + reason[1:] + "."
+    if reason.startswith(("is ", "must ")):
+        return f"{label} {reason}."
+    return f"{label}: {reason}."

@@ -1,0 +1,1 @@
+"""Page controllers of the web admin, one module per area."""

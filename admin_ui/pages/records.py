@@ -1,0 +1,465 @@
+"""List, search, detail, create, edit and delete pages, generated per data-map record type.
+
+Every page goes through the gateway, exactly like the JSON API: the policy decides what
+is shown, the vault decrypts only permitted fields, and each read and write is audited.
+A field the role may not read arrives as a name in ``Record.restricted`` and is shown as
+"Restricted" - its value never reaches these handlers, let alone the browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN
+
+from admin_ui.forms import (
+    choice_label,
+    display_value,
+    field_problems,
+    form_fields,
+    values_from_form,
+)
+from admin_ui.rendering import flash, render, see_other
+from admin_ui.session import Visit, page_access, provide_visit
+from server.datamap import Kind, RecordType
+from server.gateway import Conflict, Forbidden, Gateway, GatewayError, InvalidInput, NotFound
+from server.gateway import Record as GatewayRecord
+from server.web import services_of
+
+DEFAULT_PAGE_SIZE = 25
+PAGE_SIZES = (10, 25, 50, 100)
+REFERENCE_OPTIONS = 100  # organizations offered in a contact's organization list
+MAX_SEARCH = 320
+# Columns of the list pages, and the fields that make up a record's heading.
+SUMMARY_FIELDS = {
+    "contact": ("email", "phone", "lifecycle_stage"),
+    "organization": ("domain", "industry", "city"),
+}
+HEADING_FIELDS = {"contact": ("first_name", "last_name"), "organization": ("name",)}
+REFERENCE_TARGETS = {"organization_id": ("organization", "/organizations")}
+
+
+def _int(value: str | None, default: int, low: int, high: int) -> int:
+    try:
+        number = int(value or default)
+    except ValueError:
+        return default
+    return min(max(number, low), high)
+
+
+def heading_of(rt: RecordType, record: GatewayRecord) -> str:
+    parts = [
+        str(record.values[n]) for n in HEADING_FIELDS.get(rt.resource, ()) if record.values.get(n)
+    ]
+    return " ".join(parts) or f"{rt.label} {record.id[:8]}"
+
+
+def shown_value(rt: RecordType, name: str, value: Any) -> str:
+    """A value as a page shows it (choices by their label)."""
+    if value is None or value == "":
+        return ""
+    if rt.by_name[name].kind is Kind.CHOICE:
+        return choice_label(str(value))
+    return str(value)
+
+
+async def reference_options(gateway: Gateway, visit: Visit, resource: str) -> list[tuple[str, str]]:
+    """(id, name) of the records an id field may point to, as far as this user can see."""
+    try:
+        page = await gateway.list(visit.actor, resource, page=1, page_size=REFERENCE_OPTIONS)
+    except GatewayError:
+        return []
+    return [(r.id, str(r.values.get("name") or f"{r.id[:8]}…")) for r in page.items]
+
+
+def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller]:
+    """A controller with the web pages of one record type under ``base_path``."""
+    resource = rt.resource
+    noun = rt.label.lower()
+    filterable = [f for f in rt.fields if f.filterable]
+    searchable = [f for f in rt.fields if f.blind_index]
+    summary = SUMMARY_FIELDS.get(resource, tuple(f.name for f in rt.fields[1:4]))
+
+    def gateway_of(request: Request[Any, Any, Any]) -> Gateway:
+        return services_of(request).gateway
+
+    async def options_for(
+        request: Request[Any, Any, Any], visit: Visit, names: set[str] | frozenset[str]
+    ) -> list[tuple[str, str]]:
+        for name, (target, _) in REFERENCE_TARGETS.items():
+            if name in names and name in rt.by_name:
+                return await reference_options(gateway_of(request), visit, target)
+        return []
+
+    async def list_page(
+        request: Request[Any, Any, Any],
+        visit: Visit,
+        *,
+        filters: dict[str, str],
+        page: int,
+        page_size: int,
+        search: str | None = None,
+    ) -> Template:
+        gateway = gateway_of(request)
+        readable = gateway.permitted_fields(visit.actor, resource, "list")
+        if readable is None:  # let the gateway refuse: its refusals are audited
+            await gateway.list(visit.actor, resource, page=1, page_size=1)
+            raise Forbidden(f"your role may not list {noun} records")
+        shown_filters = [f for f in filterable if f.name in readable]
+        may_search = gateway.permitted_fields(visit.actor, resource, "search")
+        active = {k: v for k, v in filters.items() if v and k in {f.name for f in shown_filters}}
+        problems: dict[str, str] = {}
+        items: list[GatewayRecord] = []
+        total = 0
+        search_error = ""
+        if search is not None:
+            items, search_error = await run_search(gateway, visit, search)
+            total = len(items)
+        else:
+            try:
+                result = await gateway.list(
+                    visit.actor, resource, filters=active, page=page, page_size=page_size
+                )
+                items, total = result.items, result.total
+            except InvalidInput as exc:
+                problems = {k: v for k, v in exc.problems.items() if k in rt.by_name}
+        pages = max(1, (total + page_size - 1) // page_size)
+        query = (
+            {**active, "page_size": str(page_size)} if page_size != DEFAULT_PAGE_SIZE else active
+        )
+
+        def page_link(number: int) -> str:
+            return f"{base_path}?{urlencode({**query, 'page': number})}"
+
+        options = await options_for(request, visit, {f.name for f in shown_filters})
+        rows = [
+            {
+                "id": r.id,
+                "heading": heading_of(rt, r),
+                "cells": [
+                    (n in r.restricted, shown_value(rt, n, r.values.get(n))) for n in summary
+                ],
+            }
+            for r in items
+        ]
+        return await render(
+            request,
+            "records/list.html",
+            visit=visit,
+            status=HTTP_400_BAD_REQUEST if problems or search_error else 200,
+            section=resource,
+            title=plural,
+            plural=plural,
+            noun=noun,
+            base_path=base_path,
+            columns=[rt.by_name[n].label for n in summary],
+            rows=rows,
+            total=total,
+            page=page,
+            pages=pages,
+            page_size=page_size,
+            page_sizes=PAGE_SIZES,
+            prev_link=page_link(page - 1) if page > 1 and search is None else "",
+            next_link=page_link(page + 1) if page < pages and search is None else "",
+            filters=form_fields(rt, [f.name for f in shown_filters], options),
+            filter_values=active,
+            filter_errors={k: v for k, v in problems.items()},
+            searchable=[f.label.lower() for f in searchable if f.name in (may_search or ())],
+            search=search,
+            search_error=search_error,
+            can_create=gateway.permitted_fields(visit.actor, resource, "create") is not None,
+        )
+
+    async def run_search(
+        gateway: Gateway, visit: Visit, term: str
+    ) -> tuple[list[GatewayRecord], str]:
+        """Exact search by e-mail (anything with an @) or else phone number."""
+        term = term.strip()
+        if not term:
+            return [], "Enter an e-mail address or a phone number to search for."
+        kind = Kind.EMAIL if "@" in term else Kind.PHONE
+        spec = next((f for f in searchable if f.kind is kind), None)
+        if spec is None:
+            return [], f"{plural} cannot be searched by {kind.value}."
+        try:
+            return await gateway.search(visit.actor, resource, spec.name, term), ""
+        except InvalidInput:
+            return [], f"Enter a complete {spec.label.lower()} (searches find exact matches)."
+        except Forbidden:
+            return [], f"Your role may not search {plural.lower()} by {spec.label.lower()}."
+
+    async def form_page(
+        request: Request[Any, Any, Any],
+        visit: Visit,
+        *,
+        names: list[str],
+        values: Mapping[str, str],
+        problems: Mapping[str, str] | None = None,
+        record: GatewayRecord | None = None,
+        not_editable: list[str] | None = None,
+        status: int = 200,
+    ) -> Template:
+        by_field, summary_errors = field_problems(rt, problems or {})
+        options = await options_for(request, visit, set(names))
+        if record is not None:
+            current = record.values.get("organization_id")
+            if current and all(value != current for value, _ in options):
+                options.append((str(current), f"{str(current)[:8]}…"))
+        fields = form_fields(rt, names, options)
+        return await render(
+            request,
+            "records/form.html",
+            visit=visit,
+            status=status,
+            section=resource,
+            title=f"Edit {noun}" if record else f"New {noun}",
+            heading=f"Edit {heading_of(rt, record)}" if record else f"New {noun}",
+            noun=noun,
+            action=f"{base_path}/{record.id}/edit" if record else f"{base_path}/new",
+            cancel=f"{base_path}/{record.id}" if record else base_path,
+            fields=fields,
+            values=values,
+            errors=by_field,
+            problem_list=summary_errors,
+            not_editable=not_editable or [],
+        )
+
+    def editable(writable: frozenset[str], record: GatewayRecord) -> tuple[list[str], list[str]]:
+        """Inputs an edit form may have: writable and readable (a field the user cannot
+        see is never offered, so an empty box cannot silently clear it)."""
+        names = [
+            f.name for f in rt.fields if f.name in writable and f.name not in record.restricted
+        ]
+        locked = [
+            f.label for f in rt.fields if f.name not in names and f.name not in record.restricted
+        ]
+        return names, locked
+
+    class RecordPages(Controller):
+        path = base_path
+        include_in_schema = False
+        dependencies = {"visit": Provide(provide_visit)}
+        opt = page_access()
+
+        @get("/")
+        async def index(
+            self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        ) -> Template:
+            query = request.query_params
+            page_size = _int(query.get("page_size"), DEFAULT_PAGE_SIZE, 1, 100)
+            return await list_page(
+                request,
+                visit,
+                filters={f.name: query.get(f.name, "").strip() for f in filterable},
+                page=_int(query.get("page"), 1, 1, 1_000_000),
+                page_size=page_size,
+            )
+
+        @post("/search")
+        async def search(
+            self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        ) -> Template:
+            """A POST, like the API's search: the term never appears in a URL or a log."""
+            form = await request.form()
+            term = form.get("q", "")
+            return await list_page(
+                request,
+                visit,
+                filters={},
+                page=1,
+                page_size=DEFAULT_PAGE_SIZE,
+                search=term[:MAX_SEARCH] if isinstance(term, str) else "",
+            )
+
+        @get("/new")
+        async def new_form(
+            self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        ) -> Template:
+            writable = gateway_of(request).permitted_fields(visit.actor, resource, "create")
+            if writable is None:
+                raise Forbidden(f"your role may not create {noun} records")
+            names = [f.name for f in rt.fields if f.name in writable]
+            return await form_page(request, visit, names=names, values={})
+
+        @post("/new")
+        async def create(
+            self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        ) -> Template | Redirect:
+            gateway = gateway_of(request)
+            writable = gateway.permitted_fields(visit.actor, resource, "create")
+            if writable is None:  # the gateway refuses (and audits) before reading any value
+                await gateway.create(visit.actor, resource, {})
+                raise Forbidden(f"your role may not create {noun} records")
+            names = [f.name for f in rt.fields if f.name in writable]
+            values, submitted = values_from_form(rt, await request.form(), names)
+            try:
+                record = await gateway.create(visit.actor, resource, values)
+            except (InvalidInput, Forbidden) as exc:
+                problems = exc.problems or {"": exc.message}
+                return await form_page(
+                    request,
+                    visit,
+                    names=names,
+                    values=submitted,
+                    problems=problems,
+                    status=HTTP_400_BAD_REQUEST,
+                )
+            await flash(request, visit, f"{rt.label} created.")
+            return see_other(f"{base_path}/{record.id}")
+
+        @get("/{record_id:str}")
+        async def detail(
+            self,
+            request: Request[Any, Any, Any],
+            visit: NamedDependency[Visit],
+            record_id: FromPath[str],
+        ) -> Template:
+            gateway = gateway_of(request)
+            record = await gateway.read(visit.actor, resource, record_id)
+            rows = []
+            for spec in rt.fields:
+                restricted = spec.name in record.restricted
+                value = record.values.get(spec.name)
+                link = ""
+                text = "" if restricted else shown_value(rt, spec.name, value)
+                if not restricted and value and spec.name in REFERENCE_TARGETS:
+                    target, target_path = REFERENCE_TARGETS[spec.name]
+                    link = f"{target_path}/{value}"
+                    try:
+                        other = await gateway.read(visit.actor, target, str(value))
+                        text = str(other.values.get("name") or f"{str(value)[:8]}…")
+                    except GatewayError:
+                        text, link = "Not visible to you", ""
+                rows.append(
+                    {
+                        "label": spec.label,
+                        "restricted": restricted,
+                        "text": text,
+                        "link": link,
+                        "multiline": spec.kind is Kind.TEXT and spec.max_length > 500,
+                    }
+                )
+            return await render(
+                request,
+                "records/detail.html",
+                visit=visit,
+                section=resource,
+                title=rt.label,
+                heading=heading_of(rt, record),
+                noun=noun,
+                base_path=base_path,
+                plural=plural,
+                record=record,
+                rows=rows,
+                can_edit=gateway.permitted_fields(visit.actor, resource, "update") is not None,
+                can_delete=gateway.permitted_fields(visit.actor, resource, "delete") is not None,
+            )
+
+        @get("/{record_id:str}/edit")
+        async def edit_form(
+            self,
+            request: Request[Any, Any, Any],
+            visit: NamedDependency[Visit],
+            record_id: FromPath[str],
+        ) -> Template:
+            gateway = gateway_of(request)
+            record = await gateway.read(visit.actor, resource, record_id)
+            writable = gateway.permitted_fields(visit.actor, resource, "update")
+            if writable is None:
+                raise NotFound(f"{resource} not found")  # as the gateway answers such updates
+            names, locked = editable(writable, record)
+            values = {n: display_value(record.values.get(n)) for n in names}
+            return await form_page(
+                request, visit, names=names, values=values, record=record, not_editable=locked
+            )
+
+        @post("/{record_id:str}/edit")
+        async def update(
+            self,
+            request: Request[Any, Any, Any],
+            visit: NamedDependency[Visit],
+            record_id: FromPath[str],
+        ) -> Template | Redirect:
+            gateway = gateway_of(request)
+            writable = gateway.permitted_fields(visit.actor, resource, "update")
+            if writable is None:  # the gateway refuses (and audits) before reading any value
+                await gateway.update(visit.actor, resource, record_id, {})
+                raise NotFound(f"{resource} not found")
+            record = await gateway.read(visit.actor, resource, record_id)
+            names, locked = editable(writable, record)
+            changes, submitted = values_from_form(
+                rt, await request.form(), names, current=record.values
+            )
+            if not changes:
+                await flash(request, visit, "Nothing was changed.", "info")
+                return see_other(f"{base_path}/{record.id}")
+            try:
+                await gateway.update(visit.actor, resource, record.id, changes)
+            except (InvalidInput, Forbidden, Conflict) as exc:
+                problems = exc.problems or {"": exc.message}
+                values = {n: display_value(record.values.get(n)) for n in names} | submitted
+                return await form_page(
+                    request,
+                    visit,
+                    names=names,
+                    values=values,
+                    problems=problems,
+                    record=record,
+                    not_editable=locked,
+                    status=HTTP_403_FORBIDDEN
+                    if isinstance(exc, Forbidden)
+                    else HTTP_400_BAD_REQUEST,
+                )
+            await flash(request, visit, f"{rt.label} updated.")
+            return see_other(f"{base_path}/{record.id}")
+
+        @get("/{record_id:str}/delete")
+        async def delete_form(
+            self,
+            request: Request[Any, Any, Any],
+            visit: NamedDependency[Visit],
+            record_id: FromPath[str],
+        ) -> Template:
+            gateway = gateway_of(request)
+            if gateway.permitted_fields(visit.actor, resource, "delete") is None:
+                raise NotFound(f"{resource} not found")
+            record = await gateway.read(visit.actor, resource, record_id)
+            return await render(
+                request,
+                "records/delete.html",
+                visit=visit,
+                section=resource,
+                title=f"Delete {noun}",
+                heading=heading_of(rt, record),
+                noun=noun,
+                base_path=base_path,
+                record=record,
+            )
+
+        @post("/{record_id:str}/delete")
+        async def delete(
+            self,
+            request: Request[Any, Any, Any],
+            visit: NamedDependency[Visit],
+            record_id: FromPath[str],
+        ) -> Redirect:
+            try:
+                await gateway_of(request).delete(visit.actor, resource, record_id)
+            except Conflict as exc:
+                await flash(request, visit, _sentence(exc.message), "error")
+                return see_other(f"{base_path}/{record_id}")
+            await flash(request, visit, f"{rt.label} deleted.")
+            return see_other(base_path)
+
+    RecordPages.__name__ = RecordPages.__qualname__ = f"{rt.label}Pages"
+    return RecordPages
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")

@@ -1,0 +1,106 @@
+"""``AdminUI``: plugs the web admin into the application built by ``create_app()``.
+
+Adds the page controllers, the Jinja templates, the static files (our own and the pinned
+npm packages in ``admin_ui/node_modules``), CSRF protection for everything but the JSON
+API and probes, the security headers and the HTML error pages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from litestar import Router
+from litestar.config.app import AppConfig
+from litestar.exceptions import HTTPException
+from litestar.plugins import InitPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from admin_ui.pages.account import account, change_password, end_session, enrol, security
+from admin_ui.pages.dashboard import dashboard
+from admin_ui.pages.records import record_pages
+from admin_ui.pages.sign_in import SignInPages
+from admin_ui.pages.users import UserPages
+from admin_ui.rendering import gateway_error_handler, http_error_handler, redirect_handler
+from admin_ui.security import csrf_config, security_headers
+from admin_ui.session import PageRedirect
+from server.datamap import CONTACT, ORGANIZATION
+from server.gateway import GatewayError
+from server.services import Services, load_session_secret
+from server.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+NODE_MODULES = HERE / "node_modules"  # `npm ci` in admin_ui/; optional (pages work without)
+VENDOR = {  # URL folder under /static/vendor/ -> folder of an installed npm package
+    "pico": NODE_MODULES / "@picocss" / "pico" / "css",
+    "htmx": NODE_MODULES / "htmx.org" / "dist",
+}
+
+
+def template_engine() -> JinjaTemplateEngine:
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return JinjaTemplateEngine.from_environment(environment)
+
+
+def admin_router() -> Router:
+    """Every admin page, with HTML answers for gateway refusals and redirects."""
+    return Router(
+        path="/",
+        route_handlers=[
+            dashboard,
+            SignInPages,
+            account,
+            change_password,
+            end_session,
+            security,
+            enrol,
+            UserPages,
+            record_pages(CONTACT, "/contacts", "Contacts"),
+            record_pages(ORGANIZATION, "/organizations", "Organizations"),
+        ],
+        exception_handlers={
+            GatewayError: gateway_error_handler,
+            PageRedirect: redirect_handler,
+        },
+        include_in_schema=False,
+    )
+
+
+def static_routers() -> list[Router]:
+    routers = [create_static_files_router("/static", [STATIC], name="admin-static")]
+    routers += [
+        create_static_files_router(f"/static/vendor/{name}", [folder], name=f"vendor-{name}")
+        for name, folder in VENDOR.items()
+    ]
+    return routers
+
+
+class AdminUI(InitPlugin):
+    """The staff web admin. Register with ``Litestar(plugins=[AdminUI(settings, services)])``."""
+
+    __slots__ = ("services", "settings")
+
+    def __init__(self, settings: Settings, services: Services) -> None:
+        self.settings = settings
+        self.services = services
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.route_handlers.extend([admin_router(), *static_routers()])
+        app_config.template_config = TemplateConfig(instance=template_engine())
+        app_config.csrf_config = csrf_config(
+            load_session_secret(self.services.settings),
+            cookie_secure=self.settings.cookie_secure,
+        )
+        app_config.before_send.append(security_headers(https=self.settings.cookie_secure))
+        app_config.exception_handlers.setdefault(HTTPException, http_error_handler)
+        return app_config
