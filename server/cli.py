@@ -293,6 +293,17 @@ def check() -> None:
             click.echo("database reachable, migrations current: ok")
     except Exception as exc:  # the message names the failure without leaking the URL's password
         problems.append(f"database unreachable: {type(exc).__name__}: {exc}")
+    from admin_ui.plugin import VENDOR
+
+    missing = [name for name, folder in VENDOR.items() if not folder.is_dir()]
+    if missing:  # a warning: the admin works unstyled and without htmx
+        click.echo(
+            "warning: web admin assets missing (" + ", ".join(missing) + "): run "
+            "`npm ci --ignore-scripts --prefix admin_ui`",
+            err=True,
+        )
+    else:
+        click.echo("web admin assets: ok")
     if problems:
         for problem in problems:
             click.echo(f"problem: {problem}", err=True)
