@@ -56,8 +56,14 @@ class PolicyEngine:
     def __init__(self, model_path: Path = MODEL_PATH, policy_path: Path = POLICY_PATH) -> None:
         self._enforcer = casbin.Enforcer(str(model_path), str(policy_path))
         self._decide = lru_cache(maxsize=4096)(self._decide_uncached)
+        # Casbin checks are linear in the number of rules; the rules are fixed for the life
+        # of the process, so every (role, object, action) answer can be kept.
+        self._allows = lru_cache(maxsize=16384)(self._allows_uncached)
 
     def allows(self, role: str, obj: str, act: str) -> bool:
+        return self._allows(role, obj, act)
+
+    def _allows_uncached(self, role: str, obj: str, act: str) -> bool:
         return bool(self._enforcer.enforce(role, obj, act))
 
     def decide(

@@ -1,0 +1,147 @@
+"""``python -m bench``: Consentry vs a plain Litestar + Piccolo baseline, side by side.
+
+For each engine the run (1) loads N contacts and their organizations into both systems
+(Consentry through ``Gateway.create_many``, the baseline by plain inserts), (2) starts
+both as real uvicorn servers on 127.0.0.1 with the same worker count, (3) drives five
+scenarios (read by id, list page, search by e-mail, create, update) with ``wrk`` for a
+bounded time each, and (4) takes in-process micro-figures (field crypto, blind index,
+policy decisions, audit append and verification, erasure proxy). Results go to
+``OUT/latest.json`` and ``OUT/RESULTS.md``.
+
+Needs ``wrk`` (``apt-get update && apt-get install -y wrk``; installed automatically when
+running as root) and, for the PostgreSQL engine, a server where the user may create
+databases (``consentry_bench_*`` are created and dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from bench.databases import DEFAULT_POSTGRES
+from bench.presets import DEFAULT_CONNECTIONS, DEFAULT_ENGINES, DEFAULT_WORKERS, PRESETS
+from bench.report import ENGINE_NAMES
+from bench.runner import BenchConfig, Runner
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _engines(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [n for n in names if n not in ENGINE_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"engines are a comma-separated list of: {', '.join(ENGINE_NAMES)}"
+        )
+    return names
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> BenchConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-test size: 2,000 contacts, 2 s per scenario, both engines; about "
+        "two minutes in all (full mode: 100,000 contacts, 15 s per scenario)",
+    )
+    parser.add_argument(
+        "--engines",
+        type=_engines,
+        default=DEFAULT_ENGINES,
+        help="comma-separated: sqlite,postgres (default: both)",
+    )
+    parser.add_argument(
+        "--contacts",
+        type=_positive,
+        help="contacts to generate and load per system (default 100,000; 2,000 with "
+        "--quick; 1,000,000 is supported on PostgreSQL); one organization per 25 contacts",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=DEFAULT_WORKERS,
+        help=f"uvicorn worker processes for each server (default {DEFAULT_WORKERS})",
+    )
+    parser.add_argument(
+        "--duration", type=float, help="seconds per load scenario (default 15; 2 with --quick)"
+    )
+    parser.add_argument(
+        "--connections",
+        type=_positive,
+        default=DEFAULT_CONNECTIONS,
+        help=f"concurrent wrk connections (default {DEFAULT_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="directory for latest.json and RESULTS.md (default: bench/results; a --quick "
+        "run overwrites the committed figures unless you point it elsewhere)",
+    )
+    parser.add_argument(
+        "--postgres",
+        default=DEFAULT_POSTGRES,
+        help=f"PostgreSQL server URL without database (default {DEFAULT_POSTGRES})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=1000,
+        help="rows per create_many call / per insert when loading (default 1000)",
+    )
+    parser.add_argument("--seed", type=int, default=2026, help="data generator seed")
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="never try to apt-get install wrk; fail with instructions instead",
+    )
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    preset = PRESETS[mode]
+    return BenchConfig(
+        mode=mode,
+        engines=args.engines,
+        contacts=args.contacts or preset.contacts,
+        workers=args.workers,
+        duration=args.duration or preset.duration,
+        connections=args.connections,
+        warmup=preset.warmup,
+        batch_size=args.batch_size,
+        audit_events=preset.audit_events,
+        erasures=preset.erasures,
+        sample_size=20_000,
+        out=args.out,
+        postgres=args.postgres.rstrip("/"),
+        seed=args.seed,
+        install_wrk=not args.no_install,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    console = Console()
+    results = Runner(config, console).run()
+    console.print(f"\nResults: {config.out / 'RESULTS.md'} and {config.out / 'latest.json'}")
+    for target in results["targets"]:
+        engine = f" [{target['engine']}]" if target["engine"] else ""
+        console.print(
+            f"  {target['status']:<19} {target['target']}{engine}: {target['measured']} "
+            f"(goal {target['goal']})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The two run sizes, shared by the command line and the results page (to print the
+command that reproduces a run)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Preset(NamedTuple):
+    contacts: int
+    duration: float  # seconds per load scenario
+    warmup: float  # seconds of read traffic before the first measured scenario
+    audit_events: int  # events appended per audit figure
+    erasures: int  # contacts deleted for the erasure proxy
+
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset(contacts=2_000, duration=2.0, warmup=1.0, audit_events=300, erasures=10),
+    "full": Preset(contacts=100_000, duration=15.0, warmup=3.0, audit_events=3_000, erasures=50),
+}
+DEFAULT_ENGINES = ("sqlite", "postgres")
+DEFAULT_WORKERS = 1
+DEFAULT_CONNECTIONS = 4

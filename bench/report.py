@@ -1,0 +1,475 @@
+"""Results as JSON (for machines and diffs) and Markdown (for people), plus the targets.
+
+The targets come from the benchmark issue. They are goals, not assertions: the run never
+fails because one is missed; the page says where each one stands, and says plainly when
+something cannot be measured yet because the feature does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.presets import DEFAULT_CONNECTIONS, DEFAULT_ENGINES, DEFAULT_WORKERS, PRESETS
+
+MET, NOT_MET, NOT_YET = "met", "not met", "not measurable yet"
+ENGINE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+SEARCH_TARGET_CONTACTS = 1_000_000
+
+
+def _status(ok: bool) -> str:
+    return MET if ok else NOT_MET
+
+
+def _target(
+    target: str, goal: str, measured: str, status: str, note: str = "", engine: str = ""
+) -> dict[str, str]:
+    return {
+        "target": target,
+        "engine": engine,
+        "goal": goal,
+        "measured": measured,
+        "status": status,
+        "note": note,
+    }
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    contacts = int(results["config"]["contacts"])
+    for engine, figures in results["engines"].items():
+        name = ENGINE_NAMES.get(engine, engine)
+        scenarios = figures["scenarios"]
+        for key, goal in (("read", 1.25), ("list", 1.25), ("create", 1.5), ("update", 1.5)):
+            ratio = scenarios[key]["ratio"]["p50"]
+            tail = scenarios[key]["ratio"]["p99"]
+            flagged = " (scenario flagged: errors)" if scenarios[key]["flagged"] else ""
+            out.append(
+                _target(
+                    f"{scenarios[key]['label']}: Consentry p50 / baseline p50",
+                    f"<= {goal}x",
+                    f"{_fmt(ratio)}x (at p99: {_fmt(tail)}x)",
+                    _status(ratio is not None and ratio <= goal) if not flagged else NOT_MET,
+                    f"client-side (wrk) p50{flagged}",
+                    name,
+                )
+            )
+        unloaded = scenarios.get("search_1c", scenarios["search"])
+        search = unloaded["consentry"]["server"]["p99_ms"]
+        how = f"{unloaded['connections']} connection(s); server-side duration"
+        if contacts >= SEARCH_TARGET_CONTACTS:
+            status, note = _status(search < 10), f"over {contacts:,} contacts, {how}"
+        else:
+            status = NOT_YET
+            note = (
+                f"{how}; this run had {contacts:,} contacts, the target is for "
+                f"{SEARCH_TARGET_CONTACTS:,} (run with --contacts {SEARCH_TARGET_CONTACTS})"
+            )
+        out.append(
+            _target(
+                "Search by e-mail p99, server-side",
+                "< 10 ms over 1,000,000 contacts",
+                f"{search:.2f} ms",
+                status,
+                note,
+                name,
+            )
+        )
+        append = figures["audit_append"]
+        best = max(append["sequential_events_per_s"], append["concurrent_events_per_s"])
+        if engine == "postgres":
+            out.append(
+                _target(
+                    "Audit append throughput",
+                    ">= 3,000 events/s",
+                    f"{best:,.0f} events/s",
+                    _status(best >= 3000),
+                    "hash chain, no sealing yet; one event per transaction",
+                    name,
+                )
+            )
+            out.append(
+                _target(
+                    "Every event under a signed head within 1 s (p95)",
+                    "<= 1 s",
+                    "-",
+                    NOT_YET,
+                    "Merkle sealing and signed tree heads are a later issue",
+                    name,
+                )
+            )
+        verify = figures["audit_verify"]["events_per_s"]
+        out.append(
+            _target(
+                "Audit verification rate",
+                ">= 500,000 events/s",
+                f"{verify:,.0f} events/s",
+                _status(verify >= 500_000),
+                f"hash chain of {figures['audit_verify']['events']:,} events",
+                name,
+            )
+        )
+        erasure = figures["erasure_proxy"]["median_ms"]
+        out.append(
+            _target(
+                "Erasure (proxy: gateway.delete)",
+                "< 100 ms",
+                f"{erasure:.2f} ms median",
+                _status(erasure < 100),
+                "record delete + data-key shred; full erasure is a later issue",
+                name,
+            )
+        )
+    if "micro" in results:
+        micro = results["micro"]
+        crypto = micro["field_crypto"]["encrypt_decrypt_us"]
+        out.append(
+            _target("Field encrypt+decrypt", "<= 5 µs", f"{crypto:.2f} µs", _status(crypto <= 5))
+        )
+        large = micro["policy"]["10000_rules"]
+        uncached = max(large["uncached_admin_us"], large["uncached_sales_us"])
+        cached = max(large["cached_admin_us"], large["cached_sales_us"])
+        out.append(
+            _target(
+                "Policy decision, 10,000 rules, uncached",
+                "<= 100 µs median",
+                f"{uncached:,.1f} µs",
+                _status(uncached <= 100),
+                "worst of admin/sales contact-read; a cache miss (first request per "
+                "role/resource/action/purpose in a worker)",
+            )
+        )
+        out.append(
+            _target(
+                "Policy decision, 10,000 rules, cached",
+                "<= 100 µs median",
+                f"{cached:,.2f} µs",
+                _status(cached <= 100),
+                "what every request after the first pays for decide()",
+            )
+        )
+        out.append(
+            _target(
+                "Export of a subject with 10,000 interactions",
+                "< 1 s",
+                "-",
+                NOT_YET,
+                "subject export and interactions are later issues",
+            )
+        )
+    return out
+
+
+# --- Markdown ---------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def reproduce_command(results: dict[str, Any]) -> str:
+    """The command line that repeats this run (options left at their defaults omitted)."""
+    config = results["config"]
+    preset = PRESETS[results["mode"]]
+    parts = ["python -m bench"]
+    if results["mode"] == "quick":
+        parts.append("--quick")
+    if tuple(config["engines"]) != DEFAULT_ENGINES:
+        parts.append("--engines " + ",".join(config["engines"]))
+    if config["contacts"] != preset.contacts:
+        parts.append(f"--contacts {config['contacts']}")
+    if config["duration"] != preset.duration:
+        parts.append(f"--duration {config['duration']:g}")
+    if config["workers"] != DEFAULT_WORKERS:
+        parts.append(f"--workers {config['workers']}")
+    if config["connections"] != DEFAULT_CONNECTIONS:
+        parts.append(f"--connections {config['connections']}")
+    return " ".join(parts)
+
+
+def markdown(results: dict[str, Any], other_runs: list[str] | None = None) -> str:
+    config, machine = results["config"], results["machine"]
+    engines = ", ".join(ENGINE_NAMES.get(e, e) for e in results["engines"])
+    lines = [
+        "# Consentry benchmark results",
+        "",
+        "What Consentry's protection (policy decision, field encryption, audit event on "
+        "every access) costs, measured side by side against a baseline: the same "
+        "Litestar + Piccolo + uvicorn stack, the same columns, queries and session check, "
+        "with no policy, encryption or audit (`bench/baseline/`). Reproduce with "
+        f"`{reproduce_command(results)}` (see `python -m bench --help`).",
+        "",
+        f"- **Date**: {machine['measured_at']}",
+        f"- **Mode**: {results['mode']} — {config['contacts']:,} contacts and "
+        f"{results['dataset']['organizations']:,} organizations per system; engines: {engines}",
+        f"- **Load**: `wrk` 1 thread, {config['connections']} connections, "
+        f"{config['duration']:g} s per scenario (after a {config['warmup']:g} s warm-up), "
+        f"{config['workers']} uvicorn worker(s) per server; "
+        f"whole run {results['wall_seconds']:,} s",
+        "- **Deals and interactions**: not yet in Consentry's schema (a later issue), so "
+        "the generator loads contacts and organizations only.",
+        "",
+        f"> The machine has {machine['cores']} cores, shared by the server under test, the "
+        "other (idle) server, `wrk` and PostgreSQL — and by other engineers' test suites "
+        f"running at the same time ({_load_averages(machine)}). Absolute figures are "
+        "therefore modest and somewhat noisy; the ratios, measured minutes apart on the "
+        "same machine, are the point.",
+        "",
+        "## Machine",
+        "",
+    ]
+    lines += _table(
+        ["", ""],
+        [
+            ["CPU", str(machine["cpu"])],
+            ["cores", str(machine["cores"])],
+            ["memory", f"{machine['memory_gib']} GiB"],
+            ["OS", f"{machine['os']} (kernel {machine['kernel']})"],
+            ["Python", machine["python"]],
+            ["PostgreSQL", machine["postgresql"]],
+            ["SQLite", machine["sqlite"]],
+            ["load generator", machine["wrk"]],
+            ["packages", ", ".join(f"{k} {v}" for k, v in machine["packages"].items())],
+        ],
+    )
+    lines += ["", "## How to read the tables", ""]
+    lines += [
+        "- Each scenario runs against the baseline, then against Consentry, while both "
+        "servers are up; Consentry is driven through its real API after a real login.",
+        "- **rps**: requests per second; **p50 / p99**: client-side latency from `wrk` "
+        "(loopback included); **server p50 / p99**: durations the servers log for each "
+        "request (both write one JSON access-log line per request, as Consentry ships).",
+        "- **ratio** = Consentry / baseline: above 1 means Consentry is slower (latency) "
+        "or faster (rps).",
+        "- Read, update: random contacts from a fixed sample; list: a random page among "
+        f"the first {config['list_pages']} (25 per page, with the total count); search: "
+        "random known e-mail addresses; create: a unique e-mail each time, linked to a "
+        "random organization. The staff user is an admin (record scope: all).",
+        "- With several connections on one worker, server-side durations include waiting "
+        "for the other requests' turns on the event loop; the extra 'search by e-mail, "
+        "1 connection' run (half the duration) measures the service time itself, which the "
+        "search latency target uses.",
+        "- A scenario with socket errors or any non-2xx response is **flagged**.",
+    ]
+    for engine, figures in results["engines"].items():
+        lines += _engine_section(engine, figures)
+    if "micro" in results:
+        lines += _micro_section(results["micro"])
+    lines += ["", "## Targets", ""]
+    lines += _table(
+        ["target", "engine", "goal", "measured", "status", "note"],
+        [
+            [t["target"], t["engine"] or "-", t["goal"], t["measured"], _badge(t), t["note"]]
+            for t in results["targets"]
+        ],
+    )
+    if other_runs:
+        lines += ["", "## Other runs kept here", "", *other_runs]
+    lines += [
+        "",
+        "## Not measured yet",
+        "",
+        "- **Subject export** (10,000 interactions): export and interactions do not exist yet.",
+        "- **Full erasure**: measured by proxy — `gateway.delete` of one contact (row delete, "
+        "data-key shred, audit event). Index removal, tombstones and legal holds come later.",
+        "- **Audit sealing**: the log is a hash chain; Merkle sealing and signed tree heads "
+        "(and so the 'signed within 1 s' target) are a later issue. Append figures are "
+        "'with hash chain, no sealing yet'.",
+        "- **Deals and interactions** in the data set: not in the schema yet.",
+        "",
+        "Raw figures: [`latest.json`](latest.json).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _load_averages(machine: dict[str, Any]) -> str:
+    text = f"1-minute load average {machine['load_average_at_start'][0]} at the start"
+    if "load_average_at_end" in machine:
+        text += f", {machine['load_average_at_end'][0]} at the end"
+    return text
+
+
+def _badge(target: dict[str, str]) -> str:
+    return {MET: "met", NOT_MET: "**not met**", NOT_YET: "not measurable yet"}[target["status"]]
+
+
+def _engine_section(engine: str, figures: dict[str, Any]) -> list[str]:
+    name = ENGINE_NAMES.get(engine, engine)
+    load = figures["load"]
+    lines = ["", f"## {name}", "", "### Data load", ""]
+    lines += _table(
+        ["system", "path", "organizations/s", "contacts/s", "all rows/s", "seconds"],
+        [
+            [
+                system,
+                load[system]["path"],
+                _fmt(load[system]["organization_rows_per_s"], 0),
+                _fmt(load[system]["contact_rows_per_s"], 0),
+                _fmt(load[system]["rows_per_s"], 0),
+                _fmt(load[system]["organization_seconds"] + load[system]["contact_seconds"], 1),
+            ]
+            for system in ("baseline", "consentry")
+        ],
+    )
+    lines += [
+        "",
+        f"Batches of {load['batch_size']:,} rows. Consentry's figure includes validation, "
+        "a fresh data key per record (wrapped under the master key), field encryption, "
+        "blind indexes and one audit event per batch.",
+        "",
+        "### Load scenarios",
+        "",
+    ]
+    rows = []
+    for scenario in figures["scenarios"].values():
+        b, c, r = scenario["baseline"], scenario["consentry"], scenario["ratio"]
+        rows.append(
+            [
+                scenario["label"] + (" ⚠" if scenario["flagged"] else ""),
+                str(scenario["connections"]),
+                _fmt(b["rps"], 0),
+                _fmt(c["rps"], 0),
+                _fmt(r["rps"]),
+                _fmt(b["p50_ms"]),
+                _fmt(c["p50_ms"]),
+                _fmt(r["p50"]),
+                _fmt(b["p99_ms"]),
+                _fmt(c["p99_ms"]),
+                _fmt(r["p99"]),
+                f"{_fmt(b['server']['p50_ms'])} / {_fmt(b['server']['p99_ms'])}",
+                f"{_fmt(c['server']['p50_ms'])} / {_fmt(c['server']['p99_ms'])}",
+                str(b["non2xx"] + c["non2xx"]),
+            ]
+        )
+    lines += _table(
+        [
+            "scenario",
+            "connections",
+            "baseline rps",
+            "Consentry rps",
+            "rps ratio",
+            "baseline p50 ms",
+            "Consentry p50 ms",
+            "p50 ratio",
+            "baseline p99 ms",
+            "Consentry p99 ms",
+            "p99 ratio",
+            "baseline server p50 / p99 ms",
+            "Consentry server p50 / p99 ms",
+            "non-2xx",
+        ],
+        rows,
+    )
+    flagged = [p for s in figures["scenarios"].values() for p in s["problems"]]
+    if flagged:
+        lines += ["", "Flagged: " + "; ".join(flagged)]
+    append, verify, erasure = (
+        figures["audit_append"],
+        figures["audit_verify"],
+        figures["erasure_proxy"],
+    )
+    lines += ["", "### Audit and erasure", ""]
+    lines += _table(
+        ["figure", "value", "what"],
+        [
+            [
+                "audit append, 1 writer",
+                f"{append['sequential_events_per_s']:,.0f} events/s",
+                append["what"],
+            ],
+            [
+                f"audit append, {append['concurrent_writers']} concurrent writers",
+                f"{append['concurrent_events_per_s']:,.0f} events/s",
+                "same, from one process",
+            ],
+            [
+                "audit verification",
+                f"{verify['events_per_s']:,.0f} events/s",
+                f"{verify['what']} ({verify['events']:,} events, intact: {verify['ok']})",
+            ],
+            [
+                "erasure proxy",
+                f"{erasure['median_ms']:.2f} ms median, {erasure['p95_ms']:.2f} ms p95",
+                f"{erasure['what']} ({erasure['samples']} contacts)",
+            ],
+        ],
+    )
+    return lines
+
+
+def _micro_section(micro: dict[str, Any]) -> list[str]:
+    crypto, index, policy = micro["field_crypto"], micro["blind_index"], micro["policy"]
+    lines = ["", "## Micro-figures (in-process, median)", ""]
+    rows = [
+        ["field encrypt + decrypt", f"{crypto['encrypt_decrypt_us']:.2f} µs", crypto["what"]],
+        ["field encrypt", f"{crypto['encrypt_us']:.2f} µs", ""],
+        ["field decrypt", f"{crypto['decrypt_us']:.2f} µs", ""],
+        [
+            "blind index (HMAC)",
+            f"{index['blind_index_us']:.2f} µs",
+            f"{index['width_bits']}-bit token",
+        ],
+        [
+            "e-mail normalisation",
+            f"{index['normalize_email_us']:.2f} µs",
+            "email-validator, before every index token",
+        ],
+    ]
+    for label in ("shipped", "10000_rules"):
+        p = policy[label]
+        title = f"{p['rules']:,} rules" + (" (shipped policy)" if label == "shipped" else "")
+        rows += [
+            [
+                f"policy decision, uncached, {title}",
+                f"admin {p['uncached_admin_us']:,.1f} µs, sales {p['uncached_sales_us']:,.1f} µs",
+                "PolicyEngine._decide_uncached",
+            ],
+            [
+                f"policy decision, cached, {title}",
+                f"admin {p['cached_admin_us']:.2f} µs, sales {p['cached_sales_us']:.2f} µs",
+                "PolicyEngine.decide (lru_cache hit)",
+            ],
+            [
+                f"one Casbin enforce, {title}",
+                f"{p.get('allows_uncached_us', p['allows_us']):,.1f} µs uncached, "
+                f"{p['allows_us']:,.2f} µs cached",
+                "PolicyEngine.allows (cached per role/object/action since the rules are fixed); "
+                "Gateway.default_purpose calls it on every request",
+            ],
+        ]
+    rows.append(["subject export", "not available yet", micro["export"]])
+    lines += _table(["figure", "value", "what"], rows)
+    return lines
+
+
+def other_runs(out: Path) -> list[str]:
+    """One line per earlier run kept in a subdirectory of ``out`` (e.g. a 1,000,000 run)."""
+    lines = []
+    for path in sorted(out.glob("*/latest.json")):
+        try:
+            run = json.loads(path.read_text())
+            engines = ", ".join(ENGINE_NAMES.get(e, e) for e in run["engines"])
+            lines.append(
+                f"- [{path.parent.name}]({path.parent.name}/RESULTS.md): {run['mode']} mode, "
+                f"{run['config']['contacts']:,} contacts, {engines}, "
+                f"{run['machine']['measured_at']}"
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a run of this benchmark: ignore it
+    return lines
+
+
+def write_results(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "latest.json", out / "RESULTS.md"
+    json_path.write_text(json.dumps(results, indent=2, sort_keys=False, default=str) + "\n")
+    md_path.write_text(markdown(results, other_runs(out)))
+    return json_path, md_path
