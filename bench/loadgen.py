@@ -56,7 +56,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 
 class WrkMissing(SystemExit):
-    pass
+    """wrk is not installed; the message says how to install it."""
 
 
 def ensure_wrk(*, install: bool) -> str:

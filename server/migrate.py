@@ -11,7 +11,7 @@ from piccolo.apps.migrations.tables import Migration
 
 
 class MigrationFailed(Exception):
-    pass
+    """A migration did not apply; Piccolo's message (no data) says which."""
 
 
 async def apply_migrations(*, quiet: bool = True) -> None:

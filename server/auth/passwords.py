@@ -20,7 +20,7 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 class WeakPassword(ValueError):
-    pass
+    """A password the rules refuse; the message says why and never repeats it."""
 
 
 def personal_words(email: str, display_name: str = "") -> tuple[str, ...]:
