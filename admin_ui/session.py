@@ -7,7 +7,8 @@ from the session state and the handler's ``opt``, whether the page may be shown:
 - password given but second factor pending: only ``/login/code``;
 - role requires a second factor that is not enrolled yet: only ``/account/security``
   (and signing out);
-- fully signed in: every page the role allows. Admin-only pages answer 404 to others.
+- fully signed in: every page the role allows. Admin-only pages (and pages limited to
+  some roles, such as the compliance console) answer 404 to everyone else.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from server.web import SESSION_COOKIE, request_id_of, services_of
 
 STATES = "session_states"  # handler opt: the session states that may see the page
 ADMIN_ONLY = "admin_only"  # handler opt: 404 for everyone but admins
+ROLES_ONLY = "roles_only"  # handler opt: 404 for every role not named (None: any role)
 ACTIVE_ONLY = frozenset({SessionState.ACTIVE})
 ANY_STATE = frozenset(SessionState)
 MAX_NEXT_LENGTH = 2000
@@ -47,10 +49,17 @@ class PageRedirect(HTTPException):
 
 
 def page_access(
-    states: Iterable[SessionState] = ACTIVE_ONLY, *, admin_only: bool = False
+    states: Iterable[SessionState] = ACTIVE_ONLY,
+    *,
+    admin_only: bool = False,
+    roles: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """Handler ``opt`` naming who may see a page."""
-    return {STATES: frozenset(states), ADMIN_ONLY: admin_only}
+    """Handler ``opt`` naming who may see a page (``roles``: only these roles, 404 for others)."""
+    return {
+        STATES: frozenset(states),
+        ADMIN_ONLY: admin_only,
+        ROLES_ONLY: frozenset(roles) if roles is not None else None,
+    }
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
@@ -120,6 +129,9 @@ async def provide_visit(request: Request[Any, Any, Any]) -> Visit:
         raise PageRedirect(state_home(info.state, here(request)))
     if handler_opt.get(ADMIN_ONLY) and info.identity.role != "admin":
         raise NotFoundException()  # do not reveal that the page exists
+    allowed_roles = handler_opt.get(ROLES_ONLY)
+    if allowed_roles is not None and info.identity.role not in allowed_roles:
+        raise NotFoundException()
     visit = Visit(token, info, request_id_of(request))
     request.scope.setdefault("state", {})[VISIT_STATE_KEY] = visit
     return visit

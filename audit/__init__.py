@@ -1,6 +1,6 @@
 """The append-only audit log: who did what to which record, for which purpose, never values."""
 
 from audit.events import Action, AuditEvent, Outcome
-from audit.log import AuditLog, ChainReport
+from audit.log import AuditLog
 
-__all__ = ["Action", "AuditEvent", "AuditLog", "ChainReport", "Outcome"]
+__all__ = ["Action", "AuditEvent", "AuditLog", "Outcome"]

@@ -1,8 +1,9 @@
-"""Writing and verifying the hash-chained audit log.
+"""Appending to the hash-chained audit log (sealing and verification: ``audit.trail``).
 
 Every entry's hash covers its canonical JSON and the previous entry's hash, so editing,
 deleting, inserting or reordering rows breaks the chain at the first altered sequence
-number. (Truncating the newest rows needs an external anchor; signed tree heads cover that.)
+number. The entry hashes are the leaves of the Merkle tree that signed heads cover, which
+is what catches a rewritten chain and a truncated log.
 
 Appends are serialised: SQLite writes already hold the database writer lock (IMMEDIATE
 transactions), and on PostgreSQL a transaction-scoped advisory lock orders concurrent
@@ -14,8 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from audit.events import AuditEvent
@@ -36,14 +35,6 @@ def _canonical(row: dict[str, Any]) -> bytes:
 
 def entry_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(_canonical(row)).hexdigest()
-
-
-@dataclass(frozen=True)
-class ChainReport:
-    ok: bool
-    checked: int
-    first_bad_seq: int | None = None
-    problem: str = ""
 
 
 class AuditLog:
@@ -82,37 +73,3 @@ class AuditLog:
         row["hash"] = entry_hash(row)
         await AuditRecord.insert(AuditRecord(**row)).run()
         return seq
-
-    async def rows(self, after_seq: int = 0) -> AsyncIterator[dict[str, Any]]:
-        cursor = after_seq
-        while True:
-            batch = (
-                await AuditRecord.select()
-                .where(AuditRecord.seq > cursor)
-                .order_by(AuditRecord.seq)
-                .limit(VERIFY_BATCH)
-            )
-            if not batch:
-                return
-            for row in batch:
-                yield row
-            cursor = int(batch[-1]["seq"])
-
-    async def verify_chain(self) -> ChainReport:
-        """Recompute every hash; report the first sequence number that does not fit."""
-        expected_seq = 1
-        prev_hash = GENESIS
-        checked = 0
-        async for row in self.rows():
-            seq = int(row["seq"])
-            if seq != expected_seq:
-                problem = "missing entry" if seq > expected_seq else "sequence out of order"
-                return ChainReport(False, checked, expected_seq, problem)
-            if row["prev_hash"] != prev_hash:
-                return ChainReport(False, checked, seq, "does not link to the previous entry")
-            if entry_hash(row) != row["hash"]:
-                return ChainReport(False, checked, seq, "contents do not match the hash")
-            prev_hash = row["hash"]
-            expected_seq += 1
-            checked += 1
-        return ChainReport(True, checked)

@@ -1,4 +1,5 @@
-"""The audit table. UPDATE and DELETE are rejected by database triggers (see migrations)."""
+"""The audit tables. UPDATE and DELETE are rejected by database triggers (see migrations),
+and on PostgreSQL the application role is granted only INSERT and SELECT on them."""
 
 from __future__ import annotations
 
@@ -23,3 +24,20 @@ class AuditRecord(Table, tablename="audit"):
     detail = Text()  # JSON object
     prev_hash = Varchar(length=64)
     hash = Varchar(length=64)
+
+
+class AuditCheckpoint(Table, tablename="audit_checkpoint"):
+    """A signed tree head: the Merkle root over events 1..tree_size, signed with Ed25519.
+
+    ``frontier`` holds the roots of the perfect subtrees that make up the tree (at most
+    log2(size) hashes), so the next sealer can extend the tree without reading old events,
+    and an incremental verifier can resume from here. It is not signed itself: a verifier
+    folds it and compares the result with the signed root.
+    """
+
+    tree_size = Integer(unique=True)
+    root_hash = Varchar(length=64)
+    frontier = Text()  # JSON array of hex hashes, largest subtree first
+    signed_at = Timestamptz()
+    key_id = Varchar(length=32)
+    signature = Text()  # base64 Ed25519 signature over the canonical tree head

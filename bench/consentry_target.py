@@ -21,7 +21,6 @@ from typing import Any
 
 import pyotp
 
-from audit.log import AuditLog
 from bench.datagen import CustomerData
 from bench.results_model import LoadedIds, LoadFigures, summary_ms
 from server import db
@@ -190,8 +189,9 @@ async def after_run(env: dict[str, str], admin_user_id: int, victims: list[str])
     await db.start(engine)
     try:
         services = build_services(settings)
+        await services.audit_trail.seal_all()
         started = time.perf_counter()
-        report = await AuditLog().verify_chain()
+        report = await services.audit_trail.verify()
         seconds = time.perf_counter() - started
         actor = Actor.staff(admin_user_id, "admin", TEAM, "bench-erasure")
         samples: list[int] = []
@@ -207,7 +207,8 @@ async def after_run(env: dict[str, str], admin_user_id: int, victims: list[str])
             "ok": report.ok,
             "seconds": round(seconds, 3),
             "events_per_s": round(report.checked / seconds, 1) if seconds > 0 else 0.0,
-            "what": "AuditLog.verify_chain() over every event of this run's Consentry database",
+            "what": "AuditTrail.verify(): every entry recomputed, Merkle tree rebuilt and every "
+            "signed head checked, over this run's Consentry database",
         },
         "erasure_proxy": {
             **summary_ms(samples),

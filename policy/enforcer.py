@@ -105,8 +105,14 @@ class PolicyEngine:
         )
         if scope is Scope.NONE:
             return deny("no_record_scope")
-        # Field rights: reads use "read"; writes need the field's write action.
-        field_action = "read" if action in {"read", "list", "search", "export"} else "update"
+        # Field rights: reads use "read"; "locate" (find ids by an exact e-mail or phone,
+        # nothing returned) has its own; writes need the field's write action.
+        if action == "locate":
+            field_action = "locate"
+        elif action in {"read", "list", "search", "export"}:
+            field_action = "read"
+        else:
+            field_action = "update"
         fields = frozenset(
             name
             for name in field_names

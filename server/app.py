@@ -13,6 +13,7 @@ from litestar.types import Scope
 from admin_ui.plugin import AdminUI
 from server import db
 from server.auth.routes import AuthRoutes
+from server.background import BackgroundJobs
 from server.contacts.routes import ContactRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
@@ -47,11 +48,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     configure_logging(settings.log_level, json=settings.log_json)
     services = services or build_services(settings)
     engine = db.get_engine()
+    jobs = BackgroundJobs(services)
 
     async def on_startup(app: Litestar) -> None:
         await db.start(engine)
+        jobs.start()
 
     async def on_shutdown(app: Litestar) -> None:
+        await jobs.stop()
         await db.stop(engine)
 
     app = Litestar(

@@ -10,6 +10,7 @@ import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -90,7 +91,15 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         settings = set_settings(Settings.from_env())
         settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     services = _services(settings)
-    _run(_migrate_quietly)
+    from server.migrate import MigrationFailed
+
+    try:
+        _run(_migrate_quietly)
+    except MigrationFailed as exc:
+        _fail(
+            f"pending migrations could not be applied ({exc}); if the server connects as an "
+            "application role, run `consentry migrate` as the database owner first"
+        )
     if demo:
         _prepare_demo(services)
     click.echo(f"Consentry listening on http://{host}:{port}  (API docs: /schema)")
@@ -107,9 +116,12 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
 
 
 async def _migrate_quietly() -> None:
-    from server.migrate import apply_migrations
+    """Apply pending migrations; with none pending, touch nothing (the server may run as an
+    application role that is not allowed to change the schema)."""
+    from server.migrate import apply_migrations, pending_migrations
 
-    await apply_migrations(quiet=True)
+    if await pending_migrations():
+        await apply_migrations(quiet=True)
 
 
 def _prepare_demo(services: Any) -> None:
@@ -135,6 +147,7 @@ def _prepare_demo(services: Any) -> None:
                 await seed_demo_data(
                     services.gateway, owners, progress=lambda n: bar.advance(task, n)
                 )
+        await services.audit_trail.seal_all()
         return logins
 
     logins = _run(prepare)
@@ -168,13 +181,48 @@ def migrate() -> None:
     async def go() -> int:
         before = await pending_migrations()
         await apply_migrations(quiet=True)
+        role = get_settings().app_role
+        if role:  # tables added by these migrations must be granted too
+            from server import db
+            from server.dbroles import grant_app_role
+
+            await grant_app_role(db.get_engine(), role)
         return len(before)
+
+    from server.dbroles import RoleSetupError
 
     try:
         applied = _run(go)
     except MigrationFailed as exc:
         _fail(f"migration failed: {exc}")
+    except RoleSetupError as exc:
+        _fail(f"migrated, but could not grant CONSENTRY_APP_ROLE: {exc}")
     click.echo(f"applied {applied} migration(s); database is current")
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database administration (PostgreSQL roles)."""
+
+
+@db_group.command("grant-app-role")
+@click.argument("role")
+@click.option("--create", is_flag=True, help="Create the role (LOGIN, no password) if missing.")
+def db_grant_app_role(role: str, create: bool) -> None:
+    """Let ROLE run the server: full access to customer and staff tables, but only SELECT
+    and INSERT on the audit tables. Run as the tables' owner, after `consentry migrate`.
+
+    Then start the server with CONSENTRY_DATABASE_URL naming ROLE, and set
+    CONSENTRY_APP_ROLE=ROLE where migrations run so later tables are granted too.
+    """
+    from server import db
+    from server.dbroles import RoleSetupError, grant_app_role
+
+    try:
+        _run(lambda: grant_app_role(db.get_engine(), role, create=create))
+    except RoleSetupError as exc:
+        _fail(str(exc))
+    click.echo(f"granted {role}: read/write on CRM tables, SELECT/INSERT only on audit tables")
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -187,25 +235,36 @@ def keys() -> None:
 
 @keys.command("init")
 def keys_init() -> None:
-    """Create the master key file (mode 0600) and the session secret, if absent.
+    """Create the master key, the audit signing key (both mode 0600) and the session secret,
+    whichever are absent.
 
-    The master key never leaves this file: back it up somewhere safe. Losing it makes
-    every encrypted field unreadable.
+    Keys never leave these files: back them up somewhere safe. Losing the master key makes
+    every encrypted field unreadable; losing the signing key means new heads are signed by
+    a new key (give auditors the new public key: `consentry audit public-key`).
     """
+    from audit.signing import write_signing_key
     from server.services import ensure_session_secret
     from server.vault import write_key_file
 
     settings = get_settings()
     path = settings.resolved_master_key_file
-    if path.exists():
+    signing = settings.resolved_audit_signing_key_file
+    created = []
+    if not path.exists():
+        write_key_file(path)
+        created.append(f"master key {path}")
+    if not settings.audit_signing_key_env and not signing.exists():
+        write_signing_key(signing)
+        created.append(f"audit signing key {signing}")
+    if not settings.session_secret and not settings.session_secret_file.exists():
+        ensure_session_secret(settings.session_secret_file)
+        created.append(f"session secret {settings.session_secret_file}")
+    if not created:
         _fail(
-            f"{path} already exists; refusing to overwrite a key that data may be encrypted under"
+            f"{path} already exists (and {signing}); refusing to overwrite keys that data "
+            "and signed heads depend on"
         )
-    write_key_file(path)
-    ensure_session_secret(settings.session_secret_file)
-    click.echo(
-        f"created master key {path} (mode 600) and session secret {settings.session_secret_file}"
-    )
+    click.echo("created " + ", ".join(created) + " (mode 600)")
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -254,6 +313,7 @@ def users_create(
         result: tuple[Any, str] = await services.accounts.create_user(
             email, role, team=team, display_name=display_name, password=password
         )
+        await services.audit_trail.seal_all()  # no server may be running to seal it
         return result
 
     try:
@@ -274,15 +334,18 @@ def check() -> None:
     settings = get_settings()
     problems: list[str] = []
     click.echo(f"database: {_describe_url(settings.resolved_database_url)}")
-    try:
-        from server.services import load_key_provider, load_session_secret
+    from server.services import load_audit_signer, load_key_provider, load_session_secret
 
-        load_key_provider(settings)
-        click.echo("master key: ok")
-        load_session_secret(settings)
-        click.echo("session secret: ok")
-    except ConfigurationError as exc:
-        problems.append(str(exc))
+    for label, load in (
+        ("master key", load_key_provider),
+        ("audit signing key", load_audit_signer),
+        ("session secret", load_session_secret),
+    ):
+        try:
+            load(settings)
+            click.echo(f"{label}: ok")
+        except ConfigurationError as exc:
+            problems.append(str(exc))
     try:
         from server.migrate import pending_migrations
 
@@ -325,21 +388,268 @@ def _describe_url(url: str) -> str:
 
 @cli.group()
 def audit() -> None:
-    """Inspect and verify the audit log."""
+    """Seal, verify and prove the audit log (signed Merkle tree heads)."""
+
+
+def _trail(public_keys: tuple[Path, ...] = (), *, need_signer: bool = False) -> Any:
+    """The audit trail with the keys to trust: the configured signing key's public half
+    and any ``--public-key`` files (an auditor's machine may have only those)."""
+    from audit.signing import TreeHeadVerifier, load_public_key
+    from audit.trail import AuditTrail
+    from server.services import load_audit_signer
+
+    settings = get_settings()
+    signer = None
+    try:
+        signer = load_audit_signer(settings)
+    except ConfigurationError as exc:
+        if need_signer or not public_keys:
+            _fail(str(exc))
+    trusted = []
+    for path in public_keys:
+        try:
+            trusted.append(load_public_key(path.read_text()))
+        except (OSError, ValueError) as exc:
+            _fail(f"{path}: {exc}")
+    if signer is not None:
+        trusted.append(signer.public_key)
+    return AuditTrail(
+        signer,
+        trusted=TreeHeadVerifier(trusted),
+        state_file=settings.home / "audit-verified.json",
+    )
+
+
+def _read_json(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        _fail(f"{path}: not readable JSON ({exc.__class__.__name__})")
+
+
+def _write_json(doc: Any, output: Path | None) -> None:
+    import json
+
+    text = json.dumps(doc, indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"wrote {output}", err=True)
+
+
+PUBLIC_KEY_OPTION = click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trust heads signed by this public key (from `consentry audit public-key`); "
+    "repeatable. Default: the configured signing key.",
+)
 
 
 @audit.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit hash chain; exit 1 and name the first bad entry if it is broken."""
-    from audit.log import AuditLog
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Start from the head this machine verified last (kept in the data directory); "
+    "a full pass if there is none.",
+)
+@click.option(
+    "--against",
+    "against",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file from `consentry audit checkpoints export`: the log must still match every "
+    "head in it (detects a rewritten or truncated history). Repeatable.",
+)
+@PUBLIC_KEY_OPTION
+def audit_verify(
+    incremental: bool, against: tuple[Path, ...], public_keys: tuple[Path, ...]
+) -> None:
+    """Recompute every entry and the Merkle tree; check every signed head.
 
-    report = _run(AuditLog().verify_chain)
+    Exits 1 and names the first bad sequence number if an entry was modified, deleted,
+    inserted or reordered, or the newest entries were truncated.
+    """
+    from audit.trail import read_checkpoints
+
+    exported = []
+    for path in against:
+        try:
+            exported += read_checkpoints(_read_json(path))
+        except ValueError as exc:
+            _fail(f"{path}: {exc}")
+    trail = _trail(public_keys)
+    report = _run(lambda: trail.verify(incremental=incremental, against=exported))
     if not report.ok:
+        where = f"first bad entry: {report.first_bad_seq}: " if report.first_bad_seq else ""
         _fail(
-            f"audit log is NOT intact: entry {report.first_bad_seq}: {report.problem} "
+            f"audit log is NOT intact ({report.mode} check): {where}{report.problem} "
             f"({report.checked} entries verified before it)"
         )
-    click.echo(f"audit log intact: {report.checked} entries verified")
+    head = report.head
+    click.echo(
+        f"audit log intact ({report.mode} check): {report.checked} entries recomputed, "
+        f"{report.heads_checked} signed heads checked"
+        + (f", {report.external_heads_checked} exported heads matched" if exported else "")
+    )
+    if head is not None:
+        click.echo(
+            f"latest signed head: {head.tree_size} entries, root {head.root_hash}, "
+            f"signed {head.signed_at:%Y-%m-%d %H:%M:%S} UTC by key {head.key_id}"
+        )
+    if report.unsealed:
+        click.echo(
+            f"note: {report.unsealed} newest entries are not under a signed head yet "
+            "(a running server seals them within a second; or run `consentry audit seal`)"
+        )
+
+
+@audit.command("seal")
+def audit_seal() -> None:
+    """Sign a tree head over every event so far (a running server does this by itself)."""
+    from audit.trail import SealRefused
+
+    trail = _trail(need_signer=True)
+    try:
+        head = _run(trail.seal_all)
+    except SealRefused as exc:
+        _fail(f"refusing to seal: {exc}; run `consentry audit verify`")
+    if head is None:
+        click.echo("the audit log is empty: nothing to seal")
+    else:
+        click.echo(f"signed head over {head.tree_size} entries, root {head.root_hash}")
+
+
+@audit.command("prove")
+@click.argument("seq", type=click.IntRange(min=1))
+@click.option("--size", type=click.IntRange(min=1), help="Prove under the head of this size.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the JSON proof to this file instead of standard output.",
+)
+@PUBLIC_KEY_OPTION
+def audit_prove(
+    seq: int, size: int | None, output: Path | None, public_keys: tuple[Path, ...]
+) -> None:
+    """Print an inclusion proof (RFC 6962) that entry SEQ is in the signed log."""
+    trail = _trail(public_keys)
+    try:
+        proof = _run(lambda: trail.inclusion(seq, size))
+    except LookupError as exc:
+        _fail(str(exc))
+    if not proof["verified"]:
+        _write_json(proof, output)
+        _fail(f"the proof for entry {seq} does NOT verify: run `consentry audit verify`")
+    _write_json(proof, output)
+
+
+@audit.command("consistency")
+@click.argument("old_size", type=click.IntRange(min=1))
+@click.argument("new_size", type=click.IntRange(min=1), required=False)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the JSON proof to this file instead of standard output.",
+)
+@PUBLIC_KEY_OPTION
+def audit_consistency(
+    old_size: int, new_size: int | None, output: Path | None, public_keys: tuple[Path, ...]
+) -> None:
+    """Print a consistency proof that the head over NEW_SIZE (default: the latest) extends
+    the head over OLD_SIZE: nothing before OLD_SIZE was changed in between."""
+    trail = _trail(public_keys)
+    try:
+        proof = _run(lambda: trail.consistency(old_size, new_size))
+    except LookupError as exc:
+        _fail(str(exc))
+    _write_json(proof, output)
+    if not proof["verified"]:
+        _fail("the consistency proof does NOT verify: run `consentry audit verify`")
+
+
+@audit.group("checkpoints")
+def audit_checkpoints() -> None:
+    """Signed tree heads, for an external witness."""
+
+
+@audit_checkpoints.command("export")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The JSON file to write.",
+)
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Only heads over more than this many entries.",
+)
+def audit_checkpoints_export(output: Path, after: int) -> None:
+    """Write the signed heads (and the public key) to a JSON file to keep elsewhere.
+
+    Later, `consentry audit verify --against FILE` proves the log still contains exactly
+    what these heads covered, even if someone also deleted heads from the database.
+    """
+    trail = _trail()
+    doc = _run(lambda: trail.export_checkpoints(after))
+    _write_json(doc, output)
+    click.echo(f"exported {len(doc['heads'])} signed heads")
+
+
+@audit_checkpoints.command("list")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1, max=10_000),
+    default=20,
+    show_default=True,
+    help="How many heads to show, newest first.",
+)
+def audit_checkpoints_list(limit: int) -> None:
+    """Show the newest signed heads."""
+    trail = _trail()
+    doc = _run(lambda: trail.export_checkpoints(0))
+    heads = doc["heads"][-limit:]
+    if not heads:
+        click.echo("no signed heads yet")
+    for head in reversed(heads):
+        click.echo(
+            f"{head['tree_size']:>10}  {head['signed_at']}  {head['root_hash']}  "
+            f"key {head['key_id']}"
+        )
+
+
+@audit.command("verify-slice")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@PUBLIC_KEY_OPTION
+def audit_verify_slice(file: Path, public_keys: tuple[Path, ...]) -> None:
+    """Check an exported audit slice offline: the head's signature and every event's
+    inclusion proof. Needs no database."""
+    from audit.trail import verify_slice
+
+    trail = _trail(public_keys)
+    report = verify_slice(_read_json(file), trail.verifier)
+    if not report.ok:
+        for problem in report.problems[:20]:
+            click.echo(f"problem: {problem}", err=True)
+        _fail(f"slice does NOT verify ({len(report.problems)} problem(s))")
+    size = report.head.tree_size if report.head else 0
+    click.echo(f"slice verifies: {report.events} events proven under the head over {size} entries")
+
+
+@audit.command("public-key")
+def audit_public_key() -> None:
+    """Print the public key that verifies signed heads (give it to auditors and witnesses)."""
+    trail = _trail(need_signer=True)
+    click.echo(trail.public_key_b64)
 
 
 def main() -> None:

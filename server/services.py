@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audit.log import AuditLog
+from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, write_signing_key
+from audit.trail import AuditTrail
 from policy.enforcer import PolicyEngine
 from server.auth.service import StaffAccounts
 from server.gateway import Gateway
@@ -29,6 +31,7 @@ class Services:
     accounts: StaffAccounts
     audit: AuditLog
     policy: PolicyEngine
+    audit_trail: AuditTrail
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -41,6 +44,17 @@ def load_key_provider(settings: Settings) -> KeyProvider:
             return EnvKeyProvider(settings.master_key_env)
         return FileKeyProvider(path)
     except MasterKeyMissing as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def load_audit_signer(settings: Settings) -> TreeHeadSigner:
+    """The Ed25519 key that signs tree heads; in demo mode a missing key file is created."""
+    path = settings.resolved_audit_signing_key_file
+    if settings.demo and not settings.audit_signing_key_env and not path.exists():
+        write_signing_key(path)
+    try:
+        return load_signing_key(path, settings.audit_signing_key_env)
+    except SigningKeyMissing as exc:
         raise ConfigurationError(str(exc)) from None
 
 
@@ -81,4 +95,7 @@ def build_services(settings: Settings) -> Services:
         absolute_hours=settings.session_absolute_hours,
         vault=vault,
     )
-    return Services(settings, gateway, accounts, audit, policy)
+    trail = AuditTrail(
+        load_audit_signer(settings), state_file=settings.home / "audit-verified.json"
+    )
+    return Services(settings, gateway, accounts, audit, policy, trail)

@@ -57,6 +57,26 @@ class Settings:
     default_phone_region: str = "GB"
     log_level: str = "INFO"
     log_json: bool = True
+    # Audit sealing: the Ed25519 signing key lives outside the database, like the master key.
+    audit_signing_key_file: Path | None = None
+    audit_signing_key_env: str | None = field(default=None, repr=False)
+    seal_interval_ms: int = 250  # how often a worker looks for unsealed events
+    # PostgreSQL: the role the application connects as (INSERT/SELECT only on audit tables);
+    # `consentry migrate` re-grants it after migrating when set.
+    app_role: str | None = None
+    # Outgoing e-mail (alerts now; double opt-in and portal links later). Unset: no e-mail.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_starttls: bool = False
+    mail_from: str = "consentry@localhost"
+    alert_recipients: tuple[str, ...] = ()
+    # Who the controller is, for the record of processing (Art. 30).
+    controller_name: str = "Example Ltd (set CONSENTRY_CONTROLLER_NAME)"
+    controller_contact: str = "privacy@example.com (set CONSENTRY_CONTROLLER_CONTACT)"
+    dpo_contact: str = ""
+    public_url: str = "http://127.0.0.1:8000"  # base of links in e-mails
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +90,12 @@ class Settings:
         key_file = get("MASTER_KEY_FILE")
         idle = _positive_int("SESSION_IDLE_MINUTES", get("SESSION_IDLE_MINUTES"), 60)
         absolute = _positive_int("SESSION_ABSOLUTE_HOURS", get("SESSION_ABSOLUTE_HOURS"), 12)
+        signing_key_file = get("AUDIT_SIGNING_KEY_FILE")
+        recipients = tuple(
+            address.strip()
+            for address in (get("ALERT_RECIPIENTS") or "").split(",")
+            if address.strip()
+        )
         return cls(
             home=home,
             database_url=get("DATABASE_URL") or "",
@@ -83,6 +109,21 @@ class Settings:
             default_phone_region=(get("PHONE_REGION") or "GB").upper(),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
             log_json=_flag("LOG_JSON", get("LOG_JSON"), True),
+            audit_signing_key_file=Path(signing_key_file) if signing_key_file else None,
+            audit_signing_key_env=get("AUDIT_SIGNING_KEY"),
+            seal_interval_ms=_positive_int("SEAL_INTERVAL_MS", get("SEAL_INTERVAL_MS"), 250),
+            app_role=get("APP_ROLE"),
+            smtp_host=get("SMTP_HOST"),
+            smtp_port=_positive_int("SMTP_PORT", get("SMTP_PORT"), 25),
+            smtp_username=get("SMTP_USERNAME"),
+            smtp_password=get("SMTP_PASSWORD"),
+            smtp_starttls=_flag("SMTP_STARTTLS", get("SMTP_STARTTLS"), False),
+            mail_from=get("MAIL_FROM") or "consentry@localhost",
+            alert_recipients=recipients,
+            controller_name=get("CONTROLLER_NAME") or cls.controller_name,
+            controller_contact=get("CONTROLLER_CONTACT") or cls.controller_contact,
+            dpo_contact=get("DPO_CONTACT") or "",
+            public_url=(get("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -96,6 +137,10 @@ class Settings:
     @property
     def resolved_master_key_file(self) -> Path:
         return self.master_key_file or self.home / "master.key"
+
+    @property
+    def resolved_audit_signing_key_file(self) -> Path:
+        return self.audit_signing_key_file or self.home / "audit-signing.key"
 
     @property
     def session_secret_file(self) -> Path:

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 _TMP = Path(tempfile.mkdtemp(prefix="consentry-tests-"))
 os.environ["CONSENTRY_HOME"] = str(_TMP / "home")
@@ -32,10 +33,12 @@ import pytest  # noqa: E402
 from httpx import ASGITransport, AsyncClient  # noqa: E402
 from litestar import Litestar  # noqa: E402
 
+from audit.signing import write_signing_key  # noqa: E402
 from server import db  # noqa: E402
 from server.app import create_app  # noqa: E402
 from server.auth.service import MFA_REQUIRED_ROLES, TOTP_LABEL, StaffIdentity  # noqa: E402
 from server.auth.tables import StaffUser  # noqa: E402
+from server.dbroles import grant_app_role  # noqa: E402
 from server.gateway import Actor  # noqa: E402
 from server.migrate import apply_migrations  # noqa: E402
 from server.services import Services, build_services  # noqa: E402
@@ -43,6 +46,10 @@ from server.settings import Settings, set_settings  # noqa: E402
 from server.vault import write_key_file  # noqa: E402
 
 PG_URL = os.environ.get("CONSENTRY_TEST_DATABASE_URL", "")
+# On PostgreSQL the tests connect as the application role, as production does (documented
+# in README.md): SELECT/INSERT only on the audit tables. The owner (PG_URL's user) runs the
+# migrations and does what only an owner can, such as the tampering in the audit tests.
+APP_ROLE = "consentry_app"
 REQUIRE_PG = os.environ.get("CONSENTRY_TEST_REQUIRE_POSTGRES") == "1"
 ENGINE = "postgres" if PG_URL else "sqlite"
 PASSWORD = "correct horse battery staple"
@@ -50,6 +57,23 @@ PASSWORD = "correct horse battery staple"
 
 def pytest_report_header() -> str:
     return f"consentry database engine: {ENGINE}" + (f" ({PG_URL})" if PG_URL else "")
+
+
+def as_app_role(url: str) -> str:
+    """The same database, connected to as the application role."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{APP_ROLE}@{host}"))
+
+
+def owner_url(url: str) -> str:
+    """The same database, connected to as its owner (PG_URL's user)."""
+    if not PG_URL:
+        return url
+    owner = urlsplit(PG_URL).netloc.rsplit("@", 1)
+    host = urlsplit(url).netloc.rsplit("@", 1)[-1]
+    netloc = f"{owner[0]}@{host}" if len(owner) == 2 else host
+    return urlunsplit(urlsplit(url)._replace(netloc=netloc))
 
 
 def _pg_admin_dsn() -> str:
@@ -73,6 +97,13 @@ def key_file() -> Path:
 
 
 @pytest.fixture(scope="session")
+def signing_key_file() -> Path:
+    path = _TMP / "keys" / "audit-signing.key"
+    write_signing_key(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def template_url() -> Iterator[str]:
     """Run the real migrations once into a template database."""
     if PG_URL:
@@ -92,6 +123,8 @@ def template_url() -> Iterator[str]:
         engine = db.set_engine(db.engine_for_url(url))
         await db.start(engine)
         await apply_migrations()
+        if PG_URL:  # the grants are copied into every database made from the template
+            await grant_app_role(engine, APP_ROLE, create=True)
         await db.stop(engine)
 
     asyncio.run(migrate())
@@ -107,7 +140,7 @@ async def database_url(template_url: str) -> AsyncIterator[str]:
         name = f"consentry_t_{uuid.uuid4().hex[:12]}"
         tmpl = template_url.rsplit("/", 1)[1]
         await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{tmpl}"')
-        url = f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+        url = as_app_role(f"{PG_URL.rsplit('/', 1)[0]}/{name}")
     else:
         path = _TMP / f"t_{uuid.uuid4().hex[:12]}.sqlite3"
         shutil.copyfile(template_url.removeprefix("sqlite:///"), path)
@@ -121,14 +154,17 @@ async def database_url(template_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def settings(database_url: str, key_file: Path) -> Settings:
-    home = _TMP / "home"
-    home.mkdir(exist_ok=True)
+def settings(database_url: str, key_file: Path, signing_key_file: Path) -> Settings:
+    # A home per test: the incremental verifier keeps its record of the last verified head
+    # there, and that record belongs to one database.
+    home = _TMP / f"home-{uuid.uuid4().hex[:12]}"
+    home.mkdir()
     return set_settings(
         Settings(
             home=home,
             database_url=database_url,
             master_key_file=key_file,
+            audit_signing_key_file=signing_key_file,
             session_secret="test-session-secret",
             cookie_secure=False,
         )

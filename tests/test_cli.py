@@ -270,10 +270,15 @@ def test_users_create_and_audit_verify(install: Install, monkeypatch: pytest.Mon
 
     verified = consentry("audit", "verify")
     assert verified.exit_code == 0, verified.output
-    counted = re.fullmatch(r"audit log intact: (\d+) entries verified\n", verified.stdout)
+    counted = re.match(
+        r"audit log intact \(full check\): (\d+) entries recomputed, (\d+) signed heads",
+        verified.stdout,
+    )
     assert counted, verified.stdout
     # two accounts created, two successful and one failed login: five events
     assert int(counted[1]) == 5
+    assert int(counted[2]) >= 2  # each `users create` sealed what it wrote
+    assert "latest signed head: " in verified.stdout
 
 
 # --- the README's first command, for real ----------------------------------------------------

@@ -281,6 +281,18 @@ def test_compliance_sees_metadata_only(engine: PolicyEngine, resource: str) -> N
     )
 
 
+def test_compliance_may_find_a_person_only_by_what_it_already_knows(
+    engine: PolicyEngine,
+) -> None:
+    """Searching by e-mail or phone (from a request) is allowed; no other field is."""
+    decision = decide(engine, "compliance", "contact", "locate", "compliance")
+    assert decision.allowed
+    assert decision.fields == frozenset({"email", "phone"})
+    assert not decide(engine, "compliance", "contact", "search", "compliance").allowed
+    for role in ("sales", "support", "marketing"):
+        assert not decide(engine, role, "contact", "locate", main_purpose(role)).allowed
+
+
 def test_fields_never_exceed_the_purpose_fields(engine: PolicyEngine) -> None:
     for role, resource, action, purpose in itertools.product(
         ROLES, RECORD_TYPES, ACTIONS, PURPOSES

@@ -2,10 +2,10 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from audit.tables import AuditRecord
+from audit.tables import AuditCheckpoint, AuditRecord
 
 APP_CONFIG = AppConfig(
     app_name="audit",
     migrations_folder_path=str(Path(__file__).parent / "versions"),
-    table_classes=[AuditRecord],
+    table_classes=[AuditRecord, AuditCheckpoint],
 )

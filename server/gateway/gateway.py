@@ -534,18 +534,13 @@ class Gateway:
                 f"{field_name}: not a valid {spec.label.lower()}",
                 problems={field_name: "invalid value"},
             ) from None
-        token = self.vault.index_token(rt, spec, value)
-        query = table.select().where(getattr(table, spec.index_column) == token)
-        rows = await self._scoped(query, table, decision, actor).limit(1000)
-        keys = await self.vault.keys_for(str(r["subject_id"]) for r in rows)
-        matches: builtins.list[Record] = []
-        for row in rows:
-            key = keys.get(str(row["subject_id"]))
-            plain = row[spec.name] and self._decrypt(rt, spec, str(row["id"]), key, row[spec.name])
-            if plain and self.vault.normalize(spec, plain) == wanted:  # drop false positives
-                matches.append(self._materialize(rt, row, key, decision.fields))
-                if len(matches) >= limit:
-                    break
+        rows, keys, candidates = await self._exact_candidates(
+            rt, table, spec, value, wanted, decision, actor
+        )
+        matches = [
+            self._materialize(rt, row, keys.get(str(row["subject_id"])), decision.fields)
+            for row in rows[:limit]
+        ]
         await self._audit(
             actor,
             rt,
@@ -554,9 +549,91 @@ class Gateway:
             purpose,
             subject_ids=tuple(m.subject_id for m in matches),
             fields=decision.fields,
-            detail={"by": field_name, "candidates": len(rows), "returned": len(matches)},
+            detail={"by": field_name, "candidates": candidates, "returned": len(matches)},
         )
         return matches
+
+    async def _exact_candidates(
+        self,
+        rt: RecordType,
+        table: type[Table],
+        spec: Field,
+        value: str,
+        wanted: str,
+        decision: AccessDecision,
+        actor: Actor,
+    ) -> tuple[builtins.list[dict[str, Any]], dict[str, DataKey], int]:
+        """Rows in scope whose blind index matches, re-checked after decryption (the index
+        is truncated, so some candidates are false positives and must be dropped)."""
+        token = self.vault.index_token(rt, spec, value)
+        query = table.select().where(getattr(table, spec.index_column) == token)
+        rows = await self._scoped(query, table, decision, actor).limit(1000)
+        keys = await self.vault.keys_for(str(r["subject_id"]) for r in rows)
+        matches = []
+        for row in rows:
+            key = keys.get(str(row["subject_id"]))
+            plain = row[spec.name] and self._decrypt(rt, spec, str(row["id"]), key, row[spec.name])
+            if plain and self.vault.normalize(spec, plain) == wanted:
+                matches.append(row)
+        return matches, keys, len(rows)
+
+    async def locate(
+        self,
+        actor: Actor,
+        resource: str,
+        field_name: str,
+        value: str,
+        *,
+        purpose: str | None = None,
+    ) -> builtins.list[tuple[str, str]]:
+        """(record id, subject id) of the records whose e-mail or phone is exactly ``value``.
+
+        For compliance officers, who must find the person a request is about without
+        reading any record: nothing is decrypted for them but the field being matched, and
+        nothing but ids is returned. Allowed by the policy action ``locate`` on the record
+        and on the field; audited with the subjects found.
+        """
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        spec = rt.by_name.get(field_name)
+        if spec is None or not spec.blind_index:
+            searchable = [f.name for f in rt.fields if f.blind_index]
+            raise InvalidInput(
+                f"{rt.resource} can be located by: " + ", ".join(searchable),
+                problems={field_name: "not searchable"},
+            )
+        decision = self._decide(actor, rt, "locate", purpose)
+        if not decision.allowed or field_name not in decision.fields:
+            reason = decision.reason if not decision.allowed else "field_not_locatable"
+            raise await self._deny(
+                actor,
+                rt,
+                "locate",
+                purpose,
+                reason,
+                Forbidden(f"your role may not locate {rt.resource} records by {field_name}"),
+                fields=(field_name,),
+            )
+        try:
+            wanted = self.vault.normalize(spec, value)
+        except (ValueError, InvalidValues):
+            raise InvalidInput(
+                f"{field_name}: not a valid {spec.label.lower()}",
+                problems={field_name: "invalid value"},
+            ) from None
+        rows, _, _ = await self._exact_candidates(rt, table, spec, value, wanted, decision, actor)
+        found = [(str(row["id"]), str(row["subject_id"])) for row in rows]
+        await self._audit(
+            actor,
+            rt,
+            "locate",
+            Outcome.ALLOWED,
+            purpose,
+            subject_ids=tuple(subject for _, subject in found),
+            fields=(field_name,),
+            detail={"by": field_name, "returned": len(found)},
+        )
+        return found
 
     @audits_bad_input(Action.CREATE)
     async def create(

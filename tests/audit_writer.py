@@ -1,0 +1,59 @@
+"""A stand-alone process that appends audit events and seals while it does (run by
+tests/test_audit_trail.py, several at once, to prove sealing is correct across processes).
+
+    python -m tests.audit_writer DATABASE_URL MASTER_KEY SIGNING_KEY EVENTS WORKER_ID
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from audit.events import AuditEvent, Outcome
+from server import db
+from server.background import seal_forever
+from server.services import build_services
+from server.settings import Settings, set_settings
+
+
+async def run(url: str, master_key: Path, signing_key: Path, events: int, worker: int) -> None:
+    settings = set_settings(
+        Settings(
+            home=Path(tempfile.mkdtemp(prefix="audit-writer-")),
+            database_url=url,
+            master_key_file=master_key,
+            audit_signing_key_file=signing_key,
+            session_secret="audit-writer",
+        )
+    )
+    engine = db.set_engine(db.engine_for_url(settings.resolved_database_url))
+    await db.start(engine)
+    services = build_services(settings)
+    sealer = asyncio.create_task(seal_forever(services.audit_trail, 0.02))
+    try:
+        for i in range(events):
+            async with db.write_transaction():
+                await services.audit.append(
+                    AuditEvent(
+                        actor_id=f"system:worker-{worker}",
+                        actor_role="system",
+                        action="read",
+                        resource_type="contact",
+                        outcome=Outcome.ALLOWED,
+                        purpose="compliance",
+                        request_id=f"w{worker}-{i}",
+                    )
+                )
+            if i % 10 == 0:
+                await asyncio.sleep(0)
+    finally:
+        sealer.cancel()
+    await services.audit_trail.seal_all()
+    await db.stop(engine)
+
+
+if __name__ == "__main__":
+    url, master, signing, count, worker = sys.argv[1:6]
+    asyncio.run(run(url, Path(master), Path(signing), int(count), int(worker)))
