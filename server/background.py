@@ -1,4 +1,4 @@
-"""Jobs every server worker runs beside the requests: sealing the audit log.
+"""Jobs every server worker runs beside the requests: sealing the audit log, alert rules.
 
 Every worker runs them; the jobs themselves make that safe (the sealer takes a lock and
 other workers skip their turn), so there is no leader to elect and no worker whose loss
@@ -18,11 +18,27 @@ from server.services import Services
 log = get_logger("consentry.background")
 
 REFUSED_BACKOFF_SECONDS = 30.0
+ALERT_INTERVAL_SECONDS = 30.0
+STOP_GRACE_SECONDS = 10.0
 
 
-async def seal_forever(trail: AuditTrail, interval_seconds: float) -> None:
-    """Sign a head whenever events arrived since the last one (at most ``interval`` late)."""
-    while True:
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def seal_forever(
+    trail: AuditTrail, interval_seconds: float, stop: asyncio.Event | None = None
+) -> None:
+    """Sign a head whenever events arrived since the last one (at most ``interval`` late).
+
+    Stopped by setting ``stop``, between rounds, never by cancelling: a task cancelled
+    while Piccolo is opening a SQLite transaction leaves that connection holding the write
+    lock (Piccolo only cleans up once ``BEGIN`` has returned), and every other writer then
+    waits out its busy timeout.
+    """
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
         delay = interval_seconds
         try:
             newest = await trail.newest_event()
@@ -35,24 +51,45 @@ async def seal_forever(trail: AuditTrail, interval_seconds: float) -> None:
             delay = REFUSED_BACKOFF_SECONDS
         except Exception as exc:  # a database hiccup: try again on the next tick
             log.warning("audit sealing failed", error=type(exc).__name__)
-        await asyncio.sleep(delay)
+        await _pause(stop, delay)
+
+
+async def evaluate_alerts_forever(
+    services: Services, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """Run the alert rules over new audit events (the engine locks, so every worker may)."""
+    while not stop.is_set():
+        try:
+            await services.alerts.evaluate()
+        except Exception as exc:
+            log.warning("alert evaluation failed", error=type(exc).__name__)
+        await _pause(stop, interval_seconds)
 
 
 class BackgroundJobs:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        self._stop.clear()
         interval = self.services.settings.seal_interval_ms / 1000
-        self._tasks.append(
-            asyncio.create_task(seal_forever(self.services.audit_trail, interval), name="sealer")
-        )
+        self._tasks = [
+            asyncio.create_task(
+                seal_forever(self.services.audit_trail, interval, self._stop), name="sealer"
+            ),
+            asyncio.create_task(
+                evaluate_alerts_forever(self.services, ALERT_INTERVAL_SECONDS, self._stop),
+                name="alerts",
+            ),
+        ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        self._stop.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)
+        for task in pending:  # a round stuck on the database: give up on it
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         self._tasks.clear()

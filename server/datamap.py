@@ -58,6 +58,8 @@ class Purpose:
     name: str
     legal_basis: LegalBasis
     description: str
+    # Who receives the data for this purpose (Art. 30(1)(d)): categories, not names.
+    recipients: tuple[str, ...] = ()
 
 
 PURPOSES: Mapping[str, Purpose] = {
@@ -67,21 +69,31 @@ PURPOSES: Mapping[str, Purpose] = {
             "customer_relationship",
             LegalBasis.CONTRACT,
             "Managing the relationship with customers and prospects: sales, accounts, orders.",
+            recipients=("Sales, support and administrative staff of the controller",),
         ),
         Purpose(
             "customer_support",
             LegalBasis.CONTRACT,
             "Answering customer questions, complaints and service requests.",
+            recipients=("Customer support staff of the controller",),
         ),
         Purpose(
             "marketing",
             LegalBasis.CONSENT,
             "Selecting and contacting people for marketing campaigns.",
+            recipients=(
+                "Marketing staff of the controller",
+                "E-mail delivery provider (processor, Art. 28)",
+            ),
         ),
         Purpose(
             "compliance",
             LegalBasis.LEGAL_OBLIGATION,
             "Accountability: audits, data-subject requests, record of processing.",
+            recipients=(
+                "Compliance officers and the data protection officer of the controller",
+                "Supervisory authorities, on request",
+            ),
         ),
     )
 }

@@ -7,12 +7,14 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from audit.alerts import AlertEngine
 from audit.log import AuditLog
 from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, write_signing_key
 from audit.trail import AuditTrail
 from policy.enforcer import PolicyEngine
 from server.auth.service import StaffAccounts
 from server.gateway import Gateway
+from server.mail import Mailer
 from server.settings import ConfigurationError, Settings
 from server.vault import (
     EnvKeyProvider,
@@ -32,6 +34,8 @@ class Services:
     audit: AuditLog
     policy: PolicyEngine
     audit_trail: AuditTrail
+    mailer: Mailer
+    alerts: AlertEngine
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -98,4 +102,6 @@ def build_services(settings: Settings) -> Services:
     trail = AuditTrail(
         load_audit_signer(settings), state_file=settings.home / "audit-verified.json"
     )
-    return Services(settings, gateway, accounts, audit, policy, trail)
+    mailer = Mailer(settings)
+    alerts = AlertEngine(audit, mailer, settings)
+    return Services(settings, gateway, accounts, audit, policy, trail, mailer, alerts)

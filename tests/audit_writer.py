@@ -31,7 +31,8 @@ async def run(url: str, master_key: Path, signing_key: Path, events: int, worker
     engine = db.set_engine(db.engine_for_url(settings.resolved_database_url))
     await db.start(engine)
     services = build_services(settings)
-    sealer = asyncio.create_task(seal_forever(services.audit_trail, 0.02))
+    stop = asyncio.Event()
+    sealer = asyncio.create_task(seal_forever(services.audit_trail, 0.02, stop))
     try:
         for i in range(events):
             async with db.write_transaction():
@@ -49,7 +50,8 @@ async def run(url: str, master_key: Path, signing_key: Path, events: int, worker
             if i % 10 == 0:
                 await asyncio.sleep(0)
     finally:
-        sealer.cancel()
+        stop.set()
+        await sealer
     await services.audit_trail.seal_all()
     await db.stop(engine)
 

@@ -1,0 +1,1 @@
+"""Compliance API: documents a data protection officer needs from the product itself."""
