@@ -19,7 +19,10 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from admin_ui.pages.account import account, change_password, end_session, enrol, security
+from admin_ui.pages.alerts import AlertPages
+from admin_ui.pages.compliance import CompliancePages
 from admin_ui.pages.dashboard import dashboard
+from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
 from admin_ui.pages.sign_in import SignInPages
 from admin_ui.pages.users import UserPages
@@ -38,6 +41,7 @@ NODE_MODULES = HERE / "node_modules"  # `npm ci` in admin_ui/; optional (pages w
 VENDOR = {  # URL folder under /static/vendor/ -> folder of an installed npm package
     "pico": NODE_MODULES / "@picocss" / "pico" / "css",
     "htmx": NODE_MODULES / "htmx.org" / "dist",
+    "chartjs": NODE_MODULES / "chart.js" / "dist",
 }
 
 
@@ -65,6 +69,9 @@ def admin_router() -> Router:
             security,
             enrol,
             UserPages,
+            CompliancePages,
+            AlertPages,
+            ProcessingRecordPage,
             record_pages(CONTACT, "/contacts", "Contacts"),
             record_pages(ORGANIZATION, "/organizations", "Organizations"),
         ],

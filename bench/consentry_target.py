@@ -21,6 +21,7 @@ from typing import Any
 
 import pyotp
 
+from audit.tables import AuditCheckpoint, AuditRecord
 from bench.datagen import CustomerData
 from bench.results_model import LoadedIds, LoadFigures, summary_ms
 from server import db
@@ -178,6 +179,39 @@ def _no_rejects(resource: str, rejected: dict[int, dict[str, str]]) -> None:
         )
 
 
+async def seal_lag() -> dict[str, Any]:
+    """How long each event of the load run waited for a signed head covering it.
+
+    For every event: the signing time of the first head whose size covers it, minus the
+    event's own time. Events no head covered when the server stopped are counted apart.
+    """
+    events = await AuditRecord.select(AuditRecord.seq, AuditRecord.ts).order_by(AuditRecord.seq)
+    heads = await AuditCheckpoint.select(
+        AuditCheckpoint.tree_size, AuditCheckpoint.signed_at
+    ).order_by(AuditCheckpoint.tree_size)
+    lags_ns: list[int] = []
+    uncovered = 0
+    index = 0
+    for event in events:
+        while index < len(heads) and heads[index]["tree_size"] < event["seq"]:
+            index += 1
+        if index == len(heads):
+            uncovered += 1
+            continue
+        waited = heads[index]["signed_at"] - event["ts"]
+        lags_ns.append(max(0, int(waited.total_seconds() * 1e9)))
+    return {
+        **summary_ms(lags_ns),
+        "max_ms": round(max(lags_ns) / 1e6, 3) if lags_ns else 0.0,
+        "events": len(events),
+        "heads": len(heads),
+        "unsealed_at_stop": uncovered,
+        "what": "time from an event to the signing of the first head covering it, over every "
+        "event of the load run (all server workers sealing every "
+        f"{Settings().seal_interval_ms} ms)",
+    }
+
+
 async def after_run(env: dict[str, str], admin_user_id: int, victims: list[str]) -> dict[str, Any]:
     """Figures taken on the load-tested database once the server has stopped.
 
@@ -189,6 +223,7 @@ async def after_run(env: dict[str, str], admin_user_id: int, victims: list[str])
     await db.start(engine)
     try:
         services = build_services(settings)
+        lag = await seal_lag()  # before anything here seals: what the server's workers did
         await services.audit_trail.seal_all()
         started = time.perf_counter()
         report = await services.audit_trail.verify()
@@ -202,6 +237,7 @@ async def after_run(env: dict[str, str], admin_user_id: int, victims: list[str])
     finally:
         await db.stop(engine)
     return {
+        "seal_lag": lag,
         "audit_verify": {
             "events": report.checked,
             "ok": report.ok,

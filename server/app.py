@@ -14,6 +14,7 @@ from admin_ui.plugin import AdminUI
 from server import db
 from server.auth.routes import AuthRoutes
 from server.background import BackgroundJobs
+from server.compliance.routes import ComplianceRoutes
 from server.contacts.routes import ContactRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
@@ -59,7 +60,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         await db.stop(engine)
 
     app = Litestar(
-        route_handlers=[health, ready, AuthRoutes, ContactRoutes, OrganizationRoutes],
+        route_handlers=[
+            health,
+            ready,
+            AuthRoutes,
+            ContactRoutes,
+            OrganizationRoutes,
+            ComplianceRoutes,
+        ],
         after_exception=[log_unhandled],
         exception_handlers={GatewayError: gateway_error_handler},
         on_startup=[on_startup],

@@ -638,11 +638,53 @@ def audit_verify_slice(file: Path, public_keys: tuple[Path, ...]) -> None:
     trail = _trail(public_keys)
     report = verify_slice(_read_json(file), trail.verifier)
     if not report.ok:
-        for problem in report.problems[:20]:
-            click.echo(f"problem: {problem}", err=True)
-        _fail(f"slice does NOT verify ({len(report.problems)} problem(s))")
+        more = len(report.problems) - 1
+        _fail(
+            f"slice does NOT verify: {report.problems[0]}"
+            + (f" (and {more} more problem(s))" if more else "")
+        )
     size = report.head.tree_size if report.head else 0
     click.echo(f"slice verifies: {report.events} events proven under the head over {size} entries")
+
+
+@audit.group("alerts")
+def audit_alerts() -> None:
+    """Alert rules over the audit log (bulk reads, off hours, denials, large exports)."""
+
+
+@audit_alerts.command("run")
+def audit_alerts_run() -> None:
+    """Evaluate the alert rules over new audit events now (servers do this every 30 s)
+    and e-mail any new alerts to CONSENTRY_ALERT_RECIPIENTS."""
+    services = _services(get_settings())
+    raised = _run(services.alerts.evaluate)
+    click.echo(f"{len(raised)} new alert(s)")
+    for alert in raised:
+        click.echo(
+            f"  #{alert.id} {alert.rule_name}: {alert.actor_id} ({alert.actor_role}), "
+            f"{alert.matched} {alert.unit}; e-mail: {alert.email_status}"
+        )
+
+
+@audit_alerts.command("list")
+@click.option(
+    "--state",
+    type=click.Choice(["open", "acknowledged", "all"]),
+    default="open",
+    show_default=True,
+    help="Which alerts to show.",
+)
+def audit_alerts_list(state: str) -> None:
+    """Show alerts, newest first (acknowledge them in the compliance console)."""
+    services = _services(get_settings())
+    page = _run(lambda: services.alerts.list_alerts(state=state))
+    click.echo(f"{page.total} {state} alert(s); {page.open_total} open in all")
+    for alert in page.items:
+        status = "open" if alert.is_open else f"acknowledged: {alert.acknowledgement_label}"
+        click.echo(
+            f"  #{alert.id} {alert.created_at:%Y-%m-%d %H:%M} {alert.rule_name}: "
+            f"{alert.actor_id} ({alert.actor_role}), {alert.matched} {alert.unit} [{status}]"
+        )
 
 
 @audit.command("public-key")

@@ -191,6 +191,35 @@ async def test_tampering_is_located(
     assert report.checked == first_bad - 1
 
 
+async def test_an_inserted_entry_breaks_the_chain_where_it_was_put(
+    services: Services, staff: Staff, database_url: str
+) -> None:
+    """A forged entry slipped in at 3, with its own hash computed correctly and the later
+    entries renumbered: entry 4 (the real third) no longer links to what precedes it."""
+    await _sealed_log(services, staff)
+    row = await AuditRecord.select().where(AuditRecord.seq == 2).first()
+    assert row is not None
+    forged = {k: v for k, v in row.items() if k != "id"}
+    forged.update(seq=3, action="read", resource_id="forged", prev_hash=row["hash"])
+    forged["hash"] = entry_hash(forged)
+    columns = [k for k in forged if k != "ts"]
+    await _as_owner(
+        database_url,
+        "UPDATE audit SET seq = seq + 100000 WHERE seq >= 3",
+        "UPDATE audit SET seq = seq - 99999 WHERE seq >= 100003",
+    )
+    await raw_sql(
+        owner_url(database_url),
+        f"INSERT INTO audit (ts, {', '.join(columns)}) "
+        f"SELECT ts, {', '.join('?' for _ in columns)} FROM audit WHERE seq = 2",
+        *(forged[c] for c in columns),
+    )
+    report = await services.audit_trail.verify()
+    assert not report.ok
+    assert report.first_bad_seq == 4
+    assert report.problem == "entry 4 does not link to entry 3"
+
+
 async def test_deleting_the_newest_rows_is_truncation(
     services: Services, staff: Staff, database_url: str
 ) -> None:
@@ -417,14 +446,16 @@ async def test_four_processes_appending_and_sealing_at_once_make_one_log(
         for worker in range(4)
     ]
     processes = [await spawn for spawn in writers]
+    # Read their output while they run (a full pipe would stall them), and seal meanwhile.
+    finished = asyncio.ensure_future(asyncio.gather(*(p.communicate() for p in processes)))
     cli_seals = 0
-    while any(p.returncode is None for p in processes):
+    while not finished.done():
         await services.audit_trail.seal_all()  # the CLI's `consentry audit seal`, in-process
         cli_seals += 1
         await asyncio.sleep(0.05)
-    for process in processes:
-        _, stderr = await process.communicate()
+    for process, (_, stderr) in zip(processes, finished.result(), strict=True):
         assert process.returncode == 0, stderr.decode()[-2000:]
+        assert b"audit sealing failed" not in stderr, stderr.decode()[-2000:]
 
     seqs = [int(r["seq"]) for r in await raw_sql(database_url, "SELECT seq FROM audit")]
     assert sorted(seqs) == list(range(1, 4 * events + 1))
@@ -438,3 +469,67 @@ async def test_four_processes_appending_and_sealing_at_once_make_one_log(
     assert report.ok, report
     assert report.heads_checked == len(sizes)
     assert cli_seals > 0
+
+
+# --- nothing personal in any audit table ---------------------------------------------------
+
+PERSON = {
+    "first_name": "Hildegard",
+    "last_name": "Vanstone-Pyke",
+    "email": "hildegard.vanstone@example.org",
+    "phone": "+44 20 7946 0321",
+    "city": "Llanfairfechan",
+    "notes": "Prefers calls after lunch",
+}
+
+
+async def _audit_tables(database_url: str) -> list[str]:
+    if ENGINE == "postgres":
+        sql = "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    return sorted(
+        r["name"] for r in await raw_sql(database_url, sql) if r["name"].startswith("audit")
+    )
+
+
+async def test_no_personal_value_reaches_any_audit_table_or_export(
+    services: Services, staff: Staff, database_url: str
+) -> None:
+    """A full scenario - writes, reads, searches, a denial, a compliance officer locating
+    the person and exporting the slice, alert rules firing - then every audit table and
+    the exported slice are searched for the person's values."""
+    from audit.alerts import Changer, Kind, RuleSettings
+
+    gateway = services.gateway
+    seller = staff.actor(await staff.create("sales"))
+    values = {k: v for k, v in contact_values(**PERSON).items() if k != "birth_date"}
+    record = await gateway.create(seller, "contact", values)
+    await gateway.read(seller, "contact", record.id)
+    await gateway.update(seller, "contact", record.id, {"city": "Betws-y-Coed"})
+    await gateway.search(seller, "contact", "email", PERSON["email"])
+    with pytest.raises(Exception, match="birth_date"):
+        await gateway.update(seller, "contact", record.id, {"birth_date": "1970-01-01"})
+
+    officer_identity = await staff.create("compliance")
+    officer = staff.actor(officer_identity)
+    found = await gateway.locate(officer, "contact", "email", PERSON["email"])
+    assert found == [(record.id, record.subject_id)]
+    changer = Changer(officer.id, "compliance", "test")
+    await services.alerts.create_rule(
+        RuleSettings(Kind.BULK_READ, "Any read at all", 1, 60), by=changer
+    )
+    raised = await services.alerts.evaluate()
+    assert raised  # the rule fired: alert rows exist to be searched too
+    bundle = json.dumps(await services.audit_trail.slice_bundle(range(1, 100))).casefold()
+
+    tables = await _audit_tables(database_url)
+    assert {"audit", "audit_checkpoint", "audit_alert", "audit_alert_rule"} <= set(tables)
+    dump = json.dumps(
+        {t: await raw_sql(database_url, f"SELECT * FROM {t}") for t in tables}, default=str
+    ).casefold()
+    assert record.subject_id in dump  # the pseudonymous id is there, as it should be
+    secrets = [*PERSON.values(), "Betws-y-Coed", "+442079460321", "2079460321"]
+    for secret in secrets:
+        assert secret.casefold() not in dump, f"{secret!r} in an audit table"
+        assert secret.casefold() not in bundle, f"{secret!r} in the exported slice"

@@ -409,3 +409,114 @@ def test_demo_server_end_to_end(tmp_path: Path) -> None:
     assert '"path": "/api/v1/contacts/search"' in server_logs
     for secret in (email, new_email, "smoketest", password.lower()):
         assert secret not in server_logs
+
+
+def test_audit_commands_seal_prove_export_and_catch_a_truncation(install: Install) -> None:
+    """The operator's and the auditor's view: seal, prove, export heads for a witness,
+    verify offline, and catch a truncated history that the database alone cannot show."""
+    assert consentry("keys", "init").exit_code == 0
+    assert stat.S_IMODE((install.home / "audit-signing.key").stat().st_mode) == 0o600
+    assert consentry("migrate").exit_code == 0
+    for n in range(3):
+        created = consentry("users", "create", f"u{n}@staff.example.com", "--role", "sales")
+        assert created.exit_code == 0, created.output
+
+    public_key = install.home / "audit.pub"
+    printed = consentry("audit", "public-key")
+    assert printed.exit_code == 0
+    public_key.write_text(printed.stdout)
+    assert "ed25519" not in printed.stdout  # the public half only, never the key file
+    assert json.loads((install.home / "audit-signing.key").read_text())["ed25519"] not in (
+        printed.stdout
+    )
+
+    sealed = consentry("audit", "seal")
+    assert sealed.exit_code == 0, sealed.output
+    assert sealed.stdout.startswith("signed head over 3 entries")
+
+    proof = consentry("audit", "prove", "2")
+    assert proof.exit_code == 0, proof.output
+    doc = json.loads(proof.stdout)
+    assert doc["verified"] is True
+    assert doc["leaf_index"] == 1
+    assert doc["event"]["action"] == "user.create"
+    assert one_line_error(consentry("audit", "prove", "99")).startswith(
+        "Error: event 99 is not covered"
+    )
+
+    listed = consentry("audit", "checkpoints", "list")
+    assert listed.exit_code == 0
+    sizes = [int(line.split()[0]) for line in listed.stdout.splitlines()]
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[0] == 3
+    consistent = consentry("audit", "consistency", str(sizes[-1]))
+    assert consistent.exit_code == 0, consistent.output
+    assert json.loads(consistent.stdout)["verified"] is True
+
+    witness = install.home / "witness.json"
+    exported = consentry("audit", "checkpoints", "export", "-o", str(witness))
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(witness.read_text())["heads"][-1]["tree_size"] == 3
+
+    slice_file = install.home / "slice.json"
+    forget_process_state()
+
+    async def write_slice() -> None:
+        await db.start()
+        try:
+            services = build_services(settings.get_settings())
+            bundle = await services.audit_trail.slice_bundle([1, 3])
+            slice_file.write_text(json.dumps(bundle))
+        finally:
+            await db.stop()
+
+    asyncio.run(write_slice())
+    offline = consentry("audit", "verify-slice", str(slice_file), "--public-key", str(public_key))
+    assert offline.exit_code == 0, offline.output
+    assert "2 events proven" in offline.stdout
+    doc = json.loads(slice_file.read_text())
+    doc["events"][0]["actor_role"] = "admin"
+    slice_file.write_text(json.dumps(doc))
+    assert "does NOT verify" in one_line_error(consentry("audit", "verify-slice", str(slice_file)))
+
+    # The owner deletes the newest entry and the head that covered it, then seals again:
+    # the database is self-consistent, an exported head is not fooled.
+    forget_process_state()
+
+    async def truncate() -> None:
+        from tests.dbutil import raw_sql
+
+        url = install.database_url
+        if url.startswith("sqlite"):
+            await raw_sql(url, "DROP TRIGGER audit_no_delete")
+            await raw_sql(url, "DROP TRIGGER audit_checkpoint_no_delete")
+        else:
+            await raw_sql(url, "ALTER TABLE audit DISABLE TRIGGER USER")
+            await raw_sql(url, "ALTER TABLE audit_checkpoint DISABLE TRIGGER USER")
+        await raw_sql(url, "DELETE FROM audit WHERE seq = 3")
+        await raw_sql(url, "DELETE FROM audit_checkpoint WHERE tree_size = 3")
+
+    asyncio.run(truncate())
+    (install.home / "audit-verified.json").unlink(missing_ok=True)  # an auditor's fresh machine
+    assert consentry("audit", "verify").exit_code == 0
+    caught = consentry("audit", "verify", "--against", str(witness))
+    reason = one_line_error(caught)
+    assert caught.exit_code == 1
+    assert "first bad entry: 3" in reason
+    assert "truncated" in reason
+
+
+def test_db_grant_app_role(install: Install) -> None:
+    if not PG_URL:
+        sqlite = consentry("db", "grant-app-role", "consentry_app")
+        assert one_line_error(sqlite) == (
+            "Error: database roles exist on PostgreSQL only; SQLite has no users"
+        )
+        return
+    assert consentry("keys", "init").exit_code == 0
+    assert consentry("migrate").exit_code == 0
+    bad = consentry("db", "grant-app-role", "app; DROP TABLE audit")
+    assert "not a plain role name" in one_line_error(bad)
+    granted = consentry("db", "grant-app-role", "consentry_app", "--create")
+    assert granted.exit_code == 0, granted.output
+    assert "SELECT/INSERT only on audit tables" in granted.stdout

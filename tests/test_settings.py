@@ -6,12 +6,15 @@ No database is opened: ``build_services`` only loads keys and secrets and wires 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from audit.signing import load_signing_key, write_signing_key
 from server.services import build_services, load_key_provider, load_session_secret
 from server.settings import ConfigurationError, Settings
 from server.vault import EnvKeyProvider, FileKeyProvider, write_key_file
@@ -237,6 +240,7 @@ def test_demo_mode_creates_owner_only_key_and_session_secret(tmp_path: Path) -> 
     assert secret_file.exists()
     assert _mode(secret_file) == 0o600
     assert len(secret_file.read_text().strip()) >= 32
+    assert _mode(settings.resolved_audit_signing_key_file) == 0o600
 
 
 def test_demo_mode_reuses_existing_keys_on_restart(tmp_path: Path) -> None:
@@ -254,12 +258,47 @@ def test_demo_mode_reuses_existing_keys_on_restart(tmp_path: Path) -> None:
 def test_explicit_key_file_location_is_used(tmp_path: Path) -> None:
     key_file = tmp_path / "secrets" / "consentry.key"
     write_key_file(key_file)
-    settings = Settings(home=tmp_path / "home", master_key_file=key_file, session_secret="s")
+    signing_key = tmp_path / "secrets" / "audit.key"
+    write_signing_key(signing_key)
+    settings = Settings(
+        home=tmp_path / "home",
+        master_key_file=key_file,
+        audit_signing_key_file=signing_key,
+        session_secret="s",
+    )
     provider = load_key_provider(settings)
     assert isinstance(provider, FileKeyProvider)
     assert provider.active_kek() == FileKeyProvider(key_file).active_kek()
-    build_services(settings)
+    services = build_services(settings)
     assert not (tmp_path / "home" / "master.key").exists()
+    assert not (tmp_path / "home" / "audit-signing.key").exists()
+    assert services.audit_trail.key_id == load_signing_key(signing_key).key_id
+
+
+def test_the_audit_signing_key_is_required_private_and_never_printed(tmp_path: Path) -> None:
+    key_file = tmp_path / "master.key"
+    write_key_file(key_file)
+    settings = Settings(home=tmp_path / "home", master_key_file=key_file, session_secret="s")
+    with pytest.raises(ConfigurationError, match="consentry keys init"):
+        build_services(settings)
+    signing_key = settings.resolved_audit_signing_key_file
+    write_signing_key(signing_key)
+    assert _mode(signing_key) == 0o600
+    with pytest.raises(FileExistsError):
+        write_signing_key(signing_key)  # never overwritten: old heads were signed with it
+    signing_key.chmod(0o644)
+    with pytest.raises(ConfigurationError, match="readable by others") as refused:
+        build_services(settings)
+    secret = json.loads(signing_key.read_text())["ed25519"]
+    assert secret not in str(refused.value)
+    signing_key.chmod(0o600)
+    from_file = build_services(settings).audit_trail
+    from_env = build_services(
+        settings.with_overrides(audit_signing_key_env=secret, home=tmp_path / "elsewhere")
+    ).audit_trail
+    assert from_env.key_id == from_file.key_id
+    with pytest.raises(ConfigurationError, match="not an Ed25519 private key"):
+        build_services(settings.with_overrides(audit_signing_key_env="bm90IGEga2V5"))
 
 
 def test_master_key_from_the_environment_needs_no_file(tmp_path: Path) -> None:
@@ -268,6 +307,9 @@ def test_master_key_from_the_environment_needs_no_file(tmp_path: Path) -> None:
         {
             "CONSENTRY_HOME": str(home),
             "CONSENTRY_MASTER_KEY": MASTER_KEY,
+            "CONSENTRY_AUDIT_SIGNING_KEY": base64.b64encode(
+                Ed25519PrivateKey.generate().private_bytes_raw()
+            ).decode(),
             "CONSENTRY_SESSION_SECRET": "s3ssion-secret",
         }
     )

@@ -507,33 +507,10 @@ class Gateway:
         """Exact lookup on a blind-indexed field; candidates are decrypted and re-checked."""
         rt, table = self._record_type(resource)
         purpose = purpose or self.default_purpose(actor.role)
-        spec = rt.by_name.get(field_name)
-        if spec is None or not spec.blind_index:
-            searchable = [f.name for f in rt.fields if f.blind_index]
-            raise InvalidInput(
-                f"{rt.resource} can be searched by: " + ", ".join(searchable),
-                problems={field_name: "not searchable"},
-            )
-        decision = self._decide(actor, rt, "search", purpose)
-        if not decision.allowed or field_name not in decision.fields:
-            # Searching by a field you may not read would turn the index into an oracle.
-            reason = decision.reason if not decision.allowed else "field_not_readable"
-            raise await self._deny(
-                actor,
-                rt,
-                Action.SEARCH,
-                purpose,
-                reason,
-                Forbidden(f"your role may not search {rt.resource} records by {field_name}"),
-                fields=(field_name,),
-            )
-        try:
-            wanted = self.vault.normalize(spec, value)
-        except (ValueError, InvalidValues):
-            raise InvalidInput(
-                f"{field_name}: not a valid {spec.label.lower()}",
-                problems={field_name: "invalid value"},
-            ) from None
+        # Searching by a field you may not read would turn the index into an oracle.
+        spec, decision, wanted = await self._exact_lookup(
+            actor, rt, Action.SEARCH, purpose, field_name, value, "field_not_readable"
+        )
         rows, keys, candidates = await self._exact_candidates(
             rt, table, spec, value, wanted, decision, actor
         )
@@ -552,6 +529,45 @@ class Gateway:
             detail={"by": field_name, "candidates": candidates, "returned": len(matches)},
         )
         return matches
+
+    async def _exact_lookup(
+        self,
+        actor: Actor,
+        rt: RecordType,
+        action: str,
+        purpose: str,
+        field_name: str,
+        value: str,
+        field_refused: str,
+    ) -> tuple[Field, AccessDecision, str]:
+        """Check an exact lookup by ``field_name``: the field has a blind index, the role may
+        take ``action`` with that field (else an audited denial), and the value is valid."""
+        spec = rt.by_name.get(field_name)
+        if spec is None or not spec.blind_index:
+            searchable = [f.name for f in rt.fields if f.blind_index]
+            raise InvalidInput(
+                f"{rt.resource} can be looked up by: " + ", ".join(searchable),
+                problems={field_name: "not searchable"},
+            )
+        decision = self._decide(actor, rt, action, purpose)
+        if not decision.allowed or field_name not in decision.fields:
+            raise await self._deny(
+                actor,
+                rt,
+                action,
+                purpose,
+                decision.reason if not decision.allowed else field_refused,
+                Forbidden(f"your role may not {action} {rt.resource} records by {field_name}"),
+                fields=(field_name,),
+            )
+        try:
+            wanted = self.vault.normalize(spec, value)
+        except (ValueError, InvalidValues):
+            raise InvalidInput(
+                f"{field_name}: not a valid {spec.label.lower()}",
+                problems={field_name: "invalid value"},
+            ) from None
+        return spec, decision, wanted
 
     async def _exact_candidates(
         self,
@@ -595,32 +611,9 @@ class Gateway:
         """
         rt, table = self._record_type(resource)
         purpose = purpose or self.default_purpose(actor.role)
-        spec = rt.by_name.get(field_name)
-        if spec is None or not spec.blind_index:
-            searchable = [f.name for f in rt.fields if f.blind_index]
-            raise InvalidInput(
-                f"{rt.resource} can be located by: " + ", ".join(searchable),
-                problems={field_name: "not searchable"},
-            )
-        decision = self._decide(actor, rt, "locate", purpose)
-        if not decision.allowed or field_name not in decision.fields:
-            reason = decision.reason if not decision.allowed else "field_not_locatable"
-            raise await self._deny(
-                actor,
-                rt,
-                "locate",
-                purpose,
-                reason,
-                Forbidden(f"your role may not locate {rt.resource} records by {field_name}"),
-                fields=(field_name,),
-            )
-        try:
-            wanted = self.vault.normalize(spec, value)
-        except (ValueError, InvalidValues):
-            raise InvalidInput(
-                f"{field_name}: not a valid {spec.label.lower()}",
-                problems={field_name: "invalid value"},
-            ) from None
+        spec, decision, wanted = await self._exact_lookup(
+            actor, rt, "locate", purpose, field_name, value, "field_not_locatable"
+        )
         rows, _, _ = await self._exact_candidates(rt, table, spec, value, wanted, decision, actor)
         found = [(str(row["id"]), str(row["subject_id"])) for row in rows]
         await self._audit(

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from audit.signing import write_signing_key
 from server.vault import write_key_file
 
 T = TypeVar("T")
@@ -125,6 +126,8 @@ class LiveServer:
         self._process: subprocess.Popen[bytes] | None = None
         key_file = home / "keys" / "master.key"
         write_key_file(key_file)
+        signing_key = home / "keys" / "audit-signing.key"
+        write_signing_key(signing_key)
         # Only our own settings: the unit tests' CONSENTRY_* variables must not leak in.
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENTRY_")}
         self.env.update(
@@ -132,6 +135,7 @@ class LiveServer:
                 "CONSENTRY_HOME": str(home),
                 "CONSENTRY_DATABASE_URL": database_url,
                 "CONSENTRY_MASTER_KEY_FILE": str(key_file),
+                "CONSENTRY_AUDIT_SIGNING_KEY_FILE": str(signing_key),
                 "CONSENTRY_SESSION_SECRET": secrets.token_urlsafe(32),
                 "CONSENTRY_COOKIE_SECURE": "0",  # plain http on loopback
                 "CONSENTRY_LOG_JSON": "1",
