@@ -128,6 +128,24 @@ async def test_record_scope_is_applied_before_paging(services: Services, staff: 
         assert total == len(expected), actor.role
         assert len(ids) == len(set(ids)), f"duplicates across pages for {actor.role}"
         assert set(ids) == expected, actor.role
+        assert await gateway.count(actor, "contact") == len(expected), actor.role
+
+
+async def test_counting_reaches_no_customer(
+    services: Services, staff: Staff, database_url: str
+) -> None:
+    """The start page's counts must not show up in any customer's access report."""
+    gateway = services.gateway
+    seller = staff.actor(await staff.create("sales"))
+    await gateway.create(seller, "contact", without_birth_date())
+    before = await last_seq(database_url)
+    assert await gateway.count(seller, "contact") == 1
+    [row] = await audit_rows(database_url, before)
+    assert (row["action"], row["outcome"], row["subject_ids"]) == ("count", "allowed", "[]")
+    assert json.loads(row["detail"]) == {"total": 1}
+    officer = staff.actor(await staff.create("compliance"))
+    with pytest.raises(Forbidden):  # compliance may not act under the marketing purpose
+        await gateway.count(officer, "organization", purpose="marketing")
 
 
 async def test_out_of_scope_looks_exactly_like_missing_and_is_audited(

@@ -453,6 +453,29 @@ class Gateway:
         )
         return Page(items=items, total=total, page=page, page_size=page_size)
 
+    async def count(self, actor: Actor, resource: str, *, purpose: str | None = None) -> int:
+        """How many records of ``resource`` the actor can reach, without reading any.
+
+        For dashboards: a one-row ``list`` would record the newest customer as accessed by
+        everyone who opens the start page, which would drown that person's access report.
+        Needs the ``list`` right; audited as a count, with no subject.
+        """
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        decision = self._decide(actor, rt, "list", purpose)
+        if not decision.allowed:
+            raise await self._deny(
+                actor,
+                rt,
+                "count",
+                purpose,
+                decision.reason,
+                Forbidden(f"your role may not list {rt.resource} records"),
+            )
+        total = int(await self._scoped(table.count(), table, decision, actor))
+        await self._audit(actor, rt, "count", Outcome.ALLOWED, purpose, detail={"total": total})
+        return total
+
     def _filter_conditions(
         self,
         rt: RecordType,
