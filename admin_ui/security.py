@@ -21,7 +21,18 @@ CSRF_HEADER = "x-csrftoken"
 # and JSON bodies (a cross-site form cannot send application/json); probes and the
 # OpenAPI pages change nothing.
 NON_ADMIN_PREFIXES = ("/api/", "/health", "/ready", "/schema", "/static/")
-CSRF_EXEMPT = ["^/api/", "^/health", "^/ready", "^/schema", "^/static/"]
+# Consent links (server.consent.routes) are public: the token in the path is the credential,
+# and RFC 8058 one-click unsubscribe POSTs come from mail providers without any cookie.
+CSRF_EXEMPT = [
+    "^/api/",
+    "^/health",
+    "^/ready",
+    "^/schema",
+    "^/static/",
+    "^/consent/(confirm|withdraw)/",
+    # The preference center: the same, its signed expiring token is the credential.
+    "^/preferences/",
+]
 
 ADMIN_CSP = "; ".join(
     (

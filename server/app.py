@@ -15,6 +15,7 @@ from server import db
 from server.auth.routes import AuthRoutes
 from server.background import BackgroundJobs
 from server.compliance.routes import ComplianceRoutes
+from server.consent.routes import ConsentLinks
 from server.contacts.routes import ContactRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             ContactRoutes,
             OrganizationRoutes,
             ComplianceRoutes,
+            ConsentLinks,
         ],
         after_exception=[log_unhandled],
         exception_handlers={GatewayError: gateway_error_handler},

@@ -17,7 +17,12 @@ from typing import Any
 from piccolo.engine.base import Engine
 
 # Tables that are evidence: the application may add rows and read them, never change them.
-APPEND_ONLY_TABLES: tuple[str, ...] = ("audit", "audit_checkpoint")
+APPEND_ONLY_TABLES: tuple[str, ...] = (
+    "audit",
+    "audit_checkpoint",
+    "privacy_notice",  # consent evidence: server.consent
+    "consent_event",
+)
 
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 

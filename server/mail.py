@@ -13,12 +13,13 @@ messages (which quote addresses back) are reduced to their exception type.
 
 from __future__ import annotations
 
+import email.policy
 import enum
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 
 import aiosmtplib
 
@@ -29,6 +30,18 @@ log = get_logger("consentry.mail")
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
 MAX_SUBJECT = 200
+MAX_HEADER_VALUE = 900
+# The extra headers a caller may set (RFC 2369 / RFC 8058 list headers), by lower-case
+# name. A short allow-list: a caller cannot add Bcc, override From or smuggle anything in.
+EXTRA_HEADERS = {
+    "list-unsubscribe": "List-Unsubscribe",
+    "list-unsubscribe-post": "List-Unsubscribe-Post",
+    "list-id": "List-Id",
+}
+# How messages go on the wire. aiosmtplib's default policy folds at 78 characters, which
+# turns a long List-Unsubscribe URL into RFC 2047 encoded words that mail clients do not
+# read as a URL; 998 is RFC 5322's hard line limit, and no header we write comes near it.
+WIRE_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 class MailStatus(enum.StrEnum):
@@ -79,6 +92,29 @@ def _one_line(text: str, limit: int) -> str:
     return " ".join(text.split())[:limit]
 
 
+def _extra_headers(headers: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """The caller's extra headers, checked: allow-listed names, one-line values.
+
+    Raises ValueError (caught by ``send``) instead of cleaning up: a header that needs
+    cleaning is a bug in the caller, and a silently altered unsubscribe URL is worse than
+    a message reported as not sent.
+    """
+    checked: list[tuple[str, str]] = []
+    for name, value in (headers or {}).items():
+        canonical = EXTRA_HEADERS.get(str(name).strip().lower())
+        if canonical is None or any(name == c for c, _ in checked):
+            raise ValueError("header not allowed")
+        if (
+            not isinstance(value, str)
+            or not value.strip()
+            or len(value) > MAX_HEADER_VALUE
+            or any(ch in value for ch in "\r\n\x00")
+        ):
+            raise ValueError("header value not allowed")
+        checked.append((canonical, value.strip()))
+    return checked
+
+
 class Mailer:
     """Sends plain-text e-mail through the SMTP server named in the settings.
 
@@ -99,7 +135,13 @@ class Mailer:
     def enabled(self) -> bool:
         return bool(self._host)
 
-    def compose(self, to: Sequence[str], subject: str, text: str) -> EmailMessage:
+    def compose(
+        self,
+        to: Sequence[str],
+        subject: str,
+        text: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = ", ".join(to)
@@ -108,12 +150,30 @@ class Mailer:
         domain = self.sender.rpartition("@")[2] or "localhost"
         message["Message-ID"] = make_msgid(domain=domain)
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+        for name, value in _extra_headers(headers):
+            message[name] = value
         message.set_content(text, charset="utf-8")
         return message
 
-    async def send(self, to: str | Sequence[str], subject: str, text: str) -> MailResult:
-        """Send one message to ``to`` (one address or several, all on the To line)."""
+    async def send(
+        self,
+        to: str | Sequence[str],
+        subject: str,
+        text: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> MailResult:
+        """Send one message to ``to`` (one address or several, all on the To line).
+
+        ``headers`` adds list headers (``EXTRA_HEADERS``), e.g. RFC 8058 one-click
+        unsubscribe; anything else, or a value with a line break, is refused
+        (``invalid_header``) and nothing is sent.
+        """
         recipients = [to] if isinstance(to, str) else [a for a in to if a]
+        try:
+            _extra_headers(headers)
+        except ValueError:
+            log.warning("mail not sent", reason="invalid_header", recipients=len(recipients))
+            return MailResult(MailStatus.FAILED, "invalid_header")
         if not self.enabled:
             log.info("mail not sent", reason="smtp_not_configured", recipients=len(recipients))
             return NOT_CONFIGURED
@@ -121,9 +181,11 @@ class Mailer:
             log.info("mail not sent", reason="no_recipients")
             return MailResult(MailStatus.FAILED, "no_recipients")
         try:
-            message = self.compose(recipients, subject, text)
+            message = self.compose(recipients, subject, text, headers)
             refused, _ = await aiosmtplib.send(
-                message,
+                message.as_bytes(policy=WIRE_POLICY),
+                sender=parseaddr(self.sender)[1] or self.sender,
+                recipients=recipients,
                 hostname=self._host,
                 port=self._port,
                 username=self._username,

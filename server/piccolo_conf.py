@@ -15,6 +15,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.staff.piccolo_app",
         "migrations.crm.piccolo_app",
         "migrations.audit.piccolo_app",
+        "migrations.consent.piccolo_app",
     ]
 )
 

@@ -13,6 +13,7 @@ from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, w
 from audit.trail import AuditTrail
 from policy.enforcer import PolicyEngine
 from server.auth.service import StaffAccounts
+from server.consent.service import ConsentEngine
 from server.gateway import Gateway
 from server.mail import Mailer
 from server.settings import ConfigurationError, Settings
@@ -24,6 +25,7 @@ from server.vault import (
     Vault,
     write_key_file,
 )
+from server.vault.keys import derive_key
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Services:
     audit_trail: AuditTrail
     mailer: Mailer
     alerts: AlertEngine
+    consent: ConsentEngine
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -104,4 +107,8 @@ def build_services(settings: Settings) -> Services:
     )
     mailer = Mailer(settings)
     alerts = AlertEngine(audit, mailer, settings)
-    return Services(settings, gateway, accounts, audit, policy, trail, mailer, alerts)
+    # Consent links and IP hashes get their own subkey of the session secret.
+    consent_secret = derive_key(load_session_secret(settings), b"consentry/consent/v1")
+    consent = ConsentEngine(audit, mailer, settings, consent_secret)
+    gateway.subject_basis = consent  # purposes resting on each person's consent ask it
+    return Services(settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent)

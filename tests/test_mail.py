@@ -187,3 +187,30 @@ async def test_logs_name_no_recipient_subject_or_body(
         assert outcome in text
     for needle in (RECIPIENT, "ramirez", "Zoë", "Zo\\u00eb", "weekly report", "Subject about"):
         assert needle.lower() not in text.lower(), needle
+
+
+async def test_list_headers_arrive_unfolded_and_nothing_else_can_be_added(
+    smtp: LocalSmtp,
+) -> None:
+    mailer = Mailer(smtp.settings())
+    url = "https://crm.example/consent/withdraw/w1." + "x" * 150 + ".sig"
+    one_click = {
+        "List-Unsubscribe": f"<{url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    assert (await mailer.send(RECIPIENT, "News", "Body", headers=one_click)).sent
+    [received] = smtp.received
+    # A long URL stays one readable URL (no RFC 2047 encoded words from folding).
+    assert received.message["List-Unsubscribe"] == f"<{url}>"
+    assert received.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    for headers in (
+        {"Bcc": "eve@attacker.example"},
+        {"From": "ceo@controller.example"},
+        {"List-Unsubscribe": f"<{url}>\r\nBcc: eve@attacker.example"},
+        {"List-Unsubscribe": "<x>\nBcc: eve@attacker.example"},
+        {"List-Id": ""},
+    ):
+        result = await mailer.send(RECIPIENT, "News", "Body", headers=headers)
+        assert (result.status, result.error) == (MailStatus.FAILED, "invalid_header")
+    assert len(smtp.received) == 1

@@ -1,0 +1,1159 @@
+"""``ConsentEngine``: consent as provable evidence and as an enforceable rule.
+
+The ledger (``consent_event``) is the truth; ``consent_state`` is its current reading per
+subject, purpose and channel, rewritten in the same transaction as every ledger insert,
+together with the audit event. ``has_basis`` answers "may we do this for this person
+now?" for one subject; ``subjects_with_basis`` answers it for everyone at once, as SQL the
+gateway can put in a WHERE clause, so an audience is computed by the database and a
+withdrawal takes effect at the next query.
+
+Personal values never enter these tables or the audit log: subjects are pseudonymous
+UUIDs, IP addresses are keyed hashes, and the e-mail address given to
+``request_double_opt_in`` is used to send one message and then forgotten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from piccolo.columns import Column
+from piccolo.columns.combination import Where
+from piccolo.query import Select
+
+from audit.events import AuditEvent, Outcome
+from audit.log import AuditLog
+from server import db
+from server.consent.links import LinkKeys
+from server.consent.model import (
+    ANY_CHANNEL,
+    CHANNELS,
+    DIRECT_MARKETING,
+    NOT_GIVEN,
+    OBJECTABLE,
+    PROFILING,
+    SUBJECT_ACTOR,
+    Basis,
+    ChannelChoice,
+    ConsentError,
+    ConsentRecord,
+    ConsentStatus,
+    Kind,
+    LinkInvalid,
+    Notice,
+    OptInRequest,
+    PreferenceAction,
+    PreferenceView,
+    PurposeChoice,
+    PurposeInfo,
+    Source,
+)
+from server.consent.tables import (
+    ConsentEvent,
+    ConsentPurpose,
+    ConsentState,
+    ConsentToken,
+    PrivacyNotice,
+)
+from server.datamap import LegalBasis
+from server.mail import Mailer
+from server.settings import Settings
+
+PG_EXPIRY_LOCK = 0x0C0A_C0E7  # advisory lock: one consent-expiry writer at a time
+
+CONFIRMATION_LIFETIME = dt.timedelta(hours=48)
+# A preference link opens every choice of a person, including giving consent: it expires.
+# Every message we send carries a fresh one, so 30 days covers the time people keep mail.
+PREFERENCE_LINK_LIFETIME = dt.timedelta(days=30)
+EXPIRY_ACTOR = "system:consent-expiry"
+MAX_USER_AGENT = 200
+MAX_NOTICE_TITLE = 200
+MAX_NOTICE_TEXT = 200_000
+_REFERENCE = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# Evidence a caller may supply. ``ip`` is accepted only to be replaced by its keyed hash.
+_REFERENCE_EVIDENCE = frozenset({"form_id", "import_batch", "reference"})
+_TEXT_EVIDENCE = frozenset({"user_agent", "confirm_user_agent", "requested_at"})
+_HASH_EVIDENCE = frozenset({"ip_hash", "confirm_ip_hash"})
+# Evidence only the engine writes: a caller cannot claim a double opt-in that did not happen.
+_ENGINE_EVIDENCE = frozenset({"double_opt_in", "confirmed_at"})
+_PURPOSE_CHANGES = frozenset(
+    {"legal_basis", "description", "channels", "retention", "direct_marketing", "active"}
+)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _subject(subject_id: str) -> str:
+    try:
+        return str(uuid.UUID(str(subject_id)))
+    except ValueError:
+        raise ConsentError("invalid_subject", "subject id is not a valid id") from None
+
+
+def _source(source: str) -> Source:
+    try:
+        return Source(source)
+    except ValueError:
+        raise ConsentError("unknown_source", "unknown consent source") from None
+
+
+def _role_of(actor_id: str) -> str:
+    if actor_id == SUBJECT_ACTOR:
+        return "data_subject"
+    if actor_id.startswith("system:"):
+        return "system"
+    return ""
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class AudienceFilter:
+    """Who has a basis for one purpose, as a sub-select the gateway filters with.
+
+    A sub-select rather than a set of ids: the database does the work however large the
+    audience, and the answer is as fresh as the query that uses it. ``include`` says how
+    to use ``query`` (a single-column select of subject ids): consent-based purposes admit
+    only the subjects it returns; other bases admit everyone except them (the objectors).
+    """
+
+    purpose: str
+    include: bool
+    query: Select[Any]
+
+    def where(self, subject_column: Column) -> Where:
+        """The WHERE clause for a table's ``subject_id`` column."""
+        if self.include:
+            return subject_column.is_in(self.query)
+        return subject_column.not_in(self.query)
+
+    async def admits(self, subject_id: str) -> bool:
+        rows = await self.query
+        listed = {str(row["subject_id"]) for row in rows}
+        return (_subject(subject_id) in listed) is self.include
+
+    async def subject_ids(self) -> set[str]:
+        """The ids ``query`` returns (the audience when ``include``, else the excluded)."""
+        return {str(row["subject_id"]) for row in await self.query}
+
+
+class ConsentEngine:
+    """The only code that writes the consent tables. Built once per process."""
+
+    def __init__(self, audit: AuditLog, mailer: Mailer, settings: Settings, secret: bytes) -> None:
+        self._audit = audit
+        self._mailer = mailer
+        self._public_url = settings.public_url.rstrip("/")
+        self._controller = settings.controller_name
+        self._keys = LinkKeys(secret)
+
+    # -- the purposes registry ---------------------------------------------------------
+
+    @staticmethod
+    def _purpose_of(row: Mapping[str, Any]) -> PurposeInfo:
+        return PurposeInfo(
+            name=str(row["name"]),
+            legal_basis=LegalBasis(row["legal_basis"]),
+            description=str(row["description"]),
+            channels=tuple(json.loads(row["channels"] or "[]")),
+            retention=str(row["retention"]),
+            direct_marketing=bool(row["direct_marketing"]),
+            active=bool(row["active"]),
+            updated_at=row["updated_at"],
+            updated_by=str(row["updated_by"]),
+        )
+
+    async def purposes(self) -> list[PurposeInfo]:
+        rows = await ConsentPurpose.select().order_by(ConsentPurpose.name)
+        return [self._purpose_of(row) for row in rows]
+
+    async def purpose(self, name: str) -> PurposeInfo:
+        row = await ConsentPurpose.select().where(ConsentPurpose.name == name).first()
+        if row is None:
+            raise ConsentError("unknown_purpose", "unknown purpose")
+        return self._purpose_of(row)
+
+    async def update_purpose(
+        self,
+        name: str,
+        changes: Mapping[str, Any],
+        *,
+        by: str,
+        by_role: str = "",
+        request_id: str = "",
+    ) -> PurposeInfo:
+        """Change a purpose's legal basis, texts, channels or flags (audited by field name)."""
+        unknown = set(changes) - _PURPOSE_CHANGES
+        if unknown or not changes:
+            raise ConsentError("invalid_change", "only registry fields of a purpose can change")
+        values: dict[Column | str, Any] = {}
+        if "legal_basis" in changes:
+            try:
+                values[ConsentPurpose.legal_basis] = LegalBasis(changes["legal_basis"]).value
+            except ValueError:
+                raise ConsentError("unknown_legal_basis", "unknown legal basis") from None
+        for text_field in ("description", "retention"):
+            if text_field in changes:
+                text = changes[text_field]
+                if not isinstance(text, str) or not text.strip() or len(text) > 2000:
+                    raise ConsentError("invalid_text", f"{text_field} must be 1-2000 characters")
+                values[getattr(ConsentPurpose, text_field)] = text.strip()
+        if "channels" in changes:
+            channels = changes["channels"]
+            if not isinstance(channels, list | tuple) or not set(channels) <= CHANNELS:
+                raise ConsentError("unknown_channel", "channels must come from the known list")
+            values[ConsentPurpose.channels] = json.dumps(sorted(set(channels)))
+        for flag in ("direct_marketing", "active"):
+            if flag in changes:
+                if not isinstance(changes[flag], bool):
+                    raise ConsentError("invalid_flag", f"{flag} must be true or false")
+                values[getattr(ConsentPurpose, flag)] = changes[flag]
+        values[ConsentPurpose.updated_at] = _now()
+        values[ConsentPurpose.updated_by] = by
+        async with db.write_transaction():
+            await self.purpose(name)
+            await ConsentPurpose.update(values).where(ConsentPurpose.name == name)
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=by,
+                    actor_role=by_role or _role_of(by),
+                    action="consent.purpose_update",
+                    resource_type="consent_purpose",
+                    resource_id=name,
+                    fields=tuple(sorted(changes)),
+                    outcome=Outcome.ALLOWED,
+                    request_id=request_id,
+                )
+            )
+        return await self.purpose(name)
+
+    # -- privacy notices ---------------------------------------------------------------
+
+    @staticmethod
+    def _notice_of(row: Mapping[str, Any]) -> Notice:
+        return Notice(
+            version=int(row["version"]),
+            title=str(row["title"]),
+            text=str(row["text"]),
+            content_hash=str(row["content_hash"]),
+            published_at=row["published_at"],
+            published_by=str(row["published_by"]),
+        )
+
+    async def publish_notice(
+        self, title: str, text: str, *, by: str, by_role: str = "", request_id: str = ""
+    ) -> Notice:
+        """Publish a new version; earlier versions stay, unchanged, as evidence."""
+        title = " ".join(title.split())
+        if not title or len(title) > MAX_NOTICE_TITLE:
+            raise ConsentError("invalid_title", "the title must be 1-200 characters")
+        if not text.strip() or len(text) > MAX_NOTICE_TEXT:
+            raise ConsentError("invalid_text", "the notice text must be 1-200000 characters")
+        async with db.write_transaction():
+            last = (
+                await PrivacyNotice.select(PrivacyNotice.version)
+                .order_by(PrivacyNotice.version, ascending=False)
+                .first()
+            )
+            version = 1 if last is None else int(last["version"]) + 1
+            row: dict[str, Any] = {
+                "version": version,
+                "title": title,
+                "text": text,
+                "content_hash": content_hash(text),
+                "published_at": _now(),
+                "published_by": by,
+            }
+            await PrivacyNotice.insert(PrivacyNotice(**row)).run()
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=by,
+                    actor_role=by_role or _role_of(by),
+                    action="consent.notice_publish",
+                    resource_type="privacy_notice",
+                    resource_id=str(version),
+                    outcome=Outcome.ALLOWED,
+                    request_id=request_id,
+                )
+            )
+        return self._notice_of(row)
+
+    async def notice(self, version: int) -> Notice | None:
+        row = await PrivacyNotice.select().where(PrivacyNotice.version == version).first()
+        return None if row is None else self._notice_of(row)
+
+    async def current_notice(self) -> Notice | None:
+        row = await PrivacyNotice.select().order_by(PrivacyNotice.version, ascending=False).first()
+        return None if row is None else self._notice_of(row)
+
+    # -- the ledger ----------------------------------------------------------------------
+
+    def ip_hash(self, address: str) -> str:
+        """The keyed hash that stands in for an IP address in evidence."""
+        return self._keys.ip_hash(address)
+
+    def _evidence(self, evidence: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Caller-supplied evidence, checked: known keys, short codes, no raw IP address."""
+        clean: dict[str, Any] = {}
+        for key, value in (evidence or {}).items():
+            if key in _ENGINE_EVIDENCE:
+                raise ConsentError("reserved_evidence", f"{key} is recorded by the engine only")
+            if key == "ip":
+                clean["ip_hash"] = self.ip_hash(str(value))
+            elif key in _HASH_EVIDENCE:
+                if not isinstance(value, str) or not _HEX64.fullmatch(value):
+                    raise ConsentError("invalid_evidence", f"{key} must be a keyed hash")
+                clean[key] = value
+            elif key in _REFERENCE_EVIDENCE:
+                if not isinstance(value, str) or not _REFERENCE.fullmatch(value):
+                    raise ConsentError("invalid_evidence", f"{key} must be a short reference")
+                clean[key] = value
+            elif key in _TEXT_EVIDENCE:
+                if not isinstance(value, str):
+                    raise ConsentError("invalid_evidence", f"{key} must be text")
+                clean[key] = " ".join(value.split())[:MAX_USER_AGENT]
+            else:
+                raise ConsentError("unknown_evidence", "evidence field not recognised")
+        return clean
+
+    @staticmethod
+    def _record_of(row: Mapping[str, Any]) -> ConsentRecord:
+        return ConsentRecord(
+            id=int(row["id"]),
+            subject_id=str(row["subject_id"]),
+            purpose=str(row["purpose"]),
+            channel=str(row["channel"]),
+            kind=Kind(row["kind"]),
+            source=str(row["source"]),
+            evidence=json.loads(row["evidence"] or "{}"),
+            notice_version=row["notice_version"],
+            actor_id=str(row["actor_id"]),
+            occurred_at=row["occurred_at"],
+            expires_at=row["expires_at"],
+        )
+
+    async def _append(
+        self,
+        *,
+        subject_id: str,
+        purpose: str,
+        channel: str,
+        kind: Kind,
+        source: Source,
+        evidence: Mapping[str, Any],
+        notice_version: int | None,
+        actor_id: str,
+        actor_role: str,
+        expires_at: dt.datetime | None,
+        request_id: str,
+        now: dt.datetime | None = None,
+    ) -> ConsentRecord:
+        """Ledger row + state row + audit event: one transaction (the caller's, if any)."""
+        row: dict[str, Any] = {
+            "subject_id": uuid.UUID(subject_id),
+            "purpose": purpose,
+            "channel": channel,
+            "kind": kind.value,
+            "source": source.value,
+            "evidence": json.dumps(dict(evidence), sort_keys=True),
+            "notice_version": notice_version,
+            "actor_id": actor_id,
+            "occurred_at": now or _now(),
+            "expires_at": expires_at,
+        }
+        async with db.write_transaction():
+            inserted = await ConsentEvent.insert(ConsentEvent(**row)).returning(ConsentEvent.id)
+            row["id"] = int(inserted[0]["id"])
+            state = ConsentState(
+                subject_id=row["subject_id"],
+                purpose=purpose,
+                channel=channel,
+                state=kind.value,
+                since=row["occurred_at"],
+                expires_at=expires_at,
+                last_event_id=row["id"],
+            )
+            await ConsentState.insert(state).on_conflict(
+                target=(ConsentState.subject_id, ConsentState.purpose, ConsentState.channel),
+                action="DO UPDATE",
+                values=[
+                    ConsentState.state,
+                    ConsentState.since,
+                    ConsentState.expires_at,
+                    ConsentState.last_event_id,
+                ],
+            )
+            detail: dict[str, int | str] = {"channel": channel, "source": source.value}
+            if notice_version is not None:
+                detail["notice_version"] = notice_version
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=actor_id,
+                    actor_role=actor_role or _role_of(actor_id),
+                    action=f"consent.{_ACTIONS[kind]}",
+                    resource_type="consent",
+                    resource_id=str(row["id"]),
+                    subject_ids=(subject_id,),
+                    purpose=purpose,
+                    outcome=Outcome.ALLOWED,
+                    request_id=request_id,
+                    detail=detail,
+                )
+            )
+        return self._record_of(row)
+
+    async def grant(
+        self,
+        subject_id: str,
+        purpose: str,
+        channel: str | None = None,
+        *,
+        source: str,
+        notice_version: int,
+        actor_id: str,
+        evidence: Mapping[str, Any] | None = None,
+        expires_at: dt.datetime | None = None,
+        actor_role: str = "",
+        request_id: str = "",
+    ) -> ConsentRecord:
+        """Record consent given under privacy notice ``notice_version``. A grant while one
+        is in force renews it (new notice version, new expiry)."""
+        return await self._grant(
+            _subject(subject_id),
+            purpose,
+            channel,
+            source=_source(source),
+            notice_version=notice_version,
+            actor_id=actor_id,
+            evidence=self._evidence(evidence),
+            expires_at=expires_at,
+            actor_role=actor_role,
+            request_id=request_id,
+        )
+
+    async def _grant(
+        self,
+        subject_id: str,
+        purpose: str,
+        channel: str | None,
+        *,
+        source: Source,
+        notice_version: int,
+        actor_id: str,
+        evidence: dict[str, Any],
+        expires_at: dt.datetime | None,
+        actor_role: str,
+        request_id: str,
+    ) -> ConsentRecord:
+        info = await self.purpose(purpose)
+        if not info.needs_consent:
+            raise ConsentError("consent_not_basis", "this purpose does not rest on consent")
+        if not info.active:
+            raise ConsentError("purpose_inactive", "this purpose is no longer offered")
+        recorded_channel = info.channel_for(channel)
+        if source is Source.SYSTEM:
+            raise ConsentError("unknown_source", "consent cannot come from the system")
+        if not isinstance(notice_version, int) or await self.notice(notice_version) is None:
+            raise ConsentError("unknown_notice", "no privacy notice with this version")
+        now = _now()
+        if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+            raise ConsentError("invalid_expiry", "an expiry must be a future, timezone-aware time")
+        return await self._append(
+            subject_id=subject_id,
+            purpose=info.name,
+            channel=recorded_channel,
+            kind=Kind.GRANTED,
+            source=source,
+            evidence=evidence,
+            notice_version=notice_version,
+            actor_id=actor_id,
+            actor_role=actor_role,
+            expires_at=expires_at,
+            request_id=request_id,
+            now=now,
+        )
+
+    async def withdraw(
+        self,
+        subject_id: str,
+        purpose: str,
+        channel: str | None = None,
+        *,
+        source: str,
+        actor_id: str,
+        evidence: Mapping[str, Any] | None = None,
+        actor_role: str = "",
+        request_id: str = "",
+    ) -> ConsentRecord | None:
+        """Withdraw consent; effective at once. Withdrawing what is not in force records
+        nothing and returns None (so a repeated click is harmless)."""
+        subject = _subject(subject_id)
+        info = await self.purpose(purpose)
+        recorded_channel = info.channel_for(channel)
+        clean = self._evidence(evidence)
+        async with db.write_transaction():
+            # Pending confirmations die with the withdrawal: no old link re-grants later.
+            await ConsentToken.update({ConsentToken.used_at: _now()}).where(
+                (ConsentToken.subject_id == uuid.UUID(subject))
+                & (ConsentToken.purpose == info.name)
+                & (ConsentToken.channel == recorded_channel)
+                & ConsentToken.used_at.is_null()
+            )
+            current = await self._state_row(subject, info.name, recorded_channel)
+            if current is None or current.state is not Kind.GRANTED:
+                return None
+            return await self._append(
+                subject_id=subject,
+                purpose=info.name,
+                channel=recorded_channel,
+                kind=Kind.WITHDRAWN,
+                source=_source(source),
+                evidence=clean,
+                notice_version=None,
+                actor_id=actor_id,
+                actor_role=actor_role,
+                expires_at=None,
+                request_id=request_id,
+            )
+
+    async def object(
+        self,
+        subject_id: str,
+        scope: str = DIRECT_MARKETING,
+        *,
+        source: str,
+        actor_id: str,
+        evidence: Mapping[str, Any] | None = None,
+        actor_role: str = "",
+        request_id: str = "",
+    ) -> ConsentRecord:
+        """Record an Art. 21 objection: to direct marketing (absolute: it also blocks every
+        direct-marketing purpose and profiling, whatever grants exist), or to one purpose
+        resting on legitimate interests or a public task."""
+        subject = _subject(subject_id)
+        if scope != DIRECT_MARKETING:
+            info = await self.purpose(scope)
+            if info.legal_basis not in OBJECTABLE:
+                raise ConsentError(
+                    "objection_not_applicable",
+                    "objections apply to direct marketing and to purposes resting on "
+                    "legitimate interests or a public task; withdraw consent instead",
+                )
+        return await self._append(
+            subject_id=subject,
+            purpose=scope,
+            channel=ANY_CHANNEL,
+            kind=Kind.OBJECTED,
+            source=_source(source),
+            evidence=self._evidence(evidence),
+            notice_version=None,
+            actor_id=actor_id,
+            actor_role=actor_role,
+            expires_at=None,
+            request_id=request_id,
+        )
+
+    async def expire_due(self, now: dt.datetime | None = None) -> int:
+        """Record ``expired`` for every grant whose expiry has passed; returns how many.
+
+        ``has_basis`` already treats such grants as expired; this makes the ledger say so
+        (and the dashboard count it). Safe to run from several workers: each state row is
+        re-read inside a transaction that holds the expiry lock (PostgreSQL; SQLite's
+        write lock does the same), so a grant expires once.
+        """
+        now = now or _now()
+        due = await ConsentState.select(
+            ConsentState.subject_id, ConsentState.purpose, ConsentState.channel
+        ).where(
+            (ConsentState.state == Kind.GRANTED.value)
+            & ConsentState.expires_at.is_not_null()
+            & (ConsentState.expires_at <= now)
+        )
+        expired = 0
+        for row in due:
+            subject = str(row["subject_id"])
+            async with db.write_transaction():
+                if not db.is_sqlite():  # SQLite's write lock already serialises workers
+                    await ConsentState.raw("SELECT pg_advisory_xact_lock({})", PG_EXPIRY_LOCK)
+                current = await self._state_row(subject, row["purpose"], row["channel"])
+                if current is None or current.state is not Kind.GRANTED:
+                    continue
+                if current.expires_at is None or current.expires_at > now:
+                    continue
+                await self._append(
+                    subject_id=subject,
+                    purpose=str(row["purpose"]),
+                    channel=str(row["channel"]),
+                    kind=Kind.EXPIRED,
+                    source=Source.SYSTEM,
+                    evidence={"expired_at": current.expires_at.isoformat()},
+                    notice_version=None,
+                    actor_id=EXPIRY_ACTOR,
+                    actor_role="system",
+                    expires_at=None,
+                    request_id="",
+                )
+                expired += 1
+        return expired
+
+    # -- reading the state ---------------------------------------------------------------
+
+    @staticmethod
+    def _status_of(row: Mapping[str, Any]) -> ConsentStatus:
+        return ConsentStatus(
+            purpose=str(row["purpose"]),
+            channel=str(row["channel"]),
+            state=Kind(row["state"]),
+            since=row["since"],
+            expires_at=row["expires_at"],
+        )
+
+    async def _state_row(self, subject: str, purpose: str, channel: str) -> ConsentStatus | None:
+        row = (
+            await ConsentState.select()
+            .where(
+                (ConsentState.subject_id == uuid.UUID(subject))
+                & (ConsentState.purpose == purpose)
+                & (ConsentState.channel == channel)
+            )
+            .first()
+        )
+        return None if row is None else self._status_of(row)
+
+    async def state(self, subject_id: str) -> list[ConsentStatus]:
+        """The current state per purpose and channel, objections included."""
+        rows = (
+            await ConsentState.select()
+            .where(ConsentState.subject_id == uuid.UUID(_subject(subject_id)))
+            .order_by(ConsentState.purpose)
+            .order_by(ConsentState.channel)
+        )
+        return [self._status_of(row) for row in rows]
+
+    @staticmethod
+    def _objection_scopes(info: PurposeInfo) -> list[str]:
+        """The objection rows that block ``info``."""
+        scopes = [info.name]
+        if info.direct_marketing or info.name == PROFILING:
+            scopes.append(DIRECT_MARKETING)
+        return scopes
+
+    async def has_basis(
+        self,
+        subject_id: str,
+        purpose: str,
+        channel: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> Basis:
+        """May ``purpose`` be pursued for this subject now (on ``channel``, or on any)?"""
+        subject = _subject(subject_id)
+        info = await self.purpose(purpose)
+        if not info.active:
+            return Basis(False, "purpose_inactive")
+        if channel is not None:
+            info.channel_for(channel)
+        now = now or _now()
+        objected = await ConsentState.exists().where(
+            (ConsentState.subject_id == uuid.UUID(subject))
+            & ConsentState.purpose.is_in(self._objection_scopes(info))
+            & (ConsentState.state == Kind.OBJECTED.value)
+        )
+        if objected:
+            return Basis(False, "objected")
+        if not info.needs_consent:
+            return Basis(True, info.legal_basis.value)
+        query = ConsentState.select().where(
+            (ConsentState.subject_id == uuid.UUID(subject)) & (ConsentState.purpose == info.name)
+        )
+        if channel is not None:
+            query = query.where(ConsentState.channel == info.channel_for(channel))
+        states = [self._status_of(row) for row in await query]
+        if any(s.in_force(now) for s in states):
+            return Basis(True, "consent_granted")
+        if not states:
+            return Basis(False, "no_consent")
+        latest = max(states, key=lambda s: s.since)
+        if latest.state is Kind.GRANTED:  # granted, but past its expiry
+            return Basis(False, "expired")
+        return Basis(False, "withdrawn" if latest.state is Kind.WITHDRAWN else latest.state.value)
+
+    async def subjects_with_basis(
+        self, purpose: str, channel: str | None = None, now: dt.datetime | None = None
+    ) -> AudienceFilter:
+        """The subjects ``purpose`` may be pursued for, as SQL (see :class:`AudienceFilter`)."""
+        info = await self.purpose(purpose)
+        now = now or _now()
+        objectors = ConsentState.select(ConsentState.subject_id).where(
+            ConsentState.purpose.is_in(self._objection_scopes(info))
+            & (ConsentState.state == Kind.OBJECTED.value)
+        )
+        if not info.active:  # nobody: an empty inclusion list
+            nobody = ConsentState.select(ConsentState.subject_id).where(ConsentState.id == -1)
+            return AudienceFilter(info.name, True, nobody)
+        if not info.needs_consent:
+            return AudienceFilter(info.name, False, objectors)
+        granted = ConsentState.select(ConsentState.subject_id).where(
+            (ConsentState.purpose == info.name)
+            & (ConsentState.state == Kind.GRANTED.value)
+            & (ConsentState.expires_at.is_null() | (ConsentState.expires_at > now))
+            & ConsentState.subject_id.not_in(objectors)
+        )
+        if channel is not None:
+            granted = granted.where(ConsentState.channel == info.channel_for(channel))
+        return AudienceFilter(info.name, True, granted.distinct())
+
+    async def audience_size(
+        self, purpose: str, channel: str | None = None, now: dt.datetime | None = None
+    ) -> int:
+        """How many subjects a consent-based purpose may reach now. Other bases reach every
+        record but the objectors, which only the gateway can count."""
+        audience = await self.subjects_with_basis(purpose, channel, now)
+        if not audience.include:
+            raise ConsentError(
+                "not_consent_based", "this purpose's audience is counted by the gateway"
+            )
+        return len(await audience.subject_ids())
+
+    # -- double opt-in and links -----------------------------------------------------------
+
+    def withdrawal_link(self, subject_id: str, purpose: str, channel: str) -> str:
+        """A signed link that withdraws one consent in one click, without logging in."""
+        token = self._keys.withdrawal_token(_subject(subject_id), purpose, channel)
+        return f"{self._public_url}/consent/withdraw/{token}"
+
+    def confirmation_link(self, token: str) -> str:
+        return f"{self._public_url}/consent/confirm/{token}"
+
+    async def request_double_opt_in(
+        self,
+        subject_id: str,
+        email: str,
+        purpose: str,
+        channel: str = "email",
+        *,
+        notice_version: int,
+        source: str,
+        evidence: Mapping[str, Any] | None = None,
+        actor_id: str = SUBJECT_ACTOR,
+        actor_role: str = "",
+        request_id: str = "",
+    ) -> OptInRequest:
+        """E-mail a confirmation link; consent is recorded only when it is confirmed.
+
+        ``email`` is used for this one message and is not stored anywhere. The message
+        also carries the one-click withdrawal link, so saying no is as easy as yes.
+        """
+        subject = _subject(subject_id)
+        info = await self.purpose(purpose)
+        if not info.needs_consent or not info.active:
+            raise ConsentError("consent_not_basis", "this purpose does not take consent")
+        recorded_channel = info.channel_for(channel)
+        notice = await self.notice(notice_version) if isinstance(notice_version, int) else None
+        if notice is None:
+            raise ConsentError("unknown_notice", "no privacy notice with this version")
+        clean = self._evidence(evidence)
+        clean.setdefault("requested_at", _now().isoformat())
+        token = self._keys.new_token()
+        now = _now()
+        expires_at = now + CONFIRMATION_LIFETIME
+        async with db.write_transaction():
+            await ConsentToken.insert(
+                ConsentToken(
+                    token_hash=self._keys.token_hash(token),
+                    subject_id=uuid.UUID(subject),
+                    purpose=info.name,
+                    channel=recorded_channel,
+                    notice_version=notice.version,
+                    source=_source(source).value,
+                    evidence=json.dumps(clean, sort_keys=True),
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            ).run()
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=actor_id,
+                    actor_role=actor_role or _role_of(actor_id),
+                    action="consent.optin_request",
+                    resource_type="consent",
+                    subject_ids=(subject,),
+                    purpose=info.name,
+                    outcome=Outcome.ALLOWED,
+                    request_id=request_id,
+                    detail={"channel": recorded_channel, "notice_version": notice.version},
+                )
+            )
+        withdraw = self.withdrawal_link(subject, info.name, recorded_channel)
+        text = _confirmation_text(
+            controller=self._controller,
+            purpose=info,
+            notice=notice,
+            confirm=self.confirmation_link(token),
+            withdraw=withdraw,
+            preferences=self.preference_link(subject, now),
+            expires_at=expires_at,
+        )
+        # RFC 8058: mail clients show their own "unsubscribe" button and POST to the link;
+        # here it also cancels the pending confirmation (``withdraw`` does that).
+        headers = {
+            "List-Unsubscribe": f"<{withdraw}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+        result = await self._mailer.send(
+            email, f"Please confirm: {info.description}", text, headers=headers
+        )
+        return OptInRequest(mail_status=result.status.value, expires_at=expires_at)
+
+    async def _live_token(self, token: str) -> dict[str, Any] | None:
+        if not token or len(token) > 128:
+            return None
+        row: dict[str, Any] | None = (
+            await ConsentToken.select()
+            .where(ConsentToken.token_hash == self._keys.token_hash(token))
+            .first()
+        )
+        if row is None or row["used_at"] is not None or row["expires_at"] <= _now():
+            return None
+        return row
+
+    async def confirmation_purpose(self, token: str) -> PurposeInfo | None:
+        """The purpose a live confirmation link is for (for its page); None if not live."""
+        row = await self._live_token(token)
+        return None if row is None else await self.purpose(str(row["purpose"]))
+
+    async def confirm(
+        self, token: str, *, evidence: Mapping[str, Any] | None = None, request_id: str = ""
+    ) -> ConsentRecord:
+        """Redeem a confirmation link: records the grant, with ``double_opt_in`` evidence.
+        Works once; every failure raises the same :class:`LinkInvalid`."""
+        # What the confirming request looked like, next to what the original request did.
+        renamed = {"ip_hash": "confirm_ip_hash", "user_agent": "confirm_user_agent"}
+        extra = {renamed.get(k, k): v for k, v in self._evidence(evidence).items()}
+        now = _now()
+        async with db.write_transaction():
+            row = await self._live_token(token)
+            if row is None:
+                raise LinkInvalid()
+            claimed = await (
+                ConsentToken.update({ConsentToken.used_at: now})
+                .where((ConsentToken.id == row["id"]) & ConsentToken.used_at.is_null())
+                .returning(ConsentToken.id)
+            )
+            if not claimed:  # another request redeemed it a moment ago
+                raise LinkInvalid()
+            recorded = json.loads(row["evidence"] or "{}")
+            recorded.update(extra)
+            recorded.update({"double_opt_in": True, "confirmed_at": now.isoformat()})
+            return await self._grant(
+                str(row["subject_id"]),
+                str(row["purpose"]),
+                str(row["channel"]),
+                source=Source(row["source"]),
+                notice_version=int(row["notice_version"]),
+                actor_id=SUBJECT_ACTOR,
+                evidence=recorded,
+                expires_at=None,
+                actor_role="",
+                request_id=request_id,
+            )
+
+    async def withdrawal_purpose(self, token: str) -> PurposeInfo | None:
+        """The purpose a genuine withdrawal link is for (for its page); None if forged."""
+        target = self._keys.read_withdrawal_token(token)
+        if target is None:
+            return None
+        try:
+            return await self.purpose(target.purpose)
+        except ConsentError:
+            return None
+
+    async def withdraw_by_link(
+        self, token: str, *, evidence: Mapping[str, Any] | None = None, request_id: str = ""
+    ) -> ConsentRecord | None:
+        """Withdraw through a signed link. Idempotent: a second click changes nothing."""
+        target = self._keys.read_withdrawal_token(token)
+        if target is None:
+            raise LinkInvalid()
+        try:
+            return await self.withdraw(
+                target.subject_id,
+                target.purpose,
+                target.channel,
+                source=Source.EMAIL_LINK.value,
+                actor_id=SUBJECT_ACTOR,
+                evidence=evidence,
+                request_id=request_id,
+            )
+        except ConsentError as exc:
+            if exc.code in {"unknown_purpose", "unknown_channel", "invalid_subject"}:
+                raise LinkInvalid() from None  # a genuine link to a purpose since removed
+            raise
+
+    # -- the preference center -----------------------------------------------------------
+
+    def preference_link(self, subject_id: str, now: dt.datetime | None = None) -> str:
+        """A signed link to the person's preference center (valid 30 days), for any e-mail
+        we send them: there they see and change every consent without logging in."""
+        expires_at = (now or _now()) + PREFERENCE_LINK_LIFETIME
+        token = self._keys.preference_token(_subject(subject_id), expires_at)
+        return f"{self._public_url}/preferences/{token}"
+
+    def preference_subject(self, token: str, now: dt.datetime | None = None) -> str | None:
+        """The subject a genuine, unexpired preference token is for; None otherwise."""
+        return self._keys.read_preference_token(token, now or _now())
+
+    async def preference_view(
+        self, token: str, now: dt.datetime | None = None
+    ) -> PreferenceView | None:
+        """What the preference center shows for ``token`` (None: the link is not valid).
+
+        Every active purpose with the person's state per channel, whether an objection
+        blocks it, and the current privacy notice. Nothing here identifies the person: the
+        page must be safe to show to whoever holds the link.
+        """
+        now = now or _now()
+        subject = self.preference_subject(token, now)
+        if subject is None:
+            return None
+        statuses = {(s.purpose, s.channel): s for s in await self.state(subject)}
+        objected = {purpose for (purpose, _), s in statuses.items() if s.state is Kind.OBJECTED}
+        choices: list[PurposeChoice] = []
+        for info in await self.purposes():
+            if not info.active:
+                continue
+            channels: list[ChannelChoice] = []
+            for channel in info.channels or (ANY_CHANNEL,):
+                status = statuses.get((info.name, channel))
+                if status is None:
+                    channels.append(ChannelChoice(channel, NOT_GIVEN, None, None))
+                    continue
+                state = status.state.value
+                if status.state is Kind.GRANTED and not status.in_force(now):
+                    state = Kind.EXPIRED.value  # past its expiry, before expire_due has run
+                channels.append(ChannelChoice(channel, state, status.since, status.expires_at))
+            choices.append(
+                PurposeChoice(
+                    purpose=info,
+                    channels=tuple(channels),
+                    blocked=bool(objected & set(self._objection_scopes(info))),
+                    objectable=info.legal_basis in OBJECTABLE,
+                )
+            )
+        return PreferenceView(
+            purposes=tuple(choices),
+            notice=await self.current_notice(),
+            objected_direct_marketing=DIRECT_MARKETING in objected,
+        )
+
+    async def change_preferences(
+        self,
+        token: str,
+        action: str,
+        purpose: str = "",
+        channel: str = "",
+        *,
+        notice_version: int | None = None,
+        evidence: Mapping[str, Any] | None = None,
+        request_id: str = "",
+    ) -> list[ConsentRecord]:
+        """Apply one button of the preference center, as the person (actor ``subject``,
+        source ``pref_center``). Returns the ledger events recorded; empty when nothing
+        needed changing (a repeated click). A bad link raises :class:`LinkInvalid`.
+
+        A grant names the notice version the page showed; it must still be the current
+        one, so nobody is recorded as agreeing to a text they were not shown.
+        """
+        subject = self.preference_subject(token)
+        if subject is None:
+            raise LinkInvalid()
+        try:
+            act = PreferenceAction(action)
+        except ValueError:
+            raise ConsentError("unknown_action", "this choice is not offered") from None
+        source = Source.PREFERENCE_CENTER.value
+        if act is PreferenceAction.GRANT:
+            current = await self.current_notice()
+            if current is None or notice_version != current.version:
+                raise ConsentError(
+                    "notice_changed", "the privacy notice has changed: please read it again"
+                )
+            info = await self.purpose(purpose)
+            if await ConsentState.exists().where(
+                (ConsentState.subject_id == uuid.UUID(subject))
+                & ConsentState.purpose.is_in(self._objection_scopes(info))
+                & (ConsentState.state == Kind.OBJECTED.value)
+            ):
+                raise ConsentError("objected", "your objection covers this purpose")
+            granted = await self.grant(
+                subject,
+                info.name,
+                channel or None,
+                source=source,
+                notice_version=current.version,
+                actor_id=SUBJECT_ACTOR,
+                evidence=evidence,
+                request_id=request_id,
+            )
+            return [granted]
+        if act is PreferenceAction.WITHDRAW:
+            withdrawn = await self.withdraw(
+                subject,
+                purpose,
+                channel or None,
+                source=source,
+                actor_id=SUBJECT_ACTOR,
+                evidence=evidence,
+                request_id=request_id,
+            )
+            return [] if withdrawn is None else [withdrawn]
+        if act is PreferenceAction.WITHDRAW_ALL:
+            records: list[ConsentRecord] = []
+            async with db.write_transaction():  # all or nothing
+                for status in await self.state(subject):
+                    if status.state is not Kind.GRANTED:
+                        continue
+                    record = await self.withdraw(
+                        subject,
+                        status.purpose,
+                        status.channel,
+                        source=source,
+                        actor_id=SUBJECT_ACTOR,
+                        evidence=evidence,
+                        request_id=request_id,
+                    )
+                    if record is not None:
+                        records.append(record)
+            return records
+        scope = DIRECT_MARKETING if act is PreferenceAction.OBJECT_DIRECT_MARKETING else purpose
+        async with db.write_transaction():
+            already = await self._state_row(subject, scope, ANY_CHANNEL)
+            if already is not None and already.state is Kind.OBJECTED:
+                return []
+            objection = await self.object(
+                subject,
+                scope,
+                source=source,
+                actor_id=SUBJECT_ACTOR,
+                evidence=evidence,
+                request_id=request_id,
+            )
+        return [objection]
+
+    # -- proof ---------------------------------------------------------------------------
+
+    async def proof(
+        self, subject_id: str, *, actor_id: str, actor_role: str = "", request_id: str = ""
+    ) -> dict[str, Any]:
+        """The subject's consent history (Art. 7(1)): every ledger event, the full text and
+        hash of each notice a grant referred to, and the current state. Audited."""
+        subject = _subject(subject_id)
+        rows = (
+            await ConsentEvent.select()
+            .where(ConsentEvent.subject_id == uuid.UUID(subject))
+            .order_by(ConsentEvent.id)
+        )
+        records = [self._record_of(row) for row in rows]
+        versions = sorted({r.notice_version for r in records if r.notice_version is not None})
+        notices: dict[int, Notice] = {}
+        if versions:
+            for row in await PrivacyNotice.select().where(PrivacyNotice.version.is_in(versions)):
+                notices[int(row["version"])] = self._notice_of(row)
+        events: list[dict[str, Any]] = []
+        for record in records:
+            event: dict[str, Any] = {
+                "id": record.id,
+                "purpose": record.purpose,
+                "channel": record.channel,
+                "kind": record.kind.value,
+                "source": record.source,
+                "evidence": dict(record.evidence),
+                "notice_version": record.notice_version,
+                "actor": record.actor_id,
+                "occurred_at": record.occurred_at.isoformat(),
+                "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+            }
+            if record.notice_version is not None:
+                event["notice"] = notices[record.notice_version].as_json()
+            events.append(event)
+        state = [
+            {
+                "purpose": s.purpose,
+                "channel": s.channel,
+                "state": s.state.value,
+                "since": s.since.isoformat(),
+                "expires_at": s.expires_at.isoformat() if s.expires_at else None,
+            }
+            for s in await self.state(subject)
+        ]
+        async with db.write_transaction():
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=actor_id,
+                    actor_role=actor_role or _role_of(actor_id),
+                    action="consent.export",
+                    resource_type="consent",
+                    subject_ids=(subject,),
+                    outcome=Outcome.ALLOWED,
+                    request_id=request_id,
+                    detail={"events": len(events)},
+                )
+            )
+        return {
+            "subject_id": subject,
+            "generated_at": _now().isoformat(),
+            "events": events,
+            "state": state,
+        }
+
+
+_ACTIONS = {
+    Kind.GRANTED: "grant",
+    Kind.WITHDRAWN: "withdraw",
+    Kind.EXPIRED: "expire",
+    Kind.OBJECTED: "object",
+}
+
+
+def _confirmation_text(
+    *,
+    controller: str,
+    purpose: PurposeInfo,
+    notice: Notice,
+    confirm: str,
+    withdraw: str,
+    preferences: str,
+    expires_at: dt.datetime,
+) -> str:
+    lines: Sequence[str] = (
+        "Hello,",
+        "",
+        f"please confirm that {controller} may process your data for this purpose:",
+        "",
+        f"    {purpose.description}",
+        "",
+        "Confirm here (the page asks you to press a button):",
+        confirm,
+        "",
+        f"The link works once, until {expires_at:%Y-%m-%d %H:%M} UTC. If you did not ask "
+        "for this, ignore this message: nothing is recorded without your confirmation.",
+        "",
+        f"Privacy notice, version {notice.version}: {notice.title}",
+        "",
+        "You can withdraw your consent at any time, in one click, without logging in:",
+        withdraw,
+        "",
+        "See and change all your choices (valid for 30 days):",
+        preferences,
+    )
+    return "\n".join(lines) + "\n"
