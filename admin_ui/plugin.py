@@ -21,6 +21,7 @@ from litestar.template.config import TemplateConfig
 from admin_ui.pages.account import account, change_password, end_session, enrol, security
 from admin_ui.pages.alerts import AlertPages
 from admin_ui.pages.compliance import CompliancePages
+from admin_ui.pages.consent import ConsentPages
 from admin_ui.pages.dashboard import dashboard
 from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
@@ -71,6 +72,7 @@ def admin_router() -> Router:
             UserPages,
             CompliancePages,
             AlertPages,
+            ConsentPages,
             ProcessingRecordPage,
             record_pages(CONTACT, "/contacts", "Contacts"),
             record_pages(ORGANIZATION, "/organizations", "Organizations"),

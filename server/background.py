@@ -1,4 +1,5 @@
-"""Jobs every server worker runs beside the requests: sealing the audit log, alert rules.
+"""Jobs every server worker runs beside the requests: sealing the audit log, alert rules,
+consent expiry.
 
 Every worker runs them; the jobs themselves make that safe (the sealer takes a lock and
 other workers skip their turn), so there is no leader to elect and no worker whose loss
@@ -19,6 +20,7 @@ log = get_logger("consentry.background")
 
 REFUSED_BACKOFF_SECONDS = 30.0
 ALERT_INTERVAL_SECONDS = 30.0
+EXPIRY_INTERVAL_SECONDS = 300.0
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -66,6 +68,19 @@ async def evaluate_alerts_forever(
         await _pause(stop, interval_seconds)
 
 
+async def expire_consents_forever(
+    services: Services, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """Record ``expired`` in the ledger for grants past their expiry. The gateway already
+    treats them as no basis the moment they lapse; this writes the evidence of it."""
+    while not stop.is_set():
+        try:
+            await services.consent.expire_due()
+        except Exception as exc:
+            log.warning("consent expiry failed", error=type(exc).__name__)
+        await _pause(stop, interval_seconds)
+
+
 class BackgroundJobs:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -82,6 +97,10 @@ class BackgroundJobs:
             asyncio.create_task(
                 evaluate_alerts_forever(self.services, ALERT_INTERVAL_SECONDS, self._stop),
                 name="alerts",
+            ),
+            asyncio.create_task(
+                expire_consents_forever(self.services, EXPIRY_INTERVAL_SECONDS, self._stop),
+                name="consent-expiry",
             ),
         ]
 

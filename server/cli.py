@@ -1,4 +1,4 @@
-"""The ``consentry`` command line: serve, migrate, keys, users, check, audit.
+"""The ``consentry`` command line: serve, migrate, keys, users, check, consent, audit.
 
 Every command exits 0 on success and non-zero with a one-line reason on failure.
 """
@@ -145,7 +145,10 @@ def _prepare_demo(services: Any) -> None:
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task("Seeding demo customers", total=340)
                 await seed_demo_data(
-                    services.gateway, owners, progress=lambda n: bar.advance(task, n)
+                    services.gateway,
+                    owners,
+                    progress=lambda n: bar.advance(task, n),
+                    consent=services.consent,
                 )
         await services.audit_trail.seal_all()
         return logins
@@ -381,6 +384,75 @@ def _describe_url(url: str) -> str:
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@")
     return url
+
+
+# --- consent -------------------------------------------------------------------------------
+
+
+@cli.group()
+def consent() -> None:
+    """Consent evidence: import proof of consent for existing contacts."""
+
+
+@consent.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check every row and show what would be granted; record no consent.",
+)
+@click.option(
+    "--batch",
+    default=None,
+    help="Batch id kept as evidence (letters, digits, _ . : -). Default: the file's sha256, "
+    "so importing the same file again records nothing new.",
+)
+def consent_import(file: Path, dry_run: bool, batch: str | None) -> None:
+    """Grant consent to existing contacts from a CSV file with its evidence.
+
+    Columns: email (or phone) to find the contact, purpose, channel (if the purpose has
+    several), consented_at (ISO date or date-time), source (import, web_form, phone,
+    portal, staff), notice_version, and optionally reference. Rows without evidence get no
+    consent. Rejected rows are listed by line number; the exit code is 0 once the file
+    was processed, 1 if it cannot be read or lacks required columns.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from server.consent.importer import ImportRefused, batch_id, import_consent, read_csv
+
+    try:
+        content = file.read_bytes()
+    except OSError as exc:
+        _fail(f"{file}: cannot read the file ({exc.strerror or type(exc).__name__})")
+    try:
+        rows = read_csv(content)
+    except ImportRefused as exc:
+        _fail(f"{file}: {exc}")
+    services = _services(get_settings())
+    console = Console()
+
+    async def go() -> Any:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("Importing consent", total=len(rows))
+            report = await import_consent(
+                services,
+                rows,
+                dry_run=dry_run,
+                batch=batch or batch_id(content),
+                progress=lambda n: bar.advance(task, n),
+            )
+        await services.audit_trail.seal_all()  # no server may be running to seal it
+        return report
+
+    try:
+        report = _run(go)
+    except ImportRefused as exc:
+        _fail(str(exc))
+    prefix = "dry run, nothing recorded: " if dry_run else ""
+    click.echo(f"{prefix}{report.summary()} (batch {report.batch})")
+    for rejected in report.rejected:
+        click.echo(f"  line {rejected.line}: {rejected.reason}")
 
 
 # --- audit ---------------------------------------------------------------------------------

@@ -60,6 +60,9 @@ class Purpose:
     description: str
     # Who receives the data for this purpose (Art. 30(1)(d)): categories, not names.
     recipients: tuple[str, ...] = ()
+    # The person's own consent or objection decides, person by person (the consent engine,
+    # server.consent): the gateway reaches only people with a valid basis for the purpose.
+    per_subject: bool = False
 
 
 PURPOSES: Mapping[str, Purpose] = {
@@ -79,12 +82,52 @@ PURPOSES: Mapping[str, Purpose] = {
         ),
         Purpose(
             "marketing",
+            LegalBasis.LEGITIMATE_INTERESTS,
+            "Planning campaigns: segments and audience sizes over the few fields marketing "
+            "may see; never for anyone who objected to direct marketing.",
+            recipients=("Marketing staff of the controller",),
+            per_subject=True,
+        ),
+        Purpose(
+            "marketing_email",
             LegalBasis.CONSENT,
-            "Selecting and contacting people for marketing campaigns.",
+            "Sending newsletters and offers by e-mail, to people who confirmed by double opt-in.",
             recipients=(
                 "Marketing staff of the controller",
                 "E-mail delivery provider (processor, Art. 28)",
             ),
+            per_subject=True,
+        ),
+        Purpose(
+            "marketing_phone",
+            LegalBasis.CONSENT,
+            "Offers by telephone call or text message, to people who agreed to it.",
+            recipients=("Marketing staff of the controller",),
+            per_subject=True,
+        ),
+        Purpose(
+            "profiling",
+            LegalBasis.CONSENT,
+            "Analysing interests to tailor offers (never for automated decisions).",
+            recipients=("Marketing staff of the controller",),
+            per_subject=True,
+        ),
+        Purpose(
+            "third_party_sharing",
+            LegalBasis.CONSENT,
+            "Passing contact details to named partners for their own offers.",
+            recipients=("Partners named in the privacy notice (independent controllers)",),
+            per_subject=True,
+        ),
+        Purpose(
+            "service_communication",
+            LegalBasis.CONTRACT,
+            "Messages needed to deliver what the customer ordered: invoices, changes of service.",
+            recipients=(
+                "Customer support staff of the controller",
+                "E-mail delivery provider (processor, Art. 28)",
+            ),
+            per_subject=True,
         ),
         Purpose(
             "compliance",
@@ -159,6 +202,7 @@ class RecordType:
 
 
 _MARKETING = _ALL_PURPOSES
+_POSTAL = _SERVICE | {"service_communication"}  # letters about the customer's own orders
 _STAGES = ("lead", "prospect", "customer", "former_customer")
 _SOURCES = ("web", "event", "referral", "import", "phone", "partner", "manual")
 
@@ -205,6 +249,7 @@ CONTACT = RecordType(
             encrypted=True,
             blind_index=True,
             max_length=40,
+            purposes=_SERVICE | {"marketing_phone", "service_communication"},
         ),
         Field(
             "job_title",
@@ -222,10 +267,31 @@ CONTACT = RecordType(
             encrypted=True,
             max_length=10,
         ),
-        Field("address_line", Category.ADDRESS, Kind.TEXT, "Street address", encrypted=True),
-        Field("city", Category.ADDRESS, Kind.TEXT, "City", encrypted=True, max_length=100),
         Field(
-            "postcode", Category.ADDRESS, Kind.TEXT, "Postal code", encrypted=True, max_length=20
+            "address_line",
+            Category.ADDRESS,
+            Kind.TEXT,
+            "Street address",
+            encrypted=True,
+            purposes=_POSTAL,
+        ),
+        Field(
+            "city",
+            Category.ADDRESS,
+            Kind.TEXT,
+            "City",
+            encrypted=True,
+            max_length=100,
+            purposes=_POSTAL,
+        ),
+        Field(
+            "postcode",
+            Category.ADDRESS,
+            Kind.TEXT,
+            "Postal code",
+            encrypted=True,
+            max_length=20,
+            purposes=_POSTAL,
         ),
         Field(
             "country",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from faker import Faker
 
 from server.auth.service import StaffAccounts, StaffIdentity
+from server.consent.service import ConsentEngine
 from server.gateway import Actor, Gateway
 
 DEMO_ADMIN = "admin@staff.example.com"
@@ -68,6 +69,7 @@ async def seed_demo_data(
     organizations: int = 40,
     seed: int = 2026,
     progress: Callable[[int], None] | None = None,
+    consent: ConsentEngine | None = None,
 ) -> int:
     """Create organizations and contacts owned by the demo sales and support staff."""
     fake = Faker("en_GB")
@@ -99,12 +101,13 @@ async def seed_demo_data(
         org_ids.append((record.id, owner))
         if progress:
             progress(1)
+    subjects: list[str] = []
     stages = ("lead", "prospect", "customer", "customer", "former_customer")
     sources = ("web", "event", "referral", "import", "phone", "partner", "manual")
     for i in range(contacts):
         org_id, owner = rng.choice(org_ids)
         first, last = fake.first_name(), fake.last_name()
-        await gateway.create(
+        contact = await gateway.create(
             system,
             "contact",
             {
@@ -126,6 +129,54 @@ async def seed_demo_data(
             owner_id=owner.user_id,
             team=owner.team,
         )
+        subjects.append(contact.subject_id)
         if progress:
             progress(1)
+    if consent is not None:
+        await seed_demo_consent(consent, subjects, rng)
     return organizations + contacts
+
+
+DEMO_CONSENT_PEOPLE = 100
+DEMO_NOTICE = (
+    "Example Ltd keeps your name and contact details to look after your account. With your "
+    "consent we also send you offers by e-mail or phone; you can withdraw at any time with "
+    "the link in every message or in your preference centre. (A demo privacy notice.)"
+)
+
+
+async def seed_demo_consent(
+    consent: ConsentEngine, subjects: list[str], rng: random.Random
+) -> None:
+    """A believable consent history: a notice, newsletter sign-ups (some later withdrawn),
+    a few phone consents and objections - so the consent pages have something to show."""
+    notice = await consent.current_notice() or await consent.publish_notice(
+        "Privacy notice", DEMO_NOTICE, by="system:demo-seed"
+    )
+    for subject in subjects[:DEMO_CONSENT_PEOPLE]:  # each is a transaction: keep start-up quick
+        roll = rng.random()
+        if roll < 0.45:
+            await consent.grant(
+                subject,
+                "marketing_email",
+                "email",
+                source="web_form",
+                notice_version=notice.version,
+                actor_id="subject",
+                evidence={"form_id": "newsletter-signup"},
+            )
+            if roll < 0.08:
+                await consent.withdraw(
+                    subject, "marketing_email", "email", source="email_link", actor_id="subject"
+                )
+        if 0.45 <= roll < 0.55:
+            await consent.grant(
+                subject,
+                "marketing_phone",
+                "phone",
+                source="phone",
+                notice_version=notice.version,
+                actor_id="system:demo-seed",
+            )
+        if roll > 0.97:
+            await consent.object(subject, source="portal", actor_id="subject")

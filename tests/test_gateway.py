@@ -546,16 +546,16 @@ async def test_unknown_purpose_is_invalid_input(
     counts = await customer_row_counts(database_url)
 
     with pytest.raises(InvalidInput):
-        await gateway.read(admin, "contact", record.id, purpose="profiling")
+        await gateway.read(admin, "contact", record.id, purpose="astrology")
     with pytest.raises(InvalidInput):
-        await gateway.list(admin, "contact", purpose="profiling")
+        await gateway.list(admin, "contact", purpose="astrology")
     with pytest.raises(InvalidInput):
         await gateway.search(admin, "contact", "email", record.values["email"], purpose="x")
     with pytest.raises(InvalidInput):
-        await gateway.create(admin, "contact", contact_values(), purpose="profiling")
+        await gateway.create(admin, "contact", contact_values(), purpose="astrology")
     with pytest.raises(InvalidInput):
-        await gateway.update(admin, "contact", record.id, {"city": "Ely"}, purpose="profiling")
+        await gateway.update(admin, "contact", record.id, {"city": "Ely"}, purpose="astrology")
     with pytest.raises(InvalidInput):
-        await gateway.delete(admin, "contact", record.id, purpose="profiling")
+        await gateway.delete(admin, "contact", record.id, purpose="astrology")
     assert await customer_row_counts(database_url) == counts
     assert (await gateway.read(admin, "contact", record.id)).values["city"] == "Arlington"

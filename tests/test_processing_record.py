@@ -94,7 +94,7 @@ def test_the_record_describes_what_the_product_does() -> None:
     record = build_record(settings, PolicyEngine())
     assert record.controller.name == "Acme Widgets GmbH"
     assert record.controller.dpo_contact == "dpo@acme-widgets.example"
-    marketing = next(p for p in record.purposes if p.name == "marketing")
+    marketing = next(p for p in record.purposes if p.name == "marketing_email")
     assert marketing.legal_basis == "consent"
     assert "Art. 6(1)(a)" in marketing.legal_basis_label
     assert any("processor" in r for r in marketing.recipients)

@@ -25,6 +25,7 @@ from admin_ui.forms import (
     form_fields,
     values_from_form,
 )
+from admin_ui.pages.consent import consent_panel
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import Kind, RecordType
@@ -359,6 +360,10 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 rows=rows,
                 can_edit=gateway.permitted_fields(visit.actor, resource, "update") is not None,
                 can_delete=gateway.permitted_fields(visit.actor, resource, "delete") is not None,
+                # Consent belongs to people: contacts only (the record was readable above).
+                consent=await consent_panel(request, visit, record, base_path)
+                if resource == "contact"
+                else None,
             )
 
         @get("/{record_id:str}/edit")

@@ -17,7 +17,10 @@
   "use strict";
 
   // Outcome colours, chosen to differ in lightness too (not only in hue).
-  var COLOURS = { allowed: "#2f7d4f", denied: "#b42318", error: "#e0a100" };
+  var COLOURS = {
+    allowed: "#2f7d4f", denied: "#b42318", error: "#e0a100",  // audit outcomes
+    granted: "#2f7d4f", withdrawn: "#e0a100", objected: "#b42318", expired: "#64748b"  // consent
+  };
   var FALLBACK = "#64748b";
 
   function seriesOf(data) {

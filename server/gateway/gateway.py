@@ -21,8 +21,9 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+from piccolo.columns import Column
 from piccolo.table import Table
 
 from audit.events import Action, AuditEvent, Outcome
@@ -127,6 +128,36 @@ def audits_bad_input(
     return wrap
 
 
+class BasisVerdict(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class AudienceCondition(Protocol):
+    def where(self, subject_column: Column) -> Any: ...
+
+
+class SubjectBasis(Protocol):
+    """What the gateway asks the consent engine (``server.consent``): whether one person,
+    or which people, give a valid basis for a purpose. A protocol, so the gateway does
+    not import the engine and the engine does not import customer tables."""
+
+    async def has_basis(
+        self,
+        subject_id: str,
+        purpose: str,
+        channel: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> BasisVerdict: ...
+
+    async def subjects_with_basis(
+        self, purpose: str, channel: str | None = None, now: dt.datetime | None = None
+    ) -> AudienceCondition: ...
+
+
 class Gateway:
     def __init__(
         self, vault: Vault, policy: PolicyEngine, audit: AuditLog, *, default_region: str = "GB"
@@ -135,6 +166,9 @@ class Gateway:
         self.policy = policy
         self.audit = audit
         self.default_region = default_region  # for phone numbers written without +country
+        # Set by build_services once the consent engine exists; until then every purpose
+        # that needs a per-person basis is refused (fail closed).
+        self.subject_basis: SubjectBasis | None = None
 
     # --- decisions and audit ----------------------------------------------------------------
 
@@ -258,6 +292,65 @@ class Gateway:
         row: dict[str, Any] | None = await self._scoped(query, table, decision, actor).first()
         return row
 
+    async def _with_basis(self, query: Any, table: type[Table], purpose: str) -> Any:
+        """Under a purpose that rests on each person's own consent (or that they may object
+        to), reach only the people with a valid basis: compiled into the WHERE like the
+        record scope, so counts and pages are right and a withdrawal counts at once."""
+        if not PURPOSES[purpose].per_subject:
+            return query
+        if self.subject_basis is None:
+            raise Forbidden(f"no consent engine: nothing may be processed for {purpose}")
+        audience = await self.subject_basis.subjects_with_basis(purpose)
+        return query.where(audience.where(getattr(table, "subject_id")))
+
+    async def _require_basis(
+        self, actor: Actor, rt: RecordType, action: str, purpose: str, row: Mapping[str, Any]
+    ) -> None:
+        """One person's record under a per-person purpose: refused, audited, and explained
+        when they gave no valid basis (no consent, withdrawn, expired, objected)."""
+        if not PURPOSES[purpose].per_subject:
+            return
+        subject = str(row["subject_id"])
+        reason = "no_consent_engine"
+        if self.subject_basis is not None:
+            verdict = await self.subject_basis.has_basis(subject, purpose)
+            if verdict.ok:
+                return
+            reason = verdict.reason
+        raise await self._deny(
+            actor,
+            rt,
+            action,
+            purpose,
+            "no_legal_basis",
+            Forbidden(
+                f"no legal basis to process this person's data for {purpose} "
+                f"({reason.replace('_', ' ')})"
+            ),
+            record_id=str(row["id"]),
+            subject_ids=(subject,),
+            detail={"basis": reason},
+        )
+
+    async def _refuse_new_person(
+        self, actor: Actor, rt: RecordType, action: str, purpose: str
+    ) -> None:
+        """Nobody new has consented to anything yet: records are created under a service
+        purpose, and consent is recorded for them afterwards."""
+        if PURPOSES[purpose].per_subject:
+            raise await self._deny(
+                actor,
+                rt,
+                action,
+                purpose,
+                "no_legal_basis",
+                Forbidden(
+                    f"records cannot be created for {purpose}: a new person has given no "
+                    "basis yet; create them under a service purpose, then record consent"
+                ),
+                detail={"basis": "new_person"},
+            )
+
     async def _subject_of(self, table: type[Table], record_id: str) -> tuple[str, ...]:
         """Unscoped subject lookup, for the audit trail of a denial only (never returned)."""
         try:
@@ -361,6 +454,7 @@ class Gateway:
                 record_id=str(record_id),
                 subject_ids=await self._subject_of(table, record_id),
             )
+        await self._require_basis(actor, rt, Action.READ, purpose, row)
         subject = (str(row["subject_id"]),)
         if fields is not None:
             hidden = sorted(set(fields) - decision.fields)
@@ -419,8 +513,12 @@ class Gateway:
                 Forbidden(f"your role may not list {rt.resource} records"),
             )
         conditions = self._filter_conditions(rt, table, decision, filters or {})
-        select = self._scoped(table.select(), table, decision, actor)
-        count = self._scoped(table.count(), table, decision, actor)
+        select = await self._with_basis(
+            self._scoped(table.select(), table, decision, actor), table, purpose
+        )
+        count = await self._with_basis(
+            self._scoped(table.count(), table, decision, actor), table, purpose
+        )
         for condition in conditions:
             select = select.where(condition)
             count = count.where(condition)
@@ -472,7 +570,10 @@ class Gateway:
                 decision.reason,
                 Forbidden(f"your role may not list {rt.resource} records"),
             )
-        total = int(await self._scoped(table.count(), table, decision, actor))
+        query = await self._with_basis(
+            self._scoped(table.count(), table, decision, actor), table, purpose
+        )
+        total = int(await query)
         await self._audit(actor, rt, "count", Outcome.ALLOWED, purpose, detail={"total": total})
         return total
 
@@ -606,7 +707,8 @@ class Gateway:
         is truncated, so some candidates are false positives and must be dropped)."""
         token = self.vault.index_token(rt, spec, value)
         query = table.select().where(getattr(table, spec.index_column) == token)
-        rows = await self._scoped(query, table, decision, actor).limit(1000)
+        scoped = self._scoped(query, table, decision, actor)
+        rows = await (await self._with_basis(scoped, table, decision.purpose)).limit(1000)
         keys = await self.vault.keys_for(str(r["subject_id"]) for r in rows)
         matches = []
         for row in rows:
@@ -674,6 +776,7 @@ class Gateway:
                 decision.reason,
                 Forbidden(f"your role may not create {rt.resource} records"),
             )
+        await self._refuse_new_person(actor, rt, Action.CREATE, purpose)
         cleaned = await self._clean(actor, rt, Action.CREATE, purpose, values, partial=False)
         await self._check_writable(actor, rt, Action.CREATE, purpose, decision, cleaned)
         await self._check_references(actor, rt, cleaned, purpose)
@@ -748,6 +851,7 @@ class Gateway:
                 Forbidden(f"your role may not create {rt.resource} records"),
                 detail={"rows": len(rows)},
             )
+        await self._refuse_new_person(actor, rt, Action.CREATE, purpose)
         good: list[dict[str, Any]] = []
         rejected: dict[int, dict[str, str]] = {}
         for index, values in enumerate(rows):
@@ -859,6 +963,7 @@ class Gateway:
                 record_id=str(record_id),
                 subject_ids=await self._subject_of(table, record_id),
             )
+        await self._require_basis(actor, rt, Action.UPDATE, purpose, row)
         subject = (str(row["subject_id"]),)
         cleaned = await self._clean(
             actor,
@@ -935,6 +1040,7 @@ class Gateway:
                 record_id=str(record_id),
                 subject_ids=await self._subject_of(table, record_id),
             )
+        await self._require_basis(actor, rt, Action.DELETE, purpose, found)
         row_id = str(found["id"])
         subject = (str(found["subject_id"]),)
         if rt.resource == "organization":
