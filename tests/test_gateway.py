@@ -559,3 +559,28 @@ async def test_unknown_purpose_is_invalid_input(
         await gateway.delete(admin, "contact", record.id, purpose="astrology")
     assert await customer_row_counts(database_url) == counts
     assert (await gateway.read(admin, "contact", record.id)).values["city"] == "Arlington"
+
+
+async def test_export_subject_returns_everything_about_one_person_and_is_audited(
+    services: Services, staff: Staff, database_url: str
+) -> None:
+    gateway = services.gateway
+    seller = staff.actor(await staff.create("sales"))
+    person = await gateway.create(seller, "contact", without_birth_date(city="Tenby"))
+    await gateway.create(seller, "contact", without_birth_date())  # someone else
+    exporter = Actor.system("dsr-export")
+
+    before = await last_seq(database_url)
+    [record] = await gateway.export_subject(exporter, person.subject_id, purpose="compliance")
+    assert record.id == person.id
+    assert record.values["city"] == "Tenby"
+    [event] = await audit_rows(database_url, before)
+    assert (event["action"], event["outcome"]) == ("export", "allowed")
+    assert subjects_of(event) == [person.subject_id]
+    assert json.loads(event["detail"]) == {"records": 1, "for": "data_subject"}
+    assert "Tenby" not in json.dumps(event, default=str)
+
+    with pytest.raises(Forbidden):  # sales may read its customers, not export them
+        await gateway.export_subject(seller, person.subject_id)
+    with pytest.raises(InvalidInput):
+        await gateway.export_subject(exporter, "not-a-subject", purpose="compliance")

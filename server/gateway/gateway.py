@@ -577,6 +577,54 @@ class Gateway:
         await self._audit(actor, rt, "count", Outcome.ALLOWED, purpose, detail={"total": total})
         return total
 
+    async def export_subject(
+        self, actor: Actor, subject_id: str, *, purpose: str | None = None
+    ) -> builtins.list[Record]:
+        """Every record about one data subject, with every field the actor may export:
+        the gateway's side of a subject access / portability request (Art. 15, 20).
+
+        One audited ``export`` event per record type that holds anything about them, with
+        the field names and the record count - never the values.
+        """
+        try:
+            subject = uuid.UUID(str(subject_id))
+        except ValueError:
+            raise InvalidInput("not a subject id", problems={"subject_id": "not a UUID"}) from None
+        found: builtins.list[Record] = []
+        for resource, table in TABLES.items():
+            rt = RECORD_TYPES[resource]
+            use = purpose or self.default_purpose(actor.role)
+            decision = self._decide(actor, rt, "export", use)
+            if not decision.allowed:
+                raise await self._deny(
+                    actor,
+                    rt,
+                    Action.EXPORT,
+                    use,
+                    decision.reason,
+                    Forbidden(f"your role may not export {rt.resource} records"),
+                    subject_ids=(str(subject),),
+                )
+            query = table.select().where(getattr(table, "subject_id") == subject)
+            rows = await self._scoped(query, table, decision, actor)
+            if not rows:
+                continue
+            keys = await self.vault.keys_for([str(subject)])
+            key = keys.get(str(subject))
+            records = [self._materialize(rt, row, key, decision.fields) for row in rows]
+            found.extend(records)
+            await self._audit(
+                actor,
+                rt,
+                Action.EXPORT,
+                Outcome.ALLOWED,
+                use,
+                subject_ids=(str(subject),),
+                fields=decision.fields,
+                detail={"records": len(records), "for": "data_subject"},
+            )
+        return found
+
     def _filter_conditions(
         self,
         rt: RecordType,
