@@ -107,8 +107,10 @@ def build_services(settings: Settings) -> Services:
     )
     mailer = Mailer(settings)
     alerts = AlertEngine(audit, mailer, settings)
-    # Consent links and IP hashes get their own subkey of the session secret.
-    consent_secret = derive_key(load_session_secret(settings), b"consentry/consent/v1")
+    # Consent links and IP hashes get their own subkey of the master key's index root: it
+    # never rotates (blind indexes depend on it too), so an unsubscribe link sent years
+    # ago keeps working after session secrets or KEKs are rotated.
+    consent_secret = derive_key(keys.index_root_key(), b"consentry/consent/v1")
     consent = ConsentEngine(audit, mailer, settings, consent_secret)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
     return Services(settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent)

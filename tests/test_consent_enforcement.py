@@ -12,7 +12,8 @@ import pytest
 from httpx import AsyncClient
 
 from server.gateway import Actor, Forbidden, Record
-from server.services import Services
+from server.services import Services, build_services
+from server.settings import Settings
 from tests.conftest import Staff, contact_values
 from tests.dbutil import audit_rows, last_seq
 
@@ -148,3 +149,17 @@ async def test_the_api_lists_a_campaign_audience_by_purpose(
     body = response.json()
     assert body["total"] == 1
     assert [item["id"] for item in body["items"]] == [ada.id]
+
+
+async def test_a_withdrawal_link_survives_rotating_the_session_secret(
+    services: Services, staff: Staff, settings: Settings
+) -> None:
+    """Links in old e-mails must keep working: their key comes from the master key's
+    never-rotated index root, not from the session secret."""
+    _, (ada, _, _) = await _people(services, staff)
+    await _grant(services, ada, "marketing_email", await _notice(services))
+    link = services.consent.withdrawal_link(ada.subject_id, "marketing_email", "email")
+    rotated = build_services(settings.with_overrides(session_secret="a-brand-new-secret"))
+    assert await rotated.consent.withdraw_by_link(link.rsplit("/", 1)[1]) is not None
+    verdict = await rotated.consent.has_basis(ada.subject_id, "marketing_email")
+    assert not verdict.ok
