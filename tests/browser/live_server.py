@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -62,6 +63,14 @@ def consentry_command() -> list[str]:
     """The ``consentry`` console script of this interpreter's environment."""
     script = Path(sys.executable).with_name("consentry")
     return [str(script)] if script.exists() else [sys.executable, "-m", "server.cli"]
+
+
+APP_ROLE = "consentry_app"
+
+
+def as_app_role(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{APP_ROLE}@{parts.netloc.rsplit('@', 1)[-1]}"))
 
 
 def _pg_url(base_url: str, database: str) -> str:
@@ -146,6 +155,8 @@ class LiveServer:
     # --- process ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.database_url.startswith("postgresql"):
+            self._as_production()
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
                 [*consentry_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -167,6 +178,24 @@ class LiveServer:
         raise RuntimeError(
             f"consentry serve not ready after {READY_TIMEOUT_SECONDS:.0f} s:\n{self.log_tail()}"
         )
+
+    def _as_production(self) -> None:
+        """PostgreSQL as documented for production: the owner migrates and grants, the
+        server runs as the application role (no UPDATE/DELETE on the audit tables)."""
+        owner_env = {**self.env, "CONSENTRY_DATABASE_URL": self.database_url}
+        for args in (("migrate",), ("db", "grant-app-role", APP_ROLE, "--create")):
+            done = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+                [*consentry_command(), *args],
+                env=owner_env,
+                cwd=self.home,
+                capture_output=True,
+                text=True,
+                timeout=CLI_TIMEOUT_SECONDS,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"consentry {' '.join(args)} failed: {done.stderr.strip()}")
+        self.env["CONSENTRY_DATABASE_URL"] = as_app_role(self.database_url)
 
     def _is_ready(self) -> bool:
         try:
