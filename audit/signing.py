@@ -100,6 +100,13 @@ class TreeHeadSigner:
         self.key_id = key_id_of(self.public_key)
         self.public_key_b64 = public_key_b64(self.public_key)
 
+    def sign_document(self, domain: bytes, content: bytes) -> str:
+        """Sign other evidence (an export manifest) with the controller's key; ``domain``
+        (e.g. ``b"consentry-export-manifest/1\n"``) keeps it from passing for a tree head."""
+        if not domain.endswith(b"\n") or domain.startswith(HEAD_FORMAT):
+            raise ValueError("a document domain is a newline-terminated label of its own")
+        return base64.b64encode(self._key.sign(domain + content)).decode()
+
     def sign(self, tree_size: int, root: bytes, signed_at: dt.datetime) -> SignedTreeHead:
         unsigned = SignedTreeHead(tree_size, root.hex(), signed_at, self.key_id, "")
         signature = base64.b64encode(self._key.sign(unsigned.message())).decode()

@@ -25,7 +25,6 @@ from server.vault import (
     Vault,
     write_key_file,
 )
-from server.vault.keys import derive_key
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ def build_services(settings: Settings) -> Services:
     # Consent links and IP hashes get their own subkey of the master key's index root: it
     # never rotates (blind indexes depend on it too), so an unsubscribe link sent years
     # ago keeps working after session secrets or KEKs are rotated.
-    consent_secret = derive_key(keys.index_root_key(), b"consentry/consent/v1")
+    consent_secret = vault.derived_key(b"consentry/consent/v1")
     consent = ConsentEngine(audit, mailer, settings, consent_secret)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
     return Services(settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent)

@@ -533,3 +533,12 @@ async def test_no_personal_value_reaches_any_audit_table_or_export(
     for secret in secrets:
         assert secret.casefold() not in dump, f"{secret!r} in an audit table"
         assert secret.casefold() not in bundle, f"{secret!r} in the exported slice"
+
+
+def test_a_signed_document_cannot_pass_for_a_tree_head() -> None:
+    signer = TreeHeadSigner(Ed25519PrivateKey.generate())
+    with pytest.raises(ValueError, match="label of its own"):
+        signer.sign_document(b"consentry-audit-tree-head/1\n", b"1\nroot")
+    with pytest.raises(ValueError, match="label of its own"):
+        signer.sign_document(b"no-newline", b"x")
+    assert signer.sign_document(b"consentry-export-manifest/1\n", b"{}")

@@ -139,6 +139,12 @@ class Vault:
         # Derived from the index root, not the KEK, so KEK rotation does not strand them.
         return derive_key(self._keys.index_root_key(), f"consentry/secret/v1|{label}".encode())
 
+    def derived_key(self, info: bytes) -> bytes:
+        """A 256-bit key for one labelled use, from the index root (which never rotates):
+        for signatures and pseudonyms that must stay valid for years, such as unsubscribe
+        links and staff pseudonyms in subject exports. Never stored anywhere."""
+        return derive_key(self._keys.index_root_key(), info)
+
     def seal_secret(self, label: str, context: str, plaintext: str) -> str:
         """Encrypt a staff secret (e.g. a TOTP seed) bound to ``label`` and ``context``."""
         ad = f"consentry/secret/v1|{label}|{context}".encode()

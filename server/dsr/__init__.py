@@ -1,0 +1,25 @@
+"""Data-subject rights (GDPR Art. 15-22): what a person may ask of us about their data.
+
+This package builds the answers; the portal, the request workflow, erasure and retention
+call it. ``export`` builds the signed subject-access / portability bundle.
+"""
+
+from server.dsr.export import (
+    ExportBundle,
+    ExportVerification,
+    NoRecords,
+    build_export,
+    export_schema,
+    staff_pseudonym,
+    verify_export,
+)
+
+__all__ = [
+    "ExportBundle",
+    "ExportVerification",
+    "NoRecords",
+    "build_export",
+    "export_schema",
+    "staff_pseudonym",
+    "verify_export",
+]

@@ -1,0 +1,782 @@
+"""The subject-access and portability bundle (GDPR Art. 15 and 20), signed.
+
+One ZIP answers "what do you hold about me, why, who got it, how long, where from, and who
+looked at it?" in three forms built from the same data: ``data.json`` for machines (its
+JSON Schema is generated from the data map and published as
+``docs/dsr-export.schema.json``), one CSV per record type for spreadsheets, and
+``index.html`` for people. ``manifest.json`` lists the SHA-256 of every file and
+``manifest.sig`` is an Ed25519 signature over it by the controller's audit signing key, so
+the person (or a court, or a supervisory authority) can later check that a bundle is the
+one we produced and that nothing was added, removed or changed: ``consentry dsr
+verify-export``.
+
+Where each part comes from:
+
+- **records**: ``Gateway.export_subject`` as the system job ``dsr-export`` under the
+  ``compliance`` purpose: every record about the person, every field decrypted, one
+  audited ``export`` event per record type. Nothing here reads customer tables itself.
+- **consents**: the consent engine's proof (every ledger event with the notice text and
+  hash it referred to, and the current state); audited as ``consent.export``.
+- **access_log**: every audit event naming the person, oldest first. The log holds no
+  values, so neither does this list. Staff are shown as ``<role> #<pseudonym>``: the
+  pseudonym is an HMAC of the staff account id under a key derived from the session
+  secret, so it is stable across exports (a person can tell that the same employee came
+  back) but reveals neither the employee's name or e-mail nor how many staff we have. A
+  compliance officer resolves one with :func:`staff_pseudonym`.
+- **processing**: the Art. 15(1) information for each purpose that uses this person's data
+  (and, for consent or objection based purposes, only if they currently have a basis): the
+  live description and retention from the consent registry, the legal basis label and
+  recipients from the data map, the same wording as the record of processing.
+- **source**: the ``source`` field of their records and the sources of their consents.
+
+Every export ends with one ``dsr.export`` audit event (file, record and access counts and
+the manifest hash - no values), in addition to the gateway's own ``export`` events.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import datetime as dt
+import hashlib
+import hmac
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import InvalidSignature
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from audit.events import AuditEvent, Outcome
+from audit.queries import EVENT_COLUMNS, EventRow, event_row
+from audit.signing import TreeHeadSigner, TreeHeadVerifier
+from audit.tables import AuditRecord
+from server import db
+from server.consent.model import SUBJECT_ACTOR, ConsentError
+from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, Kind, RecordType
+from server.gateway import Actor
+from server.gateway.gateway import Record
+from server.processing_record import LEGAL_BASIS_LABELS
+from server.vault import Vault
+
+if TYPE_CHECKING:
+    from server.services import Services
+
+FORMAT = "consentry-subject-export/1"
+MANIFEST_FORMAT = "consentry-export-manifest/1"
+# Domain separation: the audit key also signs tree heads; a manifest signature must never
+# be mistaken for one (or the reverse), so the signed bytes start with their own label.
+MANIFEST_DOMAIN = b"consentry-export-manifest/1\n"
+SCHEMA_ID = "https://consentry.example/schemas/dsr-export.schema.json"
+EXPORT_JOB = "dsr-export"
+EXPORT_PURPOSE = "compliance"
+DATA_FILE = "data.json"
+HTML_FILE = "index.html"
+MANIFEST_FILE = "manifest.json"
+SIGNATURE_FILE = "manifest.sig"
+PSEUDONYM_INFO = b"consentry/dsr/staff-pseudonym/v1"
+AUDIT_BATCH = 1_000  # audit rows read per query while collecting the access log
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # uncompressed; a verifier refuses larger (zip bombs)
+TEMPLATES = Path(__file__).resolve().parents[2] / "admin_ui" / "templates" / "dsr"
+RECORD_META = (("id", "Record id"), ("created_at", "Created"), ("updated_at", "Last changed"))
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+# Plain words for the codes a person will see (the codes stay in data.json).
+RECORD_SOURCE_LABELS: Mapping[str, str] = {
+    "web": "You gave it to us on our website",
+    "event": "You gave it to us at an event",
+    "referral": "Someone who knows you referred you to us",
+    "import": "Imported from an earlier system or list",
+    "phone": "You gave it to us by telephone",
+    "partner": "Passed to us by a business partner",
+    "manual": "Entered by our staff",
+}
+CONSENT_SOURCE_LABELS: Mapping[str, str] = {
+    "web_form": "A form on our website",
+    "portal": "Our customer portal",
+    "phone": "A telephone call",
+    "import": "Imported with its original evidence",
+    "staff": "Recorded by our staff on your behalf",
+    "email_link": "A link in an e-mail we sent you",
+    "pref_center": "Our preference center",
+    "system": "Automatically (for example, consent that expired)",
+}
+
+
+class NoRecords(LookupError):
+    """Nothing about this subject: no bundle (an empty one would look like proof)."""
+
+    def __init__(self) -> None:
+        super().__init__("no records for this subject")
+
+
+class InvalidSubject(ValueError):
+    def __init__(self) -> None:
+        super().__init__("not a subject id (expected a UUID)")
+
+
+@dataclass(frozen=True)
+class ExportBundle:
+    subject_id: str
+    generated_at: dt.datetime
+    zip_bytes: bytes
+    files: Mapping[str, str]  # file name -> sha256 hex (manifest and signature excluded)
+    records: Mapping[str, int]  # record type -> number of records
+    accesses: int
+    consent_events: int
+    key_id: str
+    manifest_sha256: str
+
+
+@dataclass(frozen=True)
+class ExportVerification:
+    problems: tuple[str, ...]
+    files: int = 0  # files whose hash matched
+    subject_id: str = ""
+    key_id: str = ""
+    generated_at: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# --- pseudonyms and labels ----------------------------------------------------------------
+
+
+def pseudonym_key(vault: Vault) -> bytes:
+    """From the master key's index root (never rotated): a person sees the same pseudonym
+    for the same member of staff in every export, years apart."""
+    return vault.derived_key(PSEUDONYM_INFO)
+
+
+def staff_pseudonym(key: bytes, actor_id: str) -> str:
+    """The stable pseudonym an export shows for a staff account id such as ``user:12``."""
+    return hmac.new(key, actor_id.encode(), hashlib.sha256).hexdigest()[:10]
+
+
+def actor_label(key: bytes, actor_id: str, role: str) -> str:
+    """How an actor appears to the person: never a staff name, e-mail or account id."""
+    if actor_id == SUBJECT_ACTOR:
+        return "you"
+    if actor_id.startswith("system:"):
+        return f"automated job ({actor_id.removeprefix('system:')})"
+    return f"{role or 'staff'} #{staff_pseudonym(key, actor_id)}"
+
+
+def _value_label(labels: Mapping[str, str], code: str | None) -> str | None:
+    if code is None:
+        return None
+    return labels.get(code, code.replace("_", " ").capitalize())
+
+
+# --- the JSON Schema --------------------------------------------------------------------
+
+
+def _nullable(kind: str) -> dict[str, Any]:
+    return {"type": [kind, "null"]}
+
+
+def _record_schema(rt: RecordType) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "id": {"type": "string", "title": "Record id"},
+        "created_at": {"type": "string", "format": "date-time", "title": "Created"},
+        "updated_at": {"type": "string", "format": "date-time", "title": "Last changed"},
+    }
+    for spec in rt.fields:
+        properties[spec.name] = {
+            **_nullable("integer" if spec.kind is Kind.INTEGER else "string"),
+            "title": spec.label,
+        }
+    return {
+        "type": "object",
+        "title": rt.label,
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
+def _object(properties: Mapping[str, Any], *, title: str = "") -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "type": "object",
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": dict(properties),
+    }
+    if title:
+        doc["title"] = title
+    return doc
+
+
+_STRING = {"type": "string"}
+_TIME = {"type": "string", "format": "date-time"}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+
+
+def export_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``data.json``, derived from the data map.
+
+    Published as ``docs/dsr-export.schema.json``; a test fails when the data map changes
+    and the published copy was not regenerated.
+    """
+    notice = _object(
+        {
+            "version": {"type": "integer"},
+            "title": _STRING,
+            "text": _STRING,
+            "content_hash": _STRING,
+            "published_at": _TIME,
+        },
+        title="The privacy notice the event referred to",
+    )
+    consent_event = _object(
+        {
+            "id": {"type": "integer"},
+            "purpose": _STRING,
+            "channel": _STRING,
+            "kind": {"enum": ["granted", "withdrawn", "expired", "objected"]},
+            "source": _STRING,
+            "source_label": _STRING,
+            "evidence": {"type": "object"},
+            "notice_version": _nullable("integer"),
+            "actor": {"type": "string", "description": "Who recorded it, as in access_log"},
+            "occurred_at": _TIME,
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+        }
+    )
+    consent_event["properties"]["notice"] = notice  # only when notice_version is set
+    consent_state = _object(
+        {
+            "purpose": _STRING,
+            "channel": _STRING,
+            "state": {"enum": ["granted", "withdrawn", "expired", "objected"]},
+            "since": _TIME,
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+        }
+    )
+    access = _object(
+        {
+            "at": _TIME,
+            "staff": {
+                "type": "string",
+                "description": "'<role> #<pseudonym>', 'automated job (<name>)' or 'you'",
+            },
+            "role": _STRING,
+            "action": _STRING,
+            "record_type": _STRING,
+            "purpose": _STRING,
+            "fields": _STRINGS,
+            "outcome": {"enum": ["allowed", "denied", "error"]},
+        }
+    )
+    processing = _object(
+        {
+            "purpose": _STRING,
+            "title": _STRING,
+            "description": _STRING,
+            "legal_basis": _STRING,
+            "legal_basis_label": _STRING,
+            "recipients": _STRINGS,
+            "retention": _STRINGS,
+            "data": {
+                "type": "array",
+                "items": _object({"record_type": _STRING, "fields": _STRINGS}),
+            },
+        }
+    )
+    labels = {
+        "type": "object",
+        "additionalProperties": _object(
+            {
+                "label": _STRING,
+                "fields": {"type": "object", "additionalProperties": _STRING},
+            }
+        ),
+    }
+    records = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            rt.resource: {"type": "array", "items": _record_schema(rt)}
+            for rt in RECORD_TYPES.values()
+        },
+    }
+    source = _object(
+        {
+            "records": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "record_type": _STRING,
+                        "record_id": _STRING,
+                        "source": _nullable("string"),
+                        "label": _nullable("string"),
+                    }
+                ),
+            },
+            "consents": {
+                "type": "array",
+                "items": _object({"source": _STRING, "label": _STRING}),
+            },
+        }
+    )
+    schema = _object(
+        {
+            "format": {"const": FORMAT},
+            "generated_at": _TIME,
+            "subject_id": {"type": "string", "format": "uuid"},
+            "controller": _object(
+                {"name": _STRING, "contact": _STRING, "dpo_contact": _nullable("string")}
+            ),
+            "records": records,
+            "labels": labels,
+            "consents": _object(
+                {
+                    "events": {"type": "array", "items": consent_event},
+                    "state": {"type": "array", "items": consent_state},
+                }
+            ),
+            "access_log": {"type": "array", "items": access},
+            "processing": {"type": "array", "items": processing},
+            "source": source,
+        },
+        title="Consentry data-subject export (data.json)",
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "description": "Everything a Consentry installation holds about one person, "
+        "produced for an access or portability request (GDPR Art. 15, 20). Field titles "
+        "are the labels shown in the CSV files and the HTML summary.",
+        **schema,
+    }
+
+
+def export_schema_text() -> str:
+    return json.dumps(export_schema(), indent=2) + "\n"
+
+
+# --- collecting ---------------------------------------------------------------------------
+
+
+def _canonical_subject(subject_id: str) -> str:
+    try:
+        return str(uuid.UUID(str(subject_id).strip()))
+    except ValueError:
+        raise InvalidSubject() from None
+
+
+async def _subject_events(subject: str) -> list[EventRow]:
+    """Every audit event naming the subject, oldest first, in keyset pages.
+
+    ``audit.queries.subject_accesses`` caps its range at a year for the console; an
+    export must cover the whole history, so it pages through all of it by ``seq``. The
+    LIKE pattern is safe: ``subject`` is a canonical UUID (hex digits and hyphens only).
+    """
+    pattern = f'%"{subject}"%'
+    events: list[EventRow] = []
+    after = 0
+    while True:
+        rows = await (
+            AuditRecord.select(*EVENT_COLUMNS)
+            .where(AuditRecord.subject_ids.like(pattern))
+            .where(AuditRecord.seq > after)
+            .order_by(AuditRecord.seq)
+            .limit(AUDIT_BATCH)
+        )
+        events.extend(event_row(row) for row in rows)
+        if len(rows) < AUDIT_BATCH:
+            return events
+        after = events[-1].seq
+
+
+def _record_json(rt: RecordType, record: Record) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": record.id,
+        "created_at": _iso(record.created_at),
+        "updated_at": _iso(record.updated_at),
+    }
+    for spec in rt.fields:
+        value = record.values.get(spec.name)
+        if value is not None and spec.kind is not Kind.INTEGER:
+            value = str(value)
+        doc[spec.name] = value
+    return doc
+
+
+def _iso(moment: Any) -> str:
+    if isinstance(moment, dt.datetime):
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        return aware.astimezone(dt.UTC).isoformat()
+    return str(moment)
+
+
+async def _processing(
+    services: Services, subject: str, held: Mapping[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Art. 15(1)(a)-(d): the purposes that use a field we actually hold about them."""
+    entries: list[dict[str, Any]] = []
+    for name, purpose in PURPOSES.items():
+        data = []
+        retention: list[str] = []
+        for resource, docs in held.items():
+            rt = RECORD_TYPES[resource]
+            used = [
+                spec
+                for spec in rt.fields
+                if name in spec.purposes and any(d.get(spec.name) is not None for d in docs)
+            ]
+            if used:
+                data.append({"record_type": resource, "fields": [s.label for s in used]})
+                retention += [s.retention for s in used]
+        if not data:
+            continue
+        description, legal_basis = purpose.description, purpose.legal_basis
+        try:
+            info = await services.consent.purpose(name)
+        except ConsentError:  # not in the registry: the data map's words are the truth
+            info = None
+        if info is not None:
+            description, legal_basis = info.description, info.legal_basis
+            retention.insert(0, info.retention)
+        if purpose.per_subject:
+            try:
+                basis = await services.consent.has_basis(subject, name)
+            except ConsentError:
+                continue
+            if not basis.ok:  # no consent, withdrawn, objected: we do not use it for this
+                continue
+        entries.append(
+            {
+                "purpose": name,
+                "title": name.replace("_", " ").capitalize(),
+                "description": description,
+                "legal_basis": str(legal_basis),
+                "legal_basis_label": LEGAL_BASIS_LABELS[legal_basis],
+                "recipients": list(purpose.recipients),
+                "retention": list(dict.fromkeys(r for r in retention if r)),
+                "data": data,
+            }
+        )
+    return entries
+
+
+def _sources(
+    held: Mapping[str, list[dict[str, Any]]], consent_events: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    records = [
+        {
+            "record_type": resource,
+            "record_id": str(doc["id"]),
+            "source": doc.get("source"),
+            "label": _value_label(RECORD_SOURCE_LABELS, doc.get("source")),
+        }
+        for resource, docs in held.items()
+        if "source" in RECORD_TYPES[resource].by_name
+        for doc in docs
+    ]
+    seen = dict.fromkeys(str(e["source"]) for e in consent_events)
+    consents = [{"source": s, "label": _value_label(CONSENT_SOURCE_LABELS, s)} for s in seen]
+    return {"records": records, "consents": consents}
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def _csv_cell(spec: Field | None, value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    # Free text typed by staff could be a spreadsheet formula (=HYPERLINK(...)); a quote
+    # makes spreadsheets show it as text. Structured values (+44... phones) stay as stored.
+    if spec is not None and spec.category is Category.FREE_TEXT and text.startswith(FORMULA_START):
+        return "'" + text
+    return text
+
+
+def _csv(rt: RecordType, docs: list[dict[str, Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([label for _, label in RECORD_META] + [f.label for f in rt.fields])
+    for doc in docs:
+        writer.writerow(
+            [_csv_cell(None, doc[name]) for name, _ in RECORD_META]
+            + [_csv_cell(f, doc[f.name]) for f in rt.fields]
+        )
+    return out.getvalue().encode("utf-8")
+
+
+def _html(data: Mapping[str, Any], controller_name: str) -> bytes:
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    labels = data["labels"]
+    record_tables = [
+        {
+            "label": labels[resource]["label"],
+            "columns": [(name, label) for name, label in labels[resource]["fields"].items()],
+            "records": docs,
+        }
+        for resource, docs in data["records"].items()
+    ]
+    html = environment.get_template("export.html").render(
+        data=data, controller_name=controller_name, record_tables=record_tables
+    )
+    return html.encode("utf-8")
+
+
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def _sign(signer: TreeHeadSigner, message: bytes) -> str:
+    return signer.sign_document(MANIFEST_DOMAIN, message)
+
+
+def _zip(files: Mapping[str, bytes], when: dt.datetime) -> bytes:
+    buffer = io.BytesIO()
+    stamp = when.astimezone(dt.UTC).timetuple()[:6]
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, content)
+    return buffer.getvalue()
+
+
+# --- the bundle ---------------------------------------------------------------------------
+
+
+async def build_export(
+    services: Services, subject_id: str, *, requested_by: str, requested_role: str = ""
+) -> ExportBundle:
+    """Build, sign and audit one subject's export bundle.
+
+    ``requested_by`` is the audit actor id of whoever asked for it ("user:7",
+    "system:cli", "subject"); the data itself is read by the system job ``dsr-export``.
+    Raises :class:`InvalidSubject` for a malformed id and :class:`NoRecords` when no
+    record is about this subject (audited either way as a failed ``dsr.export``).
+    """
+    subject = _canonical_subject(subject_id)
+    role = requested_role or ("system" if requested_by.startswith("system:") else "")
+    if requested_by == SUBJECT_ACTOR:
+        role = "data_subject"
+    generated_at = dt.datetime.now(dt.UTC)
+    actor = Actor.system(EXPORT_JOB)
+    found = await services.gateway.export_subject(actor, subject, purpose=EXPORT_PURPOSE)
+    if not found:
+        await _audit(services, requested_by, role, subject, Outcome.ERROR, "no_records", {})
+        raise NoRecords()
+    held: dict[str, list[dict[str, Any]]] = {}
+    for record in found:
+        held.setdefault(record.resource, []).append(
+            _record_json(RECORD_TYPES[record.resource], record)
+        )
+
+    key = pseudonym_key(services.gateway.vault)
+    proof = await services.consent.proof(subject, actor_id=actor.id, actor_role=actor.role)
+    consent_events = []
+    for event in proof["events"]:
+        event = dict(event)
+        event["actor"] = actor_label(key, str(event["actor"]), "")
+        event["source_label"] = _value_label(CONSENT_SOURCE_LABELS, str(event["source"]))
+        consent_events.append(event)
+    accesses = [
+        {
+            "at": _iso(e.ts),
+            "staff": actor_label(key, e.actor_id, e.actor_role),
+            "role": e.actor_role,
+            "action": e.action,
+            "record_type": e.resource_type,
+            "purpose": e.purpose,
+            "fields": list(e.fields),
+            "outcome": e.outcome,
+        }
+        for e in await _subject_events(subject)
+    ]
+    settings = services.settings
+    data: dict[str, Any] = {
+        "format": FORMAT,
+        "generated_at": generated_at.isoformat(),
+        "subject_id": subject,
+        "controller": {
+            "name": settings.controller_name,
+            "contact": settings.controller_contact,
+            "dpo_contact": settings.dpo_contact or None,
+        },
+        "records": held,
+        "labels": {
+            resource: {
+                "label": RECORD_TYPES[resource].label,
+                "fields": {
+                    **{name: label for name, label in RECORD_META},
+                    **{f.name: f.label for f in RECORD_TYPES[resource].fields},
+                },
+            }
+            for resource in held
+        },
+        "consents": {"events": consent_events, "state": proof["state"]},
+        "access_log": accesses,
+        "processing": await _processing(services, subject, held),
+        "source": _sources(held, consent_events),
+    }
+
+    files: dict[str, bytes] = {
+        DATA_FILE: (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    }
+    for resource, docs in held.items():
+        files[f"{resource}s.csv"] = _csv(RECORD_TYPES[resource], docs)
+    files[HTML_FILE] = _html(data, settings.controller_name)
+    hashes = {name: _sha256(content) for name, content in files.items()}
+    signer = services.audit_trail.signer
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "subject_id": subject,
+        "generated_at": generated_at.isoformat(),
+        "files": hashes,
+        "key_id": signer.key_id,
+    }
+    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    files[MANIFEST_FILE] = manifest_bytes
+    files[SIGNATURE_FILE] = (_sign(signer, manifest_bytes) + "\n").encode()
+    counts = {resource: len(docs) for resource, docs in held.items()}
+    manifest_hash = _sha256(manifest_bytes)
+    await _audit(
+        services,
+        requested_by,
+        role,
+        subject,
+        Outcome.ALLOWED,
+        "allowed",
+        {
+            "files": len(files),
+            "records": sum(counts.values()),
+            "accesses": len(accesses),
+            "manifest_sha256": manifest_hash,
+        },
+    )
+    return ExportBundle(
+        subject_id=subject,
+        generated_at=generated_at,
+        zip_bytes=_zip(files, generated_at),
+        files=hashes,
+        records=counts,
+        accesses=len(accesses),
+        consent_events=len(consent_events),
+        key_id=signer.key_id,
+        manifest_sha256=manifest_hash,
+    )
+
+
+async def _audit(
+    services: Services,
+    actor_id: str,
+    role: str,
+    subject: str,
+    outcome: Outcome,
+    reason: str,
+    detail: dict[str, int | str],
+) -> None:
+    event = AuditEvent(
+        actor_id=actor_id,
+        actor_role=role,
+        action="dsr.export",
+        resource_type="data_subject",
+        outcome=outcome,
+        purpose=EXPORT_PURPOSE,
+        subject_ids=(subject,),
+        reason=reason,
+        detail=detail,
+    )
+    async with db.write_transaction():
+        await services.audit.append(event)
+
+
+# --- verification -------------------------------------------------------------------------
+
+
+@dataclass
+class _Findings:
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, problem: str) -> None:
+        self.problems.append(problem)
+
+
+def verify_export(zip_bytes: bytes, verifier: TreeHeadVerifier) -> ExportVerification:
+    """Check a bundle offline: the manifest signature by a *trusted* key (the verifier's
+    keys were given out of band, never read from the bundle), every file's SHA-256, and
+    that the ZIP holds exactly the manifest's files. Problems are listed in that order."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(zip_bytes))
+    except zipfile.BadZipFile:
+        return ExportVerification(("not a ZIP file",))
+    with archive:
+        infos = archive.infolist()
+        names = [info.filename for info in infos]
+        if sum(info.file_size for info in infos) > MAX_BUNDLE_BYTES:
+            return ExportVerification(("the bundle is larger than any export we produce",))
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            return ExportVerification((f"file stored twice: {duplicates[0]}",))
+        for required in (MANIFEST_FILE, SIGNATURE_FILE):
+            if required not in names:
+                return ExportVerification((f"missing {required}",))
+        manifest_bytes = archive.read(MANIFEST_FILE)
+        signature = archive.read(SIGNATURE_FILE)
+        try:
+            manifest = json.loads(manifest_bytes)
+            key_id = str(manifest["key_id"])
+            listed = manifest["files"]
+            if manifest.get("format") != MANIFEST_FORMAT or not isinstance(listed, dict):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return ExportVerification(("manifest.json is not an export manifest",))
+        problem = _signature_problem(verifier, key_id, manifest_bytes, signature)
+        if problem:
+            return ExportVerification((problem,), key_id=key_id)
+        found = _Findings()
+        matched = 0
+        for name, expected in sorted(listed.items()):
+            if name not in names:
+                found.add(f"missing file: {name}")
+            elif _sha256(archive.read(name)) != str(expected):
+                found.add(f"file changed: {name} (its SHA-256 does not match the manifest)")
+            else:
+                matched += 1
+        for name in names:
+            if name not in listed and name not in (MANIFEST_FILE, SIGNATURE_FILE):
+                found.add(f"extra file not in the manifest: {name}")
+    return ExportVerification(
+        tuple(found.problems),
+        files=matched,
+        subject_id=str(manifest.get("subject_id", "")),
+        key_id=key_id,
+        generated_at=str(manifest.get("generated_at", "")),
+    )
+
+
+def _signature_problem(
+    verifier: TreeHeadVerifier, key_id: str, manifest_bytes: bytes, signature: bytes
+) -> str:
+    key = verifier.keys.get(key_id)
+    if key is None:
+        return f"manifest signed by unknown key {key_id}"
+    try:
+        key.verify(
+            base64.b64decode(signature.strip(), validate=True), MANIFEST_DOMAIN + manifest_bytes
+        )
+    except (InvalidSignature, ValueError, binascii.Error):
+        return "manifest signature does not verify"
+    return ""
