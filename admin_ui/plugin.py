@@ -25,6 +25,7 @@ from admin_ui.pages.consent import ConsentPages
 from admin_ui.pages.dashboard import dashboard
 from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
+from admin_ui.pages.requests import RequestPages
 from admin_ui.pages.sign_in import SignInPages
 from admin_ui.pages.users import UserPages
 from admin_ui.rendering import gateway_error_handler, http_error_handler, redirect_handler
@@ -73,6 +74,7 @@ def admin_router() -> Router:
             CompliancePages,
             AlertPages,
             ConsentPages,
+            RequestPages,
             ProcessingRecordPage,
             record_pages(CONTACT, "/contacts", "Contacts"),
             record_pages(ORGANIZATION, "/organizations", "Organizations"),

@@ -771,7 +771,8 @@ def audit_public_key() -> None:
 
 @cli.group()
 def dsr() -> None:
-    """Data-subject requests: signed export bundles (access and portability)."""
+    """Data-subject requests: the request queue and signed export bundles (access and
+    portability)."""
 
 
 @dsr.command("export")
@@ -811,6 +812,32 @@ def dsr_export(subject: str, output: Path) -> None:
         f"wrote {output}: {records}, {bundle.consent_events} consent event(s), "
         f"{bundle.accesses} logged access(es); signed by key {bundle.key_id}"
     )
+
+
+@dsr.command("list")
+@click.option(
+    "--overdue",
+    is_flag=True,
+    help="Only open requests whose deadline (extended or not) has passed.",
+)
+def dsr_list(overdue: bool) -> None:
+    """List data-subject requests, soonest deadline first: id, kind, state, received and
+    due dates (UTC), and OVERDUE for open requests past their deadline."""
+    services = _services(get_settings())
+
+    async def go() -> Any:
+        return await services.requests.queue(overdue_only=overdue)
+
+    requests = _run(go)
+    if not requests:
+        click.echo("no overdue requests" if overdue else "no requests")
+        return
+    for r in requests:
+        flag = "  OVERDUE" if r.overdue else ""
+        click.echo(
+            f"{r.id}  {r.kind:<13}  {r.state:<9}  received {r.received_at:%Y-%m-%d}  "
+            f"due {r.deadline:%Y-%m-%d}{flag}"
+        )
 
 
 @dsr.command("verify-export")

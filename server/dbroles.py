@@ -22,6 +22,7 @@ APPEND_ONLY_TABLES: tuple[str, ...] = (
     "audit_checkpoint",
     "privacy_notice",  # consent evidence: server.consent
     "consent_event",
+    "dsr_request_event",  # request history: server.dsr
 )
 
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")

@@ -16,6 +16,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.crm.piccolo_app",
         "migrations.audit.piccolo_app",
         "migrations.consent.piccolo_app",
+        "migrations.dsr.piccolo_app",
     ]
 )
 

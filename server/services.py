@@ -14,6 +14,7 @@ from audit.trail import AuditTrail
 from policy.enforcer import PolicyEngine
 from server.auth.service import StaffAccounts
 from server.consent.service import ConsentEngine
+from server.dsr.requests import DataSubjectRequests
 from server.gateway import Gateway
 from server.mail import Mailer
 from server.settings import ConfigurationError, Settings
@@ -38,6 +39,7 @@ class Services:
     mailer: Mailer
     alerts: AlertEngine
     consent: ConsentEngine
+    requests: DataSubjectRequests
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -112,4 +114,7 @@ def build_services(settings: Settings) -> Services:
     consent_secret = vault.derived_key(b"consentry/consent/v1")
     consent = ConsentEngine(audit, mailer, settings, consent_secret)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
-    return Services(settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent)
+    requests = DataSubjectRequests(gateway, audit, mailer, settings)
+    return Services(
+        settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent, requests
+    )
