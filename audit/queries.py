@@ -729,3 +729,25 @@ async def activity_histogram(
         )
         start += step
     return Histogram(bucket, checked.since, checked.until, tuple(buckets))
+
+
+async def every_event_about(subject_id: str, *, batch: int = 1_000) -> list[EventRow]:
+    """Every event naming one subject, oldest first, over the whole history (keyset pages
+    by ``seq``): what a data-subject export's access log needs. The console's reports
+    stay bounded to a year; an export must not be."""
+    subject = canonical_subject_id(subject_id)
+    pattern = f'%"{subject}"%'  # safe: a canonical UUID has hex digits and hyphens only
+    events: list[EventRow] = []
+    after = 0
+    while True:
+        rows = await (
+            AuditRecord.select(*EVENT_COLUMNS)
+            .where(AuditRecord.subject_ids.like(pattern))
+            .where(AuditRecord.seq > after)
+            .order_by(AuditRecord.seq)
+            .limit(batch)
+        )
+        events.extend(event_row(row) for row in rows)
+        if len(rows) < batch:
+            return events
+        after = events[-1].seq

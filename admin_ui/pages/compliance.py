@@ -17,6 +17,7 @@ log or the page that answers.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -222,6 +223,14 @@ class DateRange:
         return {
             k: v.isoformat() for k, v in (("from", self.start), ("to", self.end)) if v is not None
         }
+
+
+def report_range(params: Mapping[str, Any]) -> tuple[DateRange, dt.datetime, dt.datetime]:
+    """A report's days, and their first and last instant (reports always have both)."""
+    dates = date_range(params, bounded=True)
+    assert dates.since is not None  # bounded ranges have both ends
+    assert dates.until is not None
+    return dates, dates.since, dates.until
 
 
 def date_range(params: Mapping[str, Any], *, bounded: bool) -> DateRange:
@@ -626,12 +635,10 @@ class CompliancePages(Controller):
         if not subject:
             return await self._subjects_page(request, visit, dates=default_range())
         try:
-            dates = date_range(params, bounded=True)
+            dates, since, until = report_range(params)
             before, after = cursors(params)
-            assert dates.since is not None  # bounded ranges have both ends
-            assert dates.until is not None
             report = await queries.subject_accesses(
-                subject, dates.since, dates.until, before_seq=before, after_seq=after
+                subject, since, until, before_seq=before, after_seq=after
             )
         except InvalidFilter as exc:
             return await self._subjects_refused(request, visit, subject, bad_filter(exc))
@@ -709,10 +716,8 @@ class CompliancePages(Controller):
                 errors=[("contact", "Enter an e-mail address or a phone number.")],
                 status=HTTP_400_BAD_REQUEST,
             )
-        try:  # a subject id pasted into this box is welcome too
+        with contextlib.suppress(InvalidFilter):  # a pasted subject id is welcome too
             return see_other(subject_link(queries.canonical_subject_id(typed)))
-        except InvalidFilter:
-            pass
         field_name = "email" if "@" in typed else "phone"
         label = "e-mail address" if field_name == "email" else "phone number"
         try:
@@ -790,10 +795,8 @@ class CompliancePages(Controller):
         require_policy(services, visit, "read")
         params = request.query_params
         try:
-            dates = date_range(params, bounded=True)
-            assert dates.since is not None  # bounded ranges have both ends
-            assert dates.until is not None
-            overview = await queries.actor_overview(dates.since, dates.until)
+            dates, since, until = report_range(params)
+            overview = await queries.actor_overview(since, until)
         except (InvalidFilter, BadInput) as exc:
             return await refused_report(
                 request,
@@ -843,12 +846,10 @@ class CompliancePages(Controller):
         require_policy(services, visit, "read")
         params = request.query_params
         try:
-            dates = date_range(params, bounded=True)
+            dates, since, until = report_range(params)
             before, after = cursors(params)
-            assert dates.since is not None  # bounded ranges have both ends
-            assert dates.until is not None
             report = await queries.staff_activity(
-                actor_id, dates.since, dates.until, before_seq=before, after_seq=after
+                actor_id, since, until, before_seq=before, after_seq=after
             )
         except (InvalidFilter, BadInput) as exc:
             return await refused_report(
@@ -904,13 +905,9 @@ class CompliancePages(Controller):
         require_policy(services, visit, "read")
         params = request.query_params
         try:
-            dates = date_range(params, bounded=True)
+            dates, since, until = report_range(params)
             before, after = cursors(params)
-            assert dates.since is not None  # bounded ranges have both ends
-            assert dates.until is not None
-            report = await queries.denials(
-                dates.since, dates.until, before_seq=before, after_seq=after
-            )
+            report = await queries.denials(since, until, before_seq=before, after_seq=after)
         except (InvalidFilter, BadInput) as exc:
             return await refused_report(
                 request,

@@ -53,10 +53,9 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidSignature
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from audit import queries
 from audit.events import AuditEvent, Outcome
-from audit.queries import EVENT_COLUMNS, EventRow, event_row
 from audit.signing import TreeHeadSigner, TreeHeadVerifier
-from audit.tables import AuditRecord
 from server import db
 from server.consent.model import SUBJECT_ACTOR, ConsentError
 from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, Kind, RecordType
@@ -81,7 +80,6 @@ HTML_FILE = "index.html"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 PSEUDONYM_INFO = b"consentry/dsr/staff-pseudonym/v1"
-AUDIT_BATCH = 1_000  # audit rows read per query while collecting the access log
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # uncompressed; a verifier refuses larger (zip bombs)
 TEMPLATES = Path(__file__).resolve().parents[2] / "admin_ui" / "templates" / "dsr"
 RECORD_META = (("id", "Record id"), ("created_at", "Created"), ("updated_at", "Last changed"))
@@ -373,30 +371,6 @@ def _canonical_subject(subject_id: str) -> str:
         raise InvalidSubject() from None
 
 
-async def _subject_events(subject: str) -> list[EventRow]:
-    """Every audit event naming the subject, oldest first, in keyset pages.
-
-    ``audit.queries.subject_accesses`` caps its range at a year for the console; an
-    export must cover the whole history, so it pages through all of it by ``seq``. The
-    LIKE pattern is safe: ``subject`` is a canonical UUID (hex digits and hyphens only).
-    """
-    pattern = f'%"{subject}"%'
-    events: list[EventRow] = []
-    after = 0
-    while True:
-        rows = await (
-            AuditRecord.select(*EVENT_COLUMNS)
-            .where(AuditRecord.subject_ids.like(pattern))
-            .where(AuditRecord.seq > after)
-            .order_by(AuditRecord.seq)
-            .limit(AUDIT_BATCH)
-        )
-        events.extend(event_row(row) for row in rows)
-        if len(rows) < AUDIT_BATCH:
-            return events
-        after = events[-1].seq
-
-
 def _record_json(rt: RecordType, record: Record) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": record.id,
@@ -603,7 +577,7 @@ async def build_export(
             "fields": list(e.fields),
             "outcome": e.outcome,
         }
-        for e in await _subject_events(subject)
+        for e in await queries.every_event_about(subject)
     ]
     settings = services.settings
     data: dict[str, Any] = {
