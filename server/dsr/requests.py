@@ -16,7 +16,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,6 +222,13 @@ def _request_of(row: Mapping[str, Any], now: dt.datetime | None = None) -> DataR
     return DataRequest(**{**request.__dict__, "overdue": overdue})
 
 
+Fulfiller = Callable[["DataRequest", str], Awaitable[None]]
+"""Carries out an approved request of one kind (``fulfillers[kind]``): called with the
+request and the acting ``by`` id before the request becomes ``fulfilled``. It must be
+idempotent (a retry after a crash runs it again) and raise :class:`RequestError` to keep
+the request ``approved`` with a reason staff can read."""
+
+
 class DataSubjectRequests:
     """The only code that writes the request tables. Built once per process."""
 
@@ -233,6 +240,9 @@ class DataSubjectRequests:
         self._mailer = mailer
         self._controller = settings.controller_name
         self._contact = settings.controller_contact
+        # What "fulfilled" means per request kind, registered by the modules that do it
+        # (erasure, export links ...); a kind without one is fulfilled by staff by hand.
+        self.fulfillers: dict[str, Fulfiller] = {}
 
     # -- reading -----------------------------------------------------------------------
 
@@ -353,6 +363,20 @@ class DataSubjectRequests:
         """
         _code(to_state, STATES, "unknown_state", "state")
         key = _uuid(request_id, "not_found", "request")
+        address: str | None = None
+        if to_state == "fulfilled":
+            request = await self.get(str(key))
+            if "fulfilled" not in request.next_states:
+                raise RequestError(
+                    "transition_not_allowed",
+                    f"a request that is {request.state} cannot become fulfilled",
+                )
+            fulfiller = self.fulfillers.get(request.kind)
+            if fulfiller is not None:
+                # Read the address first: fulfilling an erasure destroys it, and the person
+                # must still be told that their request was carried out.
+                address = await self._address_of(request)
+                await fulfiller(request, by)
         now = _now()
         async with db.write_transaction():
             row = await DsrRequest.select().where(DsrRequest.id == key).first()
@@ -384,7 +408,7 @@ class DataSubjectRequests:
                 key, str(row["subject_id"]), current, to_state, by, by_role, now, code,
                 audit_request_id, verb=VERBS[to_state], detail={"kind": str(row["kind"])},
             )  # fmt: skip
-        return await self._notify(str(key))
+        return await self._notify(str(key), address=address)
 
     async def extend(
         self,
@@ -508,10 +532,17 @@ class DataSubjectRequests:
         subject = f"Your data request: {state}"
         return subject, "\n".join(lines) + "\n"
 
-    async def _notify(self, request_id: str) -> RequestChange:
-        """E-mail the person; the outcome is audited as a code. Never raises."""
+    async def _notify(self, request_id: str, *, address: str | None = None) -> RequestChange:
+        """E-mail the person; the outcome is audited as a code. Never raises.
+
+        ``address`` is one read before a fulfiller ran (an erased person can no longer be
+        looked up); otherwise the contact record is read now."""
         request = await self.get(request_id)
-        result = await self._send(request)
+        if address:
+            subject, text = self.message(request)
+            result = await self._mailer.send(address, subject, text)
+        else:
+            result = await self._send(request)
         async with db.write_transaction():
             await self._audit.append(
                 AuditEvent(
@@ -529,9 +560,10 @@ class DataSubjectRequests:
             )
         return RequestChange(request, result)
 
-    async def _send(self, request: DataRequest) -> MailResult:
+    async def _address_of(self, request: DataRequest) -> str | None:
+        """The person's e-mail address from their contact record, or None."""
         if not request.contact_id:
-            return MailResult(MailStatus.FAILED, "no_contact")
+            return None
         try:
             record = await self._gateway.read(
                 Actor.system(NOTIFY_JOB),
@@ -541,9 +573,15 @@ class DataSubjectRequests:
                 fields=("email",),
             )
         except GatewayError:
-            return MailResult(MailStatus.FAILED, "contact_unreadable")
+            return None
         address = record.values.get("email")
-        if not isinstance(address, str) or not address:
+        return address if isinstance(address, str) and address else None
+
+    async def _send(self, request: DataRequest) -> MailResult:
+        if not request.contact_id:
+            return MailResult(MailStatus.FAILED, "no_contact")
+        address = await self._address_of(request)
+        if address is None:
             return MailResult(MailStatus.FAILED, "no_email")
         subject, text = self.message(request)
         return await self._mailer.send(address, subject, text)
