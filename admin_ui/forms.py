@@ -26,6 +26,7 @@ INPUT_TYPES = {
 HINTS = {
     Kind.PHONE: "With the country code, e.g. +44 20 7946 0000.",
     Kind.DATE: "As YYYY-MM-DD.",
+    Kind.DATETIME: "As YYYY-MM-DD HH:MM, in UTC unless you add an offset such as +02:00.",
     Kind.COUNTRY: "Two-letter code, e.g. GB.",
     Kind.INTEGER: "A whole number.",
 }

@@ -17,10 +17,12 @@ from server.background import BackgroundJobs
 from server.compliance.routes import ComplianceRoutes
 from server.consent.routes import ConsentLinks
 from server.contacts.routes import ContactRoutes
+from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
 from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
+from server.portal.routes import PortalPages
 from server.requests import request_id_middleware
 from server.services import Services, build_services
 from server.settings import Settings, get_settings
@@ -67,8 +69,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             AuthRoutes,
             ContactRoutes,
             OrganizationRoutes,
+            DealRoutes,
+            InteractionRoutes,
+            CaseRoutes,
             ComplianceRoutes,
             ConsentLinks,
+            PortalPages,  # the customer self-service portal (own cookie, no staff session)
         ],
         after_exception=[log_unhandled],
         exception_handlers={GatewayError: gateway_error_handler},

@@ -21,6 +21,8 @@ log = get_logger("consentry.background")
 REFUSED_BACKOFF_SECONDS = 30.0
 ALERT_INTERVAL_SECONDS = 30.0
 EXPIRY_INTERVAL_SECONDS = 300.0
+RETENTION_CHECK_SECONDS = 3600.0  # the run itself is daily: the first check of a UTC day
+RETENTION_START_DELAY_SECONDS = 600.0  # not in the rush of a (re)start
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -81,6 +83,20 @@ async def expire_consents_forever(
         await _pause(stop, interval_seconds)
 
 
+async def retention_daily(services: Services, interval_seconds: float, stop: asyncio.Event) -> None:
+    """Apply the retention rules once per UTC day. Every worker checks; the first to claim
+    the day (a unique row in ``retention_run``) runs it, the others skip."""
+    await _pause(stop, RETENTION_START_DELAY_SECONDS)
+    while not stop.is_set():
+        try:
+            report = await services.retention.run_daily()
+            if report is not None:
+                log.info("retention run finished", **report.totals())
+        except Exception as exc:
+            log.warning("retention run failed", error=type(exc).__name__)
+        await _pause(stop, interval_seconds)
+
+
 class BackgroundJobs:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -101,6 +117,10 @@ class BackgroundJobs:
             asyncio.create_task(
                 expire_consents_forever(self.services, EXPIRY_INTERVAL_SECONDS, self._stop),
                 name="consent-expiry",
+            ),
+            asyncio.create_task(
+                retention_daily(self.services, RETENTION_CHECK_SECONDS, self._stop),
+                name="retention",
             ),
         ]
 

@@ -38,6 +38,7 @@ class Kind(enum.StrEnum):
     EMAIL = "email"
     PHONE = "phone"
     DATE = "date"
+    DATETIME = "datetime"  # ISO 8601 with a time; stored in UTC
     INTEGER = "integer"
     CHOICE = "choice"
     COUNTRY = "country"
@@ -161,6 +162,12 @@ class Field:
     purposes: frozenset[str] = _SERVICE
     filterable: bool = False  # list filter on plaintext columns only
     retention: str = "for the duration of the customer relationship, then 3 years"
+    # A reference names the record type it points to: the gateway checks that the target
+    # exists and that the actor may read it, so an id cannot probe for hidden records.
+    references: str | None = None
+    minimum: int | None = None  # integer bounds, checked on input
+    maximum: int | None = None
+    default: str | None = None  # a choice filled in on create when the field is left out
 
     @property
     def index_column(self) -> str:
@@ -185,6 +192,10 @@ class RecordType:
     label: str
     fields: tuple[Field, ...]
     expected_rows: int = 1_000_000  # sizing input for blind-index widths
+    # The reference field naming the person this record is about: the record carries that
+    # person's subject id and is sealed under their data key, so erasing the person
+    # reaches it. None: the record is its own subject (contacts, organizations).
+    subject_from: str | None = None
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -331,6 +342,7 @@ CONTACT = RecordType(
             encrypted=False,
             purposes=_MARKETING,
             filterable=True,
+            references="organization",
         ),
     ),
 )
@@ -399,7 +411,252 @@ ORGANIZATION = RecordType(
     ),
 )
 
-RECORD_TYPES: Mapping[str, RecordType] = {rt.resource: rt for rt in (CONTACT, ORGANIZATION)}
+# --- records about one person: deals, interactions, cases ------------------------------
+# Each carries its contact's subject id (``subject_from``) and is sealed under that
+# person's key. Their plaintext columns are what pipeline and workload totals need and
+# name nobody (stage, amount, channel, status, dates); anything typed by staff about the
+# person is free text and encrypted, titles included: "Renewal for Jane Doe" names her.
+
+CURRENCIES = ("EUR", "GBP", "USD", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "JPY", "CAD", "AUD")
+DEAL_STAGES = ("qualification", "proposal", "negotiation", "won", "lost")
+LOST_REASONS = ("price", "competitor", "timing", "no_budget", "no_decision", "other")
+CHANNELS = ("email", "phone_call", "meeting", "chat", "web_form", "store_visit", "letter")
+CASE_KINDS = ("service_request", "complaint", "product_return", "information_request")
+PRIORITIES = ("low", "normal", "high", "urgent")
+CASE_STATUSES = ("open", "pending", "resolved", "closed")
+_PIPELINE = _SERVICE | {"marketing"}  # deal totals for campaign planning: no person named
+_SUPPORT = frozenset({"customer_support", "customer_relationship", "compliance"})
+
+
+def _contact_ref(label: str = "Contact") -> Field:
+    return Field(
+        "contact_id",
+        Category.REFERENCE,
+        Kind.REFERENCE,
+        label,
+        encrypted=False,
+        required=True,
+        filterable=True,
+        references="contact",
+    )
+
+
+DEAL = RecordType(
+    resource="deal",
+    table="deal",
+    label="Deal",
+    subject_from="contact_id",
+    fields=(
+        Field("title", Category.FREE_TEXT, Kind.TEXT, "Title", encrypted=True, required=True),
+        Field(
+            "amount",
+            Category.BUSINESS,
+            Kind.INTEGER,
+            "Amount (minor units)",
+            encrypted=False,
+            minimum=0,
+            purposes=_PIPELINE,
+        ),
+        Field(
+            "currency",
+            Category.BUSINESS,
+            Kind.CHOICE,
+            "Currency",
+            encrypted=False,
+            max_length=3,
+            choices=CURRENCIES,
+            purposes=_PIPELINE,
+        ),
+        Field(
+            "stage",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Stage",
+            encrypted=False,
+            max_length=32,
+            choices=DEAL_STAGES,
+            default="qualification",
+            purposes=_PIPELINE,
+            filterable=True,
+        ),
+        Field(
+            "probability",
+            Category.CLASSIFICATION,
+            Kind.INTEGER,
+            "Probability (%)",
+            encrypted=False,
+            minimum=0,
+            maximum=100,
+        ),
+        Field(
+            "expected_close",
+            Category.CLASSIFICATION,
+            Kind.DATE,
+            "Expected close",
+            encrypted=False,
+            max_length=10,
+        ),
+        Field(
+            "lost_reason",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Reason lost",
+            encrypted=False,
+            max_length=32,
+            choices=LOST_REASONS,
+        ),
+        _contact_ref(),
+        Field(
+            "organization_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Organization",
+            encrypted=False,
+            filterable=True,
+            references="organization",
+        ),
+        Field("notes", Category.FREE_TEXT, Kind.TEXT, "Notes", encrypted=True, max_length=5000),
+    ),
+)
+
+INTERACTION = RecordType(
+    resource="interaction",
+    table="interaction",
+    label="Interaction",
+    subject_from="contact_id",
+    fields=(
+        Field(
+            "channel",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Channel",
+            encrypted=False,
+            required=True,
+            max_length=32,
+            choices=CHANNELS,
+            purposes=_SUPPORT,
+            filterable=True,
+        ),
+        Field(
+            "direction",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Direction",
+            encrypted=False,
+            max_length=16,
+            choices=("inbound", "outbound"),
+            purposes=_SUPPORT,
+            filterable=True,
+        ),
+        Field(
+            "occurred_at",
+            Category.CLASSIFICATION,
+            Kind.DATETIME,
+            "When",
+            encrypted=False,
+            required=True,
+            max_length=40,
+            purposes=_SUPPORT,
+        ),
+        Field(
+            "summary",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Summary",
+            encrypted=True,
+            max_length=5000,
+            purposes=_SUPPORT,
+        ),
+        _contact_ref(),
+        Field(
+            "deal_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Deal",
+            encrypted=False,
+            filterable=True,
+            references="deal",
+            purposes=_SUPPORT,
+        ),
+    ),
+)
+
+CASE = RecordType(
+    resource="case",
+    table="support_case",  # "case" is an SQL keyword
+    label="Case",
+    subject_from="contact_id",
+    fields=(
+        Field(
+            "title",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Title",
+            encrypted=True,
+            required=True,
+            purposes=_SUPPORT,
+        ),
+        Field(
+            "description",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Description",
+            encrypted=True,
+            max_length=5000,
+            purposes=_SUPPORT,
+        ),
+        Field(
+            "kind",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Kind",
+            encrypted=False,
+            required=True,
+            max_length=32,
+            choices=CASE_KINDS,
+            purposes=_SUPPORT,
+            filterable=True,
+        ),
+        Field(
+            "priority",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Priority",
+            encrypted=False,
+            max_length=16,
+            choices=PRIORITIES,
+            default="normal",
+            purposes=_SUPPORT,
+            filterable=True,
+        ),
+        Field(
+            "status",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Status",
+            encrypted=False,
+            max_length=16,
+            choices=CASE_STATUSES,
+            default="open",
+            purposes=_SUPPORT,
+            filterable=True,
+        ),
+        Field(
+            "due_at",
+            Category.CLASSIFICATION,
+            Kind.DATETIME,
+            "Due (SLA)",
+            encrypted=False,
+            max_length=40,
+            purposes=_SUPPORT,
+        ),
+        _contact_ref(),
+    ),
+)
+
+RECORD_TYPES: Mapping[str, RecordType] = {
+    rt.resource: rt for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE)
+}
 
 
 # --- validation and normalisation -------------------------------------------------------
@@ -455,6 +712,10 @@ def _clean(spec: Field, raw: Any, default_region: str) -> Any:
             raise ValueError("expected a whole number")
         if not -(2**53) < raw < 2**53:
             raise ValueError("number out of range")
+        if spec.minimum is not None and raw < spec.minimum:
+            raise ValueError(f"must be at least {spec.minimum}")
+        if spec.maximum is not None and raw > spec.maximum:
+            raise ValueError(f"must be at most {spec.maximum}")
         return raw
     if spec.kind is Kind.REFERENCE:
         if not isinstance(raw, str):
@@ -484,6 +745,8 @@ def _clean(spec: Field, raw: Any, default_region: str) -> Any:
             return dt.date.fromisoformat(value).isoformat()
         except ValueError:
             raise ValueError("expected a date as YYYY-MM-DD") from None
+    if spec.kind is Kind.DATETIME:
+        return _utc_iso(value)
     if spec.kind is Kind.CHOICE and value not in spec.choices:
         raise ValueError("must be one of: " + ", ".join(spec.choices))
     if spec.kind is Kind.COUNTRY:
@@ -491,6 +754,18 @@ def _clean(spec: Field, raw: Any, default_region: str) -> Any:
         if not _COUNTRY.match(value):
             raise ValueError("expected a two-letter ISO 3166 country code")
     return value
+
+
+def _utc_iso(value: str) -> str:
+    """An ISO 8601 date-time in one canonical UTC spelling (no offset means UTC), so that
+    equal moments store and compare equal whatever zone they were typed in."""
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("expected a date and time as YYYY-MM-DDTHH:MM (ISO 8601)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat()
 
 
 def clean_values(
@@ -524,7 +799,11 @@ def clean_values(
             problems[name] = str(exc)
     if not partial:
         for spec in record_type.fields:
-            if spec.required and spec.name not in values:
+            if spec.name in values:
+                continue
+            if spec.default is not None:
+                cleaned[spec.name] = spec.default
+            elif spec.required:
                 problems[spec.name] = "is required"
     if problems:
         raise InvalidValues(problems)

@@ -7,9 +7,12 @@ addresses from the reserved example domains, so no real person can be contacted 
 
 from __future__ import annotations
 
+import datetime as dt
 import random
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from faker import Faker
 
@@ -71,7 +74,8 @@ async def seed_demo_data(
     progress: Callable[[int], None] | None = None,
     consent: ConsentEngine | None = None,
 ) -> int:
-    """Create organizations and contacts owned by the demo sales and support staff."""
+    """Create organizations and contacts owned by the demo sales and support staff, and
+    deals, interactions and cases about some of those contacts."""
     fake = Faker("en_GB")
     Faker.seed(seed)
     rng = random.Random(seed)  # noqa: S311 - fictional demo data, not security
@@ -102,6 +106,7 @@ async def seed_demo_data(
         if progress:
             progress(1)
     subjects: list[str] = []
+    people: list[tuple[str, StaffIdentity]] = []
     stages = ("lead", "prospect", "customer", "customer", "former_customer")
     sources = ("web", "event", "referral", "import", "phone", "partner", "manual")
     for i in range(contacts):
@@ -130,11 +135,86 @@ async def seed_demo_data(
             team=owner.team,
         )
         subjects.append(contact.subject_id)
+        people.append((contact.id, owner))
         if progress:
             progress(1)
+    activity = await seed_demo_activity(gateway, people, owners, rng, fake)
     if consent is not None:
         await seed_demo_consent(consent, subjects, rng)
-    return organizations + contacts
+    return organizations + contacts + activity
+
+
+DEMO_DEAL_SHARE = 0.4  # of contacts with a deal
+DEMO_CASE_SHARE = 0.2
+DEMO_LOST_REASONS = ("price", "competitor", "timing", "no_budget", "no_decision")
+
+
+async def seed_demo_activity(
+    gateway: Gateway,
+    people: list[tuple[str, StaffIdentity]],
+    owners: list[StaffIdentity],
+    rng: random.Random,
+    fake: Faker,
+) -> int:
+    """Deals, interactions and cases for some demo contacts, through the gateway's bulk
+    path: one transaction per record type and owner keeps ``serve --demo`` start-up quick.
+    Deals and interactions belong to the contact's owner; cases to a support agent."""
+    system = Actor.system("demo-seed")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    support = [o for o in owners if o.role == "support"]
+    deals: dict[StaffIdentity, list[dict[str, Any]]] = defaultdict(list)
+    touches: dict[StaffIdentity, list[dict[str, Any]]] = defaultdict(list)
+    cases: dict[StaffIdentity, list[dict[str, Any]]] = defaultdict(list)
+    for contact_id, owner in people:
+        if rng.random() < DEMO_DEAL_SHARE:
+            stage = rng.choice(("qualification", "proposal", "negotiation", "won", "lost"))
+            deal: dict[str, Any] = {
+                "title": f"{fake.bs().capitalize()}"[:200],
+                "amount": rng.randint(5, 500) * 10_000,
+                "currency": rng.choice(("GBP", "GBP", "EUR", "USD")),
+                "stage": stage,
+                "probability": {"won": 100, "lost": 0}.get(stage, rng.choice((20, 40, 60, 80))),
+                "expected_close": (now + dt.timedelta(days=rng.randint(-60, 120)))
+                .date()
+                .isoformat(),
+                "contact_id": contact_id,
+                "notes": fake.sentence(nb_words=10),
+            }
+            if stage == "lost":
+                deal["lost_reason"] = rng.choice(DEMO_LOST_REASONS)
+            deals[owner].append(deal)
+        for _ in range(rng.randint(0, 3)):
+            touches[owner].append(
+                {
+                    "channel": rng.choice(("email", "phone_call", "meeting", "chat", "letter")),
+                    "direction": rng.choice(("inbound", "outbound")),
+                    "occurred_at": (now - dt.timedelta(hours=rng.randint(1, 24 * 90))).isoformat(),
+                    "summary": fake.sentence(nb_words=14),
+                    "contact_id": contact_id,
+                }
+            )
+        if support and rng.random() < DEMO_CASE_SHARE:
+            cases[rng.choice(support)].append(
+                {
+                    "title": fake.sentence(nb_words=5).rstrip("."),
+                    "description": fake.paragraph(nb_sentences=3),
+                    "kind": rng.choice(
+                        ("service_request", "complaint", "product_return", "information_request")
+                    ),
+                    "priority": rng.choice(("low", "normal", "normal", "high", "urgent")),
+                    "status": rng.choice(("open", "open", "pending", "resolved", "closed")),
+                    "due_at": (now + dt.timedelta(hours=rng.randint(-48, 240))).isoformat(),
+                    "contact_id": contact_id,
+                }
+            )
+    created = 0
+    for resource, batches in (("deal", deals), ("interaction", touches), ("case", cases)):
+        for owner, rows in batches.items():
+            result = await gateway.create_many(
+                system, resource, rows, owner_id=owner.user_id, team=owner.team
+            )
+            created += len(result.created)
+    return created
 
 
 DEMO_CONSENT_PEOPLE = 100

@@ -17,6 +17,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.audit.piccolo_app",
         "migrations.consent.piccolo_app",
         "migrations.dsr.piccolo_app",
+        "migrations.portal.piccolo_app",
     ]
 )
 

@@ -58,6 +58,12 @@ DATA_SUBJECTS: Mapping[str, str] = {
         "Contact persons of customer and prospect organizations, and sole traders "
         "(whose business details are personal data)"
     ),
+    "deal": "Customers and prospects with whom a sale is negotiated (the deal's contact)",
+    "interaction": (
+        "Customers and prospects who wrote to, called or met the controller's staff, "
+        "and people mentioned in the conversation summaries"
+    ),
+    "case": "Customers who raised a service request, complaint, return or question",
 }
 TRANSFERS = (
     "None configured: this installation transfers no personal data to a third country or "

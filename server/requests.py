@@ -19,7 +19,15 @@ from server.logs import get_logger
 
 REQUEST_ID_HEADER = "x-request-id"
 # Paths that carry a bearer secret (one-time links): the token is cut from the access log.
-SECRET_PATH_PREFIXES = ("/reset/",)
+# Paths whose last segments are bearer tokens: whoever reads the log could use them.
+SECRET_PATH_PREFIXES = (
+    "/reset/",
+    "/portal/enter/",
+    "/portal/download/",
+    "/consent/confirm/",
+    "/consent/withdraw/",
+    "/preferences/",
+)
 
 
 def loggable_path(path: str) -> str:

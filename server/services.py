@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from audit.alerts import AlertEngine
@@ -13,10 +14,17 @@ from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, w
 from audit.trail import AuditTrail
 from policy.enforcer import PolicyEngine
 from server.auth.service import StaffAccounts
+from server.consent.model import SUBJECT_ACTOR
 from server.consent.service import ConsentEngine
-from server.dsr.requests import DataSubjectRequests
+from server.dsr.erasure import Erasure
+from server.dsr.export import build_export
+from server.dsr.holds import LegalHolds
+from server.dsr.requests import DataRequest, DataSubjectRequests
+from server.dsr.restriction import Restrictions
+from server.dsr.retention import Retention
 from server.gateway import Gateway
 from server.mail import Mailer
+from server.portal.service import Portal
 from server.settings import ConfigurationError, Settings
 from server.vault import (
     EnvKeyProvider,
@@ -40,6 +48,9 @@ class Services:
     alerts: AlertEngine
     consent: ConsentEngine
     requests: DataSubjectRequests
+    portal: Portal
+    erasure: Erasure  # with .holds and .restrictions
+    retention: Retention
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -115,6 +126,34 @@ def build_services(settings: Settings) -> Services:
     consent = ConsentEngine(audit, mailer, settings, consent_secret)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
     requests = DataSubjectRequests(gateway, audit, mailer, settings)
-    return Services(
-        settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent, requests
+    restrictions = Restrictions(audit)
+    gateway.restrictions = restrictions  # restricted people reach only storage purposes
+    erasure = Erasure(gateway, audit, LegalHolds(audit), restrictions)
+    requests.fulfillers["erasure"] = erasure.fulfil
+    requests.fulfillers["restriction"] = partial(restrict_for_request, restrictions)
+    # The customer portal: its links, cookies and throttle keys hang off one derived key.
+    portal = Portal(
+        gateway, audit, mailer, settings, requests, vault.derived_key(b"consentry/portal/v1")
     )
+    services = Services(
+        settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent, requests,
+        portal, erasure=erasure, retention=Retention(gateway, erasure, audit),
+    )  # fmt: skip
+    portal.exporter = partial(export_for_subject, services)
+    # Staff-fulfilled access and portability requests: the person gets an expiring link.
+    requests.fulfillers["access"] = portal.send_download_link
+    requests.fulfillers["portability"] = portal.send_download_link
+    return services
+
+
+async def restrict_for_request(restrictions: Restrictions, request: DataRequest, by: str) -> None:
+    """The ``restriction`` fulfiller: the person is restricted until someone lifts it."""
+    await restrictions.restrict(
+        request.subject_id, "data_subject_request", by=by, request_id=request.id
+    )
+
+
+async def export_for_subject(services: Services, subject_id: str) -> bytes:
+    """The signed export ZIP a person downloads from the portal (audited as theirs)."""
+    bundle = await build_export(services, subject_id, requested_by=SUBJECT_ACTOR)
+    return bundle.zip_bytes

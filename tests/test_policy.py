@@ -36,6 +36,19 @@ ALLOWED_ACTIONS: dict[tuple[str, str], set[str]] = {
     ("compliance", "organization"): {"read", "list"},
     (UNKNOWN_ROLE, "contact"): set(),
     (UNKNOWN_ROLE, "organization"): set(),
+    # Records about one person (tests/test_crm_records.py): deals, interactions, cases.
+    **{("admin", r): set(ACTIONS) for r in ("deal", "interaction", "case")},
+    ("sales", "deal"): {"read", "list", "create", "update", "delete"},
+    ("sales", "interaction"): {"read", "list", "create", "update", "delete"},
+    ("sales", "case"): {"read", "list"},
+    ("support", "deal"): set(),
+    ("support", "interaction"): {"read", "list", "create", "update", "delete"},
+    ("support", "case"): {"read", "list", "create", "update", "delete"},
+    ("marketing", "deal"): {"read", "list"},
+    ("marketing", "interaction"): set(),
+    ("marketing", "case"): set(),
+    **{("compliance", r): {"read", "list"} for r in ("deal", "interaction", "case")},
+    **{(UNKNOWN_ROLE, r): set() for r in ("deal", "interaction", "case")},
 }
 
 ROLE_PURPOSES: dict[str, set[str]] = {
@@ -58,6 +71,14 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("marketing", "organization"): Scope.ALL,
     ("compliance", "contact"): Scope.ALL,
     ("compliance", "organization"): Scope.ALL,
+    **{("admin", r): Scope.ALL for r in ("deal", "interaction", "case")},
+    ("sales", "deal"): Scope.OWN,
+    ("sales", "interaction"): Scope.OWN,
+    ("sales", "case"): Scope.TEAM,
+    ("support", "interaction"): Scope.TEAM,
+    ("support", "case"): Scope.TEAM,
+    ("marketing", "deal"): Scope.ALL,
+    **{("compliance", r): Scope.ALL for r in ("deal", "interaction", "case")},
 }
 
 CAMPAIGN_FIELDS = {

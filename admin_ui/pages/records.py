@@ -19,31 +19,50 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN
 
 from admin_ui.forms import (
+    FormField,
     choice_label,
     display_value,
     field_problems,
-    form_fields,
+    form_field,
     values_from_form,
 )
 from admin_ui.pages.consent import consent_panel
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
-from server.datamap import Kind, RecordType
+from server.datamap import RECORD_TYPES, Kind, RecordType
 from server.gateway import Conflict, Forbidden, Gateway, GatewayError, InvalidInput, NotFound
 from server.gateway import Record as GatewayRecord
 from server.web import services_of
 
 DEFAULT_PAGE_SIZE = 25
 PAGE_SIZES = (10, 25, 50, 100)
-REFERENCE_OPTIONS = 100  # organizations offered in a contact's organization list
+REFERENCE_OPTIONS = 100  # records offered in a reference's drop-down list
+RELATED_ROWS = 10  # deals, interactions and cases shown on a contact's page
 MAX_SEARCH = 320
 # Columns of the list pages, and the fields that make up a record's heading.
 SUMMARY_FIELDS = {
     "contact": ("email", "phone", "lifecycle_stage"),
     "organization": ("domain", "industry", "city"),
+    "deal": ("stage", "amount", "currency", "expected_close"),
+    "interaction": ("direction", "summary"),
+    "case": ("kind", "priority", "status", "due_at"),
 }
-HEADING_FIELDS = {"contact": ("first_name", "last_name"), "organization": ("name",)}
-REFERENCE_TARGETS = {"organization_id": ("organization", "/organizations")}
+HEADING_FIELDS = {
+    "contact": ("first_name", "last_name"),
+    "organization": ("name",),
+    "deal": ("title",),
+    "interaction": ("channel", "occurred_at"),
+    "case": ("title",),
+}
+# Where each record type's pages live: reference fields link there.
+PAGE_PATHS = {
+    "contact": "/contacts",
+    "organization": "/organizations",
+    "deal": "/deals",
+    "interaction": "/interactions",
+    "case": "/cases",
+}
+PLURALS = {"deal": "Deals", "interaction": "Interactions", "case": "Cases"}
 
 
 def _int(value: str | None, default: int, low: int, high: int) -> int:
@@ -56,7 +75,9 @@ def _int(value: str | None, default: int, low: int, high: int) -> int:
 
 def heading_of(rt: RecordType, record: GatewayRecord) -> str:
     parts = [
-        str(record.values[n]) for n in HEADING_FIELDS.get(rt.resource, ()) if record.values.get(n)
+        shown_value(rt, n, record.values[n])
+        for n in HEADING_FIELDS.get(rt.resource, ())
+        if record.values.get(n)
     ]
     return " ".join(parts) or f"{rt.label} {record.id[:8]}"
 
@@ -65,8 +86,13 @@ def shown_value(rt: RecordType, name: str, value: Any) -> str:
     """A value as a page shows it (choices by their label)."""
     if value is None or value == "":
         return ""
-    if rt.by_name[name].kind is Kind.CHOICE:
+    kind = rt.by_name[name].kind
+    if kind is Kind.CHOICE:
         return choice_label(str(value))
+    if kind is Kind.DATETIME:  # canonical UTC ISO 8601 -> "2026-12-01 14:30 UTC"
+        return str(value)[:16].replace("T", " ") + " UTC"
+    if kind is Kind.TEXT and len(str(value)) > 80:
+        return str(value)[:79] + "…"
     return str(value)
 
 
@@ -76,7 +102,14 @@ async def reference_options(gateway: Gateway, visit: Visit, resource: str) -> li
         page = await gateway.list(visit.actor, resource, page=1, page_size=REFERENCE_OPTIONS)
     except GatewayError:
         return []
-    return [(r.id, str(r.values.get("name") or f"{r.id[:8]}…")) for r in page.items]
+    target = RECORD_TYPES[resource]
+    return [(r.id, heading_of(target, r)) for r in page.items]
+
+
+def about_a_person(resource: str) -> bool:
+    """Contacts and the records about one: offering them all in a filter would read (and
+    audit as accessed) a hundred people on every list page, so they are never offered."""
+    return resource == "contact" or RECORD_TYPES[resource].subject_from is not None
 
 
 def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller]:
@@ -91,12 +124,35 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         return services_of(request).gateway
 
     async def options_for(
-        request: Request[Any, Any, Any], visit: Visit, names: set[str] | frozenset[str]
-    ) -> list[tuple[str, str]]:
-        for name, (target, _) in REFERENCE_TARGETS.items():
-            if name in names and name in rt.by_name:
-                return await reference_options(gateway_of(request), visit, target)
-        return []
+        request: Request[Any, Any, Any],
+        visit: Visit,
+        names: set[str] | frozenset[str],
+        chosen: Mapping[str, str] | None = None,
+    ) -> dict[str, list[tuple[str, str]]]:
+        """Drop-down options per reference field. A field already chosen (a deal created
+        from a contact's page) offers just that record: one read, not a hundred."""
+        gateway = gateway_of(request)
+        options: dict[str, list[tuple[str, str]]] = {}
+        for name in names:
+            target = rt.by_name[name].references if name in rt.by_name else None
+            if target is None:
+                continue
+            picked = (chosen or {}).get(name)
+            if picked:
+                try:
+                    other = await gateway.read(visit.actor, target, picked)
+                except GatewayError:
+                    options[name] = []
+                else:
+                    options[name] = [(other.id, heading_of(RECORD_TYPES[target], other))]
+                continue
+            options[name] = await reference_options(gateway, visit, target)
+        return options
+
+    def fields_for(
+        names: list[str] | set[str], options: Mapping[str, list[tuple[str, str]]]
+    ) -> list[FormField]:
+        return [form_field(f, options.get(f.name, ())) for f in rt.fields if f.name in names]
 
     async def list_page(
         request: Request[Any, Any, Any],
@@ -112,9 +168,11 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         if readable is None:  # let the gateway refuse: its refusals are audited
             await gateway.list(visit.actor, resource, page=1, page_size=1)
             raise Forbidden(f"your role may not list {noun} records")
-        shown_filters = [f for f in filterable if f.name in readable]
+        usable = [f for f in filterable if f.name in readable]
+        # Records are filtered by person from that person's page (a link), not from a list.
+        shown_filters = [f for f in usable if not (f.references and about_a_person(f.references))]
         may_search = gateway.permitted_fields(visit.actor, resource, "search")
-        active = {k: v for k, v in filters.items() if v and k in {f.name for f in shown_filters}}
+        active = {k: v for k, v in filters.items() if v and k in {f.name for f in usable}}
         problems: dict[str, str] = {}
         items: list[GatewayRecord] = []
         total = 0
@@ -168,7 +226,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             page_sizes=PAGE_SIZES,
             prev_link=page_link(page - 1) if page > 1 and search is None else "",
             next_link=page_link(page + 1) if page < pages and search is None else "",
-            filters=form_fields(rt, [f.name for f in shown_filters], options),
+            filters=fields_for([f.name for f in shown_filters], options),
             filter_values=active,
             filter_errors={k: v for k, v in problems.items()},
             searchable=[f.label.lower() for f in searchable if f.name in (may_search or ())],
@@ -207,12 +265,23 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         status: int = 200,
     ) -> Template:
         by_field, summary_errors = field_problems(rt, problems or {})
-        options = await options_for(request, visit, set(names))
+        # A new record for a person picked on their page offers only that person; an edit
+        # offers the usual choices (the person of a record is not editable anyway).
+        chosen = {
+            n: values[n]
+            for n in names
+            if record is None
+            and values.get(n)
+            and rt.by_name[n].references
+            and about_a_person(rt.by_name[n].references or "")
+        }
+        options = await options_for(request, visit, set(names), chosen)
         if record is not None:
-            current = record.values.get("organization_id")
-            if current and all(value != current for value, _ in options):
-                options.append((str(current), f"{str(current)[:8]}…"))
-        fields = form_fields(rt, names, options)
+            for name, choices in options.items():
+                current = record.values.get(name)
+                if current and all(value != current for value, _ in choices):
+                    choices.append((str(current), f"{str(current)[:8]}…"))
+        fields = fields_for(names, options)
         return await render(
             request,
             "records/form.html",
@@ -235,7 +304,9 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         """Inputs an edit form may have: writable and readable (a field the user cannot
         see is never offered, so an empty box cannot silently clear it)."""
         names = [
-            f.name for f in rt.fields if f.name in writable and f.name not in record.restricted
+            f.name
+            for f in rt.fields
+            if f.name in writable and f.name not in record.restricted and f.name != rt.subject_from
         ]
         locked = [
             f.label for f in rt.fields if f.name not in names and f.name not in record.restricted
@@ -286,7 +357,13 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             if writable is None:
                 raise Forbidden(f"your role may not create {noun} records")
             names = [f.name for f in rt.fields if f.name in writable]
-            return await form_page(request, visit, names=names, values={})
+            # "New deal" on a contact's page arrives with ?contact_id=...: preselect it.
+            given = {
+                n: str(request.query_params.get(n, "")).strip()
+                for n in names
+                if rt.by_name[n].references and request.query_params.get(n)
+            }
+            return await form_page(request, visit, names=names, values=given)
 
         @post("/new")
         async def create(
@@ -329,14 +406,16 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 value = record.values.get(spec.name)
                 link = ""
                 text = "" if restricted else shown_value(rt, spec.name, value)
-                if not restricted and value and spec.name in REFERENCE_TARGETS:
-                    target, target_path = REFERENCE_TARGETS[spec.name]
-                    link = f"{target_path}/{value}"
+                if not restricted and value and spec.references:
+                    target = spec.references
+                    link = f"{PAGE_PATHS[target]}/{value}"
                     try:
                         other = await gateway.read(visit.actor, target, str(value))
-                        text = str(other.values.get("name") or f"{str(value)[:8]}…")
+                        text = heading_of(RECORD_TYPES[target], other)
                     except GatewayError:
                         text, link = "Not visible to you", ""
+                elif not restricted and value and spec.kind is Kind.TEXT:
+                    text = str(value)  # the whole text on the record's own page
                 rows.append(
                     {
                         "label": spec.label,
@@ -360,6 +439,9 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 rows=rows,
                 can_edit=gateway.permitted_fields(visit.actor, resource, "update") is not None,
                 can_delete=gateway.permitted_fields(visit.actor, resource, "delete") is not None,
+                related=await related_tables(gateway, visit, record)
+                if resource == "contact"
+                else [],
                 # Consent belongs to people: contacts only (the record was readable above).
                 consent=await consent_panel(request, visit, record, base_path)
                 if resource == "contact"
@@ -445,6 +527,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 noun=noun,
                 base_path=base_path,
                 record=record,
+                shreds_key=rt.subject_from is None,
             )
 
         @post("/{record_id:str}/delete")
@@ -464,6 +547,57 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
 
     RecordPages.__name__ = RecordPages.__qualname__ = f"{rt.label}Pages"
     return RecordPages
+
+
+async def related_tables(
+    gateway: Gateway, visit: Visit, contact: GatewayRecord
+) -> list[dict[str, Any]]:
+    """The person's deals, interactions and cases, one small table each - only the types
+    this user may list, through the gateway (scoped, audited) like every other list."""
+    tables: list[dict[str, Any]] = []
+    for rt in RECORD_TYPES.values():
+        if rt.subject_from != "contact_id":
+            continue
+        readable = gateway.permitted_fields(visit.actor, rt.resource, "list")
+        if readable is None or "contact_id" not in readable:
+            continue
+        try:
+            page = await gateway.list(
+                visit.actor,
+                rt.resource,
+                filters={"contact_id": contact.id},
+                page=1,
+                page_size=RELATED_ROWS,
+            )
+        except GatewayError:
+            continue
+        columns = SUMMARY_FIELDS.get(rt.resource, ())
+        path = PAGE_PATHS[rt.resource]
+        may_create = gateway.permitted_fields(visit.actor, rt.resource, "create")
+        tables.append(
+            {
+                "title": PLURALS.get(rt.resource, rt.label + "s"),
+                "noun": rt.label.lower(),
+                "columns": [rt.by_name[n].label for n in columns],
+                "rows": [
+                    {
+                        "link": f"{path}/{r.id}",
+                        "heading": heading_of(rt, r),
+                        "cells": [
+                            (n in r.restricted, shown_value(rt, n, r.values.get(n)))
+                            for n in columns
+                        ],
+                    }
+                    for r in page.items
+                ],
+                "total": page.total,
+                "all_link": f"{path}?{urlencode({'contact_id': contact.id})}",
+                "new_link": f"{path}/new?{urlencode({'contact_id': contact.id})}"
+                if may_create is not None and "contact_id" in may_create
+                else "",
+            }
+        )
+    return tables
 
 
 def _sentence(message: str) -> str:

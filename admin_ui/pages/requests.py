@@ -174,9 +174,12 @@ class RequestPages(Controller):
     ) -> Template:
         """One request: where it stands, its deadline, its history and what can happen next."""
         item = await _get(request, request_id)
+        erasure = services_of(request).erasure
         return await render(
             request,
             "dsr/requests_detail.html",
+            erasure=await erasure.job_for_request(item.id),
+            restrictions=await erasure.restrictions.active(item.subject_id),
             visit=visit,
             section="compliance",
             title="Data-subject request",
@@ -242,6 +245,22 @@ class RequestPages(Controller):
         else:
             due = f"{change.request.deadline:%Y-%m-%d}"
             await _flash_change(request, visit, f"Deadline extended to {due}.", change.mail.sent)
+        return see_other(f"{BASE}/{item.id}")
+
+    @post("/{request_id:str}/unrestrict")
+    async def unrestrict(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        request_id: FromPath[str],
+    ) -> Redirect:
+        """Lift the person's restriction of processing (Art. 18(3)); audited."""
+        item = await _get(request, request_id)
+        lifted = await services_of(request).erasure.restrictions.lift(
+            item.subject_id, by=visit.actor.id, by_role=visit.identity.role
+        )
+        text = "Restriction lifted." if lifted else "The person was not restricted."
+        await flash(request, visit, text)
         return see_other(f"{BASE}/{item.id}")
 
 

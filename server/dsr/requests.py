@@ -16,7 +16,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,11 +222,12 @@ def _request_of(row: Mapping[str, Any], now: dt.datetime | None = None) -> DataR
     return DataRequest(**{**request.__dict__, "overdue": overdue})
 
 
-Fulfiller = Callable[["DataRequest", str], Awaitable[None]]
+Fulfiller = Callable[["DataRequest", str], Awaitable[Sequence[str] | None]]
 """Carries out an approved request of one kind (``fulfillers[kind]``): called with the
 request and the acting ``by`` id before the request becomes ``fulfilled``. It must be
 idempotent (a retry after a crash runs it again) and raise :class:`RequestError` to keep
-the request ``approved`` with a reason staff can read."""
+the request ``approved`` with a reason staff can read. It may return lines for the
+e-mail telling the person (e.g. records kept under a legal hold, and until when)."""
 
 
 class DataSubjectRequests:
@@ -286,6 +287,15 @@ class DataSubjectRequests:
         if overdue_only:
             requests = [r for r in requests if r.overdue]
         return sorted(requests, key=lambda r: (r.deadline, r.received_at, r.id))
+
+    async def for_subject(
+        self, subject_id: str, *, now: dt.datetime | None = None
+    ) -> list[DataRequest]:
+        """One person's requests, newest first: what the portal shows them."""
+        subject = _uuid(subject_id, "invalid_subject", "subject")
+        rows = await DsrRequest.select().where(DsrRequest.subject_id == subject)
+        requests = [_request_of(row, now or _now()) for row in rows]
+        return sorted(requests, key=lambda r: (r.received_at, r.id), reverse=True)
 
     # -- changing ----------------------------------------------------------------------
 
@@ -364,6 +374,7 @@ class DataSubjectRequests:
         _code(to_state, STATES, "unknown_state", "state")
         key = _uuid(request_id, "not_found", "request")
         address: str | None = None
+        notes: tuple[str, ...] = ()
         if to_state == "fulfilled":
             request = await self.get(str(key))
             if "fulfilled" not in request.next_states:
@@ -376,7 +387,7 @@ class DataSubjectRequests:
                 # Read the address first: fulfilling an erasure destroys it, and the person
                 # must still be told that their request was carried out.
                 address = await self._address_of(request)
-                await fulfiller(request, by)
+                notes = tuple(await fulfiller(request, by) or ())
         now = _now()
         async with db.write_transaction():
             row = await DsrRequest.select().where(DsrRequest.id == key).first()
@@ -408,7 +419,7 @@ class DataSubjectRequests:
                 key, str(row["subject_id"]), current, to_state, by, by_role, now, code,
                 audit_request_id, verb=VERBS[to_state], detail={"kind": str(row["kind"])},
             )  # fmt: skip
-        return await self._notify(str(key), address=address)
+        return await self._notify(str(key), address=address, notes=notes)
 
     async def extend(
         self,
@@ -504,7 +515,7 @@ class DataSubjectRequests:
 
     # -- telling the person --------------------------------------------------------------
 
-    def message(self, request: DataRequest) -> tuple[str, str]:
+    def message(self, request: DataRequest, notes: Sequence[str] = ()) -> tuple[str, str]:
         """The subject line and text telling the person where their request stands.
 
         Says the kind, the state and the deadline; names nobody and quotes no data.
@@ -528,18 +539,21 @@ class DataSubjectRequests:
                 "You may lodge a complaint with a supervisory authority and seek a judicial "
                 "remedy.",
             ]
+        lines += list(notes)
         lines += ["", f"{self._controller}", f"Contact: {self._contact}".rstrip()]
         subject = f"Your data request: {state}"
         return subject, "\n".join(lines) + "\n"
 
-    async def _notify(self, request_id: str, *, address: str | None = None) -> RequestChange:
+    async def _notify(
+        self, request_id: str, *, address: str | None = None, notes: Sequence[str] = ()
+    ) -> RequestChange:
         """E-mail the person; the outcome is audited as a code. Never raises.
 
         ``address`` is one read before a fulfiller ran (an erased person can no longer be
         looked up); otherwise the contact record is read now."""
         request = await self.get(request_id)
         if address:
-            subject, text = self.message(request)
+            subject, text = self.message(request, notes)
             result = await self._mailer.send(address, subject, text)
         else:
             result = await self._send(request)

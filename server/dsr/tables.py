@@ -11,7 +11,7 @@ writes to these tables.
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, Serial, Timestamptz, Varchar
+from piccolo.columns import UUID, Date, Serial, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 
@@ -45,3 +45,61 @@ class DsrRequestEvent(Table, tablename="dsr_request_event"):
     actor_id = Varchar(length=64)  # "user:12", "subject", "system:..."
     at = Timestamptz()
     reason = Varchar(length=32, default="")  # a code: rejection or extension reason
+
+
+class LegalHold(Table, tablename="legal_hold"):
+    """Records of one person that must be kept despite an erasure request (Art. 17(3)):
+    ``scope`` is a record type or ``all``, ``reason`` a code, never free text. A hold ends
+    when ``held_until`` has passed or it is released; the retention run then finishes the
+    erasure it held back."""
+
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)
+    scope = Varchar(length=32)
+    reason = Varchar(length=32)
+    held_until = Date()
+    created_by = Varchar(length=64)
+    created_at = Timestamptz()
+    released_at = Timestamptz(null=True, default=None)
+    released_by = Varchar(length=64, default="")
+
+
+class ProcessingRestriction(Table, tablename="processing_restriction"):
+    """A restriction of processing (Art. 18): while ``lifted_at`` is empty the gateway keeps
+    the person's records out of every purpose but storage and legal ones."""
+
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)
+    reason = Varchar(length=32)
+    request_id = Varchar(length=64, null=True, default=None)
+    since = Timestamptz()
+    created_by = Varchar(length=64)
+    lifted_at = Timestamptz(null=True, default=None, index=True)
+    lifted_by = Varchar(length=64, default="")
+
+
+class ErasureJob(Table, tablename="erasure_job"):
+    """Progress of one person's erasure, so a crash at any step can be resumed: the steps
+    done (``mentions,records,keys``) and counts per record type as JSON - ids and numbers
+    only. One job per subject: erasing an erased person again is a no-op."""
+
+    id = UUID(primary_key=True)
+    subject_id = UUID(unique=True)
+    request_id = Varchar(length=64, null=True, default=None, index=True)
+    state = Varchar(length=16)  # running | held | done
+    steps = Varchar(length=64, default="")
+    counts = Text(default="{}")
+    started_by = Varchar(length=64)
+    started_at = Timestamptz()
+    updated_at = Timestamptz()
+    finished_at = Timestamptz(null=True, default=None)
+
+
+class RetentionRun(Table, tablename="retention_run"):
+    """One row per day the scheduled retention run was claimed: the unique ``day`` is the
+    lock that lets exactly one server worker run it."""
+
+    id = UUID(primary_key=True)
+    day = Varchar(length=10, unique=True)
+    started_at = Timestamptz()
+    finished_at = Timestamptz(null=True, default=None)

@@ -19,7 +19,7 @@ import builtins
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -37,13 +37,15 @@ from server.datamap import (
     RECORD_TYPES,
     Field,
     InvalidValues,
+    Kind,
     RecordType,
     clean_values,
     shown_name,
 )
+from server.gateway import erasure
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
-from server.gateway.tables import TABLES, Contact
+from server.gateway.tables import TABLES
 from server.vault import DataKey, Vault
 from server.vault.envelope import CiphertextError
 
@@ -51,6 +53,21 @@ P = ParamSpec("P")
 T = TypeVar("T")
 MAX_PAGE_SIZE = 100
 READ_ACTIONS = {"read", "list", "search", "export"}
+# The purposes a restricted person's data may still serve (Art. 18(2)): storage and the
+# controller's legal obligations (requests, audits, legal holds).
+STORAGE_PURPOSES = frozenset({"compliance"})
+
+
+def _plain_value(raw: Any) -> Any:
+    """A plaintext column as the API shows it: ids and moments as strings (UTC ISO 8601),
+    exactly as ``clean_values`` canonicalised them on the way in."""
+    if isinstance(raw, uuid.UUID):
+        return str(raw)
+    if isinstance(raw, dt.datetime):
+        return raw.astimezone(dt.UTC).isoformat()
+    if isinstance(raw, dt.date):
+        return raw.isoformat()
+    return raw
 
 
 class OutsideScope(Forbidden):
@@ -70,6 +87,7 @@ class Record:
     updated_at: dt.datetime
     values: dict[str, Any]  # only the fields this actor may read
     restricted: tuple[str, ...]  # fields that exist but are hidden from this actor
+    erased: bool = False  # a tombstone: the person was erased, the values are gone
 
 
 @dataclass(frozen=True)
@@ -158,6 +176,15 @@ class SubjectBasis(Protocol):
     ) -> AudienceCondition: ...
 
 
+class SubjectRestrictions(Protocol):
+    """What the gateway asks the restriction register (``server.dsr.restriction``): is one
+    person restricted, and which people are not (as a WHERE condition)."""
+
+    async def is_restricted(self, subject_id: str) -> bool: ...
+
+    async def unrestricted_subjects(self) -> AudienceCondition: ...
+
+
 class Gateway:
     def __init__(
         self, vault: Vault, policy: PolicyEngine, audit: AuditLog, *, default_region: str = "GB"
@@ -169,6 +196,9 @@ class Gateway:
         # Set by build_services once the consent engine exists; until then every purpose
         # that needs a per-person basis is refused (fail closed).
         self.subject_basis: SubjectBasis | None = None
+        # Set by build_services (server.dsr.restriction); until then only the storage
+        # purposes reach anyone (fail closed).
+        self.restrictions: SubjectRestrictions | None = None
 
     # --- decisions and audit ----------------------------------------------------------------
 
@@ -296,6 +326,7 @@ class Gateway:
         """Under a purpose that rests on each person's own consent (or that they may object
         to), reach only the people with a valid basis: compiled into the WHERE like the
         record scope, so counts and pages are right and a withdrawal counts at once."""
+        query = await self._unrestricted(query, table, purpose)
         if not PURPOSES[purpose].per_subject:
             return query
         if self.subject_basis is None:
@@ -303,11 +334,46 @@ class Gateway:
         audience = await self.subject_basis.subjects_with_basis(purpose)
         return query.where(audience.where(getattr(table, "subject_id")))
 
+    async def _unrestricted(self, query: Any, table: type[Table], purpose: str) -> Any:
+        """Leave out people whose processing is restricted (Art. 18), in the WHERE clause,
+        unless the purpose is storage-and-legal (``STORAGE_PURPOSES``)."""
+        if purpose in STORAGE_PURPOSES:
+            return query
+        if self.restrictions is None:
+            raise Forbidden(f"no restriction register: nothing may be processed for {purpose}")
+        condition = await self.restrictions.unrestricted_subjects()
+        return query.where(condition.where(getattr(table, "subject_id")))
+
+    async def _require_unrestricted(
+        self, actor: Actor, rt: RecordType, action: str, purpose: str, row: Mapping[str, Any]
+    ) -> None:
+        """One record of a restricted person, outside the storage purposes: refused (403,
+        reason ``restricted``) and audited."""
+        if purpose in STORAGE_PURPOSES:
+            return
+        subject = str(row["subject_id"])
+        if self.restrictions is not None and not await self.restrictions.is_restricted(subject):
+            return
+        raise await self._deny(
+            actor,
+            rt,
+            action,
+            purpose,
+            "restricted",
+            Forbidden(
+                "this person's data is restricted (Art. 18): it may only be stored, or used "
+                "for compliance and legal claims"
+            ),
+            record_id=str(row["id"]),
+            subject_ids=(subject,),
+        )
+
     async def _require_basis(
         self, actor: Actor, rt: RecordType, action: str, purpose: str, row: Mapping[str, Any]
     ) -> None:
         """One person's record under a per-person purpose: refused, audited, and explained
         when they gave no valid basis (no consent, withdrawn, expired, objected)."""
+        await self._require_unrestricted(actor, rt, action, purpose, row)
         if not PURPOSES[purpose].per_subject:
             return
         subject = str(row["subject_id"])
@@ -382,7 +448,7 @@ class Gateway:
             elif spec.encrypted:
                 values[spec.name] = self._decrypt(rt, spec, row_id, key, raw)
             else:
-                values[spec.name] = str(raw) if isinstance(raw, uuid.UUID) else raw
+                values[spec.name] = _plain_value(raw)
         restricted = tuple(f.name for f in rt.fields if f.name not in readable)
         return Record(
             resource=rt.resource,
@@ -394,6 +460,7 @@ class Gateway:
             updated_at=row["updated_at"],
             values=values,
             restricted=restricted,
+            erased=key is None or erasure.is_tombstone(rt, row),
         )
 
     def _decrypt(
@@ -625,6 +692,55 @@ class Gateway:
             )
         return found
 
+    # --- erasure and retention (server.gateway.erasure; orchestrated by server.dsr) --------
+
+    async def subject_record_counts(self, subject_id: str) -> dict[str, int]:
+        """Records per type carrying this subject id, tombstones included (ids only)."""
+        return await erasure.record_counts(self, subject_id)
+
+    async def erase_mentions(
+        self, actor: Actor, subject_id: str, *, batch_size: int = 500
+    ) -> erasure.MentionScrub:
+        """Scrub the person's names, addresses and numbers from other people's free text."""
+        return await erasure.scrub_mentions(self, actor, subject_id, batch_size=batch_size)
+
+    async def erase_subject(
+        self, actor: Actor, subject_id: str, *, keep: Collection[str] = ()
+    ) -> dict[str, int]:
+        """Turn the person's records into tombstones, except the types in ``keep``."""
+        return await erasure.tombstone_subject(self, actor, subject_id, keep=keep)
+
+    async def shred_subject(self, actor: Actor, subject_id: str) -> None:
+        """Destroy the person's data keys (after every record is a tombstone)."""
+        await erasure.shred_subject_key(self, actor, subject_id)
+
+    async def expired_records(
+        self,
+        actor: Actor,
+        resource: str,
+        *,
+        older_than: dt.datetime,
+        age_column: str,
+        when: Mapping[str, Sequence[str]],
+        free_text_only: bool,
+    ) -> builtins.list[tuple[str, str]]:
+        """(record id, subject id) of records past a retention period, not yet erased."""
+        return await erasure.expired_records(
+            self,
+            actor,
+            resource,
+            older_than=older_than,
+            age_column=age_column,
+            when=when,
+            free_text_only=free_text_only,
+        )
+
+    async def anonymise_records(
+        self, actor: Actor, resource: str, record_ids: Sequence[str]
+    ) -> int:
+        """Clear the free text of these records; the records and their people stay."""
+        return await erasure.anonymise_records(self, actor, resource, record_ids)
+
     def _filter_conditions(
         self,
         rt: RecordType,
@@ -827,14 +943,18 @@ class Gateway:
         await self._refuse_new_person(actor, rt, Action.CREATE, purpose)
         cleaned = await self._clean(actor, rt, Action.CREATE, purpose, values, partial=False)
         await self._check_writable(actor, rt, Action.CREATE, purpose, decision, cleaned)
-        await self._check_references(actor, rt, cleaned, purpose)
+        referenced = await self._check_references(actor, rt, cleaned, purpose)
         owner = owner_id if owner_id is not None else (actor.user_id or 0)
         record_team = team if team is not None else actor.team
         now = dt.datetime.now(dt.UTC)
         row_id = str(uuid.uuid4())
         try:
             async with db.write_transaction():
-                key = await self.vault.new_subject(rt.resource)
+                if rt.subject_from is None:
+                    key = await self.vault.new_subject(rt.resource)
+                else:
+                    source = referenced[(rt.subject_from, str(cleaned[rt.subject_from]))]
+                    key = (await self._subject_keys(rt, [str(source["subject_id"])]))[0]
                 columns = self.vault.encrypt_values(rt, row_id, key, cleaned)
                 await table.insert(
                     table(
@@ -915,9 +1035,14 @@ class Gateway:
                 rejected[index] = dict.fromkeys(hidden, "your role may not set this field")
                 continue
             good.append(cleaned)
-        org_ids = {str(v["organization_id"]) for v in good if v.get("organization_id")}
-        for org_id in org_ids:
-            await self._check_references(actor, rt, {"organization_id": org_id}, purpose)
+        referenced: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for cleaned in good:
+            wanted = {
+                name: value
+                for name, value in cleaned.items()
+                if rt.by_name[name].references and value and (name, str(value)) not in referenced
+            }
+            referenced |= await self._check_references(actor, rt, wanted, purpose)
         owner = owner_id if owner_id is not None else (actor.user_id or 0)
         record_team = team if team is not None else actor.team
         now = dt.datetime.now(dt.UTC)
@@ -925,7 +1050,14 @@ class Gateway:
         if good:
             try:
                 async with db.write_transaction():
-                    keys = await self.vault.new_subjects(rt.resource, len(good))
+                    if rt.subject_from is None:
+                        keys = await self.vault.new_subjects(rt.resource, len(good))
+                    else:
+                        source = rt.subject_from
+                        subjects = [
+                            str(referenced[(source, str(v[source]))]["subject_id"]) for v in good
+                        ]
+                        keys = await self._subject_keys(rt, subjects)
                     instances = []
                     for cleaned, key in zip(good, keys, strict=True):
                         row_id = str(uuid.uuid4())
@@ -954,7 +1086,7 @@ class Gateway:
                             resource_type=rt.resource,
                             outcome=Outcome.ALLOWED,
                             purpose=purpose,
-                            subject_ids=tuple(k.subject_id for k in keys),
+                            subject_ids=tuple(dict.fromkeys(k.subject_id for k in keys)),
                             fields=tuple(fields),
                             reason="allowed",
                             request_id=actor.request_id,
@@ -1033,6 +1165,13 @@ class Gateway:
             record_id=str(row["id"]),
             subject_ids=subject,
         )
+        source = rt.subject_from
+        if source is not None and source in cleaned and str(cleaned[source]) != str(row[source]):
+            raise InvalidInput(
+                f"{source}: cannot be changed; a {rt.resource} stays with the person it is "
+                f"about (create a new {rt.resource} for someone else)",
+                problems={source: "cannot be changed"},
+            )
         await self._check_references(actor, rt, cleaned, purpose)
         row_id = str(row["id"])
         try:
@@ -1072,7 +1211,10 @@ class Gateway:
     async def delete(
         self, actor: Actor, resource: str, record_id: str, *, purpose: str | None = None
     ) -> None:
-        """Delete a record and shred its subject's data key (no copy stays readable)."""
+        """Delete a record; a record that is its own subject (a contact, an organization)
+        also has its data key shredded, so no copy stays readable. A record about someone
+        else (a deal, an interaction, a case) is sealed under that person's key, which
+        must survive: only deleting or erasing the person shreds it."""
         rt, table = self._record_type(resource)
         purpose = purpose or self.default_purpose(actor.role)
         decision = self._decide(actor, rt, "delete", purpose)
@@ -1091,15 +1233,17 @@ class Gateway:
         await self._require_basis(actor, rt, Action.DELETE, purpose, found)
         row_id = str(found["id"])
         subject = (str(found["subject_id"]),)
-        if rt.resource == "organization":
-            members = await Contact.count().where(Contact.organization_id == uuid.UUID(row_id))
-            if members:
-                raise Conflict(
-                    f"this organization still has {members} contact(s); move or delete them first"
-                )
+        dependants = await self._referencing(rt, row_id)
+        if dependants:
+            raise Conflict(
+                f"this {rt.resource} still has "
+                + ", ".join(f"{n} {name}(s)" for name, n in dependants.items())
+                + "; move or delete them first"
+            )
         async with db.write_transaction():
             await table.delete().where(table._meta.primary_key == uuid.UUID(row_id))
-            await self.vault.shred_subject(subject[0])
+            if rt.subject_from is None:
+                await self.vault.shred_subject(subject[0])
             await self.audit.append(
                 self._event(actor, rt, Action.DELETE, purpose, row_id, subject, ())
             )
@@ -1191,17 +1335,58 @@ class Gateway:
 
     async def _check_references(
         self, actor: Actor, rt: RecordType, cleaned: Mapping[str, Any], purpose: str
-    ) -> None:
-        org_id = cleaned.get("organization_id")
-        if rt.resource != "contact" or not org_id:
-            return
-        org_rt, org_table = self._record_type("organization")
-        decision = self._decide(actor, org_rt, "read", purpose)
-        if not decision.allowed or await self._find(org_table, decision, actor, org_id) is None:
-            raise InvalidInput(
-                "organization_id: no such organization",
-                problems={"organization_id": "no such organization"},
+    ) -> dict[tuple[str, str], Mapping[str, Any]]:
+        """Every reference must name a record the actor can read (else the same 400 as a
+        missing one: an id must not reveal that a hidden record exists). Returns the rows
+        found, by (field, id), so a create can take the subject from its source."""
+        found: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for spec in rt.fields:
+            target = spec.references
+            value = cleaned.get(spec.name)
+            if target is None or not value:
+                continue
+            target_rt, target_table = self._record_type(target)
+            decision = self._decide(actor, target_rt, "read", purpose)
+            row = (
+                await self._find(target_table, decision, actor, str(value))
+                if decision.allowed
+                else None
             )
+            if row is None:
+                raise InvalidInput(
+                    f"{spec.name}: no such {target}", problems={spec.name: f"no such {target}"}
+                )
+            found[(spec.name, str(value))] = row
+        return found
+
+    async def _subject_keys(
+        self, rt: RecordType, subjects: Sequence[str]
+    ) -> builtins.list[DataKey]:
+        """The data keys of the people these new records are about (inside the write
+        transaction, so a concurrent erasure either happened before or waits)."""
+        keys = await self.vault.keys_for(subjects)
+        missing = [s for s in subjects if s not in keys]
+        if missing:
+            raise Conflict(
+                f"the person this {rt.resource} is about has been erased; "
+                f"no {rt.resource} can be added for them"
+            )
+        return [keys[s] for s in subjects]
+
+    async def _referencing(self, rt: RecordType, row_id: str) -> dict[str, int]:
+        """How many records of each type point at this one (unscoped: a record someone
+        else can see still depends on it). Deleting it would leave them dangling."""
+        counts: dict[str, int] = {}
+        for other in RECORD_TYPES.values():
+            other_table = TABLES[other.resource]
+            for spec in other.fields:
+                if spec.references != rt.resource:
+                    continue
+                column = getattr(other_table, spec.name)
+                n = int(await other_table.count().where(column == uuid.UUID(row_id)))
+                if n:
+                    counts[other.resource] = counts.get(other.resource, 0) + n
+        return counts
 
     async def _recheck(
         self, actor: Actor, rt: RecordType, table: type[Table], row_id: str, purpose: str
@@ -1226,8 +1411,14 @@ class Gateway:
     def _to_db(self, rt: RecordType, columns: Mapping[str, Any]) -> dict[str, Any]:
         out = dict(columns)
         for spec in rt.fields:
-            if spec.kind == "reference" and out.get(spec.name):
+            if spec.encrypted or not out.get(spec.name):
+                continue
+            if spec.kind is Kind.REFERENCE:
                 out[spec.name] = uuid.UUID(out[spec.name])
+            elif spec.kind is Kind.DATE:  # plaintext dates and times are typed columns
+                out[spec.name] = dt.date.fromisoformat(out[spec.name])
+            elif spec.kind is Kind.DATETIME:
+                out[spec.name] = dt.datetime.fromisoformat(out[spec.name])
         return out
 
     def _materialize_plain(

@@ -7,7 +7,7 @@ integer ``<field>_bidx`` columns. Every column here must be declared in the data
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import UUID, Date, Integer, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 
@@ -59,4 +59,60 @@ class Organization(Table, tablename="organization"):
     notes = Text(null=True, default=None)
 
 
-TABLES: dict[str, type[Table]] = {"contact": Contact, "organization": Organization}
+class Deal(Table, tablename="deal"):
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)  # the contact's: the deal is about that person
+    owner_id = Integer(index=True)
+    team = Varchar(length=64, index=True)
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    title = Text()
+    amount = Integer(null=True, default=None)
+    currency = Varchar(length=3, null=True, default=None)
+    stage = Varchar(length=32, null=True, default=None, index=True)
+    probability = Integer(null=True, default=None)
+    expected_close = Date(null=True, default=None)
+    lost_reason = Varchar(length=32, null=True, default=None)
+    contact_id = UUID(index=True)
+    organization_id = UUID(null=True, default=None, index=True)
+    notes = Text(null=True, default=None)
+
+
+class Interaction(Table, tablename="interaction"):
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)
+    owner_id = Integer(index=True)
+    team = Varchar(length=64, index=True)
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    channel = Varchar(length=32, index=True)
+    direction = Varchar(length=16, null=True, default=None)
+    occurred_at = Timestamptz(index=True)
+    summary = Text(null=True, default=None)
+    contact_id = UUID(index=True)
+    deal_id = UUID(null=True, default=None, index=True)
+
+
+class Case(Table, tablename="support_case"):  # "case" is an SQL keyword
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)
+    owner_id = Integer(index=True)
+    team = Varchar(length=64, index=True)
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    title = Text()
+    description = Text(null=True, default=None)
+    kind = Varchar(length=32)
+    priority = Varchar(length=16, null=True, default=None)
+    status = Varchar(length=16, null=True, default=None, index=True)
+    due_at = Timestamptz(null=True, default=None, index=True)
+    contact_id = UUID(index=True)
+
+
+TABLES: dict[str, type[Table]] = {
+    "contact": Contact,
+    "organization": Organization,
+    "deal": Deal,
+    "interaction": Interaction,
+    "case": Case,
+}

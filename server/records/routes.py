@@ -129,38 +129,40 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             )
             return record_json(record)
 
-        @post(
-            "/search",
-            status_code=200,
-            description=(
-                "Exact search by one of: " + ", ".join(searchable) + ", e.g. "
-                f'`{{"{searchable[0]}": "..."}}`. A POST so that the search term never appears '
-                "in a URL, a proxy log or browser history."
-            ),
-        )
-        async def search_records(
-            self,
-            request: Request[Any, Any, Any],
-            actor: NamedDependency[Actor],
-            data: JSONBody[dict[str, Any]],
-        ) -> dict[str, Any]:
-            given = {k: v for k, v in data.items() if v not in (None, "")}
-            if len(given) != 1 or next(iter(given)) not in searchable:
-                raise InvalidInput(
-                    "search takes exactly one of: " + ", ".join(searchable),
-                    problems={
-                        shown_name(k): "not searchable" for k in given if k not in searchable
-                    },
-                )
-            field_name, value = next(iter(given.items()))
-            if not isinstance(value, str) or len(value) > MAX_SEARCH_VALUE:
-                raise InvalidInput(
-                    f"{field_name}: expected a string of at most {MAX_SEARCH_VALUE} characters"
-                )
-            matches = await _gateway(request).search(
-                actor, resource, field_name, value, purpose=purpose_of(request)
+        if searchable:  # a record type without blind indexes has no exact search
+
+            @post(
+                "/search",
+                status_code=200,
+                description=(
+                    "Exact search by one of: " + ", ".join(searchable) + ", e.g. "
+                    f'`{{"{searchable[0]}": "..."}}`. A POST so that the search term never appears '
+                    "in a URL, a proxy log or browser history."
+                ),
             )
-            return {"items": [record_json(r) for r in matches], "total": len(matches)}
+            async def search_records(
+                self,
+                request: Request[Any, Any, Any],
+                actor: NamedDependency[Actor],
+                data: JSONBody[dict[str, Any]],
+            ) -> dict[str, Any]:
+                given = {k: v for k, v in data.items() if v not in (None, "")}
+                if len(given) != 1 or next(iter(given)) not in searchable:
+                    raise InvalidInput(
+                        "search takes exactly one of: " + ", ".join(searchable),
+                        problems={
+                            shown_name(k): "not searchable" for k in given if k not in searchable
+                        },
+                    )
+                field_name, value = next(iter(given.items()))
+                if not isinstance(value, str) or len(value) > MAX_SEARCH_VALUE:
+                    raise InvalidInput(
+                        f"{field_name}: expected a string of at most {MAX_SEARCH_VALUE} characters"
+                    )
+                matches = await _gateway(request).search(
+                    actor, resource, field_name, value, purpose=purpose_of(request)
+                )
+                return {"items": [record_json(r) for r in matches], "total": len(matches)}
 
         @get(
             "/{record_id:str}",
@@ -207,7 +209,9 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
         @delete(
             "/{record_id:str}",
             status_code=HTTP_204_NO_CONTENT,
-            description="Delete the record and destroy its encryption key.",
+            description="Delete the record. A record that is its own data subject (a contact, "
+            "an organization) also has its encryption key destroyed; a deal, interaction or case "
+            "is removed alone. Refused (409) while other records still point at it.",
         )
         async def delete_record(
             self,

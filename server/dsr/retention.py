@@ -1,0 +1,295 @@
+"""Retention as code: what is kept how long, and what happens when the time is up.
+
+``RULES`` is the one table of retention periods. Each rule names a record type, the age
+that counts (``updated_at``: untouched for that long; ``created_at``: that old), the
+plaintext classification values it applies to, and what happens:
+
+- ``erase``: the person is erased exactly as on request (:class:`server.dsr.erasure.
+  Erasure`): mentions scrubbed, records tombstoned, key shredded, legal holds honoured;
+- ``anonymise``: only the free text of the matching records is erased; the records, and
+  the person they are about, stay (so workload and pipeline figures keep adding up).
+
+The data map's prose ``retention`` of every field a rule acts on must state the same
+period (a test checks it), so the record of processing and subject exports say what the
+code does. A run also finishes erasures that waited for a legal hold that has ended.
+Everything is done by the system actor ``system:retention``, and audited as such.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from audit.events import AuditEvent, Outcome
+from audit.log import AuditLog
+from server import db
+from server.datamap import RECORD_TYPES
+from server.dsr.erasure import Erasure
+from server.dsr.tables import RetentionRun
+from server.gateway import Actor, Gateway
+
+JOB = "retention"
+BY = f"system:{JOB}"
+PURPOSE = "compliance"
+BATCH = 500
+FINISH_HELD = "held_erasures"
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    name: str
+    resource: str
+    action: str  # erase | anonymise
+    years: int
+    age_column: str  # updated_at | created_at
+    when: Mapping[str, tuple[str, ...]]
+    description: str
+
+    def cutoff(self, now: dt.datetime) -> dt.datetime:
+        """``years`` calendar years before ``now`` (29 February -> 28 February)."""
+        try:
+            return now.replace(year=now.year - self.years)
+        except ValueError:
+            return now.replace(year=now.year - self.years, day=28)
+
+
+RULES: tuple[RetentionRule, ...] = (
+    RetentionRule(
+        "inactive_contacts",
+        "contact",
+        "erase",
+        3,
+        "updated_at",
+        {"lifecycle_stage": ("lead", "former_customer")},
+        "Leads and former customers untouched for 3 years are erased.",
+    ),
+    RetentionRule(
+        "old_interactions",
+        "interaction",
+        "anonymise",
+        3,
+        "created_at",
+        {},
+        "The summaries of interactions older than 3 years are erased.",
+    ),
+    RetentionRule(
+        "closed_cases",
+        "case",
+        "anonymise",
+        3,
+        "updated_at",
+        {"status": ("resolved", "closed")},
+        "Titles and descriptions of cases closed for 3 years are erased.",
+    ),
+    RetentionRule(
+        "lost_deals",
+        "deal",
+        "anonymise",
+        3,
+        "updated_at",
+        {"stage": ("lost",)},
+        "Titles and notes of deals lost 3 years ago are erased; amounts stay in the totals.",
+    ),
+)
+
+
+def active_rules() -> tuple[RetentionRule, ...]:
+    """The rules whose record type exists in this installation's data map."""
+    return tuple(rule for rule in RULES if rule.resource in RECORD_TYPES)
+
+
+@dataclass
+class RuleReport:
+    rule: str
+    resource: str
+    action: str
+    matched: int = 0  # people (erase) or records (anonymise) past their period
+    erased: int = 0  # people erased completely
+    anonymised: int = 0  # records whose free text was erased
+    held: int = 0  # kept back by a legal hold
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    at: dt.datetime
+    dry_run: bool
+    rules: list[RuleReport] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "matched": sum(r.matched for r in self.rules),
+            "erased": sum(r.erased for r in self.rules),
+            "anonymised": sum(r.anonymised for r in self.rules),
+            "held": sum(r.held for r in self.rules),
+        }
+
+
+Progress = Callable[[str, int, int], None]  # rule name, done, total
+
+
+class Retention:
+    def __init__(self, gateway: Gateway, erasure: Erasure, audit: AuditLog) -> None:
+        self._gateway = gateway
+        self._erasure = erasure
+        self._audit = audit
+
+    async def run(
+        self,
+        *,
+        dry_run: bool = False,
+        now: dt.datetime | None = None,
+        progress: Progress | None = None,
+    ) -> RetentionReport:
+        """Apply every rule. A dry run reads and reports, and changes nothing."""
+        moment = now or dt.datetime.now(dt.UTC)
+        today = moment.date()
+        actor = Actor.system(JOB)
+        report = RetentionReport(moment, dry_run)
+        report.rules.append(await self._finish_held(dry_run, today, progress))
+        for rule in active_rules():
+            line = RuleReport(rule.name, rule.resource, rule.action)
+            report.rules.append(line)
+            found = await self._gateway.expired_records(
+                actor,
+                rule.resource,
+                older_than=rule.cutoff(moment),
+                age_column=rule.age_column,
+                when=rule.when,
+                free_text_only=rule.action == "anonymise",
+            )
+            if rule.action == "erase":
+                await self._erase(rule, line, found, dry_run, today, progress)
+            else:
+                await self._anonymise(rule, line, found, dry_run, today, progress)
+        async with db.write_transaction():
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=BY,
+                    actor_role="system",
+                    action="retention.run",
+                    resource_type="retention",
+                    outcome=Outcome.ALLOWED,
+                    purpose=PURPOSE,
+                    reason="dry_run" if dry_run else "",
+                    detail={
+                        f"{r.rule}.{k}": v
+                        for r in report.rules
+                        for k, v in (
+                            ("matched", r.matched),
+                            ("erased", r.erased),
+                            ("anonymised", r.anonymised),
+                            ("held", r.held),
+                        )
+                    },
+                )
+            )
+        return report
+
+    async def _finish_held(
+        self, dry_run: bool, today: dt.date, progress: Progress | None
+    ) -> RuleReport:
+        line = RuleReport(FINISH_HELD, "all", "erase")
+        subjects = await self._erasure.held_jobs()
+        line.matched = len(subjects)
+        for done, subject in enumerate(subjects, 1):
+            if await self._erasure.holds.active(subject, today=today):
+                line.held += 1
+            elif dry_run:
+                line.erased += 1
+            else:
+                result = await self._erasure.erase(subject, by=BY)
+                if result.complete:
+                    line.erased += 1
+                else:
+                    line.held += 1
+            if progress:
+                progress(line.rule, done, len(subjects))
+        return line
+
+    async def _erase(
+        self,
+        rule: RetentionRule,
+        line: RuleReport,
+        found: list[tuple[str, str]],
+        dry_run: bool,
+        today: dt.date,
+        progress: Progress | None,
+    ) -> None:
+        subjects = list(dict.fromkeys(subject for _, subject in found))
+        line.matched = len(subjects)
+        for done, subject in enumerate(subjects, 1):
+            if dry_run:
+                if await self._erasure.holds.active(subject, today=today):
+                    line.held += 1
+                else:
+                    line.erased += 1
+            else:
+                result = await self._erasure.erase(subject, by=BY)
+                if result.complete:
+                    line.erased += 1
+                else:
+                    line.held += 1
+            if progress:
+                progress(rule.name, done, len(subjects))
+
+    async def _anonymise(
+        self,
+        rule: RetentionRule,
+        line: RuleReport,
+        found: list[tuple[str, str]],
+        dry_run: bool,
+        today: dt.date,
+        progress: Progress | None,
+    ) -> None:
+        line.matched = len(found)
+        held_subjects: set[str] = set()
+        for subject in {s for _, s in found}:
+            holds = await self._erasure.holds.active(subject, today=today)
+            if any(hold.covers(rule.resource) for hold in holds):
+                held_subjects.add(subject)
+        ids = [record for record, subject in found if subject not in held_subjects]
+        line.held = len(found) - len(ids)
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start : start + BATCH]
+            if dry_run:
+                line.anonymised += len(batch)
+            else:
+                line.anonymised += await self._gateway.anonymise_records(
+                    Actor.system(JOB), rule.resource, batch
+                )
+            if progress:
+                progress(rule.name, start + len(batch), len(ids))
+
+    # -- the daily run inside the server ------------------------------------------------
+
+    async def claim_day(self, day: dt.date) -> bool:
+        """Take today's run: True for exactly one worker (the unique ``day`` is the lock)."""
+        try:
+            async with db.write_transaction():
+                taken = await RetentionRun.exists().where(RetentionRun.day == day.isoformat())
+                if taken:
+                    return False
+                await RetentionRun.insert(
+                    RetentionRun(
+                        id=uuid.uuid4(), day=day.isoformat(), started_at=dt.datetime.now(dt.UTC)
+                    )
+                ).run()
+        except (sqlite3.IntegrityError, asyncpg.UniqueViolationError):
+            return False  # another worker inserted it first
+        return True
+
+    async def run_daily(self, now: dt.datetime | None = None) -> RetentionReport | None:
+        """Run once per UTC day across all workers; None when today's run was taken."""
+        moment = now or dt.datetime.now(dt.UTC)
+        if not await self.claim_day(moment.date()):
+            return None
+        report = await self.run(now=moment)
+        await RetentionRun.update({RetentionRun.finished_at: dt.datetime.now(dt.UTC)}).where(
+            RetentionRun.day == moment.date().isoformat()
+        )
+        return report

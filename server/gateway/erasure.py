@@ -1,0 +1,417 @@
+"""The gateway's side of erasure, retention and restriction: the only code that turns a
+person's rows into tombstones, scrubs mentions of them from other people's free text and
+shreds their data key.
+
+A tombstone keeps the row, its id and its plaintext business, classification and reference
+columns (a deal stays in the pipeline totals, an interaction still points at its deal) and
+clears every encrypted column and every blind index. Each function is idempotent - run
+again, it finds nothing left to do and writes nothing - so the orchestrator
+(:mod:`server.dsr.erasure`) can resume after a crash at any point.
+
+Audit events carry ids, field names and counts, never a value: not the names that were
+searched for, not the text that was changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import operator
+import re
+import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import phonenumbers
+from piccolo.table import Table
+
+from audit.events import AuditEvent, Outcome
+from server import db
+from server.datamap import RECORD_TYPES, Category, Field, Kind, RecordType
+from server.gateway.actor import Actor
+from server.gateway.errors import Forbidden, InvalidInput
+from server.gateway.tables import TABLES
+
+if TYPE_CHECKING:
+    from server.gateway.gateway import Gateway
+
+ERASED_TEXT = "[erased]"
+PURPOSE = "compliance"
+# Identifying fields whose values are looked for in other people's free text.
+_IDENTIFYING = frozenset({Category.IDENTIFIER, Category.CONTACT})
+_SHORTEST_NAME = 3  # "Al" or "Li" alone would scrub half the notes in the database
+
+
+@dataclass(frozen=True)
+class MentionScrub:
+    scanned: int  # other people's records looked at
+    changed: int  # records whose free text named the person
+
+
+def subject_uuid(subject_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(subject_id).strip())
+    except ValueError:
+        raise InvalidInput("not a subject id", problems={"subject_id": "not a UUID"}) from None
+
+
+def record_types() -> Iterator[tuple[RecordType, type[Table]]]:
+    """Every record type of the data map that has a table (generic: new types join in)."""
+    for resource, table in TABLES.items():
+        rt = RECORD_TYPES.get(resource)
+        if rt is not None:
+            yield rt, table
+
+
+def _free_text(rt: RecordType) -> list[Field]:
+    return [f for f in rt.fields if f.category is Category.FREE_TEXT and f.encrypted]
+
+
+def _cleared(rt: RecordType, table: type[Table], fields: Sequence[Field]) -> dict[Any, Any]:
+    """Column -> empty value: NULL, or '' where the column may not be NULL."""
+    changes: dict[Any, Any] = {}
+    for spec in fields:
+        column = getattr(table, spec.name)
+        changes[column] = None if column._meta.null else ""
+        if spec.blind_index:
+            changes[getattr(table, spec.index_column)] = None
+    return changes
+
+
+def _is_cleared(row: Mapping[str, Any], fields: Sequence[Field]) -> bool:
+    return all(not row.get(f.name) for f in fields) and all(
+        row.get(f.index_column) is None for f in fields if f.blind_index
+    )
+
+
+def is_tombstone(rt: RecordType, row: Mapping[str, Any]) -> bool:
+    """Every encrypted column and blind index is empty: what erasure leaves behind."""
+    encrypted = [f for f in rt.fields if f.encrypted]
+    return bool(encrypted) and _is_cleared(row, encrypted)
+
+
+def _columns(table: type[Table], fields: Sequence[Field]) -> list[Any]:
+    names = ["id", "subject_id"] + [f.name for f in fields]
+    names += [f.index_column for f in fields if f.blind_index]
+    return [getattr(table, name) for name in names]
+
+
+async def _allowed(gw: Gateway, actor: Actor, rt: RecordType, action: str, subject: str) -> None:
+    decision = gw._decide(actor, rt, action, PURPOSE)
+    if not decision.allowed:
+        raise await gw._deny(
+            actor,
+            rt,
+            action,
+            PURPOSE,
+            decision.reason,
+            Forbidden(f"your role may not {action} {rt.resource} records"),
+            subject_ids=(subject,) if subject else (),
+        )
+
+
+def _event(
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    subject_ids: tuple[str, ...],
+    *,
+    record_id: str | None = None,
+    fields: Collection[str] = (),
+    reason: str = "allowed",
+    detail: dict[str, int | str] | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        actor_id=actor.id,
+        actor_role=actor.role,
+        action=action,
+        resource_type=resource_type,
+        outcome=Outcome.ALLOWED,
+        purpose=PURPOSE,
+        resource_id=record_id,
+        subject_ids=subject_ids,
+        fields=tuple(sorted(fields)),
+        reason=reason,
+        request_id=actor.request_id,
+        detail=detail or {},
+    )
+
+
+# --- what is held ------------------------------------------------------------------------
+
+
+async def record_counts(gw: Gateway, subject_id: str) -> dict[str, int]:
+    """How many records of each type carry this subject id, tombstones included: ids and
+    counts only, so nothing personal is read."""
+    subject = subject_uuid(subject_id)
+    counts: dict[str, int] = {}
+    for rt, table in record_types():
+        found = int(await table.count().where(getattr(table, "subject_id") == subject))
+        if found:
+            counts[rt.resource] = found
+    return counts
+
+
+# --- mentions in other people's free text ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Identity:
+    texts: tuple[str, ...]  # names and e-mail addresses, longest first
+    phones: frozenset[str]  # E.164
+
+
+async def _identity_of(gw: Gateway, subject: uuid.UUID) -> _Identity:
+    """The person's names, e-mail addresses and phone numbers, decrypted from their own
+    records. Kept in memory for the scan only; never logged, stored or audited."""
+    texts: set[str] = set()
+    phones: set[str] = set()
+    key = (await gw.vault.keys_for([str(subject)])).get(str(subject))
+    if key is None:
+        return _Identity((), frozenset())
+    for rt, table in record_types():
+        fields = [f for f in rt.fields if f.encrypted and f.category in _IDENTIFYING]
+        if not fields:
+            continue
+        rows = await table.select(*_columns(table, fields)).where(
+            getattr(table, "subject_id") == subject
+        )
+        for row in rows:
+            names: list[str] = []
+            for spec in fields:
+                token = row.get(spec.name)
+                plain = token and gw._decrypt(rt, spec, str(row["id"]), key, token)
+                if not isinstance(plain, str) or not plain.strip():
+                    continue
+                if spec.kind is Kind.PHONE:
+                    phones.add(plain)
+                elif spec.kind is Kind.EMAIL:
+                    texts.add(plain)
+                else:
+                    names.append(plain.strip())
+            texts.update(n for n in names if len(n) >= _SHORTEST_NAME)
+            if len(names) > 1:
+                texts.add(" ".join(names))
+    return _Identity(tuple(sorted(texts, key=len, reverse=True)), frozenset(phones))
+
+
+def _scrubber(identity: _Identity, region: str) -> Callable[[str], str]:
+    """A function replacing every mention of the person with ``[erased]``: names and
+    addresses as whole words (any case, any spacing), phone numbers in any notation the
+    ``phonenumbers`` matcher recognises."""
+    patterns = [r"\s+".join(re.escape(word) for word in text.split()) for text in identity.texts]
+    regex = (
+        re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)", re.IGNORECASE)
+        if patterns
+        else None
+    )
+
+    def scrub(text: str) -> str:
+        out = regex.sub(ERASED_TEXT, text) if regex else text
+        if identity.phones:
+            for match in reversed(list(phonenumbers.PhoneNumberMatcher(out, region))):
+                e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+                if e164 in identity.phones:
+                    out = out[: match.start] + ERASED_TEXT + out[match.end :]
+        return out
+
+    return scrub
+
+
+async def scrub_mentions(
+    gw: Gateway, actor: Actor, subject_id: str, *, batch_size: int = 500
+) -> MentionScrub:
+    """Replace mentions of the person in the free text of everybody else's records.
+
+    Must run before their key is shredded (it needs their names). Scans every free-text
+    column in batches of ``batch_size`` rows (keyset paging by id, so memory stays flat on a
+    big database); each changed record is re-encrypted under its own subject's key and
+    audited on its own, in its own transaction.
+    """
+    subject = subject_uuid(subject_id)
+    identity = await _identity_of(gw, subject)
+    scanned = changed = 0
+    if not identity.texts and not identity.phones:
+        return MentionScrub(0, 0)
+    scrub = _scrubber(identity, gw.default_region)
+    for rt, table in record_types():
+        free = _free_text(rt)
+        if not free:
+            continue
+        await _allowed(gw, actor, rt, "erase", str(subject))
+        pk = table._meta.primary_key
+        subject_column = getattr(table, "subject_id")
+        has_text = functools.reduce(
+            operator.or_, (getattr(table, f.name).is_not_null() for f in free)
+        )
+        last: Any = None
+        while True:
+            query = table.select(*_columns(table, free)).where(
+                (subject_column != subject) & has_text
+            )
+            if last is not None:
+                query = query.where(pk > last)
+            rows = await query.order_by(pk).limit(batch_size)
+            if not rows:
+                break
+            last = rows[-1]["id"]
+            scanned += len(rows)
+            keys = await gw.vault.keys_for(str(r["subject_id"]) for r in rows)
+            for row in rows:
+                key = keys.get(str(row["subject_id"]))
+                if key is None:
+                    continue  # that person is erased too: nothing readable is left
+                row_id = str(row["id"])
+                new_values: dict[str, str] = {}
+                for spec in free:
+                    token = row.get(spec.name)
+                    plain = token and gw._decrypt(rt, spec, row_id, key, token)
+                    if isinstance(plain, str) and plain:
+                        scrubbed = scrub(plain)
+                        if scrubbed != plain:
+                            new_values[spec.name] = scrubbed
+                if not new_values:
+                    continue
+                columns = gw.vault.encrypt_values(rt, row_id, key, new_values)
+                async with db.write_transaction():
+                    await table.update({getattr(table, k): v for k, v in columns.items()}).where(
+                        pk == row["id"]
+                    )
+                    await gw.audit.append(
+                        _event(
+                            actor,
+                            "erase_mention",
+                            rt.resource,
+                            (str(row["subject_id"]),),
+                            record_id=row_id,
+                            fields=new_values,
+                            reason="mentions_erased_person",
+                            detail={"erasure_of": str(subject)},
+                        )
+                    )
+                changed += 1
+    async with db.write_transaction():
+        await gw.audit.append(
+            _event(
+                actor,
+                "erase_mentions",
+                "data_subject",
+                (str(subject),),
+                detail={"scanned": scanned, "changed": changed},
+            )
+        )
+    return MentionScrub(scanned, changed)
+
+
+# --- tombstones and keys -----------------------------------------------------------------
+
+
+async def tombstone_subject(
+    gw: Gateway, actor: Actor, subject_id: str, *, keep: Collection[str] = ()
+) -> dict[str, int]:
+    """Clear every encrypted column and blind index of the person's records, except the
+    record types in ``keep`` (legal holds; ``all`` keeps everything). Returns the records
+    newly erased per type; one ``erase`` audit event per type that changed."""
+    subject = subject_uuid(subject_id)
+    erased: dict[str, int] = {}
+    for rt, table in record_types():
+        if "all" in keep or rt.resource in keep:
+            continue
+        encrypted = [f for f in rt.fields if f.encrypted]
+        if not encrypted:
+            continue
+        subject_column = getattr(table, "subject_id")
+        rows = await table.select(*_columns(table, encrypted)).where(subject_column == subject)
+        pending = [row for row in rows if not _is_cleared(row, encrypted)]
+        if not pending:
+            continue
+        await _allowed(gw, actor, rt, "erase", str(subject))
+        async with db.write_transaction():
+            await table.update(_cleared(rt, table, encrypted)).where(subject_column == subject)
+            await gw.audit.append(
+                _event(
+                    actor,
+                    "erase",
+                    rt.resource,
+                    (str(subject),),
+                    fields=[f.name for f in encrypted],
+                    detail={"records": len(pending)},
+                )
+            )
+        erased[rt.resource] = len(pending)
+    return erased
+
+
+async def shred_subject_key(gw: Gateway, actor: Actor, subject_id: str) -> None:
+    """Destroy the person's data keys: whatever ciphertext of theirs survives anywhere (a
+    backup, a replica, a held record released later) can no longer be read."""
+    subject = subject_uuid(subject_id)
+    async with db.write_transaction():
+        await gw.vault.shred_subject(str(subject))
+        await gw.audit.append(_event(actor, "shred", "data_subject", (str(subject),)))
+
+
+# --- retention ---------------------------------------------------------------------------
+
+
+async def expired_records(
+    gw: Gateway,
+    actor: Actor,
+    resource: str,
+    *,
+    older_than: dt.datetime,
+    age_column: str,
+    when: Mapping[str, Sequence[str]],
+    free_text_only: bool,
+) -> list[tuple[str, str]]:
+    """(record id, subject id) of the records past a retention period that still hold
+    something to erase (all encrypted columns, or only the free text). Unscoped: a
+    system job's question; audited with the count."""
+    rt, table = RECORD_TYPES[resource], TABLES[resource]
+    await _allowed(gw, actor, rt, "erase", "")
+    fields = _free_text(rt) if free_text_only else [f for f in rt.fields if f.encrypted]
+    query = table.select(*_columns(table, fields)).where(getattr(table, age_column) < older_than)
+    for name, allowed in when.items():
+        query = query.where(getattr(table, name).is_in(list(allowed)))
+    rows = await query.order_by(table._meta.primary_key)
+    found = [(str(r["id"]), str(r["subject_id"])) for r in rows if not _is_cleared(r, fields)]
+    async with db.write_transaction():
+        await gw.audit.append(
+            _event(actor, "retention_scan", rt.resource, (), detail={"matched": len(found)})
+        )
+    return found
+
+
+async def anonymise_records(
+    gw: Gateway, actor: Actor, resource: str, record_ids: Sequence[str]
+) -> int:
+    """Clear the free text of these records (the people they are about are kept): what a
+    retention rule does to old interactions and cases. One audit event for the batch."""
+    rt, table = RECORD_TYPES[resource], TABLES[resource]
+    free = _free_text(rt)
+    ids = [uuid.UUID(i) for i in record_ids]
+    if not free or not ids:
+        return 0
+    await _allowed(gw, actor, rt, "erase", "")
+    pk = table._meta.primary_key
+    rows = await table.select(*_columns(table, free)).where(pk.is_in(ids))
+    pending = [row for row in rows if not _is_cleared(row, free)]
+    if not pending:
+        return 0
+    async with db.write_transaction():
+        await table.update(_cleared(rt, table, free)).where(
+            pk.is_in([row["id"] for row in pending])
+        )
+        await gw.audit.append(
+            _event(
+                actor,
+                "anonymise",
+                rt.resource,
+                tuple(dict.fromkeys(str(row["subject_id"]) for row in pending)),
+                fields=[f.name for f in free],
+                reason="retention_period_ended",
+                detail={"records": len(pending)},
+            )
+        )
+    return len(pending)

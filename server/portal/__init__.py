@@ -1,0 +1,1 @@
+"""The customer self-service portal: sign-in by e-mailed link, requests, downloads."""

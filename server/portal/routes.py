@@ -1,0 +1,373 @@
+"""``/portal``: the customer self-service pages. Server-rendered, no JavaScript needed.
+
+The portal has its own cookie (``consentry_portal``, path ``/portal``) and never looks at
+a staff session. Every form is CSRF-protected like the admin's (the app-wide middleware;
+``/portal`` is not exempt) and gets the same security headers. A link from an e-mail
+opens a page with one button: the sign-in happens on POST, so mail scanners that fetch
+links do not spend them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.datastructures import Cookie
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER
+
+from server.datamap import CONTACT, InvalidValues
+from server.dsr.export import NoRecords
+from server.dsr.requests import KINDS, STATES
+from server.portal.service import (
+    CORRECTABLE,
+    REVIEWED_KINDS,
+    SESSION_IDLE,
+    Portal,
+    PortalError,
+    PortalIdentity,
+)
+from server.web import client_address_of, request_id_of, services_of
+
+PORTAL_COOKIE = "consentry_portal"
+LINK_INVALID_STATUS = 410
+MAX_FORM_VALUE = 300
+ZIP_NAME = "my-data.zip"
+
+REQUEST_WORDS = {
+    "erasure": (
+        "Erase my data",
+        "We delete what we hold about you, except what the law makes us keep (for example "
+        "invoices); we tell you what that is.",
+    ),
+    "restriction": (
+        "Restrict processing",
+        "We keep your data but stop using it, for example while you contest its accuracy.",
+    ),
+    "objection": (
+        "Object to processing",
+        "We stop using your data for purposes based on our legitimate interests, unless we "
+        "have compelling grounds; direct marketing always stops.",
+    ),
+}
+SENT_MESSAGE = (
+    "If we hold data under that address, we have sent a sign-in link to it. "
+    "The link works once, for 15 minutes."
+)
+
+
+def _portal(request: Request[Any, Any, Any]) -> Portal:
+    return services_of(request).portal
+
+
+def _page(
+    request: Request[Any, Any, Any],
+    template: str,
+    status: int = 200,
+    *,
+    signed_in: bool = False,
+    **context: Any,
+) -> Template:
+    settings = services_of(request).settings
+    return Template(
+        template_name=f"portal/{template}",
+        context={
+            "controller": settings.controller_name,
+            "controller_contact": settings.controller_contact,
+            "signed_in": signed_in,
+            "title": "",
+            **context,
+        },
+        status_code=status,
+    )
+
+
+def _invalid(request: Request[Any, Any, Any]) -> Template:
+    return _page(request, "invalid.html", LINK_INVALID_STATUS, title="Link not valid")
+
+
+def _see_other(location: str) -> Redirect:
+    return Redirect(location, status_code=HTTP_303_SEE_OTHER)
+
+
+def _zip(content: bytes) -> Response[bytes]:
+    return Response(
+        content,
+        media_type="application/zip",
+        headers={"content-disposition": f'attachment; filename="{ZIP_NAME}"'},
+    )
+
+
+def _session_cookie(request: Request[Any, Any, Any], value: str, max_age: int | None) -> Cookie:
+    return Cookie(
+        key=PORTAL_COOKIE,
+        value=value,
+        httponly=True,
+        samesite="lax",
+        secure=services_of(request).settings.cookie_secure,
+        path="/portal",
+        max_age=max_age,
+    )
+
+
+async def _identity(request: Request[Any, Any, Any]) -> PortalIdentity | None:
+    return await _portal(request).session(request.cookies.get(PORTAL_COOKIE, ""))
+
+
+async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    form = await request.form()
+    return {k: v[:MAX_FORM_VALUE] for k, v in form.items() if isinstance(v, str)}
+
+
+def _sign_in_page(
+    request: Request[Any, Any, Any], *, error: str = "", notice: str = "", status: int = 200
+) -> Template:
+    return _page(
+        request, "sign_in.html", status, title="Your data with us", error=error, notice=notice
+    )
+
+
+class PortalPages(Controller):
+    path = "/portal"
+    include_in_schema = False
+
+    # -- signing in ------------------------------------------------------------------------
+
+    @get("/")
+    async def start(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        if await _identity(request) is not None:
+            return _see_other("/portal/home")
+        return _sign_in_page(request)
+
+    @post("/", status_code=200)
+    async def ask_for_link(self, request: Request[Any, Any, Any]) -> Template:
+        form = await _form(request)
+        portal = _portal(request)
+        try:
+            address = await portal.admit_link_request(
+                form.get("email", ""), client_address_of(request)
+            )
+        except PortalError as exc:
+            return _sign_in_page(request, error=exc.message, status=400)
+        page = _page(request, "sent.html", title="Check your e-mail", message=SENT_MESSAGE)
+        if address is not None:
+            # After the answer has gone out: the response time cannot tell whether we found
+            # anyone, or whether an e-mail was sent.
+            page.background = BackgroundTask(portal.deliver_sign_in_link, address)
+        return page
+
+    @get("/enter/{token:str}")
+    async def enter_page(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
+        if not await _portal(request).sign_in_link_is_live(token):
+            return _invalid(request)
+        return _page(request, "enter.html", title="Sign in", action=f"/portal/enter/{token}")
+
+    @post("/enter/{token:str}", status_code=200)
+    async def enter(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
+        identity = await _portal(request).sign_in(token, request_id=request_id_of(request))
+        if identity is None:
+            return _invalid(request)
+        response = _see_other("/portal/home")
+        response.set_cookie(_session_cookie(request, identity.session_token, None))
+        return response
+
+    @post("/sign-out", status_code=200)
+    async def sign_out(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is not None:
+            await _portal(request).sign_out(identity)
+        page = _sign_in_page(request, notice="You are signed out.")
+        page.cookies.append(_session_cookie(request, "", 0))
+        return page
+
+    # -- home ------------------------------------------------------------------------------
+
+    @get("/home")
+    async def home(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        return await _home(request, identity)
+
+    @post("/download", status_code=200)
+    async def download_now(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        try:
+            content = await _portal(request).download_now(
+                identity, request_id=request_id_of(request)
+            )
+        except (NoRecords, PortalError):
+            return await _home(
+                request, identity, error="We could not build your download. Try again later."
+            )
+        return _zip(content)
+
+    @post("/requests", status_code=200)
+    async def file_request(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        kind = (await _form(request)).get("kind", "")
+        try:
+            filed = await _portal(request).file_request(
+                identity, kind, request_id=request_id_of(request)
+            )
+        except PortalError as exc:
+            status = 409 if exc.code == "duplicate" else 400
+            return await _home(request, identity, error=exc.message, status=status)
+        return _page(
+            request,
+            "filed.html",
+            signed_in=True,
+            title="Request received",
+            filed=filed,
+            what=REQUEST_WORDS[filed.kind][0],
+        )
+
+    @get("/requests/{dsr_id:str}/download")
+    async def request_download(
+        self, request: Request[Any, Any, Any], dsr_id: FromPath[str]
+    ) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        try:
+            content = await _portal(request).download_for_request(
+                identity, dsr_id[:64], request_id=request_id_of(request)
+            )
+        except NoRecords:  # erased since: nothing left to hand out
+            content = None
+        return _invalid(request) if content is None else _zip(content)
+
+    @get("/download/{token:str}")
+    async def download_link(
+        self, request: Request[Any, Any, Any], token: FromPath[str]
+    ) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _sign_in_page(
+                request,
+                notice="To download your data, first sign in: enter your e-mail address and "
+                "follow the link we send you. Then open the download link again, or use the "
+                "Download button on your page.",
+            )
+        try:
+            content = await _portal(request).download_by_link(
+                identity, token, request_id=request_id_of(request)
+            )
+        except NoRecords:
+            content = None
+        return _invalid(request) if content is None else _zip(content)
+
+    # -- correcting ------------------------------------------------------------------------
+
+    @get("/correct")
+    async def correct_page(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        values = await _portal(request).own_record(identity)
+        return _correct_form(request, values)
+
+    @post("/correct", status_code=200)
+    async def correct(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        portal = _portal(request)
+        form = await _form(request)
+        try:
+            result = await portal.correct(identity, form, request_id=request_id_of(request))
+        except InvalidValues as exc:
+            current = await portal.own_record(identity)
+            shown = {**current, **{k: form.get(k, "") for k in CORRECTABLE}}
+            return _correct_form(request, shown, problems=exc.problems, status=400)
+        if not result.changed:
+            message = "Nothing was changed: the details you sent are the ones we hold."
+        else:
+            labels = ", ".join(CONTACT.field(name).label.lower() for name in result.changed)
+            reference = f" (reference {result.request.id})" if result.request else ""
+            message = f"Corrected: {labels}. We recorded your request{reference}."
+        return _correct_form(request, await portal.own_record(identity), message=message)
+
+    # -- consents and the privacy notice -----------------------------------------------------
+
+    @get("/consents")
+    async def consents(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        link = services_of(request).consent.preference_link(identity.subject_id)
+        return _see_other(link)
+
+    @get("/notice")
+    async def notice(self, request: Request[Any, Any, Any]) -> Template:
+        notice = await services_of(request).consent.current_notice()
+        text = "" if notice is None else notice.text
+        return _page(
+            request,
+            "notice.html",
+            signed_in=await _identity(request) is not None,
+            title=notice.title if notice else "Privacy notice",
+            notice=notice,
+            paragraphs=[p for p in text.split("\n\n") if p.strip()],
+        )
+
+
+async def _home(
+    request: Request[Any, Any, Any],
+    identity: PortalIdentity,
+    *,
+    error: str = "",
+    status: int = 200,
+) -> Template:
+    portal = _portal(request)
+    return _page(
+        request,
+        "home.html",
+        status,
+        signed_in=True,
+        title="Your data with us",
+        requests=await portal.requests_of(identity),
+        downloads=await portal.downloads_of(identity),
+        kinds=KINDS,
+        states=STATES,
+        request_words=[(kind, *REQUEST_WORDS[kind]) for kind in REVIEWED_KINDS],
+        error=error,
+        idle_minutes=int(SESSION_IDLE.total_seconds() // 60),
+    )
+
+
+def _correct_form(
+    request: Request[Any, Any, Any],
+    values: dict[str, Any],
+    *,
+    problems: dict[str, str] | None = None,
+    message: str = "",
+    status: int = 200,
+) -> Template:
+    fields = [
+        {
+            "name": name,
+            "label": CONTACT.field(name).label,
+            "value": values.get(name) or "",
+            "problem": (problems or {}).get(name, ""),
+            "max_length": CONTACT.field(name).max_length,
+        }
+        for name in CORRECTABLE
+    ]
+    return _page(
+        request,
+        "correct.html",
+        status,
+        signed_in=True,
+        title="Correct your details",
+        fields=fields,
+        email=values.get("email") or "",
+        message=message,
+        problems=problems or {},
+    )

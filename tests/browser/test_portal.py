@@ -1,0 +1,131 @@
+"""The customer portal in a real browser: ask for a link, follow it from the e-mail that
+arrived at a real SMTP server, continue, and ask for erasure.
+
+This module's server sends mail to a local aiosmtpd server and puts its own address in
+the links (``CONSENTRY_PUBLIC_URL``), as a deployment would.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import re
+import time
+import urllib.request
+import uuid
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+import asyncpg
+import pytest
+
+from tests.browser.conftest import PG_URL, REQUIRE_PG
+from tests.browser.flows import expect, path_is
+from tests.browser.live_server import LiveServer, fresh_database
+from tests.test_mail import LocalSmtp, Received, local_smtp
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from playwright.sync_api import Page
+
+MAIL_TIMEOUT_SECONDS = 10.0
+ENTER_LINK = re.compile(r"(http://127\.0\.0\.1:\d+/portal/enter/\S+)")
+
+
+@pytest.fixture(scope="module")
+def mailbox() -> Iterator[LocalSmtp]:
+    with local_smtp() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def consentry(tmp_path_factory: pytest.TempPathFactory, mailbox: LocalSmtp) -> Iterator[LiveServer]:
+    """Like the package's server, with outgoing mail and public links configured."""
+    home = tmp_path_factory.mktemp("consentry-portal")
+    with ExitStack() as cleanup:
+        try:
+            database_url = cleanup.enter_context(fresh_database(home, PG_URL))
+        except (OSError, asyncpg.PostgresError) as exc:
+            if REQUIRE_PG:
+                pytest.fail(f"PostgreSQL required but unreachable at {PG_URL}: {exc}")
+            pytest.skip(f"PostgreSQL unreachable: {exc}")
+        server = LiveServer(home, database_url)
+        server.env.update(
+            {
+                "CONSENTRY_SMTP_HOST": "127.0.0.1",
+                "CONSENTRY_SMTP_PORT": str(mailbox.port),
+                "CONSENTRY_PUBLIC_URL": server.base_url,
+            }
+        )
+        cleanup.callback(server.stop)
+        server.start()
+        yield server
+
+
+def received_by(mailbox: LocalSmtp, address: str) -> list[Received]:
+    """The messages to ``address``, once one has arrived: the link is sent after the page
+    was answered, so it may take a moment."""
+    deadline = time.monotonic() + MAIL_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        mails = [m for m in mailbox.received if m.recipients == [address]]
+        if mails:
+            return mails
+        time.sleep(0.1)
+    return []
+
+
+def create_customer(server: LiveServer, email: str) -> None:
+    """A sales rep records the customer through the API, as staff would."""
+    rep = server.create_staff("sales")
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+
+    def post(path: str, body: dict[str, str]) -> None:
+        request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
+            f"{server.base_url}{path}",
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
+        with opener.open(request, timeout=10) as answer:
+            assert answer.status in (200, 201), answer.status
+
+    post("/api/v1/auth/login", {"email": rep.email, "password": rep.password})
+    post("/api/v1/contacts", {"first_name": "Ada", "last_name": "Byron", "email": email})
+
+
+def test_a_customer_signs_in_by_email_link_and_asks_for_erasure(
+    page: Page, consentry: LiveServer, mailbox: LocalSmtp
+) -> None:
+    address = f"ada.{uuid.uuid4().hex[:8]}@example.org"
+    create_customer(consentry, address)
+
+    page.goto("/portal")
+    page.get_by_label("Your e-mail address").fill(address)
+    page.get_by_role("button", name="Send me a sign-in link").click()
+    expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
+    expect(page.get_by_text("If we hold data under that address")).to_be_visible()
+
+    mails = received_by(mailbox, address)
+    assert len(mails) == 1
+    link = ENTER_LINK.search(mails[0].text)
+    assert link, mails[0].text
+    page.goto(link.group(1))
+    page.get_by_role("button", name="Continue").click()
+    expect(page).to_have_url(path_is("/portal/home"))
+    expect(page.get_by_text("You have not made any requests yet.")).to_be_visible()
+
+    page.get_by_role("button", name="Erase my data").click()
+    expect(page.get_by_role("heading", name="Request received")).to_be_visible()
+    reference = page.locator("code").first.inner_text()
+    page.get_by_role("link", name="Back to your page").click()
+    row = page.get_by_role("row").filter(has_text=reference)
+    expect(row).to_contain_text("Erasure of your data")
+    expect(row).to_contain_text("Identity verified")
+
+    # Reusing the link, even in the same browser, gets the neutral page.
+    page.goto(link.group(1))
+    expect(page.get_by_text("This link is not valid any more. Ask for a new one.")).to_be_visible()
+    consentry.assert_alive()
