@@ -88,6 +88,8 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         os.environ["CONSENTRY_DEMO"] = "1"  # worker processes read settings from the env
         if "CONSENTRY_COOKIE_SECURE" not in os.environ:
             os.environ["CONSENTRY_COOKIE_SECURE"] = "0"  # the demo runs on plain http
+        # Links in the demo's e-mails (the outbox) point at this very server.
+        os.environ.setdefault("CONSENTRY_PUBLIC_URL", f"http://{host}:{port}")
         settings = set_settings(Settings.from_env())
         settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     services = _services(settings)

@@ -13,13 +13,17 @@ messages (which quote addresses back) are reduced to their exception type.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.policy
 import enum
+import os
+import secrets
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
+from pathlib import Path
 
 import aiosmtplib
 
@@ -119,7 +123,9 @@ class Mailer:
     """Sends plain-text e-mail through the SMTP server named in the settings.
 
     Built once per process from :class:`Settings`. With no ``smtp_host`` it is disabled:
-    ``enabled`` is False and ``send`` returns ``NOT_CONFIGURED`` without trying anything.
+    ``enabled`` is False and ``send`` returns ``NOT_CONFIGURED`` without trying anything -
+    except in demo mode, where messages are written to ``<home>/outbox/*.eml`` instead, so
+    someone trying the product can follow a portal sign-in link without a mail server.
     """
 
     def __init__(self, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
@@ -130,10 +136,13 @@ class Mailer:
         self._starttls = settings.smtp_starttls
         self.sender = settings.mail_from
         self._timeout = timeout
+        self.outbox: Path | None = (
+            settings.home / "outbox" if settings.demo and not settings.smtp_host else None
+        )
 
     @property
     def enabled(self) -> bool:
-        return bool(self._host)
+        return bool(self._host) or self.outbox is not None
 
     def compose(
         self,
@@ -180,6 +189,11 @@ class Mailer:
         if not recipients:
             log.info("mail not sent", reason="no_recipients")
             return MailResult(MailStatus.FAILED, "no_recipients")
+        if self.outbox is not None:
+            message = self.compose(recipients, subject, text, headers)
+            # Unencoded body, so a link in the file can be copied as it stands.
+            message.set_content(text, charset="utf-8", cte="8bit")
+            return self._to_outbox(self.outbox, message)
         try:
             message = self.compose(recipients, subject, text, headers)
             refused, _ = await aiosmtplib.send(
@@ -200,3 +214,16 @@ class Mailer:
             return MailResult(MailStatus.FAILED, code)
         log.info("mail sent", recipients=len(recipients) - len(refused), refused=len(refused))
         return MailResult(MailStatus.SENT, refused=len(refused))
+
+    @staticmethod
+    def _to_outbox(outbox: Path, message: EmailMessage) -> MailResult:
+        """Demo mode: one ``.eml`` file per message, readable by its owner only (it holds
+        an address and, for a portal sign-in, a live link)."""
+        outbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}.eml"
+        fd = os.open(outbox / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            # A file, not the wire: the platform's line ends.
+            handle.write(message.as_bytes(policy=WIRE_POLICY.clone(linesep="\n")))
+        log.info("mail written to the demo outbox", file=name)
+        return MailResult(MailStatus.SENT)

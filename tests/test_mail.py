@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,6 +145,19 @@ async def test_without_an_smtp_host_sending_is_a_reported_no_op(smtp: LocalSmtp)
     assert result.error == "smtp_not_configured"
     assert not result.sent
     assert smtp.received == []
+
+
+async def test_in_demo_mode_without_smtp_messages_land_in_the_outbox(tmp_path: Path) -> None:
+    """So someone trying the demo can follow a portal sign-in link without a mail server."""
+    mailer = Mailer(Settings(home=tmp_path, demo=True))
+    assert mailer.enabled
+    result = await mailer.send(RECIPIENT, "Your sign-in link", "http://x/portal/enter/abc")
+    assert result.sent
+    (written,) = (tmp_path / "outbox").iterdir()
+    assert written.stat().st_mode & 0o777 == 0o600
+    message = email.message_from_bytes(written.read_bytes(), policy=email.policy.default)
+    assert message["To"] == RECIPIENT
+    assert "http://x/portal/enter/abc" in message.get_body().get_content()  # type: ignore[union-attr]
 
 
 async def test_a_line_break_in_the_subject_cannot_add_headers(smtp: LocalSmtp) -> None:
