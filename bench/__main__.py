@@ -1,12 +1,13 @@
 """``python -m bench``: Consentry vs a plain Litestar + Piccolo baseline, side by side.
 
-For each engine the run (1) loads N contacts and their organizations into both systems
-(Consentry through ``Gateway.create_many``, the baseline by plain inserts), (2) starts
-both as real uvicorn servers on 127.0.0.1 with the same worker count, (3) drives five
-scenarios (read by id, list page, search by e-mail, create, update) with ``wrk`` for a
-bounded time each, and (4) takes in-process micro-figures (field crypto, blind index,
-policy decisions, audit append and verification, erasure proxy). Results go to
-``OUT/latest.json`` and ``OUT/RESULTS.md``.
+For each engine the run (1) loads N contacts with their organizations, deals and
+interactions into both systems (Consentry through ``Gateway.create_many``, the baseline
+by plain inserts), (2) starts both as real uvicorn servers on 127.0.0.1 with the same
+worker count, (3) drives five scenarios (read by id, list page, search by e-mail,
+create, update) with ``wrk`` for a bounded time each, and (4) takes in-process
+micro-figures (field crypto, blind index, policy decisions, audit append and
+verification, erasure of a person, export of a person with 10,000 interactions).
+Results go to ``OUT/latest.json`` and ``OUT/RESULTS.md``.
 
 Needs ``wrk`` (``apt-get update && apt-get install -y wrk``; installed automatically when
 running as root) and, for the PostgreSQL engine, a server where the user may create
@@ -21,7 +22,14 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.databases import DEFAULT_POSTGRES
-from bench.presets import DEFAULT_CONNECTIONS, DEFAULT_ENGINES, DEFAULT_WORKERS, PRESETS
+from bench.datagen import CONTACTS_PER_DEAL, INTERACTIONS_PER_CONTACT
+from bench.presets import (
+    DEFAULT_CONNECTIONS,
+    DEFAULT_ENGINES,
+    DEFAULT_WORKERS,
+    EXPORT_INTERACTIONS,
+    PRESETS,
+)
 from bench.report import ENGINE_NAMES
 from bench.runner import BenchConfig, Runner
 
@@ -45,6 +53,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -55,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         "--quick",
         action="store_true",
         help="smoke-test size: 2,000 contacts, 2 s per scenario, both engines; about "
-        "two minutes in all (full mode: 100,000 contacts, 15 s per scenario)",
+        "three minutes in all (full mode: 100,000 contacts, 15 s per scenario)",
     )
     parser.add_argument(
         "--engines",
@@ -68,6 +83,19 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         type=_positive,
         help="contacts to generate and load per system (default 100,000; 2,000 with "
         "--quick; 1,000,000 is supported on PostgreSQL); one organization per 25 contacts",
+    )
+    parser.add_argument(
+        "--contacts-per-deal",
+        type=_not_negative,
+        default=CONTACTS_PER_DEAL,
+        help=f"one deal for every N-th contact (default {CONTACTS_PER_DEAL}; 0: no deals)",
+    )
+    parser.add_argument(
+        "--interactions-per-contact",
+        type=_not_negative,
+        default=INTERACTIONS_PER_CONTACT,
+        help=f"interactions per contact (default {INTERACTIONS_PER_CONTACT}); with "
+        "1,000,000 contacts consider 0 or 1 to keep the load time reasonable",
     )
     parser.add_argument(
         "--workers",
@@ -122,6 +150,10 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         batch_size=args.batch_size,
         audit_events=preset.audit_events,
         erasures=preset.erasures,
+        export_interactions=EXPORT_INTERACTIONS,
+        export_repeats=preset.export_repeats,
+        contacts_per_deal=args.contacts_per_deal,
+        interactions_per_contact=args.interactions_per_contact,
         sample_size=20_000,
         out=args.out,
         postgres=args.postgres.rstrip("/"),

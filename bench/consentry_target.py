@@ -4,13 +4,16 @@ Everything goes through Consentry's own entry points: ``consentry keys init`` fo
 keys, the real migrations, ``StaffAccounts.create_user`` for the admin (who, like every
 admin, must enrol a TOTP second factor before the API lets them in), and
 ``Gateway.create_many`` (the bulk path) for the data, so every loaded row is validated,
-encrypted under its own data key and covered by an audit event, as in production.
+encrypted (contacts and organizations under their own data key, deals and interactions
+under their contact's) and covered by an audit event, as in production.
 The same settings (environment) are then handed to ``consentry serve``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -26,9 +29,10 @@ from bench.datagen import CustomerData
 from bench.results_model import LoadedIds, LoadFigures, summary_ms
 from server import db
 from server.auth.service import LoginStatus, StaffAccounts
+from server.dsr.export import EXPORT_JOB, EXPORT_PURPOSE, build_export
 from server.gateway import Actor, Gateway
 from server.migrate import apply_migrations
-from server.services import build_services
+from server.services import Services, build_services
 from server.settings import Settings, set_settings
 
 ADMIN_EMAIL = "bench.admin@staff.example.com"
@@ -143,30 +147,54 @@ async def load(
     batch_size: int,
     progress: Callable[[int], None],
 ) -> tuple[LoadFigures, LoadedIds]:
-    """Organizations then contacts through ``create_many``, ``batch_size`` rows a call."""
+    """Organizations, contacts, deals, interactions through ``create_many``, in that order
+    (each refers to rows of the ones before), ``batch_size`` rows a call.
+
+    Deals and interactions are sealed under their contact's data key: ``create_many``
+    looks each contact up (it must exist and be visible) and takes its subject from it.
+    """
     actor = Actor.system("bench")
     ids = LoadedIds()
+    figures = LoadFigures()
+
+    async def create(resource: str, batch: list[dict[str, Any]]) -> list[str]:
+        async with db.write_transaction():
+            result = await gateway.create_many(actor, resource, batch, owner_id=owner_id, team=TEAM)
+        _no_rejects(resource, result.rejected)
+        progress(len(batch))
+        return result.created
+
     started = time.perf_counter()
     for batch in data.organization_batches(batch_size):
-        result = await gateway.create_many(
-            actor, "organization", batch, owner_id=owner_id, team=TEAM
-        )
-        _no_rejects("organization", result.rejected)
-        ids.organizations.extend(result.created)
-        progress(len(batch))
-    org_seconds = time.perf_counter() - started
+        ids.organizations.extend(await create("organization", batch))
+    figures.add("organization", len(ids.organizations), time.perf_counter() - started)
+
     started = time.perf_counter()
     for span, batch in data.contact_batches(batch_size):
         for index, values in zip(span, batch, strict=True):
             values["organization_id"] = ids.organizations[data.organization_of(index)]
-        result = await gateway.create_many(actor, "contact", batch, owner_id=owner_id, team=TEAM)
-        _no_rejects("contact", result.rejected)
-        ids.contacts.extend(result.created)
-        progress(len(batch))
-    contact_seconds = time.perf_counter() - started
-    figures = LoadFigures.of(
-        len(ids.organizations), org_seconds, len(ids.contacts), contact_seconds
-    )
+        ids.contacts.extend(await create("contact", batch))
+    figures.add("contact", len(ids.contacts), time.perf_counter() - started)
+
+    started = time.perf_counter()
+    for span, batch in data.deal_batches(batch_size):
+        for index, values in zip(span, batch, strict=True):
+            contact = data.deal_contact(index)
+            values["contact_id"] = ids.contacts[contact]
+            values["organization_id"] = ids.organizations[data.organization_of(contact)]
+        ids.deals.extend(await create("deal", batch))
+    figures.add("deal", len(ids.deals), time.perf_counter() - started)
+
+    started = time.perf_counter()
+    for span, batch in data.interaction_batches(batch_size):
+        for index, values in zip(span, batch, strict=True):
+            contact = data.interaction_contact(index)
+            values["contact_id"] = ids.contacts[contact]
+            deal = data.deal_of(contact)
+            if deal is not None:
+                values["deal_id"] = ids.deals[deal]
+        ids.interactions += len(await create("interaction", batch))
+    figures.add("interaction", ids.interactions, time.perf_counter() - started)
     return figures, ids
 
 
@@ -212,12 +240,21 @@ async def seal_lag() -> dict[str, Any]:
     }
 
 
-async def after_run(env: dict[str, str], admin_user_id: int, victims: list[str]) -> dict[str, Any]:
-    """Figures taken on the load-tested database once the server has stopped.
+async def after_run(
+    env: dict[str, str],
+    admin_user_id: int,
+    data: CustomerData,
+    victims: list[str],
+    *,
+    export_interactions: int,
+    export_repeats: int,
+) -> dict[str, Any]:
+    """Figures taken on the load-tested database (the bench size) once the server stopped.
 
     * audit verification rate over the whole chain the run produced;
-    * the erasure proxy: ``gateway.delete`` (record delete + data-key shred + audit event)
-      of ``victims``, one at a time, as an admin would.
+    * erasure of ``victims`` (contact ids), one person at a time, through
+      ``services.erasure.erase`` - the same call the request workflow and the CLI make;
+    * subject export of one person given ``export_interactions`` interactions.
     """
     settings, engine = _start_engine(env)
     await db.start(engine)
@@ -228,12 +265,11 @@ async def after_run(env: dict[str, str], admin_user_id: int, victims: list[str])
         started = time.perf_counter()
         report = await services.audit_trail.verify()
         seconds = time.perf_counter() - started
-        actor = Actor.staff(admin_user_id, "admin", TEAM, "bench-erasure")
-        samples: list[int] = []
-        for record_id in victims:
-            t0 = time.perf_counter_ns()
-            await services.gateway.delete(actor, "contact", record_id)
-            samples.append(time.perf_counter_ns() - t0)
+        admin = Actor.staff(admin_user_id, "admin", TEAM, "bench-erasure")
+        erasure = await erasure_figures(services, admin, victims)
+        export = await export_figures(
+            services, data, admin_user_id, export_interactions, repeats=export_repeats
+        )
     finally:
         await db.stop(engine)
     return {
@@ -246,9 +282,126 @@ async def after_run(env: dict[str, str], admin_user_id: int, victims: list[str])
             "what": "AuditTrail.verify(): every entry recomputed, Merkle tree rebuilt and every "
             "signed head checked, over this run's Consentry database",
         },
-        "erasure_proxy": {
-            **summary_ms(samples),
-            "what": "gateway.delete of one contact (row delete + data-key shred + audit event); "
-            "full erasure (index removal, tombstone, legal holds) is not built yet",
+        "erasure": erasure,
+        "export": export,
+    }
+
+
+async def erasure_figures(services: Services, admin: Actor, victims: list[str]) -> dict[str, Any]:
+    """Erase each victim completely and time the whole call and each of its steps.
+
+    The steps are timed with the erasure's own ``after_step`` hook (called as each step
+    is recorded as done), so nothing is re-implemented here. Mention scrubbing decrypts
+    the free text of every other person's records, so it grows with the database; the
+    other steps touch only the person's own rows.
+    """
+    marks: dict[str, int] = {}
+
+    async def mark(step: str) -> None:
+        marks[step] = time.perf_counter_ns()
+
+    services.erasure.after_step = mark
+    totals: list[int] = []
+    mentions: list[int] = []
+    rest: list[int] = []
+    scanned: list[int] = []
+    erased: dict[str, int] = {}
+    try:
+        for record_id in victims:
+            subject = (await services.gateway.read(admin, "contact", record_id)).subject_id
+            marks.clear()
+            started = time.perf_counter_ns()
+            result = await services.erasure.erase(subject, by="system:bench")
+            finished = time.perf_counter_ns()
+            if not result.complete:
+                raise RuntimeError(f"the erasure of a benchmark subject ended {result.state}")
+            totals.append(finished - started)
+            mentions.append(marks["mentions"] - started)
+            rest.append(finished - marks["mentions"])
+            scanned.append(await _last_scan_size())
+            for resource, n in result.erased.items():
+                erased[resource] = erased.get(resource, 0) + n
+    finally:
+        services.erasure.after_step = None
+    per_subject = {r: round(n / len(victims), 2) for r, n in erased.items()} if victims else {}
+    scan_rows = round(statistics.median(scanned)) if scanned else 0
+    scan_s = statistics.median(mentions) / 1e9 if mentions else 0.0
+    return {
+        "total": summary_ms(totals),
+        "mention_scrub": {
+            **summary_ms(mentions),
+            "rows_scanned": scan_rows,
+            "rows_per_s": round(scan_rows / scan_s, 1) if scan_s > 0 else 0.0,
         },
+        "without_mention_scrub": summary_ms(rest),
+        "records_per_subject": per_subject,
+        "what": "Erasure.erase of one person (a contact with a deal and their interactions): "
+        "mention scrub over every other record's free text, tombstones, key shredding, job "
+        "bookkeeping and audit events",
+    }
+
+
+async def _last_scan_size() -> int:
+    """Rows the last mention scrub read, from its own audit event (ids and counts only)."""
+    row = (
+        await AuditRecord.select(AuditRecord.detail)
+        .where(AuditRecord.action == "erase_mentions")
+        .order_by(AuditRecord.seq, ascending=False)
+        .first()
+    )
+    return int(json.loads(row["detail"]).get("scanned", 0)) if row else 0
+
+
+async def export_figures(
+    services: Services, data: CustomerData, owner_id: int, interactions: int, *, repeats: int
+) -> dict[str, Any]:
+    """One more person with ``interactions`` interactions, then their export, timed.
+
+    Two figures: ``build_export`` (what the portal and ``consentry dsr export`` produce:
+    records, consent history, access log, processing summary, CSV/HTML files, signed
+    manifest, ZIP) and ``Gateway.export_subject`` alone (reading and decrypting records).
+    """
+    actor = Actor.system("bench")
+    person = await services.gateway.create(
+        actor, "contact", data.contact(data.contacts), owner_id=owner_id, team=TEAM
+    )
+    first = data.interactions  # generator rows past the loaded ones: same shape, new rows
+    started = time.perf_counter()
+    for start in range(0, interactions, 1000):
+        batch = [
+            {**data.interaction(first + i), "contact_id": person.id}
+            for i in range(start, min(start + 1000, interactions))
+        ]
+        async with db.write_transaction():
+            result = await services.gateway.create_many(
+                actor, "interaction", batch, owner_id=owner_id, team=TEAM
+            )
+        _no_rejects("interaction", result.rejected)
+    load_s = time.perf_counter() - started
+    bundles: list[int] = []
+    size = records = 0
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        bundle = await build_export(services, person.subject_id, requested_by="system:bench")
+        bundles.append(time.perf_counter_ns() - t0)
+        size, records = len(bundle.zip_bytes), sum(bundle.records.values())
+    reads: list[int] = []
+    exporter = Actor.system(EXPORT_JOB)
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        found = await services.gateway.export_subject(
+            exporter, person.subject_id, purpose=EXPORT_PURPOSE
+        )
+        reads.append(time.perf_counter_ns() - t0)
+        if len(found) != interactions + 1:
+            raise RuntimeError(f"export found {len(found)} records, not {interactions + 1}")
+    return {
+        "interactions": interactions,
+        "records": records,
+        "zip_bytes": size,
+        "setup_seconds": round(load_s, 3),
+        "build_export": summary_ms(bundles),
+        "export_subject": summary_ms(reads),
+        "what": "build_export (the signed ZIP of the portal and CLI) and "
+        "Gateway.export_subject alone, for one contact with this many interactions",
     }

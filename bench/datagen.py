@@ -10,9 +10,12 @@ call), so it fills small pools once and rows are assembled from the pools with a
 phone, ISO dates), so the plaintext baseline stores exactly what Consentry stores after
 its own normalisation.
 
+Deals and interactions hang off contacts in fixed proportions (by default one deal for
+every fourth contact, three interactions per contact, those of a contact with a deal
+about that deal), so which contact a row belongs to is arithmetic on its index too.
+
 E-mail addresses use the reserved example domains and phone numbers Ofcom's ranges kept
-for drama, so no real person can be contacted by mistake. Deals and interactions are not
-generated: they are not in Consentry's schema yet.
+for drama, so no real person can be contacted by mistake.
 """
 
 from __future__ import annotations
@@ -26,7 +29,26 @@ from typing import Any
 
 from faker import Faker
 
+from server.datamap import CHANNELS, CURRENCIES, DEAL_STAGES, LOST_REASONS
+
 CONTACTS_PER_ORGANIZATION = 25
+CONTACTS_PER_DEAL = 4
+INTERACTIONS_PER_CONTACT = 3
+DEAL_KINDS = (
+    "Annual licence",
+    "Support renewal",
+    "Pilot project",
+    "Framework agreement",
+    "Upgrade",
+    "Onboarding package",
+    "Consulting days",
+    "Hardware refresh",
+)
+STAGE_PROBABILITY = {"qualification": 10, "proposal": 40, "negotiation": 70, "won": 100, "lost": 0}
+# Interactions happen over two years before this moment (fixed: rows must not depend on
+# the day the benchmark runs).
+INTERACTION_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+INTERACTION_SPAN_S = 2 * 365 * 24 * 3600
 STAGES = ("lead", "prospect", "customer", "customer", "former_customer")
 SOURCES = ("web", "event", "referral", "import", "phone", "partner", "manual")
 INDUSTRIES = (
@@ -68,6 +90,13 @@ def organizations_for(contacts: int) -> int:
     return max(1, contacts // CONTACTS_PER_ORGANIZATION)
 
 
+def deals_for(contacts: int, contacts_per_deal: int = CONTACTS_PER_DEAL) -> int:
+    """Contacts 0, k, 2k, ... have one deal each (none when ``contacts_per_deal`` is 0)."""
+    if contacts_per_deal <= 0:
+        return 0
+    return (contacts + contacts_per_deal - 1) // contacts_per_deal
+
+
 def _slug(text: str) -> str:
     return _NOT_LOCAL_PART.sub("", text.lower()) or "x"
 
@@ -104,13 +133,29 @@ def _pools(seed: int) -> _Pools:
 
 
 class CustomerData:
-    """Rows for ``contacts`` contacts and their organizations, reproducible from ``seed``."""
+    """Rows for ``contacts`` contacts, their organizations, deals and interactions,
+    reproducible from ``seed``."""
 
-    def __init__(self, contacts: int, *, seed: int = 2026) -> None:
+    def __init__(
+        self,
+        contacts: int,
+        *,
+        seed: int = 2026,
+        contacts_per_deal: int = CONTACTS_PER_DEAL,
+        interactions_per_contact: int = INTERACTIONS_PER_CONTACT,
+    ) -> None:
         self.contacts = contacts
         self.organizations = organizations_for(contacts)
+        self.contacts_per_deal = contacts_per_deal
+        self.deals = deals_for(contacts, contacts_per_deal)
+        self.interactions_per_contact = interactions_per_contact
+        self.interactions = contacts * interactions_per_contact
         self.seed = seed
         self._pools = _pools(seed)
+
+    @property
+    def rows(self) -> int:
+        return self.organizations + self.contacts + self.deals + self.interactions
 
     def _rng(self, kind: str, index: int) -> random.Random:
         # A per-row generator keeps rows independent of the order they are produced in.
@@ -180,3 +225,58 @@ class CustomerData:
         for start in range(0, self.contacts, size):
             span = range(start, min(start + size, self.contacts))
             yield span, [self.contact(i) for i in span]
+
+    def deal_contact(self, deal_index: int) -> int:
+        """The contact (generator index) deal ``deal_index`` is about."""
+        return deal_index * self.contacts_per_deal
+
+    def deal_of(self, contact_index: int) -> int | None:
+        """The deal (generator index) of a contact, if it has one."""
+        if not self.contacts_per_deal or contact_index % self.contacts_per_deal:
+            return None
+        return contact_index // self.contacts_per_deal
+
+    def interaction_contact(self, interaction_index: int) -> int:
+        """Interactions of one contact are consecutive."""
+        return interaction_index // self.interactions_per_contact
+
+    def deal(self, index: int) -> dict[str, Any]:
+        """Deal ``index`` without ``contact_id`` / ``organization_id`` (loaders map ids)."""
+        rng = self._rng("deal", index)
+        stage = rng.choice(DEAL_STAGES)
+        close = dt.date(2025, 1, 1) + dt.timedelta(days=rng.randint(0, 2 * 365))
+        return {
+            "title": f"{rng.choice(DEAL_KINDS)} {index}",
+            "amount": rng.randint(5, 5_000) * 10_000,  # minor units
+            "currency": rng.choice(CURRENCIES[:3]),
+            "stage": stage,
+            "probability": STAGE_PROBABILITY[stage],
+            "expected_close": close.isoformat(),
+            "lost_reason": rng.choice(LOST_REASONS) if stage == "lost" else None,
+            "notes": rng.choice(self._pools.sentences),
+        }
+
+    def interaction(self, index: int) -> dict[str, Any]:
+        """Interaction ``index`` without ``contact_id`` / ``deal_id`` (loaders map ids).
+
+        ``occurred_at`` is in Consentry's canonical UTC spelling, so both systems hold
+        the same value.
+        """
+        rng = self._rng("interaction", index)
+        moment = INTERACTION_EPOCH - dt.timedelta(seconds=rng.randint(0, INTERACTION_SPAN_S))
+        return {
+            "channel": rng.choice(CHANNELS),
+            "direction": rng.choice(("inbound", "outbound")),
+            "occurred_at": moment.isoformat(),
+            "summary": rng.choice(self._pools.sentences),
+        }
+
+    def deal_batches(self, size: int) -> Iterator[tuple[range, list[dict[str, Any]]]]:
+        for start in range(0, self.deals, size):
+            span = range(start, min(start + size, self.deals))
+            yield span, [self.deal(i) for i in span]
+
+    def interaction_batches(self, size: int) -> Iterator[tuple[range, list[dict[str, Any]]]]:
+        for start in range(0, self.interactions, size):
+            span = range(start, min(start + size, self.interactions))
+            yield span, [self.interaction(i) for i in span]

@@ -11,13 +11,24 @@ class Preset(NamedTuple):
     duration: float  # seconds per load scenario
     warmup: float  # seconds of read traffic before the first measured scenario
     audit_events: int  # events appended per audit figure
-    erasures: int  # contacts deleted for the erasure proxy
+    erasures: int  # people erased (each erasure scans every record's free text)
+    export_repeats: int  # timed exports of the person with EXPORT_INTERACTIONS interactions
 
 
 PRESETS: dict[str, Preset] = {
-    "quick": Preset(contacts=2_000, duration=2.0, warmup=1.0, audit_events=300, erasures=10),
-    "full": Preset(contacts=100_000, duration=15.0, warmup=3.0, audit_events=3_000, erasures=50),
+    "quick": Preset(
+        contacts=2_000, duration=2.0, warmup=1.0, audit_events=300, erasures=5, export_repeats=2
+    ),
+    "full": Preset(
+        contacts=100_000,
+        duration=15.0,
+        warmup=3.0,
+        audit_events=3_000,
+        erasures=3,  # at 100,000 contacts the mention scrub alone takes tens of seconds
+        export_repeats=3,
+    ),
 }
+EXPORT_INTERACTIONS = 10_000  # the export target is for a person with this many
 DEFAULT_ENGINES = ("sqlite", "postgres")
 DEFAULT_WORKERS = 1
 DEFAULT_CONNECTIONS = 4

@@ -4,38 +4,45 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass
 class LoadFigures:
-    organizations: int
-    organization_seconds: float
-    contacts: int
-    contact_seconds: float
+    """Rows and seconds per table, in the order the tables were loaded."""
 
-    @classmethod
-    def of(cls, orgs: int, org_s: float, contacts: int, contact_s: float) -> LoadFigures:
-        return cls(orgs, round(org_s, 3), contacts, round(contact_s, 3))
+    tables: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def add(self, table: str, rows: int, seconds: float) -> None:
+        self.tables[table] = (rows, round(seconds, 3))
 
     def as_dict(self) -> dict[str, Any]:
-        rows = self.organizations + self.contacts
-        seconds = self.organization_seconds + self.contact_seconds
+        rows = sum(n for n, _ in self.tables.values())
+        seconds = round(sum(s for _, s in self.tables.values()), 3)
         return {
-            **asdict(self),
-            "organization_rows_per_s": _rate(self.organizations, self.organization_seconds),
-            "contact_rows_per_s": _rate(self.contacts, self.contact_seconds),
+            "tables": {
+                name: {"rows": n, "seconds": s, "rows_per_s": _rate(n, s)}
+                for name, (n, s) in self.tables.items()
+            },
+            "rows": rows,
+            "seconds": seconds,
             "rows_per_s": _rate(rows, seconds),
         }
 
 
 @dataclass
 class LoadedIds:
-    """Record ids a loader created, so scenarios can read and update real records."""
+    """Record ids a loader created, so scenarios can read and update real records.
+
+    Interactions are only counted: nothing refers to them, and at three per contact
+    their ids would be most of the memory a large run holds.
+    """
 
     organizations: list[str] = field(default_factory=list)
     contacts: list[str] = field(default_factory=list)
+    deals: list[str] = field(default_factory=list)
+    interactions: int = 0
 
 
 def _rate(count: int, seconds: float) -> float:

@@ -37,7 +37,7 @@ from rich.text import Text
 from bench import consentry_target, databases, micro
 from bench.baseline import load as baseline_load
 from bench.baseline.app import SESSION_COOKIE as BASELINE_COOKIE
-from bench.datagen import CustomerData, organizations_for
+from bench.datagen import CustomerData
 from bench.loadgen import SCENARIOS, ensure_wrk, run_wrk, server_side, wrk_version
 from bench.machine import machine_info
 from bench.report import evaluate_targets, write_results
@@ -59,6 +59,10 @@ class BenchConfig:
     batch_size: int
     audit_events: int
     erasures: int
+    export_interactions: int
+    export_repeats: int
+    contacts_per_deal: int
+    interactions_per_contact: int
     sample_size: int
     out: Path
     postgres: str
@@ -96,6 +100,12 @@ class Runner:
     def run(self) -> dict[str, Any]:
         config = self.config
         self.wrk = ensure_wrk(install=config.install_wrk)
+        data = CustomerData(
+            config.contacts,
+            seed=config.seed,
+            contacts_per_deal=config.contacts_per_deal,
+            interactions_per_contact=config.interactions_per_contact,
+        )
         pg_version = None
         if "postgres" in config.engines:
             try:
@@ -115,10 +125,12 @@ class Runner:
             },
             "machine": machine_info(postgres_version=pg_version, wrk_version=wrk_version(self.wrk)),
             "dataset": {
-                "contacts": config.contacts,
-                "organizations": organizations_for(config.contacts),
-                "deals": "not yet in the schema (a later issue)",
-                "interactions": "not yet in the schema (a later issue)",
+                "contacts": data.contacts,
+                "organizations": data.organizations,
+                "deals": data.deals,
+                "interactions": data.interactions,
+                "contacts_per_deal": data.contacts_per_deal,
+                "interactions_per_contact": data.interactions_per_contact,
             },
             "engines": {},
         }
@@ -126,7 +138,6 @@ class Runner:
         started = time.monotonic()
         try:
             with self.progress:
-                data = CustomerData(config.contacts, seed=config.seed)
                 for engine in config.engines:
                     results["engines"][engine] = self.run_engine(engine, data, workdir)
                 self.say("[bold]Micro-figures[/bold] (in-process)")
@@ -134,7 +145,6 @@ class Runner:
                     "field_crypto": micro.field_crypto(),
                     "blind_index": micro.blind_index_cost(),
                     "policy": micro.policy_decisions(workdir),
-                    "export": "not available yet (subject export is a later issue)",
                 }
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -157,7 +167,10 @@ class Runner:
 
     def run_engine(self, engine: str, data: CustomerData, workdir: Path) -> dict[str, Any]:
         config = self.config
-        self.say(f"[bold]{engine}[/bold]: {data.contacts:,} contacts, {data.organizations:,} orgs")
+        self.say(
+            f"[bold]{engine}[/bold]: {data.contacts:,} contacts, {data.organizations:,} "
+            f"organizations, {data.deals:,} deals, {data.interactions:,} interactions"
+        )
         urls = databases.urls_for(engine, workdir, config.postgres)
         if engine == "postgres":
             for name in (databases.CONSENTRY_DB, databases.BASELINE_DB, databases.AUDIT_DB):
@@ -169,7 +182,7 @@ class Runner:
         # Consentry: keys, migrations, admin, data through create_many.
         env = consentry_target.consentry_env(root / "home", urls.consentry)
         consentry_target.init_keys(env, REPO_ROOT)
-        rows = data.organizations + data.contacts
+        rows = data.rows
         with self._bar(f"{engine} Consentry load (create_many)", rows) as advance:
             prepared = asyncio.run(
                 consentry_target.prepare(env, data, batch_size=config.batch_size, progress=advance)
@@ -189,7 +202,8 @@ class Runner:
         out["load"] = {
             "consentry": {
                 **prepared.figures.as_dict(),
-                "path": "Gateway.create_many (validate, encrypt, data keys, audit)",
+                "path": "Gateway.create_many (validate, check references, encrypt, data keys, "
+                "audit), one write transaction per call",
             },
             "baseline": {**base_figures.as_dict(), "path": "Piccolo multi-row insert"},
             "batch_size": config.batch_size,
@@ -234,9 +248,31 @@ class Runner:
             for server in servers.values():
                 server.stop()
 
-        # After the servers stop: chain verification and the erasure proxy, in-process.
-        victims = prepared.ids.contacts[-config.erasures :] if config.erasures else []
-        out.update(asyncio.run(consentry_target.after_run(env, prepared.admin_user_id, victims)))
+        # After the servers stop, in-process: chain verification, erasure, subject export.
+        victims = [prepared.ids.contacts[i] for i in erasure_victims(data, config.erasures)]
+        self.say(
+            f"  verification, {len(victims)} erasure(s), export of "
+            f"{config.export_interactions:,} interactions"
+        )
+        out.update(
+            asyncio.run(
+                consentry_target.after_run(
+                    env,
+                    prepared.admin_user_id,
+                    data,
+                    victims,
+                    export_interactions=config.export_interactions,
+                    export_repeats=config.export_repeats,
+                )
+            )
+        )
+        e, x, scrub = out["erasure"], out["export"], out["erasure"]["mention_scrub"]
+        self.say(
+            f"  erasure {e['total']['median_ms']:,.1f} ms median (mention scrub "
+            f"{scrub['median_ms']:,.1f} ms over {scrub['rows_scanned']:,} rows); "
+            f"export {x['build_export']['median_ms']:,.1f} ms "
+            f"(export_subject {x['export_subject']['median_ms']:,.1f} ms)"
+        )
         self.say(f"  audit append ({config.audit_events:,} + concurrent) in a throwaway database")
         out["audit_append"] = asyncio.run(micro.audit_append(urls.audit, config.audit_events))
         return out
@@ -370,6 +406,16 @@ class Runner:
                 + ("  [red]FLAGGED: " + "; ".join(problems) + "[/red]" if problems else "")
             )
         return out
+
+
+def erasure_victims(data: CustomerData, count: int) -> list[int]:
+    """The last ``count`` contacts (generator indices) that have a deal: a typical person
+    to erase holds a contact, a deal and a few interactions."""
+    with_deal = (i for i in range(data.contacts - 1, -1, -1) if data.deal_of(i) is not None)
+    chosen = [i for _, i in zip(range(count), with_deal, strict=False)]
+    if len(chosen) < count:  # no deals generated: any contacts will do
+        chosen = list(range(data.contacts - 1, max(-1, data.contacts - 1 - count), -1))
+    return chosen
 
 
 class _Bar:

@@ -11,11 +11,16 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
+
+from piccolo.table import Table
 
 from bench.baseline import db
 from bench.baseline.app import token_hash
 from bench.baseline.tables import (
     BaselineContact,
+    BaselineDeal,
+    BaselineInteraction,
     BaselineOrganization,
     BaselineSession,
     BaselineUser,
@@ -74,50 +79,61 @@ async def load_baseline(
     batch_size: int,
     progress: Callable[[int], None],
 ) -> tuple[LoadFigures, LoadedIds]:
-    """Insert every organization, then every contact, ``batch_size`` rows per statement."""
-    started = time.perf_counter()
-    org_ids: list[str] = []
-    for batch in data.organization_batches(batch_size):
+    """Insert organizations, contacts, deals, interactions, ``batch_size`` rows a statement.
+
+    Plain dates and times become typed values, as Consentry's gateway stores them.
+    """
+    ids = LoadedIds()
+    figures = LoadFigures()
+
+    async def insert(table: type[Table], batch: list[dict[str, Any]]) -> list[str]:
         now = dt.datetime.now(dt.UTC)  # one timestamp per batch, as gateway.create_many
-        org_rows: list[BaselineOrganization] = []
-        for values in batch:
-            rid = uuid.uuid4()
-            org_ids.append(str(rid))
-            org_rows.append(
-                BaselineOrganization(
-                    id=rid,
-                    owner_id=owner_id,
-                    team=OWNER_TEAM,
-                    created_at=now,
-                    updated_at=now,
-                    **values,
-                )
+        new_ids = [uuid.uuid4() for _ in batch]
+        rows = [
+            table(
+                id=rid,
+                owner_id=owner_id,
+                team=OWNER_TEAM,
+                created_at=now,
+                updated_at=now,
+                **values,
             )
-        await BaselineOrganization.insert(*org_rows).run()
-        progress(len(org_rows))
-    org_seconds = time.perf_counter() - started
+            for rid, values in zip(new_ids, batch, strict=True)
+        ]
+        await table.insert(*rows).run()
+        progress(len(rows))
+        return [str(rid) for rid in new_ids]
+
     started = time.perf_counter()
-    contact_ids: list[str] = []
+    for batch in data.organization_batches(batch_size):
+        ids.organizations.extend(await insert(BaselineOrganization, batch))
+    figures.add("organization", len(ids.organizations), time.perf_counter() - started)
+
+    started = time.perf_counter()
     for span, batch in data.contact_batches(batch_size):
-        now = dt.datetime.now(dt.UTC)
-        contact_rows: list[BaselineContact] = []
         for index, values in zip(span, batch, strict=True):
-            rid = uuid.uuid4()
-            contact_ids.append(str(rid))
-            organization = uuid.UUID(org_ids[data.organization_of(index)])
-            contact_rows.append(
-                BaselineContact(
-                    id=rid,
-                    owner_id=owner_id,
-                    team=OWNER_TEAM,
-                    created_at=now,
-                    updated_at=now,
-                    organization_id=organization,
-                    **values,
-                )
-            )
-        await BaselineContact.insert(*contact_rows).run()
-        progress(len(contact_rows))
-    contact_seconds = time.perf_counter() - started
-    figures = LoadFigures.of(len(org_ids), org_seconds, len(contact_ids), contact_seconds)
-    return figures, LoadedIds(organizations=org_ids, contacts=contact_ids)
+            values["organization_id"] = uuid.UUID(ids.organizations[data.organization_of(index)])
+        ids.contacts.extend(await insert(BaselineContact, batch))
+    figures.add("contact", len(ids.contacts), time.perf_counter() - started)
+
+    started = time.perf_counter()
+    for span, batch in data.deal_batches(batch_size):
+        for index, values in zip(span, batch, strict=True):
+            contact = data.deal_contact(index)
+            values["contact_id"] = uuid.UUID(ids.contacts[contact])
+            values["organization_id"] = uuid.UUID(ids.organizations[data.organization_of(contact)])
+            values["expected_close"] = dt.date.fromisoformat(values["expected_close"])
+        ids.deals.extend(await insert(BaselineDeal, batch))
+    figures.add("deal", len(ids.deals), time.perf_counter() - started)
+
+    started = time.perf_counter()
+    for span, batch in data.interaction_batches(batch_size):
+        for index, values in zip(span, batch, strict=True):
+            contact = data.interaction_contact(index)
+            values["contact_id"] = uuid.UUID(ids.contacts[contact])
+            deal = data.deal_of(contact)
+            values["deal_id"] = None if deal is None else uuid.UUID(ids.deals[deal])
+            values["occurred_at"] = dt.datetime.fromisoformat(values["occurred_at"])
+        ids.interactions += len(await insert(BaselineInteraction, batch))
+    figures.add("interaction", ids.interactions, time.perf_counter() - started)
+    return figures, ids

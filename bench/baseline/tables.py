@@ -1,7 +1,8 @@
 """Baseline tables: Consentry's customer columns as plaintext, plus users and sessions.
 
 Indexes mirror Consentry's migrations (owner, team, created_at, lifecycle stage,
-organization), with plain ``email`` and ``phone`` indexes standing in for Consentry's
+organization; for deals and interactions stage, channel, occurred_at and the
+references), with plain ``email`` and ``phone`` indexes standing in for Consentry's
 blind-index columns. Keep them in step: an index only one side has would show up as a
 "cost of privacy" (or a saving) that has nothing to do with privacy.
 There is no ``subject_id``: data subjects and their keys are Consentry machinery.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from piccolo.columns import UUID, Boolean, Integer, Serial, Text, Timestamptz, Varchar
+from piccolo.columns import UUID, Boolean, Date, Integer, Serial, Text, Timestamptz, Varchar
 from piccolo.engine.base import Engine
 from piccolo.table import Table
 
@@ -79,11 +80,45 @@ class BaselineContact(Table, tablename="baseline_contact"):
     organization_id = UUID(null=True, default=None, index=True)
 
 
+class BaselineDeal(Table, tablename="baseline_deal"):
+    id = UUID(primary_key=True)
+    owner_id = Integer(index=True)
+    team = Varchar(length=64, index=True)
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    title = Text()
+    amount = Integer(null=True, default=None)
+    currency = Varchar(length=3, null=True, default=None)
+    stage = Varchar(length=32, null=True, default=None, index=True)
+    probability = Integer(null=True, default=None)
+    expected_close = Date(null=True, default=None)
+    lost_reason = Varchar(length=32, null=True, default=None)
+    contact_id = UUID(index=True)
+    organization_id = UUID(null=True, default=None, index=True)
+    notes = Text(null=True, default=None)
+
+
+class BaselineInteraction(Table, tablename="baseline_interaction"):
+    id = UUID(primary_key=True)
+    owner_id = Integer(index=True)
+    team = Varchar(length=64, index=True)
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    channel = Varchar(length=32, index=True)
+    direction = Varchar(length=16, null=True, default=None)
+    occurred_at = Timestamptz(index=True)
+    summary = Text(null=True, default=None)
+    contact_id = UUID(index=True)
+    deal_id = UUID(null=True, default=None, index=True)
+
+
 BASELINE_TABLES: tuple[type[Table], ...] = (
     BaselineUser,
     BaselineSession,
     BaselineOrganization,
     BaselineContact,
+    BaselineDeal,
+    BaselineInteraction,
 )
 
 
