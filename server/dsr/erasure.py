@@ -30,6 +30,7 @@ from typing import Any
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
+from server.dsr.errors import DsrError
 from server.dsr.holds import Hold, LegalHolds
 from server.dsr.requests import DataRequest, RequestError
 from server.dsr.restriction import Restrictions
@@ -42,13 +43,8 @@ STEPS = ("mentions", "records", "keys")
 RUNNING, HELD, DONE = "running", "held", "done"
 
 
-class ErasureError(Exception):
+class ErasureError(DsrError):
     """An erasure that cannot start; ``code`` is machine-readable, the message one line."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

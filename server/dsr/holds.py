@@ -20,6 +20,7 @@ from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
 from server.datamap import RECORD_TYPES
+from server.dsr.errors import DsrError, role_of
 from server.dsr.tables import LegalHold
 
 PURPOSE = "compliance"
@@ -33,13 +34,8 @@ ALL = "all"
 MAX_YEARS = 30
 
 
-class HoldError(Exception):
+class HoldError(DsrError):
     """A hold that cannot be added or released; ``code`` is machine-readable."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def scopes() -> tuple[str, ...]:
@@ -207,7 +203,7 @@ class LegalHolds:
         await self._audit.append(
             AuditEvent(
                 actor_id=by,
-                actor_role=by_role or ("system" if by.startswith("system:") else ""),
+                actor_role=by_role or role_of(by),
                 action=action,
                 resource_type="legal_hold",
                 outcome=Outcome.ALLOWED,

@@ -23,6 +23,7 @@ from typing import Any
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
+from server.dsr.errors import DsrError, role_of
 from server.dsr.tables import DsrRequest, DsrRequestEvent
 from server.gateway import Actor, Gateway, GatewayError
 from server.mail import Mailer, MailResult, MailStatus
@@ -96,14 +97,9 @@ RESPONSE_MONTHS = 1  # Art. 12(3): one month from receipt ...
 MAX_TOTAL_MONTHS = 3  # ... extendable by two further months
 
 
-class RequestError(Exception):
+class RequestError(DsrError):
     """A request change that cannot be made. ``code`` is machine-readable; the message
     never repeats what the caller sent."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class RequestNotFound(RequestError):
@@ -138,12 +134,6 @@ def _uuid(value: str, code: str, what: str) -> uuid.UUID:
         return uuid.UUID(str(value).strip())
     except ValueError:
         raise RequestError(code, f"{what} is not a valid id") from None
-
-
-def _role_of(actor_id: str) -> str:
-    if actor_id == "subject":
-        return "data_subject"
-    return "system" if actor_id.startswith("system:") else ""
 
 
 @dataclass(frozen=True)
@@ -500,7 +490,7 @@ class DataSubjectRequests:
         await self._audit.append(
             AuditEvent(
                 actor_id=by,
-                actor_role=by_role or _role_of(by),
+                actor_role=by_role or role_of(by),
                 action=f"dsr.{verb}",
                 resource_type="dsr_request",
                 resource_id=str(key),

@@ -25,6 +25,7 @@ from piccolo.query import Select
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
+from server.dsr.errors import DsrError, role_of
 from server.dsr.tables import ProcessingRestriction
 
 PURPOSE = "compliance"
@@ -38,13 +39,8 @@ REASONS: dict[str, str] = {
 }
 
 
-class RestrictionError(Exception):
+class RestrictionError(DsrError):
     """A restriction change that cannot be made; ``code`` is machine-readable."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -210,7 +206,7 @@ class Restrictions:
         await self._audit.append(
             AuditEvent(
                 actor_id=by,
-                actor_role=by_role or ("system" if by.startswith("system:") else ""),
+                actor_role=by_role or role_of(by),
                 action=action,
                 resource_type="data_subject",
                 outcome=Outcome.ALLOWED,

@@ -195,21 +195,33 @@ class Retention:
     ) -> RuleReport:
         line = RuleReport(FINISH_HELD, "all", "erase")
         subjects = await self._erasure.held_jobs()
+        # Still held: nothing to resume (the part not held was erased when it started).
+        await self._erase_each(line, subjects, dry_run, today, progress, held_first=True)
+        return line
+
+    async def _erase_each(
+        self,
+        line: RuleReport,
+        subjects: list[str],
+        dry_run: bool,
+        today: dt.date,
+        progress: Progress | None,
+        *,
+        held_first: bool,
+    ) -> None:
+        """Erase each person (or count what would be erased); a person under a hold counts
+        as held. With ``held_first`` a held person is not touched at all; otherwise the
+        erasure runs and erases what no hold covers, as an erasure request would."""
         line.matched = len(subjects)
         for done, subject in enumerate(subjects, 1):
-            if await self._erasure.holds.active(subject, today=today):
+            if (held_first or dry_run) and await self._erasure.holds.active(subject, today=today):
                 line.held += 1
-            elif dry_run:
+            elif dry_run or (await self._erasure.erase(subject, by=BY)).complete:
                 line.erased += 1
             else:
-                result = await self._erasure.erase(subject, by=BY)
-                if result.complete:
-                    line.erased += 1
-                else:
-                    line.held += 1
+                line.held += 1
             if progress:
                 progress(line.rule, done, len(subjects))
-        return line
 
     async def _erase(
         self,
@@ -221,21 +233,7 @@ class Retention:
         progress: Progress | None,
     ) -> None:
         subjects = list(dict.fromkeys(subject for _, subject in found))
-        line.matched = len(subjects)
-        for done, subject in enumerate(subjects, 1):
-            if dry_run:
-                if await self._erasure.holds.active(subject, today=today):
-                    line.held += 1
-                else:
-                    line.erased += 1
-            else:
-                result = await self._erasure.erase(subject, by=BY)
-                if result.complete:
-                    line.erased += 1
-                else:
-                    line.held += 1
-            if progress:
-                progress(rule.name, done, len(subjects))
+        await self._erase_each(line, subjects, dry_run, today, progress, held_first=False)
 
     async def _anonymise(
         self,

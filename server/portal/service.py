@@ -33,7 +33,7 @@ from server import db
 from server.auth.throttle import LoginThrottler
 from server.consent.model import SUBJECT_ACTOR
 from server.datamap import CONTACT, InvalidValues, clean_values, normalize_email
-from server.dsr.requests import DataRequest, DataSubjectRequests, RequestError
+from server.dsr.requests import DataRequest, DataSubjectRequests, RequestChange, RequestError
 from server.gateway import Actor, Gateway, GatewayError
 from server.logs import get_logger
 from server.mail import Mailer, MailResult
@@ -372,7 +372,12 @@ class Portal:
                     f"due by {existing.deadline:%d %B %Y}). We will answer it; there is no "
                     "need to ask again.",
                 )
-        change = await self._requests.log(
+        change = await self._log(identity, kind, request_id)
+        return change.request
+
+    async def _log(self, identity: PortalIdentity, kind: str, request_id: str) -> RequestChange:
+        """A request the person made here: verified by the e-mailed sign-in link."""
+        return await self._requests.log(
             identity.subject_id,
             kind,
             "portal",
@@ -382,23 +387,13 @@ class Portal:
             contact_id=identity.contact_id,
             request_id=request_id,
         )
-        return change.request
 
     async def download_now(self, identity: PortalIdentity, *, request_id: str = "") -> bytes:
         """Answer an access request on the spot: log it, build the signed bundle and mark it
         fulfilled. The bundle is audited as requested by the subject (``dsr.export``)."""
         if self.exporter is None:
             raise PortalError("unavailable", "Downloads are not available right now.")
-        change = await self._requests.log(
-            identity.subject_id,
-            "access",
-            "portal",
-            verification="email_link",
-            by=SUBJECT_ACTOR,
-            by_role=SUBJECT_ROLE,
-            contact_id=identity.contact_id,
-            request_id=request_id,
-        )
+        change = await self._log(identity, "access", request_id)
         key = change.request.id
         for state in ("in_review", "approved"):
             await self._requests.transition(key, state, by=PORTAL_ACTOR_ID)
@@ -446,16 +441,7 @@ class Portal:
             if exc.problems:
                 raise InvalidValues(dict(exc.problems)) from None
             raise
-        logged = await self._requests.log(
-            identity.subject_id,
-            "rectification",
-            "portal",
-            verification="email_link",
-            by=SUBJECT_ACTOR,
-            by_role=SUBJECT_ROLE,
-            contact_id=identity.contact_id,
-            request_id=request_id,
-        )
+        logged = await self._log(identity, "rectification", request_id)
         key = logged.request.id
         done = logged
         for state in ("in_review", "approved", "fulfilled"):
