@@ -22,17 +22,20 @@ from admin_ui.pages.account import account, change_password, end_session, enrol,
 from admin_ui.pages.alerts import AlertPages
 from admin_ui.pages.compliance import CompliancePages
 from admin_ui.pages.consent import ConsentPages
+from admin_ui.pages.customer360 import CustomerPages
 from admin_ui.pages.dashboard import dashboard
 from admin_ui.pages.holds import HoldPages
+from admin_ui.pages.leads import LeadConvertPages
 from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
+from admin_ui.pages.reports import ReportPages
 from admin_ui.pages.requests import RequestPages
 from admin_ui.pages.sign_in import SignInPages
 from admin_ui.pages.users import UserPages
 from admin_ui.rendering import gateway_error_handler, http_error_handler, redirect_handler
 from admin_ui.security import csrf_config, security_headers
 from admin_ui.session import PageRedirect
-from server.datamap import CASE, CONTACT, DEAL, INTERACTION, ORGANIZATION
+from server.datamap import CASE, CONTACT, DEAL, INTERACTION, LEAD, ORGANIZATION
 from server.gateway import GatewayError
 from server.services import Services, load_session_secret
 from server.settings import Settings
@@ -78,11 +81,15 @@ def admin_router() -> Router:
             RequestPages,
             HoldPages,
             ProcessingRecordPage,
+            ReportPages,
+            CustomerPages,  # /contacts/{id}/360
             record_pages(CONTACT, "/contacts", "Contacts"),
             record_pages(ORGANIZATION, "/organizations", "Organizations"),
             record_pages(DEAL, "/deals", "Deals"),
             record_pages(INTERACTION, "/interactions", "Interactions"),
             record_pages(CASE, "/cases", "Cases"),
+            record_pages(LEAD, "/leads", "Leads"),
+            LeadConvertPages,
         ],
         exception_handlers={
             GatewayError: gateway_error_handler,

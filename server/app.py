@@ -20,9 +20,11 @@ from server.contacts.routes import ContactRoutes
 from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
+from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
 from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
 from server.portal.routes import PortalPages
+from server.reports.routes import ReportRoutes
 from server.requests import request_id_middleware
 from server.services import Services, build_services
 from server.settings import Settings, get_settings
@@ -72,7 +74,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             DealRoutes,
             InteractionRoutes,
             CaseRoutes,
+            LeadRoutes,
+            LeadConversion,
+            PublicLeadForm,  # a website's contact form: no staff session, rate-limited
             ComplianceRoutes,
+            ReportRoutes,
             ConsentLinks,
             PortalPages,  # the customer self-service portal (own cookie, no staff session)
         ],

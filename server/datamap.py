@@ -654,8 +654,117 @@ CASE = RecordType(
     ),
 )
 
+# --- leads: people who are not yet contacts ----------------------------------------------
+# A lead is its own subject, like a contact: it gets a data key at capture, and converting
+# it hands that key (and subject id) on to the contact, so the person's history is one.
+LEAD_STATUSES = ("new", "contacted", "qualified", "disqualified", "converted")
+DISQUALIFIED_REASONS = ("no_interest", "no_budget", "not_a_fit", "unreachable", "duplicate", "spam")
+_LEAD_TOTALS = _SERVICE | {"marketing"}  # lead counts by status and source: nobody named
+
+LEAD = RecordType(
+    resource="lead",
+    table="lead",
+    label="Lead",
+    fields=(
+        Field(
+            "first_name",
+            Category.IDENTIFIER,
+            Kind.TEXT,
+            "First name",
+            encrypted=True,
+            required=True,
+            max_length=100,
+        ),
+        Field(
+            "last_name",
+            Category.IDENTIFIER,
+            Kind.TEXT,
+            "Last name",
+            encrypted=True,
+            required=True,
+            max_length=100,
+        ),
+        Field(
+            "email",
+            Category.CONTACT,
+            Kind.EMAIL,
+            "E-mail address",
+            encrypted=True,
+            blind_index=True,
+            max_length=254,
+        ),
+        Field(
+            "phone",
+            Category.CONTACT,
+            Kind.PHONE,
+            "Phone number",
+            encrypted=True,
+            blind_index=True,
+            max_length=40,
+        ),
+        # Who the person works for (or, for a sole trader, their own trading name).
+        Field(
+            "company_name",
+            Category.PROFESSIONAL,
+            Kind.TEXT,
+            "Company",
+            encrypted=True,
+            max_length=200,
+        ),
+        Field("message", Category.FREE_TEXT, Kind.TEXT, "Message", encrypted=True, max_length=5000),
+        Field(
+            "source",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Source",
+            encrypted=False,
+            max_length=32,
+            choices=_SOURCES,
+            purposes=_LEAD_TOTALS,
+            filterable=True,
+        ),
+        Field(
+            "status",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Status",
+            encrypted=False,
+            max_length=16,
+            choices=LEAD_STATUSES,
+            default="new",
+            purposes=_LEAD_TOTALS,
+            filterable=True,
+        ),
+        Field(
+            "disqualified_reason",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Reason disqualified",
+            encrypted=False,
+            max_length=32,
+            choices=DISQUALIFIED_REASONS,
+        ),
+        Field(
+            "converted_contact_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Converted to contact",
+            encrypted=False,
+            references="contact",
+        ),
+        Field(
+            "converted_deal_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Converted with deal",
+            encrypted=False,
+            references="deal",
+        ),
+    ),
+)
+
 RECORD_TYPES: Mapping[str, RecordType] = {
-    rt.resource: rt for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE)
+    rt.resource: rt for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE, LEAD)
 }
 
 

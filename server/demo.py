@@ -141,7 +141,44 @@ async def seed_demo_data(
     activity = await seed_demo_activity(gateway, people, owners, rng, fake)
     if consent is not None:
         await seed_demo_consent(consent, subjects, rng)
-    return organizations + contacts + activity
+    leads = await seed_demo_leads(gateway, owners, rng, fake)
+    return organizations + contacts + activity + leads
+
+
+DEMO_LEADS = 12
+DEMO_LEAD_STATUSES = ("new", "new", "new", "contacted", "contacted", "qualified", "disqualified")
+
+
+async def seed_demo_leads(
+    gateway: Gateway, owners: list[StaffIdentity], rng: random.Random, fake: Faker
+) -> int:
+    """A dozen open leads for the sales staff, some qualified, ready to be converted."""
+    system = Actor.system("demo-seed")
+    sellers = [o for o in owners if o.role == "sales"] or owners
+    batches: dict[StaffIdentity, list[dict[str, Any]]] = defaultdict(list)
+    for i in range(DEMO_LEADS):
+        first, last = fake.first_name(), fake.last_name()
+        status = rng.choice(DEMO_LEAD_STATUSES)
+        lead: dict[str, Any] = {
+            "first_name": first,
+            "last_name": last,
+            "email": f"{first}.{last}.lead{i}@example.org".lower().replace("'", ""),
+            "phone": f"+44 20 7946 {rng.randint(0, 999):04d}",
+            "company_name": fake.company(),
+            "message": fake.sentence(nb_words=12),
+            "source": rng.choice(("web", "web", "event", "referral", "phone")),
+            "status": status,
+        }
+        if status == "disqualified":
+            lead["disqualified_reason"] = rng.choice(("no_budget", "not_a_fit", "unreachable"))
+        batches[rng.choice(sellers)].append(lead)
+    created = 0
+    for owner, rows in batches.items():
+        result = await gateway.create_many(
+            system, "lead", rows, owner_id=owner.user_id, team=owner.team
+        )
+        created += len(result.created)
+    return created
 
 
 DEMO_DEAL_SHARE = 0.4  # of contacts with a deal

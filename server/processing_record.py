@@ -64,6 +64,7 @@ DATA_SUBJECTS: Mapping[str, str] = {
         "and people mentioned in the conversation summaries"
     ),
     "case": "Customers who raised a service request, complaint, return or question",
+    "lead": "Prospects who enquired (web form, event, referral) and are not yet customers",
 }
 TRANSFERS = (
     "None configured: this installation transfers no personal data to a third country or "

@@ -77,6 +77,13 @@ class Settings:
     controller_contact: str = "privacy@example.com (set CONSENTRY_CONTROLLER_CONTACT)"
     dpo_contact: str = ""
     public_url: str = "http://127.0.0.1:8000"  # base of links in e-mails
+    # The public lead form (POST /api/v1/public/leads): who owns what it captures, how fast
+    # a person can fill it in at the quickest, and how many submissions one client address
+    # makes before it has to wait.
+    web_form_owner_id: int = 0
+    web_form_team: str = "sales"
+    web_form_min_seconds: int = 3
+    web_form_free_submissions: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +131,16 @@ class Settings:
             controller_contact=get("CONTROLLER_CONTACT") or cls.controller_contact,
             dpo_contact=get("DPO_CONTACT") or "",
             public_url=(get("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            web_form_owner_id=_positive_int("WEB_FORM_OWNER_ID", get("WEB_FORM_OWNER_ID"), 1)
+            if get("WEB_FORM_OWNER_ID")
+            else 0,
+            web_form_team=get("WEB_FORM_TEAM") or "sales",
+            web_form_min_seconds=_positive_int(
+                "WEB_FORM_MIN_SECONDS", get("WEB_FORM_MIN_SECONDS"), 3
+            ),
+            web_form_free_submissions=_positive_int(
+                "WEB_FORM_FREE_SUBMISSIONS", get("WEB_FORM_FREE_SUBMISSIONS"), 10
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

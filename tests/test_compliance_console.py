@@ -217,6 +217,7 @@ async def test_console_reads_are_audited_with_purpose_compliance(
     rows = [r for r in await console_rows(officer) if r["action"] not in {"login", "session"}]
     assert [(r["action"], r["resource_type"]) for r in rows] == [
         ("locate", "contact"),
+        ("locate", "lead"),  # people who are not customers yet are looked up too
         ("audit.report", "audit"),
         ("audit.search", "audit"),
         ("audit.report", "audit"),
@@ -225,7 +226,8 @@ async def test_console_reads_are_audited_with_purpose_compliance(
     assert {r["purpose"] for r in rows} == {"compliance"}
     assert {r["outcome"] for r in rows} == {"allowed"}
     assert {r["actor_role"] for r in rows} == {"compliance"}
-    locate, subject_report, search, denials, overview = rows
+    locate, locate_leads, subject_report, search, denials, overview = rows
+    assert json.loads(locate_leads["subject_ids"]) == []
     assert json.loads(locate["subject_ids"]) == [subject]
     assert json.loads(subject_report["subject_ids"]) == [subject]
     assert json.loads(subject_report["detail"])["report"] == "subject"

@@ -49,6 +49,13 @@ ALLOWED_ACTIONS: dict[tuple[str, str], set[str]] = {
     ("marketing", "case"): set(),
     **{("compliance", r): {"read", "list"} for r in ("deal", "interaction", "case")},
     **{(UNKNOWN_ROLE, r): set() for r in ("deal", "interaction", "case")},
+    # Leads (tests/test_leads.py): sales their own; marketing counts by status and source.
+    ("admin", "lead"): set(ACTIONS),
+    ("sales", "lead"): set(ACTIONS),
+    ("support", "lead"): set(),
+    ("marketing", "lead"): {"list"},
+    ("compliance", "lead"): {"read", "list"},
+    (UNKNOWN_ROLE, "lead"): set(),
 }
 
 ROLE_PURPOSES: dict[str, set[str]] = {
@@ -79,6 +86,10 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("support", "case"): Scope.TEAM,
     ("marketing", "deal"): Scope.ALL,
     **{("compliance", r): Scope.ALL for r in ("deal", "interaction", "case")},
+    ("admin", "lead"): Scope.ALL,
+    ("sales", "lead"): Scope.OWN,
+    ("marketing", "lead"): Scope.ALL,
+    ("compliance", "lead"): Scope.ALL,
 }
 
 CAMPAIGN_FIELDS = {

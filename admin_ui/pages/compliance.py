@@ -721,9 +721,13 @@ class CompliancePages(Controller):
         field_name = "email" if "@" in typed else "phone"
         label = "e-mail address" if field_name == "email" else "phone number"
         try:
-            found = await services.gateway.locate(
-                visit.actor, "contact", field_name, typed, purpose=PURPOSE
-            )
+            found = [  # people who are not customers yet are leads: look there too
+                hit
+                for resource in ("contact", "lead")
+                for hit in await services.gateway.locate(
+                    visit.actor, resource, field_name, typed, purpose=PURPOSE
+                )
+            ]
         except (InvalidInput, Forbidden) as exc:
             refused = isinstance(exc, Forbidden)
             message = (

@@ -46,6 +46,7 @@ SUMMARY_FIELDS = {
     "deal": ("stage", "amount", "currency", "expected_close"),
     "interaction": ("direction", "summary"),
     "case": ("kind", "priority", "status", "due_at"),
+    "lead": ("email", "status", "source"),
 }
 HEADING_FIELDS = {
     "contact": ("first_name", "last_name"),
@@ -53,6 +54,7 @@ HEADING_FIELDS = {
     "deal": ("title",),
     "interaction": ("channel", "occurred_at"),
     "case": ("title",),
+    "lead": ("first_name", "last_name"),
 }
 # Where each record type's pages live: reference fields link there.
 PAGE_PATHS = {
@@ -61,6 +63,7 @@ PAGE_PATHS = {
     "deal": "/deals",
     "interaction": "/interactions",
     "case": "/cases",
+    "lead": "/leads",
 }
 PLURALS = {"deal": "Deals", "interaction": "Interactions", "case": "Cases"}
 
@@ -439,6 +442,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 rows=rows,
                 can_edit=gateway.permitted_fields(visit.actor, resource, "update") is not None,
                 can_delete=gateway.permitted_fields(visit.actor, resource, "delete") is not None,
+                convert_link=convert_link(gateway, visit, record),
                 related=await related_tables(gateway, visit, record)
                 if resource == "contact"
                 else [],
@@ -598,6 +602,15 @@ async def related_tables(
             }
         )
     return tables
+
+
+def convert_link(gateway: Gateway, visit: Visit, record: GatewayRecord) -> str:
+    """The lead page's "Convert" button (admin_ui.pages.leads), for an unconverted lead."""
+    if record.resource != "lead" or record.values.get("status") == "converted":
+        return ""
+    if record.erased or gateway.permitted_fields(visit.actor, "lead", "convert") is None:
+        return ""
+    return f"/leads/{record.id}/convert"
 
 
 def _sentence(message: str) -> str:

@@ -1,11 +1,12 @@
-/* Consentry admin: draws the compliance console's charts with Chart.js (from npm, served
-   under /static/vendor/chartjs/).
+/* Consentry admin: draws the compliance console's and the reports' charts with Chart.js
+   (from npm, served under /static/vendor/chartjs/).
 
    Markup, for each chart:
      <div class="chart" data-chart-box hidden>
        <canvas data-chart="outcomes" data-chart-data="ID" role="img" aria-label="..."></canvas>
      </div>
      <script type="application/json" id="ID">{"labels": [...], "series": [{"key", "label", "data"}]}</script>
+     (optional "stacked": false draws the series side by side, for numbers that do not add up)
      <details open data-chart-table> ...the same numbers as a table... </details>
 
    The numbers travel in a JSON block because the Content-Security-Policy allows no inline
@@ -19,13 +20,16 @@
   // Outcome colours, chosen to differ in lightness too (not only in hue).
   var COLOURS = {
     allowed: "#2f7d4f", denied: "#b42318", error: "#e0a100",  // audit outcomes
-    granted: "#2f7d4f", withdrawn: "#e0a100", objected: "#b42318", expired: "#64748b"  // consent
+    granted: "#2f7d4f", withdrawn: "#e0a100", objected: "#b42318", expired: "#64748b",  // consent
+    won: "#2f7d4f", lost: "#b42318", within_sla: "#2563eb", breached: "#b42318",  // CRM reports
+    interactions: "#2563eb"
   };
-  var FALLBACK = "#64748b";
+  // Series without a colour of their own (currencies in the pipeline report), in turn.
+  var PALETTE = ["#2563eb", "#e0a100", "#2f7d4f", "#7c3aed", "#b42318", "#0e7490", "#64748b"];
 
   function seriesOf(data) {
-    return (data.series || []).map(function (s) {
-      var colour = COLOURS[s.key] || FALLBACK;
+    return (data.series || []).map(function (s, i) {
+      var colour = COLOURS[s.key] || PALETTE[i % PALETTE.length];
       return { label: s.label, data: s.data, backgroundColor: colour, borderColor: colour };
     });
   }
@@ -42,6 +46,7 @@
     var box = canvas.closest("[data-chart-box]");
     if (box) box.hidden = false; // Chart.js measures its container: show it first
     var still = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    var stacked = data.stacked !== false; // series that do not add up (currencies) stand side by side
     new window.Chart(canvas, {
       type: "bar",
       data: { labels: data.labels || [], datasets: seriesOf(data) },
@@ -51,8 +56,8 @@
         animation: still ? false : { duration: 300 },
         interaction: { mode: "index", intersect: false },
         scales: {
-          x: { stacked: true },
-          y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } }
+          x: { stacked: stacked },
+          y: { stacked: stacked, beginAtZero: true, ticks: { precision: stacked ? 0 : 2 } }
         },
         plugins: { legend: { position: "bottom" } }
       }

@@ -2,7 +2,7 @@
 
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, GatewayError, InvalidInput, NotFound
-from server.gateway.gateway import BulkResult, Gateway, Page, Record
+from server.gateway.gateway import BulkResult, Gateway, Group, Page, Record
 
 __all__ = [
     "Actor",
@@ -11,6 +11,7 @@ __all__ = [
     "Forbidden",
     "Gateway",
     "GatewayError",
+    "Group",
     "InvalidInput",
     "NotFound",
     "Page",

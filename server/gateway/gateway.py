@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from piccolo.columns import Column
+from piccolo.query.functions.aggregate import Count, Sum
 from piccolo.table import Table
 
 from audit.events import Action, AuditEvent, Outcome
@@ -42,7 +43,7 @@ from server.datamap import (
     clean_values,
     shown_name,
 )
-from server.gateway import erasure
+from server.gateway import erasure, leads
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.gateway.tables import TABLES
@@ -102,6 +103,16 @@ class Page:
     total: int
     page: int
     page_size: int
+
+
+@dataclass(frozen=True)
+class Group:
+    """One row of an ``aggregate``: the grouped column values (in ``group_by`` order), how
+    many records, and the sum of the summed column (None when none was asked for)."""
+
+    key: tuple[Any, ...]
+    count: int
+    total: int | None = None
 
 
 def audits_bad_input(
@@ -644,6 +655,96 @@ class Gateway:
         await self._audit(actor, rt, "count", Outcome.ALLOWED, purpose, detail={"total": total})
         return total
 
+    async def aggregate(
+        self,
+        actor: Actor,
+        resource: str,
+        *,
+        group_by: Sequence[str],
+        sum_of: str | None = None,
+        since: tuple[str, dt.datetime] | None = None,
+        before: tuple[str, dt.datetime] | None = None,
+        purpose: str | None = None,
+    ) -> builtins.list[Group]:
+        """Counts (and a sum) per group over the records the actor can reach, in one GROUP BY.
+
+        For reports: the scope, restriction and consent conditions are compiled into the
+        WHERE exactly as for ``list``, so a rep's pipeline covers their own deals only, and
+        no record is decrypted or returned. Needs the ``list`` right, and read rights on every
+        column used (grouped, summed or windowed); only plaintext columns qualify. Audited as
+        one ``aggregate`` event with the column names and counts, no subject.
+        """
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        decision = self._decide(actor, rt, "list", purpose)
+        if not decision.allowed:
+            raise await self._deny(
+                actor,
+                rt,
+                "aggregate",
+                purpose,
+                decision.reason,
+                Forbidden(f"your role may not list {rt.resource} records"),
+            )
+        windows = [w for w in (since, before) if w is not None]
+        used = [*group_by, *([sum_of] if sum_of else []), *(name for name, _ in windows)]
+        metadata = {"owner_id", "team", "created_at", "updated_at"}
+        unusable = sorted(
+            {
+                n
+                for n in used
+                if n not in metadata
+                and (n not in rt.by_name or rt.by_name[n].encrypted or n not in decision.fields)
+            }
+        )
+        summable = sum_of is None or (
+            sum_of in rt.by_name and rt.by_name[sum_of].kind is Kind.INTEGER
+        )
+        if unusable or not summable or not group_by:
+            raise await self._deny(
+                actor,
+                rt,
+                "aggregate",
+                purpose,
+                "field_not_readable" if unusable else "invalid_input",
+                Forbidden(f"{rt.resource} cannot be aggregated by: " + ", ".join(unusable or used)),
+                fields=tuple(n for n in used if n in rt.by_name),
+            )
+        columns = [getattr(table, n) for n in group_by]
+        selected: builtins.list[Any] = [*columns, Count(alias="n")]
+        if sum_of:
+            selected.append(Sum(getattr(table, sum_of), alias="total"))
+        query = await self._with_basis(
+            self._scoped(table.select(*selected), table, decision, actor), table, purpose
+        )
+        if since is not None:
+            query = query.where(getattr(table, since[0]) >= since[1])
+        if before is not None:
+            query = query.where(getattr(table, before[0]) < before[1])
+        rows = await query.group_by(*columns)
+        groups = [
+            Group(
+                key=tuple(_plain_value(r[n]) for n in group_by),
+                count=int(r["n"]),
+                total=int(r["total"]) if sum_of and r["total"] is not None else None,
+            )
+            for r in rows
+        ]
+        await self._audit(
+            actor,
+            rt,
+            "aggregate",
+            Outcome.ALLOWED,
+            purpose,
+            fields=tuple(n for n in used if n in rt.by_name),
+            detail={
+                "group_by": ",".join(group_by),
+                "groups": len(groups),
+                "total": sum(g.count for g in groups),
+            },
+        )
+        return groups
+
     async def export_subject(
         self, actor: Actor, subject_id: str, *, purpose: str | None = None
     ) -> builtins.list[Record]:
@@ -740,6 +841,28 @@ class Gateway:
     ) -> int:
         """Clear the free text of these records; the records and their people stay."""
         return await erasure.anonymise_records(self, actor, resource, record_ids)
+
+    async def convert_lead(
+        self,
+        actor: Actor,
+        lead_id: str,
+        *,
+        purpose: str | None = None,
+        create_organization: bool = False,
+        organization_id: str | None = None,
+        deal: Mapping[str, Any] | None = None,
+    ) -> leads.Conversion:
+        """Turn a lead into a contact (same subject), optionally with an organization and
+        a deal, in one audited transaction (server.gateway.leads)."""
+        return await leads.convert(
+            self,
+            actor,
+            lead_id,
+            purpose=purpose or self.default_purpose(actor.role),
+            create_organization=create_organization,
+            organization_id=organization_id,
+            deal=deal,
+        )
 
     def _filter_conditions(
         self,
@@ -1242,7 +1365,8 @@ class Gateway:
             )
         async with db.write_transaction():
             await table.delete().where(table._meta.primary_key == uuid.UUID(row_id))
-            if rt.subject_from is None:
+            # A converted lead and its contact share one key: shred it with the last.
+            if rt.subject_from is None and not await leads.subject_still_held(subject[0]):
                 await self.vault.shred_subject(subject[0])
             await self.audit.append(
                 self._event(actor, rt, Action.DELETE, purpose, row_id, subject, ())

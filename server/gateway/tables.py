@@ -109,10 +109,33 @@ class Case(Table, tablename="support_case"):  # "case" is an SQL keyword
     contact_id = UUID(index=True)
 
 
+class Lead(Table, tablename="lead"):
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)  # its own; handed on to the contact at conversion
+    owner_id = Integer(index=True)
+    team = Varchar(length=64, index=True)
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    first_name = Text()
+    last_name = Text()
+    email = Text(null=True, default=None)
+    email_bidx = Integer(null=True, default=None, index=True)
+    phone = Text(null=True, default=None)
+    phone_bidx = Integer(null=True, default=None, index=True)
+    company_name = Text(null=True, default=None)
+    message = Text(null=True, default=None)
+    source = Varchar(length=32, null=True, default=None, index=True)
+    status = Varchar(length=16, null=True, default=None, index=True)
+    disqualified_reason = Varchar(length=32, null=True, default=None)
+    converted_contact_id = UUID(null=True, default=None, index=True)
+    converted_deal_id = UUID(null=True, default=None, index=True)
+
+
 TABLES: dict[str, type[Table]] = {
     "contact": Contact,
     "organization": Organization,
     "deal": Deal,
     "interaction": Interaction,
     "case": Case,
+    "lead": Lead,
 }

@@ -1,0 +1,306 @@
+"""The customer 360 page: one person's organization, deals, interactions, cases and
+consents, with a single timeline merging all of them (newest first).
+
+Everything about the person is read through the gateway as the signed-in staff member,
+so their policy applies and every read is audited: fields they may not read show as
+"Restricted", record types they may not list are left out with a note, and the record
+scope (own / team) applies to the related records too. Consent comes from the consent
+engine's current state for this one person (what the contact page shows), each entry
+dated when it took effect; the full ledger is on the consent proof page.
+
+The timeline holds at most ``TIMELINE_LIMIT`` entries; each list links to its full list.
+Plain HTML: nothing here needs JavaScript.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
+from litestar.response import Template
+
+from admin_ui.pages.consent import CHANNEL_LABELS, KIND_LABELS
+from admin_ui.pages.records import PAGE_PATHS, PLURALS, heading_of, shown_value
+from admin_ui.rendering import render
+from admin_ui.session import Visit, page_access, provide_visit
+from server.datamap import CASE, CONTACT, DEAL, INTERACTION, ORGANIZATION, RecordType
+from server.gateway import Gateway, GatewayError
+from server.gateway import Record as GatewayRecord
+from server.reports.service import OPEN_CASE_STATUSES, money
+from server.web import services_of
+
+TIMELINE_LIMIT = 100  # entries on the page; also the most records read per type
+RELATED = (DEAL, INTERACTION, CASE)  # the records about one contact, in page order
+ORGANIZATION_FIELDS = ("name", "domain", "industry", "city", "country")
+
+
+@dataclass(frozen=True)
+class Detail:
+    label: str
+    text: str
+    restricted: bool = False
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the timeline. ``moment`` is aware UTC (dates count as midnight UTC)."""
+
+    moment: dt.datetime
+    kind: str  # "deal" | "interaction" | "case" | "consent": a CSS hook and a label
+    title: str
+    link: str = ""
+    details: tuple[Detail, ...] = ()
+    flag: str = ""  # e.g. "SLA breached", "Upcoming"
+
+
+@dataclass
+class RelatedList:
+    resource: str
+    title: str
+    total: int = 0
+    shown: int = 0
+    all_link: str = ""
+    note: str = ""  # why the list is missing, when it is
+    records: list[GatewayRecord] = field(default_factory=list)
+
+
+def _moment(value: Any) -> dt.datetime | None:
+    """A record's time value (aware datetime, ISO string or ISO date) as aware UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        moment = value
+    else:
+        text = str(value)
+        try:
+            moment = (
+                dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
+                if len(text) == 10
+                else dt.datetime.fromisoformat(text)
+            )
+        except ValueError:
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
+
+
+def _detail(rt: RecordType, record: GatewayRecord, name: str) -> Detail | None:
+    """A field for the timeline: Restricted if hidden, left out if empty."""
+    label = rt.by_name[name].label
+    if name in record.restricted:
+        return Detail(label, "", restricted=True)
+    value = record.values.get(name)
+    if value is None or value == "":
+        return None
+    return Detail(label, shown_value(rt, name, value))
+
+
+def _details(rt: RecordType, record: GatewayRecord, names: tuple[str, ...]) -> tuple[Detail, ...]:
+    return tuple(d for n in names if (d := _detail(rt, record, n)) is not None)
+
+
+def _amount(record: GatewayRecord) -> Detail | None:
+    if "amount" in record.restricted:
+        return Detail("Amount", "", restricted=True)
+    amount = record.values.get("amount")
+    if amount is None:
+        return None
+    currency = None if "currency" in record.restricted else record.values.get("currency")
+    return Detail("Amount", money(int(amount), currency))
+
+
+def deal_entries(record: GatewayRecord, now: dt.datetime) -> list[Entry]:
+    link = f"{PAGE_PATHS['deal']}/{record.id}"
+    title = heading_of(DEAL, record)
+    amount = _amount(record)
+    details = _details(DEAL, record, ("stage",)) + ((amount,) if amount else ())
+    entries = [
+        Entry(
+            record.created_at.astimezone(dt.UTC),
+            "deal",
+            f"Deal created: {title}",
+            link,
+            details + _details(DEAL, record, ("expected_close",)),
+        )
+    ]
+    close = _moment(record.values.get("expected_close"))
+    if close is not None and record.values.get("stage") not in ("won", "lost"):
+        flag = "Upcoming" if close > now else "Overdue"
+        entries.append(Entry(close, "deal", f"Expected to close: {title}", link, details, flag))
+    return entries
+
+
+def interaction_entry(record: GatewayRecord) -> Entry:
+    when = _moment(record.values.get("occurred_at")) or record.created_at.astimezone(dt.UTC)
+    channel = record.values.get("channel")
+    name = shown_value(INTERACTION, "channel", channel) if channel else "Interaction"
+    return Entry(
+        when,
+        "interaction",
+        name,
+        f"{PAGE_PATHS['interaction']}/{record.id}",
+        _details(INTERACTION, record, ("direction", "summary")),
+    )
+
+
+def case_entry(record: GatewayRecord, now: dt.datetime) -> Entry:
+    due = _moment(record.values.get("due_at"))
+    open_ = record.values.get("status") in OPEN_CASE_STATUSES
+    return Entry(
+        record.created_at.astimezone(dt.UTC),
+        "case",
+        f"Case opened: {heading_of(CASE, record)}",
+        f"{PAGE_PATHS['case']}/{record.id}",
+        _details(CASE, record, ("kind", "priority", "status", "due_at")),
+        "SLA breached" if open_ and due is not None and due <= now else "",
+    )
+
+
+async def related_lists(
+    gateway: Gateway, visit: Visit, contact: GatewayRecord
+) -> list[RelatedList]:
+    """The person's deals, interactions and cases (newest first, at most the cap), one
+    audited ``list`` per type; a type the user may not list is a note, not an error."""
+    lists = []
+    for rt in RELATED:
+        title = PLURALS[rt.resource]
+        found = RelatedList(rt.resource, title)
+        readable = gateway.permitted_fields(visit.actor, rt.resource, "list")
+        if readable is None or "contact_id" not in readable:
+            found.note = f"Your role may not see {title.lower()}: they are left out."
+            lists.append(found)
+            continue
+        try:
+            page = await gateway.list(
+                visit.actor,
+                rt.resource,
+                filters={"contact_id": contact.id},
+                page=1,
+                page_size=TIMELINE_LIMIT,
+            )
+        except GatewayError:
+            found.note = f"{title} could not be shown to you: they are left out."
+            lists.append(found)
+            continue
+        found.records = page.items
+        found.total = page.total
+        found.shown = len(page.items)
+        found.all_link = f"{PAGE_PATHS[rt.resource]}?{urlencode({'contact_id': contact.id})}"
+        lists.append(found)
+    return lists
+
+
+async def organization_of(
+    gateway: Gateway, visit: Visit, contact: GatewayRecord
+) -> dict[str, Any] | None:
+    """The person's organization as a small table, or a note why it is not shown."""
+    if "organization_id" in contact.restricted:
+        return {"note": "Restricted: your role may not see the person's organization."}
+    org_id = contact.values.get("organization_id")
+    if not org_id:
+        return None
+    try:
+        org = await gateway.read(visit.actor, "organization", str(org_id))
+    except GatewayError:
+        return {"note": "The person's organization is not visible to you."}
+    return {
+        "heading": heading_of(ORGANIZATION, org),
+        "link": f"{PAGE_PATHS['organization']}/{org.id}",
+        "details": [
+            d
+            for n in ORGANIZATION_FIELDS
+            if n in ORGANIZATION.by_name and (d := _detail(ORGANIZATION, org, n)) is not None
+        ],
+    }
+
+
+async def consent_entries(
+    request: Request[Any, Any, Any], contact: GatewayRecord
+) -> tuple[list[dict[str, Any]], list[Entry]]:
+    """Current consent per purpose and channel, and a timeline entry for each (when that
+    state took effect)."""
+    engine = services_of(request).consent
+    purposes = {p.name: p for p in await engine.purposes()}
+    rows: list[dict[str, Any]] = []
+    entries: list[Entry] = []
+    for status in await engine.state(contact.subject_id):
+        info = purposes.get(status.purpose)
+        purpose = info.description if info else status.purpose.replace("_", " ").capitalize()
+        state = KIND_LABELS.get(status.state.value, status.state.value)
+        channel = CHANNEL_LABELS.get(status.channel, status.channel)
+        rows.append(
+            {
+                "purpose": purpose,
+                "channel": channel,
+                "state": state,
+                "since": status.since,
+                "expires_at": status.expires_at,
+            }
+        )
+        entries.append(
+            Entry(
+                status.since.astimezone(dt.UTC),
+                "consent",
+                f"Consent {state.lower()}: {purpose}",
+                details=(Detail("Channel", channel),),
+            )
+        )
+    return rows, entries
+
+
+class CustomerPages(Controller):
+    path = "/contacts"
+    include_in_schema = False
+    dependencies = {"visit": Provide(provide_visit)}
+    opt = page_access()
+
+    @get("/{record_id:str}/360")
+    async def overview(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        record_id: FromPath[str],
+    ) -> Template:
+        gateway = services_of(request).gateway
+        # 404 (audited) for a person out of the user's scope, before anything else is read.
+        contact = await gateway.read(visit.actor, "contact", record_id)
+        now = dt.datetime.now(dt.UTC)
+        organization = await organization_of(gateway, visit, contact)
+        lists = await related_lists(gateway, visit, contact)
+        consents, timeline = await consent_entries(request, contact)
+        for found in lists:
+            for record in found.records:
+                if found.resource == "deal":
+                    timeline.extend(deal_entries(record, now))
+                elif found.resource == "interaction":
+                    timeline.append(interaction_entry(record))
+                else:
+                    timeline.append(case_entry(record, now))
+        timeline.sort(key=lambda e: e.moment, reverse=True)
+        capped = len(timeline) > TIMELINE_LIMIT or any(f.total > f.shown for f in lists)
+        return await render(
+            request,
+            "records/customer360.html",
+            visit=visit,
+            section="contact",
+            title="Customer 360",
+            heading=heading_of(CONTACT, contact),
+            contact=contact,
+            contact_details=[
+                d
+                for n in ("email", "phone", "job_title", "lifecycle_stage", "city", "country")
+                if (d := _detail(CONTACT, contact, n)) is not None
+            ],
+            organization=organization,
+            lists=lists,
+            consents=consents,
+            timeline=timeline[:TIMELINE_LIMIT],
+            capped=capped,
+            limit=TIMELINE_LIMIT,
+        )

@@ -1,0 +1,138 @@
+"""The lead page's "Convert" step: a form asking what to create besides the contact.
+
+Everything is decided by ``Gateway.convert_lead`` (policy, scope, validation, one
+transaction, audit); this page only offers the choices this user can make: an
+organization from the lead's company name or an existing one, and an optional deal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN
+
+from admin_ui.forms import choice_label
+from admin_ui.pages.records import heading_of, reference_options
+from admin_ui.rendering import flash, render, see_other
+from admin_ui.session import Visit, page_access, provide_visit
+from server.datamap import CURRENCIES, LEAD
+from server.gateway import Conflict, Forbidden, InvalidInput, NotFound
+from server.gateway import Record as GatewayRecord
+from server.web import services_of
+
+BASE = "/leads"
+DEAL_INPUTS = ("deal_title", "deal_amount", "deal_currency")
+# Problems reported by the gateway for the deal's fields, shown at the deal's inputs.
+DEAL_FIELDS = {"title": "deal_title", "amount": "deal_amount", "currency": "deal_currency"}
+
+
+def _text(form: Any, name: str, limit: int = 200) -> str:
+    value = form.get(name, "")
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+class LeadConvertPages(Controller):
+    path = BASE
+    include_in_schema = False
+    dependencies = {"visit": Provide(provide_visit)}
+    opt = page_access()
+
+    async def _lead(
+        self, request: Request[Any, Any, Any], visit: Visit, lead_id: str
+    ) -> GatewayRecord:
+        gateway = services_of(request).gateway
+        if gateway.permitted_fields(visit.actor, "lead", "convert") is None:
+            raise NotFound("lead not found")
+        lead = await gateway.read(visit.actor, "lead", lead_id)
+        if lead.values.get("status") == "converted" or lead.values.get("converted_contact_id"):
+            raise Conflict("this lead has already been converted")
+        return lead
+
+    async def _form(
+        self,
+        request: Request[Any, Any, Any],
+        visit: Visit,
+        lead: GatewayRecord,
+        *,
+        values: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> Template:
+        gateway = services_of(request).gateway
+        errors = errors or {}
+        return await render(
+            request,
+            "leads/convert.html",
+            visit=visit,
+            status=status,
+            section="lead",
+            title="Convert lead",
+            heading=heading_of(LEAD, lead),
+            lead=lead,
+            company=lead.values.get("company_name") or "",
+            organizations=await reference_options(gateway, visit, "organization"),
+            currencies=[(c, choice_label(c)) for c in CURRENCIES],
+            values=values or {},
+            errors=errors,
+            problem_list=[(k, v) for k, v in errors.items()],
+        )
+
+    @get("/{record_id:str}/convert")
+    async def convert_form(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        record_id: FromPath[str],
+    ) -> Template:
+        lead = await self._lead(request, visit, record_id)
+        return await self._form(request, visit, lead)
+
+    @post("/{record_id:str}/convert")
+    async def convert(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        record_id: FromPath[str],
+    ) -> Template | Redirect:
+        lead = await self._lead(request, visit, record_id)
+        form = await request.form()
+        values = {n: _text(form, n) for n in (*DEAL_INPUTS, "organization_id")}
+        create_organization = form.get("create_organization") == "on"
+        if create_organization:
+            values["create_organization"] = "on"  # ticked again if the form comes back
+        errors: dict[str, str] = {}
+        deal: dict[str, Any] | None = None
+        if any(values[n] for n in DEAL_INPUTS):
+            deal = {"title": values["deal_title"], "currency": values["deal_currency"] or None}
+            if values["deal_amount"]:
+                try:
+                    deal["amount"] = int(values["deal_amount"])
+                except ValueError:
+                    errors["deal_amount"] = "Enter the amount as a whole number."
+        if create_organization and values["organization_id"]:
+            errors["organization_id"] = "Choose an existing organization or create one, not both."
+        if not errors:
+            try:
+                result = await services_of(request).gateway.convert_lead(
+                    visit.actor,
+                    lead.id,
+                    create_organization=create_organization,
+                    organization_id=values["organization_id"] or None,
+                    deal=deal,
+                )
+            except (InvalidInput, Forbidden) as exc:
+                for name, message in (exc.problems or {"": exc.message}).items():
+                    errors[DEAL_FIELDS.get(name, name) if deal else name] = message
+                status = HTTP_403_FORBIDDEN if isinstance(exc, Forbidden) else HTTP_400_BAD_REQUEST
+                return await self._form(
+                    request, visit, lead, values=values, errors=errors, status=status
+                )
+            await flash(request, visit, "Lead converted.")
+            return see_other(f"/contacts/{result.contact_id}")
+        return await self._form(
+            request, visit, lead, values=values, errors=errors, status=HTTP_400_BAD_REQUEST
+        )

@@ -1,0 +1,276 @@
+"""The gateway's side of lead conversion: a lead becomes a contact, optionally with an
+organization and a deal, in one transaction.
+
+The contact takes over the lead's subject id and data key. The values are decrypted and
+sealed again for the contact's row (each ciphertext is bound to its table, field and row),
+but under the *same* key: the person stays one data subject from first enquiry to
+customer. Their access report and subject export show the lead and the contact together,
+an erasure reaches both, and no key is shredded during conversion (shredding the lead's
+key would make the lead unreadable, and a failure half-way could not be undone). The
+price is that the key is shared: deleting a converted lead must not shred it while the
+contact still uses it (:func:`subject_still_held`).
+
+Checks, all before anything is written: the actor may ``convert`` this lead (in scope)
+and may create each record asked for, with every field it would set; the values pass the
+data map's validation. The lead is then claimed with a conditional update (``WHERE
+converted_contact_id IS NULL``), so two conversions racing each other cannot both win.
+Every record written gets its audit event in the same transaction; any failure rolls
+everything back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from piccolo.table import Table
+
+from audit.events import Action, AuditEvent, Outcome
+from server import db
+from server.datamap import CONTACT, DEAL, LEAD, ORGANIZATION, RECORD_TYPES, RecordType
+from server.gateway.actor import Actor
+from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.gateway.tables import TABLES
+from server.vault import DataKey
+
+if TYPE_CHECKING:
+    from server.gateway.gateway import Gateway
+
+CONVERT = "convert"
+CONVERTED = "converted"
+# What a lead hands on to its contact; the message stays on the lead (same key, same
+# subject, so it remains part of the person's record and export).
+CONTACT_FROM_LEAD = ("first_name", "last_name", "email", "phone", "source")
+CONVERTED_STAGE = "prospect"
+
+
+@dataclass(frozen=True)
+class Conversion:
+    lead_id: str
+    subject_id: str
+    contact_id: str
+    organization_id: str | None
+    deal_id: str | None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One record to insert: its type, cleaned values and id."""
+
+    rt: RecordType
+    row_id: str
+    values: dict[str, Any]
+
+
+async def convert(
+    gw: Gateway,
+    actor: Actor,
+    lead_id: str,
+    *,
+    purpose: str,
+    create_organization: bool = False,
+    organization_id: str | None = None,
+    deal: Mapping[str, Any] | None = None,
+) -> Conversion:
+    """Convert one lead; see the module docstring for the rules."""
+    if create_organization and organization_id:
+        raise InvalidInput(
+            "give either organization_id or create_organization, not both",
+            problems={"organization_id": "conflicts with create_organization"},
+        )
+    table = TABLES[LEAD.resource]
+    decision = gw._decide(actor, LEAD, CONVERT, purpose)
+    row = await gw._find(table, decision, actor, lead_id) if decision.allowed else None
+    if row is None:
+        raise await gw._deny(
+            actor,
+            LEAD,
+            CONVERT,
+            purpose,
+            decision.reason if not decision.allowed else "not_found_or_out_of_scope",
+            NotFound("lead not found"),
+            record_id=str(lead_id),
+            subject_ids=await gw._subject_of(table, lead_id),
+        )
+    await gw._require_basis(actor, LEAD, CONVERT, purpose, row)
+    lead_row_id = str(row["id"])
+    subject = str(row["subject_id"])
+    if row["converted_contact_id"] is not None or row["status"] == CONVERTED:
+        raise Conflict("this lead has already been converted")
+
+    keys = await gw.vault.keys_for([subject])
+    if subject not in keys:
+        raise Conflict("this lead has been erased and cannot be converted")
+    lead_values = gw._materialize(LEAD, row, keys[subject], frozenset(LEAD.by_name)).values
+
+    organization: _Planned | None = None
+    if create_organization:
+        name = lead_values.get("company_name")
+        if not name:
+            raise InvalidInput(
+                "the lead has no company name to create an organization from",
+                problems={"company_name": "is required to create an organization"},
+            )
+        organization = await _plan(gw, actor, ORGANIZATION, purpose, {"name": name})
+    elif organization_id:
+        await gw._check_references(
+            actor, CONTACT, {"organization_id": str(organization_id)}, purpose
+        )
+    org_id = organization.row_id if organization else (organization_id or None)
+
+    contact_values = {n: lead_values[n] for n in CONTACT_FROM_LEAD if lead_values.get(n)}
+    contact_values["lifecycle_stage"] = CONVERTED_STAGE
+    if org_id:
+        contact_values["organization_id"] = str(org_id)
+    contact = await _plan(gw, actor, CONTACT, purpose, contact_values)
+    if org_id:  # the given organization was checked above; normalise the id's spelling
+        org_id = contact.values["organization_id"]
+
+    planned_deal: _Planned | None = None
+    if deal is not None:
+        deal_values = dict(deal)
+        for taken in ("contact_id", "organization_id"):
+            if taken in deal_values:
+                raise InvalidInput(
+                    f"deal.{taken}: set by the conversion",
+                    problems={f"deal.{taken}": "set by the conversion"},
+                )
+        deal_values["contact_id"] = contact.row_id
+        if org_id:
+            deal_values["organization_id"] = org_id
+        planned_deal = await _plan(gw, actor, DEAL, purpose, deal_values)
+
+    owner, team = int(row["owner_id"]), str(row["team"])
+    now = dt.datetime.now(dt.UTC)
+    async with db.write_transaction():
+        changes: dict[Any, Any] = {
+            getattr(table, "status"): CONVERTED,
+            getattr(table, "converted_contact_id"): uuid.UUID(contact.row_id),
+            getattr(table, "converted_deal_id"): (
+                uuid.UUID(planned_deal.row_id) if planned_deal else None
+            ),
+            getattr(table, "updated_at"): now,
+        }
+        claimed = await (
+            table.update(changes)
+            .where(
+                (table._meta.primary_key == uuid.UUID(lead_row_id))
+                & getattr(table, "converted_contact_id").is_null()
+            )
+            .returning(table._meta.primary_key)
+        )
+        if not claimed:
+            raise Conflict("this lead has already been converted")
+        key = (await gw._subject_keys(LEAD, [subject]))[0]
+        events: list[AuditEvent] = []
+        if organization is not None:
+            org_key = await gw.vault.new_subject(ORGANIZATION.resource)
+            await _insert(gw, organization, org_key, owner, team, now)
+            events.append(_created(gw, actor, organization, org_key.subject_id, purpose))
+        await _insert(gw, contact, key, owner, team, now)
+        events.append(_created(gw, actor, contact, subject, purpose))
+        if planned_deal is not None:
+            await _insert(gw, planned_deal, key, owner, team, now)
+            events.append(_created(gw, actor, planned_deal, subject, purpose))
+        for planned in (organization, contact, planned_deal):
+            if planned is not None:
+                await gw._recheck(
+                    actor, planned.rt, TABLES[planned.rt.resource], planned.row_id, purpose
+                )
+        events.append(
+            AuditEvent(
+                actor_id=actor.id,
+                actor_role=actor.role,
+                action=CONVERT,
+                resource_type=LEAD.resource,
+                outcome=Outcome.ALLOWED,
+                purpose=purpose,
+                resource_id=lead_row_id,
+                subject_ids=(subject,),
+                fields=("converted_contact_id", "converted_deal_id", "status"),
+                reason="allowed",
+                request_id=actor.request_id,
+                detail={
+                    "contact": contact.row_id,
+                    "organization": org_id or "",
+                    "deal": planned_deal.row_id if planned_deal else "",
+                },
+            )
+        )
+        for event in events:
+            await gw.audit.append(event)
+    return Conversion(
+        lead_id=lead_row_id,
+        subject_id=subject,
+        contact_id=contact.row_id,
+        organization_id=org_id,
+        deal_id=planned_deal.row_id if planned_deal else None,
+    )
+
+
+async def _plan(
+    gw: Gateway, actor: Actor, rt: RecordType, purpose: str, values: Mapping[str, Any]
+) -> _Planned:
+    """The checks ``Gateway.create`` runs before writing, for one record of a conversion:
+    the role may create it and set each field; the values are valid."""
+    decision = gw._decide(actor, rt, Action.CREATE, purpose)
+    if not decision.allowed:
+        raise await gw._deny(
+            actor,
+            rt,
+            Action.CREATE,
+            purpose,
+            decision.reason,
+            Forbidden(f"your role may not create {rt.resource} records"),
+            detail={"for": CONVERT},
+        )
+    await gw._refuse_new_person(actor, rt, Action.CREATE, purpose)
+    cleaned = await gw._clean(actor, rt, Action.CREATE, purpose, values, partial=False)
+    await gw._check_writable(actor, rt, Action.CREATE, purpose, decision, cleaned)
+    return _Planned(rt, str(uuid.uuid4()), cleaned)
+
+
+async def _insert(
+    gw: Gateway, planned: _Planned, key: DataKey, owner: int, team: str, now: dt.datetime
+) -> None:
+    table = TABLES[planned.rt.resource]
+    columns = gw.vault.encrypt_values(planned.rt, planned.row_id, key, planned.values)
+    await table.insert(
+        table(
+            id=uuid.UUID(planned.row_id),
+            subject_id=uuid.UUID(key.subject_id),
+            owner_id=owner,
+            team=team,
+            created_at=now,
+            updated_at=now,
+            **gw._to_db(planned.rt, columns),
+        )
+    ).run()
+
+
+def _created(
+    gw: Gateway, actor: Actor, planned: _Planned, subject: str, purpose: str
+) -> AuditEvent:
+    return gw._event(
+        actor, planned.rt, Action.CREATE, purpose, planned.row_id, (subject,), tuple(planned.values)
+    )
+
+
+async def subject_still_held(subject_id: str) -> bool:
+    """Whether a record that is its own subject (a contact, a lead) still carries this
+    subject id. A converted lead shares its key with its contact: deleting either one
+    must leave the key alone while the other exists."""
+    sid = uuid.UUID(str(subject_id))
+    for resource, table in TABLES.items():
+        if RECORD_TYPES[resource].subject_from is not None:
+            continue
+        if await _count(table, sid):
+            return True
+    return False
+
+
+async def _count(table: type[Table], subject: uuid.UUID) -> int:
+    return int(await table.count().where(getattr(table, "subject_id") == subject))

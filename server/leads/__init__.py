@@ -1,0 +1,1 @@
+"""Leads: the generic record API, conversion, and the public web form."""

@@ -1,0 +1,136 @@
+"""The public lead form: what a website's "contact us" form posts to, with no staff login.
+
+Nobody is authenticated here, so the endpoint defends itself:
+
+- **rate limit** per client address, with the login throttle's counters
+  (``server.auth.throttle``; keyed HMACs, so no IP address is stored): a few submissions
+  are free, then the address waits 1, 2, 4 ... minutes (429 with ``Retry-After``);
+- **honeypot**: a field hidden from people (``website``) that bots fill in; such a
+  submission is answered like any other and dropped, so the bot learns nothing;
+- **minimum fill time**: the page fetches a form token first (a signed timestamp); a
+  submission sooner than a person could type, or without a valid token, is refused.
+
+A valid submission becomes a lead created by ``Actor.system("web-form")`` under
+``customer_relationship`` (the person asked to be contacted), owned by the configured
+owner and team. The answer is 202 with no values echoed; a bad field gets a 400 naming the
+field and the rule, never what was typed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from server.auth.throttle import LoginThrottler
+from server.datamap import LEAD, shown_name
+from server.gateway import Actor, InvalidInput
+from server.logs import get_logger
+from server.services import Services
+
+ACTOR = Actor.system("web-form")
+PURPOSE = "customer_relationship"
+SOURCE = "web"
+FORM_FIELDS = ("first_name", "last_name", "email", "phone", "company_name", "message")
+HONEYPOT = "website"
+TOKEN_FIELD = "form_token"  # noqa: S105 - a form field name, not a secret
+TOKEN_LIFETIME = dt.timedelta(hours=2)  # a visitor may leave the page open for a while
+MAX_TOKEN = 200
+_TOKEN_LABEL = b"consentry/lead-form/v1"
+log = get_logger("consentry.leads.webform")
+
+
+class Throttled(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many submissions")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Submitted:
+    created: bool  # False when the honeypot caught it (answered the same way)
+
+
+class FormTokens:
+    """Signed issue times: ``<unix seconds>.<HMAC-SHA256 hex>``. Nothing is stored; the
+    signature is what proves the server issued the time."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _mac(self, issued: int) -> str:
+        message = f"consentry/lead-form|{issued}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def issue(self, now: dt.datetime) -> str:
+        issued = int(now.timestamp())
+        return f"{issued}.{self._mac(issued)}"
+
+    def problem(self, token: Any, now: dt.datetime, min_seconds: int) -> str | None:
+        """Why ``token`` is not acceptable now, or None if it is."""
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN:
+            return "missing: fetch one from GET /api/v1/public/leads/form-token"
+        issued_text, _, mac = token.partition(".")
+        if not issued_text.isdigit() or not hmac.compare_digest(mac, self._mac(int(issued_text))):
+            return "not valid: fetch a new one from GET /api/v1/public/leads/form-token"
+        age = now.timestamp() - int(issued_text)
+        if age < min_seconds:
+            return "the form was sent too quickly after it was opened; try again"
+        if age > TOKEN_LIFETIME.total_seconds():
+            return "expired: reload the form"
+        return None
+
+
+class WebForm:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        key = services.gateway.vault.derived_key(_TOKEN_LABEL)
+        self.tokens = FormTokens(key)
+        self._throttle = LoginThrottler(key)
+
+    def new_token(self) -> str:
+        return self.tokens.issue(dt.datetime.now(dt.UTC))
+
+    async def submit(self, data: Mapping[str, Any], client: str) -> Submitted:
+        """Check, then create the lead. Raises :class:`Throttled` or ``InvalidInput``."""
+        settings = self._services.settings
+        key = self._throttle.address_key(client or "unknown")
+        wait = await self._throttle.wait_seconds(key)
+        # Every submission counts, refused or not: a bot that keeps trying waits longer.
+        await self._throttle.record_failure(key, settings.web_form_free_submissions)
+        if wait > 0:
+            log.info("web form throttled")
+            raise Throttled(wait)
+        if data.get(HONEYPOT):
+            log.info("web form honeypot filled; dropped")
+            return Submitted(created=False)
+        problems: dict[str, str] = {}
+        unknown = set(data) - {*FORM_FIELDS, HONEYPOT, TOKEN_FIELD}
+        for name in sorted(unknown):
+            problems[shown_name(name)] = "unknown field"
+        token_problem = self.tokens.problem(
+            data.get(TOKEN_FIELD), dt.datetime.now(dt.UTC), settings.web_form_min_seconds
+        )
+        if token_problem:
+            problems[TOKEN_FIELD] = token_problem
+        if problems:
+            raise InvalidInput(
+                "invalid form: " + "; ".join(f"{k}: {v}" for k, v in problems.items()),
+                problems=problems,
+            )
+        values: dict[str, Any] = {
+            name: data[name] for name in FORM_FIELDS if data.get(name) not in (None, "")
+        }
+        values |= {"source": SOURCE, "status": "new"}
+        await self._services.gateway.create(
+            ACTOR,
+            LEAD.resource,
+            values,
+            purpose=PURPOSE,
+            owner_id=settings.web_form_owner_id,
+            team=settings.web_form_team,
+        )
+        return Submitted(created=True)

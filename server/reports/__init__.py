@@ -1,0 +1,1 @@
+"""CRM reports: pipeline, win rate, cases and SLA breaches, interactions per channel."""

@@ -1,0 +1,204 @@
+"""The customer 360 page: one person's organization, deals, interactions, cases and
+consent on one timeline, newest first - read through the gateway as the signed-in user,
+so their policy hides fields and whole record types, and every read is audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+
+from httpx import Response
+
+from audit.tables import AuditRecord
+from server.services import Services
+from tests.conftest import Staff
+from tests.test_admin_ui import text_of, web_login
+from tests.test_crm_records import case_values, deal_values, interaction_values, sales_contact
+
+NOW = dt.datetime.now(dt.UTC)
+DEAL_TITLE = "Oak barrel renewal for Perpetua"
+CASE_TITLE = "Weeping hogshead returned"
+EMAIL_SUMMARY = "Asked for the cooperage price list"
+CALL_SUMMARY = "Rang about the festival delivery"
+OTHER_DEAL = "Snoddington cider press for Barnabus"
+OTHER_CALL = "Barnabus complained about the noise"
+
+
+async def world(services: Services, staff: Staff) -> dict[str, Any]:
+    gw = services.gateway
+    rep = await staff.create("sales")
+    agent = await staff.create("support")
+    a, s = staff.actor(rep), staff.actor(agent)
+    org = await gw.create(a, "organization", {"name": "Lochinvarrow Distillers"})
+    person = await gw.create(
+        a, "contact", sales_contact(first_name="Perpetua", organization_id=org.id)
+    )
+    other = await gw.create(a, "contact", sales_contact(first_name="Barnabus"))
+    day = dt.timedelta(days=1)
+    await gw.create(
+        a,
+        "interaction",
+        interaction_values(
+            person.id,
+            channel="email",
+            occurred_at=(NOW - 3 * day).isoformat(),
+            summary=EMAIL_SUMMARY,
+        ),
+    )
+    await gw.create(
+        a,
+        "interaction",
+        interaction_values(person.id, occurred_at=(NOW - day).isoformat(), summary=CALL_SUMMARY),
+    )
+    notice = await services.consent.publish_notice("Privacy notice", "News by e-mail.", by="user:1")
+    await services.consent.grant(
+        person.subject_id,
+        "marketing_email",
+        "email",
+        source="web_form",
+        notice_version=notice.version,
+        actor_id="subject",
+    )
+    close = (NOW + 30 * day).date().isoformat()
+    deal = await gw.create(
+        a, "deal", deal_values(person.id, title=DEAL_TITLE, amount=1_250_050, expected_close=close)
+    )
+    case = await gw.create(
+        s,
+        "case",
+        case_values(person.id, title=CASE_TITLE, due_at=(NOW - dt.timedelta(hours=1)).isoformat()),
+    )
+    # Someone else's records, which must never show on Perpetua's page.
+    await gw.create(a, "deal", deal_values(other.id, title=OTHER_DEAL))
+    await gw.create(a, "interaction", interaction_values(other.id, summary=OTHER_CALL))
+    return {
+        "rep": rep,
+        "agent": agent,
+        "org": org,
+        "person": person,
+        "other": other,
+        "deal": deal,
+        "case": case,
+    }
+
+
+def timeline_of(page: Response) -> list[str]:
+    """The timeline entries' visible texts, in page order."""
+    match = re.search(r"<ol[^>]*data-timeline[^>]*>(.*?)</ol>", page.text, re.S)
+    assert match, "no timeline"
+    entries = re.findall(
+        r"<li class=\"timeline-entry[^\"]*\"[^>]*>(.*?)</li>\s*(?=<li class=\"timeline-entry|$)",
+        match.group(1),
+        re.S,
+    )
+    return [" ".join(re.sub(r"<[^>]+>", " ", e).split()) for e in entries]
+
+
+async def test_the_page_merges_the_persons_records_newest_first(
+    services: Services, staff: Staff
+) -> None:
+    w = await world(services, staff)
+    client = await web_login(staff, w["rep"])
+    contact_page = await client.get(f"/contacts/{w['person'].id}")
+    assert f'href="/contacts/{w["person"].id}/360"' in contact_page.text
+    page = await client.get(f"/contacts/{w['person'].id}/360")
+    assert page.status_code == 200
+    text = text_of(page)
+    assert "Perpetua Hopper" in text
+    assert "Lochinvarrow Distillers" in text
+    assert "Deals: 1" in text
+    assert "Interactions: 2" in text
+    assert "Cases: 1" in text
+    entries = timeline_of(page)
+    assert len(entries) == 6
+    expected = [
+        "Expected to close: " + DEAL_TITLE,  # a month ahead: upcoming
+        "Case opened: " + CASE_TITLE,
+        "Deal created: " + DEAL_TITLE,
+        "Consent granted",
+        "Phone call",
+        "Email",
+    ]
+    for entry, start in zip(entries, expected, strict=True):
+        assert start in entry, (start, entry)
+    assert "Upcoming" in entries[0]
+    assert "12,500.50 GBP" in entries[2]  # minor units shown with two decimals
+    assert "SLA breached" in entries[1]
+    assert CALL_SUMMARY in entries[4]
+    assert EMAIL_SUMMARY in entries[5]
+    # Nobody else's data.
+    assert "Barnabus" not in text
+    assert OTHER_DEAL not in text
+    assert OTHER_CALL not in text
+    assert "Granted" in text  # the consent table
+    # It works without JavaScript: no script at all on this page beyond the layout's.
+    assert "chart" not in page.text
+
+
+async def test_the_reads_are_audited_as_the_signed_in_user(
+    services: Services, staff: Staff
+) -> None:
+    w = await world(services, staff)
+    client = await web_login(staff, w["rep"])
+    first = await AuditRecord.count()
+    assert (await client.get(f"/contacts/{w['person'].id}/360")).status_code == 200
+    rows = await AuditRecord.select().where(AuditRecord.seq > first).order_by(AuditRecord.seq)
+    reads = {
+        (r["action"], r["resource_type"])
+        for r in rows
+        if r["actor_id"] == f"user:{w['rep'].user_id}" and r["outcome"] == "allowed"
+    }
+    assert {
+        ("read", "contact"),
+        ("read", "organization"),
+        ("list", "deal"),
+        ("list", "interaction"),
+        ("list", "case"),
+    } <= reads
+    subject = w["person"].subject_id
+    for r in rows:
+        if r["action"] == "list" and r["resource_type"] in {"deal", "interaction", "case"}:
+            assert json.loads(r["subject_ids"]) == [subject]
+        assert "Perpetua" not in str(r)
+
+
+async def test_what_the_role_may_not_see_is_restricted_or_left_out(
+    services: Services, staff: Staff
+) -> None:
+    w = await world(services, staff)
+    # Support: the team's cases and interactions; deals are none of its business.
+    agent = await web_login(staff, w["agent"])
+    page = await agent.get(f"/contacts/{w['person'].id}/360")
+    assert page.status_code == 200
+    text = text_of(page)
+    assert "Your role may not see deals: they are left out." in text
+    assert DEAL_TITLE not in text
+    assert CASE_TITLE in text
+    assert CALL_SUMMARY in text
+    # Compliance: metadata only - the person's fields are restricted, and records it cannot
+    # link to the person (it may not read their contact field) are left out, not guessed.
+    officer = await web_login(staff, await staff.create("compliance"))
+    page = await officer.get(f"/contacts/{w['person'].id}/360")
+    assert page.status_code == 200
+    text = text_of(page)
+    for secret in ("Perpetua", DEAL_TITLE, CASE_TITLE, CALL_SUMMARY, EMAIL_SUMMARY, "12,500.50"):
+        assert secret not in text
+    assert re.search(r"E-mail address</dt><dd><span class=\"restricted\"", page.text)
+    for kind in ("deals", "interactions", "cases"):
+        assert f"Your role may not see {kind}: they are left out." in text
+    assert [e.split(" UTC ")[1][:15] for e in timeline_of(page)] == ["Consent granted"]
+
+
+async def test_another_reps_customer_is_not_found(services: Services, staff: Staff) -> None:
+    w = await world(services, staff)
+    stranger = await web_login(staff, await staff.create("sales"))
+    page = await stranger.get(f"/contacts/{w['person'].id}/360")
+    assert page.status_code == 404
+    assert "Perpetua" not in page.text
+    assert (await stranger.get("/contacts/not-a-uuid/360")).status_code == 404
+    denied = await AuditRecord.select().where(
+        (AuditRecord.action == "read") & (AuditRecord.outcome == "denied")
+    )
+    assert any(json.loads(r["subject_ids"]) == [w["person"].subject_id] for r in denied)

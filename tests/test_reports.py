@@ -1,0 +1,354 @@
+"""CRM reports: pipeline by stage, win rate, cases and SLA breaches, interactions per
+channel - as JSON endpoints and as a page with charts, over the records the user may see.
+
+Every number goes through ``Gateway.aggregate`` (scope, restriction and consent compiled
+into one GROUP BY), so a sales rep limited to own records sees their own pipeline only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import re
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+
+from audit.tables import AuditRecord
+from server.gateway import Actor, Forbidden
+from server.gateway.tables import Deal
+from server.reports.service import CrmReports, money
+from server.services import Services
+from tests.conftest import Staff
+from tests.test_admin_ui import web_login
+from tests.test_crm_records import case_values, deal_values, interaction_values, sales_contact
+
+API = "/api/v1/reports"
+NOW = dt.datetime.now(dt.UTC)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.isoformat()
+
+
+async def seed(services: Services, staff: Staff) -> dict[str, Any]:
+    """Two reps in one team, a support agent and an admin, with known numbers:
+
+    rep A: proposal 10.00 + 25.00 GBP, proposal (no amount) GBP, won 7.00 EUR,
+           lost 3.00 EUR; rep B: proposal 99.99 GBP, won 50.00 GBP.
+    """
+    gw = services.gateway
+    rep_a = await staff.create("sales")
+    rep_b = await staff.create("sales")
+    agent = await staff.create("support")
+    admin = await staff.create("admin")
+    a, b, s = staff.actor(rep_a), staff.actor(rep_b), staff.actor(agent)
+    person_a = await gw.create(a, "contact", sales_contact(first_name="Perpetua"))
+    person_b = await gw.create(b, "contact", sales_contact(first_name="Barnabus"))
+    deals = {
+        "a1": await gw.create(a, "deal", deal_values(person_a.id, amount=1000)),
+        "a2": await gw.create(a, "deal", deal_values(person_a.id, amount=2500)),
+        "a3": await gw.create(a, "deal", deal_values(person_a.id, amount=None)),
+        "a4": await gw.create(
+            a, "deal", deal_values(person_a.id, amount=700, currency="EUR", stage="won")
+        ),
+        "a5": await gw.create(
+            a,
+            "deal",
+            deal_values(person_a.id, amount=300, currency="EUR", stage="lost", lost_reason="price"),
+        ),
+        "b1": await gw.create(b, "deal", deal_values(person_b.id, amount=9999)),
+        "b2": await gw.create(b, "deal", deal_values(person_b.id, amount=5000, stage="won")),
+    }
+    return {
+        "rep_a": rep_a,
+        "rep_b": rep_b,
+        "agent": agent,
+        "admin": admin,
+        "support": s,
+        "person_a": person_a,
+        "person_b": person_b,
+        "deals": deals,
+    }
+
+
+def stage_rows(body: dict[str, Any]) -> dict[tuple[str, str | None], tuple[int, int]]:
+    return {(r["stage"], r["currency"]): (r["deals"], r["amount"]) for r in body["stages"]}
+
+
+def table_rows(page: str, report: str) -> list[list[str]]:
+    """The body rows of the table marked ``data-report=report``, as visible cell texts."""
+    match = re.search(rf'<table[^>]*data-report="{report}"[^>]*>(.*?)</table>', page, re.S)
+    assert match, f"no {report} table"
+    body = re.search(r"<tbody>(.*?)</tbody>", match.group(1), re.S)
+    assert body
+    rows = []
+    for row in re.findall(r"<tr>(.*?)</tr>", body.group(1), re.S):
+        cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+        rows.append([html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in cells])
+    return rows
+
+
+async def test_pipeline_adds_up_and_follows_the_record_scope(
+    services: Services, staff: Staff
+) -> None:
+    w = await seed(services, staff)
+    admin = await staff.login(w["admin"])
+    everything = (await admin.get(f"{API}/pipeline")).json()
+    assert stage_rows(everything) == {
+        ("proposal", "GBP"): (4, 1000 + 2500 + 9999),
+        ("won", "EUR"): (1, 700),
+        ("won", "GBP"): (1, 5000),
+        ("lost", "EUR"): (1, 300),
+    }
+    # Pipeline order, not alphabetical.
+    assert [r["stage"] for r in everything["stages"]] == ["proposal", "won", "won", "lost"]
+    assert {t["currency"]: t["amount"] for t in everything["totals"]} == {
+        "EUR": 1000,
+        "GBP": 1000 + 2500 + 9999 + 5000,
+    }
+
+    rep_a = await staff.login(w["rep_a"])
+    own = (await rep_a.get(f"{API}/pipeline")).json()
+    assert stage_rows(own) == {
+        ("proposal", "GBP"): (3, 3500),
+        ("won", "EUR"): (1, 700),
+        ("lost", "EUR"): (1, 300),
+    }
+    rep_b = await staff.login(w["rep_b"])
+    assert stage_rows((await rep_b.get(f"{API}/pipeline")).json()) == {
+        ("proposal", "GBP"): (1, 9999),
+        ("won", "GBP"): (1, 5000),
+    }
+
+
+async def test_roles_without_reports_get_403(services: Services, staff: Staff) -> None:
+    w = await seed(services, staff)
+    agent = await staff.login(w["agent"])
+    for name in ("pipeline", "win-rate", "cases", "interactions"):
+        response = await agent.get(f"{API}/{name}")
+        assert response.status_code == 403, name
+        assert "reports" in response.json()["detail"]
+    marketer = await staff.login(await staff.create("marketing"))
+    assert (await marketer.get(f"{API}/pipeline")).status_code == 403
+    anonymous = await staff.login(w["rep_a"])
+    anonymous.cookies.clear()
+    assert (await anonymous.get(f"{API}/pipeline")).status_code == 401
+    # The page says the same, and the menu does not offer it.
+    browser = await web_login(staff, w["agent"])
+    page = await browser.get("/reports")
+    assert page.status_code == 403
+    assert 'href="/reports"' not in (await browser.get("/")).text
+    rep = await web_login(staff, w["rep_a"])
+    assert 'href="/reports"' in (await rep.get("/")).text
+
+
+async def test_the_gateway_refuses_to_aggregate_what_the_role_may_not_read(
+    services: Services, staff: Staff
+) -> None:
+    w = await seed(services, staff)
+    gw = services.gateway
+    marketer = staff.actor(await staff.create("marketing"))
+    # Marketing may total stage and value, not probabilities; nobody groups by a title.
+    groups = await gw.aggregate(marketer, "deal", group_by=("stage",), sum_of="amount")
+    assert sum(g.count for g in groups) == len(w["deals"])
+    with pytest.raises(Forbidden):
+        await gw.aggregate(marketer, "deal", group_by=("probability",))
+    with pytest.raises(Forbidden):
+        await gw.aggregate(staff.actor(w["admin"]), "deal", group_by=("title",))
+    with pytest.raises(Forbidden):  # support may not list deals at all
+        await gw.aggregate(w["support"], "deal", group_by=("stage",))
+    denied = await AuditRecord.select().where(
+        (AuditRecord.action == "aggregate") & (AuditRecord.outcome == "denied")
+    )
+    assert len(denied) == 3
+
+
+async def test_aggregates_are_audited_with_counts_and_no_person(
+    services: Services, staff: Staff
+) -> None:
+    w = await seed(services, staff)
+    rep_a = await staff.login(w["rep_a"])
+    assert (await rep_a.get(f"{API}/pipeline")).status_code == 200
+    rows = await AuditRecord.select().where(
+        (AuditRecord.action == "aggregate") & (AuditRecord.outcome == "allowed")
+    )
+    assert len(rows) == 1
+    event = rows[0]
+    assert event["resource_type"] == "deal"
+    assert event["actor_id"] == f"user:{w['rep_a'].user_id}"
+    assert json.loads(event["subject_ids"]) == []
+    assert json.loads(event["fields"]) == ["amount", "currency", "stage"]
+    assert json.loads(event["detail"]) == {"group_by": "stage,currency", "groups": 3, "total": 5}
+    text = str(event)
+    assert w["person_a"].subject_id not in text
+    assert "Perpetua" not in text
+    assert "Quarterly" not in text
+
+
+async def test_erased_peoples_deals_still_count(services: Services, staff: Staff) -> None:
+    w = await seed(services, staff)
+    admin = await staff.login(w["admin"])
+    before = (await admin.get(f"{API}/pipeline")).json()
+    result = await services.erasure.erase(w["person_a"].subject_id, by="user:1")
+    assert result.erased["deal"] == 5
+    deal = await services.gateway.read(
+        Actor.system("test"), "deal", w["deals"]["a1"].id, purpose="compliance"
+    )
+    assert deal.erased
+    assert deal.values["title"] is None
+    assert (await admin.get(f"{API}/pipeline")).json() == before
+
+
+async def test_win_rate_over_90_days_or_all_time(services: Services, staff: Staff) -> None:
+    w = await seed(services, staff)
+    admin = await staff.login(w["admin"])
+    recent = (await admin.get(f"{API}/win-rate")).json()
+    assert (recent["won"], recent["lost"], recent["win_rate"]) == (2, 1, 0.6667)
+    assert recent["period"] == "90d"
+    assert recent["since"]
+    # A loss last touched half a year ago counts all time only.
+    old = NOW - dt.timedelta(days=200)
+    gw, rep_b = services.gateway, staff.actor(w["rep_b"])
+    stale = await gw.create(
+        rep_b, "deal", deal_values(w["person_b"].id, stage="lost", lost_reason="timing")
+    )
+    await Deal.update({Deal.updated_at: old}).where(Deal.id == stale.id)
+    assert (await admin.get(f"{API}/win-rate")).json()["lost"] == 1
+    every = (await admin.get(f"{API}/win-rate", params={"period": "all"})).json()
+    assert (every["won"], every["lost"], every["win_rate"]) == (2, 2, 0.5)
+    assert every["since"] is None
+    bad = await admin.get(f"{API}/win-rate", params={"period": "forever"})
+    assert bad.status_code == 400
+    # A rep's own: one won, one lost.
+    rep_a = await staff.login(w["rep_a"])
+    assert (await rep_a.get(f"{API}/win-rate")).json()["win_rate"] == 0.5
+
+
+async def test_sla_breach_is_flagged_from_the_due_time_on(services: Services, staff: Staff) -> None:
+    w = await seed(services, staff)
+    gw, agent = services.gateway, w["support"]
+    due = (NOW + dt.timedelta(hours=2)).replace(microsecond=0)
+    person = w["person_a"].id
+    await gw.create(agent, "case", case_values(person, due_at=iso(due)))
+    await gw.create(agent, "case", case_values(person, due_at=iso(due), status="pending"))
+    await gw.create(agent, "case", case_values(person, due_at=iso(due), status="resolved"))
+    await gw.create(agent, "case", case_values(person, status="closed"))
+    await gw.create(agent, "case", case_values(person))  # open, no SLA
+    reports = CrmReports(gw)
+    admin = staff.actor(w["admin"])
+    before = await reports.cases(admin, now=due - dt.timedelta(seconds=1))
+    assert before.by_status == {"open": 2, "pending": 1, "resolved": 1, "closed": 1}
+    assert before.breached == 0
+    at = await reports.cases(admin, now=due)
+    assert at.breached == 0  # due *at* this moment: not yet late
+    after = await reports.cases(admin, now=due + dt.timedelta(seconds=1))
+    assert after.breaches == {"open": 1, "pending": 1}
+    # Over HTTP, as of now: a case that was due an hour ago is a breach.
+    await gw.create(agent, "case", case_values(person, due_at=iso(NOW - dt.timedelta(hours=1))))
+    client = await staff.login(w["admin"])
+    body = (await client.get(f"{API}/cases")).json()
+    assert body["sla_breaches"] == {"open": 1, "pending": 0, "total": 1}
+    assert body["by_status"]["open"] == 3
+    assert body["total"] == 6
+    # Sales read their team's cases (the agent is in the same team).
+    rep = await staff.login(w["rep_a"])
+    assert (await rep.get(f"{API}/cases")).json()["total"] == 6
+
+
+async def test_interactions_per_channel_in_the_last_30_days(
+    services: Services, staff: Staff
+) -> None:
+    w = await seed(services, staff)
+    gw, a, b = services.gateway, staff.actor(w["rep_a"]), staff.actor(w["rep_b"])
+    pa, pb = w["person_a"].id, w["person_b"].id
+    day = dt.timedelta(days=1)
+    for actor, person, channel, when in (
+        (a, pa, "email", NOW - day),
+        (a, pa, "email", NOW - 29 * day),
+        (a, pa, "phone_call", NOW - 10 * day),
+        (a, pa, "email", NOW - 31 * day),  # too old
+        (a, pa, "meeting", NOW + 2 * day),  # not yet
+        (b, pb, "letter", NOW - 2 * day),
+    ):
+        values = interaction_values(person, channel=channel, occurred_at=iso(when))
+        await gw.create(actor, "interaction", values)
+    admin = await staff.login(w["admin"])
+    body = (await admin.get(f"{API}/interactions")).json()
+    assert {k: v for k, v in body["by_channel"].items() if v} == {
+        "email": 2,
+        "phone_call": 1,
+        "letter": 1,
+    }
+    assert body["total"] == 4
+    assert set(body["by_channel"]) >= {"chat", "store_visit"}
+    rep_a = await staff.login(w["rep_a"])
+    own = (await rep_a.get(f"{API}/interactions")).json()
+    assert own["total"] == 3
+    assert own["by_channel"]["letter"] == 0
+
+
+async def test_the_page_shows_the_same_numbers_as_the_api(services: Services, staff: Staff) -> None:
+    w = await seed(services, staff)
+    gw = services.gateway
+    await gw.create(
+        w["support"],
+        "case",
+        case_values(w["person_a"].id, due_at=iso(NOW - dt.timedelta(hours=1))),
+    )
+    await gw.create(
+        staff.actor(w["rep_a"]),
+        "interaction",
+        interaction_values(w["person_a"].id, occurred_at=iso(NOW - dt.timedelta(days=3))),
+    )
+    api: AsyncClient = await staff.login(w["rep_a"])
+    browser = await web_login(staff, w["rep_a"])
+    page = await browser.get("/reports")
+    assert page.status_code == 200
+    text = page.text
+
+    pipeline = (await api.get(f"{API}/pipeline")).json()
+    shown = table_rows(text, "pipeline")
+    expected = [
+        [
+            r["stage"].capitalize(),
+            r["currency"] or "None",
+            str(r["deals"]),
+            money(r["amount"], r["currency"]),
+        ]
+        for r in pipeline["stages"]
+    ]
+    assert shown == expected
+    assert ["Proposal", "GBP", "3", "35.00 GBP"] in shown  # minor units, two decimals
+
+    win = (await api.get(f"{API}/win-rate")).json()
+    assert table_rows(text, "win-rate-table") == [
+        ["Last 90 days", str(win["won"]), str(win["lost"]), f"{win['win_rate'] * 100:.1f}%"]
+    ]
+    cases = (await api.get(f"{API}/cases")).json()
+    case_table = {row[0]: row[1:] for row in table_rows(text, "cases")}
+    assert case_table["Open"] == [str(cases["by_status"]["open"]), "1"]
+    assert case_table["Closed"] == [str(cases["by_status"]["closed"]), "Not applicable"]
+    interactions = (await api.get(f"{API}/interactions")).json()
+    channel_table = {row[0]: int(row[1]) for row in table_rows(text, "interactions")}
+    assert channel_table["Phone call"] == interactions["by_channel"]["phone_call"] == 1
+    assert sum(channel_table.values()) == interactions["total"]
+    # Charts: a canvas per report and the numbers as JSON blocks (no inline script).
+    assert text.count("<canvas data-chart=") == 4
+    assert 'src="/static/vendor/chartjs/chart.umd.min.js"' in text
+    assert '<script type="application/json" id="pipeline-data">' in text
+    assert "last 90 days" in text.lower()
+    all_time = await browser.get("/reports", params={"period": "all"})
+    assert "<strong>all time</strong>" in all_time.text
+
+
+async def test_the_endpoints_are_in_the_openapi_document(client: AsyncClient) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    for name in ("pipeline", "win-rate", "cases", "interactions"):
+        operation = schema["paths"][f"{API}/{name}"]["get"]
+        assert operation["tags"] == ["reports"]
+        assert operation["description"]
+    parameters = schema["paths"][f"{API}/win-rate"]["get"]["parameters"]
+    assert any(p["name"] == "period" for p in parameters)
