@@ -660,6 +660,8 @@ CASE = RecordType(
 LEAD_STATUSES = ("new", "contacted", "qualified", "disqualified", "converted")
 DISQUALIFIED_REASONS = ("no_interest", "no_budget", "not_a_fit", "unreachable", "duplicate", "spam")
 _LEAD_TOTALS = _SERVICE | {"marketing"}  # lead counts by status and source: nobody named
+# server/dsr/retention.py's ``stale_leads`` rule applies it (a test keeps the two equal).
+_LEAD_RETENTION = "until converted to a contact; a lead left unconverted for 2 years is erased"
 
 LEAD = RecordType(
     resource="lead",
@@ -672,6 +674,7 @@ LEAD = RecordType(
             Kind.TEXT,
             "First name",
             encrypted=True,
+            retention=_LEAD_RETENTION,
             required=True,
             max_length=100,
         ),
@@ -681,6 +684,7 @@ LEAD = RecordType(
             Kind.TEXT,
             "Last name",
             encrypted=True,
+            retention=_LEAD_RETENTION,
             required=True,
             max_length=100,
         ),
@@ -690,6 +694,7 @@ LEAD = RecordType(
             Kind.EMAIL,
             "E-mail address",
             encrypted=True,
+            retention=_LEAD_RETENTION,
             blind_index=True,
             max_length=254,
         ),
@@ -699,6 +704,7 @@ LEAD = RecordType(
             Kind.PHONE,
             "Phone number",
             encrypted=True,
+            retention=_LEAD_RETENTION,
             blind_index=True,
             max_length=40,
         ),
@@ -709,9 +715,18 @@ LEAD = RecordType(
             Kind.TEXT,
             "Company",
             encrypted=True,
+            retention=_LEAD_RETENTION,
             max_length=200,
         ),
-        Field("message", Category.FREE_TEXT, Kind.TEXT, "Message", encrypted=True, max_length=5000),
+        Field(
+            "message",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Message",
+            encrypted=True,
+            max_length=5000,
+            retention=_LEAD_RETENTION,
+        ),
         Field(
             "source",
             Category.CLASSIFICATION,

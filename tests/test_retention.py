@@ -137,3 +137,23 @@ def test_cli_retention_run(install: Install) -> None:
     real = consentry("retention", "run")
     assert real.exit_code == 0, real.output
     assert "0 erased" in real.stdout
+
+
+async def test_stale_unconverted_leads_are_erased_and_converted_ones_left_to_the_contact(
+    services: Services,
+) -> None:
+    from tests.test_leads import lead_values
+
+    gw = services.gateway
+    stale = await gw.create(ADMIN, "lead", lead_values(), purpose="customer_relationship")
+    won = await gw.create(ADMIN, "lead", lead_values(), purpose="customer_relationship")
+    converted = await gw.convert_lead(ADMIN, won.id, purpose="customer_relationship")
+
+    report = await services.retention.run(now=LATER)
+
+    assert table(report)["stale_leads"] == (1, 1, 0, 0)
+    assert (await gw.read(ADMIN, "lead", stale.id, purpose="compliance")).erased
+    # The converted lead's person is a contact now (a customer): the contact rules decide.
+    contact = await gw.read(ADMIN, "contact", converted.contact_id, purpose="compliance")
+    assert not contact.erased
+    assert contact.values["first_name"]

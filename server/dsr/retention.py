@@ -69,6 +69,16 @@ RULES: tuple[RetentionRule, ...] = (
         "Leads and former customers untouched for 3 years are erased.",
     ),
     RetentionRule(
+        "stale_leads",
+        "lead",
+        "erase",
+        2,
+        "updated_at",
+        # A converted lead's person lives on as a contact: the contact rules apply.
+        {"status": ("new", "contacted", "qualified", "disqualified")},
+        "Leads left unconverted and untouched for 2 years are erased.",
+    ),
+    RetentionRule(
         "old_interactions",
         "interaction",
         "anonymise",
