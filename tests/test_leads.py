@@ -507,6 +507,10 @@ async def test_admin_convert_button(staff: Staff, services: Services) -> None:
     assert f'href="/leads/{lead.id}/convert"' not in converted.text
     again = await browser.get(f"/leads/{lead.id}/convert")
     assert again.status_code == 409
+    # Deleting the converted lead would leave the contact's key alone, and the page says so.
+    delete_page = text_of(await browser.get(f"/leads/{lead.id}/delete"))
+    assert "The person it was about is not affected." in delete_page
+    assert "encryption key is destroyed" not in delete_page
 
 
 # --- policy specifics (the matrices are in tests/test_policy.py) -----------------------------

@@ -531,7 +531,10 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 noun=noun,
                 base_path=base_path,
                 record=record,
-                shreds_key=rt.subject_from is None,
+                # A converted lead shares its person's key with the contact it became:
+                # deleting the lead leaves that key (and the contact) alone.
+                shreds_key=rt.subject_from is None
+                and not (resource == "lead" and record.values.get("converted_contact_id")),
             )
 
         @post("/{record_id:str}/delete")
