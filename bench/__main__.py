@@ -17,6 +17,8 @@ databases (``consentry_bench_*`` are created and dropped).
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -162,8 +164,15 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     )
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)  # unwinds like Ctrl-C, so the servers under test are stopped
+
+
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
+    # The servers run in their own sessions (a Ctrl-C in the terminal must not reach them
+    # mid-scenario); only the runner's cleanup stops them, so a `kill` must unwind too.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     console = Console()
     results = Runner(config, console).run()
     console.print(f"\nResults: {config.out / 'RESULTS.md'} and {config.out / 'latest.json'}")
