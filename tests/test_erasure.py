@@ -420,3 +420,32 @@ async def test_compliance_console_holds_and_erasure_result(
     assert "Hold released" in text_of(await officer.get(location(released)))
     seller = await web_login(staff, await staff.create("sales"))
     assert (await seller.get("/compliance/holds")).status_code == 404
+
+
+async def test_an_interrupted_erasure_is_finished_by_the_retention_run(
+    services: Services, settings: Settings, staff: Staff
+) -> None:
+    """A worker that dies mid-erasure leaves a `running` job; nobody has to notice it."""
+    w = await world(services, staff)
+
+    async def crash(done: str) -> None:
+        raise Crash(done)
+
+    services.erasure.after_step = crash
+    with pytest.raises(Crash):
+        await services.erasure.erase(w["person"].subject_id, by="user:1")
+    services.erasure.after_step = None
+    # Just interrupted: it may still be running somewhere, so it is left alone.
+    report = await services.retention.run()
+    (line,) = [r for r in report.rules if r.rule == "interrupted_erasures"]
+    assert (line.matched, line.erased) == (0, 0)
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    report = await services.retention.run(now=later)
+
+    (line,) = [r for r in report.rules if r.rule == "interrupted_erasures"]
+    assert (line.matched, line.erased) == (1, 1)
+    job = await services.erasure.job_for_subject(w["person"].subject_id)
+    assert job is not None
+    assert job.complete
+    await assert_fully_erased(services, settings, w)

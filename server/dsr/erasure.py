@@ -134,6 +134,14 @@ class Erasure:
         rows = await ErasureJob.select(ErasureJob.subject_id).where(ErasureJob.state == HELD)
         return [str(row["subject_id"]) for row in rows]
 
+    async def interrupted_jobs(self, before: dt.datetime) -> list[str]:
+        """Subjects whose erasure stopped half-way (a crash, a killed worker): still
+        ``running`` with no progress since ``before``. Running it again finishes it."""
+        rows = await ErasureJob.select(ErasureJob.subject_id).where(
+            (ErasureJob.state == RUNNING) & (ErasureJob.updated_at < before)
+        )
+        return [str(row["subject_id"]) for row in rows]
+
     async def _result(self, row: Mapping[str, Any], *, already: bool = False) -> ErasureResult:
         counts = _counts(row)
         mentions = counts.pop("mentions", 0)

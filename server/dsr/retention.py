@@ -11,7 +11,8 @@ plaintext classification values it applies to, and what happens:
 
 The data map's prose ``retention`` of every field a rule acts on must state the same
 period (a test checks it), so the record of processing and subject exports say what the
-code does. A run also finishes erasures that waited for a legal hold that has ended.
+code does. A run also finishes erasures that waited for a legal hold that has ended, and
+erasures interrupted half-way (no progress for ``INTERRUPTED_AFTER``: the worker died).
 Everything is done by the system actor ``system:retention``, and audited as such.
 """
 
@@ -38,6 +39,9 @@ BY = f"system:{JOB}"
 PURPOSE = "compliance"
 BATCH = 500
 FINISH_HELD = "held_erasures"
+FINISH_INTERRUPTED = "interrupted_erasures"
+# An erasure with no progress for this long is taken to have died with its process.
+INTERRUPTED_AFTER = dt.timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,7 @@ class Retention:
         actor = Actor.system(JOB)
         report = RetentionReport(moment, dry_run)
         report.rules.append(await self._finish_held(dry_run, today, progress))
+        report.rules.append(await self._finish_interrupted(dry_run, moment, progress))
         for rule in active_rules():
             line = RuleReport(rule.name, rule.resource, rule.action)
             report.rules.append(line)
@@ -207,6 +212,15 @@ class Retention:
         subjects = await self._erasure.held_jobs()
         # Still held: nothing to resume (the part not held was erased when it started).
         await self._erase_each(line, subjects, dry_run, today, progress, held_first=True)
+        return line
+
+    async def _finish_interrupted(
+        self, dry_run: bool, moment: dt.datetime, progress: Progress | None
+    ) -> RuleReport:
+        """Nobody may be left half-erased because a worker died mid-way: resume them."""
+        line = RuleReport(FINISH_INTERRUPTED, "all", "erase")
+        subjects = await self._erasure.interrupted_jobs(moment - INTERRUPTED_AFTER)
+        await self._erase_each(line, subjects, dry_run, moment.date(), progress, held_first=False)
         return line
 
     async def _erase_each(
