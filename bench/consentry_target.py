@@ -11,6 +11,7 @@ The same settings (environment) are then handed to ``consentry serve``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import statistics
@@ -207,11 +208,13 @@ def _no_rejects(resource: str, rejected: dict[int, dict[str, str]]) -> None:
         )
 
 
-async def seal_lag() -> dict[str, Any]:
+async def seal_lag(since: dt.datetime | None = None) -> dict[str, Any]:
     """How long each event of the load run waited for a signed head covering it.
 
-    For every event: the signing time of the first head whose size covers it, minus the
-    event's own time. Events no head covered when the server stopped are counted apart.
+    For every event written since ``since`` (the server's start: events of the data load
+    were written before any sealer existed, and would only measure how long the load
+    took): the signing time of the first head whose size covers it, minus the event's own
+    time. Events no head covered when the server stopped are counted apart.
     """
     events = await AuditRecord.select(AuditRecord.seq, AuditRecord.ts).order_by(AuditRecord.seq)
     heads = await AuditCheckpoint.select(
@@ -219,8 +222,12 @@ async def seal_lag() -> dict[str, Any]:
     ).order_by(AuditCheckpoint.tree_size)
     lags_ns: list[int] = []
     uncovered = 0
+    before_server = 0
     index = 0
     for event in events:
+        if since is not None and event["ts"] < since:
+            before_server += 1
+            continue
         while index < len(heads) and heads[index]["tree_size"] < event["seq"]:
             index += 1
         if index == len(heads):
@@ -231,11 +238,12 @@ async def seal_lag() -> dict[str, Any]:
     return {
         **summary_ms(lags_ns),
         "max_ms": round(max(lags_ns) / 1e6, 3) if lags_ns else 0.0,
-        "events": len(events),
+        "events": len(events) - before_server,
+        "events_before_server": before_server,
         "heads": len(heads),
         "unsealed_at_stop": uncovered,
         "what": "time from an event to the signing of the first head covering it, over every "
-        "event of the load run (all server workers sealing every "
+        "event written while the server ran (all server workers sealing every "
         f"{Settings().seal_interval_ms} ms)",
     }
 
@@ -248,6 +256,7 @@ async def after_run(
     *,
     export_interactions: int,
     export_repeats: int,
+    server_started: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Figures taken on the load-tested database (the bench size) once the server stopped.
 
@@ -260,7 +269,8 @@ async def after_run(
     await db.start(engine)
     try:
         services = build_services(settings)
-        lag = await seal_lag()  # before anything here seals: what the server's workers did
+        # Before anything here seals: what the server's workers did.
+        lag = await seal_lag(server_started)
         await services.audit_trail.seal_all()
         started = time.perf_counter()
         report = await services.audit_trail.verify()

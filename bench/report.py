@@ -327,9 +327,9 @@ def markdown(results: dict[str, Any], other_runs: list[str] | None = None) -> st
         "produce (its access log query scans the audit log, so it too grows with the "
         "database); `Gateway.export_subject` is reading and decrypting the records alone.",
         "- **Audit sealing**: append figures include a sealer signing a tree head every "
-        "250 ms in the same process; 'event to signed head' is measured over the load run's "
-        "own events, sealed by the server's workers. Its maximum includes the events written "
-        "while loading the data, before any server (and so any sealer) was running.",
+        "250 ms in the same process; 'event to signed head' is measured over the events "
+        "written while the server ran, sealed by the server's workers (the data load's own "
+        "events, written before any sealer existed, are left out).",
         "",
         "Raw figures: [`latest.json`](latest.json).",
         "",

@@ -8,6 +8,7 @@ else shares the machine lands on both sides of a ratio rather than on one.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import math
 import os
 import random
@@ -224,6 +225,7 @@ class Runner:
         servers: dict[str, Server] = {}
         try:
             servers["baseline"] = self._start_baseline(root, urls.baseline, secret)
+            consentry_started = dt.datetime.now(dt.UTC)
             servers["consentry"] = self._start_consentry(root, env)
             cookies = {
                 "baseline": f"{BASELINE_COOKIE}={base_token}",
@@ -263,6 +265,7 @@ class Runner:
                     victims,
                     export_interactions=config.export_interactions,
                     export_repeats=config.export_repeats,
+                    server_started=consentry_started,
                 )
             )
         )
