@@ -25,7 +25,11 @@ from admin_ui.pages.consent import ConsentPages
 from admin_ui.pages.customer360 import CustomerPages
 from admin_ui.pages.dashboard import dashboard
 from admin_ui.pages.holds import HoldPages
+from admin_ui.pages.imports import ExportPages, ImportPages
 from admin_ui.pages.leads import LeadConvertPages
+from admin_ui.pages.my_day import MyDayPages
+from admin_ui.pages.notes import NotePanel
+from admin_ui.pages.pipeline import BoardPages, PipelineSettingsPages
 from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
 from admin_ui.pages.reports import ReportPages
@@ -35,7 +39,7 @@ from admin_ui.pages.users import UserPages
 from admin_ui.rendering import gateway_error_handler, http_error_handler, redirect_handler
 from admin_ui.security import csrf_config, security_headers
 from admin_ui.session import PageRedirect
-from server.datamap import CASE, CONTACT, DEAL, INTERACTION, LEAD, ORGANIZATION
+from server.datamap import CASE, CONTACT, DEAL, INTERACTION, LEAD, NOTE, ORGANIZATION, TASK
 from server.gateway import GatewayError
 from server.services import Services, load_session_secret
 from server.settings import Settings
@@ -82,6 +86,8 @@ def admin_router() -> Router:
             HoldPages,
             ProcessingRecordPage,
             ReportPages,
+            ImportPages,  # /import (admins)
+            ExportPages,  # /export/{kind}
             CustomerPages,  # /contacts/{id}/360
             record_pages(CONTACT, "/contacts", "Contacts"),
             record_pages(ORGANIZATION, "/organizations", "Organizations"),
@@ -89,7 +95,13 @@ def admin_router() -> Router:
             record_pages(INTERACTION, "/interactions", "Interactions"),
             record_pages(CASE, "/cases", "Cases"),
             record_pages(LEAD, "/leads", "Leads"),
+            MyDayPages,
+            NotePanel,  # POST /notes/add, from any record's notes panel
+            record_pages(TASK, "/tasks", "Tasks"),
+            record_pages(NOTE, "/notes", "Notes"),
             LeadConvertPages,
+            BoardPages,  # /pipeline
+            PipelineSettingsPages,  # /admin/pipelines
         ],
         exception_handlers={
             GatewayError: gateway_error_handler,

@@ -17,7 +17,7 @@ from server.background import BackgroundJobs
 from server.compliance.routes import ComplianceRoutes
 from server.consent.routes import ConsentLinks
 from server.contacts.routes import ContactRoutes
-from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes
+from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes, NoteRoutes, TaskRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
 from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             DealRoutes,
             InteractionRoutes,
             CaseRoutes,
+            TaskRoutes,
+            NoteRoutes,
             LeadRoutes,
             LeadConversion,
             PublicLeadForm,  # a website's contact form: no staff session, rate-limited

@@ -168,6 +168,9 @@ class Field:
     minimum: int | None = None  # integer bounds, checked on input
     maximum: int | None = None
     default: str | None = None  # a choice filled in on create when the field is left out
+    # A reference to a record of whichever type the named choice field says (a note's
+    # ``record_id`` points at the type in its ``record_type``); checked like ``references``.
+    references_from: str | None = None
 
     @property
     def index_column(self) -> str:
@@ -196,6 +199,9 @@ class RecordType:
     # person's subject id and is sealed under their data key, so erasing the person
     # reaches it. None: the record is its own subject (contacts, organizations).
     subject_from: str | None = None
+    # References that must be about the same person as the record itself (a task's deal
+    # must be its contact's deal): otherwise erasing that person would miss the record.
+    same_subject: tuple[str, ...] = ()
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -418,6 +424,7 @@ ORGANIZATION = RecordType(
 # person is free text and encrypted, titles included: "Renewal for Jane Doe" names her.
 
 CURRENCIES = ("EUR", "GBP", "USD", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "JPY", "CAD", "AUD")
+# The stages of the default pipeline; others are configured (server.pipelines).
 DEAL_STAGES = ("qualification", "proposal", "negotiation", "won", "lost")
 LOST_REASONS = ("price", "competitor", "timing", "no_budget", "no_decision", "other")
 CHANNELS = ("email", "phone_call", "meeting", "chat", "web_form", "store_visit", "letter")
@@ -467,15 +474,15 @@ DEAL = RecordType(
             choices=CURRENCIES,
             purposes=_PIPELINE,
         ),
+        # A stage key of the deal's pipeline: configuration (server.pipelines), so the
+        # gateway's deal rule checks it and fills in the first stage when left out.
         Field(
             "stage",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            Kind.TEXT,
             "Stage",
             encrypted=False,
             max_length=32,
-            choices=DEAL_STAGES,
-            default="qualification",
             purposes=_PIPELINE,
             filterable=True,
         ),
@@ -516,6 +523,16 @@ DEAL = RecordType(
             references="organization",
         ),
         Field("notes", Category.FREE_TEXT, Kind.TEXT, "Notes", encrypted=True, max_length=5000),
+        # The pipeline (configuration, server.pipelines; the default one when left out).
+        Field(
+            "pipeline_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Pipeline",
+            encrypted=False,
+            filterable=True,
+            purposes=_PIPELINE,
+        ),
     ),
 )
 
@@ -778,8 +795,136 @@ LEAD = RecordType(
     ),
 )
 
+# --- tasks and notes: staff work about a record -------------------------------------------
+# A task about a person (``contact_id``) is sealed under their key; a task about nobody
+# gets a subject of its own (kind "task"), so its title is still encrypted and deleting it
+# shreds that key. Its owner is the person who must do it: record scope, "my day" and
+# reassignment all work on ``owner_id`` (the creator is in the audit trail).
+TASK_STATUSES = ("open", "done")
+TASK_PRIORITIES = ("low", "normal", "high")
+# What a note may be attached to; the note is about that record's person.
+NOTE_TARGETS = ("contact", "organization", "deal", "interaction", "case", "lead", "task")
+
+TASK = RecordType(
+    resource="task",
+    table="task",
+    label="Task",
+    subject_from="contact_id",
+    same_subject=("deal_id", "case_id"),
+    fields=(
+        Field("title", Category.FREE_TEXT, Kind.TEXT, "Title", encrypted=True, required=True),
+        Field(
+            "due_at",
+            Category.CLASSIFICATION,
+            Kind.DATETIME,
+            "Due",
+            encrypted=False,
+            required=True,
+            max_length=40,
+            filterable=True,
+        ),
+        Field(
+            "status",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Status",
+            encrypted=False,
+            max_length=16,
+            choices=TASK_STATUSES,
+            default="open",
+            filterable=True,
+        ),
+        Field(
+            "priority",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Priority",
+            encrypted=False,
+            max_length=16,
+            choices=TASK_PRIORITIES,
+            default="normal",
+            filterable=True,
+        ),
+        Field(
+            "remind_at",
+            Category.CLASSIFICATION,
+            Kind.DATETIME,
+            "Remind at",
+            encrypted=False,
+            max_length=40,
+            filterable=True,
+        ),
+        Field(
+            "contact_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Contact",
+            encrypted=False,
+            filterable=True,
+            references="contact",
+        ),
+        Field(
+            "deal_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Deal",
+            encrypted=False,
+            filterable=True,
+            references="deal",
+        ),
+        Field(
+            "case_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Case",
+            encrypted=False,
+            filterable=True,
+            references="case",
+        ),
+    ),
+)
+
+NOTE = RecordType(
+    resource="note",
+    table="note",
+    label="Note",
+    subject_from="record_id",
+    fields=(
+        Field(
+            "body",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Note",
+            encrypted=True,
+            required=True,
+            max_length=5000,
+        ),
+        Field(
+            "record_type",
+            Category.REFERENCE,
+            Kind.CHOICE,
+            "Attached to (type)",
+            encrypted=False,
+            required=True,
+            max_length=32,
+            choices=NOTE_TARGETS,
+            filterable=True,
+        ),
+        Field(
+            "record_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Attached to",
+            encrypted=False,
+            required=True,
+            filterable=True,
+            references_from="record_type",
+        ),
+    ),
+)
+
 RECORD_TYPES: Mapping[str, RecordType] = {
-    rt.resource: rt for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE, LEAD)
+    rt.resource: rt for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE, LEAD, TASK, NOTE)
 }
 
 

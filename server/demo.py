@@ -183,6 +183,7 @@ async def seed_demo_leads(
 
 DEMO_DEAL_SHARE = 0.4  # of contacts with a deal
 DEMO_CASE_SHARE = 0.2
+DEMO_TASK_SHARE = 0.3  # of contacts with a follow-up task (and a note) for their owner
 DEMO_LOST_REASONS = ("price", "competitor", "timing", "no_budget", "no_decision")
 
 
@@ -193,16 +194,36 @@ async def seed_demo_activity(
     rng: random.Random,
     fake: Faker,
 ) -> int:
-    """Deals, interactions and cases for some demo contacts, through the gateway's bulk
-    path: one transaction per record type and owner keeps ``serve --demo`` start-up quick.
-    Deals and interactions belong to the contact's owner; cases to a support agent."""
+    """Deals, interactions, cases, tasks and notes for some demo contacts, through the
+    gateway's bulk path: one transaction per record type and owner keeps ``serve --demo``
+    start-up quick. Most belong to the contact's owner; cases to a support agent."""
     system = Actor.system("demo-seed")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     support = [o for o in owners if o.role == "support"]
     deals: dict[StaffIdentity, list[dict[str, Any]]] = defaultdict(list)
     touches: dict[StaffIdentity, list[dict[str, Any]]] = defaultdict(list)
     cases: dict[StaffIdentity, list[dict[str, Any]]] = defaultdict(list)
+    tasks: dict[StaffIdentity, list[dict[str, Any]]] = defaultdict(list)
+    notes: dict[StaffIdentity, list[dict[str, Any]]] = defaultdict(list)
     for contact_id, owner in people:
+        if rng.random() < DEMO_TASK_SHARE:  # something overdue, due today or this week
+            due = now + dt.timedelta(hours=rng.randint(-48, 24 * 6))
+            tasks[owner].append(
+                {
+                    "title": fake.sentence(nb_words=5).rstrip("."),
+                    "due_at": due.isoformat(),
+                    "priority": rng.choice(("low", "normal", "normal", "high")),
+                    "remind_at": (due - dt.timedelta(hours=2)).isoformat(),
+                    "contact_id": contact_id,
+                }
+            )
+            notes[owner].append(
+                {
+                    "body": fake.sentence(nb_words=12),
+                    "record_type": "contact",
+                    "record_id": contact_id,
+                }
+            )
         if rng.random() < DEMO_DEAL_SHARE:
             stage = rng.choice(("qualification", "proposal", "negotiation", "won", "lost"))
             deal: dict[str, Any] = {
@@ -245,7 +266,13 @@ async def seed_demo_activity(
                 }
             )
     created = 0
-    for resource, batches in (("deal", deals), ("interaction", touches), ("case", cases)):
+    for resource, batches in (
+        ("deal", deals),
+        ("interaction", touches),
+        ("case", cases),
+        ("task", tasks),
+        ("note", notes),
+    ):
         for owner, rows in batches.items():
             result = await gateway.create_many(
                 system, resource, rows, owner_id=owner.user_id, team=owner.team

@@ -18,6 +18,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.consent.piccolo_app",
         "migrations.dsr.piccolo_app",
         "migrations.portal.piccolo_app",
+        "migrations.pipelines.piccolo_app",
     ]
 )
 

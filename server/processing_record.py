@@ -65,6 +65,10 @@ DATA_SUBJECTS: Mapping[str, str] = {
     ),
     "case": "Customers who raised a service request, complaint, return or question",
     "lead": "Prospects who enquired (web form, event, referral) and are not yet customers",
+    "task": "Customers and prospects a follow-up task is about, and people named in its title",
+    "note": (
+        "The person whose record a staff note is attached to, and people mentioned in the note"
+    ),
 }
 TRANSFERS = (
     "None configured: this installation transfers no personal data to a third country or "

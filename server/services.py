@@ -24,6 +24,7 @@ from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
 from server.gateway import Gateway
 from server.mail import Mailer
+from server.pipelines.service import Pipelines
 from server.portal.service import Portal
 from server.settings import ConfigurationError, Settings
 from server.vault import (
@@ -51,6 +52,7 @@ class Services:
     portal: Portal
     erasure: Erasure  # with .holds and .restrictions
     retention: Retention
+    pipelines: Pipelines
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -131,6 +133,9 @@ def build_services(settings: Settings) -> Services:
     erasure = Erasure(gateway, audit, LegalHolds(audit), restrictions)
     requests.fulfillers["erasure"] = erasure.fulfil
     requests.fulfillers["restriction"] = partial(restrict_for_request, restrictions)
+    # Deal stages belong to the deal's pipeline (configuration): checked on every write.
+    pipelines = Pipelines(audit, policy, gateway)
+    gateway.record_rules["deal"] = pipelines.deal_rule
     # The customer portal: its links, cookies and throttle keys hang off one derived key.
     portal = Portal(
         gateway, audit, mailer, settings, requests, vault.derived_key(b"consentry/portal/v1")
@@ -138,6 +143,7 @@ def build_services(settings: Settings) -> Services:
     services = Services(
         settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent, requests,
         portal, erasure=erasure, retention=Retention(gateway, erasure, audit),
+        pipelines=pipelines,
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)
     # Staff-fulfilled access and portability requests: the person gets an expiring link.

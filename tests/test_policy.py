@@ -56,6 +56,16 @@ ALLOWED_ACTIONS: dict[tuple[str, str], set[str]] = {
     ("marketing", "lead"): {"list"},
     ("compliance", "lead"): {"read", "list"},
     (UNKNOWN_ROLE, "lead"): set(),
+    # Tasks and notes (tests/test_tasks_notes.py): sales their own, support their team's.
+    **{("admin", r): set(ACTIONS) for r in ("task", "note")},
+    **{
+        (role, r): set(ACTIONS) - {"search"}
+        for role in ("sales", "support")
+        for r in ("task", "note")
+    },
+    **{("marketing", r): set() for r in ("task", "note")},
+    **{("compliance", r): {"read", "list"} for r in ("task", "note")},
+    **{(UNKNOWN_ROLE, r): set() for r in ("task", "note")},
 }
 
 ROLE_PURPOSES: dict[str, set[str]] = {
@@ -90,6 +100,10 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("sales", "lead"): Scope.OWN,
     ("marketing", "lead"): Scope.ALL,
     ("compliance", "lead"): Scope.ALL,
+    **{("admin", r): Scope.ALL for r in ("task", "note")},
+    **{("sales", r): Scope.OWN for r in ("task", "note")},
+    **{("support", r): Scope.TEAM for r in ("task", "note")},
+    **{("compliance", r): Scope.ALL for r in ("task", "note")},
 }
 
 CAMPAIGN_FIELDS = {
@@ -179,10 +193,23 @@ def test_unknown_roles_get_nothing(engine: PolicyEngine, role: str) -> None:
         assert decision.scope is Scope.NONE
 
 
-def test_export_is_admin_only_among_staff(engine: PolicyEngine) -> None:
-    for role, resource in itertools.product(ROLES, RECORD_TYPES):
+# CSV export (tests/test_import_export.py): admin everything, sales their own records,
+# marketing its campaign lists; support and compliance nothing.
+EXPORTS: dict[str, set[str]] = {
+    "admin": {"contact", "organization", "deal", "interaction", "case", "lead"},
+    "sales": {"contact", "organization", "deal", "interaction", "lead"},
+    "marketing": {"contact", "organization"},
+    "support": set(),
+    "compliance": set(),
+}
+
+
+def test_export_rights(engine: PolicyEngine) -> None:
+    for role, resource in itertools.product(ROLES, EXPORTS["admin"]):
         decision = decide(engine, role, resource, "export", main_purpose(role))
-        assert decision.allowed is (role == "admin"), (role, resource)
+        assert decision.allowed is (resource in EXPORTS[role]), (role, resource)
+    marketing = decide(engine, "marketing", "contact", "export", "marketing")
+    assert marketing.fields == CAMPAIGN_FIELDS
 
 
 def test_deny_reasons_are_codes(engine: PolicyEngine) -> None:

@@ -29,7 +29,7 @@ from admin_ui.forms import (
 from admin_ui.pages.consent import consent_panel
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
-from server.datamap import RECORD_TYPES, Kind, RecordType
+from server.datamap import NOTE, NOTE_TARGETS, RECORD_TYPES, Kind, RecordType
 from server.gateway import Conflict, Forbidden, Gateway, GatewayError, InvalidInput, NotFound
 from server.gateway import Record as GatewayRecord
 from server.web import services_of
@@ -47,6 +47,8 @@ SUMMARY_FIELDS = {
     "interaction": ("direction", "summary"),
     "case": ("kind", "priority", "status", "due_at"),
     "lead": ("email", "status", "source"),
+    "task": ("due_at", "status", "priority"),
+    "note": ("record_type", "body"),
 }
 HEADING_FIELDS = {
     "contact": ("first_name", "last_name"),
@@ -55,6 +57,8 @@ HEADING_FIELDS = {
     "interaction": ("channel", "occurred_at"),
     "case": ("title",),
     "lead": ("first_name", "last_name"),
+    "task": ("title",),
+    "note": ("body",),
 }
 # Where each record type's pages live: reference fields link there.
 PAGE_PATHS = {
@@ -64,6 +68,8 @@ PAGE_PATHS = {
     "interaction": "/interactions",
     "case": "/cases",
     "lead": "/leads",
+    "task": "/tasks",
+    "note": "/notes",
 }
 PLURALS = {"deal": "Deals", "interaction": "Interactions", "case": "Cases"}
 
@@ -90,7 +96,8 @@ def shown_value(rt: RecordType, name: str, value: Any) -> str:
     if value is None or value == "":
         return ""
     kind = rt.by_name[name].kind
-    if kind is Kind.CHOICE:
+    # A deal's stage is a configured code (server.pipelines), shown like a choice.
+    if kind is Kind.CHOICE or (rt.resource == "deal" and name == "stage"):
         return choice_label(str(value))
     if kind is Kind.DATETIME:  # canonical UTC ISO 8601 -> "2026-12-01 14:30 UTC"
         return str(value)[:16].replace("T", " ") + " UTC"
@@ -306,10 +313,12 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
     def editable(writable: frozenset[str], record: GatewayRecord) -> tuple[list[str], list[str]]:
         """Inputs an edit form may have: writable and readable (a field the user cannot
         see is never offered, so an empty box cannot silently clear it)."""
+        source = rt.by_name.get(rt.subject_from or "")
+        fixed = {rt.subject_from, source.references_from if source else None}
         names = [
             f.name
             for f in rt.fields
-            if f.name in writable and f.name not in record.restricted and f.name != rt.subject_from
+            if f.name in writable and f.name not in record.restricted and f.name not in fixed
         ]
         locked = [
             f.label for f in rt.fields if f.name not in names and f.name not in record.restricted
@@ -409,15 +418,17 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 value = record.values.get(spec.name)
                 link = ""
                 text = "" if restricted else shown_value(rt, spec.name, value)
-                if not restricted and value and spec.references:
-                    target = spec.references
+                target = spec.references or (
+                    record.values.get(spec.references_from) if spec.references_from else None
+                )
+                if not restricted and value and target:
                     link = f"{PAGE_PATHS[target]}/{value}"
                     try:
                         other = await gateway.read(visit.actor, target, str(value))
                         text = heading_of(RECORD_TYPES[target], other)
                     except GatewayError:
                         text, link = "Not visible to you", ""
-                elif not restricted and value and spec.kind is Kind.TEXT:
+                elif not restricted and value and spec.kind is Kind.TEXT and len(str(value)) > 80:
                     text = str(value)  # the whole text on the record's own page
                 rows.append(
                     {
@@ -450,6 +461,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 consent=await consent_panel(request, visit, record, base_path)
                 if resource == "contact"
                 else None,
+                notes=await notes_panel(gateway, visit, record),
             )
 
         @get("/{record_id:str}/edit")
@@ -605,6 +617,46 @@ async def related_tables(
             }
         )
     return tables
+
+
+async def notes_panel(
+    gateway: Gateway, visit: Visit, record: GatewayRecord
+) -> dict[str, Any] | None:
+    """The notes on a record, newest first, and whether this user may add one: a gateway
+    list like any other (their note scope, audited). None where notes do not apply."""
+    if record.resource not in NOTE_TARGETS or record.erased:
+        return None
+    if gateway.permitted_fields(visit.actor, NOTE.resource, "list") is None:
+        return None
+    try:
+        page = await gateway.list(
+            visit.actor,
+            NOTE.resource,
+            filters={"record_type": record.resource, "record_id": record.id},
+            page=1,
+            page_size=RELATED_ROWS,
+        )
+    except GatewayError:
+        return None
+    may_add = gateway.permitted_fields(visit.actor, NOTE.resource, "create")
+    return {
+        "items": [
+            {
+                "link": f"{PAGE_PATHS[NOTE.resource]}/{n.id}",
+                "body": "" if "body" in n.restricted else str(n.values.get("body") or ""),
+                "restricted": "body" in n.restricted,
+                "created_at": n.created_at,
+                "owner_id": n.owner_id,
+            }
+            for n in page.items
+        ],
+        "total": page.total,
+        "all_link": f"{PAGE_PATHS[NOTE.resource]}?"
+        + urlencode({"record_type": record.resource, "record_id": record.id}),
+        "can_add": may_add is not None and "body" in may_add,
+        "record_type": record.resource,
+        "record_id": record.id,
+    }
 
 
 def convert_link(gateway: Gateway, visit: Visit, record: GatewayRecord) -> str:

@@ -43,7 +43,7 @@ from server.datamap import (
     clean_values,
     shown_name,
 )
-from server.gateway import erasure, leads
+from server.gateway import bulk, erasure, leads
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.gateway.tables import TABLES
@@ -54,6 +54,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 MAX_PAGE_SIZE = 100
 READ_ACTIONS = {"read", "list", "search", "export"}
+_MOMENTS = (Kind.DATE, Kind.DATETIME)  # kinds a ``<field>_before`` list filter accepts
 # The purposes a restricted person's data may still serve (Art. 18(2)): storage and the
 # controller's legal obligations (requests, audits, legal holds).
 STORAGE_PURPOSES = frozenset({"compliance"})
@@ -196,6 +197,17 @@ class SubjectRestrictions(Protocol):
     async def unrestricted_subjects(self) -> AudienceCondition: ...
 
 
+class RecordRule(Protocol):
+    """Checks a record type's values against configuration the data map cannot hold (a
+    deal's stage must belong to its pipeline). Completes ``values`` in place (defaults
+    and values that follow from others) and returns problems by field name, no values.
+    ``current`` is the stored row on an update, None on a create."""
+
+    async def __call__(
+        self, values: dict[str, Any], current: Mapping[str, Any] | None
+    ) -> dict[str, str]: ...
+
+
 class Gateway:
     def __init__(
         self, vault: Vault, policy: PolicyEngine, audit: AuditLog, *, default_region: str = "GB"
@@ -210,6 +222,8 @@ class Gateway:
         # Set by build_services (server.dsr.restriction); until then only the storage
         # purposes reach anyone (fail closed).
         self.restrictions: SubjectRestrictions | None = None
+        # Per record type, set by build_services (server.pipelines for deals).
+        self.record_rules: dict[str, RecordRule] = {}
 
     # --- decisions and audit ----------------------------------------------------------------
 
@@ -864,6 +878,50 @@ class Gateway:
             deal=deal,
         )
 
+    # --- CSV import and export (server.gateway.bulk; driven by server.csvio) ------------
+
+    async def existing_values(
+        self,
+        actor: Actor,
+        resource: str,
+        field_name: str,
+        values: Collection[str],
+        *,
+        purpose: str | None = None,
+    ) -> dict[str, str]:
+        """{canonical value: record id} of the values records in scope already hold: how an
+        import recognises rows it has imported before, without reading the records."""
+        return await bulk.existing_values(
+            self,
+            actor,
+            resource,
+            field_name,
+            values,
+            purpose=purpose or self.default_purpose(actor.role),
+        )
+
+    async def start_export(
+        self,
+        actor: Actor,
+        resource: str,
+        *,
+        reason: str,
+        purpose: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        page_size: int = bulk.EXPORT_PAGE_SIZE,
+    ) -> bulk.Export:
+        """Decide an export of the records in scope (a reason code is required); its
+        ``pages()`` stream them, one audit event per page."""
+        return await bulk.start_export(
+            self,
+            actor,
+            resource,
+            reason=reason,
+            purpose=purpose or self.default_purpose(actor.role),
+            filters=filters or {},
+            page_size=page_size,
+        )
+
     def _filter_conditions(
         self,
         rt: RecordType,
@@ -879,6 +937,13 @@ class Gateway:
             if name in {"owner_id", "team"}:
                 column = getattr(table, name)
                 conditions.append(column == value)
+                continue
+            bound = rt.by_name.get(name.removesuffix("_before"))
+            if name.endswith("_before") and bound is not None and bound.kind in _MOMENTS:
+                # "<field>_before": a date or time strictly earlier (tasks due by a moment).
+                condition = self._before_condition(rt, table, decision, bound, value, problems)
+                if condition is not None:
+                    conditions.append(condition)
                 continue
             spec = rt.by_name.get(name)
             if spec is None or not spec.filterable:
@@ -903,6 +968,32 @@ class Gateway:
                 problems=problems,
             )
         return conditions
+
+    def _before_condition(
+        self,
+        rt: RecordType,
+        table: type[Table],
+        decision: AccessDecision,
+        spec: Field,
+        value: Any,
+        problems: dict[str, str],
+    ) -> Any:
+        name = f"{spec.name}_before"
+        if not spec.filterable or spec.encrypted:
+            problems[name] = "not a filterable field"
+        elif spec.name not in decision.fields:
+            problems[name] = "your role may not read this field"
+        else:
+            try:
+                cleaned = clean_values(
+                    rt, {spec.name: value}, partial=True, default_region=self.default_region
+                )
+            except InvalidValues as exc:
+                problems[name] = exc.problems[spec.name]
+                return None
+            moment = self._to_db(rt, cleaned)[spec.name]
+            return getattr(table, spec.name) < moment
+        return None
 
     @audits_bad_input(Action.SEARCH)
     async def search(
@@ -1067,14 +1158,16 @@ class Gateway:
         cleaned = await self._clean(actor, rt, Action.CREATE, purpose, values, partial=False)
         await self._check_writable(actor, rt, Action.CREATE, purpose, decision, cleaned)
         referenced = await self._check_references(actor, rt, cleaned, purpose)
+        subject_of_source = self._source_subject(rt, cleaned, referenced)
+        self._require_same_subject(rt, cleaned, referenced, subject_of_source)
         owner = owner_id if owner_id is not None else (actor.user_id or 0)
         record_team = team if team is not None else actor.team
         now = dt.datetime.now(dt.UTC)
         row_id = str(uuid.uuid4())
         try:
             async with db.write_transaction():
-                if rt.subject_from is None:
-                    key = await self.vault.new_subject(rt.resource)
+                if rt.subject_from is None or cleaned.get(rt.subject_from) is None:
+                    key = await self.vault.new_subject(rt.resource)  # its own subject
                 else:
                     source = referenced[(rt.subject_from, str(cleaned[rt.subject_from]))]
                     key = (await self._subject_keys(rt, [str(source["subject_id"])]))[0]
@@ -1144,12 +1237,11 @@ class Gateway:
             )
         await self._refuse_new_person(actor, rt, Action.CREATE, purpose)
         good: list[dict[str, Any]] = []
+        good_rows: list[int] = []  # the input index of each good row
         rejected: dict[int, dict[str, str]] = {}
         for index, values in enumerate(rows):
             try:
-                cleaned = clean_values(
-                    rt, values, partial=False, default_region=self.default_region
-                )
+                cleaned = await self._cleaned(rt, values, partial=False)
             except InvalidValues as exc:
                 rejected[index] = exc.problems
                 continue
@@ -1158,14 +1250,31 @@ class Gateway:
                 rejected[index] = dict.fromkeys(hidden, "your role may not set this field")
                 continue
             good.append(cleaned)
+            good_rows.append(index)
         referenced: dict[tuple[str, str], Mapping[str, Any]] = {}
         for cleaned in good:
             wanted = {
                 name: value
                 for name, value in cleaned.items()
-                if rt.by_name[name].references and value and (name, str(value)) not in referenced
+                if (rt.by_name[name].references or rt.by_name[name].references_from)
+                and value
+                and (name, str(value)) not in referenced
             }
+            for name in list(wanted):  # a typed reference needs its type field alongside
+                type_field = rt.by_name[name].references_from
+                if type_field is not None:
+                    wanted[type_field] = cleaned.get(type_field)
             referenced |= await self._check_references(actor, rt, wanted, purpose)
+        if rt.same_subject:
+            kept: list[dict[str, Any]] = []
+            for index, cleaned in zip(good_rows, good, strict=True):
+                subject = self._source_subject(rt, cleaned, referenced)
+                problems = self._same_subject_problems(rt, cleaned, referenced, subject)
+                if problems:
+                    rejected[index] = problems
+                else:
+                    kept.append(cleaned)
+            good = kept
         owner = owner_id if owner_id is not None else (actor.user_id or 0)
         record_team = team if team is not None else actor.team
         now = dt.datetime.now(dt.UTC)
@@ -1173,14 +1282,13 @@ class Gateway:
         if good:
             try:
                 async with db.write_transaction():
-                    if rt.subject_from is None:
-                        keys = await self.vault.new_subjects(rt.resource, len(good))
-                    else:
-                        source = rt.subject_from
-                        subjects = [
-                            str(referenced[(source, str(v[source]))]["subject_id"]) for v in good
-                        ]
-                        keys = await self._subject_keys(rt, subjects)
+                    sources = [self._source_subject(rt, v, referenced) for v in good]
+                    known = [s for s in sources if s is not None]
+                    held = iter(await self._subject_keys(rt, known) if known else [])
+                    fresh = iter(
+                        await self.vault.new_subjects(rt.resource, len(sources) - len(known))
+                    )
+                    keys = [next(fresh) if s is None else next(held) for s in sources]
                     instances = []
                     for cleaned, key in zip(good, keys, strict=True):
                         row_id = str(uuid.uuid4())
@@ -1277,6 +1385,7 @@ class Gateway:
             partial=True,
             record_id=str(row["id"]),
             subject_ids=subject,
+            current=row,
         )
         await self._check_writable(
             actor,
@@ -1289,13 +1398,21 @@ class Gateway:
             subject_ids=subject,
         )
         source = rt.subject_from
-        if source is not None and source in cleaned and str(cleaned[source]) != str(row[source]):
-            raise InvalidInput(
-                f"{source}: cannot be changed; a {rt.resource} stays with the person it is "
-                f"about (create a new {rt.resource} for someone else)",
-                problems={source: "cannot be changed"},
-            )
-        await self._check_references(actor, rt, cleaned, purpose)
+        # The fields that say whose record this is; a note's type field with its id.
+        fixed = [] if source is None else [source, rt.by_name[source].references_from]
+        for name in (n for n in fixed if n is not None):
+            if name in cleaned and str(cleaned[name]) != str(row[name]):
+                raise InvalidInput(
+                    f"{name}: cannot be changed; a {rt.resource} stays with the person it is "
+                    f"about (create a new {rt.resource} for someone else)",
+                    problems={name: "cannot be changed"},
+                )
+        references = dict(cleaned)
+        for spec in rt.fields:  # a typed reference is checked against its stored type
+            if spec.references_from and spec.name in references:
+                references.setdefault(spec.references_from, row[spec.references_from])
+        found = await self._check_references(actor, rt, references, purpose)
+        self._require_same_subject(rt, cleaned, found, subject[0])
         row_id = str(row["id"])
         try:
             async with db.write_transaction():
@@ -1365,8 +1482,10 @@ class Gateway:
             )
         async with db.write_transaction():
             await table.delete().where(table._meta.primary_key == uuid.UUID(row_id))
-            # A converted lead and its contact share one key: shred it with the last.
-            if rt.subject_from is None and not await leads.subject_still_held(subject[0]):
+            # A converted lead and its contact share one key: shred it with the last. A
+            # record with an empty subject source (a task about nobody) has its own key.
+            own_subject = rt.subject_from is None or found[rt.subject_from] is None
+            if own_subject and not await leads.subject_still_held(subject[0]):
                 await self.vault.shred_subject(subject[0])
             await self.audit.append(
                 self._event(actor, rt, Action.DELETE, purpose, row_id, subject, ())
@@ -1409,9 +1528,10 @@ class Gateway:
         partial: bool,
         record_id: str | None = None,
         subject_ids: tuple[str, ...] = (),
+        current: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         try:
-            return clean_values(rt, values, partial=partial, default_region=self.default_region)
+            return await self._cleaned(rt, values, partial=partial, current=current)
         except InvalidValues as exc:
             await self._audit(
                 actor,
@@ -1430,6 +1550,30 @@ class Gateway:
             )
             error.audited = True  # with the record and subject ids the decorator lacks
             raise error from None
+
+    async def _cleaned(
+        self,
+        rt: RecordType,
+        values: Mapping[str, Any],
+        *,
+        partial: bool,
+        current: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``clean_values`` and then the record type's rule, with every problem of both in
+        one ``InvalidValues`` (the rule sees the fields that passed the data map)."""
+        problems: dict[str, str] = {}
+        try:
+            cleaned = clean_values(rt, values, partial=partial, default_region=self.default_region)
+        except InvalidValues as exc:
+            problems = dict(exc.problems)
+            cleaned = {k: v for k, v in values.items() if k in rt.by_name and k not in problems}
+        rule = self.record_rules.get(rt.resource)
+        if rule is not None:
+            for name, problem in (await rule(cleaned, current)).items():
+                problems.setdefault(name, problem)
+        if problems:
+            raise InvalidValues(problems)
+        return cleaned
 
     async def _check_writable(
         self,
@@ -1467,6 +1611,13 @@ class Gateway:
         for spec in rt.fields:
             target = spec.references
             value = cleaned.get(spec.name)
+            if spec.references_from is not None and value:
+                target = cleaned.get(spec.references_from)
+                if target is None:  # an update naming the id alone: the type stays as it was
+                    raise InvalidInput(
+                        f"{spec.name}: give {spec.references_from} with it",
+                        problems={spec.references_from: "is required with " + spec.name},
+                    )
             if target is None or not value:
                 continue
             target_rt, target_table = self._record_type(target)
@@ -1482,6 +1633,49 @@ class Gateway:
                 )
             found[(spec.name, str(value))] = row
         return found
+
+    @staticmethod
+    def _same_subject_problems(
+        rt: RecordType,
+        cleaned: Mapping[str, Any],
+        found: Mapping[tuple[str, str], Mapping[str, Any]],
+        subject: str | None,
+    ) -> dict[str, str]:
+        """References in ``rt.same_subject`` must be about the record's own person (its
+        ``subject``; None for a record that is its own subject): a task on Jane's deal
+        filed under nobody, or under Joe, would survive Jane's erasure."""
+        problems: dict[str, str] = {}
+        person = (rt.subject_from or "").removesuffix("_id")
+        for name in rt.same_subject:
+            other = found.get((name, str(cleaned.get(name))))
+            if other is not None and str(other["subject_id"]) != subject:
+                problems[name] = f"must belong to the same {person} (set {rt.subject_from})"
+        return problems
+
+    def _require_same_subject(
+        self,
+        rt: RecordType,
+        cleaned: Mapping[str, Any],
+        found: Mapping[tuple[str, str], Mapping[str, Any]],
+        subject: str | None,
+    ) -> None:
+        problems = self._same_subject_problems(rt, cleaned, found, subject)
+        if problems:
+            raise InvalidInput(
+                "invalid input: " + "; ".join(f"{k}: {v}" for k, v in problems.items()),
+                problems=problems,
+            )
+
+    def _source_subject(
+        self,
+        rt: RecordType,
+        cleaned: Mapping[str, Any],
+        found: Mapping[tuple[str, str], Mapping[str, Any]],
+    ) -> str | None:
+        """The subject a new record takes from its source reference; None: its own."""
+        if rt.subject_from is None or cleaned.get(rt.subject_from) is None:
+            return None
+        return str(found[(rt.subject_from, str(cleaned[rt.subject_from]))]["subject_id"])
 
     async def _subject_keys(
         self, rt: RecordType, subjects: Sequence[str]
@@ -1504,10 +1698,16 @@ class Gateway:
         for other in RECORD_TYPES.values():
             other_table = TABLES[other.resource]
             for spec in other.fields:
-                if spec.references != rt.resource:
+                if spec.references_from is not None:  # a note: typed by its type field
+                    query = other_table.count().where(
+                        getattr(other_table, spec.references_from) == rt.resource
+                    )
+                elif spec.references == rt.resource:
+                    query = other_table.count()
+                else:
                     continue
                 column = getattr(other_table, spec.name)
-                n = int(await other_table.count().where(column == uuid.UUID(row_id)))
+                n = int(await query.where(column == uuid.UUID(row_id)))
                 if n:
                     counts[other.resource] = counts.get(other.resource, 0) + n
         return counts

@@ -76,6 +76,7 @@ class Deal(Table, tablename="deal"):
     contact_id = UUID(index=True)
     organization_id = UUID(null=True, default=None, index=True)
     notes = Text(null=True, default=None)
+    pipeline_id = UUID(null=True, default=None, index=True)  # server.pipelines
 
 
 class Interaction(Table, tablename="interaction"):
@@ -131,6 +132,35 @@ class Lead(Table, tablename="lead"):
     converted_deal_id = UUID(null=True, default=None, index=True)
 
 
+class Task(Table, tablename="task"):
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)  # the contact's, or its own for a task about nobody
+    owner_id = Integer(index=True)  # who must do it ("my day")
+    team = Varchar(length=64, index=True)
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    title = Text()
+    due_at = Timestamptz(index=True)
+    status = Varchar(length=16, null=True, default=None, index=True)
+    priority = Varchar(length=16, null=True, default=None)
+    remind_at = Timestamptz(null=True, default=None, index=True)
+    contact_id = UUID(null=True, default=None, index=True)
+    deal_id = UUID(null=True, default=None, index=True)
+    case_id = UUID(null=True, default=None, index=True)
+
+
+class Note(Table, tablename="note"):
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)  # the subject of the record it is attached to
+    owner_id = Integer(index=True)
+    team = Varchar(length=64, index=True)
+    created_at = Timestamptz(index=True)  # newest first on a record's page
+    updated_at = Timestamptz()
+    body = Text()
+    record_type = Varchar(length=32)
+    record_id = UUID(index=True)
+
+
 TABLES: dict[str, type[Table]] = {
     "contact": Contact,
     "organization": Organization,
@@ -138,4 +168,6 @@ TABLES: dict[str, type[Table]] = {
     "interaction": Interaction,
     "case": Case,
     "lead": Lead,
+    "task": Task,
+    "note": Note,
 }

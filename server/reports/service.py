@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from server.datamap import CASE_STATUSES, CHANNELS, DEAL_STAGES
+from server.datamap import CASE_STATUSES, CHANNELS
 from server.gateway import Actor, Gateway
+from server.pipelines.service import stage_kinds, stage_order
 
 REPORT_RESOURCE = "report"
 WIN_RATE_DAYS = 90
@@ -149,7 +150,7 @@ class CrmReports:
         groups = await self.gateway.aggregate(
             actor, "deal", group_by=("stage", "currency"), sum_of="amount"
         )
-        order = {stage: i for i, stage in enumerate(DEAL_STAGES)}
+        order = await stage_order()
         stages = sorted(
             (
                 StageTotal(
@@ -173,13 +174,17 @@ class CrmReports:
         groups = await self.gateway.aggregate(
             actor,
             "deal",
-            group_by=("stage",),
+            group_by=("pipeline_id", "stage"),
             since=("updated_at", since) if since else None,
         )
-        counts = {g.key[0]: g.count for g in groups}
-        return WinRate(
-            period=period, since=since, won=counts.get("won", 0), lost=counts.get("lost", 0)
-        )
+        # Won and lost by the stage's kind in its pipeline, whatever the stage is called.
+        kinds = await stage_kinds()
+        counts = {"won": 0, "lost": 0}
+        for g in groups:
+            kind = kinds.get((str(g.key[0]), str(g.key[1])))
+            if kind in counts:
+                counts[kind] += g.count
+        return WinRate(period=period, since=since, won=counts["won"], lost=counts["lost"])
 
     async def cases(self, actor: Actor, *, now: dt.datetime | None = None) -> CaseReport:
         moment = _now(now)

@@ -1,0 +1,196 @@
+"""CSV import (admins) and CSV export (whoever the policy lets export) in the admin.
+
+Import: upload a file, choose the record type, optionally map columns, and run a dry run
+first; the page shows the counts and the per-row report (line, field, reason - never a
+value). The file is processed in the request, in batches, so it is capped at
+:data:`MAX_UPLOAD_BYTES` (a bigger upload gets a 413 page saying so); bigger files go
+through ``consentry import``.
+
+Export: the list pages link here with their current filters; the staff member picks a
+reason from the list and the CSV streams page by page from the gateway, which decides the
+fields, scopes the records and audits every page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
+from litestar.response import Stream, Template
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND
+
+from admin_ui.rendering import render
+from admin_ui.session import Visit, page_access, provide_visit
+from server.csvio.exporter import csv_chunks
+from server.csvio.importer import (
+    IMPORTABLE,
+    PURPOSE,
+    ImportRefused,
+    import_rows,
+    parse_mapping,
+    read_rows,
+    record_type,
+)
+from server.datamap import RECORD_TYPES
+from server.gateway import GatewayError
+from server.gateway.bulk import EXPORT_REASONS
+from server.web import services_of
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+REPORT_LINES = 500  # report rows shown on the page; the counts cover all of them
+EXPORT_PATHS = {
+    "contacts": "contact",
+    "organizations": "organization",
+    "leads": "lead",
+    "deals": "deal",
+    "interactions": "interaction",
+    "cases": "case",
+}
+
+
+class ImportPages(Controller):
+    path = "/import"
+    include_in_schema = False
+    dependencies = {"visit": Provide(provide_visit)}
+    opt = page_access(admin_only=True)
+
+    @get("/")
+    async def form(
+        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+    ) -> Template:
+        return await self._page(request, visit)
+
+    @post("/", request_max_body_size=MAX_UPLOAD_BYTES + 64 * 1024)
+    async def run(self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
+        """Check (dry run) or import the uploaded file, and show the report."""
+        form = await request.form()
+        resource = str(form.get("resource", ""))
+        upload = form.get("file")
+        dry_run = form.get("dry_run") == "on"
+        mapping_text = str(form.get("mapping", ""))[:4000]
+        error = ""
+        report = None
+        if resource not in IMPORTABLE:
+            error = "Choose what the file holds: contacts, organizations or leads."
+        elif upload is None or isinstance(upload, str):
+            error = "Choose a CSV file to upload."
+        else:
+            content = await upload.read()
+            if len(content) > MAX_UPLOAD_BYTES:
+                error = "The file is larger than 20 MB: use `consentry import` for it."
+            else:
+                gateway = services_of(request).gateway
+                rt = record_type(resource)
+                settable = gateway.permitted_fields(
+                    visit.actor, resource, "create", purpose=PURPOSE
+                )
+                try:
+                    mapping = parse_mapping(
+                        [line for line in mapping_text.splitlines() if line.strip()], rt
+                    )
+                    plan, rows = read_rows(content, rt, mapping, settable or frozenset())
+                    report = await import_rows(
+                        gateway, visit.actor, resource, plan, rows, dry_run=dry_run
+                    )
+                except ImportRefused as exc:
+                    error = f"The file cannot be imported: {exc}."
+                except GatewayError as exc:
+                    error = f"The file cannot be imported: {exc.message}."
+        return await self._page(
+            request,
+            visit,
+            status=HTTP_400_BAD_REQUEST if error else 200,
+            error=error,
+            report=report,
+            chosen=resource,
+            mapping=mapping_text,
+        )
+
+    async def _page(
+        self,
+        request: Request[Any, Any, Any],
+        visit: Visit,
+        *,
+        status: int = 200,
+        error: str = "",
+        report: Any = None,
+        chosen: str = "contact",
+        mapping: str = "",
+    ) -> Template:
+        return await render(
+            request,
+            "imports/import.html",
+            visit=visit,
+            status=status,
+            section="import",
+            title="Import",
+            types=[(r, RECORD_TYPES[r].label) for r in IMPORTABLE],
+            chosen=chosen,
+            mapping=mapping,
+            error=error,
+            report=report,
+            report_rows=report.report_rows()[:REPORT_LINES] if report else [],
+            report_lines=REPORT_LINES,
+        )
+
+
+class ExportPages(Controller):
+    path = "/export"
+    include_in_schema = False
+    dependencies = {"visit": Provide(provide_visit)}
+    opt = page_access()
+
+    @get("/{kind:str}")
+    async def export(
+        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit], kind: FromPath[str]
+    ) -> Template | Stream:
+        """Without a reason: the form asking for one. With one: the CSV file."""
+        resource = EXPORT_PATHS.get(kind)
+        if resource is None:
+            return await render(
+                request,
+                "imports/export.html",
+                visit=visit,
+                status=HTTP_404_NOT_FOUND,
+                title="Export",
+                section="",
+                kind=kind,
+                reasons=EXPORT_REASONS,
+                filters={},
+                error="There is nothing to export by that name.",
+            )
+        params = request.query_params
+        filters = {k: v for k, v in params.items() if k not in {"reason", "page", "page_size"}}
+        reason = params.get("reason", "")
+        gateway = services_of(request).gateway
+        error = ""
+        if reason:
+            try:
+                export = await gateway.start_export(
+                    visit.actor, resource, reason=reason, filters=filters
+                )
+            except GatewayError as exc:
+                error = exc.message
+            else:
+                return Stream(
+                    csv_chunks(export),
+                    media_type="text/csv; charset=utf-8",
+                    headers={
+                        "Content-Disposition": f'attachment; filename="{kind}.csv"',
+                        "Cache-Control": "no-store",
+                    },
+                )
+        return await render(
+            request,
+            "imports/export.html",
+            visit=visit,
+            status=HTTP_400_BAD_REQUEST if error else 200,
+            title=f"Export {kind}",
+            section="",
+            kind=kind,
+            reasons=EXPORT_REASONS,
+            filters=filters,
+            error=error,
+        )

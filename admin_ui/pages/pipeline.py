@@ -1,0 +1,261 @@
+"""The deal board (``/pipeline``) and the pipeline settings for admins (``/admin/pipelines``).
+
+The board is one column per stage with the deals this user may list (the gateway applies
+the record scope), and a plain form per card: a stage select and a "Move" button, so a
+deal moves with the keyboard and without JavaScript. When htmx runs, ``hx-boost`` turns
+those forms into in-page requests; the answers are the same pages. Moving to a lost stage
+without a reason answers with a short form asking for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_400_BAD_REQUEST
+
+from admin_ui.forms import choice_label
+from admin_ui.rendering import flash, render, see_other
+from admin_ui.session import Visit, page_access, provide_visit
+from server.datamap import LOST_REASONS
+from server.gateway import Conflict, InvalidInput, NotFound
+from server.pipelines.service import CARDS_PER_COLUMN, KINDS, Board, Pipelines
+from server.reports.service import money
+from server.web import services_of
+
+
+def _pipelines(request: Request[Any, Any, Any]) -> Pipelines:
+    return services_of(request).pipelines
+
+
+def _text(form: Any, name: str, limit: int = 200) -> str:
+    value = form.get(name, "")
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+class BoardPages(Controller):
+    path = "/pipeline"
+    include_in_schema = False
+    dependencies = {"visit": Provide(provide_visit)}
+    opt = page_access()
+
+    async def _board(
+        self,
+        request: Request[Any, Any, Any],
+        visit: Visit,
+        pipeline_id: str,
+        *,
+        errors: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> Template:
+        pipelines = _pipelines(request)
+        board: Board = await pipelines.board(visit.actor, pipeline_id)
+        return await render(
+            request,
+            "pipeline/board.html",
+            visit=visit,
+            status=status,
+            section="pipeline",
+            title=board.pipeline.name,
+            board=board,
+            pipelines=await pipelines.all(),
+            errors=errors or {},
+            money=money,
+            cap=CARDS_PER_COLUMN,
+            more_link=lambda stage: (
+                "/deals?" + urlencode({"pipeline_id": board.pipeline.id, "stage": stage})
+            ),
+            may_manage=pipelines.may_manage(visit.identity.role),
+        )
+
+    @get("/")
+    async def default_board(
+        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+    ) -> Template:
+        pipeline = await _pipelines(request).default()
+        return await self._board(request, visit, pipeline.id)
+
+    @get("/{pipeline_id:str}")
+    async def board(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        pipeline_id: FromPath[str],
+    ) -> Template:
+        return await self._board(request, visit, pipeline_id)
+
+    @post("/{pipeline_id:str}/deals/{deal_id:str}/move")
+    async def move(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        pipeline_id: FromPath[str],
+        deal_id: FromPath[str],
+    ) -> Template | Redirect:
+        pipelines = _pipelines(request)
+        pipeline = await pipelines.get(pipeline_id)
+        form = await request.form()
+        key = _text(form, "stage", 32)
+        reason = _text(form, "lost_reason", 32)
+        stage = pipeline.stage(key)
+        if stage is not None and stage.kind == "lost" and not reason:
+            deal = await services_of(request).gateway.read(visit.actor, "deal", deal_id)
+            return await render(
+                request,
+                "pipeline/lost.html",
+                visit=visit,
+                section="pipeline",
+                title="Why was the deal lost?",
+                pipeline=pipeline,
+                stage=stage,
+                deal=deal,
+                reasons=[(r, choice_label(r)) for r in LOST_REASONS],
+                error="",
+            )
+        try:
+            deal = await pipelines.move_deal(visit.actor, deal_id, key, reason or None)
+        except InvalidInput as exc:
+            if stage is not None and "lost_reason" in exc.problems:
+                deal = await services_of(request).gateway.read(visit.actor, "deal", deal_id)
+                return await render(
+                    request,
+                    "pipeline/lost.html",
+                    visit=visit,
+                    status=HTTP_400_BAD_REQUEST,
+                    section="pipeline",
+                    title="Why was the deal lost?",
+                    pipeline=pipeline,
+                    stage=stage,
+                    deal=deal,
+                    reasons=[(r, choice_label(r)) for r in LOST_REASONS],
+                    error="Choose one of the reasons.",
+                )
+            problems = {deal_id: "; ".join(exc.problems.values()) or exc.message}
+            return await self._board(
+                request, visit, pipeline.id, errors=problems, status=HTTP_400_BAD_REQUEST
+            )
+        title = deal.values.get("title") or "The deal"
+        name = stage.name if stage else key
+        await flash(request, visit, f"{title} moved to {name}.")
+        return see_other(f"/pipeline/{pipeline.id}#deal-{deal.id}")
+
+
+class PipelineSettingsPages(Controller):
+    """Admins only (404 for anyone else); the service checks the policy again."""
+
+    path = "/admin/pipelines"
+    include_in_schema = False
+    dependencies = {"visit": Provide(provide_visit)}
+    opt = page_access(admin_only=True)
+
+    async def _page(
+        self,
+        request: Request[Any, Any, Any],
+        visit: Visit,
+        *,
+        error: str = "",
+        status: int = 200,
+    ) -> Template:
+        return await render(
+            request,
+            "pipeline/settings.html",
+            visit=visit,
+            status=status,
+            section="pipeline",
+            title="Pipelines",
+            pipelines=await _pipelines(request).all(),
+            kinds=KINDS,
+            error=error,
+        )
+
+    @get("/")
+    async def index(
+        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+    ) -> Template:
+        return await self._page(request, visit)
+
+    async def _change(
+        self, request: Request[Any, Any, Any], visit: Visit, done: str, change: Any
+    ) -> Template | Redirect:
+        try:
+            await change
+        except (InvalidInput, Conflict) as exc:
+            return await self._page(request, visit, error=exc.message, status=exc.status_code)
+        await flash(request, visit, done)
+        return see_other("/admin/pipelines")
+
+    @post("/new")
+    async def create(
+        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+    ) -> Template | Redirect:
+        form = await request.form()
+        change = _pipelines(request).create_pipeline(visit.actor, _text(form, "name"))
+        return await self._change(request, visit, "Pipeline created.", change)
+
+    @post("/{pipeline_id:str}/rename")
+    async def rename(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        pipeline_id: FromPath[str],
+    ) -> Template | Redirect:
+        form = await request.form()
+        change = _pipelines(request).rename_pipeline(visit.actor, pipeline_id, _text(form, "name"))
+        return await self._change(request, visit, "Pipeline renamed.", change)
+
+    @post("/{pipeline_id:str}/stages")
+    async def add_stage(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        pipeline_id: FromPath[str],
+    ) -> Template | Redirect:
+        form = await request.form()
+        probability = _text(form, "probability", 3)
+        if probability and not probability.isdigit():
+            return await self._page(
+                request, visit, error="Probability: a whole number from 0 to 100.", status=400
+            )
+        change = _pipelines(request).add_stage(
+            visit.actor,
+            pipeline_id,
+            _text(form, "name"),
+            _text(form, "kind", 8),
+            int(probability) if probability else None,
+        )
+        return await self._change(request, visit, "Stage added.", change)
+
+    @post("/stages/{stage_id:str}")
+    async def update_stage(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        stage_id: FromPath[str],
+    ) -> Template | Redirect:
+        form = await request.form()
+        pipelines = _pipelines(request)
+        action = _text(form, "action", 16)
+        if action in ("up", "down"):
+            change: Any = pipelines.move_stage(visit.actor, stage_id, -1 if action == "up" else 1)
+            return await self._change(request, visit, "Stage moved.", change)
+        if action == "archive":
+            change = pipelines.archive_stage(visit.actor, stage_id)
+            return await self._change(request, visit, "Stage archived.", change)
+        if action != "save":
+            raise NotFound("no such change")
+        probability = _text(form, "probability", 3)
+        if probability and not probability.isdigit():
+            return await self._page(
+                request, visit, error="Probability: a whole number from 0 to 100.", status=400
+            )
+        change = pipelines.update_stage(
+            visit.actor,
+            stage_id,
+            name=_text(form, "name") if "name" in form else None,
+            probability=int(probability) if probability else None,
+        )
+        return await self._change(request, visit, "Stage saved.", change)

@@ -1,0 +1,1 @@
+"""Sales pipelines: the stages a deal moves through, as configuration admins manage."""

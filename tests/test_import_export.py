@@ -1,0 +1,368 @@
+"""CSV import and export, as an operator and as staff see them, on both engines.
+
+Import: a generated contacts file with 50 bad rows spread through it is checked by a dry
+run (the bad rows by line and reason, nothing written), imported (the good rows created),
+and imported again (nothing created, every good row skipped); progress is shown and no
+personal value reaches the report. Export: only the fields and records the role may read,
+a reason required, audited with the count and fields, formulas neutralised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from admin_ui.pages.imports import MAX_UPLOAD_BYTES
+from audit.tables import AuditRecord
+from server import db
+from server.csvio.exporter import csv_chunks, neutralise
+from server.csvio.importer import import_rows, read_rows, record_type
+from server.gateway import Actor, Forbidden, InvalidInput
+from server.services import Services, build_services
+from server.settings import get_settings
+from tests.conftest import Staff, contact_values
+from tests.test_admin_ui import csrf_of, text_of, web_login
+from tests.test_cli import Install, consentry, forget_process_state, install, one_line_error
+
+__all__ = ["install"]  # the CLI tests' fixture: an empty installation
+
+SYSTEM = Actor.system("test")
+ROWS = int(os.environ.get("CONSENTRY_TEST_IMPORT_ROWS", "10000"))
+BAD_EVERY = ROWS // 50
+HEADER = "First Name,Last Name,E-mail,Phone,Lifecycle stage,Favourite colour"
+# What each kind of bad row is, and the reason the report must give for it.
+BAD_KINDS = (
+    ("email", "not a valid e-mail address"),
+    ("last_name", "is required"),
+    ("first_name", "longer than 100 characters"),
+    ("lifecycle_stage", "must be one of: lead, prospect, customer, former_customer"),
+)
+
+
+def generated_file(rows: int) -> tuple[str, dict[int, tuple[str, str]]]:
+    """A contacts CSV and {line: (field, reason)} of its bad rows (the header is line 1)."""
+    lines = [HEADER]
+    bad: dict[int, tuple[str, str]] = {}
+    for i in range(rows):
+        line = i + 2
+        first, last, email, stage = f"Ada{i}", f"Lovelace{i}", f"ada.{i}@example.org", "lead"
+        if i % BAD_EVERY == BAD_EVERY // 2:
+            field, reason = BAD_KINDS[len(bad) % len(BAD_KINDS)]
+            bad[line] = (field, reason)
+            if field == "email":
+                email = f"ada.{i}-at-example.org"
+            elif field == "last_name":
+                last = ""
+            elif field == "first_name":
+                first = "A" * 101
+            else:
+                stage = "vip"
+        lines.append(f"{first},{last},{email},+44 20 7946 {i % 10000:04d},{stage},blue")
+    return "\n".join(lines) + "\n", bad
+
+
+def run_async(body: Any) -> Any:
+    """Run ``body(services)`` against the installation's database, as a new process would."""
+    forget_process_state()
+
+    async def main() -> Any:
+        await db.start()
+        try:
+            return await body(build_services(get_settings()))
+        finally:
+            await db.stop()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        forget_process_state()
+
+
+async def count_contacts(services: Services) -> int:
+    return await services.gateway.count(SYSTEM, "contact", purpose="customer_relationship")
+
+
+def test_import_ten_thousand_style_file_dry_run_import_and_again(
+    install: Install, tmp_path: Path
+) -> None:
+    assert consentry("keys", "init").exit_code == 0
+    assert consentry("migrate").exit_code == 0
+    content, bad = generated_file(ROWS)
+    assert len(bad) == 50
+    source = tmp_path / "contacts.csv"
+    source.write_text(content)
+    report_file = tmp_path / "report.csv"
+
+    dry = consentry("import", "contacts", str(source), "--dry-run", "--report", str(report_file))
+    assert dry.exit_code == 1, dry.output
+    assert (
+        f"dry run, nothing written: {ROWS} rows: {ROWS - 50} would be created, 0 skipped, 50 bad"
+        in (dry.stdout)
+    )
+    assert "column 'Favourite colour' ignored: unknown column" in dry.stdout
+    for line, (field, reason) in bad.items():
+        assert f"  line {line}: {field}: {reason}\n" in dry.stdout
+    assert "Importing contacts" in dry.stderr  # the progress bar
+    assert run_async(count_contacts) == 0
+    with report_file.open() as handle:
+        reported = list(csv.DictReader(handle))
+    assert {(int(r["line"]), r["field"], r["reason"]) for r in reported} == {
+        (line, field, reason) for line, (field, reason) in bad.items()
+    }
+
+    done = consentry("import", "contacts", str(source), "--report", str(report_file))
+    assert done.exit_code == 1, done.output
+    assert f"{ROWS} rows: {ROWS - 50} created, 0 skipped, 50 bad" in done.stdout
+    assert "rows/s" in done.stdout
+    assert run_async(count_contacts) == ROWS - 50
+
+    again = consentry("import", "contacts", str(source), "--report", str(report_file))
+    assert again.exit_code == 1, again.output
+    assert f"{ROWS} rows: 0 created, {ROWS - 50} skipped, 50 bad" in again.stdout
+    assert run_async(count_contacts) == ROWS - 50
+    report_text = report_file.read_text()
+    assert report_text.count("skipped (already imported)") == ROWS - 50
+
+    # No personal value in anything the import printed or wrote.
+    for text in (dry.output, done.output, again.output, report_text):
+        assert "example.org" not in text
+        assert "Lovelace" not in text
+        assert "+44" not in text
+        assert "blue" not in text
+
+
+def test_cli_refuses_unusable_files_with_exit_code_two(install: Install, tmp_path: Path) -> None:
+    assert consentry("keys", "init").exit_code == 0
+    assert consentry("migrate").exit_code == 0
+    binary = tmp_path / "photo.csv"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    no_last_name = tmp_path / "names.csv"
+    no_last_name.write_text("first_name,email\nAda,ada@example.org\n")
+    cases = {
+        (str(binary),): "not UTF-8 text",
+        (str(empty),): "the file is empty",
+        (str(no_last_name),): "no column for required contact field(s): last_name",
+        (str(no_last_name), "--map", "Nickname"): "expected COLUMN=FIELD",
+        (str(no_last_name), "--map", "email=shoe_size"): "contact has no field 'shoe_size'",
+        (str(tmp_path / "absent.csv"),): "cannot read the file",
+    }
+    for args, reason in cases.items():
+        result = consentry("import", "contacts", *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert reason in one_line_error(result), args
+    unknown_type = consentry("import", "unicorns", str(empty))
+    assert unknown_type.exit_code == 2
+
+    # --map rescues a column named differently; all rows good: exit code 0.
+    mapped = tmp_path / "mapped.csv"
+    mapped.write_text("Given,Surname,Mail\nAda,Lovelace,ada@example.org\n")
+    result = consentry(
+        "import", "organizations" if False else "contacts", str(mapped),
+        "--map", "Given=first_name", "--map", "Surname=last_name", "--map", "Mail=email",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1 rows: 1 created, 0 skipped, 0 bad" in result.stdout
+
+
+async def test_organizations_and_leads_are_keyed_by_domain_and_email(services: Services) -> None:
+    content = (
+        b"Name,Web domain,Industry\n"
+        b"Acme,acme.example,Rockets\n"
+        b"Acme again,ACME.example,Rockets\n"
+        b"Globex,,Energy\n"
+        b",nameless.example,Energy\n"
+    )
+    rt = record_type("organization")
+    fields = services.gateway.permitted_fields(SYSTEM, "organization", "create")
+    assert fields is not None
+    plan, rows = read_rows(content, rt, {}, fields)
+    first = await import_rows(services.gateway, SYSTEM, "organization", plan, rows, dry_run=False)
+    assert first.created == 2
+    assert [(s.line, s.reason) for s in first.skipped] == [(3, "skipped (same domain as line 2)")]
+    assert [(p.line, p.field, p.reason) for p in first.problems] == [(5, "name", "is required")]
+    second = await import_rows(services.gateway, SYSTEM, "organization", plan, rows, dry_run=False)
+    assert second.created == 0
+    assert {s.line for s in second.skipped} == {2, 3, 4}
+
+    leads = b"first_name,last_name,email,phone\nAda,Lovelace,,\nBo,Diddley,,+44 20 7946 0002\n"
+    lead_fields = services.gateway.permitted_fields(SYSTEM, "lead", "create")
+    assert lead_fields is not None
+    plan, rows = read_rows(leads, record_type("lead"), {}, lead_fields)
+    report = await import_rows(services.gateway, SYSTEM, "lead", plan, rows, dry_run=False)
+    assert report.created == 1  # Bo, by phone; Ada has nothing to recognise her by
+    assert [(p.line, p.field) for p in report.problems] == [(2, "email")]
+    again = await import_rows(services.gateway, SYSTEM, "lead", plan, rows, dry_run=False)
+    assert again.created == 0
+    assert [s.line for s in again.skipped] == [3]
+
+
+# --- export --------------------------------------------------------------------------------
+
+
+async def export_text(
+    services: Services, actor: Actor, resource: str, reason: str = "reporting", **kw: Any
+) -> list[dict[str, str]]:
+    export = await services.gateway.start_export(actor, resource, reason=reason, page_size=2, **kw)
+    text = "".join([chunk async for chunk in csv_chunks(export)])
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+async def test_export_fields_records_audit_and_injection(services: Services, staff: Staff) -> None:
+    rep = await staff.create("sales")
+    other = await staff.create("sales")
+    marketer = await staff.create("marketing")
+    mine = [
+        contact_values(first_name='=HYPERLINK("http://evil.example")', last_name="Mine"),
+        contact_values(last_name="-2+3"),
+        contact_values(last_name="@SUM(A1)"),
+    ]
+    for values in mine:
+        await services.gateway.create(SYSTEM, "contact", values, owner_id=rep.user_id, team="north")
+    await services.gateway.create(
+        SYSTEM, "contact", contact_values(last_name="Theirs"), owner_id=other.user_id, team="north"
+    )
+
+    rows = await export_text(services, staff.actor(rep), "contact")
+    assert len(rows) == 3  # their own only, over two pages of two
+    assert {r["last_name"] for r in rows} == {"Mine", "'-2+3", "'@SUM(A1)"}
+    assert {r["first_name"] for r in rows} >= {'\'=HYPERLINK("http://evil.example")'}
+    assert "phone" in rows[0]
+    assert "birth_date" not in rows[0]
+    assert rows[0]["phone"].startswith("'+44")
+
+    marketing = await export_text(services, staff.actor(marketer), "contact", "campaign_planning")
+    assert len(marketing) == 4
+    assert "phone" not in marketing[0]
+    assert "birth_date" not in marketing[0]
+    assert "notes" not in marketing[0]
+    assert "email" in marketing[0]
+
+    events = await AuditRecord.select().where(
+        (AuditRecord.action == "export") & (AuditRecord.actor_id == f"user:{rep.user_id}")
+    )
+    closing = [e for e in events if json.loads(e["detail"]).get("complete")]
+    assert len(closing) == 1
+    detail = json.loads(closing[0]["detail"])
+    assert detail["rows"] == 3
+    assert detail["reason"] == "reporting"
+    assert detail["pages"] == 2
+    assert "phone" in json.loads(closing[0]["fields"])
+    assert "birth_date" not in json.loads(closing[0]["fields"])
+    pages = [e for e in events if "page" in json.loads(e["detail"])]
+    assert sum(len(json.loads(e["subject_ids"])) for e in pages) == 3
+    dump = json.dumps(events, default=str)
+    assert "Mine" not in dump
+    assert "HYPERLINK" not in dump
+
+
+async def test_export_needs_a_reason_and_the_right(services: Services, staff: Staff) -> None:
+    for reason in ("", "because I said Jane Doe asked"):
+        with pytest.raises(
+            InvalidInput, match="an export needs a reason, one of: reporting"
+        ) as err:
+            await services.gateway.start_export(SYSTEM, "contact", reason=reason)
+        assert "Jane" not in err.value.message
+    support = await staff.create("support")
+    with pytest.raises(Forbidden, match="your role may not export contact records"):
+        await services.gateway.start_export(staff.actor(support), "contact", reason="backup")
+    denied = await AuditRecord.select().where(
+        (AuditRecord.action == "export") & (AuditRecord.outcome == "denied")
+    )
+    assert len(denied) == 1
+
+
+def test_neutralise_cells() -> None:
+    assert neutralise("=1+1") == "'=1+1"
+    assert neutralise("\tcmd") == "'\tcmd"
+    assert neutralise("plain") == "plain"
+    assert neutralise(-5) == "-5"
+    assert neutralise(None) == ""
+
+
+def test_cli_export_writes_the_file_or_explains(install: Install, tmp_path: Path) -> None:
+    assert consentry("keys", "init").exit_code == 0
+    assert consentry("migrate").exit_code == 0
+
+    async def seed(services: Services) -> None:
+        await services.gateway.create(SYSTEM, "contact", contact_values(first_name="+Eve"))
+
+    run_async(seed)
+    out = tmp_path / "contacts.csv"
+    missing = consentry("export", "contacts", "-o", str(out))
+    assert missing.exit_code == 1
+    assert "an export needs a reason" in one_line_error(missing)
+    assert not out.exists()
+    done = consentry("export", "contacts", "-o", str(out), "--reason", "backup")
+    assert done.exit_code == 0, done.output
+    assert "exported 1 contacts" in done.stdout
+    rows = list(csv.DictReader(out.open()))
+    assert rows[0]["first_name"] == "'+Eve"
+    assert "birth_date" in rows[0]  # the system actor reads every field
+
+
+# --- the admin pages -----------------------------------------------------------------------
+
+
+async def test_admin_import_page_dry_run_then_import_and_export_button(
+    services: Services, staff: Staff
+) -> None:
+    admin = await staff.create("admin")
+    client = await web_login(staff, admin)
+    page = await client.get("/import")
+    assert page.status_code == 200
+    content = (
+        b"First name,Last name,E-mail,Shoe size\n"
+        b"Ada,Lovelace,ada@example.org,38\n"
+        b"Bo,,bo@example.org,44\n"
+    )
+
+    async def upload(dry_run: bool, data: bytes = content) -> Any:
+        form = {"resource": "contact", "_csrf_token": csrf_of(page)}
+        if dry_run:
+            form["dry_run"] = "on"
+        return await client.post(
+            "/import", data=form, files={"file": ("people.csv", data, "text/csv")}
+        )
+
+    dry = await upload(True)
+    assert dry.status_code == 200, dry.text[:500]
+    assert "Nothing was written. 2 rows: 1 would be created, 0 skipped, 1 bad" in text_of(dry)
+    assert "Column “Shoe size” ignored: unknown column" in text_of(dry)
+    assert "3 last_name is required" in text_of(dry)
+    assert await services.gateway.count(SYSTEM, "contact") == 0
+    done = await upload(False)
+    assert "2 rows: 1 created, 0 skipped, 1 bad" in text_of(done)
+    again = await upload(False)
+    assert "2 rows: 0 created, 1 skipped, 1 bad" in text_of(again)
+    assert "ada@example.org" not in again.text
+    too_big = await upload(True, b"a,b\n" + b"x" * (MAX_UPLOAD_BYTES + 100_000))
+    assert too_big.status_code == 413
+
+    listing = await client.get("/contacts?lifecycle_stage=customer")
+    assert 'href="/export/contacts?lifecycle_stage=customer"' in listing.text
+    ask = await client.get("/export/contacts?lifecycle_stage=customer")
+    assert ask.status_code == 200
+    assert "Reason" in text_of(ask)
+    csv_file = await client.get("/export/contacts?reason=backup")
+    assert csv_file.status_code == 200
+    assert csv_file.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(csv_file.text)))
+    assert [r["email"] for r in rows] == ["ada@example.org"]
+
+    rep = await staff.create("sales")
+    rep_client = await web_login(staff, rep)
+    assert (await rep_client.get("/import")).status_code == 404
+    support = await staff.create("support")
+    support_client = await web_login(staff, support)
+    refused = await support_client.get("/export/contacts?reason=backup")
+    assert refused.status_code == 400
+    assert "your role may not export contact records" in text_of(refused)
