@@ -142,7 +142,8 @@ def build_services(settings: Settings) -> Services:
     )
     services = Services(
         settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent, requests,
-        portal, erasure=erasure, retention=Retention(gateway, erasure, audit),
+        portal, erasure=erasure,
+        retention=Retention(gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind),
         pipelines=pipelines,
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)

@@ -286,3 +286,35 @@ async def test_reports_count_won_and_lost_by_stage_kind(services: Services, staf
     pipeline = await reports.pipeline(rep)
     assert sum(s.deals for s in pipeline.stages) == 5
     assert sum(s.amount for s in pipeline.stages) == 500
+
+
+async def test_retention_anonymises_deals_lost_in_any_pipelines_lost_stage(
+    services: Services, staff: Staff
+) -> None:
+    """The lost-deals retention rule follows the stage kind, not the default stage's key."""
+    import datetime as dt
+
+    admin = await admin_actor(staff)
+    wholesale = await services.pipelines.create_pipeline(admin, "Wholesale")
+    walked = await services.pipelines.add_stage(admin, wholesale.id, "Went elsewhere", "lost")
+    rep, person = await rep_with_person(services, staff)
+    gw = services.gateway
+    lost = await gw.create(
+        rep,
+        "deal",
+        deal_values(person, pipeline_id=wholesale.id, stage=walked.key, lost_reason="price"),
+    )
+    still_open = await gw.create(
+        rep, "deal", deal_values(person, pipeline_id=wholesale.id, stage="new")
+    )
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=4 * 366)
+    report = await services.retention.run(now=later)
+
+    (line,) = [r for r in report.rules if r.rule == "lost_deals"]
+    assert (line.matched, line.anonymised) == (1, 1)
+    gone = await gw.read(admin, "deal", lost.id, purpose="compliance")
+    assert gone.values["title"] is None
+    assert gone.values["stage"] == walked.key  # the record stays, in the pipeline totals
+    kept = await gw.read(admin, "deal", still_open.id, purpose="compliance")
+    assert kept.values["title"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -45,13 +45,24 @@ INTERRUPTED_AFTER = dt.timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
+class StagesOfKind:
+    """Deal stages are configuration (``server.pipelines``), not a fixed list: a rule names
+    the stage *kind* (won, lost) and a run looks up which stage keys have it."""
+
+    kind: str
+
+
+StageKeys = Callable[[str], Awaitable[tuple[str, ...]]]  # kind -> stage keys of that kind
+
+
+@dataclass(frozen=True)
 class RetentionRule:
     name: str
     resource: str
     action: str  # erase | anonymise
     years: int
     age_column: str  # updated_at | created_at
-    when: Mapping[str, tuple[str, ...]]
+    when: Mapping[str, tuple[str, ...] | StagesOfKind]
     description: str
 
     def cutoff(self, now: dt.datetime) -> dt.datetime:
@@ -106,7 +117,7 @@ RULES: tuple[RetentionRule, ...] = (
         "anonymise",
         3,
         "updated_at",
-        {"stage": ("lost",)},
+        {"stage": StagesOfKind("lost")},
         "Titles and notes of deals lost 3 years ago are erased; amounts stay in the totals.",
     ),
 )
@@ -147,10 +158,32 @@ Progress = Callable[[str, int, int], None]  # rule name, done, total
 
 
 class Retention:
-    def __init__(self, gateway: Gateway, erasure: Erasure, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        erasure: Erasure,
+        audit: AuditLog,
+        *,
+        stage_keys: StageKeys | None = None,
+    ) -> None:
         self._gateway = gateway
         self._erasure = erasure
         self._audit = audit
+        # Without the pipelines service, a stage kind stands for the stage key of the same
+        # name (the default pipeline's ``won`` and ``lost``).
+        self._stage_keys = stage_keys
+
+    async def _values(
+        self, when: Mapping[str, tuple[str, ...] | StagesOfKind]
+    ) -> dict[str, tuple[str, ...]]:
+        resolved: dict[str, tuple[str, ...]] = {}
+        for name, wanted in when.items():
+            if isinstance(wanted, StagesOfKind):
+                keys = await self._stage_keys(wanted.kind) if self._stage_keys else ()
+                resolved[name] = keys or (wanted.kind,)
+            else:
+                resolved[name] = wanted
+        return resolved
 
     async def run(
         self,
@@ -174,7 +207,7 @@ class Retention:
                 rule.resource,
                 older_than=rule.cutoff(moment),
                 age_column=rule.age_column,
-                when=rule.when,
+                when=await self._values(rule.when),
                 free_text_only=rule.action == "anonymise",
             )
             if rule.action == "erase":

@@ -203,6 +203,13 @@ class Pipelines:
             stages=tuple(self._stage_of(s) for s in stages),
         )
 
+    async def stage_keys_of_kind(self, kind: str) -> tuple[str, ...]:
+        """Every stage key, in any pipeline, of stage kind ``kind`` (for retention rules).
+        A key reused by another pipeline for a different kind would match too: keys come
+        from stage names, so name lost stages distinctly."""
+        rows = await PipelineStage.select(PipelineStage.key).where(PipelineStage.kind == kind)
+        return tuple(sorted({str(row["key"]) for row in rows}))
+
     async def default(self) -> PipelineConfig:
         """The default pipeline, or the first one if an installation removed it."""
         try:
