@@ -202,3 +202,40 @@ async def test_another_reps_customer_is_not_found(services: Services, staff: Sta
         (AuditRecord.action == "read") & (AuditRecord.outcome == "denied")
     )
     assert any(json.loads(r["subject_ids"]) == [w["person"].subject_id] for r in denied)
+
+
+async def test_the_persons_tasks_are_on_the_timeline_and_overdue_ones_flagged(
+    services: Services, staff: Staff
+) -> None:
+    w = await world(services, staff)
+    rep = staff.actor(w["rep"])
+    gw = services.gateway
+    await gw.create(
+        rep,
+        "task",
+        {
+            "title": "Send the tasting notes",
+            "contact_id": w["person"].id,
+            "due_at": (NOW - dt.timedelta(days=2)).isoformat(),
+        },
+    )
+    await gw.create(
+        rep,
+        "task",
+        {
+            "title": "Book the cellar visit",
+            "contact_id": w["person"].id,
+            "due_at": (NOW + dt.timedelta(days=60)).isoformat(),
+        },
+    )
+    client = await web_login(staff, w["rep"])
+    page = await client.get(f"/contacts/{w['person'].id}/360")
+
+    assert "Tasks: 2" in text_of(page)
+    entries = timeline_of(page)
+    (late,) = [e for e in entries if "Send the tasting notes" in e]
+    (ahead,) = [e for e in entries if "Book the cellar visit" in e]
+    assert "Task: Send the tasting notes" in late
+    assert "Overdue" in late
+    assert "Overdue" not in ahead
+    assert entries[0] == ahead  # due in two months: the newest moment on the timeline

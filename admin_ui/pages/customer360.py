@@ -1,4 +1,4 @@
-"""The customer 360 page: one person's organization, deals, interactions, cases and
+"""The customer 360 page: one person's organization, deals, interactions, cases, tasks and
 consents, with a single timeline merging all of them (newest first).
 
 Everything about the person is read through the gateway as the signed-in staff member,
@@ -28,14 +28,14 @@ from admin_ui.pages.consent import CHANNEL_LABELS, KIND_LABELS
 from admin_ui.pages.records import PAGE_PATHS, PLURALS, heading_of, shown_value
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
-from server.datamap import CASE, CONTACT, DEAL, INTERACTION, ORGANIZATION, RecordType
+from server.datamap import CASE, CONTACT, DEAL, INTERACTION, ORGANIZATION, TASK, RecordType
 from server.gateway import Gateway, GatewayError
 from server.gateway import Record as GatewayRecord
 from server.reports.service import OPEN_CASE_STATUSES, money
 from server.web import services_of
 
 TIMELINE_LIMIT = 100  # entries on the page; also the most records read per type
-RELATED = (DEAL, INTERACTION, CASE)  # the records about one contact, in page order
+RELATED = (DEAL, INTERACTION, CASE, TASK)  # the records about one contact, in page order
 ORGANIZATION_FIELDS = ("name", "domain", "industry", "city", "country")
 
 
@@ -51,7 +51,7 @@ class Entry:
     """One line of the timeline. ``moment`` is aware UTC (dates count as midnight UTC)."""
 
     moment: dt.datetime
-    kind: str  # "deal" | "interaction" | "case" | "consent": a CSS hook and a label
+    kind: str  # "deal" | "interaction" | "case" | "task" | "consent": CSS hook and label
     title: str
     link: str = ""
     details: tuple[Detail, ...] = ()
@@ -162,10 +162,24 @@ def case_entry(record: GatewayRecord, now: dt.datetime) -> Entry:
     )
 
 
+def task_entry(record: GatewayRecord, now: dt.datetime) -> Entry:
+    """A task sits on the timeline at its due time; an open one past it is flagged."""
+    due = _moment(record.values.get("due_at"))
+    open_ = record.values.get("status") == "open"
+    return Entry(
+        due or record.created_at.astimezone(dt.UTC),
+        "task",
+        f"Task: {heading_of(TASK, record)}",
+        f"{PAGE_PATHS['task']}/{record.id}",
+        _details(TASK, record, ("status", "priority", "due_at")),
+        "Overdue" if open_ and due is not None and due <= now else "",
+    )
+
+
 async def related_lists(
     gateway: Gateway, visit: Visit, contact: GatewayRecord
 ) -> list[RelatedList]:
-    """The person's deals, interactions and cases (newest first, at most the cap), one
+    """The person's deals, interactions, cases and tasks (newest first, at most the cap), one
     audited ``list`` per type; a type the user may not list is a note, not an error."""
     lists = []
     for rt in RELATED:
@@ -280,6 +294,8 @@ class CustomerPages(Controller):
                     timeline.extend(deal_entries(record, now))
                 elif found.resource == "interaction":
                     timeline.append(interaction_entry(record))
+                elif found.resource == "task":
+                    timeline.append(task_entry(record, now))
                 else:
                     timeline.append(case_entry(record, now))
         timeline.sort(key=lambda e: e.moment, reverse=True)

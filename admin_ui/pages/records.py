@@ -71,7 +71,7 @@ PAGE_PATHS = {
     "task": "/tasks",
     "note": "/notes",
 }
-PLURALS = {"deal": "Deals", "interaction": "Interactions", "case": "Cases"}
+PLURALS = {"deal": "Deals", "interaction": "Interactions", "case": "Cases", "task": "Tasks"}
 
 
 def _int(value: str | None, default: int, low: int, high: int) -> int:
