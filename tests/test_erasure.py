@@ -40,7 +40,7 @@ ADMIN = Actor.system("test-admin")
 
 
 class Crash(Exception):
-    pass
+    """A worker dying between two erasure steps (raised from ``after_step``)."""
 
 
 async def world(services: Services, staff: Staff) -> dict[str, Any]:
