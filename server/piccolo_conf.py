@@ -19,6 +19,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.dsr.piccolo_app",
         "migrations.portal.piccolo_app",
         "migrations.pipelines.piccolo_app",
+        "migrations.imports.piccolo_app",
     ]
 )
 

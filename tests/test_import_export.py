@@ -333,17 +333,38 @@ async def test_admin_import_page_dry_run_then_import_and_export_button(
             "/import", data=form, files={"file": ("people.csv", data, "text/csv")}
         )
 
-    dry = await upload(True)
-    assert dry.status_code == 200, dry.text[:500]
+    async def finished(started: Any) -> Any:
+        """Follow the upload to its job page and wait for the job to end, as the page's
+        own refresh would."""
+        assert started.status_code == 303, started.text[:500]
+        job_url = started.headers["location"]
+        assert job_url.startswith("/import/jobs/")
+        for _ in range(200):
+            job_page = await client.get(job_url)
+            assert job_page.status_code == 200
+            if 'http-equiv="refresh"' not in job_page.text:
+                return job_page
+            assert "<progress" in job_page.text
+            await asyncio.sleep(0.05)
+        raise AssertionError("the import job did not finish")
+
+    dry = await finished(await upload(True))
     assert "Nothing was written. 2 rows: 1 would be created, 0 skipped, 1 bad" in text_of(dry)
     assert "Column “Shoe size” ignored: unknown column" in text_of(dry)
     assert "3 last_name is required" in text_of(dry)
     assert await services.gateway.count(SYSTEM, "contact") == 0
-    done = await upload(False)
+    done = await finished(await upload(False))
     assert "2 rows: 1 created, 0 skipped, 1 bad" in text_of(done)
-    again = await upload(False)
+    again = await finished(await upload(False))
     assert "2 rows: 0 created, 1 skipped, 1 bad" in text_of(again)
     assert "ada@example.org" not in again.text
+    history = await client.get("/import")
+    assert "Recent imports" in text_of(history)
+    assert text_of(history).count("1 created") == 1
+    unusable = await upload(False, b"\x00\x01binary")
+    assert unusable.status_code == 400
+    assert "The file cannot be imported: not a CSV file" in text_of(unusable)
+    assert (await client.get("/import/jobs/not-a-job")).status_code == 404
     too_big = await upload(True, b"a,b\n" + b"x" * (MAX_UPLOAD_BYTES + 100_000))
     assert too_big.status_code == 413
 

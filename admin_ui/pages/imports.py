@@ -1,9 +1,11 @@
 """CSV import (admins) and CSV export (whoever the policy lets export) in the admin.
 
 Import: upload a file, choose the record type, optionally map columns, and run a dry run
-first; the page shows the counts and the per-row report (line, field, reason - never a
-value). The file is processed in the request, in batches, so it is capped at
-:data:`MAX_UPLOAD_BYTES` (a bigger upload gets a 413 page saying so); bigger files go
+first. The file is parsed in the request (a file that cannot be imported at all is
+refused on the spot), then imported by a background job (server.csvio.jobs) whose page
+shows a progress bar and, at the end, the counts and the per-row report (line, field,
+reason - never a value). Uploads are capped at :data:`MAX_UPLOAD_BYTES` (a bigger one gets
+a 413 page saying so) because the rows are held in the worker's memory; bigger files go
 through ``consentry import``.
 
 Export: the list pages link here with their current filters; the staff member picks a
@@ -18,8 +20,8 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
-from litestar.response import Stream, Template
-from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND
+from litestar.response import Redirect, Stream, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND
 
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
@@ -28,18 +30,18 @@ from server.csvio.importer import (
     IMPORTABLE,
     PURPOSE,
     ImportRefused,
-    import_rows,
     parse_mapping,
     read_rows,
     record_type,
 )
+from server.csvio.jobs import ImportJobs
 from server.datamap import RECORD_TYPES
 from server.gateway import GatewayError
 from server.gateway.bulk import EXPORT_REASONS
 from server.web import services_of
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-REPORT_LINES = 500  # report rows shown on the page; the counts cover all of them
+REFRESH_SECONDS = 2  # how often a running job's page reloads itself
 EXPORT_PATHS = {
     "contacts": "contact",
     "organizations": "organization",
@@ -63,15 +65,16 @@ class ImportPages(Controller):
         return await self._page(request, visit)
 
     @post("/", request_max_body_size=MAX_UPLOAD_BYTES + 64 * 1024)
-    async def run(self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
-        """Check (dry run) or import the uploaded file, and show the report."""
+    async def run(
+        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+    ) -> Template | Redirect:
+        """Check the upload, start the dry run or import as a job, and go to its page."""
         form = await request.form()
         resource = str(form.get("resource", ""))
         upload = form.get("file")
         dry_run = form.get("dry_run") == "on"
         mapping_text = str(form.get("mapping", ""))[:4000]
         error = ""
-        report = None
         if resource not in IMPORTABLE:
             error = "Choose what the file holds: contacts, organizations or leads."
         elif upload is None or isinstance(upload, str):
@@ -91,21 +94,43 @@ class ImportPages(Controller):
                         [line for line in mapping_text.splitlines() if line.strip()], rt
                     )
                     plan, rows = read_rows(content, rt, mapping, settable or frozenset())
-                    report = await import_rows(
-                        gateway, visit.actor, resource, plan, rows, dry_run=dry_run
-                    )
                 except ImportRefused as exc:
                     error = f"The file cannot be imported: {exc}."
-                except GatewayError as exc:
-                    error = f"The file cannot be imported: {exc.message}."
+                else:
+                    jobs = ImportJobs(gateway)
+                    job_id = await jobs.start(visit.actor, resource, plan, rows, dry_run=dry_run)
+                    return Redirect(f"/import/jobs/{job_id}", status_code=HTTP_303_SEE_OTHER)
         return await self._page(
             request,
             visit,
-            status=HTTP_400_BAD_REQUEST if error else 200,
+            status=HTTP_400_BAD_REQUEST,
             error=error,
-            report=report,
             chosen=resource,
             mapping=mapping_text,
+        )
+
+    @get("/jobs/{job_id:str}")
+    async def job(
+        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit], job_id: FromPath[str]
+    ) -> Template:
+        """How far an import has got; the page refreshes itself until the job ends."""
+        view = await ImportJobs(services_of(request).gateway).get(job_id)
+        if view is None:
+            return await self._page(
+                request,
+                visit,
+                status=HTTP_404_NOT_FOUND,
+                error="There is no import job with that id.",
+            )
+        return await render(
+            request,
+            "imports/job.html",
+            visit=visit,
+            section="import",
+            title=("Dry run" if view.dry_run else "Import") + f" of {view.resource}s",
+            job=view,
+            label=RECORD_TYPES[view.resource].label,
+            refresh_seconds=REFRESH_SECONDS,
         )
 
     async def _page(
@@ -115,7 +140,6 @@ class ImportPages(Controller):
         *,
         status: int = 200,
         error: str = "",
-        report: Any = None,
         chosen: str = "contact",
         mapping: str = "",
     ) -> Template:
@@ -130,9 +154,7 @@ class ImportPages(Controller):
             chosen=chosen,
             mapping=mapping,
             error=error,
-            report=report,
-            report_rows=report.report_rows()[:REPORT_LINES] if report else [],
-            report_lines=REPORT_LINES,
+            recent=await ImportJobs(services_of(request).gateway).recent(),
         )
 
 

@@ -24,10 +24,11 @@ second run.
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -385,11 +386,12 @@ async def import_rows(
     dry_run: bool,
     owner_id: int | None = None,
     team: str | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], Awaitable[None] | None] | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> ImportReport:
     """Create the good rows (unless ``dry_run``), skip the ones already on file, report
-    the bad ones. ``progress(n)`` is called as rows are done.
+    the bad ones. ``progress(n)`` is called as rows are done (and awaited if it is a
+    coroutine function: the admin's import job writes its progress to the database).
 
     A dry run writes no record, but its existence checks are audited (``match`` events),
     as every lookup of customer data is.
@@ -418,16 +420,25 @@ async def import_rows(
         if len(batch) >= batch_size:
             await run.flush(batch)
             batch = []
-            if progress is not None:
-                progress(done)
+            await _report_progress(progress, done)
             done = 0
     await run.flush(batch)
-    if progress is not None and done:
-        progress(done)
+    if done:
+        await _report_progress(progress, done)
     run.report.problems.sort(key=lambda p: (p.line, p.field))
     run.report.skipped.sort(key=lambda p: p.line)
     run.report.seconds = time.perf_counter() - started
     return run.report
+
+
+async def _report_progress(
+    progress: Callable[[int], Awaitable[None] | None] | None, done: int
+) -> None:
+    if progress is None:
+        return
+    pending = progress(done)
+    if inspect.isawaitable(pending):
+        await pending
 
 
 def write_report(report: ImportReport, stream: io.TextIOBase | Any) -> None:
