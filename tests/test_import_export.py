@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from audit.tables import AuditRecord
 from server import db
 from server.csvio.exporter import csv_chunks, neutralise
 from server.csvio.importer import import_rows, read_rows, record_type
+from server.csvio.tables import ImportJob
 from server.gateway import Actor, Forbidden, InvalidInput
 from server.services import Services, build_services
 from server.settings import get_settings
@@ -387,3 +390,34 @@ async def test_admin_import_page_dry_run_then_import_and_export_button(
     refused = await support_client.get("/export/contacts?reason=backup")
     assert refused.status_code == 400
     assert "your role may not export contact records" in text_of(refused)
+
+
+async def test_an_import_whose_worker_stopped_is_shown_as_interrupted(
+    services: Services, staff: Staff
+) -> None:
+    """A job that stopped advancing (its worker went away with the rows) must not spin
+    forever: after two quiet minutes the page says what happened and what to do."""
+    admin = await staff.create("admin")
+    client = await web_login(staff, admin)
+    quiet_since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=3)
+    job_id = uuid.uuid4()
+    await ImportJob.insert(
+        ImportJob(
+            id=job_id,
+            started_by=admin.user_id,
+            resource="contact",
+            dry_run=False,
+            status="running",
+            total_rows=10_000,
+            processed_rows=4_000,
+            started_at=quiet_since,
+            updated_at=quiet_since,
+        )
+    )
+    page = await client.get(f"/import/jobs/{job_id}")
+    assert page.status_code == 200
+    assert 'http-equiv="refresh"' not in page.text
+    assert (
+        "Interrupted after 4000 of 10000 rows. Upload the file again to finish: rows "
+        "already imported are skipped, so nothing is created twice."
+    ) in text_of(page)
