@@ -117,6 +117,35 @@ async def test_dry_run_reports_and_the_real_run_does_it(
     assert table(again)["old_interactions"] == (0, 0, 0, 0)
 
 
+async def test_tasks_untouched_for_three_years_lose_their_titles(
+    services: Services, staff: Staff
+) -> None:
+    """Tasks about nobody have no person whose erasure would reach them: the retention
+    rule is what ends their free text, and tasks about people go the same way."""
+    gw = services.gateway
+    rep = staff.actor(await staff.create("sales"))
+    person = await gw.create(rep, "contact", sales_contact())
+    loose = await gw.create(
+        rep, "task", {"title": "Book the stand at the trade fair", "due_at": "2026-03-01"}
+    )
+    theirs = await gw.create(
+        rep,
+        "task",
+        {"title": "Call back about the invoice", "due_at": "2026-03-02", "contact_id": person.id},
+    )
+
+    soon = await services.retention.run(now=dt.datetime.now(dt.UTC) + dt.timedelta(days=365))
+    assert table(soon)["old_tasks"] == (0, 0, 0, 0)
+    later = await services.retention.run(now=LATER)
+
+    assert table(later)["old_tasks"] == (2, 0, 2, 0)
+    for task_id in (loose.id, theirs.id):
+        task = await gw.read(ADMIN, "task", task_id, purpose="compliance")
+        assert task.values["title"] is None
+        assert task.values["due_at"] is not None  # the record stays, without its text
+    assert not (await gw.read(ADMIN, "contact", person.id, purpose="compliance")).erased
+
+
 async def test_only_one_worker_claims_the_daily_run(services: Services) -> None:
     today = dt.date(2026, 11, 29)
     assert await services.retention.claim_day(today)

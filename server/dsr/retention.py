@@ -120,6 +120,17 @@ RULES: tuple[RetentionRule, ...] = (
         {"stage": StagesOfKind("lost")},
         "Titles and notes of deals lost 3 years ago are erased; amounts stay in the totals.",
     ),
+    RetentionRule(
+        "old_tasks",
+        "task",
+        "anonymise",
+        3,
+        # Done or forgotten: either way nobody has touched it for 3 years. A task about
+        # nobody has no person whose erasure would reach it, so only this rule ends it.
+        "updated_at",
+        {},
+        "Titles of tasks untouched for 3 years are erased; due dates and status stay.",
+    ),
 )
 
 
