@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 
 from audit.trail import AuditTrail, SealRefused
+from server.csvio.jobs import ImportJobs
 from server.logs import get_logger
 from server.services import Services
 
@@ -83,6 +84,14 @@ async def expire_consents_forever(
         await _pause(stop, interval_seconds)
 
 
+async def remove_expired_rows(services: Services) -> dict[str, int]:
+    """Delete rows that have outlived their use and hold no evidence: portal links and
+    sessions past their end, import jobs older than 90 days. Counts removed, by kind."""
+    links, sessions = await services.portal.purge_expired()
+    jobs = await ImportJobs(services.gateway).purge()
+    return {"portal_links": links, "portal_sessions": sessions, "import_jobs": jobs}
+
+
 async def retention_daily(services: Services, interval_seconds: float, stop: asyncio.Event) -> None:
     """Apply the retention rules once per UTC day. Every worker checks; the first to claim
     the day (a unique row in ``retention_run``) runs it, the others skip."""
@@ -92,6 +101,8 @@ async def retention_daily(services: Services, interval_seconds: float, stop: asy
             report = await services.retention.run_daily()
             if report is not None:
                 log.info("retention run finished", **report.totals())
+                # The same day's housekeeping, by the worker that claimed the day.
+                log.info("expired rows removed", **await remove_expired_rows(services))
         except Exception as exc:
             log.warning("retention run failed", error=type(exc).__name__)
         await _pause(stop, interval_seconds)

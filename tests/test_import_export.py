@@ -26,6 +26,7 @@ from audit.tables import AuditRecord
 from server import db
 from server.csvio.exporter import csv_chunks, neutralise
 from server.csvio.importer import import_rows, read_rows, record_type
+from server.csvio.jobs import ImportJobs
 from server.csvio.tables import ImportJob
 from server.gateway import Actor, Forbidden, InvalidInput
 from server.services import Services, build_services
@@ -421,3 +422,22 @@ async def test_an_import_whose_worker_stopped_is_shown_as_interrupted(
         "Interrupted after 4000 of 10000 rows. Upload the file again to finish: rows "
         "already imported are skipped, so nothing is created twice."
     ) in text_of(page)
+
+
+async def test_import_jobs_are_forgotten_after_90_days(services: Services) -> None:
+    jobs = ImportJobs(services.gateway)
+    now = dt.datetime.now(dt.UTC)
+    for age in (1, 89, 91):
+        started = now - dt.timedelta(days=age)
+        await ImportJob.insert(
+            ImportJob(
+                id=uuid.uuid4(),
+                started_by=1,
+                resource="contact",
+                status="done",
+                started_at=started,
+                updated_at=started,
+            )
+        )
+    assert await jobs.purge(now) == 1
+    assert len(await jobs.recent()) == 2

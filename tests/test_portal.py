@@ -26,6 +26,7 @@ from litestar import Litestar
 
 from audit.tables import AuditRecord
 from server.app import create_app
+from server.background import remove_expired_rows
 from server.gateway import Actor, Record
 from server.portal.routes import PORTAL_COOKIE
 from server.portal.tables import PortalSession, PortalToken
@@ -251,6 +252,30 @@ async def test_a_session_ends_after_30_idle_minutes_and_on_sign_out(
     out = await press(web, "/portal/home", "/portal/sign-out")
     assert "You are signed out." in text_of(out)
     assert (await web.get("/portal/home")).status_code == 303
+    assert await PortalSession.count() == 0
+
+
+async def test_the_daily_housekeeping_removes_dead_links_and_sessions_only(
+    web: AsyncClient, smtp: LocalSmtp, person: Record, portal_services: Services
+) -> None:
+    await signed_in(web, smtp, person)  # a used link and a live session
+    await ask_for_link(web, email_of(person))  # a live link
+    await ask_for_link(web, email_of(person))
+    await PortalToken.update(
+        {PortalToken.expires_at: dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)}
+    ).where(PortalToken.id == (await PortalToken.select(PortalToken.id).limit(1))[0]["id"])
+    live_links = await PortalToken.count() - 1
+
+    removed = await remove_expired_rows(portal_services)
+
+    assert removed["portal_links"] == 1
+    assert removed["portal_sessions"] == 0
+    assert await PortalToken.count() == live_links
+    assert (await web.get("/portal/home")).status_code == 200  # still signed in
+    await PortalSession.update(
+        {PortalSession.last_seen_at: dt.datetime.now(dt.UTC) - dt.timedelta(minutes=31)}
+    ).where(PortalSession.subject_id == uuid.UUID(person.subject_id))
+    assert (await remove_expired_rows(portal_services))["portal_sessions"] == 1
     assert await PortalSession.count() == 0
 
 

@@ -34,6 +34,7 @@ log = structlog.get_logger(__name__)
 
 REPORT_KEPT = 500  # report entries stored with the job; the counts cover all of them
 STALE_AFTER = dt.timedelta(minutes=2)  # a running job this quiet has lost its worker
+JOBS_KEPT = dt.timedelta(days=90)  # the import page's history; the audit log keeps the rest
 # Tasks must be referenced until they finish, or the event loop may collect them.
 _RUNNING: set[asyncio.Task[None]] = set()
 
@@ -156,6 +157,13 @@ class ImportJobs:
         rows = await ImportJob.select().order_by(ImportJob.started_at, ascending=False).limit(limit)
         now = _now()
         return [_view(r, now) for r in rows]
+
+    async def purge(self, now: dt.datetime | None = None) -> int:
+        """Forget jobs that ended more than :data:`JOBS_KEPT` ago (or never ended: a job
+        that old lost its worker long since); how many were removed."""
+        cutoff = (now or _now()) - JOBS_KEPT
+        gone = await ImportJob.delete().where(ImportJob.started_at < cutoff).returning(ImportJob.id)
+        return len(gone)
 
     async def _run(
         self,

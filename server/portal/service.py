@@ -164,6 +164,30 @@ class Portal:
         # Set by ``build_services`` once every service exists (the export needs them all).
         self.exporter: Exporter | None = None
 
+    async def purge_expired(self, now: dt.datetime | None = None) -> tuple[int, int]:
+        """Delete links and sessions that can no longer be used; (links, sessions) removed.
+
+        An expired link or session signs nobody in (an expired link already gets the same
+        page as a forged one), but each row still ties a subject id to a moment of contact
+        with the portal, and nothing needs it: the audit log keeps the record of every
+        sign-in and download. Run daily with the retention rules.
+        """
+        moment = now or _now()
+        links = (
+            await PortalToken.delete()
+            .where(PortalToken.expires_at < moment)
+            .returning(PortalToken.id)
+        )
+        sessions = (
+            await PortalSession.delete()
+            .where(
+                (PortalSession.expires_at < moment)
+                | (PortalSession.last_seen_at < moment - SESSION_IDLE)
+            )
+            .returning(PortalSession.id)
+        )
+        return len(links), len(sessions)
+
     # -- asking for a sign-in link ---------------------------------------------------------
 
     async def admit_link_request(self, address: str, client: str) -> str | None:
