@@ -32,8 +32,58 @@ HINTS = {
 }
 
 
+# Help text for one field of one record type, shown under its input (after the kind's hint).
+FIELD_HINTS: dict[tuple[str, str], str] = {
+    ("interaction", "participants"): (
+        "Other people who took part, e.g. colleagues, the customer's assistant."
+    ),
+    ("deal", "amount"): "In the currency's smallest unit (cents, pence): 1450000 is 14,500.00.",
+    ("deal", "pipeline_id"): "Left empty: the default pipeline.",
+    ("deal", "stage"): (
+        "A stage of the deal's pipeline; left empty on a new deal: the pipeline's first stage."
+    ),
+}
+
+
 def choice_label(value: str) -> str:
+    """``"phone_call"`` -> ``"Phone call"``; codes in capitals (``"GBP"``) stay as they are."""
+    if value.isupper():
+        return value
     return value.replace("_", " ").capitalize()
+
+
+@dataclass(frozen=True)
+class ChoiceGroup:
+    """An ``<optgroup>`` of a select whose options depend on another field: ``key`` is
+    that field's value the group belongs to (a deal's stages, grouped by pipeline id)."""
+
+    key: str
+    label: str
+    options: tuple[tuple[str, str], ...]  # (value, label)
+
+
+@dataclass(frozen=True)
+class FieldChoices:
+    """Options for one input, from a page's choices provider rather than the data map:
+    configuration (pipelines and their stages) that the data map cannot list. Either
+    flat ``options`` or ``groups`` keyed by the value of the field named ``depends_on``."""
+
+    options: tuple[tuple[str, str], ...] = ()
+    groups: tuple[ChoiceGroup, ...] = ()
+    depends_on: str = ""
+    default_group: str = ""  # the group that applies while ``depends_on`` is left empty
+
+    def label_of(self, value: str, group_key: str = "") -> str | None:
+        """The label of ``value`` (in the group ``group_key`` where grouped)."""
+        for option, label in self.options:
+            if option == value:
+                return label
+        for group in self.groups:
+            if group.key == group_key:
+                for option, label in group.options:
+                    if option == value:
+                        return label
+        return None
 
 
 @dataclass(frozen=True)
@@ -48,13 +98,42 @@ class FormField:
     max_length: int
     choices: tuple[tuple[str, str], ...]  # (value, label)
     hint: str
+    groups: tuple[ChoiceGroup, ...] = ()  # a select of <optgroup>s instead of ``choices``
+    depends_on: str = ""  # the field whose value picks the group (data-depends-on)
+    selected_group: str = ""  # the group whose option equal to the value is selected
+    default_group: str = ""  # the group that applies while ``depends_on`` is empty
 
     @property
     def input_id(self) -> str:
         return f"field-{self.name}"
 
 
-def form_field(spec: Field, references: Iterable[tuple[str, str]] = ()) -> FormField:
+def form_field(
+    spec: Field,
+    references: Iterable[tuple[str, str]] = (),
+    *,
+    resource: str = "",
+    provided: FieldChoices | None = None,
+) -> FormField:
+    """The input for ``spec``; ``provided`` (by a page's choices provider) turns it into a
+    select, and ``resource`` picks up the field's help text in ``FIELD_HINTS``."""
+    hint = " ".join(
+        h for h in (HINTS.get(spec.kind, ""), FIELD_HINTS.get((resource, spec.name), "")) if h
+    )
+    if provided is not None:
+        return FormField(
+            name=spec.name,
+            label=spec.label,
+            control="select",
+            input_type="text",
+            required=spec.required,
+            max_length=spec.max_length,
+            choices=provided.options,
+            hint=hint,
+            groups=provided.groups,
+            depends_on=provided.depends_on,
+            default_group=provided.default_group,
+        )
     if spec.kind is Kind.CHOICE:
         control, choices = "select", tuple((c, choice_label(c)) for c in spec.choices)
     elif spec.kind is Kind.REFERENCE:
@@ -71,7 +150,7 @@ def form_field(spec: Field, references: Iterable[tuple[str, str]] = ()) -> FormF
         required=spec.required,
         max_length=spec.max_length,
         choices=choices,
-        hint=HINTS.get(spec.kind, ""),
+        hint=hint,
     )
 
 
@@ -81,7 +160,7 @@ def form_fields(
     """Inputs for ``names`` in data-map order (``references``: options for id fields)."""
     wanted = set(names)
     options = tuple(references)
-    return [form_field(f, options) for f in rt.fields if f.name in wanted]
+    return [form_field(f, options, resource=rt.resource) for f in rt.fields if f.name in wanted]
 
 
 def display_value(value: Any) -> str:

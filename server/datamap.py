@@ -584,6 +584,17 @@ INTERACTION = RecordType(
             max_length=5000,
             purposes=_SUPPORT,
         ),
+        # Who else took part (colleagues, the customer's assistant): names typed by staff,
+        # so free text, encrypted and covered by erasure's mention scrub like the summary.
+        Field(
+            "participants",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Participants",
+            encrypted=True,
+            max_length=1000,
+            purposes=_SUPPORT,
+        ),
         _contact_ref(),
         Field(
             "deal_id",

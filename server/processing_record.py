@@ -61,7 +61,8 @@ DATA_SUBJECTS: Mapping[str, str] = {
     "deal": "Customers and prospects with whom a sale is negotiated (the deal's contact)",
     "interaction": (
         "Customers and prospects who wrote to, called or met the controller's staff, "
-        "and people mentioned in the conversation summaries"
+        "other people who took part (participants), and people mentioned in the "
+        "conversation summaries"
     ),
     "case": "Customers who raised a service request, complaint, return or question",
     "lead": "Prospects who enquired (web form, event, referral) and are not yet customers",

@@ -8,6 +8,7 @@ interactions, marketing sees pipeline numbers only, compliance metadata only.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import uuid
@@ -22,6 +23,7 @@ from audit.tables import AuditRecord
 from server.demo import seed_demo_data
 from server.dsr.export import build_export
 from server.gateway import Actor, InvalidInput
+from server.pipelines.tables import DEFAULT_PIPELINE_ID
 from server.services import Services
 from server.vault.tables import SubjectKey
 from tests.conftest import ENGINE, Staff, contact_values
@@ -39,6 +41,7 @@ PATHS = {
 DEAL_TITLE = "Quarterly cask renewal for Perpetua Fotheringay"
 DEAL_NOTES = "Wants the oak barrels delivered before the Lochinvarrow festival"
 SUMMARY = "Barnabus rang about the late cooperage invoice"
+PARTICIPANTS = "Hortensia Blenkinsop (his assistant) and our cellar master"
 CASE_TITLE = "Leaking hogshead returned by Quillfeather"
 CASE_DESCRIPTION = "The third barrel from the Snoddington batch weeps at the chime"
 
@@ -70,6 +73,7 @@ def interaction_values(contact_id: str, **overrides: Any) -> dict[str, Any]:
         "direction": "inbound",
         "occurred_at": "2026-11-30T10:15:00+01:00",
         "summary": SUMMARY,
+        "participants": PARTICIPANTS,
         "contact_id": contact_id,
     }
     values.update(overrides)
@@ -172,12 +176,19 @@ async def test_support_interaction_and_case_round_trip(staff: Staff) -> None:
     assert touch["subject_id"] == contact["subject_id"]
     read = (await agent.get(f"{PATHS['interaction']}/{touch['id']}")).json()
     assert read["summary"] == SUMMARY
+    assert read["participants"] == PARTICIPANTS
     assert read["occurred_at"] == "2026-11-30T09:15:00+00:00"
     bad_time = await agent.post(
         PATHS["interaction"], json=interaction_values(contact["id"], occurred_at="yesterday")
     )
     assert bad_time.status_code == 400
     assert error_fields(bad_time) == {"occurred_at"}
+    crowd = await agent.post(
+        PATHS["interaction"], json=interaction_values(contact["id"], participants="x" * 1001)
+    )
+    assert crowd.status_code == 400
+    assert error_fields(crowd) == {"participants"}
+    assert "x" * 20 not in crowd.text  # the message names the rule, not the value
 
     case = await post(agent, "case", case_values(contact["id"]))
     assert case["status"] == "open"
@@ -309,6 +320,29 @@ async def test_writes_are_audited_without_values(staff: Staff) -> None:
         assert value not in dump
 
 
+async def test_erasing_a_person_scrubs_them_from_other_peoples_participants(
+    services: Services, staff: Staff
+) -> None:
+    """Participants are free text: erasing someone named there (a customer's assistant
+    who is a contact too) replaces their name in everybody else's interactions."""
+    system = Actor.system("test-erasure")
+    rep = await staff.create("sales")
+    seller = staff.actor(rep)
+    gateway = services.gateway
+    assistant = await gateway.create(
+        seller, "contact", sales_contact(first_name="Hortensia", last_name="Blenkinsop")
+    )
+    customer = await gateway.create(seller, "contact", sales_contact(first_name="Barnabus"))
+    touch = await gateway.create(seller, "interaction", interaction_values(customer.id))
+    scrub = await gateway.erase_mentions(system, assistant.subject_id)
+    assert scrub.changed >= 1
+    after = await gateway.read(seller, "interaction", touch.id)
+    assert "Blenkinsop" not in after.values["participants"]
+    assert "Hortensia" not in after.values["participants"]
+    assert "[erased]" in after.values["participants"]
+    assert after.values["summary"] == SUMMARY  # no mention there: left as it was
+
+
 # --- at rest, export, bulk ------------------------------------------------------------------
 
 
@@ -321,7 +355,7 @@ async def test_free_text_is_ciphertext_at_rest(staff: Staff, database_url: str) 
     copy = (await _database_copy(database_url)).lower()
     assert b"proposal" in copy
     assert b"product_return" in copy
-    for value in (DEAL_TITLE, DEAL_NOTES, SUMMARY, CASE_TITLE, CASE_DESCRIPTION):
+    for value in (DEAL_TITLE, DEAL_NOTES, SUMMARY, PARTICIPANTS, CASE_TITLE, CASE_DESCRIPTION):
         assert value.lower().encode() not in copy, f"{value!r} readable in the {ENGINE} copy"
 
 
@@ -343,6 +377,7 @@ async def test_subject_export_includes_the_persons_records(
     assert exported_deal["title"] == DEAL_TITLE
     assert exported_deal["notes"] == DEAL_NOTES
     assert data["records"]["interaction"][0]["summary"] == SUMMARY
+    assert data["records"]["interaction"][0]["participants"] == PARTICIPANTS
     assert data["records"]["interaction"][0]["deal_id"] == deal["id"]
     assert data["records"]["case"][0]["description"] == CASE_DESCRIPTION
 
@@ -438,6 +473,93 @@ async def test_admin_pages_for_deals_and_the_contact_page(staff: Staff) -> None:
     assert location(deleted) == "/deals"
 
 
+async def test_the_deal_form_offers_pipelines_and_their_stages(
+    services: Services, staff: Staff
+) -> None:
+    """Selects, not text boxes: the pipelines, and every pipeline's stages in a group of
+    their own (complete without JavaScript); the record rule still checks the pair."""
+    admin = staff.actor(await staff.create("admin"))
+    wholesale = await services.pipelines.create_pipeline(admin, "Wholesale")
+    await services.pipelines.add_stage(admin, wholesale.id, "Samples sent", "open", 30)
+    identity = await staff.create("sales")
+    seller = await web_login(staff, identity)
+    contact = await post(await staff.login(identity), "contact", sales_contact())
+
+    form = await seller.get(f"/deals/new?contact_id={contact['id']}")
+    assert form.status_code == 200
+    assert '<select id="field-pipeline_id" name="pipeline_id"' in form.text
+    assert f'<option value="{wholesale.id}">Wholesale</option>' in form.text
+    assert '<input id="field-stage"' not in form.text
+    assert 'data-depends-on="pipeline_id"' in form.text
+    assert f'<optgroup label="Wholesale" data-group="{wholesale.id}">' in form.text
+    assert f'data-group="{DEFAULT_PIPELINE_ID}"' in form.text
+    assert '<option value="samples_sent">Samples sent</option>' in form.text
+    assert "Left empty: the default pipeline." in text_of(form)
+    assert 'src="/static/record-form.js"' in form.text
+
+    fields = {"title": DEAL_TITLE, "contact_id": contact["id"], "_csrf_token": csrf_of(form)}
+    wrong = await seller.post(
+        "/deals/new", data={**fields, "pipeline_id": DEFAULT_PIPELINE_ID, "stage": "samples_sent"}
+    )
+    assert wrong.status_code == 400
+    assert "Stage must be a stage of the pipeline" in text_of(wrong)
+    assert '<select id="field-stage" name="stage"' in wrong.text  # the form comes back whole
+
+    made = await seller.post(
+        "/deals/new", data={**fields, "pipeline_id": wholesale.id, "stage": "samples_sent"}
+    )
+    deal_path = location(made)
+    detail = text_of(await seller.get(deal_path))
+    assert "Wholesale" in detail  # the pipeline by its name, not its id
+    assert wholesale.id not in detail
+    assert "Samples sent" in detail
+
+    edit = (await seller.get(f"{deal_path}/edit")).text
+    group = edit.split(f'data-group="{wholesale.id}">', 1)[1].split("</optgroup>", 1)[0]
+    assert '<option value="samples_sent" selected>' in group
+    assert f'<option value="{wholesale.id}" selected>' in edit
+    listing = await seller.get("/deals", params={"pipeline_id": wholesale.id})
+    assert listing.status_code == 200
+    assert f'<option value="{wholesale.id}" selected>Wholesale</option>' in listing.text
+    assert DEAL_TITLE in listing.text
+
+
+async def test_the_interactions_csv_export_has_the_participants(staff: Staff) -> None:
+    identity = await staff.create("sales")
+    seller = await web_login(staff, identity)
+    api = await staff.login(identity)
+    contact = await post(api, "contact", sales_contact())
+    await post(api, "interaction", interaction_values(contact["id"]))
+    exported = await seller.get("/export/interactions?reason=backup")
+    assert exported.status_code == 200
+    (row,) = list(csv.DictReader(io.StringIO(exported.text)))
+    assert row["participants"] == PARTICIPANTS
+    assert row["summary"] == SUMMARY
+
+
+async def test_logging_a_talk_offers_only_that_persons_deals(staff: Staff) -> None:
+    """From a contact's page, "New interaction" offers their deals, not everybody's (a
+    hundred other people's deal titles would be read, audited and shown for nothing)."""
+    identity = await staff.create("sales")
+    seller = await web_login(staff, identity)
+    api = await staff.login(identity)
+    mine = await post(api, "contact", sales_contact())
+    other = await post(api, "contact", sales_contact(first_name="Barnabus"))
+    await post(api, "deal", deal_values(mine["id"], title="Oak casks for the festival"))
+    await post(api, "deal", deal_values(other["id"], title="Cider press for Barnabus"))
+
+    form = await seller.get(f"/interactions/new?contact_id={mine['id']}")
+    assert form.status_code == 200
+    assert "Oak casks for the festival" in form.text
+    assert "Cider press for Barnabus" not in form.text
+    touch = await post(api, "interaction", interaction_values(mine["id"]))
+    edit = await seller.get(f"/interactions/{touch['id']}/edit")
+    assert "Oak casks for the festival" in edit.text
+    assert "Cider press for Barnabus" not in edit.text
+    anyone = await seller.get("/interactions/new")  # no person chosen yet: every deal
+    assert "Cider press for Barnabus" in anyone.text
+
+
 async def test_admin_pages_for_interactions_and_cases(staff: Staff) -> None:
     admin_identity = await staff.create("admin")
     admin = await web_login(staff, admin_identity)
@@ -459,6 +581,10 @@ async def test_admin_pages_for_interactions_and_cases(staff: Staff) -> None:
         page = await admin.get(path)
         assert page.status_code == 200, (path, page.text[:300])
     assert "2026-11-30 09:15 UTC" in text_of(await admin.get(f"/interactions/{touch['id']}"))
+    assert PARTICIPANTS in text_of(await admin.get(f"/interactions/{touch['id']}"))
+    logging = text_of(await admin.get("/interactions/new"))
+    assert "Participants" in logging
+    assert "Other people who took part, e.g. colleagues, the customer's assistant." in logging
     assert CASE_TITLE in (await admin.get("/cases")).text
     form = await admin.get("/cases/new")
     bad = await admin.post(

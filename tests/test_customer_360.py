@@ -15,7 +15,13 @@ from audit.tables import AuditRecord
 from server.services import Services
 from tests.conftest import Staff
 from tests.test_admin_ui import text_of, web_login
-from tests.test_crm_records import case_values, deal_values, interaction_values, sales_contact
+from tests.test_crm_records import (
+    PARTICIPANTS,
+    case_values,
+    deal_values,
+    interaction_values,
+    sales_contact,
+)
 
 NOW = dt.datetime.now(dt.UTC)
 DEAL_TITLE = "Oak barrel renewal for Perpetua"
@@ -127,6 +133,7 @@ async def test_the_page_merges_the_persons_records_newest_first(
     assert "12,500.50 GBP" in entries[2]  # minor units shown with two decimals
     assert "SLA breached" in entries[1]
     assert CALL_SUMMARY in entries[4]
+    assert f"Participants: {PARTICIPANTS}" in entries[4]  # who else took part
     assert EMAIL_SUMMARY in entries[5]
     # Nobody else's data.
     assert "Barnabus" not in text
@@ -183,12 +190,40 @@ async def test_what_the_role_may_not_see_is_restricted_or_left_out(
     page = await officer.get(f"/contacts/{w['person'].id}/360")
     assert page.status_code == 200
     text = text_of(page)
-    for secret in ("Perpetua", DEAL_TITLE, CASE_TITLE, CALL_SUMMARY, EMAIL_SUMMARY, "12,500.50"):
+    for secret in (
+        "Perpetua",
+        DEAL_TITLE,
+        CASE_TITLE,
+        CALL_SUMMARY,
+        EMAIL_SUMMARY,
+        PARTICIPANTS,
+        "12,500.50",
+    ):
         assert secret not in text
     assert re.search(r"E-mail address</dt><dd><span class=\"restricted\"", page.text)
     for kind in ("deals", "interactions", "cases"):
         assert f"Your role may not see {kind}: they are left out." in text
     assert [e.split(" UTC ")[1][:15] for e in timeline_of(page)] == ["Consent granted"]
+
+
+async def test_a_won_deal_is_flagged_in_any_pipeline_and_no_longer_expected_to_close(
+    services: Services, staff: Staff
+) -> None:
+    """Won is a stage *kind*: a configured pipeline's "Contract signed" counts too."""
+    w = await world(services, staff)
+    admin = staff.actor(await staff.create("admin"))
+    wholesale = await services.pipelines.create_pipeline(admin, "Wholesale")
+    await services.pipelines.add_stage(admin, wholesale.id, "Contract signed", "won")
+    rep = staff.actor(w["rep"])
+    await services.gateway.update(
+        rep, "deal", w["deal"].id, {"pipeline_id": wholesale.id, "stage": "contract_signed"}
+    )
+    client = await web_login(staff, w["rep"])
+    entries = timeline_of(await client.get(f"/contacts/{w['person'].id}/360"))
+    assert not [e for e in entries if "Expected to close" in e]
+    (created,) = [e for e in entries if f"Deal created: {DEAL_TITLE}" in e]
+    assert "Won" in created.split(DEAL_TITLE, 1)[1]
+    assert "Stage: Contract signed" in created
 
 
 async def test_another_reps_customer_is_not_found(services: Services, staff: Staff) -> None:

@@ -133,6 +133,20 @@ def test_known_personal_fields_are_encrypted() -> None:
     assert ORGANIZATION.field("annual_revenue").category is Category.FINANCIAL
 
 
+def test_interaction_participants_are_encrypted_free_text() -> None:
+    """Who else took part names people (colleagues, the customer's assistant): free text,
+    so encrypted, and scrubbed by erasure like every other free-text field."""
+    spec = RECORD_TYPES["interaction"].field("participants")
+    assert spec.category is Category.FREE_TEXT
+    assert spec.encrypted
+    assert not spec.filterable
+    assert not spec.blind_index
+    assert spec.max_length == 1000
+    assert _problems(RECORD_TYPES["interaction"], {"participants": "x" * 1001}, partial=True) == {
+        "participants": "longer than 1000 characters"
+    }
+
+
 def test_filterable_fields_are_plaintext() -> None:
     # List filters compare column values in SQL: an encrypted column cannot be filtered.
     for rt in RECORD_TYPES.values():

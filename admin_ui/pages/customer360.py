@@ -15,6 +15,7 @@ Plain HTML: nothing here needs JavaScript.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -31,6 +32,7 @@ from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import CASE, CONTACT, DEAL, INTERACTION, ORGANIZATION, TASK, RecordType
 from server.gateway import Gateway, GatewayError
 from server.gateway import Record as GatewayRecord
+from server.pipelines.service import stage_kinds
 from server.reports.service import OPEN_CASE_STATUSES, money
 from server.web import services_of
 
@@ -115,11 +117,22 @@ def _amount(record: GatewayRecord) -> Detail | None:
     return Detail("Amount", money(int(amount), currency))
 
 
-def deal_entries(record: GatewayRecord, now: dt.datetime) -> list[Entry]:
+def deal_entries(
+    record: GatewayRecord,
+    now: dt.datetime,
+    kinds: Mapping[tuple[str, str], str] | None = None,
+) -> list[Entry]:
+    """A deal's creation (flagged Won or Lost once closed) and, while it is open, its
+    expected close. ``kinds``: (pipeline id, stage key) -> open | won | lost, so a
+    configured pipeline's won stage counts whatever it is called."""
     link = f"{PAGE_PATHS['deal']}/{record.id}"
     title = heading_of(DEAL, record)
     amount = _amount(record)
     details = _details(DEAL, record, ("stage",)) + ((amount,) if amount else ())
+    stage = str(record.values.get("stage") or "")
+    kind = (kinds or {}).get((str(record.values.get("pipeline_id") or ""), stage))
+    if kind is None and stage in ("won", "lost"):  # the default pipeline's keys
+        kind = stage
     entries = [
         Entry(
             record.created_at.astimezone(dt.UTC),
@@ -127,10 +140,13 @@ def deal_entries(record: GatewayRecord, now: dt.datetime) -> list[Entry]:
             f"Deal created: {title}",
             link,
             details + _details(DEAL, record, ("expected_close",)),
+            kind.capitalize()
+            if kind in ("won", "lost") and "stage" not in record.restricted
+            else "",
         )
     ]
     close = _moment(record.values.get("expected_close"))
-    if close is not None and record.values.get("stage") not in ("won", "lost"):
+    if close is not None and kind not in ("won", "lost"):
         flag = "Upcoming" if close > now else "Overdue"
         entries.append(Entry(close, "deal", f"Expected to close: {title}", link, details, flag))
     return entries
@@ -145,7 +161,7 @@ def interaction_entry(record: GatewayRecord) -> Entry:
         "interaction",
         name,
         f"{PAGE_PATHS['interaction']}/{record.id}",
-        _details(INTERACTION, record, ("direction", "summary")),
+        _details(INTERACTION, record, ("direction", "participants", "summary")),
     )
 
 
@@ -288,10 +304,11 @@ class CustomerPages(Controller):
         organization = await organization_of(gateway, visit, contact)
         lists = await related_lists(gateway, visit, contact)
         consents, timeline = await consent_entries(request, contact)
+        kinds = await stage_kinds()
         for found in lists:
             for record in found.records:
                 if found.resource == "deal":
-                    timeline.extend(deal_entries(record, now))
+                    timeline.extend(deal_entries(record, now, kinds))
                 elif found.resource == "interaction":
                     timeline.append(interaction_entry(record))
                 elif found.resource == "task":

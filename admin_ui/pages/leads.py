@@ -35,6 +35,14 @@ def _text(form: Any, name: str, limit: int = 200) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
+async def _default_pipeline_name(request: Request[Any, Any, Any]) -> str:
+    """Where a converted lead's deal starts (the form says so; the gateway decides)."""
+    try:
+        return (await services_of(request).pipelines.default()).name
+    except NotFound:
+        return "default"
+
+
 class LeadConvertPages(Controller):
     path = BASE
     include_in_schema = False
@@ -76,6 +84,7 @@ class LeadConvertPages(Controller):
             company=lead.values.get("company_name") or "",
             organizations=await reference_options(gateway, visit, "organization"),
             currencies=[(c, choice_label(c)) for c in CURRENCIES],
+            pipeline_name=await _default_pipeline_name(request),
             values=values or {},
             errors=errors,
             problem_list=[(k, v) for k, v in errors.items()],

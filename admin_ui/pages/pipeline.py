@@ -9,6 +9,7 @@ without a reason answers with a short form asking for it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,7 +19,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
-from admin_ui.forms import choice_label
+from admin_ui.forms import ChoiceGroup, FieldChoices, choice_label
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import LOST_REASONS
@@ -35,6 +36,39 @@ def _pipelines(request: Request[Any, Any, Any]) -> Pipelines:
 def _text(form: Any, name: str, limit: int = 200) -> str:
     value = form.get(name, "")
     return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+async def deal_choices(
+    request: Request[Any, Any, Any], current: Mapping[str, Any]
+) -> dict[str, FieldChoices]:
+    """The deal form's choices provider (``admin_ui.pages.records``): a select of the
+    pipelines, and of the stages grouped by pipeline (one ``<optgroup>`` each, so the form
+    works without JavaScript; ``record-form.js`` then shows only the chosen pipeline's).
+
+    Archived stages take no deals and are left out, except the one a deal is still in,
+    so its edit form shows where it is. The gateway's deal rule checks what comes back.
+    """
+    pipelines = _pipelines(request)
+    every = await pipelines.all()
+    default = (await pipelines.default()).id if every else ""
+    pipeline_id = str(current.get("pipeline_id") or "")
+    stage = str(current.get("stage") or "")
+    groups = tuple(
+        ChoiceGroup(
+            key=p.id,
+            label=p.name,
+            options=tuple(
+                (s.key, f"{s.name} (archived)" if s.archived else s.name)
+                for s in p.stages
+                if not s.archived or (p.id == pipeline_id and s.key == stage)
+            ),
+        )
+        for p in every
+    )
+    return {
+        "pipeline_id": FieldChoices(options=tuple((p.id, p.name) for p in every)),
+        "stage": FieldChoices(groups=groups, depends_on="pipeline_id", default_group=default),
+    }
 
 
 class BoardPages(Controller):
@@ -138,9 +172,10 @@ class BoardPages(Controller):
             return await self._board(
                 request, visit, pipeline.id, errors=problems, status=HTTP_400_BAD_REQUEST
             )
-        title = deal.values.get("title") or "The deal"
+        # Not the deal's title: it is encrypted free text ("Renewal for Jane Doe"), and a
+        # flash message waits in the session table in plaintext until the next page.
         name = stage.name if stage else key
-        await flash(request, visit, f"{title} moved to {name}.")
+        await flash(request, visit, f"Deal moved to {name}.")
         return see_other(f"/pipeline/{pipeline.id}#deal-{deal.id}")
 
 

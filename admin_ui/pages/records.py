@@ -8,7 +8,8 @@ A field the role may not read arrives as a name in ``Record.restricted`` and is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,6 +20,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN
 
 from admin_ui.forms import (
+    FieldChoices,
     FormField,
     choice_label,
     display_value,
@@ -27,6 +29,7 @@ from admin_ui.forms import (
     values_from_form,
 )
 from admin_ui.pages.consent import consent_panel
+from admin_ui.pages.pipeline import deal_choices
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import NOTE, NOTE_TARGETS, RECORD_TYPES, Kind, RecordType
@@ -73,6 +76,14 @@ PAGE_PATHS = {
 }
 PLURALS = {"deal": "Deals", "interaction": "Interactions", "case": "Cases", "task": "Tasks"}
 
+ChoicesProvider = Callable[
+    [Request[Any, Any, Any], Mapping[str, Any]], Awaitable[dict[str, FieldChoices]]
+]
+# Per record type: options for fields whose valid values are configuration, not in the data
+# map (a deal's pipeline and its stages). Called with the record's current values (empty
+# on a new one); the gateway's record rules still validate whatever is submitted.
+CHOICES_PROVIDERS: dict[str, ChoicesProvider] = {"deal": deal_choices}
+
 
 def _int(value: str | None, default: int, low: int, high: int) -> int:
     try:
@@ -106,10 +117,19 @@ def shown_value(rt: RecordType, name: str, value: Any) -> str:
     return str(value)
 
 
-async def reference_options(gateway: Gateway, visit: Visit, resource: str) -> list[tuple[str, str]]:
-    """(id, name) of the records an id field may point to, as far as this user can see."""
+async def reference_options(
+    gateway: Gateway, visit: Visit, resource: str, filters: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """(id, name) of the records an id field may point to, as far as this user can see
+    (``filters``: only those, e.g. one person's deals)."""
     try:
-        page = await gateway.list(visit.actor, resource, page=1, page_size=REFERENCE_OPTIONS)
+        page = await gateway.list(
+            visit.actor,
+            resource,
+            filters=dict(filters or {}),
+            page=1,
+            page_size=REFERENCE_OPTIONS,
+        )
     except GatewayError:
         return []
     target = RECORD_TYPES[resource]
@@ -122,9 +142,17 @@ def about_a_person(resource: str) -> bool:
     return resource == "contact" or RECORD_TYPES[resource].subject_from is not None
 
 
+def _selected_group(choices: FieldChoices, value: str, parent: str) -> str:
+    """Which group's option to mark selected: the parent field's group if it holds the
+    value (stage keys repeat across pipelines), else the first group that does."""
+    holding = [g.key for g in choices.groups if any(v == value for v, _ in g.options)]
+    return parent if parent in holding else (holding[0] if holding else "")
+
+
 def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller]:
     """A controller with the web pages of one record type under ``base_path``."""
     resource = rt.resource
+    provider = CHOICES_PROVIDERS.get(resource)
     noun = rt.label.lower()
     filterable = [f for f in rt.fields if f.filterable]
     searchable = [f for f in rt.fields if f.blind_index]
@@ -138,9 +166,12 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         visit: Visit,
         names: set[str] | frozenset[str],
         chosen: Mapping[str, str] | None = None,
+        person: str = "",
     ) -> dict[str, list[tuple[str, str]]]:
         """Drop-down options per reference field. A field already chosen (a deal created
-        from a contact's page) offers just that record: one read, not a hundred."""
+        from a contact's page) offers just that record: one read, not a hundred. Once the
+        record's person is known (``person``, a contact id), a reference to records about
+        one person (an interaction's deal) offers only that person's."""
         gateway = gateway_of(request)
         options: dict[str, list[tuple[str, str]]] = {}
         for name in names:
@@ -156,13 +187,41 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 else:
                     options[name] = [(other.id, heading_of(RECORD_TYPES[target], other))]
                 continue
-            options[name] = await reference_options(gateway, visit, target)
+            about = RECORD_TYPES[target].subject_from == "contact_id"
+            mine = {"contact_id": person} if person and about else None
+            options[name] = await reference_options(gateway, visit, target, mine)
         return options
 
+    async def choices_for(
+        request: Request[Any, Any, Any], current: Mapping[str, Any]
+    ) -> dict[str, FieldChoices]:
+        return await provider(request, current) if provider is not None else {}
+
     def fields_for(
-        names: list[str] | set[str], options: Mapping[str, list[tuple[str, str]]]
+        names: list[str] | set[str],
+        options: Mapping[str, list[tuple[str, str]]],
+        choices: Mapping[str, FieldChoices],
+        values: Mapping[str, str],
     ) -> list[FormField]:
-        return [form_field(f, options.get(f.name, ())) for f in rt.fields if f.name in names]
+        fields = []
+        for f in rt.fields:
+            if f.name not in names:
+                continue
+            given = choices.get(f.name)
+            field = form_field(f, options.get(f.name, ()), resource=resource, provided=given)
+            if given is not None and given.groups:
+                parent = values.get(given.depends_on) or given.default_group
+                picked = _selected_group(given, values.get(f.name, ""), parent)
+                field = replace(field, selected_group=picked)
+            fields.append(field)
+        # A field whose options depend on another comes right after it (a deal's stage
+        # after its pipeline), whatever the data map's order.
+        for dependent in [f for f in fields if f.depends_on]:
+            leader = next((f for f in fields if f.name == dependent.depends_on), None)
+            if leader is not None:
+                fields.remove(leader)
+                fields.insert(fields.index(dependent), leader)
+        return fields
 
     async def list_page(
         request: Request[Any, Any, Any],
@@ -207,6 +266,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             return f"{base_path}?{urlencode({**query, 'page': number})}"
 
         options = await options_for(request, visit, {f.name for f in shown_filters})
+        choices = await choices_for(request, {})
         rows = [
             {
                 "id": r.id,
@@ -236,7 +296,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             page_sizes=PAGE_SIZES,
             prev_link=page_link(page - 1) if page > 1 and search is None else "",
             next_link=page_link(page + 1) if page < pages and search is None else "",
-            filters=fields_for([f.name for f in shown_filters], options),
+            filters=fields_for([f.name for f in shown_filters], options, choices, active),
             filter_values=active,
             filter_errors={k: v for k, v in problems.items()},
             searchable=[f.label.lower() for f in searchable if f.name in (may_search or ())],
@@ -285,13 +345,19 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             and rt.by_name[n].references
             and about_a_person(rt.by_name[n].references or "")
         }
-        options = await options_for(request, visit, set(names), chosen)
+        person = str(
+            values.get("contact_id") or (record.values.get("contact_id") if record else "")
+        )
+        options = await options_for(
+            request, visit, set(names), chosen, person if "contact_id" in rt.by_name else ""
+        )
         if record is not None:
             for name, choices in options.items():
                 current = record.values.get(name)
                 if current and all(value != current for value, _ in choices):
                     choices.append((str(current), f"{str(current)[:8]}…"))
-        fields = fields_for(names, options)
+        provided = await choices_for(request, record.values if record else {})
+        fields = fields_for(names, options, provided, values)
         return await render(
             request,
             "records/form.html",
@@ -412,6 +478,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         ) -> Template:
             gateway = gateway_of(request)
             record = await gateway.read(visit.actor, resource, record_id)
+            choices = await choices_for(request, record.values)
             rows = []
             for spec in rt.fields:
                 restricted = spec.name in record.restricted
@@ -430,6 +497,10 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                         text, link = "Not visible to you", ""
                 elif not restricted and value and spec.kind is Kind.TEXT and len(str(value)) > 80:
                     text = str(value)  # the whole text on the record's own page
+                if not restricted and value and spec.name in choices:
+                    given = choices[spec.name]  # a pipeline by its name, not its id
+                    parent = str(record.values.get(given.depends_on) or "")
+                    text = given.label_of(str(value), parent) or text
                 rows.append(
                     {
                         "label": spec.label,

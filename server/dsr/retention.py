@@ -100,7 +100,7 @@ RULES: tuple[RetentionRule, ...] = (
         3,
         "created_at",
         {},
-        "The summaries of interactions older than 3 years are erased.",
+        "The free text (summary, participants) of interactions older than 3 years is erased.",
     ),
     RetentionRule(
         "closed_cases",

@@ -90,6 +90,7 @@ class Interaction(Table, tablename="interaction"):
     direction = Varchar(length=16, null=True, default=None)
     occurred_at = Timestamptz(index=True)
     summary = Text(null=True, default=None)
+    participants = Text(null=True, default=None)  # encrypted free text
     contact_id = UUID(index=True)
     deal_id = UUID(null=True, default=None, index=True)
 
