@@ -20,10 +20,12 @@ from litestar.template.config import TemplateConfig
 
 from admin_ui.pages.account import account, change_password, end_session, enrol, security
 from admin_ui.pages.alerts import AlertPages
+from admin_ui.pages.campaigns import CampaignPages
 from admin_ui.pages.compliance import CompliancePages
 from admin_ui.pages.consent import ConsentPages
 from admin_ui.pages.customer360 import CustomerPages
 from admin_ui.pages.dashboard import dashboard
+from admin_ui.pages.duplicates import DuplicatePages
 from admin_ui.pages.holds import HoldPages
 from admin_ui.pages.imports import ExportPages, ImportPages
 from admin_ui.pages.leads import LeadConvertPages
@@ -89,6 +91,7 @@ def admin_router() -> Router:
             ImportPages,  # /import (admins)
             ExportPages,  # /export/{kind}
             CustomerPages,  # /contacts/{id}/360
+            DuplicatePages,  # /contacts/duplicates, /merges
             record_pages(CONTACT, "/contacts", "Contacts"),
             record_pages(ORGANIZATION, "/organizations", "Organizations"),
             record_pages(DEAL, "/deals", "Deals"),
@@ -102,6 +105,7 @@ def admin_router() -> Router:
             LeadConvertPages,
             BoardPages,  # /pipeline
             PipelineSettingsPages,  # /admin/pipelines
+            CampaignPages,  # /campaigns: segments and campaigns (marketing, admin)
         ],
         exception_handlers={
             GatewayError: gateway_error_handler,

@@ -14,9 +14,10 @@ from admin_ui.plugin import AdminUI
 from server import db
 from server.auth.routes import AuthRoutes
 from server.background import BackgroundJobs
+from server.campaigns.routes import CampaignRoutes, SegmentRoutes
 from server.compliance.routes import ComplianceRoutes
 from server.consent.routes import ConsentLinks
-from server.contacts.routes import ContactRoutes
+from server.contacts.routes import ContactMergeRoutes, ContactRoutes
 from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes, NoteRoutes, TaskRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             health,
             ready,
             AuthRoutes,
+            ContactMergeRoutes,  # /api/v1/contacts/duplicates, /merge, /api/v1/merges
             ContactRoutes,
             OrganizationRoutes,
             DealRoutes,
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             PublicLeadForm,  # a website's contact form: no staff session, rate-limited
             ComplianceRoutes,
             ReportRoutes,
+            SegmentRoutes,
+            CampaignRoutes,
             ConsentLinks,
             PortalPages,  # the customer self-service portal (own cookie, no staff session)
         ],

@@ -19,7 +19,9 @@ APP_REGISTRY = AppRegistry(
         "migrations.dsr.piccolo_app",
         "migrations.portal.piccolo_app",
         "migrations.pipelines.piccolo_app",
+        "migrations.campaigns.piccolo_app",
         "migrations.imports.piccolo_app",
+        "migrations.duplicates.piccolo_app",
     ]
 )
 

@@ -14,6 +14,7 @@ from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, w
 from audit.trail import AuditTrail
 from policy.enforcer import PolicyEngine
 from server.auth.service import StaffAccounts
+from server.campaigns.service import Campaigns
 from server.consent.model import SUBJECT_ACTOR
 from server.consent.service import ConsentEngine
 from server.dsr.erasure import Erasure
@@ -53,6 +54,7 @@ class Services:
     erasure: Erasure  # with .holds and .restrictions
     retention: Retention
     pipelines: Pipelines
+    campaigns: Campaigns
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -145,6 +147,7 @@ def build_services(settings: Settings) -> Services:
         portal, erasure=erasure,
         retention=Retention(gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind),
         pipelines=pipelines,
+        campaigns=Campaigns(audit, policy, gateway, consent, mailer),
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)
     # Staff-fulfilled access and portability requests: the person gets an expiring link.

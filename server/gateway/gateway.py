@@ -43,7 +43,7 @@ from server.datamap import (
     clean_values,
     shown_name,
 )
-from server.gateway import bulk, erasure, leads
+from server.gateway import bulk, duplicates, erasure, leads
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.gateway.tables import TABLES
@@ -329,12 +329,22 @@ class Gateway:
     # --- queries ----------------------------------------------------------------------------
 
     def _scoped(
-        self, query: Any, table: type[Table], decision: AccessDecision, actor: Actor
+        self,
+        query: Any,
+        table: type[Table],
+        decision: AccessDecision,
+        actor: Actor,
+        *,
+        include_merged: bool = False,
     ) -> Any:
+        """The record scope in the WHERE; contacts merged into another (merge not undone)
+        are left out too, except for a subject export (``include_merged``): the merged
+        person's own row is still theirs until the merge is confirmed."""
         condition = scope_condition(
             decision, getattr(table, "owner_id"), getattr(table, "team"), actor.user_id, actor.team
         )
-        return query if condition is None else query.where(condition)
+        query = query if condition is None else query.where(condition)
+        return query if include_merged else duplicates.visible(query, table)
 
     async def _find(
         self, table: type[Table], decision: AccessDecision, actor: Actor, record_id: str
@@ -643,11 +653,20 @@ class Gateway:
         )
         return Page(items=items, total=total, page=page, page_size=page_size)
 
-    async def count(self, actor: Actor, resource: str, *, purpose: str | None = None) -> int:
+    @audits_bad_input("count")
+    async def count(
+        self,
+        actor: Actor,
+        resource: str,
+        *,
+        purpose: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> int:
         """How many records of ``resource`` the actor can reach, without reading any.
 
         For dashboards: a one-row ``list`` would record the newest customer as accessed by
         everyone who opens the start page, which would drown that person's access report.
+        And for audience sizes before a campaign is sent (``filters`` as for ``list``).
         Needs the ``list`` right; audited as a count, with no subject.
         """
         rt, table = self._record_type(resource)
@@ -662,11 +681,17 @@ class Gateway:
                 decision.reason,
                 Forbidden(f"your role may not list {rt.resource} records"),
             )
+        conditions = self._filter_conditions(rt, table, decision, filters or {})
         query = await self._with_basis(
             self._scoped(table.count(), table, decision, actor), table, purpose
         )
+        for condition in conditions:
+            query = query.where(condition)
         total = int(await query)
-        await self._audit(actor, rt, "count", Outcome.ALLOWED, purpose, detail={"total": total})
+        detail: dict[str, int | str] = {"total": total}
+        if filters:
+            detail["filters"] = ",".join(sorted(filters))
+        await self._audit(actor, rt, "count", Outcome.ALLOWED, purpose, detail=detail)
         return total
 
     async def aggregate(
@@ -788,7 +813,7 @@ class Gateway:
                     subject_ids=(str(subject),),
                 )
             query = table.select().where(getattr(table, "subject_id") == subject)
-            rows = await self._scoped(query, table, decision, actor)
+            rows = await self._scoped(query, table, decision, actor, include_merged=True)
             if not rows:
                 continue
             keys = await self.vault.keys_for([str(subject)])
@@ -878,6 +903,63 @@ class Gateway:
             deal=deal,
         )
 
+    # --- duplicates and merges (server.gateway.duplicates) ------------------------------
+
+    async def find_duplicates(self, actor: Actor, *, purpose: str | None = None) -> duplicates.Scan:
+        """Likely duplicate contact pairs in the actor's scope: ids and reasons only."""
+        purpose = purpose or self.default_purpose(actor.role)
+        return await duplicates.find_candidates(self, actor, purpose=purpose)
+
+    async def merge_preview(
+        self, actor: Actor, first_id: str, second_id: str, *, purpose: str | None = None
+    ) -> duplicates.Preview:
+        """Record counts of both contacts and why a merge would be refused (no values)."""
+        purpose = purpose or self.default_purpose(actor.role)
+        return await duplicates.preview(self, actor, first_id, second_id, purpose=purpose)
+
+    async def merge_contacts(
+        self,
+        actor: Actor,
+        survivor_id: str,
+        merged_id: str,
+        *,
+        keep: Mapping[str, str] | None = None,
+        purpose: str | None = None,
+    ) -> duplicates.Merge:
+        """Merge one contact into another in one audited transaction; undoable until
+        confirmed. ``keep``: field -> "survivor" | "merged"."""
+        purpose = purpose or self.default_purpose(actor.role)
+        return await duplicates.merge(
+            self, actor, survivor_id, merged_id, keep=keep, purpose=purpose
+        )
+
+    async def list_merges(
+        self, actor: Actor, *, state: str | None = None, purpose: str | None = None
+    ) -> builtins.list[duplicates.Merge]:
+        """Merges of contacts in the actor's scope, newest first."""
+        purpose = purpose or self.default_purpose(actor.role)
+        return await duplicates.list_merges(self, actor, purpose=purpose, state=state)
+
+    async def read_merge(
+        self, actor: Actor, merge_id: str, *, purpose: str | None = None
+    ) -> duplicates.Merge:
+        purpose = purpose or self.default_purpose(actor.role)
+        return await duplicates.read_merge(self, actor, merge_id, purpose=purpose)
+
+    async def undo_merge(
+        self, actor: Actor, merge_id: str, *, purpose: str | None = None
+    ) -> duplicates.Merge:
+        """Move back what a pending merge moved and show the merged contact again."""
+        purpose = purpose or self.default_purpose(actor.role)
+        return await duplicates.undo(self, actor, merge_id, purpose=purpose)
+
+    async def confirm_merge(
+        self, actor: Actor, merge_id: str, *, purpose: str | None = None
+    ) -> duplicates.Merge:
+        """Make a merge final: erase the merged contact (tombstone + shredded key)."""
+        purpose = purpose or self.default_purpose(actor.role)
+        return await duplicates.confirm(self, actor, merge_id, purpose=purpose)
+
     # --- CSV import and export (server.gateway.bulk; driven by server.csvio) ------------
 
     async def existing_values(
@@ -951,17 +1033,27 @@ class Gateway:
             elif name not in decision.fields:
                 problems[name] = "your role may not read this field"
             else:
-                try:
-                    cleaned = clean_values(
-                        rt, {name: value}, partial=True, default_region=self.default_region
-                    )
-                except InvalidValues as exc:
-                    problems.update(exc.problems)
-                    continue
-                cond_value = cleaned[name]
-                if spec.kind == "reference":
-                    cond_value = uuid.UUID(cond_value)
-                conditions.append(getattr(table, name) == cond_value)
+                # One value (``==``) or several (a list or tuple: SQL ``IN``, e.g. a
+                # segment's lifecycle_stage in {prospect, customer}); each one is checked.
+                many = isinstance(value, list | tuple)
+                wanted: builtins.list[Any] = []
+                for one in value if many else (value,):
+                    try:
+                        cleaned = clean_values(
+                            rt, {name: one}, partial=True, default_region=self.default_region
+                        )
+                    except InvalidValues as exc:
+                        problems.update(exc.problems)
+                        break
+                    cond_value = cleaned[name]
+                    wanted.append(uuid.UUID(cond_value) if spec.kind == "reference" else cond_value)
+                else:
+                    if not wanted:
+                        problems[name] = "give at least one value"
+                    elif many:
+                        conditions.append(getattr(table, name).is_in(wanted))
+                    else:
+                        conditions.append(getattr(table, name) == wanted[0])
         if problems:
             raise InvalidInput(
                 "invalid filter: " + "; ".join(f"{k}: {v}" for k, v in problems.items()),

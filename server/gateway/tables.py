@@ -172,3 +172,25 @@ TABLES: dict[str, type[Table]] = {
     "task": Task,
     "note": Note,
 }
+
+
+class ContactMerge(Table, tablename="contact_merge"):
+    """One merge of two contacts (server.gateway.duplicates): who survived, who was merged,
+    and what moved, so the merge can be undone until it is confirmed. Not a record type:
+    only ids, field names and the survivor's overwritten columns as they were stored
+    (ciphertext under the survivor's own key), never a plaintext value. A merged contact
+    whose merge is not undone is hidden from every list, search, count and report."""
+
+    id = UUID(primary_key=True)
+    survivor_id = UUID(index=True)
+    merged_id = UUID(index=True)
+    survivor_subject_id = UUID(index=True)
+    merged_subject_id = UUID(index=True)
+    state = Varchar(length=16, index=True)  # pending | undone | confirmed
+    merged_by = Varchar(length=64)  # the actor's audit id
+    created_at = Timestamptz(index=True)
+    decided_at = Timestamptz(null=True, default=None)
+    decided_by = Varchar(length=64, default="")
+    fields = Text(default="[]")  # JSON: the contact fields taken from the merged contact
+    moved = Text(default="[]")  # JSON: [{"type", "id", "subject", "refs"}] of moved records
+    previous = Text(default="{}")  # JSON: the survivor's overwritten columns (ciphertext)

@@ -1,0 +1,1036 @@
+"""Duplicate contacts: finding likely pairs, and merging one into the other - reversibly
+until someone confirms the merge.
+
+Finding pairs (:func:`find_candidates`), inside the actor's record scope only:
+
+* **same e-mail / same phone**: contacts sharing a blind index are grouped in SQL
+  (``GROUP BY email_bidx HAVING COUNT(*) > 1``), without reading anything. The index is
+  truncated on purpose (about four records share a token per million rows), so a shared
+  token is only a *candidate*: the one field of the candidates is decrypted in memory and
+  compared in canonical form, so "same e-mail" is never claimed for two different
+  addresses. That decryption is a read of personal data and is audited.
+* **similar names**: the names of the newest :data:`NAME_SCAN_LIMIT` contacts in scope
+  are decrypted (audited, one event per :data:`AUDIT_BATCH` people, like an export's
+  pages), blocked by the first two letters of the first and of the last name (so a
+  "Smith" is never compared with a "Jones", and swapped names still meet), and compared
+  within a block with ``rapidfuzz``'s token-sort ratio.
+
+A candidate names two contact ids and the reasons (``email``, ``phone``, ``name`` with a
+score), never a value.
+
+Merging (:func:`merge`) is one transaction: the chosen field values are sealed again for
+the survivor's row under the survivor's key; every record carrying the merged contact's
+subject id (deals, interactions, cases, tasks, notes, the lead it was converted from) is
+decrypted with the merged contact's key and sealed again under the survivor's, takes the
+survivor's subject id, and every reference to the merged contact (``contact_id``, a
+note's ``record_id``, a lead's ``converted_contact_id``) is pointed at the survivor. The
+merged contact's row is left untouched with its own key, hidden from every list, search,
+count and report by :func:`visible` (compiled into the query by ``Gateway._scoped``). A
+``contact_merge`` row remembers what moved and the survivor's overwritten columns as they
+were stored (ciphertext under the survivor's key), so :func:`undo` can put everything
+back exactly. :func:`confirm` makes it final: the merged contact becomes a tombstone and
+its key is shredded, as erasure does (``server.gateway.erasure``), after which undo is
+refused. Mentions in other people's free text are *not* scrubbed: the person is not
+erased, they live on as the survivor.
+
+Refused with a clear 409 rather than done wrong: either person is restricted (Art. 18),
+under a legal hold, has an open data-subject request or an erasure in progress, or is
+already part of a merge awaiting confirmation (two merges of one contact at once: the
+rows are locked on PostgreSQL, SQLite serialises writers). Consent records and requests
+of the merged person stay in their append-only ledgers under the merged subject id (the
+merge record links the two ids); consent is never copied to the survivor, since that
+would fabricate evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import unicodedata
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.querystring import QueryString
+from piccolo.table import Table
+from rapidfuzz import fuzz, process
+
+from audit.events import AuditEvent, Outcome
+from policy.enforcer import AccessDecision
+from server import db
+from server.datamap import CONTACT, RECORD_TYPES, Kind, RecordType
+from server.gateway import erasure
+from server.gateway.actor import Actor
+from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.gateway.tables import Contact, ContactMerge
+from server.vault import DataKey
+from server.vault.envelope import CiphertextError
+
+if TYPE_CHECKING:
+    from server.gateway.gateway import Gateway
+
+MERGE = "merge"  # the policy action (on ``contact``) and the audit action
+PENDING, UNDONE, CONFIRMED = "pending", "undone", "confirmed"
+STATES = (PENDING, UNDONE, CONFIRMED)
+SURVIVOR, MERGED = "survivor", "merged"
+NAME_SCAN_LIMIT = 5000  # newest contacts in scope whose names are compared per scan
+NAME_SCORE = 91  # token-sort ratio: "Jon Smith"/"John Smith" 95, "Mary"/"Mark Smith" 90
+EXACT_GROUP_LIMIT = 2000  # shared index tokens looked at per field per scan
+MAX_PAIRS = 500  # candidate pairs returned per scan
+AUDIT_BATCH = 500  # people per audit event of a scan
+_CHUNK = 500  # ids per IN (...) list
+_BLOCK = 2  # letters of a name that form a block
+
+
+@dataclass(frozen=True)
+class Reason:
+    kind: str  # "email" | "phone" | "name"
+    score: int = 100  # 100 for an exact match; the name similarity otherwise
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Two contacts that may be one person, and why. Ids and reasons only."""
+
+    first_id: str
+    second_id: str
+    reasons: tuple[Reason, ...]
+
+    @property
+    def score(self) -> int:
+        return max(r.score for r in self.reasons)
+
+
+@dataclass(frozen=True)
+class Scan:
+    pairs: list[Candidate]
+    names_compared: int  # contacts whose names were compared
+    name_limit: int
+    names_capped: bool  # more contacts in scope than were compared by name
+    pairs_capped: bool  # more pairs were found than returned
+
+
+@dataclass(frozen=True)
+class Merge:
+    id: str
+    survivor_id: str
+    merged_id: str
+    state: str
+    merged_by: str
+    created_at: dt.datetime
+    decided_at: dt.datetime | None
+    fields: tuple[str, ...]  # contact fields taken from the merged contact
+    moved: dict[str, int]  # records moved per type
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a merge of these two would do, for the review page: record counts per type
+    (the contact itself excluded) and the reasons it would be refused (empty: allowed)."""
+
+    related: dict[str, dict[str, int]]  # contact id -> record type -> count
+    blockers: list[str]
+    writable: frozenset[str]  # the fields whose value the actor may choose
+
+
+@dataclass
+class _Moved:
+    resource: str
+    id: str
+    subject: bool  # carried the merged subject id (re-sealed); else only references moved
+    refs: list[str] = field(default_factory=list)
+
+
+# --- hiding merged contacts ------------------------------------------------------------------
+
+
+def visible(query: Any, table: type[Table]) -> Any:
+    """Leave out contacts merged into another (unless the merge was undone), in the WHERE
+    clause: ``Gateway._scoped`` applies it, so lists, counts, searches, reports, exports
+    and reads by id never reach them."""
+    if table is not Contact:
+        return query
+    merged = ContactMerge.select(ContactMerge.merged_id).where(ContactMerge.state != UNDONE)
+    return query.where(Contact.id.not_in(merged))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _uuid(value: str, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value).strip())
+    except ValueError:
+        raise InvalidInput(f"{name}: not an id", problems={name: "not an id"}) from None
+
+
+async def _decision(gw: Gateway, actor: Actor, purpose: str) -> AccessDecision:
+    decision = gw._decide(actor, CONTACT, MERGE, purpose)
+    if not decision.allowed:
+        raise await gw._deny(
+            actor,
+            CONTACT,
+            MERGE,
+            purpose,
+            decision.reason,
+            Forbidden("your role may not find or merge duplicate contacts"),
+        )
+    return decision
+
+
+def _event(
+    actor: Actor,
+    action: str,
+    resource: str,
+    purpose: str,
+    subjects: Sequence[str],
+    *,
+    record_id: str | None = None,
+    fields: Iterable[str] = (),
+    detail: dict[str, int | str] | None = None,
+) -> AuditEvent:
+    return AuditEvent(
+        actor_id=actor.id,
+        actor_role=actor.role,
+        action=action,
+        resource_type=resource,
+        outcome=Outcome.ALLOWED,
+        purpose=purpose,
+        resource_id=record_id,
+        subject_ids=tuple(dict.fromkeys(subjects)),
+        fields=tuple(sorted(set(fields))),
+        reason="allowed",
+        request_id=actor.request_id,
+        detail=detail or {},
+    )
+
+
+async def _audit_read(
+    gw: Gateway, actor: Actor, purpose: str, subjects: Sequence[str], fields: Sequence[str]
+) -> None:
+    """A scan's decryption, one event per batch of people (fail closed: before use)."""
+    for start in range(0, len(subjects), AUDIT_BATCH):
+        batch = subjects[start : start + AUDIT_BATCH]
+        async with db.write_transaction():
+            await gw.audit.append(
+                _event(
+                    actor,
+                    "duplicates_scan",
+                    CONTACT.resource,
+                    purpose,
+                    batch,
+                    fields=fields,
+                    detail={"people": len(batch)},
+                )
+            )
+
+
+def _folded(text: str) -> str:
+    """Lower case, accents and punctuation gone, single spaces: "Zoë O'Brien" -> "zoe obrien"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    letters = "".join(c for c in decomposed if c.isalnum() or c.isspace())
+    return " ".join(letters.split())
+
+
+# --- detection -------------------------------------------------------------------------------
+
+
+async def find_candidates(gw: Gateway, actor: Actor, *, purpose: str) -> Scan:
+    """Likely duplicate pairs among the contacts in the actor's scope; see the module
+    docstring. Needs the ``merge`` right; a field the role may not read is not used."""
+    decision = await _decision(gw, actor, purpose)
+    read = gw._decide(actor, CONTACT, "read", purpose)
+    readable = read.fields if read.allowed else frozenset()
+    reasons: dict[tuple[str, str], dict[str, Reason]] = defaultdict(dict)
+    for name in ("email", "phone"):
+        if name in readable:
+            for pair in await _exact_pairs(gw, actor, decision, purpose, name):
+                reasons[pair][name] = Reason(name)
+    compared, capped = 0, False
+    if {"first_name", "last_name"} <= readable:
+        pairs, compared, capped = await _name_pairs(gw, actor, decision, purpose)
+        for pair, score in pairs.items():
+            reasons[pair]["name"] = Reason("name", score)
+    candidates = [
+        Candidate(a, b, tuple(r[k] for k in ("email", "phone", "name") if k in r))
+        for (a, b), r in reasons.items()
+    ]
+    candidates.sort(key=lambda c: (-len(c.reasons), -c.score, c.first_id, c.second_id))
+    async with db.write_transaction():
+        await gw.audit.append(
+            _event(
+                actor,
+                "duplicates",
+                CONTACT.resource,
+                purpose,
+                (),
+                detail={"pairs": len(candidates), "names_compared": compared},
+            )
+        )
+    return Scan(
+        pairs=candidates[:MAX_PAIRS],
+        names_compared=compared,
+        name_limit=NAME_SCAN_LIMIT,
+        names_capped=capped,
+        pairs_capped=len(candidates) > MAX_PAIRS,
+    )
+
+
+async def _scoped(
+    gw: Gateway, actor: Actor, decision: AccessDecision, purpose: str, query: Any
+) -> Any:
+    """Scope, visibility, restriction and consent in the WHERE, as for a list."""
+    return await gw._with_basis(gw._scoped(query, Contact, decision, actor), Contact, purpose)
+
+
+def _pairs_of(ids: Sequence[str]) -> Iterable[tuple[str, str]]:
+    ordered = sorted(ids)
+    for i, first in enumerate(ordered):
+        for second in ordered[i + 1 :]:
+            yield first, second
+
+
+async def _exact_pairs(
+    gw: Gateway, actor: Actor, decision: AccessDecision, purpose: str, name: str
+) -> list[tuple[str, str]]:
+    spec = CONTACT.by_name[name]
+    column = getattr(Contact, spec.index_column)
+    grouped = await _scoped(gw, actor, decision, purpose, Contact.select(column))
+    tokens = [
+        row[spec.index_column]
+        for row in await grouped.where(column.is_not_null())
+        .group_by(column)
+        .having(QueryString("COUNT(*) > 1"))
+        .limit(EXACT_GROUP_LIMIT)
+    ]
+    pairs: list[tuple[str, str]] = []
+    for start in range(0, len(tokens), _CHUNK):
+        query = Contact.select(Contact.id, Contact.subject_id, getattr(Contact, name)).where(
+            column.is_in(tokens[start : start + _CHUNK])
+        )
+        rows = await (await _scoped(gw, actor, decision, purpose, query))
+        keys = await gw.vault.keys_for(str(r["subject_id"]) for r in rows)
+        await _audit_read(gw, actor, purpose, [str(r["subject_id"]) for r in rows], [name])
+        by_value: dict[str, list[str]] = defaultdict(list)
+        for row in rows:
+            key = keys.get(str(row["subject_id"]))
+            plain = row[name] and gw._decrypt(CONTACT, spec, str(row["id"]), key, row[name])
+            if not isinstance(plain, str) or not plain:
+                continue
+            try:
+                canonical = gw.vault.normalize(spec, plain)
+            except ValueError:
+                continue
+            by_value[canonical].append(str(row["id"]))
+        for ids in by_value.values():
+            pairs.extend(_pairs_of(ids))
+    return pairs
+
+
+async def _name_pairs(
+    gw: Gateway, actor: Actor, decision: AccessDecision, purpose: str
+) -> tuple[dict[tuple[str, str], int], int, bool]:
+    query = Contact.select(
+        Contact.id, Contact.subject_id, Contact.first_name, Contact.last_name
+    ).order_by(Contact.created_at, ascending=False)
+    rows = await (await _scoped(gw, actor, decision, purpose, query)).limit(NAME_SCAN_LIMIT + 1)
+    capped = len(rows) > NAME_SCAN_LIMIT
+    rows = rows[:NAME_SCAN_LIMIT]
+    keys = await gw.vault.keys_for(str(r["subject_id"]) for r in rows)
+    await _audit_read(
+        gw, actor, purpose, [str(r["subject_id"]) for r in rows], ["first_name", "last_name"]
+    )
+    first_spec, last_spec = CONTACT.by_name["first_name"], CONTACT.by_name["last_name"]
+    blocks: dict[str, list[tuple[str, str]]] = defaultdict(list)  # block -> (id, full name)
+    for row in rows:
+        key = keys.get(str(row["subject_id"]))
+        row_id = str(row["id"])
+        first = row["first_name"] and gw._decrypt(
+            CONTACT, first_spec, row_id, key, row["first_name"]
+        )
+        last = row["last_name"] and gw._decrypt(CONTACT, last_spec, row_id, key, row["last_name"])
+        first_f, last_f = _folded(first or ""), _folded(last or "")
+        if not first_f and not last_f:
+            continue  # a tombstone: nothing to compare
+        full = f"{first_f} {last_f}".strip()
+        for part in {first_f[:_BLOCK], last_f[:_BLOCK]} - {""}:
+            blocks[part].append((row_id, full))
+    found: dict[tuple[str, str], int] = {}
+    for members in blocks.values():
+        names = [n for _, n in members]
+        for i in range(len(members) - 1):
+            matches = process.extract(
+                names[i],
+                names[i + 1 :],
+                scorer=fuzz.token_sort_ratio,
+                score_cutoff=NAME_SCORE,
+                limit=None,
+            )
+            for _, score, offset in matches:
+                a, b = sorted((members[i][0], members[i + 1 + offset][0]))
+                if a != b:
+                    found[(a, b)] = max(found.get((a, b), 0), round(score))
+    return found, len(rows), capped
+
+
+# --- the pair, and the checks a merge must pass --------------------------------------------
+
+
+async def _pair(
+    gw: Gateway, actor: Actor, decision: AccessDecision, purpose: str, ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Both contacts, each in the actor's scope and visible; else an audited 404."""
+    rows = []
+    for value in ids:
+        row = await gw._find(Contact, decision, actor, value)
+        if row is None:
+            raise await gw._deny(
+                actor,
+                CONTACT,
+                MERGE,
+                purpose,
+                "not_found_or_out_of_scope",
+                NotFound("contact not found"),
+                record_id=str(value),
+                subject_ids=await gw._subject_of(Contact, value),
+            )
+        rows.append(row)
+    return rows
+
+
+async def _blockers(gw: Gateway, subjects: Mapping[str, str]) -> list[str]:
+    """Why these people may not be merged now (``subjects``: a label per subject id).
+
+    Reads the compliance registers by subject id only. Imported here, not at the top:
+    ``server.dsr`` builds on the gateway, and only these three tables are needed.
+    """
+    from server.dsr.requests import ANSWERED
+    from server.dsr.tables import DsrRequest, ErasureJob, LegalHold
+
+    problems: list[str] = []
+    today = dt.datetime.now(dt.UTC).date()
+    for subject, label in subjects.items():
+        sid = uuid.UUID(subject)
+        if gw.restrictions is None or await gw.restrictions.is_restricted(subject):
+            problems.append(
+                f"the {label} contact's processing is restricted (Art. 18): lift the "
+                "restriction before merging"
+            )
+        holds = await LegalHold.count().where(
+            (LegalHold.subject_id == sid)
+            & LegalHold.released_at.is_null()
+            & (LegalHold.held_until >= today)
+        )
+        if holds:
+            problems.append(
+                f"the {label} contact is under a legal hold: their records must stay as "
+                "they are until the hold ends or is released"
+            )
+        open_requests = await DsrRequest.count().where(
+            (DsrRequest.subject_id == sid) & DsrRequest.state.not_in(sorted(ANSWERED))
+        )
+        if open_requests:
+            problems.append(
+                f"the {label} contact has an open data-subject request: answer it before "
+                "merging, so it is answered about the records it was made about"
+            )
+        if await ErasureJob.count().where(ErasureJob.subject_id == sid):
+            problems.append(f"the {label} contact is being or has been erased")
+    return problems
+
+
+async def _pending_with(ids: Sequence[uuid.UUID]) -> int:
+    involved = ContactMerge.survivor_id.is_in(list(ids)) | ContactMerge.merged_id.is_in(list(ids))
+    return int(await ContactMerge.count().where((ContactMerge.state == PENDING) & involved))
+
+
+async def preview(
+    gw: Gateway, actor: Actor, first_id: str, second_id: str, *, purpose: str
+) -> Preview:
+    """Counts and refusal reasons for the review page (ids and numbers only)."""
+    if _uuid(first_id, "first_id") == _uuid(second_id, "second_id"):
+        raise InvalidInput(
+            "a contact cannot be merged into itself", problems={"second_id": "same as first"}
+        )
+    decision = await _decision(gw, actor, purpose)
+    rows = await _pair(gw, actor, decision, purpose, (first_id, second_id))
+    related: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts = await erasure.record_counts(gw, str(row["subject_id"]))
+        counts[CONTACT.resource] = counts.get(CONTACT.resource, 1) - 1
+        related[str(row["id"])] = {k: v for k, v in counts.items() if v}
+    blockers = await _blockers(
+        gw, {str(rows[0]["subject_id"]): "first", str(rows[1]["subject_id"]): "second"}
+    )
+    if await _pending_with([rows[0]["id"], rows[1]["id"]]):
+        blockers.append(
+            "one of these contacts is part of a merge awaiting confirmation: confirm or "
+            "undo that merge first"
+        )
+    return Preview(related=related, blockers=blockers, writable=decision.fields)
+
+
+# --- merge -----------------------------------------------------------------------------------
+
+
+def _stored(value: Any) -> Any:
+    """A column value as JSON can hold it (ids and moments as strings)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def _restored(spec_kind: Kind | None, value: Any) -> Any:
+    if value is not None and spec_kind is Kind.REFERENCE:
+        return uuid.UUID(value)
+    return value
+
+
+def _choose(
+    keep: Mapping[str, str],
+    writable: frozenset[str],
+    survivor: Mapping[str, Any],
+    merged: Mapping[str, Any],
+) -> list[str]:
+    """The fields whose value comes from the merged contact: those asked for, and by default
+    those the survivor lacks and the merged contact has (if the actor may write them)."""
+    problems: dict[str, str] = {}
+    for name, side in keep.items():
+        if name not in CONTACT.by_name:
+            problems[name[:40]] = "unknown field"
+        elif side not in (SURVIVOR, MERGED):
+            problems[name] = f"expected {SURVIVOR!r} or {MERGED!r}"
+        elif side == MERGED and name not in writable:
+            problems[name] = "your role may not change this field"
+        elif side == MERGED and CONTACT.by_name[name].required and not merged.get(name):
+            problems[name] = "the merged contact has no value for this required field"
+    if problems:
+        raise InvalidInput(
+            "keep: " + "; ".join(f"{k}: {v}" for k, v in problems.items()), problems=problems
+        )
+    taken = []
+    for spec in CONTACT.fields:
+        chosen = keep.get(spec.name)
+        if chosen is None:
+            empty = survivor.get(spec.name) in (None, "")
+            has = merged.get(spec.name) not in (None, "")
+            chosen = MERGED if empty and has and spec.name in writable else SURVIVOR
+        if chosen == MERGED:
+            taken.append(spec.name)
+    return taken
+
+
+async def _lock(ids: Sequence[uuid.UUID]) -> None:
+    """Serialise merges touching these contacts: row locks on PostgreSQL (in id order, so
+    two merges never wait on each other crosswise); SQLite already runs one writer."""
+    if isinstance(db.get_engine(), PostgresEngine):
+        await (
+            Contact.select(Contact.id)
+            .where(Contact.id.is_in(sorted(ids)))
+            .order_by(Contact.id)
+            .lock_rows()
+        )
+
+
+def _reseal(
+    gw: Gateway,
+    rt: RecordType,
+    table: type[Table],
+    row: Mapping[str, Any],
+    old: DataKey,
+    new: DataKey,
+) -> dict[Any, Any]:
+    """Column changes re-sealing one record from ``old``'s subject to ``new``'s. The blind
+    indexes do not depend on the key and stay as they are."""
+    row_id = str(row["id"])
+    changes: dict[Any, Any] = {getattr(table, "subject_id"): uuid.UUID(new.subject_id)}
+    for spec in rt.fields:
+        token = row.get(spec.name)
+        if not spec.encrypted or not token:
+            continue
+        try:
+            plain = gw.vault.decrypt_value(rt, spec, row_id, old, token)
+        except CiphertextError:
+            raise Conflict(
+                f"a {rt.resource} record could not be opened with its person's key; "
+                "nothing was changed"
+            ) from None
+        sealed = gw.vault.encrypt_values(rt, row_id, new, {spec.name: plain})
+        changes[getattr(table, spec.name)] = sealed[spec.name]
+    return changes
+
+
+def _contact_references(rt: RecordType) -> list[str]:
+    """The fields of ``rt`` that can point at a contact."""
+    names = [f.name for f in rt.fields if f.references == CONTACT.resource]
+    names += [f.name for f in rt.fields if f.references_from]
+    return names
+
+
+def _points_at(rt: RecordType, row: Mapping[str, Any], name: str, contact: uuid.UUID) -> bool:
+    spec = rt.by_name[name]
+    if spec.references_from and row.get(spec.references_from) != CONTACT.resource:
+        return False
+    return row.get(name) == contact
+
+
+async def _move(
+    gw: Gateway, source: uuid.UUID, target: uuid.UUID, old: DataKey, new: DataKey
+) -> list[_Moved]:
+    """Move every record of ``old``'s subject to ``new``'s (re-sealed) and point every
+    reference to contact ``source`` at ``target``. The contact ``source`` itself stays.
+    Runs inside the caller's transaction."""
+    moved: list[_Moved] = []
+    old_subject = uuid.UUID(old.subject_id)
+    for rt, table in erasure.record_types():
+        refs = _contact_references(rt)
+        condition = getattr(table, "subject_id") == old_subject
+        for name in refs:
+            condition = condition | (getattr(table, name) == source)
+        for row in await table.select().where(condition):
+            if table is Contact and row["id"] == source:
+                continue
+            entry = _Moved(rt.resource, str(row["id"]), row["subject_id"] == old_subject)
+            changes = _reseal(gw, rt, table, row, old, new) if entry.subject else {}
+            for name in refs:
+                if _points_at(rt, row, name, source):
+                    changes[getattr(table, name)] = target
+                    entry.refs.append(name)
+            if changes:
+                await table.update(changes).where(table._meta.primary_key == row["id"])
+                moved.append(entry)
+    return moved
+
+
+async def _move_back(
+    gw: Gateway,
+    moved: Sequence[_Moved],
+    survivor: uuid.UUID,
+    merged: uuid.UUID,
+    survivor_key: DataKey,
+    merged_key: DataKey,
+) -> list[_Moved]:
+    """Exactly the records a merge moved, back: re-sealed under the merged contact's key
+    and their recorded references pointed at it again. A record deleted since is gone."""
+    back: list[_Moved] = []
+    survivor_subject = uuid.UUID(survivor_key.subject_id)
+    by_type: dict[str, dict[uuid.UUID, _Moved]] = defaultdict(dict)
+    for entry in moved:
+        by_type[entry.resource][uuid.UUID(entry.id)] = entry
+    for rt, table in erasure.record_types():
+        wanted = by_type.get(rt.resource)
+        if not wanted:
+            continue
+        pk = table._meta.primary_key
+        ids = list(wanted)
+        for start in range(0, len(ids), _CHUNK):
+            for row in await table.select().where(pk.is_in(ids[start : start + _CHUNK])):
+                entry = wanted[row["id"]]
+                changes: dict[Any, Any] = {}
+                if entry.subject and row["subject_id"] == survivor_subject:
+                    changes = _reseal(gw, rt, table, row, survivor_key, merged_key)
+                for name in entry.refs:
+                    if row.get(name) == survivor:
+                        changes[getattr(table, name)] = merged
+                if changes:
+                    await table.update(changes).where(pk == row["id"])
+                    back.append(entry)
+    return back
+
+
+def _counts(moved: Iterable[_Moved]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for entry in moved:
+        counts[entry.resource] += 1
+    return dict(counts)
+
+
+def _move_events(
+    actor: Actor,
+    action: str,
+    purpose: str,
+    moved: Sequence[_Moved],
+    subjects: Sequence[str],
+    merge_id: str,
+) -> list[AuditEvent]:
+    """One event per record type moved: both subjects, the re-sealed fields, the count."""
+    events = []
+    for resource, count in sorted(_counts(moved).items()):
+        rt = RECORD_TYPES[resource]
+        fields = [f.name for f in rt.fields if f.encrypted]
+        fields += sorted({r for m in moved if m.resource == resource for r in m.refs})
+        events.append(
+            _event(
+                actor,
+                action,
+                resource,
+                purpose,
+                subjects,
+                fields=fields,
+                detail={"records": count, "merge": merge_id},
+            )
+        )
+    return events
+
+
+async def merge(
+    gw: Gateway,
+    actor: Actor,
+    survivor_id: str,
+    merged_id: str,
+    *,
+    keep: Mapping[str, str] | None = None,
+    purpose: str,
+) -> Merge:
+    """Merge ``merged_id`` into ``survivor_id``; see the module docstring."""
+    survivor_uuid, merged_uuid = _uuid(survivor_id, "survivor_id"), _uuid(merged_id, "merged_id")
+    if survivor_uuid == merged_uuid:
+        raise InvalidInput(
+            "a contact cannot be merged into itself", problems={"merged_id": "same as survivor"}
+        )
+    decision = await _decision(gw, actor, purpose)
+    survivor, merged = await _pair(gw, actor, decision, purpose, (survivor_id, merged_id))
+    subjects = (str(survivor["subject_id"]), str(merged["subject_id"]))
+    blockers = await _blockers(gw, {subjects[0]: "surviving", subjects[1]: "merged"})
+    if blockers:
+        raise Conflict("these contacts cannot be merged now: " + "; ".join(blockers))
+    now = dt.datetime.now(dt.UTC)
+    merge_id = str(uuid.uuid4())
+    async with db.write_transaction():
+        await _lock([survivor_uuid, merged_uuid])
+        if await _pending_with([survivor_uuid, merged_uuid]):
+            raise Conflict(
+                "one of these contacts is already part of a merge awaiting confirmation: "
+                "confirm or undo that merge first"
+            )
+        # Read again under the lock: the values merged are those of this moment.
+        survivor, merged = await _pair(gw, actor, decision, purpose, (survivor_id, merged_id))
+        keys = await gw.vault.keys_for(subjects)
+        if subjects[0] not in keys or subjects[1] not in keys:
+            raise Conflict("one of these contacts has been erased and cannot be merged")
+        old, new = keys[subjects[1]], keys[subjects[0]]
+        taken = _choose(keep or {}, decision.fields, survivor, merged)
+        previous: dict[str, Any] = {}
+        changes: dict[Any, Any] = {Contact.updated_at: now}
+        for name in taken:
+            spec = CONTACT.by_name[name]
+            previous[name] = _stored(survivor[name])
+            if spec.blind_index:
+                previous[spec.index_column] = survivor[spec.index_column]
+            raw = merged[name]
+            if spec.encrypted and raw:
+                try:
+                    plain = gw.vault.decrypt_value(CONTACT, spec, str(merged_uuid), old, raw)
+                except CiphertextError:
+                    raise Conflict("the merged contact's values could not be read") from None
+                sealed = gw.vault.encrypt_values(CONTACT, str(survivor_uuid), new, {name: plain})
+            elif spec.encrypted:
+                sealed = gw.vault.encrypt_values(CONTACT, str(survivor_uuid), new, {name: None})
+            else:
+                sealed = {name: raw}
+            changes.update({getattr(Contact, k): v for k, v in sealed.items()})
+        await Contact.update(changes).where(Contact.id == survivor_uuid)
+        moved = await _move(gw, merged_uuid, survivor_uuid, old, new)
+        await ContactMerge.insert(
+            ContactMerge(
+                id=uuid.UUID(merge_id),
+                survivor_id=survivor_uuid,
+                merged_id=merged_uuid,
+                survivor_subject_id=uuid.UUID(subjects[0]),
+                merged_subject_id=uuid.UUID(subjects[1]),
+                state=PENDING,
+                merged_by=actor.id,
+                created_at=now,
+                fields=json.dumps(taken),
+                moved=json.dumps([m.__dict__ for m in moved]),
+                previous=json.dumps(previous),
+            )
+        ).run()
+        await gw._recheck(actor, CONTACT, Contact, str(survivor_uuid), purpose)
+        counts = _counts(moved)
+        await gw.audit.append(
+            _event(
+                actor,
+                MERGE,
+                CONTACT.resource,
+                purpose,
+                subjects,
+                record_id=str(survivor_uuid),
+                fields=taken,
+                detail={"merge": merge_id, "merged": str(merged_uuid), **counts},
+            )
+        )
+        for event in _move_events(actor, "merge_move", purpose, moved, subjects, merge_id):
+            await gw.audit.append(event)
+    return Merge(
+        id=merge_id,
+        survivor_id=str(survivor_uuid),
+        merged_id=str(merged_uuid),
+        state=PENDING,
+        merged_by=actor.id,
+        created_at=now,
+        decided_at=None,
+        fields=tuple(taken),
+        moved=counts,
+    )
+
+
+# --- the merge record: list, undo, confirm --------------------------------------------------
+
+
+def _merge_of(row: Mapping[str, Any]) -> Merge:
+    moved = [_Moved(**m) for m in json.loads(row["moved"])]
+    return Merge(
+        id=str(row["id"]),
+        survivor_id=str(row["survivor_id"]),
+        merged_id=str(row["merged_id"]),
+        state=str(row["state"]),
+        merged_by=str(row["merged_by"]),
+        created_at=row["created_at"],
+        decided_at=row["decided_at"],
+        fields=tuple(json.loads(row["fields"])),
+        moved=_counts(moved),
+    )
+
+
+def _survivor_in_scope(gw: Gateway, actor: Actor, decision: AccessDecision) -> Any:
+    """Merges whose survivor the actor can reach (a sub-select with the record scope)."""
+    contacts = gw._scoped(Contact.select(Contact.id), Contact, decision, actor)
+    return ContactMerge.survivor_id.is_in(contacts)
+
+
+async def list_merges(
+    gw: Gateway, actor: Actor, *, purpose: str, state: str | None = None, limit: int = 100
+) -> list[Merge]:
+    """Merges of contacts in the actor's scope, newest first (ids and counts only)."""
+    if state is not None and state not in STATES:
+        raise InvalidInput(
+            "state: expected one of " + ", ".join(STATES), problems={"state": "unknown state"}
+        )
+    decision = await _decision(gw, actor, purpose)
+    query = ContactMerge.select().where(_survivor_in_scope(gw, actor, decision))
+    if state is not None:
+        query = query.where(ContactMerge.state == state)
+    rows = await query.order_by(ContactMerge.created_at, ascending=False).limit(limit)
+    merges = [_merge_of(r) for r in rows]
+    async with db.write_transaction():
+        await gw.audit.append(
+            _event(
+                actor,
+                "list_merges",
+                CONTACT.resource,
+                purpose,
+                (),
+                detail={"returned": len(merges), "state": state or ""},
+            )
+        )
+    return merges
+
+
+async def _find_merge(
+    gw: Gateway, actor: Actor, merge_id: str, action: str, purpose: str
+) -> tuple[AccessDecision, dict[str, Any]]:
+    decision = await _decision(gw, actor, purpose)
+    try:
+        mid = uuid.UUID(str(merge_id))
+    except ValueError:
+        mid = None
+    row = None
+    if mid is not None:
+        row = await (
+            ContactMerge.select()
+            .where((ContactMerge.id == mid) & _survivor_in_scope(gw, actor, decision))
+            .first()
+        )
+    if row is None:
+        raise await gw._deny(
+            actor,
+            CONTACT,
+            action,
+            purpose,
+            "not_found_or_out_of_scope",
+            NotFound("merge not found"),
+            record_id=str(merge_id)[:64],
+        )
+    return decision, row
+
+
+async def read_merge(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> Merge:
+    """One merge of a contact in scope (ids, state, field names and counts)."""
+    _, row = await _find_merge(gw, actor, merge_id, "read_merge", purpose)
+    return _merge_of(row)
+
+
+def _decided(state: str) -> Conflict:
+    if state == CONFIRMED:
+        return Conflict(
+            "this merge was confirmed: the merged contact has been erased, so the merge "
+            "can no longer be undone"
+        )
+    return Conflict("this merge was undone; merge the contacts again if they are one person")
+
+
+async def _claim(row: Mapping[str, Any], state: str, actor: Actor, now: dt.datetime) -> None:
+    """Move the merge from pending to ``state``, or 409 if someone decided it first."""
+    claimed = await (
+        ContactMerge.update(
+            {
+                ContactMerge.state: state,
+                ContactMerge.decided_at: now,
+                ContactMerge.decided_by: actor.id,
+                ContactMerge.previous: "{}",  # no longer needed either way: minimise
+            }
+        )
+        .where((ContactMerge.id == row["id"]) & (ContactMerge.state == PENDING))
+        .returning(ContactMerge.id)
+    )
+    if not claimed:
+        current = await ContactMerge.select(ContactMerge.state).where(ContactMerge.id == row["id"])
+        raise _decided(str(current[0]["state"]) if current else UNDONE)
+
+
+async def _added_since(moved: Sequence[_Moved], survivor_subject: uuid.UUID) -> dict[str, int]:
+    """Records of the survivor, not moved by the merge, that point at a moved record (a task
+    added to a moved deal): undoing would leave them about the wrong person."""
+    ids: dict[str, list[uuid.UUID]] = defaultdict(list)
+    for entry in moved:
+        ids[entry.resource].append(uuid.UUID(entry.id))
+    found: dict[str, int] = {}
+    for rt, table in erasure.record_types():
+        for spec in rt.fields:
+            if spec.references_from:  # a note: typed by its type field
+                targets = list(ids)
+            elif spec.references in ids:
+                targets = [spec.references]
+            else:
+                continue
+            for target in targets:
+                query = table.count().where(
+                    (getattr(table, "subject_id") == survivor_subject)
+                    & getattr(table, spec.name).is_in(ids[target])
+                )
+                if spec.references_from:
+                    query = query.where(getattr(table, spec.references_from) == target)
+                if ids.get(rt.resource):
+                    query = query.where(table._meta.primary_key.not_in(ids[rt.resource]))
+                n = int(await query)
+                if n:
+                    found[rt.resource] = found.get(rt.resource, 0) + n
+    return found
+
+
+async def undo(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> Merge:
+    """Put back exactly what the merge moved (sealed again under the merged contact's key),
+    restore the survivor's overwritten fields and show the merged contact again."""
+    _, row = await _find_merge(gw, actor, merge_id, "merge_undo", purpose)
+    if row["state"] != PENDING:
+        raise _decided(str(row["state"]))
+    now = dt.datetime.now(dt.UTC)
+    moved = [_Moved(**m) for m in json.loads(row["moved"])]
+    subjects = (str(row["survivor_subject_id"]), str(row["merged_subject_id"]))
+    async with db.write_transaction():
+        await _lock([row["survivor_id"], row["merged_id"]])
+        await _claim(row, UNDONE, actor, now)
+        added = await _added_since(moved, row["survivor_subject_id"])
+        if added:
+            raise Conflict(
+                "records were added since the merge to records it moved ("
+                + ", ".join(f"{n} {name}(s)" for name, n in sorted(added.items()))
+                + "); move or delete them before undoing the merge"
+            )
+        keys = await gw.vault.keys_for(subjects)
+        if subjects[0] not in keys or subjects[1] not in keys:
+            raise Conflict(
+                "one of these people has been erased since the merge: it cannot be undone"
+            )
+        back = await _move_back(
+            gw, moved, row["survivor_id"], row["merged_id"], keys[subjects[0]], keys[subjects[1]]
+        )
+        previous = json.loads(row["previous"])
+        restore: dict[Any, Any] = {Contact.updated_at: now}
+        for name, value in previous.items():
+            spec = CONTACT.by_name.get(name)
+            restore[getattr(Contact, name)] = _restored(spec.kind if spec else None, value)
+        await Contact.update(restore).where(Contact.id == row["survivor_id"])
+        await gw.audit.append(
+            _event(
+                actor,
+                "merge_undo",
+                CONTACT.resource,
+                purpose,
+                subjects,
+                record_id=str(row["survivor_id"]),
+                fields=json.loads(row["fields"]),
+                detail={"merge": str(row["id"]), "merged": str(row["merged_id"]), **_counts(back)},
+            )
+        )
+        for event in _move_events(
+            actor, "merge_move_back", purpose, back, subjects, str(row["id"])
+        ):
+            await gw.audit.append(event)
+    return _merge_of({**row, "state": UNDONE, "decided_at": now})
+
+
+async def confirm(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> Merge:
+    """Make the merge final: the merged contact becomes a tombstone and its key is shredded
+    (as erasure does), in one transaction. Undo is refused from then on."""
+    _, row = await _find_merge(gw, actor, merge_id, "merge_confirm", purpose)
+    if row["state"] != PENDING:
+        raise _decided(str(row["state"]))
+    merged_subject = str(row["merged_subject_id"])
+    blockers = await _blockers(gw, {merged_subject: "merged"})
+    if blockers:
+        raise Conflict("this merge cannot be confirmed now: " + "; ".join(blockers))
+    now = dt.datetime.now(dt.UTC)
+    async with db.write_transaction():
+        await _claim(row, CONFIRMED, actor, now)
+        erased: dict[str, int] = {}
+        for rt, table in erasure.record_types():
+            encrypted = [f for f in rt.fields if f.encrypted]
+            subject_column = getattr(table, "subject_id")
+            count = int(await table.count().where(subject_column == row["merged_subject_id"]))
+            if not count or not encrypted:
+                continue
+            await table.update(erasure._cleared(rt, table, encrypted)).where(
+                subject_column == row["merged_subject_id"]
+            )
+            erased[rt.resource] = count
+            await gw.audit.append(
+                _event(
+                    actor,
+                    "erase",
+                    rt.resource,
+                    purpose,
+                    (merged_subject,),
+                    fields=[f.name for f in encrypted],
+                    detail={"records": count, "merge": str(row["id"])},
+                )
+            )
+        await gw.vault.shred_subject(merged_subject)
+        await gw.audit.append(
+            _event(
+                actor,
+                "shred",
+                "data_subject",
+                purpose,
+                (merged_subject,),
+                detail={"merge": str(row["id"])},
+            )
+        )
+        await gw.audit.append(
+            _event(
+                actor,
+                "merge_confirm",
+                CONTACT.resource,
+                purpose,
+                (str(row["survivor_subject_id"]), merged_subject),
+                record_id=str(row["survivor_id"]),
+                detail={"merge": str(row["id"]), "merged": str(row["merged_id"]), **erased},
+            )
+        )
+    return _merge_of({**row, "state": CONFIRMED, "decided_at": now})
