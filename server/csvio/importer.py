@@ -84,6 +84,12 @@ class SourceRow:
     extra: bool = False  # more values than the header has columns
 
 
+def summary_line(rows: int, created: int, skipped: int, bad: int, *, dry_run: bool) -> str:
+    """The one-line result of an import, as the CLI prints it and the admin shows it."""
+    verb = "would be created" if dry_run else "created"
+    return f"{rows} rows: {created} {verb}, {skipped} skipped, {bad} bad"
+
+
 @dataclass
 class ImportReport:
     """What an import did (or, in a dry run, would do). Counts, lines, field names and
@@ -107,10 +113,8 @@ class ImportReport:
         return not self.problems
 
     def summary(self) -> str:
-        verb = "would be created" if self.dry_run else "created"
-        return (
-            f"{self.rows} rows: {self.created} {verb}, {len(self.skipped)} skipped, "
-            f"{len(self.bad_lines)} bad"
+        return summary_line(
+            self.rows, self.created, len(self.skipped), len(self.bad_lines), dry_run=self.dry_run
         )
 
     def rate(self) -> str:

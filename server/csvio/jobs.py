@@ -26,7 +26,13 @@ from typing import Any
 
 import structlog
 
-from server.csvio.importer import ColumnPlan, ImportReport, SourceRow, import_rows
+from server.csvio.importer import (
+    ColumnPlan,
+    ImportReport,
+    SourceRow,
+    import_rows,
+    summary_line,
+)
 from server.csvio.tables import ImportJob
 from server.gateway import Actor, Gateway, GatewayError
 
@@ -70,10 +76,8 @@ class JobView:
         return self.status == "running"
 
     def summary(self) -> str:
-        verb = "would be created" if self.dry_run else "created"
-        return (
-            f"{self.total_rows} rows: {self.created} {verb}, {self.skipped} skipped, "
-            f"{self.bad_lines} bad"
+        return summary_line(
+            self.total_rows, self.created, self.skipped, self.bad_lines, dry_run=self.dry_run
         )
 
 

@@ -58,13 +58,14 @@ from piccolo.querystring import QueryString
 from piccolo.table import Table
 from rapidfuzz import fuzz, process
 
-from audit.events import AuditEvent, Outcome
+from audit.events import AuditEvent
 from policy.enforcer import AccessDecision
 from server import db
 from server.datamap import CONTACT, RECORD_TYPES, Kind, RecordType
 from server.gateway import erasure
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.gateway.events import allowed_event
 from server.gateway.tables import Contact, ContactMerge
 from server.vault import DataKey
 from server.vault.envelope import CiphertextError
@@ -181,33 +182,6 @@ async def _decision(gw: Gateway, actor: Actor, purpose: str) -> AccessDecision:
     return decision
 
 
-def _event(
-    actor: Actor,
-    action: str,
-    resource: str,
-    purpose: str,
-    subjects: Sequence[str],
-    *,
-    record_id: str | None = None,
-    fields: Iterable[str] = (),
-    detail: dict[str, int | str] | None = None,
-) -> AuditEvent:
-    return AuditEvent(
-        actor_id=actor.id,
-        actor_role=actor.role,
-        action=action,
-        resource_type=resource,
-        outcome=Outcome.ALLOWED,
-        purpose=purpose,
-        resource_id=record_id,
-        subject_ids=tuple(dict.fromkeys(subjects)),
-        fields=tuple(sorted(set(fields))),
-        reason="allowed",
-        request_id=actor.request_id,
-        detail=detail or {},
-    )
-
-
 async def _audit_read(
     gw: Gateway, actor: Actor, purpose: str, subjects: Sequence[str], fields: Sequence[str]
 ) -> None:
@@ -216,7 +190,7 @@ async def _audit_read(
         batch = subjects[start : start + AUDIT_BATCH]
         async with db.write_transaction():
             await gw.audit.append(
-                _event(
+                allowed_event(
                     actor,
                     "duplicates_scan",
                     CONTACT.resource,
@@ -261,7 +235,7 @@ async def find_candidates(gw: Gateway, actor: Actor, *, purpose: str) -> Scan:
     candidates.sort(key=lambda c: (-len(c.reasons), -c.score, c.first_id, c.second_id))
     async with db.write_transaction():
         await gw.audit.append(
-            _event(
+            allowed_event(
                 actor,
                 "duplicates",
                 CONTACT.resource,
@@ -665,7 +639,7 @@ def _move_events(
         fields = [f.name for f in rt.fields if f.encrypted]
         fields += sorted({r for m in moved if m.resource == resource for r in m.refs})
         events.append(
-            _event(
+            allowed_event(
                 actor,
                 action,
                 resource,
@@ -754,7 +728,7 @@ async def merge(
         await gw._recheck(actor, CONTACT, Contact, str(survivor_uuid), purpose)
         counts = _counts(moved)
         await gw.audit.append(
-            _event(
+            allowed_event(
                 actor,
                 MERGE,
                 CONTACT.resource,
@@ -820,7 +794,7 @@ async def list_merges(
     merges = [_merge_of(r) for r in rows]
     async with db.write_transaction():
         await gw.audit.append(
-            _event(
+            allowed_event(
                 actor,
                 "list_merges",
                 CONTACT.resource,
@@ -958,7 +932,7 @@ async def undo(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> Mer
             restore[getattr(Contact, name)] = _restored(spec.kind if spec else None, value)
         await Contact.update(restore).where(Contact.id == row["survivor_id"])
         await gw.audit.append(
-            _event(
+            allowed_event(
                 actor,
                 "merge_undo",
                 CONTACT.resource,
@@ -991,29 +965,23 @@ async def confirm(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> 
         await _claim(row, CONFIRMED, actor, now)
         erased: dict[str, int] = {}
         for rt, table in erasure.record_types():
-            encrypted = [f for f in rt.fields if f.encrypted]
-            subject_column = getattr(table, "subject_id")
-            count = int(await table.count().where(subject_column == row["merged_subject_id"]))
-            if not count or not encrypted:
+            count = await erasure.pending_rows(rt, table, row["merged_subject_id"])
+            if not count:
                 continue
-            await table.update(erasure._cleared(rt, table, encrypted)).where(
-                subject_column == row["merged_subject_id"]
+            await erasure.clear_rows(
+                gw,
+                actor,
+                rt,
+                table,
+                row["merged_subject_id"],
+                count,
+                purpose=purpose,
+                detail={"merge": str(row["id"])},
             )
             erased[rt.resource] = count
-            await gw.audit.append(
-                _event(
-                    actor,
-                    "erase",
-                    rt.resource,
-                    purpose,
-                    (merged_subject,),
-                    fields=[f.name for f in encrypted],
-                    detail={"records": count, "merge": str(row["id"])},
-                )
-            )
         await gw.vault.shred_subject(merged_subject)
         await gw.audit.append(
-            _event(
+            allowed_event(
                 actor,
                 "shred",
                 "data_subject",
@@ -1023,7 +991,7 @@ async def confirm(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> 
             )
         )
         await gw.audit.append(
-            _event(
+            allowed_event(
                 actor,
                 "merge_confirm",
                 CONTACT.resource,

@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 import phonenumbers
 from piccolo.table import Table
 
-from audit.events import AuditEvent, Outcome
+from audit.events import AuditEvent
 from server import db
 from server.datamap import RECORD_TYPES, Category, Field, Kind, RecordType
 from server.gateway.actor import Actor
 from server.gateway.errors import Forbidden, InvalidInput
+from server.gateway.events import allowed_event
 from server.gateway.tables import TABLES
 
 if TYPE_CHECKING:
@@ -122,19 +123,16 @@ def _event(
     reason: str = "allowed",
     detail: dict[str, int | str] | None = None,
 ) -> AuditEvent:
-    return AuditEvent(
-        actor_id=actor.id,
-        actor_role=actor.role,
-        action=action,
-        resource_type=resource_type,
-        outcome=Outcome.ALLOWED,
-        purpose=PURPOSE,
-        resource_id=record_id,
-        subject_ids=subject_ids,
-        fields=tuple(sorted(fields)),
+    return allowed_event(
+        actor,
+        action,
+        resource_type,
+        PURPOSE,
+        subject_ids,
+        record_id=record_id,
+        fields=fields,
         reason=reason,
-        request_id=actor.request_id,
-        detail=detail or {},
+        detail=detail,
     )
 
 
@@ -318,29 +316,56 @@ async def tombstone_subject(
     for rt, table in record_types():
         if "all" in keep or rt.resource in keep:
             continue
-        encrypted = [f for f in rt.fields if f.encrypted]
-        if not encrypted:
-            continue
-        subject_column = getattr(table, "subject_id")
-        rows = await table.select(*_columns(table, encrypted)).where(subject_column == subject)
-        pending = [row for row in rows if not _is_cleared(row, encrypted)]
+        pending = await pending_rows(rt, table, subject)
         if not pending:
             continue
         await _allowed(gw, actor, rt, "erase", str(subject))
         async with db.write_transaction():
-            await table.update(_cleared(rt, table, encrypted)).where(subject_column == subject)
-            await gw.audit.append(
-                _event(
-                    actor,
-                    "erase",
-                    rt.resource,
-                    (str(subject),),
-                    fields=[f.name for f in encrypted],
-                    detail={"records": len(pending)},
-                )
-            )
-        erased[rt.resource] = len(pending)
+            await clear_rows(gw, actor, rt, table, subject, pending, purpose=PURPOSE)
+        erased[rt.resource] = pending
     return erased
+
+
+async def pending_rows(rt: RecordType, table: type[Table], subject: uuid.UUID) -> int:
+    """How many of the person's rows of this type still hold ciphertext or a blind index."""
+    encrypted = [f for f in rt.fields if f.encrypted]
+    if not encrypted:
+        return 0
+    rows = await table.select(*_columns(table, encrypted)).where(
+        getattr(table, "subject_id") == subject
+    )
+    return sum(1 for row in rows if not _is_cleared(row, encrypted))
+
+
+async def clear_rows(
+    gw: Gateway,
+    actor: Actor,
+    rt: RecordType,
+    table: type[Table],
+    subject: uuid.UUID,
+    pending: int,
+    *,
+    purpose: str,
+    detail: dict[str, int | str] | None = None,
+) -> None:
+    """Turn the person's rows of this type into tombstones and record one ``erase`` event,
+    in the caller's transaction. The caller decided it may (erasure: the ``erase`` right;
+    a merge: the ``merge`` right) and counted ``pending`` with :func:`pending_rows`."""
+    encrypted = [f for f in rt.fields if f.encrypted]
+    await table.update(_cleared(rt, table, encrypted)).where(
+        getattr(table, "subject_id") == subject
+    )
+    await gw.audit.append(
+        allowed_event(
+            actor,
+            "erase",
+            rt.resource,
+            purpose,
+            (str(subject),),
+            fields=[f.name for f in encrypted],
+            detail={"records": pending, **(detail or {})},
+        )
+    )
 
 
 async def shred_subject_key(gw: Gateway, actor: Actor, subject_id: str) -> None:

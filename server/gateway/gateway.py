@@ -46,6 +46,7 @@ from server.datamap import (
 from server.gateway import bulk, duplicates, erasure, leads
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.gateway.events import allowed_event
 from server.gateway.tables import TABLES
 from server.vault import DataKey, Vault
 from server.vault.envelope import CiphertextError
@@ -1595,18 +1596,8 @@ class Gateway:
         subject_ids: tuple[str, ...],
         fields: tuple[str, ...],
     ) -> AuditEvent:
-        return AuditEvent(
-            actor_id=actor.id,
-            actor_role=actor.role,
-            action=action,
-            resource_type=rt.resource,
-            outcome=Outcome.ALLOWED,
-            purpose=purpose,
-            resource_id=record_id,
-            subject_ids=subject_ids,
-            fields=tuple(sorted(fields)),
-            reason="allowed",
-            request_id=actor.request_id,
+        return allowed_event(
+            actor, action, rt.resource, purpose, subject_ids, record_id=record_id, fields=fields
         )
 
     async def _clean(
