@@ -34,6 +34,16 @@ class Scope(enum.StrEnum):
     ALL = "all"
 
 
+class Assign(enum.StrEnum):
+    """Whom a role may make a record's owner (``owner_id`` and ``team`` decide record
+    scope, so handing a record over is a policy decision like any other)."""
+
+    NONE = "none"  # ownership stays as it is (a create: the actor and their team)
+    SELF = "self"  # only themselves, in their own team
+    TEAM = "team"  # an active colleague in their own team
+    ANY = "any"  # any active staff user, any known team
+
+
 @dataclass(frozen=True)
 class AccessDecision:
     role: str
@@ -44,6 +54,7 @@ class AccessDecision:
     scope: Scope
     fields: frozenset[str]  # fields this role may use for this action and purpose
     reason: str  # a short code for the audit log: never a value
+    assign: Assign = Assign.NONE  # on create and update: whom the record may be handed to
     # An InitVar, not a field: dataclasses.replace() cannot copy it from a genuine decision.
     _token: InitVar[object] = None
 
@@ -88,7 +99,15 @@ class PolicyEngine:
     ) -> AccessDecision:
         def deny(reason: str) -> AccessDecision:
             return AccessDecision(
-                role, resource, action, purpose, False, Scope.NONE, frozenset(), reason, _MINT
+                role,
+                resource,
+                action,
+                purpose,
+                False,
+                Scope.NONE,
+                frozenset(),
+                reason,
+                _token=_MINT,
             )
 
         if not self.allows(role, f"purpose:{purpose}", "use"):
@@ -118,6 +137,16 @@ class PolicyEngine:
             for name in field_names
             if name in purpose_fields and self.allows(role, f"{resource}.{name}", field_action)
         )
+        assign = Assign.NONE
+        if action in {"create", "update"}:
+            assign = next(
+                (
+                    a
+                    for a in (Assign.ANY, Assign.TEAM, Assign.SELF)
+                    if self.allows(role, resource, f"assign:{a.value}")
+                ),
+                Assign.NONE,
+            )
         return AccessDecision(
-            role, resource, action, purpose, True, scope, fields, "allowed", _MINT
+            role, resource, action, purpose, True, scope, fields, "allowed", assign, _MINT
         )

@@ -13,6 +13,7 @@ from audit.log import AuditLog
 from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, write_signing_key
 from audit.trail import AuditTrail
 from policy.enforcer import PolicyEngine
+from server.auth.directory import ActiveStaff
 from server.auth.service import StaffAccounts
 from server.campaigns.service import Campaigns
 from server.consent.model import SUBJECT_ACTOR
@@ -110,7 +111,9 @@ def build_services(settings: Settings) -> Services:
     audit = AuditLog()
     policy = PolicyEngine()
     vault = Vault(keys, default_phone_region=settings.default_phone_region)
-    gateway = Gateway(vault, policy, audit, default_region=settings.default_phone_region)
+    gateway = Gateway(
+        vault, policy, audit, ActiveStaff(), default_region=settings.default_phone_region
+    )
     accounts = StaffAccounts(
         audit,
         load_session_secret(settings),

@@ -55,7 +55,7 @@ async def test_bulk_create_is_policy_checked_and_scope_rechecked(
 
     with pytest.raises(Forbidden):
         await services.gateway.create_many(marketing, "contact", [contact_values()])
-    with pytest.raises(Forbidden):  # rows would land outside the seller's own records
+    with pytest.raises(Forbidden):  # sales may not hand rows to anyone but themselves
         await services.gateway.create_many(
             seller,
             "contact",
@@ -67,7 +67,7 @@ async def test_bulk_create_is_policy_checked_and_scope_rechecked(
     refusals = await audit_rows(database_url, before)
     assert [(r["outcome"], r["reason"]) for r in refusals] == [
         ("denied", "action_not_allowed"),
-        ("denied", "outside_scope_after_write"),
+        ("denied", "ownership_not_allowed"),
     ]
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from audit.log import AuditLog
+from policy.enforcer import MODEL_PATH, POLICY_PATH, PolicyEngine
+from server.auth.directory import ActiveStaff
 from server.datamap import CONTACT
-from server.gateway import Actor, Conflict, Forbidden, InvalidInput, NotFound, Record
+from server.gateway import Actor, Conflict, Forbidden, Gateway, InvalidInput, NotFound, Record
 from server.services import Services
 from tests.conftest import Staff, contact_values
 from tests.dbutil import (
@@ -278,7 +281,7 @@ async def test_support_may_not_update_notes(
     assert unchanged.values["city"] == record.values["city"]
 
 
-async def test_write_that_leaves_scope_is_rolled_back(
+async def test_handing_a_record_to_a_colleague_is_refused_for_sales(
     services: Services, staff: Staff, database_url: str
 ) -> None:
     gateway = services.gateway
@@ -287,7 +290,7 @@ async def test_write_that_leaves_scope_is_rolled_back(
     mine = await gateway.create(seller_a, "contact", without_birth_date(city="Bath"))
 
     before = await last_seq(database_url)
-    with pytest.raises(Forbidden):
+    with pytest.raises(Forbidden, match="only to yourself"):
         await gateway.update(
             seller_a, "contact", mine.id, {"city": "Hull"}, owner_id=seller_b.user_id
         )
@@ -300,11 +303,12 @@ async def test_write_that_leaves_scope_is_rolled_back(
 
     updates = [r for r in await audit_rows(database_url, before) if r["action"] == "update"]
     assert [r["outcome"] for r in updates] == ["denied"]  # refused, and the refusal audited
-    assert updates[0]["reason"] == "outside_scope_after_write"
+    assert updates[0]["reason"] == "ownership_not_allowed"
     assert updates[0]["resource_id"] == mine.id
     assert subjects_of(updates[0]) == [mine.subject_id]
+    assert json.loads(updates[0]["detail"])["owner_asked"] == seller_b.user_id
 
-    # the same holds for a create that would land outside the creator's scope
+    # the same holds for a create handed to someone else
     counts = await customer_row_counts(database_url)
     before = await last_seq(database_url)
     with pytest.raises(Forbidden):
@@ -314,9 +318,47 @@ async def test_write_that_leaves_scope_is_rolled_back(
     assert (row["outcome"], row["action"], row["reason"]) == (
         "denied",
         "create",
-        "outside_scope_after_write",
+        "ownership_not_allowed",
     )
     assert row["resource_id"] is None
+    assert subjects_of(row) == []  # the refused subject never existed
+
+
+async def test_write_that_leaves_scope_is_rolled_back(
+    services: Services, staff: Staff, database_url: str, tmp_path: Path
+) -> None:
+    """The re-check after a write is the second line: even under a policy that let sales
+    hand records to anyone, a record handed out of their own scope is rolled back."""
+    lax = tmp_path / "policy.csv"
+    lax.write_text(POLICY_PATH.read_text() + "p, sales, *, assign:any, allow\n")
+    gateway = Gateway(
+        services.gateway.vault, PolicyEngine(MODEL_PATH, lax), services.audit, ActiveStaff()
+    )
+    gateway.restrictions = services.gateway.restrictions
+    seller_a = staff.actor(await staff.create("sales", team="north"))
+    seller_b = staff.actor(await staff.create("sales", team="north"))
+    mine = await gateway.create(seller_a, "contact", without_birth_date(city="Bath"))
+
+    before = await last_seq(database_url)
+    with pytest.raises(Forbidden):
+        await gateway.update(
+            seller_a, "contact", mine.id, {"city": "Hull"}, owner_id=seller_b.user_id
+        )
+    after = await gateway.read(seller_a, "contact", mine.id)
+    assert (after.owner_id, after.values["city"]) == (seller_a.user_id, "Bath")
+    updates = [r for r in await audit_rows(database_url, before) if r["action"] == "update"]
+    assert [(r["outcome"], r["reason"]) for r in updates] == [
+        ("denied", "outside_scope_after_write")
+    ]
+    assert subjects_of(updates[0]) == [mine.subject_id]
+
+    counts = await customer_row_counts(database_url)
+    before = await last_seq(database_url)
+    with pytest.raises(Forbidden):
+        await gateway.create(seller_a, "contact", without_birth_date(), owner_id=seller_b.user_id)
+    assert await customer_row_counts(database_url) == counts
+    [row] = await audit_rows(database_url, before)
+    assert (row["outcome"], row["reason"]) == ("denied", "outside_scope_after_write")
     assert subjects_of(row) == []  # the rolled-back subject never existed
 
 

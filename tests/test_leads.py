@@ -203,14 +203,40 @@ async def test_web_form_creates_a_lead_without_echo(
     assert await lead_total(services) == 2
 
 
-async def test_web_form_owner_is_configurable(services: Services, settings: Any) -> None:
+async def test_web_form_owner_is_configurable(
+    services: Services, settings: Any, staff: Staff
+) -> None:
+    rep = await staff.create("sales", "west")
     custom = dataclasses.replace(
-        services, settings=settings.with_overrides(web_form_owner_id=42, web_form_team="west")
+        services,
+        settings=settings.with_overrides(web_form_owner_id=rep.user_id, web_form_team="west"),
     )
     async with http_client(create_app(custom.settings, custom)) as client:
         assert (await client.post(FORM, json=form_body(services))).status_code == 202
     (lead,) = (await services.gateway.list(ADMIN, "lead", purpose="customer_relationship")).items
-    assert (lead.owner_id, lead.team) == (42, "west")
+    assert (lead.owner_id, lead.team) == (rep.user_id, "west")
+
+
+@pytest.mark.parametrize("active", [False, None])
+async def test_a_web_form_owner_who_cannot_own_leaves_the_lead_to_the_team(
+    services: Services, settings: Any, staff: Staff, active: bool | None
+) -> None:
+    """A disabled or unknown configured owner never costs a visitor their enquiry, and is
+    never made the owner either (records go only to active staff)."""
+    owner_id = 987_654
+    if active is False:
+        rep = await staff.create("sales", "west")
+        admin = await staff.create("admin", "hq")
+        await services.accounts.set_active(rep.user_id, False, by=admin)
+        owner_id = rep.user_id
+    custom = dataclasses.replace(
+        services,
+        settings=settings.with_overrides(web_form_owner_id=owner_id, web_form_team="west"),
+    )
+    async with http_client(create_app(custom.settings, custom)) as client:
+        assert (await client.post(FORM, json=form_body(services))).status_code == 202
+    (lead,) = (await services.gateway.list(ADMIN, "lead", purpose="customer_relationship")).items
+    assert (lead.owner_id, lead.team) == (0, "west")
 
 
 async def test_honeypot_is_answered_but_dropped(client: AsyncClient, services: Services) -> None:

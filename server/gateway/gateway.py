@@ -16,6 +16,7 @@ Denials are audited too, each in its own small transaction, before the error is 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import datetime as dt
 import functools
 import uuid
@@ -47,6 +48,14 @@ from server.gateway import bulk, duplicates, erasure, leads
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.gateway.events import allowed_event
+from server.gateway.ownership import (
+    Ownership,
+    OwnershipRefused,
+    StaffDirectory,
+    change_detail,
+    settle,
+    starting_ownership,
+)
 from server.gateway.tables import TABLES
 from server.vault import DataKey, Vault
 from server.vault.envelope import CiphertextError
@@ -211,11 +220,18 @@ class RecordRule(Protocol):
 
 class Gateway:
     def __init__(
-        self, vault: Vault, policy: PolicyEngine, audit: AuditLog, *, default_region: str = "GB"
+        self,
+        vault: Vault,
+        policy: PolicyEngine,
+        audit: AuditLog,
+        staff: StaffDirectory,
+        *,
+        default_region: str = "GB",
     ) -> None:
         self.vault = vault
         self.policy = policy
         self.audit = audit
+        self.staff = staff  # who records may be handed to (server.gateway.ownership)
         self.default_region = default_region  # for phone numbers written without +country
         # Set by build_services once the consent engine exists; until then every purpose
         # that needs a per-person basis is refused (fail closed).
@@ -1250,11 +1266,13 @@ class Gateway:
         await self._refuse_new_person(actor, rt, Action.CREATE, purpose)
         cleaned = await self._clean(actor, rt, Action.CREATE, purpose, values, partial=False)
         await self._check_writable(actor, rt, Action.CREATE, purpose, decision, cleaned)
+        ownership = await self._settle_ownership(
+            actor, rt, Action.CREATE, purpose, decision, None, owner_id, team
+        )
+        owner, record_team = ownership.owner_id, ownership.team
         referenced = await self._check_references(actor, rt, cleaned, purpose)
         subject_of_source = self._source_subject(rt, cleaned, referenced)
         self._require_same_subject(rt, cleaned, referenced, subject_of_source)
-        owner = owner_id if owner_id is not None else (actor.user_id or 0)
-        record_team = team if team is not None else actor.team
         now = dt.datetime.now(dt.UTC)
         row_id = str(uuid.uuid4())
         try:
@@ -1277,10 +1295,11 @@ class Gateway:
                     )
                 ).run()
                 await self._recheck(actor, rt, table, row_id, purpose)
+                event = self._event(
+                    actor, rt, Action.CREATE, purpose, row_id, (key.subject_id,), tuple(cleaned)
+                )
                 await self.audit.append(
-                    self._event(
-                        actor, rt, Action.CREATE, purpose, row_id, (key.subject_id,), tuple(cleaned)
-                    )
+                    self._with_ownership(event, starting_ownership(actor), ownership)
                 )
         except OutsideScope as exc:  # rolled back; the refusal is audited like any denial
             raise await self._deny(
@@ -1329,6 +1348,9 @@ class Gateway:
                 detail={"rows": len(rows)},
             )
         await self._refuse_new_person(actor, rt, Action.CREATE, purpose)
+        ownership = await self._settle_ownership(
+            actor, rt, Action.CREATE, purpose, decision, None, owner_id, team
+        )
         good: list[dict[str, Any]] = []
         good_rows: list[int] = []  # the input index of each good row
         rejected: dict[int, dict[str, str]] = {}
@@ -1368,8 +1390,7 @@ class Gateway:
                 else:
                     kept.append(cleaned)
             good = kept
-        owner = owner_id if owner_id is not None else (actor.user_id or 0)
-        record_team = team if team is not None else actor.team
+        owner, record_team = ownership.owner_id, ownership.team
         now = dt.datetime.now(dt.UTC)
         ids: builtins.list[str] = []
         if good:
@@ -1414,7 +1435,11 @@ class Gateway:
                             fields=tuple(fields),
                             reason="allowed",
                             request_id=actor.request_id,
-                            detail={"rows": len(ids), "rejected": len(rejected)},
+                            detail={
+                                "rows": len(ids),
+                                "rejected": len(rejected),
+                                **change_detail(starting_ownership(actor), ownership),
+                            },
                         )
                     )
             except OutsideScope as exc:  # rolled back; the refusal is audited like any denial
@@ -1507,6 +1532,11 @@ class Gateway:
         found = await self._check_references(actor, rt, references, purpose)
         self._require_same_subject(rt, cleaned, found, subject[0])
         row_id = str(row["id"])
+        before = Ownership(int(row["owner_id"]), str(row["team"]))
+        after = await self._settle_ownership(
+            actor, rt, Action.UPDATE, purpose, decision, before, owner_id, team,
+            record_id=row_id, subject_ids=subject,
+        )  # fmt: skip
         try:
             async with db.write_transaction():
                 keys = await self.vault.keys_for(subject)
@@ -1517,15 +1547,15 @@ class Gateway:
                     getattr(table, k): v for k, v in self._to_db(rt, columns).items()
                 }
                 changes[getattr(table, "updated_at")] = dt.datetime.now(dt.UTC)
-                if owner_id is not None:
-                    changes[getattr(table, "owner_id")] = owner_id
-                if team is not None:
-                    changes[getattr(table, "team")] = team
+                if after != before:
+                    changes[getattr(table, "owner_id")] = after.owner_id
+                    changes[getattr(table, "team")] = after.team
                 await table.update(changes).where(table._meta.primary_key == uuid.UUID(row_id))
                 await self._recheck(actor, rt, table, row_id, purpose)
-                await self.audit.append(
-                    self._event(actor, rt, Action.UPDATE, purpose, row_id, subject, tuple(cleaned))
+                event = self._event(
+                    actor, rt, Action.UPDATE, purpose, row_id, subject, tuple(cleaned)
                 )
+                await self.audit.append(self._with_ownership(event, before, after))
         except OutsideScope as exc:  # rolled back; the refusal is audited like any denial
             raise await self._deny(
                 actor,
@@ -1585,6 +1615,56 @@ class Gateway:
             )
 
     # --- write helpers ------------------------------------------------------------------------
+
+    async def _settle_ownership(
+        self,
+        actor: Actor,
+        rt: RecordType,
+        action: str,
+        purpose: str,
+        decision: AccessDecision,
+        current: Ownership | None,
+        owner_id: int | None,
+        team: str | None,
+        *,
+        record_id: str | None = None,
+        subject_ids: tuple[str, ...] = (),
+    ) -> Ownership:
+        """The owner and team a create or update ends with; a refusal is audited."""
+        try:
+            return await settle(
+                decision,
+                actor,
+                self.staff,
+                current or starting_ownership(actor),
+                owner_id=owner_id,
+                team=team,
+            )
+        except OwnershipRefused as exc:
+            asked: dict[str, int | str] = {} if owner_id is None else {"owner_asked": owner_id}
+            raise await self._deny(
+                actor,
+                rt,
+                action,
+                purpose,
+                exc.reason,
+                exc,
+                record_id=record_id,
+                subject_ids=subject_ids,
+                fields=tuple(n for n, v in (("owner_id", owner_id), ("team", team)) if v),
+                detail=asked,
+            ) from None
+
+    @staticmethod
+    def _with_ownership(event: AuditEvent, before: Ownership, after: Ownership) -> AuditEvent:
+        """An allowed write's event, naming the change of hands if there was one."""
+        moved = change_detail(before, after)
+        if not moved:
+            return event
+        fields = {*event.fields, "owner_id", "team"}
+        return dataclasses.replace(
+            event, fields=tuple(sorted(fields)), detail={**event.detail, **moved}
+        )
 
     def _event(
         self,

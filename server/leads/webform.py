@@ -31,7 +31,7 @@ from server.gateway import Actor, InvalidInput
 from server.logs import get_logger
 from server.services import Services
 
-ACTOR = Actor.system("web-form")
+ACTOR_JOB = "web-form"  # created as Actor.system(ACTOR_JOB), in the configured team
 PURPOSE = "customer_relationship"
 SOURCE = "web"
 FORM_FIELDS = ("first_name", "last_name", "email", "phone", "company_name", "message")
@@ -126,11 +126,22 @@ class WebForm:
         }
         values |= {"source": SOURCE, "status": "new"}
         await self._services.gateway.create(
-            ACTOR,
+            Actor.system(ACTOR_JOB, team=settings.web_form_team),
             LEAD.resource,
             values,
             purpose=PURPOSE,
-            owner_id=settings.web_form_owner_id,
-            team=settings.web_form_team,
+            owner_id=await self._configured_owner(),
         )
         return Submitted(created=True)
+
+    async def _configured_owner(self) -> int | None:
+        """The configured owner, if it is an active staff user. A visitor's lead is never
+        refused for the controller's configuration: a missing or disabled owner leaves it
+        with the team (and says so in the log, without personal data)."""
+        owner = self._services.settings.web_form_owner_id
+        if not owner:
+            return None
+        if await self._services.gateway.staff.assignee(owner) is None:
+            log.warning("web form owner is not an active staff user; lead left to the team")
+            return None
+        return owner

@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from server.datamap import RecordType, shown_name
 from server.gateway import Actor, Gateway, InvalidInput, Record
+from server.gateway.ownership import requested_owner, requested_team
 from server.web import provide_actor, provide_identity, purpose_of, services_of
 
 MAX_SEARCH_VALUE = 320
@@ -41,7 +42,13 @@ def describe_fields(rt: RecordType) -> str:
         extra = f"; one of: {', '.join(f.choices)}" if f.choices else ""
         need = "required" if f.required else "optional"
         lines.append(f"- `{f.name}`: {f.kind}, {need}, at most {f.max_length} characters{extra}")
-    lines += ["", "Admins may also set `owner_id` and `team`."]
+    lines += [
+        "",
+        "`owner_id` and `team` say whose record it is (they decide who can see it). "
+        "Admins may hand a record to any active staff user and team; sales only to "
+        "themselves; support may hand a task to an active colleague in their own team. "
+        "Anything else is refused with 403, an unknown owner or team with 400.",
+    ]
     return "\n".join(lines)
 
 
@@ -60,19 +67,9 @@ def _gateway(request: Request[Any, Any, Any]) -> Gateway:
 
 
 def _ownership(data: dict[str, Any]) -> tuple[int | None, str | None]:
-    """Pop ``owner_id``/``team`` from a body; the gateway's re-check polices their use."""
-    owner = data.pop("owner_id", None)
-    team = data.pop("team", None)
-    if owner is not None and (isinstance(owner, bool) or not isinstance(owner, int)):
-        raise InvalidInput(
-            "owner_id: expected a staff user id", problems={"owner_id": "expected an integer"}
-        )
-    if team is not None and (not isinstance(team, str) or not 0 < len(team) <= 64):
-        raise InvalidInput(
-            "team: expected a team name of at most 64 characters",
-            problems={"team": "expected a short string"},
-        )
-    return owner, team
+    """Pop ``owner_id``/``team`` from a body. Whether the actor may hand the record to
+    that owner and team is the gateway's decision (server.gateway.ownership)."""
+    return requested_owner(data.pop("owner_id", None)), requested_team(data.pop("team", None))
 
 
 def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:

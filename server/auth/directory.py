@@ -1,0 +1,27 @@
+"""The staff directory the gateway asks when a record changes hands.
+
+Separate from ``StaffAccounts`` because it answers one narrow question (is this an active
+staff user, and in which team) and must not need sessions, secrets or the audit log.
+"""
+
+from __future__ import annotations
+
+from server.auth.tables import StaffUser
+from server.gateway.ownership import Assignee
+
+
+class ActiveStaff:
+    """``server.gateway.ownership.StaffDirectory`` over the ``staff_user`` table."""
+
+    async def assignee(self, user_id: int) -> Assignee | None:
+        row = (
+            await StaffUser.select(StaffUser.id, StaffUser.team)
+            .where((StaffUser.id == user_id) & StaffUser.is_active.eq(True))
+            .first()
+        )
+        return None if row is None else Assignee(int(row["id"]), str(row["team"]))
+
+    async def team_exists(self, team: str) -> bool:
+        return bool(
+            await StaffUser.exists().where((StaffUser.team == team) & StaffUser.is_active.eq(True))
+        )
