@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pyotp
 import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError
 from httpx import AsyncClient
 
+from server.auth import passwords
 from server.auth.passwords import WeakPassword, check_password_rules, personal_words
 from server.auth.service import (
     AccountError,
@@ -217,6 +221,73 @@ async def test_api_login_with_totp_code(client: AsyncClient, staff: Staff) -> No
     )
     assert right.status_code == 200
     assert (await client.get("/api/v1/auth/me")).json()["role"] == "admin"
+
+
+# --- the same work for every failed sign-in ---------------------------------------------------
+
+
+class CountingHasher:
+    """The test process's hasher, noting for each verification whether argon2 did the full
+    work of a real hash (a string it cannot parse is refused at once, which is fast)."""
+
+    def __init__(self, inner: PasswordHasher) -> None:
+        self.inner = inner
+        self.full_work: list[bool] = []
+
+    def verify(self, encoded: str, password: str) -> bool:
+        try:
+            self.full_work.append(not self.inner.check_needs_rehash(encoded))
+        except InvalidHashError:
+            self.full_work.append(False)
+        return self.inner.verify(encoded, password)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_every_failed_sign_in_does_one_full_password_verification(
+    services: Services, staff: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: a forced reset answered in a tenth of the time (no argon2 work at all).
+
+    Wall-clock timing is too noisy to test; instead every failure path must run exactly
+    one argon2 verification at the product's parameters, and answer as the others do.
+    """
+    admin = await staff.create("admin")
+    wrong_pw = await staff.create("sales")
+    disabled = await staff.create("sales")
+    await services.accounts.set_active(disabled.user_id, False, by=admin)
+    reset = await staff.create("support")
+    await services.accounts.issue_reset_link(reset.user_id, by=admin)
+    locked = await staff.create("sales")
+    throttle = services.accounts.throttle
+    await throttle.record_failure(throttle.account_key(locked.email), 1)
+    behind_locked_address = await staff.create("sales")
+    await throttle.record_failure(throttle.address_key("198.51.100.99"), 1)
+    cases = {
+        "unknown e-mail": ("nobody.at.all@example.org", PASSWORD, "192.0.2.1"),
+        "not an e-mail": ("not an e-mail address", PASSWORD, "192.0.2.2"),
+        "wrong password": (wrong_pw.email, "not the password at all", "192.0.2.3"),
+        "disabled, right password": (disabled.email, PASSWORD, "192.0.2.4"),
+        "disabled, wrong password": (disabled.email, "not the password at all", "192.0.2.5"),
+        "reset pending": (reset.email, PASSWORD, "192.0.2.6"),
+        "locked account, right password": (locked.email, PASSWORD, "192.0.2.7"),
+        "locked address, right password": (behind_locked_address.email, PASSWORD, "198.51.100.99"),
+    }
+    hasher = CountingHasher(passwords._hasher)
+    monkeypatch.setattr(passwords, "_hasher", hasher)
+    answers = {}
+    for case, (email, password, ip) in cases.items():
+        hasher.full_work.clear()
+        result = await _login(services, email, password, ip)
+        assert hasher.full_work == [True], case
+        assert result.session is None, case
+        answers[case] = (result.status, result.message)
+    invalid = (LoginStatus.INVALID, "Invalid e-mail or password.")
+    assert {c: a for c, a in answers.items() if "locked" not in c} == {
+        c: invalid for c in cases if "locked" not in c
+    }
+    assert {a[0] for c, a in answers.items() if "locked" in c} == {LoginStatus.THROTTLED}
 
 
 # --- account administration ---------------------------------------------------------------------
