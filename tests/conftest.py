@@ -14,6 +14,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -263,6 +264,14 @@ class Staff:
             StaffUser.id == identity.user_id
         )
         return pyotp.TOTP(self.totp_secrets[identity.user_id]).now()
+
+    def wrong_code_for(self, identity: StaffIdentity) -> str:
+        """Six digits that are none of the codes the server accepts now (a step either way,
+        and a step more for the clock turning over mid-test)."""
+        totp = pyotp.TOTP(self.totp_secrets[identity.user_id])
+        now = time.time()
+        accepted = {totp.at(now + drift) for drift in (-60, -30, 0, 30, 60)}
+        return next(code for code in (f"{i:06d}" for i in range(10)) if code not in accepted)
 
     def actor(self, identity: StaffIdentity) -> Actor:
         return Actor.staff(identity.user_id, identity.role, identity.team, "test")

@@ -154,6 +154,41 @@ async def test_login_with_password_then_code(staff: Staff) -> None:
     assert location(await client.get("/login/code")) == "/"
 
 
+@pytest.mark.parametrize("password_each_time", [True, False], ids=["password-again", "code-page"])
+async def test_wrong_codes_on_the_code_page_lock_like_wrong_passwords(
+    staff: Staff, password_each_time: bool
+) -> None:
+    """Issue 14: the password step reset the count, so codes could be guessed without end.
+
+    Either way a browser may go: the password again before every code, or code after code
+    on one half-signed-in session.
+    """
+    admin = await staff.create("admin")
+    client = http_client(staff.app)
+    staff.clients.append(client)
+    sign_in = {"email": admin.email, "password": PASSWORD, "next": "/"}
+    answers = []
+    for attempt in range(5):
+        if password_each_time or attempt == 0:
+            assert location(await submit(client, "/login", "/login", sign_in)) == "/login/code"
+        code = {"code": staff.wrong_code_for(admin), "next": "/"}
+        answers.append(await submit(client, "/login/code", "/login/code", code))
+    assert [a.status_code for a in answers] == [400] * 4 + [429]
+    assert int(answers[-1].headers["retry-after"]) > 0
+    assert "Too many failed sign-in attempts" in text_of(answers[-1])
+    assert 'role="alert"' in answers[-1].text
+
+    # the locked account gets no further: not the right code, not the password again
+    right = {"code": await staff.code_for(admin), "next": "/", "_csrf_token": csrf_of(answers[-1])}
+    assert (await client.post("/login/code", data=right)).status_code == 429
+    again = await submit(client, "/login", "/login", sign_in)
+    assert again.status_code == 429
+    assert "Too many failed sign-in attempts" in text_of(again)
+    refused = await audit_actions("login.second_factor")
+    assert [r["reason"] for r in refused] == ["bad_code"] * 5 + ["throttled"]
+    assert all(admin.email not in repr(r) for r in refused)
+
+
 async def test_wrong_password_and_unknown_user_get_the_same_answer(staff: Staff) -> None:
     user = await staff.create("sales")
     client = http_client(staff.app)

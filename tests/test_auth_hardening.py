@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pyotp
 import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError
 from httpx import AsyncClient
 
+from server.auth import passwords
 from server.auth.passwords import WeakPassword, check_password_rules, personal_words
 from server.auth.service import (
     AccountError,
@@ -183,24 +187,26 @@ async def test_totp_enrolment_then_codes_cannot_be_replayed(
     assert await services.accounts.resolve(first.session.token) is None
     totp = pyotp.TOTP(secret)
     code = totp.at(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30))  # next step: unused
-    full = await services.accounts.complete_second_factor(first.session.token, code, "t")
+    full = (await services.accounts.complete_second_factor(first.session.token, code, "t")).session
     assert full is not None
     assert await services.accounts.resolve(full.token) == StaffIdentity(
         admin.user_id, admin.email, admin.display_name, "admin", admin.team, True
     )
     again = await _login(services, admin.email)
     assert again.session is not None
-    assert await services.accounts.complete_second_factor(again.session.token, code, "t") is None
+    replayed = await services.accounts.complete_second_factor(again.session.token, code, "t")
+    assert replayed.status is LoginStatus.INVALID
+    assert replayed.session is None
 
     # a recovery code works exactly once
     third = await _login(services, admin.email)
     assert third.session is not None
-    assert await services.accounts.complete_second_factor(third.session.token, codes[0], "t")
+    recovered = await services.accounts.complete_second_factor(third.session.token, codes[0], "t")
+    assert recovered.status is LoginStatus.OK
     fourth = await _login(services, admin.email)
     assert fourth.session is not None
-    assert (
-        await services.accounts.complete_second_factor(fourth.session.token, codes[0], "t") is None
-    )
+    reused = await services.accounts.complete_second_factor(fourth.session.token, codes[0], "t")
+    assert reused.status is LoginStatus.INVALID
     assert await services.accounts.remaining_recovery_codes(admin.user_id) == 9
 
 
@@ -217,6 +223,166 @@ async def test_api_login_with_totp_code(client: AsyncClient, staff: Staff) -> No
     )
     assert right.status_code == 200
     assert (await client.get("/api/v1/auth/me")).json()["role"] == "admin"
+
+
+# --- wrong codes count like wrong passwords ------------------------------------------------------
+
+
+async def _code(services: Services, token: str, code: str, ip: str = IP) -> LoginResult:
+    return await services.accounts.complete_second_factor(token, code, "t", client_address=ip)
+
+
+async def test_twenty_five_wrong_codes_after_the_right_password_end_in_a_lock(
+    client: AsyncClient, staff: Staff, database_url: str
+) -> None:
+    """Issue 14: the right password used to reset the count before the code was checked."""
+    admin = await staff.create("admin")
+    body = {"email": admin.email, "password": PASSWORD}
+    before = await last_seq(database_url)
+    answers = []
+    for _ in range(25):
+        wrong = {**body, "totp_code": staff.wrong_code_for(admin)}
+        answers.append(await client.post("/api/v1/auth/login", json=wrong))
+    assert [a.status_code for a in answers] == [401] * 4 + [429] * 21
+    assert all(int(a.headers["retry-after"]) > 0 for a in answers[4:])
+    assert "Too many failed sign-in attempts" in answers[-1].json()["detail"]
+    assert all("consentry_session" not in a.headers.get("set-cookie", "") for a in answers)
+
+    # locked means locked: the right password and a right code do not get in either
+    right = await client.post(
+        "/api/v1/auth/login", json={**body, "totp_code": await staff.code_for(admin)}
+    )
+    assert right.status_code == 429
+    assert (await client.get("/api/v1/auth/me")).status_code == 401
+
+    rows = await audit_rows(database_url, before)
+    codes = [r for r in rows if r["action"] == "login.second_factor"]
+    assert [(r["outcome"], r["reason"]) for r in codes] == [("denied", "bad_code")] * 5
+    assert json.loads(codes[4]["detail"])["locked_seconds"] == 60
+    throttled = [r for r in rows if r["action"] == "login" and r["reason"] == "throttled"]
+    assert len(throttled) == 21
+    dump = json.dumps(rows, default=str)
+    assert admin.email not in dump
+    assert PASSWORD not in dump
+
+
+async def test_only_a_complete_sign_in_clears_the_count_of_wrong_codes(
+    services: Services, staff: Staff, database_url: str
+) -> None:
+    admin = await staff.create("admin")
+
+    async def attempt(code: str) -> LoginResult:
+        pending = await _login(services, admin.email)  # the right password every time
+        assert pending.status is LoginStatus.MFA_REQUIRED
+        assert pending.session is not None
+        return await _code(services, pending.session.token, code)
+
+    # wrong recovery codes count as well as wrong TOTP codes
+    wrong = staff.wrong_code_for(admin)
+    for code in ("abcde-fghjk", wrong, "mnpqr-stuvw", wrong):
+        assert (await attempt(code)).status is LoginStatus.INVALID
+    signed_in = await attempt(await staff.code_for(admin))
+    assert signed_in.status is LoginStatus.OK
+    assert signed_in.session is not None
+    assert await services.accounts.resolve(signed_in.session.token) is not None
+
+    # the whole sign-in succeeded, so the count starts again: four are free, the fifth locks
+    results = [await attempt(staff.wrong_code_for(admin)) for _ in range(5)]
+    assert [r.status for r in results] == [LoginStatus.INVALID] * 4 + [LoginStatus.THROTTLED]
+    assert results[4].retry_after == 60
+    assert results[4].session is None
+    typed = json.dumps(await audit_rows(database_url), default=str)
+    assert "abcde" not in typed
+    assert "mnpqr" not in typed
+
+
+async def test_wrong_codes_count_against_the_client_address(
+    services: Services, staff: Staff
+) -> None:
+    """Twenty wrong codes from one address lock it, spread over accounts as they may be."""
+    ip = "198.51.100.23"
+    for _ in range(4):
+        admin = await staff.create("admin")
+        pending = await _login(services, admin.email, ip=ip)
+        assert pending.session is not None
+        # one half-signed-in session trying code after code, as the code page allows
+        results = [
+            await _code(services, pending.session.token, staff.wrong_code_for(admin), ip)
+            for _ in range(5)
+        ]
+        assert results[-1].status is LoginStatus.THROTTLED
+    seller = await staff.create("sales")
+    from_there = await _login(services, seller.email, ip=ip)
+    assert from_there.status is LoginStatus.THROTTLED
+    assert from_there.retry_after > 0
+    assert (await _login(services, seller.email, ip="192.0.2.44")).status is LoginStatus.OK
+
+
+# --- the same work for every failed sign-in ---------------------------------------------------
+
+
+class CountingHasher:
+    """The test process's hasher, noting for each verification whether argon2 did the full
+    work of a real hash (a string it cannot parse is refused at once, which is fast)."""
+
+    def __init__(self, inner: PasswordHasher) -> None:
+        self.inner = inner
+        self.full_work: list[bool] = []
+
+    def verify(self, encoded: str, password: str) -> bool:
+        try:
+            self.full_work.append(not self.inner.check_needs_rehash(encoded))
+        except InvalidHashError:
+            self.full_work.append(False)
+        return self.inner.verify(encoded, password)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_every_failed_sign_in_does_one_full_password_verification(
+    services: Services, staff: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: a forced reset answered in a tenth of the time (no argon2 work at all).
+
+    Wall-clock timing is too noisy to test; instead every failure path must run exactly
+    one argon2 verification at the product's parameters, and answer as the others do.
+    """
+    admin = await staff.create("admin")
+    wrong_pw = await staff.create("sales")
+    disabled = await staff.create("sales")
+    await services.accounts.set_active(disabled.user_id, False, by=admin)
+    reset = await staff.create("support")
+    await services.accounts.issue_reset_link(reset.user_id, by=admin)
+    locked = await staff.create("sales")
+    throttle = services.accounts.throttle
+    await throttle.record_failure(throttle.account_key(locked.email), 1)
+    behind_locked_address = await staff.create("sales")
+    await throttle.record_failure(throttle.address_key("198.51.100.99"), 1)
+    cases = {
+        "unknown e-mail": ("nobody.at.all@example.org", PASSWORD, "192.0.2.1"),
+        "not an e-mail": ("not an e-mail address", PASSWORD, "192.0.2.2"),
+        "wrong password": (wrong_pw.email, "not the password at all", "192.0.2.3"),
+        "disabled, right password": (disabled.email, PASSWORD, "192.0.2.4"),
+        "disabled, wrong password": (disabled.email, "not the password at all", "192.0.2.5"),
+        "reset pending": (reset.email, PASSWORD, "192.0.2.6"),
+        "locked account, right password": (locked.email, PASSWORD, "192.0.2.7"),
+        "locked address, right password": (behind_locked_address.email, PASSWORD, "198.51.100.99"),
+    }
+    hasher = CountingHasher(passwords._hasher)
+    monkeypatch.setattr(passwords, "_hasher", hasher)
+    answers = {}
+    for case, (email, password, ip) in cases.items():
+        hasher.full_work.clear()
+        result = await _login(services, email, password, ip)
+        assert hasher.full_work == [True], case
+        assert result.session is None, case
+        answers[case] = (result.status, result.message)
+    invalid = (LoginStatus.INVALID, "Invalid e-mail or password.")
+    assert {c: a for c, a in answers.items() if "locked" not in c} == {
+        c: invalid for c in cases if "locked" not in c
+    }
+    assert {a[0] for c, a in answers.items() if "locked" in c} == {LoginStatus.THROTTLED}
 
 
 # --- account administration ---------------------------------------------------------------------
@@ -308,9 +474,10 @@ async def test_reauthentication_rotates_the_session(services: Services, staff: S
     admin = await staff.create("admin")
     first = await _login(services, admin.email)
     assert first.session is not None
-    full = await services.accounts.complete_second_factor(
+    completed = await services.accounts.complete_second_factor(
         first.session.token, await staff.code_for(admin), "t"
     )
+    full = completed.session
     assert full is not None
     info = await services.accounts.session_info(full.token)
     assert info is not None

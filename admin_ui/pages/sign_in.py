@@ -137,22 +137,25 @@ class SignInPages(Controller):
     ) -> Template | Redirect:
         form = await request.form()
         target = safe_next(field(form, "next", 2000))
-        session = await services_of(request).accounts.complete_second_factor(
+        result = await services_of(request).accounts.complete_second_factor(
             visit.token,
             field(form, "code", MAX_CODE),
             request_id_of(request),
+            client_address=client_address_of(request),
             user_agent=request.headers.get("user-agent", ""),
         )
-        if session is None:
+        if result.session is None:
+            throttled = result.status is LoginStatus.THROTTLED
             return await render(
                 request,
                 "login_code.html",
-                status=HTTP_400_BAD_REQUEST,
+                status=429 if throttled else HTTP_400_BAD_REQUEST,
+                headers={"retry-after": str(result.retry_after)} if throttled else None,
                 title="Two-factor authentication",
                 next=target,
-                error=BAD_CODE,
+                error=result.message if throttled else BAD_CODE,
             )
-        return signed_in(request, session, target, rotate_csrf=False)
+        return signed_in(request, result.session, target, rotate_csrf=False)
 
     @post("/logout", dependencies={"visit": Provide(provide_visit)}, opt=page_access(ANY_STATE))
     async def logout(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()  # argon2id, RFC_9106_LOW_MEMORY parameters
@@ -14,8 +14,9 @@ _hasher = PasswordHasher()  # argon2id, RFC_9106_LOW_MEMORY parameters
 MIN_LENGTH = 12  # ASVS 5 V6.2.1 for staff; no composition rules (V6.2.5)
 MAX_LENGTH = 128  # ASVS asks for at least 64
 MIN_GUESSABILITY_SCORE = 3  # zxcvbn: 3 = "safely unguessable" (~10^8 guesses and more)
-# A hash of a random password, verified against when the e-mail is unknown, so that a
-# failed login takes the same time whether or not the account exists.
+# A hash of a random password, verified against when there is no usable hash (unknown
+# e-mail, a forced reset pending, a locked account), so that a failed login takes the same
+# time whatever the state of the account.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
@@ -50,9 +51,22 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def verify_password(stored_hash: str | None, password: str) -> bool:
+def _is_argon2_hash(stored_hash: str) -> bool:
+    """Whether argon2 would do real work on this hash (markers such as the one a forced
+    reset leaves are refused by argon2 at once, which answers measurably faster)."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        extract_parameters(stored_hash)
+    except InvalidHashError:
+        return False
+    return True
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Exactly one argon2 verification, whatever is stored: a missing or unusable hash is
+    replaced by the dummy one, so the time taken tells nothing about the account."""
+    usable = stored_hash if stored_hash is not None and _is_argon2_hash(stored_hash) else None
+    try:
+        return _hasher.verify(usable or _DUMMY_HASH, password) and usable is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -12,7 +12,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_429_TOO_MANY_REQUESTS
 
-from server.auth.service import LoginStatus, NewSession, StaffIdentity
+from server.auth.service import LoginResult, LoginStatus, NewSession, StaffIdentity
 from server.web import (
     SESSION_COOKIE,
     client_address_of,
@@ -55,6 +55,15 @@ def session_cookie(request: Request[Any, Any, Any], session: NewSession) -> Cook
     )
 
 
+def _throttled(result: LoginResult) -> Response[Any]:
+    """429 with Retry-After, for a wrong password or code that locked, or a lock in force."""
+    return Response(
+        {"status_code": 429, "detail": result.message},
+        status_code=HTTP_429_TOO_MANY_REQUESTS,
+        headers={"Retry-After": str(result.retry_after)},
+    )
+
+
 class AuthRoutes(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
@@ -65,9 +74,9 @@ class AuthRoutes(Controller):
     ) -> Response[Any]:
         """Exchange e-mail, password (and a TOTP code where enrolled) for a session cookie.
 
-        Failed attempts are throttled per account and per client address (429 with
-        Retry-After). `admin` and `compliance` accounts must enrol a second factor in the
-        web admin before they can use the API.
+        Failed attempts, wrong codes included, are throttled per account and per client
+        address (429 with Retry-After). `admin` and `compliance` accounts must enrol a
+        second factor in the web admin before they can use the API.
         """
         accounts = services_of(request).accounts
         if len(data.password) > 1024 or len(data.email) > 254:
@@ -81,11 +90,7 @@ class AuthRoutes(Controller):
         )
         session = result.session
         if result.status is LoginStatus.THROTTLED:
-            return Response(
-                {"status_code": 429, "detail": result.message},
-                status_code=HTTP_429_TOO_MANY_REQUESTS,
-                headers={"Retry-After": str(result.retry_after)},
-            )
+            return _throttled(result)
         if session is None:
             raise NotAuthorizedException(result.message)
         if result.status is LoginStatus.ENROLMENT_REQUIRED:
@@ -95,20 +100,23 @@ class AuthRoutes(Controller):
                 "under My account first"
             )
         if result.status is LoginStatus.MFA_REQUIRED:
-            completed = None
+            completed = LoginResult(LoginStatus.INVALID)
             if data.totp_code:
                 completed = await accounts.complete_second_factor(
                     session.token,
                     data.totp_code,
                     request_id_of(request),
+                    client_address=client_address_of(request),
                     user_agent=request.headers.get("user-agent", ""),
                 )
-            if completed is None:
+            if completed.session is None:
                 await accounts.logout(session.token, session.identity, request_id_of(request))
+                if completed.status is LoginStatus.THROTTLED:
+                    return _throttled(completed)
                 raise NotAuthorizedException(
                     "a valid authenticator code is required: send it as totp_code"
                 )
-            session = completed
+            session = completed.session
         return Response(_out(session.identity), cookies=[session_cookie(request, session)])
 
     @post(

@@ -8,7 +8,8 @@ fixation). Sessions live in the database, so any number of workers share them.
 Sign-in is two steps for accounts with a second factor: the password opens a session in
 the ``mfa_required`` state, which can do nothing but present a TOTP or recovery code.
 ``admin`` and ``compliance`` accounts without a second factor get a session that can only
-enrol one. Failed attempts are throttled per account and per client address.
+enrol one. Failed attempts are throttled per account and per client address, and wrong
+codes count like wrong passwords: the count is cleared only when the whole sign-in succeeds.
 """
 
 from __future__ import annotations
@@ -580,8 +581,7 @@ class StaffAccounts:
             return LoginResult(LoginStatus.THROTTLED, retry_after=wait)
         ok = verify_password(row["password_hash"] if row else None, password)
         if not ok or row is None or not row["is_active"]:
-            lock = await self.throttle.record_failure(account_key, ACCOUNT_FREE_FAILURES)
-            lock = max(lock, await self.throttle.record_failure(address_key, ADDRESS_FREE_FAILURES))
+            lock = await self._count_failure(account_key, address_key)
             reason = "disabled" if (ok and row is not None) else "bad_credentials"
             await self._record(
                 f"user:{row['id']}" if row else "anonymous",
@@ -596,7 +596,6 @@ class StaffAccounts:
             if lock:
                 return LoginResult(LoginStatus.THROTTLED, retry_after=int(lock.total_seconds()))
             return LoginResult(LoginStatus.INVALID)
-        await self.throttle.clear(account_key)
         identity = _identity(row)
         if identity.has_totp:
             state = SessionState.MFA_REQUIRED
@@ -604,6 +603,10 @@ class StaffAccounts:
             state = SessionState.ENROLMENT_REQUIRED
         else:
             state = SessionState.ACTIVE
+        if state is not SessionState.MFA_REQUIRED:
+            # Cleared only once nothing is left to guess: with a second factor the count
+            # goes on until the code is right (complete_second_factor).
+            await self.throttle.clear(account_key)
         if needs_rehash(row["password_hash"]):
             await StaffUser.update({StaffUser.password_hash: hash_password(password)}).where(
                 StaffUser.id == row["id"]
@@ -617,6 +620,12 @@ class StaffAccounts:
             SessionState.ENROLMENT_REQUIRED: LoginStatus.ENROLMENT_REQUIRED,
         }[state]
         return LoginResult(status, session)
+
+    async def _count_failure(self, account_key: str, address_key: str) -> dt.timedelta:
+        """One wrong password or code against the account and the client address; returns
+        the longer of the locks it set (zero if none)."""
+        lock = await self.throttle.record_failure(account_key, ACCOUNT_FREE_FAILURES)
+        return max(lock, await self.throttle.record_failure(address_key, ADDRESS_FREE_FAILURES))
 
     async def _open_session(
         self,
@@ -666,39 +675,68 @@ class StaffAccounts:
         return NewSession(token, identity, expires)
 
     async def complete_second_factor(
-        self, token: str, code: str, request_id: str = "", *, user_agent: str = ""
-    ) -> NewSession | None:
-        """Finish a sign-in with a TOTP or recovery code; returns a new full session."""
+        self,
+        token: str,
+        code: str,
+        request_id: str = "",
+        *,
+        client_address: str = "",
+        user_agent: str = "",
+    ) -> LoginResult:
+        """Finish a sign-in with a TOTP or recovery code; OK carries a new full session.
+
+        Wrong codes count against the account and the client address exactly like wrong
+        passwords (the password step does not reset the count), so a known password does
+        not buy endless guesses at the code. The count is cleared only here, on success.
+        """
         info = await self.session_info(token)
         if info is None or info.state is not SessionState.MFA_REQUIRED:
-            return None
-        if not await self._check_second_factor(info.identity, code, request_id):
-            return None
-        return await self._open_session(
-            info.identity,
+            return LoginResult(LoginStatus.INVALID)
+        identity = info.identity
+        account_key = self.throttle.account_key(identity.email)
+        address_key = self.throttle.address_key(client_address or "unknown")
+        wait = await self.throttle.wait_seconds(account_key, address_key)
+        if wait:
+            await self._second_factor_denied(identity, "throttled", request_id)
+            return LoginResult(LoginStatus.THROTTLED, retry_after=wait)
+        if not await self._code_is_valid(identity, code, request_id):
+            lock = await self._count_failure(account_key, address_key)
+            await self._second_factor_denied(identity, "bad_code", request_id, lock)
+            if lock:
+                return LoginResult(LoginStatus.THROTTLED, retry_after=int(lock.total_seconds()))
+            return LoginResult(LoginStatus.INVALID)
+        await self.throttle.clear(account_key)
+        session = await self._open_session(
+            identity,
             SessionState.ACTIVE,
             request_id,
             user_agent=user_agent,
             reason="second_factor",
             replace_token=token,
         )
+        return LoginResult(LoginStatus.OK, session)
 
-    async def _check_second_factor(
-        self, identity: StaffIdentity, code: str, request_id: str
-    ) -> bool:
-        """A TOTP code (not replayable) or an unused recovery code; failures throttle."""
-        key = self.throttle.account_key(identity.email)
-        if await self.throttle.wait_seconds(key):
-            await self._record(
-                identity.actor_id,
-                identity.role,
-                "login.second_factor",
-                Outcome.DENIED,
-                resource_type="session",
-                reason="throttled",
-                request_id=request_id,
-            )
-            return False
+    async def _second_factor_denied(
+        self,
+        identity: StaffIdentity,
+        reason: str,
+        request_id: str,
+        lock: dt.timedelta = dt.timedelta(0),
+    ) -> None:
+        """Audit a refused code: who and why, never the code itself."""
+        await self._record(
+            identity.actor_id,
+            identity.role,
+            "login.second_factor",
+            Outcome.DENIED,
+            resource_type="session",
+            reason=reason,
+            request_id=request_id,
+            detail={"locked_seconds": int(lock.total_seconds())} if lock else None,
+        )
+
+    async def _code_is_valid(self, identity: StaffIdentity, code: str, request_id: str) -> bool:
+        """A TOTP code (not replayable) or an unused recovery code; the caller throttles."""
         row = (
             await StaffUser.select(StaffUser.totp_secret, StaffUser.totp_last_step)
             .where(StaffUser.id == identity.user_id)
@@ -708,34 +746,19 @@ class StaffAccounts:
             return False
         secret = self._vault.open_secret(TOTP_LABEL, str(identity.user_id), row["totp_secret"])
         step = second_factor.accept_code(secret, code, row["totp_last_step"])
-        if step is not None:
-            async with db.write_transaction():
-                # Compare-and-set on the last step: two racing requests cannot both win.
-                updated = (
-                    await StaffUser.update({StaffUser.totp_last_step: step})
-                    .where(
-                        (StaffUser.id == identity.user_id)
-                        & (StaffUser.totp_last_step.is_null() | (StaffUser.totp_last_step < step))
-                    )
-                    .returning(StaffUser.id)
+        if step is None:
+            return await self._use_recovery_code(identity, code, request_id)
+        async with db.write_transaction():
+            # Compare-and-set on the last step: two racing requests cannot both win.
+            updated = (
+                await StaffUser.update({StaffUser.totp_last_step: step})
+                .where(
+                    (StaffUser.id == identity.user_id)
+                    & (StaffUser.totp_last_step.is_null() | (StaffUser.totp_last_step < step))
                 )
-            if updated:
-                await self.throttle.clear(key)
-                return True
-        elif await self._use_recovery_code(identity, code, request_id):
-            await self.throttle.clear(key)
-            return True
-        await self.throttle.record_failure(key, ACCOUNT_FREE_FAILURES)
-        await self._record(
-            identity.actor_id,
-            identity.role,
-            "login.second_factor",
-            Outcome.DENIED,
-            resource_type="session",
-            reason="bad_code",
-            request_id=request_id,
-        )
-        return False
+                .returning(StaffUser.id)
+            )
+        return bool(updated)
 
     async def _use_recovery_code(self, identity: StaffIdentity, code: str, request_id: str) -> bool:
         digest = second_factor.recovery_code_hash(code)
@@ -894,12 +917,13 @@ class StaffAccounts:
             return None
         row = await StaffUser.select().where(StaffUser.id == info.identity.user_id).first()
         ok = row is not None and verify_password(row["password_hash"], password)
+        account_key = self.throttle.account_key(info.identity.email)
         if ok and info.identity.has_totp:
-            ok = await self._check_second_factor(info.identity, code, request_id)
-        if not ok:
-            await self.throttle.record_failure(
-                self.throttle.account_key(info.identity.email), ACCOUNT_FREE_FAILURES
+            ok = not await self.throttle.wait_seconds(account_key) and await self._code_is_valid(
+                info.identity, code, request_id
             )
+        if not ok:
+            await self.throttle.record_failure(account_key, ACCOUNT_FREE_FAILURES)
             await self._record(
                 info.identity.actor_id,
                 info.identity.role,
@@ -910,6 +934,7 @@ class StaffAccounts:
                 request_id=request_id,
             )
             return None
+        await self.throttle.clear(account_key)  # password and code both right: start afresh
         return await self._open_session(
             info.identity,
             SessionState.ACTIVE,

@@ -1,5 +1,7 @@
 """Progressive lockout after failed logins, per account and per client address.
 
+A failure is a wrong password or a wrong second-factor code (TOTP or recovery code).
+
 Counters live in the database so that every worker sees the same numbers. Keys are HMACs
 of the normalised e-mail and of the client address, so the table holds no e-mail or IP.
 The same counter applies to unknown e-mails: a lockout reveals nothing about whether an
