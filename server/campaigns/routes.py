@@ -266,10 +266,12 @@ class CampaignRoutes(Controller):
         campaign_id: FromPath[str],
         data: JSONBody[dict[str, Any]],
     ) -> dict[str, Any]:
+        campaigns = _campaigns(request)
+        await campaigns.require_manager(actor, "send", campaign_id)  # the right before the input
         if "confirm_audience" not in data:
             raise InvalidInput(
                 "confirm_audience: required (the audience size you were shown)",
                 problems={"confirm_audience": "required"},
             )
-        result = await _campaigns(request).send(actor, campaign_id, data["confirm_audience"])
+        result = await campaigns.send(actor, campaign_id, data["confirm_audience"])
         return result.as_json()

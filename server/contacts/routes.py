@@ -90,6 +90,10 @@ class ContactMergeRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
     ) -> dict[str, Any]:
+        gateway = services_of(request).gateway
+        if gateway.permitted_fields(actor, "contact", "merge", purpose=purpose_of(request)) is None:
+            # Refused (and audited) by the gateway before the body is read.
+            await gateway.merge_contacts(actor, "", "", purpose=purpose_of(request))
         try:
             data: Any = await request.json()
         except Exception:  # malformed JSON: say so without quoting it
@@ -117,7 +121,7 @@ class ContactMergeRoutes(Controller):
             raise InvalidInput(
                 "; ".join(f"{k}: {v}" for k, v in problems.items()), problems=problems
             )
-        result = await services_of(request).gateway.merge_contacts(
+        result = await gateway.merge_contacts(
             actor, str(survivor), str(merged), keep=keep, purpose=purpose_of(request)
         )
         return merge_json(result)

@@ -661,13 +661,14 @@ async def merge(
     keep: Mapping[str, str] | None = None,
     purpose: str,
 ) -> Merge:
-    """Merge ``merged_id`` into ``survivor_id``; see the module docstring."""
+    """Merge ``merged_id`` into ``survivor_id``; see the module docstring. The right is
+    asked before the ids are looked at: a role without it learns nothing from its input."""
+    decision = await _decision(gw, actor, purpose)
     survivor_uuid, merged_uuid = _uuid(survivor_id, "survivor_id"), _uuid(merged_id, "merged_id")
     if survivor_uuid == merged_uuid:
         raise InvalidInput(
             "a contact cannot be merged into itself", problems={"merged_id": "same as survivor"}
         )
-    decision = await _decision(gw, actor, purpose)
     survivor, merged = await _pair(gw, actor, decision, purpose, (survivor_id, merged_id))
     subjects = (str(survivor["subject_id"]), str(merged["subject_id"]))
     blockers = await _blockers(gw, {subjects[0]: "surviving", subjects[1]: "merged"})
