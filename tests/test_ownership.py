@@ -11,6 +11,7 @@ so a policy change that widens a role fails this file.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from server.gateway import Forbidden
 from server.services import Services
 from tests.conftest import Staff, contact_values
 from tests.dbutil import audit_rows, last_seq, raw_sql
-from tests.test_admin_ui import submit, web_login
+from tests.test_admin_ui import submit, text_of, web_login
 
 API = "/api/v1"
 PATHS = {
@@ -299,3 +300,77 @@ async def test_csv_import_cannot_hand_rows_to_someone_else(
         services.gateway, rep, "contact", plan, rows, dry_run=False, owner_id=rep.user_id
     )
     assert report.created == 1
+
+
+# --- the owner select in the admin ---------------------------------------------------------
+
+
+def owner_options(page_html: str) -> set[str]:
+    select = re.search(r'<select id="field-owner_id".*?</select>', page_html, re.S)
+    return set(re.findall(r'<option value="(\d+)"', select.group(0))) if select else set()
+
+
+async def test_an_admin_hands_a_record_to_a_rep_in_the_edit_form(
+    staff: Staff, services: Services, database_url: str
+) -> None:
+    admin = await staff.create("admin", "hq")
+    rep = await staff.create("sales", "south")
+    gone = await staff.create("sales", "south")
+    await StaffUser.update({StaffUser.is_active: False}).where(StaffUser.id == gone.user_id)
+    api = await staff.login(admin)
+    contact = (await api.post(PATHS["contact"], json=base_values("contact"))).json()
+    browser = await web_login(staff, admin)
+    edit = f"/contacts/{contact['id']}/edit"
+    page = await browser.get(edit)
+    assert {str(admin.user_id), str(rep.user_id)} <= owner_options(page.text)
+    assert str(gone.user_id) not in owner_options(page.text)  # only active staff
+
+    before = await last_seq(database_url)
+    response = await submit(browser, edit, edit, {"owner_id": str(rep.user_id)})
+    assert response.status_code == 303, response.text
+    now = (await api.get(f"{PATHS['contact']}/{contact['id']}")).json()
+    assert (now["owner_id"], now["team"]) == (rep.user_id, "south")
+    (event,) = [r for r in await audit_rows(database_url, before) if r["action"] == "update"]
+    detail = json.loads(event["detail"])
+    assert (detail["owner_before"], detail["owner_after"]) == (admin.user_id, rep.user_id)
+    assert (await (await staff.login(rep)).get(f"{PATHS['contact']}/{contact['id']}")).is_success
+
+    # A disabled user typed into the form by hand: refused, nothing changed.
+    response = await submit(browser, edit, edit, {"owner_id": str(gone.user_id)})
+    assert response.status_code == 400
+    assert "not an active staff user" in text_of(response)
+    now = (await api.get(f"{PATHS['contact']}/{contact['id']}")).json()
+    assert now["owner_id"] == rep.user_id
+
+
+async def test_support_picks_a_task_owner_only_from_their_team(
+    staff: Staff, services: Services
+) -> None:
+    desk = await staff.create("support", "north")
+    mate = await staff.create("support", "north")
+    stranger = await staff.create("sales", "south")
+    browser = await web_login(staff, desk)
+    page = await browser.get("/tasks/new")
+    assert page.status_code == 200
+    assert owner_options(page.text) == {str(desk.user_id), str(mate.user_id)}
+    assert owner_options((await browser.get("/contacts/new")).text) == set()  # not theirs
+
+    values = {"title": "Ring back", "due_at": "2027-01-05T09:00", "owner_id": str(mate.user_id)}
+    response = await submit(browser, "/tasks/new", "/tasks/new", values)
+    assert response.status_code == 303, text_of(response)
+    (task,) = (await services.gateway.list(staff.actor(mate), "task")).items
+    assert (task.owner_id, task.team) == (mate.user_id, "north")
+
+    tampered = {**values, "owner_id": str(stranger.user_id)}
+    response = await submit(browser, "/tasks/new", "/tasks/new", tampered)
+    assert response.status_code == 400
+    assert "only to an active colleague in your own team" in text_of(response)
+    assert (await services.gateway.list(staff.actor(desk), "task")).total == 1
+
+
+async def test_sales_get_no_owner_select(staff: Staff) -> None:
+    browser = await web_login(staff, await staff.create("sales", "north"))
+    for path in ("/contacts/new", "/tasks/new", "/deals/new", "/leads/new"):
+        page = await browser.get(path)
+        assert page.status_code == 200, path
+        assert owner_options(page.text) == set(), path

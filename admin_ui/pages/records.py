@@ -32,6 +32,8 @@ from admin_ui.pages.consent import consent_panel
 from admin_ui.pages.pipeline import deal_choices
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
+from policy.enforcer import Assign
+from server.auth.directory import ActiveStaff
 from server.datamap import NOTE, NOTE_TARGETS, RECORD_TYPES, Kind, RecordType
 from server.gateway import Conflict, Forbidden, Gateway, GatewayError, InvalidInput, NotFound
 from server.gateway import Record as GatewayRecord
@@ -333,8 +335,11 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         record: GatewayRecord | None = None,
         not_editable: list[str] | None = None,
         status: int = 200,
+        owner: str = "",
     ) -> Template:
         by_field, summary_errors = field_problems(rt, problems or {})
+        owners = await owner_choices(request, visit, record)
+        current_owner = str(record.owner_id if record else visit.actor.user_id or "")
         # A new record for a person picked on their page offers only that person; an edit
         # offers the usual choices (the person of a record is not editable anyway).
         chosen = {
@@ -374,7 +379,34 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             errors=by_field,
             problem_list=summary_errors,
             not_editable=not_editable or [],
+            owners=owners,
+            owner=owner or current_owner,
+            owner_error=(problems or {}).get("owner_id", ""),
         )
+
+    async def owner_choices(
+        request: Request[Any, Any, Any], visit: Visit, record: GatewayRecord | None
+    ) -> list[tuple[str, str]]:
+        """The owner select: offered only where the role may hand the record to someone
+        but itself (the gateway decides again on save)."""
+        action = "create" if record is None else "update"
+        level = gateway_of(request).assignment(visit.actor, resource, action)
+        if level not in {Assign.TEAM, Assign.ANY}:
+            return []
+        team = visit.actor.team if level is Assign.TEAM else None
+        choices = [(str(i), label) for i, label in await ActiveStaff().choices(team)]
+        if record is not None and all(v != str(record.owner_id) for v, _ in choices):
+            choices.append((str(record.owner_id), f"Staff {record.owner_id} (not active)"))
+        return choices
+
+    def owner_from_form(form: Mapping[str, Any], current: int | None) -> int | None:
+        """The owner picked in the form, if one was picked and it differs from ``current``
+        (an unreadable value is passed on as 0, which the gateway refuses with 400)."""
+        raw = form.get("owner_id")
+        if not isinstance(raw, str) or not raw.strip():
+            return None
+        picked = int(raw) if raw.strip().isdigit() and len(raw) < 12 else 0
+        return None if picked == current else picked
 
     def editable(writable: frozenset[str], record: GatewayRecord) -> tuple[list[str], list[str]]:
         """Inputs an edit form may have: writable and readable (a field the user cannot
@@ -453,9 +485,13 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 await gateway.create(visit.actor, resource, {})
                 raise Forbidden(f"your role may not create {noun} records")
             names = [f.name for f in rt.fields if f.name in writable]
-            values, submitted = values_from_form(rt, await request.form(), names)
+            form = await request.form()
+            values, submitted = values_from_form(rt, form, names)
+            owner_id = None
+            if await owner_choices(request, visit, None):
+                owner_id = owner_from_form(form, visit.actor.user_id)
             try:
-                record = await gateway.create(visit.actor, resource, values)
+                record = await gateway.create(visit.actor, resource, values, owner_id=owner_id)
             except (InvalidInput, Forbidden) as exc:
                 problems = exc.problems or {"": exc.message}
                 return await form_page(
@@ -465,6 +501,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                     values=submitted,
                     problems=problems,
                     status=HTTP_400_BAD_REQUEST,
+                    owner=str(form.get("owner_id") or ""),
                 )
             await flash(request, visit, f"{rt.label} created.")
             return see_other(f"{base_path}/{record.id}")
@@ -567,14 +604,16 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 raise NotFound(f"{resource} not found")
             record = await gateway.read(visit.actor, resource, record_id)
             names, locked = editable(writable, record)
-            changes, submitted = values_from_form(
-                rt, await request.form(), names, current=record.values
-            )
-            if not changes:
+            form = await request.form()
+            changes, submitted = values_from_form(rt, form, names, current=record.values)
+            owner_id = None
+            if await owner_choices(request, visit, record):
+                owner_id = owner_from_form(form, record.owner_id)
+            if not changes and owner_id is None:
                 await flash(request, visit, "Nothing was changed.", "info")
                 return see_other(f"{base_path}/{record.id}")
             try:
-                await gateway.update(visit.actor, resource, record.id, changes)
+                await gateway.update(visit.actor, resource, record.id, changes, owner_id=owner_id)
             except (InvalidInput, Forbidden, Conflict) as exc:
                 problems = exc.problems or {"": exc.message}
                 values = {n: display_value(record.values.get(n)) for n in names} | submitted
@@ -589,6 +628,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                     status=HTTP_403_FORBIDDEN
                     if isinstance(exc, Forbidden)
                     else HTTP_400_BAD_REQUEST,
+                    owner=str(form.get("owner_id") or ""),
                 )
             await flash(request, visit, f"{rt.label} updated.")
             return see_other(f"{base_path}/{record.id}")

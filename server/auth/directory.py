@@ -9,6 +9,8 @@ from __future__ import annotations
 from server.auth.tables import StaffUser
 from server.gateway.ownership import Assignee
 
+MAX_CHOICES = 500  # an owner select longer than this is no use to anyone
+
 
 class ActiveStaff:
     """``server.gateway.ownership.StaffDirectory`` over the ``staff_user`` table."""
@@ -20,6 +22,17 @@ class ActiveStaff:
             .first()
         )
         return None if row is None else Assignee(int(row["id"]), str(row["team"]))
+
+    async def choices(self, team: str | None = None) -> list[tuple[int, str]]:
+        """Active staff a record may be handed to (in ``team`` if given), as (id, label)
+        pairs for an owner select, by name."""
+        query = StaffUser.select(StaffUser.id, StaffUser.display_name, StaffUser.team).where(
+            StaffUser.is_active.eq(True)
+        )
+        if team is not None:
+            query = query.where(StaffUser.team == team)
+        rows = await query.order_by(StaffUser.display_name).limit(MAX_CHOICES)
+        return [(int(r["id"]), f"{r['display_name']} ({r['team']})") for r in rows]
 
     async def team_exists(self, team: str) -> bool:
         return bool(

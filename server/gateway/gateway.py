@@ -30,7 +30,7 @@ from piccolo.table import Table
 
 from audit.events import Action, AuditEvent, Outcome
 from audit.log import AuditLog
-from policy.enforcer import AccessDecision, PolicyEngine
+from policy.enforcer import AccessDecision, Assign, PolicyEngine
 from policy.scope import scope_condition
 from server import db
 from server.datamap import (
@@ -263,6 +263,15 @@ class Gateway:
         rt, _ = self._record_type(resource)
         decision = self._decide(actor, rt, action, purpose or self.default_purpose(actor.role))
         return decision.fields if decision.allowed else None
+
+    def assignment(
+        self, actor: Actor, resource: str, action: str, *, purpose: str | None = None
+    ) -> Assign:
+        """Whom ``actor`` may hand a record to on ``action`` (create or update): a policy
+        question for building forms (an owner select only where it can be used)."""
+        rt, _ = self._record_type(resource)
+        decision = self._decide(actor, rt, action, purpose or self.default_purpose(actor.role))
+        return decision.assign if decision.allowed else Assign.NONE
 
     def _record_type(self, resource: str) -> tuple[RecordType, type[Table]]:
         try:
