@@ -14,6 +14,7 @@ import contextlib
 
 from audit.trail import AuditTrail, SealRefused
 from server.csvio.jobs import ImportJobs
+from server.leads.webform import SpentTokens
 from server.logs import get_logger
 from server.services import Services
 
@@ -86,10 +87,17 @@ async def expire_consents_forever(
 
 async def remove_expired_rows(services: Services) -> dict[str, int]:
     """Delete rows that have outlived their use and hold no evidence: portal links and
-    sessions past their end, import jobs older than 90 days. Counts removed, by kind."""
+    sessions past their end, import jobs older than 90 days, spent web form tokens that
+    are refused as expired anyway. Counts removed, by kind."""
     links, sessions = await services.portal.purge_expired()
     jobs = await ImportJobs(services.gateway).purge()
-    return {"portal_links": links, "portal_sessions": sessions, "import_jobs": jobs}
+    form_tokens = await SpentTokens.purge_expired()
+    return {
+        "portal_links": links,
+        "portal_sessions": sessions,
+        "import_jobs": jobs,
+        "spent_form_tokens": form_tokens,
+    }
 
 
 async def retention_daily(services: Services, interval_seconds: float, stop: asyncio.Event) -> None:

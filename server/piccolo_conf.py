@@ -22,6 +22,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.campaigns.piccolo_app",
         "migrations.imports.piccolo_app",
         "migrations.duplicates.piccolo_app",
+        "migrations.leads.piccolo_app",
     ]
 )
 

@@ -167,7 +167,7 @@ async def test_the_contact_page_shows_consent_and_only_managers_may_act(
     _, officer = await signed_in(staff, "compliance")
     seen = await officer.get(f"/contacts/{record.id}")
     assert seen.status_code == 200
-    assert f'href="/compliance/consent/proof/{record.subject_id}"' in seen.text
+    assert f'action="/compliance/consent/proof/{record.subject_id}"' in seen.text
     assert "Record consent given by phone or letter" in text_of(seen)
 
 
@@ -215,7 +215,12 @@ async def test_recording_consent_given_by_phone(services: Services, staff: Staff
     assert location(withdrawn) == contact_page
     assert not (await services.consent.has_basis(record.subject_id, "marketing_phone", "phone"))
 
-    proof = await client.get(f"/compliance/consent/proof/{record.subject_id}")
+    proof_path = f"/compliance/consent/proof/{record.subject_id}"
+    # A link (from any site) and a forged POST without the CSRF token export nothing.
+    assert (await client.get(proof_path)).status_code == 405
+    assert (await client.post(proof_path)).status_code == 403
+    assert await audit_rows("consent.export") == []
+    proof = await submit(client, contact_page, proof_path)
     assert proof.status_code == 200
     assert proof.headers["content-type"].startswith("application/json")
     assert "attachment" in proof.headers["content-disposition"]
@@ -339,6 +344,7 @@ async def test_consent_pages_do_not_exist_for_other_roles(
             f"/compliance/consent/contacts/{record.id}",
             {"target": "marketing_email/email", "action": "grant", "source": "phone"},
         ),
+        (f"/compliance/consent/proof/{record.subject_id}", {}),
     ):
         response = await client.post(path, data={**data, "_csrf_token": token})
         assert response.status_code == 404, path

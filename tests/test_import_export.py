@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from httpx import AsyncClient, Response
 
 from admin_ui.pages.imports import MAX_UPLOAD_BYTES
 from audit.tables import AuditRecord
@@ -377,20 +378,58 @@ async def test_admin_import_page_dry_run_then_import_and_export_button(
     ask = await client.get("/export/contacts?lifecycle_stage=customer")
     assert ask.status_code == 200
     assert "Reason" in text_of(ask)
-    csv_file = await client.get("/export/contacts?reason=backup")
+    assert '<form method="post" action="/export/contacts">' in ask.text
+    assert '<input type="hidden" name="lifecycle_stage" value="customer">' in ask.text
+    csv_file = await export_csv(client, "contacts", reason="backup")
     assert csv_file.status_code == 200
     assert csv_file.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(csv_file.text)))
     assert [r["email"] for r in rows] == ["ada@example.org"]
+    no_reason = await export_csv(client, "contacts")
+    assert no_reason.status_code == 400
+    assert "Choose the reason for the export." in text_of(no_reason)
 
     rep = await staff.create("sales")
     rep_client = await web_login(staff, rep)
     assert (await rep_client.get("/import")).status_code == 404
     support = await staff.create("support")
     support_client = await web_login(staff, support)
-    refused = await support_client.get("/export/contacts?reason=backup")
+    refused = await export_csv(support_client, "contacts", reason="backup")
     assert refused.status_code == 400
     assert "your role may not export contact records" in text_of(refused)
+
+
+async def export_csv(client: AsyncClient, kind: str, **fields: str) -> Response:
+    """Open the export page and press its button, as a person would (with the CSRF token)."""
+    page = await client.get(f"/export/{kind}")
+    return await client.post(f"/export/{kind}", data={**fields, "_csrf_token": csrf_of(page)})
+
+
+async def export_events() -> list[dict[str, Any]]:
+    return list(await AuditRecord.select().where(AuditRecord.action == "export"))
+
+
+async def test_an_export_is_a_post_with_the_csrf_token(services: Services, staff: Staff) -> None:
+    """A cross-site link (GET, even with a reason) or a forged POST (no CSRF token) exports
+    nothing and records nothing under the victim's name; the page's own button does."""
+    await services.gateway.create(
+        SYSTEM, "contact", contact_values(email="ada@example.org"), owner_id=0
+    )
+    client = await web_login(staff, await staff.create("admin"))
+    for kind in ("contacts", "organizations", "leads", "deals", "interactions", "cases"):
+        linked = await client.get(f"/export/{kind}?reason=backup&lifecycle_stage=customer")
+        assert linked.status_code == 200, kind
+        assert linked.headers["content-type"].startswith("text/html")
+        forged = await client.post(f"/export/{kind}", data={"reason": "backup"})
+        assert forged.status_code == 403, kind
+        assert not forged.headers["content-type"].startswith("text/csv")
+    assert await export_events() == []
+
+    pressed = await export_csv(client, "contacts", reason="backup", lifecycle_stage="lead")
+    assert pressed.status_code == 200
+    assert pressed.headers["content-type"].startswith("text/csv")
+    (event,) = await export_events()
+    assert event["resource_type"] == "contact"
 
 
 async def test_an_import_whose_worker_stopped_is_shown_as_interrupted(

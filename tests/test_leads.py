@@ -8,6 +8,7 @@ honeypot and a signed minimum fill time, and never echoes what was typed.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import io
@@ -21,10 +22,11 @@ from httpx import AsyncClient, Response
 
 from audit.tables import AuditRecord
 from server.app import create_app
+from server.background import remove_expired_rows
 from server.datamap import DEAL, LEAD, RecordType
 from server.dsr.export import build_export
 from server.gateway import Actor, Conflict
-from server.leads.webform import WebForm
+from server.leads.webform import ALREADY_USED, SpentTokens, WebForm
 from server.services import Services
 from tests.conftest import ENGINE, Staff, http_client
 from tests.dbutil import raw_sql
@@ -263,6 +265,68 @@ async def test_too_fast_or_forged_tokens_are_refused(
     missing = await client.post(FORM, json=form_body(services, form_token=None))
     assert missing.status_code == 400
     assert await lead_total(services) == 0
+
+
+async def test_a_form_token_creates_one_lead_on_any_worker(
+    client: AsyncClient, services: Services, app: Any
+) -> None:
+    token = aged_token(services)
+    first = await client.post(FORM, json=form_body(services, form_token=token))
+    assert first.status_code == 202, first.text
+    body = form_body(services, form_token=token, email="another@example.net")
+    again = await client.post(FORM, json=body)
+    assert again.status_code == 400
+    assert again.json()["errors"] == [{"field": "form_token", "message": ALREADY_USED}]
+    assert FIRST not in again.text
+    # Another worker (its own app and WebForm) knows it too: the state is in the database.
+    async with http_client(create_app(services.settings, services)) as other_worker:
+        replayed = await other_worker.post(FORM, json=form_body(services, form_token=token))
+    assert replayed.status_code == 400
+    assert await lead_total(services) == 1
+
+    # Two at once with one token: still one lead.
+    racing = aged_token(services)
+    answers = await asyncio.gather(
+        *(
+            client.post(FORM, json=form_body(services, form_token=racing, email=f"{n}@example.net"))
+            for n in range(2)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [202, 400]
+    assert await lead_total(services) == 2
+
+    # Only a keyed hash of each token is kept, and nothing about the visitor.
+    rows = await raw_sql(services.settings.database_url, "SELECT * FROM spent_form_token")
+    assert len(rows) == 2
+    dump = json.dumps(rows, default=str)
+    for value in (token, racing, token.rsplit(".", 1)[1], EMAIL, FIRST, "127.0.0.1"):
+        assert value not in dump
+
+
+async def test_a_refused_submission_does_not_spend_its_token(
+    client: AsyncClient, services: Services
+) -> None:
+    token = aged_token(services)
+    typo = await client.post(FORM, json=form_body(services, form_token=token, email="ottoline@"))
+    assert typo.status_code == 400
+    assert {e["field"] for e in typo.json()["errors"]} == {"email"}
+    fixed = await client.post(FORM, json=form_body(services, form_token=token))
+    assert fixed.status_code == 202, fixed.text
+    assert await lead_total(services) == 1
+
+
+async def test_spent_tokens_are_purged_by_the_daily_housekeeping(services: Services) -> None:
+    spent = WebForm(services).spent
+    now = dt.datetime.now(dt.UTC)
+    assert await spent.spend("old-token", now - dt.timedelta(minutes=1))
+    assert await spent.spend("live-token", now + dt.timedelta(hours=1))
+    assert not await spent.spend("live-token", now + dt.timedelta(hours=1))
+
+    removed = await remove_expired_rows(services)
+
+    assert removed["spent_form_tokens"] == 1
+    assert await SpentTokens.purge_expired() == 0
+    assert not await spent.spend("live-token", now + dt.timedelta(hours=1))  # still spent
 
 
 async def test_invalid_input_names_fields_never_values(

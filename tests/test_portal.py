@@ -502,14 +502,36 @@ async def test_a_fulfilled_access_request_mails_a_download_link_for_the_signed_i
     assert before.headers["content-type"].startswith("text/html")
 
     await signed_in(web, smtp, person)
-    response = await web.get(link)
+    # Opening the link (or following it from anywhere) builds nothing: it shows a button.
+    page = await web.get(link)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert f'<form method="post" action="{link}">' in page.text
+    assert await audit_rows("portal.download") == []
+    response = await web.post(link, data={"_csrf_token": csrf_of(page)})
     assert response.headers["content-type"] == "application/zip"
     home = await web.get("/portal/home")
-    assert f"/portal/requests/{request_id}/download" in home.text
-    again = await web.get(f"/portal/requests/{request_id}/download")
+    request_download = f"/portal/requests/{request_id}/download"
+    assert f'<form method="post" action="{request_download}">' in home.text
+    assert (await web.get(request_download)).status_code == 405
+    again = await web.post(request_download, data={"_csrf_token": csrf_of(home)})
     assert again.headers["content-type"] == "application/zip"
     downloads = await audit_rows("portal.download")
     assert [(r["actor_id"], r["outcome"]) for r in downloads] == [("subject", "allowed")] * 2
+
+
+async def test_downloads_need_the_csrf_token(
+    web: AsyncClient, smtp: LocalSmtp, person: Record, portal_services: Services
+) -> None:
+    """A cross-site form (no CSRF token) cannot make the person's browser build a bundle."""
+    request_id = await staff_fulfilled_access(portal_services, person)
+    link = download_link(smtp)
+    await signed_in(web, smtp, person)
+    for action in (link, f"/portal/requests/{request_id}/download", "/portal/download"):
+        refused = await web.post(action, data={})
+        assert refused.status_code == 403, action
+        assert refused.headers["content-type"] != "application/zip"
+    assert await audit_rows("portal.download") == []
 
 
 async def test_a_download_link_is_refused_to_someone_else_when_expired_or_forged(
@@ -521,18 +543,25 @@ async def test_a_download_link_is_refused_to_someone_else_when_expired_or_forged
         Actor.system("test-seed"), "contact", contact_values(first_name="Otto")
     )
     await signed_in(web, smtp, other)
-    stranger = await web.get(link)
+    stranger_page = await web.get(link)
+    assert stranger_page.status_code == 410
+    token = await form_token(web)
+    stranger = await web.post(link, data={"_csrf_token": token})
     assert stranger.status_code == 410
     assert INVALID_TEXT in text_of(stranger)
 
     await signed_in(web, smtp, person)
-    forged = await web.get(f"/portal/download/{secrets.token_urlsafe(32)}")
+    token = await form_token(web)
+    forged_link = f"/portal/download/{secrets.token_urlsafe(32)}"
+    assert (await web.get(forged_link)).status_code == 410
+    forged = await web.post(forged_link, data={"_csrf_token": token})
     await PortalToken.update(
         {PortalToken.expires_at: dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)}
     ).where(PortalToken.kind == "download")
-    expired = await web.get(link)
+    assert (await web.get(link)).status_code == 410
+    expired = await web.post(link, data={"_csrf_token": token})
     assert forged.status_code == expired.status_code == 410
-    assert forged.text == expired.text == stranger.text
+    assert forged.text == expired.text == stranger.text == stranger_page.text
     denied = await audit_rows("portal.download")
     assert {r["outcome"] for r in denied} == {"denied"}
 
@@ -586,7 +615,10 @@ async def test_addresses_links_and_cookies_never_reach_the_logs(
     sign_in_link = last_link(smtp)
     await staff_fulfilled_access(portal_services, person)
     link = download_link(smtp)
-    assert (await web.get(link)).status_code == 200
+    page = await web.get(link)
+    assert page.status_code == 200
+    downloaded = await web.post(link, data={"_csrf_token": csrf_of(page)})
+    assert downloaded.headers["content-type"] == "application/zip"
     await ask_for_link(web, "nobody.here@example.org")
 
     assert "/portal/enter/[token]" in logs.text

@@ -22,7 +22,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST
@@ -532,6 +532,15 @@ class ConsentPages(Controller):
     # -- one person --------------------------------------------------------------------------
 
     @get("/proof/{subject_id:str}")
+    async def proof_by_link(
+        self, visit: NamedDependency[Visit], subject_id: FromPath[str]
+    ) -> Response[bytes]:
+        """405: the proof is an audited export, so only the panel's button (a POST with
+        the CSRF token) makes one; a link, from whichever site, does not. The handler is
+        here so that roles without the consent pages still get a 404 (``visit``)."""
+        raise MethodNotAllowedException(headers={"Allow": "POST"})
+
+    @post("/proof/{subject_id:str}", status_code=200)
     async def proof(
         self,
         request: Request[Any, Any, Any],

@@ -8,9 +8,12 @@ reason - never a value). Uploads are capped at :data:`MAX_UPLOAD_BYTES` (a bigge
 a 413 page saying so) because the rows are held in the worker's memory; bigger files go
 through ``consentry import``.
 
-Export: the list pages link here with their current filters; the staff member picks a
-reason from the list and the CSV streams page by page from the gateway, which decides the
-fields, scopes the records and audits every page.
+Export: the list pages link here with their current filters; the page (GET) only shows
+the form. The staff member picks a reason and presses the button, which POSTs the form
+with its CSRF token, and the CSV streams page by page from the gateway, which decides the
+fields, scopes the records and audits every page. An export is an audited action under
+the staff member's name, so no GET performs one: a link from another site (even one with
+``?reason=...``) only opens the form.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from litestar.response import Redirect, Stream, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND
 
 from admin_ui.rendering import render
+from admin_ui.security import CSRF_FIELD
 from admin_ui.session import Visit, page_access, provide_visit
 from server.csvio.exporter import csv_chunks
 from server.csvio.importer import (
@@ -158,6 +162,9 @@ class ImportPages(Controller):
         )
 
 
+NOT_FILTERS = {"reason", "page", "page_size", CSRF_FIELD}
+
+
 class ExportPages(Controller):
     path = "/export"
     include_in_schema = False
@@ -165,54 +172,80 @@ class ExportPages(Controller):
     opt = page_access()
 
     @get("/{kind:str}")
+    async def export_form(
+        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit], kind: FromPath[str]
+    ) -> Template:
+        """The form asking for a reason, carrying the list page's filters. Nothing else,
+        whatever the query says: exporting is the POST below."""
+        filters = {k: v for k, v in request.query_params.items() if k not in NOT_FILTERS}
+        return await _export_page(request, visit, kind, filters)
+
+    @post("/{kind:str}", status_code=200)
     async def export(
         self, request: Request[Any, Any, Any], visit: NamedDependency[Visit], kind: FromPath[str]
     ) -> Template | Stream:
-        """Without a reason: the form asking for one. With one: the CSV file."""
+        """The CSV file, for a reason from the list (the CSRF middleware has checked the
+        form's token before this runs)."""
         resource = EXPORT_PATHS.get(kind)
         if resource is None:
-            return await render(
-                request,
-                "imports/export.html",
-                visit=visit,
-                status=HTTP_404_NOT_FOUND,
-                title="Export",
-                section="",
-                kind=kind,
-                reasons=EXPORT_REASONS,
-                filters={},
-                error="There is nothing to export by that name.",
+            return await _export_page(request, visit, kind, {})
+        form = await request.form()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        filters = {k: v for k, v in fields.items() if k not in NOT_FILTERS}
+        reason = fields.get("reason", "")
+        if not reason:
+            return await _export_page(
+                request, visit, kind, filters, error="Choose the reason for the export."
             )
-        params = request.query_params
-        filters = {k: v for k, v in params.items() if k not in {"reason", "page", "page_size"}}
-        reason = params.get("reason", "")
-        gateway = services_of(request).gateway
-        error = ""
-        if reason:
-            try:
-                export = await gateway.start_export(
-                    visit.actor, resource, reason=reason, filters=filters
-                )
-            except GatewayError as exc:
-                error = exc.message
-            else:
-                return Stream(
-                    csv_chunks(export),
-                    media_type="text/csv; charset=utf-8",
-                    headers={
-                        "Content-Disposition": f'attachment; filename="{kind}.csv"',
-                        "Cache-Control": "no-store",
-                    },
-                )
+        try:
+            export = await services_of(request).gateway.start_export(
+                visit.actor, resource, reason=reason, filters=filters
+            )
+        except GatewayError as exc:
+            return await _export_page(request, visit, kind, filters, error=exc.message)
+        return Stream(
+            csv_chunks(export),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{kind}.csv"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+
+async def _export_page(
+    request: Request[Any, Any, Any],
+    visit: Visit,
+    kind: str,
+    filters: dict[str, str],
+    *,
+    error: str = "",
+) -> Template:
+    """The export form; 404 for an unknown kind, 400 with the reason an export was refused."""
+    if kind not in EXPORT_PATHS:
         return await render(
             request,
             "imports/export.html",
             visit=visit,
-            status=HTTP_400_BAD_REQUEST if error else 200,
-            title=f"Export {kind}",
+            status=HTTP_404_NOT_FOUND,
+            title="Export",
             section="",
             kind=kind,
             reasons=EXPORT_REASONS,
-            filters=filters,
-            error=error,
+            filters={},
+            known=False,
+            error="There is nothing to export by that name.",
         )
+    return await render(
+        request,
+        "imports/export.html",
+        visit=visit,
+        status=HTTP_400_BAD_REQUEST if error else 200,
+        title=f"Export {kind}",
+        section="",
+        kind=kind,
+        reasons=EXPORT_REASONS,
+        filters=filters,
+        known=True,
+        error=error,
+    )

@@ -4,7 +4,9 @@ The portal has its own cookie (``consentry_portal``, path ``/portal``) and never
 a staff session. Every form is CSRF-protected like the admin's (the app-wide middleware;
 ``/portal`` is not exempt) and gets the same security headers. A link from an e-mail
 opens a page with one button: the sign-in happens on POST, so mail scanners that fetch
-links do not spend them.
+links do not spend them. Downloads are POSTs too (building a bundle is an audited action,
+and a cross-site link must not make one in the person's name): the e-mailed download link
+opens a page with a Download button, and the buttons on the person's page are forms.
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ class PortalPages(Controller):
             what=REQUEST_WORDS[filed.kind][0],
         )
 
-    @get("/requests/{dsr_id:str}/download")
+    @post("/requests/{dsr_id:str}/download", status_code=200)
     async def request_download(
         self, request: Request[Any, Any, Any], dsr_id: FromPath[str]
     ) -> Response[Any]:
@@ -244,9 +246,10 @@ class PortalPages(Controller):
         return _invalid(request) if content is None else _zip(content)
 
     @get("/download/{token:str}")
-    async def download_link(
+    async def download_page(
         self, request: Request[Any, Any, Any], token: FromPath[str]
-    ) -> Response[Any]:
+    ) -> Template:
+        """The e-mailed link: a page with a Download button (nothing is built or recorded)."""
         identity = await _identity(request)
         if identity is None:
             return _sign_in_page(
@@ -255,6 +258,23 @@ class PortalPages(Controller):
                 "follow the link we send you. Then open the download link again, or use the "
                 "Download button on your page.",
             )
+        if not await _portal(request).download_link_is_live(identity, token):
+            return _invalid(request)
+        return _page(
+            request,
+            "download.html",
+            signed_in=True,
+            title="Download your data",
+            action=f"/portal/download/{token}",
+        )
+
+    @post("/download/{token:str}", status_code=200)
+    async def download_link(
+        self, request: Request[Any, Any, Any], token: FromPath[str]
+    ) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
         try:
             content = await _portal(request).download_by_link(
                 identity, token, request_id=request_id_of(request)

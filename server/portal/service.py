@@ -529,11 +529,8 @@ class Portal:
                 "link_not_sent", "the download link could not be e-mailed; try again later"
             )
 
-    async def download_by_link(
-        self, identity: PortalIdentity, token: str, *, request_id: str = ""
-    ) -> bytes | None:
-        """The bundle behind a download link, for the person it was sent to; None for a
-        forged or expired link, or one sent to somebody else."""
+    async def _download_link(self, identity: PortalIdentity, token: str) -> str | None:
+        """The request a live download link answers, if it was sent to this person."""
         if not _plausible(token):
             return None
         row = (
@@ -546,12 +543,27 @@ class Portal:
             .first()
         )
         if row is None or str(row["subject_id"]) != identity.subject_id:
+            return None
+        return str(row["request_id"])
+
+    async def download_link_is_live(self, identity: PortalIdentity, token: str) -> bool:
+        """Whether the link would serve this person a bundle (the GET page; builds and
+        records nothing)."""
+        return await self._download_link(identity, token) is not None
+
+    async def download_by_link(
+        self, identity: PortalIdentity, token: str, *, request_id: str = ""
+    ) -> bytes | None:
+        """The bundle behind a download link, for the person it was sent to; None for a
+        forged or expired link, or one sent to somebody else."""
+        dsr_id = await self._download_link(identity, token)
+        if dsr_id is None:
             await self._record(
                 "portal.download", identity.subject_id, Outcome.DENIED, "link_invalid", "",
                 request_id,
             )  # fmt: skip
             return None
-        return await self._serve(identity, str(row["request_id"]), request_id)
+        return await self._serve(identity, dsr_id, request_id)
 
     async def download_for_request(
         self, identity: PortalIdentity, dsr_id: str, *, request_id: str = ""

@@ -213,3 +213,33 @@ def test_the_contact_list_fits_a_phone_screen(
             "[document.scrollingElement.scrollWidth, window.innerWidth]"
         )
         assert scroll_width <= inner_width, f"{path} is {scroll_width} px wide on a phone"
+
+
+def test_export_csv_is_a_button_not_a_link(
+    consentry: LiveServer, other_browser: Callable[..., Page]
+) -> None:
+    """Export CSV on the list opens the reason form; only its button (a POST with the CSRF
+    token) downloads the file. The same URL opened as a link, reason and all, shows the
+    form and exports nothing."""
+    user = consentry.create_staff("sales")
+    browser = other_browser()
+    sign_in_fully(browser, user)
+    email = f"ada.{uuid.uuid4().hex[:8]}@example.org"
+    created = browser.request.post(
+        "/api/v1/contacts", data={"first_name": "Ada", "last_name": "Byron", "email": email}
+    )
+    assert created.status == 201, created.text()
+
+    browser.goto("/export/contacts?reason=backup")
+    expect(browser.get_by_role("heading", name="Export contacts as CSV")).to_be_visible()
+    expect(browser.get_by_label("Reason")).to_have_value("")
+
+    browser.goto("/contacts")
+    browser.get_by_role("button", name="Export CSV").click()  # a link styled as a button
+    browser.get_by_label("Reason").select_option("backup")
+    with browser.expect_download() as started:
+        browser.get_by_role("button", name="Download CSV").click()
+    download = started.value
+    assert download.suggested_filename == "contacts.csv"
+    with open(download.path(), encoding="utf-8") as exported:
+        assert email in exported.read()
