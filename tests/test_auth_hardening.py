@@ -3,6 +3,7 @@ account administration and re-authentication (service level and over the API).""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from typing import Any
@@ -102,6 +103,16 @@ async def test_unknown_accounts_lock_the_same_way(services: Services) -> None:
     """Locking only real accounts would tell an attacker which e-mails exist."""
     results = [await _login(services, "nobody@example.org", "guess guess guess") for _ in range(5)]
     assert [r.status for r in results] == [LoginStatus.INVALID] * 4 + [LoginStatus.THROTTLED]
+
+
+async def test_simultaneous_first_failures_are_both_counted(services: Services) -> None:
+    """Two workers counting the first failure of one key at once: no duplicate-key error
+    (a 500 on PostgreSQL before), and neither failure is lost."""
+    throttle = services.accounts.throttle
+    key = throttle.account_key("racing@example.org")
+    await asyncio.gather(*(throttle.record_failure(key, 5) for _ in range(4)))
+    (row,) = await LoginThrottle.select().where(LoginThrottle.key == key)
+    assert row["failures"] == 4
 
 
 async def test_one_address_guessing_many_accounts_is_throttled(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from typing import Any
 
 from server import db
 from server.auth.tables import LoginThrottle
@@ -59,26 +58,30 @@ class LoginThrottler:
         """Count one failure; returns the lock it triggered (zero if none)."""
         now = dt.datetime.now(dt.UTC)
         async with db.write_transaction():
-            row = await LoginThrottle.select().where(LoginThrottle.key == key).first()
-            stale = row is not None and now - row["last_failure_at"] > FORGET_AFTER
+            # Two first failures at once (two workers) must not both insert: the row is
+            # made if missing, then read locked (SQLite's IMMEDIATE transaction already
+            # serialises writers; PostgreSQL needs FOR UPDATE).
+            await (
+                LoginThrottle.insert(
+                    LoginThrottle(key=key, failures=0, last_failure_at=now, locked_until=None)
+                )
+                .on_conflict(action="DO NOTHING")
+                .run()
+            )
+            query = LoginThrottle.select().where(LoginThrottle.key == key)
+            if not db.is_sqlite():
+                query = query.lock_rows()
+            row = await query.first()
+            stale = row is None or now - row["last_failure_at"] > FORGET_AFTER
             failures = 1 if row is None or stale else int(row["failures"]) + 1
             lock = lock_for(failures, free)
-            values: dict[Any, Any] = {
-                LoginThrottle.failures: failures,
-                LoginThrottle.last_failure_at: now,
-                LoginThrottle.locked_until: now + lock if lock else None,
-            }
-            if row is None:
-                await LoginThrottle.insert(
-                    LoginThrottle(
-                        key=key,
-                        failures=failures,
-                        last_failure_at=now,
-                        locked_until=now + lock if lock else None,
-                    )
-                ).run()
-            else:
-                await LoginThrottle.update(values).where(LoginThrottle.key == key)
+            await LoginThrottle.update(
+                {
+                    LoginThrottle.failures: failures,
+                    LoginThrottle.last_failure_at: now,
+                    LoginThrottle.locked_until: now + lock if lock else None,
+                }
+            ).where(LoginThrottle.key == key)
         return lock
 
     async def clear(self, key: str) -> None:
