@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from audit.events import AuditEvent
@@ -37,7 +38,15 @@ def entry_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(_canonical(row)).hexdigest()
 
 
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 class AuditLog:
+    def __init__(self, clock: Callable[[], dt.datetime] = _utc_now) -> None:
+        # Injectable only so that tests can lay events out over hours in a moment.
+        self._clock = clock
+
     async def append(self, event: AuditEvent) -> int:
         """Append one event inside the caller's transaction; returns its sequence number.
 
@@ -55,7 +64,7 @@ class AuditLog:
         prev_hash = GENESIS if last is None else str(last["hash"])
         row: dict[str, Any] = {
             "seq": seq,
-            "ts": dt.datetime.now(dt.UTC),
+            "ts": self._clock(),
             "actor_id": event.actor_id,
             "actor_role": event.actor_role,
             "action": str(event.action),

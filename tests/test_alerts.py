@@ -822,3 +822,48 @@ async def test_the_alert_email_is_readable_without_the_console(services: Service
     assert "2026-11-29 22:15:00 UTC to 2026-11-29 22:24:00 UTC" in body
     subject, _ = alerts.compose_email([alert, replace(alert, id=8)])
     assert subject == "[Consentry] 2 new audit alerts"
+
+
+# --- cost on day 100 as on day 1 ------------------------------------------------------------
+
+
+async def test_an_open_alert_does_not_make_later_evaluations_read_more(
+    services: Services, staff: Staff
+) -> None:
+    """Thousands of events of one actor, an alert that stays open and unacknowledged the
+    whole time: every evaluation reads the new events and one window before them, never
+    the alert's whole history again (which made each run slower than the last)."""
+    alerts = services.alerts
+    _, officer = await compliance_officer(staff)
+    today = dt.datetime.now(dt.UTC).weekday()
+    working = ",".join(DAYS[d] for d in range(7) if d not in {today, (today + 1) % 7})
+    await only_rule(
+        alerts, officer, Kind.OFF_HOURS, threshold=1, window_minutes=1, work_days=working,
+        work_start_hour=0, work_end_hour=24,
+    )  # fmt: skip
+    moment = [dt.datetime.now(dt.UTC)]
+
+    def clock() -> dt.datetime:  # two seconds between events: 500 of them span 16 minutes
+        moment[0] += dt.timedelta(seconds=2)
+        return moment[0]
+
+    log = AuditLog(clock=clock)
+    night_owl = AuditEvent(
+        actor_id="user:4242", actor_role="sales", action="read", resource_type="contact",
+        outcome=Outcome.ALLOWED, purpose="customer_relationship", subject_ids=("s-1",),
+    )  # fmt: skip
+    read_per_run: list[int] = []
+    for _ in range(6):
+        async with db.write_transaction():
+            for _ in range(500):
+                await log.append(night_owl)
+        before = alerts.rows_read
+        await alerts.evaluate()
+        read_per_run.append(alerts.rows_read - before)
+
+    (alert,) = await alert_rows()
+    assert alert["acknowledged_at"] is None  # one episode, open all along
+    assert alert["matched"] == 3000
+    # The batch of 500 new events, then the rule's context: those 500 again and about a
+    # minute (30 events) before them - the same run after run, not 500 more each time.
+    assert all(1000 <= n <= 1000 + 31 for n in read_per_run), read_per_run
