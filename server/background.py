@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 
 from audit.trail import AuditTrail, SealRefused
 from server.csvio.jobs import ImportJobs
@@ -92,6 +93,18 @@ async def remove_expired_rows(services: Services) -> dict[str, int]:
     return {"portal_links": links, "portal_sessions": sessions, "import_jobs": jobs}
 
 
+async def prune_retired_keks(services: Services, now: dt.datetime | None = None) -> list[str]:
+    """Destroy KEK versions retired longer ago than the backup retention period (the
+    daily housekeeping; ``consentry keys prune`` by hand). ``now`` is injectable for tests.
+    Nothing to do when the master key comes from the environment."""
+    rotation = services.key_rotation
+    if rotation is None:
+        return []
+    retention = dt.timedelta(days=services.settings.backup_retention_days)
+    report = await rotation.prune(retention, now=now)
+    return list(report.destroyed)
+
+
 async def retention_daily(services: Services, interval_seconds: float, stop: asyncio.Event) -> None:
     """Apply the retention rules once per UTC day. Every worker checks; the first to claim
     the day (a unique row in ``retention_run``) runs it, the others skip."""
@@ -103,6 +116,9 @@ async def retention_daily(services: Services, interval_seconds: float, stop: asy
                 log.info("retention run finished", **report.totals())
                 # The same day's housekeeping, by the worker that claimed the day.
                 log.info("expired rows removed", **await remove_expired_rows(services))
+                destroyed = await prune_retired_keks(services)
+                if destroyed:
+                    log.info("retired KEK versions destroyed", versions=",".join(destroyed))
         except Exception as exc:
             log.warning("retention run failed", error=type(exc).__name__)
         await _pause(stop, interval_seconds)
