@@ -648,7 +648,9 @@ def consent_import(file: Path, dry_run: bool, batch: str | None) -> None:
 
     Columns: email (or phone) to find the contact, purpose, channel (if the purpose has
     several), consented_at (ISO date or date-time), source (import, web_form, phone,
-    portal, staff), notice_version, and optionally reference. Rows without evidence get no
+    portal, staff), notice_version, and optionally reference (a code such as a call
+    reference: letters, digits, _ . : -; kept encrypted under the person's key, so an
+    erasure reaches it although the ledger is append-only). Rows without evidence get no
     consent. Rejected rows are listed by line number; the exit code is 0 once the file
     was processed, 1 if it cannot be read or lacks required columns.
     """

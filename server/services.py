@@ -139,7 +139,7 @@ def build_services(settings: Settings) -> Services:
     # never rotates (blind indexes depend on it too), so an unsubscribe link sent years
     # ago keeps working after session secrets or KEKs are rotated.
     consent_secret = vault.derived_key(b"consentry/consent/v1")
-    consent = ConsentEngine(audit, mailer, settings, consent_secret)
+    consent = ConsentEngine(audit, mailer, settings, consent_secret, vault)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
     requests = DataSubjectRequests(gateway, audit, mailer, settings)
     restrictions = Restrictions(audit)

@@ -228,6 +228,26 @@ class Vault:
                 ).where((SubjectKey.id == row["id"]) & (SubjectKey.kek_id == old))
         return len(rows)
 
+    # --- free text about a person outside the records (consent evidence) ----------------
+
+    async def seal_for_subject(self, subject_id: str, label: str, plaintext: str) -> str | None:
+        """Encrypt ``plaintext`` under the person's data key, bound to ``label`` (where it
+        is kept): erasing the person makes it unreadable wherever it was copied to, an
+        append-only table included. None if the person has no key (erased, or unknown)."""
+        key = (await self.keys_for([subject_id])).get(str(uuid.UUID(str(subject_id))))
+        if key is None:
+            return None
+        ad = field_ad(label, "", "", key.subject_id, key.version)
+        return seal_field(key.key, key.version, plaintext, ad)
+
+    async def open_for_subject(self, subject_id: str, label: str, token: str) -> str | None:
+        """The plaintext of :meth:`seal_for_subject`; None once the person's key is gone."""
+        key = (await self.keys_for([subject_id])).get(str(uuid.UUID(str(subject_id))))
+        if key is None:
+            return None
+        version, raw = parse_field(token)
+        return open_field(key.key, raw, field_ad(label, "", "", key.subject_id, version))
+
     # --- operational secrets (not customer data) --------------------------------------
 
     def _secret_key(self, label: str) -> bytes:
