@@ -130,7 +130,9 @@ def backup_database(url: str, output: Path) -> BackupResult:
 def restore_database(url: str, source: Path) -> None:
     """Replace the database's content with the backup in ``source`` (the server must be
     stopped). PostgreSQL: the ``public`` schema is dropped and recreated first, so a
-    database migrated further than the backup does not keep tables the backup lacks."""
+    database migrated further than the backup does not keep tables the backup lacks; the
+    backup's grants are not restored (the application role may not exist in this cluster):
+    the caller re-grants ``CONSENTRY_APP_ROLE``."""
     engine = _engine(url)
     try:
         with source.open("rb") as handle:
@@ -168,6 +170,7 @@ def restore_database(url: str, source: Path) -> None:
             "pg_restore",
             "--no-password",
             "--no-owner",
+            "--no-acl",  # grants are the app role's, re-applied by `consentry restore`
             "--exit-on-error",
             "--single-transaction",
             f"--dbname={name}",

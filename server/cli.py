@@ -479,6 +479,12 @@ def restore_command(file: Path, yes: bool) -> None:
             from server.dbroles import grant_app_role
 
             await grant_app_role(db.get_engine(), settings.app_role)
+        elif settings.is_postgres:
+            click.echo(
+                "note: CONSENTRY_APP_ROLE is not set, so no application role was granted: "
+                "run `consentry db grant-app-role ROLE` before starting the server",
+                err=True,
+            )
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("Re-applying erasures", total=len(entries))
             report = await services.erasure.reapply(
