@@ -328,3 +328,32 @@ async def test_a_name_in_a_reference_is_refused_or_sealed_and_erasure_reaches_it
         readable = await services.consent.readable_evidence(alice, json.loads(row["evidence"]))
         assert "jane" not in json.dumps(readable).casefold()
         assert readable.get("reference", "[erased]") == "[erased]"
+
+
+async def test_an_erased_person_can_still_withdraw_and_no_free_text_is_kept(
+    services: Services, database_url: str
+) -> None:
+    alice = await add_contact(services, ALICE)
+    version = await publish(services)
+    await services.consent.grant(
+        alice,
+        "marketing_email",
+        "email",
+        source="phone",
+        notice_version=version,
+        actor_id="user:1",
+        evidence={"reference": "call:alice"},
+    )
+    await services.erasure.erase(alice, by="user:1")
+    record = await services.consent.withdraw(
+        alice,
+        "marketing_email",
+        "email",
+        source="email_link",
+        actor_id="subject",
+        evidence={"user_agent": "Alice Brandvold's laptop", "reference": "alice.b"},
+    )
+    assert record is not None
+    rows = await raw_sql(database_url, "SELECT evidence FROM consent_event ORDER BY id")
+    assert [set(json.loads(r["evidence"])) for r in rows] == [{"reference"}, set()]
+    assert "alice" not in " ".join(r["evidence"] for r in rows).casefold()

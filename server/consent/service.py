@@ -364,20 +364,18 @@ class ConsentEngine:
         return clean
 
     async def seal_evidence(self, subject_id: str, evidence: Mapping[str, Any]) -> dict[str, Any]:
-        """Evidence as the ledger keeps it: free text encrypted under the person's key."""
+        """Evidence as the ledger keeps it: free text encrypted under the person's key.
+
+        A person without a key (erased) keeps no free text at all: it is left out rather
+        than refused, because a withdrawal or an objection must always be recordable."""
         sealed: dict[str, Any] = {}
         for key, value in evidence.items():
             if key in SEALED_EVIDENCE and isinstance(value, str):
                 token = await self._sealer.seal_for_subject(
                     subject_id, f"{EVIDENCE_LABEL}.{key}", value
                 )
-                if token is None:
-                    raise ConsentError(
-                        "subject_erased",
-                        "this person has no key (erased or unknown): record consent "
-                        "without a reference or user agent",
-                    )
-                sealed[key] = {"sealed": token}
+                if token is not None:
+                    sealed[key] = {"sealed": token}
             else:
                 sealed[key] = value
         return sealed
@@ -486,7 +484,8 @@ class ConsentEngine:
                     detail=detail,
                 )
             )
-        return self._record_of({**row, "evidence": json.dumps(readable)})
+        kept = {k: v for k, v in readable.items() if k in sealed}
+        return self._record_of({**row, "evidence": json.dumps(kept)})
 
     async def grant(
         self,
