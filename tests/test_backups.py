@@ -286,6 +286,34 @@ def test_old_backups_become_unreadable_once_old_keks_are_pruned(
     assert ERASED_EMAIL not in exported
 
 
+def test_the_rotate_command_finishes_a_rotation_that_died_half_way(install: Install) -> None:
+    seed(install)
+
+    async def die_half_way(services: Services) -> dict[str, int]:
+        rotation = services.key_rotation
+        assert rotation is not None
+        rotation.batch_size = 2
+
+        async def crash(done: int) -> None:
+            raise Crash(done)
+
+        rotation.after_batch = crash
+        with pytest.raises(Crash):
+            await rotation.rotate()
+        return await services.gateway.vault.kek_usage()
+
+    assert in_process(die_half_way) == {"k1": 5, "k2": 2}
+    status = consentry("keys", "status")
+    assert "rotation unfinished" in status.stdout
+    finished = consentry("keys", "rotate")
+    assert finished.exit_code == 0, finished.output
+    assert finished.stdout == (
+        "resumed rotation to KEK k2: 5 data key(s) re-wrapped; retired: k1\n"
+    )
+    assert in_process(lambda s: s.gateway.vault.kek_usage()) == {"k2": 7}
+    assert "Featherstone" in in_process(_visible)["names"]
+
+
 def test_the_master_key_never_leaves_the_key_file(install: Install, tmp_path: Path) -> None:
     seed(install)
     outputs = [consentry("keys", "rotate"), consentry("keys", "status"), consentry("keys", "prune")]
