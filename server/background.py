@@ -93,6 +93,16 @@ async def remove_expired_rows(services: Services) -> dict[str, int]:
     return {"portal_links": links, "portal_sessions": sessions, "import_jobs": jobs}
 
 
+async def rotate_kek_if_due(services: Services, now: dt.datetime | None = None) -> bool:
+    """Rotate the KEK when ``CONSENTRY_KEK_ROTATION_DAYS`` have passed since the active
+    version was created (or finish an unfinished rotation); off when the setting is 0."""
+    rotation = services.key_rotation
+    days = services.settings.kek_rotation_days
+    if rotation is None or days <= 0:
+        return False
+    return await rotation.rotate_if_due(dt.timedelta(days=days), now=now)
+
+
 async def prune_retired_keks(services: Services, now: dt.datetime | None = None) -> list[str]:
     """Destroy KEK versions retired longer ago than the backup retention period (the
     daily housekeeping; ``consentry keys prune`` by hand). ``now`` is injectable for tests.
@@ -116,6 +126,8 @@ async def retention_daily(services: Services, interval_seconds: float, stop: asy
                 log.info("retention run finished", **report.totals())
                 # The same day's housekeeping, by the worker that claimed the day.
                 log.info("expired rows removed", **await remove_expired_rows(services))
+                if await rotate_kek_if_due(services):
+                    log.info("KEK rotated", every_days=services.settings.kek_rotation_days)
                 destroyed = await prune_retired_keks(services)
                 if destroyed:
                     log.info("retired KEK versions destroyed", versions=",".join(destroyed))

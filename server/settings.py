@@ -52,6 +52,9 @@ class Settings:
     # How long backups are kept: a retired KEK version is destroyed this long after its
     # rotation finished (`consentry keys prune`, and the daily housekeeping).
     backup_retention_days: int = 35
+    # Rotate the KEK in the daily housekeeping once the active version is this old (0: off;
+    # then rotate with `consentry keys rotate` from cron). Needs a writable key file.
+    kek_rotation_days: int = 0
     # Who was erased, kept with the keys and never in a data backup (docs/backups.md).
     erasure_register_file: Path | None = None
     session_secret: str | None = field(default=None, repr=False)
@@ -118,6 +121,9 @@ class Settings:
                 "BACKUP_RETENTION_DAYS", get("BACKUP_RETENTION_DAYS"), 35
             ),
             erasure_register_file=Path(register_file) if register_file else None,
+            kek_rotation_days=_positive_int("KEK_ROTATION_DAYS", get("KEK_ROTATION_DAYS"), 1)
+            if get("KEK_ROTATION_DAYS") not in (None, "0")
+            else 0,
             session_secret=get("SESSION_SECRET"),
             demo=_flag("DEMO", get("DEMO"), False),
             cookie_secure=_flag("COOKIE_SECURE", get("COOKIE_SECURE"), True),

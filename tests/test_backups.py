@@ -26,7 +26,7 @@ import pytest
 
 from server import db
 from server import settings as settings_module
-from server.background import prune_retired_keks
+from server.background import prune_retired_keks, rotate_kek_if_due
 from server.gateway import Actor
 from server.services import Services, build_services
 from server.settings import Settings, set_settings
@@ -543,3 +543,19 @@ async def test_shredded_keys_do_not_linger_in_the_key_table(
         for part in (path, path.with_name(path.name + "-wal")):
             if part.exists():
                 assert wrapped not in part.read_bytes(), part
+
+
+async def test_the_daily_housekeeping_rotates_when_configured(own_keys: Settings) -> None:
+    off = build_services(own_keys)
+    assert not await rotate_kek_if_due(off, now=dt.datetime.now(dt.UTC) + 400 * DAY)
+    services = build_services(set_settings(own_keys.with_overrides(kek_rotation_days=30)))
+    subjects = await _people(services, 3)
+    created = dt.datetime.fromisoformat(
+        read_key_document(own_keys.resolved_master_key_file)["kek_meta"]["k1"]["created_at"]
+    )
+    assert not await rotate_kek_if_due(services, now=created + 29 * DAY)
+    assert await rotate_kek_if_due(services, now=created + 30 * DAY)
+    assert await services.gateway.vault.kek_usage() == {"k2": 3}
+    assert set(await services.gateway.vault.keys_for(subjects)) == set(subjects)
+    assert Settings.from_env({"CONSENTRY_KEK_ROTATION_DAYS": "30"}).kek_rotation_days == 30
+    assert Settings.from_env({"CONSENTRY_BACKUP_RETENTION_DAYS": "7"}).backup_retention_days == 7

@@ -209,6 +209,22 @@ class KeyRotation:
         )
         return RotationReport(kek_id, resumed, rewrapped, retired)
 
+    async def rotate_if_due(self, every: dt.timedelta, *, now: dt.datetime | None = None) -> bool:
+        """Rotate when the active version is at least ``every`` old, or finish a rotation
+        left unfinished; True if a rotation ran (the daily housekeeping)."""
+        now = now or self.clock()
+        doc = read_key_document(self._keys.path)
+        active = str(doc["active_kek"])
+        unfinished = any(
+            k != active and _meta(doc, k).get("retired_at") is None for k in doc["keks"]
+        )
+        created = _meta(doc, active).get("created_at")
+        due = created is None or dt.datetime.fromisoformat(created) + every <= now
+        if not (due or unfinished):
+            return False
+        await self.rotate()
+        return True
+
     # -- pruning ---------------------------------------------------------------------------
 
     async def prune(
