@@ -190,6 +190,10 @@ def write_key_document(path: Path, doc: dict[str, Any], *, replace: bool) -> Non
     one. Without ``replace`` an existing file is never clobbered.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if replace:  # a copy of the keys left by a writer killed mid-write: not a key file
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
     target = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp") if replace else path
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
