@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from click.testing import CliRunner
 
 from server import db
 from server import settings as settings_module
 from server.background import prune_retired_keks, rotate_kek_if_due
+from server.cli import cli
 from server.gateway import Actor
 from server.services import Services, build_services
 from server.settings import Settings, set_settings
@@ -355,6 +357,13 @@ def test_key_commands_fail_in_one_line(install: Install, tmp_path: Path, monkeyp
     not_a_backup.write_text("not a backup at all")
     reason = one_line_error(consentry("restore", str(not_a_backup), "--yes"))
     assert "restore failed" in reason
+
+    good = tmp_path / "good.backup"
+    assert consentry("backup", "-o", str(good)).exit_code == 0
+    forget_process_state()
+    declined = CliRunner().invoke(cli, ["restore", str(good)], input="n\n")
+    assert declined.exit_code == 1
+    assert "restore cancelled; nothing was changed" in declined.stderr
 
     bad_register = install.key_file.parent / "erasure-register.jsonl"
     bad_register.write_text("garbage\n{}\n")
