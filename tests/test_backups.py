@@ -18,6 +18,7 @@ import shutil
 import stat
 import subprocess
 import uuid
+import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -88,7 +89,8 @@ async def _seed(services: Services) -> dict[str, str]:
     erased = await gw.create(ADMIN, "contact", sales_contact(**ERASED, email=ERASED_EMAIL))
     living = await gw.create(ADMIN, "contact", sales_contact(**LIVING, email=LIVING_EMAIL))
     for n in range(5):  # more people, so that batches and counts mean something
-        await gw.create(ADMIN, "contact", sales_contact(first_name=f"Extra{n}"))
+        notes = "Met Philomena Brackenridge at the fair" if n == 0 else "Prefers e-mail"
+        await gw.create(ADMIN, "contact", sales_contact(first_name=f"Extra{n}", notes=notes))
     return {
         "erased": erased.subject_id,
         "erased_id": erased.id,
@@ -212,8 +214,18 @@ def test_a_restored_backup_does_not_bring_an_erased_person_back(
     assert "Brackenridge" not in exported
     assert ERASED_EMAIL not in exported
     assert LIVING_EMAIL in exported
+    assert "Met [erased] at the fair" in exported  # mentions are scrubbed again too
     # The erased person's key is gone from the restored database, not merely unused.
     assert not in_process(lambda s: s.gateway.vault.holds_key(people["erased"]))
+    # Their own subject export holds nothing of them either.
+    bundle = tmp_path / "subject.zip"
+    dsr_export = consentry("dsr", "export", people["erased"], "-o", str(bundle))
+    assert dsr_export.exit_code == 0, dsr_export.output
+    with zipfile.ZipFile(bundle) as archive:
+        for name in archive.namelist():
+            content = archive.read(name).decode("utf-8", "replace")
+            assert "Brackenridge" not in content, name
+            assert ERASED_EMAIL not in content, name
 
     # Restoring again is as safe: the register is re-applied every time.
     again = consentry("restore", str(backup), "--yes")
