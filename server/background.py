@@ -1,5 +1,6 @@
 """Jobs every server worker runs beside the requests: sealing the audit log, alert rules,
-consent expiry.
+consent expiry, and the daily housekeeping (retention, expired rows, KEK rotation when
+configured and pruning of retired KEK versions: docs/backups.md).
 
 Every worker runs them; the jobs themselves make that safe (the sealer takes a lock and
 other workers skip their turn), so there is no leader to elect and no worker whose loss

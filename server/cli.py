@@ -306,6 +306,8 @@ def keys_status() -> None:
             f"{version.kek_id:<6} created {version.created_at[:10]}  {state:<20}  "
             f"{version.data_keys} data key(s)"
         )
+    for kek_id, when in sorted(rotation.destroyed().items()):
+        click.echo(f"{kek_id:<6} destroyed {when[:10]}")
     click.echo(f"retired versions are destroyed {days} day(s) after retirement (`keys prune`)")
 
 

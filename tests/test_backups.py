@@ -14,6 +14,7 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import re
 import shutil
 import stat
 import subprocess
@@ -270,6 +271,7 @@ def test_old_backups_become_unreadable_once_old_keks_are_pruned(
     doc = read_key_document(install.key_file)
     assert list(doc["keks"]) == ["k2"]
     assert set(doc["destroyed"]) == {"k1"}
+    assert re.search(r"^k1 +destroyed \d{4}-\d\d-\d\d$", consentry("keys", "status").stdout, re.M)
 
     # The old backup, restored with the engine's own tools: nothing in it opens any more,
     # for the erased person and the living alike.

@@ -130,6 +130,11 @@ class KeyRotation:
             )
         return found
 
+    def destroyed(self) -> dict[str, str]:
+        """Versions destroyed by pruning, with when (ISO date-time)."""
+        doc = read_key_document(self._keys.path)
+        return {str(k): str(v) for k, v in dict(doc.get("destroyed", {})).items()}
+
     async def pending(self) -> int:
         """Data keys not yet wrapped under the active version."""
         active, _ = self._keys.active_kek()
