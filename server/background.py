@@ -1,5 +1,6 @@
 """Jobs every server worker runs beside the requests: sealing the audit log, alert rules,
-consent expiry.
+consent expiry, and the daily housekeeping (retention, expired rows, KEK rotation when
+configured and pruning of retired KEK versions: docs/backups.md).
 
 Every worker runs them; the jobs themselves make that safe (the sealer takes a lock and
 other workers skip their turn), so there is no leader to elect and no worker whose loss
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 
 from audit.trail import AuditTrail, SealRefused
 from server.csvio.jobs import ImportJobs
@@ -100,6 +102,28 @@ async def remove_expired_rows(services: Services) -> dict[str, int]:
     }
 
 
+async def rotate_kek_if_due(services: Services, now: dt.datetime | None = None) -> bool:
+    """Rotate the KEK when ``CONSENTRY_KEK_ROTATION_DAYS`` have passed since the active
+    version was created (or finish an unfinished rotation); off when the setting is 0."""
+    rotation = services.key_rotation
+    days = services.settings.kek_rotation_days
+    if rotation is None or days <= 0:
+        return False
+    return await rotation.rotate_if_due(dt.timedelta(days=days), now=now)
+
+
+async def prune_retired_keks(services: Services, now: dt.datetime | None = None) -> list[str]:
+    """Destroy KEK versions retired longer ago than the backup retention period (the
+    daily housekeeping; ``consentry keys prune`` by hand). ``now`` is injectable for tests.
+    Nothing to do when the master key comes from the environment."""
+    rotation = services.key_rotation
+    if rotation is None:
+        return []
+    retention = dt.timedelta(days=services.settings.backup_retention_days)
+    report = await rotation.prune(retention, now=now)
+    return list(report.destroyed)
+
+
 async def retention_daily(services: Services, interval_seconds: float, stop: asyncio.Event) -> None:
     """Apply the retention rules once per UTC day. Every worker checks; the first to claim
     the day (a unique row in ``retention_run``) runs it, the others skip."""
@@ -111,6 +135,11 @@ async def retention_daily(services: Services, interval_seconds: float, stop: asy
                 log.info("retention run finished", **report.totals())
                 # The same day's housekeeping, by the worker that claimed the day.
                 log.info("expired rows removed", **await remove_expired_rows(services))
+                if await rotate_kek_if_due(services):
+                    log.info("KEK rotated", every_days=services.settings.kek_rotation_days)
+                destroyed = await prune_retired_keks(services)
+                if destroyed:
+                    log.info("retired KEK versions destroyed", versions=",".join(destroyed))
         except Exception as exc:
             log.warning("retention run failed", error=type(exc).__name__)
         await _pause(stop, interval_seconds)

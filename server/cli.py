@@ -272,6 +272,248 @@ def keys_init() -> None:
     click.echo("created " + ", ".join(created) + " (mode 600)")
 
 
+def _key_rotation(services: Any) -> Any:
+    rotation = services.key_rotation
+    if rotation is None:
+        _fail(
+            "the master key comes from CONSENTRY_MASTER_KEY, which holds one version: "
+            "move to a key file (CONSENTRY_MASTER_KEY_FILE) to rotate or prune"
+        )
+    return rotation
+
+
+@keys.command("status")
+def keys_status() -> None:
+    """List the KEK versions in the key file: active or retired, when, and how many data
+    keys each still wraps. Prints no key material."""
+    from server.vault import MasterKeyMissing
+
+    services = _services(get_settings())
+    rotation = _key_rotation(services)
+    try:
+        versions = _run(rotation.versions)
+    except MasterKeyMissing as exc:
+        _fail(str(exc))
+    days = services.settings.backup_retention_days
+    for version in versions:
+        if version.active:
+            state = "active"
+        elif version.retired_at:
+            state = f"retired {version.retired_at[:10]}"
+        else:
+            state = "rotation unfinished: run `consentry keys rotate`"
+        click.echo(
+            f"{version.kek_id:<6} created {version.created_at[:10]}  {state:<20}  "
+            f"{version.data_keys} data key(s)"
+        )
+    for kek_id, when in sorted(rotation.destroyed().items()):
+        click.echo(f"{kek_id:<6} destroyed {when[:10]}")
+    click.echo(f"retired versions are destroyed {days} day(s) after retirement (`keys prune`)")
+
+
+@keys.command("rotate")
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Data keys re-wrapped per transaction.",
+)
+def keys_rotate(batch_size: int) -> None:
+    """Make a new KEK version active and re-wrap every data key under it.
+
+    Online: running servers pick the new version up from the key file by themselves.
+    Resumable: if it stops half-way, every key still opens under the old or the new
+    version, and running it again finishes the same rotation. The old version is kept
+    until `consentry keys prune` destroys it after CONSENTRY_BACKUP_RETENTION_DAYS.
+    Back up the key file afterwards (it now holds the new version).
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from server.vault import MasterKeyMissing
+    from server.vault.rotation import RotationError
+
+    services = _services(get_settings())
+    rotation = _key_rotation(services)
+    rotation.batch_size = batch_size
+    console = Console(stderr=True)
+
+    async def go() -> Any:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("data keys"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("Re-wrapping", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = await rotation.rotate(progress=advance)
+        await services.audit_trail.seal_all()  # no server may be running to seal it
+        return report
+
+    try:
+        report = _run(go)
+    except (RotationError, MasterKeyMissing, OSError) as exc:
+        _fail(f"rotation stopped: {exc}; run `consentry keys rotate` again to finish it")
+    verb = "resumed rotation to" if report.resumed else "rotated to"
+    retired = ", ".join(report.retired) or "none"
+    click.echo(
+        f"{verb} KEK {report.kek_id}: {report.rewrapped} data key(s) re-wrapped; retired: {retired}"
+    )
+
+
+@keys.command("prune")
+@click.option("--dry-run", is_flag=True, help="Say what would be destroyed; destroy nothing.")
+def keys_prune(dry_run: bool) -> None:
+    """Destroy KEK versions retired more than CONSENTRY_BACKUP_RETENTION_DAYS ago.
+
+    Every backup still holding data keys wrapped under them becomes unreadable, for
+    erased and living people alike: that is how an erasure reaches backups. The daily
+    housekeeping of a running server does the same. Copies of the key file made before
+    the prune still hold the versions: replace them.
+    """
+    import datetime as dt
+
+    from server.vault import MasterKeyMissing
+    from server.vault.rotation import RotationError
+
+    services = _services(get_settings())
+    rotation = _key_rotation(services)
+    retention = dt.timedelta(days=services.settings.backup_retention_days)
+
+    async def go() -> Any:
+        report = await rotation.prune(retention, dry_run=dry_run)
+        await services.audit_trail.seal_all()
+        return report
+
+    try:
+        report = _run(go)
+    except (RotationError, MasterKeyMissing, OSError) as exc:
+        _fail(f"prune stopped: {exc}")
+    verb = "would destroy" if dry_run else "destroyed"
+    click.echo(f"{verb} KEK version(s): {', '.join(report.destroyed) or 'none'}")
+    for kek_id, until in report.kept:
+        click.echo(f"kept {kek_id} until {until} (backup retention)")
+
+
+# --- backup and restore ----------------------------------------------------------------------
+
+
+@cli.command("backup")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The backup file to write (mode 600; an existing file is never overwritten).",
+)
+def backup_command(output: Path) -> None:
+    """Back up the database with the engine's own tool: SQLite's online backup API, or
+    pg_dump (custom format) on PostgreSQL. Safe while the server runs.
+
+    The file holds the database only - never the master key or the erasure register,
+    which are backed up with the keys. See docs/backups.md.
+    """
+    from server.backup import BackupError, backup_database
+
+    settings = get_settings()
+    try:
+        result = backup_database(settings.resolved_database_url, output)
+    except BackupError as exc:
+        _fail(str(exc))
+    click.echo(f"backed up the {result.engine} database to {output} ({result.size} bytes)")
+
+
+@cli.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def restore_command(file: Path, yes: bool) -> None:
+    """Replace the database with the backup FILE, then erase again everyone erased since.
+
+    Stop the server first. After restoring, pending migrations are applied and every
+    person in the erasure register (kept beside the master key, not in the backup) is
+    erased again, so a restore never brings an erased person back. Exit code 1 if the
+    backup cannot be restored or an erasure cannot be re-applied.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from server.backup import BackupError, restore_database
+    from server.migrate import MigrationFailed
+    from server.vault.register import RegisterError
+
+    settings = get_settings()
+    services = _services(settings)
+    register = services.gateway.vault.register
+    try:
+        entries = register.entries()
+    except RegisterError as exc:
+        _fail(str(exc))
+    if not yes and not click.confirm(
+        f"Replace the database {_describe_url(settings.resolved_database_url)} with {file}?",
+        default=False,
+    ):
+        _fail("restore cancelled; nothing was changed")
+    try:
+        restore_database(settings.resolved_database_url, file)
+    except BackupError as exc:
+        _fail(f"restore failed: {exc}")
+    console = Console(stderr=True)
+
+    async def go() -> Any:
+        from server.migrate import apply_migrations
+
+        await apply_migrations(quiet=True)
+        if settings.app_role:
+            from server import db
+            from server.dbroles import grant_app_role
+
+            await grant_app_role(db.get_engine(), settings.app_role)
+        elif settings.is_postgres:
+            click.echo(
+                "note: CONSENTRY_APP_ROLE is not set, so no application role was granted: "
+                "run `consentry db grant-app-role ROLE` before starting the server",
+                err=True,
+            )
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("Re-applying erasures", total=len(entries))
+            report = await services.erasure.reapply(
+                [entry.subject_id for entry in entries], progress=lambda n: bar.advance(task, n)
+            )
+        try:
+            await services.audit_trail.seal_all()
+        except Exception as exc:  # the restored log is older than the witnesses' heads
+            click.echo(f"note: audit log not sealed ({type(exc).__name__}): {exc}", err=True)
+        return report
+
+    try:
+        report = _run(go)
+    except MigrationFailed as exc:
+        _fail(f"restored, but migrations failed: {exc}")
+    click.echo(
+        f"restored {file}; erasure register: {report.erased} erased again, "
+        f"{report.shredded} key(s) shredded, {report.held} held, {report.already} already erased"
+    )
+    if report.failed:
+        _fail(
+            f"{len(report.failed)} erasure(s) could not be re-applied (first: "
+            f"{report.failed[0]}); do not start the server until `consentry dsr erase` "
+            "succeeds for each"
+        )
+
+
 # --- users ---------------------------------------------------------------------------------
 
 
@@ -414,7 +656,9 @@ def consent_import(file: Path, dry_run: bool, batch: str | None) -> None:
 
     Columns: email (or phone) to find the contact, purpose, channel (if the purpose has
     several), consented_at (ISO date or date-time), source (import, web_form, phone,
-    portal, staff), notice_version, and optionally reference. Rows without evidence get no
+    portal, staff), notice_version, and optionally reference (a code such as a call
+    reference: letters, digits, _ . : -; kept encrypted under the person's key, so an
+    erasure reaches it although the ledger is append-only). Rows without evidence get no
     consent. Rejected rows are listed by line number; the exit code is 0 once the file
     was processed, 1 if it cannot be read or lacks required columns.
     """
@@ -893,6 +1137,7 @@ def dsr_erase(subject: str, request_id: str | None, yes: bool) -> None:
         return result
 
     from server.dsr.requests import RequestError
+    from server.vault.register import RegisterError
 
     try:
         result = _run(go)
@@ -900,6 +1145,8 @@ def dsr_erase(subject: str, request_id: str | None, yes: bool) -> None:
         _fail(exc.message)
     except GatewayError as exc:
         _fail(exc.message)
+    except RegisterError as exc:
+        _fail(f"{exc}; nothing was shredded, run the erasure again once it can be written")
     if result.already_done:
         click.echo(f"{result.subject_id}: already erased; nothing to do")
         return

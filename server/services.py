@@ -37,6 +37,8 @@ from server.vault import (
     Vault,
     write_key_file,
 )
+from server.vault.register import ErasureRegister
+from server.vault.rotation import KeyRotation
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class Services:
     retention: Retention
     pipelines: Pipelines
     campaigns: Campaigns
+    # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
+    # (one secret, one version: rotate by moving to a key file).
+    key_rotation: KeyRotation | None = None
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -110,7 +115,11 @@ def build_services(settings: Settings) -> Services:
     keys = load_key_provider(settings)
     audit = AuditLog()
     policy = PolicyEngine()
-    vault = Vault(keys, default_phone_region=settings.default_phone_region)
+    vault = Vault(
+        keys,
+        default_phone_region=settings.default_phone_region,
+        register=ErasureRegister(settings.resolved_erasure_register_file),
+    )
     gateway = Gateway(
         vault, policy, audit, ActiveStaff(), default_region=settings.default_phone_region
     )
@@ -130,7 +139,7 @@ def build_services(settings: Settings) -> Services:
     # never rotates (blind indexes depend on it too), so an unsubscribe link sent years
     # ago keeps working after session secrets or KEKs are rotated.
     consent_secret = vault.derived_key(b"consentry/consent/v1")
-    consent = ConsentEngine(audit, mailer, settings, consent_secret)
+    consent = ConsentEngine(audit, mailer, settings, consent_secret, vault)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
     requests = DataSubjectRequests(gateway, audit, mailer, settings)
     restrictions = Restrictions(audit)
@@ -151,6 +160,7 @@ def build_services(settings: Settings) -> Services:
         retention=Retention(gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind),
         pipelines=pipelines,
         campaigns=Campaigns(audit, policy, gateway, consent, mailer),
+        key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)
     # Staff-fulfilled access and portability requests: the person gets an expiring link.

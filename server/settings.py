@@ -49,6 +49,14 @@ class Settings:
     database_url: str = ""
     master_key_file: Path | None = None
     master_key_env: str | None = field(default=None, repr=False)
+    # How long backups are kept: a retired KEK version is destroyed this long after its
+    # rotation finished (`consentry keys prune`, and the daily housekeeping).
+    backup_retention_days: int = 35
+    # Rotate the KEK in the daily housekeeping once the active version is this old (0: off;
+    # then rotate with `consentry keys rotate` from cron). Needs a writable key file.
+    kek_rotation_days: int = 0
+    # Who was erased, kept with the keys and never in a data backup (docs/backups.md).
+    erasure_register_file: Path | None = None
     session_secret: str | None = field(default=None, repr=False)
     demo: bool = False
     cookie_secure: bool = True
@@ -95,6 +103,7 @@ class Settings:
 
         home = Path(get("HOME") or "consentry-data")
         key_file = get("MASTER_KEY_FILE")
+        register_file = get("ERASURE_REGISTER_FILE")
         idle = _positive_int("SESSION_IDLE_MINUTES", get("SESSION_IDLE_MINUTES"), 60)
         absolute = _positive_int("SESSION_ABSOLUTE_HOURS", get("SESSION_ABSOLUTE_HOURS"), 12)
         signing_key_file = get("AUDIT_SIGNING_KEY_FILE")
@@ -108,6 +117,13 @@ class Settings:
             database_url=get("DATABASE_URL") or "",
             master_key_file=Path(key_file) if key_file else None,
             master_key_env=get("MASTER_KEY"),
+            backup_retention_days=_positive_int(
+                "BACKUP_RETENTION_DAYS", get("BACKUP_RETENTION_DAYS"), 35
+            ),
+            erasure_register_file=Path(register_file) if register_file else None,
+            kek_rotation_days=_positive_int("KEK_ROTATION_DAYS", get("KEK_ROTATION_DAYS"), 1)
+            if get("KEK_ROTATION_DAYS") not in (None, "0")
+            else 0,
             session_secret=get("SESSION_SECRET"),
             demo=_flag("DEMO", get("DEMO"), False),
             cookie_secure=_flag("COOKIE_SECURE", get("COOKIE_SECURE"), True),
@@ -154,6 +170,13 @@ class Settings:
     @property
     def resolved_master_key_file(self) -> Path:
         return self.master_key_file or self.home / "master.key"
+
+    @property
+    def resolved_erasure_register_file(self) -> Path:
+        """Beside the master key file by default: it travels with the keys, not the data."""
+        return self.erasure_register_file or (
+            self.resolved_master_key_file.parent / "erasure-register.jsonl"
+        )
 
     @property
     def resolved_audit_signing_key_file(self) -> Path:

@@ -202,7 +202,13 @@ async def test_recording_consent_given_by_phone(services: Services, staff: Staff
         actor_id,
         version,
     )
-    assert json.loads(event["evidence"]) == {"reference": "CALL-2025-0042"}
+    # Free text in the append-only ledger is kept encrypted under the person's key.
+    stored = json.loads(event["evidence"])
+    assert set(stored) == {"reference"}
+    assert stored["reference"]["sealed"].startswith("cs1.")
+    assert "CALL-2025-0042" not in event["evidence"]
+    readable = await services.consent.readable_evidence(record.subject_id, stored)
+    assert readable == {"reference": "CALL-2025-0042"}
     assert (await services.consent.has_basis(record.subject_id, "marketing_phone", "phone")).ok
     assert "Consent recorded" in text_of(await client.get(contact_page))
 

@@ -10,13 +10,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from server import db
 from server.consent.importer import ImportReport, batch_id, import_consent, read_csv
+from server.consent.model import ConsentError
 from server.consent.tables import ConsentEvent
 from server.gateway import Actor
 from server.services import Services, build_services
 from server.settings import get_settings
 from tests.conftest import contact_values
+from tests.dbutil import raw_sql
 from tests.test_cli import Install, consentry, forget_process_state, install, one_line_error
 
 __all__ = ["install"]  # the CLI tests' fixture: an empty installation
@@ -102,7 +106,9 @@ async def test_good_rows_are_granted_and_bad_rows_reported_by_line(services: Ser
     assert event["source"] == "import"
     assert event["actor_id"] == "system:consent-import"
     assert event["notice_version"] == version
-    assert json.loads(event["evidence"]) == {
+    stored = json.loads(event["evidence"])
+    assert "crm-2024-03" not in event["evidence"]  # free text is sealed under the key
+    assert await services.consent.readable_evidence(alice, stored) == {
         "import_batch": batch_id(content),
         "reference": "crm-2024-03",
         "requested_at": "2024-03-01",
@@ -256,3 +262,98 @@ def test_cli_imports_five_hundred_rows(install: Install, tmp_path: Path) -> None
     result = consentry("consent", "import", str(big))
     assert result.exit_code == 0, result.output
     assert re.search(r"^500 granted, 0 already recorded, 0 rejected", result.stdout, re.M)
+
+
+async def test_a_name_in_a_reference_is_refused_or_sealed_and_erasure_reaches_it(
+    services: Services, database_url: str
+) -> None:
+    """The ledger is append-only, so erasure cannot delete from it: free text that could
+    name someone is refused (spaces) or kept only as ciphertext under the person's key."""
+    alice = await add_contact(services, ALICE)
+    version = await publish(services)
+    report = await run(
+        services,
+        csv_bytes(
+            f"{ALICE},marketing_email,email,2024-03-01,import,{version},Called Jane Smith",
+            f"{ALICE},profiling,,2024-03-01,import,{version},called:jane.smith",
+        ),
+    )
+    assert report.granted == 1
+    assert reasons(report) == {2: "reference must be 1-100 letters, digits or _ . : -"}
+    with pytest.raises(ConsentError) as refused:
+        await services.consent.grant(
+            alice,
+            "marketing_email",
+            "email",
+            source="phone",
+            notice_version=version,
+            actor_id="user:1",
+            evidence={"reference": "Called Jane Smith"},
+        )
+    assert refused.value.code == "invalid_evidence"
+    with pytest.raises(ConsentError) as refused:
+        await services.consent.grant(
+            alice,
+            "marketing_email",
+            "email",
+            source="phone",
+            notice_version=version,
+            actor_id="user:1",
+            evidence={"requested_at": "Called Jane Smith"},
+        )
+    assert refused.value.code == "invalid_evidence"
+    await services.consent.grant(
+        alice,
+        "marketing_email",
+        "email",
+        source="phone",
+        notice_version=version,
+        actor_id="user:1",
+        evidence={"reference": "Jane_Smith_rang", "user_agent": "Jane Smith's phone"},
+    )
+
+    def ledger_text(rows: list[dict[str, Any]]) -> str:
+        return " ".join(str(v) for row in rows for v in row.values()).casefold()
+
+    rows = await raw_sql(database_url, "SELECT * FROM consent_event")
+    assert "jane" not in ledger_text(rows)
+    proof = await services.consent.proof(alice, actor_id="user:1")
+    references = sorted(e["evidence"].get("reference", "") for e in proof["events"])
+    assert references == ["Jane_Smith_rang", "called:jane.smith"]
+
+    await services.erasure.erase(alice, by="user:1")
+    rows = await raw_sql(database_url, "SELECT * FROM consent_event")
+    assert "jane" not in ledger_text(rows)
+    for row in rows:  # nothing readable remains: the key that sealed it is gone
+        readable = await services.consent.readable_evidence(alice, json.loads(row["evidence"]))
+        assert "jane" not in json.dumps(readable).casefold()
+        assert readable.get("reference", "[erased]") == "[erased]"
+
+
+async def test_an_erased_person_can_still_withdraw_and_no_free_text_is_kept(
+    services: Services, database_url: str
+) -> None:
+    alice = await add_contact(services, ALICE)
+    version = await publish(services)
+    await services.consent.grant(
+        alice,
+        "marketing_email",
+        "email",
+        source="phone",
+        notice_version=version,
+        actor_id="user:1",
+        evidence={"reference": "call:alice"},
+    )
+    await services.erasure.erase(alice, by="user:1")
+    record = await services.consent.withdraw(
+        alice,
+        "marketing_email",
+        "email",
+        source="email_link",
+        actor_id="subject",
+        evidence={"user_agent": "Alice Brandvold's laptop", "reference": "alice.b"},
+    )
+    assert record is not None
+    rows = await raw_sql(database_url, "SELECT evidence FROM consent_event ORDER BY id")
+    assert [set(json.loads(r["evidence"])) for r in rows] == [{"reference"}, set()]
+    assert "alice" not in " ".join(r["evidence"] for r in rows).casefold()

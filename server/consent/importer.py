@@ -30,7 +30,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from server.consent.model import (
     ANY_CHANNEL,
@@ -313,7 +313,9 @@ class _Import:
             & (ConsentEvent.kind == Kind.GRANTED.value)
         )
         for row in rows:
-            evidence: dict[str, Any] = json.loads(row["evidence"] or "{}")
+            evidence = await self.consent.readable_evidence(
+                subject, json.loads(row["evidence"] or "{}")
+            )
             if evidence.get("import_batch") == self.batch:
                 return True
             if (

@@ -21,7 +21,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from piccolo.columns import Column
 from piccolo.columns.combination import Where
@@ -79,7 +79,15 @@ _REFERENCE = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # Evidence a caller may supply. ``ip`` is accepted only to be replaced by its keyed hash.
 _REFERENCE_EVIDENCE = frozenset({"form_id", "import_batch", "reference"})
-_TEXT_EVIDENCE = frozenset({"user_agent", "confirm_user_agent", "requested_at"})
+_TEXT_EVIDENCE = frozenset({"user_agent", "confirm_user_agent"})
+_TIME_EVIDENCE = frozenset({"requested_at"})
+# Caller-supplied text could carry a name ("call:jane.smith", a forged user agent), and the
+# ledger is append-only: erasure cannot reach into it. So these values are kept encrypted
+# under the person's data key, as ``{"sealed": "cs1..."}``; erasure shreds the key and
+# with it every one of them. Everything else in evidence is a code, a keyed hash or a time.
+SEALED_EVIDENCE = _REFERENCE_EVIDENCE | _TEXT_EVIDENCE
+EVIDENCE_LABEL = "consent_evidence"
+ERASED_EVIDENCE = "[erased]"
 _HASH_EVIDENCE = frozenset({"ip_hash", "confirm_ip_hash"})
 # Evidence only the engine writes: a caller cannot claim a double opt-in that did not happen.
 _ENGINE_EVIDENCE = frozenset({"double_opt_in", "confirmed_at"})
@@ -90,6 +98,18 @@ _PURPOSE_CHANGES = frozenset(
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class EvidenceSealer(Protocol):
+    """Encryption under a person's data key (:class:`server.vault.Vault`)."""
+
+    async def seal_for_subject(self, subject_id: str, label: str, plaintext: str) -> str | None:
+        """Ciphertext, or None if the person has no key."""
+        ...
+
+    async def open_for_subject(self, subject_id: str, label: str, token: str) -> str | None:
+        """Plaintext, or None once the person's key is shredded."""
+        ...
 
 
 def _subject(subject_id: str) -> str:
@@ -151,9 +171,17 @@ class AudienceFilter:
 class ConsentEngine:
     """The only code that writes the consent tables. Built once per process."""
 
-    def __init__(self, audit: AuditLog, mailer: Mailer, settings: Settings, secret: bytes) -> None:
+    def __init__(
+        self,
+        audit: AuditLog,
+        mailer: Mailer,
+        settings: Settings,
+        secret: bytes,
+        sealer: EvidenceSealer,
+    ) -> None:
         self._audit = audit
         self._mailer = mailer
+        self._sealer = sealer
         self._public_url = settings.public_url.rstrip("/")
         self._controller = settings.controller_name
         self._keys = LinkKeys(secret)
@@ -323,9 +351,50 @@ class ConsentEngine:
                 if not isinstance(value, str):
                     raise ConsentError("invalid_evidence", f"{key} must be text")
                 clean[key] = " ".join(value.split())[:MAX_USER_AGENT]
+            elif key in _TIME_EVIDENCE:
+                try:
+                    dt.datetime.fromisoformat(str(value))
+                except ValueError:
+                    raise ConsentError(
+                        "invalid_evidence", f"{key} must be an ISO 8601 date or date-time"
+                    ) from None
+                clean[key] = str(value)
             else:
                 raise ConsentError("unknown_evidence", "evidence field not recognised")
         return clean
+
+    async def seal_evidence(self, subject_id: str, evidence: Mapping[str, Any]) -> dict[str, Any]:
+        """Evidence as the ledger keeps it: free text encrypted under the person's key.
+
+        A person without a key (erased) keeps no free text at all: it is left out rather
+        than refused, because a withdrawal or an objection must always be recordable."""
+        sealed: dict[str, Any] = {}
+        for key, value in evidence.items():
+            if key in SEALED_EVIDENCE and isinstance(value, str):
+                token = await self._sealer.seal_for_subject(
+                    subject_id, f"{EVIDENCE_LABEL}.{key}", value
+                )
+                if token is not None:
+                    sealed[key] = {"sealed": token}
+            else:
+                sealed[key] = value
+        return sealed
+
+    async def readable_evidence(
+        self, subject_id: str, evidence: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Evidence as people read it: sealed values opened, ``[erased]`` once the
+        person's key is shredded."""
+        readable: dict[str, Any] = {}
+        for key, value in evidence.items():
+            if isinstance(value, dict) and isinstance(value.get("sealed"), str):
+                plain = await self._sealer.open_for_subject(
+                    subject_id, f"{EVIDENCE_LABEL}.{key}", value["sealed"]
+                )
+                readable[key] = ERASED_EVIDENCE if plain is None else plain
+            else:
+                readable[key] = value
+        return readable
 
     @staticmethod
     def _record_of(row: Mapping[str, Any]) -> ConsentRecord:
@@ -359,14 +428,18 @@ class ConsentEngine:
         request_id: str,
         now: dt.datetime | None = None,
     ) -> ConsentRecord:
-        """Ledger row + state row + audit event: one transaction (the caller's, if any)."""
+        """Ledger row + state row + audit event: one transaction (the caller's, if any).
+        Free-text evidence is sealed under the person's key (``SEALED_EVIDENCE``); the
+        record returned carries it readable."""
+        readable = await self.readable_evidence(subject_id, evidence)
+        sealed = await self.seal_evidence(subject_id, readable)
         row: dict[str, Any] = {
             "subject_id": uuid.UUID(subject_id),
             "purpose": purpose,
             "channel": channel,
             "kind": kind.value,
             "source": source.value,
-            "evidence": json.dumps(dict(evidence), sort_keys=True),
+            "evidence": json.dumps(sealed, sort_keys=True),
             "notice_version": notice_version,
             "actor_id": actor_id,
             "occurred_at": now or _now(),
@@ -411,7 +484,8 @@ class ConsentEngine:
                     detail=detail,
                 )
             )
-        return self._record_of(row)
+        kept = {k: v for k, v in readable.items() if k in sealed}
+        return self._record_of({**row, "evidence": json.dumps(kept)})
 
     async def grant(
         self,
@@ -764,6 +838,7 @@ class ConsentEngine:
             raise ConsentError("unknown_notice", "no privacy notice with this version")
         clean = self._evidence(evidence)
         clean.setdefault("requested_at", _now().isoformat())
+        clean = await self.seal_evidence(subject, clean)  # the token row is no exception
         token = self._keys.new_token()
         now = _now()
         expires_at = now + CONFIRMATION_LIFETIME
@@ -1077,7 +1152,7 @@ class ConsentEngine:
                 "channel": record.channel,
                 "kind": record.kind.value,
                 "source": record.source,
-                "evidence": dict(record.evidence),
+                "evidence": await self.readable_evidence(subject, record.evidence),
                 "notice_version": record.notice_version,
                 "actor": record.actor_id,
                 "occurred_at": record.occurred_at.isoformat(),

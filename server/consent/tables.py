@@ -1,8 +1,9 @@
 """Consent tables: the purposes registry, privacy notices, the ledger and its derived state.
 
 No row here holds a name or an e-mail address: people appear only by their pseudonymous
-``subject_id`` (the same UUID the gateway's records carry), and an IP address only as a
-keyed hash. ``privacy_notice`` and ``consent_event`` are evidence and append-only (database
+``subject_id`` (the same UUID the gateway's records carry), an IP address only as a keyed
+hash, and free-text evidence only encrypted under the person's data key.
+``privacy_notice`` and ``consent_event`` are evidence and append-only (database
 triggers, and on PostgreSQL the application role's grants: ``server.dbroles``).
 ``consent_state`` is derived from ``consent_event`` and rewritten in the same transaction
 as every ledger insert, so it never disagrees with the ledger. Only
@@ -55,7 +56,10 @@ class ConsentEvent(Table, tablename="consent_event"):
     channel = Varchar(length=16)
     kind = Varchar(length=16)  # granted | withdrawn | expired | objected
     source = Varchar(length=16)  # web_form | portal | phone | import | staff | email_link | system
-    evidence = Text(default="{}")  # JSON object: codes, hashes and times only
+    # JSON object: keyed hashes, times and codes; caller-supplied text (reference, form_id,
+    # import_batch, user agents) only as {"sealed": "cs1..."} under the person's data key,
+    # so erasure reaches it (server.consent.service.SEALED_EVIDENCE).
+    evidence = Text(default="{}")
     notice_version = Integer(null=True, default=None)
     actor_id = Varchar(length=64)  # "user:12", "subject", "system:consent-expiry"
     occurred_at = Timestamptz(index=True)

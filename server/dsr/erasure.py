@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,9 @@ from server.dsr.requests import DataRequest, RequestError
 from server.dsr.restriction import Restrictions
 from server.dsr.tables import ErasureJob
 from server.gateway import Actor, Gateway, GatewayError
+from server.vault import MasterKeyMissing
+from server.vault.envelope import CiphertextError
+from server.vault.register import RegisterError
 
 PURPOSE = "compliance"
 JOB = "erasure"
@@ -45,6 +48,17 @@ RUNNING, HELD, DONE = "running", "held", "done"
 
 class ErasureError(DsrError):
     """An erasure that cannot start; ``code`` is machine-readable, the message one line."""
+
+
+@dataclass
+class ReapplyReport:
+    """What re-applying the erasure register to a restored database did, per person."""
+
+    erased: int = 0  # erased again (the backup was older than their erasure)
+    held: int = 0  # erased again but for records under a legal hold in the backup
+    shredded: int = 0  # no records, but a key was left: shredded
+    already: int = 0  # the restored database already shows them erased
+    failed: list[str] = field(default_factory=list)  # "subject: error type", no values
 
 
 @dataclass(frozen=True)
@@ -218,6 +232,43 @@ class Erasure:
         assert done is not None  # the job row is never deleted
         return await self._result(done)
 
+    async def reapply(
+        self,
+        subject_ids: Iterable[str],
+        *,
+        by: str = "system:restore",
+        progress: Callable[[int], None] | None = None,
+    ) -> ReapplyReport:
+        """Erase again everyone in ``subject_ids`` (the erasure register) whose erasure the
+        database does not show as done: what ``consentry restore`` runs, so a backup taken
+        before an erasure never brings the person back. Idempotent."""
+        report = ReapplyReport()
+        for subject in dict.fromkeys(subject_ids):
+            try:
+                row = (
+                    await ErasureJob.select(ErasureJob.state)
+                    .where(ErasureJob.subject_id == _uuid(subject))
+                    .first()
+                )
+                if row is not None and row["state"] == DONE:
+                    report.already += 1
+                elif await self._gateway.subject_record_counts(subject):
+                    result = await self.erase(subject, by=by)
+                    if result.complete:
+                        report.erased += 1
+                    else:
+                        report.held += 1
+                elif await self._gateway.vault.holds_key(subject):
+                    await self._gateway.shred_subject(Actor.system(JOB), subject)
+                    report.shredded += 1
+                else:
+                    report.already += 1
+            except (ErasureError, GatewayError, MasterKeyMissing, CiphertextError) as exc:
+                report.failed.append(f"{subject}: {type(exc).__name__}")
+            if progress is not None:
+                progress(1)
+        return report
+
     async def fulfil(self, request: DataRequest, by: str) -> list[str]:
         """The ``erasure`` fulfiller of the request workflow: erase, and return the lines
         the fulfilment e-mail adds (records kept under a hold, why and until when)."""
@@ -227,6 +278,10 @@ class Erasure:
             raise RequestError(exc.code, exc.message) from None
         except GatewayError as exc:
             raise RequestError("erasure_failed", exc.message) from None
+        except RegisterError:
+            raise RequestError(
+                "erasure_failed", "the erasure register cannot be written; nothing was shredded"
+            ) from None
         return result.held_lines()
 
     async def _start(self, subject: str, by: str, request_id: str | None) -> dict[str, Any]:

@@ -33,9 +33,12 @@ from server.gateway.actor import Actor
 from server.gateway.errors import Forbidden, InvalidInput
 from server.gateway.events import allowed_event
 from server.gateway.tables import TABLES
+from server.logs import get_logger
 
 if TYPE_CHECKING:
     from server.gateway.gateway import Gateway
+
+log = get_logger("consentry.erasure")
 
 ERASED_TEXT = "[erased]"
 PURPOSE = "compliance"
@@ -375,6 +378,13 @@ async def shred_subject_key(gw: Gateway, actor: Actor, subject_id: str) -> None:
     async with db.write_transaction():
         await gw.vault.shred_subject(str(subject))
         await gw.audit.append(_event(actor, "shred", "data_subject", (str(subject),)))
+    # Do not leave the deleted wrapped key in the database files longer than necessary
+    # (docs/backups.md). Best effort: autovacuum (PostgreSQL) and the next checkpoint
+    # (SQLite) get there anyway, and the shred itself is committed.
+    try:
+        await gw.vault.compact_keys()
+    except Exception as exc:
+        log.warning("key table compaction failed", error=type(exc).__name__)
 
 
 # --- retention ---------------------------------------------------------------------------

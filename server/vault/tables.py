@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import UUID, Integer, Serial, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 
@@ -17,6 +17,9 @@ class DataSubject(Table, tablename="data_subject"):
 
 class SubjectKey(Table, tablename="subject_key"):
     """A subject's data key, wrapped under a KEK. Deleting the row crypto-shreds the subject."""
+
+    # Piccolo adds the ``id`` primary key itself; this annotation only informs mypy.
+    id: Serial
 
     subject_id = UUID(index=True)
     version = Integer()

@@ -9,6 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from piccolo.query.functions.aggregate import Count
+
+from server import db
 from server.datamap import Field, Kind, RecordType, normalize_index_value
 from server.vault.blind_index import blind_index, index_width
 from server.vault.envelope import (
@@ -21,6 +24,7 @@ from server.vault.envelope import (
     wrap_key,
 )
 from server.vault.keys import KeyProvider, derive_key
+from server.vault.register import ErasureRegister
 from server.vault.tables import DataSubject, SubjectKey
 
 
@@ -32,9 +36,18 @@ class DataKey:
 
 
 class Vault:
-    def __init__(self, keys: KeyProvider, *, default_phone_region: str = "GB") -> None:
+    def __init__(
+        self,
+        keys: KeyProvider,
+        *,
+        default_phone_region: str = "GB",
+        register: ErasureRegister | None = None,
+    ) -> None:
         self._keys = keys
         self._region = default_phone_region
+        # Every shredded subject is listed here, outside the database, so that a restored
+        # backup can be erased again (``consentry restore``). None: not kept (unit tests).
+        self.register = register
 
     # --- subjects and keys -------------------------------------------------------------
 
@@ -84,6 +97,11 @@ class Vault:
             found[sid] = DataKey(sid, row["version"], key)
         return found
 
+    async def holds_key(self, subject_id: str) -> bool:
+        """Whether any data key of the subject exists (without unwrapping it)."""
+        sid = uuid.UUID(str(subject_id))
+        return bool(await SubjectKey.count().where(SubjectKey.subject_id == sid))
+
     # --- fields ---------------------------------------------------------------------------
 
     def encrypt_values(
@@ -126,12 +144,109 @@ class Vault:
         return normalize_index_value(spec, value, self._region)
 
     async def shred_subject(self, subject_id: str) -> None:
-        """Destroy every data key of a subject: all their ciphertext becomes unreadable."""
+        """Destroy every data key of a subject: all their ciphertext becomes unreadable.
+
+        The subject goes into the erasure register first (durably, outside the database):
+        a backup restored later still holds the key, and the register is how the restore
+        knows to erase them again. On SQLite the deleted row's bytes are overwritten in
+        the file (``secure_delete``); on PostgreSQL see :meth:`compact_keys`.
+        """
         sid = uuid.UUID(subject_id)
+        if self.register is not None:
+            self.register.record(str(sid))
+        if db.is_sqlite(SubjectKey._meta.db):
+            await SubjectKey.raw("PRAGMA secure_delete = ON")
         await SubjectKey.delete().where(SubjectKey.subject_id == sid)
         await DataSubject.update({DataSubject.erased_at: dt.datetime.now(dt.UTC)}).where(
             DataSubject.id == sid
         )
+
+    async def compact_keys(self) -> str:
+        """Shorten the time a shredded key's bytes stay in the database files (call outside
+        a transaction, after shredding). Returns what was done, for the audit detail.
+
+        SQLite: the row was overwritten in the main file (``secure_delete``); a WAL
+        checkpoint copies that page over and truncates the WAL file. PostgreSQL: ``VACUUM``
+        of ``subject_key`` when the connected role owns the table; otherwise the table's
+        autovacuum settings (zero thresholds, set by the migration) vacuum it within
+        ``autovacuum_naptime``. Neither reaches WAL already written, archived WAL,
+        replicas' own files or filesystem blocks: KEK pruning covers those.
+        """
+        engine = SubjectKey._meta.db
+        if db.is_sqlite(engine):
+            await engine.run_ddl("PRAGMA wal_checkpoint(TRUNCATE)")
+            return "checkpoint"
+        rows = await SubjectKey.raw(
+            "SELECT pg_has_role(current_user, c.relowner, 'USAGE') AS owner "
+            "FROM pg_class c WHERE c.oid = 'subject_key'::regclass"
+        )
+        if rows and rows[0]["owner"]:
+            await engine.run_ddl("VACUUM subject_key")
+            return "vacuum"
+        return "autovacuum"
+
+    # --- KEK rotation -----------------------------------------------------------------
+
+    async def kek_usage(self) -> dict[str, int]:
+        """How many wrapped data keys each KEK version wraps."""
+        rows = await SubjectKey.select(SubjectKey.kek_id, Count(alias="n")).group_by(
+            SubjectKey.kek_id
+        )
+        return {str(row["kek_id"]): int(row["n"]) for row in rows}
+
+    async def rewrap_batch(self, limit: int) -> int:
+        """Re-wrap up to ``limit`` data keys not under the active KEK with the active KEK,
+        in one transaction; returns how many were looked at (0: none left).
+
+        Each row is replaced only if it is still wrapped as it was read (a concurrent
+        shred or rotation wins), and holds a complete wrapped key under the old or the new
+        KEK at every moment, so a crash anywhere leaves every key readable.
+        """
+        kek_id, kek = self._keys.active_kek()
+        rows = (
+            await SubjectKey.select(
+                SubjectKey.id,
+                SubjectKey.subject_id,
+                SubjectKey.version,
+                SubjectKey.kek_id,
+                SubjectKey.wrapped_key,
+            )
+            .where(SubjectKey.kek_id != kek_id)
+            .order_by(SubjectKey.id)
+            .limit(limit)
+        )
+        if not rows:
+            return 0
+        async with db.write_transaction():
+            for row in rows:
+                sid, version, old = str(row["subject_id"]), int(row["version"]), row["kek_id"]
+                old_ad = wrap_ad(sid, version, old)
+                key = unwrap_key(self._keys.kek(old), row["wrapped_key"], old_ad)
+                wrapped = wrap_key(kek, key, wrap_ad(sid, version, kek_id))
+                await SubjectKey.update(
+                    {SubjectKey.kek_id: kek_id, SubjectKey.wrapped_key: wrapped}
+                ).where((SubjectKey.id == row["id"]) & (SubjectKey.kek_id == old))
+        return len(rows)
+
+    # --- free text about a person outside the records (consent evidence) ----------------
+
+    async def seal_for_subject(self, subject_id: str, label: str, plaintext: str) -> str | None:
+        """Encrypt ``plaintext`` under the person's data key, bound to ``label`` (where it
+        is kept): erasing the person makes it unreadable wherever it was copied to, an
+        append-only table included. None if the person has no key (erased, or unknown)."""
+        key = (await self.keys_for([subject_id])).get(str(uuid.UUID(str(subject_id))))
+        if key is None:
+            return None
+        ad = field_ad(label, "", "", key.subject_id, key.version)
+        return seal_field(key.key, key.version, plaintext, ad)
+
+    async def open_for_subject(self, subject_id: str, label: str, token: str) -> str | None:
+        """The plaintext of :meth:`seal_for_subject`; None once the person's key is gone."""
+        key = (await self.keys_for([subject_id])).get(str(uuid.UUID(str(subject_id))))
+        if key is None:
+            return None
+        version, raw = parse_field(token)
+        return open_field(key.key, raw, field_ad(label, "", "", key.subject_id, version))
 
     # --- operational secrets (not customer data) --------------------------------------
 
