@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from audit.alerts import AlertEngine
 from audit.trail import AuditTrail, SealRefused
@@ -45,11 +46,13 @@ async def seal_round(
     newest head to the witness. Returns how long to wait before the next round (0: the
     usual interval)."""
     delay = 0.0
+    newest: tuple[int, Any] | None = None
+    head = None
     try:
         newest = await trail.newest_event()
         head = await trail.latest_head()
         if newest is not None and (head is None or head.tree_size < newest[0]):
-            await trail.seal()
+            head = await trail.seal() or head
     except SealRefused as exc:
         # Someone changed the log under us: say so loudly, and keep refusing to sign.
         log.error(
@@ -62,13 +65,15 @@ async def seal_round(
     except Exception as exc:  # a database hiccup: try again on the next tick
         log.warning("audit sealing failed", error=type(exc).__name__)
     findings = trail.take_findings()
-    try:
-        backlog = await trail.unsigned_backlog()
-        stalled = trail.stalled(backlog, stall_seconds) if backlog else None
-        if stalled is not None:
-            findings.append(stalled)
-    except Exception as exc:
-        log.warning("audit backlog check failed", error=type(exc).__name__)
+    caught_up = newest is None or (head is not None and head.tree_size >= newest[0])
+    if not caught_up:  # the usual round signs everything: only then is there more to ask
+        try:
+            backlog = await trail.unsigned_backlog()
+            stalled = trail.stalled(backlog, stall_seconds) if backlog else None
+            if stalled is not None:
+                findings.append(stalled)
+        except Exception as exc:
+            log.warning("audit backlog check failed", error=type(exc).__name__)
     for finding in findings:
         log.error(
             "audit integrity problem",
