@@ -109,6 +109,7 @@ def load_session_secret(settings: Settings) -> bytes:
 
 def build_services(settings: Settings) -> Services:
     keys = load_key_provider(settings)
+    session_secret = load_session_secret(settings)
     signer = load_audit_signer(settings)
     # Every entry is MAC'd under a key derived from the signing key: outside the database.
     audit = AuditLog(signer.entry_mac())
@@ -119,7 +120,7 @@ def build_services(settings: Settings) -> Services:
     )
     accounts = StaffAccounts(
         audit,
-        load_session_secret(settings),
+        session_secret,
         idle_minutes=settings.session_idle_minutes,
         absolute_hours=settings.session_absolute_hours,
         vault=vault,

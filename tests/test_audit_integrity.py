@@ -31,7 +31,7 @@ from audit.entry_mac import BASELINE_ACTION
 from audit.log import GENESIS, entry_hash
 from audit.signing import TreeHeadVerifier
 from audit.tables import AuditRecord
-from audit.trail import AuditTrail, VerificationReport
+from audit.trail import AuditTrail, SealRefused, VerificationReport
 from audit.witness import WITNESS_FORMAT, WitnessFile, read_witness
 from server.background import REFUSED_BACKOFF_SECONDS, seal_round
 from server.services import Services, load_audit_signer
@@ -237,6 +237,21 @@ async def test_a_bogus_checkpoint_does_not_stop_signing_and_is_reported(
     assert not report.ok
     assert report.problem == "head over 99999999 events: signature does not verify"
     await _agree(services, tmp_path)
+
+
+async def test_a_genuine_head_the_log_no_longer_matches_stops_a_fresh_sealer(
+    services: Services, staff: Staff, settings: Settings, database_url: str
+) -> None:
+    """A worker starting up checks the newest genuine head against the entries it covers
+    before extending it: a history rewritten under it is refused and reported."""
+    size = await _sealed_log(services, staff)
+    await _rewrite_from(database_url, 4, outcome="denied", reason="action_not_allowed")
+    await _activity(services, staff)
+    fresh = AuditTrail(load_audit_signer(settings), mac=services.audit.mac)
+    with pytest.raises(SealRefused, match=f"does not match the signed head over {size}"):
+        await fresh.seal()
+    [finding] = fresh.take_findings()
+    assert (finding.kind, finding.seq) == ("head_contradicts_log", size)
 
 
 # --- stalled sealing ----------------------------------------------------------------------

@@ -530,7 +530,11 @@ async def _audit_tables(database_url: str) -> list[str]:
 
 
 async def test_no_personal_value_reaches_any_audit_table_or_export(
-    services: Services, staff: Staff, database_url: str
+    services: Services,
+    staff: Staff,
+    database_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A full scenario - writes, reads, searches, a denial, a compliance officer locating
     the person and exporting the slice, alert rules firing - then every audit table and
@@ -558,6 +562,23 @@ async def test_no_personal_value_reaches_any_audit_table_or_export(
     raised = await services.alerts.evaluate()
     assert raised  # the rule fired: alert rows exist to be searched too
     bundle = json.dumps(await services.audit_trail.slice_bundle(range(1, 100))).casefold()
+    # The whole-log export, the witness file and the sealer's log lines (with a forged
+    # entry, so that it has something to say) hold no value either.
+    from audit.witness import WitnessFile
+    from server.background import seal_round
+    from tests.test_audit_integrity import _forge_entry
+
+    exported = json.dumps([doc async for doc in services.audit_trail.export_log()]).casefold()
+    witness = WitnessFile(tmp_path / "witness.jsonl", min_interval=0)
+    witnessed_trail = AuditTrail(
+        services.audit_trail.signer, mac=services.audit.mac, witness=witness
+    )
+    await witnessed_trail.seal_all()  # publishes the newest head
+    await _forge_entry()
+    await seal_round(witnessed_trail, alerts=services.alerts, stall_seconds=0)
+    assert witness.path.exists()
+    outside = (witness.path.read_text() + caplog.text).casefold()
+    assert "audit integrity problem" in outside
 
     tables = await _audit_tables(database_url)
     assert {"audit", "audit_checkpoint", "audit_alert", "audit_alert_rule"} <= set(tables)
@@ -569,6 +590,8 @@ async def test_no_personal_value_reaches_any_audit_table_or_export(
     for secret in secrets:
         assert secret.casefold() not in dump, f"{secret!r} in an audit table"
         assert secret.casefold() not in bundle, f"{secret!r} in the exported slice"
+        assert secret.casefold() not in exported, f"{secret!r} in the exported log"
+        assert secret.casefold() not in outside, f"{secret!r} in a witness or log line"
 
 
 def test_a_signed_document_cannot_pass_for_a_tree_head() -> None:
