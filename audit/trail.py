@@ -346,21 +346,26 @@ class AuditTrail:
     async def _trusted_anchor(self) -> _Anchor | None:
         """The newest head that is signed by a trusted key and matches the log; every
         larger checkpoint row is reported as bogus and ignored."""
-        async for row in self._checkpoint_rows():
-            head, problem = self._head_problem(row)
-            if self._anchor is not None and _same_head(self._anchor.head, head):
-                return self._anchor
-            if problem:
-                self._report(
-                    Finding(
-                        Problem.BOGUS_HEAD,
-                        head.tree_size,
-                        f"checkpoint over {head.tree_size} entries ignored: {problem}",
-                    )
+        bogus: list[tuple[int, str]] = []
+        try:
+            async for row in self._checkpoint_rows():
+                head, problem = self._head_problem(row)
+                if self._anchor is not None and _same_head(self._anchor.head, head):
+                    return self._anchor
+                if problem:
+                    bogus.append((head.tree_size, problem))
+                    continue
+                return await self._anchor_at(head)
+            return None
+        finally:
+            if bogus:  # one finding (and alert) per largest bogus row, however many
+                size, problem = bogus[0]
+                what = (
+                    f"checkpoint over {size} entries ignored"
+                    if len(bogus) == 1
+                    else f"{len(bogus)} checkpoints ignored, the largest over {size} entries"
                 )
-                continue
-            return await self._anchor_at(head)
-        return None
+                self._report(Finding(Problem.BOGUS_HEAD, size, f"{what}: {problem}", len(bogus)))
 
     async def _anchor_at(self, head: SignedTreeHead) -> _Anchor:
         """Check a genuine head against the log it covers: fold the stored entry hashes
@@ -899,7 +904,8 @@ class AuditTrail:
         )
 
     async def export_checkpoints(self, after_size: int = 0) -> dict[str, Any]:
-        heads = await self._heads(after_size)
+        """Genuinely signed heads only: a bogus row is no evidence to hand a witness."""
+        heads = [h for h in await self._heads(after_size) if not self.verifier.problem(h)]
         return {
             "format": CHECKPOINTS_FORMAT,
             "exported_at": _iso(dt.datetime.now(dt.UTC)),

@@ -211,15 +211,17 @@ async def test_a_bogus_checkpoint_does_not_stop_signing_and_is_reported(
     await _activity(services, staff)
     genuine = await trail.seal()
     assert genuine is not None
-    await raw_sql(  # as the application role
-        database_url,
-        "INSERT INTO audit_checkpoint (tree_size, root_hash, frontier, signed_at, key_id, "
-        "signature) SELECT 99999999, ?, '[]', signed_at, key_id, ? FROM audit_checkpoint "
-        "WHERE tree_size = ?",
-        "ab" * 32,
-        "AAAA",
-        genuine.tree_size,
-    )
+    for size in (99999999, 99999998):
+        await raw_sql(  # as the application role
+            database_url,
+            "INSERT INTO audit_checkpoint (tree_size, root_hash, frontier, signed_at, key_id, "
+            "signature) SELECT ?, ?, '[]', signed_at, key_id, ? FROM audit_checkpoint "
+            "WHERE tree_size = ?",
+            size,
+            "ab" * 32,
+            "AAAA",
+            genuine.tree_size,
+        )
     await _activity(services, staff)
     newest = await trail.newest_event()
     await seal_round(trail, alerts=services.alerts)  # (the alert itself is audited after)
@@ -228,14 +230,17 @@ async def test_a_bogus_checkpoint_does_not_stop_signing_and_is_reported(
     assert newest is not None
     assert head is not None
     assert head.tree_size == newest[0] > genuine.tree_size  # still signing, past the bogus row
-    assert [a["first_seq"] for a in await _alerts("bogus_head")] == [99999999]
+    alerts = await _alerts("bogus_head")  # one alert for the lot
+    assert [(a["first_seq"], a["matched"]) for a in alerts] == [(99999999, 2)]
     logged = caplog.text
     assert "audit integrity problem" in logged
-    assert "checkpoint over 99999999 entries ignored: signature does not verify" in logged
+    assert "2 checkpoints ignored, the largest over 99999999 entries: signature does not" in logged
 
     report = await trail.verify()
     assert not report.ok
-    assert report.problem == "head over 99999999 events: signature does not verify"
+    assert report.problem == "head over 99999998 events: signature does not verify"
+    exported = await trail.export_checkpoints()  # what a witness is given: genuine heads only
+    assert [h["tree_size"] for h in exported["heads"]] == [genuine.tree_size, head.tree_size]
     await _agree(services, tmp_path)
 
 
@@ -420,19 +425,28 @@ async def _noop() -> None:
 
 @pytest.mark.parametrize("case", list(TAMPERING))
 async def test_the_standalone_verifier_agrees_on_every_tampering_case(
-    services: Services, staff: Staff, database_url: str, tmp_path: Path, case: str
+    services: Services,
+    staff: Staff,
+    settings: Settings,
+    database_url: str,
+    tmp_path: Path,
+    case: str,
 ) -> None:
     tamper, first_bad, problem = TAMPERING[case]
     size = await _sealed_log(services, staff)
     await tamper(database_url)
     report, verdict = await _agree(services, tmp_path)
+    cli = _cli(settings, "audit", "verify")  # and `consentry audit verify` itself
     if first_bad is None:
         assert report.ok, report
         assert verdict.checked == size
+        assert cli.returncode == 0, cli.stderr
         return
     assert not report.ok
     assert report.first_bad_seq == (first_bad or size + 1)
     assert problem in report.problem
+    assert cli.returncode == 1
+    assert f"first bad entry: {report.first_bad_seq}: {report.problem} (" in cli.stderr
 
 
 async def test_the_standalone_verifier_runs_alone_on_an_export_from_the_cli(
