@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import hashlib
 import json
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -309,18 +310,21 @@ class AuditTrail:
         return found
 
     async def _checkpoint_rows(self) -> AsyncIterator[dict[str, Any]]:
-        """Checkpoint rows, largest tree size first, a page at a time."""
+        """Checkpoint rows, largest tree size first: the newest alone (usually genuine),
+        then a page at a time."""
         below: int | None = None
+        page = 1
         while True:
             query = AuditCheckpoint.select().order_by(AuditCheckpoint.tree_size, ascending=False)
             if below is not None:
                 query = query.where(AuditCheckpoint.tree_size < below)
-            rows = await query.limit(HEADS_PAGE)
+            rows = await query.limit(page)
             for row in rows:
                 yield row
-            if len(rows) < HEADS_PAGE:
+            if len(rows) < page:
                 return
             below = int(rows[-1]["tree_size"])
+            page = HEADS_PAGE
 
     def _head_problem(self, row: dict[str, Any]) -> tuple[SignedTreeHead, str]:
         head = _head_of(row)
@@ -413,14 +417,15 @@ class AuditTrail:
                 break
         return self._baseline
 
-    async def mac_problem(self, row: dict[str, Any]) -> str:
-        """ "" if the entry was written by a holder of the MAC key (or is a legacy entry a
-        baseline vouches for), else what is wrong. "" when this trail holds no MAC key."""
+    async def mac_problem(self, row: dict[str, Any], body: bytes | None = None) -> str:
+        """Empty if the entry was written by a holder of the MAC key (or is a legacy entry a
+        baseline vouches for), else what is wrong; empty when this trail holds no MAC key.
+        ``body``: the entry's canonical bytes, if the caller has them already."""
         if self.mac is None:
             return ""
         seq = int(row["seq"])
         if row.get("mac"):
-            if self.mac.verifies(canonical(row), str(row["mac"])):
+            if self.mac.verifies(canonical(row) if body is None else body, str(row["mac"])):
                 return ""
             return f"entry {seq}: its MAC does not verify: not written by this server"
         baseline = await self._mac_baseline()
@@ -450,12 +455,13 @@ class AuditTrail:
                 missing = frontier.size + 1
                 refusal = SealRefused(f"event {missing} is missing", Problem.MISSING_ENTRY, missing)
                 break
-            if row["prev_hash"] != last_hash or entry_hash(row) != row["hash"]:
+            body = canonical(row)
+            if row["prev_hash"] != last_hash or hashlib.sha256(body).hexdigest() != row["hash"]:
                 refusal = SealRefused(
                     f"event {seq} does not match its hash", Problem.TAMPERED_ENTRY, seq
                 )
                 break
-            mac_problem = await self.mac_problem(row)
+            mac_problem = await self.mac_problem(row, body)
             if mac_problem:
                 refusal = SealRefused(mac_problem, Problem.FORGED_ENTRY, seq)
                 break
@@ -651,11 +657,12 @@ class AuditTrail:
                 return self._bad(
                     mode, walk, seq, f"entry {seq} does not link to entry {seq - 1}", latest_checked
                 )
-            if entry_hash(row) != row["hash"]:
+            body = canonical(row)
+            if hashlib.sha256(body).hexdigest() != row["hash"]:
                 return self._bad(
                     mode, walk, seq, f"entry {seq}: contents do not match its hash", latest_checked
                 )
-            mac_problem = await self.mac_problem(row)
+            mac_problem = await self.mac_problem(row, body)
             if mac_problem:
                 return self._bad(mode, walk, seq, mac_problem, latest_checked)
             walk.frontier.append(leaf_hash(bytes.fromhex(str(row["hash"]))))
