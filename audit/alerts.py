@@ -29,6 +29,13 @@ any number of workers may call :meth:`AlertEngine.evaluate` at once and every ev
 evaluated exactly once; ``audit_alert.dedup_key`` is unique as a second line of defence.
 Rules apply from the cursor onwards: a new or changed rule does not re-judge old events.
 
+The sealer raises alerts of its own, without a rule (``rule_id`` 0): an entry whose MAC
+does not verify (``forged_entry``), an entry that does not match its hash or a gap
+(``tampered_entry``, ``missing_entry``), a checkpoint row that is not a genuine signed head
+(``bogus_head``), a genuine head the log no longer matches (``head_contradicts_log``) and
+an entry left unsigned for longer than ``CONSENTRY_AUDIT_STALL_SECONDS``
+(``sealing_stalled``) - one alert per kind and position, e-mailed like the others.
+
 Alert e-mails go out after the commit (an SMTP server must never hold the lock) and carry
 rule names, staff actor ids, counts, times and a console link - never customer data. Every
 change to rules and alerts is audited in the transaction of the change.
@@ -54,6 +61,7 @@ from audit.alert_tables import AlertCursor, AlertRule, AuditAlert
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from audit.tables import AuditRecord
+from audit.trail import Finding, Problem
 
 log = structlog.get_logger("consentry.alerts")
 
@@ -77,13 +85,28 @@ KIND_LABELS: Mapping[str, str] = {
     Kind.OFF_HOURS: "Access outside working hours",
     Kind.DENIAL_BURST: "Burst of refused requests",
     Kind.LARGE_EXPORT: "Large export",
+    # Raised by the sealer, not by a rule:
+    Problem.FORGED_ENTRY: "Audit entry not written by this server (MAC fails)",
+    Problem.TAMPERED_ENTRY: "Audit entry altered",
+    Problem.MISSING_ENTRY: "Audit entry missing",
+    Problem.BOGUS_HEAD: "Bogus audit checkpoint ignored",
+    Problem.HEAD_CONTRADICTS_LOG: "Audit log contradicts a signed head",
+    Problem.SEALING_STALLED: "Audit sealing stalled",
 }
 UNITS: Mapping[str, str] = {  # what ``matched`` counts, per kind
     Kind.BULK_READ: "distinct data subjects",
     Kind.OFF_HOURS: "actions on customer data",
     Kind.DENIAL_BURST: "refused requests",
     Kind.LARGE_EXPORT: "rows exported",
+    Problem.FORGED_ENTRY: "entries",
+    Problem.TAMPERED_ENTRY: "entries",
+    Problem.MISSING_ENTRY: "entries",
+    Problem.BOGUS_HEAD: "checkpoints",
+    Problem.HEAD_CONTRADICTS_LOG: "checkpoints",
+    Problem.SEALING_STALLED: "unsigned entries",
 }
+SEALER_ACTOR = "system:sealer"
+INTEGRITY_RULE_ID = 0  # alerts the sealer raises belong to no rule
 # How an alert was dealt with: a fixed choice, never free text (it ends up in the audit).
 ACKNOWLEDGEMENTS: Mapping[str, str] = {
     "expected": "Expected activity",
@@ -432,7 +455,7 @@ def _alert_of(row: Mapping[str, Any], rule_names: Mapping[int, str]) -> Alert:
     return Alert(
         id=int(row["id"]),
         rule_id=rule_id,
-        rule_name=rule_names.get(rule_id, f"rule {rule_id}"),
+        rule_name=rule_names.get(rule_id) or KIND_LABELS.get(str(row["kind"]), f"rule {rule_id}"),
         kind=str(row["kind"]),
         actor_id=str(row["actor_id"]),
         actor_role=str(row["actor_role"]),
@@ -906,6 +929,46 @@ class AlertEngine:
                 detail=detail,
             )
         )
+
+    async def raise_integrity_alert(
+        self, finding: Finding, now: dt.datetime | None = None
+    ) -> Alert | None:
+        """An alert for a problem the sealer found (once per kind and position), e-mailed
+        like the others. None if it was raised before."""
+        now = _utc(now or dt.datetime.now(dt.UTC))
+        dedup_key = f"integrity:{finding.kind}:{finding.seq}"
+        async with locked_transaction():
+            if await AuditAlert.exists().where(AuditAlert.dedup_key == dedup_key):
+                return None
+            inserted = await AuditAlert.insert(
+                AuditAlert(
+                    dedup_key=dedup_key,
+                    rule_id=INTEGRITY_RULE_ID,
+                    kind=str(finding.kind),
+                    actor_id=SEALER_ACTOR,
+                    actor_role="system",
+                    window_start=now,
+                    window_end=now,
+                    matched=finding.count,
+                    first_seq=finding.seq,
+                    last_seq=finding.seq,
+                    created_at=now,
+                    notified_at=None,
+                    notify_error="",
+                    acknowledged_by=None,
+                    acknowledged_at=None,
+                    acknowledgement="",
+                )
+            ).returning(AuditAlert.id)
+            alert_id = int(inserted[0]["id"])
+            await self._audit_system(
+                "alert.create",
+                alert_id,
+                {"kind": str(finding.kind), "seq": finding.seq, "matched": finding.count},
+            )
+        log.error("audit integrity alert raised", alert_id=alert_id, kind=str(finding.kind))
+        alerts = await self._alerts_by_id([alert_id])
+        return (await self._notify(alerts, now))[0]
 
     # -- e-mail ------------------------------------------------------------------------------
 

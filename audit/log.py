@@ -5,6 +5,10 @@ deleting, inserting or reordering rows breaks the chain at the first altered seq
 number. The entry hashes are the leaves of the Merkle tree that signed heads cover, which
 is what catches a rewritten chain and a truncated log.
 
+Every entry also carries a MAC (``audit.entry_mac``) under a key the database never holds,
+computed here at append time over the same canonical bytes: an entry appended by anyone
+else - even with a correct hash and link - is named by the sealer and the verifier.
+
 Appends are serialised: SQLite writes already hold the database writer lock (IMMEDIATE
 transactions), and on PostgreSQL a transaction-scoped advisory lock orders concurrent
 writers, so sequence numbers have no gaps or duplicates.
@@ -18,6 +22,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from audit.entry_mac import EntryMac
 from audit.events import AuditEvent
 from audit.tables import AuditRecord
 
@@ -26,8 +31,13 @@ PG_APPEND_LOCK = 0x0C0A_0D17  # advisory lock id for audit appends
 VERIFY_BATCH = 5000
 
 
-def _canonical(row: dict[str, Any]) -> bytes:
-    body = {k: row[k] for k in sorted(row) if k not in {"id", "hash"}}
+NOT_HASHED = frozenset({"id", "hash", "mac"})
+
+
+def canonical(row: dict[str, Any]) -> bytes:
+    """The bytes an entry's hash and MAC cover: every column but ``id``, ``hash`` and
+    ``mac``, as compact JSON with sorted keys (docs/audit-format.md)."""
+    body = {k: row[k] for k in sorted(row) if k not in NOT_HASHED}
     ts = body["ts"]
     if isinstance(ts, dt.datetime):
         body["ts"] = ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -35,7 +45,7 @@ def _canonical(row: dict[str, Any]) -> bytes:
 
 
 def entry_hash(row: dict[str, Any]) -> str:
-    return hashlib.sha256(_canonical(row)).hexdigest()
+    return hashlib.sha256(canonical(row)).hexdigest()
 
 
 def _utc_now() -> dt.datetime:
@@ -43,7 +53,8 @@ def _utc_now() -> dt.datetime:
 
 
 class AuditLog:
-    def __init__(self, clock: Callable[[], dt.datetime] = _utc_now) -> None:
+    def __init__(self, mac: EntryMac, clock: Callable[[], dt.datetime] = _utc_now) -> None:
+        self.mac = mac
         # Injectable only so that tests can lay events out over hours in a moment.
         self._clock = clock
 
@@ -79,6 +90,8 @@ class AuditLog:
             "detail": json.dumps(event.detail, sort_keys=True),
             "prev_hash": prev_hash,
         }
-        row["hash"] = entry_hash(row)
+        body = canonical(row)
+        row["hash"] = hashlib.sha256(body).hexdigest()
+        row["mac"] = self.mac.mac(body)
         await AuditRecord.insert(AuditRecord(**row)).run()
         return seq

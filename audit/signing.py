@@ -23,6 +23,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from audit.entry_mac import EntryMac, derive_mac_key
+
 SIGNING_KEY_FORMAT = "consentry-audit-signing-key/1"
 HEAD_FORMAT = b"consentry-audit-tree-head/1"
 
@@ -99,6 +101,11 @@ class TreeHeadSigner:
         self.public_key = private_key.public_key()
         self.key_id = key_id_of(self.public_key)
         self.public_key_b64 = public_key_b64(self.public_key)
+
+    def entry_mac(self) -> EntryMac:
+        """The entry-MAC key, derived from this key (HKDF-SHA256): outside the database
+        wherever the signing key is, and nothing new to store or back up."""
+        return EntryMac(derive_mac_key(self._key.private_bytes_raw()))
 
     def sign_document(self, domain: bytes, content: bytes) -> str:
         """Sign other evidence (an export manifest) with the controller's key; ``domain``

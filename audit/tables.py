@@ -24,6 +24,9 @@ class AuditRecord(Table, tablename="audit"):
     detail = Text()  # JSON object
     prev_hash = Varchar(length=64)
     hash = Varchar(length=64)
+    # HMAC-SHA256 (hex) of the canonical entry under a key outside the database; "" for
+    # entries written before MACs existed (see audit.entry_mac).
+    mac = Varchar(length=64, default="")
 
 
 class AuditCheckpoint(Table, tablename="audit_checkpoint"):

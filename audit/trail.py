@@ -12,8 +12,16 @@ What each layer catches:
 - a consistently rewritten history (hashes recomputed): the Merkle root no longer matches
   a signed head, which cannot be re-signed without the key kept outside the database;
 - deleted newest rows: a signed head covers more events than the log holds;
-- deleted newest rows *and* heads: only a head exported earlier (``checkpoints export``)
-  or the verifier's own record of what it verified last can tell — which is why both exist.
+- deleted newest rows *and* heads: only a head kept outside the database can tell - the
+  witness file every sealer appends its heads to, a head exported earlier (``checkpoints
+  export``) or the verifier's own record of what it verified last;
+- an entry appended by someone holding the database credentials, however well chained:
+  its MAC (``audit.entry_mac``) does not verify, and the sealer will not sign past it.
+
+The sealer trusts the database no more than the verifier does: it continues only from the
+newest head whose signature verifies and whose root matches the log it covers, reports
+every other checkpoint row (``findings``) instead of obeying it, and says how long the
+oldest unsigned entry has waited (``unsigned_backlog``), which ``/ready`` and the alerts use.
 
 Several workers may seal at once: on PostgreSQL the sealer takes a transaction-scoped
 advisory lock (others skip their turn), on SQLite the write lock; ``tree_size`` is unique,
@@ -24,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import enum
+import hashlib
 import json
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -34,10 +44,13 @@ from typing import Any
 import structlog
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
-from audit.log import GENESIS, VERIFY_BATCH, entry_hash
+from audit.entry_mac import BASELINE_ACTION, Baseline, EntryMac, baseline_of
+from audit.events import AuditEvent, Outcome
+from audit.log import GENESIS, VERIFY_BATCH, canonical, entry_hash
 from audit.merkle import Frontier, MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from audit.signing import SignedTreeHead, TreeHeadSigner, TreeHeadVerifier
 from audit.tables import AuditCheckpoint, AuditRecord
+from audit.witness import WitnessFile
 
 log = structlog.get_logger("consentry.audit")
 
@@ -46,10 +59,57 @@ SEAL_BATCH = 50_000  # events folded into one head at most; the next round takes
 SLICE_FORMAT = "consentry-audit-slice/1"
 CHECKPOINTS_FORMAT = "consentry-audit-checkpoints/1"
 STATE_FORMAT = "consentry-audit-verified/1"
+EXPORT_FORMAT = "consentry-audit-export/1"
+HEADS_PAGE = 50  # checkpoint rows read at a time while looking for a genuine head
+
+
+class Problem(enum.StrEnum):
+    """What the sealer found; each is logged and raised as an alert (ids and counts only)."""
+
+    FORGED_ENTRY = "forged_entry"  # an entry whose MAC does not verify (or is missing)
+    TAMPERED_ENTRY = "tampered_entry"  # an entry that does not match its hash or link
+    MISSING_ENTRY = "missing_entry"  # a gap in the sequence
+    BOGUS_HEAD = "bogus_head"  # a checkpoint row whose signature or frontier is wrong
+    HEAD_CONTRADICTS_LOG = "head_contradicts_log"  # a genuine head the log no longer matches
+    SEALING_STALLED = "sealing_stalled"  # an entry unsigned for longer than the threshold
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: Problem
+    seq: int  # the entry's sequence number, or the checkpoint's tree size
+    problem: str  # one line, sequence numbers and sizes only
+    count: int = 1  # entries concerned (unsigned entries, for a stalled sealer)
 
 
 class SealRefused(Exception):
     """The events to seal do not fit the signed history: sealing them would hide tampering."""
+
+    def __init__(self, problem: str, kind: Problem = Problem.TAMPERED_ENTRY, seq: int = 0) -> None:
+        super().__init__(problem)
+        self.kind = kind
+        self.seq = seq
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Entries after the newest genuinely signed head."""
+
+    next_seq: int  # the oldest unsigned entry
+    unsigned: int
+    since: dt.datetime  # when it was first seen unsigned here, or its own time if older
+
+    def age(self, now: dt.datetime | None = None) -> float:
+        return ((now or dt.datetime.now(dt.UTC)) - self.since).total_seconds()
+
+
+@dataclass
+class _Anchor:
+    """The newest head the sealer trusts: signature verified, root matched against the log."""
+
+    head: SignedTreeHead
+    frontier: Frontier
+    last_hash: str
 
 
 @dataclass(frozen=True)
@@ -63,6 +123,7 @@ class VerificationReport:
     unsealed: int = 0  # events after the latest signed head
     heads_checked: int = 0
     external_heads_checked: int = 0
+    macs_checked: bool = False  # False: this verifier holds no MAC key (public keys only)
 
 
 @dataclass(frozen=True)
@@ -87,6 +148,18 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _utc(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        moment = value
+    else:
+        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _same_head(a: SignedTreeHead, b: SignedTreeHead) -> bool:
+    return (a.tree_size, a.root_hash, a.signature) == (b.tree_size, b.root_hash, b.signature)
+
+
 def _event_json(row: dict[str, Any]) -> dict[str, Any]:
     """A stored row as exported: every column that is hashed, in its canonical form."""
     doc = {key: value for key, value in row.items() if key != "id"}
@@ -101,6 +174,7 @@ class _Walk:
     frontier: Frontier
     last_hash: str
     checked: int = 0
+    before_last: str = ""  # the hash of the entry before the last one (inserted rows)
 
 
 class AuditTrail:
@@ -110,15 +184,25 @@ class AuditTrail:
         *,
         trusted: TreeHeadVerifier | None = None,
         state_file: Path | None = None,
+        mac: EntryMac | None = None,
+        witness: WitnessFile | None = None,
     ) -> None:
         """``signer`` may be None for a verifier that holds only public keys (an auditor's
-        machine): it can verify and prove, not seal."""
+        machine): it can verify and prove, not seal, and cannot check entry MACs unless it
+        is given the MAC key (``mac``). ``witness``: where signed heads are published."""
         self._signer = signer
         self.key_id = signer.key_id if signer else ""
         self.public_key_b64 = signer.public_key_b64 if signer else ""
         keys = [signer.public_key] if signer else []
         self.verifier = trusted or TreeHeadVerifier(keys)
         self.state_file = state_file
+        self.mac = mac if mac is not None else (signer.entry_mac() if signer else None)
+        self.witness = witness
+        self._anchor: _Anchor | None = None
+        self._baseline: Baseline | None = None
+        self._findings: list[Finding] = []
+        self._reported: set[tuple[Problem, int]] = set()
+        self._unsigned_seen: tuple[int, dt.datetime] | None = None
 
     @property
     def signer(self) -> TreeHeadSigner:
@@ -129,12 +213,8 @@ class AuditTrail:
     # --- reading ------------------------------------------------------------------------
 
     async def latest_head(self) -> SignedTreeHead | None:
-        row = (
-            await AuditCheckpoint.select()
-            .order_by(AuditCheckpoint.tree_size, ascending=False)
-            .first()
-        )
-        return _head_of(row) if row else None
+        """The newest checkpoint whose signature verifies (a bogus row is not a head)."""
+        return await self.newest_genuine_head()
 
     async def head_at(self, tree_size: int) -> SignedTreeHead | None:
         row = await AuditCheckpoint.select().where(AuditCheckpoint.tree_size == tree_size).first()
@@ -195,27 +275,167 @@ class AuditTrail:
 
     async def seal(self) -> SignedTreeHead | None:
         """Sign a head over every event committed so far; None if nothing new (or another
-        worker is sealing right now). Raises SealRefused if the new events do not fit."""
+        worker is sealing right now). Raises SealRefused if the new events do not fit.
+
+        The new head is published to the witness (if any) once it is committed."""
         engine = AuditCheckpoint._meta.db
         if isinstance(engine, SQLiteEngine):
             # IMMEDIATE: take SQLite's write lock up front so no append lands mid-seal.
             async with engine.transaction(transaction_type=TransactionType.immediate):
-                return await self._seal_locked()
-        async with engine.transaction():
-            got = await AuditCheckpoint.raw(
-                "SELECT pg_try_advisory_xact_lock({}) AS ok", PG_SEAL_LOCK
+                head = await self._seal_locked()
+        else:
+            async with engine.transaction():
+                got = await AuditCheckpoint.raw(
+                    "SELECT pg_try_advisory_xact_lock({}) AS ok", PG_SEAL_LOCK
+                )
+                if not got or not got[0]["ok"]:
+                    return None
+                head = await self._seal_locked()
+        if head is not None and self.witness is not None:
+            self.witness.offer(head)
+        return head
+
+    # The sealer's view of the database: only genuinely signed heads count.
+
+    def _report(self, finding: Finding) -> None:
+        """Remember a problem for ``take_findings`` (once per kind and position)."""
+        key = (finding.kind, finding.seq)
+        if key not in self._reported:
+            self._reported.add(key)
+            self._findings.append(finding)
+
+    def take_findings(self) -> list[Finding]:
+        """Problems found since the last call (the background job logs and alerts them)."""
+        found, self._findings = self._findings, []
+        return found
+
+    async def _checkpoint_rows(self) -> AsyncIterator[dict[str, Any]]:
+        """Checkpoint rows, largest tree size first: the newest alone (usually genuine),
+        then a page at a time."""
+        below: int | None = None
+        page = 1
+        while True:
+            query = AuditCheckpoint.select().order_by(AuditCheckpoint.tree_size, ascending=False)
+            if below is not None:
+                query = query.where(AuditCheckpoint.tree_size < below)
+            rows = await query.limit(page)
+            for row in rows:
+                yield row
+            if len(rows) < page:
+                return
+            below = int(rows[-1]["tree_size"])
+            page = HEADS_PAGE
+
+    def _head_problem(self, row: dict[str, Any]) -> tuple[SignedTreeHead, str]:
+        head = _head_of(row)
+        problem = self.verifier.problem(head)
+        if problem:
+            return head, problem
+        try:
+            frontier = Frontier.from_hex(head.tree_size, json.loads(row["frontier"]))
+        except (TypeError, ValueError):
+            return head, "its frontier is malformed"
+        if not frontier.is_well_formed() or frontier.root().hex() != head.root_hash:
+            return head, "its frontier does not fold to its root"
+        return head, ""
+
+    async def newest_genuine_head(self) -> SignedTreeHead | None:
+        """The largest checkpoint whose signature verifies (signature only: cheap)."""
+        async for row in self._checkpoint_rows():
+            head = _head_of(row)
+            if not self.verifier.problem(head):
+                return head
+        return None
+
+    async def _trusted_anchor(self) -> _Anchor | None:
+        """The newest head that is signed by a trusted key and matches the log; every
+        larger checkpoint row is reported as bogus and ignored."""
+        bogus: list[tuple[int, str]] = []
+        try:
+            async for row in self._checkpoint_rows():
+                head, problem = self._head_problem(row)
+                if self._anchor is not None and _same_head(self._anchor.head, head):
+                    return self._anchor
+                if problem:
+                    bogus.append((head.tree_size, problem))
+                    continue
+                return await self._anchor_at(head)
+            return None
+        finally:
+            if bogus:  # one finding (and alert) per largest bogus row, however many
+                size, problem = bogus[0]
+                what = (
+                    f"checkpoint over {size} entries ignored"
+                    if len(bogus) == 1
+                    else f"{len(bogus)} checkpoints ignored, the largest over {size} entries"
+                )
+                self._report(Finding(Problem.BOGUS_HEAD, size, f"{what}: {problem}", len(bogus)))
+
+    async def _anchor_at(self, head: SignedTreeHead) -> _Anchor:
+        """Check a genuine head against the log it covers: fold the stored entry hashes
+        (from the previous anchor if it is a prefix, else from the start) and compare."""
+        anchor = self._anchor
+        if anchor is not None and anchor.head.tree_size <= head.tree_size:
+            frontier, last_hash = anchor.frontier.copy(), anchor.last_hash
+        else:
+            frontier, last_hash = Frontier(), GENESIS
+        start = frontier.size
+        while frontier.size < head.tree_size:
+            batch = (
+                await AuditRecord.select(AuditRecord.seq, AuditRecord.hash)
+                .where((AuditRecord.seq > frontier.size) & (AuditRecord.seq <= head.tree_size))
+                .order_by(AuditRecord.seq)
+                .limit(VERIFY_BATCH)
             )
-            if not got or not got[0]["ok"]:
-                return None
-            return await self._seal_locked()
+            if not batch or int(batch[0]["seq"]) != frontier.size + 1:
+                break
+            for row in batch:
+                if int(row["seq"]) != frontier.size + 1:
+                    break
+                frontier.append(leaf_hash(bytes.fromhex(str(row["hash"]))))
+                last_hash = str(row["hash"])
+        if frontier.size != head.tree_size or frontier.root().hex() != head.root_hash:
+            problem = (
+                f"the log does not match the signed head over {head.tree_size} entries "
+                f"(entries {start + 1}-{head.tree_size} were changed or deleted)"
+            )
+            self._report(Finding(Problem.HEAD_CONTRADICTS_LOG, head.tree_size, problem))
+            raise SealRefused(problem, Problem.HEAD_CONTRADICTS_LOG, start + 1)
+        self._anchor = _Anchor(head, frontier, last_hash)
+        return self._anchor
+
+    async def _mac_baseline(self) -> Baseline | None:
+        """The entry in which ``consentry audit mac-existing`` vouched for the entries
+        written before MACs (only one whose own MAC verifies counts)."""
+        if self._baseline is not None or self.mac is None:
+            return self._baseline
+        rows = await AuditRecord.select().where(AuditRecord.action == BASELINE_ACTION)
+        for row in sorted(rows, key=lambda r: int(r["seq"])):
+            baseline = baseline_of(row)
+            if baseline and row["mac"] and self.mac.verifies(canonical(row), str(row["mac"])):
+                self._baseline = baseline
+                break
+        return self._baseline
+
+    async def mac_problem(self, row: dict[str, Any], body: bytes | None = None) -> str:
+        """Empty if the entry was written by a holder of the MAC key (or is a legacy entry a
+        baseline vouches for), else what is wrong; empty when this trail holds no MAC key.
+        ``body``: the entry's canonical bytes, if the caller has them already."""
+        if self.mac is None:
+            return ""
+        seq = int(row["seq"])
+        if row.get("mac"):
+            if self.mac.verifies(canonical(row) if body is None else body, str(row["mac"])):
+                return ""
+            return f"entry {seq}: its MAC does not verify: not written by this server"
+        baseline = await self._mac_baseline()
+        if baseline is not None and seq <= baseline.legacy_upto:
+            return ""
+        return f"entry {seq} carries no MAC: not written by this server"
 
     async def _seal_locked(self) -> SignedTreeHead | None:
-        latest_row = (
-            await AuditCheckpoint.select()
-            .order_by(AuditCheckpoint.tree_size, ascending=False)
-            .first()
-        )
-        size = int(latest_row["tree_size"]) if latest_row else 0
+        anchor = await self._trusted_anchor()
+        size = anchor.head.tree_size if anchor else 0
         batch = (
             await AuditRecord.select()
             .where(AuditRecord.seq > size)
@@ -224,26 +444,34 @@ class AuditTrail:
         )
         if not batch:
             return None
-        if latest_row:
-            frontier = Frontier.from_hex(size, json.loads(latest_row["frontier"]))
-            if not frontier.is_well_formed() or frontier.root().hex() != latest_row["root_hash"]:
-                raise SealRefused(f"the stored frontier of head {size} does not fold to its root")
-            previous = (
-                await AuditRecord.select(AuditRecord.hash).where(AuditRecord.seq == size).first()
-            )
-            if previous is None:
-                raise SealRefused(f"event {size}, covered by the latest signed head, is missing")
-            last_hash = str(previous["hash"])
+        if anchor is not None:
+            frontier, last_hash = anchor.frontier.copy(), anchor.last_hash
         else:
             frontier, last_hash = Frontier(), GENESIS
+        refusal: SealRefused | None = None
         for row in batch:
             seq = int(row["seq"])
             if seq != frontier.size + 1:
-                raise SealRefused(f"event {frontier.size + 1} is missing")
-            if row["prev_hash"] != last_hash or entry_hash(row) != row["hash"]:
-                raise SealRefused(f"event {seq} does not match its hash")
+                missing = frontier.size + 1
+                refusal = SealRefused(f"event {missing} is missing", Problem.MISSING_ENTRY, missing)
+                break
+            body = canonical(row)
+            if row["prev_hash"] != last_hash or hashlib.sha256(body).hexdigest() != row["hash"]:
+                refusal = SealRefused(
+                    f"event {seq} does not match its hash", Problem.TAMPERED_ENTRY, seq
+                )
+                break
+            mac_problem = await self.mac_problem(row, body)
+            if mac_problem:
+                refusal = SealRefused(mac_problem, Problem.FORGED_ENTRY, seq)
+                break
             frontier.append(leaf_hash(bytes.fromhex(str(row["hash"]))))
             last_hash = str(row["hash"])
+        if refusal is not None:
+            self._report(Finding(refusal.kind, refusal.seq, str(refusal)))
+            if frontier.size == size:
+                raise refusal
+            # Sign what precedes the bad entry; the next round stops at it and says so.
         head = self.signer.sign(frontier.size, frontier.root(), dt.datetime.now(dt.UTC))
         await AuditCheckpoint.insert(
             AuditCheckpoint(
@@ -255,19 +483,68 @@ class AuditTrail:
                 signature=head.signature,
             )
         ).run()
+        # If this transaction does not commit, the next round finds a smaller genuine head
+        # than this anchor and rebuilds from the log.
+        self._anchor = _Anchor(head, frontier.copy(), last_hash)
         return head
 
     async def seal_all(self) -> SignedTreeHead | None:
         """Seal until every committed event is covered (the CLI, after writing)."""
-        head = None
         while True:
             newest = await self.newest_event()
-            latest = await self.latest_head()
+            latest = await self.newest_genuine_head()
             if newest is None or (latest is not None and latest.tree_size >= newest[0]):
+                if self.witness is not None:
+                    if latest is not None:
+                        self.witness.offer(latest)
+                    self.witness.flush(force=True)
                 return latest
             head = await self.seal()
             if head is None:  # another worker holds the lock: let it finish
                 await asyncio.sleep(0.05)
+
+    async def unsigned_backlog(self, now: dt.datetime | None = None) -> Backlog | None:
+        """Entries after the newest genuinely signed head, and since when the oldest has
+        waited: the first time this process saw it unsigned, or its own time if older
+        (an entry's time is written by whoever wrote it, so it can only make this sooner)."""
+        now = now or dt.datetime.now(dt.UTC)
+        head = await self.newest_genuine_head()
+        size = head.tree_size if head else 0
+        first = (
+            await AuditRecord.select(AuditRecord.seq, AuditRecord.ts)
+            .where(AuditRecord.seq > size)
+            .order_by(AuditRecord.seq)
+            .first()
+        )
+        if first is None:
+            self._unsigned_seen = None
+            return None
+        next_seq = int(first["seq"])
+        if self._unsigned_seen is None or self._unsigned_seen[0] != next_seq:
+            self._unsigned_seen = (next_seq, now)
+        newest = await self.newest_event()
+        unsigned = (newest[0] if newest else next_seq) - size
+        since = min(self._unsigned_seen[1], _utc(first["ts"]))
+        return Backlog(next_seq, max(1, unsigned), since)
+
+    def stalled(
+        self, backlog: Backlog, threshold_seconds: float, *, once: bool = True
+    ) -> Finding | None:
+        """A finding if the oldest unsigned entry has waited longer than the threshold
+        (``once``: only the first time for that entry, for the log and the alert)."""
+        waited = backlog.age()
+        if waited <= threshold_seconds:
+            return None
+        if once:
+            key = (Problem.SEALING_STALLED, backlog.next_seq)
+            if key in self._reported:
+                return None
+            self._reported.add(key)
+        problem = (
+            f"{backlog.unsigned} entries unsigned, the oldest (entry {backlog.next_seq}) "
+            f"for {int(waited)} s"
+        )
+        return Finding(Problem.SEALING_STALLED, backlog.next_seq, problem, backlog.unsigned)
 
     # --- verification -------------------------------------------------------------------
 
@@ -301,13 +578,16 @@ class AuditTrail:
         *,
         incremental: bool = False,
         against: Sequence[SignedTreeHead] = (),
+        witnessed: Sequence[SignedTreeHead] = (),
     ) -> VerificationReport:
-        """Recompute the log and check it against every signed head (and ``against``:
-        heads exported earlier, which a rewrite of the database cannot touch).
+        """Recompute the log and check it against every signed head, against ``against``
+        (heads exported earlier) and ``witnessed`` (heads from a witness file): a rewrite of
+        the database cannot touch those. With a MAC key, every entry's MAC is checked too,
+        which names the first entry of any rewrite, however consistent.
 
         Incremental: start from the head this verifier last verified (recorded outside the
         database, in the data directory), after checking the database still holds exactly
-        that head; fall back to a full pass when there is no such record.
+        that head; a full pass otherwise. That head is checked in either mode.
         """
         mode = "full"
         walk = _Walk(Frontier(), GENESIS)
@@ -323,40 +603,32 @@ class AuditTrail:
                 known = None
             if known is not None and frontier.root().hex() != known.root_hash:
                 known = None
-        if known is not None:
-            # This machine verified the log up to ``known`` before: that head is an anchor
-            # kept outside the database, so the log must still match it, in either mode.
-            stored = await self.head_at(known.tree_size)
-            if stored is None or stored.root_hash != known.root_hash:
-                newest = await self.newest_event()
-                held = newest[0] if newest else 0
-                return VerificationReport(
-                    False,
-                    "incremental" if incremental else "full",
-                    0,
-                    min(held + 1, known.tree_size),
-                    f"the signed head over {known.tree_size} entries verified earlier on this "
-                    "machine is gone or changed: the log was truncated or rewritten since",
-                    known,
-                )
-            if incremental:
-                mode = "incremental"
-                walk = _Walk(frontier, str(state.get("last_hash", "")) if state else "")
-                start_after = known.tree_size
-            else:
-                against = [*against, known]
+        known_stored = known is not None and await self._holds(known)
+        if known is not None and known_stored and incremental:
+            mode = "incremental"
+            walk = _Walk(frontier, str(state.get("last_hash", "")) if state else "")
+            start_after = known.tree_size
         heads = await self._heads(after_size=start_after)
+        outside: list[tuple[SignedTreeHead, str]] = [
+            *((h, "a head exported earlier") for h in against),
+            *((h, "a witnessed head") for h in witnessed),
+        ]
+        if known is not None and not start_after:
+            outside.append((known, "the head verified earlier on this machine"))
         external = sorted(
-            (h for h in against if h.tree_size > start_after), key=lambda h: h.tree_size
+            ((h, label) for h, label in outside if h.tree_size > start_after),
+            key=lambda item: item[0].tree_size,
         )
-        for head in [*heads, *external]:
+        for head in [*heads, *(h for h, _ in external)]:
             problem = self.verifier.problem(head)
             if problem:
                 return VerificationReport(
                     False, mode, 0, None, f"head over {head.tree_size} events: {problem}", head
                 )
+        baseline = await self._mac_baseline()
         checkpoints = sorted(
-            [(h.tree_size, 0, h) for h in heads] + [(h.tree_size, 1, h) for h in external],
+            [(h.tree_size, 0, h, "signed head") for h in heads]
+            + [(h.tree_size, 1, h, label) for h, label in external],
             key=lambda item: (item[0], item[1]),
         )
         pending = iter(checkpoints)
@@ -373,25 +645,51 @@ class AuditTrail:
                     mode, walk, expected, f"entry {expected} is {problem}", latest_checked
                 )
             if row["prev_hash"] != walk.last_hash:
+                if seq > start_after + 1 and row["prev_hash"] == walk.before_last:
+                    # It links to the entry before the previous one: that one was put in.
+                    return self._bad(
+                        mode,
+                        walk,
+                        seq - 1,
+                        f"entry {seq - 1} was inserted (entry {seq} links to entry {seq - 2})",
+                        latest_checked,
+                    )
                 return self._bad(
                     mode, walk, seq, f"entry {seq} does not link to entry {seq - 1}", latest_checked
                 )
-            if entry_hash(row) != row["hash"]:
+            body = canonical(row)
+            if hashlib.sha256(body).hexdigest() != row["hash"]:
                 return self._bad(
                     mode, walk, seq, f"entry {seq}: contents do not match its hash", latest_checked
                 )
+            mac_problem = await self.mac_problem(row, body)
+            if mac_problem:
+                return self._bad(mode, walk, seq, mac_problem, latest_checked)
             walk.frontier.append(leaf_hash(bytes.fromhex(str(row["hash"]))))
-            walk.last_hash = str(row["hash"])
+            walk.before_last, walk.last_hash = walk.last_hash, str(row["hash"])
             walk.checked += 1
+            if (
+                self.mac is not None
+                and baseline is not None
+                and seq == baseline.legacy_upto
+                and walk.frontier.root().hex() != baseline.legacy_root
+            ):
+                return self._bad(
+                    mode,
+                    walk,
+                    start_after + 1,
+                    f"entries {start_after + 1}-{seq} do not match what "
+                    "`consentry audit mac-existing` vouched for: changed since",
+                    latest_checked,
+                )
             while upcoming is not None and upcoming[0] == walk.frontier.size:
-                head = upcoming[2]
+                head, label = upcoming[2], upcoming[3]
                 if walk.frontier.root().hex() != head.root_hash:
-                    which = "a head kept outside the database" if upcoming[1] else "signed head"
                     return self._bad(
                         mode,
                         walk,
                         previous_size + 1,
-                        f"entries {previous_size + 1}-{head.tree_size} do not match {which} "
+                        f"entries {previous_size + 1}-{head.tree_size} do not match {label} "
                         f"signed at {_iso(head.signed_at)}: history was rewritten in that range",
                         latest_checked,
                     )
@@ -402,13 +700,22 @@ class AuditTrail:
                 upcoming = next(pending, None)
         if upcoming is not None:
             held = walk.frontier.size
-            head = checkpoints[-1][2]
+            size, _, _, label = max(checkpoints, key=lambda item: item[0])
             return self._bad(
                 mode,
                 walk,
                 held + 1,
-                f"the log ends at entry {held} but a signed head covers {head.tree_size} "
-                f"entries: entries {held + 1}-{head.tree_size} were deleted (truncated)",
+                f"the log ends at entry {held} but {label} covers {size} "
+                f"entries: entries {held + 1}-{size} were deleted (truncated)",
+                latest_checked,
+            )
+        if known is not None and not known_stored:
+            return self._bad(
+                mode,
+                walk,
+                None,
+                f"the signed head over {known.tree_size} entries verified earlier on this "
+                "machine is gone from the database: signed heads were deleted",
                 latest_checked,
             )
         report_head = latest_checked or (await self.latest_head() if start_after else None)
@@ -423,17 +730,24 @@ class AuditTrail:
             unsealed=max(0, unsealed),
             heads_checked=len(heads),
             external_heads_checked=len(external),
+            macs_checked=self.mac is not None,
         )
+
+    async def _holds(self, head: SignedTreeHead) -> bool:
+        stored = await self.head_at(head.tree_size)
+        return stored is not None and stored.root_hash == head.root_hash
 
     def _bad(
         self,
         mode: str,
         walk: _Walk,
-        seq: int,
+        seq: int | None,
         problem: str,
         head: SignedTreeHead | None,
     ) -> VerificationReport:
-        return VerificationReport(False, mode, walk.checked, seq, problem, head)
+        return VerificationReport(
+            False, mode, walk.checked, seq, problem, head, macs_checked=self.mac is not None
+        )
 
     # --- proofs -------------------------------------------------------------------------
 
@@ -524,8 +838,81 @@ class AuditTrail:
             "unsealed": [s for s in wanted if s > head.tree_size],
         }
 
+    async def export_log(self) -> AsyncIterator[dict[str, Any]]:
+        """The whole trail as JSON documents (``consentry audit export-log`` writes one per
+        line): a header, every entry as stored, then every checkpoint row - the input of
+        ``tools/verify_audit.py``, specified in docs/audit-format.md."""
+        yield {
+            "format": EXPORT_FORMAT,
+            "exported_at": _iso(dt.datetime.now(dt.UTC)),
+            "public_key": self.public_key_b64,
+            "key_id": self.key_id,
+        }
+        async for row in self._events(0):
+            yield {"type": "entry", **_event_json(row)}
+        for head in await self._heads(0):
+            yield {"type": "head", **head.to_json()}
+
+    # --- entries written before MACs -------------------------------------------------
+
+    async def legacy_baseline(self) -> AuditEvent:
+        """The event by which ``consentry audit mac-existing`` vouches, once, for the entries
+        written before MACs: they must be a prefix 1..L of the log (every later entry has a
+        MAC), and the whole log must verify. Raises ValueError saying why not."""
+        if self.mac is None:
+            raise ValueError("no MAC key here: run this where the signing key is")
+        existing = await self._mac_baseline()
+        if existing is not None:
+            raise ValueError(
+                f"entries 1-{existing.legacy_upto} were vouched for already (entry {existing.seq})"
+            )
+        first_mac = (
+            await AuditRecord.select(AuditRecord.seq)
+            .where(AuditRecord.mac != "")
+            .order_by(AuditRecord.seq)
+            .first()
+        )
+        newest = await self.newest_event()
+        if first_mac is not None:
+            legacy_upto = int(first_mac["seq"]) - 1
+        else:
+            legacy_upto = newest[0] if newest else 0
+        if legacy_upto < 1:
+            raise ValueError("every entry already carries a MAC: nothing to vouch for")
+        later = (
+            await AuditRecord.select(AuditRecord.seq)
+            .where((AuditRecord.mac == "") & (AuditRecord.seq > legacy_upto))
+            .order_by(AuditRecord.seq)
+            .first()
+        )
+        if later is not None:
+            raise ValueError(
+                f"entry {later['seq']} carries no MAC but follows entry {legacy_upto + 1}, which "
+                "does: it was not written by this server, and will not be vouched for"
+            )
+        root = (await self._leaves(legacy_upto)).root().hex()
+        self._baseline = Baseline(0, legacy_upto, root)  # provisional, for the check below
+        try:
+            report = await self.verify()
+        finally:
+            self._baseline = None
+        if not report.ok:
+            where = f"entry {report.first_bad_seq}: " if report.first_bad_seq else ""
+            raise ValueError(f"the log does not verify ({where}{report.problem})")
+        return AuditEvent(
+            actor_id="system:audit-mac-existing",
+            actor_role="system",
+            action=BASELINE_ACTION,
+            resource_type="audit",
+            outcome=Outcome.ALLOWED,
+            purpose="compliance",
+            reason="legacy_entries",
+            detail={"legacy_upto": legacy_upto, "legacy_root": root},
+        )
+
     async def export_checkpoints(self, after_size: int = 0) -> dict[str, Any]:
-        heads = await self._heads(after_size)
+        """Genuinely signed heads only: a bogus row is no evidence to hand a witness."""
+        heads = [h for h in await self._heads(after_size) if not self.verifier.problem(h)]
         return {
             "format": CHECKPOINTS_FORMAT,
             "exported_at": _iso(dt.datetime.now(dt.UTC)),

@@ -200,8 +200,9 @@ async def audit_append(database_url: str, events: int, *, writers: int = 8) -> d
     await db.start(engine)
     try:
         await apply_migrations()
-        log = AuditLog()
-        trail = AuditTrail(TreeHeadSigner(Ed25519PrivateKey.generate()))
+        signer = TreeHeadSigner(Ed25519PrivateKey.generate())
+        log = AuditLog(signer.entry_mac())
+        trail = AuditTrail(signer)
         stop = asyncio.Event()
         sealer = asyncio.create_task(seal_forever(trail, 0.25, stop))
 

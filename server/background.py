@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+from typing import Any
 
+from audit.alerts import AlertEngine
 from audit.trail import AuditTrail, SealRefused
 from server.csvio.jobs import ImportJobs
 from server.leads.webform import SpentTokens
@@ -23,6 +25,7 @@ from server.services import Services
 log = get_logger("consentry.background")
 
 REFUSED_BACKOFF_SECONDS = 30.0
+DEFAULT_STALL_SECONDS = 10.0
 ALERT_INTERVAL_SECONDS = 30.0
 EXPIRY_INTERVAL_SECONDS = 300.0
 RETENTION_CHECK_SECONDS = 3600.0  # the run itself is daily: the first check of a UTC day
@@ -35,8 +38,72 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
+async def seal_round(
+    trail: AuditTrail,
+    *,
+    alerts: AlertEngine | None = None,
+    stall_seconds: float = DEFAULT_STALL_SECONDS,
+) -> float:
+    """One round of the sealer: sign what is new, report what is wrong (a log line and an
+    alert per problem, ids and counts only), say if sealing is stuck, and publish the
+    newest head to the witness. Returns how long to wait before the next round (0: the
+    usual interval)."""
+    delay = 0.0
+    newest: tuple[int, Any] | None = None
+    head = None
+    try:
+        newest = await trail.newest_event()
+        head = await trail.latest_head()
+        if newest is not None and (head is None or head.tree_size < newest[0]):
+            head = await trail.seal() or head
+    except SealRefused as exc:
+        # Someone changed the log under us: say so loudly, and keep refusing to sign.
+        log.error(
+            "audit log does not fit its signed history; not sealing",
+            problem=str(exc),
+            kind=str(exc.kind),
+            seq=exc.seq,
+        )
+        delay = REFUSED_BACKOFF_SECONDS
+    except Exception as exc:  # a database hiccup: try again on the next tick
+        log.warning("audit sealing failed", error=type(exc).__name__)
+    findings = trail.take_findings()
+    caught_up = newest is None or (head is not None and head.tree_size >= newest[0])
+    if not caught_up:  # the usual round signs everything: only then is there more to ask
+        try:
+            backlog = await trail.unsigned_backlog()
+            stalled = trail.stalled(backlog, stall_seconds) if backlog else None
+            if stalled is not None:
+                findings.append(stalled)
+        except Exception as exc:
+            log.warning("audit backlog check failed", error=type(exc).__name__)
+    for finding in findings:
+        log.error(
+            "audit integrity problem",
+            kind=str(finding.kind),
+            seq=finding.seq,
+            count=finding.count,
+            problem=finding.problem,
+        )
+        if alerts is not None:
+            try:
+                await alerts.raise_integrity_alert(finding)
+            except Exception as exc:
+                log.warning("audit integrity alert failed", error=type(exc).__name__)
+    if trail.witness is not None:
+        trail.witness.flush()
+        if trail.witness.last_error:
+            log.error("audit witness not written", error=trail.witness.last_error)
+    return delay
+
+
 async def seal_forever(
-    trail: AuditTrail, interval_seconds: float, stop: asyncio.Event | None = None
+    trail: AuditTrail,
+    interval_seconds: float,
+    stop: asyncio.Event | None = None,
+    *,
+    alerts: AlertEngine | None = None,
+    stall_seconds: float = DEFAULT_STALL_SECONDS,
 ) -> None:
     """Sign a head whenever events arrived since the last one (at most ``interval`` late).
 
@@ -47,19 +114,9 @@ async def seal_forever(
     """
     stop = stop or asyncio.Event()
     while not stop.is_set():
-        delay = interval_seconds
-        try:
-            newest = await trail.newest_event()
-            head = await trail.latest_head()
-            if newest is not None and (head is None or head.tree_size < newest[0]):
-                await trail.seal()
-        except SealRefused as exc:
-            # Someone changed the log under us: say so loudly, and keep refusing to sign.
-            log.error("audit log does not fit its signed history; not sealing", problem=str(exc))
-            delay = REFUSED_BACKOFF_SECONDS
-        except Exception as exc:  # a database hiccup: try again on the next tick
-            log.warning("audit sealing failed", error=type(exc).__name__)
-        await _pause(stop, delay)
+        delay = await seal_round(trail, alerts=alerts, stall_seconds=stall_seconds)
+        # A refused log is re-checked sooner than the back-off while it might be stalling.
+        await _pause(stop, max(interval_seconds, min(delay, stall_seconds / 2)))
 
 
 async def evaluate_alerts_forever(
@@ -156,7 +213,14 @@ class BackgroundJobs:
         interval = self.services.settings.seal_interval_ms / 1000
         self._tasks = [
             asyncio.create_task(
-                seal_forever(self.services.audit_trail, interval, self._stop), name="sealer"
+                seal_forever(
+                    self.services.audit_trail,
+                    interval,
+                    self._stop,
+                    alerts=self.services.alerts,
+                    stall_seconds=self.services.settings.audit_stall_seconds,
+                ),
+                name="sealer",
             ),
             asyncio.create_task(
                 evaluate_alerts_forever(self.services, ALERT_INTERVAL_SECONDS, self._stop),

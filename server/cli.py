@@ -731,10 +731,14 @@ def _trail(public_keys: tuple[Path, ...] = (), *, need_signer: bool = False) -> 
             _fail(f"{path}: {exc}")
     if signer is not None:
         trusted.append(signer.public_key)
+    from audit.witness import WitnessFile
+
+    witness = settings.audit_witness_file
     return AuditTrail(
         signer,
         trusted=TreeHeadVerifier(trusted),
         state_file=settings.home / "audit-verified.json",
+        witness=WitnessFile(witness) if witness else None,
     )
 
 
@@ -783,16 +787,29 @@ PUBLIC_KEY_OPTION = click.option(
     help="A file from `consentry audit checkpoints export`: the log must still match every "
     "head in it (detects a rewritten or truncated history). Repeatable.",
 )
+@click.option(
+    "--witness",
+    "witness_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A witness file (JSON lines of signed heads): the log must still match its newest "
+    "genuinely signed head. Default: CONSENTRY_AUDIT_WITNESS_FILE, if set.",
+)
+@click.option("--no-witness", is_flag=True, help="Do not read the configured witness file.")
 @PUBLIC_KEY_OPTION
 def audit_verify(
-    incremental: bool, against: tuple[Path, ...], public_keys: tuple[Path, ...]
+    incremental: bool,
+    against: tuple[Path, ...],
+    witness_path: Path | None,
+    no_witness: bool,
+    public_keys: tuple[Path, ...],
 ) -> None:
-    """Recompute every entry and the Merkle tree; check every signed head.
+    """Recompute every entry, its MAC and the Merkle tree; check every signed head.
 
     Exits 1 and names the first bad sequence number if an entry was modified, deleted,
-    inserted or reordered, or the newest entries were truncated.
+    inserted, reordered or forged, or the newest entries were truncated.
     """
     from audit.trail import read_checkpoints
+    from audit.witness import read_witness
 
     exported = []
     for path in against:
@@ -801,7 +818,23 @@ def audit_verify(
         except ValueError as exc:
             _fail(f"{path}: {exc}")
     trail = _trail(public_keys)
-    report = _run(lambda: trail.verify(incremental=incremental, against=exported))
+    witnessed = []
+    configured = get_settings().audit_witness_file
+    witness = witness_path or (None if no_witness else configured)
+    if witness is not None:
+        if not witness.exists():
+            if witness_path is not None:
+                _fail(f"{witness}: no such witness file")
+            click.echo(f"note: the witness file {witness} does not exist yet", err=True)
+        else:
+            seen = read_witness(witness, trail.verifier)
+            for problem in seen.rejected[:5]:
+                click.echo(f"warning: witness {witness}: {problem}", err=True)
+            if seen.newest is not None:
+                witnessed.append(seen.newest)
+    report = _run(
+        lambda: trail.verify(incremental=incremental, against=exported, witnessed=witnessed)
+    )
     if not report.ok:
         where = f"first bad entry: {report.first_bad_seq}: " if report.first_bad_seq else ""
         _fail(
@@ -812,7 +845,12 @@ def audit_verify(
     click.echo(
         f"audit log intact ({report.mode} check): {report.checked} entries recomputed, "
         f"{report.heads_checked} signed heads checked"
-        + (f", {report.external_heads_checked} exported heads matched" if exported else "")
+        + (
+            f", {report.external_heads_checked} heads kept outside the database matched"
+            if exported or witnessed
+            else ""
+        )
+        + ("" if report.macs_checked else " (entry MACs not checked: no MAC key here)")
     )
     if head is not None:
         click.echo(
@@ -1003,6 +1041,69 @@ def audit_alerts_list(state: str) -> None:
             f"  #{alert.id} {alert.created_at:%Y-%m-%d %H:%M} {alert.rule_name}: "
             f"{alert.actor_id} ({alert.actor_role}), {alert.matched} {alert.unit} [{status}]"
         )
+
+
+@audit.command("export-log")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the JSON lines (entries and checkpoint rows, nothing personal).",
+)
+def audit_export_log(output: Path) -> None:
+    """Export the whole trail for `tools/verify_audit.py` (docs/audit-format.md)."""
+    import json
+
+    trail = _trail()
+
+    async def write() -> int:
+        lines = 0
+        with output.open("w", encoding="ascii") as handle:
+            async for doc in trail.export_log():
+                handle.write(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
+                lines += 1
+        return lines
+
+    lines = _run(write)
+    click.echo(f"wrote {output} ({lines} lines)", err=True)
+
+
+@audit.command("mac-existing")
+def audit_mac_existing() -> None:
+    """Once, after upgrading: vouch for the entries written before entry MACs existed.
+
+    Verifies the whole log first; then appends one MAC'd entry recording how many entries
+    carry no MAC and their Merkle root. Run it after every server runs the new version."""
+    from server import db
+
+    trail = _trail(need_signer=True)
+    services = _services(get_settings())
+
+    async def vouch() -> tuple[int, int]:
+        event = await trail.legacy_baseline()
+        async with db.write_transaction():
+            seq = await services.audit.append(event)
+        return seq, int(event.detail["legacy_upto"])
+
+    try:
+        seq, upto = _run(vouch)
+    except ValueError as exc:
+        _fail(f"not vouching: {exc}")
+    click.echo(f"entries 1-{upto} (written before MACs) vouched for by entry {seq}")
+
+
+@audit.command("mac-key")
+def audit_mac_key() -> None:
+    """Print the entry-MAC key (base64) for an auditor's `tools/verify_audit.py --mac-key`.
+
+    Whoever holds it can make entries that pass the MAC check (not signed heads): give it
+    only to someone you would let check the log with the server's own keys."""
+    import base64
+
+    trail = _trail(need_signer=True)
+    click.echo("warning: this is a secret key; see `consentry audit mac-key --help`", err=True)
+    click.echo(base64.b64encode(trail.mac.key).decode())
 
 
 @audit.command("public-key")

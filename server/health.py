@@ -9,6 +9,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from server.db import get_engine
 from server.migrate import pending_migrations
+from server.services import Services
 
 
 @get("/health", tags=["operations"], sync_to_thread=False)
@@ -19,13 +20,16 @@ def health() -> dict[str, str]:
 
 @get("/ready", tags=["operations"])
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Ready to serve: database reachable and migrations current."""
+    """Ready to serve: database reachable, migrations current, and the audit log being
+    signed (no entry left unsigned for longer than ``CONSENTRY_AUDIT_STALL_SECONDS``)."""
     checks: dict[str, str] = {}
     try:
         await get_engine().run_ddl("SELECT 1")
         checks["database"] = "ok"
         pending = await pending_migrations()
         checks["migrations"] = "ok" if not pending else f"{len(pending)} pending"
+        if not pending:
+            checks["audit_sealing"] = await _audit_sealing(request)
     except Exception as exc:  # any failure means not ready; the type is enough to diagnose
         checks["database"] = f"unreachable ({type(exc).__name__})"
     ok = all(v == "ok" for v in checks.values())
@@ -33,3 +37,14 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         {"status": "ready" if ok else "not ready", "checks": checks},
         status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
     )
+
+
+async def _audit_sealing(request: Request[Any, Any, Any]) -> str:
+    """ "ok", or how many entries have waited how long for a signature (ids, counts)."""
+    services: Services = request.app.state.services
+    trail = services.audit_trail
+    backlog = await trail.unsigned_backlog()
+    if backlog is None:
+        return "ok"
+    stalled = trail.stalled(backlog, services.settings.audit_stall_seconds, once=False)
+    return "ok" if stalled is None else f"stalled: {stalled.problem}"

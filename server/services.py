@@ -12,6 +12,7 @@ from audit.alerts import AlertEngine
 from audit.log import AuditLog
 from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, write_signing_key
 from audit.trail import AuditTrail
+from audit.witness import WitnessFile
 from policy.enforcer import PolicyEngine
 from server.auth.directory import ActiveStaff
 from server.auth.service import StaffAccounts
@@ -113,7 +114,10 @@ def load_session_secret(settings: Settings) -> bytes:
 
 def build_services(settings: Settings) -> Services:
     keys = load_key_provider(settings)
-    audit = AuditLog()
+    session_secret = load_session_secret(settings)
+    signer = load_audit_signer(settings)
+    # Every entry is MAC'd under a key derived from the signing key: outside the database.
+    audit = AuditLog(signer.entry_mac())
     policy = PolicyEngine()
     vault = Vault(
         keys,
@@ -125,13 +129,17 @@ def build_services(settings: Settings) -> Services:
     )
     accounts = StaffAccounts(
         audit,
-        load_session_secret(settings),
+        session_secret,
         idle_minutes=settings.session_idle_minutes,
         absolute_hours=settings.session_absolute_hours,
         vault=vault,
     )
+    witness = settings.audit_witness_file
     trail = AuditTrail(
-        load_audit_signer(settings), state_file=settings.home / "audit-verified.json"
+        signer,
+        state_file=settings.home / "audit-verified.json",
+        mac=audit.mac,
+        witness=WitnessFile(witness) if witness else None,
     )
     mailer = Mailer(settings)
     alerts = AlertEngine(audit, mailer, settings)

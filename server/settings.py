@@ -69,6 +69,11 @@ class Settings:
     audit_signing_key_file: Path | None = None
     audit_signing_key_env: str | None = field(default=None, repr=False)
     seal_interval_ms: int = 250  # how often a worker looks for unsealed events
+    # Signed heads are appended here (JSON lines), ideally on another volume or host, so a
+    # fresh `consentry audit verify` can catch rows and heads deleted together.
+    audit_witness_file: Path | None = None
+    # An entry unsigned for longer than this degrades /ready and raises an alert.
+    audit_stall_seconds: int = 10
     # PostgreSQL: the role the application connects as (INSERT/SELECT only on audit tables);
     # `consentry migrate` re-grants it after migrating when set.
     app_role: str | None = None
@@ -135,6 +140,10 @@ class Settings:
             audit_signing_key_file=Path(signing_key_file) if signing_key_file else None,
             audit_signing_key_env=get("AUDIT_SIGNING_KEY"),
             seal_interval_ms=_positive_int("SEAL_INTERVAL_MS", get("SEAL_INTERVAL_MS"), 250),
+            audit_witness_file=Path(witness) if (witness := get("AUDIT_WITNESS_FILE")) else None,
+            audit_stall_seconds=_positive_int(
+                "AUDIT_STALL_SECONDS", get("AUDIT_STALL_SECONDS"), 10
+            ),
             app_role=get("APP_ROLE"),
             smtp_host=get("SMTP_HOST"),
             smtp_port=_positive_int("SMTP_PORT", get("SMTP_PORT"), 25),

@@ -32,6 +32,7 @@ from audit.alerts import (
     format_work_days,
     parse_work_days,
 )
+from audit.entry_mac import EntryMac
 from audit.events import AuditEvent, Outcome
 from audit.log import GENESIS, AuditLog, entry_hash
 from audit.tables import AuditRecord
@@ -123,10 +124,13 @@ async def chain_is_intact() -> bool:
     return True
 
 
+_TEST_MAC = EntryMac(b"\x07" * 32)  # these tests check alerts, not who wrote the entries
+
+
 async def append(entry: AuditEvent) -> None:
     """An event written straight to the log (for actions the gateway has no API for yet)."""
     async with db.write_transaction():
-        await AuditLog().append(entry)
+        await AuditLog(_TEST_MAC).append(entry)
 
 
 # --- bulk reads ---------------------------------------------------------------------------------
@@ -847,7 +851,7 @@ async def test_an_open_alert_does_not_make_later_evaluations_read_more(
         moment[0] += dt.timedelta(seconds=2)
         return moment[0]
 
-    log = AuditLog(clock=clock)
+    log = AuditLog(services.audit.mac, clock=clock)
     night_owl = AuditEvent(
         actor_id="user:4242", actor_role="sales", action="read", resource_type="contact",
         outcome=Outcome.ALLOWED, purpose="customer_relationship", subject_ids=("s-1",),

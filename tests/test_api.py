@@ -563,7 +563,10 @@ async def test_health_ready_and_openapi(client: AsyncClient) -> None:
 
     ready = await client.get("/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok"}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "migrations": "ok", "audit_sealing": "ok"},
+    }
 
     schema = await client.get("/schema/openapi.json")
     assert schema.status_code == 200

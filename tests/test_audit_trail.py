@@ -191,11 +191,12 @@ async def test_tampering_is_located(
     assert report.checked == first_bad - 1
 
 
-async def test_an_inserted_entry_breaks_the_chain_where_it_was_put(
+async def test_an_inserted_entry_is_named_where_it_was_put(
     services: Services, staff: Staff, database_url: str
 ) -> None:
     """A forged entry slipped in at 3, with its own hash computed correctly and the later
-    entries renumbered: entry 4 (the real third) no longer links to what precedes it."""
+    entries renumbered. With the MAC key its MAC fails; without it (an auditor holding only
+    the public key), entry 4 - the real third - links to entry 2, which names 3 too."""
     await _sealed_log(services, staff)
     row = await AuditRecord.select().where(AuditRecord.seq == 2).first()
     assert row is not None
@@ -216,8 +217,11 @@ async def test_an_inserted_entry_breaks_the_chain_where_it_was_put(
     )
     report = await services.audit_trail.verify()
     assert not report.ok
-    assert report.first_bad_seq == 4
-    assert report.problem == "entry 4 does not link to entry 3"
+    assert report.first_bad_seq == 3
+    assert report.problem == "entry 3: its MAC does not verify: not written by this server"
+    public_only = await AuditTrail(None, trusted=services.audit_trail.verifier).verify()
+    assert public_only.first_bad_seq == 3
+    assert public_only.problem == "entry 3 was inserted (entry 4 links to entry 2)"
 
 
 async def test_deleting_the_newest_rows_is_truncation(
@@ -285,10 +289,14 @@ async def test_a_consistently_rewritten_history_fails_against_the_signed_heads(
 
     report = await services.audit_trail.verify()
     assert not report.ok
-    # The chain is whole again; the root over entries first+1..second no longer matches.
-    assert report.first_bad_seq == first.tree_size + 1
-    assert f"entries {first.tree_size + 1}-{second.tree_size}" in report.problem
-    assert "rewritten" in report.problem
+    # The chain is whole again, but the forger could not recompute the MAC: named exactly.
+    assert report.first_bad_seq == target
+    assert report.problem == f"entry {target}: its MAC does not verify: not written by this server"
+    # Without the MAC key, the root over entries first+1..second no longer matches.
+    public_only = await AuditTrail(None, trusted=services.audit_trail.verifier).verify()
+    assert public_only.first_bad_seq == first.tree_size + 1
+    assert f"entries {first.tree_size + 1}-{second.tree_size}" in public_only.problem
+    assert "rewritten" in public_only.problem
 
 
 async def test_truncating_rows_and_heads_is_caught_by_exported_heads_and_incremental_state(
@@ -324,7 +332,29 @@ async def test_truncating_rows_and_heads_is_caught_by_exported_heads_and_increme
         remembered = await trail.verify(incremental=incremental)
         assert not remembered.ok
         assert remembered.first_bad_seq == first.tree_size + 1
-        assert "verified earlier on this machine is gone" in remembered.problem
+        assert "the head verified earlier on this machine covers" in remembered.problem
+        assert "truncated" in remembered.problem
+
+
+async def test_a_rewrite_caught_by_saved_state_names_the_first_changed_entry(
+    services: Services, staff: Staff, database_url: str
+) -> None:
+    """History rewritten from one entry on and every head deleted: this machine's record of
+    the last verified head says something changed, and the MACs say where it started."""
+    trail = services.audit_trail
+    size = await _sealed_log(services, staff)
+    assert (await trail.verify()).ok  # remembers the head over `size`
+    await _rewrite_from(database_url, 4, outcome="denied", reason="action_not_allowed")
+    await _as_owner(database_url, "DELETE FROM audit_checkpoint")
+    for incremental in (True, False):
+        report = await trail.verify(incremental=incremental)
+        assert not report.ok
+        assert report.first_bad_seq == 4, report
+        assert report.problem == "entry 4: its MAC does not verify: not written by this server"
+    public_only = AuditTrail(None, trusted=trail.verifier, state_file=trail.state_file)
+    report = await public_only.verify()
+    assert report.first_bad_seq == 1  # no head left below it: the whole range is suspect
+    assert f"entries 1-{size} do not match the head verified earlier" in report.problem
 
 
 async def test_a_head_signed_by_another_key_is_rejected(
@@ -332,8 +362,10 @@ async def test_a_head_signed_by_another_key_is_rejected(
 ) -> None:
     size = await _sealed_log(services, staff)
     await _activity(services, staff)
-    forger = AuditTrail(TreeHeadSigner(Ed25519PrivateKey.generate()))
-    forged = await forger.seal()  # a valid tree, signed with a key nobody trusts
+    # A valid tree, signed with a key nobody trusts (given the MAC key: it would otherwise
+    # refuse the entries as not written by its own key).
+    forger = AuditTrail(TreeHeadSigner(Ed25519PrivateKey.generate()), mac=services.audit.mac)
+    forged = await forger.seal()
     assert forged is not None
     assert forged.tree_size > size
     report = await services.audit_trail.verify()
@@ -347,9 +379,13 @@ async def test_the_sealer_refuses_to_sign_over_a_tampered_entry(
     size = await _sealed_log(services, staff)
     await _activity(services, staff)
     await _as_owner(database_url, f"UPDATE audit SET outcome = 'error' WHERE seq = {size + 2}")
-    with pytest.raises(SealRefused, match=f"event {size + 2}"):
+    signed = await services.audit_trail.seal()  # up to the entry before it...
+    assert signed is not None
+    assert signed.tree_size == size + 1
+    with pytest.raises(SealRefused, match=f"event {size + 2}") as refused:  # ...and no further
         await services.audit_trail.seal()
-    assert await count_rows(database_url, "audit_checkpoint") == 2
+    assert refused.value.seq == size + 2
+    assert await count_rows(database_url, "audit_checkpoint") == 3
 
 
 # --- proofs -----------------------------------------------------------------------------
@@ -494,7 +530,11 @@ async def _audit_tables(database_url: str) -> list[str]:
 
 
 async def test_no_personal_value_reaches_any_audit_table_or_export(
-    services: Services, staff: Staff, database_url: str
+    services: Services,
+    staff: Staff,
+    database_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A full scenario - writes, reads, searches, a denial, a compliance officer locating
     the person and exporting the slice, alert rules firing - then every audit table and
@@ -522,6 +562,23 @@ async def test_no_personal_value_reaches_any_audit_table_or_export(
     raised = await services.alerts.evaluate()
     assert raised  # the rule fired: alert rows exist to be searched too
     bundle = json.dumps(await services.audit_trail.slice_bundle(range(1, 100))).casefold()
+    # The whole-log export, the witness file and the sealer's log lines (with a forged
+    # entry, so that it has something to say) hold no value either.
+    from audit.witness import WitnessFile
+    from server.background import seal_round
+    from tests.test_audit_integrity import _forge_entry
+
+    exported = json.dumps([doc async for doc in services.audit_trail.export_log()]).casefold()
+    witness = WitnessFile(tmp_path / "witness.jsonl", min_interval=0)
+    witnessed_trail = AuditTrail(
+        services.audit_trail.signer, mac=services.audit.mac, witness=witness
+    )
+    await witnessed_trail.seal_all()  # publishes the newest head
+    await _forge_entry()
+    await seal_round(witnessed_trail, alerts=services.alerts, stall_seconds=0)
+    assert witness.path.exists()
+    outside = (witness.path.read_text() + caplog.text).casefold()
+    assert "audit integrity problem" in outside
 
     tables = await _audit_tables(database_url)
     assert {"audit", "audit_checkpoint", "audit_alert", "audit_alert_rule"} <= set(tables)
@@ -533,6 +590,8 @@ async def test_no_personal_value_reaches_any_audit_table_or_export(
     for secret in secrets:
         assert secret.casefold() not in dump, f"{secret!r} in an audit table"
         assert secret.casefold() not in bundle, f"{secret!r} in the exported slice"
+        assert secret.casefold() not in exported, f"{secret!r} in the exported log"
+        assert secret.casefold() not in outside, f"{secret!r} in a witness or log line"
 
 
 def test_a_signed_document_cannot_pass_for_a_tree_head() -> None:

@@ -506,6 +506,55 @@ def test_audit_commands_seal_prove_export_and_catch_a_truncation(install: Instal
     assert "truncated" in reason
 
 
+def test_audit_witness_export_log_and_mac_existing(
+    install: Install, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heads go to the configured witness; a fresh verify reads it by default and catches
+    rows and heads deleted together; mac-existing has nothing to do on a new install."""
+    witness = install.home.parent / "elsewhere" / "witness.jsonl"
+    monkeypatch.setenv("CONSENTRY_AUDIT_WITNESS_FILE", str(witness))
+    assert consentry("keys", "init").exit_code == 0
+    assert consentry("migrate").exit_code == 0
+    for n in range(3):
+        created = consentry("users", "create", f"w{n}@staff.example.com", "--role", "sales")
+        assert created.exit_code == 0, created.output
+    assert consentry("audit", "seal").exit_code == 0
+    heads = [json.loads(line) for line in witness.read_text().splitlines()]
+    assert heads[-1]["tree_size"] == 3
+    assert one_line_error(consentry("audit", "mac-existing")) == (
+        "Error: not vouching: every entry already carries a MAC: nothing to vouch for"
+    )
+    export = install.home / "trail.jsonl"
+    assert consentry("audit", "export-log", "-o", str(export)).exit_code == 0
+    kinds = [json.loads(line).get("type") for line in export.read_text().splitlines()]
+    assert kinds[0] is None
+    assert kinds.count("entry") == 3
+    assert "head" in kinds
+
+    async def truncate() -> None:
+        from tests.dbutil import raw_sql
+
+        url = install.database_url
+        if url.startswith("sqlite"):
+            await raw_sql(url, "DROP TRIGGER audit_no_delete")
+            await raw_sql(url, "DROP TRIGGER audit_checkpoint_no_delete")
+        else:
+            await raw_sql(url, "ALTER TABLE audit DISABLE TRIGGER USER")
+            await raw_sql(url, "ALTER TABLE audit_checkpoint DISABLE TRIGGER USER")
+        await raw_sql(url, "DELETE FROM audit WHERE seq = 3")
+        await raw_sql(url, "DELETE FROM audit_checkpoint WHERE tree_size >= 3")
+
+    forget_process_state()
+    asyncio.run(truncate())
+    (install.home / "audit-verified.json").unlink(missing_ok=True)  # a fresh machine
+    assert consentry("audit", "verify", "--no-witness").exit_code == 0
+    caught = consentry("audit", "verify")
+    reason = one_line_error(caught)
+    assert caught.exit_code == 1
+    assert "first bad entry: 3" in reason
+    assert "a witnessed head covers 3 entries" in reason
+
+
 def test_db_grant_app_role(install: Install) -> None:
     if not PG_URL:
         sqlite = consentry("db", "grant-app-role", "consentry_app")

@@ -363,19 +363,24 @@ class TrailStatus:
     newest_ts: dt.datetime | None
     behind_events: int  # events appended after the latest signed head
     behind_time: str  # how much newer the newest event is than that head ("" if no head)
+    stalled: str = ""  # "N entries unsigned, the oldest (entry S) for T s" past the threshold
 
 
-async def trail_status(trail: AuditTrail) -> TrailStatus:
-    """Verify incrementally (from the head this server verified last) and measure the gap
-    between the latest signed head and the newest event."""
+async def trail_status(trail: AuditTrail, stall_seconds: float = 10.0) -> TrailStatus:
+    """Verify incrementally (from the head this server verified last), measure the gap
+    between the latest signed head and the newest event, and say if sealing is stuck."""
     report = await trail.verify(incremental=True)
+    backlog = await trail.unsigned_backlog()
+    stalled = trail.stalled(backlog, stall_seconds, once=False) if backlog else None
     head = await trail.latest_head()
     newest = await trail.newest_event()
     newest_seq, newest_ts = newest if newest else (0, None)
     covered = head.tree_size if head else 0
     behind = max(0, newest_seq - covered)
     lag = duration(newest_ts - head.signed_at) if behind and newest_ts and head else ""
-    return TrailStatus(report, head, newest_seq, newest_ts, behind, lag)
+    return TrailStatus(
+        report, head, newest_seq, newest_ts, behind, lag, stalled.problem if stalled else ""
+    )
 
 
 # --- audit and policy -----------------------------------------------------------------------
@@ -432,7 +437,9 @@ class CompliancePages(Controller):
         require_policy(services, visit, "read")
         verification = None
         if services.policy.allows(visit.identity.role, "audit", "verify"):
-            verification = await trail_status(services.audit_trail)
+            verification = await trail_status(
+                services.audit_trail, services.settings.audit_stall_seconds
+            )
         end = today()
         histogram = await queries.activity_histogram(
             _start_of(end - dt.timedelta(days=CHART_DAYS - 1)),
