@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
+from litestar.params import QueryParameter
 
 from server.auth.service import StaffIdentity
 from server.gateway import Actor, GatewayError
+from server.gateway.gateway import MAX_PAGE, MAX_PAGE_SIZE
 from server.logs import get_logger
 from server.services import Services
 
 SESSION_COOKIE = "consentry_session"
 PURPOSE_HEADER = "x-consentry-purpose"
 log = get_logger("consentry.web")
+
+# The paging parameters of every API list, bounded as the gateway bounds them, so an
+# out-of-range page is a 400 naming the limit (and the limits are in the OpenAPI document).
+PageNumber = Annotated[
+    int, QueryParameter(ge=1, le=MAX_PAGE, description=f"1 to {MAX_PAGE}; 1 is the newest")
+]
+PageSize = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="records a page")]
 
 
 def services_of(request: Request[Any, Any, Any]) -> Services:

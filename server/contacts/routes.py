@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
@@ -139,7 +140,7 @@ class ContactMergeRoutes(Controller):
         return {"items": [merge_json(m) for m in found]}
 
     @post(
-        "/merges/{merge_id:str}/undo",
+        "/merges/{merge_id:uuid}/undo",
         status_code=200,
         description="Undo a pending merge: the moved records go back (sealed again under the "
         "merged contact's key), the survivor's overwritten fields are restored and the merged "
@@ -149,15 +150,15 @@ class ContactMergeRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        merge_id: FromPath[str],
+        merge_id: FromPath[UUID],
     ) -> dict[str, Any]:
         result = await services_of(request).gateway.undo_merge(
-            actor, merge_id, purpose=purpose_of(request)
+            actor, str(merge_id), purpose=purpose_of(request)
         )
         return merge_json(result)
 
     @post(
-        "/merges/{merge_id:str}/confirm",
+        "/merges/{merge_id:uuid}/confirm",
         status_code=200,
         description="Make a pending merge final: the merged contact is erased (its values "
         "cleared and its key destroyed). Undo is impossible afterwards (409).",
@@ -166,9 +167,9 @@ class ContactMergeRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        merge_id: FromPath[str],
+        merge_id: FromPath[UUID],
     ) -> dict[str, Any]:
         result = await services_of(request).gateway.confirm_merge(
-            actor, merge_id, purpose=purpose_of(request)
+            actor, str(merge_id), purpose=purpose_of(request)
         )
         return merge_json(result)
