@@ -26,6 +26,7 @@ from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
 from server.portal.routes import PortalPages
 from server.reports.routes import ReportRoutes
+from server.request_guard import RequestInputGuard
 from server.requests import request_id_middleware
 from server.services import Services, build_services
 from server.settings import Settings, get_settings
@@ -88,6 +89,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             ConsentLinks,
             PortalPages,  # the customer self-service portal (own cookie, no staff session)
         ],
+        # Undecodable, NUL-bearing, too-deep or malformed input and non-JSON API bodies
+        # are refused here, once, before any handler parses them (server.request_guard).
+        middleware=[RequestInputGuard()],
         after_exception=[log_unhandled],
         exception_handlers={GatewayError: gateway_error_handler},
         on_startup=[on_startup],
