@@ -16,6 +16,7 @@ from server.leads.webform import HONEYPOT, TOKEN_FIELD, Throttled, WebForm
 from server.records.routes import record_routes
 from server.request_guard import ACCEPTS, HTML_FORM_OR_JSON
 from server.web import (
+    ALSO_ANSWERS,
     client_address_of,
     provide_actor,
     provide_identity,
@@ -128,7 +129,7 @@ class PublicLeadForm(Controller):
         ),
         # The one API route that takes HTML forms: a website's own form posts here
         # directly. It needs no session, so a cross-site form gains nothing from it.
-        opt={ACCEPTS: HTML_FORM_OR_JSON},
+        opt={ACCEPTS: HTML_FORM_OR_JSON, ALSO_ANSWERS: (429,)},
     )
     async def submit(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         data = await _submitted(request)
