@@ -7,7 +7,8 @@ them in text (500, and one CSV export cut mid-stream). The checks live here, onc
 app-wide middleware that runs after routing (so the router's own 404/405 answers are
 unchanged) and before the handler:
 
-- the path, the query string and url-encoded form bodies must be UTF-8 without NUL;
+- the path, the query string and form bodies must be UTF-8 without NUL (a multipart
+  form's text fields; its files are the upload's parser's business);
 - a JSON body must be UTF-8, parse, nest at most ``MAX_JSON_DEPTH`` deep and carry no NUL
   in any key or string;
 - on the JSON API (``/api/``), a POST/PUT/PATCH/DELETE that has a body must declare
@@ -147,9 +148,10 @@ class RequestInputGuard(ASGIMiddleware):
         on_api = scope["path"].startswith(API_PREFIX)
         if not on_api and media_type not in (JSON, URL_ENCODED):
             return  # multipart uploads and the like: the page's own parser decides
-        # Read once; Litestar keeps the body in the connection state for the handler,
-        # and enforces the route's maximum body size (413) while reading.
-        body = await Request[Any, Any, Any](scope, receive).body()
+        # Read once; Litestar keeps the body (and the parsed form) in the connection state
+        # for the handler, and enforces the route's maximum body size (413) while reading.
+        request = Request[Any, Any, Any](scope, receive)
+        body = await request.body()
         if not body:
             return  # a DELETE or POST without a body needs no content type
         if on_api:
@@ -158,3 +160,14 @@ class RequestInputGuard(ASGIMiddleware):
             check_json_body(body)
         elif media_type == URL_ENCODED:
             check_percent_encoded(body, "form body")
+        elif media_type == MULTIPART:
+            await check_multipart(request)
+
+
+async def check_multipart(request: Request[Any, Any, Any]) -> None:
+    try:
+        form = await request.form()
+    except UnicodeDecodeError:  # a text field's bytes (Litestar decodes them as it parses)
+        raise refuse("the form body is not valid UTF-8", "undecodable") from None
+    if any(isinstance(value, str) and NUL in value for _, value in form.multi_items()):
+        raise refuse("the form body contains a NUL character, which is not accepted", "nul")

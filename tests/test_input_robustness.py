@@ -147,10 +147,32 @@ async def test_nul_characters_are_refused_everywhere_text_comes_in(
     assert_refused(login, 400, "NUL character")
     form = await anonymous.post(PUBLIC_LEADS, data={"first_name": "A\x00", "last_name": "B"})
     assert_refused(form, 400, "form body contains a NUL")
+    multipart = await anonymous.post(PUBLIC_LEADS, data={"first_name": "A\x00"}, files={"x": b""})
+    assert_refused(multipart, 400, "form body contains a NUL")
     raw = await admin.get(f"{CONTACTS}?country=%FF")
     assert_refused(raw, 400, "query string is not valid UTF-8")
     # Nothing reached the database: no row was written, not even an audit event.
     assert [r["action"] for r in await audit_rows(database_url, before)] == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/x-www-form-urlencoded", b"first_name=Gr%FFce"),
+        (
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="first_name"\r\n\r\n'
+            b"Gr\xffce\r\n--b--\r\n",
+        ),
+    ],
+)
+async def test_undecodable_form_bodies_are_refused_with_400(
+    anonymous: AsyncClient, content_type: str, body: bytes
+) -> None:
+    response = await anonymous.post(
+        PUBLIC_LEADS, content=body, headers={"content-type": content_type}
+    )
+    assert_refused(response, 400, "form body is not valid UTF-8")
 
 
 @pytest.mark.parametrize("length", [65, 60_000])
