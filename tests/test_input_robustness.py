@@ -262,6 +262,10 @@ async def test_bodiless_calls_and_the_public_form_still_work(
     # A DELETE (or a POST such as a campaign's cancel) without a body needs no content type.
     deleted = await admin.delete(f"{CONTACTS}/{created.json()['id']}")
     assert deleted.status_code == 204, deleted.text
+    lead = await admin.post("/api/v1/leads", json={"first_name": "Ada", "last_name": "Byron"})
+    assert lead.status_code == 201, lead.text
+    converted = await admin.post(f"/api/v1/leads/{lead.json()['id']}/convert")  # all optional
+    assert converted.status_code == 200, converted.text
     # A website's plain HTML form (url-encoded or multipart) is still accepted: it gets
     # the form's own answers (here: no form token), not 415.
     for sent in (

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from server.datamap import CONTACT
 from server.gateway import Actor, InvalidInput
@@ -90,13 +90,8 @@ class ContactMergeRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
+        data: JSONBody[dict[str, Any]],
     ) -> dict[str, Any]:
-        try:
-            data: Any = await request.json()
-        except Exception:  # malformed JSON: say so without quoting it
-            raise InvalidInput("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidInput("expected a JSON object")
         unknown = sorted(set(data) - MERGE_KEYS)
         if unknown:
             raise InvalidInput(

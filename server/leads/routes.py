@@ -7,7 +7,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_429_TOO_MANY_REQUESTS
 
 from server.datamap import LEAD
@@ -50,11 +50,9 @@ class LeadConversion(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         record_id: FromPath[UUID],
+        data: JSONBody[dict[str, Any] | None] = None,
     ) -> dict[str, Any]:
-        body = await request.body()
-        data: Any = await request.json() if body.strip() else {}
-        if not isinstance(data, dict):
-            raise InvalidInput("expected a JSON object")
+        data = data or {}
         unknown = sorted(set(data) - CONVERT_KEYS)
         if unknown:
             raise InvalidInput(
