@@ -1,11 +1,11 @@
 """One gate for client text before any handler sees it: decodable, shallow, NUL-free, JSON.
 
 Every route used to parse its own input, and the probe of issue 14 found the gaps between
-them: invalid UTF-8 and 1,000-deep JSON raised inside the JSON decoder (500), a malformed
-body on one route escaped its ``try``, and NUL characters reached PostgreSQL, which refuses
-them in text (500, and one CSV export cut mid-stream). The checks live here, once, as an
-app-wide middleware that runs after routing (so the router's own 404/405 answers are
-unchanged) and before the handler:
+them: invalid UTF-8 and 1,000-deep JSON raised inside the JSON decoder (500), lead
+conversion parsed its body with no ``try`` at all, and NUL characters reached PostgreSQL,
+which refuses them in text (500, and one CSV export cut mid-stream). The checks live here,
+once, as an app-wide middleware that runs after routing (so the router's own 404/405
+answers are unchanged) and before the handler:
 
 - the path, the query string and form bodies must be UTF-8 without NUL (a multipart
   form's text fields; its files are the upload's parser's business);
@@ -14,11 +14,11 @@ unchanged) and before the handler:
 - on the JSON API (``/api/``), a POST/PUT/PATCH/DELETE that has a body must declare
   ``application/json`` (415 otherwise). A cross-site HTML form can only send url-encoded,
   multipart or text/plain bodies, so refusing them is what keeps the API out of reach of
-  CSRF (README, "Security"). A route that must take HTML forms says so with
+  CSRF (README, "Web admin"). A route that must take HTML forms says so with
   ``opt={ACCEPTS: ...}`` - only the public lead form does, and it needs no session.
 
-Refusals are 400 (415) in the API's error shape, ``{"status_code", "detail"}``; the
-message names the rule, never the submitted value.
+Refusals are 400 (``InvalidInput``, rendered like any other) or 415, in the API's error
+shape ``{"status_code", "detail"}``; the message names the rule, never the submitted value.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from urllib.parse import unquote_to_bytes
 import msgspec
 from litestar import Request
 from litestar.enums import ScopeType
-from litestar.exceptions import ClientException, HTTPException
+from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from server.gateway.errors import InvalidInput
 from server.logs import get_logger
 
 ACCEPTS = "accepts"  # route opt: the request media types a JSON API route also accepts
@@ -63,21 +64,16 @@ def media_type_of(scope: Scope) -> str:
     return ""
 
 
-def refuse(message: str, kind: str) -> ClientException:
-    log.info("refused", status=400, error=kind)
-    return ClientException(message)
-
-
 def check_percent_encoded(raw: bytes, where: str) -> None:
     """Percent-encoded text (a query string, a url-encoded form) must decode to UTF-8
     without NUL once unquoted - that is what handlers and the database will see."""
     decoded = unquote_to_bytes(raw.replace(b"+", b" "))
     if b"\x00" in decoded:
-        raise refuse(f"the {where} contains a NUL character, which is not accepted", "nul")
+        raise InvalidInput(f"the {where} contains a NUL character, which is not accepted")
     try:
         decoded.decode("utf-8")
     except UnicodeDecodeError:
-        raise refuse(f"the {where} is not valid UTF-8", "undecodable") from None
+        raise InvalidInput(f"the {where} is not valid UTF-8") from None
 
 
 def _nested(value: Any, depth: int) -> Iterator[tuple[Any, int]]:
@@ -99,10 +95,10 @@ def check_json_value(value: Any) -> None:
         item, depth = pending.pop()
         if isinstance(item, str):
             if NUL in item:
-                raise refuse("the body contains a NUL character, which is not accepted", "nul")
+                raise InvalidInput("the body contains a NUL character, which is not accepted")
         elif isinstance(item, dict | list):
             if depth > MAX_JSON_DEPTH:
-                raise refuse(f"the body is nested deeper than {MAX_JSON_DEPTH} levels", "deep")
+                raise InvalidInput(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
             pending.extend(_nested(item, depth))
 
 
@@ -110,13 +106,13 @@ def check_json_body(body: bytes) -> None:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
-        raise refuse("the body is not valid UTF-8", "undecodable") from None
+        raise InvalidInput("the body is not valid UTF-8") from None
     try:
         value = msgspec.json.decode(body)
     except RecursionError:  # msgspec gives up around 1,000 levels, before any check of ours
-        raise refuse(f"the body is nested deeper than {MAX_JSON_DEPTH} levels", "deep") from None
+        raise InvalidInput(f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except msgspec.DecodeError:
-        raise refuse("the body is not valid JSON", "malformed") from None
+        raise InvalidInput("the body is not valid JSON") from None
     check_json_value(value)
 
 
@@ -137,7 +133,7 @@ class RequestInputGuard(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if NUL in scope["path"]:
-            raise refuse("the path contains a NUL character, which is not accepted", "nul")
+            raise InvalidInput("the path contains a NUL character, which is not accepted")
         check_percent_encoded(scope.get("query_string", b""), "query string")
         if scope.get("method", "GET") in BODY_METHODS:
             await self.check_body(scope, receive)
@@ -168,6 +164,6 @@ async def check_multipart(request: Request[Any, Any, Any]) -> None:
     try:
         form = await request.form()
     except UnicodeDecodeError:  # a text field's bytes (Litestar decodes them as it parses)
-        raise refuse("the form body is not valid UTF-8", "undecodable") from None
+        raise InvalidInput("the form body is not valid UTF-8") from None
     if any(isinstance(value, str) and NUL in value for _, value in form.multi_items()):
-        raise refuse("the form body contains a NUL character, which is not accepted", "nul")
+        raise InvalidInput("the form body contains a NUL character, which is not accepted")
