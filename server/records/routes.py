@@ -27,6 +27,20 @@ from server.web import (
 )
 
 MAX_SEARCH_VALUE = 320
+STAFF_ID_LIMIT = 2**31  # staff ids live in INTEGER columns (32 bits on PostgreSQL)
+
+
+def staff_id(value: Any) -> int | None:
+    """A well-formed staff user id, or None (a bool is not one; 2**63 was a 500)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < STAFF_ID_LIMIT else None
+
+
 PAGING = {"page", "page_size"}
 
 
@@ -71,7 +85,7 @@ def _ownership(data: dict[str, Any]) -> tuple[int | None, str | None]:
     """Pop ``owner_id``/``team`` from a body; the gateway's re-check polices their use."""
     owner = data.pop("owner_id", None)
     team = data.pop("team", None)
-    if owner is not None and (isinstance(owner, bool) or not isinstance(owner, int)):
+    if owner is not None and (not isinstance(owner, int) or staff_id(owner) is None):
         raise InvalidInput(
             "owner_id: expected a staff user id", problems={"owner_id": "expected an integer"}
         )
@@ -104,10 +118,10 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
         ) -> dict[str, Any]:
             filters = {k: v for k, v in request.query_params.items() if k not in PAGING}
             if "owner_id" in filters:
-                try:
-                    filters["owner_id"] = int(filters["owner_id"])
-                except ValueError:
-                    raise InvalidInput("owner_id: expected a staff user id") from None
+                owner = staff_id(filters["owner_id"])
+                if owner is None:
+                    raise InvalidInput("owner_id: expected a staff user id")
+                filters["owner_id"] = owner
             result = await _gateway(request).list(
                 actor,
                 resource,
