@@ -192,6 +192,8 @@ def shaped_input(method: str, path: str, ids: dict[str, str]) -> dict[str, Any]:
     """Keyword arguments for ``as_strategy``: a data-map shaped body or list filters, when
     the operation takes one (``{}`` otherwise)."""
     parts = path.strip("/").split("/")  # api, v1, collection, ...
+    if len(parts) < 3:
+        return {}  # /health, /ready
     if parts[2] == "segments" and method in ("POST", "PATCH") and len(parts) <= 4:
         return {"body": segment_body(ids)}
     rt = RECORD_TYPES.get(parts[2].removesuffix("s"))
