@@ -18,8 +18,8 @@ CSRF_FIELD = "_csrf_token"  # the form field name Litestar's CSRF middleware rea
 CSRF_HEADER = "x-csrftoken"
 
 # Paths that are not the web admin. The JSON API is protected by SameSite=Lax cookies
-# and JSON bodies (a cross-site form cannot send application/json); probes and the
-# OpenAPI pages change nothing.
+# and JSON bodies (a cross-site form cannot send application/json, and server.request_guard
+# answers 415 to any other API body); probes and the OpenAPI pages change nothing.
 NON_ADMIN_PREFIXES = ("/api/", "/health", "/ready", "/schema", "/static/")
 # Consent links (server.consent.routes) are public: the token in the path is the credential,
 # and RFC 8058 one-click unsubscribe POSTs come from mail providers without any cookie.

@@ -22,6 +22,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from piccolo.columns import Varchar
+
 from audit.entry_mac import EntryMac
 from audit.events import AuditEvent
 from audit.tables import AuditRecord
@@ -52,6 +54,54 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _column_limit(name: str) -> int:
+    """The column's length, read from the table so the two cannot drift apart."""
+    column = AuditRecord._meta.get_column_by_name(name)
+    length = column.length if isinstance(column, Varchar) else None
+    if length is None:
+        raise TypeError(f"audit column {name} is not a bounded Varchar")
+    return length
+
+
+def fits(value: str, limit: int) -> bool:
+    """Whether ``value`` may be stored as it is: printable text of at most ``limit`` characters.
+
+    Most columns hold what the server produced, but a record id in a denial can be
+    whatever a client put in a URL: 60,000 characters were once written into this
+    append-only log on SQLite, and on PostgreSQL a NUL or a 65th character failed the
+    insert (and with it the request)."""
+    return len(value) <= limit and value.isprintable()
+
+
+def stored_columns(event: AuditEvent) -> tuple[dict[str, str | None], list[str]]:
+    """The event's short text columns as stored, and the names of those that were replaced.
+
+    A value that does not fit is stored as ``sha256:`` and the start of its digest (still
+    matchable against a known value, never the value itself); the event's ``detail``
+    names the replaced columns under ``hashed``."""
+    columns: dict[str, str | None] = {
+        "actor_id": event.actor_id,
+        "actor_role": event.actor_role,
+        "action": str(event.action),
+        "resource_type": event.resource_type,
+        "resource_id": event.resource_id,
+        "purpose": event.purpose,
+        "outcome": str(event.outcome),
+        "reason": event.reason,
+        "request_id": event.request_id,
+    }
+    hashed: list[str] = []
+    for name, value in columns.items():
+        if value is None:
+            continue
+        limit = _column_limit(name)
+        if not fits(value, limit):
+            digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+            columns[name] = ("sha256:" + digest)[:limit]
+            hashed.append(name)
+    return columns, hashed
+
+
 class AuditLog:
     def __init__(self, mac: EntryMac, clock: Callable[[], dt.datetime] = _utc_now) -> None:
         self.mac = mac
@@ -73,21 +123,15 @@ class AuditLog:
         )
         seq = 1 if last is None else int(last["seq"]) + 1
         prev_hash = GENESIS if last is None else str(last["hash"])
+        columns, hashed = stored_columns(event)
+        detail = {**event.detail, "hashed": ",".join(hashed)} if hashed else event.detail
         row: dict[str, Any] = {
             "seq": seq,
             "ts": self._clock(),
-            "actor_id": event.actor_id,
-            "actor_role": event.actor_role,
-            "action": str(event.action),
-            "resource_type": event.resource_type,
-            "resource_id": event.resource_id,
+            **columns,
             "subject_ids": json.dumps(sorted(set(event.subject_ids))),
             "fields": json.dumps(sorted(set(event.fields))),
-            "purpose": event.purpose,
-            "outcome": str(event.outcome),
-            "reason": event.reason,
-            "request_id": event.request_id,
-            "detail": json.dumps(event.detail, sort_keys=True),
+            "detail": json.dumps(detail, sort_keys=True),
             "prev_hash": prev_hash,
         }
         body = canonical(row)

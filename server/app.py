@@ -8,7 +8,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.types import Scope
+from litestar.types import ControllerRouterHandler, Scope
 
 from admin_ui.plugin import AdminUI
 from server import db
@@ -26,13 +26,48 @@ from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
 from server.portal.routes import PortalPages
 from server.reports.routes import ReportRoutes
+from server.request_guard import RequestInputGuard
 from server.requests import request_id_middleware
 from server.services import Services, build_services
 from server.settings import Settings, get_settings
-from server.web import gateway_error_handler
+from server.web import document_error_answers, gateway_error_handler
 
 MAX_BODY_BYTES = 1_000_000
 log = get_logger("consentry.app")
+# Everything the app serves besides the admin UI plugin's pages; also what the OpenAPI
+# document is generated from (tests/test_api_fuzz.py lists its operations from it).
+ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
+    health,
+    ready,
+    AuthRoutes,
+    ContactMergeRoutes,  # /api/v1/contacts/duplicates, /merge, /api/v1/merges
+    ContactRoutes,
+    OrganizationRoutes,
+    DealRoutes,
+    InteractionRoutes,
+    CaseRoutes,
+    TaskRoutes,
+    NoteRoutes,
+    LeadRoutes,
+    LeadConversion,
+    PublicLeadForm,  # a website's contact form: no staff session, rate-limited
+    ComplianceRoutes,
+    ReportRoutes,
+    SegmentRoutes,
+    CampaignRoutes,
+    ConsentLinks,
+    PortalPages,  # the customer self-service portal (own cookie, no staff session)
+)
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Consentry API",
+        version="1",
+        description="Privacy-first CRM. Every call is policy-checked and audited.",
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin()],
+    )
 
 
 async def log_unhandled(exc: Exception, scope: Scope) -> None:
@@ -66,40 +101,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         await db.stop(engine)
 
     app = Litestar(
-        route_handlers=[
-            health,
-            ready,
-            AuthRoutes,
-            ContactMergeRoutes,  # /api/v1/contacts/duplicates, /merge, /api/v1/merges
-            ContactRoutes,
-            OrganizationRoutes,
-            DealRoutes,
-            InteractionRoutes,
-            CaseRoutes,
-            TaskRoutes,
-            NoteRoutes,
-            LeadRoutes,
-            LeadConversion,
-            PublicLeadForm,  # a website's contact form: no staff session, rate-limited
-            ComplianceRoutes,
-            ReportRoutes,
-            SegmentRoutes,
-            CampaignRoutes,
-            ConsentLinks,
-            PortalPages,  # the customer self-service portal (own cookie, no staff session)
-        ],
+        route_handlers=list(ROUTE_HANDLERS),
+        # Undecodable, NUL-bearing, too-deep or malformed input and non-JSON API bodies
+        # are refused here, once, before any handler parses them (server.request_guard).
+        middleware=[RequestInputGuard()],
         after_exception=[log_unhandled],
         exception_handlers={GatewayError: gateway_error_handler},
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         plugins=[AdminUI(settings, services)],  # the web admin: pages, CSRF, security headers
-        openapi_config=OpenAPIConfig(
-            title="Consentry API",
-            version="1",
-            description="Privacy-first CRM. Every call is policy-checked and audited.",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
-        ),
+        openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
         logging_config=None,
         debug=False,
@@ -107,5 +118,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # Wrap the whole ASGI handler, not just the routes: Litestar's route middleware never
     # sees the router's own 404/405 answers, which must carry a request id and be logged too.
     app.asgi_handler = request_id_middleware(app.asgi_handler)
+    document_error_answers(app)
     app.state.services = services
     return app

@@ -982,6 +982,10 @@ def normalize_index_value(spec: Field, value: str, default_region: str) -> str:
 
 
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+# Whole numbers stored in plaintext live in INTEGER columns, 32 bits on PostgreSQL (a deal
+# amount of 2**40 was a 500 there); encrypted ones are text, exact in JSON up to 2**53.
+PLAIN_INTEGER_LIMIT = 2**31
+SEALED_INTEGER_LIMIT = 2**53
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
@@ -990,7 +994,8 @@ def _clean(spec: Field, raw: Any, default_region: str) -> Any:
     if spec.kind is Kind.INTEGER:
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise ValueError("expected a whole number")
-        if not -(2**53) < raw < 2**53:
+        limit = SEALED_INTEGER_LIMIT if spec.encrypted else PLAIN_INTEGER_LIMIT
+        if not -limit < raw < limit:
             raise ValueError("number out of range")
         if spec.minimum is not None and raw < spec.minimum:
             raise ValueError(f"must be at least {spec.minimum}")

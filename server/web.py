@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Request, Response
+from litestar import Litestar, Request, Response
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Schema,
+)
+from litestar.params import QueryParameter
+from litestar.routes import HTTPRoute
 
 from server.auth.service import StaffIdentity
 from server.gateway import Actor, GatewayError
+from server.gateway.gateway import MAX_PAGE, MAX_PAGE_SIZE
 from server.logs import get_logger
 from server.services import Services
 
 SESSION_COOKIE = "consentry_session"
 PURPOSE_HEADER = "x-consentry-purpose"
 log = get_logger("consentry.web")
+
+# The paging parameters of every API list, bounded as the gateway bounds them, so an
+# out-of-range page is a 400 naming the limit (and the limits are in the OpenAPI document).
+PageNumber = Annotated[
+    int, QueryParameter(ge=1, le=MAX_PAGE, description=f"1 to {MAX_PAGE}; 1 is the newest")
+]
+PageSize = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="records a page")]
 
 
 def services_of(request: Request[Any, Any, Any]) -> Services:
@@ -62,3 +80,90 @@ def gateway_error_handler(request: Request[Any, Any, Any], exc: GatewayError) ->
         body["errors"] = [{"field": k, "message": v} for k, v in exc.problems.items()]
     log.info("refused", status=exc.status_code, error=type(exc).__name__)
     return Response(body, status_code=exc.status_code)
+
+
+# --- the error answers in the OpenAPI document ------------------------------------------------
+
+# Route opt: error statuses a route gives beyond those its shape implies (below), e.g. a
+# login's 401 for a wrong password and 429 with Retry-After when throttled.
+ALSO_ANSWERS = "also_answers"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ERROR_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["status_code", "detail"],
+    properties={
+        "status_code": Schema(type=OpenAPIType.INTEGER),
+        "detail": Schema(type=OpenAPIType.STRING),
+        "errors": Schema(
+            type=OpenAPIType.ARRAY,
+            items=Schema(
+                type=OpenAPIType.OBJECT,
+                properties={
+                    "field": Schema(type=OpenAPIType.STRING),
+                    "message": Schema(type=OpenAPIType.STRING),
+                },
+            ),
+            description="per field: what is wrong (never the submitted value)",
+        ),
+        "extra": Schema(description="Litestar's validation details (parameter names)"),
+    },
+    description="Every API error: the status, a message, and for bad fields their names.",
+)
+ERROR_MEANINGS = {
+    400: "Invalid input: the message names the field or rule",
+    401: "Not logged in, or the session expired",
+    403: "Your role, the purpose or the person's consent does not allow this",
+    404: "No such record in your scope (out of scope looks exactly like absent)",
+    409: "The record's state does not allow this now",
+    413: "The body is larger than the server accepts",
+    415: "The body is not of a media type this endpoint accepts (application/json)",
+    429: "Too many attempts: try again after Retry-After seconds",
+}
+
+
+def error_statuses(method: str, handler: HTTPRouteHandler, has_path_ids: bool) -> list[int]:
+    """The error answers one API operation can give, from what its handler depends on."""
+    statuses = [400]
+    if has_path_ids:
+        statuses.append(404)
+    if "identity" in handler.resolve_dependencies():  # a staff session: policy applies
+        statuses += [401, 403, 404]
+    if method in BODY_METHODS:
+        statuses += [409, 413, 415]
+    statuses += handler.opt.get(ALSO_ANSWERS, ())
+    return sorted(set(statuses))
+
+
+def document_error_answers(app: Litestar) -> None:
+    """Add the API's error answers to every operation of the app's OpenAPI document.
+
+    Litestar documents a handler's success status and a 400 for validation; the 401, 403,
+    404, 409, 413, 415 and 429 every client meets were missing, so a client generated from
+    the document (and the schema-conformance test, tests/test_api_fuzz.py) met answers the
+    document said could not happen. Called once, before the document is first served
+    (``create_app``)."""
+    paths = app.openapi_schema.paths or {}
+    for route in app.routes:
+        item = paths.get(route.path_format)
+        if item is None or not isinstance(route, HTTPRoute) or not route.path.startswith("/api/"):
+            continue
+        for handler in route.route_handlers:
+            for method in handler.http_methods:
+                operation: Operation | None = getattr(item, method.lower(), None)
+                if operation is not None:
+                    statuses = error_statuses(method, handler, bool(route.path_parameters))
+                    operation.responses = with_error_answers(operation.responses or {}, statuses)
+
+
+def with_error_answers(responses: dict[str, Any], statuses: list[int]) -> dict[str, Any]:
+    for status in statuses:
+        responses[str(status)] = OpenAPIResponse(
+            description=ERROR_MEANINGS[status],
+            content={"application/json": OpenAPIMediaType(schema=ERROR_SCHEMA)},
+        )
+    no_content = responses.get("204")
+    if isinstance(no_content, OpenAPIResponse):
+        # Litestar documents a ``Response[None]`` as JSON ``null``; a 204 has no body at
+        # all (logout's answer was "missing Content-Type").
+        no_content.content = None
+    return responses

@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_429_TOO
 
 from server.auth.service import LoginResult, LoginStatus, NewSession, StaffIdentity
 from server.web import (
+    ALSO_ANSWERS,
     SESSION_COOKIE,
     client_address_of,
     provide_identity,
@@ -68,7 +69,7 @@ class AuthRoutes(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
 
-    @post("/login", status_code=HTTP_200_OK)
+    @post("/login", status_code=HTTP_200_OK, opt={ALSO_ANSWERS: (401, 429)})
     async def login(
         self, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
     ) -> Response[Any]:

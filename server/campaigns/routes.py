@@ -7,17 +7,18 @@ call lists are gateway pages: only the fields the role may read, each page audit
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
+from uuid import UUID
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from server.campaigns.service import CHANNELS, Campaigns, segment_fields
 from server.gateway import Actor, InvalidInput, Page
 from server.records.routes import record_json
-from server.web import provide_actor, provide_identity, services_of
+from server.web import PageNumber, PageSize, provide_actor, provide_identity, services_of
 
 FILTERS_DOC = (
     "`filters` maps contact fields to the values accepted (any of them): "
@@ -69,27 +70,27 @@ class SegmentRoutes(Controller):
         )
         return segment.as_json()
 
-    @get("/{segment_id:str}", description="One segment.")
+    @get("/{segment_id:uuid}", description="One segment.")
     async def get_segment(
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        segment_id: FromPath[str],
+        segment_id: FromPath[UUID],
     ) -> dict[str, Any]:
-        return (await _campaigns(request).segment(actor, segment_id)).as_json()
+        return (await _campaigns(request).segment(actor, str(segment_id))).as_json()
 
-    @patch("/{segment_id:str}", description="Change `name`, `description` or `filters`.")
+    @patch("/{segment_id:uuid}", description="Change `name`, `description` or `filters`.")
     async def update_segment(
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        segment_id: FromPath[str],
+        segment_id: FromPath[UUID],
         data: JSONBody[dict[str, Any]],
     ) -> dict[str, Any]:
-        return (await _campaigns(request).update_segment(actor, segment_id, data)).as_json()
+        return (await _campaigns(request).update_segment(actor, str(segment_id), data)).as_json()
 
     @delete(
-        "/{segment_id:str}",
+        "/{segment_id:uuid}",
         status_code=HTTP_204_NO_CONTENT,
         description="Delete a segment no campaign uses (409 otherwise).",
     )
@@ -97,26 +98,26 @@ class SegmentRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        segment_id: FromPath[str],
+        segment_id: FromPath[UUID],
     ) -> None:
-        await _campaigns(request).delete_segment(actor, segment_id)
+        await _campaigns(request).delete_segment(actor, str(segment_id))
 
     @get(
-        "/{segment_id:str}/size",
+        "/{segment_id:uuid}/size",
         description="How many contacts are in the segment now (a count; nothing is read).",
     )
     async def segment_size(
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        segment_id: FromPath[str],
+        segment_id: FromPath[UUID],
     ) -> dict[str, int]:
         campaigns = _campaigns(request)
-        segment = await campaigns.segment(actor, segment_id)
+        segment = await campaigns.segment(actor, str(segment_id))
         return {"size": await campaigns.segment_size(actor, segment)}
 
     @get(
-        "/{segment_id:str}/members",
+        "/{segment_id:uuid}/members",
         description=(
             "A page of the segment's members, evaluated now, newest first, with the fields "
             "your role may read for campaign planning (purpose `marketing`)."
@@ -126,12 +127,12 @@ class SegmentRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        segment_id: FromPath[str],
-        page: Annotated[int, QueryParameter(ge=1)] = 1,
-        page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 25,
+        segment_id: FromPath[UUID],
+        page: PageNumber = 1,
+        page_size: PageSize = 25,
     ) -> dict[str, Any]:
         campaigns = _campaigns(request)
-        segment = await campaigns.segment(actor, segment_id)
+        segment = await campaigns.segment(actor, str(segment_id))
         members = await campaigns.segment_members(actor, segment, page=page, page_size=page_size)
         return _page_json(members)
 
@@ -165,29 +166,29 @@ class CampaignRoutes(Controller):
     ) -> dict[str, Any]:
         return (await _campaigns(request).create_campaign(actor, data)).as_json()
 
-    @get("/{campaign_id:str}", description="One campaign, with its delivery counts.")
+    @get("/{campaign_id:uuid}", description="One campaign, with its delivery counts.")
     async def get_campaign(
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        campaign_id: FromPath[str],
+        campaign_id: FromPath[UUID],
     ) -> dict[str, Any]:
         campaigns = _campaigns(request)
-        campaign = await campaigns.campaign(actor, campaign_id)
+        campaign = await campaigns.campaign(actor, str(campaign_id))
         return {**campaign.as_json(), "deliveries": await campaigns.delivery_counts(campaign.id)}
 
-    @patch("/{campaign_id:str}", description="Change a draft (409 once sending has started).")
+    @patch("/{campaign_id:uuid}", description="Change a draft (409 once sending has started).")
     async def update_campaign(
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        campaign_id: FromPath[str],
+        campaign_id: FromPath[UUID],
         data: JSONBody[dict[str, Any]],
     ) -> dict[str, Any]:
-        return (await _campaigns(request).update_campaign(actor, campaign_id, data)).as_json()
+        return (await _campaigns(request).update_campaign(actor, str(campaign_id), data)).as_json()
 
     @delete(
-        "/{campaign_id:str}",
+        "/{campaign_id:uuid}",
         status_code=HTTP_204_NO_CONTENT,
         description="Delete a draft or cancelled campaign that sent nothing (409 otherwise).",
     )
@@ -195,12 +196,12 @@ class CampaignRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        campaign_id: FromPath[str],
+        campaign_id: FromPath[UUID],
     ) -> None:
-        await _campaigns(request).delete_campaign(actor, campaign_id)
+        await _campaigns(request).delete_campaign(actor, str(campaign_id))
 
     @post(
-        "/{campaign_id:str}/cancel",
+        "/{campaign_id:uuid}/cancel",
         status_code=200,
         description="Cancel a draft or an interrupted send; nothing already sent is undone.",
     )
@@ -208,12 +209,12 @@ class CampaignRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        campaign_id: FromPath[str],
+        campaign_id: FromPath[UUID],
     ) -> dict[str, Any]:
-        return (await _campaigns(request).cancel_campaign(actor, campaign_id)).as_json()
+        return (await _campaigns(request).cancel_campaign(actor, str(campaign_id))).as_json()
 
     @get(
-        "/{campaign_id:str}/audience",
+        "/{campaign_id:uuid}/audience",
         description=(
             "`segment_size` (the segment's members now) and `audience_size` (those with a "
             "valid basis for the campaign's purpose: consent in force, no objection, not "
@@ -224,32 +225,32 @@ class CampaignRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        campaign_id: FromPath[str],
+        campaign_id: FromPath[UUID],
     ) -> dict[str, int]:
         campaigns = _campaigns(request)
-        campaign = await campaigns.campaign(actor, campaign_id)
+        campaign = await campaigns.campaign(actor, str(campaign_id))
         return (await campaigns.audience(actor, campaign)).as_json()
 
     @get(
-        "/{campaign_id:str}/call-list",
+        "/{campaign_id:uuid}/call-list",
         description="A phone campaign's audience, a page at a time (name and phone number).",
     )
     async def call_list(
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        campaign_id: FromPath[str],
-        page: Annotated[int, QueryParameter(ge=1)] = 1,
-        page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 25,
+        campaign_id: FromPath[UUID],
+        page: PageNumber = 1,
+        page_size: PageSize = 25,
     ) -> dict[str, Any]:
         campaigns = _campaigns(request)
-        campaign = await campaigns.campaign(actor, campaign_id)
+        campaign = await campaigns.campaign(actor, str(campaign_id))
         return _page_json(
             await campaigns.call_list(actor, campaign, page=page, page_size=page_size)
         )
 
     @post(
-        "/{campaign_id:str}/send",
+        "/{campaign_id:uuid}/send",
         status_code=200,
         description=(
             'Send an e-mail campaign: `{"confirm_audience": N}` with the `audience_size` you '
@@ -263,15 +264,15 @@ class CampaignRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        campaign_id: FromPath[str],
+        campaign_id: FromPath[UUID],
         data: JSONBody[dict[str, Any]],
     ) -> dict[str, Any]:
         campaigns = _campaigns(request)
-        await campaigns.require_manager(actor, "send", campaign_id)  # the right before the input
+        await campaigns.require_manager(actor, "send", str(campaign_id))  # the right first
         if "confirm_audience" not in data:
             raise InvalidInput(
                 "confirm_audience: required (the audience size you were shown)",
                 problems={"confirm_audience": "required"},
             )
-        result = await campaigns.send(actor, campaign_id, data["confirm_audience"])
+        result = await campaigns.send(actor, str(campaign_id), data["confirm_audience"])
         return result.as_json()

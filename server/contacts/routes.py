@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from server.datamap import CONTACT
 from server.gateway import Actor, InvalidInput
@@ -89,17 +90,12 @@ class ContactMergeRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
+        data: JSONBody[dict[str, Any]],
     ) -> dict[str, Any]:
         gateway = services_of(request).gateway
         if gateway.permitted_fields(actor, "contact", "merge", purpose=purpose_of(request)) is None:
-            # Refused (and audited) by the gateway before the body is read.
+            # Refused (and audited) by the gateway before the body is looked at.
             await gateway.merge_contacts(actor, "", "", purpose=purpose_of(request))
-        try:
-            data: Any = await request.json()
-        except Exception:  # malformed JSON: say so without quoting it
-            raise InvalidInput("the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise InvalidInput("expected a JSON object")
         unknown = sorted(set(data) - MERGE_KEYS)
         if unknown:
             raise InvalidInput(
@@ -143,7 +139,7 @@ class ContactMergeRoutes(Controller):
         return {"items": [merge_json(m) for m in found]}
 
     @post(
-        "/merges/{merge_id:str}/undo",
+        "/merges/{merge_id:uuid}/undo",
         status_code=200,
         description="Undo a pending merge: the moved records go back (sealed again under the "
         "merged contact's key), the survivor's overwritten fields are restored and the merged "
@@ -153,15 +149,15 @@ class ContactMergeRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        merge_id: FromPath[str],
+        merge_id: FromPath[UUID],
     ) -> dict[str, Any]:
         result = await services_of(request).gateway.undo_merge(
-            actor, merge_id, purpose=purpose_of(request)
+            actor, str(merge_id), purpose=purpose_of(request)
         )
         return merge_json(result)
 
     @post(
-        "/merges/{merge_id:str}/confirm",
+        "/merges/{merge_id:uuid}/confirm",
         status_code=200,
         description="Make a pending merge final: the merged contact is erased (its values "
         "cleared and its key destroyed). Undo is impossible afterwards (409).",
@@ -170,9 +166,9 @@ class ContactMergeRoutes(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        merge_id: FromPath[str],
+        merge_id: FromPath[UUID],
     ) -> dict[str, Any]:
         result = await services_of(request).gateway.confirm_merge(
-            actor, merge_id, purpose=purpose_of(request)
+            actor, str(merge_id), purpose=purpose_of(request)
         )
         return merge_json(result)

@@ -63,6 +63,9 @@ from server.vault.envelope import CiphertextError
 P = ParamSpec("P")
 T = TypeVar("T")
 MAX_PAGE_SIZE = 100
+# Deeper pages than this are never useful to a person and their OFFSET, page x page_size,
+# must stay far inside a 64-bit integer (9223372036854775807 was a 500 on both engines).
+MAX_PAGE = 1_000_000
 READ_ACTIONS = {"read", "list", "search", "export"}
 _MOMENTS = (Kind.DATE, Kind.DATETIME)  # kinds a ``<field>_before`` list filter accepts
 # The purposes a restricted person's data may still serve (Art. 18(2)): storage and the
@@ -628,8 +631,10 @@ class Gateway:
     ) -> Page:
         rt, table = self._record_type(resource)
         purpose = purpose or self.default_purpose(actor.role)
-        if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise InvalidInput(f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}")
+        if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidInput(
+                f"page must be between 1 and {MAX_PAGE} and page_size between 1 and {MAX_PAGE_SIZE}"
+            )
         decision = self._decide(actor, rt, "list", purpose)
         if not decision.allowed:
             raise await self._deny(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_429_TOO_MANY_REQUESTS
 
 from server.datamap import LEAD
 from server.gateway import Actor, InvalidInput
 from server.leads.webform import HONEYPOT, TOKEN_FIELD, Throttled, WebForm
 from server.records.routes import record_routes
+from server.request_guard import ACCEPTS, HTML_FORM_OR_JSON
 from server.web import (
+    ALSO_ANSWERS,
     client_address_of,
     provide_actor,
     provide_identity,
@@ -32,7 +35,7 @@ class LeadConversion(Controller):
     dependencies = {"identity": Provide(provide_identity), "actor": Provide(provide_actor)}
 
     @post(
-        "/{record_id:str}/convert",
+        "/{record_id:uuid}/convert",
         status_code=200,
         description=(
             "Convert a lead into a contact (the same data subject), in one transaction. "
@@ -46,12 +49,10 @@ class LeadConversion(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
-        record_id: FromPath[str],
+        record_id: FromPath[UUID],
+        data: JSONBody[dict[str, Any] | None] = None,
     ) -> dict[str, Any]:
-        body = await request.body()
-        data: Any = await request.json() if body.strip() else {}
-        if not isinstance(data, dict):
-            raise InvalidInput("expected a JSON object")
+        data = data or {}
         unknown = sorted(set(data) - CONVERT_KEYS)
         if unknown:
             raise InvalidInput(
@@ -74,7 +75,7 @@ class LeadConversion(Controller):
             raise InvalidInput("deal: expected an object", problems={"deal": "expected an object"})
         result = await services_of(request).gateway.convert_lead(
             actor,
-            record_id,
+            str(record_id),
             purpose=purpose_of(request),
             create_organization=create_organization,
             organization_id=organization_id or None,
@@ -121,8 +122,12 @@ class PublicLeadForm(Controller):
             "Capture a lead from a public web form: `first_name`, `last_name`, `email`, "
             "`phone`, `company_name`, `message`, plus `form_token` and the empty honeypot "
             "`website`. 202 when accepted (nothing echoed), 400 naming bad fields, 429 with "
-            "Retry-After when a client sends too many."
+            "Retry-After when a client sends too many. The body may be JSON or a plain HTML "
+            "form (url-encoded or multipart); anything else is 415."
         ),
+        # The one API route that takes HTML forms: a website's own form posts here
+        # directly. It needs no session, so a cross-site form gains nothing from it.
+        opt={ACCEPTS: HTML_FORM_OR_JSON, ALSO_ANSWERS: (429,)},
     )
     async def submit(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         data = await _submitted(request)

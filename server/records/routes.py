@@ -7,19 +7,41 @@ The OpenAPI descriptions are generated from the data map, like everything else.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
+from uuid import UUID
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from server.datamap import RecordType, shown_name
 from server.gateway import Actor, Gateway, InvalidInput, Record
 from server.gateway.ownership import requested_owner, requested_team
-from server.web import provide_actor, provide_identity, purpose_of, services_of
+from server.web import (
+    PageNumber,
+    PageSize,
+    provide_actor,
+    provide_identity,
+    purpose_of,
+    services_of,
+)
 
 MAX_SEARCH_VALUE = 320
+STAFF_ID_LIMIT = 2**31  # staff ids live in INTEGER columns (32 bits on PostgreSQL)
+
+
+def staff_id(value: Any) -> int | None:
+    """A well-formed staff user id, or None (a bool is not one; 2**63 was a 500)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < STAFF_ID_LIMIT else None
+
+
 PAGING = {"page", "page_size"}
 
 
@@ -88,15 +110,15 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             self,
             request: Request[Any, Any, Any],
             actor: NamedDependency[Actor],
-            page: Annotated[int, QueryParameter(ge=1)] = 1,
-            page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 25,
+            page: PageNumber = 1,
+            page_size: PageSize = 25,
         ) -> dict[str, Any]:
             filters = {k: v for k, v in request.query_params.items() if k not in PAGING}
             if "owner_id" in filters:
-                try:
-                    filters["owner_id"] = int(filters["owner_id"])
-                except ValueError:
-                    raise InvalidInput("owner_id: expected a staff user id") from None
+                owner = staff_id(filters["owner_id"])
+                if owner is None:
+                    raise InvalidInput("owner_id: expected a staff user id")
+                filters["owner_id"] = owner
             result = await _gateway(request).list(
                 actor,
                 resource,
@@ -162,7 +184,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
                 return {"items": [record_json(r) for r in matches], "total": len(matches)}
 
         @get(
-            "/{record_id:str}",
+            "/{record_id:uuid}",
             description="One record. Fields your role may not read are named in "
             "`restricted_fields` and never sent. Ask for specific fields with "
             "`?fields=a,b`: asking for a field you may not read is refused (403) and audited.",
@@ -171,31 +193,31 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             self,
             request: Request[Any, Any, Any],
             actor: NamedDependency[Actor],
-            record_id: FromPath[str],
+            record_id: FromPath[UUID],
             fields: FromQuery[str | None] = None,
         ) -> dict[str, Any]:
             wanted = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None
             record = await _gateway(request).read(
-                actor, resource, record_id, purpose=purpose_of(request), fields=wanted
+                actor, resource, str(record_id), purpose=purpose_of(request), fields=wanted
             )
             return record_json(record)
 
         @patch(
-            "/{record_id:str}",
+            "/{record_id:uuid}",
             description="Change some fields; `null` clears an optional field.\n\n" + fields_doc,
         )
         async def update_record(
             self,
             request: Request[Any, Any, Any],
             actor: NamedDependency[Actor],
-            record_id: FromPath[str],
+            record_id: FromPath[UUID],
             data: JSONBody[dict[str, Any]],
         ) -> dict[str, Any]:
             owner, team = _ownership(data)
             record = await _gateway(request).update(
                 actor,
                 resource,
-                record_id,
+                str(record_id),
                 data,
                 purpose=purpose_of(request),
                 owner_id=owner,
@@ -204,7 +226,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             return record_json(record)
 
         @delete(
-            "/{record_id:str}",
+            "/{record_id:uuid}",
             status_code=HTTP_204_NO_CONTENT,
             description="Delete the record. A record that is its own data subject (a contact, "
             "an organization) also has its encryption key destroyed; a deal, interaction or case "
@@ -214,9 +236,11 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             self,
             request: Request[Any, Any, Any],
             actor: NamedDependency[Actor],
-            record_id: FromPath[str],
+            record_id: FromPath[UUID],
         ) -> None:
-            await _gateway(request).delete(actor, resource, record_id, purpose=purpose_of(request))
+            await _gateway(request).delete(
+                actor, resource, str(record_id), purpose=purpose_of(request)
+            )
 
     RecordRoutes.__name__ = RecordRoutes.__qualname__ = f"{rt.label}Routes"
     return RecordRoutes
