@@ -67,6 +67,7 @@ log = structlog.get_logger("consentry.alerts")
 
 PG_ALERT_LOCK = 0x0C0A_A1E7  # advisory lock id for alert evaluation (audit appends: 0x0C0A0D17)
 BATCH_SIZE = 2000  # audit events per evaluation transaction
+CONTEXT_ROWS = 2000  # at most this many earlier events per actor and rule (or the threshold)
 MAX_BATCHES_PER_RUN = 25  # a long backlog is worked off over several runs
 ALERTS_PAGE_SIZE = 25
 SYSTEM_ACTOR = "system:alerts"
@@ -513,6 +514,7 @@ class _Episode:
     start: int  # index into the actor's event list
     end: int
     alert_id: int | None = None
+    extended: bool = False  # a window at a new event joined it (always, for a new one)
 
 
 def _utc(value: Any) -> dt.datetime:
@@ -643,8 +645,9 @@ def _episodes(
         if current is not None and first <= current.end:
             current.start = min(current.start, first)
             current.end = max(current.end, last)
+            current.extended = True
         else:
-            episodes.append(_Episode(first, last))
+            episodes.append(_Episode(first, last, extended=True))
     return episodes
 
 
@@ -667,13 +670,20 @@ def _actor_episodes(
     events: Sequence[_Event],
     after_seq: int,
     open_alert: Mapping[str, Any] | None,
+    *,
+    clipped: bool = False,
 ) -> list[_Found]:
+    """``clipped``: the context before the batch was cut at its oldest events, so a
+    window starting at the first event may really reach further back - into the open
+    alert, which then counts as extended."""
     seed = None
-    if open_alert is not None:
+    if open_alert is not None and events:
         first_seq, last_seq = int(open_alert["first_seq"]), int(open_alert["last_seq"])
         inside = [i for i, e in enumerate(events) if first_seq <= e.seq <= last_seq]
         if inside:
             seed = _Episode(inside[0], inside[-1], alert_id=int(open_alert["id"]))
+        elif clipped and events[0].seq > last_seq:
+            seed = _Episode(0, 0, alert_id=int(open_alert["id"]))
     found: list[_Found] = []
     for episode in _episodes(rule, events, after_seq, seed):
         start, end = events[episode.start], events[episode.end]
@@ -681,7 +691,7 @@ def _actor_episodes(
         matched = _measure(rule.kind, span)
         if episode.alert_id is not None and open_alert is not None:
             first_seq, last_seq = int(open_alert["first_seq"]), int(open_alert["last_seq"])
-            if (start.seq, end.seq) == (first_seq, last_seq):
+            if not episode.extended:
                 continue  # the open alert, not extended by this batch
             if first_seq < start.seq:  # it began before the events read this time
                 start = replace(start, seq=first_seq, ts=_utc(open_alert["window_start"]))
@@ -838,32 +848,40 @@ class AlertEngine:
         )
         latest = {str(r["actor_id"]): r for r in recent}  # the last one per actor wins
         open_alerts = {a: r for a, r in latest.items() if r["acknowledged_at"] is None}
-        # Context: the actors' earlier events in one window before the batch, and no more.
-        # An open alert's older events are summed up in its stored count, so an episode
-        # that never ends (and an alert nobody acknowledges) costs the same every run.
-        context_rows = (
+        found: list[_Found] = []
+        for actor_id in actors:
+            done = latest.get(actor_id)
+            # Already reported and acknowledged: those events do not count again.
+            dealt_with = int(done["last_seq"]) if done and done["acknowledged_at"] else 0
+            mine = [e for e in new if e.actor_id == actor_id and e.seq > dealt_with]
+            earlier, clipped = await self._context(rule, actor_id, cursor, earliest)
+            events = [e for e in earlier if e.seq > dealt_with and _qualifies(rule, e)] + mine
+            found += _actor_episodes(
+                rule, actor_id, events, cursor, open_alerts.get(actor_id), clipped=clipped
+            )
+        return found
+
+    async def _context(
+        self, rule: Rule, actor_id: str, cursor: int, earliest: dt.datetime
+    ) -> tuple[list[_Event], bool]:
+        """One actor's events before the batch that a window ending in it can reach: at
+        most one window back, and of those only the newest ``max(CONTEXT_ROWS,
+        threshold)`` - enough to decide every window (a window holding more has matched
+        already). Whether the cut was made is returned too. An open alert's older events
+        are summed up in its stored count, so an episode that never ends, and an alert
+        nobody acknowledges, cost the same every run and in memory."""
+        limit = max(CONTEXT_ROWS, rule.settings.threshold)
+        rows = (
             await AuditRecord.select(*_EVENT_COLUMNS)
-            .where(AuditRecord.actor_id.is_in(actors))
-            .where(AuditRecord.seq <= upto)
+            .where(AuditRecord.actor_id == actor_id)
+            .where(AuditRecord.seq <= cursor)
             .where(_prefilter(rule))
             .where(AuditRecord.ts > earliest)
-            .order_by(AuditRecord.seq)
+            .order_by(AuditRecord.seq, ascending=False)
+            .limit(limit)
         )
-        self.rows_read += len(context_rows)
-        by_actor: dict[str, list[_Event]] = {}
-        for row in context_rows:
-            event = _event_of(row)
-            done = latest.get(event.actor_id)
-            if done is not None and done["acknowledged_at"] is not None:  # noqa: SIM102
-                # Already reported and acknowledged: it does not count towards a new alert.
-                if event.seq <= int(done["last_seq"]):
-                    continue
-            if _qualifies(rule, event):
-                by_actor.setdefault(event.actor_id, []).append(event)
-        found: list[_Found] = []
-        for actor_id, events in by_actor.items():
-            found += _actor_episodes(rule, actor_id, events, cursor, open_alerts.get(actor_id))
-        return found
+        self.rows_read += len(rows)
+        return [_event_of(r) for r in reversed(rows)], len(rows) == limit
 
     async def _save(self, found: _Found, now: dt.datetime) -> int | None:
         """Insert a new alert (returns its id) or extend an open one (returns None)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import audit.alerts as alerts_module
 from audit.alert_tables import AuditAlert
 from audit.alerts import (
     DEFAULT_RULES,
@@ -868,6 +869,46 @@ async def test_an_open_alert_does_not_make_later_evaluations_read_more(
     (alert,) = await alert_rows()
     assert alert["acknowledged_at"] is None  # one episode, open all along
     assert alert["matched"] == 3000
-    # The batch of 500 new events, then the rule's context: those 500 again and about a
-    # minute (30 events) before them - the same run after run, not 500 more each time.
-    assert all(1000 <= n <= 1000 + 31 for n in read_per_run), read_per_run
+    # The batch of 500 new events and about a minute (30 events) before them - the same
+    # run after run, not 500 more each time.
+    assert all(500 <= n <= 500 + 31 for n in read_per_run), read_per_run
+
+
+async def test_a_busy_window_is_judged_on_its_newest_events_and_still_one_alert(
+    services: Services, staff: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window holding far more events than the context cap (an hour of steady work
+    off hours): each run reads the batch and at most the cap before it, and the open
+    alert goes on being extended rather than a second one raised."""
+    monkeypatch.setattr(alerts_module, "CONTEXT_ROWS", 100)
+    alerts = services.alerts
+    _, officer = await compliance_officer(staff)
+    today = dt.datetime.now(dt.UTC).weekday()
+    working = ",".join(DAYS[d] for d in range(7) if d not in {today, (today + 1) % 7})
+    await only_rule(
+        alerts, officer, Kind.OFF_HOURS, threshold=1, window_minutes=60, work_days=working,
+        work_start_hour=0, work_end_hour=24,
+    )  # fmt: skip
+    moment = [dt.datetime.now(dt.UTC)]
+
+    def clock() -> dt.datetime:
+        moment[0] += dt.timedelta(seconds=2)  # an hour's window holds 1,800 events
+        return moment[0]
+
+    log = AuditLog(services.audit.mac, clock=clock)
+    night_owl = AuditEvent(
+        actor_id="user:4243", actor_role="sales", action="read", resource_type="contact",
+        outcome=Outcome.ALLOWED, purpose="customer_relationship", subject_ids=("s-2",),
+    )  # fmt: skip
+    read_per_run: list[int] = []
+    for _ in range(5):
+        async with db.write_transaction():
+            for _ in range(300):
+                await log.append(night_owl)
+        before = alerts.rows_read
+        await alerts.evaluate()
+        read_per_run.append(alerts.rows_read - before)
+    (alert,) = await alert_rows()
+    assert alert["matched"] == 1500
+    # 300 new events (and the alert engine's own one or two), and 100 before them at most.
+    assert all(n <= 300 + 2 + 100 for n in read_per_run), read_per_run
