@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from audit.alerts import AlertEngine
@@ -31,6 +33,47 @@ EXPIRY_INTERVAL_SECONDS = 300.0
 RETENTION_CHECK_SECONDS = 3600.0  # the run itself is daily: the first check of a UTC day
 RETENTION_START_DELAY_SECONDS = 600.0  # not in the rush of a (re)start
 STOP_GRACE_SECONDS = 10.0
+SUMMARY_SECONDS = 60.0  # the sealer's run times are summed up once a minute
+
+
+class JobClock:
+    """How long one background job's runs take, logged so that creep shows: a line per
+    run for jobs that run every few minutes, one summary a minute for the sealer (which
+    runs several times a second). Durations and counts only, never what was processed."""
+
+    def __init__(self, job: str, *, summary_seconds: float = 0.0) -> None:
+        self.job = job
+        self.summary_seconds = summary_seconds
+        self._runs = 0
+        self._total = 0.0
+        self._slowest = 0.0
+        self._since = time.monotonic()
+
+    @contextlib.contextmanager
+    def run(self) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.record(time.monotonic() - started)
+
+    def record(self, seconds: float) -> None:
+        if not self.summary_seconds:
+            log.info("background job ran", job=self.job, duration_ms=round(seconds * 1000, 1))
+            return
+        self._runs += 1
+        self._total += seconds
+        self._slowest = max(self._slowest, seconds)
+        if time.monotonic() - self._since >= self.summary_seconds:
+            log.info(
+                "background job runs",
+                job=self.job,
+                runs=self._runs,
+                total_ms=round(self._total * 1000, 1),
+                slowest_ms=round(self._slowest * 1000, 1),
+            )
+            self._runs, self._total, self._slowest = 0, 0.0, 0.0
+            self._since = time.monotonic()
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
@@ -113,8 +156,10 @@ async def seal_forever(
     waits out its busy timeout.
     """
     stop = stop or asyncio.Event()
+    clock = JobClock("sealer", summary_seconds=SUMMARY_SECONDS)
     while not stop.is_set():
-        delay = await seal_round(trail, alerts=alerts, stall_seconds=stall_seconds)
+        with clock.run():
+            delay = await seal_round(trail, alerts=alerts, stall_seconds=stall_seconds)
         # A refused log is re-checked sooner than the back-off while it might be stalling.
         await _pause(stop, max(interval_seconds, min(delay, stall_seconds / 2)))
 
@@ -123,9 +168,11 @@ async def evaluate_alerts_forever(
     services: Services, interval_seconds: float, stop: asyncio.Event
 ) -> None:
     """Run the alert rules over new audit events (the engine locks, so every worker may)."""
+    clock = JobClock("alerts")
     while not stop.is_set():
         try:
-            await services.alerts.evaluate()
+            with clock.run():
+                await services.alerts.evaluate()
         except Exception as exc:
             log.warning("alert evaluation failed", error=type(exc).__name__)
         await _pause(stop, interval_seconds)
@@ -136,9 +183,11 @@ async def expire_consents_forever(
 ) -> None:
     """Record ``expired`` in the ledger for grants past their expiry. The gateway already
     treats them as no basis the moment they lapse; this writes the evidence of it."""
+    clock = JobClock("consent-expiry")
     while not stop.is_set():
         try:
-            await services.consent.expire_due()
+            with clock.run():
+                await services.consent.expire_due()
         except Exception as exc:
             log.warning("consent expiry failed", error=type(exc).__name__)
         await _pause(stop, interval_seconds)
@@ -185,9 +234,11 @@ async def retention_daily(services: Services, interval_seconds: float, stop: asy
     """Apply the retention rules once per UTC day. Every worker checks; the first to claim
     the day (a unique row in ``retention_run``) runs it, the others skip."""
     await _pause(stop, RETENTION_START_DELAY_SECONDS)
+    clock = JobClock("retention")
     while not stop.is_set():
         try:
-            report = await services.retention.run_daily()
+            with clock.run():
+                report = await services.retention.run_daily()
             if report is not None:
                 log.info("retention run finished", **report.totals())
                 # The same day's housekeeping, by the worker that claimed the day.

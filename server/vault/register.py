@@ -31,14 +31,12 @@ class RegisterEntry:
 class ErasureRegister:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._known: set[str] = set()
-        self._read_size = -1
 
     def record(self, subject_id: str, now: dt.datetime | None = None) -> None:
-        """Append the subject (once); durable before this returns."""
+        """Append the subject; durable before this returns. Nothing is kept in memory and
+        the file is never read here (it grows with every erasure, for years): someone
+        shredded twice is simply listed twice, and ``entries`` keeps the first."""
         sid = str(uuid.UUID(subject_id))
-        if sid in self._subjects():
-            return
         when = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
         line = json.dumps({"subject_id": sid, "shredded_at": when}, sort_keys=True) + "\n"
         try:
@@ -54,10 +52,10 @@ class ErasureRegister:
                 f"cannot append to the erasure register {self.path}: "
                 f"{exc.strerror or type(exc).__name__}"
             ) from None
-        self._known.add(sid)
 
     def entries(self) -> list[RegisterEntry]:
-        """Every entry, oldest first; a torn last line (a crash mid-write) is skipped."""
+        """Every person once, in the order first shredded; a torn last line (a crash
+        mid-write) is skipped."""
         try:
             text = self.path.read_text(encoding="ascii")
         except FileNotFoundError:
@@ -65,37 +63,21 @@ class ErasureRegister:
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
             raise RegisterError(f"cannot read the erasure register {self.path}: {reason}") from None
-        found: list[RegisterEntry] = []
+        found: dict[str, RegisterEntry] = {}
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 doc = json.loads(line)
-                found.append(
-                    RegisterEntry(
-                        str(uuid.UUID(doc["subject_id"])),
-                        dt.datetime.fromisoformat(doc["shredded_at"]),
-                    )
+                entry = RegisterEntry(
+                    str(uuid.UUID(doc["subject_id"])),
+                    dt.datetime.fromisoformat(doc["shredded_at"]),
                 )
+                found.setdefault(entry.subject_id, entry)  # the first shred of each person
             except (ValueError, KeyError, TypeError):
                 if number == len(text.splitlines()) and not text.endswith("\n"):
                     continue  # the line being written when the process died
                 raise RegisterError(
                     f"erasure register {self.path}: line {number} is not an entry"
                 ) from None
-        return found
-
-    def _subjects(self) -> set[str]:
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            size = 0
-        except OSError as exc:
-            raise RegisterError(
-                f"cannot read the erasure register {self.path}: "
-                f"{exc.strerror or type(exc).__name__}"
-            ) from None
-        if size != self._read_size:
-            self._known = {entry.subject_id for entry in self.entries()}
-            self._read_size = size
-        return self._known
+        return list(found.values())

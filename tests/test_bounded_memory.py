@@ -1,0 +1,83 @@
+"""Every in-process cache has a bound, and background jobs say how long they take.
+
+A server runs for months: anything a worker keeps per request, per person or per event
+must stop growing somewhere. These tests fill each cache far past its bound and check it
+stayed there.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from policy.enforcer import MODEL_PATH, PolicyEngine
+from server import background
+from server.background import JobClock
+from server.vault import blind_index as blind_index_module
+from server.vault.register import ErasureRegister
+
+
+def test_policy_decision_caches_are_bounded(tmp_path: Path) -> None:
+    """Filled past their bounds (with a one-rule policy, so that it is quick)."""
+    policy = tmp_path / "policy.csv"
+    policy.write_text("p, sales, contact, read, allow\n")
+    engine = PolicyEngine(MODEL_PATH, policy)
+    for i in range(17_000):
+        engine.allows("sales", f"contact.field_{i}", "read")
+    for i in range(4_200):
+        engine.decide("sales", f"kind_{i}", "read", "customer_relationship", (), frozenset())
+    allows, decide = engine._allows.cache_info(), engine._decide.cache_info()
+    assert allows.maxsize is not None
+    assert decide.maxsize is not None
+    assert allows.currsize <= allows.maxsize < 17_000
+    assert decide.currsize <= decide.maxsize < 4_200
+
+
+def test_blind_index_field_keys_are_bounded() -> None:
+    for i in range(1000):
+        blind_index_module.blind_index(bytes(32), "contact", f"column_{i}", "x", 16)
+    info = blind_index_module._field_key.cache_info()
+    assert info.maxsize is not None
+    assert info.currsize <= info.maxsize == 64
+
+
+def test_the_erasure_register_keeps_nothing_in_memory(tmp_path: Path) -> None:
+    """It grows with every erasure for years; a worker must not hold it, nor read it back
+    on every erasure. A person shredded twice is listed once."""
+    register = ErasureRegister(tmp_path / "erasure-register.jsonl")
+    people = [str(uuid.uuid4()) for _ in range(300)]
+    for person in people:
+        register.record(person)
+    register.record(people[0])
+    assert vars(register) == {"path": register.path}  # no set of everyone erased
+    assert [e.subject_id for e in register.entries()] == people
+
+
+def test_background_job_durations_are_logged_without_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines: list[tuple[str, dict[str, object]]] = []
+
+    class Recorder:
+        def info(self, event: str, **values: object) -> None:
+            lines.append((event, values))
+
+    monkeypatch.setattr(background, "log", Recorder())
+    each = JobClock("alerts")
+    with each.run():
+        pass
+    summed = JobClock("sealer", summary_seconds=0.0001)
+    for _ in range(3):
+        time.sleep(0.001)  # past the (tiny) summary interval
+        summed.record(0.002)
+    assert lines[0][0] == "background job ran"
+    assert lines[0][1]["job"] == "alerts"
+    assert isinstance(lines[0][1]["duration_ms"], float)
+    summaries = [values for event, values in lines if event == "background job runs"]
+    assert summaries
+    assert {v["job"] for v in summaries} == {"sealer"}
+    allowed = {"job", "duration_ms", "runs", "total_ms", "slowest_ms"}
+    assert all(set(values) <= allowed for _, values in lines)  # durations, never data
