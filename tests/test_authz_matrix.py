@@ -58,9 +58,9 @@ OTHER_ROUTES: dict[tuple[str, str], str | tuple[str, str]] = {
     ("GET", "/api/v1/contacts/duplicates"): ("contact", "merge"),
     ("POST", "/api/v1/contacts/merge"): ("contact", "merge"),
     ("GET", "/api/v1/merges"): ("contact", "merge"),
-    ("POST", "/api/v1/merges/{merge_id:str}/confirm"): ("contact", "merge"),
-    ("POST", "/api/v1/merges/{merge_id:str}/undo"): ("contact", "merge"),
-    ("POST", "/api/v1/leads/{record_id:str}/convert"): ("lead", "convert"),
+    ("POST", "/api/v1/merges/{merge_id:uuid}/confirm"): ("contact", "merge"),
+    ("POST", "/api/v1/merges/{merge_id:uuid}/undo"): ("contact", "merge"),
+    ("POST", "/api/v1/leads/{record_id:uuid}/convert"): ("lead", "convert"),
     ("GET", "/api/v1/compliance/record-of-processing"): ("processing_record", "read"),
     ("GET", "/api/v1/reports/pipeline"): ("report", "view"),
     ("GET", "/api/v1/reports/win-rate"): ("report", "view"),
@@ -68,20 +68,20 @@ OTHER_ROUTES: dict[tuple[str, str], str | tuple[str, str]] = {
     ("GET", "/api/v1/reports/interactions"): ("report", "view"),
     ("GET", "/api/v1/segments"): ("campaign", "manage"),
     ("POST", "/api/v1/segments"): ("campaign", "manage"),
-    ("GET", "/api/v1/segments/{segment_id:str}"): ("campaign", "manage"),
-    ("PATCH", "/api/v1/segments/{segment_id:str}"): ("campaign", "manage"),
-    ("DELETE", "/api/v1/segments/{segment_id:str}"): ("campaign", "manage"),
-    ("GET", "/api/v1/segments/{segment_id:str}/members"): ("campaign", "manage"),
-    ("GET", "/api/v1/segments/{segment_id:str}/size"): ("campaign", "manage"),
+    ("GET", "/api/v1/segments/{segment_id:uuid}"): ("campaign", "manage"),
+    ("PATCH", "/api/v1/segments/{segment_id:uuid}"): ("campaign", "manage"),
+    ("DELETE", "/api/v1/segments/{segment_id:uuid}"): ("campaign", "manage"),
+    ("GET", "/api/v1/segments/{segment_id:uuid}/members"): ("campaign", "manage"),
+    ("GET", "/api/v1/segments/{segment_id:uuid}/size"): ("campaign", "manage"),
     ("GET", "/api/v1/campaigns"): ("campaign", "manage"),
     ("POST", "/api/v1/campaigns"): ("campaign", "manage"),
-    ("GET", "/api/v1/campaigns/{campaign_id:str}"): ("campaign", "manage"),
-    ("PATCH", "/api/v1/campaigns/{campaign_id:str}"): ("campaign", "manage"),
-    ("DELETE", "/api/v1/campaigns/{campaign_id:str}"): ("campaign", "manage"),
-    ("GET", "/api/v1/campaigns/{campaign_id:str}/audience"): ("campaign", "manage"),
-    ("GET", "/api/v1/campaigns/{campaign_id:str}/call-list"): ("campaign", "manage"),
-    ("POST", "/api/v1/campaigns/{campaign_id:str}/cancel"): ("campaign", "manage"),
-    ("POST", "/api/v1/campaigns/{campaign_id:str}/send"): ("campaign", "manage"),
+    ("GET", "/api/v1/campaigns/{campaign_id:uuid}"): ("campaign", "manage"),
+    ("PATCH", "/api/v1/campaigns/{campaign_id:uuid}"): ("campaign", "manage"),
+    ("DELETE", "/api/v1/campaigns/{campaign_id:uuid}"): ("campaign", "manage"),
+    ("GET", "/api/v1/campaigns/{campaign_id:uuid}/audience"): ("campaign", "manage"),
+    ("GET", "/api/v1/campaigns/{campaign_id:uuid}/call-list"): ("campaign", "manage"),
+    ("POST", "/api/v1/campaigns/{campaign_id:uuid}/cancel"): ("campaign", "manage"),
+    ("POST", "/api/v1/campaigns/{campaign_id:uuid}/send"): ("campaign", "manage"),
 }
 
 
@@ -89,7 +89,7 @@ def record_routes() -> set[tuple[str, str]]:
     routes: set[tuple[str, str]] = set()
     for resource, plural in PLURAL.items():
         base = f"{API}/{plural}"
-        one = f"{base}/{{record_id:str}}"
+        one = f"{base}/{{record_id:uuid}}"
         routes |= {("GET", base), ("POST", base), ("GET", one), ("PATCH", one), ("DELETE", one)}
         if any(f.blind_index for f in RECORD_TYPES[resource].fields):
             routes.add(("POST", f"{base}/search"))
@@ -114,7 +114,7 @@ def test_every_api_route_is_in_the_matrix(app: Litestar) -> None:
 
 def concrete(path: str) -> str:
     """A path template with made-up ids: the guard must answer before any lookup."""
-    return re.sub(r"\{[a-z_]+:str\}", str(uuid.uuid4()), path)
+    return re.sub(r"\{[a-z_]+:uuid\}", str(uuid.uuid4()), path)
 
 
 # --- the policy as the oracle ----------------------------------------------------------------
@@ -226,7 +226,7 @@ async def test_record_routes_answer_as_the_policy_says(
     for method, path in sorted(record_routes()):
         if not path.startswith(base + "/") and path != base and path != base + "/search":
             continue
-        target = path.replace("{record_id:str}", records["own"].id)
+        target = path.replace("{record_id:uuid}", records["own"].id)
         response = await client.request(method, target, json={} if method != "GET" else None)
         assert response.status_code == 401, (method, target, response.text)
 
