@@ -841,7 +841,7 @@ class AuditTrail:
     async def export_log(self) -> AsyncIterator[dict[str, Any]]:
         """The whole trail as JSON documents (``consentry audit export-log`` writes one per
         line): a header, every entry as stored, then every checkpoint row - the input of
-        ``tools/verify_audit.py``, specified in docs/audit-format.md."""
+        ``audit/standalone_verify.py``, specified in docs/audit-format.md."""
         yield {
             "format": EXPORT_FORMAT,
             "exported_at": _iso(dt.datetime.now(dt.UTC)),

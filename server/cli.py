@@ -1052,7 +1052,7 @@ def audit_alerts_list(state: str) -> None:
     help="Where to write the JSON lines (entries and checkpoint rows, nothing personal).",
 )
 def audit_export_log(output: Path) -> None:
-    """Export the whole trail for `tools/verify_audit.py` (docs/audit-format.md)."""
+    """Export the whole trail for `audit/standalone_verify.py` (docs/audit-format.md)."""
     import json
 
     trail = _trail()
@@ -1095,7 +1095,7 @@ def audit_mac_existing() -> None:
 
 @audit.command("mac-key")
 def audit_mac_key() -> None:
-    """Print the entry-MAC key (base64) for an auditor's `tools/verify_audit.py --mac-key`.
+    """Print the entry-MAC key (base64) for an auditor's `audit/standalone_verify.py --mac-key`.
 
     Whoever holds it can make entries that pass the MAC check (not signed heads): give it
     only to someone you would let check the log with the server's own keys."""

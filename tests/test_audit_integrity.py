@@ -5,7 +5,7 @@ the tests connect as the application role (INSERT and SELECT on the audit tables
 SQLite as any client of the file. The owner's powers (dropping triggers) appear only where
 a test says so, for truncation and rewrites. Each case is checked three ways: the sealer
 (does it sign? does it say so?), ``consentry audit verify``, and the standalone verifier
-``tools/verify_audit.py``, which must agree with it.
+``audit/standalone_verify.py``, which must agree with it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from tests.test_audit_trail import PERSON, _activity, _as_owner, _rewrite_from, 
 from tests.test_compliance_console import officer_client
 
 REPO = Path(__file__).resolve().parents[1]
-STANDALONE = REPO / "tools" / "verify_audit.py"
+STANDALONE = REPO / "audit" / "standalone_verify.py"
 MAC_FAILS = "its MAC does not verify: not written by this server"
 
 

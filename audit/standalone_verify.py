@@ -6,7 +6,7 @@ docs/audit-format.md and deliberately sharing no code with Consentry, so that an
 read it in one sitting and trust it instead of the product it checks.
 
     consentry audit export-log -o trail.jsonl          # on the server
-    python verify_audit.py trail.jsonl --public-key consentry-audit.pub \\
+    python standalone_verify.py trail.jsonl --public-key consentry-audit.pub \\
         [--witness witness.jsonl] [--mac-key mac.key]
 
 Exit status: 0 the trail is intact, 1 it is not (one line naming the first bad entry),
