@@ -412,9 +412,7 @@ async def export_events() -> list[dict[str, Any]]:
 async def test_an_export_is_a_post_with_the_csrf_token(services: Services, staff: Staff) -> None:
     """A cross-site link (GET, even with a reason) or a forged POST (no CSRF token) exports
     nothing and records nothing under the victim's name; the page's own button does."""
-    await services.gateway.create(
-        SYSTEM, "contact", contact_values(email="ada@example.org"), owner_id=0
-    )
+    await services.gateway.create(SYSTEM, "contact", contact_values(email="ada@example.org"))
     client = await web_login(staff, await staff.create("admin"))
     for kind in ("contacts", "organizations", "leads", "deals", "interactions", "cases"):
         linked = await client.get(f"/export/{kind}?reason=backup&lifecycle_stage=customer")
