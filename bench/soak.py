@@ -56,6 +56,7 @@ RESULTS_DIR = REPO_ROOT / "bench" / "results"
 SOAK_DB = "consentry_bench_soak"  # its own database: a full bench run may be going on too
 SAMPLE_EVERY_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
+OVERDUE_S = 1.0  # an event still unsealed at stop this long after it was written is late
 MIX: tuple[tuple[str, int], ...] = (
     ("read", 50),
     ("list", 20),
@@ -277,8 +278,9 @@ async def sampler(
         rss = ", ".join(f"{kb / 1024:.0f}" for kb in workers.values())
         say(
             f"  {at:6.0f} s  {w['requests'] / SAMPLE_EVERY_S:6.1f} req/s  p99 {w['p99_ms']:7.1f}"
-            f" ms  non-2xx {w['non2xx']}  RSS MiB [{rss}]  pg conns {connections}"
-            f"  unsealed {unsealed}"
+            f" ms  non-2xx {w['non2xx']}  RSS MiB [{rss}]"
+            + (f"  pg conns {connections}" if connections is not None else "")
+            + f"  unsealed {unsealed}"
         )
         if loop.time() >= deadline:
             return
@@ -341,7 +343,12 @@ async def drive(
 # --- after the run -------------------------------------------------------------------------
 
 
-async def seal_lag(env: dict[str, str], since: dt.datetime) -> dict[str, Any]:
+async def seal_lag(env: dict[str, str], since: dt.datetime, stopped: dt.datetime) -> dict[str, Any]:
+    """Event to signed head (``bench.consentry_target.seal_lag``) over the events written
+    while the server ran, plus how long the events no head covered had waited when the
+    server was told to stop: one written in its last second may fairly be left for the
+    next start, an older one was overdue."""
+    from audit.tables import AuditCheckpoint, AuditRecord
     from server import db
     from server.settings import Settings, set_settings
 
@@ -349,9 +356,27 @@ async def seal_lag(env: dict[str, str], since: dt.datetime) -> dict[str, Any]:
     engine = db.set_engine(db.engine_for_url(settings.resolved_database_url))
     await db.start(engine)
     try:
-        return await consentry_target.seal_lag(since)
+        lag = await consentry_target.seal_lag(since)
+        newest = (
+            await AuditCheckpoint.select(AuditCheckpoint.tree_size)
+            .order_by(AuditCheckpoint.tree_size, ascending=False)
+            .first()
+        )
+        covered = newest["tree_size"] if newest else 0
+        rows = await AuditRecord.select(AuditRecord.ts, AuditRecord.action).where(
+            AuditRecord.seq > covered
+        )
     finally:
         await db.stop(engine)
+    waited = [(stopped - row["ts"]).total_seconds() for row in rows]
+    actions: dict[str, int] = {}
+    for row in rows:
+        actions[row["action"]] = actions.get(row["action"], 0) + 1
+    lag["unsealed_at_stop_actions"] = actions  # what they were: action names and counts
+    lag["unsealed_at_stop_oldest_s"] = round(max(waited), 3) if waited else 0.0
+    lag["unsealed_at_stop_overdue"] = sum(1 for w in waited if w > OVERDUE_S)
+    lag.pop("what", None)
+    return lag
 
 
 def audit_verify(env: dict[str, str]) -> dict[str, Any]:
@@ -362,12 +387,17 @@ def audit_verify(env: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run(  # noqa: S603 - our own console script
         argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False
     )
-    output = (done.stdout + done.stderr).strip().splitlines()
+    output = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    # The verdict is the first line ("audit log intact ..." or "audit log is NOT intact
+    # ..."); a note on unsealed entries, if any, comes last.
+    summary = [output[0]] if output else []
+    summary += [line for line in output[1:] if line.startswith(("note:", "warning:"))]
     return {
         "command": "consentry audit verify",
         "exit_code": done.returncode,
         "seconds": round(time.monotonic() - started, 2),
-        "summary": output[-1][:300] if output else "",
+        "summary": "; ".join(summary)[:600],
+        "output": output[:20],
     }
 
 
@@ -436,10 +466,11 @@ def run(config: SoakConfig, console: Console) -> dict[str, Any]:
         )
         say(f"Consentry is up ({config.workers} workers); {config.minutes} min of staff load")
         requests, samples = asyncio.run(drive(config, server, reps, database_url, say))
+        stopped = dt.datetime.now(dt.UTC)
         server.stop()
         server = None
         say("Server stopped; measuring event-to-signed-head and running `consentry audit verify`")
-        result["seal_lag"] = asyncio.run(seal_lag(env, server_started))
+        result["seal_lag"] = asyncio.run(seal_lag(env, server_started, stopped))
         result["audit_verify"] = audit_verify(env)
     finally:
         if server is not None:
@@ -453,7 +484,6 @@ def run(config: SoakConfig, console: Console) -> dict[str, Any]:
     result["wall_seconds"] = round(time.monotonic() - wall, 1)
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()[:2]]
     result.update(summarise(requests, samples, config.minutes))
-    result["seal_lag"].pop("what", None)
     result["targets"] = soak_stats.evaluate(result)
     return result
 
