@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import importlib.util
 import math
 import os
 import random
@@ -614,6 +615,10 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
+    if importlib.util.find_spec("matplotlib") is None:  # fail now, not after the run
+        raise SystemExit(
+            "the soak charts need matplotlib: pip install -c constraints.txt -e '.[bench]'"
+        )
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     console = Console()
     result = run(config, console)
