@@ -9,6 +9,10 @@ micro-figures (field crypto, blind index, policy decisions, audit append and
 verification, erasure of a person, export of a person with 10,000 interactions).
 Results go to ``OUT/latest.json`` and ``OUT/RESULTS.md``.
 
+``python -m bench soak`` is the other mode: a realistic staff mix against Consentry for
+minutes on end, sampling memory, connections and audit sealing (``python -m bench soak
+--help``).
+
 Needs ``wrk`` (``apt-get update && apt-get install -y wrk``; installed automatically when
 running as root) and, for the PostgreSQL engine, a server where the user may create
 databases (``consentry_bench_*`` are created and dropped).
@@ -169,6 +173,12 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["soak"]:
+        from bench import soak
+
+        soak.main(args[1:])
+        return
     config = parse_args(argv)
     # The servers run in their own sessions (a Ctrl-C in the terminal must not reach them
     # mid-scenario); only the runner's cleanup stops them, so a `kill` must unwind too.

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import soak_report
 from bench.datagen import CONTACTS_PER_DEAL, INTERACTIONS_PER_CONTACT
 from bench.presets import DEFAULT_CONNECTIONS, DEFAULT_ENGINES, DEFAULT_WORKERS, PRESETS
 
@@ -232,7 +233,11 @@ def reproduce_command(results: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def markdown(results: dict[str, Any], other_runs: list[str] | None = None) -> str:
+def markdown(
+    results: dict[str, Any],
+    other_runs: list[str] | None = None,
+    soak_runs: list[str] | None = None,
+) -> str:
     config, machine = results["config"], results["machine"]
     engines = ", ".join(ENGINE_NAMES.get(e, e) for e in results["engines"])
     dataset = results["dataset"]
@@ -311,6 +316,7 @@ def markdown(results: dict[str, Any], other_runs: list[str] | None = None) -> st
     )
     if other_runs:
         lines += ["", "## Other runs kept here", "", *other_runs]
+    lines += ["", *soak_section(soak_runs or [])]
     lines += [
         "",
         "## Notes",
@@ -551,6 +557,28 @@ def _micro_section(micro: dict[str, Any]) -> list[str]:
     return lines
 
 
+def soak_section(runs: list[str]) -> list[str]:
+    """The 'Soak' section: what ``python -m bench soak`` is for, and the runs kept here."""
+    return [
+        "## Soak",
+        "",
+        "`python -m bench soak` drives a realistic staff mix (sales reps signed in once: "
+        "reads, filtered lists, e-mail searches, creates, updates, 360 pages) against "
+        "Consentry for minutes on end and samples each worker's memory, the database "
+        "connections and audit sealing every 10 seconds; it then runs `consentry audit "
+        "verify`. Its targets (memory growth, p99 drift, no non-2xx, sealing within 1 s, "
+        "verification) are explained in [SOAK.md](SOAK.md).",
+        "",
+        *(
+            runs
+            or [
+                "No soak run is kept here yet: the documented run is `python -m bench soak "
+                "--minutes 60` (see [SOAK.md](SOAK.md))."
+            ]
+        ),
+    ]
+
+
 def other_runs(out: Path) -> list[str]:
     """One line per earlier run kept in a subdirectory of ``out`` (e.g. a 1,000,000 run)."""
     lines = []
@@ -572,5 +600,5 @@ def write_results(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "latest.json", out / "RESULTS.md"
     json_path.write_text(json.dumps(results, indent=2, sort_keys=False, default=str) + "\n")
-    md_path.write_text(markdown(results, other_runs(out)))
+    md_path.write_text(markdown(results, other_runs(out), soak_report.soak_runs(out)))
     return json_path, md_path
