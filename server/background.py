@@ -295,3 +295,11 @@ class BackgroundJobs:
         for task in pending:  # a round stuck on the database: give up on it
             task.cancel()
         self._tasks.clear()
+        # Events written while the jobs wound down (an alert's last update) are signed now,
+        # not at the next start.
+        try:
+            await asyncio.wait_for(
+                seal_round(self.services.audit_trail), timeout=STOP_GRACE_SECONDS
+            )
+        except Exception as exc:
+            log.warning("final audit sealing failed", error=type(exc).__name__)

@@ -7,15 +7,18 @@ stayed there.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from audit.events import AuditEvent, Outcome
 from policy.enforcer import MODEL_PATH, PolicyEngine
-from server import background
-from server.background import JobClock
+from server import background, db
+from server.background import BackgroundJobs, JobClock
+from server.services import Services
 from server.vault import blind_index as blind_index_module
 from server.vault.register import ErasureRegister
 
@@ -81,3 +84,22 @@ def test_background_job_durations_are_logged_without_values(
     assert {v["job"] for v in summaries} == {"sealer"}
     allowed = {"job", "duration_ms", "runs", "total_ms", "slowest_ms"}
     assert all(set(values) <= allowed for _, values in lines)  # durations, never data
+
+
+async def test_stopping_the_jobs_signs_what_was_written_while_they_wound_down(
+    services: Services,
+) -> None:
+    jobs = BackgroundJobs(services)
+    jobs.start()
+    await asyncio.sleep(0.05)  # the sealer's first round is done; the next is 250 ms away
+    async with db.write_transaction():
+        seq = await services.audit.append(
+            AuditEvent(
+                actor_id="system:test", actor_role="system", action="alert.update",
+                resource_type="alert", outcome=Outcome.ALLOWED,
+            )
+        )  # fmt: skip
+    await jobs.stop()
+    head = await services.audit_trail.latest_head()
+    assert head is not None
+    assert head.tree_size >= seq
