@@ -712,6 +712,20 @@ def _actor_episodes(
     return found
 
 
+def _context_limit(rule: Rule) -> int:
+    """How many of an actor's latest earlier events decide every window ending in the
+    batch: a count rule needs ``threshold - 1`` of them (with more in a window it matched
+    before), a large export none (one export is the match), bulk reads enough events to
+    hold ``threshold`` distinct people (twice the threshold, at most ``CONTEXT_ROWS``
+    unless the threshold is larger)."""
+    threshold = rule.settings.threshold
+    if rule.kind == Kind.BULK_READ:
+        return max(min(2 * threshold, CONTEXT_ROWS), threshold, 1)
+    if rule.kind == Kind.LARGE_EXPORT:
+        return 1
+    return max(threshold, 1)
+
+
 def _extended_measure(
     kind: str, stored: int, span: Sequence[_Event], first_seq: int, last_seq: int
 ) -> int:
@@ -865,12 +879,12 @@ class AlertEngine:
         self, rule: Rule, actor_id: str, cursor: int, earliest: dt.datetime
     ) -> tuple[list[_Event], bool]:
         """One actor's events before the batch that a window ending in it can reach: at
-        most one window back, and of those only the newest ``max(CONTEXT_ROWS,
-        threshold)`` - enough to decide every window (a window holding more has matched
-        already). Whether the cut was made is returned too. An open alert's older events
+        most one window back, and of those only the newest few that can decide a window
+        (``_context_limit``: a window holding more has matched already). Whether the cut
+        was made is returned too. An open alert's older events
         are summed up in its stored count, so an episode that never ends, and an alert
         nobody acknowledges, cost the same every run and in memory."""
-        limit = max(CONTEXT_ROWS, rule.settings.threshold)
+        limit = _context_limit(rule)
         rows = (
             await AuditRecord.select(*_EVENT_COLUMNS)
             .where(AuditRecord.actor_id == actor_id)
