@@ -1052,7 +1052,7 @@ def audit_alerts_list(state: str) -> None:
     help="Where to write the JSON lines (entries and checkpoint rows, nothing personal).",
 )
 def audit_export_log(output: Path) -> None:
-    """Export the whole trail for `audit/standalone_verify.py` (docs/audit-format.md)."""
+    """Export the whole trail for the standalone verifier (docs/audit-format.md)."""
     import json
 
     trail = _trail()
