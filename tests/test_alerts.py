@@ -831,23 +831,23 @@ async def test_the_alert_email_is_readable_without_the_console(services: Service
 # --- cost on day 100 as on day 1 ------------------------------------------------------------
 
 
-async def test_an_open_alert_does_not_make_later_evaluations_read_more(
-    services: Services, staff: Staff
-) -> None:
-    """Thousands of events of one actor, an alert that stays open and unacknowledged the
-    whole time: every evaluation reads the new events and one window before them, never
-    the alert's whole history again (which made each run slower than the last)."""
+async def night_owl_runs(
+    services: Services, staff: Staff, *, window_minutes: int, runs: int, events: int
+) -> list[int]:
+    """One sales rep reading off hours, two seconds apart (timestamps laid out by a test
+    clock), under the off-hours rule alone with a threshold of 1; the alert engine runs
+    after each ``events`` of them. Returns the audit rows each run read."""
     alerts = services.alerts
     _, officer = await compliance_officer(staff)
     today = dt.datetime.now(dt.UTC).weekday()
     working = ",".join(DAYS[d] for d in range(7) if d not in {today, (today + 1) % 7})
     await only_rule(
-        alerts, officer, Kind.OFF_HOURS, threshold=1, window_minutes=1, work_days=working,
-        work_start_hour=0, work_end_hour=24,
+        alerts, officer, Kind.OFF_HOURS, threshold=1, window_minutes=window_minutes,
+        work_days=working, work_start_hour=0, work_end_hour=24,
     )  # fmt: skip
     moment = [dt.datetime.now(dt.UTC)]
 
-    def clock() -> dt.datetime:  # two seconds between events: 500 of them span 16 minutes
+    def clock() -> dt.datetime:
         moment[0] += dt.timedelta(seconds=2)
         return moment[0]
 
@@ -857,18 +857,28 @@ async def test_an_open_alert_does_not_make_later_evaluations_read_more(
         outcome=Outcome.ALLOWED, purpose="customer_relationship", subject_ids=("s-1",),
     )  # fmt: skip
     read_per_run: list[int] = []
-    for _ in range(6):
+    for _ in range(runs):
         async with db.write_transaction():
-            for _ in range(500):
+            for _ in range(events):
                 await log.append(night_owl)
         before = alerts.rows_read
         await alerts.evaluate()
         read_per_run.append(alerts.rows_read - before)
+    return read_per_run
 
+
+async def test_an_open_alert_does_not_make_later_evaluations_read_more(
+    services: Services, staff: Staff
+) -> None:
+    """Thousands of events of one actor, an alert that stays open and unacknowledged the
+    whole time: every evaluation reads the new events and one window before them, never
+    the alert's whole history again (which made each run slower than the last)."""
+    # A one-minute window: 500 events (16 minutes) a run.
+    read_per_run = await night_owl_runs(services, staff, window_minutes=1, runs=6, events=500)
     (alert,) = await alert_rows()
     assert alert["acknowledged_at"] is None  # one episode, open all along
     assert alert["matched"] == 3000
-    # The batch of 500 new events and about a minute (30 events) before them - the same
+    # The batch of 500 new events and at most a minute (30 events) before them - the same
     # run after run, not 500 more each time.
     assert all(500 <= n <= 500 + 31 for n in read_per_run), read_per_run
 
@@ -879,33 +889,8 @@ async def test_a_busy_window_is_judged_on_its_newest_events_and_still_one_alert(
     """A window holding far more events than a rule needs to decide (an hour of steady
     work off hours): each run reads the batch and only what can decide a window before
     it, and the open alert goes on being extended rather than a second one raised."""
-    alerts = services.alerts
-    _, officer = await compliance_officer(staff)
-    today = dt.datetime.now(dt.UTC).weekday()
-    working = ",".join(DAYS[d] for d in range(7) if d not in {today, (today + 1) % 7})
-    await only_rule(
-        alerts, officer, Kind.OFF_HOURS, threshold=1, window_minutes=60, work_days=working,
-        work_start_hour=0, work_end_hour=24,
-    )  # fmt: skip
-    moment = [dt.datetime.now(dt.UTC)]
-
-    def clock() -> dt.datetime:
-        moment[0] += dt.timedelta(seconds=2)  # an hour's window holds 1,800 events
-        return moment[0]
-
-    log = AuditLog(services.audit.mac, clock=clock)
-    night_owl = AuditEvent(
-        actor_id="user:4243", actor_role="sales", action="read", resource_type="contact",
-        outcome=Outcome.ALLOWED, purpose="customer_relationship", subject_ids=("s-2",),
-    )  # fmt: skip
-    read_per_run: list[int] = []
-    for _ in range(5):
-        async with db.write_transaction():
-            for _ in range(300):
-                await log.append(night_owl)
-        before = alerts.rows_read
-        await alerts.evaluate()
-        read_per_run.append(alerts.rows_read - before)
+    # An hour's window holds 1,800 events.
+    read_per_run = await night_owl_runs(services, staff, window_minutes=60, runs=5, events=300)
     (alert,) = await alert_rows()
     assert alert["matched"] == 1500
     # 300 new events (and a few of the engine's and the rule set-up's), and one before: a
