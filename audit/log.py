@@ -17,6 +17,7 @@ writers, so sequence numbers have no gaps or duplicates.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -54,8 +55,10 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@functools.cache
 def _column_limit(name: str) -> int:
-    """The column's length, read from the table so the two cannot drift apart."""
+    """The column's length, read from the table so the two cannot drift apart (once per
+    column: nine names, asked on every append)."""
     column = AuditRecord._meta.get_column_by_name(name)
     length = column.length if isinstance(column, Varchar) else None
     if length is None:

@@ -157,6 +157,7 @@ def restore_database(url: str, source: Path) -> None:
     _run_tool(
         [
             "psql",
+            "--no-password",  # never wait on a terminal prompt, like pg_dump and pg_restore
             "--no-psqlrc",
             "--quiet",
             "--set=ON_ERROR_STOP=1",

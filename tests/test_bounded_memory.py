@@ -103,3 +103,15 @@ async def test_stopping_the_jobs_signs_what_was_written_while_they_wound_down(
     head = await services.audit_trail.latest_head()
     assert head is not None
     assert head.tree_size >= seq
+
+
+def test_a_torn_register_write_does_not_swallow_the_next_erasure(tmp_path: Path) -> None:
+    """A crash between an entry's bytes and its newline must not cost the next entry, nor
+    make the register unreadable for a restore."""
+    path = tmp_path / "erasure-register.jsonl"
+    register = ErasureRegister(path)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    register.record(first)
+    path.write_text(path.read_text() + '{"subject_id": "1234')  # the torn write
+    register.record(second)
+    assert [e.subject_id for e in register.entries()] == [first, second]

@@ -390,14 +390,19 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         """The owner select: offered only where the role may hand the record to someone
         but itself (the gateway decides again on save)."""
         action = "create" if record is None else "update"
-        level = gateway_of(request).assignment(visit.actor, resource, action)
-        if level not in {Assign.TEAM, Assign.ANY}:
+        if not offers_owner(request, visit, action):
             return []
+        level = gateway_of(request).assignment(visit.actor, resource, action)
         team = visit.actor.team if level is Assign.TEAM else None
         choices = [(str(i), label) for i, label in await ActiveStaff().choices(team)]
         if record is not None and all(v != str(record.owner_id) for v, _ in choices):
             choices.append((str(record.owner_id), f"Staff {record.owner_id} (not active)"))
         return choices
+
+    def offers_owner(request: Request[Any, Any, Any], visit: Visit, action: str) -> bool:
+        """Whether the form has an owner select (a policy question; no query)."""
+        level = gateway_of(request).assignment(visit.actor, resource, action)
+        return level in {Assign.TEAM, Assign.ANY}
 
     def owner_from_form(form: Mapping[str, Any], current: int | None) -> int | None:
         """The owner picked in the form, if one was picked and it differs from ``current``
@@ -488,7 +493,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             form = await request.form()
             values, submitted = values_from_form(rt, form, names)
             owner_id = None
-            if await owner_choices(request, visit, None):
+            if offers_owner(request, visit, "create"):
                 owner_id = owner_from_form(form, visit.actor.user_id)
             try:
                 record = await gateway.create(visit.actor, resource, values, owner_id=owner_id)
@@ -607,7 +612,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             form = await request.form()
             changes, submitted = values_from_form(rt, form, names, current=record.values)
             owner_id = None
-            if await owner_choices(request, visit, record):
+            if offers_owner(request, visit, "update"):
                 owner_id = owner_from_form(form, record.owner_id)
             if not changes and owner_id is None:
                 await flash(request, visit, "Nothing was changed.", "info")

@@ -207,6 +207,7 @@ class WebForm:
                 values,
                 purpose=PURPOSE,
                 owner_id=owner_id,
+                team=settings.web_form_team,  # the configured team, whoever the owner is
             )
         return Submitted(created=True)
 

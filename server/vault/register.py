@@ -41,8 +41,13 @@ class ErasureRegister:
         line = json.dumps({"subject_id": sid, "shredded_at": when}, sort_keys=True) + "\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    # A torn write (a crash before its newline) is closed off first, so it
+                    # never swallows this entry.
+                    line = "\n" + line
                 os.write(fd, line.encode("ascii"))
                 os.fsync(fd)
             finally:
@@ -67,6 +72,8 @@ class ErasureRegister:
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
+            if line.startswith("{") and not line.rstrip().endswith("}"):
+                continue  # a write torn by a crash (closed off by the next entry's newline)
             try:
                 doc = json.loads(line)
                 entry = RegisterEntry(
@@ -75,8 +82,6 @@ class ErasureRegister:
                 )
                 found.setdefault(entry.subject_id, entry)  # the first shred of each person
             except (ValueError, KeyError, TypeError):
-                if number == len(text.splitlines()) and not text.endswith("\n"):
-                    continue  # the line being written when the process died
                 raise RegisterError(
                     f"erasure register {self.path}: line {number} is not an entry"
                 ) from None
