@@ -1,6 +1,7 @@
 """Jobs every server worker runs beside the requests: sealing the audit log, alert rules,
-consent expiry, and the daily housekeeping (retention, expired rows, KEK rotation when
-configured and pruning of retired KEK versions: docs/backups.md).
+consent expiry, giving freed heap back to the system once a minute (server/memory.py), and
+the daily housekeeping (retention, expired rows, KEK rotation when configured and pruning
+of retired KEK versions: docs/backups.md).
 
 Every worker runs them; the jobs themselves make that safe (the sealer takes a lock and
 other workers skip their turn), so there is no leader to elect and no worker whose loss
@@ -22,6 +23,7 @@ from audit.trail import AuditTrail, SealRefused
 from server.csvio.jobs import ImportJobs
 from server.leads.webform import SpentTokens
 from server.logs import get_logger
+from server.memory import can_trim, release_free_heap
 from server.services import Services
 
 log = get_logger("consentry.background")
@@ -32,6 +34,7 @@ ALERT_INTERVAL_SECONDS = 30.0
 EXPIRY_INTERVAL_SECONDS = 300.0
 RETENTION_CHECK_SECONDS = 3600.0  # the run itself is daily: the first check of a UTC day
 RETENTION_START_DELAY_SECONDS = 600.0  # not in the rush of a (re)start
+HEAP_TRIM_SECONDS = 60.0
 STOP_GRACE_SECONDS = 10.0
 SUMMARY_SECONDS = 60.0  # the sealer's run times are summed up once a minute
 
@@ -193,6 +196,25 @@ async def expire_consents_forever(
         await _pause(stop, interval_seconds)
 
 
+async def trim_heap_forever(interval_seconds: float, stop: asyncio.Event) -> None:
+    """Give malloc's free pages back to the system once a minute (server/memory.py says
+    why), and log the worker's resident memory before and after, so that growth shows in
+    the logs long before it shows on a dashboard."""
+    clock = JobClock("heap-trim")
+    while not stop.is_set():
+        await _pause(stop, interval_seconds)
+        if stop.is_set():
+            return
+        with clock.run():
+            trimmed = release_free_heap()
+        if trimmed is not None:
+            log.info(
+                "worker memory",
+                rss_mib=round(trimmed.rss_after / 2**20, 1),
+                released_mib=round(trimmed.released / 2**20, 1),
+            )
+
+
 async def remove_expired_rows(services: Services) -> dict[str, int]:
     """Delete rows that have outlived their use and hold no evidence: portal links and
     sessions past their end, import jobs older than 90 days, spent web form tokens that
@@ -286,6 +308,12 @@ class BackgroundJobs:
                 name="retention",
             ),
         ]
+        if can_trim():
+            self._tasks.append(
+                asyncio.create_task(
+                    trim_heap_forever(HEAP_TRIM_SECONDS, self._stop), name="heap-trim"
+                )
+            )
 
     async def stop(self) -> None:
         self._stop.set()
