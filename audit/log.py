@@ -33,6 +33,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 from piccolo.columns import Varchar
@@ -53,14 +54,76 @@ GROUP_COMMIT_MAX = 500
 NOT_HASHED = frozenset({"id", "hash", "mac"})
 
 
+# The hashed columns of an entry, in canonical (sorted) order.
+CANONICAL_KEYS = (
+    "action",
+    "actor_id",
+    "actor_role",
+    "detail",
+    "fields",
+    "outcome",
+    "prev_hash",
+    "purpose",
+    "reason",
+    "request_id",
+    "resource_id",
+    "resource_type",
+    "seq",
+    "subject_ids",
+    "ts",
+)
+_CANONICAL_KEY_SET = frozenset(CANONICAL_KEYS)
+_KEY_PREFIXES = tuple(("," if i else "{") + f'"{k}":' for i, k in enumerate(CANONICAL_KEYS))
+
+
 def canonical(row: dict[str, Any]) -> bytes:
     """The bytes an entry's hash and MAC cover: every column but ``id``, ``hash`` and
-    ``mac``, as compact JSON with sorted keys (docs/audit-format.md)."""
+    ``mac``, as compact JSON with sorted keys (docs/audit-format.md).
+
+    That is ``json.dumps(body, sort_keys=True, separators=(",", ":"))`` (ASCII, non-ASCII
+    as ``\\uXXXX``), which the standalone verifier reimplements and every stored hash and
+    MAC covers. Verification recomputes it for every entry, so a row with exactly the
+    entry's columns is written out directly, in fixed order, with the same C string
+    escaper ``json.dumps`` uses: the same bytes in about half the time
+    (tests/test_audit_canonical.py compares them). Anything else takes ``json.dumps``.
+    """
+    if row.keys() - NOT_HASHED == _CANONICAL_KEY_SET:
+        fast = _canonical_fixed(row)
+        if fast is not None:
+            return fast
+    return _canonical_json(row)
+
+
+def _canonical_json(row: dict[str, Any]) -> bytes:
     body = {k: row[k] for k in sorted(row) if k not in NOT_HASHED}
     ts = body["ts"]
     if isinstance(ts, dt.datetime):
         body["ts"] = ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _canonical_fixed(row: dict[str, Any]) -> bytes | None:
+    """``_canonical_json``'s bytes for a row of strings, ints and None; None otherwise."""
+    parts: list[str] = []
+    for prefix, key in zip(_KEY_PREFIXES, CANONICAL_KEYS, strict=True):
+        value = row[key]
+        kind = type(value)
+        if kind is str:
+            parts.append(prefix + _json_string(value))
+        elif kind is int:  # exactly int: a bool would be true/false
+            parts.append(prefix + int.__repr__(value))
+        elif value is None:
+            parts.append(prefix + "null")
+        elif kind is dt.datetime and key == "ts":
+            utc = value.astimezone(dt.UTC)
+            if utc.year < 1000:  # strftime and isoformat pad years differently
+                return None
+            stamp = utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+            parts.append(prefix + '"' + stamp + '"')
+        else:
+            return None
+    parts.append("}")
+    return "".join(parts).encode("ascii")
 
 
 def entry_hash(row: dict[str, Any]) -> str:
