@@ -10,7 +10,8 @@ Every operation runs the same steps, in this order:
 5. append the audit event - in the write's own transaction, or before a read returns. If
    the append fails the operation fails: there is no unaudited access.
 
-Denials are audited too, each in its own small transaction, before the error is raised.
+Denials are audited too, committed before the error is raised. The events of reads and
+denials (which have no transaction of their own) are committed in groups (audit.log).
 """
 
 from __future__ import annotations
@@ -324,8 +325,7 @@ class Gateway:
             request_id=actor.request_id,
             detail=detail or {},
         )
-        async with db.write_transaction():
-            await self.audit.append(event)
+        await self.audit.append_committed(event)  # grouped with this worker's others
 
     async def _deny(
         self,
