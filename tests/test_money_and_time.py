@@ -4,21 +4,24 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
+import re
 import zipfile
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
 
+from audit.tables import AuditRecord
 from server.auth.tables import StaffUser
 from server.dsr.export import build_export
 from server.money import AmountError, format_money, parse_major
 from server.services import Services
 from tests.conftest import Staff
 from tests.test_admin_ui import csrf_of, location, submit, text_of, web_login
-from tests.test_crm_records import sales_contact
+from tests.test_crm_records import deal_values, sales_contact
 from tests.test_import_export import export_csv
 
 DEAL = "Cooperage retainer for Philippa"
@@ -154,3 +157,205 @@ async def test_a_time_typed_in_berlin_is_stored_in_utc_and_shown_in_berlin(
     assert "Choose a time zone from the list." in text_of(unknown)
     (row,) = await StaffUser.select(StaffUser.time_zone).where(StaffUser.id == identity.user_id)
     assert row["time_zone"] == "Europe/Berlin"
+
+
+# --- lists: sort, columns, pages, bulk actions, exports ------------------------------------
+
+
+async def deals_for(
+    services: Services, staff: Staff, identity: Any, amounts: list[int]
+) -> list[str]:
+    gw, actor = services.gateway, staff.actor(identity)
+    person = await gw.create(actor, "contact", sales_contact(first_name="Philippa"))
+    made = []
+    for i, amount in enumerate(amounts):
+        deal = await gw.create(
+            actor,
+            "deal",
+            deal_values(person.id, title=f"Deal number {i}", amount=amount, currency="EUR"),
+        )
+        made.append(deal.id)
+    return made
+
+
+def shown_amounts(page_text: str) -> list[str]:
+    return re.findall(r"([0-9,]+\.[0-9]{2}) EUR", page_text)
+
+
+async def test_deals_sort_by_amount_both_ways_and_unknown_keys_fall_back(
+    services: Services, staff: Staff
+) -> None:
+    identity = await staff.create("sales")
+    seller = await web_login(staff, identity)
+    await deals_for(services, staff, identity, [30_000, 10_000, 20_000])
+    listing = await seller.get("/deals")
+    assert 'href="/deals?sort=amount"' in listing.text  # the heading sorts
+    for header in ("Contact", "Organization", "Owner", "Stage", "Amount", "Expected close"):
+        assert f">{header}" in listing.text, header
+    up = await seller.get("/deals", params={"sort": "amount"})
+    assert shown_amounts(text_of(up)) == ["100.00", "200.00", "300.00"]
+    assert 'aria-sort="ascending"' in up.text
+    down = await seller.get("/deals", params={"sort": "-amount"})
+    assert shown_amounts(text_of(down)) == ["300.00", "200.00", "100.00"]
+    # An encrypted field (the title) or nonsense is not a sort key: the default order.
+    for key in ("title", "-title", "'; drop table deal; --"):
+        fallback = await seller.get("/deals", params={"sort": key})
+        assert fallback.status_code == 200, key
+        assert len(shown_amounts(text_of(fallback))) == 3
+    api = await staff.login(identity)
+    refused = await api.get("/api/v1/deals", params={"sort": "title"})
+    assert refused.status_code == 400
+    assert "can be sorted by" in refused.json()["detail"]
+    ok = await api.get("/api/v1/deals", params={"sort": "-amount"})
+    assert [d["amount"] for d in ok.json()["items"]] == [30_000, 20_000, 10_000]
+
+
+async def test_a_page_past_the_end_shows_the_last_page(services: Services, staff: Staff) -> None:
+    identity = await staff.create("sales")
+    seller = await web_login(staff, identity)
+    await deals_for(services, staff, identity, [100, 200, 300, 400, 500])
+    page = await seller.get("/deals", params={"page": "50", "page_size": "2"})
+    assert page.status_code == 200
+    assert "Page 3 of 3" in text_of(page)
+    assert "Page 50" not in text_of(page)
+    assert len(shown_amounts(text_of(page))) == 1
+
+
+async def test_bulk_stage_change_audits_each_deal_and_refuses_ones_out_of_scope(
+    services: Services, staff: Staff
+) -> None:
+    identity = await staff.create("sales")
+    other = await staff.create("sales")
+    seller = await web_login(staff, identity)
+    mine = await deals_for(services, staff, identity, [100, 200])
+    (theirs,) = await deals_for(services, staff, other, [300])
+    listing = await seller.get("/deals")
+    assert 'name="id"' in listing.text
+    assert 'action="/deals/bulk"' in listing.text
+    picked = [*mine, theirs]
+    review = await seller.post(
+        "/deals/bulk",
+        data={"action": "stage", "stage": "won", "id": picked, "_csrf_token": csrf_of(listing)},
+    )
+    assert review.status_code == 200
+    assert "Move 3 deals to the stage Won." in text_of(review)
+    forged = await seller.post(
+        "/deals/bulk/apply", data={"action": "stage", "stage": "won", "id": picked}
+    )
+    assert forged.status_code == 403  # no CSRF token: nothing changes
+    before = await AuditRecord.count().where(AuditRecord.action == "update")
+    applied = await seller.post(
+        "/deals/bulk/apply",
+        data={"action": "stage", "stage": "won", "id": picked, "_csrf_token": csrf_of(review)},
+    )
+    assert location(applied) == "/deals"
+    assert "2 of 3 deals moved. 1 could not be changed" in text_of(await seller.get("/deals"))
+    updates = await AuditRecord.select().where(
+        (AuditRecord.action == "update") & (AuditRecord.resource_type == "deal")
+    )
+    allowed = [u for u in updates if u["outcome"] == "allowed"]
+    assert sorted(u["resource_id"] for u in allowed) == sorted(mine)  # one event per deal
+    assert len(updates) - before == 3  # and the refusal of the other rep's deal is audited
+    rival = await services.gateway.read(staff.actor(other), "deal", theirs)
+    assert rival.values["stage"] != "won"
+
+
+async def test_bulk_owner_change_goes_through_the_ownership_rules(
+    services: Services, staff: Staff
+) -> None:
+    admin = await staff.create("admin")
+    rep = await staff.create("sales", team="north")
+    client = await web_login(staff, admin)
+    deals = await deals_for(services, staff, admin, [100, 200])
+    listing = await client.get("/deals")
+    assert 'id="bulk-owner"' in listing.text
+    review = await client.post(
+        "/deals/bulk",
+        data={
+            "action": "owner",
+            "owner_id": str(rep.user_id),
+            "id": deals,
+            "_csrf_token": csrf_of(listing),
+        },
+    )
+    assert "Give 2 deals to" in text_of(review)
+    applied = await client.post(
+        "/deals/bulk/apply",
+        data={
+            "action": "owner",
+            "owner_id": str(rep.user_id),
+            "id": deals,
+            "_csrf_token": csrf_of(review),
+        },
+    )
+    assert location(applied) == "/deals"
+    for deal_id in deals:
+        record = await services.gateway.read(staff.actor(rep), "deal", deal_id)
+        assert record.owner_id == rep.user_id
+    events = await AuditRecord.select().where(
+        (AuditRecord.action == "update") & AuditRecord.resource_id.is_in(deals)
+    )
+    assert len(events) == 2
+    # A sales rep may only give records to themselves: no owner action is offered, and a
+    # hand-made request for it is refused before anything changes.
+    seller = await web_login(staff, rep)
+    theirs = await seller.get("/deals")
+    assert 'id="bulk-owner"' not in theirs.text
+    refused = await seller.post(
+        "/deals/bulk",
+        data={
+            "action": "owner",
+            "owner_id": str(admin.user_id),
+            "id": deals,
+            "_csrf_token": csrf_of(theirs),
+        },
+    )
+    assert refused.status_code == 400
+
+
+async def test_export_selected_and_the_tasks_export(services: Services, staff: Staff) -> None:
+    identity = await staff.create("sales")
+    seller = await web_login(staff, identity)
+    deals = await deals_for(services, staff, identity, [100, 200, 300])
+    listing = await seller.get("/deals")
+    page = await seller.post(
+        "/deals/bulk", data={"action": "export", "id": deals[:2], "_csrf_token": csrf_of(listing)}
+    )
+    assert "2 selected records" in text_of(page)
+    exported = await seller.post(
+        "/export/deals", data={"reason": "reporting", "id": deals[:2], "_csrf_token": csrf_of(page)}
+    )
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert sorted(r["id"] for r in rows) == sorted(deals[:2])
+
+    person = await services.gateway.create(staff.actor(identity), "contact", sales_contact())
+    await services.gateway.create(
+        staff.actor(identity),
+        "task",
+        {"title": "Send the price list", "contact_id": person.id, "due_at": "2026-12-03T09:00"},
+    )
+    tasks = await seller.get("/tasks")
+    assert 'href="/export/tasks?"' in tasks.text
+    assert (await seller.get("/export/tasks")).status_code == 200
+    csv_file = await export_csv(seller, "tasks", reason="reporting")
+    assert csv_file.headers["content-type"].startswith("text/csv")
+    (task,) = list(csv.DictReader(io.StringIO(csv_file.text)))
+    assert task["title"] == "Send the price list"
+
+
+async def test_my_day_names_the_person_a_task_is_about(services: Services, staff: Staff) -> None:
+    identity = await staff.create("sales")
+    seller = await web_login(staff, identity)
+    person = await services.gateway.create(
+        staff.actor(identity), "contact", sales_contact(first_name="Hortensia")
+    )
+    due = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    await services.gateway.create(
+        staff.actor(identity),
+        "task",
+        {"title": "Ring Hortensia", "contact_id": person.id, "due_at": due},
+    )
+    day = await seller.get("/my-day")
+    about = day.text.split('data-task="', 1)[1].split("</tr>", 1)[0]
+    assert f'<a href="/contacts/{person.id}">Hortensia' in about
+    assert ">Open<" not in about
