@@ -123,9 +123,8 @@ def form_field(
 ) -> FormField:
     """The input for ``spec``; ``provided`` (by a page's choices provider) turns it into a
     select, and ``resource`` picks up the field's help text in ``FIELD_HINTS``."""
-    hint = " ".join(
-        h for h in (HINTS.get(spec.kind, ""), FIELD_HINTS.get((resource, spec.name), "")) if h
-    )
+    kind_hint = "" if spec.currency_from else HINTS.get(spec.kind, "")  # money has decimals
+    hint = " ".join(h for h in (kind_hint, FIELD_HINTS.get((resource, spec.name), "")) if h)
     if provided is not None:
         return FormField(
             name=spec.name,

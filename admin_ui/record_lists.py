@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from server.auth.directory import ActiveStaff
-from server.datamap import RECORD_TYPES, RecordType
+from server.datamap import RECORD_TYPES, Kind, RecordType
 from server.gateway import Gateway, GatewayError
 from server.gateway import Record as GatewayRecord
 from server.gateway.actor import Actor
@@ -29,6 +29,7 @@ class Cell:
     restricted: bool
     text: str
     link: str = ""
+    kind: str = ""  # "amount" or "moment": a CSS class (one line; amounts right-aligned)
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,17 @@ async def cells(
                 link = f"{page_paths[target]}/{value}" if text else ""
                 row.append(Cell(False, text or "Not visible to you", link))
             else:
-                row.append(Cell(False, shown(rt, name, value, values=r.values, zone=zone)))
+                text = shown(rt, name, value, values=r.values, zone=zone)
+                row.append(Cell(False, text, kind=_kind(rt, name)))
         rows.append(row)
     return rows
+
+
+def _kind(rt: RecordType, name: str) -> str:
+    spec = rt.by_name[name]
+    if spec.currency_from:
+        return "amount"
+    return "moment" if spec.kind in {Kind.DATE, Kind.DATETIME} else ""
 
 
 def list_link(base_path: str, query: Mapping[str, Any], **changes: Any) -> str:

@@ -134,18 +134,20 @@ async def confirm_page(
     bulk: BulkRequest,
     sentence: str,
     base_path: str,
+    noun: str,
     plural: str,
 ) -> Template:
     return await render(
         request,
         "records/bulk.html",
         visit=visit,
-        title=f"Confirm: {plural.lower()}",
+        title=f"{ACTIONS[bulk.action]}: please confirm",
         section=base_path.strip("/"),
         sentence=sentence,
         bulk=bulk,
         base_path=base_path,
         plural=plural,
+        noun_count=f"{len(bulk.ids)} {noun if len(bulk.ids) == 1 else plural.lower()}",
         error="",
     )
 
@@ -164,6 +166,7 @@ async def refused_page(
         bulk=None,
         base_path=base_path,
         plural=plural,
+        noun_count="",
         error=error,
     )
 

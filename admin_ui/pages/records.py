@@ -533,6 +533,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 bulk=bulk,
                 sentence=bulk_actions.describe(bulk, noun, plural, menu),
                 base_path=base_path,
+                noun=noun,
                 plural=plural,
             )
 
