@@ -38,6 +38,7 @@ class Column:
     label: str
     sort_link: str = ""  # empty: this column does not sort
     sorted: str = ""  # "ascending" / "descending" for aria-sort, "" when not sorted by it
+    kind: str = ""  # as the column's cells (Cell.kind)
 
 
 def last_page(total: int, page_size: int) -> int:
@@ -69,14 +70,15 @@ def columns(
     out = []
     for name in names:
         label = "Owner" if name == OWNER else rt.by_name[name].label
+        kind = "" if name == OWNER else cell_kind(rt, name)
         if name not in sortable:
-            out.append(Column(name, label))
+            out.append(Column(name, label, kind=kind))
             continue
         current = sort.removeprefix("-") == name
         descending = current and sort.startswith("-")
         next_key = name if (not current or descending) else f"-{name}"
         state = ("descending" if descending else "ascending") if current else ""
-        out.append(Column(name, label, link(next_key), state))
+        out.append(Column(name, label, link(next_key), state, kind))
     return out
 
 
@@ -133,12 +135,13 @@ async def cells(
                 row.append(Cell(False, text or "Not visible to you", link))
             else:
                 text = shown(rt, name, value, values=r.values, zone=zone)
-                row.append(Cell(False, text, kind=_kind(rt, name)))
+                row.append(Cell(False, text, kind=cell_kind(rt, name)))
         rows.append(row)
     return rows
 
 
-def _kind(rt: RecordType, name: str) -> str:
+def cell_kind(rt: RecordType, name: str) -> str:
+    """The CSS class of a field's cells: "amount" (one line, right-aligned), "moment"."""
     spec = rt.by_name[name]
     if spec.currency_from:
         return "amount"

@@ -830,6 +830,7 @@ async def related_tables(
                                 shown_value(
                                     rt, n, r.values.get(n), values=r.values, zone=visit.zone
                                 ),
+                                lists.cell_kind(rt, n),
                             )
                             for n in columns
                         ],
