@@ -19,7 +19,7 @@ from server.auth.tables import StaffUser
 from server.dsr.export import build_export
 from server.money import AmountError, format_money, parse_major
 from server.services import Services
-from tests.conftest import Staff
+from tests.conftest import PASSWORD, Staff, http_client
 from tests.test_admin_ui import csrf_of, location, submit, text_of, web_login
 from tests.test_crm_records import deal_values, sales_contact
 from tests.test_import_export import export_csv
@@ -195,6 +195,7 @@ async def test_deals_sort_by_amount_both_ways_and_unknown_keys_fall_back(
     up = await seller.get("/deals", params={"sort": "amount"})
     assert shown_amounts(text_of(up)) == ["100.00", "200.00", "300.00"]
     assert 'aria-sort="ascending"' in up.text
+    assert '<input type="hidden" name="sort" value="amount">' in up.text  # filtering keeps it
     down = await seller.get("/deals", params={"sort": "-amount"})
     assert shown_amounts(text_of(down)) == ["300.00", "200.00", "100.00"]
     # An encrypted field (the title) or nonsense is not a sort key: the default order.
@@ -359,3 +360,59 @@ async def test_my_day_names_the_person_a_task_is_about(services: Services, staff
     about = day.text.split('data-task="', 1)[1].split("</tr>", 1)[0]
     assert f'<a href="/contacts/{person.id}">Hortensia' in about
     assert ">Open<" not in about
+
+
+async def test_sign_in_takes_the_browsers_zone_once_and_never_overrides_a_choice(
+    staff: Staff,
+) -> None:
+    identity = await staff.create("sales")
+
+    async def sign_in_from(zone: str) -> AsyncClient:
+        client = http_client(staff.app)
+        staff.clients.append(client)
+        form = {"email": identity.email, "password": PASSWORD, "next": "/", "time_zone": zone}
+        assert location(await submit(client, "/login", "/login", form)) == "/"
+        return client
+
+    async def stored() -> str:
+        (row,) = await StaffUser.select(StaffUser.time_zone).where(StaffUser.id == identity.user_id)
+        return str(row["time_zone"])
+
+    await sign_in_from("Not/AZone")
+    assert await stored() == ""  # nonsense from a browser changes nothing
+    client = await sign_in_from("America/New_York")
+    assert await stored() == "America/New_York"
+    assert 'value="America/New_York" selected' in (await client.get("/account")).text
+    await submit(client, "/account", "/account/time-zone", {"time_zone": "Asia/Tokyo"})
+    await sign_in_from("Europe/Lisbon")  # a laptop on holiday: the choice stays
+    assert await stored() == "Asia/Tokyo"
+
+
+async def test_bulk_delete_confirms_the_count_and_audits_each_record(
+    services: Services, staff: Staff
+) -> None:
+    identity = await staff.create("sales")
+    seller = await web_login(staff, identity)
+    deals = await deals_for(services, staff, identity, [100, 200, 300])
+    listing = await seller.get("/deals")
+    nothing = await seller.post(
+        "/deals/bulk", data={"action": "delete", "_csrf_token": csrf_of(listing)}
+    )
+    assert nothing.status_code == 400
+    assert "Tick at least one record first." in text_of(nothing)
+    review = await seller.post(
+        "/deals/bulk", data={"action": "delete", "id": deals[:2], "_csrf_token": csrf_of(listing)}
+    )
+    assert "Delete 2 deals. This cannot be undone." in text_of(review)
+    assert (await services.gateway.list(staff.actor(identity), "deal")).total == 3  # not yet
+    done = await seller.post(
+        "/deals/bulk/apply",
+        data={"action": "delete", "id": deals[:2], "_csrf_token": csrf_of(review)},
+    )
+    assert location(done) == "/deals"
+    left = await services.gateway.list(staff.actor(identity), "deal")
+    assert [d.id for d in left.items] == [deals[2]]
+    events = await AuditRecord.select().where(
+        (AuditRecord.action == "delete") & AuditRecord.resource_id.is_in(deals[:2])
+    )
+    assert sorted(e["resource_id"] for e in events) == sorted(deals[:2])
