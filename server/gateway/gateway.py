@@ -57,6 +57,7 @@ from server.gateway.ownership import (
     settle,
     starting_ownership,
 )
+from server.gateway.sorting import sort_order
 from server.gateway.tables import TABLES
 from server.vault import DataKey, Vault
 from server.vault.envelope import CiphertextError
@@ -628,7 +629,10 @@ class Gateway:
         filters: Mapping[str, Any] | None = None,
         page: int = 1,
         page_size: int = 25,
+        sort: str = "",
     ) -> Page:
+        """One page of the records the actor may list, newest first unless ``sort`` names
+        a plaintext field (server.gateway.sorting): "stage", "-amount"."""
         rt, table = self._record_type(resource)
         purpose = purpose or self.default_purpose(actor.role)
         if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -646,6 +650,7 @@ class Gateway:
                 Forbidden(f"your role may not list {rt.resource} records"),
             )
         conditions = self._filter_conditions(rt, table, decision, filters or {})
+        order = sort_order(rt, table, decision.fields, sort)
         select = await self._with_basis(
             self._scoped(table.select(), table, decision, actor), table, purpose
         )
@@ -656,6 +661,8 @@ class Gateway:
             select = select.where(condition)
             count = count.where(condition)
         total = int(await count)
+        if order is not None:
+            select = select.order_by(order.column, ascending=order.ascending)
         rows = await (
             select.order_by(getattr(table, "created_at"), ascending=False)
             .order_by(table._meta.primary_key)
@@ -680,6 +687,7 @@ class Gateway:
                 "returned": len(items),
                 "total": total,
                 "filters": ",".join(sorted(filters or {})),
+                **({"sort": sort} if sort else {}),
             },
         )
         return Page(items=items, total=total, page=page, page_size=page_size)
