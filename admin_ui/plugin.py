@@ -26,6 +26,7 @@ from admin_ui.pages.consent import ConsentPages
 from admin_ui.pages.customer360 import CustomerPages
 from admin_ui.pages.dashboard import dashboard
 from admin_ui.pages.duplicates import DuplicatePages
+from admin_ui.pages.erasure import ErasurePages
 from admin_ui.pages.holds import HoldPages
 from admin_ui.pages.imports import ExportPages, ImportPages
 from admin_ui.pages.leads import LeadConvertPages
@@ -85,6 +86,7 @@ def admin_router() -> Router:
             AlertPages,
             ConsentPages,
             RequestPages,
+            ErasurePages,  # /compliance/requests/{id}/erase
             HoldPages,
             ProcessingRecordPage,
             ReportPages,

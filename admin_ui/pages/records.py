@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -29,6 +29,7 @@ from admin_ui.forms import (
     values_from_form,
 )
 from admin_ui.pages.consent import consent_panel
+from admin_ui.pages.erased import erased_page, erased_refusal
 from admin_ui.pages.pipeline import deal_choices
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
@@ -101,6 +102,8 @@ def heading_of(rt: RecordType, record: GatewayRecord) -> str:
         for n in HEADING_FIELDS.get(rt.resource, ())
         if record.values.get(n)
     ]
+    if record.erased:
+        return f"Erased {rt.label.lower()}"
     return " ".join(parts) or f"{rt.label} {record.id[:8]}"
 
 
@@ -520,6 +523,10 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         ) -> Template:
             gateway = gateway_of(request)
             record = await gateway.read(visit.actor, resource, record_id)
+            if record.erased:
+                return await erased_page(
+                    request, visit, rt, record, base_path=base_path, plural=plural
+                )
             choices = await choices_for(request, record.values)
             rows = []
             for spec in rt.fields:
@@ -583,12 +590,14 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             request: Request[Any, Any, Any],
             visit: NamedDependency[Visit],
             record_id: FromPath[str],
-        ) -> Template:
+        ) -> Template | Response[Any]:
             gateway = gateway_of(request)
             record = await gateway.read(visit.actor, resource, record_id)
             writable = gateway.permitted_fields(visit.actor, resource, "update")
             if writable is None:
                 raise NotFound(f"{resource} not found")  # as the gateway answers such updates
+            if record.erased:
+                return await erased_refusal(request, rt, record)
             names, locked = editable(writable, record)
             values = {n: display_value(record.values.get(n)) for n in names}
             return await form_page(
@@ -601,13 +610,15 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             request: Request[Any, Any, Any],
             visit: NamedDependency[Visit],
             record_id: FromPath[str],
-        ) -> Template | Redirect:
+        ) -> Template | Redirect | Response[Any]:
             gateway = gateway_of(request)
             writable = gateway.permitted_fields(visit.actor, resource, "update")
             if writable is None:  # the gateway refuses (and audits) before reading any value
                 await gateway.update(visit.actor, resource, record_id, {})
                 raise NotFound(f"{resource} not found")
             record = await gateway.read(visit.actor, resource, record_id)
+            if record.erased:
+                return await erased_refusal(request, rt, record)
             names, locked = editable(writable, record)
             form = await request.form()
             changes, submitted = values_from_form(rt, form, names, current=record.values)

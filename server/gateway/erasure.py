@@ -95,6 +95,21 @@ def is_tombstone(rt: RecordType, row: Mapping[str, Any]) -> bool:
     return bool(encrypted) and _is_cleared(row, encrypted)
 
 
+def living(query: Any, rt: RecordType, table: type[Table]) -> Any:
+    """Leave out the tombstones of person records (contacts, organizations, leads: the
+    records that are their own subject), in the WHERE clause: an erased person must not
+    turn up in lists, counts and exports as a nameless living record. A tombstone is a
+    row whose every encrypted column is NULL or empty (what :func:`clear_rows` leaves);
+    records about a person (deals, cases ...) stay, for the business totals."""
+    if rt.subject_from is not None:
+        return query
+    encrypted = [getattr(table, f.name) for f in rt.fields if f.encrypted]
+    if not encrypted:
+        return query
+    holds_value = functools.reduce(operator.or_, (column != "" for column in encrypted))
+    return query.where(holds_value)
+
+
 def _columns(table: type[Table], fields: Sequence[Field]) -> list[Any]:
     names = ["id", "subject_id"] + [f.name for f in fields]
     names += [f.index_column for f in fields if f.blind_index]
