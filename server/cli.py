@@ -1522,7 +1522,7 @@ def _import_command(resource: str, plural: str) -> click.Command:
             try:
                 plan, rows = read_rows(content, rt, mapping, settable)
             except ImportRefused as exc:
-                raise UnusableInput(f"{file}: {exc}") from None
+                raise UnusableInput(f"{file}: {exc} {exc.hint}".rstrip()) from None
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),
