@@ -8,9 +8,10 @@ API and probes, the security headers and the HTML error pages.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from litestar import Router
+from litestar import Response, Router, get
 from litestar.config.app import AppConfig
 from litestar.exceptions import HTTPException
 from litestar.plugins import InitPlugin
@@ -117,8 +118,18 @@ def admin_router() -> Router:
     )
 
 
-def static_routers() -> list[Router]:
-    routers = [create_static_files_router("/static", [STATIC], name="admin-static")]
+@get("/favicon.ico", include_in_schema=False, cache=86_400, media_type="image/svg+xml")
+async def favicon() -> Response[bytes]:
+    """Browsers ask for /favicon.ico whatever the page links to (the portal, the API
+    docs, a PDF viewer); answer with the same small SVG icon instead of a 404."""
+    return Response((STATIC / "favicon.svg").read_bytes(), media_type="image/svg+xml")
+
+
+def static_routers() -> list[Router | Any]:
+    routers: list[Router | Any] = [
+        create_static_files_router("/static", [STATIC], name="admin-static"),
+        favicon,
+    ]
     routers += [
         create_static_files_router(f"/static/vendor/{name}", [folder], name=f"vendor-{name}")
         for name, folder in VENDOR.items()
