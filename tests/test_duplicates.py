@@ -516,6 +516,8 @@ async def test_admin_pages_review_merge_and_undo(staff: Staff, services: Service
     gw = services.gateway
     actor = staff.actor(rep)
     values = {k: v for k, v in contact_values().items() if k != "birth_date"}
+    org = await gw.create(actor, "organization", {"name": "Forge Works Ltd"})
+    values["organization_id"] = org.id
     keep = await gw.create(actor, "contact", {**values, "first_name": "Jon", "email": None})
     dupe = await gw.create(
         actor, "contact", {**values, "first_name": "John", "job_title": "Bellows maker"}
@@ -541,6 +543,9 @@ async def test_admin_pages_review_merge_and_undo(staff: Staff, services: Service
     assert page.status_code == 200, page.text
     assert "1 interaction" in text_of(page)
     assert "Birth date" not in text_of(page)  # a field sales may not read is not shown
+    assert "Forge Works Ltd" in text_of(page)  # the organization by its name, not its id
+    assert org.id not in text_of(page)
+    assert "Lifecycle stage Customer Customer" in text_of(page)  # a stage by its label
     response = await submit(
         web,
         review,
