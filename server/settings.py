@@ -163,7 +163,9 @@ class Settings:
             alert_recipients=recipients,
             controller_name=(get("CONTROLLER_NAME") or "").strip()
             or (DEMO_CONTROLLER_NAME if _flag("DEMO", get("DEMO"), False) else ""),
-            controller_contact=get("CONTROLLER_CONTACT") or cls.controller_contact,
+            controller_contact=get("CONTROLLER_CONTACT")
+            or ("privacy@demo.example" if _flag("DEMO", get("DEMO"), False) else "")
+            or cls.controller_contact,
             dpo_contact=get("DPO_CONTACT") or "",
             public_url=(get("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             web_form_owner_id=_positive_int("WEB_FORM_OWNER_ID", get("WEB_FORM_OWNER_ID"), 1)

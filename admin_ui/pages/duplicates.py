@@ -90,10 +90,16 @@ class DuplicatePages(Controller):
         for pair in shown:
             names = []
             for contact_id in (pair.first_id, pair.second_id):
-                record = await gateway.read(
-                    visit.actor, CONTACT.resource, contact_id, fields=("first_name", "last_name")
-                )
-                names.append(heading_of(CONTACT, record))
+                known = scan.names.get(contact_id)
+                if known is None:  # beyond the newest contacts the scan compared by name
+                    record = await gateway.read(
+                        visit.actor,
+                        CONTACT.resource,
+                        contact_id,
+                        fields=("first_name", "last_name"),
+                    )
+                    known = heading_of(CONTACT, record)
+                names.append(known)
             reasons = ", ".join(
                 REASONS[r.kind] + (f" ({r.score}%)" if r.kind == "name" else "")
                 for r in pair.reasons
