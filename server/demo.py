@@ -140,11 +140,34 @@ async def seed_demo_data(
         people.append((contact.id, owner))
         if progress:
             progress(1)
+    duplicated = await seed_demo_duplicates(gateway, system, people)
     activity = await seed_demo_activity(gateway, people, owners, rng, fake)
     if consent is not None:
         await seed_demo_consent(consent, subjects, rng)
     leads = await seed_demo_leads(gateway, owners, rng, fake, phones)
-    return organizations + contacts + activity + leads
+    return organizations + contacts + duplicated + activity + leads
+
+
+async def seed_demo_duplicates(
+    gateway: Gateway, system: Actor, people: list[tuple[str, StaffIdentity]]
+) -> int:
+    """Two people entered twice, as happens in real CRMs (a nickname, the same phone), so
+    the duplicates page has something true to show - and nothing false."""
+    made = 0
+    for contact_id, owner in people[:2]:
+        original = await gateway.read(system, "contact", contact_id)
+        first = str(original.values["first_name"])
+        again = {
+            name: original.values[name]
+            for name in ("last_name", "phone", "job_title", "city", "country", "organization_id")
+            if original.values.get(name)
+        }
+        again["first_name"] = first[:-1] if len(first) > 4 else first + "e"
+        again["source"] = "event"
+        again["lifecycle_stage"] = "lead"
+        await gateway.create(system, "contact", again, owner_id=owner.user_id, team=owner.team)
+        made += 1
+    return made
 
 
 def demo_phones(rng: random.Random) -> Iterator[str]:
