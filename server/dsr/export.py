@@ -505,6 +505,7 @@ def _html(data: Mapping[str, Any], controller_name: str, names: Mapping[str, str
         record_tables=export_html.record_tables(data, names),
         moment=export_html.moment,
         words=export_html.words,
+        field_labels=export_html.field_labels,
     )
     return html.encode("utf-8")
 

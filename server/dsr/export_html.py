@@ -53,9 +53,17 @@ def day(text: Any) -> str:
 
 
 def words(code: Any) -> str:
-    """``"marketing_email"`` -> "Marketing email"; codes in capitals stay."""
+    """``"marketing_email"`` -> "Marketing email", ``"dsr.log"`` -> "Dsr log"; codes in
+    capitals stay."""
     text = str(code)
-    return text if text.isupper() else text.replace("_", " ").capitalize()
+    return text if text.isupper() else text.replace("_", " ").replace(".", " ").capitalize()
+
+
+def field_labels(resource: Any, names: Any) -> list[str]:
+    """Field names of an access-log entry by their labels ("birth_date" -> "Date of
+    birth") where the record type is known."""
+    rt = RECORD_TYPES.get(str(resource))
+    return [rt.by_name[n].label if rt is not None and n in rt.by_name else words(n) for n in names]
 
 
 def title_of(resource: str, doc: Mapping[str, Any]) -> str:
