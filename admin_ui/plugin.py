@@ -8,9 +8,10 @@ API and probes, the security headers and the HTML error pages.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from litestar import Router
+from litestar import Response, Router, get
 from litestar.config.app import AppConfig
 from litestar.exceptions import HTTPException
 from litestar.plugins import InitPlugin
@@ -34,6 +35,7 @@ from admin_ui.pages.consent import ConsentPages
 from admin_ui.pages.customer360 import CustomerPages
 from admin_ui.pages.dashboard import dashboard
 from admin_ui.pages.duplicates import DuplicatePages
+from admin_ui.pages.erasure import ErasurePages
 from admin_ui.pages.holds import HoldPages
 from admin_ui.pages.imports import ExportPages, ImportPages
 from admin_ui.pages.leads import LeadConvertPages
@@ -95,6 +97,7 @@ def admin_router() -> Router:
             AlertPages,
             ConsentPages,
             RequestPages,
+            ErasurePages,  # /compliance/requests/{id}/erase
             HoldPages,
             ProcessingRecordPage,
             ReportPages,
@@ -125,8 +128,18 @@ def admin_router() -> Router:
     )
 
 
-def static_routers() -> list[Router]:
-    routers = [create_static_files_router("/static", [STATIC], name="admin-static")]
+@get("/favicon.ico", include_in_schema=False, cache=86_400, media_type="image/svg+xml")
+async def favicon() -> Response[bytes]:
+    """Browsers ask for /favicon.ico whatever the page links to (the portal, the API
+    docs, a PDF viewer); answer with the same small SVG icon instead of a 404."""
+    return Response((STATIC / "favicon.svg").read_bytes(), media_type="image/svg+xml")
+
+
+def static_routers() -> list[Router | Any]:
+    routers: list[Router | Any] = [
+        create_static_files_router("/static", [STATIC], name="admin-static"),
+        favicon,
+    ]
     routers += [
         create_static_files_router(f"/static/vendor/{name}", [folder], name=f"vendor-{name}")
         for name, folder in VENDOR.items()

@@ -52,6 +52,7 @@ def consentry_env(home: Path, database_url: str) -> dict[str, str]:
             "CONSENTRY_LOG_LEVEL": "INFO",  # the shipped default: one access-log line a request
             "CONSENTRY_LOG_JSON": "1",
             "CONSENTRY_COOKIE_SECURE": "0",  # plain http on loopback
+            "CONSENTRY_CONTROLLER_NAME": "Consentry bench",  # `serve` refuses to start without
         }
     )
     return env

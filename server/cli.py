@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 import click
 
-from server.settings import ConfigurationError, Settings, get_settings, set_settings
+from server.settings import (
+    MISSING_CONTROLLER,
+    ConfigurationError,
+    Settings,
+    get_settings,
+    set_settings,
+)
 
 T = TypeVar("T")
 
@@ -92,6 +98,8 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
         os.environ.setdefault("CONSENTRY_PUBLIC_URL", f"http://{host}:{port}")
         settings = set_settings(Settings.from_env())
         settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not settings.controller_name:
+        _fail(MISSING_CONTROLLER)
     services = _services(settings)
     from server.migrate import MigrationFailed
 
@@ -581,6 +589,8 @@ def check() -> None:
     settings = get_settings()
     problems: list[str] = []
     click.echo(f"database: {_describe_url(settings.resolved_database_url)}")
+    if not settings.controller_name:
+        problems.append(MISSING_CONTROLLER)
     from server.services import load_audit_signer, load_key_provider, load_session_secret
 
     for label, load in (
@@ -1522,7 +1532,7 @@ def _import_command(resource: str, plural: str) -> click.Command:
             try:
                 plan, rows = read_rows(content, rt, mapping, settable)
             except ImportRefused as exc:
-                raise UnusableInput(f"{file}: {exc}") from None
+                raise UnusableInput(f"{file}: {exc} {exc.hint}".rstrip()) from None
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),

@@ -8,9 +8,10 @@ addresses from the reserved example domains, so no real person can be contacted 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,7 @@ async def seed_demo_data(
     Faker.seed(seed)
     rng = random.Random(seed)  # noqa: S311 - fictional demo data, not security
     system = Actor.system("demo-seed")
+    phones = demo_phones(rng)
     org_ids: list[tuple[str, StaffIdentity]] = []
     for _ in range(organizations):
         owner = rng.choice(owners)
@@ -93,7 +95,7 @@ async def seed_demo_data(
                 "industry": rng.choice(INDUSTRIES),
                 "employee_count": rng.randint(2, 5000),
                 "annual_revenue": rng.randint(50, 50_000) * 1000,
-                "phone": f"+44 20 7946 {rng.randint(0, 999):04d}",
+                "phone": next(phones),
                 "address_line": fake.street_address(),
                 "city": fake.city(),
                 "postcode": fake.postcode(),
@@ -119,7 +121,7 @@ async def seed_demo_data(
                 "first_name": first,
                 "last_name": last,
                 "email": f"{first}.{last}.{i}@example.com".lower().replace("'", ""),
-                "phone": f"+44 20 7946 {rng.randint(0, 999):04d}",
+                "phone": next(phones),
                 "job_title": fake.job()[:120],
                 "birth_date": fake.date_of_birth(minimum_age=18, maximum_age=80).isoformat(),
                 "address_line": fake.street_address(),
@@ -138,11 +140,45 @@ async def seed_demo_data(
         people.append((contact.id, owner))
         if progress:
             progress(1)
+    duplicated = await seed_demo_duplicates(gateway, system, people)
     activity = await seed_demo_activity(gateway, people, owners, rng, fake)
     if consent is not None:
         await seed_demo_consent(consent, subjects, rng)
-    leads = await seed_demo_leads(gateway, owners, rng, fake)
-    return organizations + contacts + activity + leads
+    leads = await seed_demo_leads(gateway, owners, rng, fake, phones)
+    return organizations + contacts + duplicated + activity + leads
+
+
+async def seed_demo_duplicates(
+    gateway: Gateway, system: Actor, people: list[tuple[str, StaffIdentity]]
+) -> int:
+    """Two people entered twice, as happens in real CRMs (a nickname, the same phone), so
+    the duplicates page has something true to show - and nothing false."""
+    made = 0
+    for contact_id, owner in people[:2]:
+        original = await gateway.read(system, "contact", contact_id)
+        first = str(original.values["first_name"])
+        again = {
+            name: original.values[name]
+            for name in ("last_name", "phone", "job_title", "city", "country", "organization_id")
+            if original.values.get(name)
+        }
+        again["first_name"] = first[:-1] if len(first) > 4 else first + "e"
+        again["source"] = "event"
+        again["lifecycle_stage"] = "lead"
+        await gateway.create(system, "contact", again, owner_id=owner.user_id, team=owner.team)
+        made += 1
+    return made
+
+
+def demo_phones(rng: random.Random) -> Iterator[str]:
+    """Distinct fictional numbers (Ofcom's drama ranges: London 020 7946 0000-0999, then
+    Leeds 0113 496 0000-0999), shuffled. Numbers drawn with replacement gave 300 demo
+    contacts some 45 shared numbers, and the duplicates page some 60 "same phone" pairs
+    of plainly different people."""
+    numbers = [f"+44 20 7946 {n:04d}" for n in range(1000)]
+    numbers += [f"+44 113 496 {n:04d}" for n in range(1000)]
+    rng.shuffle(numbers)
+    return itertools.cycle(numbers)
 
 
 DEMO_LEADS = 12
@@ -150,10 +186,15 @@ DEMO_LEAD_STATUSES = ("new", "new", "new", "contacted", "contacted", "qualified"
 
 
 async def seed_demo_leads(
-    gateway: Gateway, owners: list[StaffIdentity], rng: random.Random, fake: Faker
+    gateway: Gateway,
+    owners: list[StaffIdentity],
+    rng: random.Random,
+    fake: Faker,
+    phones: Iterator[str] | None = None,
 ) -> int:
     """A dozen open leads for the sales staff, some qualified, ready to be converted."""
     system = Actor.system("demo-seed")
+    phones = phones if phones is not None else demo_phones(rng)
     sellers = [o for o in owners if o.role == "sales"] or owners
     batches: dict[StaffIdentity, list[dict[str, Any]]] = defaultdict(list)
     for i in range(DEMO_LEADS):
@@ -163,7 +204,7 @@ async def seed_demo_leads(
             "first_name": first,
             "last_name": last,
             "email": f"{first}.{last}.lead{i}@example.org".lower().replace("'", ""),
-            "phone": f"+44 20 7946 {rng.randint(0, 999):04d}",
+            "phone": next(phones),
             "company_name": fake.company(),
             "message": fake.sentence(nb_words=12),
             "source": rng.choice(("web", "web", "event", "referral", "phone")),

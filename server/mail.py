@@ -52,6 +52,7 @@ class MailStatus(enum.StrEnum):
     SENT = "sent"
     NOT_CONFIGURED = "not_configured"  # no SMTP host set: nothing was attempted
     FAILED = "failed"
+    SKIPPED = "skipped"  # deliberately not sent: a step the person is not told about
 
 
 @dataclass(frozen=True)

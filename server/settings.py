@@ -14,6 +14,13 @@ from pathlib import Path
 PREFIX = "CONSENTRY_"
 
 
+DEMO_CONTROLLER_NAME = "Consentry Demo Ltd (demo data)"
+MISSING_CONTROLLER = (
+    "CONSENTRY_CONTROLLER_NAME is not set: name the organization responsible for the "
+    "customers' data (customers see it in the portal and in e-mails); --demo sets a demo name"
+)
+
+
 class ConfigurationError(Exception):
     """A setting is missing or malformed; the message says how to fix it."""
 
@@ -86,7 +93,9 @@ class Settings:
     mail_from: str = "consentry@localhost"
     alert_recipients: tuple[str, ...] = ()
     # Who the controller is, for the record of processing (Art. 30).
-    controller_name: str = "Example Ltd (set CONSENTRY_CONTROLLER_NAME)"
+    # Required outside demo mode: customers see it in the portal, e-mails and exports
+    # (``consentry serve`` refuses to start without it).
+    controller_name: str = ""
     controller_contact: str = "privacy@example.com (set CONSENTRY_CONTROLLER_CONTACT)"
     dpo_contact: str = ""
     public_url: str = "http://127.0.0.1:8000"  # base of links in e-mails
@@ -152,8 +161,11 @@ class Settings:
             smtp_starttls=_flag("SMTP_STARTTLS", get("SMTP_STARTTLS"), False),
             mail_from=get("MAIL_FROM") or "consentry@localhost",
             alert_recipients=recipients,
-            controller_name=get("CONTROLLER_NAME") or cls.controller_name,
-            controller_contact=get("CONTROLLER_CONTACT") or cls.controller_contact,
+            controller_name=(get("CONTROLLER_NAME") or "").strip()
+            or (DEMO_CONTROLLER_NAME if _flag("DEMO", get("DEMO"), False) else ""),
+            controller_contact=get("CONTROLLER_CONTACT")
+            or ("privacy@demo.example" if _flag("DEMO", get("DEMO"), False) else "")
+            or cls.controller_contact,
             dpo_contact=get("DPO_CONTACT") or "",
             public_url=(get("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             web_form_owner_id=_positive_int("WEB_FORM_OWNER_ID", get("WEB_FORM_OWNER_ID"), 1)

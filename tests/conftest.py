@@ -25,6 +25,7 @@ _TMP = Path(tempfile.mkdtemp(prefix="consentry-tests-"))
 os.environ["CONSENTRY_HOME"] = str(_TMP / "home")
 os.environ["CONSENTRY_LOG_JSON"] = "1"
 os.environ["CONSENTRY_COOKIE_SECURE"] = "0"
+os.environ["CONSENTRY_CONTROLLER_NAME"] = "Example Ltd"
 os.environ.pop("CONSENTRY_DATABASE_URL", None)
 os.environ.pop("CONSENTRY_MASTER_KEY", None)
 

@@ -489,6 +489,9 @@ async def test_the_admin_pages_build_a_segment_preview_the_audience_and_send(
     assert "Members now: 4" in text_of(segment_page)
     assert world.email_of(world.granted) in segment_page.text  # marketing may read e-mail
     assert "+44" not in segment_page.text  # but not the phone number
+    members = text_of(segment_page).split("Members now")[1].split("Change the segment")[0]
+    assert "Customer" in members  # stages and sources by their labels, never the codes
+    assert " customer " not in members
     segment_id = location(saved).rsplit("/", 1)[1]
 
     created = await submit(

@@ -160,13 +160,18 @@ def test_keys_init_creates_private_files_once(install: Install) -> None:
     assert install.key_file.read_bytes() == before
 
 
-def test_check_says_what_to_fix_until_keys_and_migrations_exist(install: Install) -> None:
+def test_check_says_what_to_fix_until_keys_and_migrations_exist(
+    install: Install, monkeypatch: pytest.MonkeyPatch
+) -> None:
     missing = consentry("check")
     assert missing.exit_code == 1
     assert "consentry keys init" in missing.stderr
     assert str(install.key_file) in missing.stderr
     assert "consentry migrate" in missing.stderr
+    assert "CONSENTRY_CONTROLLER_NAME is not set" in missing.stderr
     assert all(line.startswith("problem: ") for line in missing.stderr.splitlines())
+    monkeypatch.setenv("CONSENTRY_CONTROLLER_NAME", "Acme Widgets GmbH")
+    forget_process_state()
 
     assert consentry("keys", "init").exit_code == 0
     unmigrated = consentry("check")
@@ -192,6 +197,17 @@ def test_check_says_what_to_fix_until_keys_and_migrations_exist(install: Install
     assert f"database: {install.database_url}\n" in passed.stdout
     assert "database reachable, migrations current: ok" in passed.stdout
     assert passed.stdout.endswith("all checks passed\n")
+
+
+def test_serve_refuses_to_start_without_the_controller_name(install: Install) -> None:
+    assert consentry("keys", "init").exit_code == 0
+    refused = consentry("serve", "--port", "1")
+    assert refused.exit_code == 1
+    assert one_line_error(refused) == (
+        "Error: CONSENTRY_CONTROLLER_NAME is not set: name the organization responsible for the "
+        "customers' data (customers see it in the portal and in e-mails); --demo sets a "
+        "demo name"
+    )
 
 
 # --- users, audit ----------------------------------------------------------------------------

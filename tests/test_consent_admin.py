@@ -301,11 +301,12 @@ async def test_the_dashboard_renders_counts_and_is_audited(
     page = await client.get("/compliance/consent")
     assert page.status_code == 200
     table = page.text.split("Where each purpose stands now")[1].split("</table>")[0]
-    row = next(r for r in table.split("<tr>") if "<code>marketing_email</code>" in r)
-    cells = [c.split("</td>")[0] for c in row.split("<td>")[1:]]
+    row = next(r for r in table.split("<tr>") if "<strong>Marketing email</strong>" in r)
+    cells = [c.split("</td>")[0] for c in row.split('<td class="numeric">')[1:]]
     assert cells == ["2", "1", "0", "0", "3", "1", "0"]  # in force, withdrawn, ..., 90 days
-    objections = next(r for r in table.split("<tr>") if "<code>direct_marketing</code>" in r)
-    assert [c.split("</td>")[0] for c in objections.split("<td>")[1:]][3] == "1"
+    objections = next(r for r in table.split("<tr>") if "<strong>Direct marketing</strong>" in r)
+    assert [c.split("</td>")[0] for c in objections.split('<td class="numeric">')[1:]][3] == "1"
+    assert "<code>marketing_email</code>" not in table  # purposes by name, not by code
     data = json.loads(page.text.split('id="consent-data">')[1].split("</script>")[0])
     granted = next(s for s in data["series"] if s["label"] == "Granted")
     assert sum(granted["data"]) == 3

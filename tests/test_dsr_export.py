@@ -13,6 +13,7 @@ import base64
 import csv
 import io
 import json
+import re
 import uuid
 import zipfile
 from pathlib import Path
@@ -287,3 +288,40 @@ def test_cli_export_then_verify_and_error_paths(
     caught = consentry("dsr", "verify-export", str(tampered))
     assert caught.exit_code == 1
     assert "file changed: index.html" in one_line_error(caught)
+
+
+async def test_the_export_page_shows_names_amounts_and_dates_not_ids_and_codes(
+    services: Services, staff: Staff
+) -> None:
+    subject, _, _ = await person_with_history(services, staff)
+    seeder = Actor.system("test-seed")
+    org = await services.gateway.create(seeder, "organization", {"name": "Analytical Engines Ltd"})
+    contact = (await services.gateway.list(seeder, "contact")).items[0]
+    await services.gateway.update(seeder, "contact", contact.id, {"organization_id": org.id})
+    await services.gateway.create(
+        seeder,
+        "deal",
+        {"title": "Renewal", "contact_id": contact.id, "amount": 1_450_000, "currency": "EUR"},
+    )
+    await services.gateway.create(
+        seeder,
+        "deal",
+        {"title": "Tokyo", "contact_id": contact.id, "amount": 1_450_000, "currency": "JPY"},
+    )
+    bundle = await build_export(services, subject, requested_by="user:99", requested_role="admin")
+    files = unzip(bundle.zip_bytes)
+    data = json.loads(files["data.json"])
+    assert {d["amount"] for d in data["records"]["deal"]} == {"14500.00", "1450000"}
+    html = files["index.html"].decode()
+    page = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert "14,500.00 EUR" in page
+    assert "1,450,000 JPY" in page  # yen have no minor unit
+    assert "1450000" not in page
+    assert "Analytical Engines Ltd" in page
+    assert org.id not in html
+    assert subject not in html
+    for doc in (*data["records"]["contact"], *data["records"]["deal"]):
+        assert doc["id"] not in html
+    assert re.search(r"\d\.\d{6}", html) is None  # no microseconds
+    assert re.search(r"\d{1,2} \w+ \d{4}, \d\d:\d\d UTC", page)
+    assert "Marketing email" in page

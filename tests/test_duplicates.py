@@ -516,6 +516,8 @@ async def test_admin_pages_review_merge_and_undo(staff: Staff, services: Service
     gw = services.gateway
     actor = staff.actor(rep)
     values = {k: v for k, v in contact_values().items() if k != "birth_date"}
+    org = await gw.create(actor, "organization", {"name": "Forge Works Ltd"})
+    values["organization_id"] = org.id
     keep = await gw.create(actor, "contact", {**values, "first_name": "Jon", "email": None})
     dupe = await gw.create(
         actor, "contact", {**values, "first_name": "John", "job_title": "Bellows maker"}
@@ -541,6 +543,9 @@ async def test_admin_pages_review_merge_and_undo(staff: Staff, services: Service
     assert page.status_code == 200, page.text
     assert "1 interaction" in text_of(page)
     assert "Birth date" not in text_of(page)  # a field sales may not read is not shown
+    assert "Forge Works Ltd" in text_of(page)  # the organization by its name, not its id
+    assert org.id not in text_of(page)
+    assert "Lifecycle stage Customer Customer" in text_of(page)  # a stage by its label
     response = await submit(
         web,
         review,
@@ -583,3 +588,36 @@ async def test_two_merges_of_one_contact_at_once_one_wins_one_gets_409(
     assert isinstance(lost[0], Conflict), lost[0]
     assert len(await gw.list_merges(ADMIN, purpose=PURPOSE)) == 1
     assert await gw.count(ADMIN, "contact", purpose=PURPOSE) == 2  # the third is hidden
+
+
+def test_demo_phone_numbers_are_distinct_so_demo_people_are_not_duplicates() -> None:
+    """The demo once drew 300 phone numbers from 1,000 with replacement: some 45 shared
+    numbers, and the duplicates page listed ~60 "same phone" pairs of different people."""
+    import itertools
+    import random
+
+    import phonenumbers
+
+    from server.demo import demo_phones
+
+    rng = random.Random(2026)  # noqa: S311 - the demo's own seeded generator, not security
+    numbers = list(itertools.islice(demo_phones(rng), 2000))
+    assert len(set(numbers)) == 2000
+    assert all(phonenumbers.is_valid_number(phonenumbers.parse(n)) for n in numbers[:50])
+
+
+async def test_the_pairs_page_names_contacts_from_the_scan(
+    staff: Staff, services: Services
+) -> None:
+    rep = await staff.create("sales")
+    actor = staff.actor(rep)
+    values = {k: v for k, v in contact_values().items() if k != "birth_date"}
+    one = await services.gateway.create(actor, "contact", {**values, "first_name": "Jon"})
+    two = await services.gateway.create(actor, "contact", {**values, "first_name": "John"})
+    scan = await services.gateway.find_duplicates(actor)
+    assert scan.names[one.id] == f"Jon {values['last_name']}"
+    assert scan.names[two.id] == f"John {values['last_name']}"
+    web = await web_login(staff, rep)
+    listing = text_of(await web.get("/contacts/duplicates"))
+    assert f"Jon {values['last_name']}" in listing
+    assert f"John {values['last_name']}" in listing

@@ -15,6 +15,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -330,16 +331,27 @@ async def test_admin_import_page_dry_run_then_import_and_export_button(
         b"Bo,,bo@example.org,44\n"
     )
 
-    async def upload(dry_run: bool, data: bytes = content) -> Any:
+    async def upload(data: bytes = content) -> Any:
         form = {"resource": "contact", "_csrf_token": csrf_of(page)}
-        if dry_run:
-            form["dry_run"] = "on"
         return await client.post(
             "/import", data=form, files={"file": ("people.csv", data, "text/csv")}
         )
 
+    async def step(mapping_page: Any, action: str) -> Any:
+        """Press a button of the mapping or review page, carrying its hidden fields."""
+        fields = dict(
+            re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', mapping_page.text)
+        )
+        selects = re.findall(
+            r'<select id="column-\d+" name="(column_\d+)">(.*?)</select>', mapping_page.text, re.S
+        )
+        for name, options in selects:
+            picked = re.search(r'<option value="([^"]*)" selected>', options)
+            fields[name] = picked.group(1) if picked else ""
+        return await client.post("/import/mapping", data={**fields, "action": action})
+
     async def finished(started: Any) -> Any:
-        """Follow the upload to its job page and wait for the job to end, as the page's
+        """Follow the import to its job page and wait for the job to end, as the page's
         own refresh would."""
         assert started.status_code == 303, started.text[:500]
         job_url = started.headers["location"]
@@ -353,24 +365,31 @@ async def test_admin_import_page_dry_run_then_import_and_export_button(
             await asyncio.sleep(0.05)
         raise AssertionError("the import job did not finish")
 
-    dry = await finished(await upload(True))
-    assert "Nothing was written. 2 rows: 1 would be created, 0 skipped, 1 bad" in text_of(dry)
-    assert "Column “Shoe size” ignored: unknown column" in text_of(dry)
-    assert "3 last_name is required" in text_of(dry)
+    mapping = await upload()
+    assert mapping.status_code == 200
+    assert "Match the columns" in text_of(mapping)
+    review = await step(mapping, "check")
+    assert "Nothing was written. 2 rows: 1 would be created, 0 skipped, 1 bad" in text_of(review)
+    assert "“Shoe size” → not imported" in text_of(review)
+    assert "3 last_name is required" in text_of(review)
     assert await services.gateway.count(SYSTEM, "contact") == 0
-    done = await finished(await upload(False))
+    done = await finished(await step(review, "import"))
     assert "2 rows: 1 created, 0 skipped, 1 bad" in text_of(done)
-    again = await finished(await upload(False))
+    # The upload is gone once the import started: the same form cannot run it twice.
+    gone = await step(review, "import")
+    assert gone.status_code == 400
+    assert "That upload is no longer here" in text_of(gone)
+    again = await finished(await step(await step(await upload(), "check"), "import"))
     assert "2 rows: 0 created, 1 skipped, 1 bad" in text_of(again)
     assert "ada@example.org" not in again.text
     history = await client.get("/import")
     assert "Recent imports" in text_of(history)
     assert text_of(history).count("1 created") == 1
-    unusable = await upload(False, b"\x00\x01binary")
+    unusable = await upload(b"\x00\x01binary")
     assert unusable.status_code == 400
     assert "The file cannot be imported: not a CSV file" in text_of(unusable)
     assert (await client.get("/import/jobs/not-a-job")).status_code == 404
-    too_big = await upload(True, b"a,b\n" + b"x" * (MAX_UPLOAD_BYTES + 100_000))
+    too_big = await upload(b"a,b\n" + b"x" * (MAX_UPLOAD_BYTES + 100_000))
     assert too_big.status_code == 413
 
     listing = await client.get("/contacts?lifecycle_stage=customer")

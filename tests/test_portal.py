@@ -359,12 +359,61 @@ async def test_download_my_data_returns_the_signed_bundle(
     assert "Fulfilled" in home
 
 
+async def test_download_my_data_twice_is_one_request_and_one_email(
+    web: AsyncClient, smtp: LocalSmtp, person: Record, portal_services: Services
+) -> None:
+    await signed_in(web, smtp, person)
+    before = len(smtp.received)
+    first = await press(web, "/portal/home", "/portal/download")
+    second = await press(web, "/portal/home", "/portal/download")
+    assert first.status_code == second.status_code == 200
+    assert second.headers["content-type"] == "application/zip"
+    (request,) = await portal_services.requests.for_subject(person.subject_id)
+    assert request.state == "fulfilled"
+    mails = smtp.received[before:]
+    assert len(mails) == 1, [m.subject for m in mails]
+    assert "fulfilled" in mails[0].text
+    assert len(await audit_rows("portal.download")) == 2
+
+
+async def test_download_while_an_access_request_is_open_says_it_is_in_progress(
+    web: AsyncClient, smtp: LocalSmtp, person: Record, portal_services: Services
+) -> None:
+    await signed_in(web, smtp, person)
+    await portal_services.requests.log(
+        person.subject_id, "access", "phone", verification="phone_callback", by="user:1",
+        contact_id=person.id,
+    )  # fmt: skip
+    refused = await press(web, "/portal/home", "/portal/download")
+    assert refused.status_code == 409
+    assert "already in progress" in text_of(refused)
+    assert len(await portal_services.requests.for_subject(person.subject_id)) == 1
+
+
+async def test_erase_my_data_asks_for_confirmation_first(
+    web: AsyncClient, smtp: LocalSmtp, person: Record, portal_services: Services
+) -> None:
+    await signed_in(web, smtp, person)
+    asked = await press(web, "/portal/home", "/portal/requests", kind="erasure")
+    assert asked.status_code == 200
+    assert "Erase your data?" in text_of(asked)
+    assert "cannot be undone" in text_of(asked)
+    assert await portal_services.requests.for_subject(person.subject_id) == []
+    filed = await web.post(
+        "/portal/requests",
+        data={"kind": "erasure", "confirmed": "yes", "_csrf_token": csrf_of(asked)},
+    )
+    assert "We received your request" in text_of(filed)
+    assert len(await portal_services.requests.for_subject(person.subject_id)) == 1
+
+
 @pytest.mark.parametrize("kind", ["erasure", "restriction", "objection"])
 async def test_requests_for_review_reach_the_compliance_queue_once(
     web: AsyncClient, smtp: LocalSmtp, person: Record, portal_services: Services, kind: str
 ) -> None:
     await signed_in(web, smtp, person)
-    response = await press(web, "/portal/home", "/portal/requests", kind=kind)
+    confirmed = {"confirmed": "yes"} if kind == "erasure" else {}
+    response = await press(web, "/portal/home", "/portal/requests", kind=kind, **confirmed)
 
     assert response.status_code == 200
     queue = await portal_services.requests.queue(open_only=True)
@@ -376,7 +425,7 @@ async def test_requests_for_review_reach_the_compliance_queue_once(
     assert f"{queue[0].deadline:%d %B %Y}" in page
     assert queue[0].id in text_of(await web.get("/portal/home"))
 
-    again = await press(web, "/portal/home", "/portal/requests", kind=kind)
+    again = await press(web, "/portal/home", "/portal/requests", kind=kind, **confirmed)
     assert again.status_code == 409
     assert "already have an open request" in text_of(again)
     assert len(await portal_services.requests.queue(open_only=True)) == 1
@@ -631,3 +680,24 @@ async def test_addresses_links_and_cookies_never_reach_the_logs(
         web.cookies[PORTAL_COOKIE],
     ):
         assert secret not in logs.text
+
+
+async def test_the_favicon_is_served_without_signing_in(web: AsyncClient) -> None:
+    icon = await web.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.content.startswith(b"<svg")
+
+
+def test_the_controller_name_is_required_outside_demo_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from server.settings import DEMO_CONTROLLER_NAME, Settings
+
+    monkeypatch.delenv("CONSENTRY_CONTROLLER_NAME", raising=False)
+    monkeypatch.delenv("CONSENTRY_DEMO", raising=False)
+    assert Settings.from_env().controller_name == ""
+    monkeypatch.setenv("CONSENTRY_DEMO", "1")
+    assert Settings.from_env().controller_name == DEMO_CONTROLLER_NAME
+    monkeypatch.setenv("CONSENTRY_CONTROLLER_NAME", "  Acme Widgets GmbH ")
+    assert Settings.from_env().controller_name == "Acme Widgets GmbH"

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.signing import load_signing_key, write_signing_key
 from server.services import build_services, load_key_provider, load_session_secret
-from server.settings import ConfigurationError, Settings
+from server.settings import DEMO_CONTROLLER_NAME, ConfigurationError, Settings
 from server.vault import EnvKeyProvider, FileKeyProvider, write_key_file
 
 MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -118,6 +118,8 @@ def test_every_variable_is_read() -> None:
         default_phone_region="DE",
         log_level="DEBUG",
         log_json=False,
+        controller_name=DEMO_CONTROLLER_NAME,  # demo mode names a demo controller
+        controller_contact="privacy@demo.example",
     )
     assert settings.resolved_database_url == "postgresql://app@db.internal/crm"
     assert settings.is_postgres

@@ -38,7 +38,7 @@ from server.campaigns.service import (
     describe_filters,
 )
 from server.datamap import CONTACT
-from server.gateway import Conflict, Forbidden, InvalidInput, NotFound, Page
+from server.gateway import Conflict, Forbidden, GatewayError, InvalidInput, NotFound, Page
 from server.web import services_of
 
 MEMBERS_PER_PAGE = 25
@@ -69,6 +69,42 @@ def _columns(request: Request[Any, Any, Any], visit: Visit, purpose: str) -> lis
         visit.actor, "contact", "list", purpose=purpose
     )
     return [f for f in CONTACT.fields if readable and f.name in readable]
+
+
+async def _cells(
+    request: Request[Any, Any, Any],
+    visit: Visit,
+    members: Page | None,
+    columns: list[Any],
+    purpose: str,
+    known: dict[str, str],
+) -> dict[tuple[str, str], str]:
+    """(member id, field) -> what the member list shows: choices by their label, an
+    organization by its name (read through the gateway as the user), never a code or id."""
+    gateway = services_of(request).gateway
+    names = dict(known)
+    cells: dict[tuple[str, str], str] = {}
+    for member in members.items if members else []:
+        for spec in columns:
+            value = member.values.get(spec.name)
+            if value in (None, ""):
+                text = "\u2013"
+            elif spec.choices:
+                text = choice_label(str(value))
+            elif spec.references:
+                if str(value) not in names:
+                    try:
+                        other = await gateway.read(
+                            visit.actor, spec.references, str(value), purpose=purpose
+                        )
+                        names[str(value)] = str(other.values.get("name") or "(no name)")
+                    except GatewayError:
+                        names[str(value)] = "Not visible to you"
+                text = names[str(value)]
+            else:
+                text = str(value)
+            cells[(member.id, spec.name)] = text
+    return cells
 
 
 def _problem_list(errors: dict[str, str]) -> list[tuple[str, str]]:
@@ -165,6 +201,7 @@ class CampaignPages(Controller):
 
         groups = await _filter_options(request, visit)
         names = {str(v): label for g in groups for v, label in g["options"]}
+        columns = _columns(request, visit, SEGMENT_PURPOSE)
         return await render(
             request,
             "campaigns/segment.html",
@@ -180,7 +217,8 @@ class CampaignPages(Controller):
             size=size,
             members=members,
             pages=_pages(members) if members else 1,
-            columns=_columns(request, visit, SEGMENT_PURPOSE),
+            columns=columns,
+            cells=await _cells(request, visit, members, columns, SEGMENT_PURPOSE, names),
             page_link=page_link,
             describe=lambda filters: describe_filters(filters, names),
             max_name=MAX_NAME,
@@ -484,6 +522,7 @@ class CampaignPages(Controller):
         people = await campaigns.call_list(
             visit.actor, campaign, page=max(page, 1), page_size=MEMBERS_PER_PAGE
         )
+        columns = _columns(request, visit, campaign.purpose)
         return await render(
             request,
             "campaigns/call_list.html",
@@ -493,6 +532,7 @@ class CampaignPages(Controller):
             campaign=campaign,
             members=people,
             pages=_pages(people),
-            columns=_columns(request, visit, campaign.purpose),
+            columns=columns,
+            cells=await _cells(request, visit, people, columns, campaign.purpose, {}),
             page_link=lambda n: f"/campaigns/{campaign.id}/call-list?" + urlencode({"page": n}),
         )

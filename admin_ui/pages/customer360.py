@@ -28,6 +28,7 @@ from litestar.response import Template
 
 from admin_ui.display import UTC
 from admin_ui.pages.consent import CHANNEL_LABELS, KIND_LABELS
+from admin_ui.pages.erased import erased_page
 from admin_ui.pages.records import PAGE_PATHS, PLURALS, heading_of, shown_value
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
@@ -306,6 +307,10 @@ class CustomerPages(Controller):
         gateway = services_of(request).gateway
         # 404 (audited) for a person out of the user's scope, before anything else is read.
         contact = await gateway.read(visit.actor, "contact", record_id)
+        if contact.erased:
+            return await erased_page(
+                request, visit, CONTACT, contact, base_path="/contacts", plural="Contacts"
+            )
         now = dt.datetime.now(dt.UTC)
         organization = await organization_of(gateway, visit, contact)
         lists = await related_lists(gateway, visit, contact)

@@ -21,7 +21,7 @@ from admin_ui.pages.records import heading_of, shown_value
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import CONTACT, RECORD_TYPES
-from server.gateway import Gateway, NotFound
+from server.gateway import Gateway, GatewayError, NotFound
 from server.gateway import Record as GatewayRecord
 from server.gateway.duplicates import MERGED, SURVIVOR, Merge
 from server.web import services_of
@@ -90,10 +90,16 @@ class DuplicatePages(Controller):
         for pair in shown:
             names = []
             for contact_id in (pair.first_id, pair.second_id):
-                record = await gateway.read(
-                    visit.actor, CONTACT.resource, contact_id, fields=("first_name", "last_name")
-                )
-                names.append(heading_of(CONTACT, record))
+                known = scan.names.get(contact_id)
+                if known is None:  # beyond the newest contacts the scan compared by name
+                    record = await gateway.read(
+                        visit.actor,
+                        CONTACT.resource,
+                        contact_id,
+                        fields=("first_name", "last_name"),
+                    )
+                    known = heading_of(CONTACT, record)
+                names.append(known)
             reasons = ", ".join(
                 REASONS[r.kind] + (f" ({r.score}%)" if r.kind == "name" else "")
                 for r in pair.reasons
@@ -132,6 +138,13 @@ class DuplicatePages(Controller):
             if spec.name in first.restricted:
                 continue
             a, b = first.values.get(spec.name), second.values.get(spec.name)
+            shown_a, shown_b = (
+                shown_value(CONTACT, spec.name, a),
+                shown_value(CONTACT, spec.name, b),
+            )
+            if spec.references:  # an organization by its name, never its id
+                shown_a = await _reference_name(gateway, visit, spec.references, a)
+                shown_b = await _reference_name(gateway, visit, spec.references, b)
             kept = survivor.values.get(spec.name)
             chosen = (
                 other.id
@@ -144,8 +157,8 @@ class DuplicatePages(Controller):
                 FieldRow(
                     spec.name,
                     spec.label,
-                    shown_value(CONTACT, spec.name, a),
-                    shown_value(CONTACT, spec.name, b),
+                    shown_a,
+                    shown_b,
                     a != b and spec.name in preview.writable,
                     chosen,
                 )
@@ -267,3 +280,15 @@ class DuplicatePages(Controller):
         merge = await gateway.confirm_merge(visit.actor, merge_id)
         await flash(request, visit, "Merge confirmed: the duplicate has been erased.")
         return see_other(f"/merges/{merge.id}")
+
+
+async def _reference_name(gateway: Gateway, visit: Visit, target: str, value: Any) -> str:
+    """The referenced record's heading (read through the gateway as the user), or a note
+    that they may not see it: a person reads names, not ids."""
+    if not value:
+        return ""
+    try:
+        other = await gateway.read(visit.actor, target, str(value))
+    except GatewayError:
+        return "Not visible to you"
+    return heading_of(RECORD_TYPES[target], other)

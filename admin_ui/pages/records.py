@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -33,6 +33,7 @@ from admin_ui.forms import (
 )
 from admin_ui.pages import bulk_actions
 from admin_ui.pages.consent import consent_panel
+from admin_ui.pages.erased import erased_page, erased_refusal
 from admin_ui.pages.imports import export_page
 from admin_ui.pages.pipeline import deal_choices
 from admin_ui.rendering import flash, render, see_other
@@ -106,6 +107,8 @@ def heading_of(rt: RecordType, record: GatewayRecord, zone: ZoneInfo = UTC) -> s
         for n in HEADING_FIELDS.get(rt.resource, ())
         if record.values.get(n)
     ]
+    if record.erased:
+        return f"Erased {rt.label.lower()}"
     return " ".join(parts) or f"{rt.label} {record.id[:8]}"
 
 
@@ -613,6 +616,10 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         ) -> Template:
             gateway = gateway_of(request)
             record = await gateway.read(visit.actor, resource, record_id)
+            if record.erased:
+                return await erased_page(
+                    request, visit, rt, record, base_path=base_path, plural=plural
+                )
             choices = await choices_for(request, record.values)
             rows = []
             for spec in rt.fields:
@@ -680,12 +687,14 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             request: Request[Any, Any, Any],
             visit: NamedDependency[Visit],
             record_id: FromPath[str],
-        ) -> Template:
+        ) -> Template | Response[Any]:
             gateway = gateway_of(request)
             record = await gateway.read(visit.actor, resource, record_id)
             writable = gateway.permitted_fields(visit.actor, resource, "update")
             if writable is None:
                 raise NotFound(f"{resource} not found")  # as the gateway answers such updates
+            if record.erased:
+                return await erased_refusal(request, rt, record)
             names, locked = editable(writable, record)
             values = {n: input_text(rt, n, record.values, visit.zone) for n in names}
             return await form_page(
@@ -698,13 +707,15 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             request: Request[Any, Any, Any],
             visit: NamedDependency[Visit],
             record_id: FromPath[str],
-        ) -> Template | Redirect:
+        ) -> Template | Redirect | Response[Any]:
             gateway = gateway_of(request)
             writable = gateway.permitted_fields(visit.actor, resource, "update")
             if writable is None:  # the gateway refuses (and audits) before reading any value
                 await gateway.update(visit.actor, resource, record_id, {})
                 raise NotFound(f"{resource} not found")
             record = await gateway.read(visit.actor, resource, record_id)
+            if record.erased:
+                return await erased_refusal(request, rt, record)
             names, locked = editable(writable, record)
             form = await request.form()
             read = read_form(rt, form, names, current=record.values, zone=visit.zone)

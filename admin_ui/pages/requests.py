@@ -24,6 +24,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
+from server.auth.directory import staff_labels
 from server.dsr.requests import (
     CHANNELS,
     EXTENSION_REASONS,
@@ -175,6 +176,7 @@ class RequestPages(Controller):
         """One request: where it stands, its deadline, its history and what can happen next."""
         item = await _get(request, request_id)
         erasure = services_of(request).erasure
+        staff_ids = [int(h.actor_id[5:]) for h in item.history if _is_staff(h.actor_id)]
         return await render(
             request,
             "dsr/requests_detail.html",
@@ -192,6 +194,7 @@ class RequestPages(Controller):
             extension_reasons=EXTENSION_REASONS,
             action_labels=ACTION_LABELS,
             when=when,
+            actors=actor_labels(item, await staff_labels(staff_ids)),
         )
 
     @post("/{request_id:str}/transition")
@@ -204,6 +207,11 @@ class RequestPages(Controller):
         item = await _get(request, request_id)
         form = await request.form()
         to_state = _text(form, "to_state")
+        if item.kind == "erasure" and to_state == "fulfilled":
+            # Erasure cannot be undone: only the confirmation page, with the reference
+            # typed, carries it out (admin_ui.pages.erasure).
+            await flash(request, visit, "Review what will be erased, then confirm.", "info")
+            return see_other(f"{BASE}/{item.id}/erase")
         try:
             change = await _requests(request).transition(
                 item.id,
@@ -262,6 +270,27 @@ class RequestPages(Controller):
         text = "Restriction lifted." if lifted else "The person was not restricted."
         await flash(request, visit, text)
         return see_other(f"{BASE}/{item.id}")
+
+
+def _is_staff(actor_id: str) -> bool:
+    return actor_id.startswith("user:") and actor_id[5:].isdigit() and len(actor_id) < 20
+
+
+def actor_labels(item: DataRequest, staff: Mapping[int, str]) -> dict[str, str]:
+    """Who made each change, as a person reads it: the staff member's name and e-mail,
+    the customer, or Consentry itself - never "user:6"."""
+    labels: dict[str, str] = {}
+    for entry in item.history:
+        actor = entry.actor_id
+        if _is_staff(actor):
+            labels[actor] = staff.get(int(actor[5:]), "A former staff account")
+        elif actor == "system:portal" or actor == "subject":
+            labels[actor] = "The customer, in the portal"
+        elif actor.startswith("system:"):
+            labels[actor] = "Consentry (automatic)"
+        else:
+            labels[actor] = actor
+    return labels
 
 
 async def _get(request: Request[Any, Any, Any], request_id: str) -> DataRequest:

@@ -6,6 +6,8 @@ staff user, and in which team) and must not need sessions, secrets or the audit 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from server.auth.tables import StaffUser
 from server.gateway.ownership import Assignee
 
@@ -38,3 +40,15 @@ class ActiveStaff:
         return bool(
             await StaffUser.exists().where((StaffUser.team == team) & StaffUser.is_active.eq(True))
         )
+
+
+async def staff_labels(user_ids: Iterable[int]) -> dict[int, str]:
+    """How people see a staff member named in a history: "Name (e-mail)", disabled
+    accounts included (a history must still say who did what after they left)."""
+    wanted = sorted(set(user_ids))
+    if not wanted:
+        return {}
+    rows = await StaffUser.select(StaffUser.id, StaffUser.display_name, StaffUser.email).where(
+        StaffUser.id.is_in(wanted)
+    )
+    return {int(r["id"]): f"{r['display_name']} ({r['email']})" for r in rows}

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.csvio.mapping import known_names, squash
 from server.datamap import (
     RECORD_TYPES,
     InvalidValues,
@@ -60,7 +61,12 @@ _NEUTRALISED = re.compile(r"^'(?=[=+\-@\t\r])")
 
 class ImportRefused(Exception):
     """The file as a whole cannot be imported (not CSV, no header, no usable columns).
-    The message names the problem, never a value, and is safe to print."""
+    The message names the problem, never a value, and is safe to print. ``hint`` says
+    what to do about it on the command line (the admin's mapping screen has its own)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -136,10 +142,6 @@ def record_type(resource: str) -> RecordType:
     return RECORD_TYPES[resource]
 
 
-def _squash(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", name).casefold()
-
-
 def parse_mapping(items: Iterable[str], rt: RecordType) -> dict[str, str]:
     """``["E-mail=email", "Notes=-"]`` -> {squashed header: field name or "-"}."""
     mapping: dict[str, str] = {}
@@ -153,7 +155,7 @@ def parse_mapping(items: Iterable[str], rt: RecordType) -> dict[str, str]:
                 f"--map {column}: {rt.resource} has no field {target!r}; fields: "
                 + ", ".join(f.name for f in rt.fields)
             )
-        mapping[_squash(column)] = target
+        mapping[squash(column)] = target
     return mapping
 
 
@@ -165,21 +167,18 @@ def plan_columns(
 ) -> ColumnPlan:
     """Match header names to fields; refuse a header two columns of which name one field,
     or that lacks a required field."""
-    known: dict[str, str] = {}
-    for spec in rt.fields:
-        known.setdefault(_squash(spec.name), spec.name)
-        known.setdefault(_squash(spec.label), spec.name)
+    known = known_names(rt)
     fields: dict[int, str] = {}
     ignored: dict[str, str] = {}
     taken: dict[str, str] = {}
     for position, raw in enumerate(header):
         name = raw.strip()
-        squashed = _squash(name)
+        squashed = squash(name)
         if not squashed:
             continue
         target = mapping.get(squashed, known.get(squashed))
         if target == IGNORE:
-            ignored[name] = "skipped by --map"
+            ignored[name] = "skipped: mapped to nothing"
             continue
         if target is None:
             ignored[name] = "unknown column"
@@ -193,8 +192,8 @@ def plan_columns(
             continue
         if target in taken:
             raise ImportRefused(
-                f"columns {taken[target]!r} and {name!r} both map to {target}; "
-                f"use --map to choose one"
+                f"columns {taken[target]!r} and {name!r} both map to {target}",
+                hint="use --map to choose one",
             )
         taken[target] = name
         fields[position] = target
@@ -203,11 +202,41 @@ def plan_columns(
     ]
     if missing:
         raise ImportRefused(
-            f"no column for required {rt.resource} field(s): "
-            + ", ".join(missing)
-            + " (name the column after the field, or use --map COLUMN=FIELD)"
+            f"no column for required {rt.resource} field(s): " + ", ".join(missing),
+            hint="(name the column after the field, or use --map COLUMN=FIELD)",
         )
     return ColumnPlan(fields, ignored)
+
+
+def _decode(content: bytes) -> tuple[str, str]:
+    """The text of a UTF-8 CSV file and its separator (``,`` ``;`` or tab)."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ImportRefused("the file is not UTF-8 text") from None
+    if "\x00" in text:
+        raise ImportRefused("not a CSV file (it contains binary data)")
+    first = text.split("\n", 1)[0]
+    return text, max((",", ";", "\t"), key=first.count)
+
+
+def peek(content: bytes, rows: int = 5) -> tuple[list[str], list[list[str]]]:
+    """The header and the first ``rows`` rows, for the mapping screen's preview."""
+    text, delimiter = _decode(content)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        if header is None or not any(name.strip() for name in header):
+            raise ImportRefused("the file is empty: the first line must name the columns")
+        sample: list[list[str]] = []
+        for values in reader:
+            if len(sample) >= rows:
+                break
+            if any(v.strip() for v in values):
+                sample.append([_NEUTRALISED.sub("", v) for v in values])
+    except csv.Error as exc:
+        raise ImportRefused(f"not a readable CSV file (line {reader.line_num}: {exc})") from None
+    return [name.strip() for name in header], sample
 
 
 def read_rows(
@@ -218,14 +247,7 @@ def read_rows(
 ) -> tuple[ColumnPlan, list[SourceRow]]:
     """Parse a UTF-8 CSV file (a byte-order mark is accepted; ``,`` ``;`` or tab
     separated) into rows of field -> text, with the line each row starts on."""
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ImportRefused("the file is not UTF-8 text") from None
-    if "\x00" in text:
-        raise ImportRefused("not a CSV file (it contains binary data)")
-    first = text.split("\n", 1)[0]
-    delimiter = max((",", ";", "\t"), key=first.count)
+    text, delimiter = _decode(content)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows: list[SourceRow] = []
     try:

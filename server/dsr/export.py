@@ -47,7 +47,6 @@ import uuid
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,9 +59,10 @@ from audit.signing import TreeHeadSigner, TreeHeadVerifier
 from server import db
 from server.consent.model import SUBJECT_ACTOR, ConsentError
 from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, Kind, RecordType
-from server.gateway import Actor
+from server.dsr import export_html
+from server.gateway import Actor, GatewayError
 from server.gateway.gateway import Record
-from server.money import decimals_of, format_money, plain_major
+from server.money import plain_major
 from server.processing_record import LEGAL_BASIS_LABELS
 from server.vault import Vault
 
@@ -399,21 +399,6 @@ def _record_json(rt: RecordType, record: Record) -> dict[str, Any]:
     return doc
 
 
-def _shown(resource: str, doc: Mapping[str, Any]) -> dict[str, Any]:
-    """A record as the summary page shows it: money with its currency and grouping."""
-    rt = RECORD_TYPES.get(resource)
-    if rt is None:
-        return dict(doc)
-    shown = dict(doc)
-    for spec in rt.fields:
-        value = doc.get(spec.name)
-        if spec.currency_from and value is not None:
-            currency = doc.get(spec.currency_from)
-            minor = int(Decimal(str(value)).scaleb(decimals_of(currency)))
-            shown[spec.name] = format_money(minor, currency)
-    return shown
-
-
 def _iso(moment: Any) -> str:
     if isinstance(moment, dt.datetime):
         aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
@@ -516,7 +501,10 @@ def _csv(rt: RecordType, docs: list[dict[str, Any]]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def _html(data: Mapping[str, Any], controller_name: str) -> bytes:
+def _html(data: Mapping[str, Any], controller_name: str, names: Mapping[str, str]) -> bytes:
+    """The page for people: names for ids, amounts in major units, readable times
+    (``server.dsr.export_html``); ``names`` are linked records that are not the person's
+    own (their organization)."""
     environment = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=True,
@@ -524,19 +512,40 @@ def _html(data: Mapping[str, Any], controller_name: str) -> bytes:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    labels = data["labels"]
-    record_tables = [
-        {
-            "label": labels[resource]["label"],
-            "columns": [(name, label) for name, label in labels[resource]["fields"].items()],
-            "records": [_shown(resource, d) for d in docs],
-        }
-        for resource, docs in data["records"].items()
-    ]
     html = environment.get_template("export.html").render(
-        data=data, controller_name=controller_name, record_tables=record_tables
+        data=data,
+        controller_name=controller_name,
+        record_tables=export_html.record_tables(data, names),
+        moment=export_html.moment,
+        words=export_html.words,
+        field_labels=export_html.field_labels,
     )
     return html.encode("utf-8")
+
+
+async def _linked_names(
+    services: Services, actor: Actor, held: Mapping[str, list[dict[str, Any]]]
+) -> dict[str, str]:
+    """Names of the records the person's records point at that are not their own (their
+    organization), read through the gateway, for the HTML page only."""
+    wanted: dict[str, str] = {}
+    for resource, docs in held.items():
+        for spec in RECORD_TYPES[resource].fields:
+            if spec.references and spec.references not in held:
+                for doc in docs:
+                    if doc.get(spec.name):
+                        wanted[str(doc[spec.name])] = spec.references
+    names: dict[str, str] = {}
+    for record_id, target in wanted.items():
+        try:
+            record = await services.gateway.read(
+                actor, target, record_id, purpose=EXPORT_PURPOSE, fields=("name",)
+            )
+        except GatewayError:
+            continue
+        if record.values.get("name"):
+            names[record_id] = str(record.values["name"])
+    return names
 
 
 def _sha256(content: bytes) -> str:
@@ -640,7 +649,9 @@ async def build_export(
     }
     for resource, docs in held.items():
         files[f"{resource}s.csv"] = _csv(RECORD_TYPES[resource], docs)
-    files[HTML_FILE] = _html(data, settings.controller_name)
+    files[HTML_FILE] = _html(
+        data, settings.controller_name, await _linked_names(services, actor, held)
+    )
     hashes = {name: _sha256(content) for name, content in files.items()}
     signer = services.audit_trail.signer
     manifest = {

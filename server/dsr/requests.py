@@ -301,6 +301,7 @@ class DataSubjectRequests:
         contact_id: str | None = None,
         received_at: dt.datetime | None = None,
         request_id: str = "",
+        notify: bool = True,
     ) -> RequestChange:
         """Record a request staff took on the person's behalf (phone, letter, e-mail).
 
@@ -342,7 +343,7 @@ class DataSubjectRequests:
                 key, str(subject), "", "verified", by, by_role, now, verification, request_id,
                 verb="log", detail={"kind": kind, "channel": channel},
             )  # fmt: skip
-        return await self._notify(str(key))
+        return await self._notify(str(key), send=notify)
 
     async def transition(
         self,
@@ -354,8 +355,11 @@ class DataSubjectRequests:
         verification: str = "",
         by_role: str = "",
         audit_request_id: str = "",
+        notify: bool = True,
     ) -> RequestChange:
-        """Move a request to ``to_state`` if ``TRANSITIONS`` allows it.
+        """Move a request to ``to_state`` if ``TRANSITIONS`` allows it. ``notify=False``
+        for the steps of a request answered at once (the portal's download): the person
+        gets one e-mail, for the step that completes it, not one per step.
 
         Every move re-checks that the person's identity was verified; leaving ``received``
         is only possible towards ``verified``, with the ``verification`` method used. A
@@ -409,7 +413,7 @@ class DataSubjectRequests:
                 key, str(row["subject_id"]), current, to_state, by, by_role, now, code,
                 audit_request_id, verb=VERBS[to_state], detail={"kind": str(row["kind"])},
             )  # fmt: skip
-        return await self._notify(str(key), address=address, notes=notes)
+        return await self._notify(str(key), address=address, notes=notes, send=notify)
 
     async def extend(
         self,
@@ -535,13 +539,20 @@ class DataSubjectRequests:
         return subject, "\n".join(lines) + "\n"
 
     async def _notify(
-        self, request_id: str, *, address: str | None = None, notes: Sequence[str] = ()
+        self,
+        request_id: str,
+        *,
+        address: str | None = None,
+        notes: Sequence[str] = (),
+        send: bool = True,
     ) -> RequestChange:
         """E-mail the person; the outcome is audited as a code. Never raises.
 
         ``address`` is one read before a fulfiller ran (an erased person can no longer be
         looked up); otherwise the contact record is read now."""
         request = await self.get(request_id)
+        if not send:
+            return RequestChange(request, MailResult(MailStatus.SKIPPED, "not_this_step"))
         if address:
             subject, text = self.message(request, notes)
             result = await self._mailer.send(address, subject, text)

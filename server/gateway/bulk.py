@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from audit.events import Action, Outcome
 from policy.enforcer import AccessDecision
 from server.datamap import RecordType
+from server.gateway import erasure
 from server.gateway.actor import Actor
 from server.gateway.errors import Forbidden, InvalidInput
 from server.gateway.tables import TABLES
@@ -195,6 +196,7 @@ class Export:
         while True:
             query = gateway._scoped(table.select(), table, self.decision, self.actor)
             query = await gateway._with_basis(query, table, self.purpose)
+            query = erasure.living(query, self.rt, table)
             for condition in self.conditions:
                 query = query.where(condition)
             if after is not None:

@@ -112,6 +112,9 @@ class Scan:
     name_limit: int
     names_capped: bool  # more contacts in scope than were compared by name
     pairs_capped: bool  # more pairs were found than returned
+    # Contact id -> "First Last" for the contacts whose names the scan read (and audited
+    # reading): the pairs page names them without reading each one again.
+    names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -224,8 +227,9 @@ async def find_candidates(gw: Gateway, actor: Actor, *, purpose: str) -> Scan:
             for pair in await _exact_pairs(gw, actor, decision, purpose, name):
                 reasons[pair][name] = Reason(name)
     compared, capped = 0, False
+    names: dict[str, str] = {}
     if {"first_name", "last_name"} <= readable:
-        pairs, compared, capped = await _name_pairs(gw, actor, decision, purpose)
+        pairs, compared, capped, names = await _name_pairs(gw, actor, decision, purpose)
         for pair, score in pairs.items():
             reasons[pair]["name"] = Reason("name", score)
     candidates = [
@@ -250,6 +254,7 @@ async def find_candidates(gw: Gateway, actor: Actor, *, purpose: str) -> Scan:
         name_limit=NAME_SCAN_LIMIT,
         names_capped=capped,
         pairs_capped=len(candidates) > MAX_PAIRS,
+        names=names,
     )
 
 
@@ -306,7 +311,7 @@ async def _exact_pairs(
 
 async def _name_pairs(
     gw: Gateway, actor: Actor, decision: AccessDecision, purpose: str
-) -> tuple[dict[tuple[str, str], int], int, bool]:
+) -> tuple[dict[tuple[str, str], int], int, bool, dict[str, str]]:
     query = Contact.select(
         Contact.id, Contact.subject_id, Contact.first_name, Contact.last_name
     ).order_by(Contact.created_at, ascending=False)
@@ -319,6 +324,7 @@ async def _name_pairs(
     )
     first_spec, last_spec = CONTACT.by_name["first_name"], CONTACT.by_name["last_name"]
     blocks: dict[str, list[tuple[str, str]]] = defaultdict(list)  # block -> (id, full name)
+    display: dict[str, str] = {}
     for row in rows:
         key = keys.get(str(row["subject_id"]))
         row_id = str(row["id"])
@@ -329,6 +335,7 @@ async def _name_pairs(
         first_f, last_f = _folded(first or ""), _folded(last or "")
         if not first_f and not last_f:
             continue  # a tombstone: nothing to compare
+        display[row_id] = " ".join(str(n) for n in (first, last) if n)
         full = f"{first_f} {last_f}".strip()
         for part in {first_f[:_BLOCK], last_f[:_BLOCK]} - {""}:
             blocks[part].append((row_id, full))
@@ -347,7 +354,7 @@ async def _name_pairs(
                 a, b = sorted((members[i][0], members[i + 1 + offset][0]))
                 if a != b:
                     found[(a, b)] = max(found.get((a, b), 0), round(score))
-    return found, len(rows), capped
+    return found, len(rows), capped, display
 
 
 # --- the pair, and the checks a merge must pass --------------------------------------------

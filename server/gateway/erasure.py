@@ -90,9 +90,28 @@ def _is_cleared(row: Mapping[str, Any], fields: Sequence[Field]) -> bool:
 
 
 def is_tombstone(rt: RecordType, row: Mapping[str, Any]) -> bool:
-    """Every encrypted column and blind index is empty: what erasure leaves behind."""
+    """Every encrypted column and blind index is empty: what erasure leaves behind. Only
+    decidable for types with a required encrypted field (a living contact always has a
+    name); an organization with just its (plaintext) name is no tombstone."""
     encrypted = [f for f in rt.fields if f.encrypted]
-    return bool(encrypted) and _is_cleared(row, encrypted)
+    return any(f.required for f in encrypted) and _is_cleared(row, encrypted)
+
+
+def living(query: Any, rt: RecordType, table: type[Table]) -> Any:
+    """Leave out the tombstones of person records (contacts, organizations, leads: the
+    records that are their own subject), in the WHERE clause: an erased person must not
+    turn up in lists, counts and exports as a nameless living record. A tombstone is a
+    row whose encrypted columns are NULL or empty (what :func:`clear_rows` leaves);
+    records about a person (deals, cases ...) stay, for the business totals."""
+    if rt.subject_from is not None:
+        return query
+    # A living record has its required encrypted fields (a contact's name); erasure
+    # clears them to NULL or ''. Types without one cannot be told apart and stay listed.
+    required = [getattr(table, f.name) for f in rt.fields if f.encrypted and f.required]
+    if not required:
+        return query
+    holds_value = functools.reduce(operator.or_, (column != "" for column in required))
+    return query.where(holds_value)
 
 
 def _columns(table: type[Table], fields: Sequence[Field]) -> list[Any]:

@@ -630,9 +630,11 @@ class Gateway:
         page: int = 1,
         page_size: int = 25,
         sort: str = "",
+        include_erased: bool = False,
     ) -> Page:
         """One page of the records the actor may list, newest first unless ``sort`` names
-        a plaintext field (server.gateway.sorting): "stage", "-amount"."""
+        a plaintext field (server.gateway.sorting): "stage", "-amount". Erased people
+        (tombstones of contacts and leads) are left out unless ``include_erased``."""
         rt, table = self._record_type(resource)
         purpose = purpose or self.default_purpose(actor.role)
         if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -657,6 +659,8 @@ class Gateway:
         count = await self._with_basis(
             self._scoped(table.count(), table, decision, actor), table, purpose
         )
+        if not include_erased:
+            select, count = erasure.living(select, rt, table), erasure.living(count, rt, table)
         for condition in conditions:
             select = select.where(condition)
             count = count.where(condition)
@@ -700,8 +704,10 @@ class Gateway:
         *,
         purpose: str | None = None,
         filters: Mapping[str, Any] | None = None,
+        include_erased: bool = False,
     ) -> int:
-        """How many records of ``resource`` the actor can reach, without reading any.
+        """How many records of ``resource`` the actor can reach, without reading any
+        (erased people left out, as in ``list``).
 
         For dashboards: a one-row ``list`` would record the newest customer as accessed by
         everyone who opens the start page, which would drown that person's access report.
@@ -724,6 +730,8 @@ class Gateway:
         query = await self._with_basis(
             self._scoped(table.count(), table, decision, actor), table, purpose
         )
+        if not include_erased:
+            query = erasure.living(query, rt, table)
         for condition in conditions:
             query = query.where(condition)
         total = int(await query)
@@ -1515,6 +1523,8 @@ class Gateway:
                 subject_ids=await self._subject_of(table, record_id),
             )
         await self._require_basis(actor, rt, Action.UPDATE, purpose, row)
+        if erasure.is_tombstone(rt, row):
+            raise Conflict(f"this {rt.resource} has been erased and cannot be changed")
         subject = (str(row["subject_id"]),)
         cleaned = await self._clean(
             actor,

@@ -202,7 +202,13 @@ class PortalPages(Controller):
             content = await _portal(request).download_now(
                 identity, request_id=request_id_of(request)
             )
-        except (NoRecords, PortalError):
+        except PortalError as exc:
+            if exc.code == "in_progress":
+                return await _home(request, identity, error=exc.message, status=409)
+            return await _home(
+                request, identity, error="We could not build your download. Try again later."
+            )
+        except NoRecords:
             return await _home(
                 request, identity, error="We could not build your download. Try again later."
             )
@@ -213,7 +219,18 @@ class PortalPages(Controller):
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        kind = (await _form(request)).get("kind", "")
+        form = await _form(request)
+        kind = form.get("kind", "")
+        if kind == "erasure" and form.get("confirmed") != "yes":
+            # Erasure cannot be undone: say what it means and ask once more (on the
+            # server, so it holds without JavaScript and for a replayed form too).
+            return _page(
+                request,
+                "confirm_erasure.html",
+                signed_in=True,
+                title="Erase your data?",
+                explanation=REQUEST_WORDS["erasure"][1],
+            )
         try:
             filed = await _portal(request).file_request(
                 identity, kind, request_id=request_id_of(request)

@@ -18,6 +18,7 @@ record goes through the gateway as ``system:portal`` under the ``compliance`` pu
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -50,6 +51,12 @@ SIGN_IN = "sign_in"
 DOWNLOAD = "download"
 SIGN_IN_LIFETIME = dt.timedelta(minutes=15)
 DOWNLOAD_LIFETIME = dt.timedelta(days=7)
+# "Download my data" pressed again this soon after an answered request serves that same
+# request again instead of logging (and e-mailing about) a new one.
+REPEAT_DOWNLOAD = dt.timedelta(minutes=10)
+# One answer at a time per person in this worker (a double click waits, then finds it).
+_DOWNLOAD_LOCKS: dict[str, asyncio.Lock] = {}
+MAX_LOCKS = 10_000
 MAX_OUTSTANDING_LINKS = 5  # unused sign-in links per person; more requests send nothing
 SESSION_IDLE = dt.timedelta(minutes=30)
 SESSION_ABSOLUTE = dt.timedelta(hours=8)
@@ -399,7 +406,9 @@ class Portal:
         change = await self._log(identity, kind, request_id)
         return change.request
 
-    async def _log(self, identity: PortalIdentity, kind: str, request_id: str) -> RequestChange:
+    async def _log(
+        self, identity: PortalIdentity, kind: str, request_id: str, *, notify: bool = True
+    ) -> RequestChange:
         """A request the person made here: verified by the e-mailed sign-in link."""
         return await self._requests.log(
             identity.subject_id,
@@ -410,6 +419,7 @@ class Portal:
             by_role=SUBJECT_ROLE,
             contact_id=identity.contact_id,
             request_id=request_id,
+            notify=notify,
         )
 
     async def download_now(self, identity: PortalIdentity, *, request_id: str = "") -> bytes:
@@ -417,13 +427,37 @@ class Portal:
         fulfilled. The bundle is audited as requested by the subject (``dsr.export``)."""
         if self.exporter is None:
             raise PortalError("unavailable", "Downloads are not available right now.")
-        change = await self._log(identity, "access", request_id)
+        # One click, one request, one e-mail: a second click (a double click, an impatient
+        # reload) while the first is being answered waits for it and then finds it.
+        if len(_DOWNLOAD_LOCKS) > MAX_LOCKS:
+            _DOWNLOAD_LOCKS.clear()  # bounded memory; an in-flight answer keeps its own lock
+        lock = _DOWNLOAD_LOCKS.setdefault(identity.subject_id, asyncio.Lock())
+        async with lock:
+            return await self._download_once(identity, request_id)
+
+    async def _download_once(self, identity: PortalIdentity, request_id: str) -> bytes:
+        assert self.exporter is not None  # checked by download_now
+        now = dt.datetime.now(dt.UTC)
+        for existing in await self.requests_of(identity):
+            if existing.kind != "access":
+                continue
+            if existing.open:
+                raise PortalError(
+                    "in_progress",
+                    f"Your request for a copy of your data (reference {existing.id[:8]}) is "
+                    "already in progress. We will e-mail you when it is ready; there is no "
+                    "need to ask again.",
+                )
+            if existing.state == "fulfilled" and now - existing.updated_at < REPEAT_DOWNLOAD:
+                # Just answered: the same request again, not a new one (and no new e-mail).
+                return await self._serve(identity, existing.id, request_id)
+        change = await self._log(identity, "access", request_id, notify=False)
         key = change.request.id
         for state in ("in_review", "approved"):
-            await self._requests.transition(key, state, by=PORTAL_ACTOR_ID)
+            await self._requests.transition(key, state, by=PORTAL_ACTOR_ID, notify=False)
         bundle = await self.exporter(identity.subject_id)
         # The portal's own fulfiller call sees by == system:portal and sends no link: the
-        # person is downloading the bundle right now.
+        # person is downloading the bundle right now. This is the one e-mail they get.
         await self._requests.transition(key, "fulfilled", by=PORTAL_ACTOR_ID)
         await self._record(
             "portal.download", identity.subject_id, Outcome.ALLOWED, "", key, request_id

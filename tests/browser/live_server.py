@@ -148,6 +148,7 @@ class LiveServer:
                 "CONSENTRY_SESSION_SECRET": secrets.token_urlsafe(32),
                 "CONSENTRY_COOKIE_SECURE": "0",  # plain http on loopback
                 "CONSENTRY_LOG_JSON": "1",
+                "CONSENTRY_CONTROLLER_NAME": "Example Ltd",
                 "PYTHONUNBUFFERED": "1",
             }
         )

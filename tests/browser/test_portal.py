@@ -118,6 +118,9 @@ def test_a_customer_signs_in_by_email_link_and_asks_for_erasure(
     expect(page.get_by_text("You have not made any requests yet.")).to_be_visible()
 
     page.get_by_role("button", name="Erase my data").click()
+    # A confirmation step first: nothing is filed until the person says yes.
+    expect(page.get_by_role("heading", name="Erase your data?")).to_be_visible()
+    page.get_by_role("button", name="Yes, erase my data").click()
     expect(page.get_by_role("heading", name="Request received")).to_be_visible()
     reference = page.locator("code").first.inner_text()
     page.get_by_role("link", name="Back to your page").click()
