@@ -110,9 +110,7 @@ def main_menu(policy: PolicyEngine, role: str, path: str) -> tuple[MenuGroup, ..
     allowed = [
         (label, [e for e in entries if _may_use(policy, role, e)]) for label, entries in MENU
     ]
-    best = max(
-        (_matches(e.href, path) for _, entries in allowed for e in entries), default=-1
-    )
+    best = max((_matches(e.href, path) for _, entries in allowed for e in entries), default=-1)
     return tuple(
         MenuGroup(
             label,
