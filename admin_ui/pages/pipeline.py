@@ -13,6 +13,7 @@ answered with a clear 403 page.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any
@@ -149,10 +150,8 @@ class BoardPages(Controller):
         if not may_move(request, visit):
             # The gateway refuses and audits the attempt; the answer says why, and reveals
             # nothing about the deal (the same whether it exists or not).
-            try:
+            with contextlib.suppress(NotFound, Forbidden):
                 await pipelines.move_deal(visit.actor, deal_id, key, reason or None)
-            except (NotFound, Forbidden):
-                pass
             return error_page(
                 request,
                 HTTP_403_FORBIDDEN,
