@@ -73,7 +73,7 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
     (
         "Compliance",
         (
-            MenuEntry("Overview", "/compliance", ("audit", "read")),
+            MenuEntry("Compliance console", "/compliance", ("audit", "read")),
             MenuEntry("Requests", "/compliance/requests", ("audit", "read")),
             MenuEntry("Alerts", "/compliance/alerts", ("alert", "manage")),
             MenuEntry("Consent", "/compliance/consent", ("consent", "manage")),
