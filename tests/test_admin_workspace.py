@@ -16,6 +16,7 @@ import re
 import pytest
 
 from audit.tables import AuditRecord
+from server.gateway import InvalidInput
 from server.pipelines.tables import DEFAULT_PIPELINE_ID
 from server.services import Services
 from tests.conftest import Staff
@@ -248,3 +249,21 @@ async def test_marketing_gets_no_move_controls_and_a_forced_move_is_a_clear_403(
         data={"stage": "won", "_csrf_token": csrf_of(board)},
     )
     assert ghost.status_code == 403
+
+
+async def test_listing_records_by_id_keeps_the_scope_and_refuses_bad_ids(
+    services: Services, staff: Staff
+) -> None:
+    """The board's names come from a list by ``id``: another rep's contact is not in it,
+    and ids that are not ids are a 400-class refusal naming the filter, not a 500."""
+    gw = services.gateway
+    rep = staff.actor(await staff.create("sales"))
+    other = staff.actor(await staff.create("sales"))
+    mine = await gw.create(rep, "contact", sales_contact(first_name="Wilhelmina"))
+    theirs = await gw.create(other, "contact", sales_contact(first_name="Xavier"))
+    page = await gw.list(rep, "contact", filters={"id": [mine.id, theirs.id]}, page_size=10)
+    assert [p.id for p in page.items] == [mine.id]
+    assert page.total == 1
+    with pytest.raises(InvalidInput) as refused:
+        await gw.list(rep, "contact", filters={"id": ["not-an-id"]})
+    assert set(refused.value.problems) == {"id"}

@@ -107,7 +107,8 @@ def convert_lead(page: Page) -> None:
 
 def win_the_deal(page: Page) -> None:
     """On the board: the card's "Move" disclosure, its stage select and button, by keyboard."""
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Pipeline", exact=True).click()
+    menu = page.get_by_role("navigation", name="Main")
+    menu.get_by_role("link", name="Pipeline", exact=True).click()
     card = page.locator("li.card", has_text=DEAL_TITLE)
     expect(page.locator("section[data-stage=qualification]")).to_contain_text(DEAL_TITLE)
     card.locator("summary").focus()
