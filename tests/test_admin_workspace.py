@@ -77,6 +77,11 @@ async def test_each_role_gets_its_groups_and_every_menu_link_opens(staff: Staff,
         assert answer.status_code == 200, (role, label, href, answer.status_code)
         _, here = menu_of(answer.text)
         assert label in here  # the same menu everywhere
+    # Every link on the dashboard itself leads somewhere this role may go.
+    main = page.text.split('<main id="main"')[1].split("</main>")[0]
+    for href in set(re.findall(r'href="(/[^"]*)"', main)):
+        answer = await client.get(html.unescape(href))
+        assert answer.status_code == 200, (role, href, answer.status_code)
 
 
 async def test_the_current_page_is_marked_in_the_menu(staff: Staff) -> None:
