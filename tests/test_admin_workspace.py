@@ -12,11 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import uuid
 
 import pytest
 
 from audit.tables import AuditRecord
 from server.gateway import InvalidInput
+from server.gateway.tables import Deal
 from server.pipelines.tables import DEFAULT_PIPELINE_ID
 from server.services import Services
 from tests.conftest import Staff
@@ -272,3 +274,32 @@ async def test_listing_records_by_id_keeps_the_scope_and_refuses_bad_ids(
     with pytest.raises(InvalidInput) as refused:
         await gw.list(rep, "contact", filters={"id": ["not-an-id"]})
     assert set(refused.value.problems) == {"id"}
+
+
+async def test_a_deal_remembers_when_it_entered_its_stage(services: Services, staff: Staff) -> None:
+    """Entering a stage stamps the time; an edit that keeps the stage keeps it; nobody may
+    set it by hand; the board counts the days in stage from it."""
+    gw = services.gateway
+    identity = await staff.create("sales")
+    rep = staff.actor(identity)
+    person = await gw.create(rep, "contact", sales_contact())
+    deal = await gw.create(rep, "deal", deal_values(person.id, title="Zither"))
+    entered = deal.values["stage_entered_at"]
+    assert entered
+    edited = await gw.update(rep, "deal", deal.id, {"amount": 5_000, "stage": "proposal"})
+    assert edited.values["stage_entered_at"] == entered  # same stage: same entry time
+    with pytest.raises(InvalidInput) as refused:
+        await gw.update(rep, "deal", deal.id, {"stage_entered_at": "2020-01-01T00:00:00Z"})
+    assert set(refused.value.problems) == {"stage_entered_at"}
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=12)
+    await Deal.update({Deal.stage_entered_at: long_ago}).where(Deal.id == uuid.UUID(deal.id))
+    client = await web_login(staff, identity)
+    card = (await client.get("/pipeline")).text.split(f'id="deal-{deal.id}"')[1].split("</li>")[0]
+    assert re.search(r'class="card-age"[^>]*>12 d<', card)
+    moved = await gw.update(rep, "deal", deal.id, {"stage": "negotiation"})
+    assert moved.values["stage_entered_at"] > long_ago.isoformat()
+    card = (await client.get("/pipeline")).text.split(f'id="deal-{deal.id}"')[1].split("</li>")[0]
+    assert re.search(r'class="card-age"[^>]*>0 d<', card)
+    form = await client.get(f"/deals/{deal.id}/edit")
+    assert 'name="stage_entered_at"' not in form.text  # not a form input
+    assert "In stage since" not in text_of(form)

@@ -110,7 +110,7 @@ class BoardPages(Controller):
             owners=owners,
             today=today,
             close_date=_close_date,
-            days_since=lambda moment: max(0, (today - moment.astimezone(dt.UTC).date()).days),
+            days_in_stage=lambda deal: _days_in_stage(deal, today),
             more_link=lambda stage: (
                 "/deals?" + urlencode({"pipeline_id": board.pipeline.id, "stage": stage})
             ),
@@ -218,6 +218,19 @@ async def _owner_names(request: Request[Any, Any, Any], board: Board) -> dict[in
         if found is not None:
             names[owner_id] = found[0].display_name or found[0].email
     return names
+
+
+def _days_in_stage(deal: Any, today: dt.date) -> int:
+    """Whole days since the deal entered its stage (since it was created, if the stage
+    entry time is hidden from the role or unknown)."""
+    entered = deal.values.get("stage_entered_at")
+    if isinstance(entered, str):
+        try:
+            entered = dt.datetime.fromisoformat(entered)
+        except ValueError:
+            entered = None
+    moment = entered if isinstance(entered, dt.datetime) else deal.created_at
+    return max(0, (today - moment.astimezone(dt.UTC).date()).days)
 
 
 def _close_date(value: object) -> dt.date | None:

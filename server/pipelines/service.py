@@ -273,6 +273,8 @@ class Pipelines:
             return {"stage": f"must be a stage of the pipeline: {keys}"}
         values["stage"] = stage.key
         entering = creating or switched or stage.key != old_stage
+        if entering:  # the board's age in stage counts from here
+            values["stage_entered_at"] = dt.datetime.now(dt.UTC).isoformat()
         if stage.kind == "won":
             values["probability"] = 100
         elif stage.kind == "lost":
