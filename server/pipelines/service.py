@@ -238,7 +238,8 @@ class Pipelines:
         """Check a deal's pipeline and stage; fill in what follows from them.
 
         On a create, a missing pipeline is the default one and a missing stage its first
-        open stage. Entering a stage sets the stage's probability unless one is given;
+        open stage. Entering a stage stamps ``stage_entered_at`` (the board's age in
+        stage) and sets the stage's probability unless one is given;
         won and lost always set 100 and 0. A lost deal needs a reason; a deal that leaves
         the lost stage drops it.
         """
