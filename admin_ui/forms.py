@@ -7,26 +7,30 @@ fields that are both declared and writable, so a restricted field never reaches 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from server.datamap import Category, Field, Kind, RecordType
+from server.datamap import Field, Kind, RecordType
+from server.money import AmountError, parse_major, plain_major
 
-TEXTAREA_FROM_LENGTH = 500  # longer free text gets a multi-line box
+UTC = ZoneInfo("UTC")
+
+TEXTAREA_FROM_LENGTH = 500  # longer text gets a multi-line box; a title stays one line
 
 INPUT_TYPES = {
     Kind.TEXT: "text",
     Kind.EMAIL: "email",
     Kind.PHONE: "tel",
     Kind.DATE: "date",
+    Kind.DATETIME: "datetime-local",
     Kind.INTEGER: "number",
     Kind.COUNTRY: "text",
 }
 HINTS = {
     Kind.PHONE: "With the country code, e.g. +44 20 7946 0000.",
-    Kind.DATE: "As YYYY-MM-DD.",
-    Kind.DATETIME: "As YYYY-MM-DD HH:MM, in UTC unless you add an offset such as +02:00.",
     Kind.COUNTRY: "Two-letter code, e.g. GB.",
     Kind.INTEGER: "A whole number.",
 }
@@ -37,7 +41,9 @@ FIELD_HINTS: dict[tuple[str, str], str] = {
     ("interaction", "participants"): (
         "Other people who took part, e.g. colleagues, the customer's assistant."
     ),
-    ("deal", "amount"): "In the currency's smallest unit (cents, pence): 1450000 is 14,500.00.",
+    ("deal", "amount"): (
+        "In the currency's own units, e.g. 12,500.00 for EUR or 12,500 for JPY (no decimals)."
+    ),
     ("deal", "pipeline_id"): "Left empty: the default pipeline.",
     ("deal", "stage"): (
         "A stage of the deal's pipeline; left empty on a new deal: the pipeline's first stage."
@@ -117,9 +123,8 @@ def form_field(
 ) -> FormField:
     """The input for ``spec``; ``provided`` (by a page's choices provider) turns it into a
     select, and ``resource`` picks up the field's help text in ``FIELD_HINTS``."""
-    hint = " ".join(
-        h for h in (HINTS.get(spec.kind, ""), FIELD_HINTS.get((resource, spec.name), "")) if h
-    )
+    kind_hint = "" if spec.currency_from else HINTS.get(spec.kind, "")  # money has decimals
+    hint = " ".join(h for h in (kind_hint, FIELD_HINTS.get((resource, spec.name), "")) if h)
     if provided is not None:
         return FormField(
             name=spec.name,
@@ -138,7 +143,7 @@ def form_field(
         control, choices = "select", tuple((c, choice_label(c)) for c in spec.choices)
     elif spec.kind is Kind.REFERENCE:
         control, choices = "select", tuple(references)
-    elif spec.category is Category.FREE_TEXT or spec.max_length >= TEXTAREA_FROM_LENGTH:
+    elif spec.kind is Kind.TEXT and spec.max_length >= TEXTAREA_FROM_LENGTH:
         control, choices = "textarea", ()
     else:
         control, choices = "input", ()
@@ -146,7 +151,8 @@ def form_field(
         name=spec.name,
         label=spec.label,
         control=control,
-        input_type=INPUT_TYPES.get(spec.kind, "text"),
+        # Money is typed as text ("12,500.00"): a number input refuses grouping commas.
+        input_type="text" if spec.currency_from else INPUT_TYPES.get(spec.kind, "text"),
         required=spec.required,
         max_length=spec.max_length,
         choices=choices,
@@ -168,6 +174,129 @@ def display_value(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def input_text(rt: RecordType, name: str, values: Mapping[str, Any], zone: ZoneInfo = UTC) -> str:
+    """A stored value as its input shows it: money in major units ("12500.00"), a moment
+    as ``datetime-local`` wants it, in the user's zone ("2026-12-03T10:00")."""
+    value = values.get(name)
+    spec = rt.by_name.get(name)
+    if value is None or spec is None:
+        return display_value(value)
+    if spec.currency_from:
+        try:
+            return plain_major(int(value), values.get(spec.currency_from))
+        except (TypeError, ValueError):
+            return display_value(value)
+    if spec.kind is Kind.DATETIME:
+        return local_input(str(value), zone)
+    return display_value(value)
+
+
+def local_input(stored: str, zone: ZoneInfo) -> str:
+    """A stored UTC moment as a ``datetime-local`` value in ``zone``."""
+    try:
+        moment = dt.datetime.fromisoformat(stored)
+    except ValueError:
+        return stored
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M")
+
+
+def moment_from_input(text: str, zone: ZoneInfo) -> str:
+    """A typed ``datetime-local`` value (a wall-clock time in ``zone``) as an ISO moment
+    with its offset; the gateway stores it in UTC. Text that is no date-time is passed on
+    for the gateway to refuse with its message."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.isoformat()
+
+
+@dataclass(frozen=True)
+class FormInput:
+    """A submitted record form: gateway values, the typed text to show again, and the
+    problems found before the gateway was asked (an amount that is no amount)."""
+
+    values: dict[str, Any]
+    submitted: dict[str, str]
+    problems: dict[str, str]
+
+
+def read_form(
+    rt: RecordType,
+    form: Mapping[str, Any],
+    names: Iterable[str],
+    *,
+    current: Mapping[str, Any] | None = None,
+    zone: ZoneInfo = UTC,
+) -> FormInput:
+    """Gateway values from a submitted form, and the submitted text to show again.
+
+    Creating (``current`` is None): an empty input means "not set". Editing: an empty
+    input clears the field (None), and inputs equal to the stored value are left out, so
+    the update and its audit event name only the fields that really changed. Money is
+    typed in major units of the currency chosen in the same form (else the stored one);
+    a date-time is typed in the user's ``zone``.
+    """
+    values: dict[str, Any] = {}
+    submitted: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    names = list(names)
+    for name in names:
+        raw = form.get(name)
+        if raw is None or not isinstance(raw, str):
+            continue
+        submitted[name] = raw
+        text = raw.strip()
+        spec = rt.by_name[name]
+        if spec.currency_from:
+            _money(spec, text, form, names, current, values, problems)
+            continue
+        if current is not None:
+            if text == input_text(rt, name, current, zone).strip():
+                continue
+            if not text:
+                values[name] = None
+                continue
+        elif not text:
+            continue
+        values[name] = (
+            moment_from_input(text, zone) if spec.kind is Kind.DATETIME else _typed(spec, text)
+        )
+    return FormInput(values, submitted, problems)
+
+
+def _money(
+    spec: Field,
+    text: str,
+    form: Mapping[str, Any],
+    names: list[str],
+    current: Mapping[str, Any] | None,
+    values: dict[str, Any],
+    problems: dict[str, str],
+) -> None:
+    """An amount typed in major units, as minor units in ``values`` (or a problem)."""
+    source = spec.currency_from or ""
+    chosen = form.get(source) if source in names else None
+    stored_currency = (current or {}).get(source)
+    currency = (chosen.strip() or None) if isinstance(chosen, str) else stored_currency
+    stored = (current or {}).get(spec.name)
+    if not text:
+        if current is not None and stored is not None:
+            values[spec.name] = None
+        return
+    try:
+        minor = parse_major(text, str(currency) if currency else None)
+    except AmountError as exc:
+        problems[spec.name] = str(exc)
+        return
+    if current is None or minor != stored:
+        values[spec.name] = minor
+
+
 def values_from_form(
     rt: RecordType,
     form: Mapping[str, Any],
@@ -175,30 +304,9 @@ def values_from_form(
     *,
     current: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Gateway values from a submitted form, and the submitted text to show again.
-
-    Creating (``current`` is None): an empty input means "not set". Editing: an empty
-    input clears the field (None), and inputs equal to the stored value are left out, so
-    the update and its audit event name only the fields that really changed.
-    """
-    values: dict[str, Any] = {}
-    submitted: dict[str, str] = {}
-    for name in names:
-        raw = form.get(name)
-        if raw is None or not isinstance(raw, str):
-            continue
-        submitted[name] = raw
-        text = raw.strip()
-        if current is not None:
-            if text == display_value(current.get(name)).strip():
-                continue
-            if not text:
-                values[name] = None
-                continue
-        elif not text:
-            continue
-        values[name] = _typed(rt.by_name[name], text)
-    return values, submitted
+    """:func:`read_form` for forms without money or moments (a note)."""
+    read = read_form(rt, form, names, current=current)
+    return read.values, read.submitted
 
 
 def _typed(spec: Field, text: str) -> Any:

@@ -18,7 +18,15 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from admin_ui.pages.account import account, change_password, end_session, enrol, security
+from admin_ui import display
+from admin_ui.pages.account import (
+    account,
+    change_password,
+    change_time_zone,
+    end_session,
+    enrol,
+    security,
+)
 from admin_ui.pages.alerts import AlertPages
 from admin_ui.pages.campaigns import CampaignPages
 from admin_ui.pages.compliance import CompliancePages
@@ -65,6 +73,7 @@ def template_engine() -> JinjaTemplateEngine:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    display.install(environment)
     return JinjaTemplateEngine.from_environment(environment)
 
 
@@ -77,6 +86,7 @@ def admin_router() -> Router:
             SignInPages,
             account,
             change_password,
+            change_time_zone,
             end_session,
             security,
             enrol,

@@ -17,12 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
 
 from litestar import Request
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from server.auth.service import SessionInfo, SessionState, StaffIdentity
+from server.auth.zones import zone_of
 from server.gateway import Actor
 from server.web import SESSION_COOKIE, request_id_of, services_of
 
@@ -104,6 +106,11 @@ class Visit:
     def actor(self) -> Actor:
         i = self.info.identity
         return Actor.staff(i.user_id, i.role, i.team, self.request_id)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The user's time zone: pages show times in it (stored times are UTC)."""
+        return zone_of(self.info.identity.time_zone)
 
     @property
     def is_admin(self) -> bool:

@@ -243,7 +243,7 @@ async def seal_lag(since: dt.datetime | None = None) -> dict[str, Any]:
         "heads": len(heads),
         "unsealed_at_stop": uncovered,
         "what": "time from an event to the signing of the first head covering it, over every "
-        "event written while the server ran (all server workers sealing every "
+        "event written while the server ran (the worker holding the sealer lease sealing every "
         f"{Settings().seal_interval_ms} ms)",
     }
 

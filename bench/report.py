@@ -79,7 +79,11 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, str]]:
             )
         )
         append = figures["audit_append"]
-        best = max(append["sequential_events_per_s"], append["concurrent_events_per_s"])
+        best = max(
+            append["sequential_events_per_s"],
+            append["concurrent_events_per_s"],
+            append.get("grouped_events_per_s", 0.0),  # runs from before group commit lack it
+        )
         if engine == "postgres":
             out.append(
                 _target(
@@ -87,7 +91,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, str]]:
                     ">= 3,000 events/s",
                     f"{best:,.0f} events/s",
                     _status(best >= 3000),
-                    "one event per transaction; sealed by the server every 250 ms",
+                    "best of one event per transaction and grouped (reads); sealed every 250 ms",
                     name,
                 )
             )
@@ -334,8 +338,12 @@ def markdown(
         "database); `Gateway.export_subject` is reading and decrypting the records alone.",
         "- **Audit sealing**: append figures include a sealer signing a tree head every "
         "250 ms in the same process; 'event to signed head' is measured over the events "
-        "written while the server ran, sealed by the server's workers (the data load's own "
-        "events, written before any sealer existed, are left out).",
+        "written while the server ran, sealed by the one worker holding the sealer lease "
+        "(the data load's own events, written before any sealer existed, are left out).",
+        "- **Audit append**: a write carries its event in its own transaction (one event "
+        "per transaction: the 1-writer and concurrent-writers rows); reads, lists, searches "
+        "and denials commit theirs in groups (the concurrent-reads row: every event waiting "
+        "in a worker goes into one transaction), which is what the read scenarios pay.",
         "",
         "Raw figures: [`latest.json`](latest.json).",
         "",
@@ -442,6 +450,18 @@ def _engine_section(engine: str, figures: dict[str, Any]) -> list[str]:
                 f"{append['concurrent_events_per_s']:,.0f} events/s",
                 "same, from one process",
             ],
+            *(
+                [
+                    [
+                        f"audit append, {append['grouped_readers']} concurrent reads",
+                        f"{append['grouped_events_per_s']:,.0f} events/s",
+                        f"{append['what_grouped']}; "
+                        f"{append['grouped_events_per_commit']:,.1f} events per commit",
+                    ]
+                ]
+                if "grouped_events_per_s" in append
+                else []
+            ),
             [
                 "audit verification",
                 f"{verify['events_per_s']:,.0f} events/s",

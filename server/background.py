@@ -1,11 +1,14 @@
 """Jobs every server worker runs beside the requests: sealing the audit log, alert rules,
-consent expiry, and the daily housekeeping (retention, expired rows, KEK rotation when
-configured and pruning of retired KEK versions: docs/backups.md).
+consent expiry, giving freed heap back to the system once a minute (server/memory.py), and
+the daily housekeeping (retention, expired rows, KEK rotation when configured and pruning
+of retired KEK versions: docs/backups.md).
 
-Every worker runs them; the jobs themselves make that safe (the sealer takes a lock and
-other workers skip their turn), so there is no leader to elect and no worker whose loss
-stops sealing. Failures are logged by type and never stop the loop: an audit log that
-stays unsealed because of one bad minute would be worse than a noisy log.
+Every worker runs them and the jobs make that safe (each takes a lock or claims its run).
+The sealer, which runs several times a second, is also elected (``audit.sealer_lease``):
+one worker of the deployment seals, the others watch for a stall and take over when the
+lease holder dies, so no worker's loss stops sealing and the others do not poll the log
+and queue for the write lock all day. Failures are logged by type and never stop the loop:
+an audit log that stays unsealed because of one bad minute would be worse than a noisy log.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from audit.alerts import AlertEngine
+from audit.sealer_lease import SealerLease, sealer_lease
 from audit.trail import AuditTrail, SealRefused
+from server import db
 from server.csvio.jobs import ImportJobs
 from server.leads.webform import SpentTokens
 from server.logs import get_logger
+from server.memory import can_trim, release_free_heap
 from server.services import Services
 
 log = get_logger("consentry.background")
@@ -32,7 +38,9 @@ ALERT_INTERVAL_SECONDS = 30.0
 EXPIRY_INTERVAL_SECONDS = 300.0
 RETENTION_CHECK_SECONDS = 3600.0  # the run itself is daily: the first check of a UTC day
 RETENTION_START_DELAY_SECONDS = 600.0  # not in the rush of a (re)start
+HEAP_TRIM_SECONDS = 60.0
 STOP_GRACE_SECONDS = 10.0
+LEASE_RETRY_SECONDS = 1.0  # how often a worker without the sealer lease watches and asks
 SUMMARY_SECONDS = 60.0  # the sealer's run times are summed up once a minute
 
 
@@ -140,6 +148,36 @@ async def seal_round(
     return delay
 
 
+async def watch_round(
+    trail: AuditTrail,
+    *,
+    alerts: AlertEngine | None = None,
+    stall_seconds: float = DEFAULT_STALL_SECONDS,
+) -> None:
+    """A worker that does not seal still says when sealing is stuck (the holder of the
+    lease may be alive but wedged): a log line and an alert, as the sealer would."""
+    try:
+        backlog = await trail.unsigned_backlog()
+        stalled = trail.stalled(backlog, stall_seconds) if backlog else None
+    except Exception as exc:
+        log.warning("audit backlog check failed", error=type(exc).__name__)
+        return
+    if stalled is None:
+        return
+    log.error(
+        "audit integrity problem",
+        kind=str(stalled.kind),
+        seq=stalled.seq,
+        count=stalled.count,
+        problem=stalled.problem,
+    )
+    if alerts is not None:
+        try:
+            await alerts.raise_integrity_alert(stalled)
+        except Exception as exc:
+            log.warning("audit integrity alert failed", error=type(exc).__name__)
+
+
 async def seal_forever(
     trail: AuditTrail,
     interval_seconds: float,
@@ -147,8 +185,13 @@ async def seal_forever(
     *,
     alerts: AlertEngine | None = None,
     stall_seconds: float = DEFAULT_STALL_SECONDS,
+    lease: SealerLease | None = None,
+    lease_retry_seconds: float = LEASE_RETRY_SECONDS,
 ) -> None:
     """Sign a head whenever events arrived since the last one (at most ``interval`` late).
+
+    With a ``lease``, only while holding it: otherwise watch for a stall and ask again
+    every ``lease_retry_seconds``. Without one (tests, tools), seal regardless.
 
     Stopped by setting ``stop``, between rounds, never by cancelling: a task cancelled
     while Piccolo is opening a SQLite transaction leaves that connection holding the write
@@ -157,11 +200,26 @@ async def seal_forever(
     """
     stop = stop or asyncio.Event()
     clock = JobClock("sealer", summary_seconds=SUMMARY_SECONDS)
-    while not stop.is_set():
-        with clock.run():
-            delay = await seal_round(trail, alerts=alerts, stall_seconds=stall_seconds)
-        # A refused log is re-checked sooner than the back-off while it might be stalling.
-        await _pause(stop, max(interval_seconds, min(delay, stall_seconds / 2)))
+    leading = False
+    try:
+        while not stop.is_set():
+            if lease is not None and not await lease.acquire():
+                if leading:
+                    log.warning("sealer lease lost")
+                leading = False
+                await watch_round(trail, alerts=alerts, stall_seconds=stall_seconds)
+                await _pause(stop, lease_retry_seconds)
+                continue
+            if lease is not None and not leading:
+                log.info("sealer lease taken: this worker seals")
+                leading = True
+            with clock.run():
+                delay = await seal_round(trail, alerts=alerts, stall_seconds=stall_seconds)
+            # A refused log is re-checked sooner than the back-off while it might be stalling.
+            await _pause(stop, max(interval_seconds, min(delay, stall_seconds / 2)))
+    finally:
+        if lease is not None:
+            await lease.release()
 
 
 async def evaluate_alerts_forever(
@@ -191,6 +249,25 @@ async def expire_consents_forever(
         except Exception as exc:
             log.warning("consent expiry failed", error=type(exc).__name__)
         await _pause(stop, interval_seconds)
+
+
+async def trim_heap_forever(interval_seconds: float, stop: asyncio.Event) -> None:
+    """Give malloc's free pages back to the system once a minute (server/memory.py says
+    why), and log the worker's resident memory before and after, so that growth shows in
+    the logs long before it shows on a dashboard."""
+    clock = JobClock("heap-trim")
+    while not stop.is_set():
+        await _pause(stop, interval_seconds)
+        if stop.is_set():
+            return
+        with clock.run():
+            trimmed = release_free_heap()
+        if trimmed is not None:
+            log.info(
+                "worker memory",
+                rss_mib=round(trimmed.rss_after / 2**20, 1),
+                released_mib=round(trimmed.released / 2**20, 1),
+            )
 
 
 async def remove_expired_rows(services: Services) -> dict[str, int]:
@@ -270,6 +347,7 @@ class BackgroundJobs:
                     self._stop,
                     alerts=self.services.alerts,
                     stall_seconds=self.services.settings.audit_stall_seconds,
+                    lease=sealer_lease(db.get_engine()),
                 ),
                 name="sealer",
             ),
@@ -286,6 +364,12 @@ class BackgroundJobs:
                 name="retention",
             ),
         ]
+        if can_trim():
+            self._tasks.append(
+                asyncio.create_task(
+                    trim_heap_forever(HEAP_TRIM_SECONDS, self._stop), name="heap-trim"
+                )
+            )
 
     async def stop(self) -> None:
         self._stop.set()

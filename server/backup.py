@@ -18,6 +18,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,7 +130,8 @@ def backup_database(url: str, output: Path) -> BackupResult:
 
 def restore_database(url: str, source: Path) -> None:
     """Replace the database's content with the backup in ``source`` (the server must be
-    stopped). PostgreSQL: the ``public`` schema is dropped and recreated first, so a
+    stopped), or leave it untouched when the backup cannot be read whole. PostgreSQL: the
+    ``public`` schema is dropped and recreated in the restore's own transaction, so a
     database migrated further than the backup does not keep tables the backup lacks; the
     backup's grants are not restored (the application role may not exist in this cluster):
     the caller re-grants ``CONSENTRY_APP_ROLE``."""
@@ -145,37 +147,51 @@ def restore_database(url: str, source: Path) -> None:
             raise BackupError(f"{source} is not a SQLite backup (made by `consentry backup`)")
         target = _sqlite_path(url)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with (
-            contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
-            contextlib.closing(sqlite3.connect(target, timeout=30)) as dst,
-        ):
-            src.backup(dst)
+        try:
+            with (
+                contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
+                contextlib.closing(sqlite3.connect(target, timeout=30)) as dst,
+            ):
+                # A cut-short copy is refused before a page is written; the backup API
+                # itself replaces the target in one write transaction.
+                (verdict,) = src.execute("PRAGMA quick_check").fetchone()
+                if verdict != "ok":
+                    raise BackupError(f"{source} is damaged ({verdict}); nothing was restored")
+                src.backup(dst)
+        except sqlite3.DatabaseError as exc:
+            raise BackupError(f"{source} cannot be read ({exc}); nothing was restored") from None
         return
     if not magic.startswith(PG_MAGIC):
         raise BackupError(f"{source} is not a pg_dump custom-format backup")
     env, name = _pg_env(url)
-    _run_tool(
-        [
-            "psql",
-            "--no-password",  # never wait on a terminal prompt, like pg_dump and pg_restore
-            "--no-psqlrc",
-            "--quiet",
-            "--set=ON_ERROR_STOP=1",
-            f"--dbname={name}",
-            "--command=DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;",
-        ],
-        env,
-    )
-    _run_tool(
-        [
-            "pg_restore",
-            "--no-password",
-            "--no-owner",
-            "--no-acl",  # grants are the app role's, re-applied by `consentry restore`
-            "--exit-on-error",
-            "--single-transaction",
-            f"--dbname={name}",
-            str(source),
-        ],
-        env,
-    )
+    # pg_restore turns the backup into SQL first, into a private directory, and only a
+    # complete script is run: psql then resets the schema and loads it in ONE transaction,
+    # so a backup that is corrupt, truncated or from a newer server leaves the database as
+    # it was instead of empty.
+    with tempfile.TemporaryDirectory(prefix="consentry-restore-") as scratch:
+        script = Path(scratch) / "restore.sql"
+        _run_tool(
+            [
+                "pg_restore",
+                "--no-owner",
+                "--no-acl",  # grants are the app role's, re-applied by `consentry restore`
+                "--exit-on-error",
+                f"--file={script}",
+                str(source),
+            ],
+            env,
+        )
+        _run_tool(
+            [
+                "psql",
+                "--no-password",  # never wait on a terminal prompt, like pg_dump
+                "--no-psqlrc",
+                "--quiet",
+                "--single-transaction",
+                "--set=ON_ERROR_STOP=1",
+                f"--dbname={name}",
+                "--command=DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;",
+                f"--file={script}",
+            ],
+            env,
+        )

@@ -171,6 +171,9 @@ class Field:
     # A reference to a record of whichever type the named choice field says (a note's
     # ``record_id`` points at the type in its ``record_type``); checked like ``references``.
     references_from: str | None = None
+    # An amount of money in minor units, in the currency held by the named field: forms,
+    # lists, exports and subject exports show it in major units (server.money).
+    currency_from: str | None = None
     # Filled in by the record type's rule (``Gateway.record_rules``), never taken from
     # input: a client that sends it is refused, and forms have no input for it.
     set_by_rule: bool = False
@@ -462,10 +465,11 @@ DEAL = RecordType(
             "amount",
             Category.BUSINESS,
             Kind.INTEGER,
-            "Amount (minor units)",
+            "Amount",
             encrypted=False,
             minimum=0,
             purposes=_PIPELINE,
+            currency_from="currency",
         ),
         Field(
             "currency",

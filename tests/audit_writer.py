@@ -18,6 +18,18 @@ from server.services import build_services
 from server.settings import Settings, set_settings
 
 
+def _event(worker: int, i: int) -> AuditEvent:
+    return AuditEvent(
+        actor_id=f"system:worker-{worker}",
+        actor_role="system",
+        action="read",
+        resource_type="contact",
+        outcome=Outcome.ALLOWED,
+        purpose="compliance",
+        request_id=f"w{worker}-{i}",
+    )
+
+
 async def run(url: str, master_key: Path, signing_key: Path, events: int, worker: int) -> None:
     settings = set_settings(
         Settings(
@@ -34,21 +46,18 @@ async def run(url: str, master_key: Path, signing_key: Path, events: int, worker
     stop = asyncio.Event()
     sealer = asyncio.create_task(seal_forever(services.audit_trail, 0.02, stop))
     try:
-        for i in range(events):
-            async with db.write_transaction():
-                await services.audit.append(
-                    AuditEvent(
-                        actor_id=f"system:worker-{worker}",
-                        actor_role="system",
-                        action="read",
-                        resource_type="contact",
-                        outcome=Outcome.ALLOWED,
-                        purpose="compliance",
-                        request_id=f"w{worker}-{i}",
-                    )
-                )
-            if i % 10 == 0:
-                await asyncio.sleep(0)
+        # Half one by one in their own transactions (as writes do), half in concurrent
+        # grouped commits (as reads do), so both kinds interleave across the processes.
+        for start in range(0, events, 10):
+            chunk = range(start, min(start + 10, events))
+            alone, grouped = chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]
+            for i in alone:
+                async with db.write_transaction():
+                    await services.audit.append(_event(worker, i))
+            await asyncio.gather(
+                *(services.audit.append_committed(_event(worker, i)) for i in grouped)
+            )
+            await asyncio.sleep(0)
     finally:
         stop.set()
         await sealer

@@ -72,3 +72,28 @@ def fields_of(row: dict[str, Any]) -> list[str]:
 def subjects_of(row: dict[str, Any]) -> list[str]:
     subjects: list[str] = json.loads(row["subject_ids"])
     return subjects
+
+
+async def refuse_audit_inserts(owner_database_url: str, request_id: str | None = None) -> None:
+    """A real fault in the audit store: a trigger, created by the tables' owner, that
+    makes every insert into ``audit`` fail - or only one carrying ``request_id`` (a
+    multi-row insert holding it fails as a whole)."""
+    if owner_database_url.startswith("sqlite"):
+        when = "" if request_id is None else f"WHEN NEW.request_id = '{request_id}' "
+        await raw_sql(
+            owner_database_url,
+            f"CREATE TRIGGER audit_injected_fault BEFORE INSERT ON audit {when}"
+            "BEGIN SELECT RAISE(ABORT, 'injected audit fault'); END",
+        )
+        return
+    await raw_sql(
+        owner_database_url,
+        "CREATE FUNCTION audit_injected_fault() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN RAISE EXCEPTION 'injected audit fault'; END$$",
+    )
+    when = "" if request_id is None else f"WHEN (NEW.request_id = '{request_id}') "
+    await raw_sql(
+        owner_database_url,
+        f"CREATE TRIGGER audit_injected_fault BEFORE INSERT ON audit FOR EACH ROW {when}"
+        "EXECUTE FUNCTION audit_injected_fault()",
+    )

@@ -234,6 +234,30 @@ def test_a_restored_backup_does_not_bring_an_erased_person_back(
     assert "Brackenridge" not in in_process(_visible)["names"]
 
 
+def test_a_broken_backup_leaves_the_database_as_it_was(
+    install: Install, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A truncated backup file (a copy cut short, a full disk) must fail the restore in one
+    line and leave every record where it was: on PostgreSQL the schema reset and the load
+    are one transaction, so nothing is dropped before the whole backup has been read."""
+    seed(install)
+    backup = tmp_path / "whole.backup"
+    assert consentry("backup", "-o", str(backup)).exit_code == 0
+    broken = tmp_path / "broken.backup"
+    data = backup.read_bytes()
+    broken.write_bytes(data[: len(data) * 2 // 3])
+    if PG_URL:
+        monkeypatch.setenv("CONSENTRY_APP_ROLE", APP_ROLE)
+
+    failed = consentry("restore", str(broken), "--yes")
+
+    assert failed.exit_code != 0
+    assert one_line_error(failed)
+    seen = in_process(_visible)
+    assert {"Brackenridge", "Featherstone"} <= seen["names"]
+    assert seen["living_found"]
+
+
 def test_old_backups_become_unreadable_once_old_keks_are_pruned(
     install: Install, tmp_path: Path
 ) -> None:

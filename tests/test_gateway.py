@@ -7,20 +7,21 @@ left behind: rows, data keys and audit events, independent of the gateway's own 
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
-from audit.log import AuditLog
 from policy.enforcer import MODEL_PATH, POLICY_PATH, PolicyEngine
 from server.auth.directory import ActiveStaff
 from server.datamap import CONTACT
 from server.gateway import Actor, Conflict, Forbidden, Gateway, InvalidInput, NotFound, Record
 from server.services import Services
-from tests.conftest import Staff, contact_values
+from tests.conftest import Staff, contact_values, owner_url
 from tests.dbutil import (
     audit_rows,
     count_rows,
@@ -28,6 +29,7 @@ from tests.dbutil import (
     fields_of,
     last_seq,
     raw_sql,
+    refuse_audit_inserts,
     subjects_of,
 )
 
@@ -395,41 +397,37 @@ async def test_invalid_input_leaves_nothing_behind(
         assert value not in json.dumps(row, default=str)
 
 
-def _broken_audit(monkeypatch: pytest.MonkeyPatch, audit: AuditLog) -> None:
-    async def refuse(*_: Any, **__: Any) -> int:
-        raise RuntimeError("audit store unavailable")
-
-    monkeypatch.setattr(audit, "append", refuse)
+AUDIT_FAULT = (sqlite3.DatabaseError, asyncpg.PostgresError)
 
 
 async def test_create_fails_closed_without_audit(
-    services: Services, staff: Staff, database_url: str, monkeypatch: pytest.MonkeyPatch
+    services: Services, staff: Staff, database_url: str
 ) -> None:
     admin = staff.actor(await staff.create("admin"))
     counts = await customer_row_counts(database_url)
     audit_before = await count_rows(database_url, "audit")
 
-    _broken_audit(monkeypatch, services.audit)
-    with pytest.raises(RuntimeError, match="audit store unavailable"):
+    await refuse_audit_inserts(owner_url(database_url))
+    with pytest.raises(AUDIT_FAULT, match="injected audit fault"):
         await services.gateway.create(admin, "contact", contact_values())
     assert await customer_row_counts(database_url) == counts
     assert await count_rows(database_url, "audit") == audit_before
 
 
 async def test_reads_fail_closed_without_audit(
-    services: Services, staff: Staff, monkeypatch: pytest.MonkeyPatch
+    services: Services, staff: Staff, database_url: str
 ) -> None:
     gateway = services.gateway
     admin = staff.actor(await staff.create("admin"))
     record = await gateway.create(admin, "contact", contact_values())
 
-    _broken_audit(monkeypatch, services.audit)
+    await refuse_audit_inserts(owner_url(database_url))
     results: list[Any] = []
-    with pytest.raises(RuntimeError):
+    with pytest.raises(AUDIT_FAULT):
         results.append(await gateway.read(admin, "contact", record.id))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(AUDIT_FAULT):
         results.append(await gateway.list(admin, "contact"))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(AUDIT_FAULT):
         results.append(await gateway.search(admin, "contact", "email", record.values["email"]))
     assert results == []
 

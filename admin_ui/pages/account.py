@@ -22,6 +22,7 @@ from server.auth import second_factor
 from server.auth.passwords import WeakPassword
 from server.auth.routes import session_cookie
 from server.auth.service import AccountError, SessionState
+from server.auth.zones import MAX_ZONE_NAME, known_zone, zone_names
 from server.vault.envelope import CiphertextError
 from server.web import services_of
 
@@ -61,12 +62,27 @@ async def account_page(
         else 0,
         errors=errors or {},
         error_items=list((errors or {}).items()),
+        zones=zone_names(),
     )
 
 
 @get("/account", include_in_schema=False, dependencies=VISIT, opt=page_access())
 async def account(request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
     return await account_page(request, visit)
+
+
+@post("/account/time-zone", include_in_schema=False, dependencies=VISIT, opt=page_access())
+async def change_time_zone(
+    request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+) -> Template | Redirect:
+    form = await request.form()
+    zone = _field(form, "time_zone", MAX_ZONE_NAME + 1)
+    if not known_zone(zone):
+        errors = {"time_zone": "Choose a time zone from the list."}
+        return await account_page(request, visit, errors=errors, status=HTTP_400_BAD_REQUEST)
+    await services_of(request).accounts.set_time_zone(visit.identity.user_id, zone)
+    await flash(request, visit, f"Times are now shown in {zone.replace('_', ' ')}.")
+    return see_other("/account")
 
 
 @post("/account/password", include_in_schema=False, dependencies=VISIT, opt=page_access())

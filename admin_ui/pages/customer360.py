@@ -19,12 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Template
 
+from admin_ui.display import UTC
 from admin_ui.pages.consent import CHANNEL_LABELS, KIND_LABELS
 from admin_ui.pages.records import PAGE_PATHS, PLURALS, heading_of, shown_value
 from admin_ui.rendering import render
@@ -92,7 +94,9 @@ def _moment(value: Any) -> dt.datetime | None:
     return moment.astimezone(dt.UTC)
 
 
-def _detail(rt: RecordType, record: GatewayRecord, name: str) -> Detail | None:
+def _detail(
+    rt: RecordType, record: GatewayRecord, name: str, zone: ZoneInfo = UTC
+) -> Detail | None:
     """A field for the timeline: Restricted if hidden, left out if empty."""
     label = rt.by_name[name].label
     if name in record.restricted:
@@ -100,11 +104,13 @@ def _detail(rt: RecordType, record: GatewayRecord, name: str) -> Detail | None:
     value = record.values.get(name)
     if value is None or value == "":
         return None
-    return Detail(label, shown_value(rt, name, value))
+    return Detail(label, shown_value(rt, name, value, values=record.values, zone=zone))
 
 
-def _details(rt: RecordType, record: GatewayRecord, names: tuple[str, ...]) -> tuple[Detail, ...]:
-    return tuple(d for n in names if (d := _detail(rt, record, n)) is not None)
+def _details(
+    rt: RecordType, record: GatewayRecord, names: tuple[str, ...], zone: ZoneInfo = UTC
+) -> tuple[Detail, ...]:
+    return tuple(d for n in names if (d := _detail(rt, record, n, zone)) is not None)
 
 
 def _amount(record: GatewayRecord) -> Detail | None:
@@ -165,7 +171,7 @@ def interaction_entry(record: GatewayRecord) -> Entry:
     )
 
 
-def case_entry(record: GatewayRecord, now: dt.datetime) -> Entry:
+def case_entry(record: GatewayRecord, now: dt.datetime, zone: ZoneInfo = UTC) -> Entry:
     due = _moment(record.values.get("due_at"))
     open_ = record.values.get("status") in OPEN_CASE_STATUSES
     return Entry(
@@ -173,12 +179,12 @@ def case_entry(record: GatewayRecord, now: dt.datetime) -> Entry:
         "case",
         f"Case opened: {heading_of(CASE, record)}",
         f"{PAGE_PATHS['case']}/{record.id}",
-        _details(CASE, record, ("kind", "priority", "status", "due_at")),
+        _details(CASE, record, ("kind", "priority", "status", "due_at"), zone),
         "SLA breached" if open_ and due is not None and due <= now else "",
     )
 
 
-def task_entry(record: GatewayRecord, now: dt.datetime) -> Entry:
+def task_entry(record: GatewayRecord, now: dt.datetime, zone: ZoneInfo = UTC) -> Entry:
     """A task sits on the timeline at its due time; an open one past it is flagged."""
     due = _moment(record.values.get("due_at"))
     open_ = record.values.get("status") == "open"
@@ -187,7 +193,7 @@ def task_entry(record: GatewayRecord, now: dt.datetime) -> Entry:
         "task",
         f"Task: {heading_of(TASK, record)}",
         f"{PAGE_PATHS['task']}/{record.id}",
-        _details(TASK, record, ("status", "priority", "due_at")),
+        _details(TASK, record, ("status", "priority", "due_at"), zone),
         "Overdue" if open_ and due is not None and due <= now else "",
     )
 
@@ -312,9 +318,9 @@ class CustomerPages(Controller):
                 elif found.resource == "interaction":
                     timeline.append(interaction_entry(record))
                 elif found.resource == "task":
-                    timeline.append(task_entry(record, now))
+                    timeline.append(task_entry(record, now, visit.zone))
                 else:
-                    timeline.append(case_entry(record, now))
+                    timeline.append(case_entry(record, now, visit.zone))
         timeline.sort(key=lambda e: e.moment, reverse=True)
         capped = len(timeline) > TIMELINE_LIMIT or any(f.total > f.shown for f in lists)
         return await render(

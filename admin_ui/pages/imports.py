@@ -18,6 +18,7 @@ the staff member's name, so no GET performs one: a link from another site (even 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -53,6 +54,8 @@ EXPORT_PATHS = {
     "deals": "deal",
     "interactions": "interaction",
     "cases": "case",
+    "tasks": "task",
+    "notes": "note",
 }
 
 
@@ -162,7 +165,8 @@ class ImportPages(Controller):
         )
 
 
-NOT_FILTERS = {"reason", "page", "page_size", CSRF_FIELD}
+NOT_FILTERS = {"reason", "page", "page_size", "sort", "id", CSRF_FIELD}
+MAX_PICKED = 100  # "export selected": at most a list page's worth
 
 
 class ExportPages(Controller):
@@ -178,7 +182,7 @@ class ExportPages(Controller):
         """The form asking for a reason, carrying the list page's filters. Nothing else,
         whatever the query says: exporting is the POST below."""
         filters = {k: v for k, v in request.query_params.items() if k not in NOT_FILTERS}
-        return await _export_page(request, visit, kind, filters)
+        return await export_page(request, visit, kind, filters)
 
     @post("/{kind:str}", status_code=200)
     async def export(
@@ -188,21 +192,33 @@ class ExportPages(Controller):
         form's token before this runs)."""
         resource = EXPORT_PATHS.get(kind)
         if resource is None:
-            return await _export_page(request, visit, kind, {})
+            return await export_page(request, visit, kind, {})
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         filters = {k: v for k, v in fields.items() if k not in NOT_FILTERS}
+        # "Export selected" on a list page: the ticked records (in scope, as ever).
+        picked = tuple(v for v in form.getall("id", []) if isinstance(v, str))[:MAX_PICKED]
         reason = fields.get("reason", "")
         if not reason:
-            return await _export_page(
-                request, visit, kind, filters, error="Choose the reason for the export."
+            return await export_page(
+                request,
+                visit,
+                kind,
+                filters,
+                error="Choose the reason for the export.",
+                picked=picked,
             )
         try:
             export = await services_of(request).gateway.start_export(
-                visit.actor, resource, reason=reason, filters=filters
+                visit.actor,
+                resource,
+                reason=reason,
+                filters={**filters, "id": list(picked)} if picked else filters,
             )
         except GatewayError as exc:
-            return await _export_page(request, visit, kind, filters, error=exc.message)
+            return await export_page(
+                request, visit, kind, filters, error=exc.message, picked=picked
+            )
         return Stream(
             csv_chunks(export),
             media_type="text/csv; charset=utf-8",
@@ -213,13 +229,14 @@ class ExportPages(Controller):
         )
 
 
-async def _export_page(
+async def export_page(
     request: Request[Any, Any, Any],
     visit: Visit,
     kind: str,
     filters: dict[str, str],
     *,
     error: str = "",
+    picked: Sequence[str] = (),
 ) -> Template:
     """The export form; 404 for an unknown kind, 400 with the reason an export was refused."""
     if kind not in EXPORT_PATHS:
@@ -248,4 +265,5 @@ async def _export_page(
         filters=filters,
         known=True,
         error=error,
+        picked=picked,
     )

@@ -15,13 +15,14 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN
 
-from admin_ui.forms import choice_label
+from admin_ui.forms import choice_label, problem_message
 from admin_ui.pages.records import heading_of, reference_options
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import CURRENCIES, LEAD
 from server.gateway import Conflict, Forbidden, InvalidInput, NotFound
 from server.gateway import Record as GatewayRecord
+from server.money import AmountError, parse_major
 from server.web import services_of
 
 BASE = "/leads"
@@ -118,10 +119,10 @@ class LeadConvertPages(Controller):
         if any(values[n] for n in DEAL_INPUTS):
             deal = {"title": values["deal_title"], "currency": values["deal_currency"] or None}
             if values["deal_amount"]:
-                try:
-                    deal["amount"] = int(values["deal_amount"])
-                except ValueError:
-                    errors["deal_amount"] = "Enter the amount as a whole number."
+                try:  # typed in major units of the chosen currency: "12500" EUR is 12,500.00
+                    deal["amount"] = parse_major(values["deal_amount"], deal["currency"])
+                except AmountError as exc:
+                    errors["deal_amount"] = problem_message("Amount", str(exc))
         if create_organization and values["organization_id"]:
             errors["organization_id"] = "Choose an existing organization or create one, not both."
         if not errors:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -19,11 +19,11 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from admin_ui.pages.records import PAGE_PATHS, shown_value
+from admin_ui.pages.records import PAGE_PATHS, heading_of, shown_value
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
-from server.datamap import TASK
-from server.gateway import Conflict, Forbidden, InvalidInput, Record
+from server.datamap import CONTACT, TASK
+from server.gateway import Conflict, Forbidden, Gateway, GatewayError, InvalidInput, Record
 from server.web import services_of
 
 WEEK = dt.timedelta(days=7)
@@ -40,6 +40,9 @@ class DayTask:
     priority: str
     overdue: bool
     about: str  # link to the record the task is about ("" for none)
+    contact_id: str = ""
+    person: str = ""  # the name of the person it is about, where the user may read it
+    person_link: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,32 @@ def _about(task: Record) -> str:
         if task.values.get(name):
             return f"{PAGE_PATHS[resource]}/{task.values[name]}"
     return ""
+
+
+async def with_people(gateway: Gateway, visit: Visit, plan: DayPlan) -> DayPlan:
+    """The plan with each task's person named: one audited read per person on it (the
+    name is shown, so it is read like any other), none for a task about nobody."""
+    tasks = [*plan.due, *plan.reminders, *plan.upcoming]
+    ids = sorted({t.contact_id for t in tasks if t.contact_id})
+    names: dict[str, str] = {}
+    for contact_id in ids:
+        try:
+            person = await gateway.read(visit.actor, CONTACT.resource, contact_id)
+        except GatewayError:
+            continue
+        names[contact_id] = heading_of(CONTACT, person, visit.zone)
+
+    def named(task: DayTask) -> DayTask:
+        if task.contact_id not in names:
+            return task
+        link = f"{PAGE_PATHS[CONTACT.resource]}/{task.contact_id}"
+        return replace(task, person=names[task.contact_id], person_link=link)
+
+    return DayPlan(
+        due=[named(t) for t in plan.due],
+        reminders=[named(t) for t in plan.reminders],
+        upcoming=[named(t) for t in plan.upcoming],
+    )
 
 
 def plan_day(tasks: Iterable[Record], now: dt.datetime) -> DayPlan:
@@ -84,6 +113,7 @@ def plan_day(tasks: Iterable[Record], now: dt.datetime) -> DayPlan:
             priority=str(task.values.get("priority") or "normal"),
             overdue=due_at < now,
             about=_about(task),
+            contact_id=str(task.values.get("contact_id") or ""),
         )
         if due_at < end_of_today:
             plan.due.append(item)
@@ -121,7 +151,7 @@ class MyDayPages(Controller):
                 page_size=MAX_TASKS,
             )
             found.extend(page.items)
-        plan = plan_day(found, now)
+        plan = await with_people(gateway, visit, plan_day(found, now))
         return await render(
             request,
             "my_day/my_day.html",

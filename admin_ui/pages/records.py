@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
@@ -19,16 +20,20 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN
 
+from admin_ui import record_lists as lists
+from admin_ui.display import UTC, money, shown_moment
 from admin_ui.forms import (
     FieldChoices,
     FormField,
     choice_label,
-    display_value,
     field_problems,
     form_field,
-    values_from_form,
+    input_text,
+    read_form,
 )
+from admin_ui.pages import bulk_actions
 from admin_ui.pages.consent import consent_panel
+from admin_ui.pages.imports import export_page
 from admin_ui.pages.pipeline import deal_choices
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
@@ -48,9 +53,9 @@ MAX_SEARCH = 320
 SUMMARY_FIELDS = {
     "contact": ("email", "phone", "lifecycle_stage"),
     "organization": ("domain", "industry", "city"),
-    "deal": ("stage", "amount", "currency", "expected_close"),
-    "interaction": ("direction", "summary"),
-    "case": ("kind", "priority", "status", "due_at"),
+    "deal": ("contact_id", "organization_id", "owner_id", "stage", "amount", "expected_close"),
+    "interaction": ("contact_id", "occurred_at", "direction", "summary"),
+    "case": ("contact_id", "kind", "priority", "status", "due_at"),
     "lead": ("email", "status", "source"),
     "task": ("due_at", "status", "priority"),
     "note": ("record_type", "body"),
@@ -95,25 +100,36 @@ def _int(value: str | None, default: int, low: int, high: int) -> int:
     return min(max(number, low), high)
 
 
-def heading_of(rt: RecordType, record: GatewayRecord) -> str:
+def heading_of(rt: RecordType, record: GatewayRecord, zone: ZoneInfo = UTC) -> str:
     parts = [
-        shown_value(rt, n, record.values[n])
+        shown_value(rt, n, record.values[n], zone=zone)
         for n in HEADING_FIELDS.get(rt.resource, ())
         if record.values.get(n)
     ]
     return " ".join(parts) or f"{rt.label} {record.id[:8]}"
 
 
-def shown_value(rt: RecordType, name: str, value: Any) -> str:
-    """A value as a page shows it (choices by their label)."""
+def shown_value(
+    rt: RecordType,
+    name: str,
+    value: Any,
+    *,
+    values: Mapping[str, Any] | None = None,
+    zone: ZoneInfo = UTC,
+) -> str:
+    """A value as a page shows it (choices by their label; money, given the record's
+    ``values``, in major units with its currency; moments in the user's ``zone``)."""
     if value is None or value == "":
         return ""
-    kind = rt.by_name[name].kind
+    spec = rt.by_name[name]
+    kind = spec.kind
+    if spec.currency_from and values is not None:
+        return money(value, values.get(spec.currency_from))
     # A deal's stage is a configured code (server.pipelines), shown like a choice.
     if kind is Kind.CHOICE or (rt.resource == "deal" and name == "stage"):
         return choice_label(str(value))
-    if kind is Kind.DATETIME:  # canonical UTC ISO 8601 -> "2026-12-01 14:30 UTC"
-        return str(value)[:16].replace("T", " ") + " UTC"
+    if kind is Kind.DATETIME:  # canonical UTC ISO 8601 -> "2026-12-01 15:30 CET"
+        return shown_moment(str(value), zone)
     if kind is Kind.TEXT and len(str(value)) > 80:
         return str(value)[:79] + "…"
     return str(value)
@@ -233,12 +249,14 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         page: int,
         page_size: int,
         search: str | None = None,
+        sort: str = "",
     ) -> Template:
         gateway = gateway_of(request)
         readable = gateway.permitted_fields(visit.actor, resource, "list")
         if readable is None:  # let the gateway refuse: its refusals are audited
             await gateway.list(visit.actor, resource, page=1, page_size=1)
             raise Forbidden(f"your role may not list {noun} records")
+        sort = lists.usable_sort(rt, readable, sort)
         usable = [f for f in filterable if f.name in readable]
         # Records are filtered by person from that person's page (a link), not from a list.
         shown_filters = [f for f in usable if not (f.references and about_a_person(f.references))]
@@ -254,31 +272,51 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         else:
             try:
                 result = await gateway.list(
-                    visit.actor, resource, filters=active, page=page, page_size=page_size
+                    visit.actor, resource, filters=active, page=page, page_size=page_size, sort=sort
                 )
+                if not result.items and page > lists.clamp_page(page, result.total, page_size):
+                    page = lists.clamp_page(page, result.total, page_size)  # past the end
+                    result = await gateway.list(
+                        visit.actor,
+                        resource,
+                        filters=active,
+                        page=page,
+                        page_size=page_size,
+                        sort=sort,
+                    )
                 items, total = result.items, result.total
             except InvalidInput as exc:
                 problems = {k: v for k, v in exc.problems.items() if k in rt.by_name}
-        pages = max(1, (total + page_size - 1) // page_size)
-        query = (
-            {**active, "page_size": str(page_size)} if page_size != DEFAULT_PAGE_SIZE else active
-        )
+        pages = lists.last_page(total, page_size)
+        query: dict[str, str] = {
+            **active,
+            **({"page_size": str(page_size)} if page_size != DEFAULT_PAGE_SIZE else {}),
+            **({"sort": sort} if sort else {}),
+        }
 
         def page_link(number: int) -> str:
             return f"{base_path}?{urlencode({**query, 'page': number})}"
 
         options = await options_for(request, visit, {f.name for f in shown_filters})
         choices = await choices_for(request, {})
+        bulk_menu = await bulk_actions.menu(request, visit, rt, choices)
+        shown_columns = list(summary)
+        cells = await lists.cells(
+            gateway,
+            visit.actor,
+            rt,
+            items,
+            shown_columns,
+            shown_value,
+            heading_of,
+            visit.zone,
+            PAGE_PATHS,
+        )
         rows = [
-            {
-                "id": r.id,
-                "heading": heading_of(rt, r),
-                "cells": [
-                    (n in r.restricted, shown_value(rt, n, r.values.get(n))) for n in summary
-                ],
-            }
-            for r in items
+            {"id": r.id, "heading": heading_of(rt, r, visit.zone), "cells": row}
+            for r, row in zip(items, cells, strict=True)
         ]
+        unsorted = {k: v for k, v in query.items() if k != "sort"}
         return await render(
             request,
             "records/list.html",
@@ -289,7 +327,14 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             plural=plural,
             noun=noun,
             base_path=base_path,
-            columns=[rt.by_name[n].label for n in summary],
+            columns=lists.columns(
+                rt,
+                shown_columns,
+                readable,
+                sort,
+                lambda key: lists.list_link(base_path, unsorted, sort=key),
+            ),
+            sort=sort,
             rows=rows,
             total=total,
             page=page,
@@ -305,6 +350,8 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             search=search,
             search_error=search_error,
             can_create=gateway.permitted_fields(visit.actor, resource, "create") is not None,
+            can_export=gateway.permitted_fields(visit.actor, resource, "export") is not None,
+            bulk=bulk_menu if rows and search is None else None,
         )
 
     async def run_search(
@@ -451,6 +498,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 filters={f.name: query.get(f.name, "").strip() for f in filterable},
                 page=_int(query.get("page"), 1, 1, 1_000_000),
                 page_size=page_size,
+                sort=str(query.get("sort", ""))[:40],
             )
 
         @post("/search")
@@ -467,6 +515,48 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 page=1,
                 page_size=DEFAULT_PAGE_SIZE,
                 search=term[:MAX_SEARCH] if isinstance(term, str) else "",
+            )
+
+        @post("/bulk")
+        async def bulk_review(
+            self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        ) -> Template:
+            """Ticked rows and an action: the confirmation page (nothing changes yet)."""
+            choices = await choices_for(request, {})
+            menu = await bulk_actions.menu(request, visit, rt, choices)
+            form = await request.form()
+            bulk, error = bulk_actions.read_request(form, [a for a, _ in menu.actions])
+            if bulk is None:
+                return await bulk_actions.refused_page(
+                    request, visit, error=error, base_path=base_path, plural=plural
+                )
+            if bulk.action == "export":
+                return await export_page(request, visit, base_path.strip("/"), {}, picked=bulk.ids)
+            return await bulk_actions.confirm_page(
+                request,
+                visit,
+                bulk=bulk,
+                sentence=bulk_actions.describe(bulk, noun, plural, menu),
+                base_path=base_path,
+                noun=noun,
+                plural=plural,
+            )
+
+        @post("/bulk/apply")
+        async def bulk_apply(
+            self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        ) -> Template | Redirect:
+            choices = await choices_for(request, {})
+            menu = await bulk_actions.menu(request, visit, rt, choices)
+            form = await request.form()
+            allowed = [a for a, _ in menu.actions if a != "export"]
+            bulk, error = bulk_actions.read_request(form, allowed)
+            if bulk is None:
+                return await bulk_actions.refused_page(
+                    request, visit, error=error, base_path=base_path, plural=plural
+                )
+            return await bulk_actions.apply(
+                request, visit, gateway_of(request), rt, bulk, base_path=base_path, plural=plural
             )
 
         @get("/new")
@@ -496,11 +586,14 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 raise Forbidden(f"your role may not create {noun} records")
             names = [f.name for f in rt.fields if f.name in writable and not f.set_by_rule]
             form = await request.form()
-            values, submitted = values_from_form(rt, form, names)
+            read = read_form(rt, form, names, zone=visit.zone)
+            values, submitted = read.values, read.submitted
             owner_id = None
             if offers_owner(request, visit, "create"):
                 owner_id = owner_from_form(form, visit.actor.user_id)
             try:
+                if read.problems:  # an amount that is no amount: the gateway is not asked
+                    raise InvalidInput("invalid amount", problems=read.problems)
                 record = await gateway.create(visit.actor, resource, values, owner_id=owner_id)
             except (InvalidInput, Forbidden) as exc:
                 problems = exc.problems or {"": exc.message}
@@ -531,7 +624,11 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 restricted = spec.name in record.restricted
                 value = record.values.get(spec.name)
                 link = ""
-                text = "" if restricted else shown_value(rt, spec.name, value)
+                text = (
+                    ""
+                    if restricted
+                    else shown_value(rt, spec.name, value, values=record.values, zone=visit.zone)
+                )
                 target = spec.references or (
                     record.values.get(spec.references_from) if spec.references_from else None
                 )
@@ -595,7 +692,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             if writable is None:
                 raise NotFound(f"{resource} not found")  # as the gateway answers such updates
             names, locked = editable(writable, record)
-            values = {n: display_value(record.values.get(n)) for n in names}
+            values = {n: input_text(rt, n, record.values, visit.zone) for n in names}
             return await form_page(
                 request, visit, names=names, values=values, record=record, not_editable=locked
             )
@@ -615,18 +712,22 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             record = await gateway.read(visit.actor, resource, record_id)
             names, locked = editable(writable, record)
             form = await request.form()
-            changes, submitted = values_from_form(rt, form, names, current=record.values)
+            read = read_form(rt, form, names, current=record.values, zone=visit.zone)
+            changes, submitted = read.values, read.submitted
             owner_id = None
             if offers_owner(request, visit, "update"):
                 owner_id = owner_from_form(form, record.owner_id)
-            if not changes and owner_id is None:
+            if not changes and owner_id is None and not read.problems:
                 await flash(request, visit, "Nothing was changed.", "info")
                 return see_other(f"{base_path}/{record.id}")
             try:
+                if read.problems:
+                    raise InvalidInput("invalid amount", problems=read.problems)
                 await gateway.update(visit.actor, resource, record.id, changes, owner_id=owner_id)
             except (InvalidInput, Forbidden, Conflict) as exc:
                 problems = exc.problems or {"": exc.message}
-                values = {n: display_value(record.values.get(n)) for n in names} | submitted
+                shown = {n: input_text(rt, n, record.values, visit.zone) for n in names}
+                values = shown | submitted
                 return await form_page(
                     request,
                     visit,
@@ -711,7 +812,12 @@ async def related_tables(
             )
         except GatewayError:
             continue
-        columns = SUMMARY_FIELDS.get(rt.resource, ())
+        # On the person's own page: no column naming them; the owner is on each record.
+        columns = [
+            n
+            for n in SUMMARY_FIELDS.get(rt.resource, ())
+            if n != lists.OWNER and not rt.by_name[n].references
+        ]
         path = PAGE_PATHS[rt.resource]
         may_create = gateway.permitted_fields(visit.actor, rt.resource, "create")
         tables.append(
@@ -722,9 +828,15 @@ async def related_tables(
                 "rows": [
                     {
                         "link": f"{path}/{r.id}",
-                        "heading": heading_of(rt, r),
+                        "heading": heading_of(rt, r, visit.zone),
                         "cells": [
-                            (n in r.restricted, shown_value(rt, n, r.values.get(n)))
+                            (
+                                n in r.restricted,
+                                shown_value(
+                                    rt, n, r.values.get(n), values=r.values, zone=visit.zone
+                                ),
+                                lists.cell_kind(rt, n),
+                            )
                             for n in columns
                         ],
                     }

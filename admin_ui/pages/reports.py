@@ -18,6 +18,7 @@ from admin_ui.forms import choice_label
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from server.gateway import Forbidden
+from server.money import to_major
 from server.reports.service import (
     INTERACTION_DAYS,
     OPEN_CASE_STATUSES,
@@ -35,8 +36,8 @@ NOT_YOURS = "Your role may not list these records, so this report is left out."
 
 
 def pipeline_chart(report: Pipeline) -> dict[str, Any]:
-    """Value per stage in major units, one bar per currency (side by side: amounts in
-    different currencies do not add up)."""
+    """Value per stage in major units (the currency's own decimals: JPY has none), one bar
+    per currency (side by side: amounts in different currencies do not add up)."""
     stages = list(dict.fromkeys(s.stage for s in report.stages))
     return {
         "stacked": False,
@@ -46,8 +47,16 @@ def pipeline_chart(report: Pipeline) -> dict[str, Any]:
                 "key": f"currency-{currency or 'none'}",
                 "label": currency or "No currency",
                 "data": [
-                    sum(t.amount for t in report.stages if t.stage == s and t.currency == currency)
-                    / 100
+                    float(
+                        to_major(
+                            sum(
+                                t.amount
+                                for t in report.stages
+                                if t.stage == s and t.currency == currency
+                            ),
+                            currency or None,
+                        )
+                    )
                     for s in stages
                 ],
             }

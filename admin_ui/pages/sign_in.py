@@ -20,6 +20,7 @@ from admin_ui.session import ANY_STATE, Visit, page_access, provide_visit, safe_
 from server.auth.passwords import WeakPassword
 from server.auth.routes import session_cookie
 from server.auth.service import AccountError, LoginStatus, NewSession, SessionState
+from server.auth.zones import MAX_ZONE_NAME, known_zone
 from server.web import SESSION_COOKIE, client_address_of, request_id_of, services_of
 
 MAX_EMAIL = 254
@@ -105,6 +106,11 @@ class SignInPages(Controller):
                 email=email,
                 error=result.message or "Invalid e-mail or password.",
                 notice="",
+            )
+        browser_zone = field(form, "time_zone", MAX_ZONE_NAME)
+        if known_zone(browser_zone):  # filled in by /static/time-zone.js; never chosen yet
+            await services_of(request).accounts.set_time_zone(
+                session.identity.user_id, browser_zone, if_unset=True
             )
         if result.status is LoginStatus.MFA_REQUIRED:
             location = with_next("/login/code", target)

@@ -43,6 +43,7 @@ from server.auth.tables import (
     StaffUser,
 )
 from server.auth.throttle import ACCOUNT_FREE_FAILURES, ADDRESS_FREE_FAILURES, LoginThrottler
+from server.auth.zones import known_zone
 from server.datamap import normalize_email
 from server.vault import Vault
 
@@ -81,6 +82,7 @@ class StaffIdentity:
     role: str
     team: str
     has_totp: bool = False
+    time_zone: str = ""  # IANA name; pages show times in it; "" never chosen (UTC)
 
     @property
     def actor_id(self) -> str:
@@ -154,6 +156,7 @@ def _identity(row: dict[str, Any]) -> StaffIdentity:
         row["role"],
         row["team"],
         bool(row.get("totp_secret")),
+        str(row.get("time_zone") or ""),
     )
 
 
@@ -893,6 +896,16 @@ class StaffAccounts:
             session["authenticated_at"],
             session["created_at"],
         )
+
+    async def set_time_zone(self, user_id: int, zone: str, *, if_unset: bool = False) -> None:
+        """Pages show this user's times in ``zone`` (a name :func:`known_zone` accepts).
+        ``if_unset``: only if they never chose one (the browser's zone at sign-in)."""
+        if not known_zone(zone):
+            raise AccountError("unknown time zone")
+        query = StaffUser.update({StaffUser.time_zone: zone}).where(StaffUser.id == user_id)
+        if if_unset:
+            query = query.where(StaffUser.time_zone == "")
+        await query
 
     async def resolve(self, token: str) -> StaffIdentity | None:
         """The staff user behind a fully signed-in session (what the API requires)."""

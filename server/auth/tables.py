@@ -20,6 +20,9 @@ class StaffUser(Table, tablename="staff_user"):
     # TOTP secret sealed with a key derived from the master key; never stored in clear.
     totp_secret = Text(null=True, default=None)
     totp_last_step = Integer(null=True, default=None)  # replay guard: last accepted time step
+    # IANA zone name: pages show times in it; everything is stored in UTC. Empty: never
+    # chosen (shown as UTC; the browser's zone is taken at the next sign-in).
+    time_zone = Varchar(length=64, default="")
 
 
 class StaffSession(Table, tablename="staff_session"):

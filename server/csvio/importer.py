@@ -40,6 +40,7 @@ from server.datamap import (
     clean_values,
 )
 from server.gateway import Actor, Gateway
+from server.money import AmountError, parse_major
 
 IMPORTABLE = ("contact", "organization", "lead")
 # The natural key of each type, in order of preference: the first one a row has is used.
@@ -250,12 +251,20 @@ def read_rows(
 
 def _typed(rt: RecordType, raw: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Text cells as the data map expects them: empty cells left out, whole numbers as
-    ints. Returns (values, problems)."""
+    ints, amounts of money in major units ("12500.00" EUR) as minor units. Returns
+    (values, problems)."""
     values: dict[str, Any] = {}
     problems: dict[str, str] = {}
     for name, text in raw.items():
         text = text.strip()
         if not text:
+            continue
+        source = rt.by_name[name].currency_from
+        if source:  # money in major units of the row's currency, as exports write it
+            try:
+                values[name] = parse_major(text, (raw.get(source) or "").strip() or None)
+            except AmountError as exc:
+                problems[name] = str(exc)
             continue
         if rt.by_name[name].kind is Kind.INTEGER:
             try:

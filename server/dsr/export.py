@@ -47,6 +47,7 @@ import uuid
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,7 @@ from server.consent.model import SUBJECT_ACTOR, ConsentError
 from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, Kind, RecordType
 from server.gateway import Actor
 from server.gateway.gateway import Record
+from server.money import decimals_of, format_money, plain_major
 from server.processing_record import LEGAL_BASIS_LABELS
 from server.vault import Vault
 
@@ -81,6 +83,7 @@ MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 PSEUDONYM_INFO = b"consentry/dsr/staff-pseudonym/v1"
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # uncompressed; a verifier refuses larger (zip bombs)
+MAJOR_UNITS_PATTERN = "^[0-9]+(\\.[0-9]+)?$"  # money: "12500.00" (server.money.plain_major)
 TEMPLATES = Path(__file__).resolve().parents[2] / "admin_ui" / "templates" / "dsr"
 RECORD_META = (("id", "Record id"), ("created_at", "Created"), ("updated_at", "Last changed"))
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -188,6 +191,15 @@ def _record_schema(rt: RecordType) -> dict[str, Any]:
         "updated_at": {"type": "string", "format": "date-time", "title": "Last changed"},
     }
     for spec in rt.fields:
+        if spec.currency_from:
+            properties[spec.name] = {
+                **_nullable("string"),
+                "title": spec.label,
+                "description": f"In major units of the currency in {spec.currency_from}, "
+                "with its decimals (12500.00 EUR, 12500 JPY)",
+                "pattern": MAJOR_UNITS_PATTERN,
+            }
+            continue
         properties[spec.name] = {
             **_nullable("integer" if spec.kind is Kind.INTEGER else "string"),
             "title": spec.label,
@@ -379,10 +391,27 @@ def _record_json(rt: RecordType, record: Record) -> dict[str, Any]:
     }
     for spec in rt.fields:
         value = record.values.get(spec.name)
-        if value is not None and spec.kind is not Kind.INTEGER:
+        if value is not None and spec.currency_from:
+            value = plain_major(int(value), record.values.get(spec.currency_from))
+        elif value is not None and spec.kind is not Kind.INTEGER:
             value = str(value)
         doc[spec.name] = value
     return doc
+
+
+def _shown(resource: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as the summary page shows it: money with its currency and grouping."""
+    rt = RECORD_TYPES.get(resource)
+    if rt is None:
+        return dict(doc)
+    shown = dict(doc)
+    for spec in rt.fields:
+        value = doc.get(spec.name)
+        if spec.currency_from and value is not None:
+            currency = doc.get(spec.currency_from)
+            minor = int(Decimal(str(value)).scaleb(decimals_of(currency)))
+            shown[spec.name] = format_money(minor, currency)
+    return shown
 
 
 def _iso(moment: Any) -> str:
@@ -500,7 +529,7 @@ def _html(data: Mapping[str, Any], controller_name: str) -> bytes:
         {
             "label": labels[resource]["label"],
             "columns": [(name, label) for name, label in labels[resource]["fields"].items()],
-            "records": docs,
+            "records": [_shown(resource, d) for d in docs],
         }
         for resource, docs in data["records"].items()
     ]

@@ -270,7 +270,20 @@ async def start_export(
             Forbidden(f"your role may not export {rt.resource} records"),
             detail={"reason": reason},
         )
+    # "id": the records picked on a list page (export selected), within the scope as ever.
+    picked = filters.get("id")
+    filters = {k: v for k, v in filters.items() if k != "id"}
     conditions = gateway._filter_conditions(rt, table, decision, filters)
+    if picked:
+        try:
+            ids = [
+                uuid.UUID(str(i))
+                for i in (picked if isinstance(picked, list | tuple) else [picked])
+            ]
+        except ValueError:
+            raise InvalidInput("id: not a record id", problems={"id": "not a record id"}) from None
+        conditions.append(table._meta.primary_key.is_in(ids))
+        filters = {**filters, "id": "picked"}
     return Export(
         gateway=gateway,
         actor=actor,

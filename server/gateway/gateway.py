@@ -10,7 +10,8 @@ Every operation runs the same steps, in this order:
 5. append the audit event - in the write's own transaction, or before a read returns. If
    the append fails the operation fails: there is no unaudited access.
 
-Denials are audited too, each in its own small transaction, before the error is raised.
+Denials are audited too, committed before the error is raised. The events of reads and
+denials (which have no transaction of their own) are committed in groups (audit.log).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from server.gateway.ownership import (
     settle,
     starting_ownership,
 )
+from server.gateway.sorting import sort_order
 from server.gateway.tables import TABLES
 from server.vault import DataKey, Vault
 from server.vault.envelope import CiphertextError
@@ -324,8 +326,7 @@ class Gateway:
             request_id=actor.request_id,
             detail=detail or {},
         )
-        async with db.write_transaction():
-            await self.audit.append(event)
+        await self.audit.append_committed(event)  # grouped with this worker's others
 
     async def _deny(
         self,
@@ -628,7 +629,10 @@ class Gateway:
         filters: Mapping[str, Any] | None = None,
         page: int = 1,
         page_size: int = 25,
+        sort: str = "",
     ) -> Page:
+        """One page of the records the actor may list, newest first unless ``sort`` names
+        a plaintext field (server.gateway.sorting): "stage", "-amount"."""
         rt, table = self._record_type(resource)
         purpose = purpose or self.default_purpose(actor.role)
         if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -646,6 +650,7 @@ class Gateway:
                 Forbidden(f"your role may not list {rt.resource} records"),
             )
         conditions = self._filter_conditions(rt, table, decision, filters or {})
+        order = sort_order(rt, table, decision.fields, sort)
         select = await self._with_basis(
             self._scoped(table.select(), table, decision, actor), table, purpose
         )
@@ -656,6 +661,8 @@ class Gateway:
             select = select.where(condition)
             count = count.where(condition)
         total = int(await count)
+        if order is not None:
+            select = select.order_by(order.column, ascending=order.ascending)
         rows = await (
             select.order_by(getattr(table, "created_at"), ascending=False)
             .order_by(table._meta.primary_key)
@@ -680,6 +687,7 @@ class Gateway:
                 "returned": len(items),
                 "total": total,
                 "filters": ",".join(sorted(filters or {})),
+                **({"sort": sort} if sort else {}),
             },
         )
         return Page(items=items, total=total, page=page, page_size=page_size)

@@ -41,7 +41,8 @@ class LeadConversion(Controller):
             "Convert a lead into a contact (the same data subject), in one transaction. "
             "Body (all optional): `create_organization` (true: from the lead's company "
             "name) or `organization_id` (an existing one), and `deal` "
-            '(`{"title": ..., "amount": ..., "currency": ...}`). The lead becomes '
+            '(`{"title": ..., "amount": ..., "currency": ...}`, `amount` an integer in minor '
+            "units of the currency: 1250000 with EUR is 12,500.00 EUR). The lead becomes "
             "`converted` with references to what was created; a second conversion is 409."
         ),
     )

@@ -7,12 +7,12 @@ The OpenAPI descriptions are generated from the data map, like everything else.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from server.datamap import RecordType, shown_name
@@ -42,7 +42,16 @@ def staff_id(value: Any) -> int | None:
     return number if 0 < number < STAFF_ID_LIMIT else None
 
 
-PAGING = {"page", "page_size"}
+PAGING = {"page", "page_size", "sort"}
+SortKey = Annotated[
+    str,
+    QueryParameter(
+        max_length=40,
+        description="order by a plaintext field (`stage`, `amount`, `created_at`, ...); "
+        "`-` first for descending. Encrypted fields cannot be sorted by: an unknown or "
+        "unsortable key is a 400 naming the keys that work. Default: newest first.",
+    ),
+]
 
 
 def record_json(record: Record) -> dict[str, Any]:
@@ -63,6 +72,13 @@ def describe_fields(rt: RecordType) -> str:
     for f in rt.fields:
         extra = f"; one of: {', '.join(f.choices)}" if f.choices else ""
         need = "required" if f.required else "optional"
+        if f.currency_from:
+            lines.append(
+                f"- `{f.name}`: integer in **minor units** of `{f.currency_from}` (the "
+                f"currency's smallest unit), {need}: 1250000 with EUR is 12,500.00 EUR, "
+                "12500 with JPY is 12,500 JPY. The web admin types and shows major units."
+            )
+            continue
         lines.append(f"- `{f.name}`: {f.kind}, {need}, at most {f.max_length} characters{extra}")
     lines += [
         "",
@@ -77,7 +93,8 @@ def describe_fields(rt: RecordType) -> str:
 def describe_filters(rt: RecordType) -> str:
     names = ["owner_id", "team", *(f.name for f in rt.fields if f.filterable)]
     return (
-        "A page of the records in your scope, newest first, with the total for the filter. "
+        "A page of the records in your scope, newest first (or by `sort`), with the total "
+        "for the filter. "
         "Filter with query parameters (exact match): "
         + ", ".join(f"`{n}`" for n in names)
         + ". To find someone by e-mail or phone use the `search` endpoint."
@@ -112,6 +129,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             actor: NamedDependency[Actor],
             page: PageNumber = 1,
             page_size: PageSize = 25,
+            sort: SortKey = "",
         ) -> dict[str, Any]:
             filters = {k: v for k, v in request.query_params.items() if k not in PAGING}
             if "owner_id" in filters:
@@ -126,6 +144,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
                 filters=filters,
                 page=page,
                 page_size=page_size,
+                sort=sort,
             )
             return {
                 "items": [record_json(r) for r in result.items],

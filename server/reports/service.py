@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from server.datamap import CASE_STATUSES, CHANNELS
 from server.gateway import Actor, Gateway
+from server.money import format_money
 from server.pipelines.service import stage_kinds, stage_order
 
 REPORT_RESOURCE = "report"
@@ -29,9 +29,9 @@ PERIODS = ("90d", "all")
 
 
 def money(amount: int, currency: str | None) -> str:
-    """Minor units as a price: 1250000, "GBP" -> "12,500.00 GBP" (always two decimals)."""
-    major = Decimal(amount).scaleb(-2)
-    return f"{major:,.2f} {currency or ''}".rstrip()
+    """Minor units as a price: 1250000, "GBP" -> "12,500.00 GBP"; 12500, "JPY" ->
+    "12,500 JPY" (the currency's own decimals, server.money)."""
+    return format_money(amount, currency or None)
 
 
 @dataclass(frozen=True)

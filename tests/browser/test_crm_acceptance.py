@@ -96,7 +96,7 @@ def convert_lead(page: Page) -> None:
     page.get_by_role("button", name="Convert", exact=True).click()
     page.get_by_label(f"Create the organization “{COMPANY}”").check()
     page.get_by_label("Title").fill(DEAL_TITLE)
-    page.get_by_label("Amount (minor units)").fill("1450000")
+    page.get_by_label("Amount").fill("14,500")  # major units, as a person types money
     page.get_by_label("Currency").select_option("GBP")
     click_button(page, "Convert lead")
     expect(page.get_by_role("status")).to_contain_text("Lead converted.")
@@ -258,9 +258,9 @@ def test_a_new_user_runs_a_customer_from_lead_to_360(page: Page, consentry: Live
 
 
 def _days_ago(days: int) -> str:
-    """A date and time as a person types it into "When" (UTC, minutes)."""
+    """A date and time for the "When" picker (the browser and the user are in UTC)."""
     moment = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
-    return moment.strftime("%Y-%m-%d %H:%M")
+    return moment.strftime("%Y-%m-%dT%H:%M")  # a datetime-local input's value
 
 
 def test_the_deal_form_offers_the_chosen_pipelines_stages(
