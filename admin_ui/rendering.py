@@ -11,6 +11,7 @@ from litestar.exceptions.responses import create_exception_response
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
+from admin_ui.navigation import MenuGroup, main_menu
 from admin_ui.security import is_admin_path
 from admin_ui.session import PageRedirect, Visit, visit_of
 from server.auth.service import SessionState
@@ -42,6 +43,7 @@ async def render(
     base: dict[str, Any] = {
         "user": visit.identity if visit else None,
         "nav": visit is not None and visit.info.state is SessionState.ACTIVE,
+        "menu": menu_of(request, visit),
         "flashes": flashes,
         "section": "",
         "title": "",
@@ -53,6 +55,14 @@ async def render(
         headers=headers,
         cookies=cookies,
     )
+
+
+def menu_of(request: Request[Any, Any, Any], visit: Visit | None) -> tuple[MenuGroup, ...]:
+    """The sidebar for a fully signed-in visit (nothing while a second factor is pending)."""
+    if visit is None or visit.info.state is not SessionState.ACTIVE:
+        return ()
+    policy = services_of(request).policy
+    return main_menu(policy, visit.identity.role, request.url.path)
 
 
 async def flash(
@@ -74,6 +84,7 @@ def error_page(
     context: dict[str, Any] = {
         "user": visit.identity if visit else None,
         "nav": visit is not None and visit.info.state is SessionState.ACTIVE,
+        "menu": menu_of(request, visit),
         "flashes": [],
         "section": "",
         "title": title,

@@ -174,6 +174,9 @@ class Field:
     # An amount of money in minor units, in the currency held by the named field: forms,
     # lists, exports and subject exports show it in major units (server.money).
     currency_from: str | None = None
+    # Filled in by the record type's rule (``Gateway.record_rules``), never taken from
+    # input: a client that sends it is refused, and forms have no input for it.
+    set_by_rule: bool = False
 
     @property
     def index_column(self) -> str:
@@ -536,6 +539,18 @@ DEAL = RecordType(
             encrypted=False,
             filterable=True,
             purposes=_PIPELINE,
+        ),
+        # When the deal entered its stage (the board's age in stage): set by the deal rule
+        # whenever the stage changes, never by a client (server.pipelines).
+        Field(
+            "stage_entered_at",
+            Category.CLASSIFICATION,
+            Kind.DATETIME,
+            "In stage since",
+            encrypted=False,
+            max_length=40,
+            purposes=_PIPELINE,
+            set_by_rule=True,
         ),
     ),
 )
@@ -1075,6 +1090,9 @@ def clean_values(
         spec = record_type.by_name.get(name)
         if spec is None:
             problems[shown_name(name)] = "unknown field"
+            continue
+        if spec.set_by_rule:
+            problems[name] = "is set automatically; leave it out"
             continue
         if raw is None:
             if spec.required:

@@ -17,6 +17,7 @@ import pytest
 
 from audit.tables import AuditRecord
 from server.gateway import Actor, Conflict, Forbidden, InvalidInput
+from server.pipelines.service import CARDS_PER_COLUMN
 from server.pipelines.tables import DEFAULT_PIPELINE_ID
 from server.reports.service import CrmReports
 from server.services import Services
@@ -249,16 +250,19 @@ async def test_a_column_shows_at_most_the_cap_and_links_to_the_rest(
     identity = await staff.create("sales")
     rep = staff.actor(identity)
     person = await services.gateway.create(rep, "contact", sales_contact())
+    many = CARDS_PER_COLUMN + 2
     result = await services.gateway.create_many(
-        rep, "deal", [deal_values(person.id, title=f"Fife {i}") for i in range(52)]
+        rep, "deal", [deal_values(person.id, title=f"Fife {i}") for i in range(many)]
     )
     assert not result.rejected
     board = await services.pipelines.board(rep, DEFAULT_PIPELINE_ID)
     proposal = next(c for c in board.columns if c.stage.key == "proposal")
-    assert (len(proposal.cards), proposal.total, proposal.more) == (50, 52, 2)
+    assert (len(proposal.cards), proposal.total, proposal.more) == (CARDS_PER_COLUMN, many, 2)
     client = await web_login(staff, identity)
     page = (await client.get("/pipeline")).text
     assert re.search(r'href="/deals\?pipeline_id=[0-9a-f-]+&amp;stage=proposal">2 more', page)
+    column = page.split('data-stage="proposal"')[1].split("</section>")[0]
+    assert f'class="column-count">{many}<' in column  # the count is of every deal, not the cards
 
 
 # --- reports -----------------------------------------------------------------------------------

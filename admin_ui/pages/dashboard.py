@@ -1,22 +1,89 @@
-"""The start page: who you are and how many records you can reach."""
+"""The start page: the figures for the work this role does, and what you did last.
+
+Sales sees its open deals by stage, tasks due and this month's wins; support its open
+cases and SLA breaches; marketing its campaigns and audience sizes; compliance the open
+requests by deadline, whether the audit trail verifies, and open alerts. An admin gets
+every section the policy lets an admin see. Counts come from the gateway (scope applied,
+audited as counts: no customer is touched, so opening the start page never shows up in
+anyone's access report). Recent activity is the user's own changes from the audit log:
+ids and actions, never values.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from litestar import Request, get
 from litestar.di import NamedDependency, Provide
 from litestar.response import Template
 
+from admin_ui.pages.compliance import trail_status
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
-from server.gateway import GatewayError
+from audit import queries
+from server.datamap import RECORD_TYPES
+from server.reports.dashboard import Dashboard
+from server.reports.service import money
 from server.web import services_of
 
 COUNTED = (
     ("contact", "Contacts", "/contacts"),
     ("organization", "Organizations", "/organizations"),
 )
+RECORD_PATHS = {  # where a record of each type is shown (the admin's list routes)
+    "contact": "/contacts",
+    "organization": "/organizations",
+    "deal": "/deals",
+    "interaction": "/interactions",
+    "case": "/cases",
+    "lead": "/leads",
+    "task": "/tasks",
+}
+ACTIVITY_ACTIONS = {"create": "Created", "update": "Changed", "delete": "Deleted"}
+ACTIVITY_SHOWN = 8
+SHOWN = 6  # rows per panel (campaigns, segments, requests)
+
+
+def ago(moment: dt.datetime, now: dt.datetime) -> str:
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
+
+
+async def recent_activity(actor_id: str, now: dt.datetime) -> list[dict[str, str]]:
+    """The user's own latest creates, changes and deletes of records (from the audit log:
+    the action, the record type and id; never a value)."""
+    rows: list[queries.EventRow] = []
+    for action in ACTIVITY_ACTIONS:
+        page = await queries.search(
+            queries.EventFilter(actor_id=actor_id, action=action, outcome="allowed"),
+            page_size=ACTIVITY_SHOWN,
+        )
+        rows.extend(e for e in page.events if e.resource_type in RECORD_PATHS)
+    rows.sort(key=lambda e: e.seq, reverse=True)
+    shown = []
+    for event in rows[:ACTIVITY_SHOWN]:
+        rt = RECORD_TYPES.get(event.resource_type)
+        noun = (rt.label if rt else event.resource_type).lower()
+        link = ""
+        if event.resource_id and event.action != "delete":
+            link = f"{RECORD_PATHS[event.resource_type]}/{event.resource_id}"
+        shown.append(
+            {
+                "what": f"{ACTIVITY_ACTIONS[event.action]} a {noun}",
+                "link": link,
+                "fields": ", ".join(event.fields[:4]) + (" …" if len(event.fields) > 4 else ""),
+                "when": ago(event.ts, now),
+                "at": event.ts.isoformat(),
+            }
+        )
+    return shown
 
 
 @get(
@@ -26,16 +93,51 @@ COUNTED = (
     opt=page_access(),
 )
 async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
-    """Counts come from the gateway: the user's scope, audited as counts (no customer is
-    touched, so opening the start page never shows up in anyone's access report)."""
-    gateway = services_of(request).gateway
-    counts = []
-    for resource, label, path in COUNTED:
-        try:
-            total: int | None = await gateway.count(visit.actor, resource)
-        except GatewayError:
-            total = None
-        counts.append({"label": label, "path": path, "total": total})
+    services = services_of(request)
+    board = Dashboard(services.gateway, services.policy)
+    role = visit.identity.role
+    actor = visit.actor
+    now = dt.datetime.now(dt.UTC)
+    counts = [
+        {"label": label, "path": path, "total": await board.count(actor, resource)}
+        for resource, label, path in COUNTED
+    ]
+    context: dict[str, Any] = {
+        "sales": None,
+        "tasks": None,
+        "cases": None,
+        "campaigns": None,
+        "segments": None,
+        "requests": None,
+        "overdue_requests": 0,
+        "verification": None,
+        "alerts_open": None,
+    }
+    if board.sells(role):
+        pipelines = await services.pipelines.all()
+        context["sales"] = await board.sales(actor, pipelines, now)
+    if board.does_tasks(role):
+        context["tasks"] = await board.tasks(actor, now)
+    if board.serves(role):
+        context["cases"] = await board.cases(actor, now)
+    if board.markets(role):
+        campaigns = services.campaigns
+        context["campaigns"] = (await campaigns.campaigns(actor))[:SHOWN]
+        context["segments"] = [
+            {"segment": s, "size": await campaigns.segment_size(actor, s)}
+            for s in (await campaigns.segments(actor))[:SHOWN]
+        ]
+    if board.audits(role):
+        queue = await services.requests.queue(open_only=True, now=now)
+        context["requests"] = queue[:SHOWN]
+        context["open_requests"] = len(queue)
+        context["overdue_requests"] = sum(1 for r in queue if r.overdue)
+        if services.policy.allows(role, "audit", "verify"):
+            context["verification"] = await trail_status(
+                services.audit_trail, services.settings.audit_stall_seconds
+            )
+    if services.policy.allows(role, "alert", "manage"):
+        context["alerts_open"] = (await services.alerts.list_alerts(state="open")).open_total
     return await render(
         request,
         "dashboard.html",
@@ -43,5 +145,9 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
         section="dashboard",
         title="Dashboard",
         counts=counts,
-        purpose=gateway.default_purpose(visit.identity.role),
+        purpose=services.gateway.default_purpose(role),
+        activity=await recent_activity(actor.id, now),
+        money=money,
+        today=now.date(),
+        **context,
     )

@@ -1,30 +1,36 @@
 """The deal board (``/pipeline``) and the pipeline settings for admins (``/admin/pipelines``).
 
 The board is one column per stage with the deals this user may list (the gateway applies
-the record scope), and a plain form per card: a stage select and a "Move" button, so a
-deal moves with the keyboard and without JavaScript. When htmx runs, ``hx-boost`` turns
-those forms into in-page requests; the answers are the same pages. Moving to a lost stage
-without a reason answers with a short form asking for it.
+the record scope), a compact card per deal, per-stage counts and totals, and at most
+``CARDS_PER_COLUMN`` cards per column (a link leads to the filtered deal list for the
+rest). A deal moves three ways, all through the same form post: dragging the card to
+another column (``static/board.js`` submits the card's form), or the card's "Move"
+disclosure (a stage select and a button), which works by keyboard and without
+JavaScript. Moving to a lost stage without a reason answers with a short form asking for
+it. Roles that may not change a deal's stage get no move controls, and a forced move is
+answered with a clear 403 page.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_400_BAD_REQUEST
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN
 
 from admin_ui.forms import ChoiceGroup, FieldChoices, choice_label
-from admin_ui.rendering import flash, render, see_other
+from admin_ui.rendering import error_page, flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import LOST_REASONS
-from server.gateway import Conflict, InvalidInput, NotFound
-from server.pipelines.service import CARDS_PER_COLUMN, KINDS, Board, Pipelines
+from server.gateway import Conflict, Forbidden, InvalidInput, NotFound
+from server.pipelines.service import KINDS, Board, Pipelines
 from server.reports.service import money
 from server.web import services_of
 
@@ -88,6 +94,8 @@ class BoardPages(Controller):
     ) -> Template:
         pipelines = _pipelines(request)
         board: Board = await pipelines.board(visit.actor, pipeline_id)
+        owners = await _owner_names(request, board)
+        today = dt.datetime.now(dt.UTC).date()
         return await render(
             request,
             "pipeline/board.html",
@@ -99,11 +107,15 @@ class BoardPages(Controller):
             pipelines=await pipelines.all(),
             errors=errors or {},
             money=money,
-            cap=CARDS_PER_COLUMN,
+            owners=owners,
+            today=today,
+            close_date=_close_date,
+            days_in_stage=lambda deal: _days_in_stage(deal, today),
             more_link=lambda stage: (
                 "/deals?" + urlencode({"pipeline_id": board.pipeline.id, "stage": stage})
             ),
             may_manage=pipelines.may_manage(visit.identity.role),
+            may_move=may_move(request, visit),
         )
 
     @get("/")
@@ -129,12 +141,24 @@ class BoardPages(Controller):
         visit: NamedDependency[Visit],
         pipeline_id: FromPath[str],
         deal_id: FromPath[str],
-    ) -> Template | Redirect:
+    ) -> Template | Redirect | Response[Any]:
         pipelines = _pipelines(request)
         pipeline = await pipelines.get(pipeline_id)
         form = await request.form()
         key = _text(form, "stage", 32)
         reason = _text(form, "lost_reason", 32)
+        if not may_move(request, visit):
+            # The gateway refuses and audits the attempt; the answer says why, and reveals
+            # nothing about the deal (the same whether it exists or not).
+            with contextlib.suppress(NotFound, Forbidden):
+                await pipelines.move_deal(visit.actor, deal_id, key, reason or None)
+            return error_page(
+                request,
+                HTTP_403_FORBIDDEN,
+                "Not allowed",
+                "Your role may look at the board but not move deals. "
+                "Ask the deal's owner or an admin to move it.",
+            )
         stage = pipeline.stage(key)
         if stage is not None and stage.kind == "lost" and not reason:
             deal = await services_of(request).gateway.read(visit.actor, "deal", deal_id)
@@ -177,6 +201,48 @@ class BoardPages(Controller):
         name = stage.name if stage else key
         await flash(request, visit, f"Deal moved to {name}.")
         return see_other(f"/pipeline/{pipeline.id}#deal-{deal.id}")
+
+
+def may_move(request: Request[Any, Any, Any], visit: Visit) -> bool:
+    """Whether the role may change a deal's stage (a policy question; no record read)."""
+    writable = services_of(request).gateway.permitted_fields(visit.actor, "deal", "update")
+    return writable is not None and "stage" in writable
+
+
+async def _owner_names(request: Request[Any, Any, Any], board: Board) -> dict[int, str]:
+    """Staff names for the cards' owners (staff data, not customer data)."""
+    accounts = services_of(request).accounts
+    names: dict[int, str] = {}
+    for owner_id in sorted({card.owner_id for c in board.columns for card in c.cards}):
+        found = await accounts.get_user(owner_id)
+        if found is not None:
+            names[owner_id] = found[0].display_name or found[0].email
+    return names
+
+
+def _days_in_stage(deal: Any, today: dt.date) -> int:
+    """Whole days since the deal entered its stage (since it was created, if the stage
+    entry time is hidden from the role or unknown)."""
+    entered = deal.values.get("stage_entered_at")
+    if isinstance(entered, str):
+        try:
+            entered = dt.datetime.fromisoformat(entered)
+        except ValueError:
+            entered = None
+    moment = entered if isinstance(entered, dt.datetime) else deal.created_at
+    return max(0, (today - moment.astimezone(dt.UTC).date()).days)
+
+
+def _close_date(value: object) -> dt.date | None:
+    """A deal's expected close date, as a date (the gateway hands back ISO text)."""
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
 
 
 class PipelineSettingsPages(Controller):

@@ -471,10 +471,15 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         names = [
             f.name
             for f in rt.fields
-            if f.name in writable and f.name not in record.restricted and f.name not in fixed
+            if f.name in writable
+            and f.name not in record.restricted
+            and f.name not in fixed
+            and not f.set_by_rule
         ]
         locked = [
-            f.label for f in rt.fields if f.name not in names and f.name not in record.restricted
+            f.label
+            for f in rt.fields
+            if f.name not in names and f.name not in record.restricted and not f.set_by_rule
         ]
         return names, locked
 
@@ -564,7 +569,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             writable = gateway_of(request).permitted_fields(visit.actor, resource, "create")
             if writable is None:
                 raise Forbidden(f"your role may not create {noun} records")
-            names = [f.name for f in rt.fields if f.name in writable]
+            names = [f.name for f in rt.fields if f.name in writable and not f.set_by_rule]
             # "New deal" on a contact's page arrives with ?contact_id=...: preselect it.
             given = {
                 n: str(request.query_params.get(n, "")).strip()
@@ -582,7 +587,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             if writable is None:  # the gateway refuses (and audits) before reading any value
                 await gateway.create(visit.actor, resource, {})
                 raise Forbidden(f"your role may not create {noun} records")
-            names = [f.name for f in rt.fields if f.name in writable]
+            names = [f.name for f in rt.fields if f.name in writable and not f.set_by_rule]
             form = await request.form()
             read = read_form(rt, form, names, zone=visit.zone)
             values, submitted = read.values, read.submitted

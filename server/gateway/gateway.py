@@ -1067,6 +1067,19 @@ class Gateway:
                 column = getattr(table, name)
                 conditions.append(column == value)
                 continue
+            if name == "id":  # these records only (names for the ids on a page, in one list)
+                try:
+                    ids = [
+                        uuid.UUID(str(v))
+                        for v in (value if isinstance(value, list | tuple) else (value,))
+                    ]
+                except ValueError:
+                    ids = []
+                if ids:
+                    conditions.append(table._meta.primary_key.is_in(ids))
+                else:
+                    problems["id"] = "must be one or more record ids"
+                continue
             bound = rt.by_name.get(name.removesuffix("_before"))
             if name.endswith("_before") and bound is not None and bound.kind in _MOMENTS:
                 # "<field>_before": a date or time strictly earlier (tasks due by a moment).

@@ -77,6 +77,7 @@ class Deal(Table, tablename="deal"):
     organization_id = UUID(null=True, default=None, index=True)
     notes = Text(null=True, default=None)
     pipeline_id = UUID(null=True, default=None, index=True)  # server.pipelines
+    stage_entered_at = Timestamptz(null=True, default=None)  # set by the pipelines' deal rule
 
 
 class Interaction(Table, tablename="interaction"):

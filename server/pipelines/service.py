@@ -17,7 +17,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from audit.events import AuditEvent, Outcome
@@ -25,13 +25,16 @@ from audit.log import AuditLog
 from policy.enforcer import PolicyEngine
 from server import db
 from server.gateway import Actor, Conflict, Forbidden, Gateway, InvalidInput, NotFound, Record
+from server.gateway.gateway import MAX_PAGE_SIZE
 from server.pipelines.tables import DEFAULT_PIPELINE_ID, Pipeline, PipelineStage
 
 RESOURCE = "pipeline"  # policy: ``p, admin, pipeline, manage, allow``
 KINDS = ("open", "won", "lost")
 MAX_NAME = 100
 MAX_STAGES = 30
-CARDS_PER_COLUMN = 50
+# Cards per column on the board: enough to work a stage, few enough that the board stays
+# one screen high; the column links to the filtered deal list for the rest.
+CARDS_PER_COLUMN = 8
 _KEY_CHARS = re.compile(r"[^a-z0-9]+")
 CONFIG_ACTOR = Actor.system("pipeline-config")
 
@@ -84,6 +87,13 @@ class Column:
 class Board:
     pipeline: PipelineConfig
     columns: tuple[Column, ...]
+    # contact id -> the person's name, for the cards' contacts the actor may list and
+    # whose name fields they may read (no entry: the card shows no name).
+    people: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(c.total for c in self.columns)
 
 
 def _name(value: object, what: str = "name") -> str:
@@ -228,7 +238,8 @@ class Pipelines:
         """Check a deal's pipeline and stage; fill in what follows from them.
 
         On a create, a missing pipeline is the default one and a missing stage its first
-        open stage. Entering a stage sets the stage's probability unless one is given;
+        open stage. Entering a stage stamps ``stage_entered_at`` (the board's age in
+        stage) and sets the stage's probability unless one is given;
         won and lost always set 100 and 0. A lost deal needs a reason; a deal that leaves
         the lost stage drops it.
         """
@@ -263,6 +274,8 @@ class Pipelines:
             return {"stage": f"must be a stage of the pipeline: {keys}"}
         values["stage"] = stage.key
         entering = creating or switched or stage.key != old_stage
+        if entering:  # the board's age in stage counts from here
+            values["stage_entered_at"] = dt.datetime.now(dt.UTC).isoformat()
         if stage.kind == "won":
             values["probability"] = 100
         elif stage.kind == "lost":
@@ -314,7 +327,29 @@ class Pipelines:
                     amounts=tuple(sorted(amounts.get(stage.key, {}).items())),
                 )
             )
-        return Board(pipeline=pipeline, columns=tuple(columns))
+        cards = [card for column in columns for card in column.cards]
+        people = await self._people(actor, [str(c.values.get("contact_id") or "") for c in cards])
+        return Board(pipeline=pipeline, columns=tuple(columns), people=people)
+
+    async def _people(self, actor: Actor, contact_ids: Sequence[str]) -> dict[str, str]:
+        """The names on the cards: one gateway list of those contacts (scope, field rights
+        and the audit apply; a role that may not list contacts gets no names)."""
+        wanted = sorted({i for i in contact_ids if i})
+        names: dict[str, str] = {}
+        for start in range(0, len(wanted), MAX_PAGE_SIZE):
+            chunk = wanted[start : start + MAX_PAGE_SIZE]
+            try:
+                page = await self._gateway.list(
+                    actor, "contact", filters={"id": chunk}, page_size=len(chunk)
+                )
+            except (Forbidden, NotFound):
+                return names
+            for person in page.items:
+                parts = (person.values.get("first_name"), person.values.get("last_name"))
+                name = " ".join(str(p) for p in parts if p)
+                if name:
+                    names[person.id] = name
+        return names
 
     async def move_deal(
         self, actor: Actor, deal_id: str, stage_key: str, lost_reason: str | None = None

@@ -106,15 +106,18 @@ def convert_lead(page: Page) -> None:
 
 
 def win_the_deal(page: Page) -> None:
-    """On the board: the card's stage select and its "Move" button, by keyboard."""
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Pipeline").click()
+    """On the board: the card's "Move" disclosure, its stage select and button, by keyboard."""
+    menu = page.get_by_role("navigation", name="Main")
+    menu.get_by_role("link", name="Pipeline", exact=True).click()
     card = page.locator("li.card", has_text=DEAL_TITLE)
     expect(page.locator("section[data-stage=qualification]")).to_contain_text(DEAL_TITLE)
+    card.locator("summary").focus()
+    page.keyboard.press("Enter")  # opens the disclosure
     stage = card.get_by_label(f"Stage of {DEAL_TITLE}")
     stage.select_option("won")
     stage.focus()
     page.keyboard.press("Tab")
-    expect(card.get_by_role("button", name="Move")).to_be_focused()
+    expect(card.get_by_role("button", name="Move", exact=True)).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.get_by_role("status")).to_contain_text("moved to Won")
     expect(page.locator("section[data-stage=won]")).to_contain_text(DEAL_TITLE)

@@ -1,0 +1,132 @@
+"""The sidebar menu: pages grouped by the work they serve, only those the role may use.
+
+Each entry names the policy right its page asks for (``policy.allows(role, resource,
+action)``), so the menu and the page guards cannot drift into offering a page that then
+answers 404 or 403. The few pages without a policy resource of their own (staff accounts,
+imports) are admin-only pages (``page_access(admin_only=True)``) and say so here.
+
+Which entry is current comes from the request path (the longest matching prefix), so a
+record page, its edit form and its 360 view all light up their list's entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from policy.enforcer import PolicyEngine
+
+
+@dataclass(frozen=True)
+class MenuEntry:
+    label: str
+    href: str
+    right: tuple[str, str] | None  # (resource, action) the policy must allow; None: anyone
+    admin_only: bool = False
+
+
+@dataclass(frozen=True)
+class MenuLink:
+    label: str
+    href: str
+    current: bool
+
+
+@dataclass(frozen=True)
+class MenuGroup:
+    label: str  # "" for the first, unlabelled group (dashboard, my day, tasks)
+    links: tuple[MenuLink, ...]
+
+
+MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
+    (
+        "",
+        (
+            MenuEntry("Dashboard", "/", None),
+            MenuEntry("My day", "/my-day", ("task", "create")),  # roles that do tasks
+            MenuEntry("Tasks", "/tasks", ("task", "list")),
+            MenuEntry("Contacts", "/contacts", ("contact", "list")),
+            MenuEntry("Organizations", "/organizations", ("organization", "list")),
+        ),
+    ),
+    (
+        "Sales",
+        (
+            MenuEntry("Leads", "/leads", ("lead", "list")),
+            MenuEntry("Deals", "/deals", ("deal", "list")),
+            # The board groups by stage: it needs the stage, not just the list right.
+            MenuEntry("Pipeline", "/pipeline", ("deal.stage", "read")),
+            MenuEntry("Reports", "/reports", ("report", "view")),
+            MenuEntry("Duplicates", "/contacts/duplicates", ("contact", "merge")),
+        ),
+    ),
+    (
+        "Service",
+        (
+            MenuEntry("Cases", "/cases", ("case", "list")),
+            MenuEntry("Interactions", "/interactions", ("interaction", "list")),
+        ),
+    ),
+    (
+        "Marketing",
+        (MenuEntry("Campaigns", "/campaigns", ("campaign", "manage")),),
+    ),
+    (
+        "Compliance",
+        (
+            MenuEntry("Compliance console", "/compliance", ("audit", "read")),
+            MenuEntry("Requests", "/compliance/requests", ("audit", "read")),
+            MenuEntry("Alerts", "/compliance/alerts", ("alert", "manage")),
+            MenuEntry("Consent", "/compliance/consent", ("consent", "manage")),
+            MenuEntry("Legal holds", "/compliance/holds", ("audit", "read")),
+            MenuEntry(
+                "Record of processing",
+                "/compliance/record-of-processing",
+                ("processing_record", "read"),
+            ),
+        ),
+    ),
+    (
+        "Settings",
+        (
+            MenuEntry("Users", "/admin/users", None, admin_only=True),
+            MenuEntry("Pipelines", "/admin/pipelines", ("pipeline", "manage")),
+            MenuEntry("Import", "/import", None, admin_only=True),
+        ),
+    ),
+)
+
+
+def _matches(href: str, path: str) -> int:
+    """How well ``href`` matches ``path``: the length of the matched prefix, or -1."""
+    if href == "/":
+        return 1 if path == "/" else -1
+    if path == href or path.startswith(href + "/"):
+        return len(href)
+    return -1
+
+
+def main_menu(policy: PolicyEngine, role: str, path: str) -> tuple[MenuGroup, ...]:
+    """The groups and links this role may use, with the entry for ``path`` marked."""
+    allowed = [
+        (label, [e for e in entries if _may_use(policy, role, e)]) for label, entries in MENU
+    ]
+    best = max((_matches(e.href, path) for _, entries in allowed for e in entries), default=-1)
+    return tuple(
+        MenuGroup(
+            label,
+            tuple(
+                MenuLink(e.label, e.href, best > 0 and _matches(e.href, path) == best)
+                for e in entries
+            ),
+        )
+        for label, entries in allowed
+        if entries
+    )
+
+
+def _may_use(policy: PolicyEngine, role: str, entry: MenuEntry) -> bool:
+    if entry.admin_only:
+        return role == "admin"
+    if entry.right is None:
+        return True
+    return policy.allows(role, *entry.right)
