@@ -156,6 +156,8 @@ class Field:
     label: str  # how the field is named in subject exports and the admin
     encrypted: bool
     blind_index: bool = False  # exact-match lookup via a keyed, truncated HMAC
+    # Name search: a keyed, truncated token per word and per word prefix (server.vault.words)
+    word_index: bool = False
     required: bool = False
     max_length: int = 200
     choices: tuple[str, ...] = ()
@@ -234,6 +236,7 @@ CONTACT = RecordType(
             Kind.TEXT,
             "First name",
             encrypted=True,
+            word_index=True,
             required=True,
             max_length=100,
             purposes=_MARKETING,
@@ -244,6 +247,7 @@ CONTACT = RecordType(
             Kind.TEXT,
             "Last name",
             encrypted=True,
+            word_index=True,
             required=True,
             max_length=100,
             purposes=_MARKETING,
@@ -364,6 +368,7 @@ ORGANIZATION = RecordType(
             Kind.TEXT,
             "Name",
             encrypted=False,
+            word_index=True,
             required=True,
             purposes=_MARKETING,
         ),
@@ -454,7 +459,15 @@ DEAL = RecordType(
     label="Deal",
     subject_from="contact_id",
     fields=(
-        Field("title", Category.FREE_TEXT, Kind.TEXT, "Title", encrypted=True, required=True),
+        Field(
+            "title",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Title",
+            encrypted=True,
+            word_index=True,
+            required=True,
+        ),
         Field(
             "amount",
             Category.BUSINESS,
@@ -621,6 +634,7 @@ CASE = RecordType(
             Kind.TEXT,
             "Title",
             encrypted=True,
+            word_index=True,
             required=True,
             purposes=_SUPPORT,
         ),
@@ -702,6 +716,7 @@ LEAD = RecordType(
             Kind.TEXT,
             "First name",
             encrypted=True,
+            word_index=True,
             retention=_LEAD_RETENTION,
             required=True,
             max_length=100,
@@ -712,6 +727,7 @@ LEAD = RecordType(
             Kind.TEXT,
             "Last name",
             encrypted=True,
+            word_index=True,
             retention=_LEAD_RETENTION,
             required=True,
             max_length=100,
