@@ -34,11 +34,13 @@
       }
     }
 
-    list.addEventListener("htmx:afterSwap", function () {
+    function swapped() {
       active = -1;
       open(list.textContent.trim() !== "" && input.value.trim() !== "");
       choose(-1);
-    });
+    }
+    // htmx fires this on the element that asked (the input) once the list is filled.
+    input.addEventListener("htmx:after:swap", swapped);
     input.addEventListener("keydown", function (event) {
       var count = options().length;
       if (event.key === "ArrowDown" || event.key === "ArrowUp") {
