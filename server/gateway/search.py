@@ -198,8 +198,14 @@ class NameSearch:
         condition = parts[0]
         for part in parts[1:]:
             condition = condition | part
+        # Only what matching and ranking need: the page's rows are read whole afterwards.
+        wanted = {"id", "subject_id", "created_at"}
+        wanted |= {f.name for f in self.own} | {
+            f.name for f in _about_fields(self.rt, self.decision)
+        }
+        columns = [getattr(self.table, name) for name in sorted(wanted)]
         query = self.gw._scoped(
-            self.table.select().where(condition), self.table, self.decision, self.actor
+            self.table.select(*columns).where(condition), self.table, self.decision, self.actor
         )
         query = await self.gw._with_basis(query, self.table, self.decision.purpose)
         rows = await (
@@ -314,10 +320,23 @@ async def search_names(
     about = await _about_matches(gw, actor, rt, decision, words)
     found, candidates, capped = await search.ranked(words, about)
     chosen = found[(page - 1) * page_size : page * page_size]
+    table = TABLES[rt.resource]
+    pk = table._meta.primary_key
+    rows = (
+        {
+            str(r["id"]): r
+            for r in await table.select().where(pk.is_in([m.row["id"] for m in chosen]))
+        }
+        if chosen
+        else {}
+    )
     keys = await gw.vault.keys_for(str(m.row["subject_id"]) for m in chosen)
     items = [
-        gw._materialize(rt, m.row, keys.get(str(m.row["subject_id"])), decision.fields)
+        gw._materialize(
+            rt, rows[str(m.row["id"])], keys.get(str(m.row["subject_id"])), decision.fields
+        )
         for m in chosen
+        if str(m.row["id"]) in rows
     ]
     await gw._audit(
         actor,
