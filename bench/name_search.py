@@ -209,14 +209,14 @@ async def run(contacts: int, postgres: str) -> dict[str, Any]:
     }
 
 
-def write(results: list[dict[str, Any]]) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+def write(results: list[dict[str, Any]], out: Path = OUT) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     doc = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "results": results,
     }
-    (OUT / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [
         "# Name search benchmark (PostgreSQL)",
         "",
@@ -250,7 +250,7 @@ def write(results: list[dict[str, Any]]) -> None:
                     f"| {f['capped_share']:.0%} |"
                 )
         lines.append("")
-    (OUT / "RESULTS.md").write_text("\n".join(lines))
+    (out / "RESULTS.md").write_text("\n".join(lines))
 
 
 def main(argv: list[str]) -> None:
@@ -261,11 +261,12 @@ def main(argv: list[str]) -> None:
         help="comma-separated contact counts (default: 100000,1000000)",
     )
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="server URL (no database)")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"results folder (default {OUT})")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.contacts.split(",") if c.strip()]
     results = []
     for count in counts:
         console.print(f"name search: {count:,} contacts")
         results.append(asyncio.run(run(count, args.postgres)))
-        write(results)
-    console.print(f"written to {OUT}")
+        write(results, args.out)
+    console.print(f"written to {args.out}")

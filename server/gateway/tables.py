@@ -206,4 +206,4 @@ class SearchToken(Table, tablename="search_token"):
     record_type = Varchar(length=16)
     record_id = UUID(index=True)
     field = Varchar(length=32)
-    token = Integer()  # indexed with record_type by the migration: (token, record_type)
+    token = Integer()  # indexed by the migration: (token, record_type, record_id)

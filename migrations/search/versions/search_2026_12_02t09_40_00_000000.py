@@ -1,6 +1,6 @@
 """Name-search tokens (``server.gateway.name_index``): record type, record id, field and
-a truncated keyed token, never a value. Looked up by ``(token, record_type)`` (the next
-migration's index); removed by record id. Full DML for the application role (erasure
+a truncated keyed token, never a value. Looked up by ``(token, record_type, record_id)`` (the
+next migration's index); removed by record id. Full DML for the application role (erasure
 deletes rows). Records written before this migration get their tokens from
 ``consentry search reindex``."""
 

@@ -1,5 +1,6 @@
-"""The name-search lookup index: ``(token, record_type)``, so a search reads only the
-rows of its tokens (a migration of its own: raw SQL runs before a table's columns exist)."""
+"""The name-search lookup index: ``(token, record_type, record_id)``, so a search finds
+the records of its tokens from the index alone, without reading the table (a migration of
+its own: raw SQL runs before a table's columns exist)."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
@@ -16,7 +17,7 @@ async def forwards() -> MigrationManager:
         engine = engine_finder()
         assert engine is not None
         await engine.run_ddl(
-            "CREATE INDEX search_token_lookup ON search_token (token, record_type)"
+            "CREATE INDEX search_token_lookup ON search_token (token, record_type, record_id)"
         )
 
     manager.add_raw(lookup_index)
