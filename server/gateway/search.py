@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 # Record types a name search covers, in the order results are grouped.
 SEARCH_TYPES = ("contact", "lead", "organization", "deal", "case", "interaction")
 CANDIDATE_CAP = 200  # rows decrypted per record type and query, at most
+TYPEAHEAD_CANDIDATES = 50  # the least the all-types search reads per type
 MAX_TERM = 200
 MAX_WORDS = 6
 MAX_PAGE_SIZE = 50
@@ -155,8 +156,16 @@ def _better(one: tuple[int, float], other: tuple[int, float]) -> bool:
 class NameSearch:
     """One name search over one record type for one actor (see the module docstring)."""
 
-    def __init__(self, gw: Gateway, actor: Actor, rt: RecordType, decision: AccessDecision) -> None:
+    def __init__(
+        self,
+        gw: Gateway,
+        actor: Actor,
+        rt: RecordType,
+        decision: AccessDecision,
+        cap: int = CANDIDATE_CAP,
+    ) -> None:
         self.gw, self.actor, self.rt, self.decision = gw, actor, rt, decision
+        self.cap = max(1, min(cap, CANDIDATE_CAP))
         self.table: type[Table] = TABLES[rt.resource]
         self.own = _own_fields(rt, decision)
 
@@ -211,9 +220,9 @@ class NameSearch:
         rows = await (
             query.order_by(getattr(self.table, "created_at"), ascending=False)
             .order_by(self.table._meta.primary_key)
-            .limit(CANDIDATE_CAP + 1)
+            .limit(self.cap + 1)
         )
-        return rows[:CANDIDATE_CAP], len(rows) > CANDIDATE_CAP
+        return rows[: self.cap], len(rows) > self.cap
 
     async def matches(
         self,
@@ -265,7 +274,12 @@ class NameSearch:
 
 
 async def _about_matches(
-    gw: Gateway, actor: Actor, rt: RecordType, decision: AccessDecision, words: Sequence[str]
+    gw: Gateway,
+    actor: Actor,
+    rt: RecordType,
+    decision: AccessDecision,
+    words: Sequence[str],
+    cap: int = CANDIDATE_CAP,
 ) -> dict[str, dict[str, tuple[int, float]]]:
     """{"contact": {id: (tier, score)}, ...} of the people and organizations this record
     type points to that match, as far as the actor may search them (nothing audited: only
@@ -279,7 +293,7 @@ async def _about_matches(
         other_decision = gw._decide(actor, other, Action.SEARCH, decision.purpose)
         if not other_decision.allowed:
             continue
-        found, _, _ = await NameSearch(gw, actor, other, other_decision).ranked(words, {})
+        found, _, _ = await NameSearch(gw, actor, other, other_decision, cap).ranked(words, {})
         about[target] = {str(m.row["id"]): (m.tier, m.score) for m in found}
     return about
 
@@ -293,8 +307,10 @@ async def search_names(
     purpose: str,
     page: int = 1,
     page_size: int = 20,
+    candidates: int = CANDIDATE_CAP,
 ) -> NameHits:
-    """One record type's name search: a page of ranked matches, audited with their ids."""
+    """One record type's name search: a page of ranked matches, audited with their ids.
+    ``candidates``: how many records to read at most (the typeahead reads fewer)."""
     rt = RECORD_TYPES.get(resource)
     if rt is None or resource not in SEARCH_TYPES:
         raise InvalidInput(
@@ -316,8 +332,8 @@ async def search_names(
             Forbidden(f"your role may not search {rt.resource} records"),
             detail={"by": "name"},
         )
-    search = NameSearch(gw, actor, rt, decision)
-    about = await _about_matches(gw, actor, rt, decision, words)
+    search = NameSearch(gw, actor, rt, decision, candidates)
+    about = await _about_matches(gw, actor, rt, decision, words, candidates)
     found, candidates, capped = await search.ranked(words, about)
     chosen = found[(page - 1) * page_size : page * page_size]
     table = TABLES[rt.resource]
@@ -379,6 +395,15 @@ async def search_everything(
     for resource in SEARCH_TYPES:
         if resource in types and may_search(gw, actor, resource, purpose):
             results.append(
-                await search_names(gw, actor, resource, term, purpose=purpose, page_size=per_type)
+                await search_names(
+                    gw,
+                    actor,
+                    resource,
+                    term,
+                    purpose=purpose,
+                    page_size=per_type,
+                    # A few per type (the typeahead's 4) need not read 200 candidates each.
+                    candidates=max(TYPEAHEAD_CANDIDATES, per_type * 10),
+                )
             )
     return results
