@@ -108,6 +108,8 @@ class FormField:
     depends_on: str = ""  # the field whose value picks the group (data-depends-on)
     selected_group: str = ""  # the group whose option equal to the value is selected
     default_group: str = ""  # the group that applies while ``depends_on`` is empty
+    picker: str = ""  # a reference picked by name search: the record type searched
+    pick_term: str = ""  # what was last typed into the picker's search box
 
     @property
     def input_id(self) -> str:

@@ -46,6 +46,7 @@ from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
 from admin_ui.pages.reports import ReportPages
 from admin_ui.pages.requests import RequestPages
+from admin_ui.pages.search import SearchPages
 from admin_ui.pages.sign_in import SignInPages
 from admin_ui.pages.users import UserPages
 from admin_ui.rendering import gateway_error_handler, http_error_handler, redirect_handler
@@ -119,6 +120,7 @@ def admin_router() -> Router:
             BoardPages,  # /pipeline
             PipelineSettingsPages,  # /admin/pipelines
             CampaignPages,  # /campaigns: segments and campaigns (marketing, admin)
+            SearchPages,  # /search: the header search box, its results, record pickers
         ],
         exception_handlers={
             GatewayError: gateway_error_handler,

@@ -9,6 +9,10 @@ micro-figures (field crypto, blind index, policy decisions, audit append and
 verification, erasure of a person, export of a person with 10,000 interactions).
 Results go to ``OUT/latest.json`` and ``OUT/RESULTS.md``.
 
+``python -m bench names`` measures name search (server-side p99, candidates decrypted,
+index size per contact) at 100,000 and 1,000,000 contacts on PostgreSQL (``python -m
+bench names --help``).
+
 ``python -m bench soak`` is the other mode: a realistic staff mix against Consentry for
 minutes on end, sampling memory, connections and audit sealing (``python -m bench soak
 --help``).
@@ -174,6 +178,11 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["names"]:
+        from bench import name_search
+
+        name_search.main(args[1:])
+        return
     if args[:1] == ["soak"]:
         from bench import soak
 

@@ -28,6 +28,7 @@ from server.portal.routes import PortalPages
 from server.reports.routes import ReportRoutes
 from server.request_guard import RequestInputGuard
 from server.requests import request_id_middleware
+from server.search.routes import SearchRoutes
 from server.services import Services, build_services
 from server.settings import Settings, get_settings
 from server.web import document_error_answers, gateway_error_handler
@@ -53,6 +54,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     PublicLeadForm,  # a website's contact form: no staff session, rate-limited
     ComplianceRoutes,
     ReportRoutes,
+    SearchRoutes,  # /api/v1/search: name search over every type
     SegmentRoutes,
     CampaignRoutes,
     ConsentLinks,

@@ -110,6 +110,8 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
             f"pending migrations could not be applied ({exc}); if the server connects as an "
             "application role, run `consentry migrate` as the database owner first"
         )
+    if _run(services.gateway.name_index_missing):
+        _reindex_names(services)  # a database from before name search: fill its index once
     if demo:
         _prepare_demo(services)
     click.echo(f"Consentry listening on http://{host}:{port}  (API docs: /schema)")
@@ -211,6 +213,84 @@ def migrate() -> None:
     except RoleSetupError as exc:
         _fail(f"migrated, but could not grant CONSENTRY_APP_ROLE: {exc}")
     click.echo(f"applied {applied} migration(s); database is current")
+    from server.services import build_services
+    from server.vault import MasterKeyMissing
+
+    try:
+        services = build_services(get_settings())
+    except (ConfigurationError, MasterKeyMissing):
+        return  # no keys yet, so no encrypted record either: nothing to index
+    if _run(services.gateway.name_index_missing):
+        _reindex_names(services)
+
+
+# --- search --------------------------------------------------------------------------------
+
+
+def _reindex_names(services: Any, batch_size: int = 500) -> dict[str, int]:
+    """Rebuild the name-search tokens with a progress bar on stderr; audited, sealed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from server.gateway import Actor
+
+    console = Console(stderr=True)
+
+    async def go() -> dict[str, int]:
+        total = await services.gateway.name_index_size()
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("records"),
+        )
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("Indexing names", total=total)
+            done = await services.gateway.reindex_names(
+                Actor.system("search-reindex"),
+                batch_size=batch_size,
+                progress=lambda n: bar.advance(task, n),
+            )
+        await services.audit_trail.seal_all()
+        return dict(done)
+
+    done = _run(go)
+    click.echo(
+        "name search index rebuilt: "
+        + ", ".join(f"{n} {resource}(s)" for resource, n in done.items())
+    )
+    return done
+
+
+@cli.group()
+def search() -> None:
+    """Name search (docs/search.md)."""
+
+
+@search.command("reindex")
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Records re-indexed per transaction.",
+)
+def search_reindex(batch_size: int) -> None:
+    """Recompute every name-search token from the records.
+
+    Run it after restoring a database from parts or changing the index key, or to fill
+    in the index of records written before name search existed (`consentry migrate` and
+    `consentry serve` do that by themselves when the index is empty). Online and
+    resumable: each batch replaces its records' tokens in one transaction. Reads and
+    decrypts every indexed name; audited per record type with the count, never a name.
+    """
+    from server.vault import MasterKeyMissing
+
+    services = _services(get_settings())
+    try:
+        _reindex_names(services, batch_size)
+    except (MasterKeyMissing, OSError) as exc:
+        _fail(f"reindex stopped: {exc}; run `consentry search reindex` again to finish it")
 
 
 @cli.group("db")

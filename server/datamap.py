@@ -156,6 +156,8 @@ class Field:
     label: str  # how the field is named in subject exports and the admin
     encrypted: bool
     blind_index: bool = False  # exact-match lookup via a keyed, truncated HMAC
+    # Name search: a keyed, truncated token per word and per word prefix (server.vault.words)
+    word_index: bool = False
     required: bool = False
     max_length: int = 200
     choices: tuple[str, ...] = ()
@@ -240,6 +242,7 @@ CONTACT = RecordType(
             Kind.TEXT,
             "First name",
             encrypted=True,
+            word_index=True,
             required=True,
             max_length=100,
             purposes=_MARKETING,
@@ -250,6 +253,7 @@ CONTACT = RecordType(
             Kind.TEXT,
             "Last name",
             encrypted=True,
+            word_index=True,
             required=True,
             max_length=100,
             purposes=_MARKETING,
@@ -370,6 +374,7 @@ ORGANIZATION = RecordType(
             Kind.TEXT,
             "Name",
             encrypted=False,
+            word_index=True,
             required=True,
             purposes=_MARKETING,
         ),
@@ -460,7 +465,15 @@ DEAL = RecordType(
     label="Deal",
     subject_from="contact_id",
     fields=(
-        Field("title", Category.FREE_TEXT, Kind.TEXT, "Title", encrypted=True, required=True),
+        Field(
+            "title",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Title",
+            encrypted=True,
+            word_index=True,
+            required=True,
+        ),
         Field(
             "amount",
             Category.BUSINESS,
@@ -640,6 +653,7 @@ CASE = RecordType(
             Kind.TEXT,
             "Title",
             encrypted=True,
+            word_index=True,
             required=True,
             purposes=_SUPPORT,
         ),
@@ -721,6 +735,7 @@ LEAD = RecordType(
             Kind.TEXT,
             "First name",
             encrypted=True,
+            word_index=True,
             retention=_LEAD_RETENTION,
             required=True,
             max_length=100,
@@ -731,6 +746,7 @@ LEAD = RecordType(
             Kind.TEXT,
             "Last name",
             encrypted=True,
+            word_index=True,
             retention=_LEAD_RETENTION,
             required=True,
             max_length=100,

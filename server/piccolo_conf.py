@@ -23,6 +23,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.imports.piccolo_app",
         "migrations.duplicates.piccolo_app",
         "migrations.leads.piccolo_app",
+        "migrations.search.piccolo_app",
     ]
 )
 

@@ -733,11 +733,19 @@ async def test_contact_list_filters_pagination_and_search(staff: Staff, services
     assert f"/contacts/{target.id}" in found.text
     nothing = await submit(client, "/contacts", "/contacts/search", {"q": "nobody@example.org"})
     assert "0 exact matches" in text_of(nothing)
-    junk = await submit(client, "/contacts", "/contacts/search", {"q": "not a phone"})
+    # Anything else is a name: whole words or their start (issue 16), not a phone number.
+    by_name = await submit(client, "/contacts", "/contacts/search", {"q": "targ"})
+    assert by_name.status_code == 200
+    assert "1 match" in text_of(by_name)
+    assert f"/contacts/{target.id}" in by_name.text
+    no_name = await submit(client, "/contacts", "/contacts/search", {"q": "not a phone"})
+    assert no_name.status_code == 200
+    assert "0 matches" in text_of(no_name)
+    junk = await submit(client, "/contacts", "/contacts/search", {"q": "+44 1234"})
     assert junk.status_code == 400
     assert "Enter a complete phone number" in text_of(junk)
     searches = await audit_actions("search")
-    assert [r["outcome"] for r in searches] == ["allowed", "allowed", "error"]
+    assert [r["outcome"] for r in searches] == ["allowed"] * 4 + ["error"]
 
 
 async def test_unknown_and_out_of_scope_records_get_the_404_page(

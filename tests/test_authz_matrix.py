@@ -29,6 +29,7 @@ from litestar import Litestar
 from policy.enforcer import Scope
 from server.datamap import PURPOSES, RECORD_TYPES
 from server.gateway import Actor
+from server.gateway.search import SEARCH_TYPES
 from server.services import Services
 from tests.conftest import Staff, contact_values
 
@@ -52,6 +53,8 @@ SYSTEM = Actor.system("test-matrix")
 OTHER_ROUTES: dict[tuple[str, str], str | tuple[str, str]] = {
     ("POST", "/api/v1/auth/login"): "public",
     ("POST", "/api/v1/auth/logout"): "staff",
+    # Name search over every type: each type the role may not search is left out.
+    ("POST", "/api/v1/search"): "staff",
     ("GET", "/api/v1/auth/me"): "staff",
     ("GET", "/api/v1/public/leads/form-token"): "public",
     ("POST", "/api/v1/public/leads"): "public",
@@ -91,7 +94,7 @@ def record_routes() -> set[tuple[str, str]]:
         base = f"{API}/{plural}"
         one = f"{base}/{{record_id:uuid}}"
         routes |= {("GET", base), ("POST", base), ("GET", one), ("PATCH", one), ("DELETE", one)}
-        if any(f.blind_index for f in RECORD_TYPES[resource].fields):
+        if resource in SEARCH_TYPES or any(f.blind_index for f in RECORD_TYPES[resource].fields):
             routes.add(("POST", f"{base}/search"))
     return routes
 
@@ -157,6 +160,17 @@ def visible(scope: Scope, record: Placed, me: Any) -> bool:
 
 
 # --- records -----------------------------------------------------------------------------------
+
+
+# A word of each type's name (or, for an interaction, of its person's) in ``values_for``.
+NAME_TERMS = {
+    "contact": "hopper",
+    "organization": "initech",
+    "lead": "byron",
+    "deal": "renewal",
+    "interaction": "grace hop",
+    "case": "barrel",
+}
 
 
 def values_for(resource: str, contact_id: str, email: str) -> dict[str, Any]:
@@ -251,6 +265,19 @@ async def test_record_routes_answer_as_the_policy_says(
             assert found.status_code == 200, found.text
             ids = {item["id"] for item in found.json()["items"]}
             assert ids == {r.id for r in records.values() if visible(scope, r, me)}
+
+    # Name search, where the type has one: again exactly the records in scope.
+    if resource in SEARCH_TYPES:
+        allowed, scope = may(services, role, resource, "search")
+        found = await api.post(f"{base}/search", json={"name": NAME_TERMS[resource]})
+        if not allowed:
+            assert found.status_code in {403, 404}, found.text
+        else:
+            assert found.status_code == 200, found.text
+            ids = {item["id"] for item in found.json()["items"]}
+            assert ids & {r.id for r in records.values()} == {
+                r.id for r in records.values() if visible(scope, r, me)
+            }
 
     # One record: read, update (an empty change), delete - 404 wherever not allowed or
     # not in scope, identical to a record that does not exist.

@@ -115,6 +115,9 @@ async def test_customer_data_never_reaches_the_logs(
     search = "/api/v1/contacts/search"
     assert (await call("POST", search, json={"email": CUSTOMER["email"]})).json()["total"] == 1
     assert (await call("POST", search, json={"phone": "020 7946 0777"})).json()["total"] == 1
+    assert (await call("POST", search, json={"name": "Wilhelmina quarter"})).json()["total"] == 1
+    everything = await call("POST", "/api/v1/search", json={"q": "Quarterfield-Oyelaran"})
+    assert everything.json()["groups"][0]["total"] == 1
     assert (await call("GET", url)).json()["email"] == CUSTOMER["email"]
     assert (await call("GET", url, params={"fields": "email,phone"})).status_code == 200
     assert (await call("PATCH", url, json={"email": BAD_EMAIL})).status_code == 400

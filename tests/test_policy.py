@@ -38,12 +38,13 @@ ALLOWED_ACTIONS: dict[tuple[str, str], set[str]] = {
     (UNKNOWN_ROLE, "organization"): set(),
     # Records about one person (tests/test_crm_records.py): deals, interactions, cases.
     **{("admin", r): set(ACTIONS) for r in ("deal", "interaction", "case")},
-    ("sales", "deal"): {"read", "list", "create", "update", "delete"},
-    ("sales", "interaction"): {"read", "list", "create", "update", "delete"},
-    ("sales", "case"): {"read", "list"},
+    # Name search (docs/search.md) finds deals, interactions and cases too.
+    ("sales", "deal"): {"read", "list", "search", "create", "update", "delete"},
+    ("sales", "interaction"): set(ACTIONS),
+    ("sales", "case"): {"read", "list", "search"},
     ("support", "deal"): set(),
-    ("support", "interaction"): {"read", "list", "create", "update", "delete"},
-    ("support", "case"): {"read", "list", "create", "update", "delete"},
+    ("support", "interaction"): set(ACTIONS),
+    ("support", "case"): set(ACTIONS),
     ("marketing", "deal"): {"read", "list"},
     ("marketing", "interaction"): set(),
     ("marketing", "case"): set(),

@@ -8,6 +8,7 @@ A field the role may not read arrives as a name in ``Record.restricted`` and is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -43,13 +44,22 @@ from server.auth.directory import ActiveStaff
 from server.datamap import NOTE, NOTE_TARGETS, RECORD_TYPES, Kind, RecordType
 from server.gateway import Conflict, Forbidden, Gateway, GatewayError, InvalidInput, NotFound
 from server.gateway import Record as GatewayRecord
+from server.gateway.search import SEARCH_TYPES
 from server.web import services_of
 
 DEFAULT_PAGE_SIZE = 25
 PAGE_SIZES = (10, 25, 50, 100)
 REFERENCE_OPTIONS = 100  # records offered in a reference's drop-down list
+# References chosen with a name-search picker (admin_ui/templates/records/_picker.html):
+# its select starts with the few newest and fills with matches as a name is typed.
+PICKABLE = ("contact", "organization", "deal", "case")
+RECENT_OPTIONS = 10
+PICKER_RESULTS = 20
 RELATED_ROWS = 10  # deals, interactions and cases shown on a contact's page
 MAX_SEARCH = 320
+LIST_HITS = 50  # name-search matches shown on a list page
+# A term that is only what a phone number is written with: an exact phone lookup.
+_PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{6,}$")
 # Columns of the list pages, and the fields that make up a record's heading.
 SUMMARY_FIELDS = {
     "contact": ("email", "phone", "lifecycle_stage"),
@@ -138,23 +148,54 @@ def shown_value(
     return str(value)
 
 
+async def picker_options(
+    gateway: Gateway, visit: Visit, resource: str, term: str
+) -> list[tuple[str, str]]:
+    """(id, name) of the records of ``resource`` whose name matches ``term``, best first
+    (the gateway's name search: scoped and audited); nothing for an empty term or a type
+    the role may not search."""
+    if resource not in PICKABLE or not term.strip():
+        return []
+    try:
+        hits = await gateway.search_names(visit.actor, resource, term, page_size=PICKER_RESULTS)
+    except (InvalidInput, Forbidden):
+        return []
+    rt = RECORD_TYPES[resource]
+    return [(r.id, heading_of(rt, r)) for r in hits.items]
+
+
 async def reference_options(
-    gateway: Gateway, visit: Visit, resource: str, filters: Mapping[str, str] | None = None
+    gateway: Gateway,
+    visit: Visit,
+    resource: str,
+    filters: Mapping[str, str] | None = None,
+    *,
+    limit: int = REFERENCE_OPTIONS,
 ) -> list[tuple[str, str]]:
     """(id, name) of the records an id field may point to, as far as this user can see
-    (``filters``: only those, e.g. one person's deals)."""
+    (``filters``: only those, e.g. one person's deals), newest first."""
     try:
         page = await gateway.list(
             visit.actor,
             resource,
             filters=dict(filters or {}),
             page=1,
-            page_size=REFERENCE_OPTIONS,
+            page_size=limit,
         )
     except GatewayError:
         return []
     target = RECORD_TYPES[resource]
     return [(r.id, heading_of(target, r)) for r in page.items]
+
+
+def picks_of(form: Mapping[str, Any], names: list[str]) -> dict[str, str]:
+    """What was typed into each picker's search box (``pick_<field>``)."""
+    picks: dict[str, str] = {}
+    for name in names:
+        raw = form.get(f"pick_{name}")
+        if isinstance(raw, str) and raw.strip():
+            picks[name] = raw[:MAX_SEARCH]
+    return picks
 
 
 def about_a_person(resource: str) -> bool:
@@ -177,6 +218,10 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
     noun = rt.label.lower()
     filterable = [f for f in rt.fields if f.filterable]
     searchable = [f for f in rt.fields if f.blind_index]
+    by_name = resource in SEARCH_TYPES
+    search_words = (["a name"] if by_name else []) + [
+        f"{'an' if f.kind is Kind.EMAIL else 'a'} {f.label.lower()}" for f in searchable
+    ]
     summary = SUMMARY_FIELDS.get(resource, tuple(f.name for f in rt.fields[1:4]))
 
     def gateway_of(request: Request[Any, Any, Any]) -> Gateway:
@@ -188,6 +233,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         names: set[str] | frozenset[str],
         chosen: Mapping[str, str] | None = None,
         person: str = "",
+        picks: Mapping[str, str] | None = None,
     ) -> dict[str, list[tuple[str, str]]]:
         """Drop-down options per reference field. A field already chosen (a deal created
         from a contact's page) offers just that record: one read, not a hundred. Once the
@@ -210,7 +256,12 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 continue
             about = RECORD_TYPES[target].subject_from == "contact_id"
             mine = {"contact_id": person} if person and about else None
-            options[name] = await reference_options(gateway, visit, target, mine)
+            term = (picks or {}).get(name, "")
+            if term.strip() and target in PICKABLE:
+                options[name] = await picker_options(gateway, visit, target, term)
+                continue
+            limit = RECENT_OPTIONS if target in PICKABLE and not mine else REFERENCE_OPTIONS
+            options[name] = await reference_options(gateway, visit, target, mine, limit=limit)
         return options
 
     async def choices_for(
@@ -223,6 +274,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         options: Mapping[str, list[tuple[str, str]]],
         choices: Mapping[str, FieldChoices],
         values: Mapping[str, str],
+        picks: Mapping[str, str] | None = None,
     ) -> list[FormField]:
         fields = []
         for f in rt.fields:
@@ -230,6 +282,8 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 continue
             given = choices.get(f.name)
             field = form_field(f, options.get(f.name, ()), resource=resource, provided=given)
+            if picks is not None and f.references in PICKABLE:
+                field = replace(field, picker=f.references or "", pick_term=picks.get(f.name, ""))
             if given is not None and given.groups:
                 parent = values.get(given.depends_on) or given.default_group
                 picked = _selected_group(given, values.get(f.name, ""), parent)
@@ -269,8 +323,9 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         items: list[GatewayRecord] = []
         total = 0
         search_error = ""
+        exact_search = False
         if search is not None:
-            items, search_error = await run_search(gateway, visit, search)
+            items, search_error, exact_search = await run_search(gateway, visit, search)
             total = len(items)
         else:
             try:
@@ -349,9 +404,11 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             filters=fields_for([f.name for f in shown_filters], options, choices, active),
             filter_values=active,
             filter_errors={k: v for k, v in problems.items()},
-            searchable=[f.label.lower() for f in searchable if f.name in (may_search or ())],
+            searchable=(["name"] if by_name and may_search is not None else [])
+            + [f.label.lower() for f in searchable if f.name in (may_search or ())],
             search=search,
             search_error=search_error,
+            exact_search=exact_search,
             can_create=gateway.permitted_fields(visit.actor, resource, "create") is not None,
             can_export=gateway.permitted_fields(visit.actor, resource, "export") is not None,
             bulk=bulk_menu if rows and search is None else None,
@@ -359,21 +416,35 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
 
     async def run_search(
         gateway: Gateway, visit: Visit, term: str
-    ) -> tuple[list[GatewayRecord], str]:
-        """Exact search by e-mail (anything with an @) or else phone number."""
+    ) -> tuple[list[GatewayRecord], str, bool]:
+        """Name search; exact search when the term is an e-mail address (an @) or looks
+        like a phone number (digits, spaces and + - ( ) . only)."""
         term = term.strip()
         if not term:
-            return [], "Enter an e-mail address or a phone number to search for."
-        kind = Kind.EMAIL if "@" in term else Kind.PHONE
-        spec = next((f for f in searchable if f.kind is kind), None)
-        if spec is None:
-            return [], f"{plural} cannot be searched by {kind.value}."
+            return [], f"Enter {' or '.join(search_words)} to search for.", False
+        kind = Kind.EMAIL if "@" in term else Kind.PHONE if _PHONE_LIKE.match(term) else None
+        spec = next((f for f in searchable if f.kind is kind), None) if kind else None
+        if spec is not None:
+            try:
+                return await gateway.search(visit.actor, resource, spec.name, term), "", True
+            except InvalidInput:
+                return (
+                    [],
+                    f"Enter a complete {spec.label.lower()} (searches find exact matches).",
+                    True,
+                )
+            except Forbidden:
+                refused = f"Your role may not search {plural.lower()} by {spec.label.lower()}."
+                return [], refused, True
+        if resource not in SEARCH_TYPES:
+            return [], f"{plural} cannot be searched by name.", False
         try:
-            return await gateway.search(visit.actor, resource, spec.name, term), ""
+            hits = await gateway.search_names(visit.actor, resource, term, page_size=LIST_HITS)
         except InvalidInput:
-            return [], f"Enter a complete {spec.label.lower()} (searches find exact matches)."
+            return [], "Type at least one letter or digit of a name.", False
         except Forbidden:
-            return [], f"Your role may not search {plural.lower()} by {spec.label.lower()}."
+            return [], f"Your role may not search {plural.lower()}.", False
+        return hits.items, "", False
 
     async def form_page(
         request: Request[Any, Any, Any],
@@ -386,6 +457,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         not_editable: list[str] | None = None,
         status: int = 200,
         owner: str = "",
+        picks: Mapping[str, str] | None = None,
     ) -> Template:
         by_field, summary_errors = field_problems(rt, problems or {})
         owners = await owner_choices(request, visit, record)
@@ -403,8 +475,14 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         person = str(
             values.get("contact_id") or (record.values.get("contact_id") if record else "")
         )
+        chosen = {n: v for n, v in chosen.items() if not (picks or {}).get(n)}
         options = await options_for(
-            request, visit, set(names), chosen, person if "contact_id" in rt.by_name else ""
+            request,
+            visit,
+            set(names),
+            chosen,
+            person if "contact_id" in rt.by_name else "",
+            picks,
         )
         if record is not None:
             for name, choices in options.items():
@@ -412,7 +490,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 if current and all(value != current for value, _ in choices):
                     choices.append((str(current), f"{str(current)[:8]}…"))
         provided = await choices_for(request, record.values if record else {})
-        fields = fields_for(names, options, provided, values)
+        fields = fields_for(names, options, provided, values, picks or {})
         return await render(
             request,
             "records/form.html",
@@ -576,7 +654,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 for n in names
                 if rt.by_name[n].references and request.query_params.get(n)
             }
-            return await form_page(request, visit, names=names, values=given)
+            return await form_page(request, visit, names=names, values=given, picks={})
 
         @post("/new")
         async def create(
@@ -591,6 +669,15 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             form = await request.form()
             read = read_form(rt, form, names, zone=visit.zone)
             values, submitted = read.values, read.submitted
+            if form.get("_pick"):  # a picker's "Find" (no JavaScript): show the matches
+                return await form_page(
+                    request,
+                    visit,
+                    names=names,
+                    values=submitted,
+                    owner=str(form.get("owner_id") or ""),
+                    picks=picks_of(form, names),
+                )
             owner_id = None
             if offers_owner(request, visit, "create"):
                 owner_id = owner_from_form(form, visit.actor.user_id)
@@ -608,6 +695,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                     problems=problems,
                     status=HTTP_400_BAD_REQUEST,
                     owner=str(form.get("owner_id") or ""),
+                    picks={},
                 )
             await flash(request, visit, f"{rt.label} created.")
             return see_other(f"{base_path}/{record.id}")
@@ -703,7 +791,13 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             names, locked = editable(writable, record)
             values = {n: input_text(rt, n, record.values, visit.zone) for n in names}
             return await form_page(
-                request, visit, names=names, values=values, record=record, not_editable=locked
+                request,
+                visit,
+                names=names,
+                values=values,
+                record=record,
+                not_editable=locked,
+                picks={},
             )
 
         @post("/{record_id:str}/edit")
@@ -725,6 +819,18 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
             form = await request.form()
             read = read_form(rt, form, names, current=record.values, zone=visit.zone)
             changes, submitted = read.values, read.submitted
+            if form.get("_pick"):  # a picker's "Find" (no JavaScript): show the matches
+                shown = {n: input_text(rt, n, record.values, visit.zone) for n in names}
+                return await form_page(
+                    request,
+                    visit,
+                    names=names,
+                    values=shown | submitted,
+                    record=record,
+                    not_editable=locked,
+                    owner=str(form.get("owner_id") or ""),
+                    picks=picks_of(form, names),
+                )
             owner_id = None
             if offers_owner(request, visit, "update"):
                 owner_id = owner_from_form(form, record.owner_id)
@@ -751,6 +857,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                     if isinstance(exc, Forbidden)
                     else HTTP_400_BAD_REQUEST,
                     owner=str(form.get("owner_id") or ""),
+                    picks={},
                 )
             await flash(request, visit, f"{rt.label} updated.")
             return see_other(f"{base_path}/{record.id}")

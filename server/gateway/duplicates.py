@@ -62,7 +62,7 @@ from audit.events import AuditEvent
 from policy.enforcer import AccessDecision
 from server import db
 from server.datamap import CONTACT, RECORD_TYPES, Kind, RecordType
-from server.gateway import erasure
+from server.gateway import erasure, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.gateway.events import allowed_event
@@ -717,6 +717,7 @@ async def merge(
                 sealed = {name: raw}
             changes.update({getattr(Contact, k): v for k, v in sealed.items()})
         await Contact.update(changes).where(Contact.id == survivor_uuid)
+        await name_index.refresh(gw, CONTACT, [survivor_uuid])
         moved = await _move(gw, merged_uuid, survivor_uuid, old, new)
         await ContactMerge.insert(
             ContactMerge(
@@ -939,6 +940,7 @@ async def undo(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> Mer
             spec = CONTACT.by_name.get(name)
             restore[getattr(Contact, name)] = _restored(spec.kind if spec else None, value)
         await Contact.update(restore).where(Contact.id == row["survivor_id"])
+        await name_index.refresh(gw, CONTACT, [row["survivor_id"]])
         await gw.audit.append(
             allowed_event(
                 actor,
@@ -988,6 +990,7 @@ async def confirm(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> 
             )
             erased[rt.resource] = count
         await gw.vault.shred_subject(merged_subject)
+        await name_index.clear_subject(row["merged_subject_id"])
         await gw.audit.append(
             allowed_event(
                 actor,

@@ -29,6 +29,7 @@ from piccolo.table import Table
 from audit.events import AuditEvent
 from server import db
 from server.datamap import RECORD_TYPES, Category, Field, Kind, RecordType
+from server.gateway import name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import Forbidden, InvalidInput
 from server.gateway.events import allowed_event
@@ -298,6 +299,7 @@ async def scrub_mentions(
                     await table.update({getattr(table, k): v for k, v in columns.items()}).where(
                         pk == row["id"]
                     )
+                    await name_index.write(gw.vault, rt, [(row_id, new_values)])
                     await gw.audit.append(
                         _event(
                             actor,
@@ -377,6 +379,7 @@ async def clear_rows(
     await table.update(_cleared(rt, table, encrypted)).where(
         getattr(table, "subject_id") == subject
     )
+    await name_index.clear_subject_rows(rt, subject)
     await gw.audit.append(
         allowed_event(
             actor,
@@ -396,6 +399,7 @@ async def shred_subject_key(gw: Gateway, actor: Actor, subject_id: str) -> None:
     subject = subject_uuid(subject_id)
     async with db.write_transaction():
         await gw.vault.shred_subject(str(subject))
+        await name_index.clear_subject(subject)
         await gw.audit.append(_event(actor, "shred", "data_subject", (str(subject),)))
     # Do not leave the deleted wrapped key in the database files longer than necessary
     # (docs/backups.md). Best effort: autovacuum (PostgreSQL) and the next checkpoint
@@ -457,6 +461,7 @@ async def anonymise_records(
         await table.update(_cleared(rt, table, free)).where(
             pk.is_in([row["id"] for row in pending])
         )
+        await name_index.clear(rt, [row["id"] for row in pending])
         await gw.audit.append(
             _event(
                 actor,

@@ -45,7 +45,8 @@ from server.datamap import (
     clean_values,
     shown_name,
 )
-from server.gateway import bulk, duplicates, erasure, leads
+from server.gateway import bulk, duplicates, erasure, leads, name_index
+from server.gateway import search as name_search
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.gateway.events import allowed_event
@@ -1184,6 +1185,68 @@ class Gateway:
         )
         return matches
 
+    @audits_bad_input(Action.SEARCH)
+    async def search_names(
+        self,
+        actor: Actor,
+        resource: str,
+        term: str,
+        *,
+        purpose: str | None = None,
+        page: int = 1,
+        page_size: int = 20,
+    ) -> name_search.NameHits:
+        """Name search over one record type (server.gateway.search): ranked, scoped,
+        audited with the ids returned, never with the term."""
+        return await name_search.search_names(
+            self,
+            actor,
+            resource,
+            term,
+            purpose=purpose or self.default_purpose(actor.role),
+            page=page,
+            page_size=page_size,
+        )
+
+    async def search_everything(
+        self,
+        actor: Actor,
+        term: str,
+        *,
+        purpose: str | None = None,
+        types: Sequence[str] = name_search.SEARCH_TYPES,
+        per_type: int = 5,
+    ) -> builtins.list[name_search.NameHits]:
+        """The first name-search matches of every type this actor may search."""
+        return await name_search.search_everything(
+            self,
+            actor,
+            term,
+            purpose=purpose or self.default_purpose(actor.role),
+            types=types,
+            per_type=per_type,
+        )
+
+    async def reindex_names(
+        self,
+        actor: Actor,
+        *,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, int]:
+        """Recompute every name-search token (``consentry search reindex``): after a
+        restore or an index-key change, and to back-fill records written before name
+        search existed. Audited per record type with the count."""
+        return await name_index.rebuild_all(self, actor, batch_size=batch_size, progress=progress)
+
+    async def name_index_missing(self) -> bool:
+        """Records exist but have no name-search tokens yet (see ``reindex_names``)."""
+        return await name_index.missing()
+
+    async def name_index_size(self) -> int:
+        """Records a full reindex reads (for its progress bar)."""
+        return await name_index.count_records()
+
     async def _exact_lookup(
         self,
         actor: Actor,
@@ -1337,6 +1400,7 @@ class Gateway:
                         **self._to_db(rt, columns),
                     )
                 ).run()
+                await name_index.write_new(self.vault, rt, [(row_id, cleaned)])
                 await self._recheck(actor, rt, table, row_id, purpose)
                 event = self._event(
                     actor, rt, Action.CREATE, purpose, row_id, (key.subject_id,), tuple(cleaned)
@@ -1463,6 +1527,7 @@ class Gateway:
                             )
                         )
                     await table.insert(*instances).run()
+                    await name_index.write_new(self.vault, rt, zip(ids, good, strict=True))
                     if ids:
                         await self._recheck(actor, rt, table, ids[0], purpose)
                     fields = sorted({name for cleaned in good for name in cleaned})
@@ -1596,6 +1661,7 @@ class Gateway:
                     changes[getattr(table, "owner_id")] = after.owner_id
                     changes[getattr(table, "team")] = after.team
                 await table.update(changes).where(table._meta.primary_key == uuid.UUID(row_id))
+                await name_index.write(self.vault, rt, [(row_id, cleaned)])
                 await self._recheck(actor, rt, table, row_id, purpose)
                 event = self._event(
                     actor, rt, Action.UPDATE, purpose, row_id, subject, tuple(cleaned)
@@ -1650,6 +1716,7 @@ class Gateway:
             )
         async with db.write_transaction():
             await table.delete().where(table._meta.primary_key == uuid.UUID(row_id))
+            await name_index.clear(rt, [row_id])
             # A converted lead and its contact share one key: shred it with the last. A
             # record with an empty subject source (a task about nobody) has its own key.
             own_subject = rt.subject_from is None or found[rt.subject_from] is None

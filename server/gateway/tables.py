@@ -7,7 +7,7 @@ integer ``<field>_bidx`` columns. Every column here must be declared in the data
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, Date, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import UUID, Date, Integer, Serial, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 
@@ -195,3 +195,16 @@ class ContactMerge(Table, tablename="contact_merge"):
     fields = Text(default="[]")  # JSON: the contact fields taken from the merged contact
     moved = Text(default="[]")  # JSON: [{"type", "id", "subject", "refs"}] of moved records
     previous = Text(default="{}")  # JSON: the survivor's overwritten columns (ciphertext)
+
+
+class SearchToken(Table, tablename="search_token"):
+    """Name-search tokens (server.gateway.name_index): one row per record, field and
+    truncated word or prefix token. Not a record type: no value, only keyed, truncated
+    HMACs that many records share (docs/search.md says what they reveal). Written with the
+    record, removed when it is erased, tombstoned or deleted."""
+
+    id = Serial(primary_key=True)
+    record_type = Varchar(length=16)
+    record_id = UUID(index=True)
+    field = Varchar(length=32)
+    token = Integer()  # indexed by the migration: (token, record_type, record_id)

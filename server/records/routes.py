@@ -18,6 +18,8 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from server.datamap import RecordType, shown_name
 from server.gateway import Actor, Gateway, InvalidInput, Record
 from server.gateway.ownership import requested_owner, requested_team
+from server.gateway.search import MAX_PAGE_SIZE as MAX_NAME_PAGE_SIZE
+from server.gateway.search import SEARCH_TYPES
 from server.web import (
     PageNumber,
     PageSize,
@@ -111,11 +113,77 @@ def _ownership(data: dict[str, Any]) -> tuple[int | None, str | None]:
     return requested_owner(data.pop("owner_id", None)), requested_team(data.pop("team", None))
 
 
+def _whole_number(data: dict[str, Any], name: str, default: int) -> int:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{name}: expected a whole number", problems={name: "invalid"})
+    return value
+
+
+async def _name_search(
+    request: Request[Any, Any, Any], actor: Actor, resource: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    unknown = [k for k in data if k not in {"name", "page", "page_size"}]
+    if unknown:
+        raise InvalidInput(
+            "name search takes: name, page, page_size",
+            problems={shown_name(k): "unknown field" for k in unknown},
+        )
+    term = data["name"]
+    if not isinstance(term, str):
+        raise InvalidInput("name: expected a string", problems={"name": "expected a string"})
+    hits = await _gateway(request).search_names(
+        actor,
+        resource,
+        term,
+        purpose=purpose_of(request),
+        page=_whole_number(data, "page", 1),
+        page_size=_whole_number(data, "page_size", 20),
+    )
+    return {
+        "items": [record_json(r) for r in hits.items],
+        "total": hits.total,
+        "page": hits.page,
+        "page_size": hits.page_size,
+        "capped": hits.capped,
+    }
+
+
 def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
     """A controller exposing one data-map record type under ``base_path``."""
     resource = rt.resource
     fields_doc = describe_fields(rt)
     searchable = [f.name for f in rt.fields if f.blind_index]
+    by_name = resource in SEARCH_TYPES
+    search_doc = (
+        (
+            (
+                'Name search: `{"name": "sharon t", "page": 1, "page_size": 20}` finds records by '
+                "whole words or word beginnings of "
+                + (
+                    "their name"
+                    if rt.subject_from is None
+                    else "their title or of the name of the person or organization they are about"
+                )
+                + f" (accents and case ignored; page_size at most {MAX_NAME_PAGE_SIZE}), best "
+                "matches first. "
+            )
+            if by_name
+            else ""
+        )
+        + (
+            (
+                "Exact search by one of: " + ", ".join(searchable) + ", e.g. "
+                f'`{{"{searchable[0]}": "..."}}`. '
+            )
+            if searchable
+            else ""
+        )
+        + (
+            "A POST so that the search term never appears in a URL, a proxy log or browser "
+            "history; the term is never logged, and each search is audited with the ids returned."
+        )
+    )
 
     class RecordRoutes(Controller):
         path = base_path
@@ -167,30 +235,23 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             )
             return record_json(record)
 
-        if searchable:  # a record type without blind indexes has no exact search
+        if searchable or by_name:  # a type with neither has no search
 
-            @post(
-                "/search",
-                status_code=200,
-                description=(
-                    "Exact search by one of: " + ", ".join(searchable) + ", e.g. "
-                    f'`{{"{searchable[0]}": "..."}}`. A POST so that the search term never appears '
-                    "in a URL, a proxy log or browser history."
-                ),
-            )
+            @post("/search", status_code=200, description=search_doc)
             async def search_records(
                 self,
                 request: Request[Any, Any, Any],
                 actor: NamedDependency[Actor],
                 data: JSONBody[dict[str, Any]],
             ) -> dict[str, Any]:
+                if by_name and data.get("name") not in (None, ""):
+                    return await _name_search(request, actor, resource, data)
                 given = {k: v for k, v in data.items() if v not in (None, "")}
+                keys = [*(["name"] if by_name else []), *searchable]
                 if len(given) != 1 or next(iter(given)) not in searchable:
                     raise InvalidInput(
-                        "search takes exactly one of: " + ", ".join(searchable),
-                        problems={
-                            shown_name(k): "not searchable" for k in given if k not in searchable
-                        },
+                        "search takes exactly one of: " + ", ".join(keys),
+                        problems={shown_name(k): "not searchable" for k in given if k not in keys},
                     )
                 field_name, value = next(iter(given.items()))
                 if not isinstance(value, str) or len(value) > MAX_SEARCH_VALUE:

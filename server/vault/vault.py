@@ -26,6 +26,7 @@ from server.vault.envelope import (
 from server.vault.keys import KeyProvider, derive_key
 from server.vault.register import ErasureRegister
 from server.vault.tables import DataSubject, SubjectKey
+from server.vault.words import index_terms, query_term, word_token
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,21 @@ class Vault:
         return blind_index(
             self._keys.index_root_key(), record_type.table, spec.name, normalized, width
         )
+
+    def word_tokens(self, record_type: RecordType, spec: Field, value: str) -> set[int]:
+        """Name-search tokens of one field value (server.vault.words)."""
+        width = index_width(record_type.expected_rows)
+        root = self._keys.index_root_key()
+        return {
+            word_token(root, record_type.table, spec.name, term, width)
+            for term in index_terms(value)
+        }
+
+    def query_token(self, record_type: RecordType, spec: Field, word: str) -> int:
+        """The token a normalised search word is looked up by in one field."""
+        width = index_width(record_type.expected_rows)
+        root = self._keys.index_root_key()
+        return word_token(root, record_type.table, spec.name, query_term(word), width)
 
     def normalize(self, spec: Field, value: str) -> str:
         return normalize_index_value(spec, value, self._region)

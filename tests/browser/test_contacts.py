@@ -62,7 +62,7 @@ def create_staff_account(
 
 def search_contacts(page: Page, term: str) -> None:
     page.goto("/contacts")
-    page.get_by_label("Find by exact").fill(term)
+    page.get_by_label("Find by name").fill(term)
     page.get_by_role("button", name="Search", exact=True).click()
 
 

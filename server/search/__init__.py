@@ -1,0 +1,1 @@
+"""Name search across record types: the ``POST /api/v1/search`` route (docs/search.md)."""
