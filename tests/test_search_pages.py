@@ -128,7 +128,7 @@ async def test_a_deal_for_the_oldest_of_2000_contacts_from_the_picker(
     )
     assert found.status_code == 200
     assert f'<option value="{oldest.id}" selected>Zebedee Oldfield</option>' in found.text
-    assert ">Barrel order</textarea>" in found.text  # what was typed is kept
+    assert 'value="Barrel order"' in found.text  # what was typed is kept
     # With htmx: the same matches as options for the select.
     options = await client.post(
         "/search/pick/contact",
@@ -170,3 +170,59 @@ async def test_contact_list_search_finds_names_and_keeps_exact_email(
     assert "1 exact match" in text_of(exact)
     deals = await client.get("/deals")
     assert "Find by name" in text_of(deals)
+
+
+async def test_a_lead_converts_into_the_oldest_of_many_organizations_found_by_name(
+    services: Services, staff: Staff
+) -> None:
+    """The conversion page picks an organization by name too: a capped list of the newest
+    hundred left the rest unreachable."""
+    me = await staff.create("sales", "north")
+    oldest = await services.gateway.create(
+        SYSTEM, "organization", {"name": "Aardvark Holdings"}, owner_id=me.user_id, team="north"
+    )
+    await services.gateway.create_many(
+        SYSTEM,
+        "organization",
+        [{"name": f"Crowd Company {i}"} for i in range(150)],
+        owner_id=me.user_id,
+        team="north",
+    )
+    lead = await services.gateway.create(
+        SYSTEM,
+        "lead",
+        {
+            "first_name": "Nell",
+            "last_name": "Gwynne",
+            "email": "nell@example.org",
+            "source": "event",
+        },
+        owner_id=me.user_id,
+        team="north",
+    )
+    client = await web_login(staff, me)
+    form = await client.get(f"/leads/{lead.id}/convert")
+    assert form.status_code == 200
+    assert oldest.id not in form.text
+    assert 'hx-post="/search/pick/organization"' in form.text
+
+    found = await client.post(
+        f"/leads/{lead.id}/convert",
+        data={
+            "deal_title": "First order",
+            "pick_organization_id": "aardv",
+            "_pick": "organization_id",
+            "_csrf_token": csrf_of(form),
+        },
+    )
+    assert found.status_code == 200
+    assert f'<option value="{oldest.id}" selected>Aardvark Holdings</option>' in found.text
+    assert 'value="First order"' in found.text  # what was typed is kept
+    assert "Lead converted" not in found.text
+
+    made = await client.post(
+        f"/leads/{lead.id}/convert",
+        data={"organization_id": oldest.id, "_csrf_token": csrf_of(found)},
+    )
+    contact = await services.gateway.read(SYSTEM, "contact", location(made).rsplit("/", 1)[1])
+    assert contact.values["organization_id"] == oldest.id

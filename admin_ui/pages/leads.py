@@ -15,12 +15,18 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN
 
-from admin_ui.forms import choice_label, problem_message
-from admin_ui.pages.records import heading_of, reference_options
+from admin_ui.forms import FormField, choice_label, problem_message
+from admin_ui.pages.records import (
+    MAX_SEARCH,
+    RECENT_OPTIONS,
+    heading_of,
+    picker_options,
+    reference_options,
+)
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
-from server.datamap import CURRENCIES, LEAD
-from server.gateway import Conflict, Forbidden, InvalidInput, NotFound
+from server.datamap import CURRENCIES, LEAD, ORGANIZATION
+from server.gateway import Conflict, Forbidden, GatewayError, InvalidInput, NotFound
 from server.gateway import Record as GatewayRecord
 from server.money import AmountError, parse_major
 from server.web import services_of
@@ -34,6 +40,11 @@ DEAL_FIELDS = {"title": "deal_title", "amount": "deal_amount", "currency": "deal
 def _text(form: Any, name: str, limit: int = 200) -> str:
     value = form.get(name, "")
     return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def _anchor(name: str) -> str:
+    """Where an error in the summary jumps to: the picker's select has a prefixed id."""
+    return "field-organization_id" if name == "organization_id" else name
 
 
 async def _default_pipeline_name(request: Request[Any, Any, Any]) -> str:
@@ -71,7 +82,6 @@ class LeadConvertPages(Controller):
         errors: dict[str, str] | None = None,
         status: int = 200,
     ) -> Template:
-        gateway = services_of(request).gateway
         errors = errors or {}
         return await render(
             request,
@@ -83,12 +93,48 @@ class LeadConvertPages(Controller):
             heading=heading_of(LEAD, lead),
             lead=lead,
             company=lead.values.get("company_name") or "",
-            organizations=await reference_options(gateway, visit, "organization"),
+            organization=await self._organization_picker(request, visit, values or {}, errors),
             currencies=[(c, choice_label(c)) for c in CURRENCIES],
             pipeline_name=await _default_pipeline_name(request),
             values=values or {},
             errors=errors,
-            problem_list=[(k, v) for k, v in errors.items()],
+            problem_list=[(_anchor(k), v) for k, v in errors.items()],
+        )
+
+    async def _organization_picker(
+        self,
+        request: Request[Any, Any, Any],
+        visit: Visit,
+        values: dict[str, str],
+        errors: dict[str, str],
+    ) -> FormField:
+        """The organization to link, picked by name like on every record form (the newest
+        few before anything is typed), so the oldest of 2,000 can be found too."""
+        gateway = services_of(request).gateway
+        term = values.get("pick_organization_id", "")
+        if term.strip():
+            choices = await picker_options(gateway, visit, "organization", term)
+        else:
+            choices = await reference_options(gateway, visit, "organization", limit=RECENT_OPTIONS)
+        chosen = values.get("organization_id", "")
+        if chosen and chosen not in {value for value, _ in choices}:
+            try:  # the one picked earlier stays offered (and selected) when the form returns
+                other = await gateway.read(visit.actor, "organization", chosen)
+            except GatewayError:
+                pass
+            else:
+                choices = [(other.id, heading_of(ORGANIZATION, other)), *choices]
+        return FormField(
+            name="organization_id",
+            label="Link an existing organization",
+            control="select",
+            input_type="",
+            required=False,
+            max_length=0,
+            choices=tuple(choices),
+            hint="",
+            picker="organization",
+            pick_term=term,
         )
 
     @get("/{record_id:str}/convert")
@@ -111,9 +157,12 @@ class LeadConvertPages(Controller):
         lead = await self._lead(request, visit, record_id)
         form = await request.form()
         values = {n: _text(form, n) for n in (*DEAL_INPUTS, "organization_id")}
+        values["pick_organization_id"] = _text(form, "pick_organization_id", MAX_SEARCH)
         create_organization = form.get("create_organization") == "on"
         if create_organization:
             values["create_organization"] = "on"  # ticked again if the form comes back
+        if form.get("_pick"):  # the picker's "Find" without JavaScript: show the matches
+            return await self._form(request, visit, lead, values=values)
         errors: dict[str, str] = {}
         deal: dict[str, Any] | None = None
         if any(values[n] for n in DEAL_INPUTS):
