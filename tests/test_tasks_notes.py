@@ -15,6 +15,7 @@ import re
 import uuid
 import zipfile
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jsonschema
 from httpx import AsyncClient
@@ -208,6 +209,21 @@ def test_my_day_groups_around_midnight() -> None:
         ("after midnight", True),
     ]
     assert "in eight days" in [t.title for t in plan.upcoming]
+
+
+def test_my_day_runs_midnight_to_midnight_where_the_user_lives() -> None:
+    """At 00:30 in Berlin (23:30 UTC the day before) "today" is Berlin's new day: a task
+    due at 23:30 Berlin time is today's, one due at Berlin's next midnight is not."""
+    now = dt.datetime(2026, 12, 1, 23, 30, tzinfo=dt.UTC)
+    tasks = [
+        _task("late tonight in Berlin", "2026-12-02T22:30:00+00:00"),
+        _task("Berlin's next midnight", "2026-12-02T23:00:00+00:00"),
+    ]
+    berlin = plan_day(tasks, now, ZoneInfo("Europe/Berlin"))
+    assert [t.title for t in berlin.due] == ["late tonight in Berlin"]
+    assert [t.title for t in berlin.upcoming] == ["Berlin's next midnight"]
+    in_utc = plan_day(tasks, now)
+    assert in_utc.due == []
 
 
 def _section(page: str, key: str) -> str:

@@ -3,8 +3,9 @@ week ahead; each marked done with one POST (CSRF-protected, no JavaScript needed
 
 A task's owner is the person who must do it, so "mine" is the gateway's own record scope
 plus an ``owner_id`` filter: the lists are ordinary audited gateway lists, and an admin
-(scope all) still sees only their own tasks here. Days run midnight to midnight UTC, the
-zone every stored time is in.
+(scope all) still sees only their own tasks here. Days run midnight to midnight in the
+user's own time zone (My account): "due today" for someone in Berlin ends at midnight in
+Berlin, not at 01:00 their time. Stored times stay UTC.
 """
 
 from __future__ import annotations
@@ -89,14 +90,15 @@ async def with_people(gateway: Gateway, visit: Visit, plan: DayPlan) -> DayPlan:
     )
 
 
-def plan_day(tasks: Iterable[Record], now: dt.datetime) -> DayPlan:
-    """Group open tasks for the day that contains ``now`` (UTC midnight to midnight).
+def plan_day(tasks: Iterable[Record], now: dt.datetime, zone: dt.tzinfo = dt.UTC) -> DayPlan:
+    """Group open tasks for the day that contains ``now`` in ``zone`` (the user's own
+    midnight to midnight).
 
     Within a group the earliest due comes first, then the higher priority. A task due
     earlier today but before ``now`` is overdue, as is anything from a previous day.
     """
     now = now.astimezone(dt.UTC)
-    end_of_today = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    end_of_today = end_of_local_day(now, zone)
     plan = DayPlan(due=[], reminders=[], upcoming=[])
     seen: set[str] = set()
     for task in tasks:
@@ -126,6 +128,13 @@ def plan_day(tasks: Iterable[Record], now: dt.datetime) -> DayPlan:
     return plan
 
 
+def end_of_local_day(now: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
+    """The next midnight after ``now`` where the user lives, in UTC."""
+    local = now.astimezone(zone)
+    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), zone)
+    return midnight.astimezone(dt.UTC)
+
+
 class MyDayPages(Controller):
     path = "/my-day"
     include_in_schema = False
@@ -138,7 +147,7 @@ class MyDayPages(Controller):
     ) -> Template:
         gateway = services_of(request).gateway
         now = dt.datetime.now(dt.UTC)
-        end_of_week = dt.datetime.combine(now.date(), dt.time(), dt.UTC) + WEEK + dt.timedelta(1)
+        end_of_week = end_of_local_day(now, visit.zone) + WEEK
         mine = {"owner_id": visit.identity.user_id, "status": "open"}
         # Two lists: what is due by the end of the week, and what has a reminder due
         # (whenever the task itself is due). Both scoped and audited by the gateway.
@@ -151,14 +160,14 @@ class MyDayPages(Controller):
                 page_size=MAX_TASKS,
             )
             found.extend(page.items)
-        plan = await with_people(gateway, visit, plan_day(found, now))
+        plan = await with_people(gateway, visit, plan_day(found, now, visit.zone))
         return await render(
             request,
             "my_day/my_day.html",
             visit=visit,
             section="my_day",
             title="My day",
-            today=now.date().isoformat(),
+            today=now.astimezone(visit.zone).date().isoformat(),
             groups=[
                 ("due", "Due today and overdue", plan.due),
                 ("reminders", "Reminders", plan.reminders),
