@@ -26,6 +26,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MAC_KEY_INFO = b"consentry-audit-entry-mac-key/1"
 MAC_DOMAIN = b"consentry-audit-entry-mac/1\n"
+# A client string too long or unprintable for its column is stored as a keyed digest under
+# this domain (audit.log.stored_columns): unlike a bare SHA-256, someone holding only the
+# database cannot confirm a guess (an e-mail address typed into a URL, say).
+STAND_IN_DOMAIN = b"consentry-audit-stand-in/1\n"
 BASELINE_ACTION = "audit.mac_baseline"
 
 
@@ -55,6 +59,12 @@ class EntryMac:
     def mac(self, canonical: bytes) -> str:
         h = crypto_hmac.HMAC(self._key, hashes.SHA256())
         h.update(MAC_DOMAIN + canonical)
+        return h.finalize().hex()
+
+    def stand_in(self, value: str) -> str:
+        """The keyed digest stored in place of a client string that does not fit."""
+        h = crypto_hmac.HMAC(self._key, hashes.SHA256())
+        h.update(STAND_IN_DOMAIN + value.encode("utf-8", "surrogatepass"))
         return h.finalize().hex()
 
     def verifies(self, canonical: bytes, mac: str) -> bool:

@@ -155,12 +155,13 @@ def fits(value: str, limit: int) -> bool:
     return len(value) <= limit and value.isprintable()
 
 
-def stored_columns(event: AuditEvent) -> tuple[dict[str, str | None], list[str]]:
+def stored_columns(event: AuditEvent, mac: EntryMac) -> tuple[dict[str, str | None], list[str]]:
     """The event's short text columns as stored, and the names of those that were replaced.
 
-    A value that does not fit is stored as ``sha256:`` and the start of its digest (still
-    matchable against a known value, never the value itself); the event's ``detail``
-    names the replaced columns under ``hashed``."""
+    A value that does not fit is stored as ``hmac:`` and the start of a keyed digest
+    (``EntryMac.stand_in``): whoever holds the audit key can match it against a known
+    value; whoever holds only the database cannot even confirm a guess. The event's
+    ``detail`` names the replaced columns under ``hashed``."""
     columns: dict[str, str | None] = {
         "actor_id": event.actor_id,
         "actor_role": event.actor_role,
@@ -178,8 +179,7 @@ def stored_columns(event: AuditEvent) -> tuple[dict[str, str | None], list[str]]
             continue
         limit = _column_limit(name)
         if not fits(value, limit):
-            digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-            columns[name] = ("sha256:" + digest)[:limit]
+            columns[name] = ("hmac:" + mac.stand_in(value))[:limit]
             hashed.append(name)
     return columns, hashed
 
@@ -293,7 +293,7 @@ class AuditLog:
         return seqs
 
     def _row(self, event: AuditEvent, seq: int, prev_hash: str) -> dict[str, Any]:
-        columns, hashed = stored_columns(event)
+        columns, hashed = stored_columns(event, self.mac)
         detail = {**event.detail, "hashed": ",".join(hashed)} if hashed else event.detail
         row: dict[str, Any] = {
             "seq": seq,
