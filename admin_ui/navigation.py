@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from admin_ui.session import page_access, role_may_open
 from policy.enforcer import PolicyEngine
 
 
@@ -125,8 +126,8 @@ def main_menu(policy: PolicyEngine, role: str, path: str) -> tuple[MenuGroup, ..
 
 
 def _may_use(policy: PolicyEngine, role: str, entry: MenuEntry) -> bool:
-    if entry.admin_only:
-        return role == "admin"
+    if entry.admin_only:  # the page's own guard decides, as on the page itself
+        return role_may_open(page_access(admin_only=True), role)
     if entry.right is None:
         return True
     return policy.allows(role, *entry.right)

@@ -13,7 +13,7 @@ from the session state and the handler's ``opt``, whether the page may be shown:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -117,6 +117,15 @@ class Visit:
         return self.info.identity.role == "admin"
 
 
+def role_may_open(opt: Mapping[str, Any], role: str) -> bool:
+    """Whether a page guarded by ``opt`` (``page_access``) opens for ``role``: the one rule
+    the guard below applies, for menus and links that must agree with it."""
+    if opt.get(ADMIN_ONLY) and role != "admin":
+        return False
+    allowed_roles = opt.get(ROLES_ONLY)
+    return allowed_roles is None or role in allowed_roles
+
+
 def state_home(state: SessionState, target: str) -> str:
     """Where a session in ``state`` is sent when it asks for a page it may not see."""
     if state is SessionState.MFA_REQUIRED:
@@ -134,11 +143,8 @@ async def provide_visit(request: Request[Any, Any, Any]) -> Visit:
     handler_opt = request.route_handler.opt
     if info.state not in handler_opt.get(STATES, ACTIVE_ONLY):
         raise PageRedirect(state_home(info.state, here(request)))
-    if handler_opt.get(ADMIN_ONLY) and info.identity.role != "admin":
+    if not role_may_open(handler_opt, info.identity.role):
         raise NotFoundException()  # do not reveal that the page exists
-    allowed_roles = handler_opt.get(ROLES_ONLY)
-    if allowed_roles is not None and info.identity.role not in allowed_roles:
-        raise NotFoundException()
     visit = Visit(token, info, request_id_of(request))
     request.scope.setdefault("state", {})[VISIT_STATE_KEY] = visit
     return visit

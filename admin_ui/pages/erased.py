@@ -15,8 +15,9 @@ from litestar import Request, Response
 from litestar.response import Template
 from litestar.status_codes import HTTP_409_CONFLICT
 
+from admin_ui.pages.requests import RequestPages
 from admin_ui.rendering import error_page, render
-from admin_ui.session import Visit
+from admin_ui.session import Visit, role_may_open
 from server.datamap import RecordType
 from server.dsr.erasure import ErasureResult
 from server.gateway import Record
@@ -60,7 +61,8 @@ async def erased_page(
         record=record,
         base_path=base_path,
         plural=plural,
-        is_compliance=visit.identity.role == "compliance",
+        # The request link only for whoever the request pages open for.
+        is_compliance=role_may_open(RequestPages.opt, visit.identity.role),
     )
 
 

@@ -7,6 +7,7 @@ organization from the lead's company name or an existing one, and an optional de
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -118,11 +119,10 @@ class LeadConvertPages(Controller):
             choices = await reference_options(gateway, visit, "organization", limit=RECENT_OPTIONS)
         chosen = values.get("organization_id", "")
         if chosen and chosen not in {value for value, _ in choices}:
-            try:  # the one picked earlier stays offered (and selected) when the form returns
+            # The one picked earlier stays offered (and selected) when the form returns; one
+            # the user may no longer read is simply not offered.
+            with contextlib.suppress(GatewayError):
                 other = await gateway.read(visit.actor, "organization", chosen)
-            except GatewayError:
-                pass
-            else:
                 choices = [(other.id, heading_of(ORGANIZATION, other)), *choices]
         return FormField(
             name="organization_id",

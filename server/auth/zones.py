@@ -7,6 +7,7 @@ them and how a typed wall-clock time is read. The list comes from the zoneinfo d
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -32,8 +33,6 @@ def zone_of(name: str | None) -> ZoneInfo:
     """The zone called ``name``; UTC for anything unknown (a stored name the system's
     zoneinfo no longer has must not break every page)."""
     if name and known_zone(name):
-        try:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
     return ZoneInfo(UTC_NAME)
