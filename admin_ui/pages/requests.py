@@ -131,18 +131,18 @@ class RequestPages(Controller):
             problems["channel"] = "Choose how the request was received."
         if chosen["verification"] not in VERIFICATIONS:
             problems["verification"] = "Choose how you verified the person's identity."
-        found: list[tuple[str, str]] = []
+        found: list[tuple[str, str, str]] = []
         if not address:
             problems["email"] = "Enter the e-mail address the person gave."
         else:
-            try:
-                found = await services_of(request).gateway.locate(
-                    visit.actor, "contact", "email", address, purpose="compliance"
+            try:  # contacts, and people who are only leads (the data map's PERSON_TYPES)
+                found = await services_of(request).gateway.locate_people(
+                    visit.actor, "email", address, purpose="compliance"
                 )
             except GatewayError:
                 problems["email"] = "That is not a valid e-mail address."
             else:
-                subjects = {subject for _, subject in found}
+                subjects = {subject for _, _, subject in found}
                 if not subjects:
                     problems["email"] = "No customer has that e-mail address."
                 elif len(subjects) > 1:
@@ -152,7 +152,7 @@ class RequestPages(Controller):
                     )
         if problems:
             return await self._queue_page(request, visit, "open", problems=problems, chosen=chosen)
-        record_id, subject_id = found[0]
+        _, record_id, subject_id = found[0]
         change = await _requests(request).log(
             subject_id,
             chosen["kind"],

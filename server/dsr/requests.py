@@ -24,8 +24,9 @@ from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
 from server.dsr.errors import DsrError, role_of
+from server.dsr.people import email_of
 from server.dsr.tables import DsrRequest, DsrRequestEvent
-from server.gateway import Actor, Gateway, GatewayError
+from server.gateway import Actor, Gateway
 from server.mail import Mailer, MailResult, MailStatus
 from server.settings import Settings
 
@@ -306,8 +307,9 @@ class DataSubjectRequests:
         """Record a request staff took on the person's behalf (phone, letter, e-mail).
 
         It starts ``verified``: staff confirmed who they are talking to by
-        ``verification`` before logging it. ``contact_id`` is the contact record through
-        which the person is told about the request (found with ``Gateway.locate``).
+        ``verification`` before logging it. ``contact_id`` is the person's record the
+        request was logged through (a contact or a lead, found with
+        ``Gateway.locate_people``); notifications go to their own record's address.
         ``received_at`` is when the request reached us (the deadline runs from then); a
         letter read days later still counts from its arrival.
         """
@@ -576,25 +578,13 @@ class DataSubjectRequests:
         return RequestChange(request, result)
 
     async def _address_of(self, request: DataRequest) -> str | None:
-        """The person's e-mail address from their contact record, or None."""
-        if not request.contact_id:
-            return None
-        try:
-            record = await self._gateway.read(
-                Actor.system(NOTIFY_JOB),
-                "contact",
-                request.contact_id,
-                purpose=PURPOSE,
-                fields=("email",),
-            )
-        except GatewayError:
-            return None
-        address = record.values.get("email")
-        return address if isinstance(address, str) and address else None
+        """The person's e-mail address from their own record (a contact, or a lead who
+        never became one: ``server.dsr.people``), or None."""
+        return await email_of(
+            self._gateway, Actor.system(NOTIFY_JOB), request.subject_id, purpose=PURPOSE
+        )
 
     async def _send(self, request: DataRequest) -> MailResult:
-        if not request.contact_id:
-            return MailResult(MailStatus.FAILED, "no_contact")
         address = await self._address_of(request)
         if address is None:
             return MailResult(MailStatus.FAILED, "no_email")

@@ -36,6 +36,7 @@ from policy.scope import scope_condition
 from server import db
 from server.datamap import (
     DEFAULT_PURPOSE,
+    PERSON_TYPES,
     PURPOSES,
     RECORD_TYPES,
     Field,
@@ -1343,6 +1344,60 @@ class Gateway:
             subject_ids=tuple(subject for _, subject in found),
             fields=(field_name,),
             detail={"by": field_name, "returned": len(found)},
+        )
+        return found
+
+    async def locate_people(
+        self, actor: Actor, field_name: str, value: str, *, purpose: str | None = None
+    ) -> builtins.list[tuple[str, str, str]]:
+        """(record type, record id, subject id) of every person (each of the data map's
+        ``PERSON_TYPES``: contacts, leads) whose e-mail or phone is exactly ``value``; one
+        audited ``locate`` per type. How a request by e-mail or phone finds its person,
+        whether they became a customer or only filled in a form."""
+        return [
+            (rt.resource, record_id, subject_id)
+            for rt in PERSON_TYPES
+            for record_id, subject_id in await self.locate(
+                actor, rt.resource, field_name, value, purpose=purpose
+            )
+        ]
+
+    async def subject_records(
+        self, actor: Actor, resource: str, subject_id: str, *, purpose: str | None = None
+    ) -> builtins.list[str]:
+        """Ids of the living records of ``resource`` that carry this subject id, oldest
+        first; nothing is decrypted. How the portal and the request workflow find a
+        person's own record from the subject id they signed in with. Allowed by the
+        policy action ``locate``; audited with the subject."""
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        try:
+            subject = uuid.UUID(str(subject_id))
+        except ValueError:
+            raise InvalidInput("not a subject id", problems={"subject_id": "not a UUID"}) from None
+        decision = self._decide(actor, rt, "locate", purpose)
+        if not decision.allowed:
+            raise await self._deny(
+                actor,
+                rt,
+                "locate",
+                purpose,
+                decision.reason,
+                Forbidden(f"your role may not locate {rt.resource} records"),
+                subject_ids=(str(subject),),
+            )
+        query = table.select(table._meta.primary_key).where(getattr(table, "subject_id") == subject)
+        query = erasure.living(self._scoped(query, table, decision, actor), rt, table)
+        rows = await query.order_by(getattr(table, "created_at")).limit(100)
+        found = [str(row["id"]) for row in rows]
+        await self._audit(
+            actor,
+            rt,
+            "locate",
+            Outcome.ALLOWED,
+            purpose,
+            subject_ids=(str(subject),),
+            detail={"by": "subject_id", "returned": len(found)},
         )
         return found
 
