@@ -22,6 +22,7 @@ from server.consent.service import ConsentEngine
 from server.dsr.erasure import Erasure
 from server.dsr.export import build_export
 from server.dsr.holds import LegalHolds
+from server.dsr.lapse import BasisReview
 from server.dsr.requests import DataRequest, DataSubjectRequests
 from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
@@ -158,6 +159,12 @@ def build_services(settings: Settings) -> Services:
     # Deal stages belong to the deal's pipeline (configuration): checked on every write.
     pipelines = Pipelines(audit, policy, gateway)
     gateway.record_rules["deal"] = pipelines.deal_rule
+    # When a person's last consent goes, nothing else keeping them: erasure review.
+    lapse = BasisReview(
+        gateway, consent, requests, erasure.holds,
+        grace_days=settings.basis_lapse_grace_days, stage_keys=pipelines.stage_keys_of_kind,
+    )  # fmt: skip
+    consent.lapse_listeners.append(lapse.consider)
     # The customer portal: its links, cookies and throttle keys hang off one derived key.
     portal = Portal(
         gateway, audit, mailer, settings, requests, vault.derived_key(b"consentry/portal/v1")
@@ -165,7 +172,9 @@ def build_services(settings: Settings) -> Services:
     services = Services(
         settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent, requests,
         portal, erasure=erasure,
-        retention=Retention(gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind),
+        retention=Retention(
+            gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind, lapse=lapse
+        ),
         pipelines=pipelines,
         campaigns=Campaigns(audit, policy, gateway, consent, mailer),
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,

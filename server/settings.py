@@ -64,6 +64,10 @@ class Settings:
     kek_rotation_days: int = 0
     # Who was erased, kept with the keys and never in a data backup (docs/backups.md).
     erasure_register_file: Path | None = None
+    # A person whose last legal basis lapsed is erased by the retention run this many
+    # days after their erasure review was opened (server/dsr/lapse.py), unless a basis
+    # came back or compliance rejected the review meanwhile.
+    basis_lapse_grace_days: int = 30
     session_secret: str | None = field(default=None, repr=False)
     demo: bool = False
     cookie_secure: bool = True
@@ -135,6 +139,9 @@ class Settings:
                 "BACKUP_RETENTION_DAYS", get("BACKUP_RETENTION_DAYS"), 35
             ),
             erasure_register_file=Path(register_file) if register_file else None,
+            basis_lapse_grace_days=_positive_int(
+                "BASIS_LAPSE_GRACE_DAYS", get("BASIS_LAPSE_GRACE_DAYS"), 30
+            ),
             kek_rotation_days=_positive_int("KEK_ROTATION_DAYS", get("KEK_ROTATION_DAYS"), 1)
             if get("KEK_ROTATION_DAYS") not in (None, "0")
             else 0,

@@ -61,6 +61,18 @@ VERIFICATIONS: dict[str, str] = {
     "phone_callback": "Call back to the number on file",
     "id_document": "Identity document checked",
 }
+# Requests the system opens itself (nobody sent them): offered on no staff form. An
+# erasure review when a person's last legal basis lapsed (server/dsr/lapse.py).
+LAPSED_CHANNEL = "basis_lapsed"
+SYSTEM_CHANNELS: dict[str, str] = {LAPSED_CHANNEL: "No legal basis left"}
+NOT_A_PERSON = "not_applicable"
+SYSTEM_VERIFICATIONS: dict[str, str] = {NOT_A_PERSON: "Not asked by the person"}
+CHANNEL_LABELS = {**CHANNELS, **SYSTEM_CHANNELS}
+VERIFICATION_LABELS = {**VERIFICATIONS, **SYSTEM_VERIFICATIONS}
+OPENED_BECAUSE: dict[str, str] = {
+    "last_consent_withdrawn": "Their last consent was withdrawn",
+    "last_consent_expired": "Their last consent expired",
+}
 REJECTION_REASONS: dict[str, str] = {
     "identity_not_confirmed": "Identity could not be confirmed",
     "manifestly_unfounded": "Manifestly unfounded (Art. 12(5))",
@@ -68,6 +80,7 @@ REJECTION_REASONS: dict[str, str] = {
     "legal_obligation": "A legal obligation requires keeping the data",
     "legal_claims": "Needed for legal claims",
     "no_data_held": "No data held about the person",
+    "basis_restored": "The person has a legal basis again",
 }
 EXTENSION_REASONS: dict[str, str] = {
     "complexity": "Complexity of the request",
@@ -164,6 +177,7 @@ class DataRequest:
     updated_at: dt.datetime
     overdue: bool = False
     history: tuple[HistoryEntry, ...] = ()
+    opened_because: str = ""  # a system-opened request: why (``OPENED_BECAUSE``)
 
     @property
     def deadline(self) -> dt.datetime:
@@ -207,6 +221,7 @@ def _request_of(row: Mapping[str, Any], now: dt.datetime | None = None) -> DataR
         verified_at=_utc(row["verified_at"]) if row["verified_at"] else None,
         verification=str(row["verification"]),
         updated_at=_utc(row["updated_at"]),
+        opened_because=str(row.get("opened_because") or ""),
     )
     moment = now or _now()
     overdue = request.open and request.deadline < moment
@@ -303,6 +318,7 @@ class DataSubjectRequests:
         received_at: dt.datetime | None = None,
         request_id: str = "",
         notify: bool = True,
+        opened_because: str = "",
     ) -> RequestChange:
         """Record a request staff took on the person's behalf (phone, letter, e-mail).
 
@@ -315,8 +331,14 @@ class DataSubjectRequests:
         """
         subject = _uuid(subject_id, "invalid_subject", "subject")
         _code(kind, KINDS, "unknown_kind", "request kind")
-        _code(channel, CHANNELS, "unknown_channel", "channel")
-        _code(verification, VERIFICATIONS, "unknown_verification", "verification method")
+        system = channel in SYSTEM_CHANNELS  # opened by the system: says why, asks nobody
+        _code(channel, CHANNEL_LABELS, "unknown_channel", "channel")
+        allowed = SYSTEM_VERIFICATIONS if system else VERIFICATIONS
+        _code(verification, allowed, "unknown_verification", "verification method")
+        if system:
+            _code(opened_because, OPENED_BECAUSE, "unknown_reason", "reason")
+        elif opened_because:
+            raise RequestError("unknown_reason", "only a system-opened request has a reason")
         contact = str(_uuid(contact_id, "invalid_contact", "contact")) if contact_id else None
         now = _now()
         received = _utc(received_at) if received_at else now
@@ -338,12 +360,16 @@ class DataSubjectRequests:
             "verified_at": now,
             "verification": verification,
             "updated_at": now,
+            "opened_because": opened_because,
         }
+        detail: dict[str, int | str] = {"kind": kind, "channel": channel}
+        if opened_because:
+            detail["because"] = opened_because
         async with db.write_transaction():
             await DsrRequest.insert(DsrRequest(**row)).run()
             await self._record(
                 key, str(subject), "", "verified", by, by_role, now, verification, request_id,
-                verb="log", detail={"kind": kind, "channel": channel},
+                verb="log", detail=detail,
             )  # fmt: skip
         return await self._notify(str(key), send=notify)
 

@@ -32,6 +32,8 @@ class DsrRequest(Table, tablename="dsr_request"):
     verified_at = Timestamptz(null=True, default=None)
     verification = Varchar(length=32, default="")  # email_link | phone_callback | id_document
     updated_at = Timestamptz()
+    # Opened by the system, not by the person: why (``last_consent_withdrawn`` ...).
+    opened_because = Varchar(length=32, default="")
 
 
 class DsrRequestEvent(Table, tablename="dsr_request_event"):

@@ -1069,6 +1069,12 @@ class Gateway:
                 column = getattr(table, name)
                 conditions.append(column == value)
                 continue
+            if name == "subject_id":  # one person's records (ids only say who, not what)
+                try:
+                    conditions.append(getattr(table, name) == uuid.UUID(str(value)))
+                except ValueError:
+                    problems[name] = "must be a subject id"
+                continue
             if name == "id":  # these records only (names for the ids on a page, in one list)
                 try:
                     ids = [
