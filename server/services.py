@@ -28,6 +28,7 @@ from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
 from server.gateway import Gateway
 from server.mail import Mailer
+from server.outbox.service import MailOutbox, PurposeMail
 from server.pipelines.service import Pipelines
 from server.portal.service import Portal
 from server.settings import ConfigurationError, Settings
@@ -63,6 +64,8 @@ class Services:
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
     # (one secret, one version: rotate by moving to a key file).
     key_rotation: KeyRotation | None = None
+    # Alert and request e-mails that failed are retried from here (server/outbox).
+    outbox: MailOutbox | None = None
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -143,14 +146,16 @@ def build_services(settings: Settings) -> Services:
         witness=WitnessFile(witness) if witness else None,
     )
     mailer = Mailer(settings)
-    alerts = AlertEngine(audit, mailer, settings)
+    outbox = MailOutbox(mailer, vault, audit)
+    alerts = AlertEngine(audit, PurposeMail(outbox, "alert"), settings)
+    outbox.on_settled["alert"] = alerts.delivery_settled
     # Consent links and IP hashes get their own subkey of the master key's index root: it
     # never rotates (blind indexes depend on it too), so an unsubscribe link sent years
     # ago keeps working after session secrets or KEKs are rotated.
     consent_secret = vault.derived_key(b"consentry/consent/v1")
     consent = ConsentEngine(audit, mailer, settings, consent_secret, vault)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
-    requests = DataSubjectRequests(gateway, audit, mailer, settings)
+    requests = DataSubjectRequests(gateway, audit, mailer, settings, outbox=outbox)
     restrictions = Restrictions(audit)
     gateway.restrictions = restrictions  # restricted people reach only storage purposes
     erasure = Erasure(gateway, audit, LegalHolds(audit), restrictions)
@@ -178,6 +183,7 @@ def build_services(settings: Settings) -> Services:
         pipelines=pipelines,
         campaigns=Campaigns(audit, policy, gateway, consent, mailer),
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
+        outbox=outbox,
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)
     # Staff-fulfilled access and portability requests: the person gets an expiring link.

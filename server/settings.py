@@ -94,6 +94,10 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     smtp_starttls: bool = False
+    # Implicit TLS (SMTPS, RFC 8314): TLS from the first byte, as on port 465 (the default
+    # there). ``smtp_ca_file``: a PEM bundle to trust instead of the system's (private CA).
+    smtp_tls: bool = False
+    smtp_ca_file: Path | None = None
     mail_from: str = "consentry@localhost"
     alert_recipients: tuple[str, ...] = ()
     # Who the controller is, for the record of processing (Art. 30).
@@ -166,6 +170,13 @@ class Settings:
             smtp_username=get("SMTP_USERNAME"),
             smtp_password=get("SMTP_PASSWORD"),
             smtp_starttls=_flag("SMTP_STARTTLS", get("SMTP_STARTTLS"), False),
+            smtp_tls=_flag(
+                "SMTP_TLS",
+                get("SMTP_TLS"),
+                get("SMTP_PORT") == "465"
+                and not _flag("SMTP_STARTTLS", get("SMTP_STARTTLS"), False),
+            ),
+            smtp_ca_file=Path(ca) if (ca := get("SMTP_CA_FILE")) else None,
             mail_from=get("MAIL_FROM") or "consentry@localhost",
             alert_recipients=recipients,
             controller_name=(get("CONTROLLER_NAME") or "").strip()

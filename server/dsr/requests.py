@@ -28,6 +28,7 @@ from server.dsr.people import email_of
 from server.dsr.tables import DsrRequest, DsrRequestEvent
 from server.gateway import Actor, Gateway
 from server.mail import Mailer, MailResult, MailStatus
+from server.outbox.service import MailOutbox
 from server.settings import Settings
 
 PURPOSE = "compliance"
@@ -240,11 +241,18 @@ class DataSubjectRequests:
     """The only code that writes the request tables. Built once per process."""
 
     def __init__(
-        self, gateway: Gateway, audit: AuditLog, mailer: Mailer, settings: Settings
+        self,
+        gateway: Gateway,
+        audit: AuditLog,
+        mailer: Mailer,
+        settings: Settings,
+        *,
+        outbox: MailOutbox | None = None,
     ) -> None:
         self._gateway = gateway
         self._audit = audit
         self._mailer = mailer
+        self._outbox = outbox  # retries a notice that failed (sealed under the person's key)
         self._controller = settings.controller_name
         self._contact = settings.controller_contact
         # What "fulfilled" means per request kind, registered by the modules that do it
@@ -615,4 +623,13 @@ class DataSubjectRequests:
         if address is None:
             return MailResult(MailStatus.FAILED, "no_email")
         subject, text = self.message(request)
+        if self._outbox is not None:
+            return await self._outbox.send(
+                address,
+                subject,
+                text,
+                purpose="dsr_notice",
+                reference=request.id,
+                subject_id=request.subject_id,
+            )
         return await self._mailer.send(address, subject, text)
