@@ -36,6 +36,7 @@ from server.dsr.requests import DataRequest, RequestError
 from server.dsr.restriction import Restrictions
 from server.dsr.tables import ErasureJob
 from server.gateway import Actor, Gateway, GatewayError
+from server.gateway.erasure import WriteHook
 from server.vault import MasterKeyMissing
 from server.vault.envelope import CiphertextError
 from server.vault.register import RegisterError
@@ -132,6 +133,8 @@ class Erasure:
         self.batch_size = batch_size
         # Called after each completed step; tests inject a crash here.
         self.after_step: StepHook | None = None
+        # Called just before the mention scrub writes a record; tests change it there.
+        self.before_mention_write: WriteHook | None = None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -193,16 +196,28 @@ class Erasure:
             row = await self._start(subject, by, request_id)
         steps = list(_steps(row))
         counts = _counts(row)
+        # A job a hold stopped: staff may have written about the person since. Scrub again
+        # (with the identity it remembered: the records naming them may be tombstones now).
+        resumed = str(row["state"]) == HELD and "mentions" in steps
 
-        if "mentions" not in steps:
-            scrub = await self._gateway.erase_mentions(actor, subject, batch_size=self.batch_size)
+        if "mentions" not in steps or resumed:
+            scrub = await self._gateway.erase_mentions(
+                actor,
+                subject,
+                batch_size=self.batch_size,
+                remembered=str(row.get("identity") or ""),
+                before_write=self.before_mention_write,
+            )
             counts["mentions"] = counts.get("mentions", 0) + scrub.changed
-            steps.append("mentions")
-            await self._save(row["id"], steps, counts, RUNNING)
+            if "mentions" not in steps:
+                steps.append("mentions")
+            await self._save(row["id"], steps, counts, HELD if resumed else RUNNING)
             await self._after("mentions")
 
         if "records" not in steps:
             holds = await self.holds.active(subject)
+            if holds and not row.get("identity"):
+                await self._remember(row["id"], subject)
             erased = await self._gateway.erase_subject(
                 actor, subject, keep={hold.scope for hold in holds}
             )
@@ -329,9 +344,15 @@ class Erasure:
                     ErasureJob.state: DONE,
                     ErasureJob.updated_at: now,
                     ErasureJob.finished_at: now,
+                    ErasureJob.identity: "",  # unreadable after the shred; not kept either
                 }
             ).where(ErasureJob.id == job_id)
             await self._event("dsr.erase", subject, by, DONE, dict(counts))
+
+    async def _remember(self, job_id: Any, subject: str) -> None:
+        """Seal the person's identifying values into the job before a hold stops it."""
+        sealed = await self._gateway.remembered_identity(subject)
+        await ErasureJob.update({ErasureJob.identity: sealed}).where(ErasureJob.id == job_id)
 
     async def _after(self, step: str) -> None:
         if self.after_step is not None:

@@ -95,6 +95,9 @@ class ErasureJob(Table, tablename="erasure_job"):
     started_at = Timestamptz()
     updated_at = Timestamptz()
     finished_at = Timestamptz(null=True, default=None)
+    # While held: the person's identifying values sealed under their own key, so mentions
+    # typed during the hold are scrubbed when it ends ("" otherwise; cleared when done).
+    identity = Text(default="")
 
 
 class RetentionRun(Table, tablename="retention_run"):

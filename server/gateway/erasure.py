@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import operator
 import re
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -240,18 +241,64 @@ def _scrubber(identity: _Identity, region: str) -> Callable[[str], str]:
     return scrub
 
 
+IDENTITY_LABEL = "erasure_job.identity"
+MAX_RACES = 5  # a record changed under the scrub this often in a row is left for the next run
+WriteHook = Callable[[str, str], Awaitable[None]]  # resource, record id: fault injection
+
+
+async def remembered_identity(gw: Gateway, subject_id: str) -> str:
+    """The person's names, addresses and numbers, sealed under their own key: kept by an
+    erasure that a legal hold stops half-way, so that mentions typed while the hold was in
+    force can still be found when it ends - after the records holding the names are gone.
+    Unreadable once the key is shredded. "" when they have no key."""
+    subject = subject_uuid(subject_id)
+    identity = await _identity_of(gw, subject)
+    plain = json.dumps({"texts": list(identity.texts), "phones": sorted(identity.phones)})
+    return await gw.vault.seal_for_subject(str(subject), IDENTITY_LABEL, plain) or ""
+
+
+async def _merged_identity(gw: Gateway, subject: uuid.UUID, remembered: str) -> _Identity:
+    current = await _identity_of(gw, subject)
+    if not remembered:
+        return current
+    plain = await gw.vault.open_for_subject(str(subject), IDENTITY_LABEL, remembered)
+    if plain is None:
+        return current
+    kept = json.loads(plain)
+    texts = set(current.texts) | {str(t) for t in kept.get("texts", [])}
+    phones = current.phones | {str(p) for p in kept.get("phones", [])}
+    return _Identity(tuple(sorted(texts, key=len, reverse=True)), frozenset(phones))
+
+
+@dataclass(frozen=True)
+class _Scrubbing:
+    rt: RecordType
+    table: type[Table]
+    free: list[Field]
+    scrub: Callable[[str], str]
+
+
 async def scrub_mentions(
-    gw: Gateway, actor: Actor, subject_id: str, *, batch_size: int = 500
+    gw: Gateway,
+    actor: Actor,
+    subject_id: str,
+    *,
+    batch_size: int = 500,
+    remembered: str = "",
+    before_write: WriteHook | None = None,
 ) -> MentionScrub:
     """Replace mentions of the person in the free text of everybody else's records.
 
-    Must run before their key is shredded (it needs their names). Scans every free-text
-    column in batches of ``batch_size`` rows (keyset paging by id, so memory stays flat on a
-    big database); each changed record is re-encrypted under its own subject's key and
-    audited on its own, in its own transaction.
+    Must run before their key is shredded (it needs their names, or ``remembered``: see
+    :func:`remembered_identity`). Scans every free-text column in batches of
+    ``batch_size`` rows (keyset paging by id, so memory stays flat on a big database); each
+    changed record is re-encrypted under its own subject's key and audited on its own, in
+    its own transaction. The write is conditional on the ciphertexts read (an optimistic
+    check): a record a member of staff changed in between is not overwritten with the
+    text from before their change, but read again and scrubbed as it now is.
     """
     subject = subject_uuid(subject_id)
-    identity = await _identity_of(gw, subject)
+    identity = await _merged_identity(gw, subject, remembered)
     scanned = changed = 0
     if not identity.texts and not identity.phones:
         return MentionScrub(0, 0)
@@ -261,6 +308,7 @@ async def scrub_mentions(
         if not free:
             continue
         await _allowed(gw, actor, rt, "erase", str(subject))
+        job = _Scrubbing(rt, table, free, scrub)
         pk = table._meta.primary_key
         subject_column = getattr(table, "subject_id")
         has_text = functools.reduce(
@@ -278,41 +326,9 @@ async def scrub_mentions(
                 break
             last = rows[-1]["id"]
             scanned += len(rows)
-            keys = await gw.vault.keys_for(str(r["subject_id"]) for r in rows)
             for row in rows:
-                key = keys.get(str(row["subject_id"]))
-                if key is None:
-                    continue  # that person is erased too: nothing readable is left
-                row_id = str(row["id"])
-                new_values: dict[str, str] = {}
-                for spec in free:
-                    token = row.get(spec.name)
-                    plain = token and gw._decrypt(rt, spec, row_id, key, token)
-                    if isinstance(plain, str) and plain:
-                        scrubbed = scrub(plain)
-                        if scrubbed != plain:
-                            new_values[spec.name] = scrubbed
-                if not new_values:
-                    continue
-                columns = gw.vault.encrypt_values(rt, row_id, key, new_values)
-                async with db.write_transaction():
-                    await table.update({getattr(table, k): v for k, v in columns.items()}).where(
-                        pk == row["id"]
-                    )
-                    await name_index.write(gw.vault, rt, [(row_id, new_values)])
-                    await gw.audit.append(
-                        _event(
-                            actor,
-                            "erase_mention",
-                            rt.resource,
-                            (str(row["subject_id"]),),
-                            record_id=row_id,
-                            fields=new_values,
-                            reason="mentions_erased_person",
-                            detail={"erasure_of": str(subject)},
-                        )
-                    )
-                changed += 1
+                if await _scrub_row(gw, actor, job, row, subject, before_write):
+                    changed += 1
     async with db.write_transaction():
         await gw.audit.append(
             _event(
@@ -324,6 +340,74 @@ async def scrub_mentions(
             )
         )
     return MentionScrub(scanned, changed)
+
+
+async def _scrub_row(
+    gw: Gateway,
+    actor: Actor,
+    job: _Scrubbing,
+    row: dict[str, Any],
+    subject: uuid.UUID,
+    before_write: WriteHook | None,
+) -> bool:
+    """Scrub one record; True if its text named the person. Retries on a concurrent
+    change (the conditional UPDATE matched nothing), reading the record again."""
+    rt, table, free = job.rt, job.table, job.free
+    pk = table._meta.primary_key
+    row_id = str(row["id"])
+    for _ in range(MAX_RACES):
+        key = (await gw.vault.keys_for([str(row["subject_id"])])).get(str(row["subject_id"]))
+        if key is None:
+            return False  # that person is erased too: nothing readable is left
+        new_values: dict[str, str] = {}
+        for spec in free:
+            token = row.get(spec.name)
+            plain = token and gw._decrypt(rt, spec, row_id, key, token)
+            if isinstance(plain, str) and plain:
+                scrubbed = job.scrub(plain)
+                if scrubbed != plain:
+                    new_values[spec.name] = scrubbed
+        if not new_values:
+            return False
+        if before_write is not None:
+            await before_write(rt.resource, row_id)
+        columns = gw.vault.encrypt_values(rt, row_id, key, new_values)
+        unchanged = [
+            getattr(table, f.name).is_null()
+            if row.get(f.name) is None
+            else getattr(table, f.name) == row[f.name]
+            for f in free
+        ]
+        async with db.write_transaction():
+            written = await (
+                table.update({getattr(table, k): v for k, v in columns.items()})
+                .where(functools.reduce(operator.and_, unchanged, pk == row["id"]))
+                .returning(pk)
+            )
+            if written:
+                await name_index.write(gw.vault, rt, [(row_id, new_values)])
+                await gw.audit.append(
+                    _event(
+                        actor,
+                        "erase_mention",
+                        rt.resource,
+                        (str(row["subject_id"]),),
+                        record_id=row_id,
+                        fields=new_values,
+                        reason="mentions_erased_person",
+                        detail={"erasure_of": str(subject)},
+                    )
+                )
+        if written:
+            return True
+        # Changed since it was read (or deleted): read it again and scrub what is there now.
+        log.info("mention scrub met a concurrent change", resource=rt.resource)
+        fresh = await table.select(*_columns(table, free)).where(pk == row["id"]).first()
+        if fresh is None:
+            return False
+        row = fresh
+    log.warning("mention scrub gave up on a record changing under it", resource=rt.resource)
+    return False
 
 
 # --- tombstones and keys -----------------------------------------------------------------

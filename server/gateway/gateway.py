@@ -888,10 +888,29 @@ class Gateway:
         return await erasure.record_counts(self, subject_id)
 
     async def erase_mentions(
-        self, actor: Actor, subject_id: str, *, batch_size: int = 500
+        self,
+        actor: Actor,
+        subject_id: str,
+        *,
+        batch_size: int = 500,
+        remembered: str = "",
+        before_write: erasure.WriteHook | None = None,
     ) -> erasure.MentionScrub:
-        """Scrub the person's names, addresses and numbers from other people's free text."""
-        return await erasure.scrub_mentions(self, actor, subject_id, batch_size=batch_size)
+        """Scrub the person's names, addresses and numbers from other people's free text
+        (``remembered``: what :meth:`remembered_identity` sealed while their records
+        still held it)."""
+        return await erasure.scrub_mentions(
+            self,
+            actor,
+            subject_id,
+            batch_size=batch_size,
+            remembered=remembered,
+            before_write=before_write,
+        )
+
+    async def remembered_identity(self, subject_id: str) -> str:
+        """The person's identifying values sealed under their key (for a held erasure)."""
+        return await erasure.remembered_identity(self, subject_id)
 
     async def erase_subject(
         self, actor: Actor, subject_id: str, *, keep: Collection[str] = ()
