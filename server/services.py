@@ -20,6 +20,7 @@ from server.campaigns.service import Campaigns
 from server.consent.model import SUBJECT_ACTOR
 from server.consent.service import ConsentEngine
 from server.dsr.erasure import Erasure
+from server.dsr.erasure_runs import ErasureRuns
 from server.dsr.export import build_export
 from server.dsr.holds import LegalHolds
 from server.dsr.lapse import BasisReview
@@ -66,6 +67,8 @@ class Services:
     key_rotation: KeyRotation | None = None
     # Alert and request e-mails that failed are retried from here (server/outbox).
     outbox: MailOutbox | None = None
+    # Erasures started in the console, run in the background (server/dsr/erasure_runs.py).
+    erasure_runs: ErasureRuns | None = None
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -184,6 +187,7 @@ def build_services(settings: Settings) -> Services:
         campaigns=Campaigns(audit, policy, gateway, consent, mailer),
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
         outbox=outbox,
+        erasure_runs=ErasureRuns(requests, erasure),
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)
     # Staff-fulfilled access and portability requests: the person gets an expiring link.

@@ -44,7 +44,7 @@ from server.vault.register import RegisterError
 PURPOSE = "compliance"
 JOB = "erasure"
 STEPS = ("mentions", "records", "keys")
-RUNNING, HELD, DONE = "running", "held", "done"
+RUNNING, HELD, DONE, FAILED = "running", "held", "done", "failed"
 
 
 class ErasureError(DsrError):
@@ -76,6 +76,8 @@ class ErasureResult:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     extra: dict[str, int] = field(default_factory=dict)
+    updated_at: dt.datetime | None = None
+    error: str = ""  # a background run that stopped: why (a code)
 
     @property
     def complete(self) -> bool:
@@ -176,9 +178,40 @@ class Erasure:
             already_done=already,
             started_at=row["started_at"],
             finished_at=row["finished_at"],
+            updated_at=row["updated_at"],
+            error=str(row.get("error") or ""),
         )
 
     # -- erasing -------------------------------------------------------------------------
+
+    async def prepare(self, subject_id: str, *, by: str, request_id: str) -> ErasureResult:
+        """The job row of an erasure about to run in the background (so its progress page
+        has something to show at once); a stopped run is marked running again."""
+        subject = str(_uuid(subject_id))
+        row = await ErasureJob.select().where(ErasureJob.subject_id == uuid.UUID(subject)).first()
+        if row is None:
+            row = await self._start(subject, by, request_id)
+        elif row["state"] == FAILED:
+            await ErasureJob.update(
+                {
+                    ErasureJob.state: RUNNING,
+                    ErasureJob.error: "",
+                    ErasureJob.updated_at: dt.datetime.now(dt.UTC),
+                }
+            ).where(ErasureJob.id == row["id"])
+            row = {**row, "state": RUNNING, "error": ""}
+        return await self._result(row)
+
+    async def record_failure(self, subject_id: str, code: str) -> None:
+        """A background run stopped before finishing: say so on the job (steps done stay
+        done; starting it again carries on from there)."""
+        await ErasureJob.update(
+            {
+                ErasureJob.state: FAILED,
+                ErasureJob.error: code[:32],
+                ErasureJob.updated_at: dt.datetime.now(dt.UTC),
+            }
+        ).where((ErasureJob.subject_id == _uuid(subject_id)) & (ErasureJob.state != DONE))
 
     async def erase(
         self, subject_id: str, *, by: str, request_id: str | None = None
@@ -312,6 +345,8 @@ class Erasure:
             "started_at": now,
             "updated_at": now,
             "finished_at": None,
+            "identity": "",
+            "error": "",
         }
         async with db.write_transaction():
             await ErasureJob.insert(ErasureJob(**row)).run()
@@ -328,6 +363,7 @@ class Erasure:
                 ErasureJob.steps: ",".join(steps),
                 ErasureJob.counts: json.dumps(counts, sort_keys=True),
                 ErasureJob.state: state,
+                ErasureJob.error: "",
                 ErasureJob.updated_at: dt.datetime.now(dt.UTC),
             }
         ).where(ErasureJob.id == job_id)

@@ -88,7 +88,7 @@ class ErasureJob(Table, tablename="erasure_job"):
     id = UUID(primary_key=True)
     subject_id = UUID(unique=True)
     request_id = Varchar(length=64, null=True, default=None, index=True)
-    state = Varchar(length=16)  # running | held | done
+    state = Varchar(length=16)  # running | held | done | failed
     steps = Varchar(length=64, default="")
     counts = Text(default="{}")
     started_by = Varchar(length=64)
@@ -98,6 +98,7 @@ class ErasureJob(Table, tablename="erasure_job"):
     # While held: the person's identifying values sealed under their own key, so mentions
     # typed during the hold are scrubbed when it ends ("" otherwise; cleared when done).
     identity = Text(default="")
+    error = Varchar(length=32, default="")  # why a background run stopped (a code)
 
 
 class RetentionRun(Table, tablename="retention_run"):
