@@ -204,6 +204,8 @@ class RequestPages(Controller):
             action_labels=ACTION_LABELS,
             when=when,
             actors=actor_labels(item, await staff_labels(staff_ids)),
+            erase_after=item.received_at
+            + dt.timedelta(days=services_of(request).settings.basis_lapse_grace_days),
         )
 
     @post("/{request_id:str}/transition")

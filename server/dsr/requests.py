@@ -589,6 +589,8 @@ class DataSubjectRequests:
         request = await self.get(request_id)
         if not send:
             return RequestChange(request, MailResult(MailStatus.SKIPPED, "not_this_step"))
+        if request.channel in SYSTEM_CHANNELS:  # the person asked nothing: no letters
+            return RequestChange(request, MailResult(MailStatus.SKIPPED, "system_opened"))
         if address:
             subject, text = self.message(request, notes)
             result = await self._mailer.send(address, subject, text)
