@@ -10,6 +10,8 @@ from typing import Any
 from server.consent.service import LAST_CONSENT_EXPIRED, LAST_CONSENT_WITHDRAWN
 from server.dsr.requests import LAPSED_CHANNEL, DataRequest
 from server.gateway import Actor, Record
+from server.mail import MailStatus
+from server.portal.service import PortalIdentity
 from server.services import Services
 from tests.conftest import Staff, contact_values
 from tests.test_admin_ui import text_of, web_login
@@ -73,6 +75,12 @@ async def test_withdrawing_the_only_consent_queues_review_and_retention_erases_a
     assert "Their last consent was withdrawn" in queue
     detail = text_of(await client.get(f"/compliance/requests/{review.id}"))
     assert "grace period" in detail
+
+    # The person asked nothing: their portal page does not list it, and a step staff take
+    # writes them no e-mail. The run carries on from where compliance left it.
+    assert await services.portal.requests_of(PortalIdentity(person.subject_id, person.id)) == []
+    reviewed = await services.requests.transition(review.id, "in_review", by="user:1")
+    assert (reviewed.mail.status, reviewed.mail.error) == (MailStatus.SKIPPED, "system_opened")
 
     # Withdrawing again, or another lapse, does not queue a second review.
     await services.consent.withdraw(

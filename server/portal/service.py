@@ -373,7 +373,10 @@ class Portal:
     # -- the person's requests -------------------------------------------------------------
 
     async def requests_of(self, identity: PortalIdentity) -> list[DataRequest]:
-        return await self._requests.for_subject(identity.subject_id)
+        """The person's own requests; not the erasure reviews the system opened itself
+        (``server.dsr.lapse``), which they did not ask for."""
+        requests = await self._requests.for_subject(identity.subject_id)
+        return [r for r in requests if not r.opened_because]
 
     async def downloads_of(self, identity: PortalIdentity) -> dict[str, Download]:
         """Request id -> the live download link for it (the home page offers a button)."""
