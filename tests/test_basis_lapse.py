@@ -152,3 +152,25 @@ async def test_an_expired_last_consent_is_queued_and_a_basis_regained_cancels_th
     assert not kept.erased
     answered = await services.requests.get(review.id)
     assert (answered.state, answered.rejection_reason) == ("rejected", "basis_restored")
+
+
+async def test_the_retention_run_queues_a_lapse_its_listener_missed(services: Services) -> None:
+    person = await prospect(services)
+    await grant(services, person.subject_id)
+    listeners = list(services.consent.lapse_listeners)
+    services.consent.lapse_listeners.clear()  # as if the review had failed at the time
+    await withdraw(services, person.subject_id)
+    services.consent.lapse_listeners.extend(listeners)
+    assert await reviews(services) == []
+
+    await services.retention.run()
+    (review,) = await reviews(services)
+    assert (review.subject_id, review.opened_because) == (person.subject_id, LAST_CONSENT_WITHDRAWN)
+
+    # Compliance decides to keep them: the next run does not open it again.
+    for state in ("in_review", "rejected"):
+        await services.requests.transition(
+            review.id, state, by="user:1", reason="legal_obligation" if state == "rejected" else ""
+        )
+    await services.retention.run(now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    assert await reviews(services) == []

@@ -725,6 +725,31 @@ class ConsentEngine:
             await self._lapsed(subject, LAST_CONSENT_EXPIRED)
         return expired
 
+    async def lapses_since(self, since: dt.datetime) -> list[tuple[str, str, dt.datetime]]:
+        """(subject id, reason code, when) of every withdrawal or expiry recorded since
+        ``since``, latest per person: what the daily last-basis sweep looks at again, in
+        case a lapse listener failed when it happened."""
+        rows = await (
+            ConsentEvent.select(
+                ConsentEvent.subject_id, ConsentEvent.kind, ConsentEvent.occurred_at
+            )
+            .where(
+                (ConsentEvent.occurred_at >= since)
+                & ConsentEvent.kind.is_in([Kind.WITHDRAWN.value, Kind.EXPIRED.value])
+            )
+            .order_by(ConsentEvent.occurred_at)
+        )
+        latest: dict[str, tuple[str, str, dt.datetime]] = {}
+        for row in rows:
+            subject = str(row["subject_id"])
+            reason = (
+                LAST_CONSENT_WITHDRAWN
+                if row["kind"] == Kind.WITHDRAWN.value
+                else LAST_CONSENT_EXPIRED
+            )
+            latest[subject] = (subject, reason, row["occurred_at"])
+        return list(latest.values())
+
     # -- reading the state ---------------------------------------------------------------
 
     @staticmethod

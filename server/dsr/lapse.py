@@ -46,6 +46,7 @@ BY = f"system:{JOB}"
 PURPOSE = "compliance"
 CUSTOMER_STAGE = "customer"
 OPEN_CASE_STATUSES = tuple(s for s in CASE_STATUSES if s in {"open", "pending"})
+SWEEP_WINDOW = dt.timedelta(days=2)  # the run is daily: each lapse is looked at twice
 MAX_RECORDS = 100  # deals or cases looked at per person (one is enough to keep them)
 
 StageKeys = Callable[[str], Awaitable[tuple[str, ...]]]  # kind -> stage keys of that kind
@@ -59,6 +60,10 @@ class LapseRun:
     erased: int = 0
     restored: int = 0  # a basis came back: the review was rejected
     failed: int = 0  # the erasure could not run (retried by the next run)
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
 def _stage_only(rt: RecordType) -> tuple[str, ...]:
@@ -150,6 +155,23 @@ class BasisReview:
             opened_because=because,
         )
         return change.request
+
+    async def sweep(self, *, now: dt.datetime | None = None) -> int:
+        """The retention run's safety net: every withdrawal or expiry of the last
+        ``SWEEP_WINDOW`` that has no review opened since is considered again (a listener
+        that failed at the time, a worker that died right after the commit). A review that
+        compliance already answered after the lapse is left answered. How many were queued."""
+        moment = now or dt.datetime.now(dt.UTC)
+        queued = 0
+        for subject, because, when in await self._consent.lapses_since(moment - SWEEP_WINDOW):
+            reviews = [
+                r
+                for r in await self._requests.for_subject(subject)
+                if r.channel == LAPSED_CHANNEL and r.received_at >= _utc(when)
+            ]
+            if not reviews and await self.consider(subject, because) is not None:
+                queued += 1
+        return queued
 
     async def erase_due(
         self, *, by: str, now: dt.datetime | None = None, dry_run: bool = False
