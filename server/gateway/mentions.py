@@ -25,7 +25,7 @@ import functools
 import operator
 import re
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -187,10 +187,14 @@ class Matcher:
 
     def replace(self, text: str, marker: str) -> tuple[str, int]:
         """``text`` with every span replaced by ``marker``, and how many there were."""
+        return self.replace_each(text, lambda _: marker)
+
+    def replace_each(self, text: str, marker_for: Callable[[str], str]) -> tuple[str, int]:
+        """``text`` with every span replaced by ``marker_for(the matched text)``."""
         spans = self.spans(text)
         out = text
         for start, end in reversed(spans):
-            out = out[:start] + marker + out[end:]
+            out = out[:start] + marker_for(text[start:end]) + out[end:]
         return out, len(spans)
 
 
