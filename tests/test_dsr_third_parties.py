@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
 from audit.signing import TreeHeadVerifier
 from audit.tables import AuditRecord
@@ -28,7 +29,12 @@ from server.dsr.export import (
 )
 from server.gateway import Actor
 from server.services import Services
+from server.settings import Settings
 from tests.conftest import Staff, contact_values
+from tests.test_admin_ui import csrf_of, location, text_of, web_login
+from tests.test_mail import LocalSmtp, smtp
+
+__all__ = ["smtp"]  # a fixture, requested by name
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "docs" / "dsr-export.schema.json").read_text())
@@ -221,3 +227,67 @@ def test_an_excerpt_is_the_sentences_that_mention_the_person() -> None:
     assert excerpt(text, [first]) == "Judith met Grace here."
     assert excerpt(text, [first, last]) == "Judith met Grace here. … Grace again"
     assert excerpt("a. b Grace c. d", [(5, 10)]) == "b Grace c."
+
+
+@pytest.fixture
+def settings(settings: Settings, smtp: LocalSmtp) -> Settings:
+    """This module's services send mail (a release e-mails the person their link)."""
+    return smtp.settings(settings)
+
+
+async def test_officer_reviews_what_is_withheld_before_releasing_an_access_request(
+    services: Services, staff: Staff, smtp: LocalSmtp
+) -> None:
+    w = await two_customers(services, staff)
+    officer = await staff.create("compliance", email="olga.officer@staff.example.com")
+    by = f"user:{officer.user_id}"
+    logged = await services.requests.log(
+        w["grace"].subject_id,
+        "access",
+        "phone",
+        verification="phone_callback",
+        by=by,
+        contact_id=w["grace"].id,
+    )
+    request_id = logged.request.id
+    for state in ("in_review", "approved"):
+        await services.requests.transition(request_id, state, by=by)
+    client = await web_login(staff, officer)
+
+    detail = await client.get(f"/compliance/requests/{request_id}")
+    assert "Review and release" in text_of(detail)
+    assert "Mark fulfilled" not in text_of(detail)
+    # The one-click route leads to the review instead of releasing.
+    sneaky = await client.post(
+        f"/compliance/requests/{request_id}/transition",
+        data={"to_state": "fulfilled", "_csrf_token": csrf_of(detail)},
+    )
+    assert location(sneaky) == f"/compliance/requests/{request_id}/release"
+    assert (await services.requests.get(request_id)).state == "approved"
+
+    page = await client.get(f"/compliance/requests/{request_id}/release")
+    assert page.status_code == 200
+    shown = text_of(page)
+    assert "Interaction 1 Participants, Summary" in shown
+    assert "In all 1" in shown
+    assert "1 excerpt" in shown and "other people withheld from 1" in shown
+    for secret in ("Judith", "Hydeford", "judith.hydeford", "0777", "Auditwoman"):
+        assert secret not in page.text
+
+    # Other roles do not see the page at all.
+    seller = await web_login(staff, w["rep"])
+    assert (await seller.get(f"/compliance/requests/{request_id}/release")).status_code == 404
+
+    released = await client.post(
+        f"/compliance/requests/{request_id}/release",
+        data={"_csrf_token": csrf_of(page)},
+    )
+    assert location(released) == f"/compliance/requests/{request_id}"
+    assert (await services.requests.get(request_id)).state == "fulfilled"
+    subjects = [m.message["Subject"] for m in smtp.received]
+    assert "Your data is ready to download" in subjects
+
+
+def test_the_review_step_can_be_switched_off() -> None:
+    assert Settings.from_env({}).export_review is True
+    assert Settings.from_env({"CONSENTRY_EXPORT_REVIEW": "false"}).export_review is False
