@@ -149,7 +149,9 @@ async def test_export_withholds_other_people_and_shows_mentions_of_the_person(
     assert "[another person] met Grace Auditwoman at the fair last week." in html
     assert b"met Grace Auditwoman" in files[MENTIONS_FILE]
 
-    report = verify_export(bundle.zip_bytes, TreeHeadVerifier([services.audit_trail.signer.public_key]))
+    report = verify_export(
+        bundle.zip_bytes, TreeHeadVerifier([services.audit_trail.signer.public_key])
+    )
     assert report.ok, report.problems
 
     # Audited: who was withheld and whose records were read, never a value.
@@ -160,7 +162,8 @@ async def test_export_withholds_other_people_and_shows_mentions_of_the_person(
     for row in rows:
         assert judith.subject_id in row["subject_ids"]
         dumped = json.dumps(dict(row), default=str)
-        assert "Judith" not in dumped and "Grace" not in dumped
+        assert "Judith" not in dumped
+        assert "Grace" not in dumped
 
 
 async def test_erasing_the_person_scrubs_exactly_the_mentions_their_export_showed(
@@ -270,7 +273,8 @@ async def test_officer_reviews_what_is_withheld_before_releasing_an_access_reque
     shown = text_of(page)
     assert "Interaction 1 Participants, Summary" in shown
     assert "In all 1" in shown
-    assert "1 excerpt" in shown and "other people withheld from 1" in shown
+    assert "1 excerpt" in shown
+    assert "other people withheld from 1" in shown
     for secret in ("Judith", "Hydeford", "judith.hydeford", "0777", "Auditwoman"):
         assert secret not in page.text
 
