@@ -9,6 +9,7 @@ without its record id; erasing Grace then scrubs exactly the mentions her export
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import zipfile
@@ -20,6 +21,8 @@ import pytest
 
 from audit.signing import TreeHeadVerifier
 from audit.tables import AuditRecord
+from server import db
+from server import settings as settings_module
 from server.dsr.export import (
     MENTIONS_FILE,
     build_export,
@@ -28,13 +31,14 @@ from server.dsr.export import (
     verify_export,
 )
 from server.gateway import Actor
-from server.services import Services
+from server.services import Services, build_services
 from server.settings import Settings
 from tests.conftest import Staff, contact_values
 from tests.test_admin_ui import csrf_of, location, text_of, web_login
+from tests.test_cli import Install, consentry, forget_process_state, install
 from tests.test_mail import LocalSmtp, smtp
 
-__all__ = ["smtp"]  # a fixture, requested by name
+__all__ = ["install", "smtp"]  # fixtures, requested by name
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "docs" / "dsr-export.schema.json").read_text())
@@ -295,3 +299,49 @@ async def test_officer_reviews_what_is_withheld_before_releasing_an_access_reque
 def test_the_review_step_can_be_switched_off() -> None:
     assert Settings.from_env({}).export_review is True
     assert Settings.from_env({"CONSENTRY_EXPORT_REVIEW": "false"}).export_review is False
+
+
+def test_cli_export_withholds_and_verifies(
+    install: Install,
+    tmp_path: Path,
+) -> None:
+    assert consentry("keys", "init").exit_code == 0
+    assert consentry("migrate").exit_code == 0
+    forget_process_state()
+
+    async def seed() -> str:
+        await db.start()
+        try:
+            services = build_services(settings_module.get_settings())
+            grace = await services.gateway.create(SEED, "contact", contact_values(**GRACE))
+            judith = await services.gateway.create(SEED, "contact", contact_values(**JUDITH))
+            for person, summary in (
+                (grace, "Call with Judith Hydeford on 020 7946 0777."),
+                (judith, "Judith met Grace Auditwoman."),
+            ):
+                await services.gateway.create(
+                    SEED,
+                    "interaction",
+                    {
+                        "contact_id": person.id,
+                        "channel": "phone_call",
+                        "occurred_at": "2026-12-01T09:00:00+00:00",
+                        "summary": summary,
+                    },
+                )
+            return grace.subject_id
+        finally:
+            await db.stop()
+
+    subject = asyncio.run(seed())
+    output = tmp_path / "export.zip"
+    exported = consentry("dsr", "export", subject, "-o", str(output))
+    assert exported.exit_code == 0, exported.output
+    assert "other people withheld from: 1 interaction;" in exported.stdout
+    assert "1 mention(s) of the person" in exported.stdout
+    for name, content in unzip(output.read_bytes()).items():
+        for trace in JUDITH_TRACES:
+            assert trace.lower() not in content.lower(), (name, trace)
+    verified = consentry("dsr", "verify-export", str(output))
+    assert verified.exit_code == 0, verified.output
+    assert verified.stdout.startswith("export verifies: 5 files")
