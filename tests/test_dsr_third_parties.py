@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from server.dsr.export import (
 from server.gateway import Actor
 from server.services import Services, build_services
 from server.settings import Settings
-from tests.conftest import Staff, contact_values
+from tests.conftest import PASSWORD, Staff, contact_values
 from tests.test_admin_ui import csrf_of, location, text_of, web_login
 from tests.test_cli import Install, consentry, forget_process_state, install
 from tests.test_mail import LocalSmtp, smtp
@@ -62,6 +63,10 @@ def unzip(content: bytes) -> dict[str, bytes]:
 async def two_customers(services: Services, staff: Staff) -> dict[str, Any]:
     gw = services.gateway
     rep = await staff.create("sales")
+    await services.accounts.create_user(
+        "sam.s@staff.example.com", "support", team="north", password=PASSWORD,
+        display_name="Samuel Staffordson",
+    )  # fmt: skip
     grace = await gw.create(
         SEED, "contact", contact_values(**GRACE, phone="+44 20 7946 0001", notes="Likes tea.")
     )
@@ -75,7 +80,8 @@ async def two_customers(services: Services, staff: Staff) -> dict[str, Any]:
             "occurred_at": "2026-11-30T10:00:00+00:00",
             "participants": f"Grace's assistant Harriet Helper; Judith Hydeford; {rep.email}",
             "summary": "Discussed the renewal with judith hydeford (call her on "
-            "020 7946 0777 or judith.hydeford@example.net). Grace will decide by Friday.",
+            "020 7946 0777 or judith.hydeford@example.net). Grace will decide by Friday. "
+            "Samuel Staffordson sends the offer.",
         },
     )
     theirs = await gw.create(
@@ -106,6 +112,7 @@ async def test_export_withholds_other_people_and_shows_mentions_of_the_person(
         for trace in (*JUDITH_TRACES, judith.id.encode(), judith.subject_id.encode()):
             assert trace.lower() not in content.lower(), (name, trace)
         assert rep.email.encode() not in content, name  # staff: pseudonyms only
+        assert b"Staffordson" not in content, name
         assert w["theirs"].id.encode() not in content, name  # the other record's id
 
     data = json.loads(files["data.json"])
@@ -114,9 +121,13 @@ async def test_export_withholds_other_people_and_shows_mentions_of_the_person(
     assert interaction["participants"].startswith(
         "Grace's assistant Harriet Helper; [another person]; sales #"
     )
-    assert interaction["summary"] == (
-        "Discussed the renewal with [another person] (call her on [another person] or "
-        "[another person]). Grace will decide by Friday."
+    assert re.fullmatch(
+        re.escape(
+            "Discussed the renewal with [another person] (call her on [another person] or "
+            "[another person]). Grace will decide by Friday. support #"
+        )
+        + "[0-9a-f]{10} sends the offer.",
+        interaction["summary"],
     )
     (contact,) = data["records"]["contact"]
     assert contact["first_name"] == "Grace"  # their own name stays
@@ -277,8 +288,8 @@ async def test_officer_reviews_what_is_withheld_before_releasing_an_access_reque
     shown = text_of(page)
     assert "Interaction 1 Participants, Summary" in shown
     assert "In all 1" in shown
-    assert "1 excerpt" in shown
-    assert "other people withheld from 1" in shown
+    assert "The export includes 1 excerpt (Interaction: 1)" in shown
+    assert "Other people are withheld from 1 of them." in shown
     for secret in ("Judith", "Hydeford", "judith.hydeford", "0777", "Auditwoman"):
         assert secret not in page.text
 

@@ -683,13 +683,16 @@ def excerpt(text: str, spans: Iterable[tuple[int, int]]) -> str:
 
 
 async def _staff_pseudonyms(key: bytes, region: str) -> Callable[[str], tuple[str, int]]:
-    """Replaces a staff member's full name or e-mail address in free text by the label
-    the access log shows for them (``sales #1a2b...``)."""
+    """Replaces a staff member's full name (two words or more) or e-mail address in free
+    text by the label the access log shows for them (``sales #1a2b...``)."""
     labels: dict[str, str] = {}
     identities = []
     for user_id, name, email, role in await staff_identities():
         label = actor_label(key, f"user:{user_id}", role)
-        texts = tuple(t for t in (" ".join(name.split()), email.strip()) if len(t) >= 3)
+        # A full name of two words or more ("Sam Staff"): a one-word display name such as
+        # "Admin" would turn every "admin" in a note into a pseudonym.
+        full_name = " ".join(name.split())
+        texts = tuple(t for t in (full_name if " " in full_name else "", email.strip()) if t)
         labels.update({t.casefold(): label for t in texts})
         identities.append(Identity(texts))
     matcher = Matcher(identities, region)
