@@ -19,6 +19,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from httpx import AsyncClient
 
 from audit.signing import TreeHeadVerifier
 from audit.tables import AuditRecord
@@ -38,8 +39,10 @@ from tests.conftest import PASSWORD, Staff, contact_values
 from tests.test_admin_ui import csrf_of, location, text_of, web_login
 from tests.test_cli import Install, consentry, forget_process_state, install
 from tests.test_mail import LocalSmtp, smtp
+from tests.test_portal import portal_app, portal_services, press, signed_in, web
 
-__all__ = ["install", "smtp"]  # fixtures, requested by name
+# Fixtures, requested by name.
+__all__ = ["install", "portal_app", "portal_services", "smtp", "web"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "docs" / "dsr-export.schema.json").read_text())
@@ -356,3 +359,34 @@ def test_cli_export_withholds_and_verifies(
     verified = consentry("dsr", "verify-export", str(output))
     assert verified.exit_code == 0, verified.output
     assert verified.stdout.startswith("export verifies: 5 files")
+
+
+async def test_portal_download_withholds_other_people_too(
+    web: AsyncClient, smtp: LocalSmtp, portal_services: Services
+) -> None:
+    gw = portal_services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    await gw.create(SEED, "contact", contact_values(**JUDITH))
+    await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": grace.id,
+            "channel": "email",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "participants": "Judith Hydeford",
+            "summary": "Judith Hydeford (judith.hydeford@example.net) forwarded the quote.",
+        },
+    )
+    await signed_in(web, smtp, grace)
+    response = await press(web, "/portal/home", "/portal/download")
+    assert response.status_code == 200
+    files = unzip(response.content)
+    for name, content in files.items():
+        for trace in JUDITH_TRACES:
+            assert trace.lower() not in content.lower(), (name, trace)
+    data = json.loads(files["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == (
+        "[another person] ([another person]) forwarded the quote."
+    )
+    assert data["withheld"]["total"] == 1
