@@ -33,6 +33,7 @@ from server.dsr.export import (
     verify_export,
 )
 from server.gateway import Actor
+from server.gateway.mentions import Identity, Matcher
 from server.services import Services, build_services
 from server.settings import Settings
 from tests.conftest import PASSWORD, Staff, contact_values
@@ -390,3 +391,16 @@ async def test_portal_download_withholds_other_people_too(
         "[another person] ([another person]) forwarded the quote."
     )
     assert data["withheld"]["total"] == 1
+
+
+def test_the_shared_matcher_finds_names_addresses_and_numbers_in_any_notation() -> None:
+    judith = Identity(
+        ("Judith Hydeford", "judith.h@example.net", "Judith"), frozenset({"+442079460777"})
+    )
+    matcher = Matcher([judith], "GB")
+    text = "JUDITH  hydeford, 020-7946-0777, (020) 7946 0777, judith.h@example.net; Judithson."
+    redacted, count = matcher.replace(text, "[x]")
+    assert redacted == "[x], [x], [x], [x]; Judithson."
+    assert count == 4
+    # A text whose digits hold no known number is never handed to the phone matcher.
+    assert matcher.spans("Order 2026-12-01, ref 7946") == []

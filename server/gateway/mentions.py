@@ -149,6 +149,17 @@ async def require(
         )
 
 
+def _national_digits(e164: str) -> str:
+    try:
+        return phonenumbers.national_significant_number(phonenumbers.parse(e164))
+    except phonenumbers.NumberParseException:
+        return ""
+
+
+def _key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
 class Matcher:
     """Finds the spans of any of several identities in a text: the single rule behind
     erasure's scrub, export excerpts and export redaction."""
@@ -168,6 +179,11 @@ class Matcher:
         )
         self._phones = frozenset(phones)
         self._region = region
+        # The national numbers' digits: a text whose digits hold none of them cannot
+        # mention the phones, and the full matcher (slow) is not run on it.
+        self._national = tuple(
+            sorted({_national_digits(e164) for e164 in self._phones} - {""}, key=len)
+        )
 
     @property
     def empty(self) -> bool:
@@ -176,7 +192,7 @@ class Matcher:
     def spans(self, text: str) -> list[Span]:
         """Where the identities are mentioned, in order, never overlapping."""
         found = [m.span() for m in self._regex.finditer(text)] if self._regex else []
-        if self._phones:
+        if self._phones and self._may_hold_phone(text):
             for match in phonenumbers.PhoneNumberMatcher(text, self._region):
                 e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
                 if e164 in self._phones and not any(
@@ -184,6 +200,10 @@ class Matcher:
                 ):
                     found.append((match.start, match.end))
         return sorted(found)
+
+    def _may_hold_phone(self, text: str) -> bool:
+        digits = phonenumbers.normalize_digits_only(text)
+        return any(national in digits for national in self._national) or not self._national
 
     def replace(self, text: str, marker: str) -> tuple[str, int]:
         """``text`` with every span replaced by ``marker``, and how many there were."""
@@ -355,16 +375,32 @@ async def others_matcher(
     if not candidates:
         return Matcher((), gw.default_region), ()
     own = await identity_of(gw, subject)
-    found = await identities_of(gw, sorted(candidates))
-    named: dict[str, Identity] = {}
+    found = {
+        sid: mine
+        for sid, identity in (await identities_of(gw, sorted(candidates))).items()
+        if not (mine := identity.without(own)).empty
+    }
+    # Who owns each name, address and number (two people may share a first name): one
+    # pass of one matcher over the texts tells which candidates are really named.
+    owners: dict[str, set[str]] = {}
     for sid, identity in found.items():
-        mine = identity.without(own)
-        if mine.empty:
-            continue
-        probe = Matcher([mine], gw.default_region)
-        if sid in also or any(probe.spans(t) for t in texts):
-            named[sid] = mine
-    return Matcher(named.values(), gw.default_region), tuple(sorted(named))
+        for key in (*(_key(t) for t in identity.texts), *identity.phones):
+            owners.setdefault(key, set()).add(sid)
+    probe = Matcher(found.values(), gw.default_region)
+    named = {sid for sid in found if sid in also}
+    for text in texts:
+        for start, end in probe.spans(text):
+            hit = text[start:end]
+            named |= owners.get(_key(hit), set()) | owners.get(_e164(hit, gw.default_region), set())
+    return Matcher((found[sid] for sid in named), gw.default_region), tuple(sorted(named))
+
+
+def _e164(text: str, region: str) -> str:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return ""
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 # --- what a subject export asks -----------------------------------------------------------
