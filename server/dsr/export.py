@@ -28,6 +28,14 @@ Where each part comes from:
   live description and retention from the consent registry, the legal basis label and
   recipients from the data map, the same wording as the record of processing.
 - **source**: the ``source`` field of their records and the sources of their consents.
+- **withheld** (Art. 15(4)): in the person's free text, every other person we hold data
+  about becomes ``[another person]`` (the spans erasing that person would scrub;
+  ``Gateway.withhold_others``) and staff become their access-log pseudonym; the counts
+  per record type and the reason are reported, never a value.
+- **mentions**: other people's records whose free text mentions the person (the scan
+  erasure runs; ``Gateway.subject_mentions``), as the sentences that do, the other people
+  withheld, with record type, field and date but no id. :func:`review_redactions` gives a
+  compliance officer the same counts before a staff-fulfilled export is released.
 
 Every export ends with one ``dsr.export`` audit event (file, record and access counts and
 the manifest hash - no values), in addition to the gateway's own ``export`` events.
@@ -96,7 +104,7 @@ EXCERPT_GAP = " … "  # between two sentences of one field that mention the per
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s)|\n")
 WITHHELD_REASON = (
     "Names, e-mail addresses and phone numbers of other people we hold data about are "
-    'replaced by "[another person]": a copy of your data must not adversely affect the '
+    f'replaced by "{ANOTHER_PERSON}": a copy of your data must not adversely affect the '
     "rights and freedoms of others (GDPR Art. 15(4)). Our staff are shown by role and "
     "reference, as in the access log, never by name or e-mail address."
 )
