@@ -44,6 +44,7 @@ from admin_ui.pages.notes import NotePanel
 from admin_ui.pages.pipeline import BoardPages, PipelineSettingsPages
 from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
+from admin_ui.pages.release import ReleasePages
 from admin_ui.pages.reports import ReportPages
 from admin_ui.pages.requests import RequestPages
 from admin_ui.pages.search import SearchPages
@@ -99,6 +100,7 @@ def admin_router() -> Router:
             ConsentPages,
             RequestPages,
             ErasurePages,  # /compliance/requests/{id}/erase
+            ReleasePages,  # /compliance/requests/{id}/release
             HoldPages,
             ProcessingRecordPage,
             ReportPages,

@@ -1249,6 +1249,11 @@ def dsr_export(subject: str, output: Path) -> None:
         f"wrote {output}: {records}, {bundle.consent_events} consent event(s), "
         f"{bundle.accesses} logged access(es); signed by key {bundle.key_id}"
     )
+    withheld = ", ".join(f"{n} {t}" for t, n in sorted(bundle.withheld.items()))
+    click.echo(
+        f"other people withheld from: {withheld or 'no record'}; "
+        f"{bundle.mentions} mention(s) of the person in other people's records included"
+    )
 
 
 @dsr.command("list")

@@ -22,6 +22,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
+from admin_ui.pages.release import RELEASED_KINDS
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.auth.directory import staff_labels
@@ -193,6 +194,8 @@ class RequestPages(Controller):
             rejection_reasons=REJECTION_REASONS,
             extension_reasons=EXTENSION_REASONS,
             action_labels=ACTION_LABELS,
+            release_review=item.kind in RELEASED_KINDS
+            and services_of(request).settings.export_review,
             when=when,
             actors=actor_labels(item, await staff_labels(staff_ids)),
         )
@@ -212,6 +215,15 @@ class RequestPages(Controller):
             # typed, carries it out (admin_ui.pages.erasure).
             await flash(request, visit, "Review what will be erased, then confirm.", "info")
             return see_other(f"{BASE}/{item.id}/erase")
+        if (
+            item.kind in RELEASED_KINDS
+            and to_state == "fulfilled"
+            and services_of(request).settings.export_review
+        ):
+            # What the export withholds about other people is reviewed before release
+            # (admin_ui.pages.release).
+            await flash(request, visit, "Review what the export withholds, then release.", "info")
+            return see_other(f"{BASE}/{item.id}/release")
         try:
             change = await _requests(request).transition(
                 item.id,

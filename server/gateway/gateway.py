@@ -45,7 +45,7 @@ from server.datamap import (
     clean_values,
     shown_name,
 )
-from server.gateway import bulk, duplicates, erasure, leads, name_index
+from server.gateway import bulk, duplicates, erasure, leads, mentions, name_index
 from server.gateway import search as name_search
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -891,6 +891,30 @@ class Gateway:
     ) -> erasure.MentionScrub:
         """Scrub the person's names, addresses and numbers from other people's free text."""
         return await erasure.scrub_mentions(self, actor, subject_id, batch_size=batch_size)
+
+    async def subject_mentions(
+        self, actor: Actor, subject_id: str, *, purpose: str
+    ) -> builtins.list[mentions.Mention]:
+        """Other people's records whose free text mentions the person: what erasing them
+        scrubs, and what their export shows as excerpts (server.gateway.mentions)."""
+        return await mentions.mentions_of(
+            self, actor, erasure.subject_uuid(subject_id), purpose=purpose
+        )
+
+    async def withhold_others(
+        self,
+        actor: Actor,
+        subject_id: str,
+        texts: Sequence[str],
+        *,
+        purpose: str,
+        also: Collection[str] = (),
+    ) -> builtins.list[tuple[str, int]]:
+        """``texts`` with every other known person replaced by "[another person]" (and
+        how many were), for the person's export (Art. 15(4))."""
+        return await mentions.redact_others(
+            self, actor, erasure.subject_uuid(subject_id), texts, purpose=purpose, also=also
+        )
 
     async def erase_subject(
         self, actor: Actor, subject_id: str, *, keep: Collection[str] = ()
