@@ -700,7 +700,13 @@ def _token_owner(services: Any, email: str) -> Any:
     multiple=True,
     help="Only these fields (repeat; 'email' or 'contact.email'). Default: the role's fields.",
 )
-@click.option("--days", type=click.IntRange(1, 366), default=90, show_default=True)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 366),
+    default=90,
+    show_default=True,
+    help="Days until it expires.",
+)
 def tokens_create(
     owner: str,
     name: str,
@@ -741,7 +747,13 @@ def tokens_create(
 
 @tokens.command("list")
 @click.option("--as", "owner", required=True, help="E-mail of the staff account.")
-@click.option("--kind", type=click.Choice(["personal", "service"]), default="personal")
+@click.option(
+    "--kind",
+    type=click.Choice(["personal", "service"]),
+    default="personal",
+    show_default=True,
+    help="Personal tokens of --as, or every service account.",
+)
 def tokens_list(owner: str, kind: str) -> None:
     """List tokens: --as's personal tokens, or every service account."""
     from server.auth.tokens import TokenKind

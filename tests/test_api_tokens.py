@@ -67,11 +67,14 @@ async def test_a_marketing_email_token_reads_no_name_and_acts_for_no_other_purpo
     read = await client.get(f"{API}/contacts/{grace.id}", headers=bearer(secret))
     assert read.status_code == 200, read.text
     assert read.json()["email"] == grace.values["email"]
-    assert "first_name" not in read.json() and "last_name" not in read.json()
-    assert "Grace" not in read.text and "Hopper" not in read.text
+    assert "first_name" not in read.json()
+    assert "last_name" not in read.json()
+    assert "Grace" not in read.text
+    assert "Hopper" not in read.text
     listed = await client.get(f"{API}/contacts", headers=bearer(secret))
     assert listed.status_code == 200, listed.text
-    assert "Grace" not in listed.text and grace.values["email"] in listed.text
+    assert "Grace" not in listed.text
+    assert grace.values["email"] in listed.text
 
     # Another purpose, even one the marketing role has: refused, and audited as such.
     other = {**bearer(secret), "X-Consentry-Purpose": "marketing_phone"}
@@ -83,12 +86,15 @@ async def test_a_marketing_email_token_reads_no_name_and_acts_for_no_other_purpo
 
     rows = await audit_rows(database_url, before)
     token_rows = [r for r in rows if str(r["actor_id"]).startswith("token:")]
-    assert token_rows and all(r["actor_id"] == token_rows[0]["actor_id"] for r in token_rows)
+    assert token_rows
+    assert all(r["actor_id"] == token_rows[0]["actor_id"] for r in token_rows)
     assert not [r for r in rows if str(r["actor_id"]).startswith("user:")]
     allowed = [r for r in token_rows if r["outcome"] == "allowed" and r["action"] == "read"]
-    assert allowed and json.loads(allowed[0]["fields"]) == ["email"]
+    assert allowed
+    assert json.loads(allowed[0]["fields"]) == ["email"]
     denied = [r for r in token_rows if r["reason"] == "purpose_not_allowed_for_token"]
-    assert denied and denied[0]["purpose"] == "marketing_phone"
+    assert denied
+    assert denied[0]["purpose"] == "marketing_phone"
     assert grace.values["email"] not in json.dumps(rows, default=str)
 
 
@@ -98,7 +104,8 @@ async def test_a_token_asked_for_a_field_outside_its_allow_list_is_refused(
     grace = await person(services)
     _, secret = await marketing_email_only(services, staff)
     identity = await services.tokens.resolve(secret)
-    assert identity is not None and identity.token is not None
+    assert identity is not None
+    assert identity.token is not None
     actor = Actor.staff(
         identity.user_id, identity.role, identity.team, actor_id=identity.actor_id,
         limits=identity.token,
@@ -185,9 +192,11 @@ async def test_the_secret_is_shown_once_and_stored_only_as_a_keyed_hash(
     _, secret = await marketing_email_only(services, staff)
     rows = await raw_sql(database_url, "SELECT * FROM api_token")
     dumped = json.dumps(rows, default=str)
-    assert secret not in dumped and secret[10:] not in dumped
+    assert secret not in dumped
+    assert secret[10:] not in dumped
     assert hashlib.sha256(secret.encode()).hexdigest() not in dumped
-    assert rows[0]["secret_hash"] and rows[0]["hint"] == secret[:10]
+    assert rows[0]["secret_hash"]
+    assert rows[0]["hint"] == secret[:10]
 
 
 async def test_calls_over_the_rate_limit_get_429_with_retry_after(
@@ -241,7 +250,8 @@ async def test_a_website_records_a_consent_grant_with_evidence_through_a_service
     grace = await person(services)
     notice = await services.consent.publish_notice("Newsletter", NOTICE_TEXT, by="user:1")
     notices = await client.get(f"{API}/consent/notices", headers=bearer(secret))
-    assert notices.status_code == 200 and notices.json()[0]["version"] == notice.version
+    assert notices.status_code == 200
+    assert notices.json()[0]["version"] == notice.version
     body = {
         "action": "grant",
         "purpose": "marketing_email",
@@ -263,9 +273,11 @@ async def test_a_website_records_a_consent_grant_with_evidence_through_a_service
     ledger = await client.get(f"{url}/ledger", headers=bearer(secret))
     assert ledger.status_code == 200, ledger.text
     [event] = ledger.json()["events"]
-    assert event["actor"] == f"token:{token_id}" and event["notice"]["text"] == NOTICE_TEXT
+    assert event["actor"] == f"token:{token_id}"
+    assert event["notice"]["text"] == NOTICE_TEXT
     assert event["evidence"]["form_id"] == "footer-signup"
-    assert "ip_hash" in event["evidence"] and "203.0.113.9" not in ledger.text
+    assert "ip_hash" in event["evidence"]
+    assert "203.0.113.9" not in ledger.text
 
     # The person's proof export (Art. 7(1)) and their Art. 15 export carry it too.
     proof = await services.consent.proof(grace.subject_id, actor_id="user:1")
@@ -273,7 +285,8 @@ async def test_a_website_records_a_consent_grant_with_evidence_through_a_service
     bundle = await build_export(services, grace.subject_id, requested_by="system:test")
     exported = json.loads(zipfile.ZipFile(io.BytesIO(bundle.zip_bytes)).read("data.json"))
     consent_events = json.dumps(exported, default=str)
-    assert "footer-signup" in consent_events and "API client #" in consent_events
+    assert "footer-signup" in consent_events
+    assert "API client #" in consent_events
     assert f"token:{token_id}" not in consent_events  # pseudonymous to the person
 
     # The token acts only for its purposes: profiling is not one of them.
@@ -290,7 +303,8 @@ async def test_a_website_records_a_consent_grant_with_evidence_through_a_service
     withdrawn = await client.post(
         url, json={**body, "action": "withdraw", "notice_version": None}, headers=bearer(secret)
     )
-    assert withdrawn.status_code == 201 and withdrawn.json()["recorded"] is True
+    assert withdrawn.status_code == 201
+    assert withdrawn.json()["recorded"] is True
     assert not await services.consent.has_basis(grace.subject_id, "marketing_email")
 
 
@@ -357,7 +371,8 @@ async def test_a_request_is_opened_moved_and_exported_over_rest(
     queue = await client.get(f"{API}/requests", headers=bearer(secret))
     assert [r["id"] for r in queue.json()] == [request_id]
     one = await client.get(f"{API}/requests/{request_id}", headers=bearer(secret))
-    assert one.status_code == 200 and one.json()["state"] == "verified"  # checked on intake
+    assert one.status_code == 200
+    assert one.json()["state"] == "verified"
     moved = await client.post(
         f"{API}/requests/{request_id}/transition",
         json={"to_state": "in_review"},
@@ -393,16 +408,19 @@ async def test_the_audit_trail_over_rest(
     mine = await client.get(f"{API}/audit/events?resource_type=audit", headers=bearer(secret))
     assert mine.json()["events"][0]["actor_id"].startswith("token:")
     proof = await client.get(f"{API}/audit/proofs/inclusion?seq=1", headers=bearer(secret))
-    assert proof.status_code == 200 and proof.json()["verified"] is True, proof.text
+    assert proof.status_code == 200, proof.text
+    assert proof.json()["verified"] is True
     await services.audit_trail.seal_all()
     consistent = await client.get(
         f"{API}/audit/proofs/consistency?old_size={size}", headers=bearer(secret)
     )
-    assert consistent.status_code == 200 and consistent.json()["verified"] is True
+    assert consistent.status_code == 200
+    assert consistent.json()["verified"] is True
     key = await client.get(f"{API}/audit/public-key", headers=bearer(secret))
     assert key.json()["key_id"] == head.json()["key_id"]
     status = await client.get(f"{API}/audit/verification", headers=bearer(secret))
-    assert status.status_code == 200 and status.json()["ok"] is True, status.text
+    assert status.status_code == 200, status.text
+    assert status.json()["ok"] is True
     bad = await client.get(f"{API}/audit/events?outcome=maybe", headers=bearer(secret))
     assert bad.status_code == 400
 
@@ -412,3 +430,81 @@ def test_the_new_schemas_are_in_the_openapi_document(app: Litestar) -> None:
     for name in ("ConsentChange", "Evidence", "Ledger", "RequestOut", "RequestMove",
                  "EventPageOut", "InclusionOut", "ConsistencyOut", "VerificationOut"):  # fmt: skip
         assert name in schemas, name
+
+
+# --- the admin pages ------------------------------------------------------------------------
+
+
+async def test_tokens_are_made_shown_once_and_revoked_in_the_admin(
+    services: Services, staff: Staff, client: AsyncClient, database_url: str
+) -> None:
+    from tests.test_admin_ui import csrf_of, location, text_of, web_login
+
+    marketer = await staff.create("marketing")
+    page = await web_login(staff, marketer)
+    form = await page.get("/account/tokens")
+    assert form.status_code == 200
+    assert form.headers["cache-control"] == "no-store"
+    made = await page.post(
+        "/account/tokens",
+        data={
+            "name": "Newsletter tool",
+            "role": "marketing",
+            "purposes": "marketing",
+            "fields": "email",
+            "days": "30",
+            "_csrf_token": csrf_of(form),
+        },
+    )
+    assert made.status_code == 201, text_of(made)[:500]
+    secret = first_secret(made.text)
+    assert "shown only this once" in text_of(made)
+    again = await page.get("/account/tokens")
+    assert secret not in again.text  # shown once
+    grace = await person(services)
+    assert (
+        await client.get(f"{API}/contacts/{grace.id}", headers=bearer(secret))
+    ).status_code == 200
+    [info] = await services.tokens.list(marketer, TokenKind.PERSONAL)
+    revoked = await page.post(
+        f"/account/tokens/{info.id}/revoke", data={"_csrf_token": csrf_of(again)}
+    )
+    assert location(revoked) == "/account/tokens"
+    assert (
+        await client.get(f"{API}/contacts/{grace.id}", headers=bearer(secret))
+    ).status_code == 401
+    # A role wider than the marketer's own is refused with the reason, nothing is made.
+    wider = await page.post(
+        "/account/tokens",
+        data={"name": "x", "role": "admin", "purposes": "marketing", "days": "30",
+              "_csrf_token": csrf_of(again)},
+    )  # fmt: skip
+    assert wider.status_code == 400
+    assert "wider than your own" in text_of(wider)
+    assert len(await services.tokens.list(marketer, TokenKind.PERSONAL)) == 1
+    # Service accounts are for the roles the policy lets manage them: 404 for marketing.
+    assert (await page.get("/admin/service-accounts")).status_code == 404
+    rows = await audit_rows(database_url)
+    assert [r["action"] for r in rows if r["resource_type"] == "api_token"] == [
+        "token.create",
+        "token.revoke",
+    ]
+
+
+def first_secret(page: str) -> str:
+    import re
+
+    match = re.search(r'id="token-secret">(cst_[A-Za-z0-9_\-]+)<', page)
+    assert match, "no secret on the page"
+    return match.group(1)
+
+
+def test_the_cli_documents_its_token_commands() -> None:
+    from click.testing import CliRunner
+
+    from server.cli import cli
+
+    for command in ("create", "list", "revoke"):
+        result = CliRunner().invoke(cli, ["tokens", command, "--help"], prog_name="consentry")
+        assert result.exit_code == 0, result.output
+        assert "--as" in result.output
