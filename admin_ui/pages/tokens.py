@@ -82,12 +82,16 @@ class TokenPages(Controller):
     opt = page_access()
 
     @get("/account/tokens")
-    async def personal(self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
+    async def personal(
+        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+    ) -> Template:
         """My personal tokens: what each may do, when it was last used, revoke."""
         return await tokens_page(request, visit, _kind(request, visit, TokenKind.PERSONAL))
 
     @get("/admin/service-accounts")
-    async def service(self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
+    async def service(
+        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+    ) -> Template:
         """Service accounts: tokens for websites and other systems."""
         return await tokens_page(request, visit, _kind(request, visit, TokenKind.SERVICE))
 
@@ -103,7 +107,9 @@ class TokenPages(Controller):
     ) -> Template:
         return await self._create(request, visit, TokenKind.SERVICE)
 
-    async def _create(self, request: Request[Any, Any, Any], visit: Visit, kind: TokenKind) -> Template:
+    async def _create(
+        self, request: Request[Any, Any, Any], visit: Visit, kind: TokenKind
+    ) -> Template:
         tokens = services_of(request).tokens
         _kind(request, visit, kind)
         require_recent_login(visit, PAGES[kind])
@@ -143,13 +149,19 @@ class TokenPages(Controller):
 
     @post("/account/tokens/{token_id:str}/revoke")
     async def revoke_personal(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit], token_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        token_id: FromPath[str],
     ) -> Redirect:
         return await self._revoke(request, visit, TokenKind.PERSONAL, token_id)
 
     @post("/admin/service-accounts/{token_id:str}/revoke")
     async def revoke_service(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit], token_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        token_id: FromPath[str],
     ) -> Redirect:
         return await self._revoke(request, visit, TokenKind.SERVICE, token_id)
 
