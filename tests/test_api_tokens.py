@@ -508,3 +508,39 @@ def test_the_cli_documents_its_token_commands() -> None:
         result = CliRunner().invoke(cli, ["tokens", command, "--help"], prog_name="consentry")
         assert result.exit_code == 0, result.output
         assert "--as" in result.output
+
+
+async def test_a_sessions_export_download_needs_a_recent_password(
+    services: Services, staff: Staff
+) -> None:
+    import datetime as dt
+
+    from server.auth.tables import StaffSession
+
+    officer = await staff.create("compliance")
+    api = await staff.login(officer)
+    grace = await person(services)
+    opened = await api.post(
+        f"{API}/requests",
+        json={"contact_id": grace.id, "kind": "access", "channel": "phone",
+              "verification": "phone_callback"},
+    )  # fmt: skip
+    assert opened.status_code == 201, opened.text
+    url = f"{API}/requests/{opened.json()['id']}/export"
+    assert (await api.post(url)).status_code == 200  # signed in a moment ago
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
+    await StaffSession.update({StaffSession.authenticated_at: long_ago}).where(
+        StaffSession.user_id == officer.user_id
+    )
+    stale = await api.post(url)
+    assert stale.status_code == 403, stale.text
+    assert "recent sign-in" in stale.json()["detail"]
+
+
+async def test_the_served_openapi_document_has_the_new_operations(client: AsyncClient) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    assert "/api/v1/contacts/{record_id}/consent" in document["paths"]
+    assert "/api/v1/audit/proofs/inclusion" in document["paths"]
+    body = document["paths"]["/api/v1/contacts/{record_id}/consent"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"]["$ref"].endswith("/ConsentChange")
+    assert "Evidence" in document["components"]["schemas"]
