@@ -391,6 +391,13 @@ async def test_a_request_is_opened_moved_and_exported_over_rest(
     assert export.status_code == 200, export.text
     assert export.headers["content-type"].startswith("application/zip")
     assert "data.json" in zipfile.ZipFile(io.BytesIO(export.content)).namelist()
+    # The request's page names the token that moved it, not its raw id.
+    from tests.test_admin_ui import text_of, web_login
+
+    officer = await web_login(staff, await staff.create("compliance"))
+    detail = await officer.get(f"/compliance/requests/{request_id}")
+    assert detail.status_code == 200
+    assert "API token “SIEM”" in text_of(detail)
 
 
 async def test_the_audit_trail_over_rest(

@@ -16,6 +16,7 @@ narrows every decision by the token's purposes and fields (:class:`TokenLimits`)
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import hashlib
@@ -284,6 +285,18 @@ class ApiTokens:
         if info.kind is TokenKind.PERSONAL and info.created_by != identity.user_id:
             raise TokenNotFound()
         return info
+
+    async def labels(self, actor_ids: Iterable[str]) -> dict[str, str]:
+        """``token:<id>`` actor ids as people read them: "API token “Website form”"."""
+        keys = []
+        for actor_id in set(actor_ids):
+            if actor_id.startswith("token:"):
+                with contextlib.suppress(ValueError):
+                    keys.append(uuid.UUID(actor_id.removeprefix("token:")))
+        if not keys:
+            return {}
+        rows = await ApiToken.select(ApiToken.id, ApiToken.name).where(ApiToken.id.is_in(keys))
+        return {f"token:{row['id']}": f"API token “{row['name']}”" for row in rows}
 
     async def revoke(
         self, identity: StaffIdentity, token_id: str, request_id: str = ""
