@@ -551,3 +551,18 @@ async def test_the_served_openapi_document_has_the_new_operations(client: AsyncC
     body = document["paths"]["/api/v1/contacts/{record_id}/consent"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"]["$ref"].endswith("/ConsentChange")
     assert "Evidence" in document["components"]["schemas"]
+
+
+async def test_a_token_cannot_write_a_field_outside_its_allow_list(
+    services: Services, client: AsyncClient, staff: Staff
+) -> None:
+    secret, _ = await website_token(services, staff)  # admin role, fields: email only
+    grace = await person(services)
+    url = f"{API}/contacts/{grace.id}"
+    renamed = await client.patch(url, json={"first_name": "Ada"}, headers=bearer(secret))
+    assert renamed.status_code == 403, renamed.text
+    moved = await client.patch(url, json={"email": "grace@example.net"}, headers=bearer(secret))
+    assert moved.status_code == 200, moved.text
+    record = await services.gateway.read(SYSTEM, "contact", grace.id)
+    assert record.values["first_name"] == "Grace"
+    assert record.values["email"] == "grace@example.net"
