@@ -221,6 +221,7 @@ class PolicyEngine:
         # Casbin checks are linear in the number of rules; the rules are fixed for the life
         # of the process, so every (role, object, action) answer can be kept.
         self._allows = lru_cache(maxsize=16384)(self._allows_uncached)
+        self._within = lru_cache(maxsize=256)(self._role_within_uncached)
 
     def allows(self, role: str, obj: str, act: str) -> bool:
         return self._allows(role, obj, act)
@@ -243,6 +244,11 @@ class PolicyEngine:
         return self._decide(role, resource, action, purpose, field_names, purpose_fields, limits)
 
     def role_within(self, narrow: str, wide: str, objects: Iterable[str] = ()) -> bool:
+        """Whether ``narrow`` is no wider than ``wide`` (below); cached, as the policy is
+        fixed for the life of the process (asked on every API token call)."""
+        return self._within(narrow, wide, frozenset(objects))
+
+    def _role_within_uncached(self, narrow: str, wide: str, objects: frozenset[str]) -> bool:
         """True if every right the policy gives ``narrow`` it also gives ``wide``: asked
         over every (object, action) any rule names, with ``objects`` (the data map's
         fields and purposes) and the policy's concrete actions standing in for patterns.

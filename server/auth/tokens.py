@@ -131,12 +131,12 @@ def known_fields() -> frozenset[str]:
     return frozenset(names | qualified)
 
 
-def policy_objects() -> set[str]:
+def policy_objects() -> frozenset[str]:
     """The concrete objects a role comparison is asked over (data-map fields, purposes)."""
     objects = {f"purpose:{name}" for name in PURPOSES}
     for resource, rt in RECORD_TYPES.items():
         objects |= {resource, *(f"{resource}.{f.name}" for f in rt.fields)}
-    return objects
+    return frozenset(objects)
 
 
 class ApiTokens:
