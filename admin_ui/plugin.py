@@ -49,6 +49,7 @@ from admin_ui.pages.reports import ReportPages
 from admin_ui.pages.requests import RequestPages
 from admin_ui.pages.search import SearchPages
 from admin_ui.pages.sign_in import SignInPages
+from admin_ui.pages.tokens import TokenPages
 from admin_ui.pages.users import UserPages
 from admin_ui.rendering import gateway_error_handler, http_error_handler, redirect_handler
 from admin_ui.security import csrf_config, security_headers
@@ -95,6 +96,7 @@ def admin_router() -> Router:
             security,
             enrol,
             UserPages,
+            TokenPages,  # /account/tokens, /admin/service-accounts (API tokens)
             CompliancePages,
             AlertPages,
             ConsentPages,

@@ -15,10 +15,13 @@ from server import db
 from server.auth.routes import AuthRoutes
 from server.background import BackgroundJobs
 from server.campaigns.routes import CampaignRoutes, SegmentRoutes
+from server.compliance.audit_api import AuditRoutes
 from server.compliance.routes import ComplianceRoutes
+from server.consent.api import ConsentRegistryRoutes, PersonConsentRoutes
 from server.consent.routes import ConsentLinks
 from server.contacts.routes import ContactMergeRoutes, ContactRoutes
 from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes, NoteRoutes, TaskRoutes
+from server.dsr.api import RequestRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
 from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
@@ -58,6 +61,11 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     SegmentRoutes,
     CampaignRoutes,
     ConsentLinks,
+    # Issue 19: consent, data-subject requests and the audit trail over REST.
+    ConsentRegistryRoutes,
+    PersonConsentRoutes,
+    RequestRoutes,
+    AuditRoutes,
     PortalPages,  # the customer self-service portal (own cookie, no staff session)
 )
 

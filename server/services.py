@@ -16,6 +16,7 @@ from audit.witness import WitnessFile
 from policy.enforcer import PolicyEngine
 from server.auth.directory import ActiveStaff
 from server.auth.service import StaffAccounts
+from server.auth.tokens import ApiTokens
 from server.campaigns.service import Campaigns
 from server.consent.model import SUBJECT_ACTOR
 from server.consent.service import ConsentEngine
@@ -59,6 +60,7 @@ class Services:
     retention: Retention
     pipelines: Pipelines
     campaigns: Campaigns
+    tokens: ApiTokens  # API tokens: personal and service accounts (server.auth.tokens)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
     # (one secret, one version: rotate by moving to a key file).
     key_rotation: KeyRotation | None = None
@@ -168,6 +170,13 @@ def build_services(settings: Settings) -> Services:
         retention=Retention(gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind),
         pipelines=pipelines,
         campaigns=Campaigns(audit, policy, gateway, consent, mailer),
+        # Token secrets are kept as HMACs under their own subkey of the index root.
+        tokens=ApiTokens(
+            audit,
+            policy,
+            vault.derived_key(b"consentry/api-tokens/v1"),
+            rate_per_minute=settings.api_token_rate_per_minute,
+        ),
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)

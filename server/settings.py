@@ -110,6 +110,8 @@ class Settings:
     web_form_team: str = "sales"
     web_form_min_seconds: int = 3
     web_form_free_submissions: int = 10
+    # Calls an API token may make per minute (counted in the database, across workers).
+    api_token_rate_per_minute: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -182,6 +184,9 @@ class Settings:
             ),
             web_form_free_submissions=_positive_int(
                 "WEB_FORM_FREE_SUBMISSIONS", get("WEB_FORM_FREE_SUBMISSIONS"), 10
+            ),
+            api_token_rate_per_minute=_positive_int(
+                "API_TOKEN_RATE_PER_MINUTE", get("API_TOKEN_RATE_PER_MINUTE"), 600
             ),
         )
 

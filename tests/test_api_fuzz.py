@@ -146,6 +146,8 @@ def path_ids(path: str, ids: dict[str, str]) -> dict[str, str]:
     """Real values for the id parameters of ``path`` (``/api/v1/<collection>/{x_id}...``)."""
     collection = path.split("/")[3]
     names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    if collection not in ids:  # requests, notices: generated ids only (404 is the answer)
+        return {}
     return {name: ids[collection] for name in names}
 
 

@@ -197,7 +197,11 @@ class RequestPages(Controller):
             release_review=item.kind in RELEASED_KINDS
             and services_of(request).settings.export_review,
             when=when,
-            actors=actor_labels(item, await staff_labels(staff_ids)),
+            actors=actor_labels(
+                item,
+                await staff_labels(staff_ids),
+                await services_of(request).tokens.labels([h.actor_id for h in item.history]),
+            ),
         )
 
     @post("/{request_id:str}/transition")
@@ -288,12 +292,16 @@ def _is_staff(actor_id: str) -> bool:
     return actor_id.startswith("user:") and actor_id[5:].isdigit() and len(actor_id) < 20
 
 
-def actor_labels(item: DataRequest, staff: Mapping[int, str]) -> dict[str, str]:
+def actor_labels(
+    item: DataRequest, staff: Mapping[int, str], tokens: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Who made each change, as a person reads it: the staff member's name and e-mail,
-    the customer, or Consentry itself - never "user:6"."""
-    labels: dict[str, str] = {}
+    the customer, an API token by its name, or Consentry itself - never "user:6"."""
+    labels: dict[str, str] = dict(tokens or {})
     for entry in item.history:
         actor = entry.actor_id
+        if actor in labels:
+            continue
         if _is_staff(actor):
             labels[actor] = staff.get(int(actor[5:]), "A former staff account")
         elif actor == "system:portal" or actor == "subject":

@@ -223,6 +223,8 @@ def actor_label(key: bytes, actor_id: str, role: str) -> str:
         return "you"
     if actor_id.startswith("system:"):
         return f"automated job ({actor_id.removeprefix('system:')})"
+    if actor_id.startswith("token:"):  # an API token (a website, another system): issue 19
+        return f"API client #{staff_pseudonym(key, actor_id)}"
     return f"{role or 'staff'} #{staff_pseudonym(key, actor_id)}"
 
 
