@@ -92,6 +92,8 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
             MenuEntry("Users", "/admin/users", None, admin_only=True),
             MenuEntry("Pipelines", "/admin/pipelines", ("pipeline", "manage")),
             MenuEntry("Import", "/import", None, admin_only=True),
+            MenuEntry("Webhooks", "/admin/webhooks", ("webhook", "manage")),
+            MenuEntry("Recipients", "/admin/recipients", ("recipient", "manage")),
         ),
     ),
 )

@@ -1,5 +1,6 @@
 """Jobs every server worker runs beside the requests: sealing the audit log, alert rules,
-consent expiry, webhook deliveries and Art. 19 notices (server.webhooks.queue), giving freed heap back to the system once a minute (server/memory.py), and
+consent expiry, webhook deliveries and Art. 19 notices (server.webhooks.queue), giving
+freed heap back to the system once a minute (server/memory.py), and
 the daily housekeeping (retention, expired rows, KEK rotation when configured and pruning
 of retired KEK versions: docs/backups.md).
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import html
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,8 +36,8 @@ from server.settings import Settings
 from server.webhooks import queue
 from server.webhooks.events import EVENT_TYPES
 from server.webhooks.tables import WebhookAttempt, WebhookDelivery
-from tests.conftest import Staff
-from tests.test_admin_ui import sales_contact
+from tests.conftest import Staff, http_client
+from tests.test_admin_ui import csrf_of, sales_contact, text_of, web_login
 from tests.test_mail import LocalSmtp, free_port, smtp
 
 __all__ = ["smtp"]
@@ -184,7 +186,8 @@ async def test_every_change_reaches_the_receiver_signed_and_without_personal_val
     assert_no_personal_value(receiver)
     # Every delivery is in the log as delivered, with its attempt.
     rows = await WebhookDelivery.select(WebhookDelivery.state)
-    assert rows and {r["state"] for r in rows} == {"delivered"}
+    assert rows
+    assert {r["state"] for r in rows} == {"delivered"}
 
 
 async def test_a_receiver_that_was_down_gets_the_event_on_a_retry(
@@ -238,7 +241,9 @@ async def test_an_endpoint_failing_again_and_again_is_switched_off(services: Ser
 async def test_a_claim_is_one_workers_and_an_expired_lease_is_claimed_again(
     services: Services,
 ) -> None:
-    created = await services.webhooks.create(ADMIN, "Mirror", "http://127.0.0.1:9/x", ["alert.raised"])
+    created = await services.webhooks.create(
+        ADMIN, "Mirror", "http://127.0.0.1:9/x", ["alert.raised"]
+    )
     for _ in range(6):
         await services.webhooks.send_test(ADMIN, created.endpoint.id)
     now = dt.datetime.now(dt.UTC)
@@ -254,17 +259,25 @@ async def test_a_claim_is_one_workers_and_an_expired_lease_is_claimed_again(
     assert {c.attempts for c in again} == {2}
 
 
-async def test_a_change_that_rolls_back_queues_nothing(services: Services, receiver: Receiver) -> None:
+async def test_a_change_that_rolls_back_queues_nothing(
+    services: Services, receiver: Receiver
+) -> None:
     await subscribe(services, receiver, ["record.created"])
     event = AuditEvent(
         actor_id="system:test", actor_role="system", action="create", resource_type="contact",
         outcome=Outcome.ALLOWED, resource_id="00000000-0000-4000-8000-000000000001",
     )  # fmt: skip
-    with pytest.raises(RuntimeError):
+    queued_inside: list[int] = []
+
+    async def failing_change() -> None:
         async with db.write_transaction():
             await services.audit.append(event)
-            assert await WebhookDelivery.count() == 1  # queued in the change's transaction
+            queued_inside.append(await WebhookDelivery.count())
             raise RuntimeError("the change fails")
+
+    with pytest.raises(RuntimeError):
+        await failing_change()
+    assert queued_inside == [1]  # queued in the change's transaction
     assert await WebhookDelivery.count() == 0
 
 
@@ -272,7 +285,7 @@ async def test_erasure_notifies_each_recipient_and_the_request_shows_who_acknowl
     settings: Settings, services: Services, staff: Staff, receiver: Receiver, smtp: LocalSmtp
 ) -> None:
     recipients = Recipients(
-        services.audit, Mailer(smtp.settings(settings)), services.recipients._tokens,
+        services.audit, Mailer(smtp.settings(settings)), services.recipients.tokens,
         settings.public_url,
     )  # fmt: skip
     endpoint = await subscribe(services, receiver, ["alert.raised"])
@@ -332,8 +345,88 @@ async def test_erasure_notifies_each_recipient_and_the_request_shows_who_acknowl
     await recipients.send_due(later)
     await drain(services, later)
     reminders = [e for e in receiver.events() if e["type"] == "recipient.notice"]
-    assert len(reminders) == 2 and reminders[1]["data"]["reminder"] is True
+    assert len(reminders) == 2
+    assert reminders[1]["data"]["reminder"] is True
     assert len([m for m in smtp.received if m.recipients == ["privacy@mailhouse.example"]]) == 1
     told = {n.recipient_name: n for n in await recipients.notices(request_id=request_id)}
     assert told["Ledger GmbH"].reminders == 1
     del billing, mailing
+
+
+async def test_the_admin_pages_show_the_secret_once_send_a_test_event_and_keep_others_out(
+    services: Services, staff: Staff, receiver: Receiver
+) -> None:
+    admin = await web_login(staff, await staff.create("admin"))
+    page = await admin.get("/admin/webhooks/")
+    assert page.status_code == 200
+    created = await admin.post(
+        "/admin/webhooks/new",
+        data={
+            "name": "Mirror",
+            "url": receiver.url,
+            "event_types": ["record.created", "alert.raised"],
+            "_csrf_token": csrf_of(page),
+        },
+    )
+    assert created.status_code == 201
+    secret = re.search(r"<code>(whsec_[^<]+)</code>", created.text)
+    assert secret is not None
+    receiver.secret = html.unescape(secret.group(1))
+    again = await admin.get("/admin/webhooks/")
+    assert "whsec_" not in again.text  # shown once
+    [endpoint] = await services.webhooks.all()
+    sent = await admin.post(
+        f"/admin/webhooks/{endpoint.id}", data={"action": "test", "_csrf_token": csrf_of(again)}
+    )
+    assert sent.status_code in (302, 303)
+    await drain(services)
+    assert receiver.types() == ["webhook.test"]
+    assert receiver.bad_signatures == 0
+    log = await admin.get("/admin/webhooks/")
+    assert "webhook.test" in text_of(log)
+    assert "HTTP 204" in text_of(log)
+
+    bad = await admin.post(
+        "/admin/recipients/new",
+        data={"name": "X", "kind": "processor", "channel": "email", "email": "nope",
+              "_csrf_token": csrf_of(log)},
+    )  # fmt: skip
+    assert bad.status_code == 400
+    assert "email" in text_of(bad)
+    rep = await web_login(staff, await staff.create("sales"))
+    assert (await rep.get("/admin/webhooks/")).status_code == 404
+    assert (await rep.get("/admin/recipients/")).status_code == 404
+    officer = await web_login(staff, await staff.create("compliance"))
+    assert (await officer.get("/admin/recipients/")).status_code == 200
+    assert (await officer.get("/admin/webhooks/")).status_code == 404
+
+
+async def test_a_recipient_acknowledges_through_its_link_and_the_request_page_shows_it(
+    services: Services, staff: Staff, app: Any
+) -> None:
+    await services.recipients.create(
+        ADMIN, RecipientInput("Mailhouse Ltd", "processor", [], [], "email",
+                              email="privacy@mailhouse.example"),
+    )  # fmt: skip
+    rep = await staff.create("sales")
+    person = await services.gateway.create(
+        staff.actor(rep), "contact", sales_contact(**NAME, email=EMAIL, phone=PHONE)
+    )
+    request_id = await erase_by_request(services, person.subject_id, person.id)
+    [notice] = await services.recipients.notices(request_id=request_id)
+    link = services.recipients.acknowledge_url(notice.id)
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    anonymous = http_client(app)
+    shown = await anonymous.get("/" + path)
+    assert shown.status_code == 200
+    assert "I have acted on this notice" in shown.text
+    assert (await services.recipients.notices(request_id=request_id))[0].acknowledged_at is None
+    forged = await anonymous.post("/" + path[:-3] + "abc")
+    assert forged.status_code == 404
+    done = await anonymous.post("/" + path)
+    assert done.status_code == 200
+    officer = await web_login(staff, await staff.create("compliance"))
+    page = await officer.get(f"/compliance/requests/{request_id}")
+    section = text_of(page).split("Recipients told (Art. 19)", 1)[1].split("History", 1)[0]
+    assert "Mailhouse Ltd" in section
+    assert "not acknowledged" not in section

@@ -110,7 +110,7 @@ class Recipients:
     ) -> None:
         self._audit = audit
         self._mailer = mailer
-        self._tokens = tokens
+        self.tokens = tokens
         self._public_url = public_url.rstrip("/")
 
     # -- the register ---------------------------------------------------------------------
@@ -231,18 +231,20 @@ class Recipients:
         ]
 
     def acknowledge_url(self, notice_id: str) -> str:
-        return f"{self._public_url}/notices/acknowledge/{self._tokens.token(notice_id)}"
+        return f"{self._public_url}/notices/acknowledge/{self.tokens.token(notice_id)}"
 
     async def acknowledge(self, token: str) -> bool:
         """Record the acknowledgement a token stands for; False for a token that is not
         genuine. Acknowledging twice keeps the first time."""
-        notice_id = self._tokens.notice_of(token)
+        notice_id = self.tokens.notice_of(token)
         if notice_id is None:
             return False
         async with db.write_transaction():
-            row = await RecipientNotice.select().where(
-                RecipientNotice.id == uuid.UUID(notice_id)
-            ).first()
+            row = (
+                await RecipientNotice.select()
+                .where(RecipientNotice.id == uuid.UUID(notice_id))
+                .first()
+            )
             if row is None:
                 return False
             if row["acknowledged_at"] is None:
@@ -307,10 +309,12 @@ class Recipients:
             data = self._notice_data(row, recipient, reminder=reminder)
             async with db.write_transaction():
                 if recipient.channel == "webhook" and recipient.endpoint_id:
-                    await enqueue([recipient.endpoint_id], WebhookEvent(NOTICE_EVENT, data), now=now)
-                    sent, error = True, ""
+                    await enqueue(
+                        [recipient.endpoint_id], WebhookEvent(NOTICE_EVENT, data), now=now
+                    )
+                    sent, _error = True, ""
                 else:
-                    sent, error = False, ""
+                    sent, _error = False, ""
                 if sent:
                     await self._settle(row, now, sent=True, error="", reminder=reminder)
             if recipient.channel == "email":

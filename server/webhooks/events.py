@@ -29,7 +29,11 @@ EVENT_TYPES: dict[str, str] = {
 }
 TEST_EVENT = "webhook.test"
 NOTICE_EVENT = "recipient.notice"  # Art. 19 notices to recipients (server.recipients)
-RECORD_ACTIONS = {"create": "record.created", "update": "record.updated", "delete": "record.deleted"}
+RECORD_ACTIONS = {
+    "create": "record.created",
+    "update": "record.updated",
+    "delete": "record.deleted",
+}
 CONSENT_CHANGES = ("grant", "withdraw", "expire", "object")
 
 
@@ -91,6 +95,7 @@ def webhook_event_of(event: AuditEvent) -> WebhookEvent | None:
         return WebhookEvent("erasure.completed", {"subject_ids": subjects})
     if action == "alert.create":
         return WebhookEvent(
-            "alert.raised", {"alert_id": event.resource_id, "kind": str(event.detail.get("kind", ""))}
+            "alert.raised",
+            {"alert_id": event.resource_id, "kind": str(event.detail.get("kind", ""))},
         )
     return None
