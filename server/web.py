@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Litestar, Request, Response
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
-from litestar.exceptions import NotAuthorizedException
-from litestar.handlers import HTTPRouteHandler
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
@@ -18,6 +20,7 @@ from litestar.openapi.spec import (
 from litestar.params import QueryParameter
 from litestar.routes import HTTPRoute
 
+from audit.events import AuditEvent, Outcome
 from server.auth.service import StaffIdentity
 from server.gateway import Actor, GatewayError
 from server.gateway.gateway import MAX_PAGE, MAX_PAGE_SIZE
@@ -45,7 +48,13 @@ def request_id_of(request: Request[Any, Any, Any]) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 
+IDENTITY_STATE = "staff_identity"  # set by ``policy_guard``, so the session is read once
+
+
 async def provide_identity(request: Request[Any, Any, Any]) -> StaffIdentity:
+    known = request.scope.get("state", {}).get(IDENTITY_STATE)
+    if isinstance(known, StaffIdentity):
+        return known
     token = request.cookies.get(SESSION_COOKIE, "")
     identity = await services_of(request).accounts.resolve(token)
     if identity is None:
@@ -55,10 +64,52 @@ async def provide_identity(request: Request[Any, Any, Any]) -> StaffIdentity:
     return identity
 
 
+def policy_guard(
+    resource: str, action: str, refusal: str
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]:
+    """A route guard: 401 without a session, 403 (audited) for a role the policy does not
+    allow ``action`` on ``resource``. Guards run before the body is parsed, so a refused
+    caller learns nothing about what a valid body would be."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        request: Request[Any, Any, Any] = Request(connection.scope, connection.receive)
+        identity = await provide_identity(request)
+        connection.scope.setdefault("state", {})[IDENTITY_STATE] = identity
+        await require_policy(request, identity, resource, action, refusal)
+
+    return guard
+
+
 async def provide_actor(
     request: Request[Any, Any, Any], identity: NamedDependency[StaffIdentity]
 ) -> Actor:
     return Actor.staff(identity.user_id, identity.role, identity.team, request_id_of(request))
+
+
+async def require_policy(
+    request: Request[Any, Any, Any],
+    identity: StaffIdentity,
+    resource: str,
+    action: str,
+    refusal: str,
+) -> None:
+    """403 for a role the policy does not allow ``action`` on ``resource`` (configuration
+    routes: staff accounts, pipelines, imports), the refusal audited like any denial."""
+    services = services_of(request)
+    if services.policy.allows(identity.role, resource, action):
+        return
+    await services.audit.append_committed(
+        AuditEvent(
+            actor_id=identity.actor_id,
+            actor_role=identity.role,
+            action=f"{resource}.{action}",
+            resource_type=resource,
+            outcome=Outcome.DENIED,
+            reason="not_allowed",
+            request_id=request_id_of(request),
+        )
+    )
+    raise PermissionDeniedException(refusal)
 
 
 async def provide_services(request: Request[Any, Any, Any]) -> Services:
