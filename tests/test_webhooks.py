@@ -430,3 +430,30 @@ async def test_a_recipient_acknowledges_through_its_link_and_the_request_page_sh
     section = text_of(page).split("Recipients told (Art. 19)", 1)[1].split("History", 1)[0]
     assert "Mailhouse Ltd" in section
     assert "not acknowledged" not in section
+
+
+async def test_an_erasure_or_restriction_without_a_request_tells_the_recipients_too(
+    services: Services, staff: Staff
+) -> None:
+    await services.recipients.create(
+        ADMIN,
+        RecipientInput("Mailhouse Ltd", "processor", ["marketing_email"], [], "email",
+                       email="privacy@mailhouse.example"),
+    )  # fmt: skip
+    await services.recipients.create(
+        ADMIN,
+        RecipientInput("Courier plc", "recipient", ["customer_relationship"], [], "email",
+                       email="dpo@courier.example"),
+    )  # fmt: skip
+    rep = await staff.create("sales")
+    gw = services.gateway
+    kept = await gw.create(staff.actor(rep), "contact", sales_contact(**NAME, email=EMAIL))
+    await services.erasure.restrictions.restrict(kept.subject_id, "accuracy_contested", by="user:1")
+    told = await services.recipients.notices(subject_id=kept.subject_id)
+    # No consent history for marketing e-mail: only the contract-based recipient is told.
+    assert [(n.recipient_name, n.reason) for n in told] == [("Courier plc", "restriction")]
+
+    gone = await gw.create(staff.actor(rep), "contact", sales_contact(**NAME, email=EMAIL))
+    await services.erasure.erase(gone.subject_id, by="system:test")
+    told = await services.recipients.notices(subject_id=gone.subject_id)
+    assert [(n.recipient_name, n.reason) for n in told] == [("Courier plc", "erasure")]

@@ -1,7 +1,8 @@
 """Which recipients must be told, queued in the transaction of the change (Art. 19).
 
 A person's erasure, restriction or rectification - a data-subject request of that kind
-becoming ``fulfilled``, or a restriction staff set without a request - queues one notice
+becoming ``fulfilled``, or an erasure or restriction done without a request (the CLI,
+retention, a legal hold) - queues one notice
 per relevant recipient in the register, in the transaction that records it (the event
 outbox calls ``queue_for``). A recipient is relevant when it receives data for a purpose
 that applied to the person: a purpose with a legal basis other than consent applies to
@@ -29,6 +30,7 @@ from server.consent.service import purposes_on_record
 from server.datamap import PURPOSES, LegalBasis
 from server.webhooks.tables import Recipient, RecipientNotice
 
+RESTORE_ACTOR = "system:restore"
 REASONS = {
     "erasure": "erasure",
     "restriction": "restriction of processing",
@@ -84,6 +86,13 @@ def notice_reason(event: AuditEvent) -> tuple[str, str | None] | None:
         return kind, event.resource_id
     if str(event.action) == "dsr.restrict" and not event.detail.get("request"):
         return "restriction", None
+    if (
+        str(event.action) == "dsr.erase"
+        and event.reason == "done"
+        and not event.detail.get("request")
+        and event.actor_id != RESTORE_ACTOR  # re-applied after a restore: told before
+    ):
+        return "erasure", None
     return None
 
 
