@@ -25,7 +25,8 @@ async def test_an_admin_manages_staff_accounts_and_others_are_refused(
     assert created.status_code == 201, created.text
     body = created.json()
     account = body["account"]
-    assert account["email"] == "nia.okafor@example.org" and account["role"] == "support"
+    assert account["email"] == "nia.okafor@example.org"
+    assert account["role"] == "support"
     assert "/reset/" in body["password_link"]
     listed = await admin.get(f"{API}/staff", params={"q": "okafor"})
     assert [a["id"] for a in listed.json()["items"]] == [account["id"]]
@@ -38,7 +39,8 @@ async def test_an_admin_manages_staff_accounts_and_others_are_refused(
     disabled = await admin.patch(f"{API}/staff/{account['id']}", json={"active": False})
     assert disabled.json()["active"] is False
     own = await admin.patch(f"{API}/staff/{me.user_id}", json={"active": False})
-    assert own.status_code == 400 and "your own" in own.json()["detail"]
+    assert own.status_code == 400
+    assert "your own" in own.json()["detail"]
     duplicate = await admin.post(
         f"{API}/staff", json={"email": "nia.okafor@example.org", "role": "sales"}
     )
@@ -113,11 +115,13 @@ async def test_an_import_runs_as_a_job_with_progress_and_a_report(staff: Staff) 
     report = (await admin.get(f"{API}/imports/{job['id']}/report")).json()
     assert report["ignored_columns"] == {"Shoe size": "skipped: mapped to nothing"}
     [entry] = report["entries"]
-    assert entry["line"] == 3 and entry["field"] == "email"
+    assert entry["line"] == 3
+    assert entry["field"] == "email"
     assert "not-an-address" not in json.dumps(report)  # reasons, never values
 
     refused = await admin.post(f"{API}/imports", json={"record_type": "contact", "csv": ""})
-    assert refused.status_code == 400 and "empty" in refused.json()["detail"]
+    assert refused.status_code == 400
+    assert "empty" in refused.json()["detail"]
     unknown = await admin.post(
         f"{API}/imports",
         json={"record_type": "contact", "csv": csv_text, "mapping": {"Shoe size": "shoe"}},
