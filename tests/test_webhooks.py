@@ -27,6 +27,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from audit.events import AuditEvent, Outcome
 from server import db
+from server.background import deliver_webhooks_forever
 from server.dsr.requests import DataSubjectRequests
 from server.gateway import Actor
 from server.mail import Mailer
@@ -34,7 +35,7 @@ from server.recipients.service import RecipientInput, Recipients
 from server.services import Services
 from server.settings import Settings
 from server.webhooks import queue
-from server.webhooks.events import EVENT_TYPES
+from server.webhooks.events import EVENT_TYPES, WebhookEvent, webhook_event_of
 from server.webhooks.tables import WebhookAttempt, WebhookDelivery
 from tests.conftest import Staff, http_client
 from tests.test_admin_ui import csrf_of, sales_contact, text_of, web_login
@@ -457,3 +458,43 @@ async def test_an_erasure_or_restriction_without_a_request_tells_the_recipients_
     await services.erasure.erase(gone.subject_id, by="system:test")
     told = await services.recipients.notices(subject_id=gone.subject_id)
     assert [(n.recipient_name, n.reason) for n in told] == [("Courier plc", "erasure")]
+
+
+def test_alerts_and_consent_changes_map_to_their_events_and_reads_to_none() -> None:
+    alert = AuditEvent(
+        actor_id="system:alerts", actor_role="system", action="alert.create",
+        resource_type="alert", resource_id="7", outcome=Outcome.ALLOWED,
+        detail={"kind": "bulk_read"},
+    )  # fmt: skip
+    assert webhook_event_of(alert) == WebhookEvent(
+        "alert.raised", {"alert_id": "7", "kind": "bulk_read"}
+    )
+    read = AuditEvent(
+        actor_id="user:1", actor_role="sales", action="read", resource_type="contact",
+        resource_id="x", outcome=Outcome.ALLOWED, fields=("email",),
+    )  # fmt: skip
+    assert webhook_event_of(read) is None
+    denied = AuditEvent(
+        actor_id="user:1", actor_role="sales", action="update", resource_type="contact",
+        resource_id="x", outcome=Outcome.DENIED, fields=("email",),
+    )  # fmt: skip
+    assert webhook_event_of(denied) is None
+
+
+async def test_the_background_job_delivers_what_a_change_queued(
+    services: Services, staff: Staff, receiver: Receiver
+) -> None:
+    """The worker loop itself (server.background), not a test's call, posts the message."""
+    await subscribe(services, receiver, ["record.created"])
+    rep = await staff.create("sales")
+    await services.gateway.create(staff.actor(rep), "contact", sales_contact(**NAME, email=EMAIL))
+    stop = asyncio.Event()
+    job = asyncio.create_task(deliver_webhooks_forever(services, 0.05, stop))
+    for _ in range(400):  # bounded wait for the worker's round, not a timing assertion
+        if receiver.bodies:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await job
+    assert receiver.types() == ["record.created"]
+    assert receiver.bad_signatures == 0
