@@ -498,3 +498,31 @@ async def test_the_background_job_delivers_what_a_change_queued(
     await job
     assert receiver.types() == ["record.created"]
     assert receiver.bad_signatures == 0
+
+
+async def test_an_endpoint_a_recipient_uses_cannot_be_deleted_and_its_events_can_change(
+    services: Services, staff: Staff, receiver: Receiver
+) -> None:
+    endpoint = await subscribe(services, receiver, ["record.created"])
+    await services.recipients.create(
+        ADMIN, RecipientInput("Ledger GmbH", "recipient", [], [], "webhook", endpoint_id=endpoint)
+    )
+    admin = await web_login(staff, await staff.create("admin"))
+    page = await admin.get("/admin/webhooks/")
+    refused = await admin.post(
+        f"/admin/webhooks/{endpoint}", data={"action": "delete", "_csrf_token": csrf_of(page)}
+    )
+    assert refused.status_code == 409
+    assert "a recipient is told through this endpoint" in text_of(refused)
+    assert (await services.webhooks.get(endpoint)).active
+    changed = await admin.post(
+        f"/admin/webhooks/{endpoint}",
+        data={
+            "action": "events",
+            "event_types": ["record.deleted", "alert.raised"],
+            "_csrf_token": csrf_of(page),
+        },
+    )
+    assert changed.status_code in (302, 303)
+    current = await services.webhooks.get(endpoint)
+    assert current.event_types == ("alert.raised", "record.deleted")

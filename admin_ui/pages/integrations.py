@@ -22,7 +22,7 @@ from litestar.response import Redirect, Template
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import PURPOSES
-from server.gateway.errors import InvalidInput, NotFound
+from server.gateway.errors import Conflict, InvalidInput, NotFound
 from server.recipients.service import CHANNELS, KINDS, RecipientInput, field_names
 from server.web import services_of
 from server.webhooks.events import EVENT_TYPES
@@ -121,6 +121,9 @@ class WebhookPages(Controller):
             elif action == "delete":
                 await webhooks.delete(visit.actor, current.id)
                 done = "Endpoint deleted."
+            elif action == "events":
+                await webhooks.set_event_types(visit.actor, current.id, _many(form, "event_types"))
+                done = "Event types saved."
             elif action in {"enable", "disable"}:
                 await webhooks.update(
                     visit.actor, current.id, name=current.name, url=current.url,
@@ -131,6 +134,8 @@ class WebhookPages(Controller):
                 return await self._page(request, visit, error="unknown action", status=400)
         except NotFound:
             raise NotFoundException() from None
+        except (InvalidInput, Conflict) as exc:
+            return await self._page(request, visit, error=exc.message, status=exc.status_code)
         await flash(request, visit, done)
         return see_other("/admin/webhooks")
 

@@ -16,11 +16,11 @@ from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
 from server.gateway import Actor
-from server.gateway.errors import InvalidInput, NotFound
+from server.gateway.errors import Conflict, InvalidInput, NotFound
 from server.webhooks.events import EVENT_TYPES, TEST_EVENT, WebhookEvent
 from server.webhooks.queue import WebhookSender, enqueue
 from server.webhooks.signing import new_secret
-from server.webhooks.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from server.webhooks.tables import Recipient, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 PURPOSE = "administration"
 LOG_PAGE = 50
@@ -168,13 +168,29 @@ class Webhooks:
         return await self.get(current.id)
 
     async def delete(self, actor: Actor, endpoint_id: str) -> None:
+        """Delete an endpoint with its queue and log; refused (409) while a recipient in
+        the register is told through it."""
         current = await self.get(endpoint_id)
         key = uuid.UUID(current.id)
         async with db.write_transaction():
+            if await Recipient.exists().where(Recipient.endpoint_id == key):
+                raise Conflict(
+                    "a recipient is told through this endpoint: change or switch it off "
+                    "in Recipients first"
+                )
             await WebhookDelivery.delete().where(WebhookDelivery.endpoint_id == key)
             await WebhookAttempt.delete().where(WebhookAttempt.endpoint_id == key)
             await WebhookEndpoint.delete().where(WebhookEndpoint.id == key)
             await self._event(actor, "webhook.delete", current.id)
+
+    async def set_event_types(
+        self, actor: Actor, endpoint_id: str, event_types: Sequence[str]
+    ) -> Endpoint:
+        current = await self.get(endpoint_id)
+        return await self.update(
+            actor, current.id, name=current.name, url=current.url, event_types=event_types,
+            active=current.active,
+        )  # fmt: skip
 
     async def send_test(self, actor: Actor, endpoint_id: str) -> str:
         """Queue a ``webhook.test`` message for this endpoint; the delivery id."""
