@@ -84,8 +84,8 @@ def _checked(name: str, url: str, event_types: Sequence[str]) -> tuple[str, str,
     if parts.scheme not in {"http", "https"} or not parts.hostname or len(url) > 500:
         problems["url"] = "an http:// or https:// address of at most 500 characters"
     chosen = sorted(set(event_types))
-    if not chosen or any(t not in EVENT_TYPES for t in chosen):
-        problems["event_types"] = "one or more of the listed event types"
+    if any(t not in EVENT_TYPES for t in chosen):  # none: only notices and test events
+        problems["event_types"] = "only the listed event types"
     if problems:
         first = next(iter(problems))
         raise InvalidInput(f"{first}: {problems[first]}", problems=problems)
