@@ -30,6 +30,7 @@ from server.leads.webform import SpentTokens
 from server.logs import get_logger
 from server.memory import can_trim, release_free_heap
 from server.services import Services
+from server.webhooks import queue as webhook_queue
 
 log = get_logger("consentry.background")
 
@@ -294,7 +295,8 @@ async def trim_heap_forever(interval_seconds: float, stop: asyncio.Event) -> Non
 async def remove_expired_rows(services: Services) -> dict[str, int]:
     """Delete rows that have outlived their use and hold no evidence: portal links and
     sessions past their end, import jobs older than 90 days, spent web form tokens that
-    are refused as expired anyway. Counts removed, by kind."""
+    are refused as expired anyway, webhook deliveries done or given up more than 30 days ago.
+    Counts removed, by kind."""
     links, sessions = await services.portal.purge_expired()
     jobs = await ImportJobs(services.gateway).purge()
     form_tokens = await SpentTokens.purge_expired()
@@ -303,6 +305,7 @@ async def remove_expired_rows(services: Services) -> dict[str, int]:
         "portal_sessions": sessions,
         "import_jobs": jobs,
         "spent_form_tokens": form_tokens,
+        "webhook_deliveries": await webhook_queue.purge(),
     }
 
 

@@ -17,6 +17,7 @@ import html
 import json
 import re
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -526,3 +527,22 @@ async def test_an_endpoint_a_recipient_uses_cannot_be_deleted_and_its_events_can
     assert changed.status_code in (302, 303)
     current = await services.webhooks.get(endpoint)
     assert current.event_types == ("alert.raised", "record.deleted")
+
+
+async def test_the_daily_housekeeping_forgets_old_finished_deliveries_only(
+    services: Services,
+) -> None:
+    created = await services.webhooks.create(ADMIN, "Mirror", "http://127.0.0.1:9/x", [])
+    for _ in range(3):
+        await services.webhooks.send_test(ADMIN, created.endpoint.id)
+    [done, failed, waiting] = await services.webhooks.deliveries(created.endpoint.id)
+    await WebhookDelivery.update({WebhookDelivery.state: "delivered"}).where(
+        WebhookDelivery.id == uuid.UUID(done.id)
+    )
+    await WebhookDelivery.update({WebhookDelivery.state: "failed"}).where(
+        WebhookDelivery.id == uuid.UUID(failed.id)
+    )
+    assert await queue.purge() == 0  # too recent
+    later = dt.datetime.now(dt.UTC) + queue.DELIVERIES_KEPT + dt.timedelta(days=1)
+    assert await queue.purge(later) == 2
+    assert [d.id for d in await services.webhooks.deliveries(created.endpoint.id)] == [waiting.id]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import hmac as std_hmac
 import uuid
 from collections.abc import Collection
@@ -66,10 +65,6 @@ class AcknowledgementTokens:
         except ValueError:
             return None
         return notice_id if std_hmac.compare_digest(mac, self._mac(notice_id)) else None
-
-    @staticmethod
-    def digest(token: str) -> str:
-        return hashlib.sha256(token.encode()).hexdigest()
 
 
 def notice_reason(event: AuditEvent) -> tuple[str, str | None] | None:
@@ -139,7 +134,6 @@ class RecipientNotices:
                     subject_id=uuid.UUID(subject),
                     request_id=uuid.UUID(request_id) if request_id else None,
                     reason=reason,
-                    token_digest=self.tokens.digest(self.tokens.token(str(notice_id))),
                     state="pending",
                     next_attempt_at=now,
                     created_at=now,

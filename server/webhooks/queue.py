@@ -42,6 +42,7 @@ BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 3600.0
 DISABLE_AFTER = 5  # messages given up in a row before the endpoint is switched off
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+DELIVERIES_KEPT = dt.timedelta(days=30)  # the delivery log's history
 SECRET_LABEL = "webhook"  # noqa: S105  # the vault label sealing secrets, not a secret
 
 
@@ -286,3 +287,19 @@ class WebhookSender:
             values[WebhookEndpoint.updated_at] = now
             log.warning("webhook endpoint disabled after failures", failures=failures)
         await WebhookEndpoint.update(values).where(WebhookEndpoint.id == endpoint)
+
+
+async def purge(now: dt.datetime | None = None) -> int:
+    """Delete delivered and given-up messages (and their attempts) older than
+    ``DELIVERIES_KEPT`` (the daily housekeeping); pending ones stay. Counts deleted."""
+    before = (now or _now()) - DELIVERIES_KEPT
+    async with db.write_transaction():
+        old = await WebhookDelivery.select(WebhookDelivery.id).where(
+            WebhookDelivery.state.is_in(["delivered", "failed"])
+            & (WebhookDelivery.created_at < before)
+        )
+        ids = [r["id"] for r in old]
+        if ids:
+            await WebhookAttempt.delete().where(WebhookAttempt.delivery_id.is_in(ids))
+            await WebhookDelivery.delete().where(WebhookDelivery.id.is_in(ids))
+    return len(ids)

@@ -82,7 +82,6 @@ class RecipientNotice(Table, tablename="recipient_notice"):
     subject_id = UUID(index=True)
     request_id = UUID(null=True, default=None, index=True)
     reason = Varchar(length=16)  # erasure | restriction | rectification
-    token_digest = Varchar(length=64, unique=True)  # keyed digest of the acknowledgement token
     state = Varchar(length=12, default="pending")  # pending | sent | failed
     attempts = Integer(default=0)
     next_attempt_at = Timestamptz()

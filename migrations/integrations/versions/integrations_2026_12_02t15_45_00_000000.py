@@ -110,7 +110,6 @@ TABLES: dict[tuple[str, str], dict[str, tuple[type, dict[str, Any]]]] = {
         "subject_id": _uuid(index=True),
         "request_id": _uuid(default=None, null=True, index=True),
         "reason": _varchar(16),
-        "token_digest": _varchar(64, unique=True),
         "state": _varchar(12, default="pending"),
         "attempts": _integer(),
         "next_attempt_at": _moment(),
