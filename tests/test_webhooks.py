@@ -341,6 +341,7 @@ async def test_erasure_notifies_each_recipient_and_the_request_shows_who_acknowl
     assert told["Mailhouse Ltd"].acknowledged_at is not None
     assert told["Ledger GmbH"].acknowledged_at is None
     assert told["Ledger GmbH"].sent_at is not None
+    assert told["Ledger GmbH"].delivery_state == "delivered"  # the webhook arrived
 
     # A week on, only the one who did not acknowledge is reminded.
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)

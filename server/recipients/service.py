@@ -31,7 +31,12 @@ from server.mail import Mailer
 from server.recipients.notices import REASONS, AcknowledgementTokens, split
 from server.webhooks.events import NOTICE_EVENT, WebhookEvent
 from server.webhooks.queue import backoff, enqueue
-from server.webhooks.tables import Recipient, RecipientNotice, WebhookEndpoint
+from server.webhooks.tables import (
+    Recipient,
+    RecipientNotice,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 log = get_logger("consentry.recipients")
 
@@ -77,6 +82,8 @@ class NoticeView:
     acknowledged_at: dt.datetime | None
     reminders: int
     last_error: str
+    channel: str = "email"
+    delivery_state: str = ""  # webhook notices: pending | delivered | failed
 
 
 def _entry(row: Mapping[str, Any]) -> RecipientEntry:
@@ -213,22 +220,38 @@ class Recipients:
         if subject_id is not None:
             query = query.where(RecipientNotice.subject_id == _uuid(subject_id))
         rows = await query
-        names = {r.id: r.name for r in await self.all()}
-        return [
-            NoticeView(
-                str(r["id"]),
-                str(r["recipient_id"]),
-                names.get(str(r["recipient_id"]), "(removed)"),
-                str(r["reason"]),
-                str(r["state"]),
-                r["created_at"],
-                r["sent_at"],
-                r["acknowledged_at"],
-                int(r["reminders"]),
-                str(r["last_error"]),
+        recipients = {r.id: r for r in await self.all()}
+        deliveries = [r["delivery_id"] for r in rows if r["delivery_id"]]
+        states = (
+            {
+                str(d["id"]): str(d["state"])
+                for d in await WebhookDelivery.select(
+                    WebhookDelivery.id, WebhookDelivery.state
+                ).where(WebhookDelivery.id.is_in(deliveries))
+            }
+            if deliveries
+            else {}
+        )
+        views = []
+        for r in rows:
+            recipient = recipients.get(str(r["recipient_id"]))
+            views.append(
+                NoticeView(
+                    str(r["id"]),
+                    str(r["recipient_id"]),
+                    recipient.name if recipient else "(removed)",
+                    str(r["reason"]),
+                    str(r["state"]),
+                    r["created_at"],
+                    r["sent_at"],
+                    r["acknowledged_at"],
+                    int(r["reminders"]),
+                    str(r["last_error"]),
+                    recipient.channel if recipient else "",
+                    states.get(str(r["delivery_id"]), "") if r["delivery_id"] else "",
+                )
             )
-            for r in rows
-        ]
+        return views
 
     def acknowledge_url(self, notice_id: str) -> str:
         return f"{self._public_url}/notices/acknowledge/{self.tokens.token(notice_id)}"
@@ -309,14 +332,12 @@ class Recipients:
             data = self._notice_data(row, recipient, reminder=reminder)
             async with db.write_transaction():
                 if recipient.channel == "webhook" and recipient.endpoint_id:
-                    await enqueue(
+                    [delivery] = await enqueue(
                         [recipient.endpoint_id], WebhookEvent(NOTICE_EVENT, data), now=now
                     )
-                    sent, _error = True, ""
-                else:
-                    sent, _error = False, ""
-                if sent:
-                    await self._settle(row, now, sent=True, error="", reminder=reminder)
+                    await self._settle(
+                        row, now, sent=True, error="", reminder=reminder, delivery=delivery
+                    )
             if recipient.channel == "email":
                 result = await self._mailer.send(
                     recipient.email, *self._message(data, recipient, reminder=reminder)
@@ -372,10 +393,13 @@ class Recipients:
         error: str,
         reminder: bool = False,
         final: bool = False,
+        delivery: str | None = None,
     ) -> None:
         notice = row["id"]
         attempts = int(row["attempts"])  # the claim's count: its fencing token
         values: dict[Any, Any] = {RecipientNotice.lease_until: None}
+        if delivery is not None:
+            values[RecipientNotice.delivery_id] = uuid.UUID(delivery)
         if sent:
             values[RecipientNotice.state] = "sent"
             values[RecipientNotice.attempts] = 0

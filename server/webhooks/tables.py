@@ -88,6 +88,7 @@ class RecipientNotice(Table, tablename="recipient_notice"):
     lease_until = Timestamptz(null=True, default=None)
     last_error = Varchar(length=40, default="")
     reminders = Integer(default=0)
+    delivery_id = UUID(null=True, default=None)  # the last webhook message (channel webhook)
     created_at = Timestamptz()
     sent_at = Timestamptz(null=True, default=None)
     acknowledged_at = Timestamptz(null=True, default=None)

@@ -116,6 +116,7 @@ TABLES: dict[tuple[str, str], dict[str, tuple[type, dict[str, Any]]]] = {
         "lease_until": _moment(default=None, null=True),
         "last_error": _varchar(40),
         "reminders": _integer(),
+        "delivery_id": _uuid(default=None, null=True),
         "created_at": _moment(),
         "sent_at": _moment(default=None, null=True),
         "acknowledged_at": _moment(default=None, null=True),
