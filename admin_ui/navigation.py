@@ -93,6 +93,8 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
             MenuEntry("Pipelines", "/admin/pipelines", ("pipeline", "manage")),
             MenuEntry("Service accounts", "/admin/service-accounts", ("service_account", "manage")),
             MenuEntry("Import", "/import", None, admin_only=True),
+            MenuEntry("Webhooks", "/admin/webhooks", ("webhook", "manage")),
+            MenuEntry("Recipients", "/admin/recipients", ("recipient", "manage")),
         ),
     ),
 )

@@ -38,6 +38,7 @@ from admin_ui.pages.duplicates import DuplicatePages
 from admin_ui.pages.erasure import ErasurePages
 from admin_ui.pages.holds import HoldPages
 from admin_ui.pages.imports import ExportPages, ImportPages
+from admin_ui.pages.integrations import RecipientPages, WebhookPages
 from admin_ui.pages.leads import LeadConvertPages
 from admin_ui.pages.my_day import MyDayPages
 from admin_ui.pages.notes import NotePanel
@@ -123,6 +124,8 @@ def admin_router() -> Router:
             LeadConvertPages,
             BoardPages,  # /pipeline
             PipelineSettingsPages,  # /admin/pipelines
+            WebhookPages,  # /admin/webhooks
+            RecipientPages,  # /admin/recipients (Art. 19 register)
             CampaignPages,  # /campaigns: segments and campaigns (marketing, admin)
             SearchPages,  # /search: the header search box, its results, record pickers
         ],

@@ -232,10 +232,11 @@ def with_error_answers(responses: dict[str, Any], statuses: list[int]) -> dict[s
 # --- the right to call an API family (consent, requests, audit) ------------------------------
 
 
-def policy_guard(resource: str, action: str) -> Guard:
-    """A route guard: the caller must be signed in (401) and their role must have
-    ``(resource, action)`` in the policy (403, audited). Guards run before the body is
-    parsed, so a refused caller learns nothing from validation errors."""
+def policy_guard(resource: str, action: str, refusal: str = "") -> Guard:
+    """A route guard: the caller must be signed in (401: a session or an API token) and
+    their role must have ``(resource, action)`` in the policy (403, audited, with
+    ``refusal`` as its one-line reason when given). Guards run before the body is parsed,
+    so a refused caller learns nothing from validation errors."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         request = Request[Any, Any, Any](connection.scope, connection.receive)
@@ -244,7 +245,7 @@ def policy_guard(resource: str, action: str) -> Guard:
         if services.policy.allows(identity.role, resource, action):
             return
         actor = actor_of(identity, request_id_of(request))
-        await require_right(request, actor, resource, action)
+        await require_right(request, actor, resource, action, refusal=refusal)
 
     return guard
 
@@ -257,6 +258,7 @@ async def require_right(
     *,
     purpose: str = "",
     audit_allowed: bool = True,
+    refusal: str = "",
 ) -> None:
     """The policy's answer for ``(role, resource, action)``, audited either way.
 
@@ -287,4 +289,4 @@ async def require_right(
     if reason == "purpose_not_allowed_for_token":
         raise Forbidden(f"this API token may not act for the purpose {purpose}")
     if reason:
-        raise Forbidden(f"your role may not {action} {resource.replace('_', ' ')}")
+        raise Forbidden(refusal or f"your role may not {action} {resource.replace('_', ' ')}")

@@ -183,6 +183,8 @@ class RequestPages(Controller):
             "dsr/requests_detail.html",
             erasure=await erasure.job_for_request(item.id),
             restrictions=await erasure.restrictions.active(item.subject_id),
+            # Art. 19: the recipients told about this request, and who acknowledged.
+            notices=await services_of(request).recipients.notices(request_id=item.id),
             visit=visit,
             section="compliance",
             title="Data-subject request",
