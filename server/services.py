@@ -16,6 +16,7 @@ from audit.witness import WitnessFile
 from policy.enforcer import PolicyEngine
 from server.auth.directory import ActiveStaff
 from server.auth.service import StaffAccounts
+from server.auth.tokens import ApiTokens
 from server.campaigns.service import Campaigns
 from server.consent.model import SUBJECT_ACTOR
 from server.consent.service import ConsentEngine
@@ -32,6 +33,8 @@ from server.mail import Mailer
 from server.outbox.service import MailOutbox, PurposeMail
 from server.pipelines.service import Pipelines
 from server.portal.service import Portal
+from server.recipients.notices import AcknowledgementTokens, RecipientNotices
+from server.recipients.service import Recipients
 from server.settings import ConfigurationError, Settings
 from server.vault import (
     EnvKeyProvider,
@@ -43,6 +46,9 @@ from server.vault import (
 )
 from server.vault.register import ErasureRegister
 from server.vault.rotation import KeyRotation
+from server.webhooks.outbox import EventOutbox
+from server.webhooks.queue import WebhookSender
+from server.webhooks.service import Webhooks
 
 
 @dataclass(frozen=True)
@@ -62,11 +68,14 @@ class Services:
     retention: Retention
     pipelines: Pipelines
     campaigns: Campaigns
+    tokens: ApiTokens  # API tokens: personal and service accounts (server.auth.tokens)
+    webhooks: Webhooks
+    recipients: Recipients
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
     # (one secret, one version: rotate by moving to a key file).
     key_rotation: KeyRotation | None = None
     # Alert and request e-mails that failed are retried from here (server/outbox).
-    outbox: MailOutbox | None = None
+    mail_outbox: MailOutbox | None = None
     # Erasures started in the console, run in the background (server/dsr/erasure_runs.py).
     erasure_runs: ErasureRuns | None = None
 
@@ -123,14 +132,18 @@ def build_services(settings: Settings) -> Services:
     keys = load_key_provider(settings)
     session_secret = load_session_secret(settings)
     signer = load_audit_signer(settings)
-    # Every entry is MAC'd under a key derived from the signing key: outside the database.
-    audit = AuditLog(signer.entry_mac())
-    policy = PolicyEngine()
     vault = Vault(
         keys,
         default_phone_region=settings.default_phone_region,
         register=ErasureRegister(settings.resolved_erasure_register_file),
     )
+    # Art. 19 acknowledgement links hang off their own derived key (stable across rotation).
+    ack_tokens = AcknowledgementTokens(vault.derived_key(b"consentry/recipients/ack/v1"))
+    outbox = EventOutbox(RecipientNotices(ack_tokens))
+    # Every entry is MAC'd under a key derived from the signing key: outside the database.
+    # Events appended in a change's transaction also feed the webhook/notice outbox.
+    audit = AuditLog(signer.entry_mac(), outbox=outbox.record)
+    policy = PolicyEngine()
     gateway = Gateway(
         vault, policy, audit, ActiveStaff(), default_region=settings.default_phone_region
     )
@@ -149,16 +162,16 @@ def build_services(settings: Settings) -> Services:
         witness=WitnessFile(witness) if witness else None,
     )
     mailer = Mailer(settings)
-    outbox = MailOutbox(mailer, vault, audit)
-    alerts = AlertEngine(audit, PurposeMail(outbox, "alert"), settings)
-    outbox.on_settled["alert"] = alerts.delivery_settled
+    mail_outbox = MailOutbox(mailer, vault, audit)
+    alerts = AlertEngine(audit, PurposeMail(mail_outbox, "alert"), settings)
+    mail_outbox.on_settled["alert"] = alerts.delivery_settled
     # Consent links and IP hashes get their own subkey of the master key's index root: it
     # never rotates (blind indexes depend on it too), so an unsubscribe link sent years
     # ago keeps working after session secrets or KEKs are rotated.
     consent_secret = vault.derived_key(b"consentry/consent/v1")
     consent = ConsentEngine(audit, mailer, settings, consent_secret, vault)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
-    requests = DataSubjectRequests(gateway, audit, mailer, settings, outbox=outbox)
+    requests = DataSubjectRequests(gateway, audit, mailer, settings, outbox=mail_outbox)
     restrictions = Restrictions(audit)
     gateway.restrictions = restrictions  # restricted people reach only storage purposes
     erasure = Erasure(gateway, audit, LegalHolds(audit), restrictions)
@@ -185,8 +198,17 @@ def build_services(settings: Settings) -> Services:
         ),
         pipelines=pipelines,
         campaigns=Campaigns(audit, policy, gateway, consent, mailer),
+        # Token secrets are kept as HMACs under their own subkey of the index root.
+        tokens=ApiTokens(
+            audit,
+            policy,
+            vault.derived_key(b"consentry/api-tokens/v1"),
+            rate_per_minute=settings.api_token_rate_per_minute,
+        ),
+        webhooks=Webhooks(audit, WebhookSender(vault)),
+        recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
-        outbox=outbox,
+        mail_outbox=mail_outbox,
         erasure_runs=ErasureRuns(requests, erasure),
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)

@@ -58,8 +58,8 @@ async def test_an_alert_email_that_failed_is_delivered_after_a_restart(
     alert_id = await raise_an_alert(down, staff)
     alert = await down.alerts.get_alert(alert_id)
     assert alert.email_status == "failed (smtp_connect), retrying"
-    assert down.outbox is not None
-    assert await down.outbox.pending() == 1
+    assert down.mail_outbox is not None
+    assert await down.mail_outbox.pending() == 1
     # The queued message is sealed: the recipient is not readable in the database.
     (row,) = await raw_sql(database_url, "SELECT envelope, attempts FROM mail_outbox")
     assert DPO not in str(row["envelope"])
@@ -70,12 +70,12 @@ async def test_an_alert_email_that_failed_is_delivered_after_a_restart(
         up = build_services(
             settings.with_overrides(smtp_host="127.0.0.1", smtp_port=port, alert_recipients=(DPO,))
         )
-        assert up.outbox is not None
+        assert up.mail_outbox is not None
         now = dt.datetime.now(dt.UTC)
-        early = await up.outbox.deliver_due(now=now)  # the first wait (1 minute) is not over
+        early = await up.mail_outbox.deliver_due(now=now)  # the first wait (1 minute) is not over
         assert early.sent == 0
         assert smtp.received == []
-        run = await up.outbox.deliver_due(now=now + backoff(1) + dt.timedelta(seconds=1))
+        run = await up.mail_outbox.deliver_due(now=now + backoff(1) + dt.timedelta(seconds=1))
         assert run.sent == 1
         (message,) = smtp.received
         assert message.recipients == [DPO]
@@ -83,7 +83,7 @@ async def test_an_alert_email_that_failed_is_delivered_after_a_restart(
     delivered = await up.alerts.get_alert(alert_id)
     assert delivered.email_status == "e-mailed"
     assert delivered.notified_at is not None
-    assert await up.outbox.pending() == 0
+    assert await up.mail_outbox.pending() == 0
     (row,) = await raw_sql(database_url, "SELECT state, envelope FROM mail_outbox")
     assert (row["state"], row["envelope"]) == ("sent", "")  # nothing kept once delivered
 
@@ -95,14 +95,14 @@ async def test_retries_stop_after_the_last_attempt(settings: Settings, staff: St
         )
     )
     alert_id = await raise_an_alert(services, staff)
-    assert services.outbox is not None
+    assert services.mail_outbox is not None
     moment = dt.datetime.now(dt.UTC)
     for attempt in range(1, MAX_ATTEMPTS):
         moment += backoff(attempt) + dt.timedelta(seconds=1)
-        run = await services.outbox.deliver_due(now=moment)
+        run = await services.mail_outbox.deliver_due(now=moment)
         assert (run.sent, run.retrying + run.dead) == (0, 1)
-    assert await services.outbox.pending() == 0
-    assert await services.outbox.deliver_due(now=moment + dt.timedelta(days=1)) == type(run)()
+    assert await services.mail_outbox.pending() == 0
+    assert await services.mail_outbox.deliver_due(now=moment + dt.timedelta(days=1)) == type(run)()
     alert = await services.alerts.get_alert(alert_id)
     assert alert.email_status == "failed (smtp_connect)"
 
@@ -125,10 +125,10 @@ async def test_a_request_notice_is_sealed_under_the_person_and_dropped_once_eras
     assert all(RECIPIENT not in str(value) for value in rows[0].values())
 
     await services.erasure.erase(person.subject_id, by="user:1")
-    assert services.outbox is not None
+    assert services.mail_outbox is not None
     with local_smtp(port=port) as smtp:
         later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-        run = await services.outbox.deliver_due(now=later)
+        run = await services.mail_outbox.deliver_due(now=later)
     assert (run.sent, run.dead) == (0, 1)
     assert smtp.received == []  # erased: nobody can read the address any more
     (row,) = await raw_sql(database_url, "SELECT state, last_error FROM mail_outbox")

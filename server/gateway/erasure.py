@@ -18,21 +18,19 @@ import datetime as dt
 import functools
 import json
 import operator
-import re
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import phonenumbers
 from piccolo.table import Table
 
 from audit.events import AuditEvent
 from server import db
-from server.datamap import RECORD_TYPES, Category, Field, Kind, RecordType
-from server.gateway import name_index
+from server.datamap import RECORD_TYPES, Field, RecordType
+from server.gateway import mentions, name_index
 from server.gateway.actor import Actor
-from server.gateway.errors import Forbidden, InvalidInput
+from server.gateway.errors import InvalidInput
 from server.gateway.events import allowed_event
 from server.gateway.tables import TABLES
 from server.logs import get_logger
@@ -45,8 +43,8 @@ log = get_logger("consentry.erasure")
 ERASED_TEXT = "[erased]"
 PURPOSE = "compliance"
 # Identifying fields whose values are looked for in other people's free text.
-_IDENTIFYING = frozenset({Category.IDENTIFIER, Category.CONTACT})
-_SHORTEST_NAME = 3  # "Al" or "Li" alone would scrub half the notes in the database
+# Every record type of the data map that has a table (generic: new types join in).
+record_types = mentions.record_types
 
 
 @dataclass(frozen=True)
@@ -62,16 +60,8 @@ def subject_uuid(subject_id: str) -> uuid.UUID:
         raise InvalidInput("not a subject id", problems={"subject_id": "not a UUID"}) from None
 
 
-def record_types() -> Iterator[tuple[RecordType, type[Table]]]:
-    """Every record type of the data map that has a table (generic: new types join in)."""
-    for resource, table in TABLES.items():
-        rt = RECORD_TYPES.get(resource)
-        if rt is not None:
-            yield rt, table
-
-
 def _free_text(rt: RecordType) -> list[Field]:
-    return [f for f in rt.fields if f.category is Category.FREE_TEXT and f.encrypted]
+    return mentions.free_text_fields(rt)
 
 
 def _cleared(rt: RecordType, table: type[Table], fields: Sequence[Field]) -> dict[Any, Any]:
@@ -123,17 +113,7 @@ def _columns(table: type[Table], fields: Sequence[Field]) -> list[Any]:
 
 
 async def _allowed(gw: Gateway, actor: Actor, rt: RecordType, action: str, subject: str) -> None:
-    decision = gw._decide(actor, rt, action, PURPOSE)
-    if not decision.allowed:
-        raise await gw._deny(
-            actor,
-            rt,
-            action,
-            PURPOSE,
-            decision.reason,
-            Forbidden(f"your role may not {action} {rt.resource} records"),
-            subject_ids=(subject,) if subject else (),
-        )
+    await mentions.require(gw, actor, rt, action, PURPOSE, subject)
 
 
 def _event(
@@ -178,69 +158,6 @@ async def record_counts(gw: Gateway, subject_id: str) -> dict[str, int]:
 # --- mentions in other people's free text ------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Identity:
-    texts: tuple[str, ...]  # names and e-mail addresses, longest first
-    phones: frozenset[str]  # E.164
-
-
-async def _identity_of(gw: Gateway, subject: uuid.UUID) -> _Identity:
-    """The person's names, e-mail addresses and phone numbers, decrypted from their own
-    records. Kept in memory for the scan only; never logged, stored or audited."""
-    texts: set[str] = set()
-    phones: set[str] = set()
-    key = (await gw.vault.keys_for([str(subject)])).get(str(subject))
-    if key is None:
-        return _Identity((), frozenset())
-    for rt, table in record_types():
-        fields = [f for f in rt.fields if f.encrypted and f.category in _IDENTIFYING]
-        if not fields:
-            continue
-        rows = await table.select(*_columns(table, fields)).where(
-            getattr(table, "subject_id") == subject
-        )
-        for row in rows:
-            names: list[str] = []
-            for spec in fields:
-                token = row.get(spec.name)
-                plain = token and gw._decrypt(rt, spec, str(row["id"]), key, token)
-                if not isinstance(plain, str) or not plain.strip():
-                    continue
-                if spec.kind is Kind.PHONE:
-                    phones.add(plain)
-                elif spec.kind is Kind.EMAIL:
-                    texts.add(plain)
-                else:
-                    names.append(plain.strip())
-            texts.update(n for n in names if len(n) >= _SHORTEST_NAME)
-            if len(names) > 1:
-                texts.add(" ".join(names))
-    return _Identity(tuple(sorted(texts, key=len, reverse=True)), frozenset(phones))
-
-
-def _scrubber(identity: _Identity, region: str) -> Callable[[str], str]:
-    """A function replacing every mention of the person with ``[erased]``: names and
-    addresses as whole words (any case, any spacing), phone numbers in any notation the
-    ``phonenumbers`` matcher recognises."""
-    patterns = [r"\s+".join(re.escape(word) for word in text.split()) for text in identity.texts]
-    regex = (
-        re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)", re.IGNORECASE)
-        if patterns
-        else None
-    )
-
-    def scrub(text: str) -> str:
-        out = regex.sub(ERASED_TEXT, text) if regex else text
-        if identity.phones:
-            for match in reversed(list(phonenumbers.PhoneNumberMatcher(out, region))):
-                e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-                if e164 in identity.phones:
-                    out = out[: match.start] + ERASED_TEXT + out[match.end :]
-        return out
-
-    return scrub
-
-
 IDENTITY_LABEL = "erasure_job.identity"
 MAX_RACES = 5  # a record changed under the scrub this often in a row is left for the next run
 WriteHook = Callable[[str, str], Awaitable[None]]  # resource, record id: fault injection
@@ -252,30 +169,18 @@ async def remembered_identity(gw: Gateway, subject_id: str) -> str:
     force can still be found when it ends - after the records holding the names are gone.
     Unreadable once the key is shredded. "" when they have no key."""
     subject = subject_uuid(subject_id)
-    identity = await _identity_of(gw, subject)
+    identity = await mentions.identity_of(gw, subject)
     plain = json.dumps({"texts": list(identity.texts), "phones": sorted(identity.phones)})
     return await gw.vault.seal_for_subject(str(subject), IDENTITY_LABEL, plain) or ""
 
 
-async def _merged_identity(gw: Gateway, subject: uuid.UUID, remembered: str) -> _Identity:
-    current = await _identity_of(gw, subject)
-    if not remembered:
-        return current
-    plain = await gw.vault.open_for_subject(str(subject), IDENTITY_LABEL, remembered)
+async def _remembered(gw: Gateway, subject: uuid.UUID, sealed: str) -> mentions.Identity:
+    plain = await gw.vault.open_for_subject(str(subject), IDENTITY_LABEL, sealed)
     if plain is None:
-        return current
+        return mentions.Identity()
     kept = json.loads(plain)
-    texts = set(current.texts) | {str(t) for t in kept.get("texts", [])}
-    phones = current.phones | {str(p) for p in kept.get("phones", [])}
-    return _Identity(tuple(sorted(texts, key=len, reverse=True)), frozenset(phones))
-
-
-@dataclass(frozen=True)
-class _Scrubbing:
-    rt: RecordType
-    table: type[Table]
-    free: list[Field]
-    scrub: Callable[[str], str]
+    texts = sorted({str(t) for t in kept.get("texts", [])}, key=len, reverse=True)
+    return mentions.Identity(tuple(texts), frozenset(str(p) for p in kept.get("phones", [])))
 
 
 async def scrub_mentions(
@@ -290,45 +195,30 @@ async def scrub_mentions(
     """Replace mentions of the person in the free text of everybody else's records.
 
     Must run before their key is shredded (it needs their names, or ``remembered``: see
-    :func:`remembered_identity`). Scans every free-text column in batches of
-    ``batch_size`` rows (keyset paging by id, so memory stays flat on a big database); each
-    changed record is re-encrypted under its own subject's key and audited on its own, in
-    its own transaction. The write is conditional on the ciphertexts read (an optimistic
-    check): a record a member of staff changed in between is not overwritten with the
-    text from before their change, but read again and scrubbed as it now is.
+    :func:`remembered_identity`). The records and spans are those of
+    :func:`server.gateway.mentions.scan` - the same scan that shows a subject export its
+    excerpts, so erasure removes exactly what access showed. Each changed record is
+    re-encrypted under its own subject's key and audited on its own, in its own
+    transaction. The write is conditional on the ciphertexts read (an optimistic check):
+    a record a member of staff changed in between is not overwritten with the text from
+    before their change, but read again and scrubbed as it now is.
     """
     subject = subject_uuid(subject_id)
-    identity = await _merged_identity(gw, subject, remembered)
-    scanned = changed = 0
-    if not identity.texts and not identity.phones:
+    identities = [await mentions.identity_of(gw, subject)]
+    if remembered:
+        identities.append(await _remembered(gw, subject, remembered))
+    identities = [identity for identity in identities if not identity.empty]
+    if not identities:
         return MentionScrub(0, 0)
-    scrub = _scrubber(identity, gw.default_region)
-    for rt, table in record_types():
-        free = _free_text(rt)
-        if not free:
-            continue
-        await _allowed(gw, actor, rt, "erase", str(subject))
-        job = _Scrubbing(rt, table, free, scrub)
-        pk = table._meta.primary_key
-        subject_column = getattr(table, "subject_id")
-        has_text = functools.reduce(
-            operator.or_, (getattr(table, f.name).is_not_null() for f in free)
-        )
-        last: Any = None
-        while True:
-            query = table.select(*_columns(table, free)).where(
-                (subject_column != subject) & has_text
-            )
-            if last is not None:
-                query = query.where(pk > last)
-            rows = await query.order_by(pk).limit(batch_size)
-            if not rows:
-                break
-            last = rows[-1]["id"]
-            scanned += len(rows)
-            for row in rows:
-                if await _scrub_row(gw, actor, job, row, subject, before_write):
-                    changed += 1
+    for rt, _ in record_types():
+        if _free_text(rt):
+            await _allowed(gw, actor, rt, "erase", str(subject))
+    matcher = mentions.Matcher(identities, gw.default_region)
+    changed = 0
+    async for found in mentions.scan(gw, subject, matcher, batch_size=batch_size):
+        if await _scrub_found(gw, actor, subject, matcher, found, before_write):
+            changed += 1
+    scanned = await _free_text_rows(subject)
     async with db.write_transaction():
         await gw.audit.append(
             _event(
@@ -342,36 +232,28 @@ async def scrub_mentions(
     return MentionScrub(scanned, changed)
 
 
-async def _scrub_row(
+async def _scrub_found(
     gw: Gateway,
     actor: Actor,
-    job: _Scrubbing,
-    row: dict[str, Any],
     subject: uuid.UUID,
+    matcher: mentions.Matcher,
+    found: Any,
     before_write: WriteHook | None,
 ) -> bool:
-    """Scrub one record; True if its text named the person. Retries on a concurrent
-    change (the conditional UPDATE matched nothing), reading the record again."""
-    rt, table, free = job.rt, job.table, job.free
+    """Scrub one record the scan found; True if it was written. When the conditional
+    UPDATE matches nothing (changed since it was read), read it again and retry."""
+    rt, table, mention = found.rt, found.table, found.mention
+    free = _free_text(rt)
     pk = table._meta.primary_key
-    row_id = str(row["id"])
+    row, texts = found.row, mention.texts
     for _ in range(MAX_RACES):
-        key = (await gw.vault.keys_for([str(row["subject_id"])])).get(str(row["subject_id"]))
-        if key is None:
-            return False  # that person is erased too: nothing readable is left
-        new_values: dict[str, str] = {}
-        for spec in free:
-            token = row.get(spec.name)
-            plain = token and gw._decrypt(rt, spec, row_id, key, token)
-            if isinstance(plain, str) and plain:
-                scrubbed = job.scrub(plain)
-                if scrubbed != plain:
-                    new_values[spec.name] = scrubbed
-        if not new_values:
-            return False
+        new_values = {
+            name: _replace_spans(plain, spans, ERASED_TEXT)
+            for name, (plain, spans) in texts.items()
+        }
         if before_write is not None:
-            await before_write(rt.resource, row_id)
-        columns = gw.vault.encrypt_values(rt, row_id, key, new_values)
+            await before_write(rt.resource, mention.record_id)
+        columns = gw.vault.encrypt_values(rt, mention.record_id, found.key, new_values)
         unchanged = [
             getattr(table, f.name).is_null()
             if row.get(f.name) is None
@@ -385,14 +267,14 @@ async def _scrub_row(
                 .returning(pk)
             )
             if written:
-                await name_index.write(gw.vault, rt, [(row_id, new_values)])
+                await name_index.write(gw.vault, rt, [(mention.record_id, new_values)])
                 await gw.audit.append(
                     _event(
                         actor,
                         "erase_mention",
                         rt.resource,
-                        (str(row["subject_id"]),),
-                        record_id=row_id,
+                        (mention.owner_subject,),
+                        record_id=mention.record_id,
                         fields=new_values,
                         reason="mentions_erased_person",
                         detail={"erasure_of": str(subject)},
@@ -405,9 +287,40 @@ async def _scrub_row(
         fresh = await table.select(*_columns(table, free)).where(pk == row["id"]).first()
         if fresh is None:
             return False
-        row = fresh
+        row, texts = fresh, {}
+        for spec in free:
+            token = fresh.get(spec.name)
+            plain = token and gw._decrypt(rt, spec, mention.record_id, found.key, token)
+            if isinstance(plain, str) and plain:
+                spans = matcher.spans(plain)
+                if spans:
+                    texts[spec.name] = (plain, tuple(spans))
+        if not texts:
+            return False  # their change took the mention out already
     log.warning("mention scrub gave up on a record changing under it", resource=rt.resource)
     return False
+
+
+def _replace_spans(text: str, spans: Sequence[tuple[int, int]], marker: str) -> str:
+    for start, end in reversed(spans):
+        text = text[:start] + marker + text[end:]
+    return text
+
+
+async def _free_text_rows(subject: uuid.UUID) -> int:
+    """Other people's records that hold free text: what the scan looked at (ids only)."""
+    total = 0
+    for rt, table in record_types():
+        free = _free_text(rt)
+        if not free:
+            continue
+        has_text = functools.reduce(
+            operator.or_, (getattr(table, f.name).is_not_null() for f in free)
+        )
+        total += int(
+            await table.count().where((getattr(table, "subject_id") != subject) & has_text)
+        )
+    return total
 
 
 # --- tombstones and keys -----------------------------------------------------------------
