@@ -404,3 +404,66 @@ def test_the_shared_matcher_finds_names_addresses_and_numbers_in_any_notation() 
     assert count == 4
     # A text whose digits hold no known number is never handed to the phone matcher.
     assert matcher.spans("Order 2026-12-01, ref 7946") == []
+
+
+def test_the_matcher_finds_names_written_without_their_accents() -> None:
+    jose = Identity(("José Núñez", "José", "Núñez", "Siobhán O'Brien"), frozenset())
+    matcher = Matcher([jose], "GB")
+    text = "Met JOSE NUNEZ, jose, Jose\u0301 and nunez's wife; O\u2019Brien? "
+    text += "Siobhan O\u2019Brien. Josef."
+    redacted, count = matcher.replace(text, "[x]")
+    assert redacted == "Met [x], [x], [x] and [x]'s wife; O\u2019Brien? [x]. Josef."
+    assert count == 5
+    # And the other way round: a name stored without accents, typed with them.
+    assert Matcher([Identity(("Zoe Angstrom",))], "GB").replace("Zoë  Ångström.", "[x]") == (
+        "[x].",
+        1,
+    )
+
+
+async def test_names_typed_without_accents_are_withheld_shown_and_erased_alike(
+    services: Services,
+) -> None:
+    gw = services.gateway
+    zoe = await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="Zoë", last_name="Ångström", phone="+44 20 7946 0101"),
+    )
+    jose = await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="José", last_name="Núñez", phone="+44 20 7946 0102"),
+    )
+    for person, summary in (
+        (zoe, "Lunch with Jose Nunez. He pays."),
+        (jose, "Asked for a discount. NUNEZ met Zoe Angstrom on Monday."),
+    ):
+        await gw.create(
+            SEED,
+            "interaction",
+            {
+                "contact_id": person.id,
+                "channel": "meeting",
+                "occurred_at": "2026-12-01T09:00:00+00:00",
+                "summary": summary,
+            },
+        )
+    bundle = await build_export(services, zoe.subject_id, requested_by="system:test")
+    files = unzip(bundle.zip_bytes)
+    for name, content in files.items():
+        for trace in ("Jose", "Nunez", "José", "Núñez"):
+            assert trace.lower().encode() not in content.lower(), (name, trace)
+    data = json.loads(files["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == "Lunch with [another person]. He pays."
+    assert [m["excerpt"] for m in data["mentions"]] == [
+        "[another person] met Zoe Angstrom on Monday."
+    ]
+
+    result = await services.erasure.erase(zoe.subject_id, by="system:test")
+    assert result.mentions == 1
+    (theirs,) = [
+        r for r in await gw.export_subject(ADMIN, jose.subject_id, purpose="compliance")
+        if r.resource == "interaction"
+    ]  # fmt: skip
+    assert theirs.values["summary"] == "Asked for a discount. NUNEZ met [erased] on Monday."

@@ -73,7 +73,7 @@ from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, Kind, Record
 from server.dsr import export_html
 from server.gateway import Actor, GatewayError
 from server.gateway.gateway import Record
-from server.gateway.mentions import ANOTHER_PERSON, Identity, Matcher, Mention
+from server.gateway.mentions import ANOTHER_PERSON, Identity, Matcher, Mention, fold_key
 from server.money import plain_major
 from server.processing_record import LEGAL_BASIS_LABELS
 from server.vault import Vault
@@ -701,16 +701,14 @@ async def _staff_pseudonyms(key: bytes, region: str) -> Callable[[str], tuple[st
         # "Admin" would turn every "admin" in a note into a pseudonym.
         full_name = " ".join(name.split())
         texts = tuple(t for t in (full_name if " " in full_name else "", email.strip()) if t)
-        labels.update({t.casefold(): label for t in texts})
+        labels.update({fold_key(t): label for t in texts})
         identities.append(Identity(texts))
     matcher = Matcher(identities, region)
 
     def pseudonymise(text: str) -> tuple[str, int]:
         if matcher.empty:
             return text, 0
-        return matcher.replace_each(
-            text, lambda found: labels.get(" ".join(found.split()).casefold(), "staff")
-        )
+        return matcher.replace_each(text, lambda found: labels.get(fold_key(found), "staff"))
 
     return pseudonymise
 

@@ -2,8 +2,9 @@
 
 A person is found in a text by their *identity*: the names, e-mail addresses and phone
 numbers of their own records (contact, lead, organization), decrypted for the scan only
-and never logged, stored or audited. Names and addresses match as whole words in any case
-and spacing; phone numbers in any notation the ``phonenumbers`` matcher recognises.
+and never logged, stored or audited. Names and addresses match as whole words in any case,
+spacing and accents ("Jose Nunez" finds José Núñez, as staff often type it); phone
+numbers in any notation the ``phonenumbers`` matcher recognises.
 
 Three uses, one rule (:class:`Matcher`):
 
@@ -24,6 +25,7 @@ import datetime as dt
 import functools
 import operator
 import re
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,9 +71,9 @@ class Identity:
     def without(self, own: Identity) -> Identity:
         """This identity less what it shares with ``own``: two people called Grace must not
         make a person's own first name disappear from their own export."""
-        mine = {t.casefold() for t in own.texts}
+        mine = {fold_key(t) for t in own.texts}
         return Identity(
-            tuple(t for t in self.texts if t.casefold() not in mine), self.phones - own.phones
+            tuple(t for t in self.texts if fold_key(t) not in mine), self.phones - own.phones
         )
 
 
@@ -156,8 +158,36 @@ def _national_digits(e164: str) -> str:
         return ""
 
 
-def _key(text: str) -> str:
-    return " ".join(text.split()).casefold()
+# Typographic apostrophes (U+2019 and the like) stand for the ASCII one in names.
+_APOSTROPHES = str.maketrans(dict.fromkeys("\u2019\u02bc\u2018`\u00b4", "'"))
+
+
+def _fold_char(char: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", char)
+    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return kept.casefold().translate(_APOSTROPHES)
+
+
+def fold(text: str) -> tuple[str, list[int]]:
+    """``text`` as names are compared - case folded, accents dropped ("José Núñez" is
+    "jose nunez", as staff often type it), apostrophes unified - and for each folded
+    character the index of the character of ``text`` it came from (plus ``len(text)``),
+    so a match in the folded text is a span of the original."""
+    if text.isascii():
+        return text.casefold().translate(_APOSTROPHES), list(range(len(text) + 1))
+    folded: list[str] = []
+    origin: list[int] = []
+    for i, char in enumerate(text):
+        part = _fold_char(char)
+        folded.append(part)
+        origin.extend([i] * len(part))
+    origin.append(len(text))
+    return "".join(folded), origin
+
+
+def fold_key(text: str) -> str:
+    """One name, address or phone text as a lookup key: folded, spacing unified."""
+    return " ".join(fold(text)[0].split())
 
 
 class Matcher:
@@ -170,12 +200,12 @@ class Matcher:
         for identity in identities:
             texts.update(identity.texts)
             phones.update(identity.phones)
-        ordered = sorted(texts, key=len, reverse=True)
+        folded = {fold_key(text) for text in texts} - {""}
+        ordered = sorted(folded, key=len, reverse=True)
         patterns = [r"\s+".join(re.escape(word) for word in text.split()) for text in ordered]
+        # Matched in the folded text (see :func:`fold`), so case and accents do not matter.
         self._regex = (
-            re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)", re.IGNORECASE)
-            if patterns
-            else None
+            re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)") if patterns else None
         )
         self._phones = frozenset(phones)
         self._region = region
@@ -191,7 +221,10 @@ class Matcher:
 
     def spans(self, text: str) -> list[Span]:
         """Where the identities are mentioned, in order, never overlapping."""
-        found = [m.span() for m in self._regex.finditer(text)] if self._regex else []
+        found: list[Span] = []
+        if self._regex:
+            folded, origin = fold(text)
+            found = [(origin[m.start()], origin[m.end()]) for m in self._regex.finditer(folded)]
         if self._phones and self._may_hold_phone(text):
             for match in phonenumbers.PhoneNumberMatcher(text, self._region):
                 e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
@@ -384,14 +417,16 @@ async def others_matcher(
     # pass of one matcher over the texts tells which candidates are really named.
     owners: dict[str, set[str]] = {}
     for sid, identity in found.items():
-        for key in (*(_key(t) for t in identity.texts), *identity.phones):
+        for key in (*(fold_key(t) for t in identity.texts), *identity.phones):
             owners.setdefault(key, set()).add(sid)
     probe = Matcher(found.values(), gw.default_region)
     named = {sid for sid in found if sid in also}
     for text in texts:
         for start, end in probe.spans(text):
             hit = text[start:end]
-            named |= owners.get(_key(hit), set()) | owners.get(_e164(hit, gw.default_region), set())
+            named |= owners.get(fold_key(hit), set()) | owners.get(
+                _e164(hit, gw.default_region), set()
+            )
     return Matcher((found[sid] for sid in named), gw.default_region), tuple(sorted(named))
 
 
