@@ -467,3 +467,34 @@ async def test_names_typed_without_accents_are_withheld_shown_and_erased_alike(
         if r.resource == "interaction"
     ]  # fmt: skip
     assert theirs.values["summary"] == "Asked for a discount. NUNEZ met [erased] on Monday."
+
+
+async def test_consent_evidence_typed_by_staff_withholds_other_people(
+    services: Services, staff: Staff
+) -> None:
+    """A staff member recording a consent given by phone can type a call reference; the
+    one they typed names the person's daughter, another customer."""
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    await gw.create(SEED, "contact", contact_values(**JUDITH))
+    notice = await services.consent.publish_notice("Newsletter", "We write.", by="user:1")
+    await services.consent.grant(
+        grace.subject_id,
+        "marketing_email",
+        "email",
+        source="phone",
+        notice_version=notice.version,
+        actor_id="user:1",
+        evidence={"reference": "call:Judith.Hydeford-2026-118"},
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    files = unzip(bundle.zip_bytes)
+    for name, content in files.items():
+        for trace in JUDITH_TRACES:
+            assert trace.lower() not in content.lower(), (name, trace)
+    data = json.loads(files["data.json"])
+    jsonschema.Draft202012Validator(SCHEMA).validate(data)
+    (event,) = data["consents"]["events"]
+    assert event["evidence"]["reference"] == "call:[another person].[another person]-2026-118"
+    assert data["withheld"]["total"] == 1
+    assert [t["label"] for t in data["withheld"]["record_types"]] == ["Consent event"]

@@ -100,6 +100,9 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "admin_ui" / "templates" / "ds
 RECORD_META = (("id", "Record id"), ("created_at", "Created"), ("updated_at", "Last changed"))
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 MENTIONS_FILE = "mentions.csv"
+# Consent evidence holds text staff typed (a call or letter reference) or a client sent: it
+# is withheld from like the person's free text, counted under this pseudo record type.
+CONSENT_EVIDENCE = ("consent_event", "Consent event", "Evidence")
 EXCERPT_GAP = " … "  # between two sentences of one field that mention the person
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s)|\n")
 WITHHELD_REASON = (
@@ -188,6 +191,7 @@ class _Collected:
     held: dict[str, list[dict[str, Any]]]
     mentions: list[dict[str, Any]]
     summary: RedactionSummary
+    consents: dict[str, Any]  # the consent engine's proof, evidence text withheld as above
 
 
 @dataclass(frozen=True)
@@ -750,10 +754,19 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
         for mention in mentions
         for name, (plain, spans) in mention.texts.items()
     ]
+    consents = await services.consent.proof(subject, actor_id=actor.id, actor_role=actor.role)
+    evidence = [
+        (event, name)
+        for event in consents["events"]
+        for name, value in dict(event["evidence"]).items()
+        if isinstance(value, str) and value
+    ]
     withheld = await gateway.withhold_others(
         actor,
         subject,
-        [str(doc[name]) for _, doc, name in slots] + [text for _, _, text in excerpts],
+        [str(doc[name]) for _, doc, name in slots]
+        + [text for _, _, text in excerpts]
+        + [str(event["evidence"][name]) for event, name in evidence],
         purpose=EXPORT_PURPOSE,
         also={mention.owner_subject for mention in mentions},
     )
@@ -767,16 +780,26 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
             fields.setdefault(resource, {})[RECORD_TYPES[resource].by_name[name].label] = None
     mention_docs = []
     mentions_withheld = 0
-    for (mention, name, _), (text, others) in zip(excerpts, withheld[len(slots) :], strict=False):
+    after_slots = withheld[len(slots) :]
+    for (mention, name, _), (text, others) in zip(excerpts, after_slots, strict=False):
         text, staff_named = staff(text)
         mentions_withheld += bool(others or staff_named)
         mention_docs.append(_mention_doc(mention, name, text))
+    labels = {resource: RECORD_TYPES[resource].label for resource in records}
+    consent_type, consent_label, evidence_label = CONSENT_EVIDENCE
+    for (event, name), (text, others) in zip(evidence, after_slots[len(excerpts) :], strict=False):
+        event["evidence"] = {**event["evidence"]}
+        event["evidence"][name], staff_named = staff(text)
+        if others or staff_named:
+            records.setdefault(consent_type, set()).add(str(event["id"]))
+            fields.setdefault(consent_type, {})[evidence_label] = None
+            labels[consent_type] = consent_label
     mention_docs.sort(key=lambda m: (m["date"], m["record_type"], m["field"]))
     summary = RedactionSummary(
         withheld=tuple(
             WithheldType(
                 resource,
-                RECORD_TYPES[resource].label,
+                labels[resource],
                 len(records[resource]),
                 tuple(sorted(fields[resource])),
             )
@@ -789,7 +812,7 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
             for resource in sorted({m["record_type"] for m in mention_docs})
         },
     )
-    return _Collected(held, mention_docs, summary)
+    return _Collected(held, mention_docs, summary, consents)
 
 
 def _withheld_json(summary: RedactionSummary) -> dict[str, Any]:
@@ -872,7 +895,7 @@ async def build_export(
     held = collected.held
 
     key = pseudonym_key(services.gateway.vault)
-    proof = await services.consent.proof(subject, actor_id=actor.id, actor_role=actor.role)
+    proof = collected.consents
     consent_events = []
     for event in proof["events"]:
         event = dict(event)
