@@ -498,3 +498,31 @@ async def test_consent_evidence_typed_by_staff_withholds_other_people(
     assert event["evidence"]["reference"] == "call:[another person].[another person]-2026-118"
     assert data["withheld"]["total"] == 1
     assert [t["label"] for t in data["withheld"]["record_types"]] == ["Consent event"]
+
+
+async def test_another_person_whose_names_are_all_short_is_withheld(services: Services) -> None:
+    """Li Wu's first and last name are two letters each: no name-search prefix token, but
+    their full name is what erasing them would scrub, so a copy must not show it."""
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="Li", last_name="Wu", email=None, phone="+44 20 7946 0103"),
+    )
+    await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": grace.id,
+            "channel": "meeting",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "summary": "Came with her business partner LI WU. Li is a nice name.",
+        },
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    data = json.loads(unzip(bundle.zip_bytes)["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == (
+        "Came with her business partner [another person]. Li is a nice name."
+    )
+    assert data["withheld"]["total"] == 1

@@ -41,7 +41,7 @@ from server.gateway.errors import Forbidden
 from server.gateway.events import allowed_event
 from server.gateway.tables import TABLES, SearchToken
 from server.vault import DataKey
-from server.vault.words import SHORTEST_PREFIX, normalize_words
+from server.vault.words import normalize_words
 
 if TYPE_CHECKING:
     from server.gateway.gateway import Gateway
@@ -349,14 +349,16 @@ async def _subjects_of(table: type[Table], record_ids: Sequence[uuid.UUID]) -> s
 
 async def candidates_in(gw: Gateway, texts: Iterable[str]) -> set[uuid.UUID]:
     """People who may be named in ``texts``: a word that starts one of their indexed names
-    (the name-search tokens), or an e-mail address or phone number their records hold
-    (the blind indexes). Tokens are truncated, so most candidates are false: the caller
-    decrypts them and keeps only real matches."""
+    or, if shorter than a prefix, is one (the name-search tokens), or an e-mail address or
+    phone number their records hold (the blind indexes). Tokens are truncated, so most
+    candidates are false: the caller decrypts them and keeps only real matches."""
     words: set[str] = set()
     emails: set[str] = set()
     phones: set[str] = set()
     for text in texts:
-        words.update(w for w in normalize_words(text) if len(w) >= SHORTEST_PREFIX)
+        # Short words too: "Li Wu" has no prefix token, only whole-word ones, and a full
+        # name of short words is still what erasing them would scrub.
+        words.update(normalize_words(text))
         emails.update(m.group(0) for m in _EMAIL.finditer(text))
         for match in phonenumbers.PhoneNumberMatcher(text, gw.default_region):
             phones.add(
