@@ -526,3 +526,45 @@ async def test_another_person_whose_names_are_all_short_is_withheld(services: Se
         "Came with her business partner [another person]. Li is a nice name."
     )
     assert data["withheld"]["total"] == 1
+
+
+def test_the_matcher_finds_numbers_without_prefix_glued_or_in_their_own_notation() -> None:
+    matcher = Matcher([Identity((), frozenset({"+447911123456", "+12025550143"}))], "GB")
+    text = (
+        "Mob07911123456, 7911123456, 07911 123456x; US office (202) 555-0143, "
+        "1-202-555-0143, 202.555.0143. Order 79111234567 and 2025550143999 are not them."
+    )
+    redacted, count = matcher.replace(text, "[x]")
+    assert redacted == (
+        "Mob[x], [x], [x]x; US office [x], [x], [x]. "
+        "Order 79111234567 and 2025550143999 are not them."
+    )
+    assert count == 6
+
+
+async def test_numbers_in_other_notations_are_withheld(services: Services) -> None:
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    await gw.create(SEED, "contact", contact_values(**JUDITH))
+    await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="Ulysses", last_name="Smithfield", phone="+1 202 555 0143"),
+    )
+    await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": grace.id,
+            "channel": "meeting",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "summary": "Her daughter: tel.02079460777 or 2079460777. "
+            "The US office: 1-202-555-0143, direct (202) 555-0143.",
+        },
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    data = json.loads(unzip(bundle.zip_bytes)["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == (
+        "Her daughter: tel.[another person] or [another person]. "
+        "The US office: [another person], direct [another person]."
+    )

@@ -158,6 +158,33 @@ def _national_digits(e164: str) -> str:
         return ""
 
 
+_PHONE_SEPARATORS = r"[\s.\-/()]*"
+SHORTEST_NATIONAL = 6  # fewer digits would turn up in order numbers and dates
+
+
+def _phone_pattern(e164: str) -> str:
+    """The digits of one number as people write them where ``phonenumbers``' matcher
+    does not look: glued to a word ("Mob07911..."), without the trunk prefix
+    ("7911 123456"), or in the notation of the number's own country ("1-202-555-0143",
+    "(202) 555-0143" in a British installation). Any separators between the digits, an
+    optional international or national prefix before them, never inside a longer number."""
+    try:
+        number = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return ""
+    national = phonenumbers.national_significant_number(number)
+    if len(national) < SHORTEST_NATIONAL:
+        return ""
+    sep = _PHONE_SEPARATORS
+    country = sep.join(str(number.country_code))
+    prefixes = [rf"(?:(?:\+|00|011){sep})?{country}{sep}(?:\(0\){sep})?"]
+    region = phonenumbers.region_code_for_number(number)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region) if region else None
+    if metadata is not None and metadata.national_prefix:
+        prefixes.append(sep.join(metadata.national_prefix) + sep)
+    return rf"(?<!\d)\(?(?:{'|'.join(prefixes)})?{sep.join(national)}(?!\d)"
+
+
 # Typographic apostrophes (U+2019 and the like) stand for the ASCII one in names.
 _APOSTROPHES = str.maketrans(dict.fromkeys("\u2019\u02bc\u2018`\u00b4", "'"))
 
@@ -190,6 +217,12 @@ def fold_key(text: str) -> str:
     return " ".join(fold(text)[0].split())
 
 
+def _add(found: list[Span], span: Span) -> None:
+    start, end = span
+    if not any(s < end and start < e for s, e in found):
+        found.append(span)
+
+
 class Matcher:
     """Finds the spans of any of several identities in a text: the single rule behind
     erasure's scrub, export excerpts and export redaction."""
@@ -214,6 +247,8 @@ class Matcher:
         self._national = tuple(
             sorted({_national_digits(e164) for e164 in self._phones} - {""}, key=len)
         )
+        digits = sorted({_phone_pattern(e164) for e164 in self._phones} - {""})
+        self._digits = re.compile("|".join(digits)) if digits else None
 
     @property
     def empty(self) -> bool:
@@ -228,10 +263,10 @@ class Matcher:
         if self._phones and self._may_hold_phone(text):
             for match in phonenumbers.PhoneNumberMatcher(text, self._region):
                 e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-                if e164 in self._phones and not any(
-                    s < match.end and match.start < e for s, e in found
-                ):
-                    found.append((match.start, match.end))
+                if e164 in self._phones:
+                    _add(found, (match.start, match.end))
+            for digits in self._digits.finditer(text) if self._digits else ():
+                _add(found, digits.span())
         return sorted(found)
 
     def _may_hold_phone(self, text: str) -> bool:
@@ -347,6 +382,30 @@ async def _subjects_of(table: type[Table], record_ids: Sequence[uuid.UUID]) -> s
     return found
 
 
+_DIGIT_RUN = re.compile(r"\+?\d[\d\s.\-/()]{4,}\d")
+
+
+def _phones_in(text: str, region: str) -> set[str]:
+    """The valid numbers (E.164) ``text`` may hold: what ``phonenumbers``' matcher finds,
+    and each run of digits read as a number of the installation's region or, if it starts
+    with one, of the country whose code it starts with ("1-202-555-0143")."""
+    found = {
+        phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+        for match in phonenumbers.PhoneNumberMatcher(text, region)
+    }
+    for run in _DIGIT_RUN.finditer(text):
+        raw = run.group(0)
+        digits = phonenumbers.normalize_digits_only(raw)
+        for attempt in {raw, "+" + digits}:
+            try:
+                number = phonenumbers.parse(attempt, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number):
+                found.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return found
+
+
 async def candidates_in(gw: Gateway, texts: Iterable[str]) -> set[uuid.UUID]:
     """People who may be named in ``texts``: a word that starts one of their indexed names
     or, if shorter than a prefix, is one (the name-search tokens), or an e-mail address or
@@ -360,10 +419,7 @@ async def candidates_in(gw: Gateway, texts: Iterable[str]) -> set[uuid.UUID]:
         # name of short words is still what erasing them would scrub.
         words.update(normalize_words(text))
         emails.update(m.group(0) for m in _EMAIL.finditer(text))
-        for match in phonenumbers.PhoneNumberMatcher(text, gw.default_region):
-            phones.add(
-                phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-            )
+        phones |= _phones_in(text, gw.default_region)
     found: set[uuid.UUID] = set()
     for rt, table in _person_types():
         name_fields = [f for f in rt.fields if f.word_index and f.category in IDENTIFYING]
@@ -418,26 +474,23 @@ async def others_matcher(
     # Who owns each name, address and number (two people may share a first name): one
     # pass of one matcher over the texts tells which candidates are really named.
     owners: dict[str, set[str]] = {}
+    numbers: dict[str, set[str]] = {}  # national digits -> people (any notation has them)
     for sid, identity in found.items():
-        for key in (*(fold_key(t) for t in identity.texts), *identity.phones):
-            owners.setdefault(key, set()).add(sid)
+        for key in identity.texts:
+            owners.setdefault(fold_key(key), set()).add(sid)
+        for e164 in identity.phones:
+            numbers.setdefault(_national_digits(e164) or e164, set()).add(sid)
     probe = Matcher(found.values(), gw.default_region)
     named = {sid for sid in found if sid in also}
     for text in texts:
         for start, end in probe.spans(text):
             hit = text[start:end]
-            named |= owners.get(fold_key(hit), set()) | owners.get(
-                _e164(hit, gw.default_region), set()
-            )
+            named |= owners.get(fold_key(hit), set())
+            digits = phonenumbers.normalize_digits_only(hit)
+            for national, sids in numbers.items() if digits else ():
+                if national in digits:
+                    named |= sids
     return Matcher((found[sid] for sid in named), gw.default_region), tuple(sorted(named))
-
-
-def _e164(text: str, region: str) -> str:
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return ""
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 # --- what a subject export asks -----------------------------------------------------------
