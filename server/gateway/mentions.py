@@ -190,31 +190,43 @@ _APOSTROPHES = str.maketrans(dict.fromkeys("\u2019\u02bc\u2018`\u00b4", "'"))
 
 
 def _fold_char(char: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", char)
-    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return kept.casefold().translate(_APOSTROPHES)
+    decomposed = unicodedata.normalize("NFKD", char.translate(_APOSTROPHES))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
-def fold(text: str) -> tuple[str, list[int]]:
-    """``text`` as names are compared - case folded, accents dropped ("José Núñez" is
-    "jose nunez", as staff often type it), apostrophes unified - and for each folded
-    character the index of the character of ``text`` it came from (plus ``len(text)``),
-    so a match in the folded text is a span of the original."""
+class _FoldTable(dict[int, str]):
+    """``str.translate`` table folding one character at a time, filled as characters are
+    met: the folding of a whole text runs in C, not character by character in Python."""
+
+    def __missing__(self, code: int) -> str:
+        folded = self[code] = _fold_char(chr(code))
+        return folded
+
+
+_FOLD = _FoldTable()
+
+
+def folded(text: str) -> str:
+    """``text`` as names are compared: case folded, accents dropped ("José Núñez" is
+    "jose nunez", as staff often type it), apostrophes unified."""
+    return text.translate(_FOLD)
+
+
+def origins(text: str) -> list[int]:
+    """For each character of ``folded(text)`` the index of the character of ``text`` it
+    came from, plus ``len(text)``: a match in the folded text is a span of the original."""
     if text.isascii():
-        return text.casefold().translate(_APOSTROPHES), list(range(len(text) + 1))
-    folded: list[str] = []
+        return list(range(len(text) + 1))
     origin: list[int] = []
     for i, char in enumerate(text):
-        part = _fold_char(char)
-        folded.append(part)
-        origin.extend([i] * len(part))
+        origin.extend([i] * len(_FOLD[ord(char)]))
     origin.append(len(text))
-    return "".join(folded), origin
+    return origin
 
 
 def fold_key(text: str) -> str:
-    """One name, address or phone text as a lookup key: folded, spacing unified."""
-    return " ".join(fold(text)[0].split())
+    """One name or address as a lookup key: folded, spacing unified."""
+    return " ".join(folded(text).split())
 
 
 def _add(found: list[Span], span: Span) -> None:
@@ -236,7 +248,7 @@ class Matcher:
         folded = {fold_key(text) for text in texts} - {""}
         ordered = sorted(folded, key=len, reverse=True)
         patterns = [r"\s+".join(re.escape(word) for word in text.split()) for text in ordered]
-        # Matched in the folded text (see :func:`fold`), so case and accents do not matter.
+        # Matched in the folded text (see :func:`folded`): case and accents do not matter.
         self._regex = (
             re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)") if patterns else None
         )
@@ -257,9 +269,10 @@ class Matcher:
     def spans(self, text: str) -> list[Span]:
         """Where the identities are mentioned, in order, never overlapping."""
         found: list[Span] = []
-        if self._regex:
-            folded, origin = fold(text)
-            found = [(origin[m.start()], origin[m.end()]) for m in self._regex.finditer(folded)]
+        matches = list(self._regex.finditer(folded(text))) if self._regex else []
+        if matches:  # rare: the character map is only worked out for a text that has one
+            origin = origins(text)
+            found = [(origin[m.start()], origin[m.end()]) for m in matches]
         if self._phones and self._may_hold_phone(text):
             for match in phonenumbers.PhoneNumberMatcher(text, self._region):
                 e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
