@@ -568,3 +568,43 @@ async def test_numbers_in_other_notations_are_withheld(services: Services) -> No
         "Her daughter: tel.[another person] or [another person]. "
         "The US office: [another person], direct [another person]."
     )
+
+
+async def test_other_peoples_record_and_subject_ids_in_text_are_withheld(
+    services: Services,
+) -> None:
+    """Staff paste links to records into notes: a link to another person's record is
+    their id, which neither the person's copy nor an excerpt may give."""
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    judith = await gw.create(SEED, "contact", contact_values(**JUDITH))
+    link = f"https://crm.example.com/contacts/{judith.id.upper()}"
+    for person, summary in (
+        (grace, f"Maybe the same family as {link}; her own page /contacts/{grace.id}."),
+        (judith, f"See {link} (subject {judith.subject_id}): she met Grace Auditwoman."),
+    ):
+        await gw.create(
+            SEED,
+            "interaction",
+            {
+                "contact_id": person.id,
+                "channel": "meeting",
+                "occurred_at": "2026-12-01T09:00:00+00:00",
+                "summary": summary,
+            },
+        )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    files = unzip(bundle.zip_bytes)
+    for name, content in files.items():
+        for trace in (judith.id, judith.subject_id):
+            assert trace.encode() not in content.lower(), (name, trace)
+    data = json.loads(files["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == (
+        "Maybe the same family as https://crm.example.com/contacts/[another person]; "
+        f"her own page /contacts/{grace.id}."
+    )
+    assert [m["excerpt"] for m in data["mentions"]] == [
+        "See https://crm.example.com/contacts/[another person] (subject [another person]): "
+        "she met Grace Auditwoman."
+    ]
+    assert data["withheld"]["total"] == 1

@@ -542,6 +542,27 @@ async def mentions_of(
     return found
 
 
+_UUID = re.compile(
+    r"(?<![0-9a-f-])[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}(?![0-9a-f-])", re.IGNORECASE
+)
+
+
+async def foreign_ids(subject: uuid.UUID, texts: Iterable[str]) -> dict[str, str]:
+    """The ids in ``texts`` (a link staff pasted into a note) that are another person's
+    subject id or the id of a record about another person: id -> that person."""
+    wanted = sorted({uuid.UUID(m.group(0)) for text in texts for m in _UUID.finditer(text)})
+    owners: dict[str, str] = {}
+    for start in range(0, len(wanted), _CANDIDATE_BATCH):
+        batch = wanted[start : start + _CANDIDATE_BATCH]
+        for _, table in record_types():
+            pk, owner = table._meta.primary_key, getattr(table, "subject_id")
+            for row in await table.select(pk, owner).where(pk.is_in(batch)):
+                owners[str(row["id"])] = str(row["subject_id"])
+            for row in await table.select(owner).where(owner.is_in(batch)).distinct():
+                owners[str(row["subject_id"])] = str(row["subject_id"])
+    return {found: owner for found, owner in owners.items() if owner != str(subject)}
+
+
 async def redact_others(
     gw: Gateway,
     actor: Actor,
@@ -553,14 +574,33 @@ async def redact_others(
     marker: str = ANOTHER_PERSON,
 ) -> list[tuple[str, int]]:
     """Each of ``texts`` with every other known person withheld: the spans that erasing
-    them would scrub become ``marker`` (with how many there were). ``also`` names people
+    them would scrub, and their subject and record ids (:func:`foreign_ids`), become
+    ``marker`` (with how many there were). ``also`` names people
     to withhold even where no token finds them (the person a mentioning record is about).
     Needs ``export`` on the record types people are their own subject of; one audited
     ``withhold_third_party`` event with the people withheld and their count."""
     for rt, _ in _person_types():
         await require(gw, actor, rt, "export", purpose, str(subject))
     matcher, named = await others_matcher(gw, subject, texts, also=also)
-    redacted = [matcher.replace(text, marker) for text in texts]
+    ids = await foreign_ids(subject, texts)
+    named = tuple(sorted({*named, *ids.values()}))
+
+    def withhold(text: str) -> tuple[str, int]:
+        count = 0
+
+        def replace_id(found: re.Match[str]) -> str:
+            nonlocal count
+            if found.group(0).lower() not in ids:
+                return found.group(0)
+            count += 1
+            return marker
+
+        # Ids first: a name may look like one of their groups ("-abba-").
+        text = _UUID.sub(replace_id, text) if ids else text
+        text, spans = matcher.replace(text, marker)
+        return text, count + spans
+
+    redacted = [withhold(text) for text in texts]
     if named:
         async with db.write_transaction():
             await gw.audit.append(
