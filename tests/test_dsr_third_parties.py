@@ -608,3 +608,31 @@ async def test_other_peoples_record_and_subject_ids_in_text_are_withheld(
         "she met Grace Auditwoman."
     ]
     assert data["withheld"]["total"] == 1
+
+
+async def test_a_person_who_is_also_staff_keeps_their_own_name_in_their_copy(
+    services: Services,
+) -> None:
+    """Grace works for us and buys from us: in her own copy her name is hers, not the
+    pseudonym of a member of staff (withholding it would withhold her own data)."""
+    await services.accounts.create_user(
+        "grace.a@example.org", "sales", password=PASSWORD, display_name="Grace Auditwoman"
+    )
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": grace.id,
+            "channel": "store_visit",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "summary": "Grace Auditwoman (grace.a@example.org) bought a kettle.",
+        },
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    data = json.loads(unzip(bundle.zip_bytes)["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == (
+        "Grace Auditwoman (grace.a@example.org) bought a kettle."
+    )
+    assert data["withheld"]["total"] == 0

@@ -55,7 +55,7 @@ import json
 import re
 import uuid
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,7 +73,14 @@ from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, Kind, Record
 from server.dsr import export_html
 from server.gateway import Actor, GatewayError
 from server.gateway.gateway import Record
-from server.gateway.mentions import ANOTHER_PERSON, Identity, Matcher, Mention, fold_key
+from server.gateway.mentions import (
+    ANOTHER_PERSON,
+    IDENTIFYING,
+    Identity,
+    Matcher,
+    Mention,
+    fold_key,
+)
 from server.money import plain_major
 from server.processing_record import LEGAL_BASIS_LABELS
 from server.vault import Vault
@@ -694,9 +701,24 @@ def excerpt(text: str, spans: Iterable[tuple[int, int]]) -> str:
     return EXCERPT_GAP.join(p for p in parts if p)
 
 
-async def _staff_pseudonyms(key: bytes, region: str) -> Callable[[str], tuple[str, int]]:
+def _own_names(held: Mapping[str, list[dict[str, Any]]]) -> set[str]:
+    """The person's own names and addresses (as :func:`fold_key` keys), from their records."""
+    own: set[str] = set()
+    for resource, docs in held.items():
+        fields = [f for f in RECORD_TYPES[resource].fields if f.category in IDENTIFYING]
+        for doc in docs:
+            values = [str(doc[f.name]) for f in fields if doc.get(f.name)]
+            names = [str(doc[f.name]) for f in fields if doc.get(f.name) and f.kind is Kind.TEXT]
+            own.update(fold_key(v) for v in [*values, " ".join(names)])
+    return own
+
+
+async def _staff_pseudonyms(
+    key: bytes, region: str, own: Collection[str] = ()
+) -> Callable[[str], tuple[str, int]]:
     """Replaces a staff member's full name (two words or more) or e-mail address in free
-    text by the label the access log shows for them (``sales #1a2b...``)."""
+    text by the label the access log shows for them (``sales #1a2b...``) - except a name or
+    address that is the person's own (``own``: a person who also works for us)."""
     labels: dict[str, str] = {}
     identities = []
     for user_id, name, email, role in await staff_identities():
@@ -704,7 +726,11 @@ async def _staff_pseudonyms(key: bytes, region: str) -> Callable[[str], tuple[st
         # A full name of two words or more ("Sam Staff"): a one-word display name such as
         # "Admin" would turn every "admin" in a note into a pseudonym.
         full_name = " ".join(name.split())
-        texts = tuple(t for t in (full_name if " " in full_name else "", email.strip()) if t)
+        texts = tuple(
+            t
+            for t in (full_name if " " in full_name else "", email.strip())
+            if t and fold_key(t) not in own
+        )
         labels.update({fold_key(t): label for t in texts})
         identities.append(Identity(texts))
     matcher = Matcher(identities, region)
@@ -770,7 +796,9 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
         purpose=EXPORT_PURPOSE,
         also={mention.owner_subject for mention in mentions},
     )
-    staff = await _staff_pseudonyms(pseudonym_key(gateway.vault), gateway.default_region)
+    staff = await _staff_pseudonyms(
+        pseudonym_key(gateway.vault), gateway.default_region, _own_names(held)
+    )
     records: dict[str, set[str]] = {}
     fields: dict[str, dict[str, None]] = {}
     for (resource, doc, name), (text, others) in zip(slots, withheld, strict=False):
