@@ -636,3 +636,37 @@ async def test_a_person_who_is_also_staff_keeps_their_own_name_in_their_copy(
         "Grace Auditwoman (grace.a@example.org) bought a kettle."
     )
     assert data["withheld"]["total"] == 0
+
+
+def test_the_matcher_finds_double_barrelled_names_with_any_dash_or_space() -> None:
+    anna = Identity(("Anna Smith-Jones", "Smith-Jones", "Anna"), frozenset())
+    text = "Smith Jones, SMITH\u2013JONES, Smith - Jones, Anna Smith\nJones; Smithjones; Jones."
+    assert Matcher([anna], "GB").replace(text, "[x]") == (
+        "[x], [x], [x], [x]; Smithjones; Jones.",
+        4,
+    )
+
+
+async def test_a_double_barrelled_name_written_with_a_space_is_withheld(
+    services: Services,
+) -> None:
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="Anna", last_name="Smith-Jones", phone="+44 20 7946 0104"),
+    )
+    await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": grace.id,
+            "channel": "meeting",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "summary": "Mrs Smith Jones joined us.",
+        },
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    data = json.loads(unzip(bundle.zip_bytes)["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == "Mrs [another person] joined us."

@@ -185,6 +185,12 @@ def _phone_pattern(e164: str) -> str:
     return rf"(?<!\d)\(?(?:{'|'.join(prefixes)})?{sep.join(national)}(?!\d)"
 
 
+# Between the words of a name, any spacing or dash: "Smith-Jones" is also written
+# "Smith Jones" or with an en dash.
+_NAME_PARTS = re.compile(r"[\s\-\u2010-\u2015]+")
+_NAME_GAP = r"[\s\-\u2010-\u2015]+"
+
+
 # Typographic apostrophes (U+2019 and the like) stand for the ASCII one in names.
 _APOSTROPHES = str.maketrans(dict.fromkeys("\u2019\u02bc\u2018`\u00b4", "'"))
 
@@ -225,8 +231,9 @@ def origins(text: str) -> list[int]:
 
 
 def fold_key(text: str) -> str:
-    """One name or address as a lookup key: folded, spacing unified."""
-    return " ".join(folded(text).split())
+    """One name or address as a lookup key: folded, spacing and dashes between its words
+    unified ("Smith-Jones" is "smith jones")."""
+    return " ".join(word for word in _NAME_PARTS.split(folded(text)) if word)
 
 
 def _add(found: list[Span], span: Span) -> None:
@@ -247,7 +254,7 @@ class Matcher:
             phones.update(identity.phones)
         folded = {fold_key(text) for text in texts} - {""}
         ordered = sorted(folded, key=len, reverse=True)
-        patterns = [r"\s+".join(re.escape(word) for word in text.split()) for text in ordered]
+        patterns = [_NAME_GAP.join(re.escape(word) for word in text.split()) for text in ordered]
         # Matched in the folded text (see :func:`folded`): case and accents do not matter.
         self._regex = (
             re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)") if patterns else None
