@@ -670,3 +670,36 @@ async def test_a_double_barrelled_name_written_with_a_space_is_withheld(
     bundle = await build_export(services, grace.subject_id, requested_by="system:test")
     data = json.loads(unzip(bundle.zip_bytes)["data.json"])
     assert data["records"]["interaction"][0]["summary"] == "Mrs [another person] joined us."
+
+
+async def test_an_address_inside_another_address_is_no_mention(services: Services) -> None:
+    """smith@ is not john.smith@: the other person's record is not the person's to see, and
+    erasing the person must not cut the other person's address in half."""
+    gw = services.gateway
+    shared = await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="Petra", last_name="Quist", email="smith@acme.example"),
+    )
+    john = await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="John", last_name="Smithers", email="john.smith@acme.example"),
+    )
+    theirs = await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": john.id,
+            "channel": "email",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "summary": "Sent the contract to john.smith@acme.example and "
+            "smith@acme.example.org; ill since May.",
+        },
+    )
+    bundle = await build_export(services, shared.subject_id, requested_by="system:test")
+    assert json.loads(unzip(bundle.zip_bytes)["data.json"])["mentions"] == []
+    result = await services.erasure.erase(shared.subject_id, by="system:test")
+    assert result.mentions == 0
+    after = await gw.read(ADMIN, "interaction", theirs.id, purpose="compliance")
+    assert after.values["summary"].startswith("Sent the contract to john.smith@acme.example and")

@@ -236,6 +236,12 @@ def fold_key(text: str) -> str:
     return " ".join(word for word in _NAME_PARTS.split(folded(text)) if word)
 
 
+# A name is whole words; an e-mail address a whole address: smith@acme.example is
+# neither in john.smith@acme.example nor in smith@acme.example.org.
+_WORDS = r"(?<!\w)(?:{})(?!\w)"
+_ADDRESS = r"(?<![\w.+'%-])(?:{})(?!\.?[\w-])"
+
+
 def _add(found: list[Span], span: Span) -> None:
     start, end = span
     if not any(s < end and start < e for s, e in found):
@@ -254,11 +260,14 @@ class Matcher:
             phones.update(identity.phones)
         folded = {fold_key(text) for text in texts} - {""}
         ordered = sorted(folded, key=len, reverse=True)
-        patterns = [_NAME_GAP.join(re.escape(word) for word in text.split()) for text in ordered]
+        patterns = [
+            (_ADDRESS if "@" in text else _WORDS).format(
+                _NAME_GAP.join(re.escape(word) for word in text.split())
+            )
+            for text in ordered
+        ]
         # Matched in the folded text (see :func:`folded`): case and accents do not matter.
-        self._regex = (
-            re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)") if patterns else None
-        )
+        self._regex = re.compile("|".join(patterns)) if patterns else None
         self._phones = frozenset(phones)
         self._region = region
         # The national numbers' digits: a text whose digits hold none of them cannot
