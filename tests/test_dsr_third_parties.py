@@ -703,3 +703,40 @@ async def test_an_address_inside_another_address_is_no_mention(services: Service
     assert result.mentions == 0
     after = await gw.read(ADMIN, "interaction", theirs.id, purpose="compliance")
     assert after.values["summary"].startswith("Sent the contract to john.smith@acme.example and")
+
+
+async def test_a_link_to_another_persons_record_is_withheld(services: Services) -> None:
+    """A meeting with Grace about Judith's deal: the deal is Judith's, and its id is not
+    Grace's to have (her organization is hers: it stays)."""
+    gw = services.gateway
+    org = await gw.create(SEED, "organization", {"name": "Acme Widgets"})
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE, organization_id=org.id))
+    judith = await gw.create(SEED, "contact", contact_values(**JUDITH))
+    deal = await gw.create(
+        SEED,
+        "deal",
+        {"contact_id": judith.id, "title": "Fleet", "amount": 5, "currency": "EUR"},
+    )
+    await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": grace.id,
+            "channel": "meeting",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "deal_id": deal.id,
+            "summary": "About the fleet.",
+        },
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    files = unzip(bundle.zip_bytes)
+    for name, content in files.items():
+        assert deal.id.encode() not in content, name
+    data = json.loads(files["data.json"])
+    jsonschema.Draft202012Validator(SCHEMA).validate(data)
+    assert data["records"]["interaction"][0]["deal_id"] == "[another person]"
+    assert data["records"]["contact"][0]["organization_id"] == org.id
+    assert "Acme Widgets" in files["index.html"].decode()
+    assert data["withheld"]["record_types"] == [
+        {"record_type": "interaction", "label": "Interaction", "records": 1, "fields": ["Deal"]}
+    ]

@@ -110,6 +110,8 @@ MENTIONS_FILE = "mentions.csv"
 # Consent evidence holds text staff typed (a call or letter reference) or a client sent: it
 # is withheld from like the person's free text, counted under this pseudo record type.
 CONSENT_EVIDENCE = ("consent_event", "Consent event", "Evidence")
+# Links the person's records keep even to a record of somebody else: their organization.
+LINKS_KEPT = frozenset({"organization"})
 EXCERPT_GAP = " … "  # between two sentences of one field that mention the person
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s)|\n")
 WITHHELD_REASON = (
@@ -636,7 +638,7 @@ async def _linked_names(
         for spec in RECORD_TYPES[resource].fields:
             if spec.references and spec.references not in held:
                 for doc in docs:
-                    if doc.get(spec.name):
+                    if doc.get(spec.name) and doc[spec.name] != ANOTHER_PERSON:
                         wanted[str(doc[spec.name])] = spec.references
     names: dict[str, str] = {}
     for record_id, target in wanted.items():
@@ -780,6 +782,16 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
         for mention in mentions
         for name, (plain, spans) in mention.texts.items()
     ]
+    # Links to records about other people (a meeting with the person about someone else's
+    # deal): withheld like their ids in text. Their organization is theirs: it stays.
+    links = [
+        (resource, doc, spec.name)
+        for resource, docs in held.items()
+        for spec in RECORD_TYPES[resource].fields
+        if spec.kind is Kind.REFERENCE and spec.references not in LINKS_KEPT
+        for doc in docs
+        if isinstance(doc.get(spec.name), str) and doc[spec.name]
+    ]
     consents = await services.consent.proof(subject, actor_id=actor.id, actor_role=actor.role)
     evidence = [
         (event, name)
@@ -792,7 +804,8 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
         subject,
         [str(doc[name]) for _, doc, name in slots]
         + [text for _, _, text in excerpts]
-        + [str(event["evidence"][name]) for event, name in evidence],
+        + [str(event["evidence"][name]) for event, name in evidence]
+        + [str(doc[name]) for _, doc, name in links],
         purpose=EXPORT_PURPOSE,
         also={mention.owner_subject for mention in mentions},
     )
@@ -822,6 +835,13 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
             records.setdefault(consent_type, set()).add(str(event["id"]))
             fields.setdefault(consent_type, {})[evidence_label] = None
             labels[consent_type] = consent_label
+    after_evidence = after_slots[len(excerpts) + len(evidence) :]
+    for (resource, doc, name), (text, _) in zip(links, after_evidence, strict=False):
+        if text == ANOTHER_PERSON:  # the whole id is another person's record
+            doc[name] = ANOTHER_PERSON
+            records.setdefault(resource, set()).add(str(doc["id"]))
+            fields.setdefault(resource, {})[RECORD_TYPES[resource].by_name[name].label] = None
+            labels.setdefault(resource, RECORD_TYPES[resource].label)
     mention_docs.sort(key=lambda m: (m["date"], m["record_type"], m["field"]))
     summary = RedactionSummary(
         withheld=tuple(
