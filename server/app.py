@@ -24,7 +24,7 @@ from server.health import health, ready
 from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
 from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
-from server.portal.routes import PortalPages
+from server.portal.routes import PortalPages, PortalTransparency
 from server.reports.routes import ReportRoutes
 from server.request_guard import RequestInputGuard
 from server.requests import request_id_middleware
@@ -59,6 +59,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     CampaignRoutes,
     ConsentLinks,
     PortalPages,  # the customer self-service portal (own cookie, no staff session)
+    PortalTransparency,  # the portal's access log with proofs, and receipts
 )
 
 

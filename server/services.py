@@ -22,6 +22,7 @@ from server.consent.service import ConsentEngine
 from server.dsr.erasure import Erasure
 from server.dsr.export import build_export
 from server.dsr.holds import LegalHolds
+from server.dsr.receipts import fulfil_erasure_with_receipt
 from server.dsr.requests import DataRequest, DataSubjectRequests
 from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
@@ -171,6 +172,8 @@ def build_services(settings: Settings) -> Services:
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)
+    # A finished erasure e-mails its signed receipt with the fulfilment notice.
+    requests.fulfillers["erasure"] = partial(fulfil_erasure_with_receipt, services)
     # Staff-fulfilled access and portability requests: the person gets an expiring link.
     requests.fulfillers["access"] = portal.send_download_link
     requests.fulfillers["portability"] = portal.send_download_link

@@ -374,5 +374,6 @@ async def test_staff_cannot_lift_an_objection_without_evidence(
         actor_id="user:1",
         evidence={"note": "call of 3 March, asked to hear about offers again"},
     )
-    assert lifted is not None and lifted.evidence["note"].startswith("call of 3 March")
+    assert lifted is not None
+    assert lifted.evidence["note"].startswith("call of 3 March")
     assert (await why(consent, subject, "marketing_email"))[1] != "objected"

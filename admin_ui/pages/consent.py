@@ -583,8 +583,10 @@ class ConsentPages(Controller):
         )
         back = f"/contacts/{record.id}"
         form = await request.form()
-        scope, source, note = _text(form, "scope", 64), _text(form, "source", 16), _text(
-            form, "note", 200
+        scope, source, note = (
+            _text(form, "scope", 64),
+            _text(form, "source", 16),
+            _text(form, "note", 200),
         )
         if source not in RECORD_SOURCES:
             await flash(request, visit, "Choose how the person asked.", "error")
@@ -605,9 +607,8 @@ class ConsentPages(Controller):
         if lifted is None:
             await flash(request, visit, "Nothing to lift: no objection is in force.", "info")
         else:
-            await flash(
-                request, visit, "Objection lifted. It is in the ledger and the audit log.", "success"
-            )
+            message = "Objection lifted. It is in the ledger and the audit log."
+            await flash(request, visit, message, "success")
         return see_other(back)
 
     @post("/contacts/{record_id:str}")

@@ -1183,6 +1183,32 @@ class ConsentEngine:
             )
         return [objection]
 
+    async def ledger(
+        self, subject_id: str, *, actor_id: str, actor_role: str = "", request_id: str = ""
+    ) -> list[ConsentRecord]:
+        """Every ledger event of one person, newest first (the 360 page, the portal's
+        receipts), evidence left sealed. Audited as ``consent.ledger_read`` (counts only)."""
+        subject = _subject(subject_id)
+        rows = (
+            await ConsentEvent.select()
+            .where(ConsentEvent.subject_id == uuid.UUID(subject))
+            .order_by(ConsentEvent.id, ascending=False)
+        )
+        async with db.write_transaction():
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=actor_id,
+                    actor_role=actor_role or _role_of(actor_id),
+                    action="consent.ledger_read",
+                    resource_type="consent",
+                    subject_ids=(subject,),
+                    outcome=Outcome.ALLOWED,
+                    request_id=request_id,
+                    detail={"events": len(rows)},
+                )
+            )
+        return [self._record_of(row) for row in rows]
+
     # -- proof ---------------------------------------------------------------------------
 
     async def proof(
