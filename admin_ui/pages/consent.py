@@ -84,8 +84,8 @@ KIND_LABELS = {
     Kind.LIFTED.value: "Objection lifted",
 }
 # charts.js colours a series by its key (grants green, withdrawals amber, objections red,
-# expiries grey); the labels say what each series is.
-CHART_KEYS = {kind: kind for kind in ("granted", "withdrawn", "objected", "expired")}
+# expiries grey, lifted objections blue); the labels say what each series is.
+CHART_KEYS = {kind: kind for kind in ("granted", "withdrawn", "objected", "expired", "lifted")}
 RECORD_SOURCES = {
     Source.PHONE.value: "By phone",
     Source.STAFF.value: "In writing (letter or form handed to staff)",

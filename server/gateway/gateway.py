@@ -1068,6 +1068,13 @@ class Gateway:
                 column = getattr(table, name)
                 conditions.append(column == value)
                 continue
+            if name == "subject_id":  # the records about one person (metadata, no field)
+                try:
+                    column = getattr(table, "subject_id")
+                    conditions.append(column == uuid.UUID(str(value)))
+                except ValueError:
+                    problems["subject_id"] = "must be a subject id"
+                continue
             if name == "id":  # these records only (names for the ids on a page, in one list)
                 try:
                     ids = [
