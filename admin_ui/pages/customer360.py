@@ -40,7 +40,7 @@ from admin_ui.pages.records import PAGE_PATHS, PLURALS, heading_of, shown_value
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from policy.enforcer import PolicyEngine
-from server.consent.model import SUBJECT_ACTOR
+from server.consent.model import SUBJECT_ACTOR, Kind
 from server.datamap import (
     CASE,
     CONTACT,
@@ -358,11 +358,16 @@ async def consent_entries(
             Entry(
                 status.since.astimezone(dt.UTC),
                 "consent",
-                f"Consent {state.lower()}: {purpose}",
+                f"{objection_title(status.state, state)}: {purpose}",
                 details=(Detail("Channel", channel),),
             )
         )
     return rows, entries
+
+
+def objection_title(kind: Kind, label: str) -> str:
+    """ "Consent granted", but "Objected" and "Objection lifted" as they are."""
+    return label if kind in (Kind.OBJECTED, Kind.LIFTED) else f"Consent {label.lower()}"
 
 
 class CustomerPages(Controller):
