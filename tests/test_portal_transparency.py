@@ -168,6 +168,11 @@ async def test_a_proof_for_another_persons_event_cannot_be_obtained(
     )
     assert refused.status_code == missing.status_code == 404
     assert text_of(refused) == text_of(missing)  # someone else's event does not exist
+    for bad in ("0", "-3", str(2**70), "abc"):
+        answer = await web.post(f"/portal/access/{bad}/proof", data={"_csrf_token": token})
+        assert answer.status_code in (400, 404), bad
+    assert (await web.get(f"/portal/access?before={2**70}")).status_code in (200, 400)
+    assert (await web.get("/portal/access?before=x")).status_code == 400
     everything = await download(web, "/portal/access", "/portal/access/proofs")
     assert theirs["seq"] not in {p["seq"] for p in everything["proofs"]}
     # Signed out, nothing at all.

@@ -417,6 +417,7 @@ def _correct_form(
 # -- who looked at my data, and receipts (issue 23, items 2 and 3) ---------------------------
 
 PROOFS_NAME = "my-access-proofs.json"
+MAX_SEQ = 2**53  # larger numbers name no event (and would not fit a BIGINT comparison)
 PUBLIC_KEY_NAME = "consentry-audit.pub"
 
 
@@ -449,7 +450,7 @@ class PortalTransparency(Controller):
         page = await access_page(
             services_of(request),
             identity.subject_id,
-            before=before if before and before > 0 else None,
+            before=before if before and 0 < before <= MAX_SEQ else None,
             request_id=request_id_of(request),
         )
         return _page(
@@ -477,9 +478,14 @@ class PortalTransparency(Controller):
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        document = await access_proofs(
-            services_of(request), identity.subject_id, seq=seq, request_id=request_id_of(request)
-        )
+        document = None
+        if 0 < seq <= MAX_SEQ:
+            document = await access_proofs(
+                services_of(request),
+                identity.subject_id,
+                seq=seq,
+                request_id=request_id_of(request),
+            )
         if document is None:  # someone else's event, or none at all: the same answer
             return _not_found(request)
         return _json_download(document, f"access-{seq}-proof.json")
@@ -538,7 +544,9 @@ class PortalTransparency(Controller):
         if identity is None:
             return _see_other("/portal")
         services = services_of(request)
-        receipt = await consent_receipt(services, identity.subject_id, ledger_id)
+        receipt = None
+        if 0 < ledger_id <= MAX_SEQ:
+            receipt = await consent_receipt(services, identity.subject_id, ledger_id)
         if receipt is None:
             return _not_found(request)
         await _record_receipt(request, identity, None)
