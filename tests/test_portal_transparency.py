@@ -274,3 +274,31 @@ async def test_the_erasure_receipt_is_emailed_to_the_address_before_it_is_gone(
     assert job is not None
     assert job.complete
     assert not await portal_services.gateway.vault.holds_key(person.subject_id)
+
+
+async def test_the_access_page_is_paginated_newest_first(
+    web: AsyncClient, smtp: LocalSmtp, portal_services: Services
+) -> None:
+    person = await new_person(portal_services, Actor.system("test-seed"))
+    reader = Actor.system("test-reader")
+    for _ in range(30):
+        await portal_services.gateway.read(reader, "contact", person.id)
+    await signed_in(web, smtp, person)
+    first = await web.get("/portal/access")
+    seqs = [int(s) for s in re.findall(r"/portal/access/(\d+)/proof", first.text)]
+    assert len(seqs) == 25
+    assert seqs == sorted(seqs, reverse=True)
+    older = re.search(r'href="(/portal/access\?before=(\d+))"', first.text)
+    assert older
+    assert int(older.group(2)) == seqs[-1]
+    second = await web.get(older.group(1))
+    rest = [int(s) for s in re.findall(r"/portal/access/(\d+)/proof", second.text)]
+    assert rest
+    assert max(rest) < min(seqs)
+    assert rest == sorted(rest, reverse=True)
+    assert 'href="/portal/access"' in second.text  # back to the newest
+    # Every event naming the person, over the two pages (plus the views themselves).
+    about = await AuditRecord.count().where(
+        AuditRecord.subject_ids.like(f'%"{person.subject_id}"%')
+    )
+    assert len(seqs) + len(rest) == about - 1  # the second view came after the first page
