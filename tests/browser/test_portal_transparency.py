@@ -118,7 +118,7 @@ def test_the_access_page_lists_a_reps_read_and_its_proofs_verify(
 
     page.get_by_role("link", name="check it yourself").click()
     expect(page.get_by_role("heading", name="How to check what we tell you")).to_be_visible()
-    expect(page.get_by_text("standalone_verify.py --proofs")).to_be_visible()
+    expect(page.get_by_text("--proofs my-access-proofs.json")).to_be_visible()
     consentry.assert_alive()
 
 
