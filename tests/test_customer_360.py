@@ -223,6 +223,11 @@ async def test_what_the_role_may_not_see_is_restricted_or_left_out(
     assert {r["resource_type"] for r in lists} == {"deal", "interaction", "case"}
     assert all(json.loads(r["fields"]) == [] for r in lists)
     assert all(json.loads(r["subject_ids"]) == [w["person"].subject_id] for r in lists)
+    # An admin may read the records (and, by its wildcard, metadata too): contents win.
+    admin = await web_login(staff, await staff.create("admin"))
+    full = text_of(await admin.get(f"/contacts/{w['person'].id}/360"))
+    assert DEAL_TITLE in full
+    assert "metadata only" not in full
 
 
 async def test_a_won_deal_is_flagged_in_any_pipeline_and_no_longer_expected_to_close(

@@ -230,7 +230,13 @@ async def related_lists(
         title = PLURALS[rt.resource]
         found = RelatedList(rt.resource, title)
         readable = gateway.permitted_fields(visit.actor, rt.resource, "list")
-        found.metadata_only = may_see_metadata(policy, visit, rt.resource)
+        # Metadata is the fallback for a role that may list the records but not read
+        # whom they are about (compliance); a role that reads them (admin) sees them all.
+        found.metadata_only = (
+            readable is not None
+            and "contact_id" not in readable
+            and may_see_metadata(policy, visit, rt.resource)
+        )
         if readable is None or ("contact_id" not in readable and not found.metadata_only):
             found.note = f"Your role may not see {title.lower()}: they are left out."
             lists.append(found)
