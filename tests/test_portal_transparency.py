@@ -302,3 +302,24 @@ async def test_the_access_page_is_paginated_newest_first(
         AuditRecord.subject_ids.like(f'%"{person.subject_id}"%')
     )
     assert len(seqs) + len(rest) == about - 1  # the second view came after the first page
+
+
+async def test_an_erasure_is_fulfilled_even_when_its_receipt_cannot_be_built(
+    smtp: LocalSmtp, portal_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(seqs: Any) -> dict[str, Any]:
+        raise OSError("the signing key went away")
+
+    monkeypatch.setattr(portal_services.audit_trail, "inclusion_proofs", broken)
+    requests = portal_services.requests
+    person = await new_person(portal_services, Actor.system("test-seed"))
+    logged = await requests.log(
+        person.subject_id, "erasure", "phone",
+        verification="phone_callback", by="user:7", contact_id=person.id,
+    )  # fmt: skip
+    for state in ("in_review", "approved", "fulfilled"):
+        done = await requests.transition(logged.request.id, state, by="user:7")
+    assert done.request.state == "fulfilled"
+    [mail] = [m for m in smtp.received if "fulfilled" in m.text]
+    assert "could not attach your signed receipt" in mail.text
+    assert "BEGIN CONSENTRY RECEIPT" not in mail.text

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from audit import queries
 from audit.queries import EventRow
 from server.dsr.requests import ANSWERED, KINDS, STATES, DataRequest
+from server.logs import get_logger
 
 if TYPE_CHECKING:
     from server.services import Services
@@ -44,6 +45,8 @@ CONSENT_WORDS = {
     "lifted": "Objection lifted",
 }
 ERASURE_ACTIONS = ("dsr.erase_start", "dsr.erase")
+
+log = get_logger("consentry.dsr.receipts")
 
 
 def receipt_body(doc: dict[str, Any]) -> bytes:
@@ -176,7 +179,16 @@ async def fulfil_erasure_with_receipt(
     job = await services.erasure.job_for_request(request.id)
     if job is None or not job.complete:
         return lines
-    receipt = await erasure_receipt(services, request)
+    try:
+        receipt = await erasure_receipt(services, request)
+    except Exception as exc:  # the erasure is done: the request must still be fulfilled
+        log.error("erasure receipt not built", error=type(exc).__name__)
+        return [
+            *lines,
+            "",
+            "We could not attach your signed receipt to this message. Write to us and we",
+            "will send it: the audit log keeps the record of your erasure.",
+        ]
     return [
         *lines,
         "",
