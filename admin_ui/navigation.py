@@ -91,7 +91,10 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
         (
             MenuEntry("Users", "/admin/users", None, admin_only=True),
             MenuEntry("Pipelines", "/admin/pipelines", ("pipeline", "manage")),
+            MenuEntry("Service accounts", "/admin/service-accounts", ("service_account", "manage")),
             MenuEntry("Import", "/import", None, admin_only=True),
+            MenuEntry("Webhooks", "/admin/webhooks", ("webhook", "manage")),
+            MenuEntry("Recipients", "/admin/recipients", ("recipient", "manage")),
         ),
     ),
 )

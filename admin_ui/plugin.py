@@ -38,16 +38,19 @@ from admin_ui.pages.duplicates import DuplicatePages
 from admin_ui.pages.erasure import ErasurePages
 from admin_ui.pages.holds import HoldPages
 from admin_ui.pages.imports import ExportPages, ImportPages
+from admin_ui.pages.integrations import RecipientPages, WebhookPages
 from admin_ui.pages.leads import LeadConvertPages
 from admin_ui.pages.my_day import MyDayPages
 from admin_ui.pages.notes import NotePanel
 from admin_ui.pages.pipeline import BoardPages, PipelineSettingsPages
 from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
+from admin_ui.pages.release import ReleasePages
 from admin_ui.pages.reports import ReportPages
 from admin_ui.pages.requests import RequestPages
 from admin_ui.pages.search import SearchPages
 from admin_ui.pages.sign_in import SignInPages
+from admin_ui.pages.tokens import TokenPages
 from admin_ui.pages.users import UserPages
 from admin_ui.rendering import gateway_error_handler, http_error_handler, redirect_handler
 from admin_ui.security import csrf_config, security_headers
@@ -94,11 +97,13 @@ def admin_router() -> Router:
             security,
             enrol,
             UserPages,
+            TokenPages,  # /account/tokens, /admin/service-accounts (API tokens)
             CompliancePages,
             AlertPages,
             ConsentPages,
             RequestPages,
             ErasurePages,  # /compliance/requests/{id}/erase
+            ReleasePages,  # /compliance/requests/{id}/release
             HoldPages,
             ProcessingRecordPage,
             ReportPages,
@@ -119,6 +124,8 @@ def admin_router() -> Router:
             LeadConvertPages,
             BoardPages,  # /pipeline
             PipelineSettingsPages,  # /admin/pipelines
+            WebhookPages,  # /admin/webhooks
+            RecipientPages,  # /admin/recipients (Art. 19 register)
             CampaignPages,  # /campaigns: segments and campaigns (marketing, admin)
             SearchPages,  # /search: the header search box, its results, record pickers
         ],

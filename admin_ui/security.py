@@ -30,6 +30,7 @@ CSRF_EXEMPT = [
     "^/schema",
     "^/static/",
     "^/consent/(confirm|withdraw)/",
+    "^/notices/acknowledge/",  # Art. 19 acknowledgements: the token is the credential
     # The preference center: the same, its signed expiring token is the credential.
     "^/preferences/",
 ]

@@ -31,7 +31,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
@@ -195,8 +195,18 @@ class GroupCommitStats:
 
 
 class AuditLog:
-    def __init__(self, mac: EntryMac, clock: Callable[[], dt.datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        mac: EntryMac,
+        clock: Callable[[], dt.datetime] = _utc_now,
+        *,
+        outbox: Callable[[AuditEvent], Awaitable[None]] | None = None,
+    ) -> None:
         self.mac = mac
+        # The transactional outbox (server.webhooks.outbox): told of every event appended
+        # in a change's transaction, so that what a change must tell others (webhooks,
+        # Art. 19 notices) is queued in that same transaction, or not at all.
+        self._outbox = outbox
         # Injectable only so that tests can lay events out over hours in a moment.
         self._clock = clock
         self._waiting: list[tuple[AuditEvent, asyncio.Future[int]]] = []
@@ -209,6 +219,8 @@ class AuditLog:
         Raises whatever the database raises: the caller's operation must then fail too.
         """
         [seq] = await self._append_all([event])
+        if self._outbox is not None:
+            await self._outbox(event)
         return seq
 
     async def append_committed(self, event: AuditEvent) -> int:

@@ -11,7 +11,10 @@ Every 10 seconds a sample records each worker's resident memory (from /proc, the
 server's process group), the PostgreSQL connections to Consentry's database, the audit
 events not yet under a signed head, and the requests of those 10 seconds. After the run
 the server is stopped, the time from each event to its signed head is measured and
-``consentry audit verify`` is run against the database. The samples go to
+``consentry audit verify`` is run against the database. On PostgreSQL each sample also
+keeps the live and dead rows of the busiest tables and their autovacuum and autoanalyze
+counts, so that a latency step can be set beside a vacuum or a plan change; the report
+shows p50/p99 per minute for each operation. The samples go to
 ``soak.json``, two charts to ``rss.png`` and ``latency.png``, and the targets (see
 ``bench/soak_stats.py``) to ``SOAK.md``, all in ``--out``.
 
@@ -237,6 +240,29 @@ class DatabaseProbe:
         if self.conn is not None:
             await self.conn.close()
 
+    # The tables whose size or churn changes during a soak: contacts grow by the creates,
+    # the audit log by every request, sessions and sealer state are updated all the time.
+    TABLE_STATS = (
+        "SELECT relname, n_live_tup, n_dead_tup, autovacuum_count, autoanalyze_count "
+        "FROM pg_stat_user_tables WHERE n_live_tup + n_dead_tup > 0 "
+        "ORDER BY n_dead_tup + n_live_tup DESC LIMIT 12"
+    )
+
+    async def tables(self) -> dict[str, dict[str, int]] | None:
+        """Live and dead rows and autovacuum/autoanalyze counts of the busiest tables."""
+        if self.conn is None:
+            return None
+        rows = await self.conn.fetch(self.TABLE_STATS)
+        return {
+            str(r["relname"]): {
+                "live": int(r["n_live_tup"]),
+                "dead": int(r["n_dead_tup"]),
+                "autovacuum": int(r["autovacuum_count"]),
+                "autoanalyze": int(r["autoanalyze_count"]),
+            }
+            for r in rows
+        }
+
     async def sample(self) -> tuple[int | None, int | None]:
         if self.conn is not None:
             connections = await self.conn.fetchval(
@@ -272,6 +298,7 @@ async def sampler(
             "supervisor_rss_kb": leader,
             "pg_connections": connections,
             "unsealed_events": unsealed,
+            "tables": await probe.tables(),
             "last_10s": window,
         }
         samples.append(sample)
@@ -518,6 +545,10 @@ def summarise(
         },
         "by_operation": by_op,
         "per_minute": soak_stats.per_minute(in_run, minutes),
+        "per_minute_by_operation": soak_stats.per_minute_by_operation(
+            in_run, minutes, [op for op, _ in MIX]
+        ),
+        "table_events": soak_stats.table_events(samples),
         "samples": samples,
         "rss": soak_stats.rss_growth(samples),
         "p99_drift": soak_stats.p99_drift(in_run, minutes),

@@ -221,6 +221,7 @@ def markdown(result: dict[str, Any]) -> str:
             for op, x in result["by_operation"].items()
         ],
     )
+    lines += by_operation_per_minute(result)
     conns = [s["pg_connections"] for s in result["samples"] if s["pg_connections"] is not None]
     lag = result["seal_lag"]
     lines += [
@@ -242,7 +243,53 @@ def markdown(result: dict[str, Any]) -> str:
         "Raw samples: [`soak.json`](soak.json).",
         "",
     ]
+    lines[-2:-2] = table_events(result)
     return "\n".join(lines)
+
+
+def by_operation_per_minute(result: dict[str, Any]) -> list[str]:
+    """p50 / p99 of each operation, minute by minute: which operations a step came from."""
+    per_op = result.get("per_minute_by_operation")
+    if not per_op:
+        return []  # a run recorded before this table existed
+    ops = list(per_op)
+    rows = []
+    for i, whole in enumerate(result["per_minute"]):
+        cells = [str(whole["minute"])]
+        for op in ops:
+            x = per_op[op][i]
+            cells.append(f"{x['p50_ms']:.0f} / {x['p99_ms']:.0f}" if x["requests"] else "-")
+        rows.append(cells)
+    return [
+        "",
+        "## Per minute by operation (p50 / p99 ms)",
+        "",
+        *_table(["minute", *(OPERATIONS.get(op, op) for op in ops)], rows),
+    ]
+
+
+def table_events(result: dict[str, Any]) -> list[str]:
+    """Autovacuum and autoanalyze runs during the soak, to set beside the latency steps."""
+    events = result.get("table_events")
+    if events is None:
+        return []
+    if not events:
+        return ["- Autovacuum / autoanalyze during the run: none seen", ""]
+    lines = ["- Autovacuum / autoanalyze during the run (10-second samples):", ""]
+    lines += _table(
+        ["at", "table", "what", "live rows", "dead rows before"],
+        [
+            [
+                f"{e['at_s']:.0f} s (minute {int(e['at_s'] // 60) + 1})",
+                e["table"],
+                e["kind"],
+                f"{e['live']:,}",
+                f"{e['dead_before']:,}",
+            ]
+            for e in events
+        ],
+    )
+    return [*lines, ""]
 
 
 def soak_runs(out: Path) -> list[str]:

@@ -62,6 +62,42 @@ def per_minute(requests: Iterable[Request], minutes: int) -> list[dict[str, Any]
     ]
 
 
+def per_minute_by_operation(
+    requests: Iterable[Request], minutes: int, operations: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """``per_minute`` for each operation on its own: a step in the whole run's latency is
+    only explained once it is known which operations stepped, and when."""
+    mine: dict[str, list[Request]] = {op: [] for op in operations}
+    for request in requests:
+        mine.setdefault(request.op, []).append(request)
+    return {op: per_minute(rows, minutes) for op, rows in mine.items()}
+
+
+def table_events(samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """When PostgreSQL's autovacuum or autoanalyze ran on a table during the run, from the
+    cumulative counters in the 10-second samples: a plan change after an autoanalyze, or
+    dead tuples piling up before an autovacuum, shows as a latency step at that time."""
+    events: list[dict[str, Any]] = []
+    before: dict[str, dict[str, int]] = {}
+    for sample in samples:
+        for table, now in (sample.get("tables") or {}).items():
+            was = before.get(table)
+            if was is not None:
+                for kind in ("autovacuum", "autoanalyze"):
+                    if now[kind] > was[kind]:
+                        events.append(
+                            {
+                                "at_s": sample["at_s"],
+                                "table": table,
+                                "kind": kind,
+                                "live": now["live"],
+                                "dead_before": was["dead"],
+                            }
+                        )
+            before[table] = now
+    return events
+
+
 def window(requests: Sequence[Request], start_s: float, end_s: float) -> dict[str, Any]:
     """Requests sent in ``[start_s, end_s)``: count, non-2xx and percentiles."""
     inside = [r for r in requests if start_s <= r.at_s < end_s]

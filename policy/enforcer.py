@@ -35,6 +35,13 @@ POLICY_PATH = POLICY_DIR / "policy.csv"
 ROLES = ("admin", "sales", "support", "marketing", "compliance")
 
 _MINT = object()
+# A wider record scope or hand-over right includes the narrower one (role comparisons).
+WIDER_ACTIONS = {
+    "scope:own": ("scope:team", "scope:all"),
+    "scope:team": ("scope:all",),
+    "assign:self": ("assign:team", "assign:any"),
+    "assign:team": ("assign:any",),
+}
 
 
 class Scope(enum.StrEnum):
@@ -52,6 +59,19 @@ class Assign(enum.StrEnum):
     SELF = "self"  # only themselves, in their own team
     TEAM = "team"  # an active colleague in their own team
     ANY = "any"  # any active staff user, any known team
+
+
+@dataclass(frozen=True)
+class TokenLimits:
+    """What an API token narrows its role to: the purposes it may act for and, if set,
+    the only fields it may touch (``"email"`` on every record type, or ``"contact.email"``).
+    Part of every decision the token's calls get (hashable, so decisions stay cached)."""
+
+    purposes: frozenset[str]
+    fields: frozenset[str] | None = None  # None: every field the role may use
+
+    def allows_field(self, resource: str, name: str) -> bool:
+        return self.fields is None or name in self.fields or f"{resource}.{name}" in self.fields
 
 
 @dataclass(frozen=True)
@@ -201,6 +221,7 @@ class PolicyEngine:
         # Casbin checks are linear in the number of rules; the rules are fixed for the life
         # of the process, so every (role, object, action) answer can be kept.
         self._allows = lru_cache(maxsize=16384)(self._allows_uncached)
+        self._within = lru_cache(maxsize=256)(self._role_within_uncached)
 
     def allows(self, role: str, obj: str, act: str) -> bool:
         return self._allows(role, obj, act)
@@ -218,8 +239,33 @@ class PolicyEngine:
         purpose: str,
         field_names: tuple[str, ...],
         purpose_fields: frozenset[str],
+        limits: TokenLimits | None = None,
     ) -> AccessDecision:
-        return self._decide(role, resource, action, purpose, field_names, purpose_fields)
+        return self._decide(role, resource, action, purpose, field_names, purpose_fields, limits)
+
+    def role_within(self, narrow: str, wide: str, objects: Iterable[str] = ()) -> bool:
+        """Whether ``narrow`` is no wider than ``wide`` (below); cached, as the policy is
+        fixed for the life of the process (asked on every API token call)."""
+        return self._within(narrow, wide, frozenset(objects))
+
+    def _role_within_uncached(self, narrow: str, wide: str, objects: frozenset[str]) -> bool:
+        """True if every right the policy gives ``narrow`` it also gives ``wide``: asked
+        over every (object, action) any rule names, with ``objects`` (the data map's
+        fields and purposes) and the policy's concrete actions standing in for patterns.
+        An API token's role must be within its creator's (a token never widens what its
+        creator may do)."""
+        if narrow == wide:
+            return True
+        rules = [tuple(rule[:4]) for rule in self._enforcer.get_policy()]
+        actions = {act for _, _, act, _ in rules if "*" not in act}
+        named = {obj for _, obj, _, _ in rules} | set(objects)
+        concrete = {obj for obj in named if "*" not in obj}
+        return all(
+            any(self.allows(wide, obj, a) for a in (act, *WIDER_ACTIONS.get(act, ())))
+            for obj in concrete
+            for act in actions
+            if self.allows(narrow, obj, act)
+        )
 
     def _decide_uncached(
         self,
@@ -229,6 +275,7 @@ class PolicyEngine:
         purpose: str,
         field_names: tuple[str, ...],
         purpose_fields: frozenset[str],
+        limits: TokenLimits | None = None,
     ) -> AccessDecision:
         def deny(reason: str) -> AccessDecision:
             return AccessDecision(
@@ -245,6 +292,8 @@ class PolicyEngine:
 
         if not self.allows(role, f"purpose:{purpose}", "use"):
             return deny("purpose_not_allowed_for_role")
+        if limits is not None and purpose not in limits.purposes:
+            return deny("purpose_not_allowed_for_token")
         if not self.allows(role, resource, action):
             return deny("action_not_allowed")
         scope = next(
@@ -268,7 +317,9 @@ class PolicyEngine:
         fields = frozenset(
             name
             for name in field_names
-            if name in purpose_fields and self.allows(role, f"{resource}.{name}", field_action)
+            if name in purpose_fields
+            and self.allows(role, f"{resource}.{name}", field_action)
+            and (limits is None or limits.allows_field(resource, name))
         )
         assign = Assign.NONE
         if action in {"create", "update"}:

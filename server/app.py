@@ -13,18 +13,25 @@ from litestar.types import ControllerRouterHandler, Scope
 from admin_ui.plugin import AdminUI
 from server import db
 from server.auth.routes import AuthRoutes
+from server.auth.staff_routes import StaffRoutes
 from server.background import BackgroundJobs
 from server.campaigns.routes import CampaignRoutes, SegmentRoutes
+from server.compliance.audit_api import AuditRoutes
 from server.compliance.routes import ComplianceRoutes
+from server.consent.api import ConsentRegistryRoutes, PersonConsentRoutes
 from server.consent.routes import ConsentLinks
 from server.contacts.routes import ContactMergeRoutes, ContactRoutes
 from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes, NoteRoutes, TaskRoutes
+from server.csvio.routes import ImportRoutes
+from server.dsr.api import RequestRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
 from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
 from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
+from server.pipelines.routes import PipelineRoutes
 from server.portal.routes import PortalPages, PortalTransparency
+from server.recipients.routes import NoticeAcknowledgement
 from server.reports.routes import ReportRoutes
 from server.request_guard import RequestInputGuard
 from server.requests import request_id_middleware
@@ -54,12 +61,21 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     PublicLeadForm,  # a website's contact form: no staff session, rate-limited
     ComplianceRoutes,
     ReportRoutes,
+    StaffRoutes,  # /api/v1/staff: staff accounts (staff manage)
+    PipelineRoutes,  # /api/v1/pipelines: pipelines and stages (pipeline manage)
+    ImportRoutes,  # /api/v1/imports: CSV imports as jobs (import run)
     SearchRoutes,  # /api/v1/search: name search over every type
     SegmentRoutes,
     CampaignRoutes,
     ConsentLinks,
+    # Issue 19: consent, data-subject requests and the audit trail over REST.
+    ConsentRegistryRoutes,
+    PersonConsentRoutes,
+    RequestRoutes,
+    AuditRoutes,
     PortalPages,  # the customer self-service portal (own cookie, no staff session)
     PortalTransparency,  # the portal's access log with proofs, and receipts
+    NoticeAcknowledgement,  # /notices/acknowledge/<token>: recipients confirm Art. 19 notices
 )
 
 

@@ -1,5 +1,6 @@
 """Jobs every server worker runs beside the requests: sealing the audit log, alert rules,
-consent expiry, giving freed heap back to the system once a minute (server/memory.py), and
+consent expiry, webhook deliveries and Art. 19 notices (server.webhooks.queue), giving
+freed heap back to the system once a minute (server/memory.py), and
 the daily housekeeping (retention, expired rows, KEK rotation when configured and pruning
 of retired KEK versions: docs/backups.md).
 
@@ -29,6 +30,7 @@ from server.leads.webform import SpentTokens
 from server.logs import get_logger
 from server.memory import can_trim, release_free_heap
 from server.services import Services
+from server.webhooks import queue as webhook_queue
 
 log = get_logger("consentry.background")
 
@@ -39,6 +41,7 @@ EXPIRY_INTERVAL_SECONDS = 300.0
 RETENTION_CHECK_SECONDS = 3600.0  # the run itself is daily: the first check of a UTC day
 RETENTION_START_DELAY_SECONDS = 600.0  # not in the rush of a (re)start
 HEAP_TRIM_SECONDS = 60.0
+WEBHOOK_POLL_SECONDS = 2.0  # how late a queued webhook or notice goes out at most
 STOP_GRACE_SECONDS = 10.0
 LEASE_RETRY_SECONDS = 1.0  # how often a worker without the sealer lease watches and asks
 SUMMARY_SECONDS = 60.0  # the sealer's run times are summed up once a minute
@@ -251,6 +254,25 @@ async def expire_consents_forever(
         await _pause(stop, interval_seconds)
 
 
+async def deliver_webhooks_forever(
+    services: Services, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """Post the due webhook deliveries and send the due Art. 19 notices (each claimed by
+    one worker with a lease: server.webhooks.queue), then wait a moment."""
+    clock = JobClock("webhooks", summary_seconds=SUMMARY_SECONDS)
+    while not stop.is_set():
+        busy = 0
+        try:
+            with clock.run():
+                busy += await services.recipients.send_due()
+                busy += await services.webhooks.sender.deliver_due()
+        except Exception as exc:
+            log.warning("webhook delivery failed", error=type(exc).__name__)
+        if not busy:
+            await _pause(stop, interval_seconds)
+    await services.webhooks.sender.close()
+
+
 async def trim_heap_forever(interval_seconds: float, stop: asyncio.Event) -> None:
     """Give malloc's free pages back to the system once a minute (server/memory.py says
     why), and log the worker's resident memory before and after, so that growth shows in
@@ -273,7 +295,8 @@ async def trim_heap_forever(interval_seconds: float, stop: asyncio.Event) -> Non
 async def remove_expired_rows(services: Services) -> dict[str, int]:
     """Delete rows that have outlived their use and hold no evidence: portal links and
     sessions past their end, import jobs older than 90 days, spent web form tokens that
-    are refused as expired anyway. Counts removed, by kind."""
+    are refused as expired anyway, webhook deliveries done or given up more than 30 days ago.
+    Counts removed, by kind."""
     links, sessions = await services.portal.purge_expired()
     jobs = await ImportJobs(services.gateway).purge()
     form_tokens = await SpentTokens.purge_expired()
@@ -282,6 +305,7 @@ async def remove_expired_rows(services: Services) -> dict[str, int]:
         "portal_sessions": sessions,
         "import_jobs": jobs,
         "spent_form_tokens": form_tokens,
+        "webhook_deliveries": await webhook_queue.purge(),
     }
 
 
@@ -362,6 +386,10 @@ class BackgroundJobs:
             asyncio.create_task(
                 retention_daily(self.services, RETENTION_CHECK_SECONDS, self._stop),
                 name="retention",
+            ),
+            asyncio.create_task(
+                deliver_webhooks_forever(self.services, WEBHOOK_POLL_SECONDS, self._stop),
+                name="webhooks",
             ),
         ]
         if can_trim():

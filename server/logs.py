@@ -95,6 +95,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root.setLevel(level)
     logging.getLogger("uvicorn.access").disabled = True  # logs query strings; ours does not
     logging.getLogger("casbin").setLevel(logging.WARNING)  # dumps the whole policy at INFO
+    # httpx logs every webhook post with its full URL, which may carry a receiver's token;
+    # server.webhooks logs counts and outcome codes instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "litestar"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

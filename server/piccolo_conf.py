@@ -24,6 +24,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.duplicates.piccolo_app",
         "migrations.leads.piccolo_app",
         "migrations.search.piccolo_app",
+        "migrations.integrations.piccolo_app",
     ]
 )
 

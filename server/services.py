@@ -16,6 +16,7 @@ from audit.witness import WitnessFile
 from policy.enforcer import PolicyEngine
 from server.auth.directory import ActiveStaff
 from server.auth.service import StaffAccounts
+from server.auth.tokens import ApiTokens
 from server.campaigns.service import Campaigns
 from server.consent.model import SUBJECT_ACTOR
 from server.consent.service import ConsentEngine
@@ -30,6 +31,8 @@ from server.gateway import Gateway
 from server.mail import Mailer
 from server.pipelines.service import Pipelines
 from server.portal.service import Portal
+from server.recipients.notices import AcknowledgementTokens, RecipientNotices
+from server.recipients.service import Recipients
 from server.settings import ConfigurationError, Settings
 from server.vault import (
     EnvKeyProvider,
@@ -41,6 +44,9 @@ from server.vault import (
 )
 from server.vault.register import ErasureRegister
 from server.vault.rotation import KeyRotation
+from server.webhooks.outbox import EventOutbox
+from server.webhooks.queue import WebhookSender
+from server.webhooks.service import Webhooks
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,9 @@ class Services:
     retention: Retention
     pipelines: Pipelines
     campaigns: Campaigns
+    tokens: ApiTokens  # API tokens: personal and service accounts (server.auth.tokens)
+    webhooks: Webhooks
+    recipients: Recipients
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
     # (one secret, one version: rotate by moving to a key file).
     key_rotation: KeyRotation | None = None
@@ -117,14 +126,18 @@ def build_services(settings: Settings) -> Services:
     keys = load_key_provider(settings)
     session_secret = load_session_secret(settings)
     signer = load_audit_signer(settings)
-    # Every entry is MAC'd under a key derived from the signing key: outside the database.
-    audit = AuditLog(signer.entry_mac())
-    policy = PolicyEngine()
     vault = Vault(
         keys,
         default_phone_region=settings.default_phone_region,
         register=ErasureRegister(settings.resolved_erasure_register_file),
     )
+    # Art. 19 acknowledgement links hang off their own derived key (stable across rotation).
+    ack_tokens = AcknowledgementTokens(vault.derived_key(b"consentry/recipients/ack/v1"))
+    outbox = EventOutbox(RecipientNotices(ack_tokens))
+    # Every entry is MAC'd under a key derived from the signing key: outside the database.
+    # Events appended in a change's transaction also feed the webhook/notice outbox.
+    audit = AuditLog(signer.entry_mac(), outbox=outbox.record)
+    policy = PolicyEngine()
     gateway = Gateway(
         vault, policy, audit, ActiveStaff(), default_region=settings.default_phone_region
     )
@@ -169,6 +182,15 @@ def build_services(settings: Settings) -> Services:
         retention=Retention(gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind),
         pipelines=pipelines,
         campaigns=Campaigns(audit, policy, gateway, consent, mailer),
+        # Token secrets are kept as HMACs under their own subkey of the index root.
+        tokens=ApiTokens(
+            audit,
+            policy,
+            vault.derived_key(b"consentry/api-tokens/v1"),
+            rate_per_minute=settings.api_token_rate_per_minute,
+        ),
+        webhooks=Webhooks(audit, WebhookSender(vault)),
+        recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)

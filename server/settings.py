@@ -98,6 +98,10 @@ class Settings:
     controller_name: str = ""
     controller_contact: str = "privacy@example.com (set CONSENTRY_CONTROLLER_CONTACT)"
     dpo_contact: str = ""
+    # Staff-fulfilled access and portability requests: a compliance officer reviews what
+    # the export withholds about other people (counts and fields) before releasing it.
+    # Off: "Mark fulfilled" releases at once (the review page stays available).
+    export_review: bool = True
     public_url: str = "http://127.0.0.1:8000"  # base of links in e-mails
     # The public lead form (POST /api/v1/public/leads): who owns what it captures, how fast
     # a person can fill it in at the quickest, and how many submissions one client address
@@ -106,6 +110,8 @@ class Settings:
     web_form_team: str = "sales"
     web_form_min_seconds: int = 3
     web_form_free_submissions: int = 10
+    # Calls an API token may make per minute (counted in the database, across workers).
+    api_token_rate_per_minute: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -167,6 +173,7 @@ class Settings:
             or ("privacy@demo.example" if _flag("DEMO", get("DEMO"), False) else "")
             or cls.controller_contact,
             dpo_contact=get("DPO_CONTACT") or "",
+            export_review=_flag("EXPORT_REVIEW", get("EXPORT_REVIEW"), True),
             public_url=(get("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             web_form_owner_id=_positive_int("WEB_FORM_OWNER_ID", get("WEB_FORM_OWNER_ID"), 1)
             if get("WEB_FORM_OWNER_ID")
@@ -177,6 +184,9 @@ class Settings:
             ),
             web_form_free_submissions=_positive_int(
                 "WEB_FORM_FREE_SUBMISSIONS", get("WEB_FORM_FREE_SUBMISSIONS"), 10
+            ),
+            api_token_rate_per_minute=_positive_int(
+                "API_TOKEN_RATE_PER_MINUTE", get("API_TOKEN_RATE_PER_MINUTE"), 600
             ),
         )
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Litestar, Request, Response
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
-from litestar.exceptions import NotAuthorizedException
-from litestar.handlers import HTTPRouteHandler
+from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
@@ -17,9 +18,14 @@ from litestar.openapi.spec import (
 )
 from litestar.params import QueryParameter
 from litestar.routes import HTTPRoute
+from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS
+from litestar.types import Guard
 
+from audit.events import AuditEvent, Outcome
+from server import db
 from server.auth.service import StaffIdentity
-from server.gateway import Actor, GatewayError
+from server.auth.tokens import TokenRateLimited
+from server.gateway import Actor, Forbidden, GatewayError
 from server.gateway.gateway import MAX_PAGE, MAX_PAGE_SIZE
 from server.logs import get_logger
 from server.services import Services
@@ -45,12 +51,54 @@ def request_id_of(request: Request[Any, Any, Any]) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 
+class TooManyCalls(HTTPException):
+    status_code = HTTP_429_TOO_MANY_REQUESTS
+
+
+def bearer_of(request: Request[Any, Any, Any]) -> str | None:
+    """The secret of an ``Authorization: Bearer ...`` header (None: no such header)."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else None
+
+
+IDENTITY_STATE = "consentry_identity"
+
+
 async def provide_identity(request: Request[Any, Any, Any]) -> StaffIdentity:
+    """The caller: an API token (``Authorization: Bearer``) or a staff session cookie.
+
+    A bearer call is never a browser's ambient credential, so it needs no CSRF token; a
+    header that is present but does not work is a 401 even if a cookie is sent too.
+    Resolved once per request (a route's guard and its handler share it), so a token's
+    call counts once against its rate limit."""
+    known: StaffIdentity | None = request.scope.get("state", {}).get(IDENTITY_STATE)
+    if known is not None:
+        return known
+    identity = await _resolve_identity(request)
+    request.scope.setdefault("state", {})[IDENTITY_STATE] = identity
+    return identity
+
+
+async def _resolve_identity(request: Request[Any, Any, Any]) -> StaffIdentity:
+    services = services_of(request)
+    secret = bearer_of(request)
+    if secret is not None:
+        try:
+            identity = await services.tokens.resolve(secret)
+        except TokenRateLimited as limited:
+            raise TooManyCalls(
+                "this token made too many calls: try again after Retry-After seconds",
+                headers={"Retry-After": str(limited.retry_after)},
+            ) from None
+        if identity is None:
+            raise NotAuthorizedException("the API token is unknown, revoked or expired")
+        return identity
     token = request.cookies.get(SESSION_COOKIE, "")
-    identity = await services_of(request).accounts.resolve(token)
+    identity = await services.accounts.resolve(token)
     if identity is None:
         raise NotAuthorizedException(
-            "not logged in (or the session expired): POST /api/v1/auth/login"
+            "not logged in (or the session expired): POST /api/v1/auth/login, or send "
+            "an API token as Authorization: Bearer"
         )
     return identity
 
@@ -58,7 +106,19 @@ async def provide_identity(request: Request[Any, Any, Any]) -> StaffIdentity:
 async def provide_actor(
     request: Request[Any, Any, Any], identity: NamedDependency[StaffIdentity]
 ) -> Actor:
-    return Actor.staff(identity.user_id, identity.role, identity.team, request_id_of(request))
+    return actor_of(identity, request_id_of(request))
+
+
+def actor_of(identity: StaffIdentity, request_id: str) -> Actor:
+    """The gateway actor of a staff user or an API token (its own id, its limits)."""
+    return Actor.staff(
+        identity.user_id,
+        identity.role,
+        identity.team,
+        request_id,
+        actor_id=identity.actor_id,
+        limits=identity.token,
+    )
 
 
 async def provide_services(request: Request[Any, Any, Any]) -> Services:
@@ -111,13 +171,13 @@ ERROR_SCHEMA = Schema(
 )
 ERROR_MEANINGS = {
     400: "Invalid input: the message names the field or rule",
-    401: "Not logged in, or the session expired",
+    401: "Not logged in, the session expired, or the API token is unknown, revoked or expired",
     403: "Your role, the purpose or the person's consent does not allow this",
     404: "No such record in your scope (out of scope looks exactly like absent)",
     409: "The record's state does not allow this now",
     413: "The body is larger than the server accepts",
     415: "The body is not of a media type this endpoint accepts (application/json)",
-    429: "Too many attempts: try again after Retry-After seconds",
+    429: "Too many attempts or calls: try again after Retry-After seconds",
 }
 
 
@@ -127,7 +187,7 @@ def error_statuses(method: str, handler: HTTPRouteHandler, has_path_ids: bool) -
     if has_path_ids:
         statuses.append(404)
     if "identity" in handler.resolve_dependencies():  # a staff session: policy applies
-        statuses += [401, 403, 404]
+        statuses += [401, 403, 404, 429]  # 429: an API token over its rate limit
     if method in BODY_METHODS:
         statuses += [409, 413, 415]
     statuses += handler.opt.get(ALSO_ANSWERS, ())
@@ -167,3 +227,66 @@ def with_error_answers(responses: dict[str, Any], statuses: list[int]) -> dict[s
         # all (logout's answer was "missing Content-Type").
         no_content.content = None
     return responses
+
+
+# --- the right to call an API family (consent, requests, audit) ------------------------------
+
+
+def policy_guard(resource: str, action: str, refusal: str = "") -> Guard:
+    """A route guard: the caller must be signed in (401: a session or an API token) and
+    their role must have ``(resource, action)`` in the policy (403, audited, with
+    ``refusal`` as its one-line reason when given). Guards run before the body is parsed,
+    so a refused caller learns nothing from validation errors."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        request = Request[Any, Any, Any](connection.scope, connection.receive)
+        identity = await provide_identity(request)
+        services = services_of(request)
+        if services.policy.allows(identity.role, resource, action):
+            return
+        actor = actor_of(identity, request_id_of(request))
+        await require_right(request, actor, resource, action, refusal=refusal)
+
+    return guard
+
+
+async def require_right(
+    request: Request[Any, Any, Any],
+    actor: Actor,
+    resource: str,
+    action: str,
+    *,
+    purpose: str = "",
+    audit_allowed: bool = True,
+    refusal: str = "",
+) -> None:
+    """The policy's answer for ``(role, resource, action)``, audited either way.
+
+    A refusal is a 403 with a denied event. ``purpose`` (if the call acts for one) must be
+    among an API token's purposes as well. An allowed call leaves an event too, unless the
+    service it calls audits it itself (``audit_allowed=False``): every call, and a token's
+    above all, is in the trail with its own actor id."""
+    services = services_of(request)
+    reason = ""
+    if not services.policy.allows(actor.role, resource, action):
+        reason = "action_not_allowed"
+    elif purpose and actor.limits is not None and purpose not in actor.limits.purposes:
+        reason = "purpose_not_allowed_for_token"
+    if reason or audit_allowed:
+        async with db.write_transaction():
+            await services.audit.append(
+                AuditEvent(
+                    actor_id=actor.id,
+                    actor_role=actor.role,
+                    action=f"{resource}.{action}",
+                    resource_type=resource,
+                    outcome=Outcome.DENIED if reason else Outcome.ALLOWED,
+                    purpose=purpose,
+                    reason=reason or "allowed",
+                    request_id=actor.request_id,
+                )
+            )
+    if reason == "purpose_not_allowed_for_token":
+        raise Forbidden(f"this API token may not act for the purpose {purpose}")
+    if reason:
+        raise Forbidden(refusal or f"your role may not {action} {resource.replace('_', ' ')}")

@@ -40,7 +40,7 @@ EXPECTED_GROUPS = {
     "sales": ["Sales", "Service"],
     "support": ["Service"],
     "marketing": ["Sales", "Marketing"],
-    "compliance": ["Sales", "Service", "Compliance"],
+    "compliance": ["Sales", "Service", "Compliance", "Settings"],  # Recipients (Art. 19)
 }
 
 

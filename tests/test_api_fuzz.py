@@ -139,14 +139,39 @@ async def real_ids(admin: AsyncClient, sales: AsyncClient) -> dict[str, str]:
     assert merge.status_code == 201, merge.text
     ids["merges"] = merge.json()["id"]
     ids["contacts"] = other  # the merged contact is hidden until the merge is undone
+    # Configuration families (issue 19, item 2): a staff account, a pipeline and its first
+    # stage, an import job (a dry run: it creates nothing).
+    account = await admin.post(
+        f"{api}/staff", json={"email": "fuzz.new@example.org", "role": "sales"}
+    )
+    assert account.status_code == 201, account.text
+    ids["staff"] = str(account.json()["account"]["id"])
+    pipeline = await admin.post(f"{api}/pipelines", json={"name": "Fuzzed"})
+    assert pipeline.status_code == 201, pipeline.text
+    ids["pipelines"] = pipeline.json()["id"]
+    ids["stages"] = pipeline.json()["stages"][0]["id"]
+    job = await admin.post(
+        f"{api}/imports",
+        json={
+            "record_type": "contact",
+            "csv": "first_name,last_name\nAda,Lovelace\n",
+            "dry_run": True,
+        },
+    )
+    assert job.status_code == 202, job.text
+    ids["imports"] = job.json()["id"]
     return ids
 
 
 def path_ids(path: str, ids: dict[str, str]) -> dict[str, str]:
     """Real values for the id parameters of ``path`` (``/api/v1/<collection>/{x_id}...``)."""
     collection = path.split("/")[3]
-    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
-    return {name: ids[collection] for name in names}
+    names = [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
+    if collection not in ids:  # requests, notices: generated ids only (404 is the answer)
+        return {}
+    # ``stage_id`` is a stage's, ``pipeline_id`` a pipeline's; ``record_id``, ``job_id`` and
+    # ``user_id`` are ids of the path's collection.
+    return {name: ids.get(name.removesuffix("_id") + "s", ids[collection]) for name in names}
 
 
 # Values that broke the API before (issue 14), offered to every field next to the random

@@ -12,8 +12,10 @@ from bench.soak_stats import (
     evaluate,
     p99_drift,
     per_minute,
+    per_minute_by_operation,
     rss_growth,
     span_label,
+    table_events,
     window,
 )
 
@@ -185,3 +187,26 @@ def test_rss_growth_ends_do_not_overlap_in_a_one_minute_run() -> None:
     assert growth["workers"]["a"]["start_kb"] == 100_000
     assert growth["workers"]["a"]["end_kb"] == 110_000
     assert growth["workers"]["a"]["growth_pct"] == 10.0
+
+
+def test_per_minute_by_operation_shows_which_operation_stepped() -> None:
+    requests = [Request(1.0, "read", 10.0, 200), Request(2.0, "list", 20.0, 200)]
+    requests += [Request(61.0, "read", 11.0, 200), Request(62.0, "list", 90.0, 200)]
+    rows = per_minute_by_operation(requests, 2, ["read", "list", "create"])
+    assert [m["p99_ms"] for m in rows["read"]] == [10.0, 11.0]
+    assert [m["p99_ms"] for m in rows["list"]] == [20.0, 90.0]
+    assert [m["requests"] for m in rows["create"]] == [0, 0]  # in the mix, never sent
+
+
+def test_table_events_report_each_autovacuum_and_autoanalyze_once() -> None:
+    def sample(at: float, dead: int, vacuums: int, analyzes: int) -> dict[str, Any]:
+        counts = {"live": 100, "dead": dead, "autovacuum": vacuums, "autoanalyze": analyzes}
+        return {"at_s": at, "tables": {"contact": counts}}
+
+    samples = [sample(0, 0, 3, 3), sample(10, 50, 3, 3), sample(20, 0, 4, 4), sample(30, 5, 4, 4)]
+    events = table_events(samples)
+    assert [(e["at_s"], e["kind"], e["dead_before"]) for e in events] == [
+        (20, "autovacuum", 50),
+        (20, "autoanalyze", 50),
+    ]
+    assert table_events([{"at_s": 0, "tables": None}]) == []  # SQLite: not sampled

@@ -585,3 +585,32 @@ def test_db_grant_app_role(install: Install) -> None:
     granted = consentry("db", "grant-app-role", "consentry_app", "--create")
     assert granted.exit_code == 0, granted.output
     assert "SELECT/INSERT only on audit tables" in granted.stdout
+
+
+def test_tokens_create_list_revoke(install: Install) -> None:
+    """Issue 19: API tokens from the command line; the secret is printed once."""
+    assert consentry("keys", "init").exit_code == 0
+    assert consentry("migrate").exit_code == 0
+    assert consentry("users", "create", "web@staff.example.com", "--role", "admin").exit_code == 0
+    made = consentry(
+        "tokens", "create", "--as", "web@staff.example.com", "--kind", "service",
+        "--name", "Website sign-up form", "--role", "admin",
+        "--purpose", "customer_relationship", "--purpose", "marketing_email", "--field", "email",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    [token_id] = re.findall(r"^created service token (\S+) ", made.stdout, flags=re.MULTILINE)
+    [secret] = re.findall(r"^secret \(shown once\): (cst_\S+)$", made.stdout, flags=re.MULTILINE)
+    listed = consentry("tokens", "list", "--as", "web@staff.example.com", "--kind", "service")
+    assert token_id in listed.stdout
+    assert "active" in listed.stdout
+    assert secret not in listed.stdout
+    wider = consentry(
+        "tokens", "create", "--as", "web@staff.example.com", "--name", "x",
+        "--role", "compliance", "--purpose", "compliance",
+    )  # fmt: skip
+    assert one_line_error(wider) == "Error: a token's role may not be wider than your own"
+    revoked = consentry("tokens", "revoke", token_id, "--as", "web@staff.example.com")
+    assert revoked.exit_code == 0, revoked.output
+    listed = consentry("tokens", "list", "--as", "web@staff.example.com", "--kind", "service")
+    assert "revoked" in listed.stdout
+    assert consentry("audit", "verify").exit_code == 0

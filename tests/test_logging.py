@@ -226,3 +226,43 @@ async def test_one_time_reset_tokens_never_reach_the_access_log(
     assert page.status_code == 200
     assert token not in captured.text
     assert "/reset/[token]" in captured.text
+
+
+async def test_api_token_secrets_and_consent_evidence_never_reach_the_logs(
+    staff: Staff, app: Litestar, captured: Captured, services: Any
+) -> None:
+    """Issue 19: a bearer secret (good, revoked or wrong) and a website's consent evidence
+    (the visitor's address and browser) are never logged."""
+    from server.auth.tokens import TokenKind
+    from tests.conftest import http_client
+
+    admin = await staff.create("admin")
+    made = await services.tokens.create(
+        admin, TokenKind.SERVICE, name="Website form", role="admin",
+        purposes=["customer_relationship", "marketing_email"],
+    )  # fmt: skip
+    notice = await services.consent.publish_notice("Newsletter", "Monthly news.", by="user:1")
+    headers = {"Authorization": f"Bearer {made.secret}"}
+    async with http_client(app) as client:
+        created = await client.post(
+            "/api/v1/contacts", json=contact_values(**CUSTOMER), headers=headers
+        )
+        assert created.status_code == 201, created.text
+        granted = await client.post(
+            f"/api/v1/contacts/{created.json()['id']}/consent",
+            json={"action": "grant", "purpose": "marketing_email", "source": "web_form",
+                  "notice_version": notice.version,
+                  "evidence": {"ip": "198.51.100.77", "user_agent": "Tobermory-Browser/9"}},
+            headers=headers,
+        )  # fmt: skip
+        assert granted.status_code == 201, granted.text
+        await services.tokens.revoke(admin, made.info.id)
+        assert (await client.get("/api/v1/auth/me", headers=headers)).status_code == 401
+        wrong = {"Authorization": "Bearer cst_Quarterfield-guess-2024"}
+        assert (await client.get("/api/v1/auth/me", headers=wrong)).status_code == 401
+    text = captured.text
+    assert "/api/v1/contacts" in text  # the requests were logged ...
+    assert made.secret not in text  # ... their tokens not
+    assert made.secret[4:20] not in text
+    assert "198.51.100.77" not in text
+    assert_no_customer_data(text)

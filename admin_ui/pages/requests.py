@@ -22,6 +22,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
+from admin_ui.pages.release import RELEASED_KINDS
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.auth.directory import staff_labels
@@ -182,6 +183,8 @@ class RequestPages(Controller):
             "dsr/requests_detail.html",
             erasure=await erasure.job_for_request(item.id),
             restrictions=await erasure.restrictions.active(item.subject_id),
+            # Art. 19: the recipients told about this request, and who acknowledged.
+            notices=await services_of(request).recipients.notices(request_id=item.id),
             visit=visit,
             section="compliance",
             title="Data-subject request",
@@ -193,8 +196,14 @@ class RequestPages(Controller):
             rejection_reasons=REJECTION_REASONS,
             extension_reasons=EXTENSION_REASONS,
             action_labels=ACTION_LABELS,
+            release_review=item.kind in RELEASED_KINDS
+            and services_of(request).settings.export_review,
             when=when,
-            actors=actor_labels(item, await staff_labels(staff_ids)),
+            actors=actor_labels(
+                item,
+                await staff_labels(staff_ids),
+                await services_of(request).tokens.labels([h.actor_id for h in item.history]),
+            ),
         )
 
     @post("/{request_id:str}/transition")
@@ -212,6 +221,15 @@ class RequestPages(Controller):
             # typed, carries it out (admin_ui.pages.erasure).
             await flash(request, visit, "Review what will be erased, then confirm.", "info")
             return see_other(f"{BASE}/{item.id}/erase")
+        if (
+            item.kind in RELEASED_KINDS
+            and to_state == "fulfilled"
+            and services_of(request).settings.export_review
+        ):
+            # What the export withholds about other people is reviewed before release
+            # (admin_ui.pages.release).
+            await flash(request, visit, "Review what the export withholds, then release.", "info")
+            return see_other(f"{BASE}/{item.id}/release")
         try:
             change = await _requests(request).transition(
                 item.id,
@@ -276,12 +294,16 @@ def _is_staff(actor_id: str) -> bool:
     return actor_id.startswith("user:") and actor_id[5:].isdigit() and len(actor_id) < 20
 
 
-def actor_labels(item: DataRequest, staff: Mapping[int, str]) -> dict[str, str]:
+def actor_labels(
+    item: DataRequest, staff: Mapping[int, str], tokens: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Who made each change, as a person reads it: the staff member's name and e-mail,
-    the customer, or Consentry itself - never "user:6"."""
-    labels: dict[str, str] = {}
+    the customer, an API token by its name, or Consentry itself - never "user:6"."""
+    labels: dict[str, str] = dict(tokens or {})
     for entry in item.history:
         actor = entry.actor_id
+        if actor in labels:
+            continue
         if _is_staff(actor):
             labels[actor] = staff.get(int(actor[5:]), "A former staff account")
         elif actor == "system:portal" or actor == "subject":

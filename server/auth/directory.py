@@ -52,3 +52,12 @@ async def staff_labels(user_ids: Iterable[int]) -> dict[int, str]:
         StaffUser.id.is_in(wanted)
     )
     return {int(r["id"]): f"{r['display_name']} ({r['email']})" for r in rows}
+
+
+async def staff_identities() -> list[tuple[int, str, str, str]]:
+    """(id, name, e-mail, role) of every staff account, disabled ones included: what a
+    subject export replaces with pseudonyms wherever free text names a member of staff."""
+    rows = await StaffUser.select(
+        StaffUser.id, StaffUser.display_name, StaffUser.email, StaffUser.role
+    ).order_by(StaffUser.id)
+    return [(int(r["id"]), str(r["display_name"]), str(r["email"]), str(r["role"])) for r in rows]

@@ -25,7 +25,7 @@ from typing import Any
 
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
-from policy.enforcer import ROLES
+from policy.enforcer import ROLES, TokenLimits
 from server import db
 from server.auth import second_factor
 from server.auth.passwords import (
@@ -83,10 +83,14 @@ class StaffIdentity:
     team: str
     has_totp: bool = False
     time_zone: str = ""  # IANA name; pages show times in it; "" never chosen (UTC)
+    # Set when an API token acts (server.auth.tokens): its purposes and field allow-list,
+    # and its id, which is the actor of everything it does (never the person who made it).
+    token: TokenLimits | None = None
+    token_id: str = ""
 
     @property
     def actor_id(self) -> str:
-        return f"user:{self.user_id}"
+        return f"token:{self.token_id}" if self.token_id else f"user:{self.user_id}"
 
 
 @dataclass(frozen=True)

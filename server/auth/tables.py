@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from piccolo.columns import Boolean, Integer, Serial, Text, Timestamptz, Varchar
+from piccolo.columns import UUID, Boolean, Integer, Serial, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 
@@ -65,3 +65,25 @@ class LoginThrottle(Table, tablename="login_throttle"):
     failures = Integer(default=0)
     last_failure_at = Timestamptz(null=True, default=None)
     locked_until = Timestamptz(null=True, default=None)
+
+
+class ApiToken(Table, tablename="api_token"):
+    """A personal token or a service account (server.auth.tokens). Only a keyed hash of
+    the secret is stored; the secret is shown once, when it is made."""
+
+    id = UUID(primary_key=True)
+    kind = Varchar(length=16)  # personal | service
+    name = Varchar(length=80)
+    role = Varchar(length=32)
+    purposes = Text(default="[]")  # JSON list of purpose names
+    fields = Text(null=True, default=None)  # JSON list, or NULL: every field the role may use
+    created_by = Integer(index=True)  # the staff user who made it (a personal token's owner)
+    team = Varchar(length=64)
+    secret_hash = Varchar(length=64, unique=True)
+    hint = Varchar(length=12)  # the secret's first characters, to tell tokens apart
+    created_at = Timestamptz()
+    expires_at = Timestamptz()
+    revoked_at = Timestamptz(null=True, default=None)
+    last_used_at = Timestamptz(null=True, default=None)
+    window_start = Timestamptz(null=True, default=None)  # the rate limit's current minute
+    window_calls = Integer(default=0)

@@ -135,6 +135,16 @@ def _role_of(actor_id: str) -> str:
     return ""
 
 
+async def purposes_on_record(subject_id: str) -> set[str]:
+    """The purposes a person has any consent state for (granted, withdrawn, expired or
+    objected): who they were processed for, even after an erasure (the ledger stays as
+    evidence). Used to tell which recipients received their data (Art. 19)."""
+    rows = await ConsentState.select(ConsentState.purpose).where(
+        ConsentState.subject_id == uuid.UUID(subject_id)
+    )
+    return {str(r["purpose"]) for r in rows}
+
+
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -224,7 +224,7 @@ class Erasure:
         if "keys" not in steps:
             await self._gateway.shred_subject(actor, subject)
             steps.append("keys")
-            await self._finish(row["id"], subject, steps, counts, by)
+            await self._finish(row["id"], subject, steps, counts, by, row["request_id"])
             await self._after("keys")
             await self.restrictions.lift(subject, by=f"system:{JOB}", reason="legal_hold")
 
@@ -318,7 +318,13 @@ class Erasure:
         ).where(ErasureJob.id == job_id)
 
     async def _finish(
-        self, job_id: Any, subject: str, steps: list[str], counts: dict[str, int], by: str
+        self,
+        job_id: Any,
+        subject: str,
+        steps: list[str],
+        counts: dict[str, int],
+        by: str,
+        request_id: str | None,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
         async with db.write_transaction():
@@ -331,7 +337,10 @@ class Erasure:
                     ErasureJob.finished_at: now,
                 }
             ).where(ErasureJob.id == job_id)
-            await self._event("dsr.erase", subject, by, DONE, dict(counts))
+            # The request (if any) lets the outbox tell an erasure of its own from one
+            # whose request will be fulfilled next (server.recipients.notices).
+            detail: dict[str, int | str] = {**counts, "request": str(request_id or "")}
+            await self._event("dsr.erase", subject, by, DONE, detail)
 
     async def _after(self, step: str) -> None:
         if self.after_step is not None:

@@ -28,6 +28,14 @@ Where each part comes from:
   live description and retention from the consent registry, the legal basis label and
   recipients from the data map, the same wording as the record of processing.
 - **source**: the ``source`` field of their records and the sources of their consents.
+- **withheld** (Art. 15(4)): in the person's free text, every other person we hold data
+  about becomes ``[another person]`` (the spans erasing that person would scrub;
+  ``Gateway.withhold_others``) and staff become their access-log pseudonym; the counts
+  per record type and the reason are reported, never a value.
+- **mentions**: other people's records whose free text mentions the person (the scan
+  erasure runs; ``Gateway.subject_mentions``), as the sentences that do, the other people
+  withheld, with record type, field and date but no id. :func:`review_redactions` gives a
+  compliance officer the same counts before a staff-fulfilled export is released.
 
 Every export ends with one ``dsr.export`` audit event (file, record and access counts and
 the manifest hash - no values), in addition to the gateway's own ``export`` events.
@@ -42,10 +50,12 @@ import datetime as dt
 import hashlib
 import hmac
 import io
+import itertools
 import json
+import re
 import uuid
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,11 +67,13 @@ from audit import queries
 from audit.events import AuditEvent, Outcome
 from audit.signing import TreeHeadSigner, TreeHeadVerifier
 from server import db
+from server.auth.directory import staff_identities
 from server.consent.model import SUBJECT_ACTOR, ConsentError
 from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, Kind, RecordType
 from server.dsr import export_html
 from server.gateway import Actor, GatewayError
 from server.gateway.gateway import Record
+from server.gateway.mentions import ANOTHER_PERSON, Identity, Matcher, Mention
 from server.money import plain_major
 from server.processing_record import LEGAL_BASIS_LABELS
 from server.vault import Vault
@@ -87,6 +99,15 @@ MAJOR_UNITS_PATTERN = "^[0-9]+(\\.[0-9]+)?$"  # money: "12500.00" (server.money.
 TEMPLATES = Path(__file__).resolve().parents[2] / "admin_ui" / "templates" / "dsr"
 RECORD_META = (("id", "Record id"), ("created_at", "Created"), ("updated_at", "Last changed"))
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+MENTIONS_FILE = "mentions.csv"
+EXCERPT_GAP = " … "  # between two sentences of one field that mention the person
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s)|\n")
+WITHHELD_REASON = (
+    "Names, e-mail addresses and phone numbers of other people we hold data about are "
+    f'replaced by "{ANOTHER_PERSON}": a copy of your data must not adversely affect the '
+    "rights and freedoms of others (GDPR Art. 15(4)). Our staff are shown by role and "
+    "reference, as in the access log, never by name or e-mail address."
+)
 
 # Plain words for the codes a person will see (the codes stay in data.json).
 RECORD_SOURCE_LABELS: Mapping[str, str] = {
@@ -133,6 +154,40 @@ class ExportBundle:
     consent_events: int
     key_id: str
     manifest_sha256: str
+    withheld: Mapping[str, int] = field(default_factory=dict)  # record type -> records
+    mentions: int = 0  # excerpts of other people's records that mention the person
+
+
+@dataclass(frozen=True)
+class WithheldType:
+    """In how many of the person's records of one type other people were withheld, and in
+    which fields: what the export reports and a compliance officer reviews (no values)."""
+
+    record_type: str
+    label: str
+    records: int
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RedactionSummary:
+    """What an export withholds, without a single withheld value."""
+
+    withheld: tuple[WithheldType, ...]
+    mentions: int  # excerpts of other people's records that mention the person
+    mentions_withheld: int  # of those, excerpts in which other people were withheld
+    mention_types: Mapping[str, int]  # record type -> excerpts
+
+    @property
+    def total(self) -> int:
+        return sum(w.records for w in self.withheld)
+
+
+@dataclass
+class _Collected:
+    held: dict[str, list[dict[str, Any]]]
+    mentions: list[dict[str, Any]]
+    summary: RedactionSummary
 
 
 @dataclass(frozen=True)
@@ -168,6 +223,8 @@ def actor_label(key: bytes, actor_id: str, role: str) -> str:
         return "you"
     if actor_id.startswith("system:"):
         return f"automated job ({actor_id.removeprefix('system:')})"
+    if actor_id.startswith("token:"):  # an API token (a website, another system): issue 19
+        return f"API client #{staff_pseudonym(key, actor_id)}"
     return f"{role or 'staff'} #{staff_pseudonym(key, actor_id)}"
 
 
@@ -359,6 +416,43 @@ def export_schema() -> dict[str, Any]:
         },
         title="Consentry data-subject export (data.json)",
     )
+    # Added later, so optional: bundles made before them still validate.
+    schema["properties"]["withheld"] = _object(
+        {
+            "marker": {"const": ANOTHER_PERSON},
+            "reason": _STRING,
+            "record_types": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "record_type": _STRING,
+                        "label": _STRING,
+                        "records": {"type": "integer", "minimum": 1},
+                        "fields": _STRINGS,
+                    }
+                ),
+            },
+            "total": {"type": "integer", "minimum": 0},
+            "mentions": {"type": "integer", "minimum": 0},
+        },
+        title="Other people's data withheld from this copy (GDPR Art. 15(4)), counted "
+        "per record type; the values are never given",
+    )
+    schema["properties"]["mentions"] = {
+        "type": "array",
+        "title": "Records about other people that mention you: the sentences that do, "
+        "with the other people withheld",
+        "items": _object(
+            {
+                "record_type": _STRING,
+                "label": _STRING,
+                "field": _STRING,
+                "field_label": _STRING,
+                "date": {"type": "string", "format": "date"},
+                "excerpt": _STRING,
+            }
+        ),
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -567,6 +661,195 @@ def _zip(files: Mapping[str, bytes], when: dt.datetime) -> bytes:
     return buffer.getvalue()
 
 
+# --- other people: withheld from the person's copy (Art. 15(4)) -------------------------
+
+
+def _free_text_names(rt: RecordType) -> list[str]:
+    return [f.name for f in rt.fields if f.category is Category.FREE_TEXT]
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    bounds = [0, *(m.end() for m in _SENTENCE_END.finditer(text)), len(text)]
+    return [(start, end) for start, end in itertools.pairwise(bounds) if start < end]
+
+
+def excerpt(text: str, spans: Iterable[tuple[int, int]]) -> str:
+    """The sentences of ``text`` that hold a mention (a line or up to a full stop), runs of
+    neighbouring sentences kept together, others left out and marked by an ellipsis."""
+    sentences = _sentences(text)
+    chosen = [
+        i
+        for i, (start, end) in enumerate(sentences)
+        if any(s < end and start < e for s, e in spans)
+    ]
+    runs: list[list[int]] = []
+    for i in chosen:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    parts = [text[sentences[run[0]][0] : sentences[run[-1]][1]].strip() for run in runs]
+    return EXCERPT_GAP.join(p for p in parts if p)
+
+
+async def _staff_pseudonyms(key: bytes, region: str) -> Callable[[str], tuple[str, int]]:
+    """Replaces a staff member's full name (two words or more) or e-mail address in free
+    text by the label the access log shows for them (``sales #1a2b...``)."""
+    labels: dict[str, str] = {}
+    identities = []
+    for user_id, name, email, role in await staff_identities():
+        label = actor_label(key, f"user:{user_id}", role)
+        # A full name of two words or more ("Sam Staff"): a one-word display name such as
+        # "Admin" would turn every "admin" in a note into a pseudonym.
+        full_name = " ".join(name.split())
+        texts = tuple(t for t in (full_name if " " in full_name else "", email.strip()) if t)
+        labels.update({t.casefold(): label for t in texts})
+        identities.append(Identity(texts))
+    matcher = Matcher(identities, region)
+
+    def pseudonymise(text: str) -> tuple[str, int]:
+        if matcher.empty:
+            return text, 0
+        return matcher.replace_each(
+            text, lambda found: labels.get(" ".join(found.split()).casefold(), "staff")
+        )
+
+    return pseudonymise
+
+
+def _mention_doc(mention: Mention, name: str, text: str) -> dict[str, Any]:
+    rt = RECORD_TYPES[mention.resource]
+    return {
+        "record_type": mention.resource,
+        "label": rt.label,
+        "field": name,
+        "field_label": rt.by_name[name].label,
+        "date": _iso(mention.created_at)[:10] if mention.created_at else "",
+        "excerpt": text,
+    }
+
+
+async def _collect(services: Services, subject: str, actor: Actor) -> _Collected | None:
+    """The person's records and the mentions of them elsewhere, with other people
+    withheld and staff pseudonymised; None when no record is about them."""
+    gateway = services.gateway
+    found = await gateway.export_subject(actor, subject, purpose=EXPORT_PURPOSE)
+    if not found:
+        return None
+    held: dict[str, list[dict[str, Any]]] = {}
+    for record in found:
+        held.setdefault(record.resource, []).append(
+            _record_json(RECORD_TYPES[record.resource], record)
+        )
+    mentions = await gateway.subject_mentions(actor, subject, purpose=EXPORT_PURPOSE)
+    slots = [
+        (resource, doc, name)
+        for resource, docs in held.items()
+        for name in _free_text_names(RECORD_TYPES[resource])
+        for doc in docs
+        if isinstance(doc.get(name), str) and doc[name]
+    ]
+    excerpts = [
+        (mention, name, excerpt(plain, spans))
+        for mention in mentions
+        for name, (plain, spans) in mention.texts.items()
+    ]
+    withheld = await gateway.withhold_others(
+        actor,
+        subject,
+        [str(doc[name]) for _, doc, name in slots] + [text for _, _, text in excerpts],
+        purpose=EXPORT_PURPOSE,
+        also={mention.owner_subject for mention in mentions},
+    )
+    staff = await _staff_pseudonyms(pseudonym_key(gateway.vault), gateway.default_region)
+    records: dict[str, set[str]] = {}
+    fields: dict[str, dict[str, None]] = {}
+    for (resource, doc, name), (text, others) in zip(slots, withheld, strict=False):
+        doc[name], staff_named = staff(text)
+        if others or staff_named:
+            records.setdefault(resource, set()).add(str(doc["id"]))
+            fields.setdefault(resource, {})[RECORD_TYPES[resource].by_name[name].label] = None
+    mention_docs = []
+    mentions_withheld = 0
+    for (mention, name, _), (text, others) in zip(excerpts, withheld[len(slots) :], strict=False):
+        text, staff_named = staff(text)
+        mentions_withheld += bool(others or staff_named)
+        mention_docs.append(_mention_doc(mention, name, text))
+    mention_docs.sort(key=lambda m: (m["date"], m["record_type"], m["field"]))
+    summary = RedactionSummary(
+        withheld=tuple(
+            WithheldType(
+                resource,
+                RECORD_TYPES[resource].label,
+                len(records[resource]),
+                tuple(sorted(fields[resource])),
+            )
+            for resource in sorted(records)
+        ),
+        mentions=len(mention_docs),
+        mentions_withheld=mentions_withheld,
+        mention_types={
+            resource: sum(1 for m in mention_docs if m["record_type"] == resource)
+            for resource in sorted({m["record_type"] for m in mention_docs})
+        },
+    )
+    return _Collected(held, mention_docs, summary)
+
+
+def _withheld_json(summary: RedactionSummary) -> dict[str, Any]:
+    return {
+        "marker": ANOTHER_PERSON,
+        "reason": WITHHELD_REASON,
+        "record_types": [
+            {
+                "record_type": w.record_type,
+                "label": w.label,
+                "records": w.records,
+                "fields": list(w.fields),
+            }
+            for w in summary.withheld
+        ],
+        "total": summary.total,
+        "mentions": summary.mentions_withheld,
+    }
+
+
+def _mentions_csv(mentions: list[dict[str, Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["Record type", "Field", "Date", "Excerpt"])
+    for m in mentions:
+        excerpt_cell = m["excerpt"]
+        if excerpt_cell.startswith(FORMULA_START):
+            excerpt_cell = "'" + excerpt_cell
+        writer.writerow([m["label"], m["field_label"], m["date"], excerpt_cell])
+    return out.getvalue().encode("utf-8")
+
+
+async def review_redactions(
+    services: Services, subject_id: str, *, requested_by: str, requested_role: str = ""
+) -> RedactionSummary:
+    """What the person's export would withhold now, for a compliance officer to review
+    before a staff-fulfilled export is released: counts and field names, no values.
+    Audited as ``dsr.export_review`` (the gateway audits its reads as for an export)."""
+    subject = _canonical_subject(subject_id)
+    collected = await _collect(services, subject, Actor.system(EXPORT_JOB))
+    if collected is None:
+        raise NoRecords()
+    summary = collected.summary
+    await _audit(
+        services,
+        requested_by,
+        requested_role,
+        subject,
+        Outcome.ALLOWED,
+        "allowed",
+        {"withheld": summary.total, "mentions": summary.mentions},
+        action="dsr.export_review",
+    )
+    return summary
+
+
 # --- the bundle ---------------------------------------------------------------------------
 
 
@@ -586,15 +869,11 @@ async def build_export(
         role = "data_subject"
     generated_at = dt.datetime.now(dt.UTC)
     actor = Actor.system(EXPORT_JOB)
-    found = await services.gateway.export_subject(actor, subject, purpose=EXPORT_PURPOSE)
-    if not found:
+    collected = await _collect(services, subject, actor)
+    if collected is None:
         await _audit(services, requested_by, role, subject, Outcome.ERROR, "no_records", {})
         raise NoRecords()
-    held: dict[str, list[dict[str, Any]]] = {}
-    for record in found:
-        held.setdefault(record.resource, []).append(
-            _record_json(RECORD_TYPES[record.resource], record)
-        )
+    held = collected.held
 
     key = pseudonym_key(services.gateway.vault)
     proof = await services.consent.proof(subject, actor_id=actor.id, actor_role=actor.role)
@@ -642,6 +921,8 @@ async def build_export(
         "access_log": accesses,
         "processing": await _processing(services, subject, held),
         "source": _sources(held, consent_events),
+        "withheld": _withheld_json(collected.summary),
+        "mentions": collected.mentions,
     }
 
     files: dict[str, bytes] = {
@@ -649,6 +930,8 @@ async def build_export(
     }
     for resource, docs in held.items():
         files[f"{resource}s.csv"] = _csv(RECORD_TYPES[resource], docs)
+    if collected.mentions:
+        files[MENTIONS_FILE] = _mentions_csv(collected.mentions)
     files[HTML_FILE] = _html(
         data, settings.controller_name, await _linked_names(services, actor, held)
     )
@@ -678,6 +961,8 @@ async def build_export(
             "records": sum(counts.values()),
             "accesses": len(accesses),
             "manifest_sha256": manifest_hash,
+            "withheld": collected.summary.total,
+            "mentions": collected.summary.mentions,
         },
     )
     return ExportBundle(
@@ -690,6 +975,8 @@ async def build_export(
         consent_events=len(consent_events),
         key_id=signer.key_id,
         manifest_sha256=manifest_hash,
+        withheld={w.record_type: w.records for w in collected.summary.withheld},
+        mentions=collected.summary.mentions,
     )
 
 
@@ -701,11 +988,13 @@ async def _audit(
     outcome: Outcome,
     reason: str,
     detail: dict[str, int | str],
+    *,
+    action: str = "dsr.export",
 ) -> None:
     event = AuditEvent(
         actor_id=actor_id,
         actor_role=role,
-        action="dsr.export",
+        action=action,
         resource_type="data_subject",
         outcome=outcome,
         purpose=EXPORT_PURPOSE,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from policy.enforcer import TokenLimits
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -12,10 +14,22 @@ class Actor:
     user_id: int | None = None
     team: str = ""
     request_id: str = ""
+    # An API token's purposes and field allow-list ("token:<id>" actors); every decision
+    # the gateway asks for this actor is narrowed by them (policy.enforcer.TokenLimits).
+    limits: TokenLimits | None = None
 
     @classmethod
-    def staff(cls, user_id: int, role: str, team: str, request_id: str = "") -> Actor:
-        return cls(f"user:{user_id}", role, user_id, team, request_id)
+    def staff(
+        cls,
+        user_id: int,
+        role: str,
+        team: str,
+        request_id: str = "",
+        *,
+        actor_id: str = "",
+        limits: TokenLimits | None = None,
+    ) -> Actor:
+        return cls(actor_id or f"user:{user_id}", role, user_id, team, request_id, limits)
 
     @classmethod
     def system(cls, job: str, team: str = "") -> Actor:

@@ -17,21 +17,19 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
-import re
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import phonenumbers
 from piccolo.table import Table
 
 from audit.events import AuditEvent
 from server import db
-from server.datamap import RECORD_TYPES, Category, Field, Kind, RecordType
-from server.gateway import name_index
+from server.datamap import RECORD_TYPES, Field, RecordType
+from server.gateway import mentions, name_index
 from server.gateway.actor import Actor
-from server.gateway.errors import Forbidden, InvalidInput
+from server.gateway.errors import InvalidInput
 from server.gateway.events import allowed_event
 from server.gateway.tables import TABLES
 from server.logs import get_logger
@@ -44,8 +42,8 @@ log = get_logger("consentry.erasure")
 ERASED_TEXT = "[erased]"
 PURPOSE = "compliance"
 # Identifying fields whose values are looked for in other people's free text.
-_IDENTIFYING = frozenset({Category.IDENTIFIER, Category.CONTACT})
-_SHORTEST_NAME = 3  # "Al" or "Li" alone would scrub half the notes in the database
+# Every record type of the data map that has a table (generic: new types join in).
+record_types = mentions.record_types
 
 
 @dataclass(frozen=True)
@@ -61,16 +59,8 @@ def subject_uuid(subject_id: str) -> uuid.UUID:
         raise InvalidInput("not a subject id", problems={"subject_id": "not a UUID"}) from None
 
 
-def record_types() -> Iterator[tuple[RecordType, type[Table]]]:
-    """Every record type of the data map that has a table (generic: new types join in)."""
-    for resource, table in TABLES.items():
-        rt = RECORD_TYPES.get(resource)
-        if rt is not None:
-            yield rt, table
-
-
 def _free_text(rt: RecordType) -> list[Field]:
-    return [f for f in rt.fields if f.category is Category.FREE_TEXT and f.encrypted]
+    return mentions.free_text_fields(rt)
 
 
 def _cleared(rt: RecordType, table: type[Table], fields: Sequence[Field]) -> dict[Any, Any]:
@@ -122,17 +112,7 @@ def _columns(table: type[Table], fields: Sequence[Field]) -> list[Any]:
 
 
 async def _allowed(gw: Gateway, actor: Actor, rt: RecordType, action: str, subject: str) -> None:
-    decision = gw._decide(actor, rt, action, PURPOSE)
-    if not decision.allowed:
-        raise await gw._deny(
-            actor,
-            rt,
-            action,
-            PURPOSE,
-            decision.reason,
-            Forbidden(f"your role may not {action} {rt.resource} records"),
-            subject_ids=(subject,) if subject else (),
-        )
+    await mentions.require(gw, actor, rt, action, PURPOSE, subject)
 
 
 def _event(
@@ -177,142 +157,53 @@ async def record_counts(gw: Gateway, subject_id: str) -> dict[str, int]:
 # --- mentions in other people's free text ------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Identity:
-    texts: tuple[str, ...]  # names and e-mail addresses, longest first
-    phones: frozenset[str]  # E.164
-
-
-async def _identity_of(gw: Gateway, subject: uuid.UUID) -> _Identity:
-    """The person's names, e-mail addresses and phone numbers, decrypted from their own
-    records. Kept in memory for the scan only; never logged, stored or audited."""
-    texts: set[str] = set()
-    phones: set[str] = set()
-    key = (await gw.vault.keys_for([str(subject)])).get(str(subject))
-    if key is None:
-        return _Identity((), frozenset())
-    for rt, table in record_types():
-        fields = [f for f in rt.fields if f.encrypted and f.category in _IDENTIFYING]
-        if not fields:
-            continue
-        rows = await table.select(*_columns(table, fields)).where(
-            getattr(table, "subject_id") == subject
-        )
-        for row in rows:
-            names: list[str] = []
-            for spec in fields:
-                token = row.get(spec.name)
-                plain = token and gw._decrypt(rt, spec, str(row["id"]), key, token)
-                if not isinstance(plain, str) or not plain.strip():
-                    continue
-                if spec.kind is Kind.PHONE:
-                    phones.add(plain)
-                elif spec.kind is Kind.EMAIL:
-                    texts.add(plain)
-                else:
-                    names.append(plain.strip())
-            texts.update(n for n in names if len(n) >= _SHORTEST_NAME)
-            if len(names) > 1:
-                texts.add(" ".join(names))
-    return _Identity(tuple(sorted(texts, key=len, reverse=True)), frozenset(phones))
-
-
-def _scrubber(identity: _Identity, region: str) -> Callable[[str], str]:
-    """A function replacing every mention of the person with ``[erased]``: names and
-    addresses as whole words (any case, any spacing), phone numbers in any notation the
-    ``phonenumbers`` matcher recognises."""
-    patterns = [r"\s+".join(re.escape(word) for word in text.split()) for text in identity.texts]
-    regex = (
-        re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)", re.IGNORECASE)
-        if patterns
-        else None
-    )
-
-    def scrub(text: str) -> str:
-        out = regex.sub(ERASED_TEXT, text) if regex else text
-        if identity.phones:
-            for match in reversed(list(phonenumbers.PhoneNumberMatcher(out, region))):
-                e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-                if e164 in identity.phones:
-                    out = out[: match.start] + ERASED_TEXT + out[match.end :]
-        return out
-
-    return scrub
-
-
 async def scrub_mentions(
     gw: Gateway, actor: Actor, subject_id: str, *, batch_size: int = 500
 ) -> MentionScrub:
     """Replace mentions of the person in the free text of everybody else's records.
 
-    Must run before their key is shredded (it needs their names). Scans every free-text
-    column in batches of ``batch_size`` rows (keyset paging by id, so memory stays flat on a
-    big database); each changed record is re-encrypted under its own subject's key and
-    audited on its own, in its own transaction.
+    Must run before their key is shredded (it needs their names). The records and spans
+    are those of :func:`server.gateway.mentions.scan` - the same scan that shows a
+    subject export its excerpts, so erasure removes exactly what access showed. Each
+    changed record is re-encrypted under its own subject's key and audited on its own, in
+    its own transaction.
     """
     subject = subject_uuid(subject_id)
-    identity = await _identity_of(gw, subject)
-    scanned = changed = 0
-    if not identity.texts and not identity.phones:
+    identity = await mentions.identity_of(gw, subject)
+    if identity.empty:
         return MentionScrub(0, 0)
-    scrub = _scrubber(identity, gw.default_region)
-    for rt, table in record_types():
-        free = _free_text(rt)
-        if not free:
-            continue
-        await _allowed(gw, actor, rt, "erase", str(subject))
+    for rt, _ in record_types():
+        if _free_text(rt):
+            await _allowed(gw, actor, rt, "erase", str(subject))
+    matcher = mentions.Matcher([identity], gw.default_region)
+    changed = 0
+    async for found in mentions.scan(gw, subject, matcher, batch_size=batch_size):
+        rt, table, mention = found.rt, found.table, found.mention
+        new_values = {
+            name: _replace_spans(plain, spans, ERASED_TEXT)
+            for name, (plain, spans) in mention.texts.items()
+        }
+        columns = gw.vault.encrypt_values(rt, mention.record_id, found.key, new_values)
         pk = table._meta.primary_key
-        subject_column = getattr(table, "subject_id")
-        has_text = functools.reduce(
-            operator.or_, (getattr(table, f.name).is_not_null() for f in free)
-        )
-        last: Any = None
-        while True:
-            query = table.select(*_columns(table, free)).where(
-                (subject_column != subject) & has_text
+        async with db.write_transaction():
+            await table.update({getattr(table, k): v for k, v in columns.items()}).where(
+                pk == found.row["id"]
             )
-            if last is not None:
-                query = query.where(pk > last)
-            rows = await query.order_by(pk).limit(batch_size)
-            if not rows:
-                break
-            last = rows[-1]["id"]
-            scanned += len(rows)
-            keys = await gw.vault.keys_for(str(r["subject_id"]) for r in rows)
-            for row in rows:
-                key = keys.get(str(row["subject_id"]))
-                if key is None:
-                    continue  # that person is erased too: nothing readable is left
-                row_id = str(row["id"])
-                new_values: dict[str, str] = {}
-                for spec in free:
-                    token = row.get(spec.name)
-                    plain = token and gw._decrypt(rt, spec, row_id, key, token)
-                    if isinstance(plain, str) and plain:
-                        scrubbed = scrub(plain)
-                        if scrubbed != plain:
-                            new_values[spec.name] = scrubbed
-                if not new_values:
-                    continue
-                columns = gw.vault.encrypt_values(rt, row_id, key, new_values)
-                async with db.write_transaction():
-                    await table.update({getattr(table, k): v for k, v in columns.items()}).where(
-                        pk == row["id"]
-                    )
-                    await name_index.write(gw.vault, rt, [(row_id, new_values)])
-                    await gw.audit.append(
-                        _event(
-                            actor,
-                            "erase_mention",
-                            rt.resource,
-                            (str(row["subject_id"]),),
-                            record_id=row_id,
-                            fields=new_values,
-                            reason="mentions_erased_person",
-                            detail={"erasure_of": str(subject)},
-                        )
-                    )
-                changed += 1
+            await name_index.write(gw.vault, rt, [(mention.record_id, new_values)])
+            await gw.audit.append(
+                _event(
+                    actor,
+                    "erase_mention",
+                    rt.resource,
+                    (mention.owner_subject,),
+                    record_id=mention.record_id,
+                    fields=new_values,
+                    reason="mentions_erased_person",
+                    detail={"erasure_of": str(subject)},
+                )
+            )
+        changed += 1
+    scanned = await _free_text_rows(subject)
     async with db.write_transaction():
         await gw.audit.append(
             _event(
@@ -324,6 +215,28 @@ async def scrub_mentions(
             )
         )
     return MentionScrub(scanned, changed)
+
+
+def _replace_spans(text: str, spans: Sequence[tuple[int, int]], marker: str) -> str:
+    for start, end in reversed(spans):
+        text = text[:start] + marker + text[end:]
+    return text
+
+
+async def _free_text_rows(subject: uuid.UUID) -> int:
+    """Other people's records that hold free text: what the scan looked at (ids only)."""
+    total = 0
+    for rt, table in record_types():
+        free = _free_text(rt)
+        if not free:
+            continue
+        has_text = functools.reduce(
+            operator.or_, (getattr(table, f.name).is_not_null() for f in free)
+        )
+        total += int(
+            await table.count().where((getattr(table, "subject_id") != subject) & has_text)
+        )
+    return total
 
 
 # --- tombstones and keys -----------------------------------------------------------------

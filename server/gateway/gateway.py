@@ -45,7 +45,7 @@ from server.datamap import (
     clean_values,
     shown_name,
 )
-from server.gateway import bulk, duplicates, erasure, leads, name_index
+from server.gateway import bulk, duplicates, erasure, leads, mentions, name_index
 from server.gateway import search as name_search
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -257,6 +257,18 @@ class Gateway:
                 return name
         return DEFAULT_PURPOSE
 
+    def purpose_for(self, actor: Actor) -> str:
+        """The purpose an operation runs under when the caller names none: the role's
+        default, or for an API token the first of its own purposes the role may use."""
+        if actor.limits is None:
+            return self.default_purpose(actor.role)
+        for name in PURPOSES:
+            if name in actor.limits.purposes and self.policy.allows(
+                actor.role, f"purpose:{name}", "use"
+            ):
+                return name
+        return self.default_purpose(actor.role)
+
     def permitted_fields(
         self, actor: Actor, resource: str, action: str, *, purpose: str | None = None
     ) -> frozenset[str] | None:
@@ -267,7 +279,7 @@ class Gateway:
         so nothing is audited; every operation still decides again for itself.
         """
         rt, _ = self._record_type(resource)
-        decision = self._decide(actor, rt, action, purpose or self.default_purpose(actor.role))
+        decision = self._decide(actor, rt, action, purpose or self.purpose_for(actor))
         return decision.fields if decision.allowed else None
 
     def assignment(
@@ -276,7 +288,7 @@ class Gateway:
         """Whom ``actor`` may hand a record to on ``action`` (create or update): a policy
         question for building forms (an owner select only where it can be used)."""
         rt, _ = self._record_type(resource)
-        decision = self._decide(actor, rt, action, purpose or self.default_purpose(actor.role))
+        decision = self._decide(actor, rt, action, purpose or self.purpose_for(actor))
         return decision.assign if decision.allowed else Assign.NONE
 
     def _record_type(self, resource: str) -> tuple[RecordType, type[Table]]:
@@ -297,6 +309,7 @@ class Gateway:
             purpose,
             tuple(f.name for f in rt.fields),
             frozenset(f.name for f in rt.fields if purpose in f.purposes),
+            actor.limits,
         )
 
     async def _audit(
@@ -555,7 +568,7 @@ class Gateway:
         fields: tuple[str, ...] | None = None,
     ) -> Record:
         rt, table = self._record_type(resource)
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         decision = self._decide(actor, rt, "read", purpose)
         if not decision.allowed:
             raise await self._deny(
@@ -637,7 +650,7 @@ class Gateway:
         a plaintext field (server.gateway.sorting): "stage", "-amount". Erased people
         (tombstones of contacts and leads) are left out unless ``include_erased``."""
         rt, table = self._record_type(resource)
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidInput(
                 f"page must be between 1 and {MAX_PAGE} and page_size between 1 and {MAX_PAGE_SIZE}"
@@ -716,7 +729,7 @@ class Gateway:
         Needs the ``list`` right; audited as a count, with no subject.
         """
         rt, table = self._record_type(resource)
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         decision = self._decide(actor, rt, "list", purpose)
         if not decision.allowed:
             raise await self._deny(
@@ -762,7 +775,7 @@ class Gateway:
         one ``aggregate`` event with the column names and counts, no subject.
         """
         rt, table = self._record_type(resource)
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         decision = self._decide(actor, rt, "list", purpose)
         if not decision.allowed:
             raise await self._deny(
@@ -848,7 +861,7 @@ class Gateway:
         found: builtins.list[Record] = []
         for resource, table in TABLES.items():
             rt = RECORD_TYPES[resource]
-            use = purpose or self.default_purpose(actor.role)
+            use = purpose or self.purpose_for(actor)
             decision = self._decide(actor, rt, "export", use)
             if not decision.allowed:
                 raise await self._deny(
@@ -891,6 +904,30 @@ class Gateway:
     ) -> erasure.MentionScrub:
         """Scrub the person's names, addresses and numbers from other people's free text."""
         return await erasure.scrub_mentions(self, actor, subject_id, batch_size=batch_size)
+
+    async def subject_mentions(
+        self, actor: Actor, subject_id: str, *, purpose: str
+    ) -> builtins.list[mentions.Mention]:
+        """Other people's records whose free text mentions the person: what erasing them
+        scrubs, and what their export shows as excerpts (server.gateway.mentions)."""
+        return await mentions.mentions_of(
+            self, actor, erasure.subject_uuid(subject_id), purpose=purpose
+        )
+
+    async def withhold_others(
+        self,
+        actor: Actor,
+        subject_id: str,
+        texts: Sequence[str],
+        *,
+        purpose: str,
+        also: Collection[str] = (),
+    ) -> builtins.list[tuple[str, int]]:
+        """``texts`` with every other known person replaced by "[another person]" (and
+        how many were), for the person's export (Art. 15(4))."""
+        return await mentions.redact_others(
+            self, actor, erasure.subject_uuid(subject_id), texts, purpose=purpose, also=also
+        )
 
     async def erase_subject(
         self, actor: Actor, subject_id: str, *, keep: Collection[str] = ()
@@ -945,7 +982,7 @@ class Gateway:
             self,
             actor,
             lead_id,
-            purpose=purpose or self.default_purpose(actor.role),
+            purpose=purpose or self.purpose_for(actor),
             create_organization=create_organization,
             organization_id=organization_id,
             deal=deal,
@@ -955,14 +992,14 @@ class Gateway:
 
     async def find_duplicates(self, actor: Actor, *, purpose: str | None = None) -> duplicates.Scan:
         """Likely duplicate contact pairs in the actor's scope: ids and reasons only."""
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         return await duplicates.find_candidates(self, actor, purpose=purpose)
 
     async def merge_preview(
         self, actor: Actor, first_id: str, second_id: str, *, purpose: str | None = None
     ) -> duplicates.Preview:
         """Record counts of both contacts and why a merge would be refused (no values)."""
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         return await duplicates.preview(self, actor, first_id, second_id, purpose=purpose)
 
     async def merge_contacts(
@@ -976,7 +1013,7 @@ class Gateway:
     ) -> duplicates.Merge:
         """Merge one contact into another in one audited transaction; undoable until
         confirmed. ``keep``: field -> "survivor" | "merged"."""
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         return await duplicates.merge(
             self, actor, survivor_id, merged_id, keep=keep, purpose=purpose
         )
@@ -985,27 +1022,27 @@ class Gateway:
         self, actor: Actor, *, state: str | None = None, purpose: str | None = None
     ) -> builtins.list[duplicates.Merge]:
         """Merges of contacts in the actor's scope, newest first."""
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         return await duplicates.list_merges(self, actor, purpose=purpose, state=state)
 
     async def read_merge(
         self, actor: Actor, merge_id: str, *, purpose: str | None = None
     ) -> duplicates.Merge:
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         return await duplicates.read_merge(self, actor, merge_id, purpose=purpose)
 
     async def undo_merge(
         self, actor: Actor, merge_id: str, *, purpose: str | None = None
     ) -> duplicates.Merge:
         """Move back what a pending merge moved and show the merged contact again."""
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         return await duplicates.undo(self, actor, merge_id, purpose=purpose)
 
     async def confirm_merge(
         self, actor: Actor, merge_id: str, *, purpose: str | None = None
     ) -> duplicates.Merge:
         """Make a merge final: erase the merged contact (tombstone + shredded key)."""
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         return await duplicates.confirm(self, actor, merge_id, purpose=purpose)
 
     # --- CSV import and export (server.gateway.bulk; driven by server.csvio) ------------
@@ -1027,7 +1064,7 @@ class Gateway:
             resource,
             field_name,
             values,
-            purpose=purpose or self.default_purpose(actor.role),
+            purpose=purpose or self.purpose_for(actor),
         )
 
     async def start_export(
@@ -1047,7 +1084,7 @@ class Gateway:
             actor,
             resource,
             reason=reason,
-            purpose=purpose or self.default_purpose(actor.role),
+            purpose=purpose or self.purpose_for(actor),
             filters=filters or {},
             page_size=page_size,
         )
@@ -1168,7 +1205,7 @@ class Gateway:
     ) -> builtins.list[Record]:
         """Exact lookup on a blind-indexed field; candidates are decrypted and re-checked."""
         rt, table = self._record_type(resource)
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         # Searching by a field you may not read would turn the index into an oracle.
         spec, decision, wanted = await self._exact_lookup(
             actor, rt, Action.SEARCH, purpose, field_name, value, "field_not_readable"
@@ -1210,7 +1247,7 @@ class Gateway:
             actor,
             resource,
             term,
-            purpose=purpose or self.default_purpose(actor.role),
+            purpose=purpose or self.purpose_for(actor),
             page=page,
             page_size=page_size,
         )
@@ -1229,7 +1266,7 @@ class Gateway:
             self,
             actor,
             term,
-            purpose=purpose or self.default_purpose(actor.role),
+            purpose=purpose or self.purpose_for(actor),
             types=types,
             per_type=per_type,
         )
@@ -1335,7 +1372,7 @@ class Gateway:
         and on the field; audited with the subjects found.
         """
         rt, table = self._record_type(resource)
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         spec, decision, wanted = await self._exact_lookup(
             actor, rt, "locate", purpose, field_name, value, "field_not_locatable"
         )
@@ -1365,7 +1402,7 @@ class Gateway:
         team: str | None = None,
     ) -> Record:
         rt, table = self._record_type(resource)
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         decision = self._decide(actor, rt, "create", purpose)
         if not decision.allowed:
             raise await self._deny(
@@ -1449,7 +1486,7 @@ class Gateway:
         all valid rows and their audit event are committed, or nothing is.
         """
         rt, table = self._record_type(resource)
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         decision = self._decide(actor, rt, "create", purpose)
         if not decision.allowed:
             raise await self._deny(
@@ -1582,7 +1619,7 @@ class Gateway:
         team: str | None = None,
     ) -> Record:
         rt, table = self._record_type(resource)
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         decision = self._decide(actor, rt, "update", purpose)
         if not decision.allowed:
             raise await self._deny(
@@ -1697,7 +1734,7 @@ class Gateway:
         else (a deal, an interaction, a case) is sealed under that person's key, which
         must survive: only deleting or erasing the person shreds it."""
         rt, table = self._record_type(resource)
-        purpose = purpose or self.default_purpose(actor.role)
+        purpose = purpose or self.purpose_for(actor)
         decision = self._decide(actor, rt, "delete", purpose)
         found = await self._find(table, decision, actor, record_id) if decision.allowed else None
         if found is None:

@@ -1,0 +1,1 @@
+"""Signed webhooks (Standard Webhooks) and the transactional outbox they are fed from."""

@@ -1,0 +1,31 @@
+"""The transactional outbox: one function, called by the audit log for every event it
+appends inside a change's transaction (``AuditLog(outbox=...)``).
+
+Every write path - the gateway's creates, updates and deletes, consent, request
+transitions, erasure, alerts - already appends its audit event in the transaction of the
+change, so hooking there is one hook for all of them, in the same transaction: a webhook
+delivery (and an Art. 19 notice) exists exactly when the change committed, and a change
+that rolls back leaves none. What goes out is derived from the audit event, which holds no
+personal value by construction (``server.webhooks.events``).
+"""
+
+from __future__ import annotations
+
+from audit.events import AuditEvent
+from server.recipients.notices import RecipientNotices
+from server.webhooks.events import webhook_event_of
+from server.webhooks.queue import enqueue, subscribers
+
+
+class EventOutbox:
+    def __init__(self, notices: RecipientNotices) -> None:
+        self._notices = notices
+
+    async def record(self, event: AuditEvent) -> None:
+        """Queue what ``event`` must tell the world; in the caller's transaction."""
+        outgoing = webhook_event_of(event)
+        if outgoing is not None:
+            endpoints = await subscribers(outgoing.type)
+            if endpoints:
+                await enqueue(endpoints, outgoing)
+        await self._notices.queue_for(event)
