@@ -38,6 +38,7 @@ REFUSED_BACKOFF_SECONDS = 30.0
 DEFAULT_STALL_SECONDS = 10.0
 ALERT_INTERVAL_SECONDS = 30.0
 EXPIRY_INTERVAL_SECONDS = 300.0
+MAIL_RETRY_SECONDS = 30.0
 RETENTION_CHECK_SECONDS = 3600.0  # the run itself is daily: the first check of a UTC day
 RETENTION_START_DELAY_SECONDS = 600.0  # not in the rush of a (re)start
 HEAP_TRIM_SECONDS = 60.0
@@ -254,6 +255,24 @@ async def expire_consents_forever(
         await _pause(stop, interval_seconds)
 
 
+async def deliver_mail_forever(
+    services: Services, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """Retry the queued e-mails whose wait is over (each row is claimed before an attempt,
+    so every worker may run this)."""
+    outbox = services.mail_outbox
+    if outbox is None:
+        return
+    clock = JobClock("mail-outbox")
+    while not stop.is_set():
+        try:
+            with clock.run():
+                await outbox.deliver_due()
+        except Exception as exc:
+            log.warning("mail outbox run failed", error=type(exc).__name__)
+        await _pause(stop, interval_seconds)
+
+
 async def deliver_webhooks_forever(
     services: Services, interval_seconds: float, stop: asyncio.Event
 ) -> None:
@@ -386,6 +405,10 @@ class BackgroundJobs:
             asyncio.create_task(
                 retention_daily(self.services, RETENTION_CHECK_SECONDS, self._stop),
                 name="retention",
+            ),
+            asyncio.create_task(
+                deliver_mail_forever(self.services, MAIL_RETRY_SECONDS, self._stop),
+                name="mail-outbox",
             ),
             asyncio.create_task(
                 deliver_webhooks_forever(self.services, WEBHOOK_POLL_SECONDS, self._stop),

@@ -210,6 +210,10 @@ class RecordType:
     # References that must be about the same person as the record itself (a task's deal
     # must be its contact's deal): otherwise erasing that person would miss the record.
     same_subject: tuple[str, ...] = ()
+    # A person who holds the data-subject rights on their own: found by e-mail address or
+    # phone number for a request, signed in to the portal, shown their record there.
+    # Contacts and leads (a lead converted keeps its subject id, so it stays one person).
+    person: bool = False
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -235,6 +239,7 @@ CONTACT = RecordType(
     resource="contact",
     table="contact",
     label="Contact",
+    person=True,
     fields=(
         Field(
             "first_name",
@@ -728,6 +733,7 @@ LEAD = RecordType(
     resource="lead",
     table="lead",
     label="Lead",
+    person=True,
     fields=(
         Field(
             "first_name",
@@ -972,6 +978,23 @@ NOTE = RecordType(
 RECORD_TYPES: Mapping[str, RecordType] = {
     rt.resource: rt for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE, LEAD, TASK, NOTE)
 }
+
+# The record types of people with the data-subject rights, in the order a person's own
+# record is chosen when they have several under one subject id (a converted lead's contact
+# comes before the lead).
+PERSON_TYPES: tuple[RecordType, ...] = tuple(rt for rt in RECORD_TYPES.values() if rt.person)
+_SELF_CORRECTED = frozenset({Category.IDENTIFIER, Category.CONTACT, Category.ADDRESS})
+
+
+def self_correctable(rt: RecordType) -> tuple[str, ...]:
+    """The fields a person may correct themself in the portal: their names, phone and
+    address. Not the e-mail address: it is what proves who they are, and changing it needs
+    staff to verify the new one."""
+    return tuple(
+        f.name
+        for f in rt.fields
+        if f.category in _SELF_CORRECTED and f.kind != Kind.EMAIL and not f.set_by_rule
+    )
 
 
 # --- validation and normalisation -------------------------------------------------------

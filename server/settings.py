@@ -64,6 +64,10 @@ class Settings:
     kek_rotation_days: int = 0
     # Who was erased, kept with the keys and never in a data backup (docs/backups.md).
     erasure_register_file: Path | None = None
+    # A person whose last legal basis lapsed is erased by the retention run this many
+    # days after their erasure review was opened (server/dsr/lapse.py), unless a basis
+    # came back or compliance rejected the review meanwhile.
+    basis_lapse_grace_days: int = 30
     session_secret: str | None = field(default=None, repr=False)
     demo: bool = False
     cookie_secure: bool = True
@@ -90,6 +94,10 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     smtp_starttls: bool = False
+    # Implicit TLS (SMTPS, RFC 8314): TLS from the first byte, as on port 465 (the default
+    # there). ``smtp_ca_file``: a PEM bundle to trust instead of the system's (private CA).
+    smtp_tls: bool = False
+    smtp_ca_file: Path | None = None
     mail_from: str = "consentry@localhost"
     alert_recipients: tuple[str, ...] = ()
     # Who the controller is, for the record of processing (Art. 30).
@@ -141,6 +149,9 @@ class Settings:
                 "BACKUP_RETENTION_DAYS", get("BACKUP_RETENTION_DAYS"), 35
             ),
             erasure_register_file=Path(register_file) if register_file else None,
+            basis_lapse_grace_days=_positive_int(
+                "BASIS_LAPSE_GRACE_DAYS", get("BASIS_LAPSE_GRACE_DAYS"), 30
+            ),
             kek_rotation_days=_positive_int("KEK_ROTATION_DAYS", get("KEK_ROTATION_DAYS"), 1)
             if get("KEK_ROTATION_DAYS") not in (None, "0")
             else 0,
@@ -165,6 +176,13 @@ class Settings:
             smtp_username=get("SMTP_USERNAME"),
             smtp_password=get("SMTP_PASSWORD"),
             smtp_starttls=_flag("SMTP_STARTTLS", get("SMTP_STARTTLS"), False),
+            smtp_tls=_flag(
+                "SMTP_TLS",
+                get("SMTP_TLS"),
+                get("SMTP_PORT") == "465"
+                and not _flag("SMTP_STARTTLS", get("SMTP_STARTTLS"), False),
+            ),
+            smtp_ca_file=Path(ca) if (ca := get("SMTP_CA_FILE")) else None,
             mail_from=get("MAIL_FROM") or "consentry@localhost",
             alert_recipients=recipients,
             controller_name=(get("CONTROLLER_NAME") or "").strip()

@@ -19,7 +19,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,6 +62,7 @@ from server.consent.tables import (
     PrivacyNotice,
 )
 from server.datamap import LegalBasis
+from server.logs import get_logger
 from server.mail import Mailer
 from server.settings import Settings
 
@@ -72,6 +73,10 @@ CONFIRMATION_LIFETIME = dt.timedelta(hours=48)
 # Every message we send carries a fresh one, so 30 days covers the time people keep mail.
 PREFERENCE_LINK_LIFETIME = dt.timedelta(days=30)
 EXPIRY_ACTOR = "system:consent-expiry"
+# Reason codes the lapse listeners hear (and the erasure review records).
+LAST_CONSENT_WITHDRAWN = "last_consent_withdrawn"
+LAST_CONSENT_EXPIRED = "last_consent_expired"
+log = get_logger("consentry.consent")
 MAX_USER_AGENT = 200
 MAX_NOTICE_TITLE = 200
 MAX_NOTICE_TEXT = 200_000
@@ -196,6 +201,17 @@ class ConsentEngine:
         self._public_url = settings.public_url.rstrip("/")
         self._controller = settings.controller_name
         self._keys = LinkKeys(secret)
+        # Told (subject id, reason code) after a consent was withdrawn or expired and that
+        # change is committed: the last-basis review (server/dsr/lapse.py) listens here.
+        self.lapse_listeners: list[Callable[[str, str], Awaitable[object]]] = []
+
+    async def _lapsed(self, subject_id: str, reason: str) -> None:
+        """Tell the listeners; never undo or fail the withdrawal for their sake."""
+        for listener in self.lapse_listeners:
+            try:
+                await listener(subject_id, reason)
+            except Exception as exc:  # the withdrawal stands; the review is logged as lost
+                log.error("consent lapse listener failed", error=type(exc).__name__)
 
     # -- the purposes registry ---------------------------------------------------------
 
@@ -582,7 +598,34 @@ class ConsentEngine:
         request_id: str = "",
     ) -> ConsentRecord | None:
         """Withdraw consent; effective at once. Withdrawing what is not in force records
-        nothing and returns None (so a repeated click is harmless)."""
+        nothing and returns None (so a repeated click is harmless). Once committed, the
+        lapse listeners hear of it (a caller holding a transaction tells them itself)."""
+        record = await self._withdraw(
+            subject_id,
+            purpose,
+            channel,
+            source=source,
+            actor_id=actor_id,
+            evidence=evidence,
+            actor_role=actor_role,
+            request_id=request_id,
+        )
+        if record is not None and not db.in_transaction():
+            await self._lapsed(record.subject_id, LAST_CONSENT_WITHDRAWN)
+        return record
+
+    async def _withdraw(
+        self,
+        subject_id: str,
+        purpose: str,
+        channel: str | None = None,
+        *,
+        source: str,
+        actor_id: str,
+        evidence: Mapping[str, Any] | None = None,
+        actor_role: str = "",
+        request_id: str = "",
+    ) -> ConsentRecord | None:
         subject = _subject(subject_id)
         info = await self.purpose(purpose)
         recorded_channel = info.channel_for(channel)
@@ -736,7 +779,33 @@ class ConsentEngine:
                     request_id="",
                 )
                 expired += 1
+            await self._lapsed(subject, LAST_CONSENT_EXPIRED)
         return expired
+
+    async def lapses_since(self, since: dt.datetime) -> list[tuple[str, str, dt.datetime]]:
+        """(subject id, reason code, when) of every withdrawal or expiry recorded since
+        ``since``, latest per person: what the daily last-basis sweep looks at again, in
+        case a lapse listener failed when it happened."""
+        rows = await (
+            ConsentEvent.select(
+                ConsentEvent.subject_id, ConsentEvent.kind, ConsentEvent.occurred_at
+            )
+            .where(
+                (ConsentEvent.occurred_at >= since)
+                & ConsentEvent.kind.is_in([Kind.WITHDRAWN.value, Kind.EXPIRED.value])
+            )
+            .order_by(ConsentEvent.occurred_at)
+        )
+        latest: dict[str, tuple[str, str, dt.datetime]] = {}
+        for row in rows:
+            subject = str(row["subject_id"])
+            reason = (
+                LAST_CONSENT_WITHDRAWN
+                if row["kind"] == Kind.WITHDRAWN.value
+                else LAST_CONSENT_EXPIRED
+            )
+            latest[subject] = (subject, reason, row["occurred_at"])
+        return list(latest.values())
 
     # -- reading the state ---------------------------------------------------------------
 
@@ -1156,7 +1225,7 @@ class ConsentEngine:
                 for status in await self.state(subject):
                     if status.state is not Kind.GRANTED:
                         continue
-                    record = await self.withdraw(
+                    record = await self._withdraw(
                         subject,
                         status.purpose,
                         status.channel,
@@ -1167,6 +1236,8 @@ class ConsentEngine:
                     )
                     if record is not None:
                         records.append(record)
+            if records and not db.in_transaction():
+                await self._lapsed(subject, LAST_CONSENT_WITHDRAWN)
             return records
         if act is PreferenceAction.LIFT_OBJECTION:
             lifted = await self.lift_objection(

@@ -36,6 +36,7 @@ from policy.scope import scope_condition
 from server import db
 from server.datamap import (
     DEFAULT_PURPOSE,
+    PERSON_TYPES,
     PURPOSES,
     RECORD_TYPES,
     Field,
@@ -900,10 +901,29 @@ class Gateway:
         return await erasure.record_counts(self, subject_id)
 
     async def erase_mentions(
-        self, actor: Actor, subject_id: str, *, batch_size: int = 500
+        self,
+        actor: Actor,
+        subject_id: str,
+        *,
+        batch_size: int = 500,
+        remembered: str = "",
+        before_write: erasure.WriteHook | None = None,
     ) -> erasure.MentionScrub:
-        """Scrub the person's names, addresses and numbers from other people's free text."""
-        return await erasure.scrub_mentions(self, actor, subject_id, batch_size=batch_size)
+        """Scrub the person's names, addresses and numbers from other people's free text
+        (``remembered``: what :meth:`remembered_identity` sealed while their records
+        still held it)."""
+        return await erasure.scrub_mentions(
+            self,
+            actor,
+            subject_id,
+            batch_size=batch_size,
+            remembered=remembered,
+            before_write=before_write,
+        )
+
+    async def remembered_identity(self, subject_id: str) -> str:
+        """The person's identifying values sealed under their key (for a held erasure)."""
+        return await erasure.remembered_identity(self, subject_id)
 
     async def subject_mentions(
         self, actor: Actor, subject_id: str, *, purpose: str
@@ -1105,12 +1125,11 @@ class Gateway:
                 column = getattr(table, name)
                 conditions.append(column == value)
                 continue
-            if name == "subject_id":  # the records about one person (metadata, no field)
+            if name == "subject_id":  # one person's records (ids only say who, not what)
                 try:
-                    column = getattr(table, "subject_id")
-                    conditions.append(column == uuid.UUID(str(value)))
+                    conditions.append(getattr(table, name) == uuid.UUID(str(value)))
                 except ValueError:
-                    problems["subject_id"] = "must be a subject id"
+                    problems[name] = "must be a subject id"
                 continue
             if name == "id":  # these records only (names for the ids on a page, in one list)
                 try:
@@ -1387,6 +1406,60 @@ class Gateway:
             subject_ids=tuple(subject for _, subject in found),
             fields=(field_name,),
             detail={"by": field_name, "returned": len(found)},
+        )
+        return found
+
+    async def locate_people(
+        self, actor: Actor, field_name: str, value: str, *, purpose: str | None = None
+    ) -> builtins.list[tuple[str, str, str]]:
+        """(record type, record id, subject id) of every person (each of the data map's
+        ``PERSON_TYPES``: contacts, leads) whose e-mail or phone is exactly ``value``; one
+        audited ``locate`` per type. How a request by e-mail or phone finds its person,
+        whether they became a customer or only filled in a form."""
+        return [
+            (rt.resource, record_id, subject_id)
+            for rt in PERSON_TYPES
+            for record_id, subject_id in await self.locate(
+                actor, rt.resource, field_name, value, purpose=purpose
+            )
+        ]
+
+    async def subject_records(
+        self, actor: Actor, resource: str, subject_id: str, *, purpose: str | None = None
+    ) -> builtins.list[str]:
+        """Ids of the living records of ``resource`` that carry this subject id, oldest
+        first; nothing is decrypted. How the portal and the request workflow find a
+        person's own record from the subject id they signed in with. Allowed by the
+        policy action ``locate``; audited with the subject."""
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        try:
+            subject = uuid.UUID(str(subject_id))
+        except ValueError:
+            raise InvalidInput("not a subject id", problems={"subject_id": "not a UUID"}) from None
+        decision = self._decide(actor, rt, "locate", purpose)
+        if not decision.allowed:
+            raise await self._deny(
+                actor,
+                rt,
+                "locate",
+                purpose,
+                decision.reason,
+                Forbidden(f"your role may not locate {rt.resource} records"),
+                subject_ids=(str(subject),),
+            )
+        query = table.select(table._meta.primary_key).where(getattr(table, "subject_id") == subject)
+        query = erasure.living(self._scoped(query, table, decision, actor), rt, table)
+        rows = await query.order_by(getattr(table, "created_at")).limit(100)
+        found = [str(row["id"]) for row in rows]
+        await self._audit(
+            actor,
+            rt,
+            "locate",
+            Outcome.ALLOWED,
+            purpose,
+            subject_ids=(str(subject),),
+            detail={"by": "subject_id", "returned": len(found)},
         )
         return found
 

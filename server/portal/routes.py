@@ -22,13 +22,13 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_404_NOT_FOUND
 
 from server.consent.model import SUBJECT_ACTOR
-from server.datamap import CONTACT, InvalidValues
+from server.datamap import InvalidValues, self_correctable
 from server.dsr.export import NoRecords
+from server.dsr.people import OwnRecord
 from server.dsr.receipts import CONSENT_WORDS, consent_receipt, request_receipt
 from server.dsr.requests import KINDS, STATES
 from server.portal.access import SUBJECT_ROLE, access_page, access_proofs
 from server.portal.service import (
-    CORRECTABLE,
     REVIEWED_KINDS,
     SESSION_IDLE,
     Portal,
@@ -311,8 +311,11 @@ class PortalPages(Controller):
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        values = await _portal(request).own_record(identity)
-        return _correct_form(request, values)
+        try:
+            own = await _portal(request).own_record(identity)
+        except PortalError as exc:
+            return await _home(request, identity, error=exc.message, status=404)
+        return _correct_form(request, own)
 
     @post("/correct", status_code=200)
     async def correct(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -323,17 +326,21 @@ class PortalPages(Controller):
         form = await _form(request)
         try:
             result = await portal.correct(identity, form, request_id=request_id_of(request))
+        except PortalError as exc:
+            return await _home(request, identity, error=exc.message, status=404)
         except InvalidValues as exc:
             current = await portal.own_record(identity)
-            shown = {**current, **{k: form.get(k, "") for k in CORRECTABLE}}
-            return _correct_form(request, shown, problems=exc.problems, status=400)
+            typed = {k: form.get(k, "") for k in self_correctable(current.record_type)}
+            return _correct_form(request, current, typed=typed, problems=exc.problems, status=400)
+        own = await portal.own_record(identity)
         if not result.changed:
             message = "Nothing was changed: the details you sent are the ones we hold."
         else:
-            labels = ", ".join(CONTACT.field(name).label.lower() for name in result.changed)
+            rt = own.record_type
+            labels = ", ".join(rt.field(name).label.lower() for name in result.changed)
             reference = f" (reference {result.request.id})" if result.request else ""
             message = f"Corrected: {labels}. We recorded your request{reference}."
-        return _correct_form(request, await portal.own_record(identity), message=message)
+        return _correct_form(request, own, message=message)
 
     # -- consents and the privacy notice -----------------------------------------------------
 
@@ -385,21 +392,24 @@ async def _home(
 
 def _correct_form(
     request: Request[Any, Any, Any],
-    values: dict[str, Any],
+    own: OwnRecord,
     *,
+    typed: dict[str, str] | None = None,
     problems: dict[str, str] | None = None,
     message: str = "",
     status: int = 200,
 ) -> Template:
+    rt = own.record_type
+    values = {**own.values, **(typed or {})}
     fields = [
         {
             "name": name,
-            "label": CONTACT.field(name).label,
+            "label": rt.field(name).label,
             "value": values.get(name) or "",
             "problem": (problems or {}).get(name, ""),
-            "max_length": CONTACT.field(name).max_length,
+            "max_length": rt.field(name).max_length,
         }
-        for name in CORRECTABLE
+        for name in self_correctable(rt)
     ]
     return _page(
         request,
@@ -408,7 +418,7 @@ def _correct_form(
         signed_in=True,
         title="Correct your details",
         fields=fields,
-        email=values.get("email") or "",
+        email=own.email or "",
         message=message,
         problems=problems or {},
     )
