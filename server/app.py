@@ -30,7 +30,7 @@ from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
 from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
 from server.pipelines.routes import PipelineRoutes
-from server.portal.routes import PortalPages
+from server.portal.routes import PortalPages, PortalTransparency
 from server.recipients.routes import NoticeAcknowledgement
 from server.reports.routes import ReportRoutes
 from server.request_guard import RequestInputGuard
@@ -74,6 +74,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     RequestRoutes,
     AuditRoutes,
     PortalPages,  # the customer self-service portal (own cookie, no staff session)
+    PortalTransparency,  # the portal's access log with proofs, and receipts
     NoticeAcknowledgement,  # /notices/acknowledge/<token>: recipients confirm Art. 19 notices
 )
 

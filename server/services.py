@@ -25,6 +25,7 @@ from server.dsr.erasure_runs import ErasureRuns
 from server.dsr.export import build_export
 from server.dsr.holds import LegalHolds
 from server.dsr.lapse import BasisReview
+from server.dsr.receipts import fulfil_erasure_with_receipt
 from server.dsr.requests import DataRequest, DataSubjectRequests
 from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
@@ -212,6 +213,8 @@ def build_services(settings: Settings) -> Services:
         erasure_runs=ErasureRuns(requests, erasure),
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)
+    # A finished erasure e-mails its signed receipt with the fulfilment notice.
+    requests.fulfillers["erasure"] = partial(fulfil_erasure_with_receipt, services)
     # Staff-fulfilled access and portability requests: the person gets an expiring link.
     requests.fulfillers["access"] = portal.send_download_link
     requests.fulfillers["portability"] = portal.send_download_link

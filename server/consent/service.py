@@ -84,7 +84,8 @@ _REFERENCE = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # Evidence a caller may supply. ``ip`` is accepted only to be replaced by its keyed hash.
 _REFERENCE_EVIDENCE = frozenset({"form_id", "import_batch", "reference"})
-_TEXT_EVIDENCE = frozenset({"user_agent", "confirm_user_agent"})
+# ``note``: staff's account of how the person asked (lifting an objection needs one).
+_TEXT_EVIDENCE = frozenset({"user_agent", "confirm_user_agent", "note"})
 _TIME_EVIDENCE = frozenset({"requested_at"})
 # Caller-supplied text could carry a name ("call:jane.smith", a forged user agent), and the
 # ledger is append-only: erasure cannot reach into it. So these values are kept encrypted
@@ -691,6 +692,52 @@ class ConsentEngine:
             request_id=request_id,
         )
 
+    async def lift_objection(
+        self,
+        subject_id: str,
+        scope: str = DIRECT_MARKETING,
+        *,
+        source: str,
+        actor_id: str,
+        evidence: Mapping[str, Any] | None = None,
+        actor_role: str = "",
+        request_id: str = "",
+    ) -> ConsentRecord | None:
+        """Lift an objection (``scope`` is ``direct_marketing`` or a purpose name): a ledger
+        event like any other change, effective at once. Lifting what is not in force
+        records nothing and returns None (a repeated click is harmless).
+
+        Staff lift one only on the person's word, so anyone but the person themself must
+        give evidence of it (``evidence["note"]``: where and when they asked); the note is
+        sealed under the person's key like all free-text evidence.
+        """
+        subject = _subject(subject_id)
+        if scope != DIRECT_MARKETING:
+            scope = (await self.purpose(scope)).name
+        clean = self._evidence(evidence)
+        if actor_id != SUBJECT_ACTOR and not str(clean.get("note") or "").strip():
+            raise ConsentError(
+                "evidence_required",
+                "say how the person asked to lift their objection (the evidence is required)",
+            )
+        async with db.write_transaction():
+            current = await self._state_row(subject, scope, ANY_CHANNEL)
+            if current is None or current.state is not Kind.OBJECTED:
+                return None
+            return await self._append(
+                subject_id=subject,
+                purpose=scope,
+                channel=ANY_CHANNEL,
+                kind=Kind.LIFTED,
+                source=_source(source),
+                evidence=clean,
+                notice_version=None,
+                actor_id=actor_id,
+                actor_role=actor_role,
+                expires_at=None,
+                request_id=request_id,
+            )
+
     async def expire_due(self, now: dt.datetime | None = None) -> int:
         """Record ``expired`` for every grant whose expiry has passed; returns how many.
 
@@ -1102,6 +1149,7 @@ class ConsentEngine:
                     channels=tuple(channels),
                     blocked=bool(objected & set(self._objection_scopes(info))),
                     objectable=info.legal_basis in OBJECTABLE,
+                    objected_itself=info.name in objected,
                 )
             )
         return PreferenceView(
@@ -1191,6 +1239,16 @@ class ConsentEngine:
             if records and not db.in_transaction():
                 await self._lapsed(subject, LAST_CONSENT_WITHDRAWN)
             return records
+        if act is PreferenceAction.LIFT_OBJECTION:
+            lifted = await self.lift_objection(
+                subject,
+                purpose or DIRECT_MARKETING,
+                source=source,
+                actor_id=SUBJECT_ACTOR,
+                evidence=evidence,
+                request_id=request_id,
+            )
+            return [] if lifted is None else [lifted]
         scope = DIRECT_MARKETING if act is PreferenceAction.OBJECT_DIRECT_MARKETING else purpose
         async with db.write_transaction():
             already = await self._state_row(subject, scope, ANY_CHANNEL)
@@ -1205,6 +1263,32 @@ class ConsentEngine:
                 request_id=request_id,
             )
         return [objection]
+
+    async def ledger(
+        self, subject_id: str, *, actor_id: str, actor_role: str = "", request_id: str = ""
+    ) -> list[ConsentRecord]:
+        """Every ledger event of one person, newest first (the 360 page, the portal's
+        receipts), evidence left sealed. Audited as ``consent.ledger_read`` (counts only)."""
+        subject = _subject(subject_id)
+        rows = (
+            await ConsentEvent.select()
+            .where(ConsentEvent.subject_id == uuid.UUID(subject))
+            .order_by(ConsentEvent.id, ascending=False)
+        )
+        async with db.write_transaction():
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=actor_id,
+                    actor_role=actor_role or _role_of(actor_id),
+                    action="consent.ledger_read",
+                    resource_type="consent",
+                    subject_ids=(subject,),
+                    outcome=Outcome.ALLOWED,
+                    request_id=request_id,
+                    detail={"events": len(rows)},
+                )
+            )
+        return [self._record_of(row) for row in rows]
 
     # -- proof ---------------------------------------------------------------------------
 
@@ -1278,6 +1362,7 @@ _ACTIONS = {
     Kind.WITHDRAWN: "withdraw",
     Kind.EXPIRED: "expire",
     Kind.OBJECTED: "object",
+    Kind.LIFTED: "lift_objection",
 }
 
 

@@ -321,7 +321,7 @@ def export_schema() -> dict[str, Any]:
             "id": {"type": "integer"},
             "purpose": _STRING,
             "channel": _STRING,
-            "kind": {"enum": ["granted", "withdrawn", "expired", "objected"]},
+            "kind": {"enum": ["granted", "withdrawn", "expired", "objected", "lifted"]},
             "source": _STRING,
             "source_label": _STRING,
             "evidence": {"type": "object"},
@@ -336,7 +336,7 @@ def export_schema() -> dict[str, Any]:
         {
             "purpose": _STRING,
             "channel": _STRING,
-            "state": {"enum": ["granted", "withdrawn", "expired", "objected"]},
+            "state": {"enum": ["granted", "withdrawn", "expired", "objected", "lifted"]},
             "since": _TIME,
             "expires_at": {"type": ["string", "null"], "format": "date-time"},
         }

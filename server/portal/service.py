@@ -623,6 +623,17 @@ class Portal:
         )
         return bundle
 
+    async def record_receipt(
+        self, identity: PortalIdentity, dsr_id: str | None, *, request_id: str = ""
+    ) -> None:
+        """The person downloaded a receipt: of a request (``dsr_id``) or of a consent
+        change (None); audited under them like their downloads."""
+        reason = "request_receipt" if dsr_id else "consent_receipt"
+        await self._record(
+            "portal.receipt", identity.subject_id, Outcome.ALLOWED, reason, dsr_id or "",
+            request_id,
+        )  # fmt: skip
+
     # -- audit -----------------------------------------------------------------------------
 
     async def _record(
@@ -651,7 +662,7 @@ class Portal:
         resource_id: str = "",
     ) -> None:
         """One audit event inside the caller's transaction: ids and codes only."""
-        by_subject = action in {"portal.sign_in", "portal.download"}
+        by_subject = action in {"portal.sign_in", "portal.download", "portal.receipt"}
         await self._audit.append(
             AuditEvent(
                 actor_id=SUBJECT_ACTOR if by_subject else PORTAL_ACTOR_ID,
