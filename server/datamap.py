@@ -444,6 +444,9 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 CASE_STATUSES = ("open", "pending", "resolved", "closed")
 _PIPELINE = _SERVICE | {"marketing"}  # deal totals for campaign planning: no person named
 _SUPPORT = frozenset({"customer_support", "customer_relationship", "compliance"})
+# The few plaintext facts customer-value and churn scores are computed from (server.analytics,
+# docs/analytics-scores.md): only for people with a basis for profiling (the gateway asks).
+_PROFILED_DEAL = _PIPELINE | {"profiling"}
 
 
 def _contact_ref(label: str = "Contact") -> Field:
@@ -481,7 +484,7 @@ DEAL = RecordType(
             "Amount",
             encrypted=False,
             minimum=0,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
             currency_from="currency",
         ),
         Field(
@@ -492,7 +495,7 @@ DEAL = RecordType(
             encrypted=False,
             max_length=3,
             choices=CURRENCIES,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
         ),
         # A stage key of the deal's pipeline: configuration (server.pipelines), so the
         # gateway's deal rule checks it and fills in the first stage when left out.
@@ -503,7 +506,7 @@ DEAL = RecordType(
             "Stage",
             encrypted=False,
             max_length=32,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
             filterable=True,
         ),
         Field(
@@ -551,7 +554,7 @@ DEAL = RecordType(
             "Pipeline",
             encrypted=False,
             filterable=True,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
         ),
         # When the deal entered its stage (the board's age in stage): set by the deal rule
         # whenever the stage changes, never by a client (server.pipelines).
@@ -605,7 +608,7 @@ INTERACTION = RecordType(
             encrypted=False,
             required=True,
             max_length=40,
-            purposes=_SUPPORT,
+            purposes=_SUPPORT | {"profiling"},
         ),
         Field(
             "summary",

@@ -14,6 +14,7 @@ from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, w
 from audit.trail import AuditTrail
 from audit.witness import WitnessFile
 from policy.enforcer import PolicyEngine
+from server.analytics.service import CustomerScores
 from server.auth.directory import ActiveStaff
 from server.auth.service import StaffAccounts
 from server.auth.tokens import ApiTokens
@@ -68,6 +69,7 @@ class Services:
     tokens: ApiTokens  # API tokens: personal and service accounts (server.auth.tokens)
     webhooks: Webhooks
     recipients: Recipients
+    analytics: CustomerScores  # customer scores under profiling (server.analytics)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
     # (one secret, one version: rotate by moving to a key file).
     key_rotation: KeyRotation | None = None
@@ -190,6 +192,7 @@ def build_services(settings: Settings) -> Services:
         ),
         webhooks=Webhooks(audit, WebhookSender(vault)),
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
+        analytics=CustomerScores(gateway, consent, vault, audit),
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)
