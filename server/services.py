@@ -164,6 +164,7 @@ def build_services(settings: Settings) -> Services:
     consent_secret = vault.derived_key(b"consentry/consent/v1")
     consent = ConsentEngine(audit, mailer, settings, consent_secret, vault)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
+    scores = CustomerScores(gateway, consent, vault, audit)  # profiling (server.analytics)
     requests = DataSubjectRequests(gateway, audit, mailer, settings)
     restrictions = Restrictions(audit)
     gateway.restrictions = restrictions  # restricted people reach only storage purposes
@@ -182,7 +183,7 @@ def build_services(settings: Settings) -> Services:
         portal, erasure=erasure,
         retention=Retention(gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind),
         pipelines=pipelines,
-        campaigns=Campaigns(audit, policy, gateway, consent, mailer),
+        campaigns=Campaigns(audit, policy, gateway, consent, mailer, scores),
         # Token secrets are kept as HMACs under their own subkey of the index root.
         tokens=ApiTokens(
             audit,
@@ -192,7 +193,7 @@ def build_services(settings: Settings) -> Services:
         ),
         webhooks=Webhooks(audit, WebhookSender(vault)),
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
-        analytics=CustomerScores(gateway, consent, vault, audit),
+        analytics=scores,
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)

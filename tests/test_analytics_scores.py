@@ -158,3 +158,52 @@ def test_the_documented_validation_figure_is_what_the_command_prints() -> None:
     result = CliRunner().invoke(cli, ["analytics", "validate", "--generate", documented[1]])
     assert result.exit_code == 0, result.output
     assert f"held-out ROC AUC: {documented[2]}" in result.output
+
+
+async def test_a_segment_may_filter_on_score_segments_only_where_scores_may_be_used(
+    services: Services, staff: Staff
+) -> None:
+    import pytest
+
+    from server.campaigns.service import SegmentInfo
+    from server.gateway import Forbidden, InvalidInput
+
+    _, people = await customers(services, staff)
+    await consent_to_profiling(services, [p.subject_id for p in people])
+    await services.analytics.score_all()
+    marketer = staff.actor(await staff.create("marketing"))
+    reader = staff.actor(await staff.create("sales"))
+    everyone = {
+        s: (await services.analytics.of_subject(reader, s, why="test"))
+        for s in [p.subject_id for p in people]
+    }
+    hibernating = {
+        s for s, held in everyone.items() if held and held.scores["segment"] == "hibernating"
+    }
+    assert hibernating  # the quiet quarter
+    segment = await services.campaigns.create_segment(
+        marketer, "Gone quiet", "", {"score_segment": ["hibernating"]}
+    )
+    assert await services.campaigns.segment_size(marketer, segment) == len(hibernating)
+    with pytest.raises(InvalidInput):
+        services.campaigns.clean_filters(marketer, {"score_segment": ["rich"]})
+    support = staff.actor(await staff.create("support"))
+    with pytest.raises(InvalidInput):  # a role that may not use profiling
+        services.campaigns.clean_filters(support, {"score_segment": ["loyal"]})
+    as_saved = SegmentInfo(**{**segment.__dict__})
+    with pytest.raises(Forbidden):
+        await services.campaigns.gateway_filters(marketer, as_saved, "service_communication")
+
+
+def test_the_record_of_processing_lists_the_profiling_activity(settings: Any) -> None:
+    from policy.enforcer import PolicyEngine
+    from server.processing_record import build_record
+
+    record = build_record(settings, PolicyEngine()).to_json()
+    profiling = next(p for p in record["purposes"] if p["name"] == "profiling")
+    assert "churn risk" in profiling["derived_data"]
+    used = {
+        f["name"] for d in profiling["personal_data"] for c in d["categories"] for f in c["fields"]
+    }
+    assert {"stage", "occurred_at"} <= used
+    assert all(p["derived_data"] is None for p in record["purposes"] if p["name"] != "profiling")

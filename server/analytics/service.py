@@ -12,6 +12,7 @@ scored (no basis, or no activity left) are deleted at the end of the run.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import time
@@ -83,7 +84,10 @@ class CustomerScores:
                 kinds.get((str(pipeline), str(stage))) == "won" or stage == "won"
             ),
         )
-        scoring = model.score_everyone(people, now, sample=TRAINING_SAMPLE)
+        # CPU work (the model's fit) off the event loop: the worker keeps serving requests.
+        scoring = await asyncio.to_thread(
+            model.score_everyone, people, now, model.SEED, TRAINING_SAMPLE
+        )
         subjects = list(scoring.scores)
         if progress is not None:
             progress(0, len(subjects))

@@ -1169,6 +1169,19 @@ class Gateway:
                 else:
                     problems["id"] = "must be one or more record ids"
                 continue
+            if name == "subject_id":  # these people only (a campaign segment's score filter)
+                try:
+                    people = [
+                        uuid.UUID(str(v))
+                        for v in (value if isinstance(value, list | tuple) else (value,))
+                    ]
+                except ValueError:
+                    problems["subject_id"] = "must be one or more subject ids"
+                    continue
+                column = getattr(table, "subject_id")
+                # Nobody matches an empty list (IN () is not valid SQL).
+                conditions.append(column.is_in(people) if people else column.is_null())
+                continue
             bound = rt.by_name.get(name.removesuffix("_before"))
             if name.endswith("_before") and bound is not None and bound.kind in _MOMENTS:
                 # "<field>_before": a date or time strictly earlier (tasks due by a moment).
