@@ -15,6 +15,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
+from audit.tables import AuditRecord
 from server.analytics.tables import CustomerScore
 from server.cli import cli
 from server.dsr.export import build_export
@@ -42,8 +43,10 @@ async def customers(services: Services, staff: Staff) -> tuple[Any, list[Any]]:
     rows = []
     for i, person in enumerate(people):
         quiet = i % 4 == 0
-        first = (NOW - dt.timedelta(days=400)).isoformat()  # everyone has a history
-        rows.append(interaction_values(person.id, occurred_at=first))
+        # Everyone has a history; the loyal ones were active shortly before the snapshot too.
+        for days in (400,) if quiet else (400, 200):
+            when = (NOW - dt.timedelta(days=days)).isoformat()
+            rows.append(interaction_values(person.id, occurred_at=when))
         for k in range(2 + i % 3):
             days = 300 + 30 * k if quiet else 10 + 60 * k
             when = (NOW - dt.timedelta(days=days)).isoformat()
@@ -83,6 +86,12 @@ async def test_only_people_with_a_profiling_basis_are_scored(
     assert run.scored == len(consenting)
     assert await scored_subjects() == set(consenting)
     assert run.validation_auc is not None  # the model trained and was validated
+    # Nor did the job process them: its audit events name only the people it scored.
+    events = await AuditRecord.select(AuditRecord.subject_ids).where(
+        AuditRecord.action == "profile.score"
+    )
+    named = {s for e in events for s in json.loads(e["subject_ids"])}
+    assert named == set(consenting)
     # Sealed: the stored row reveals neither the segment nor the risk.
     row = await CustomerScore.select().first()
     assert row is not None
@@ -141,7 +150,7 @@ async def test_the_360_page_shows_scores_with_their_explanation(
     page = text_of(await client.get(f"/contacts/{people[0].id}/360"))
     assert "Scores (profiling)" in page
     assert "Churn risk" in page
-    assert "What drove the churn risk" in page
+    assert "What the churn risk rests on" in page
     assert "retained customers' median" in page
     assert re.search(r"Computed .*deals, interactions and cases", page)
     unscored = text_of(await client.get(f"/contacts/{people[-1].id}/360"))
@@ -207,3 +216,17 @@ def test_the_record_of_processing_lists_the_profiling_activity(settings: Any) ->
     }
     assert {"stage", "occurred_at"} <= used
     assert all(p["derived_data"] is None for p in record["purposes"] if p["name"] != "profiling")
+
+
+async def test_the_daily_job_scores_and_erasure_removes_the_scores(
+    services: Services, staff: Staff
+) -> None:
+    from server.background import score_customers
+
+    _, people = await customers(services, staff)
+    subjects = [p.subject_id for p in people]
+    await consent_to_profiling(services, subjects)
+    await score_customers(services)  # what the daily housekeeping runs
+    assert await scored_subjects() == set(subjects)
+    await services.erasure.erase(subjects[0], by="system:test")
+    assert subjects[0] not in await scored_subjects()

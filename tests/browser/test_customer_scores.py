@@ -42,7 +42,7 @@ def seed(server: LiveServer, owner_id: int) -> list[str]:
             )
             rows: list[dict[str, Any]] = []
             for i, contact_id in enumerate(made.created):
-                days = (400, 320, 300) if i % 4 == 0 else (400, 40, 5)  # a quarter went quiet
+                days = (420, 330, 300) if i % 4 == 0 else (400, 200, 40, 5)  # a quarter went quiet
                 rows += [
                     {
                         "channel": "email",
