@@ -21,7 +21,7 @@ from server.cli import cli
 from server.dsr.export import build_export
 from server.services import Services
 from tests.conftest import Staff
-from tests.test_admin_ui import text_of, web_login
+from tests.test_admin_ui import submit, text_of, web_login
 from tests.test_crm_records import deal_values, interaction_values, sales_contact
 
 NOW = dt.datetime.now(dt.UTC)
@@ -202,6 +202,19 @@ async def test_a_segment_may_filter_on_score_segments_only_where_scores_may_be_u
     as_saved = SegmentInfo(**{**segment.__dict__})
     with pytest.raises(Forbidden):
         await services.campaigns.gateway_filters(marketer, as_saved, "service_communication")
+
+    # The segment form offers the score segments to marketing, and the page counts them.
+    marketer_login = await staff.create("marketing")
+    web = await web_login(staff, marketer_login)
+    saved = await submit(
+        web,
+        "/campaigns/segments/new",
+        "/campaigns/segments/new",
+        {"name": "Quiet ones", "score_segment": ["hibernating"]},
+    )
+    page = text_of(await web.get(saved.headers["location"]))
+    assert f"Members now: {len(hibernating)}" in page
+    assert "Score segment is Hibernating" in page
 
 
 def test_the_record_of_processing_lists_the_profiling_activity(settings: Any) -> None:

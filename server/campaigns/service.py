@@ -283,6 +283,10 @@ class Campaigns:
         readable = self._gateway.permitted_fields(actor, "contact", "list", purpose=SEGMENT_PURPOSE)
         return tuple(n for n in segment_fields() if readable and n in readable)
 
+    def may_filter_by_score(self, actor: Actor) -> bool:
+        """May this actor select people by customer-score segment (``score_segment``)?"""
+        return self._policy.allows(actor.role, "purpose:profiling", "use")
+
     def clean_filters(self, actor: Actor, raw: object) -> dict[str, list[str]]:
         """Validate a segment's filters: ``{field: value or [values]}``. Errors name the field
         (never a value); nothing is saved when one is wrong."""
@@ -300,7 +304,7 @@ class Campaigns:
                 picked = [v for v in picked if v not in (None, "")]
                 if any(v not in SEGMENTS for v in picked):
                     problems[key] = "must be score segments: " + ", ".join(SEGMENTS)
-                elif not self._policy.allows(actor.role, "purpose:profiling", "use"):
+                elif not self.may_filter_by_score(actor):
                     problems[key] = "your role may not use customer scores"
                 elif picked:
                     cleaned[name] = sorted(set(picked))
