@@ -2,7 +2,7 @@
 consent expiry, webhook deliveries and Art. 19 notices (server.webhooks.queue), giving
 freed heap back to the system once a minute (server/memory.py), and
 the daily housekeeping (retention, expired rows, KEK rotation when configured and pruning
-of retired KEK versions: docs/backups.md).
+of retired KEK versions: docs/backups.md; then the customer scores: docs/analytics-scores.md).
 
 Every worker runs them and the jobs make that safe (each takes a lock or claims its run).
 The sealer, which runs several times a second, is also elected (``audit.sealer_lease``):
@@ -350,6 +350,20 @@ async def prune_retired_keks(services: Services, now: dt.datetime | None = None)
     return list(report.destroyed)
 
 
+async def score_customers(services: Services) -> None:
+    """The daily customer scoring (server.analytics, docs/analytics-scores.md): only people
+    with a basis for profiling; counts and the model's held-out ROC AUC are logged."""
+    run = await services.analytics.score_all()
+    log.info(
+        "customer scores computed",
+        scored=run.scored,
+        removed=run.removed,
+        trained_on=run.trained_on,
+        validation_auc=-1.0 if run.validation_auc is None else round(run.validation_auc, 3),
+        duration_ms=round(run.seconds * 1000, 1),
+    )
+
+
 async def retention_daily(services: Services, interval_seconds: float, stop: asyncio.Event) -> None:
     """Apply the retention rules once per UTC day. Every worker checks; the first to claim
     the day (a unique row in ``retention_run``) runs it, the others skip."""
@@ -368,6 +382,7 @@ async def retention_daily(services: Services, interval_seconds: float, stop: asy
                 destroyed = await prune_retired_keks(services)
                 if destroyed:
                     log.info("retired KEK versions destroyed", versions=",".join(destroyed))
+                await score_customers(services)
         except Exception as exc:
             log.warning("retention run failed", error=type(exc).__name__)
         await _pause(stop, interval_seconds)

@@ -64,6 +64,12 @@ class Purpose:
     # The person's own consent or objection decides, person by person (the consent engine,
     # server.consent): the gateway reaches only people with a valid basis for the purpose.
     per_subject: bool = False
+    # May people be selected by their customer scores (server.analytics) for this purpose?
+    # Direct marketing only; never a purpose whose outcome has legal or similar effect.
+    uses_scores: bool = False
+    # What the purpose derives about each person (profiling, Art. 4(4)): listed in the
+    # record of processing (server.processing_record) beside the data it uses.
+    derives: str = ""
 
 
 PURPOSES: Mapping[str, Purpose] = {
@@ -88,6 +94,7 @@ PURPOSES: Mapping[str, Purpose] = {
             "may see; never for anyone who objected to direct marketing.",
             recipients=("Marketing staff of the controller",),
             per_subject=True,
+            uses_scores=True,
         ),
         Purpose(
             "marketing_email",
@@ -98,6 +105,7 @@ PURPOSES: Mapping[str, Purpose] = {
                 "E-mail delivery provider (processor, Art. 28)",
             ),
             per_subject=True,
+            uses_scores=True,
         ),
         Purpose(
             "marketing_phone",
@@ -105,6 +113,7 @@ PURPOSES: Mapping[str, Purpose] = {
             "Offers by telephone call or text message, to people who agreed to it.",
             recipients=("Marketing staff of the controller",),
             per_subject=True,
+            uses_scores=True,
         ),
         Purpose(
             "profiling",
@@ -112,6 +121,12 @@ PURPOSES: Mapping[str, Purpose] = {
             "Analysing interests to tailor offers (never for automated decisions).",
             recipients=("Marketing staff of the controller",),
             per_subject=True,
+            derives="Customer scores per person, computed daily from deals, interactions "
+            "and cases: RFM ranks and segment, churn risk with the three factors behind it "
+            "(a gradient-boosted classifier), historical and predicted value, product-line "
+            "suggestions. Sealed under the person's key, deleted when consent ends or they "
+            "object; no decision with legal or similar effect is taken on them "
+            "(docs/analytics-scores.md).",
         ),
         Purpose(
             "third_party_sharing",
@@ -449,6 +464,9 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 CASE_STATUSES = ("open", "pending", "resolved", "closed")
 _PIPELINE = _SERVICE | {"marketing"}  # deal totals for campaign planning: no person named
 _SUPPORT = frozenset({"customer_support", "customer_relationship", "compliance"})
+# The few plaintext facts customer-value and churn scores are computed from (server.analytics,
+# docs/analytics-scores.md): only for people with a basis for profiling (the gateway asks).
+_PROFILED_DEAL = _PIPELINE | {"profiling"}
 
 
 def _contact_ref(label: str = "Contact") -> Field:
@@ -486,7 +504,7 @@ DEAL = RecordType(
             "Amount",
             encrypted=False,
             minimum=0,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
             currency_from="currency",
         ),
         Field(
@@ -497,7 +515,7 @@ DEAL = RecordType(
             encrypted=False,
             max_length=3,
             choices=CURRENCIES,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
         ),
         # A stage key of the deal's pipeline: configuration (server.pipelines), so the
         # gateway's deal rule checks it and fills in the first stage when left out.
@@ -508,7 +526,7 @@ DEAL = RecordType(
             "Stage",
             encrypted=False,
             max_length=32,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
             filterable=True,
         ),
         Field(
@@ -556,7 +574,7 @@ DEAL = RecordType(
             "Pipeline",
             encrypted=False,
             filterable=True,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
         ),
         # When the deal entered its stage (the board's age in stage): set by the deal rule
         # whenever the stage changes, never by a client (server.pipelines).
@@ -610,7 +628,7 @@ INTERACTION = RecordType(
             encrypted=False,
             required=True,
             max_length=40,
-            purposes=_SUPPORT,
+            purposes=_SUPPORT | {"profiling"},
         ),
         Field(
             "summary",

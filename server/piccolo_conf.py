@@ -26,6 +26,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.search.piccolo_app",
         "migrations.integrations.piccolo_app",
         "migrations.outbox.piccolo_app",
+        "migrations.analytics.piccolo_app",
     ]
 )
 

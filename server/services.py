@@ -14,6 +14,7 @@ from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, w
 from audit.trail import AuditTrail
 from audit.witness import WitnessFile
 from policy.enforcer import PolicyEngine
+from server.analytics.service import CustomerScores
 from server.auth.directory import ActiveStaff
 from server.auth.service import StaffAccounts
 from server.auth.tokens import ApiTokens
@@ -72,6 +73,7 @@ class Services:
     tokens: ApiTokens  # API tokens: personal and service accounts (server.auth.tokens)
     webhooks: Webhooks
     recipients: Recipients
+    analytics: CustomerScores  # customer scores under profiling (server.analytics)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
     # (one secret, one version: rotate by moving to a key file).
     key_rotation: KeyRotation | None = None
@@ -172,6 +174,7 @@ def build_services(settings: Settings) -> Services:
     consent_secret = vault.derived_key(b"consentry/consent/v1")
     consent = ConsentEngine(audit, mailer, settings, consent_secret, vault)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
+    scores = CustomerScores(gateway, consent, vault, audit)  # profiling (server.analytics)
     requests = DataSubjectRequests(gateway, audit, mailer, settings, outbox=mail_outbox)
     restrictions = Restrictions(audit)
     gateway.restrictions = restrictions  # restricted people reach only storage purposes
@@ -198,7 +201,7 @@ def build_services(settings: Settings) -> Services:
             gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind, lapse=lapse
         ),
         pipelines=pipelines,
-        campaigns=Campaigns(audit, policy, gateway, consent, mailer),
+        campaigns=Campaigns(audit, policy, gateway, consent, mailer, scores),
         # Token secrets are kept as HMACs under their own subkey of the index root.
         tokens=ApiTokens(
             audit,
@@ -208,6 +211,7 @@ def build_services(settings: Settings) -> Services:
         ),
         webhooks=Webhooks(audit, WebhookSender(vault)),
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
+        analytics=scores,
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
         mail_outbox=mail_outbox,
         erasure_runs=ErasureRuns(requests, erasure),

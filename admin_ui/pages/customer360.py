@@ -40,6 +40,7 @@ from admin_ui.pages.records import PAGE_PATHS, PLURALS, heading_of, shown_value
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from policy.enforcer import PolicyEngine
+from server.analytics.model import LOGIC, SEGMENT_LABELS
 from server.consent.model import SUBJECT_ACTOR, Kind
 from server.datamap import (
     CASE,
@@ -54,7 +55,7 @@ from server.datamap import (
 from server.dsr.export import CONSENT_SOURCE_LABELS
 from server.gateway import Gateway, GatewayError
 from server.gateway import Record as GatewayRecord
-from server.pipelines.service import stage_kinds
+from server.pipelines.service import pipeline_names, stage_kinds
 from server.reports.service import OPEN_CASE_STATUSES, money
 from server.web import services_of
 
@@ -376,6 +377,33 @@ def objection_title(kind: Kind, label: str) -> str:
     return label if kind in (Kind.OBJECTED, Kind.LIFTED) else f"Consent {label.lower()}"
 
 
+async def score_view(
+    request: Request[Any, Any, Any], visit: Visit, contact: GatewayRecord
+) -> dict[str, Any] | None:
+    """The person's customer scores with their explanation and date, for roles the policy
+    lets read them (None: no scores section at all). Reading them is audited."""
+    services = services_of(request)
+    if not services.policy.allows(visit.actor.role, "customer_score", "read"):
+        return None
+    basis = await services.consent.has_basis(contact.subject_id, "profiling")
+    held = await services.analytics.of_subject(visit.actor, contact.subject_id, why="customer_360")
+    view: dict[str, Any] = {"basis": basis.reason, "logic": LOGIC, "held": None}
+    if held is not None:
+        found = held.scores
+        lines = await pipeline_names()
+        view["held"] = {
+            "computed_at": held.computed_at,
+            "segment": SEGMENT_LABELS.get(found["segment"], found["segment"]),
+            "rfm": found["rfm"],
+            "churn_risk": found["churn_risk"],
+            "historical_value": found["historical_value"],
+            "predicted_value": found["predicted_value"],
+            "factors": found["churn_factors"],
+            "suggestions": [lines.get(s, "A product line") for s in found["suggestions"]],
+        }
+    return view
+
+
 class CustomerPages(Controller):
     path = "/contacts"
     include_in_schema = False
@@ -401,6 +429,7 @@ class CustomerPages(Controller):
         lists = await related_lists(gateway, services_of(request).policy, visit, contact)
         consents, timeline = await consent_entries(request, contact)
         ledger = await consent_ledger(request, visit, contact)
+        scores = await score_view(request, visit, contact)
         kinds = await stage_kinds()
         for found in lists:
             for record in found.records:
@@ -433,6 +462,7 @@ class CustomerPages(Controller):
             lists=lists,
             consents=consents,
             ledger=ledger,
+            scores=scores,
             timeline=timeline[:TIMELINE_LIMIT],
             capped=capped,
             limit=TIMELINE_LIMIT,

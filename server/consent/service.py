@@ -30,6 +30,7 @@ from piccolo.query import Select
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
+from server.analytics.store import forget_scores
 from server.consent.links import LinkKeys
 from server.consent.model import (
     ANY_CHANNEL,
@@ -494,6 +495,10 @@ class ConsentEngine:
                     ConsentState.last_event_id,
                 ],
             )
+            if kind is not Kind.GRANTED and purpose in (PROFILING, DIRECT_MARKETING):
+                # No basis for profiling any more: the person's scores go at once, in this
+                # transaction (a scoring run re-checks the basis when it writes).
+                await forget_scores(subject_id)
             detail: dict[str, int | str] = {"channel": channel, "source": source.value}
             if notice_version is not None:
                 detail["notice_version"] = notice_version

@@ -30,6 +30,7 @@ from typing import Any
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
+from server.analytics.store import forget_scores
 from server.dsr.errors import DsrError
 from server.dsr.holds import Hold, LegalHolds
 from server.dsr.requests import DataRequest, RequestError
@@ -270,6 +271,7 @@ class Erasure:
             await self._after("records")
 
         if "keys" not in steps:
+            await forget_scores(subject)  # sealed under the key anyway; the row goes too
             await self._gateway.shred_subject(actor, subject)
             steps.append("keys")
             await self._finish(row["id"], subject, steps, counts, by, row["request_id"])

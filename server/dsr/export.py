@@ -67,8 +67,9 @@ from audit import queries
 from audit.events import AuditEvent, Outcome
 from audit.signing import TreeHeadSigner, TreeHeadVerifier
 from server import db
+from server.analytics.model import AUTOMATED_DECISIONS, LOGIC
 from server.auth.directory import staff_identities
-from server.consent.model import SUBJECT_ACTOR, ConsentError
+from server.consent.model import PROFILING, SUBJECT_ACTOR, ConsentError
 from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, Kind, RecordType
 from server.dsr import export_html
 from server.gateway import Actor, GatewayError
@@ -466,6 +467,19 @@ def export_schema() -> dict[str, Any]:
             }
         ),
     }
+    schema["properties"]["profiling"] = _object(
+        {
+            "basis": _STRING,
+            "computed_at": _nullable("string"),
+            "model": _nullable("string"),
+            "scores": {"type": ["object", "null"]},
+            "explanation": _STRING,
+            "logic": _STRING,
+            "automated_decisions": _STRING,
+        },
+        title="Scores about you (profiling) and the logic involved (GDPR Art. 15(1)(h)); "
+        "when there are none, why",
+    )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -922,6 +936,39 @@ async def review_redactions(
 # --- the bundle ---------------------------------------------------------------------------
 
 
+_NO_SCORES = {
+    "objected": "You objected to direct marketing, which includes profiling: your scores "
+    "were deleted when you objected and none are computed.",
+    "withdrawn": "You withdrew your consent to profiling: your scores were deleted when you "
+    "withdrew and none are computed.",
+    "expired": "Your consent to profiling expired: your scores were deleted and none are computed.",
+    "no_consent": "You have not consented to profiling: no scores are computed about you.",
+    "purpose_inactive": "Profiling is not offered: no scores are computed about you.",
+}
+
+
+async def _profiling(services: Services, subject: str, actor: Actor) -> dict[str, Any]:
+    """Art. 15(1)(h): the scores held about the person, the logic involved, and, when there
+    are none, why."""
+    basis = await services.consent.has_basis(subject, PROFILING)
+    held = await services.analytics.of_subject(actor, subject, why="data_subject")
+    if held is not None:
+        explanation = "These scores were computed from your deals, interactions and cases."
+    else:
+        explanation = _NO_SCORES.get(
+            basis.reason, "No scores are held about you (no activity to score yet)."
+        )
+    return {
+        "basis": basis.reason,
+        "computed_at": held.computed_at.isoformat() if held else None,
+        "model": held.model if held else None,
+        "scores": held.scores if held else None,
+        "explanation": explanation,
+        "logic": LOGIC,
+        "automated_decisions": AUTOMATED_DECISIONS,
+    }
+
+
 async def build_export(
     services: Services, subject_id: str, *, requested_by: str, requested_role: str = ""
 ) -> ExportBundle:
@@ -992,6 +1039,7 @@ async def build_export(
         "source": _sources(held, consent_events),
         "withheld": _withheld_json(collected.summary),
         "mentions": collected.mentions,
+        "profiling": await _profiling(services, subject, actor),
     }
 
     files: dict[str, bytes] = {

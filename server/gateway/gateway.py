@@ -846,6 +846,57 @@ class Gateway:
         )
         return groups
 
+    async def behaviour(
+        self, actor: Actor, *, purpose: str = "profiling"
+    ) -> dict[str, builtins.list[tuple[Any, ...]]]:
+        """The plaintext facts a customer-value and churn model uses, per record type, for
+        every person with a basis for ``purpose`` (server.analytics): deals as
+        (subject, amount, currency, stage, pipeline, updated_at), interactions as
+        (subject, occurred_at), cases as (subject, created_at). No field is decrypted.
+
+        The purpose's basis (consent, objections, restriction) and the actor's record scope
+        are compiled into each WHERE exactly as for ``list``; a column the purpose may not
+        use (data map) refuses the whole call. One audited ``profile`` event per record type
+        with the row count, no subject ids (they are many, and the scores are recorded per
+        person by the caller's own events).
+        """
+        wanted = {
+            "deal": ("amount", "currency", "stage", "pipeline_id", "updated_at"),
+            "interaction": ("occurred_at",),
+            "case": ("created_at",),
+        }
+        found: dict[str, builtins.list[tuple[Any, ...]]] = {}
+        for resource, names in wanted.items():
+            rt, table = self._record_type(resource)
+            decision = self._decide(actor, rt, "list", purpose)
+            fields = tuple(n for n in names if n in rt.by_name)
+            if not decision.allowed or not set(fields) <= decision.fields:
+                raise await self._deny(
+                    actor,
+                    rt,
+                    "profile",
+                    purpose,
+                    decision.reason if not decision.allowed else "field_not_readable",
+                    Forbidden(f"{rt.resource} may not be profiled under {purpose}"),
+                    fields=fields,
+                )
+            columns = [getattr(table, "subject_id"), *(getattr(table, n) for n in names)]
+            query = await self._with_basis(
+                self._scoped(table.select(*columns), table, decision, actor), table, purpose
+            )
+            rows = await query
+            found[resource] = [(str(r["subject_id"]), *(r[n] for n in names)) for r in rows]
+            await self._audit(
+                actor,
+                rt,
+                "profile",
+                Outcome.ALLOWED,
+                purpose,
+                fields=fields,
+                detail={"records": len(rows)},
+            )
+        return found
+
     async def export_subject(
         self, actor: Actor, subject_id: str, *, purpose: str | None = None
     ) -> builtins.list[Record]:
@@ -1143,6 +1194,19 @@ class Gateway:
                     conditions.append(table._meta.primary_key.is_in(ids))
                 else:
                     problems["id"] = "must be one or more record ids"
+                continue
+            if name == "subject_id":  # these people only (a campaign segment's score filter)
+                try:
+                    people = [
+                        uuid.UUID(str(v))
+                        for v in (value if isinstance(value, list | tuple) else (value,))
+                    ]
+                except ValueError:
+                    problems["subject_id"] = "must be one or more subject ids"
+                    continue
+                column = getattr(table, "subject_id")
+                # Nobody matches an empty list (IN () is not valid SQL).
+                conditions.append(column.is_in(people) if people else column.is_null())
                 continue
             bound = rt.by_name.get(name.removesuffix("_before"))
             if name.endswith("_before") and bound is not None and bound.kind in _MOMENTS:
