@@ -1176,12 +1176,6 @@ class Gateway:
                 column = getattr(table, name)
                 conditions.append(column == value)
                 continue
-            if name == "subject_id":  # one person's records (ids only say who, not what)
-                try:
-                    conditions.append(getattr(table, name) == uuid.UUID(str(value)))
-                except ValueError:
-                    problems[name] = "must be a subject id"
-                continue
             if name == "id":  # these records only (names for the ids on a page, in one list)
                 try:
                     ids = [
@@ -1195,7 +1189,7 @@ class Gateway:
                 else:
                     problems["id"] = "must be one or more record ids"
                 continue
-            if name == "subject_id":  # these people only (a campaign segment's score filter)
+            if name == "subject_id":  # one person's records, or a segment's people (ids only)
                 try:
                     people = [
                         uuid.UUID(str(v))
