@@ -765,6 +765,7 @@ class Gateway:
         since: tuple[str, dt.datetime] | None = None,
         before: tuple[str, dt.datetime] | None = None,
         purpose: str | None = None,
+        filters: Mapping[str, Any] | None = None,
     ) -> builtins.list[Group]:
         """Counts (and a sum) per group over the records the actor can reach, in one GROUP BY.
 
@@ -772,7 +773,8 @@ class Gateway:
         WHERE exactly as for ``list``, so a rep's pipeline covers their own deals only, and
         no record is decrypted or returned. Needs the ``list`` right, and read rights on every
         column used (grouped, summed or windowed); only plaintext columns qualify. Audited as
-        one ``aggregate`` event with the column names and counts, no subject.
+        one ``aggregate`` event with the column names and counts, no subject. ``filters``
+        as for ``list`` (their names are audited, never their values).
         """
         rt, table = self._record_type(resource)
         purpose = purpose or self.purpose_for(actor)
@@ -794,12 +796,14 @@ class Gateway:
                 n
                 for n in used
                 if n not in metadata
-                and (n not in rt.by_name or rt.by_name[n].encrypted or n not in decision.fields)
+                and (
+                    n not in rt.by_name
+                    or not rt.by_name[n].aggregatable
+                    or n not in decision.fields
+                )
             }
         )
-        summable = sum_of is None or (
-            sum_of in rt.by_name and rt.by_name[sum_of].kind is Kind.INTEGER
-        )
+        summable = sum_of is None or (sum_of in rt.by_name and rt.by_name[sum_of].summable)
         if unusable or not summable or not group_by:
             raise await self._deny(
                 actor,
@@ -821,6 +825,8 @@ class Gateway:
             query = query.where(getattr(table, since[0]) >= since[1])
         if before is not None:
             query = query.where(getattr(table, before[0]) < before[1])
+        for condition in self._filter_conditions(rt, table, decision, filters or {}):
+            query = query.where(condition)
         rows = await query.group_by(*columns)
         groups = [
             Group(
@@ -836,11 +842,12 @@ class Gateway:
             "aggregate",
             Outcome.ALLOWED,
             purpose,
-            fields=tuple(n for n in used if n in rt.by_name),
+            fields=tuple(dict.fromkeys(n for n in [*used, *(filters or {})] if n in rt.by_name)),
             detail={
                 "group_by": ",".join(group_by),
                 "groups": len(groups),
                 "total": sum(g.count for g in groups),
+                **({"filters": ",".join(sorted(filters))} if filters else {}),
             },
         )
         return groups
