@@ -25,6 +25,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.leads.piccolo_app",
         "migrations.search.piccolo_app",
         "migrations.integrations.piccolo_app",
+        "migrations.reporting.piccolo_app",
     ]
 )
 

@@ -766,6 +766,7 @@ class Gateway:
         before: tuple[str, dt.datetime] | None = None,
         purpose: str | None = None,
         filters: Mapping[str, Any] | None = None,
+        audit_detail: Mapping[str, int | str] | None = None,
     ) -> builtins.list[Group]:
         """Counts (and a sum) per group over the records the actor can reach, in one GROUP BY.
 
@@ -774,7 +775,8 @@ class Gateway:
         no record is decrypted or returned. Needs the ``list`` right, and read rights on every
         column used (grouped, summed or windowed); only plaintext columns qualify. Audited as
         one ``aggregate`` event with the column names and counts, no subject. ``filters``
-        as for ``list`` (their names are audited, never their values).
+        as for ``list`` (their names are audited, never their values); ``audit_detail``
+        adds release parameters to the event (a differential-privacy epsilon).
         """
         rt, table = self._record_type(resource)
         purpose = purpose or self.purpose_for(actor)
@@ -848,6 +850,7 @@ class Gateway:
                 "groups": len(groups),
                 "total": sum(g.count for g in groups),
                 **({"filters": ",".join(sorted(filters))} if filters else {}),
+                **(audit_detail or {}),
             },
         )
         return groups
