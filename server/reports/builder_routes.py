@@ -14,6 +14,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.openapi import ResponseSpec
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -142,7 +143,15 @@ class ReportBuilderRoutes(Controller):
     @post(
         "/builder/csv",
         status_code=HTTP_200_OK,
-        media_type="text/csv",
+        # Not the handler's media_type: that would label its error answers as CSV too.
+        responses={
+            HTTP_200_OK: ResponseSpec(
+                data_container=str,
+                media_type="text/csv; charset=utf-8",
+                description="The aggregates as CSV (suppressed cells say so)",
+                generate_examples=False,
+            )
+        },
         description="The same report as CSV of the aggregates (suppressed cells say so).",
     )
     async def csv(

@@ -168,12 +168,23 @@ async def send_due(builder: ReportBuilder, send: Any, now: dt.datetime | None = 
             result = await builder.run(actor, counts)
         except (Forbidden, NotFound):
             continue  # the owner's role no longer allows it: nothing is sent
-        outcome = await send(
-            str(owner["email"]), f"Report: {row['name']}", email_text(str(row["name"]), result)
+        # Claim the run (one worker of several wins), then send; a failed send gives it back.
+        unchanged = (
+            SavedReport.last_sent_at.is_null() if last is None else SavedReport.last_sent_at == last
         )
+        claimed = (
+            await SavedReport.update({SavedReport.last_sent_at: moment})
+            .where((SavedReport.id == row["id"]) & unchanged)
+            .returning(SavedReport.id)
+        )
+        if not claimed:
+            continue
+        name = str(row["name"])
+        outcome = await send(str(owner["email"]), f"Report: {name}", email_text(name, result))
         if getattr(outcome, "sent", False):
-            await SavedReport.update({SavedReport.last_sent_at: moment}).where(
+            sent += 1
+        else:
+            await SavedReport.update({SavedReport.last_sent_at: last}).where(
                 SavedReport.id == row["id"]
             )
-            sent += 1
     return sent
