@@ -48,7 +48,8 @@ def test_rep_builds_saves_and_exports_a_report(page: Page, consentry: LiveServer
     table = page.locator("table[data-report=builder]")
     expect(table).to_be_attached()
     drawn = page.evaluate(
-        "() => !!(window.Chart && window.Chart.getChart(document.querySelector('canvas[data-chart]')))"
+        "() => !!(window.Chart"
+        " && window.Chart.getChart(document.querySelector('canvas[data-chart]')))"
     )
     assert drawn
     page.get_by_text("The numbers", exact=True).click()
