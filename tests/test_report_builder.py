@@ -98,6 +98,10 @@ async def test_a_reps_report_covers_only_their_scope_and_is_audited_by_field_nam
     w = await seed(services, staff)
     rep_a = await staff.login(w["rep_a"])
     definition = {**BY_STAGE, "measure": "sum", "measure_field": "amount"}
+    mixed = await rep_a.post(f"{API}/builder/run", json=definition)
+    assert mixed.status_code == 400
+    assert "currencies do not add up" in mixed.json()["detail"]
+    definition["filters"] = {"currency": "GBP"}
     body = (await rep_a.post(f"{API}/builder/run", json=definition)).json()
     assert set(cells(body)) == {"proposal", "lost"}  # rep B's won deals are not there
     assert body["grand_total"] == 7 * 1000
@@ -109,7 +113,7 @@ async def test_a_reps_report_covers_only_their_scope_and_is_audited_by_field_nam
     )
     assert event is not None
     assert event["actor_id"] == f"user:{w['rep_a'].user_id}"
-    assert sorted(json.loads(event["fields"])) == ["amount", "stage"]
+    assert sorted(json.loads(event["fields"])) == ["amount", "currency", "stage"]
     assert "1000" not in json.dumps(event, default=str)  # names, never values
 
 
@@ -195,7 +199,13 @@ async def test_a_scheduled_report_is_mailed_as_counts_only(
     body = saved.SavedReportIn(
         name="Weekly",
         definition=msgspec.convert(
-            {**BY_STAGE, "measure": "sum", "measure_field": "amount"}, ReportDefinition
+            {
+                **BY_STAGE,
+                "measure": "sum",
+                "measure_field": "amount",
+                "filters": {"currency": "GBP"},
+            },
+            ReportDefinition,
         ),
         schedule="weekly",
     )

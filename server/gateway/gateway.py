@@ -827,7 +827,10 @@ class Gateway:
             query = query.where(getattr(table, since[0]) >= since[1])
         if before is not None:
             query = query.where(getattr(table, before[0]) < before[1])
-        for condition in self._filter_conditions(rt, table, decision, filters or {}):
+        conditions = self._filter_conditions(
+            rt, table, decision, filters or {}, any_aggregatable=True
+        )
+        for condition in conditions:
             query = query.where(condition)
         rows = await query.group_by(*columns)
         groups = [
@@ -1105,7 +1108,11 @@ class Gateway:
         table: type[Table],
         decision: AccessDecision,
         filters: Mapping[str, Any],
+        *,
+        any_aggregatable: bool = False,
     ) -> builtins.list[Any]:
+        """SQL conditions for list filters (``filterable`` fields); ``any_aggregatable``
+        widens them to every field stored in clear, for reports (``aggregate``)."""
         conditions: builtins.list[Any] = []
         problems: dict[str, str] = {}
         for name, value in filters.items():
@@ -1136,7 +1143,7 @@ class Gateway:
                     conditions.append(condition)
                 continue
             spec = rt.by_name.get(name)
-            if spec is None or not spec.filterable:
+            if spec is None or not (spec.aggregatable if any_aggregatable else spec.filterable):
                 problems[shown_name(name)] = "not a filterable field"
             elif name not in decision.fields:
                 problems[name] = "your role may not read this field"

@@ -104,6 +104,12 @@ def check_shape(definition: ReportDefinition) -> None:
         spec = rt.by_name.get(definition.measure_field or "")
         if spec is None or not spec.summable:
             raise problem("measure_field", f"{definition.measure} needs a whole-number field")
+        currency = spec.currency_from
+        if currency and currency not in definition.group_by and currency not in definition.filters:
+            raise problem(
+                "measure_field",
+                f"amounts in different currencies do not add up: group or filter by {currency}",
+            )
     if (definition.bucket is None) != (definition.bucket_field is None):
         raise problem("bucket", "a time bucket needs both a unit and a date field")
     if definition.bucket_field and definition.bucket_field not in TIME_COLUMNS:
