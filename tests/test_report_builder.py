@@ -115,6 +115,18 @@ async def test_a_reps_report_covers_only_their_scope_and_is_audited_by_field_nam
     assert event["actor_id"] == f"user:{w['rep_a'].user_id}"
     assert sorted(json.loads(event["fields"])) == ["amount", "currency", "stage"]
     assert "1000" not in json.dumps(event, default=str)  # names, never values
+    # Median per stage and month of creation: one month column, the small group hidden.
+    by_month = {
+        **definition,
+        "measure": "median",
+        "bucket": "month",
+        "bucket_field": "created_at",
+    }
+    monthly = (await rep_a.post(f"{API}/builder/run", json=by_month)).json()
+    assert monthly["column_dimension"] == "created_at by month"
+    assert len(monthly["columns"]) == 1
+    assert cells(monthly) == {"proposal": None, "lost": None}  # 5 and 2: both must go
+    assert monthly["grand_total"] == 1000
 
 
 async def test_a_field_the_role_may_not_aggregate_is_refused_with_one_line(

@@ -3,6 +3,7 @@ exhaustive linear algebra (no hidden cell is determined by shown cells and total
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 
 import pytest
@@ -79,3 +80,20 @@ def test_a_minimum_group_size_below_three_is_refused_at_startup(value: str) -> N
 def test_the_minimum_group_size_is_configurable() -> None:
     assert Settings.from_env({}).report_min_group_size == 5
     assert Settings.from_env({"CONSENTRY_REPORT_MIN_GROUP_SIZE": "10"}).report_min_group_size == 10
+
+
+def test_time_buckets_and_medians() -> None:
+    from server.reports.builder import _median, bucket_label
+
+    moment = dt.datetime(2026, 12, 31, 23, 0, tzinfo=dt.UTC)
+    assert [bucket_label(moment, unit) for unit in ("day", "week", "month", "quarter")] == [
+        "2026-12-31",
+        "2026-W53",
+        "2026-12",
+        "2026-Q4",
+    ]
+    assert bucket_label("2027-01-04", "week") == "2027-W01"
+    assert bucket_label(None, "month") == "(none)"
+    assert _median({1: 1, 5: 2, 9: 1}) == 5
+    assert _median({1: 1, 3: 1}) == 2
+    assert _median({}) is None
