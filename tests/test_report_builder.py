@@ -20,6 +20,7 @@ from server.reports.builder_routes import report_builder
 from server.reports.suppression import Grid, recoverable
 from server.services import Services
 from tests.conftest import Staff
+from tests.test_admin_ui import web_login
 from tests.test_crm_records import deal_values, sales_contact
 
 API = "/api/v1/reports"
@@ -255,3 +256,24 @@ def test_definitions_are_validated_by_their_struct() -> None:
             continue
         raise AssertionError(f"accepted {bad}")
     assert ReportResult.__struct_fields__[0] == "record_type"
+
+
+async def test_the_page_refuses_bad_reports_with_one_line_and_exports_csv(
+    services: Services, staff: Staff
+) -> None:
+    w = await seed(services, staff)
+    rep = await web_login(staff, w["rep_a"])
+    refused = await rep.get("/reports/builder", params={"run": "1", "group_1": "title"})
+    assert refused.status_code == 400
+    assert "deal cannot be aggregated by: title" in refused.text
+    unknown = await rep.get("/reports/builder", params={"run": "1", "record_type": "spaceship"})
+    assert unknown.status_code == 400
+    assert (await rep.get("/reports/builder", params={"saved": "nope"})).status_code == 404
+    ok = await rep.get("/reports/builder", params={"run": "1", "group_1": "stage"})
+    assert ok.status_code == 200
+    assert 'data-report="builder"' in ok.text
+    exported = await rep.get("/reports/builder/export.csv", params={"group_1": "stage"})
+    assert exported.status_code == 200
+    assert "lost,suppressed,suppressed" in exported.text
+    support = await web_login(staff, await staff.create("support"))
+    assert (await support.get("/reports/builder")).status_code == 403
