@@ -125,11 +125,13 @@ class Page:
 @dataclass(frozen=True)
 class Group:
     """One row of an ``aggregate``: the grouped column values (in ``group_by`` order), how
-    many records, and the sum of the summed column (None when none was asked for)."""
+    many records, the sum of the summed column (None when none was asked for), and how
+    many different people the records are about (None unless ``count_people``)."""
 
     key: tuple[Any, ...]
     count: int
     total: int | None = None
+    people: int | None = None
 
 
 def audits_bad_input(
@@ -767,6 +769,7 @@ class Gateway:
         purpose: str | None = None,
         filters: Mapping[str, Any] | None = None,
         audit_detail: Mapping[str, int | str] | None = None,
+        count_people: bool = False,
     ) -> builtins.list[Group]:
         """Counts (and a sum) per group over the records the actor can reach, in one GROUP BY.
 
@@ -776,7 +779,9 @@ class Gateway:
         column used (grouped, summed or windowed); only plaintext columns qualify. Audited as
         one ``aggregate`` event with the column names and counts, no subject. ``filters``
         as for ``list`` (their names are audited, never their values); ``audit_detail``
-        adds release parameters to the event (a differential-privacy epsilon).
+        adds release parameters to the event (a differential-privacy epsilon);
+        ``count_people`` also counts the distinct data subjects per group (small-group
+        suppression counts people, not records).
         """
         rt, table = self._record_type(resource)
         purpose = purpose or self.purpose_for(actor)
@@ -820,6 +825,8 @@ class Gateway:
         selected: builtins.list[Any] = [*columns, Count(alias="n")]
         if sum_of:
             selected.append(Sum(getattr(table, sum_of), alias="total"))
+        if count_people:
+            selected.append(Count(distinct=[getattr(table, "subject_id")], alias="people"))
         query = await self._with_basis(
             self._scoped(table.select(*selected), table, decision, actor), table, purpose
         )
@@ -838,6 +845,7 @@ class Gateway:
                 key=tuple(_plain_value(r[n]) for n in group_by),
                 count=int(r["n"]),
                 total=int(r["total"]) if sum_of and r["total"] is not None else None,
+                people=int(r["people"]) if count_people else None,
             )
             for r in rows
         ]

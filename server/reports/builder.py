@@ -260,25 +260,43 @@ class ReportBuilder:
         release: DpRelease | None = None
         if definition.dp_epsilon is not None:
             release = await self.ledger.spend(actor.role, definition.dp_epsilon)
+        # People, not records: a cell of many deals of one customer is still one customer.
+        # Exact per SQL group; a cell folded from several groups (time buckets) gets the
+        # largest of them, a lower bound, so the rule errs towards hiding. A noisy release
+        # decides on its noisy counts alone (post-processing keeps the DP guarantee).
+        count_people = release is None
+        summed = definition.measure == "sum" and not by_value
         groups = await self.gateway.aggregate(
             actor,
             definition.record_type,
             group_by=tuple(dict.fromkeys(columns)),
-            sum_of=definition.measure_field
-            if definition.measure == "sum" and not by_value
-            else None,
+            sum_of=definition.measure_field if summed else None,
             purpose=definition.purpose,
             filters=definition.filters,
             audit_detail={"dp_epsilon": str(definition.dp_epsilon)} if release else None,
+            count_people=count_people and not by_value,
         )
+        people: dict[tuple[str, str], int] | None = None
+        if count_people:
+            people = defaultdict(int)
+            people_groups = groups
+            if by_value:  # values split the groups: count people over the cells' own groups
+                people_groups = await self.gateway.aggregate(
+                    actor,
+                    definition.record_type,
+                    group_by=tuple(dict.fromkeys(columns[: len(columns) - 1])),
+                    purpose=definition.purpose,
+                    filters=definition.filters,
+                    count_people=True,
+                )
+            for g in people_groups:
+                at = self._cell_of(definition, columns, g.key)
+                people[at] = max(people[at], g.people or 0)
         names = list(dict.fromkeys(columns))
         cells: dict[tuple[str, str], _Cell] = defaultdict(_Cell)
         for g in groups:
             key = dict(zip(names, g.key, strict=True))
-            dims = [_label(key[n]) for n in definition.group_by]
-            if definition.bucket and definition.bucket_field:
-                dims.append(bucket_label(key[definition.bucket_field], definition.bucket))
-            row, column = dims[0], (dims[1] if len(dims) > 1 else "")
+            row, column = self._cell_of(definition, columns, g.key)
             cell = cells[(row, column)]
             cell.count += g.count
             if definition.measure == "sum" and not by_value:
@@ -289,13 +307,25 @@ class ReportBuilder:
                     number = int(value)
                     cell.values[number] = cell.values.get(number, 0) + g.count
                     cell.total += number * g.count
-        return self._table(definition, cells, release)
+        return self._table(definition, cells, release, people)
+
+    @staticmethod
+    def _cell_of(
+        definition: ReportDefinition, columns: list[str], key: tuple[Any, ...]
+    ) -> tuple[str, str]:
+        """The (row, column) labels of one SQL group (its key follows ``columns``)."""
+        values = dict(zip(dict.fromkeys(columns), key, strict=False))
+        dims = [_label(values[n]) for n in definition.group_by]
+        if definition.bucket and definition.bucket_field:
+            dims.append(bucket_label(values[definition.bucket_field], definition.bucket))
+        return dims[0], (dims[1] if len(dims) > 1 else "")
 
     def _table(
         self,
         definition: ReportDefinition,
         cells: dict[tuple[str, str], _Cell],
         release: DpRelease | None,
+        people: dict[tuple[str, str], int] | None = None,
     ) -> ReportResult:
         rows = sorted({r for r, _ in cells})
         cols = sorted({c for _, c in cells})
@@ -306,7 +336,7 @@ class ReportBuilder:
             columns=tuple(cols),
             counts={(rows.index(r), cols.index(c)): cell.count for (r, c), cell in cells.items()},
         )
-        hidden = suppress(grid, self.min_group_size)
+        hidden = suppress(grid, self.min_group_size, self._few_people(grid, people))
 
         def value(r: int, c: int) -> float | None:
             if (r, c) in hidden:
@@ -339,6 +369,21 @@ class ReportBuilder:
             min_group_size=self.min_group_size,
             dp=release,
         )
+
+    def _few_people(
+        self, grid: Grid, people: dict[tuple[str, str], int] | None
+    ) -> set[tuple[int, int]]:
+        """Cells and totals about fewer than the minimum of different people (a total is
+        about at least as many people as its largest cell)."""
+        if people is None:
+            return set()
+        rows, cols = list(grid.rows), list(grid.columns)
+        bound = {(rows.index(r), cols.index(c)): n for (r, c), n in people.items()}
+        for r in range(len(rows)):
+            bound[(r, len(cols))] = max((bound.get((r, c), 0) for c in range(len(cols))), default=0)
+        for c in range(len(cols) + 1):
+            bound[(len(rows), c)] = max((bound.get((r, c), 0) for r in range(len(rows))), default=0)
+        return {p for p, n in bound.items() if n < self.min_group_size}
 
     @staticmethod
     def _with_noise(

@@ -118,11 +118,13 @@ def recoverable(grid: Grid, hidden: Iterable[Position]) -> set[Position]:
     return found
 
 
-def suppress(grid: Grid, minimum: int) -> set[Position]:
+def suppress(grid: Grid, minimum: int, also_small: Iterable[Position] = ()) -> set[Position]:
     """The positions (cells and totals) to hide so that no group under ``minimum`` is
-    shown or recoverable from what is shown."""
+    shown or recoverable from what is shown. ``also_small``: positions that are small for
+    another reason (fewer than ``minimum`` different people behind many records)."""
     counts = {p: grid.count(p) for p in grid.positions()}
     hidden = {p for p, n in counts.items() if 0 < n < minimum}
+    hidden |= {p for p in also_small if counts.get(p, 0) > 0}
     if not hidden:
         return hidden
 
