@@ -32,6 +32,7 @@ from server.organizations.routes import OrganizationRoutes
 from server.pipelines.routes import PipelineRoutes
 from server.portal.routes import PortalPages, PortalTransparency
 from server.recipients.routes import NoticeAcknowledgement
+from server.reports.builder_routes import ReportBuilderRoutes
 from server.reports.routes import ReportRoutes
 from server.request_guard import RequestInputGuard
 from server.requests import request_id_middleware
@@ -61,6 +62,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     PublicLeadForm,  # a website's contact form: no staff session, rate-limited
     ComplianceRoutes,
     ReportRoutes,
+    ReportBuilderRoutes,  # /api/v1/reports/builder, /saved: the report builder (report view)
     StaffRoutes,  # /api/v1/staff: staff accounts (staff manage)
     PipelineRoutes,  # /api/v1/pipelines: pipelines and stages (pipeline manage)
     ImportRoutes,  # /api/v1/imports: CSV imports as jobs (import run)

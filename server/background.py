@@ -29,6 +29,8 @@ from server.csvio.jobs import ImportJobs
 from server.leads.webform import SpentTokens
 from server.logs import get_logger
 from server.memory import can_trim, release_free_heap
+from server.reports import saved as saved_reports
+from server.reports.builder_routes import report_builder
 from server.services import Services
 from server.webhooks import queue as webhook_queue
 
@@ -42,6 +44,7 @@ MAIL_RETRY_SECONDS = 30.0
 RETENTION_CHECK_SECONDS = 3600.0  # the run itself is daily: the first check of a UTC day
 RETENTION_START_DELAY_SECONDS = 600.0  # not in the rush of a (re)start
 HEAP_TRIM_SECONDS = 60.0
+SCHEDULED_REPORT_SECONDS = 900.0  # how often due scheduled reports are looked for
 WEBHOOK_POLL_SECONDS = 2.0  # how late a queued webhook or notice goes out at most
 STOP_GRACE_SECONDS = 10.0
 LEASE_RETRY_SECONDS = 1.0  # how often a worker without the sealer lease watches and asks
@@ -273,6 +276,22 @@ async def deliver_mail_forever(
         await _pause(stop, interval_seconds)
 
 
+async def send_scheduled_reports_forever(
+    services: Services, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """E-mail the saved reports whose schedule is due to their owners: counts only, run
+    under the owner's role and scope, small groups suppressed (server.reports.saved)."""
+    clock = JobClock("scheduled-reports")
+    builder = report_builder(services)
+    while not stop.is_set():
+        try:
+            with clock.run():
+                await saved_reports.send_due(builder, services.mailer.send)
+        except Exception as exc:
+            log.warning("scheduled reports failed", error=type(exc).__name__)
+        await _pause(stop, interval_seconds)
+
+
 async def deliver_webhooks_forever(
     services: Services, interval_seconds: float, stop: asyncio.Event
 ) -> None:
@@ -428,6 +447,10 @@ class BackgroundJobs:
             asyncio.create_task(
                 deliver_webhooks_forever(self.services, WEBHOOK_POLL_SECONDS, self._stop),
                 name="webhooks",
+            ),
+            asyncio.create_task(
+                send_scheduled_reports_forever(self.services, SCHEDULED_REPORT_SECONDS, self._stop),
+                name="scheduled-reports",
             ),
         ]
         if can_trim():

@@ -196,6 +196,17 @@ class Field:
     set_by_rule: bool = False
 
     @property
+    def aggregatable(self) -> bool:
+        """Stored in clear, so a report may group, filter or bucket on it in SQL (an
+        encrypted value is ciphertext under one person's key: nothing to group on)."""
+        return not self.encrypted and self.category is not Category.FREE_TEXT
+
+    @property
+    def summable(self) -> bool:
+        """A clear whole number: a report may sum, average or take the median of it."""
+        return self.aggregatable and self.kind is Kind.INTEGER
+
+    @property
     def index_column(self) -> str:
         return f"{self.name}_bidx"
 

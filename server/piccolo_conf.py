@@ -27,6 +27,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.integrations.piccolo_app",
         "migrations.outbox.piccolo_app",
         "migrations.analytics.piccolo_app",
+        "migrations.reporting.piccolo_app",
     ]
 )
 

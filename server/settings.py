@@ -50,6 +50,33 @@ def _positive_int(name: str, value: str | None, default: int) -> int:
     return number
 
 
+# Small groups never identify anyone (docs/reports.md): no deployment may show a report
+# cell counting fewer people than this, whatever it configures.
+MIN_GROUP_SIZE_FLOOR = 3
+
+
+def _min_group_size(value: str | None) -> int:
+    number = _positive_int("REPORT_MIN_GROUP_SIZE", value, 5)
+    if number < MIN_GROUP_SIZE_FLOOR:
+        raise ConfigurationError(
+            f"{PREFIX}REPORT_MIN_GROUP_SIZE: must be at least {MIN_GROUP_SIZE_FLOOR} "
+            f"(a report cell of fewer people could identify them), got {number}"
+        )
+    return number
+
+
+def _positive_float(name: str, value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigurationError(f"{PREFIX}{name}: expected a number, got {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise ConfigurationError(f"{PREFIX}{name}: must be a positive number, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = Path("consentry-data")
@@ -120,6 +147,18 @@ class Settings:
     web_form_free_submissions: int = 10
     # Calls an API token may make per minute (counted in the database, across workers).
     api_token_rate_per_minute: int = 600
+    # Report builder (docs/reports.md): the smallest group a report shows (never below
+    # MIN_GROUP_SIZE_FLOOR), and the differential-privacy budget (epsilon) each role may
+    # spend per calendar month on noisy releases.
+    report_min_group_size: int = 5
+    dp_epsilon_per_month: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.report_min_group_size < MIN_GROUP_SIZE_FLOOR:
+            raise ConfigurationError(
+                f"report_min_group_size must be at least {MIN_GROUP_SIZE_FLOOR}, "
+                f"got {self.report_min_group_size}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -205,6 +244,10 @@ class Settings:
             ),
             api_token_rate_per_minute=_positive_int(
                 "API_TOKEN_RATE_PER_MINUTE", get("API_TOKEN_RATE_PER_MINUTE"), 600
+            ),
+            report_min_group_size=_min_group_size(get("REPORT_MIN_GROUP_SIZE")),
+            dp_epsilon_per_month=_positive_float(
+                "DP_EPSILON_PER_MONTH", get("DP_EPSILON_PER_MONTH"), 5.0
             ),
         )
 

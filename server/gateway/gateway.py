@@ -126,11 +126,13 @@ class Page:
 @dataclass(frozen=True)
 class Group:
     """One row of an ``aggregate``: the grouped column values (in ``group_by`` order), how
-    many records, and the sum of the summed column (None when none was asked for)."""
+    many records, the sum of the summed column (None when none was asked for), and how
+    many different people the records are about (None unless ``count_people``)."""
 
     key: tuple[Any, ...]
     count: int
     total: int | None = None
+    people: int | None = None
 
 
 def audits_bad_input(
@@ -766,6 +768,9 @@ class Gateway:
         since: tuple[str, dt.datetime] | None = None,
         before: tuple[str, dt.datetime] | None = None,
         purpose: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        audit_detail: Mapping[str, int | str] | None = None,
+        count_people: bool = False,
     ) -> builtins.list[Group]:
         """Counts (and a sum) per group over the records the actor can reach, in one GROUP BY.
 
@@ -773,7 +778,11 @@ class Gateway:
         WHERE exactly as for ``list``, so a rep's pipeline covers their own deals only, and
         no record is decrypted or returned. Needs the ``list`` right, and read rights on every
         column used (grouped, summed or windowed); only plaintext columns qualify. Audited as
-        one ``aggregate`` event with the column names and counts, no subject.
+        one ``aggregate`` event with the column names and counts, no subject. ``filters``
+        as for ``list`` (their names are audited, never their values); ``audit_detail``
+        adds release parameters to the event (a differential-privacy epsilon);
+        ``count_people`` also counts the distinct data subjects per group (small-group
+        suppression counts people, not records).
         """
         rt, table = self._record_type(resource)
         purpose = purpose or self.purpose_for(actor)
@@ -795,12 +804,14 @@ class Gateway:
                 n
                 for n in used
                 if n not in metadata
-                and (n not in rt.by_name or rt.by_name[n].encrypted or n not in decision.fields)
+                and (
+                    n not in rt.by_name
+                    or not rt.by_name[n].aggregatable
+                    or n not in decision.fields
+                )
             }
         )
-        summable = sum_of is None or (
-            sum_of in rt.by_name and rt.by_name[sum_of].kind is Kind.INTEGER
-        )
+        summable = sum_of is None or (sum_of in rt.by_name and rt.by_name[sum_of].summable)
         if unusable or not summable or not group_by:
             raise await self._deny(
                 actor,
@@ -815,6 +826,8 @@ class Gateway:
         selected: builtins.list[Any] = [*columns, Count(alias="n")]
         if sum_of:
             selected.append(Sum(getattr(table, sum_of), alias="total"))
+        if count_people:
+            selected.append(Count(distinct=[getattr(table, "subject_id")], alias="people"))
         query = await self._with_basis(
             self._scoped(table.select(*selected), table, decision, actor), table, purpose
         )
@@ -822,12 +835,18 @@ class Gateway:
             query = query.where(getattr(table, since[0]) >= since[1])
         if before is not None:
             query = query.where(getattr(table, before[0]) < before[1])
+        conditions = self._filter_conditions(
+            rt, table, decision, filters or {}, any_aggregatable=True
+        )
+        for condition in conditions:
+            query = query.where(condition)
         rows = await query.group_by(*columns)
         groups = [
             Group(
                 key=tuple(_plain_value(r[n]) for n in group_by),
                 count=int(r["n"]),
                 total=int(r["total"]) if sum_of and r["total"] is not None else None,
+                people=int(r["people"]) if count_people else None,
             )
             for r in rows
         ]
@@ -837,11 +856,13 @@ class Gateway:
             "aggregate",
             Outcome.ALLOWED,
             purpose,
-            fields=tuple(n for n in used if n in rt.by_name),
+            fields=tuple(dict.fromkeys(n for n in [*used, *(filters or {})] if n in rt.by_name)),
             detail={
                 "group_by": ",".join(group_by),
                 "groups": len(groups),
                 "total": sum(g.count for g in groups),
+                **({"filters": ",".join(sorted(filters))} if filters else {}),
+                **(audit_detail or {}),
             },
         )
         return groups
@@ -1166,7 +1187,11 @@ class Gateway:
         table: type[Table],
         decision: AccessDecision,
         filters: Mapping[str, Any],
+        *,
+        any_aggregatable: bool = False,
     ) -> builtins.list[Any]:
+        """SQL conditions for list filters (``filterable`` fields); ``any_aggregatable``
+        widens them to every field stored in clear, for reports (``aggregate``)."""
         conditions: builtins.list[Any] = []
         problems: dict[str, str] = {}
         for name, value in filters.items():
@@ -1210,7 +1235,7 @@ class Gateway:
                     conditions.append(condition)
                 continue
             spec = rt.by_name.get(name)
-            if spec is None or not spec.filterable:
+            if spec is None or not (spec.aggregatable if any_aggregatable else spec.filterable):
                 problems[shown_name(name)] = "not a filterable field"
             elif name not in decision.fields:
                 problems[name] = "your role may not read this field"
