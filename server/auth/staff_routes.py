@@ -22,6 +22,7 @@ from server.gateway import InvalidInput
 from server.web import (
     SESSION_COOKIE,
     PageNumber,
+    PageSize,
     policy_guard,
     provide_identity,
     request_id_of,
@@ -110,15 +111,16 @@ class StaffRoutes(Controller):
         q: Annotated[str, QueryParameter(description="part of an e-mail or name")] = "",
         role: Annotated[str, QueryParameter(description="only this role")] = "",
         page: PageNumber = 1,
+        page_size: PageSize = USERS_PAGE_SIZE,
     ) -> StaffAccountList:
         result = await services_of(request).accounts.list_users(
-            query=q[:MAX_QUERY], role=role if role in ROLES else "", page=page
+            query=q[:MAX_QUERY], role=role if role in ROLES else "", page=page, page_size=page_size
         )
         return StaffAccountList(
             [_out(i, result.active.get(i.user_id, False)) for i in result.items],
             result.total,
             result.page,
-            USERS_PAGE_SIZE,
+            page_size,
         )
 
     @post(
