@@ -46,6 +46,7 @@ from admin_ui.pages.pipeline import BoardPages, PipelineSettingsPages
 from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
 from admin_ui.pages.release import ReleasePages
+from admin_ui.pages.forecast import ForecastPages
 from admin_ui.pages.reports import ReportPages
 from admin_ui.pages.requests import RequestPages
 from admin_ui.pages.search import SearchPages
@@ -107,6 +108,7 @@ def admin_router() -> Router:
             HoldPages,
             ProcessingRecordPage,
             ReportPages,
+            ForecastPages,  # /forecast (issue 20)
             ImportPages,  # /import (admins)
             ExportPages,  # /export/{kind}
             CustomerPages,  # /contacts/{id}/360

@@ -762,9 +762,10 @@ class Gateway:
         *,
         group_by: Sequence[str],
         sum_of: str | None = None,
-        since: tuple[str, dt.datetime] | None = None,
-        before: tuple[str, dt.datetime] | None = None,
+        since: tuple[str, dt.datetime | dt.date] | None = None,
+        before: tuple[str, dt.datetime | dt.date] | None = None,
         purpose: str | None = None,
+        team_totals: bool = False,
     ) -> builtins.list[Group]:
         """Counts (and a sum) per group over the records the actor can reach, in one GROUP BY.
 
@@ -773,6 +774,10 @@ class Gateway:
         no record is decrypted or returned. Needs the ``list`` right, and read rights on every
         column used (grouped, summed or windowed); only plaintext columns qualify. Audited as
         one ``aggregate`` event with the column names and counts, no subject.
+
+        ``team_totals``: over the actor's team's records instead of their own scope, for a
+        role the policy grants ``<resource>, totals:team`` (a rep's team totals in the sales
+        forecast). Never grouped by owner, so no colleague's own figures show.
         """
         rt, table = self._record_type(resource)
         purpose = purpose or self.purpose_for(actor)
@@ -785,6 +790,19 @@ class Gateway:
                 purpose,
                 decision.reason,
                 Forbidden(f"your role may not list {rt.resource} records"),
+            )
+        if team_totals and (
+            not actor.team
+            or "owner_id" in group_by
+            or not self.policy.allows(actor.role, rt.resource, "totals:team")
+        ):
+            raise await self._deny(
+                actor,
+                rt,
+                "aggregate",
+                purpose,
+                "no_team_totals",
+                Forbidden(f"your role may not see team totals of {rt.resource} records"),
             )
         windows = [w for w in (since, before) if w is not None]
         used = [*group_by, *([sum_of] if sum_of else []), *(name for name, _ in windows)]
@@ -814,9 +832,12 @@ class Gateway:
         selected: builtins.list[Any] = [*columns, Count(alias="n")]
         if sum_of:
             selected.append(Sum(getattr(table, sum_of), alias="total"))
-        query = await self._with_basis(
-            self._scoped(table.select(*selected), table, decision, actor), table, purpose
-        )
+        if team_totals:
+            team = table.select(*selected).where(getattr(table, "team") == actor.team)
+            scoped = duplicates.visible(team, table)
+        else:
+            scoped = self._scoped(table.select(*selected), table, decision, actor)
+        query = await self._with_basis(scoped, table, purpose)
         if since is not None:
             query = query.where(getattr(table, since[0]) >= since[1])
         if before is not None:
@@ -839,6 +860,7 @@ class Gateway:
             fields=tuple(n for n in used if n in rt.by_name),
             detail={
                 "group_by": ",".join(group_by),
+                **({"scope": "team_totals"} if team_totals else {}),
                 "groups": len(groups),
                 "total": sum(g.count for g in groups),
             },

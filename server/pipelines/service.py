@@ -143,6 +143,15 @@ async def stage_kinds() -> dict[tuple[str, str], str]:
     return {(str(r["pipeline_id"]), str(r["key"])): str(r["kind"]) for r in rows}
 
 
+async def stage_probabilities() -> dict[tuple[str, str], int]:
+    """(pipeline id, stage key) -> the stage's default probability: the forecast's weight
+    for a deal that has no probability of its own."""
+    rows = await PipelineStage.select(
+        PipelineStage.pipeline_id, PipelineStage.key, PipelineStage.probability
+    )
+    return {(str(r["pipeline_id"]), str(r["key"])): int(r["probability"]) for r in rows}
+
+
 async def stage_order() -> dict[str, int]:
     """Stage key -> its earliest board position in any pipeline (report rows in board
     order; the default pipeline's keys come first where positions tie)."""
