@@ -61,7 +61,9 @@ def attainment_chart(report: Forecast, currency: str) -> dict[str, Any]:
     rows = [*report.people, *report.teams]
     return {
         "stacked": False,
-        "labels": [r.label.split(" (")[0] for r in rows],
+        "labels": [
+            r.label.split(" (")[0] if r.owner_id is not None else f"Team {r.label}" for r in rows
+        ],
         "series": [
             {
                 "key": "won",
@@ -127,6 +129,7 @@ class ForecastPages(Controller):
             title="Sales forecast",
             report=report,
             charts=charts,
+            attainment=[name for name in charts if name.startswith("attainment-")],
             money_currencies=money_currencies,
             categories=CATEGORIES,
             category_labels=CATEGORY_LABELS,
