@@ -154,6 +154,9 @@ async def test_the_forecast_page_shows_a_reps_numbers_and_the_teams(
     assert "16.01" in page.text  # A's weighted pipeline, GBP 16.01
     assert "23.51" in page.text  # the north team's
     assert "63.00" not in page.text  # nothing of the south team
+    dashboard = await client.get("/")
+    assert 'data-panel="forecast"' in dashboard.text
+    assert "Team north" in dashboard.text
     backwards = await client.get("/forecast?period=custom&start=2027-02-01&end=2027-01-01")
     assert backwards.status_code == 400
     agent = await web_login(staff, await staff.create("support"))

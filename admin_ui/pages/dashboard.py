@@ -23,6 +23,7 @@ from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from audit import queries
 from server.datamap import RECORD_TYPES
+from server.forecast.service import Forecasts, period_for
 from server.reports.dashboard import Dashboard
 from server.reports.service import money
 from server.web import services_of
@@ -104,6 +105,7 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     ]
     context: dict[str, Any] = {
         "sales": None,
+        "forecast": None,
         "tasks": None,
         "cases": None,
         "campaigns": None,
@@ -116,6 +118,9 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     if board.sells(role):
         pipelines = await services.pipelines.all()
         context["sales"] = await board.sales(actor, pipelines, now)
+    forecasts = Forecasts(services.gateway, services.policy, services.audit)
+    if forecasts.may_view(role):  # this quarter's forecast and attainment (issue 20)
+        context["forecast"] = await forecasts.forecast(actor, period_for("quarter", now.date()))
     if board.does_tasks(role):
         context["tasks"] = await board.tasks(actor, now)
     if board.serves(role):
