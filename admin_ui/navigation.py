@@ -70,7 +70,10 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
     ),
     (
         "Marketing",
-        (MenuEntry("Campaigns", "/campaigns", ("campaign", "manage")),),
+        (
+            MenuEntry("Campaigns", "/campaigns", ("campaign", "manage")),
+            MenuEntry("Campaign funnel", "/campaigns/funnel", ("campaign", "manage")),
+        ),
     ),
     (
         "Compliance",

@@ -47,6 +47,7 @@ from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
 from admin_ui.pages.release import ReleasePages
 from admin_ui.pages.forecast import ForecastPages
+from admin_ui.pages.funnel import FunnelPages
 from admin_ui.pages.reports import ReportPages
 from admin_ui.pages.requests import RequestPages
 from admin_ui.pages.search import SearchPages
@@ -109,6 +110,7 @@ def admin_router() -> Router:
             ProcessingRecordPage,
             ReportPages,
             ForecastPages,  # /forecast (issue 20)
+            FunnelPages,  # /campaigns/funnel (issue 20)
             ImportPages,  # /import (admins)
             ExportPages,  # /export/{kind}
             CustomerPages,  # /contacts/{id}/360

@@ -23,6 +23,7 @@ from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from audit import queries
 from server.datamap import RECORD_TYPES
+from server.campaigns.funnel import CampaignFunnel
 from server.forecast.service import Forecasts, period_for
 from server.reports.dashboard import Dashboard
 from server.reports.service import money
@@ -106,6 +107,7 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     context: dict[str, Any] = {
         "sales": None,
         "forecast": None,
+        "funnel": None,
         "tasks": None,
         "cases": None,
         "campaigns": None,
@@ -128,6 +130,8 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     if board.markets(role):
         campaigns = services.campaigns
         context["campaigns"] = (await campaigns.campaigns(actor))[:SHOWN]
+        funnel = await CampaignFunnel(services.gateway, campaigns).funnel(actor)
+        context["funnel"] = funnel.campaigns[:SHOWN]
         context["segments"] = [
             {"segment": s, "size": await campaigns.segment_size(actor, s)}
             for s in (await campaigns.segments(actor))[:SHOWN]
