@@ -36,6 +36,8 @@ from admin_ui.pages.customer360 import CustomerPages
 from admin_ui.pages.dashboard import dashboard
 from admin_ui.pages.duplicates import DuplicatePages
 from admin_ui.pages.erasure import ErasurePages
+from admin_ui.pages.forecast import ForecastPages
+from admin_ui.pages.funnel import FunnelPages
 from admin_ui.pages.holds import HoldPages
 from admin_ui.pages.imports import ExportPages, ImportPages
 from admin_ui.pages.integrations import RecipientPages, WebhookPages
@@ -46,8 +48,6 @@ from admin_ui.pages.pipeline import BoardPages, PipelineSettingsPages
 from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
 from admin_ui.pages.release import ReleasePages
-from admin_ui.pages.forecast import ForecastPages
-from admin_ui.pages.funnel import FunnelPages
 from admin_ui.pages.reports import ReportPages
 from admin_ui.pages.requests import RequestPages
 from admin_ui.pages.search import SearchPages

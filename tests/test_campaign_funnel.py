@@ -35,9 +35,14 @@ async def test_the_funnel_counts_a_campaign_from_audience_to_won_value(
         await gw.create(
             world.seller,
             "lead",
-            {"first_name": "Lea", "last_name": "Dix", "source": "event", "status": status,
-             "campaign_id": campaign},
-        )  # fmt: skip
+            {
+                "first_name": "Lea",
+                "last_name": "Dix",
+                "source": "event",
+                "status": status,
+                "campaign_id": campaign,
+            },
+        )
     await gw.create(
         world.seller, "lead", {"first_name": "Ned", "last_name": "Ode", "source": "web"}
     )
@@ -66,6 +71,7 @@ async def test_the_funnel_counts_a_campaign_from_audience_to_won_value(
     page_client = await web_login(staff, world.marketer_identity)
     page = await page_client.get("/campaigns/funnel")
     assert page.status_code == 200
-    assert "100.00 GBP" in page.text and "20.01 GBP" in page.text
+    assert "100.00 GBP" in page.text  # won value
+    assert "20.01 GBP" in page.text  # cost per won deal
     dashboard = await page_client.get("/")
     assert 'data-panel="funnel"' in dashboard.text

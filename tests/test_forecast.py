@@ -45,17 +45,20 @@ async def seed(services: Services, staff: Staff) -> dict[str, Any]:
         await gw.create(actors[who], "deal", deal_values(people[who].id, **values))
 
     await deal("a", amount=1000, probability=40, expected_close="2027-01-15")  # best case
-    await deal("a", amount=2001, stage="negotiation", probability=None,  # the stage's 60
-               expected_close="2027-02-10")  # fmt: skip
+    await deal(
+        "a",
+        amount=2001,
+        stage="negotiation",
+        probability=None,  # the stage's 60
+        expected_close="2027-02-10",
+    )
     await deal("a", amount=5000, expected_close="2027-05-01")  # after the period
     await deal("a", amount=2500, stage="won", expected_close="2027-01-20")  # closed
     await deal("a", amount=100, stage="lost", lost_reason="price")
     await deal("b", amount=3000, probability=25, expected_close="2027-03-01")
     await deal("c", amount=7000, probability=90, expected_close="2027-01-20")
     now = dt.datetime.now(dt.UTC).isoformat()
-    await gw.create(
-        actors["a"], "interaction", interaction_values(people["a"].id, occurred_at=now)
-    )
+    await gw.create(actors["a"], "interaction", interaction_values(people["a"].id, occurred_at=now))
     return {"users": users, "actors": actors}
 
 
@@ -110,18 +113,30 @@ async def test_won_value_win_rate_activities_and_quota_attainment(
     a = world["users"]["a"]
     with pytest.raises(Forbidden):  # a rep may not set quotas
         await service.quotas.set(
-            world["actors"]["a"], owner_id=a.user_id, team="", month=month.months[0],
-            currency="GBP", amount=1,
-        )  # fmt: skip
+            world["actors"]["a"],
+            owner_id=a.user_id,
+            team="",
+            month=month.months[0],
+            currency="GBP",
+            amount=1,
+        )
     with pytest.raises(InvalidInput):
         await service.quotas.set(
-            world["actors"]["admin"], owner_id=a.user_id, team="", month="2027-13",
-            currency="GBP", amount=1,
-        )  # fmt: skip
+            world["actors"]["admin"],
+            owner_id=a.user_id,
+            team="",
+            month="2027-13",
+            currency="GBP",
+            amount=1,
+        )
     await service.quotas.set(
-        world["actors"]["admin"], owner_id=a.user_id, team="", month=month.months[0],
-        currency="GBP", amount=10_000,
-    )  # fmt: skip
+        world["actors"]["admin"],
+        owner_id=a.user_id,
+        team="",
+        month=month.months[0],
+        currency="GBP",
+        amount=10_000,
+    )
     mine = await service.forecast(world["actors"]["a"], month)
     (me,) = mine.people
     assert (me.won, me.lost, me.won_value) == (1, 1, {"GBP": 2500})
@@ -136,7 +151,9 @@ async def test_won_value_win_rate_activities_and_quota_attainment(
 
 def test_periods() -> None:
     day = dt.date(2026, 11, 17)
-    assert period_for("quarter", day) == Period("quarter", dt.date(2026, 10, 1), dt.date(2027, 1, 1))
+    assert period_for("quarter", day) == Period(
+        "quarter", dt.date(2026, 10, 1), dt.date(2027, 1, 1)
+    )
     assert period_for("month", day).months == ("2026-11",)
     assert WINTER.months == ("2027-01", "2027-02", "2027-03")
     for bad in (("custom", "2027-02-01", "2027-01-01"), ("custom", "x", "y"), ("year", "", "")):

@@ -22,8 +22,8 @@ from admin_ui.pages.compliance import trail_status
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from audit import queries
-from server.datamap import RECORD_TYPES
 from server.campaigns.funnel import CampaignFunnel
+from server.datamap import RECORD_TYPES
 from server.forecast.service import Forecasts, period_for
 from server.reports.dashboard import Dashboard
 from server.reports.service import money

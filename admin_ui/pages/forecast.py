@@ -159,9 +159,7 @@ class ForecastPages(Controller):
         try:
             amount = parse_major(text("amount", 40), currency if currency in CURRENCIES else None)
         except AmountError as exc:
-            return await self._page(
-                request, visit, period, error=f"Amount: {exc}", status=400
-            )
+            return await self._page(request, visit, period, error=f"Amount: {exc}", status=400)
         owner_id: int | None = None
         team = ""
         if who.startswith("user:") and who[5:].isdigit():

@@ -60,9 +60,13 @@ class CampaignFunnel:
     async def funnel(self, actor: Actor) -> Funnel:
         await self._campaigns.require_manager(actor, "funnel")
         rows = await Campaign.select(
-            Campaign.id, Campaign.name, Campaign.purpose, Campaign.sent_at,
-            Campaign.cost, Campaign.cost_currency,
-        ).order_by(Campaign.created_at, ascending=False)  # fmt: skip
+            Campaign.id,
+            Campaign.name,
+            Campaign.purpose,
+            Campaign.sent_at,
+            Campaign.cost,
+            Campaign.cost_currency,
+        ).order_by(Campaign.created_at, ascending=False)
         by_id: dict[str, FunnelRow] = {}
         for r in rows:
             row = FunnelRow(
@@ -80,8 +84,8 @@ class CampaignFunnel:
             actor, "lead", group_by=("campaign_id", "source", "status")
         )
         for g in leads:
-            targets = [sources.setdefault(str(g.key[1] or ""), FunnelRow(str(g.key[1] or ""),
-                                                                          str(g.key[1] or "")))]  # fmt: skip
+            source = str(g.key[1] or "")
+            targets = [sources.setdefault(source, FunnelRow(source, source))]
             if g.key[0] is not None and str(g.key[0]) in by_id:
                 targets.append(by_id[str(g.key[0])])
             for row in targets:
@@ -100,9 +104,10 @@ class CampaignFunnel:
             deals, deals_visible = [], False
         kinds = await stage_kinds()
         for g in deals:
-            row = by_id.get(str(g.key[0])) if g.key[0] is not None else None
-            if row is None:
+            attributed = by_id.get(str(g.key[0])) if g.key[0] is not None else None
+            if attributed is None:
                 continue
+            row = attributed
             row.deals += g.count
             if kinds.get((str(g.key[1]), str(g.key[2]))) == "won":
                 row.won += g.count
@@ -115,9 +120,7 @@ class CampaignFunnel:
         )
 
     @staticmethod
-    async def _deliveries(
-        campaign_id: str, purpose: str, sent_at: object
-    ) -> tuple[int, int, int]:
+    async def _deliveries(campaign_id: str, purpose: str, sent_at: object) -> tuple[int, int, int]:
         rows = (
             await CampaignDelivery.select(CampaignDelivery.status, Count(alias="n"))
             .where(CampaignDelivery.campaign_id == uuid.UUID(campaign_id))

@@ -271,8 +271,15 @@ class Forecasts:
         open_groups = await self._gateway.aggregate(
             actor,
             "deal",
-            group_by=(*owner, "team", "pipeline_id", "stage", "probability", "expected_close",
-                      "currency"),  # fmt: skip
+            group_by=(
+                *owner,
+                "team",
+                "pipeline_id",
+                "stage",
+                "probability",
+                "expected_close",
+                "currency",
+            ),
             sum_of="amount",
             since=("expected_close", period.start),
             before=("expected_close", period.end),
@@ -303,8 +310,15 @@ class Forecasts:
         closed = await self._gateway.aggregate(
             actor,
             "deal",
-            group_by=(*owner, "team", "pipeline_id", "stage", "currency", "created_at",
-                      "stage_entered_at"),  # fmt: skip
+            group_by=(
+                *owner,
+                "team",
+                "pipeline_id",
+                "stage",
+                "currency",
+                "created_at",
+                "stage_entered_at",
+            ),
             sum_of="amount",
             since=("stage_entered_at", start),
             before=("stage_entered_at", end),

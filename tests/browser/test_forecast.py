@@ -49,7 +49,9 @@ def test_rep_sees_their_weighted_forecast_with_a_chart(page: Page, consentry: Li
     expect(page.locator("[data-report=forecast-total]")).to_contain_text("5,000.00 EUR")
     chart = page.locator("canvas[data-chart=forecast-EUR]")
     expect(chart).to_be_visible()
-    assert page.evaluate("c => !!(window.Chart && window.Chart.getChart(c))", chart.element_handle())
+    assert page.evaluate(
+        "c => !!(window.Chart && window.Chart.getChart(c))", chart.element_handle()
+    )
     # The numbers stay on the page, folded under the chart; this month is in the period.
     page.locator("select[name=period]").select_option("month")
     page.get_by_role("button", name="Show").click()
