@@ -75,3 +75,8 @@ async def test_the_funnel_counts_a_campaign_from_audience_to_won_value(
     assert "20.01 GBP" in page.text  # cost per won deal
     dashboard = await page_client.get("/")
     assert 'data-panel="funnel"' in dashboard.text
+    # Staff pick the campaign on the deal and lead forms (a select of campaign names).
+    seller = await web_login(staff, await staff.create("sales"))
+    for form in ("/deals/new", "/leads/new"):
+        page = await seller.get(form)
+        assert f'<option value="{campaign}">Spring offer</option>' in page.text, form

@@ -4,16 +4,18 @@ table; people who manage campaigns also set a campaign's cost here."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.response import Redirect, Template
 
-from admin_ui.forms import choice_label
+from admin_ui.forms import FieldChoices, choice_label
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.campaigns.funnel import CampaignFunnel, Funnel
+from server.campaigns.service import campaign_choices
 from server.datamap import CURRENCIES
 from server.gateway import InvalidInput
 from server.money import AmountError, format_money, parse_major
@@ -39,6 +41,13 @@ def funnel_chart(funnel: Funnel) -> dict[str, Any]:
             for key, label in STEPS
         ],
     }
+
+
+async def lead_choices(
+    request: Request[Any, Any, Any], current: Mapping[str, Any]
+) -> dict[str, FieldChoices]:
+    """The lead form's choices provider (``admin_ui.pages.records``): the campaign select."""
+    return {"campaign_id": FieldChoices(options=tuple(await campaign_choices()))}
 
 
 def _funnel(request: Request[Any, Any, Any]) -> CampaignFunnel:

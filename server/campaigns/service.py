@@ -171,6 +171,15 @@ class AudienceChanged(Conflict):
     """The audience is not the size the user confirmed: they must look again."""
 
 
+async def campaign_choices() -> list[tuple[str, str]]:
+    """(id, name) of every campaign, newest first: the options of a lead's or deal's
+    campaign field (names are configuration, not anyone's data)."""
+    rows = await Campaign.select(Campaign.id, Campaign.name).order_by(
+        Campaign.created_at, ascending=False
+    )
+    return [(str(r["id"]), str(r["name"])) for r in rows]
+
+
 def _problem(name: str, message: str) -> InvalidInput:
     return InvalidInput(f"{name}: {message}", problems={name: message})
 
