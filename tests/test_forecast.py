@@ -14,7 +14,7 @@ from server.forecast.service import Forecasts, Period, period_for, weighted
 from server.gateway import Forbidden, InvalidInput
 from server.services import Services
 from tests.conftest import Staff
-from tests.test_admin_ui import web_login
+from tests.test_admin_ui import submit, web_login
 from tests.test_crm_records import deal_values, interaction_values, sales_contact
 
 WINTER = period_for("custom", dt.date(2026, 12, 2), "2027-01-01", "2027-03-31")
@@ -178,3 +178,26 @@ async def test_the_forecast_page_shows_a_reps_numbers_and_the_teams(
     assert backwards.status_code == 400
     agent = await web_login(staff, await staff.create("support"))
     assert (await agent.get("/forecast")).status_code == 403
+
+
+async def test_an_admin_sets_a_quota_on_the_page_and_a_rep_may_not(
+    services: Services, staff: Staff
+) -> None:
+    world = await seed(services, staff)
+    a = world["users"]["a"]
+    admin = await web_login(staff, world["users"]["admin"])
+    month = period_for("month", TODAY)
+    form = {"who": f"user:{a.user_id}", "month": month.months[0], "currency": "GBP"}
+    refused = await submit(admin, "/forecast", "/forecast/quotas", {**form, "amount": "1,2,3"})
+    assert refused.status_code == 400
+    saved = await submit(admin, "/forecast", "/forecast/quotas", {**form, "amount": "50.00"})
+    assert saved.status_code == 303
+    page = await admin.get("/forecast?period=month")
+    assert "50.00 GBP" in page.text  # A's quota; A won 25.00 GBP this month
+    assert "50% GBP" in page.text
+    rep = await web_login(staff, a)
+    assert 'action="/forecast/quotas"' not in (await rep.get("/forecast")).text
+    tried = await submit(rep, "/forecast", "/forecast/quotas", {**form, "amount": "1.00"})
+    assert tried.status_code == 403  # with a valid CSRF token: the policy refuses
+    quotas = await forecasts(services).quotas.for_period(month)
+    assert [(q.owner_id, q.amount) for q in quotas] == [(a.user_id, 5000)]  # unchanged
