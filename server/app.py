@@ -24,6 +24,7 @@ from server.contacts.routes import ContactMergeRoutes, ContactRoutes
 from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes, NoteRoutes, TaskRoutes
 from server.csvio.routes import ImportRoutes
 from server.dsr.api import RequestRoutes
+from server.forecast.routes import ForecastRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
 from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
@@ -61,6 +62,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     PublicLeadForm,  # a website's contact form: no staff session, rate-limited
     ComplianceRoutes,
     ReportRoutes,
+    ForecastRoutes,
     StaffRoutes,  # /api/v1/staff: staff accounts (staff manage)
     PipelineRoutes,  # /api/v1/pipelines: pipelines and stages (pipeline manage)
     ImportRoutes,  # /api/v1/imports: CSV imports as jobs (import run)

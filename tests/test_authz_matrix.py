@@ -69,6 +69,7 @@ OTHER_ROUTES: dict[tuple[str, str], str | tuple[str, str]] = {
     ("GET", "/api/v1/reports/win-rate"): ("report", "view"),
     ("GET", "/api/v1/reports/cases"): ("report", "view"),
     ("GET", "/api/v1/reports/interactions"): ("report", "view"),
+    ("GET", "/api/v1/forecast"): ("forecast", "view"),
     ("GET", "/api/v1/segments"): ("campaign", "manage"),
     ("POST", "/api/v1/segments"): ("campaign", "manage"),
     ("GET", "/api/v1/segments/{segment_id:uuid}"): ("campaign", "manage"),

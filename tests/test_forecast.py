@@ -201,3 +201,18 @@ async def test_an_admin_sets_a_quota_on_the_page_and_a_rep_may_not(
     assert tried.status_code == 403  # with a valid CSRF token: the policy refuses
     quotas = await forecasts(services).quotas.for_period(month)
     assert [(q.owner_id, q.amount) for q in quotas] == [(a.user_id, 5000)]  # unchanged
+
+
+async def test_the_api_gives_a_rep_the_same_numbers(services: Services, staff: Staff) -> None:
+    world = await seed(services, staff)
+    client = await web_login(staff, world["users"]["a"])
+    answer = await client.get(
+        "/api/v1/forecast", params={"period": "custom", "start": "2027-01-01", "end": "2027-03-31"}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert sum(c["weighted"] for c in body["cells"]) == 1601
+    assert [(t["team"], t["weighted"]) for t in body["teams"]] == [("north", {"GBP": 2351})]
+    assert body["team_totals"] is True
+    bad = await client.get("/api/v1/forecast", params={"period": "custom", "start": "x"})
+    assert bad.status_code == 400
