@@ -48,6 +48,7 @@ from admin_ui.pages.pipeline import BoardPages, PipelineSettingsPages
 from admin_ui.pages.processing_record import ProcessingRecordPage
 from admin_ui.pages.records import record_pages
 from admin_ui.pages.release import ReleasePages
+from admin_ui.pages.report_builder import ReportBuilderPages
 from admin_ui.pages.reports import ReportPages
 from admin_ui.pages.requests import RequestPages
 from admin_ui.pages.search import SearchPages
@@ -111,6 +112,7 @@ def admin_router() -> Router:
             ReportPages,
             ForecastPages,  # /forecast (issue 20)
             FunnelPages,  # /campaigns/funnel (issue 20)
+            ReportBuilderPages,
             ImportPages,  # /import (admins)
             ExportPages,  # /export/{kind}
             CustomerPages,  # /contacts/{id}/360

@@ -134,14 +134,21 @@ class MailOutcome(Protocol):
     @property
     def error(self) -> str: ...
 
+    @property
+    def queued(self) -> bool: ...  # not sent yet, but kept for a retry
+
 
 class AlertMailer(Protocol):
-    """Outgoing e-mail; ``enabled`` is False when no SMTP server is configured."""
+    """Outgoing e-mail; ``enabled`` is False when no SMTP server is configured. The server
+    gives the durable outbox (``server.outbox``): a failed message is retried, and the
+    ``reference`` (the alert ids) comes back to :meth:`AlertEngine.delivery_settled`."""
 
     @property
     def enabled(self) -> bool: ...
 
-    async def send(self, to: Sequence[str], subject: str, text: str) -> MailOutcome: ...
+    async def send(
+        self, to: Sequence[str], subject: str, text: str, *, reference: str = ""
+    ) -> MailOutcome: ...
 
 
 class AlertSettings(Protocol):
@@ -395,6 +402,8 @@ def _rule_of(row: Mapping[str, Any]) -> Rule:
 # --- alerts ------------------------------------------------------------------------------------
 
 
+# "retrying:<code>": the first attempt failed; the mail outbox tries again with backoff.
+RETRYING = "retrying:"
 EMAIL_STATUS_TEXT = {
     "smtp_not_configured": "not sent: SMTP not configured",
     "no_recipients": "not sent: no alert recipients configured",
@@ -444,6 +453,8 @@ class Alert:
             return "e-mailed"
         if self.notify_error in EMAIL_STATUS_TEXT:
             return EMAIL_STATUS_TEXT[self.notify_error]
+        if self.notify_error.startswith(RETRYING):
+            return f"failed ({self.notify_error.removeprefix(RETRYING)}), retrying"
         if self.notify_error:
             return f"failed ({self.notify_error})"
         return "pending"
@@ -1013,8 +1024,12 @@ class AlertEngine:
             error = "no_recipients"
         else:
             subject, text = self.compose_email(alerts)
-            result = await self.mailer.send(recipients, subject, text)
-            error = "" if result.sent else (result.error or "smtp_error")
+            reference = ",".join(str(a.id) for a in alerts)
+            result = await self.mailer.send(recipients, subject, text, reference=reference)
+            if result.sent:
+                error = ""
+            else:
+                error = (RETRYING if result.queued else "") + (result.error or "smtp_error")
         notified_at = now if not error else None
         async with locked_transaction():
             ids = [a.id for a in alerts]
@@ -1028,6 +1043,21 @@ class AlertEngine:
                     {"status": error or "sent", "recipients": len(recipients)},
                 )
         return [replace(a, notified_at=notified_at, notify_error=error) for a in alerts]
+
+    async def delivery_settled(self, reference: str, at: dt.datetime, error: str) -> None:
+        """The mail outbox's word on a retried alert e-mail: delivered (``error`` empty)
+        or given up (``error`` is the last failure's code)."""
+        ids = [int(part) for part in reference.split(",") if part.isdigit()]
+        if not ids:
+            return
+        async with locked_transaction():
+            await AuditAlert.update(
+                {AuditAlert.notified_at: None if error else at, AuditAlert.notify_error: error}
+            ).where(AuditAlert.id.is_in(ids))
+            for alert_id in ids:
+                await self._audit_system(
+                    "alert.notify", alert_id, {"status": error or "sent", "retried": 1}
+                )
 
     def compose_email(self, alerts: Sequence[Alert]) -> tuple[str, str]:
         """Subject and body. Staff actor ids, counts and times only - no customer data."""

@@ -31,7 +31,7 @@ import json
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -751,3 +751,72 @@ async def every_event_about(subject_id: str, *, batch: int = 1_000) -> list[Even
         if len(rows) < batch:
             return events
         after = events[-1].seq
+
+
+def _about(subject_id: str) -> Any:
+    subject = canonical_subject_id(subject_id)
+    # Safe as a LIKE pattern: a canonical UUID has hex digits and hyphens only.
+    return AuditRecord.subject_ids.like(f'%"{subject}"%')
+
+
+async def events_about(
+    subject_id: str, *, before_seq: int | None = None, page_size: int = DEFAULT_PAGE_SIZE
+) -> EventPage:
+    """One page of the events naming one subject, newest first, over the whole history
+    (what the person's own access page shows; keyset pages by ``seq``)."""
+    _check_page(page_size, before_seq, None)
+    about = _about(subject_id)
+    query = AuditRecord.select(*EVENT_COLUMNS).where(about)
+    if before_seq is not None:
+        query = query.where(AuditRecord.seq < before_seq)
+    rows = await query.order_by(AuditRecord.seq, ascending=False).limit(page_size + 1)
+    events = tuple(event_row(r) for r in rows[:page_size])
+    if not events:
+        return EventPage((), None, None)
+    newer = before_seq is not None and await _exists([about], AuditRecord.seq > events[0].seq)
+    return EventPage(
+        events,
+        older=events[-1].seq if len(rows) > page_size else None,
+        newer=events[0].seq if newer else None,
+    )
+
+
+async def event_about(subject_id: str, seq: int) -> EventRow | None:
+    """Event ``seq`` if it names this subject, else None (whether it exists or not)."""
+    row = (
+        await AuditRecord.select(*EVENT_COLUMNS)
+        .where(_about(subject_id))
+        .where(AuditRecord.seq == seq)
+        .first()
+    )
+    return None if row is None else event_row(row)
+
+
+async def events_of_resource(
+    subject_id: str, resource_type: str, resource_id: str, *, limit: int = 200
+) -> list[EventRow]:
+    """The events about one record (a consent ledger event, a request) that name this
+    subject, oldest first: the evidence a receipt lists."""
+    rows = await (
+        AuditRecord.select(*EVENT_COLUMNS)
+        .where(_about(subject_id))
+        .where(AuditRecord.resource_type == resource_type)
+        .where(AuditRecord.resource_id == resource_id)
+        .order_by(AuditRecord.seq)
+        .limit(limit)
+    )
+    return [event_row(r) for r in rows]
+
+
+async def events_of_actions(
+    subject_id: str, actions: Sequence[str], *, limit: int = 200
+) -> list[EventRow]:
+    """The events of these actions that name this subject, oldest first."""
+    rows = await (
+        AuditRecord.select(*EVENT_COLUMNS)
+        .where(_about(subject_id))
+        .where(AuditRecord.action.is_in(list(actions)))
+        .order_by(AuditRecord.seq)
+        .limit(limit)
+    )
+    return [event_row(r) for r in rows]

@@ -9,8 +9,11 @@ read it in one sitting and trust it instead of the product it checks.
     python standalone_verify.py trail.jsonl --public-key consentry-audit.pub \\
         [--witness witness.jsonl] [--mac-key mac.key]
 
-Exit status: 0 the trail is intact, 1 it is not (one line naming the first bad entry),
-2 the input or the keys could not be read.
+    # a data subject's access log or receipt (from the customer portal):
+    python standalone_verify.py --proofs my-access-proofs.json --public-key consentry-audit.pub
+
+Exit status: 0 the trail (or every proof) is intact, 1 it is not (one line naming the first
+bad entry), 2 the input or the keys could not be read.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ MAC_DOMAIN = b"consentry-audit-entry-mac/1\n"
 BASELINE_ACTION = "audit.mac_baseline"
 GENESIS = "0" * 64
 NOT_HASHED = {"type", "id", "hash", "mac"}
+PROOFS_FORMAT = "consentry-inclusion-proofs/1"
+RECEIPT_FORMAT = "consentry-receipt/1"
+RECEIPT_DOMAIN = b"consentry-receipt/1\n"
 
 
 class Unreadable(Exception):
@@ -303,15 +309,96 @@ def verify(
     return Verdict(True, checked)
 
 
+# --- inclusion proofs (a data subject's access log, receipts) ---------------------------------
+
+
+def root_from_inclusion(index: int, size: int, leaf_hash: bytes, path: Sequence[bytes]) -> bytes:
+    """RFC 9162 section 2.1.3.2: the root that ``path`` proves ``leaf_hash`` at ``index``
+    is under, in a tree of ``size`` leaves."""
+    if not 0 <= index < size:
+        raise Unreadable("a leaf index outside its tree")
+    fn, sn, r = index, size - 1, leaf_hash
+    for p in path:
+        if sn == 0:
+            raise Unreadable("an inclusion proof longer than its tree")
+        if fn & 1 or fn == sn:
+            r = node(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise Unreadable("an inclusion proof shorter than its tree")
+    return r
+
+
+def receipt_message(doc: dict[str, Any]) -> bytes:
+    """The signed bytes of a receipt: its domain, then the document without its
+    signature as sorted, compact JSON (ASCII)."""
+    body = {k: v for k, v in doc.items() if k != "signature"}
+    return RECEIPT_DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def verify_proofs(doc: dict[str, Any], keys: Iterable[Ed25519PublicKey]) -> Verdict:
+    """A proofs file or a receipt: the receipt's signature, the head's signature, and every
+    event's inclusion proof under that head."""
+    trusted = {key_id(k): k for k in keys}
+    if doc.get("format") == RECEIPT_FORMAT:
+        try:
+            signer = trusted[str(doc["key_id"])]
+            signer.verify(base64.b64decode(str(doc["signature"])), receipt_message(doc))
+        except KeyError:
+            return Verdict(False, 0, None, "the receipt is not signed by a key you trust")
+        except (InvalidSignature, ValueError):
+            return Verdict(False, 0, None, "the receipt's signature does not verify")
+        doc = doc.get("proofs") or {}
+    if doc.get("format") != PROOFS_FORMAT:
+        return Verdict(False, 0, None, "not a Consentry proofs file or receipt")
+    try:
+        head = head_of(doc["head"])
+    except (KeyError, TypeError, Unreadable):
+        return Verdict(False, 0, None, "no signed tree head in the file")
+    problem = signature_problem(head, trusted)
+    if problem:
+        return Verdict(False, 0, None, f"head over {head.tree_size} events: {problem}")
+    checked = 0
+    for proof in doc.get("proofs") or []:
+        try:
+            seq = int(proof["seq"])
+        except (KeyError, TypeError, ValueError):
+            return Verdict(False, checked, None, "an event without a sequence number")
+        try:
+            path = [bytes.fromhex(p) for p in proof["inclusion_proof"]]
+            if int(proof["leaf_index"]) != seq - 1:
+                raise Unreadable("leaf index and sequence number disagree")
+            root = root_from_inclusion(seq - 1, head.tree_size, leaf(str(proof["hash"])), path)
+        except (KeyError, TypeError, ValueError, Unreadable) as exc:
+            return Verdict(False, checked, seq, f"event {seq}: the proof is malformed ({exc})")
+        if root.hex() != head.root_hash:
+            return Verdict(False, checked, seq, f"event {seq}: not in the signed log")
+        checked += 1
+    return Verdict(True, checked)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("export", type=Path, help="from `consentry audit export-log`")
+    parser.add_argument("export", type=Path, nargs="?", help="from `consentry audit export-log`")
+    parser.add_argument(
+        "--proofs", type=Path, help="an access-log proofs file or a receipt from the portal"
+    )
     parser.add_argument(
         "--public-key", type=Path, action="append", required=True, help="repeatable"
     )
     parser.add_argument("--mac-key", type=Path, help="from `consentry audit mac-key`")
     parser.add_argument("--witness", type=Path, help="a witness file (JSON lines of heads)")
     args = parser.parse_args(argv)
+    if args.proofs:
+        return _main_proofs(args.proofs, args.public_key)
+    if args.export is None:
+        parser.error("give an export file, or --proofs FILE")
     try:
         keys = [read_public_key(p) for p in args.public_key]
         entries, heads = read_export(args.export)
@@ -335,6 +422,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (f", witnessed head over {witnessed[0].tree_size}" if witnessed else "")
         + ("" if mac_key else " (entry MACs not checked: no --mac-key)")
     )
+    return 0
+
+
+def _main_proofs(path: Path, key_paths: Sequence[Path]) -> int:
+    try:
+        keys = [read_public_key(p) for p in key_paths]
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise Unreadable(f"{path}: not a JSON object")
+    except (OSError, ValueError, Unreadable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    verdict = verify_proofs(doc, keys)
+    if not verdict.ok:
+        where = f"first bad event: {verdict.first_bad_seq}: " if verdict.first_bad_seq else ""
+        print(f"NOT verified: {where}{verdict.problem}")
+        return 1
+    is_receipt = doc.get("format") == RECEIPT_FORMAT
+    size = (doc["proofs"] if is_receipt else doc)["head"]["tree_size"]
+    kind = "receipt (signature verified), " if is_receipt else ""
+    print(f"verified: {kind}{verdict.checked} events in the signed log of {size} events")
     return 0
 
 

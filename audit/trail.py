@@ -57,6 +57,9 @@ log = structlog.get_logger("consentry.audit")
 PG_SEAL_LOCK = 0x0C0A_5EA1  # advisory lock id for sealing (appends use PG_APPEND_LOCK)
 SEAL_BATCH = 50_000  # events folded into one head at most; the next round takes the rest
 SLICE_FORMAT = "consentry-audit-slice/1"
+# Inclusion proofs for a data subject (their access log, their receipts): each event's
+# hash, never its contents, which name staff accounts and other people.
+PROOFS_FORMAT = "consentry-inclusion-proofs/1"
 CHECKPOINTS_FORMAT = "consentry-audit-checkpoints/1"
 STATE_FORMAT = "consentry-audit-verified/1"
 EXPORT_FORMAT = "consentry-audit-export/1"
@@ -836,6 +839,31 @@ class AuditTrail:
             "key_id": self.key_id,
             "events": events,
             "unsealed": [s for s in wanted if s > head.tree_size],
+        }
+
+    async def inclusion_proofs(self, seqs: Sequence[int]) -> dict[str, Any]:
+        """Inclusion proofs for ``seqs`` under one signed head, carrying each event's
+        hash only (``PROOFS_FORMAT``, docs/audit-format.md): what a data subject may be
+        given. Built from :meth:`slice_bundle` (which seals first, so an event committed
+        a moment ago is covered) with the contents taken out; ``audit/standalone_verify.py
+        --proofs`` checks it with the public key alone."""
+        bundle = await self.slice_bundle(seqs)
+        return {
+            "format": PROOFS_FORMAT,
+            "generated_at": bundle.get("generated_at") or _iso(dt.datetime.now(dt.UTC)),
+            "head": bundle["head"],
+            "public_key": self.public_key_b64,
+            "key_id": self.key_id,
+            "proofs": [
+                {
+                    "seq": event["seq"],
+                    "hash": event["hash"],
+                    "leaf_index": event["leaf_index"],
+                    "inclusion_proof": event["inclusion_proof"],
+                }
+                for event in bundle["events"]
+            ],
+            "unsealed": bundle["unsealed"],
         }
 
     async def export_log(self) -> AsyncIterator[dict[str, Any]]:

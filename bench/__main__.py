@@ -13,6 +13,9 @@ Results go to ``OUT/latest.json`` and ``OUT/RESULTS.md``.
 index size per contact) at 100,000 and 1,000,000 contacts on PostgreSQL (``python -m
 bench names --help``).
 
+``python -m bench scoring`` runs the customer-scoring job (issue 20: churn model, RFM,
+sealed scores) over 100,000 generated customers on PostgreSQL (``--help``).
+
 ``python -m bench soak`` is the other mode: a realistic staff mix against Consentry for
 minutes on end, sampling memory, connections and audit sealing (``python -m bench soak
 --help``).
@@ -182,6 +185,11 @@ def main(argv: list[str] | None = None) -> None:
         from bench import name_search
 
         name_search.main(args[1:])
+        return
+    if args[:1] == ["scoring"]:
+        from bench import scoring
+
+        scoring.main(args[1:])
         return
     if args[:1] == ["soak"]:
         from bench import soak

@@ -31,8 +31,9 @@ from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
 from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
 from server.pipelines.routes import PipelineRoutes
-from server.portal.routes import PortalPages
+from server.portal.routes import PortalPages, PortalTransparency
 from server.recipients.routes import NoticeAcknowledgement
+from server.reports.builder_routes import ReportBuilderRoutes
 from server.reports.routes import ReportRoutes
 from server.request_guard import RequestInputGuard
 from server.requests import request_id_middleware
@@ -63,6 +64,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     ComplianceRoutes,
     ReportRoutes,
     ForecastRoutes,
+    ReportBuilderRoutes,  # /api/v1/reports/builder, /saved: the report builder (report view)
     StaffRoutes,  # /api/v1/staff: staff accounts (staff manage)
     PipelineRoutes,  # /api/v1/pipelines: pipelines and stages (pipeline manage)
     ImportRoutes,  # /api/v1/imports: CSV imports as jobs (import run)
@@ -76,6 +78,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     RequestRoutes,
     AuditRoutes,
     PortalPages,  # the customer self-service portal (own cookie, no staff session)
+    PortalTransparency,  # the portal's access log with proofs, and receipts
     NoticeAcknowledgement,  # /notices/acknowledge/<token>: recipients confirm Art. 19 notices
 )
 

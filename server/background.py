@@ -2,7 +2,7 @@
 consent expiry, webhook deliveries and Art. 19 notices (server.webhooks.queue), giving
 freed heap back to the system once a minute (server/memory.py), and
 the daily housekeeping (retention, expired rows, KEK rotation when configured and pruning
-of retired KEK versions: docs/backups.md).
+of retired KEK versions: docs/backups.md; then the customer scores: docs/analytics-scores.md).
 
 Every worker runs them and the jobs make that safe (each takes a lock or claims its run).
 The sealer, which runs several times a second, is also elected (``audit.sealer_lease``):
@@ -29,6 +29,8 @@ from server.csvio.jobs import ImportJobs
 from server.leads.webform import SpentTokens
 from server.logs import get_logger
 from server.memory import can_trim, release_free_heap
+from server.reports import saved as saved_reports
+from server.reports.builder_routes import report_builder
 from server.services import Services
 from server.webhooks import queue as webhook_queue
 
@@ -38,9 +40,11 @@ REFUSED_BACKOFF_SECONDS = 30.0
 DEFAULT_STALL_SECONDS = 10.0
 ALERT_INTERVAL_SECONDS = 30.0
 EXPIRY_INTERVAL_SECONDS = 300.0
+MAIL_RETRY_SECONDS = 30.0
 RETENTION_CHECK_SECONDS = 3600.0  # the run itself is daily: the first check of a UTC day
 RETENTION_START_DELAY_SECONDS = 600.0  # not in the rush of a (re)start
 HEAP_TRIM_SECONDS = 60.0
+SCHEDULED_REPORT_SECONDS = 900.0  # how often due scheduled reports are looked for
 WEBHOOK_POLL_SECONDS = 2.0  # how late a queued webhook or notice goes out at most
 STOP_GRACE_SECONDS = 10.0
 LEASE_RETRY_SECONDS = 1.0  # how often a worker without the sealer lease watches and asks
@@ -254,6 +258,40 @@ async def expire_consents_forever(
         await _pause(stop, interval_seconds)
 
 
+async def deliver_mail_forever(
+    services: Services, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """Retry the queued e-mails whose wait is over (each row is claimed before an attempt,
+    so every worker may run this)."""
+    outbox = services.mail_outbox
+    if outbox is None:
+        return
+    clock = JobClock("mail-outbox")
+    while not stop.is_set():
+        try:
+            with clock.run():
+                await outbox.deliver_due()
+        except Exception as exc:
+            log.warning("mail outbox run failed", error=type(exc).__name__)
+        await _pause(stop, interval_seconds)
+
+
+async def send_scheduled_reports_forever(
+    services: Services, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """E-mail the saved reports whose schedule is due to their owners: counts only, run
+    under the owner's role and scope, small groups suppressed (server.reports.saved)."""
+    clock = JobClock("scheduled-reports")
+    builder = report_builder(services)
+    while not stop.is_set():
+        try:
+            with clock.run():
+                await saved_reports.send_due(builder, services.mailer.send)
+        except Exception as exc:
+            log.warning("scheduled reports failed", error=type(exc).__name__)
+        await _pause(stop, interval_seconds)
+
+
 async def deliver_webhooks_forever(
     services: Services, interval_seconds: float, stop: asyncio.Event
 ) -> None:
@@ -331,6 +369,20 @@ async def prune_retired_keks(services: Services, now: dt.datetime | None = None)
     return list(report.destroyed)
 
 
+async def score_customers(services: Services) -> None:
+    """The daily customer scoring (server.analytics, docs/analytics-scores.md): only people
+    with a basis for profiling; counts and the model's held-out ROC AUC are logged."""
+    run = await services.analytics.score_all()
+    log.info(
+        "customer scores computed",
+        scored=run.scored,
+        removed=run.removed,
+        trained_on=run.trained_on,
+        validation_auc=-1.0 if run.validation_auc is None else round(run.validation_auc, 3),
+        duration_ms=round(run.seconds * 1000, 1),
+    )
+
+
 async def retention_daily(services: Services, interval_seconds: float, stop: asyncio.Event) -> None:
     """Apply the retention rules once per UTC day. Every worker checks; the first to claim
     the day (a unique row in ``retention_run``) runs it, the others skip."""
@@ -349,6 +401,7 @@ async def retention_daily(services: Services, interval_seconds: float, stop: asy
                 destroyed = await prune_retired_keks(services)
                 if destroyed:
                     log.info("retired KEK versions destroyed", versions=",".join(destroyed))
+                await score_customers(services)
         except Exception as exc:
             log.warning("retention run failed", error=type(exc).__name__)
         await _pause(stop, interval_seconds)
@@ -388,8 +441,16 @@ class BackgroundJobs:
                 name="retention",
             ),
             asyncio.create_task(
+                deliver_mail_forever(self.services, MAIL_RETRY_SECONDS, self._stop),
+                name="mail-outbox",
+            ),
+            asyncio.create_task(
                 deliver_webhooks_forever(self.services, WEBHOOK_POLL_SECONDS, self._stop),
                 name="webhooks",
+            ),
+            asyncio.create_task(
+                send_scheduled_reports_forever(self.services, SCHEDULED_REPORT_SECONDS, self._stop),
+                name="scheduled-reports",
             ),
         ]
         if can_trim():

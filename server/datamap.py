@@ -64,6 +64,12 @@ class Purpose:
     # The person's own consent or objection decides, person by person (the consent engine,
     # server.consent): the gateway reaches only people with a valid basis for the purpose.
     per_subject: bool = False
+    # May people be selected by their customer scores (server.analytics) for this purpose?
+    # Direct marketing only; never a purpose whose outcome has legal or similar effect.
+    uses_scores: bool = False
+    # What the purpose derives about each person (profiling, Art. 4(4)): listed in the
+    # record of processing (server.processing_record) beside the data it uses.
+    derives: str = ""
 
 
 PURPOSES: Mapping[str, Purpose] = {
@@ -88,6 +94,7 @@ PURPOSES: Mapping[str, Purpose] = {
             "may see; never for anyone who objected to direct marketing.",
             recipients=("Marketing staff of the controller",),
             per_subject=True,
+            uses_scores=True,
         ),
         Purpose(
             "marketing_email",
@@ -98,6 +105,7 @@ PURPOSES: Mapping[str, Purpose] = {
                 "E-mail delivery provider (processor, Art. 28)",
             ),
             per_subject=True,
+            uses_scores=True,
         ),
         Purpose(
             "marketing_phone",
@@ -105,6 +113,7 @@ PURPOSES: Mapping[str, Purpose] = {
             "Offers by telephone call or text message, to people who agreed to it.",
             recipients=("Marketing staff of the controller",),
             per_subject=True,
+            uses_scores=True,
         ),
         Purpose(
             "profiling",
@@ -112,6 +121,12 @@ PURPOSES: Mapping[str, Purpose] = {
             "Analysing interests to tailor offers (never for automated decisions).",
             recipients=("Marketing staff of the controller",),
             per_subject=True,
+            derives="Customer scores per person, computed daily from deals, interactions "
+            "and cases: RFM ranks and segment, churn risk with the three factors behind it "
+            "(a gradient-boosted classifier), historical and predicted value, product-line "
+            "suggestions. Sealed under the person's key, deleted when consent ends or they "
+            "object; no decision with legal or similar effect is taken on them "
+            "(docs/analytics-scores.md).",
         ),
         Purpose(
             "third_party_sharing",
@@ -181,6 +196,17 @@ class Field:
     set_by_rule: bool = False
 
     @property
+    def aggregatable(self) -> bool:
+        """Stored in clear, so a report may group, filter or bucket on it in SQL (an
+        encrypted value is ciphertext under one person's key: nothing to group on)."""
+        return not self.encrypted and self.category is not Category.FREE_TEXT
+
+    @property
+    def summable(self) -> bool:
+        """A clear whole number: a report may sum, average or take the median of it."""
+        return self.aggregatable and self.kind is Kind.INTEGER
+
+    @property
     def index_column(self) -> str:
         return f"{self.name}_bidx"
 
@@ -210,6 +236,10 @@ class RecordType:
     # References that must be about the same person as the record itself (a task's deal
     # must be its contact's deal): otherwise erasing that person would miss the record.
     same_subject: tuple[str, ...] = ()
+    # A person who holds the data-subject rights on their own: found by e-mail address or
+    # phone number for a request, signed in to the portal, shown their record there.
+    # Contacts and leads (a lead converted keeps its subject id, so it stays one person).
+    person: bool = False
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -235,6 +265,7 @@ CONTACT = RecordType(
     resource="contact",
     table="contact",
     label="Contact",
+    person=True,
     fields=(
         Field(
             "first_name",
@@ -444,6 +475,9 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 CASE_STATUSES = ("open", "pending", "resolved", "closed")
 _PIPELINE = _SERVICE | {"marketing"}  # deal totals for campaign planning: no person named
 _SUPPORT = frozenset({"customer_support", "customer_relationship", "compliance"})
+# The few plaintext facts customer-value and churn scores are computed from (server.analytics,
+# docs/analytics-scores.md): only for people with a basis for profiling (the gateway asks).
+_PROFILED_DEAL = _PIPELINE | {"profiling"}
 
 
 def _contact_ref(label: str = "Contact") -> Field:
@@ -494,7 +528,7 @@ DEAL = RecordType(
             "Amount",
             encrypted=False,
             minimum=0,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
             currency_from="currency",
         ),
         Field(
@@ -505,7 +539,7 @@ DEAL = RecordType(
             encrypted=False,
             max_length=3,
             choices=CURRENCIES,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
         ),
         # A stage key of the deal's pipeline: configuration (server.pipelines), so the
         # gateway's deal rule checks it and fills in the first stage when left out.
@@ -516,7 +550,7 @@ DEAL = RecordType(
             "Stage",
             encrypted=False,
             max_length=32,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
             filterable=True,
         ),
         Field(
@@ -564,7 +598,7 @@ DEAL = RecordType(
             "Pipeline",
             encrypted=False,
             filterable=True,
-            purposes=_PIPELINE,
+            purposes=_PROFILED_DEAL,
         ),
         # When the deal entered its stage (the board's age in stage): set by the deal rule
         # whenever the stage changes, never by a client (server.pipelines).
@@ -621,7 +655,7 @@ INTERACTION = RecordType(
             encrypted=False,
             required=True,
             max_length=40,
-            purposes=_SUPPORT,
+            purposes=_SUPPORT | {"profiling"},
         ),
         Field(
             "summary",
@@ -744,6 +778,7 @@ LEAD = RecordType(
     resource="lead",
     table="lead",
     label="Lead",
+    person=True,
     fields=(
         Field(
             "first_name",
@@ -989,6 +1024,23 @@ NOTE = RecordType(
 RECORD_TYPES: Mapping[str, RecordType] = {
     rt.resource: rt for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE, LEAD, TASK, NOTE)
 }
+
+# The record types of people with the data-subject rights, in the order a person's own
+# record is chosen when they have several under one subject id (a converted lead's contact
+# comes before the lead).
+PERSON_TYPES: tuple[RecordType, ...] = tuple(rt for rt in RECORD_TYPES.values() if rt.person)
+_SELF_CORRECTED = frozenset({Category.IDENTIFIER, Category.CONTACT, Category.ADDRESS})
+
+
+def self_correctable(rt: RecordType) -> tuple[str, ...]:
+    """The fields a person may correct themself in the portal: their names, phone and
+    address. Not the e-mail address: it is what proves who they are, and changing it needs
+    staff to verify the new one."""
+    return tuple(
+        f.name
+        for f in rt.fields
+        if f.category in _SELF_CORRECTED and f.kind != Kind.EMAIL and not f.set_by_rule
+    )
 
 
 # --- validation and normalisation -------------------------------------------------------

@@ -109,6 +109,11 @@ async def write_transaction() -> AsyncIterator[None]:
             yield
 
 
+def in_transaction() -> bool:
+    """Whether the caller runs inside a transaction (its writes are not committed yet)."""
+    return get_engine().current_transaction.get() is not None
+
+
 async def start(engine: Engine[Any] | None = None) -> None:
     engine = engine or get_engine()
     if isinstance(engine, PostgresEngine):

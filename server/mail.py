@@ -1,4 +1,5 @@
-"""Outgoing e-mail over SMTP: audit alerts now, double opt-in and portal links later.
+"""Outgoing e-mail over SMTP (plain, STARTTLS, or implicit TLS as on port 465): audit
+alerts, request notifications, double opt-in and portal links.
 
 ``Mailer.send`` never raises for delivery problems: it answers with a :class:`MailResult`
 whose ``status`` says whether the message was handed to the SMTP server, skipped because
@@ -28,7 +29,7 @@ from pathlib import Path
 import aiosmtplib
 
 from server.logs import get_logger
-from server.settings import Settings
+from server.settings import ConfigurationError, Settings
 
 log = get_logger("consentry.mail")
 
@@ -53,6 +54,7 @@ class MailStatus(enum.StrEnum):
     NOT_CONFIGURED = "not_configured"  # no SMTP host set: nothing was attempted
     FAILED = "failed"
     SKIPPED = "skipped"  # deliberately not sent: a step the person is not told about
+    QUEUED = "queued"  # not sent yet: waiting in the outbox for a retry (server.outbox)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,10 @@ class MailResult:
     @property
     def sent(self) -> bool:
         return self.status is MailStatus.SENT
+
+    @property
+    def queued(self) -> bool:
+        return self.status is MailStatus.QUEUED
 
 
 NOT_CONFIGURED = MailResult(MailStatus.NOT_CONFIGURED, "smtp_not_configured")
@@ -86,6 +92,8 @@ def _error_code(exc: BaseException) -> str:
         (TimeoutError, "smtp_timeout"),
         (OSError, "smtp_connect"),
     )
+    if isinstance(exc.__cause__, ssl.SSLError):  # aiosmtplib wraps a failed handshake
+        return "smtp_tls"
     for kind, code in codes:
         if isinstance(exc, kind):
             return code
@@ -135,6 +143,15 @@ class Mailer:
         self._username = settings.smtp_username
         self._password = settings.smtp_password
         self._starttls = settings.smtp_starttls
+        if settings.smtp_tls and settings.smtp_starttls:
+            raise ConfigurationError("CONSENTRY_SMTP_TLS and CONSENTRY_SMTP_STARTTLS: choose one")
+        self._implicit_tls = settings.smtp_tls
+        # The system's trust store, or the operator's CA bundle (a private mail relay).
+        self._tls_context = (
+            ssl.create_default_context(cafile=str(settings.smtp_ca_file))
+            if settings.smtp_ca_file
+            else None
+        )
         self.sender = settings.mail_from
         self._timeout = timeout
         self.outbox: Path | None = (
@@ -206,6 +223,8 @@ class Mailer:
                 username=self._username,
                 password=self._password,
                 start_tls=self._starttls,  # False: plain SMTP, never an opportunistic upgrade
+                use_tls=self._implicit_tls,  # SMTPS: TLS from the first byte (port 465)
+                tls_context=self._tls_context,
                 timeout=self._timeout,
             )
         except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:

@@ -25,6 +25,9 @@ APP_REGISTRY = AppRegistry(
         "migrations.leads.piccolo_app",
         "migrations.search.piccolo_app",
         "migrations.integrations.piccolo_app",
+        "migrations.outbox.piccolo_app",
+        "migrations.analytics.piccolo_app",
+        "migrations.reporting.piccolo_app",
     ]
 )
 

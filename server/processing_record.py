@@ -132,6 +132,7 @@ class PurposeEntry:
     recipients: tuple[str, ...]
     data: tuple[RecordTypeData, ...]
     staff_access: tuple[StaffAccess, ...]
+    derived_data: str = ""  # profiling: what is derived about each person (data map)
 
     @property
     def title(self) -> str:
@@ -190,6 +191,7 @@ class ProcessingRecord:
                     "legal_basis_label": p.legal_basis_label,
                     "recipients": list(p.recipients),
                     "personal_data": [_data_json(d) for d in p.data],
+                    "derived_data": p.derived_data or None,
                     "staff_access": [
                         {
                             "role": a.role,
@@ -404,6 +406,7 @@ def build_record(
             recipients=p.recipients,
             data=_purpose_data(p.name),
             staff_access=_staff_access(policy, p.name),
+            derived_data=p.derives,
         )
         for p in PURPOSES.values()
     )

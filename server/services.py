@@ -14,6 +14,7 @@ from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, w
 from audit.trail import AuditTrail
 from audit.witness import WitnessFile
 from policy.enforcer import PolicyEngine
+from server.analytics.service import CustomerScores
 from server.auth.directory import ActiveStaff
 from server.auth.service import StaffAccounts
 from server.auth.tokens import ApiTokens
@@ -21,13 +22,17 @@ from server.campaigns.service import Campaigns
 from server.consent.model import SUBJECT_ACTOR
 from server.consent.service import ConsentEngine
 from server.dsr.erasure import Erasure
+from server.dsr.erasure_runs import ErasureRuns
 from server.dsr.export import build_export
 from server.dsr.holds import LegalHolds
+from server.dsr.lapse import BasisReview
+from server.dsr.receipts import fulfil_erasure_with_receipt
 from server.dsr.requests import DataRequest, DataSubjectRequests
 from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
 from server.gateway import Gateway
 from server.mail import Mailer
+from server.outbox.service import MailOutbox, PurposeMail
 from server.pipelines.service import Pipelines
 from server.portal.service import Portal
 from server.recipients.notices import AcknowledgementTokens, RecipientNotices
@@ -68,9 +73,14 @@ class Services:
     tokens: ApiTokens  # API tokens: personal and service accounts (server.auth.tokens)
     webhooks: Webhooks
     recipients: Recipients
+    analytics: CustomerScores  # customer scores under profiling (server.analytics)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
     # (one secret, one version: rotate by moving to a key file).
     key_rotation: KeyRotation | None = None
+    # Alert and request e-mails that failed are retried from here (server/outbox).
+    mail_outbox: MailOutbox | None = None
+    # Erasures started in the console, run in the background (server/dsr/erasure_runs.py).
+    erasure_runs: ErasureRuns | None = None
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -155,14 +165,17 @@ def build_services(settings: Settings) -> Services:
         witness=WitnessFile(witness) if witness else None,
     )
     mailer = Mailer(settings)
-    alerts = AlertEngine(audit, mailer, settings)
+    mail_outbox = MailOutbox(mailer, vault, audit)
+    alerts = AlertEngine(audit, PurposeMail(mail_outbox, "alert"), settings)
+    mail_outbox.on_settled["alert"] = alerts.delivery_settled
     # Consent links and IP hashes get their own subkey of the master key's index root: it
     # never rotates (blind indexes depend on it too), so an unsubscribe link sent years
     # ago keeps working after session secrets or KEKs are rotated.
     consent_secret = vault.derived_key(b"consentry/consent/v1")
     consent = ConsentEngine(audit, mailer, settings, consent_secret, vault)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
-    requests = DataSubjectRequests(gateway, audit, mailer, settings)
+    scores = CustomerScores(gateway, consent, vault, audit)  # profiling (server.analytics)
+    requests = DataSubjectRequests(gateway, audit, mailer, settings, outbox=mail_outbox)
     restrictions = Restrictions(audit)
     gateway.restrictions = restrictions  # restricted people reach only storage purposes
     erasure = Erasure(gateway, audit, LegalHolds(audit), restrictions)
@@ -171,6 +184,12 @@ def build_services(settings: Settings) -> Services:
     # Deal stages belong to the deal's pipeline (configuration): checked on every write.
     pipelines = Pipelines(audit, policy, gateway)
     gateway.record_rules["deal"] = pipelines.deal_rule
+    # When a person's last consent goes, nothing else keeping them: erasure review.
+    lapse = BasisReview(
+        gateway, consent, requests, erasure.holds,
+        grace_days=settings.basis_lapse_grace_days, stage_keys=pipelines.stage_keys_of_kind,
+    )  # fmt: skip
+    consent.lapse_listeners.append(lapse.consider)
     # The customer portal: its links, cookies and throttle keys hang off one derived key.
     portal = Portal(
         gateway, audit, mailer, settings, requests, vault.derived_key(b"consentry/portal/v1")
@@ -178,9 +197,11 @@ def build_services(settings: Settings) -> Services:
     services = Services(
         settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent, requests,
         portal, erasure=erasure,
-        retention=Retention(gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind),
+        retention=Retention(
+            gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind, lapse=lapse
+        ),
         pipelines=pipelines,
-        campaigns=Campaigns(audit, policy, gateway, consent, mailer),
+        campaigns=Campaigns(audit, policy, gateway, consent, mailer, scores),
         # Token secrets are kept as HMACs under their own subkey of the index root.
         tokens=ApiTokens(
             audit,
@@ -190,9 +211,14 @@ def build_services(settings: Settings) -> Services:
         ),
         webhooks=Webhooks(audit, WebhookSender(vault)),
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
+        analytics=scores,
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
+        mail_outbox=mail_outbox,
+        erasure_runs=ErasureRuns(requests, erasure),
     )  # fmt: skip
     portal.exporter = partial(export_for_subject, services)
+    # A finished erasure e-mails its signed receipt with the fulfilment notice.
+    requests.fulfillers["erasure"] = partial(fulfil_erasure_with_receipt, services)
     # Staff-fulfilled access and portability requests: the person gets an expiring link.
     requests.fulfillers["access"] = portal.send_download_link
     requests.fulfillers["portability"] = portal.send_download_link

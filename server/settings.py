@@ -50,6 +50,33 @@ def _positive_int(name: str, value: str | None, default: int) -> int:
     return number
 
 
+# Small groups never identify anyone (docs/reports.md): no deployment may show a report
+# cell counting fewer people than this, whatever it configures.
+MIN_GROUP_SIZE_FLOOR = 3
+
+
+def _min_group_size(value: str | None) -> int:
+    number = _positive_int("REPORT_MIN_GROUP_SIZE", value, 5)
+    if number < MIN_GROUP_SIZE_FLOOR:
+        raise ConfigurationError(
+            f"{PREFIX}REPORT_MIN_GROUP_SIZE: must be at least {MIN_GROUP_SIZE_FLOOR} "
+            f"(a report cell of fewer people could identify them), got {number}"
+        )
+    return number
+
+
+def _positive_float(name: str, value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigurationError(f"{PREFIX}{name}: expected a number, got {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise ConfigurationError(f"{PREFIX}{name}: must be a positive number, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = Path("consentry-data")
@@ -64,6 +91,10 @@ class Settings:
     kek_rotation_days: int = 0
     # Who was erased, kept with the keys and never in a data backup (docs/backups.md).
     erasure_register_file: Path | None = None
+    # A person whose last legal basis lapsed is erased by the retention run this many
+    # days after their erasure review was opened (server/dsr/lapse.py), unless a basis
+    # came back or compliance rejected the review meanwhile.
+    basis_lapse_grace_days: int = 30
     session_secret: str | None = field(default=None, repr=False)
     demo: bool = False
     cookie_secure: bool = True
@@ -90,6 +121,10 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     smtp_starttls: bool = False
+    # Implicit TLS (SMTPS, RFC 8314): TLS from the first byte, as on port 465 (the default
+    # there). ``smtp_ca_file``: a PEM bundle to trust instead of the system's (private CA).
+    smtp_tls: bool = False
+    smtp_ca_file: Path | None = None
     mail_from: str = "consentry@localhost"
     alert_recipients: tuple[str, ...] = ()
     # Who the controller is, for the record of processing (Art. 30).
@@ -112,6 +147,18 @@ class Settings:
     web_form_free_submissions: int = 10
     # Calls an API token may make per minute (counted in the database, across workers).
     api_token_rate_per_minute: int = 600
+    # Report builder (docs/reports.md): the smallest group a report shows (never below
+    # MIN_GROUP_SIZE_FLOOR), and the differential-privacy budget (epsilon) each role may
+    # spend per calendar month on noisy releases.
+    report_min_group_size: int = 5
+    dp_epsilon_per_month: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.report_min_group_size < MIN_GROUP_SIZE_FLOOR:
+            raise ConfigurationError(
+                f"report_min_group_size must be at least {MIN_GROUP_SIZE_FLOOR}, "
+                f"got {self.report_min_group_size}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -141,6 +188,9 @@ class Settings:
                 "BACKUP_RETENTION_DAYS", get("BACKUP_RETENTION_DAYS"), 35
             ),
             erasure_register_file=Path(register_file) if register_file else None,
+            basis_lapse_grace_days=_positive_int(
+                "BASIS_LAPSE_GRACE_DAYS", get("BASIS_LAPSE_GRACE_DAYS"), 30
+            ),
             kek_rotation_days=_positive_int("KEK_ROTATION_DAYS", get("KEK_ROTATION_DAYS"), 1)
             if get("KEK_ROTATION_DAYS") not in (None, "0")
             else 0,
@@ -165,6 +215,13 @@ class Settings:
             smtp_username=get("SMTP_USERNAME"),
             smtp_password=get("SMTP_PASSWORD"),
             smtp_starttls=_flag("SMTP_STARTTLS", get("SMTP_STARTTLS"), False),
+            smtp_tls=_flag(
+                "SMTP_TLS",
+                get("SMTP_TLS"),
+                get("SMTP_PORT") == "465"
+                and not _flag("SMTP_STARTTLS", get("SMTP_STARTTLS"), False),
+            ),
+            smtp_ca_file=Path(ca) if (ca := get("SMTP_CA_FILE")) else None,
             mail_from=get("MAIL_FROM") or "consentry@localhost",
             alert_recipients=recipients,
             controller_name=(get("CONTROLLER_NAME") or "").strip()
@@ -187,6 +244,10 @@ class Settings:
             ),
             api_token_rate_per_minute=_positive_int(
                 "API_TOKEN_RATE_PER_MINUTE", get("API_TOKEN_RATE_PER_MINUTE"), 600
+            ),
+            report_min_group_size=_min_group_size(get("REPORT_MIN_GROUP_SIZE")),
+            dp_epsilon_per_month=_positive_float(
+                "DP_EPSILON_PER_MONTH", get("DP_EPSILON_PER_MONTH"), 5.0
             ),
         )
 

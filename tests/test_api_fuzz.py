@@ -160,6 +160,17 @@ async def real_ids(admin: AsyncClient, sales: AsyncClient) -> dict[str, str]:
     )
     assert job.status_code == 202, job.text
     ids["imports"] = job.json()["id"]
+    # Issue 20: a saved report shared with all staff, so both callers reach it.
+    report = await sales.post(
+        f"{api}/reports/saved",
+        json={
+            "name": "By stage",
+            "definition": {"record_type": "deal", "group_by": ["stage"]},
+            "shared_with": "all",
+        },
+    )
+    assert report.status_code == 201, report.text
+    ids["reports"] = report.json()["id"]
     return ids
 
 

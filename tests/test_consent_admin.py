@@ -352,6 +352,10 @@ async def test_consent_pages_do_not_exist_for_other_roles(
             {"target": "marketing_email/email", "action": "grant", "source": "phone"},
         ),
         (f"/compliance/consent/proof/{record.subject_id}", {}),
+        (
+            f"/compliance/consent/contacts/{record.id}/lift-objection",
+            {"scope": "direct_marketing", "source": "phone", "note": "asked by phone"},
+        ),
     ):
         response = await client.post(path, data={**data, "_csrf_token": token})
         assert response.status_code == 404, path
@@ -359,3 +363,51 @@ async def test_consent_pages_do_not_exist_for_other_roles(
     notice = await services.consent.current_notice()
     assert notice is not None
     assert notice.version == 1
+
+
+async def test_staff_lift_an_objection_with_evidence_from_the_contact_page(
+    services: Services, staff: Staff
+) -> None:
+    record, _ = await customer(services, staff)
+    await services.consent.object(record.subject_id, source="pref_center", actor_id="subject")
+    actor_id, client = await signed_in(staff, "compliance")
+    contact_page = f"/contacts/{record.id}"
+    action = f"/compliance/consent/contacts/{record.id}/lift-objection"
+    page = await client.get(contact_page)
+    assert f'action="{action}"' in page.text
+    assert "Lift this objection" in text_of(page)
+
+    # No evidence: refused, nothing recorded.
+    refused = await submit(
+        client, contact_page, action, {"scope": "direct_marketing", "source": "phone"}
+    )
+    assert location(refused) == contact_page
+    assert "evidence is required" in text_of(await client.get(contact_page))
+    assert not await ConsentEvent.exists().where(ConsentEvent.kind == "lifted")
+
+    lifted = await submit(
+        client,
+        contact_page,
+        action,
+        {"scope": "direct_marketing", "source": "phone", "note": "Call of 3 March, CALL-118"},
+    )
+    assert location(lifted) == contact_page
+    after = await client.get(contact_page)
+    assert "Objection lifted. It is in the ledger" in text_of(after)
+    assert f'action="{action}"' not in after.text  # nothing left to lift
+    [event] = await ConsentEvent.select().where(ConsentEvent.kind == "lifted")
+    assert (event["purpose"], event["source"], event["actor_id"]) == (
+        "direct_marketing",
+        "phone",
+        actor_id,
+    )
+    assert "CALL-118" not in event["evidence"]  # sealed under the person's key
+    readable = await services.consent.readable_evidence(
+        record.subject_id, json.loads(event["evidence"])
+    )
+    assert readable == {"note": "Call of 3 March, CALL-118"}
+    [audited] = await audit_rows("consent.lift_objection")
+    assert audited["actor_id"] == actor_id
+    assert (await services.consent.has_basis(record.subject_id, "marketing_email")).reason != (
+        "objected"
+    )

@@ -184,9 +184,10 @@ async def test_what_the_role_may_not_see_is_restricted_or_left_out(
     assert DEAL_TITLE not in text
     assert CASE_TITLE in text
     assert CALL_SUMMARY in text
-    # Compliance: metadata only - the person's fields are restricted, and records it cannot
-    # link to the person (it may not read their contact field) are left out, not guessed.
-    officer = await web_login(staff, await staff.create("compliance"))
+    # Compliance: metadata only - the person's fields are restricted, and their deals,
+    # interactions and cases are listed by subject id with no field: type, dates, owner.
+    compliance = await staff.create("compliance")
+    officer = await web_login(staff, compliance)
     page = await officer.get(f"/contacts/{w['person'].id}/360")
     assert page.status_code == 200
     text = text_of(page)
@@ -201,9 +202,32 @@ async def test_what_the_role_may_not_see_is_restricted_or_left_out(
     ):
         assert secret not in text
     assert re.search(r"E-mail address</dt><dd><span class=\"restricted\"", page.text)
+    for kind, count in (("Deals", 1), ("Interactions", 2), ("Cases", 1)):
+        assert f"{kind}: {count} (metadata only: type, dates and owner, no contents)" in text
     for kind in ("deals", "interactions", "cases"):
-        assert f"Your role may not see {kind}: they are left out." in text
-    assert [e.split(" UTC ")[1][:15] for e in timeline_of(page)] == ["Consent granted"]
+        assert f"Your role may not see {kind}" not in text
+    titles = sorted(e.split(" UTC ")[1].split(":")[0].split(" Last")[0] for e in timeline_of(page))
+    assert titles == [
+        "Case created",
+        "Consent granted",
+        "Deal created",
+        "Interaction created",
+        "Interaction created",
+    ]
+    assert f"Owner: staff {w['rep'].user_id}" in text
+    assert f"Owner: staff {w['agent'].user_id}" in text
+    # Listed by subject id through the gateway, audited, and no field was read.
+    lists = await AuditRecord.select().where(
+        (AuditRecord.actor_id == f"user:{compliance.user_id}") & (AuditRecord.action == "list")
+    )
+    assert {r["resource_type"] for r in lists} == {"deal", "interaction", "case"}
+    assert all(json.loads(r["fields"]) == [] for r in lists)
+    assert all(json.loads(r["subject_ids"]) == [w["person"].subject_id] for r in lists)
+    # An admin may read the records (and, by its wildcard, metadata too): contents win.
+    admin = await web_login(staff, await staff.create("admin"))
+    full = text_of(await admin.get(f"/contacts/{w['person'].id}/360"))
+    assert DEAL_TITLE in full
+    assert "metadata only" not in full
 
 
 async def test_a_won_deal_is_flagged_in_any_pipeline_and_no_longer_expected_to_close(
@@ -274,3 +298,25 @@ async def test_the_persons_tasks_are_on_the_timeline_and_overdue_ones_flagged(
     assert "Overdue" in late
     assert "Overdue" not in ahead
     assert entries[0] == ahead  # due in two months: the newest moment on the timeline
+
+
+async def test_the_consent_ledger_shows_every_change_newest_first(
+    services: Services, staff: Staff
+) -> None:
+    w = await world(services, staff)
+    subject = w["person"].subject_id
+    consent = services.consent
+    await consent.withdraw(subject, "marketing_email", "email", source="staff", actor_id="user:1")
+    await consent.object(subject, source="pref_center", actor_id="subject")
+    await consent.lift_objection(subject, source="pref_center", actor_id="subject")
+    client = await web_login(staff, w["rep"])
+    page = await client.get(f"/contacts/{w['person'].id}/360")
+    assert page.status_code == 200
+    match = re.search(r"<table[^>]*data-consent-ledger[^>]*>(.*?)</table>", page.text, re.S)
+    assert match, "no consent ledger"
+    kinds = re.findall(r'<td data-label="What">(.*?)</td>', match.group(1))
+    assert kinds == ["Objection lifted", "Objected", "Withdrawn", "Granted"]
+    assert "the person" in match.group(1)
+    [read] = await AuditRecord.select().where(AuditRecord.action == "consent.ledger_read")
+    assert read["actor_id"] == f"user:{w['rep'].user_id}"
+    assert json.loads(read["subject_ids"]) == [subject]

@@ -25,7 +25,7 @@ from server.dsr.requests import (
     add_months,
 )
 from server.dsr.tables import DsrRequest
-from server.gateway import Record
+from server.gateway import Actor, Record
 from server.mail import Mailer, MailStatus
 from server.services import Services, build_services
 from server.settings import Settings
@@ -418,6 +418,34 @@ async def test_compliance_logs_a_request_by_email_and_works_it_through(
     everything = text_of(await client.get("/compliance/requests?show=all"))
     assert "Erasure of your data" in everything
     assert "Requests" in everything
+
+
+async def test_compliance_logs_a_request_for_someone_who_is_only_a_lead(
+    services: Services, staff: Staff
+) -> None:
+    """A request by e-mail finds people who only filled in the web form, not only contacts."""
+    lead = await services.gateway.create(
+        Actor.system("web-form"),
+        "lead",
+        {"first_name": "Ottoline", "last_name": "Winterbottom", "email": "otto@example.net"},
+        purpose="customer_relationship",
+    )
+    officer = await staff.create("compliance")
+    client = await web_login(staff, officer)
+    queue = await client.get("/compliance/requests")
+    logged = await client.post(
+        "/compliance/requests",
+        data={
+            "email": "OTTO@example.net",
+            "kind": "access",
+            "channel": "email",
+            "verification": "email_link",
+            "_csrf_token": csrf_of(queue),
+        },
+    )
+    request_id = location(logged).rsplit("/", 1)[1]
+    stored = await services.requests.get(request_id)
+    assert (stored.subject_id, stored.contact_id) == (lead.subject_id, lead.id)
 
 
 @pytest.mark.parametrize("role", ["sales", "support", "marketing", "admin"])

@@ -404,3 +404,339 @@ def test_the_shared_matcher_finds_names_addresses_and_numbers_in_any_notation() 
     assert count == 4
     # A text whose digits hold no known number is never handed to the phone matcher.
     assert matcher.spans("Order 2026-12-01, ref 7946") == []
+
+
+def test_the_matcher_finds_names_written_without_their_accents() -> None:
+    jose = Identity(("José Núñez", "José", "Núñez", "Siobhán O'Brien"), frozenset())
+    matcher = Matcher([jose], "GB")
+    text = "Met JOSE NUNEZ, jose, Jose\u0301 and nunez's wife; O\u2019Brien? "
+    text += "Siobhan O\u2019Brien. Josef."
+    redacted, count = matcher.replace(text, "[x]")
+    assert redacted == "Met [x], [x], [x] and [x]'s wife; O\u2019Brien? [x]. Josef."
+    assert count == 5
+    # And the other way round: a name stored without accents, typed with them.
+    assert Matcher([Identity(("Zoe Angstrom",))], "GB").replace("Zoë  Ångström.", "[x]") == (
+        "[x].",
+        1,
+    )
+
+
+async def test_names_typed_without_accents_are_withheld_shown_and_erased_alike(
+    services: Services,
+) -> None:
+    gw = services.gateway
+    zoe = await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="Zoë", last_name="Ångström", phone="+44 20 7946 0101"),
+    )
+    jose = await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="José", last_name="Núñez", phone="+44 20 7946 0102"),
+    )
+    for person, summary in (
+        (zoe, "Lunch with Jose Nunez. He pays."),
+        (jose, "Asked for a discount. NUNEZ met Zoe Angstrom on Monday."),
+    ):
+        await gw.create(
+            SEED,
+            "interaction",
+            {
+                "contact_id": person.id,
+                "channel": "meeting",
+                "occurred_at": "2026-12-01T09:00:00+00:00",
+                "summary": summary,
+            },
+        )
+    bundle = await build_export(services, zoe.subject_id, requested_by="system:test")
+    files = unzip(bundle.zip_bytes)
+    for name, content in files.items():
+        for trace in ("Jose", "Nunez", "José", "Núñez"):
+            assert trace.lower().encode() not in content.lower(), (name, trace)
+    data = json.loads(files["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == "Lunch with [another person]. He pays."
+    assert [m["excerpt"] for m in data["mentions"]] == [
+        "[another person] met Zoe Angstrom on Monday."
+    ]
+
+    result = await services.erasure.erase(zoe.subject_id, by="system:test")
+    assert result.mentions == 1
+    (theirs,) = [
+        r for r in await gw.export_subject(ADMIN, jose.subject_id, purpose="compliance")
+        if r.resource == "interaction"
+    ]  # fmt: skip
+    assert theirs.values["summary"] == "Asked for a discount. NUNEZ met [erased] on Monday."
+
+
+async def test_consent_evidence_typed_by_staff_withholds_other_people(
+    services: Services, staff: Staff
+) -> None:
+    """A staff member recording a consent given by phone can type a call reference; the
+    one they typed names the person's daughter, another customer."""
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    await gw.create(SEED, "contact", contact_values(**JUDITH))
+    notice = await services.consent.publish_notice("Newsletter", "We write.", by="user:1")
+    await services.consent.grant(
+        grace.subject_id,
+        "marketing_email",
+        "email",
+        source="phone",
+        notice_version=notice.version,
+        actor_id="user:1",
+        evidence={"reference": "call:Judith.Hydeford-2026-118"},
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    files = unzip(bundle.zip_bytes)
+    for name, content in files.items():
+        for trace in JUDITH_TRACES:
+            assert trace.lower() not in content.lower(), (name, trace)
+    data = json.loads(files["data.json"])
+    jsonschema.Draft202012Validator(SCHEMA).validate(data)
+    (event,) = data["consents"]["events"]
+    assert event["evidence"]["reference"] == "call:[another person].[another person]-2026-118"
+    assert data["withheld"]["total"] == 1
+    assert [t["label"] for t in data["withheld"]["record_types"]] == ["Consent event"]
+
+
+async def test_another_person_whose_names_are_all_short_is_withheld(services: Services) -> None:
+    """Li Wu's first and last name are two letters each: no name-search prefix token, but
+    their full name is what erasing them would scrub, so a copy must not show it."""
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="Li", last_name="Wu", email=None, phone="+44 20 7946 0103"),
+    )
+    await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": grace.id,
+            "channel": "meeting",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "summary": "Came with her business partner LI WU. Li is a nice name.",
+        },
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    data = json.loads(unzip(bundle.zip_bytes)["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == (
+        "Came with her business partner [another person]. Li is a nice name."
+    )
+    assert data["withheld"]["total"] == 1
+
+
+def test_the_matcher_finds_numbers_without_prefix_glued_or_in_their_own_notation() -> None:
+    matcher = Matcher([Identity((), frozenset({"+447911123456", "+12025550143"}))], "GB")
+    text = (
+        "Mob07911123456, 7911123456, 07911 123456x; US office (202) 555-0143, "
+        "1-202-555-0143, 202.555.0143. Order 79111234567 and 2025550143999 are not them."
+    )
+    redacted, count = matcher.replace(text, "[x]")
+    assert redacted == (
+        "Mob[x], [x], [x]x; US office [x], [x], [x]. "
+        "Order 79111234567 and 2025550143999 are not them."
+    )
+    assert count == 6
+
+
+async def test_numbers_in_other_notations_are_withheld(services: Services) -> None:
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    await gw.create(SEED, "contact", contact_values(**JUDITH))
+    await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="Ulysses", last_name="Smithfield", phone="+1 202 555 0143"),
+    )
+    await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": grace.id,
+            "channel": "meeting",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "summary": "Her daughter: tel.02079460777 or 2079460777. "
+            "The US office: 1-202-555-0143, direct (202) 555-0143.",
+        },
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    data = json.loads(unzip(bundle.zip_bytes)["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == (
+        "Her daughter: tel.[another person] or [another person]. "
+        "The US office: [another person], direct [another person]."
+    )
+
+
+async def test_other_peoples_record_and_subject_ids_in_text_are_withheld(
+    services: Services,
+) -> None:
+    """Staff paste links to records into notes: a link to another person's record is
+    their id, which neither the person's copy nor an excerpt may give."""
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    judith = await gw.create(SEED, "contact", contact_values(**JUDITH))
+    link = f"https://crm.example.com/contacts/{judith.id.upper()}"
+    for person, summary in (
+        (grace, f"Maybe the same family as {link}; her own page /contacts/{grace.id}."),
+        (judith, f"See {link} (subject {judith.subject_id}): she met Grace Auditwoman."),
+    ):
+        await gw.create(
+            SEED,
+            "interaction",
+            {
+                "contact_id": person.id,
+                "channel": "meeting",
+                "occurred_at": "2026-12-01T09:00:00+00:00",
+                "summary": summary,
+            },
+        )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    files = unzip(bundle.zip_bytes)
+    for name, content in files.items():
+        for trace in (judith.id, judith.subject_id):
+            assert trace.encode() not in content.lower(), (name, trace)
+    data = json.loads(files["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == (
+        "Maybe the same family as https://crm.example.com/contacts/[another person]; "
+        f"her own page /contacts/{grace.id}."
+    )
+    assert [m["excerpt"] for m in data["mentions"]] == [
+        "See https://crm.example.com/contacts/[another person] (subject [another person]): "
+        "she met Grace Auditwoman."
+    ]
+    assert data["withheld"]["total"] == 1
+
+
+async def test_a_person_who_is_also_staff_keeps_their_own_name_in_their_copy(
+    services: Services,
+) -> None:
+    """Grace works for us and buys from us: in her own copy her name is hers, not the
+    pseudonym of a member of staff (withholding it would withhold her own data)."""
+    await services.accounts.create_user(
+        "grace.a@example.org", "sales", password=PASSWORD, display_name="Grace Auditwoman"
+    )
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": grace.id,
+            "channel": "store_visit",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "summary": "Grace Auditwoman (grace.a@example.org) bought a kettle.",
+        },
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    data = json.loads(unzip(bundle.zip_bytes)["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == (
+        "Grace Auditwoman (grace.a@example.org) bought a kettle."
+    )
+    assert data["withheld"]["total"] == 0
+
+
+def test_the_matcher_finds_double_barrelled_names_with_any_dash_or_space() -> None:
+    anna = Identity(("Anna Smith-Jones", "Smith-Jones", "Anna"), frozenset())
+    text = "Smith Jones, SMITH\u2013JONES, Smith - Jones, Anna Smith\nJones; Smithjones; Jones."
+    assert Matcher([anna], "GB").replace(text, "[x]") == (
+        "[x], [x], [x], [x]; Smithjones; Jones.",
+        4,
+    )
+
+
+async def test_a_double_barrelled_name_written_with_a_space_is_withheld(
+    services: Services,
+) -> None:
+    gw = services.gateway
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE))
+    await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="Anna", last_name="Smith-Jones", phone="+44 20 7946 0104"),
+    )
+    await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": grace.id,
+            "channel": "meeting",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "summary": "Mrs Smith Jones joined us.",
+        },
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    data = json.loads(unzip(bundle.zip_bytes)["data.json"])
+    assert data["records"]["interaction"][0]["summary"] == "Mrs [another person] joined us."
+
+
+async def test_an_address_inside_another_address_is_no_mention(services: Services) -> None:
+    """smith@ is not john.smith@: the other person's record is not the person's to see, and
+    erasing the person must not cut the other person's address in half."""
+    gw = services.gateway
+    shared = await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="Petra", last_name="Quist", email="smith@acme.example"),
+    )
+    john = await gw.create(
+        SEED,
+        "contact",
+        contact_values(first_name="John", last_name="Smithers", email="john.smith@acme.example"),
+    )
+    theirs = await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": john.id,
+            "channel": "email",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "summary": "Sent the contract to john.smith@acme.example and "
+            "smith@acme.example.org; ill since May.",
+        },
+    )
+    bundle = await build_export(services, shared.subject_id, requested_by="system:test")
+    assert json.loads(unzip(bundle.zip_bytes)["data.json"])["mentions"] == []
+    result = await services.erasure.erase(shared.subject_id, by="system:test")
+    assert result.mentions == 0
+    after = await gw.read(ADMIN, "interaction", theirs.id, purpose="compliance")
+    assert after.values["summary"].startswith("Sent the contract to john.smith@acme.example and")
+
+
+async def test_a_link_to_another_persons_record_is_withheld(services: Services) -> None:
+    """A meeting with Grace about Judith's deal: the deal is Judith's, and its id is not
+    Grace's to have (her organization is hers: it stays)."""
+    gw = services.gateway
+    org = await gw.create(SEED, "organization", {"name": "Acme Widgets"})
+    grace = await gw.create(SEED, "contact", contact_values(**GRACE, organization_id=org.id))
+    judith = await gw.create(SEED, "contact", contact_values(**JUDITH))
+    deal = await gw.create(
+        SEED,
+        "deal",
+        {"contact_id": judith.id, "title": "Fleet", "amount": 5, "currency": "EUR"},
+    )
+    await gw.create(
+        SEED,
+        "interaction",
+        {
+            "contact_id": grace.id,
+            "channel": "meeting",
+            "occurred_at": "2026-12-01T09:00:00+00:00",
+            "deal_id": deal.id,
+            "summary": "About the fleet.",
+        },
+    )
+    bundle = await build_export(services, grace.subject_id, requested_by="system:test")
+    files = unzip(bundle.zip_bytes)
+    for name, content in files.items():
+        assert deal.id.encode() not in content, name
+    data = json.loads(files["data.json"])
+    jsonschema.Draft202012Validator(SCHEMA).validate(data)
+    assert data["records"]["interaction"][0]["deal_id"] == "[another person]"
+    assert data["records"]["contact"][0]["organization_id"] == org.id
+    assert "Acme Widgets" in files["index.html"].decode()
+    assert data["withheld"]["record_types"] == [
+        {"record_type": "interaction", "label": "Interaction", "records": 1, "fields": ["Deal"]}
+    ]

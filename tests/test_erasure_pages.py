@@ -97,8 +97,16 @@ async def test_erasure_needs_the_typed_reference_and_shows_what_it_destroys(
         f"/compliance/requests/{request_id}/erase",
         data={"reference": f"  {request_id[:8].upper()} ", "_csrf_token": csrf_of(page)},
     )
+    # It runs in the background; the answer is its progress page.
+    assert location(done) == f"/compliance/requests/{request_id}/erase/progress"
+    assert services.erasure_runs is not None
+    await services.erasure_runs.drain()
     after = await client.get(location(done))
-    assert "The person's data was erased" in text_of(after)
+    shown = text_of(after)
+    assert "Partly erased: a legal hold keeps some records" in shown
+    assert "✓ Mentions in other people's notes replaced by [erased]" in shown
+    assert "… The person's encryption key shredded" in shown
+    assert 'http-equiv="refresh"' not in after.text  # nothing left to watch
     assert (await services.requests.get(request_id)).state == "fulfilled"
     job = await services.erasure.job_for_subject(person.subject_id)
     assert job is not None

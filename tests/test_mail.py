@@ -11,6 +11,7 @@ import email.policy
 import io
 import logging
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,9 +71,15 @@ class LocalSmtp:
 
 
 @contextmanager
-def local_smtp(*, login: tuple[str, str] | None = None) -> Iterator[LocalSmtp]:
-    """Run a local SMTP server for the duration of the block (optionally requiring AUTH)."""
-    sink = LocalSmtp(free_port())
+def local_smtp(
+    *,
+    login: tuple[str, str] | None = None,
+    port: int | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> Iterator[LocalSmtp]:
+    """Run a local SMTP server for the duration of the block (optionally requiring AUTH,
+    on a given port, or speaking implicit TLS from the first byte with ``tls``)."""
+    sink = LocalSmtp(port or free_port())
     options: dict[str, Any] = {}
     if login is not None:
 
@@ -84,6 +91,8 @@ def local_smtp(*, login: tuple[str, str] | None = None) -> Iterator[LocalSmtp]:
             return AuthResult(success=ok, handled=False)  # handled=False: server answers 535
 
         options = {"authenticator": authenticate, "auth_require_tls": False}
+    if tls is not None:
+        options["ssl_context"] = tls
     controller = Controller(sink, hostname="127.0.0.1", port=sink.port, **options)
     controller.start()
     try:

@@ -35,6 +35,8 @@ from server.settings import Settings
 from tests.conftest import contact_values, http_client
 from tests.dbutil import raw_sql
 from tests.test_admin_ui import CSRF_INPUT, csrf_of, text_of
+from tests.test_leads import FORM as LEAD_FORM
+from tests.test_leads import form_body as lead_form_body
 from tests.test_logging import CLIENT_LOGGERS, Captured, _configured_handler
 from tests.test_mail import LocalSmtp, local_smtp
 
@@ -169,8 +171,12 @@ async def test_known_and_unknown_addresses_get_the_same_page_and_only_one_gets_m
     assert smtp.received[0].recipients == [email_of(person)]
     assert "15 minutes" in smtp.received[0].text
     # The lookup went through the gateway and was audited with the subject found.
+    # One lookup per kind of person record (contacts, leads) for each address.
     located = await audit_rows("locate")
-    assert [row["actor_id"] for row in located] == ["system:portal", "system:portal"]
+    assert [(row["actor_id"], row["resource_type"]) for row in located] == [
+        ("system:portal", "contact"),
+        ("system:portal", "lead"),
+    ] * 2
     assert person.subject_id in located[0]["subject_ids"]
 
 
@@ -701,3 +707,123 @@ def test_the_controller_name_is_required_outside_demo_mode(
     assert Settings.from_env().controller_name == DEMO_CONTROLLER_NAME
     monkeypatch.setenv("CONSENTRY_CONTROLLER_NAME", "  Acme Widgets GmbH ")
     assert Settings.from_env().controller_name == "Acme Widgets GmbH"
+
+
+# --- every data subject: people who are only leads ------------------------------------------
+
+
+async def lead_from_the_public_form(web: AsyncClient, services: Services) -> Record:
+    """A lead as the website's "contact us" form creates it (no staff involved)."""
+    sent = await web.post(LEAD_FORM, json=lead_form_body(services, phone="+44 20 7946 0777"))
+    assert sent.status_code == 202, sent.text
+    (lead,) = (
+        await services.gateway.list(Actor.system("test-seed"), "lead", purpose="compliance")
+    ).items
+    return lead
+
+
+async def test_a_lead_from_the_web_form_signs_in_downloads_and_asks_for_erasure(
+    web: AsyncClient, smtp: LocalSmtp, portal_services: Services
+) -> None:
+    lead = await lead_from_the_public_form(web, portal_services)
+
+    await signed_in(web, smtp, lead)  # the link from the outbox signs them in
+    home = text_of(await web.get("/portal/home"))
+    assert "Download" in home
+
+    response = await press(web, "/portal/home", "/portal/download")
+    assert response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+        data = json.loads(bundle.read("data.json"))
+    jsonschema.Draft202012Validator(SCHEMA).validate(data)
+    (exported,) = data["records"]["lead"]
+    assert (exported["id"], exported["email"]) == (lead.id, email_of(lead))
+    assert "contact" not in data["records"]
+
+    asked = await press(web, "/portal/home", "/portal/requests", kind="erasure")
+    filed = await web.post(
+        "/portal/requests",
+        data={"kind": "erasure", "confirmed": "yes", "_csrf_token": csrf_of(asked)},
+    )
+    assert "We received your request" in text_of(filed)
+    queue = await portal_services.requests.queue(open_only=True)
+    assert [(r.kind, r.subject_id, r.contact_id) for r in queue] == [
+        ("erasure", lead.subject_id, lead.id)
+    ]
+    # The request's own status message reached the lead's address.
+    assert smtp.received[-1].recipients == [email_of(lead)]
+    assert queue[0].id in smtp.received[-1].text
+
+
+async def test_a_lead_corrects_the_fields_a_lead_has(
+    web: AsyncClient, smtp: LocalSmtp, portal_services: Services
+) -> None:
+    lead = await lead_from_the_public_form(web, portal_services)
+    await signed_in(web, smtp, lead)
+    form = await web.get("/portal/correct")
+    assert form.status_code == 200
+    assert 'name="phone"' in form.text
+    assert 'name="city"' not in form.text  # a lead has no postal address to correct
+    assert email_of(lead) in form.text
+
+    response = await web.post(
+        "/portal/correct",
+        data={
+            "first_name": "Ottilie",
+            "last_name": lead.values["last_name"],
+            "phone": "+44 20 7946 0999",
+            "_csrf_token": csrf_of(form),
+        },
+    )
+    assert response.status_code == 200
+    assert "Corrected: first name, phone number" in text_of(response)
+    stored = await portal_services.gateway.read(
+        Actor.system("test-seed"), "lead", lead.id, purpose="compliance"
+    )
+    assert stored.values["first_name"] == "Ottilie"
+    (request,) = await portal_services.requests.for_subject(lead.subject_id)
+    assert (request.kind, request.state) == ("rectification", "fulfilled")
+
+
+async def test_conversion_keeps_one_person_one_portal_identity_one_history(
+    web: AsyncClient, smtp: LocalSmtp, portal_services: Services
+) -> None:
+    lead = await lead_from_the_public_form(web, portal_services)
+    await signed_in(web, smtp, lead)
+    await press(web, "/portal/home", "/portal/requests", kind="objection")
+
+    conversion = await portal_services.gateway.convert_lead(
+        Actor.system("test-seed"), lead.id, purpose="customer_relationship"
+    )
+    assert conversion.subject_id == lead.subject_id
+    # Still signed in, as the same person: the correction page now shows the contact's
+    # fields, and the request made as a lead is in the same history.
+    form = await web.get("/portal/correct")
+    assert form.status_code == 200
+    assert 'name="city"' in form.text
+    await web.post(
+        "/portal/correct",
+        data={
+            "first_name": "Ottilie",
+            "last_name": lead.values["last_name"],
+            "phone": "",
+            "address_line": "",
+            "city": "Quenby",
+            "postcode": "",
+            "country": "",
+            "_csrf_token": csrf_of(form),
+        },
+    )
+    contact = await portal_services.gateway.read(
+        Actor.system("test-seed"), "contact", conversion.contact_id, purpose="compliance"
+    )
+    assert (contact.values["first_name"], contact.values["city"]) == ("Ottilie", "Quenby")
+    kinds = [r.kind for r in await portal_services.requests.for_subject(lead.subject_id)]
+    assert sorted(kinds) == ["objection", "rectification"]
+
+    # The lead and its contact share the address: one sign-in link, not two.
+    await web.post("/portal/sign-out", data={"_csrf_token": await form_token(web)})
+    before = len(smtp.received)
+    await ask_for_link(web, email_of(lead))
+    assert len(smtp.received) == before + 1
+    assert (await enter(web, last_link(smtp))).status_code == 303

@@ -13,7 +13,7 @@ from httpx import AsyncClient
 from litestar import Litestar
 
 from server.app import create_app
-from server.consent.model import Source
+from server.consent.model import ConsentError, Source
 from server.consent.service import ConsentEngine
 from server.consent.tables import ConsentEvent, ConsentToken
 from server.services import Services, build_services
@@ -321,3 +321,59 @@ def test_every_consent_source_fits_the_ledger_column() -> None:
     for source in Source:
         assert len(source.value) <= ConsentEvent.source.length, source
         assert len(source.value) <= ConsentToken.source.length, source
+
+
+async def test_the_person_lifts_their_objection_and_the_ledger_records_it(
+    consent_services: Services, consent: ConsentEngine, web: AsyncClient, database_url: str
+) -> None:
+    subject = await new_subject(consent_services)
+    await publish(consent)
+    await grant(consent, subject, "marketing_email")
+    page = path_of(consent.preference_link(subject))
+    await choose(web, page, "object_direct_marketing")
+    assert await why(consent, subject, "marketing_email") == (False, "objected")
+
+    status, html = await choose(web, page, "lift_objection", purpose="direct_marketing")
+    assert status == 200
+    assert "Objection lifted: direct marketing" in html
+    assert "Object to all direct marketing" in html  # offered again
+    # The consent given before the objection applies again.
+    assert await why(consent, subject, "marketing_email") == (True, "consent_granted")
+    assert await (await consent.subjects_with_basis("marketing_email")).admits(subject)
+    # A second click records nothing more.
+    assert (await choose(web, page, "lift_objection", purpose="direct_marketing"))[0] == 200
+    ledger = await raw_sql(
+        database_url,
+        "SELECT kind, purpose, source, actor_id FROM consent_event ORDER BY id",
+    )
+    assert [row["kind"] for row in ledger] == ["granted", "objected", "lifted"]
+    assert ledger[-1] == {
+        "kind": "lifted",
+        "purpose": "direct_marketing",
+        "source": "pref_center",
+        "actor_id": "subject",
+    }
+    [audited] = await raw_sql(
+        database_url, "SELECT actor_id, purpose FROM audit WHERE action = 'consent.lift_objection'"
+    )
+    assert audited == {"actor_id": "subject", "purpose": "direct_marketing"}
+
+
+async def test_staff_cannot_lift_an_objection_without_evidence(
+    consent_services: Services, consent: ConsentEngine
+) -> None:
+    subject = await new_subject(consent_services)
+    await consent.object(subject, source=Source.STAFF.value, actor_id="user:1")
+    with pytest.raises(ConsentError) as refused:
+        await consent.lift_objection(subject, source=Source.PHONE.value, actor_id="user:1")
+    assert refused.value.code == "evidence_required"
+    assert await why(consent, subject, "marketing_email") == (False, "objected")
+    lifted = await consent.lift_objection(
+        subject,
+        source=Source.PHONE.value,
+        actor_id="user:1",
+        evidence={"note": "call of 3 March, asked to hear about offers again"},
+    )
+    assert lifted is not None
+    assert lifted.evidence["note"].startswith("call of 3 March")
+    assert (await why(consent, subject, "marketing_email"))[1] != "objected"

@@ -462,6 +462,9 @@ async def test_an_erasure_or_restriction_without_a_request_tells_the_recipients_
     assert [(n.recipient_name, n.reason) for n in told] == [("Courier plc", "erasure")]
 
 
+SUBJECT = "0b5d6a57-36f7-4a8c-9a0e-6d0c1a2b3c4d"
+
+
 def test_alerts_and_consent_changes_map_to_their_events_and_reads_to_none() -> None:
     alert = AuditEvent(
         actor_id="system:alerts", actor_role="system", action="alert.create",
@@ -481,6 +484,21 @@ def test_alerts_and_consent_changes_map_to_their_events_and_reads_to_none() -> N
         resource_id="x", outcome=Outcome.DENIED, fields=("email",),
     )  # fmt: skip
     assert webhook_event_of(denied) is None
+    lifted = AuditEvent(
+        actor_id="subject", actor_role="data_subject", action="consent.lift_objection",
+        resource_type="consent", resource_id="12", subject_ids=(SUBJECT,),
+        purpose="direct_marketing", outcome=Outcome.ALLOWED, detail={"channel": "any"},
+    )  # fmt: skip
+    assert webhook_event_of(lifted) == WebhookEvent(
+        "consent.changed",
+        {
+            "consent_event_id": "12",
+            "subject_ids": [SUBJECT],
+            "purpose": "direct_marketing",
+            "change": "lift_objection",
+            "channel": "any",
+        },
+    )
 
 
 async def test_the_background_job_delivers_what_a_change_queued(

@@ -24,12 +24,14 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_409_CONFLICT
 from admin_ui.forms import choice_label
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
+from server.analytics.model import SEGMENT_LABELS, SEGMENTS
 from server.campaigns.service import (
     CHANNELS,
     MAX_BODY,
     MAX_DESCRIPTION,
     MAX_NAME,
     MAX_SUBJECT_LINE,
+    SCORE_FILTER,
     SEGMENT_PURPOSE,
     AudienceChanged,
     CampaignInfo,
@@ -139,6 +141,14 @@ async def _filter_options(request: Request[Any, Any, Any], visit: Visit) -> list
         else:
             continue
         groups.append({"name": name, "label": spec.label, "options": options})
+    if campaigns.may_filter_by_score(visit.actor):
+        groups.append(
+            {
+                "name": SCORE_FILTER,
+                "label": "Score segment (people who consented to profiling)",
+                "options": [(s, SEGMENT_LABELS[s]) for s in SEGMENTS],
+            }
+        )
     return groups
 
 

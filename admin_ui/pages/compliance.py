@@ -728,13 +728,9 @@ class CompliancePages(Controller):
         field_name = "email" if "@" in typed else "phone"
         label = "e-mail address" if field_name == "email" else "phone number"
         try:
-            found = [  # people who are not customers yet are leads: look there too
-                hit
-                for resource in ("contact", "lead")
-                for hit in await services.gateway.locate(
-                    visit.actor, resource, field_name, typed, purpose=PURPOSE
-                )
-            ]
+            found = await services.gateway.locate_people(  # contacts and leads alike
+                visit.actor, field_name, typed, purpose=PURPOSE
+            )
         except (InvalidInput, Forbidden) as exc:
             refused = isinstance(exc, Forbidden)
             message = (
@@ -749,7 +745,7 @@ class CompliancePages(Controller):
                 errors=[("contact", message)],
                 status=HTTP_403_FORBIDDEN if refused else HTTP_400_BAD_REQUEST,
             )
-        subjects = sorted({subject for _, subject in found})
+        subjects = sorted({subject for _, _, subject in found})
         if len(subjects) == 1:
             return see_other(subject_link(subjects[0]))
         return await self._subjects_page(

@@ -81,10 +81,11 @@ KIND_LABELS = {
     Kind.WITHDRAWN.value: "Withdrawn",
     Kind.EXPIRED.value: "Expired",
     Kind.OBJECTED.value: "Objected",
+    Kind.LIFTED.value: "Objection lifted",
 }
 # charts.js colours a series by its key (grants green, withdrawals amber, objections red,
-# expiries grey); the labels say what each series is.
-CHART_KEYS = {kind: kind for kind in ("granted", "withdrawn", "objected", "expired")}
+# expiries grey, lifted objections blue); the labels say what each series is.
+CHART_KEYS = {kind: kind for kind in ("granted", "withdrawn", "objected", "expired", "lifted")}
 RECORD_SOURCES = {
     Source.PHONE.value: "By phone",
     Source.STAFF.value: "In writing (letter or form handed to staff)",
@@ -244,6 +245,7 @@ async def consent_panel(
         "subject_id": record.subject_id,
         "proof_link": f"{BASE}/proof/{record.subject_id}",
         "action": f"{BASE}/contacts/{record.id}",
+        "lift_action": f"{BASE}/contacts/{record.id}/lift-objection",
         "back": f"{base_path}/{record.id}",
         "targets": record_targets(purposes) if manage else [],
         "notice": notice,
@@ -565,6 +567,49 @@ class ConsentPages(Controller):
             media_type="application/json",
             headers={"content-disposition": f'attachment; filename="{filename}"'},
         )
+
+    @post("/contacts/{record_id:str}/lift-objection")
+    async def lift_objection(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        record_id: FromPath[str],
+    ) -> Redirect:
+        """An objection lifted at the person's request by phone or letter: staff must say
+        how they asked (the evidence, sealed under the person's key); one ledger event."""
+        engine = _engine(request, visit)
+        record = await services_of(request).gateway.read(
+            visit.actor, "contact", record_id[:64], fields=()
+        )
+        back = f"/contacts/{record.id}"
+        form = await request.form()
+        scope, source, note = (
+            _text(form, "scope", 64),
+            _text(form, "source", 16),
+            _text(form, "note", 200),
+        )
+        if source not in RECORD_SOURCES:
+            await flash(request, visit, "Choose how the person asked.", "error")
+            return see_other(back)
+        try:
+            lifted = await engine.lift_objection(
+                record.subject_id,
+                scope,
+                source=source,
+                actor_id=visit.actor.id,
+                actor_role=visit.identity.role,
+                evidence={"note": note} if note else None,
+                request_id=visit.request_id,
+            )
+        except ConsentError as exc:
+            await flash(request, visit, f"Not lifted: {_sentence(exc.message)}", "error")
+            return see_other(back)
+        if lifted is None:
+            await flash(request, visit, "Nothing to lift: no objection is in force.", "info")
+        else:
+            message = "Objection lifted. It is in the ledger and the audit log."
+            await flash(request, visit, message, "success")
+        return see_other(back)
 
     @post("/contacts/{record_id:str}")
     async def record_consent(

@@ -5,8 +5,15 @@ Everything about the person is read through the gateway as the signed-in staff m
 so their policy applies and every read is audited: fields they may not read show as
 "Restricted", record types they may not list are left out with a note, and the record
 scope (own / team) applies to the related records too. Consent comes from the consent
-engine's current state for this one person (what the contact page shows), each entry
-dated when it took effect; the full ledger is on the consent proof page.
+engine: the current state for this one person (what the contact page shows), each entry
+dated when it took effect, and the whole ledger below it, newest first (every grant,
+withdrawal, expiry, objection and lifted objection: when, how, by whom, under which notice
+version; never the evidence text). Reading the ledger is audited (``consent.ledger_read``).
+
+Roles the policy lets see a person's related records as metadata only (action
+``metadata`` on deal, interaction and case; compliance officers) get those records listed
+by subject id with no field at all: type, created, last changed, owner and counts, so an
+officer can see that the person has three deals and an open case without reading any.
 
 The timeline holds at most ``TIMELINE_LIMIT`` entries; each list links to its full list.
 Plain HTML: nothing here needs JavaScript.
@@ -32,10 +39,23 @@ from admin_ui.pages.erased import erased_page
 from admin_ui.pages.records import PAGE_PATHS, PLURALS, heading_of, shown_value
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
-from server.datamap import CASE, CONTACT, DEAL, INTERACTION, ORGANIZATION, TASK, RecordType
+from policy.enforcer import PolicyEngine
+from server.analytics.model import LOGIC, SEGMENT_LABELS
+from server.consent.model import SUBJECT_ACTOR, Kind
+from server.datamap import (
+    CASE,
+    CONTACT,
+    DEAL,
+    INTERACTION,
+    ORGANIZATION,
+    RECORD_TYPES,
+    TASK,
+    RecordType,
+)
+from server.dsr.export import CONSENT_SOURCE_LABELS
 from server.gateway import Gateway, GatewayError
 from server.gateway import Record as GatewayRecord
-from server.pipelines.service import stage_kinds
+from server.pipelines.service import pipeline_names, stage_kinds
 from server.reports.service import OPEN_CASE_STATUSES, money
 from server.web import services_of
 
@@ -72,6 +92,7 @@ class RelatedList:
     all_link: str = ""
     note: str = ""  # why the list is missing, when it is
     records: list[GatewayRecord] = field(default_factory=list)
+    metadata_only: bool = False  # listed without contents (type, dates, owner, counts)
 
 
 def _moment(value: Any) -> dt.datetime | None:
@@ -200,26 +221,35 @@ def task_entry(record: GatewayRecord, now: dt.datetime, zone: ZoneInfo = UTC) ->
 
 
 async def related_lists(
-    gateway: Gateway, visit: Visit, contact: GatewayRecord
+    gateway: Gateway, policy: PolicyEngine, visit: Visit, contact: GatewayRecord
 ) -> list[RelatedList]:
     """The person's deals, interactions, cases and tasks (newest first, at most the cap), one
-    audited ``list`` per type; a type the user may not list is a note, not an error."""
+    audited ``list`` per type; a type the user may not list is a note, not an error. A type
+    the role sees as metadata only is listed by subject id (no field read)."""
     lists = []
     for rt in RELATED:
         title = PLURALS[rt.resource]
         found = RelatedList(rt.resource, title)
         readable = gateway.permitted_fields(visit.actor, rt.resource, "list")
-        if readable is None or "contact_id" not in readable:
+        # Metadata is the fallback for a role that may list the records but not read
+        # whom they are about (compliance); a role that reads them (admin) sees them all.
+        found.metadata_only = (
+            readable is not None
+            and "contact_id" not in readable
+            and may_see_metadata(policy, visit, rt.resource)
+        )
+        if readable is None or ("contact_id" not in readable and not found.metadata_only):
             found.note = f"Your role may not see {title.lower()}: they are left out."
             lists.append(found)
             continue
+        about: dict[str, Any] = (
+            {"subject_id": contact.subject_id}
+            if found.metadata_only
+            else {"contact_id": contact.id}
+        )
         try:
             page = await gateway.list(
-                visit.actor,
-                rt.resource,
-                filters={"contact_id": contact.id},
-                page=1,
-                page_size=TIMELINE_LIMIT,
+                visit.actor, rt.resource, filters=about, page=1, page_size=TIMELINE_LIMIT
             )
         except GatewayError:
             found.note = f"{title} could not be shown to you: they are left out."
@@ -228,9 +258,60 @@ async def related_lists(
         found.records = page.items
         found.total = page.total
         found.shown = len(page.items)
-        found.all_link = f"{PAGE_PATHS[rt.resource]}?{urlencode({'contact_id': contact.id})}"
+        if not found.metadata_only:
+            found.all_link = f"{PAGE_PATHS[rt.resource]}?{urlencode({'contact_id': contact.id})}"
         lists.append(found)
     return lists
+
+
+def may_see_metadata(policy: PolicyEngine, visit: Visit, resource: str) -> bool:
+    """Whether the role sees a person's ``resource`` records as metadata (a policy
+    question: ``<resource>, metadata``)."""
+    return policy.allows(visit.identity.role, resource, "metadata")
+
+
+def metadata_entry(resource: str, record: GatewayRecord) -> Entry:
+    """A related record shown without contents: its type, dates and owner."""
+    label = RECORD_TYPES[resource].label
+    return Entry(
+        record.created_at.astimezone(dt.UTC),
+        resource,
+        f"{label} created",
+        details=(
+            Detail("Last changed", record.updated_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")),
+            Detail("Owner", f"staff {record.owner_id} ({record.team or 'no team'})"),
+        ),
+    )
+
+
+async def consent_ledger(
+    request: Request[Any, Any, Any], visit: Visit, contact: GatewayRecord
+) -> list[dict[str, Any]]:
+    """The person's consent ledger, newest first, in words (no evidence text)."""
+    engine = services_of(request).consent
+    purposes = {p.name: p for p in await engine.purposes()}
+    ledger = await engine.ledger(
+        contact.subject_id,
+        actor_id=visit.actor.id,
+        actor_role=visit.identity.role,
+        request_id=visit.request_id,
+    )
+    return [
+        {
+            "id": event.id,
+            "at": event.occurred_at,
+            "kind": KIND_LABELS.get(event.kind.value, event.kind.value),
+            "purpose": purposes[event.purpose].description
+            if event.purpose in purposes
+            else event.purpose.replace("_", " ").capitalize(),
+            "channel": CHANNEL_LABELS.get(event.channel, event.channel),
+            "source": CONSENT_SOURCE_LABELS.get(event.source, event.source),
+            "by": "the person" if event.actor_id == SUBJECT_ACTOR else event.actor_id,
+            "notice_version": event.notice_version,
+            "expires_at": event.expires_at,
+        }
+        for event in ledger
+    ]
 
 
 async def organization_of(
@@ -284,11 +365,43 @@ async def consent_entries(
             Entry(
                 status.since.astimezone(dt.UTC),
                 "consent",
-                f"Consent {state.lower()}: {purpose}",
+                f"{objection_title(status.state, state)}: {purpose}",
                 details=(Detail("Channel", channel),),
             )
         )
     return rows, entries
+
+
+def objection_title(kind: Kind, label: str) -> str:
+    """ "Consent granted", but "Objected" and "Objection lifted" as they are."""
+    return label if kind in (Kind.OBJECTED, Kind.LIFTED) else f"Consent {label.lower()}"
+
+
+async def score_view(
+    request: Request[Any, Any, Any], visit: Visit, contact: GatewayRecord
+) -> dict[str, Any] | None:
+    """The person's customer scores with their explanation and date, for roles the policy
+    lets read them (None: no scores section at all). Reading them is audited."""
+    services = services_of(request)
+    if not services.policy.allows(visit.actor.role, "customer_score", "read"):
+        return None
+    basis = await services.consent.has_basis(contact.subject_id, "profiling")
+    held = await services.analytics.of_subject(visit.actor, contact.subject_id, why="customer_360")
+    view: dict[str, Any] = {"basis": basis.reason, "logic": LOGIC, "held": None}
+    if held is not None:
+        found = held.scores
+        lines = await pipeline_names()
+        view["held"] = {
+            "computed_at": held.computed_at,
+            "segment": SEGMENT_LABELS.get(found["segment"], found["segment"]),
+            "rfm": found["rfm"],
+            "churn_risk": found["churn_risk"],
+            "historical_value": found["historical_value"],
+            "predicted_value": found["predicted_value"],
+            "factors": found["churn_factors"],
+            "suggestions": [lines.get(s, "A product line") for s in found["suggestions"]],
+        }
+    return view
 
 
 class CustomerPages(Controller):
@@ -313,12 +426,16 @@ class CustomerPages(Controller):
             )
         now = dt.datetime.now(dt.UTC)
         organization = await organization_of(gateway, visit, contact)
-        lists = await related_lists(gateway, visit, contact)
+        lists = await related_lists(gateway, services_of(request).policy, visit, contact)
         consents, timeline = await consent_entries(request, contact)
+        ledger = await consent_ledger(request, visit, contact)
+        scores = await score_view(request, visit, contact)
         kinds = await stage_kinds()
         for found in lists:
             for record in found.records:
-                if found.resource == "deal":
+                if found.metadata_only:
+                    timeline.append(metadata_entry(found.resource, record))
+                elif found.resource == "deal":
                     timeline.extend(deal_entries(record, now, kinds))
                 elif found.resource == "interaction":
                     timeline.append(interaction_entry(record))
@@ -344,6 +461,8 @@ class CustomerPages(Controller):
             organization=organization,
             lists=lists,
             consents=consents,
+            ledger=ledger,
+            scores=scores,
             timeline=timeline[:TIMELINE_LIMIT],
             capped=capped,
             limit=TIMELINE_LIMIT,

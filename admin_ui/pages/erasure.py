@@ -20,14 +20,21 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
-from admin_ui.rendering import flash, render, see_other
+from admin_ui.rendering import render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import RECORD_TYPES
+from server.dsr.erasure_runs import is_quiet
 from server.dsr.holds import Hold
 from server.dsr.requests import DataRequest, RequestError
 from server.web import services_of
 
 BASE = "/compliance/requests"
+REFRESH_SECONDS = 2
+STEP_LABELS = (
+    ("mentions", "Mentions in other people's notes replaced by [erased]"),
+    ("records", "The person's records turned into tombstones"),
+    ("keys", "The person's encryption key shredded"),
+)
 SHORT_REFERENCE = 8  # what the officer types: the first characters of the reference
 PLURALS = {"case": "Cases", "person": "People"}
 
@@ -148,28 +155,44 @@ class ErasurePages(Controller):
                 item,
                 problem="Type the request reference shown above to confirm the erasure.",
             )
-        try:
-            change = await services_of(request).requests.transition(
-                item.id,
-                "fulfilled",
-                by=visit.actor.id,
-                by_role=visit.identity.role,
-                audit_request_id=visit.request_id,
-            )
-        except RequestError as exc:
-            await flash(request, visit, f"Not erased: {exc.message}.", "error")
-            return see_other(f"{BASE}/{item.id}")
-        text = "The person's data was erased and the request is fulfilled."
-        if change.mail.sent:
-            await flash(request, visit, text + " The person was told by e-mail.")
-        else:
-            await flash(
-                request,
-                visit,
-                text + " The e-mail to the person could not be sent: tell them another way.",
-                "error",
-            )
-        return see_other(f"{BASE}/{item.id}")
+        runs = services_of(request).erasure_runs
+        if runs is None:  # pragma: no cover - build_services always provides it
+            raise NotFoundException()
+        # Erasing can take a while (mentions in every note): it runs in the background and
+        # this page's successor shows how far it got (server/dsr/erasure_runs.py).
+        await runs.start(
+            item, by=visit.actor.id, by_role=visit.identity.role, audit_request_id=visit.request_id
+        )
+        return see_other(f"{BASE}/{item.id}/erase/progress")
+
+    @get("/{request_id:str}/erase/progress")
+    async def progress(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        request_id: FromPath[str],
+    ) -> Template:
+        """How far the erasure of this request's person has got; refreshes while it runs."""
+        item = await _erasure_request(request, request_id)
+        job = await services_of(request).erasure.job_for_request(item.id)
+        if job is None:
+            job = await services_of(request).erasure.job_for_subject(item.subject_id)
+        quiet = job is not None and is_quiet(job)
+        done = job.steps if job is not None else ()
+        return await render(
+            request,
+            "dsr/erase_progress.html",
+            visit=visit,
+            section="compliance",
+            title="Erasure progress",
+            item=item,
+            job=job,
+            steps=[(step, label, step in done) for step, label in STEP_LABELS],
+            quiet=quiet,
+            refreshing=job is None or (job.state == "running" and not quiet),
+            short_reference=short_reference(item.id),
+            refresh_seconds=REFRESH_SECONDS,
+        )
 
 
 async def _erasure_request(request: Request[Any, Any, Any], request_id: str) -> DataRequest:

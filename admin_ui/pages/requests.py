@@ -27,11 +27,14 @@ from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.auth.directory import staff_labels
 from server.dsr.requests import (
+    CHANNEL_LABELS,
     CHANNELS,
     EXTENSION_REASONS,
     KINDS,
+    OPENED_BECAUSE,
     REJECTION_REASONS,
     STATES,
+    VERIFICATION_LABELS,
     VERIFICATIONS,
     DataRequest,
     DataSubjectRequests,
@@ -103,6 +106,9 @@ class RequestPages(Controller):
             states=STATES,
             channels=CHANNELS,
             verifications=VERIFICATIONS,
+            channel_labels=CHANNEL_LABELS,
+            verification_labels=VERIFICATION_LABELS,
+            opened_because=OPENED_BECAUSE,
             labels=LOG_LABELS,
             problems=problems or {},
             chosen=chosen or {},
@@ -132,18 +138,18 @@ class RequestPages(Controller):
             problems["channel"] = "Choose how the request was received."
         if chosen["verification"] not in VERIFICATIONS:
             problems["verification"] = "Choose how you verified the person's identity."
-        found: list[tuple[str, str]] = []
+        found: list[tuple[str, str, str]] = []
         if not address:
             problems["email"] = "Enter the e-mail address the person gave."
         else:
-            try:
-                found = await services_of(request).gateway.locate(
-                    visit.actor, "contact", "email", address, purpose="compliance"
+            try:  # contacts, and people who are only leads (the data map's PERSON_TYPES)
+                found = await services_of(request).gateway.locate_people(
+                    visit.actor, "email", address, purpose="compliance"
                 )
             except GatewayError:
                 problems["email"] = "That is not a valid e-mail address."
             else:
-                subjects = {subject for _, subject in found}
+                subjects = {subject for _, _, subject in found}
                 if not subjects:
                     problems["email"] = "No customer has that e-mail address."
                 elif len(subjects) > 1:
@@ -153,7 +159,7 @@ class RequestPages(Controller):
                     )
         if problems:
             return await self._queue_page(request, visit, "open", problems=problems, chosen=chosen)
-        record_id, subject_id = found[0]
+        _, record_id, subject_id = found[0]
         change = await _requests(request).log(
             subject_id,
             chosen["kind"],
@@ -193,6 +199,9 @@ class RequestPages(Controller):
             states=STATES,
             channels=CHANNELS,
             verifications=VERIFICATIONS,
+            channel_labels=CHANNEL_LABELS,
+            verification_labels=VERIFICATION_LABELS,
+            opened_because=OPENED_BECAUSE,
             rejection_reasons=REJECTION_REASONS,
             extension_reasons=EXTENSION_REASONS,
             action_labels=ACTION_LABELS,
@@ -204,6 +213,8 @@ class RequestPages(Controller):
                 await staff_labels(staff_ids),
                 await services_of(request).tokens.labels([h.actor_id for h in item.history]),
             ),
+            erase_after=item.received_at
+            + dt.timedelta(days=services_of(request).settings.basis_lapse_grace_days),
         )
 
     @post("/{request_id:str}/transition")

@@ -21,6 +21,7 @@
   var COLOURS = {
     allowed: "#2f7d4f", denied: "#b42318", error: "#e0a100",  // audit outcomes
     granted: "#2f7d4f", withdrawn: "#e0a100", objected: "#b42318", expired: "#64748b",  // consent
+    lifted: "#2563eb",  // an objection lifted
     won: "#2f7d4f", lost: "#b42318", within_sla: "#2563eb", breached: "#b42318",  // CRM reports
     interactions: "#2563eb",
     commit: "#2f7d4f", best_case: "#2563eb", pipeline: "#94a3b8", quota: "#64748b",  // forecast

@@ -24,7 +24,9 @@ FILTERS_DOC = (
     "`filters` maps contact fields to the values accepted (any of them): "
     + ", ".join(f"`{n}`" for n in segment_fields())
     + ', e.g. `{"lifecycle_stage": ["prospect", "customer"]}`. Fields are combined with AND; '
-    "no filters means every contact. Only fields your role may read are accepted."
+    "no filters means every contact. Only fields your role may read are accepted. "
+    "`score_segment` selects by customer-score segment (docs/analytics-scores.md): only "
+    "people scored under their consent to profiling, for purposes that may use scores."
 )
 
 

@@ -36,9 +36,11 @@ from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from policy.enforcer import PolicyEngine
 from server import db
+from server.analytics.model import SEGMENT_LABELS, SEGMENTS
+from server.analytics.service import CustomerScores
 from server.campaigns.tables import Campaign, CampaignDelivery, Segment
 from server.consent.service import ConsentEngine
-from server.datamap import CONTACT, CURRENCIES, InvalidValues, clean_values, shown_name
+from server.datamap import CONTACT, CURRENCIES, PURPOSES, InvalidValues, clean_values, shown_name
 from server.gateway import Actor, Conflict, Forbidden, Gateway, InvalidInput, NotFound, Page
 from server.logs import get_logger
 from server.mail import Mailer
@@ -47,6 +49,7 @@ log = get_logger("consentry.campaigns")
 
 RESOURCE = "campaign"  # policy: ``p, marketing, campaign, manage, allow``
 SEGMENT_PURPOSE = "marketing"  # planning: who is in a segment (objectors already left out)
+SCORE_FILTER = "score_segment"  # customer-score segments (server.analytics), not a contact field
 # The purposes a campaign may pursue and the channel each one uses.
 CHANNELS: Mapping[str, str] = {"marketing_email": "email", "marketing_phone": "phone"}
 STATUSES = ("draft", "sending", "sent", "cancelled")
@@ -225,7 +228,9 @@ class Campaigns:
         gateway: Gateway,
         consent: ConsentEngine,
         mailer: Mailer,
+        scores: CustomerScores,
     ) -> None:
+        self._scores = scores
         self._audit = audit
         self._policy = policy
         self._gateway = gateway
@@ -288,6 +293,10 @@ class Campaigns:
         readable = self._gateway.permitted_fields(actor, "contact", "list", purpose=SEGMENT_PURPOSE)
         return tuple(n for n in segment_fields() if readable and n in readable)
 
+    def may_filter_by_score(self, actor: Actor) -> bool:
+        """May this actor select people by customer-score segment (``score_segment``)?"""
+        return self._policy.allows(actor.role, "purpose:profiling", "use")
+
     def clean_filters(self, actor: Actor, raw: object) -> dict[str, list[str]]:
         """Validate a segment's filters: ``{field: value or [values]}``. Errors name the field
         (never a value); nothing is saved when one is wrong."""
@@ -300,6 +309,16 @@ class Campaigns:
         cleaned: dict[str, list[str]] = {}
         for name, given in raw.items():
             key = shown_name(str(name))
+            if name == SCORE_FILTER:
+                picked = given if isinstance(given, list | tuple) else [given]
+                picked = [v for v in picked if v not in (None, "")]
+                if any(v not in SEGMENTS for v in picked):
+                    problems[key] = "must be score segments: " + ", ".join(SEGMENTS)
+                elif not self.may_filter_by_score(actor):
+                    problems[key] = "your role may not use customer scores"
+                elif picked:
+                    cleaned[name] = sorted(set(picked))
+                continue
             if name not in segment_fields():
                 problems[key] = "not a filterable contact field: use one of " + ", ".join(
                     segment_fields()
@@ -430,10 +449,28 @@ class Campaigns:
             await Segment.delete().where(Segment.id == uuid.UUID(current.id))
             await self._record(actor, "segment_delete", "segment", current.id)
 
+    async def gateway_filters(
+        self, actor: Actor, segment: SegmentInfo, purpose: str
+    ) -> dict[str, list[str]]:
+        """A segment's filters as the gateway takes them: a score filter becomes the people
+        in those score segments, and is refused under a purpose that may not use scores
+        (``Purpose.uses_scores``: nothing with legal or similar effect selects by score)."""
+        filters = dict(segment.filters)
+        wanted = filters.pop(SCORE_FILTER, None)
+        if wanted is None:
+            return filters
+        if not PURPOSES[purpose].uses_scores:
+            raise Forbidden(f"customer scores may not select people for {purpose}")
+        filters["subject_id"] = sorted(await self._scores.subjects_in_segments(actor, wanted))
+        return filters
+
     async def segment_size(self, actor: Actor, segment: SegmentInfo) -> int:
         """Members now: a count by the gateway (audited, nothing decrypted)."""
         return await self._gateway.count(
-            actor, "contact", purpose=SEGMENT_PURPOSE, filters=segment.filters
+            actor,
+            "contact",
+            purpose=SEGMENT_PURPOSE,
+            filters=await self.gateway_filters(actor, segment, SEGMENT_PURPOSE),
         )
 
     async def segment_members(
@@ -445,7 +482,7 @@ class Campaigns:
             actor,
             "contact",
             purpose=SEGMENT_PURPOSE,
-            filters=segment.filters,
+            filters=await self.gateway_filters(actor, segment, SEGMENT_PURPOSE),
             page=page,
             page_size=page_size,
         )
@@ -647,7 +684,10 @@ class Campaigns:
         segment = await self._segment_for(actor, campaign)
         segment_size = await self.segment_size(actor, segment)
         audience_size = await self._gateway.count(
-            actor, "contact", purpose=campaign.purpose, filters=segment.filters
+            actor,
+            "contact",
+            purpose=campaign.purpose,
+            filters=await self.gateway_filters(actor, segment, campaign.purpose),
         )
         return Audience(segment_size=segment_size, audience_size=audience_size)
 
@@ -663,7 +703,7 @@ class Campaigns:
             actor,
             "contact",
             purpose=campaign.purpose,
-            filters=segment.filters,
+            filters=await self.gateway_filters(actor, segment, campaign.purpose),
             page=page,
             page_size=page_size,
         )
@@ -764,7 +804,7 @@ class Campaigns:
                 actor,
                 "contact",
                 purpose=campaign.purpose,
-                filters=segment.filters,
+                filters=await self.gateway_filters(actor, segment, campaign.purpose),
                 page=page,
                 page_size=SEND_PAGE,
             )
@@ -881,8 +921,8 @@ def describe_filters(
     customer"); ``names`` turns values such as organization ids into what people read."""
     if not filters:
         return "every contact"
-    labels = {f.name: f.label for f in CONTACT.fields}
-    shown = names or {}
+    labels = {f.name: f.label for f in CONTACT.fields} | {SCORE_FILTER: "Score segment"}
+    shown = {**SEGMENT_LABELS, **(names or {})}
     return "; ".join(
         f"{labels.get(name, name)} is {' or '.join(shown.get(v, v) for v in values)}"
         for name, values in filters.items()

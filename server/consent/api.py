@@ -69,7 +69,7 @@ class NoticeOut(msgspec.Struct):
 class ConsentStateOut(msgspec.Struct):
     purpose: str
     channel: str
-    state: str  # granted | withdrawn | expired | objected
+    state: str  # granted | withdrawn | expired | objected | lifted
     since: dt.datetime
     expires_at: dt.datetime | None
 

@@ -20,6 +20,9 @@ class Kind(enum.StrEnum):
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
     OBJECTED = "objected"
+    # An objection lifted (by the person, or by staff with evidence that they asked): the
+    # objection's state row says so, and processing on the purpose's basis may resume.
+    LIFTED = "lifted"
 
 
 class Source(enum.StrEnum):
@@ -174,6 +177,7 @@ class PreferenceAction(enum.StrEnum):
     WITHDRAW_ALL = "withdraw_all"  # every consent in force, at once (Art. 7(3))
     OBJECT_DIRECT_MARKETING = "object_direct_marketing"  # Art. 21(2), absolute
     OBJECT = "object"  # Art. 21(1): one purpose resting on legitimate interests/public task
+    LIFT_OBJECTION = "lift_objection"  # one objection (direct marketing or one purpose) lifted
 
 
 NOT_GIVEN = "none"  # the state of a purpose and channel nobody has recorded anything for
@@ -197,6 +201,7 @@ class PurposeChoice:
     channels: tuple[ChannelChoice, ...]
     blocked: bool  # an objection covers this purpose: no grant counts while it stands
     objectable: bool  # Art. 21(1) applies (legitimate interests or public task)
+    objected_itself: bool = False  # an objection to this very purpose (the person may lift it)
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,14 @@ STATE_WORDS = {
     "withdrawn": "Withdrawn",
     "expired": "Expired",
     "objected": "You objected",
+    "lifted": "Objection lifted",
     "none": "Not given",
 }
 CHANGE_WORDS = {
     Kind.GRANTED: "Consent given",
     Kind.WITHDRAWN: "Consent withdrawn",
     Kind.OBJECTED: "Objection recorded",
+    Kind.LIFTED: "Objection lifted",
 }
 
 

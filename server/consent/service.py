@@ -19,7 +19,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from piccolo.query import Select
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
+from server.analytics.store import forget_scores
 from server.consent.links import LinkKeys
 from server.consent.model import (
     ANY_CHANNEL,
@@ -62,6 +63,7 @@ from server.consent.tables import (
     PrivacyNotice,
 )
 from server.datamap import LegalBasis
+from server.logs import get_logger
 from server.mail import Mailer
 from server.settings import Settings
 
@@ -72,6 +74,10 @@ CONFIRMATION_LIFETIME = dt.timedelta(hours=48)
 # Every message we send carries a fresh one, so 30 days covers the time people keep mail.
 PREFERENCE_LINK_LIFETIME = dt.timedelta(days=30)
 EXPIRY_ACTOR = "system:consent-expiry"
+# Reason codes the lapse listeners hear (and the erasure review records).
+LAST_CONSENT_WITHDRAWN = "last_consent_withdrawn"
+LAST_CONSENT_EXPIRED = "last_consent_expired"
+log = get_logger("consentry.consent")
 MAX_USER_AGENT = 200
 MAX_NOTICE_TITLE = 200
 MAX_NOTICE_TEXT = 200_000
@@ -79,7 +85,8 @@ _REFERENCE = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # Evidence a caller may supply. ``ip`` is accepted only to be replaced by its keyed hash.
 _REFERENCE_EVIDENCE = frozenset({"form_id", "import_batch", "reference"})
-_TEXT_EVIDENCE = frozenset({"user_agent", "confirm_user_agent"})
+# ``note``: staff's account of how the person asked (lifting an objection needs one).
+_TEXT_EVIDENCE = frozenset({"user_agent", "confirm_user_agent", "note"})
 _TIME_EVIDENCE = frozenset({"requested_at"})
 # Caller-supplied text could carry a name ("call:jane.smith", a forged user agent), and the
 # ledger is append-only: erasure cannot reach into it. So these values are kept encrypted
@@ -195,6 +202,17 @@ class ConsentEngine:
         self._public_url = settings.public_url.rstrip("/")
         self._controller = settings.controller_name
         self._keys = LinkKeys(secret)
+        # Told (subject id, reason code) after a consent was withdrawn or expired and that
+        # change is committed: the last-basis review (server/dsr/lapse.py) listens here.
+        self.lapse_listeners: list[Callable[[str, str], Awaitable[object]]] = []
+
+    async def _lapsed(self, subject_id: str, reason: str) -> None:
+        """Tell the listeners; never undo or fail the withdrawal for their sake."""
+        for listener in self.lapse_listeners:
+            try:
+                await listener(subject_id, reason)
+            except Exception as exc:  # the withdrawal stands; the review is logged as lost
+                log.error("consent lapse listener failed", error=type(exc).__name__)
 
     # -- the purposes registry ---------------------------------------------------------
 
@@ -477,6 +495,10 @@ class ConsentEngine:
                     ConsentState.last_event_id,
                 ],
             )
+            if kind is not Kind.GRANTED and purpose in (PROFILING, DIRECT_MARKETING):
+                # No basis for profiling any more: the person's scores go at once, in this
+                # transaction (a scoring run re-checks the basis when it writes).
+                await forget_scores(subject_id)
             detail: dict[str, int | str] = {"channel": channel, "source": source.value}
             if notice_version is not None:
                 detail["notice_version"] = notice_version
@@ -581,7 +603,34 @@ class ConsentEngine:
         request_id: str = "",
     ) -> ConsentRecord | None:
         """Withdraw consent; effective at once. Withdrawing what is not in force records
-        nothing and returns None (so a repeated click is harmless)."""
+        nothing and returns None (so a repeated click is harmless). Once committed, the
+        lapse listeners hear of it (a caller holding a transaction tells them itself)."""
+        record = await self._withdraw(
+            subject_id,
+            purpose,
+            channel,
+            source=source,
+            actor_id=actor_id,
+            evidence=evidence,
+            actor_role=actor_role,
+            request_id=request_id,
+        )
+        if record is not None and not db.in_transaction():
+            await self._lapsed(record.subject_id, LAST_CONSENT_WITHDRAWN)
+        return record
+
+    async def _withdraw(
+        self,
+        subject_id: str,
+        purpose: str,
+        channel: str | None = None,
+        *,
+        source: str,
+        actor_id: str,
+        evidence: Mapping[str, Any] | None = None,
+        actor_role: str = "",
+        request_id: str = "",
+    ) -> ConsentRecord | None:
         subject = _subject(subject_id)
         info = await self.purpose(purpose)
         recorded_channel = info.channel_for(channel)
@@ -648,6 +697,52 @@ class ConsentEngine:
             request_id=request_id,
         )
 
+    async def lift_objection(
+        self,
+        subject_id: str,
+        scope: str = DIRECT_MARKETING,
+        *,
+        source: str,
+        actor_id: str,
+        evidence: Mapping[str, Any] | None = None,
+        actor_role: str = "",
+        request_id: str = "",
+    ) -> ConsentRecord | None:
+        """Lift an objection (``scope`` is ``direct_marketing`` or a purpose name): a ledger
+        event like any other change, effective at once. Lifting what is not in force
+        records nothing and returns None (a repeated click is harmless).
+
+        Staff lift one only on the person's word, so anyone but the person themself must
+        give evidence of it (``evidence["note"]``: where and when they asked); the note is
+        sealed under the person's key like all free-text evidence.
+        """
+        subject = _subject(subject_id)
+        if scope != DIRECT_MARKETING:
+            scope = (await self.purpose(scope)).name
+        clean = self._evidence(evidence)
+        if actor_id != SUBJECT_ACTOR and not str(clean.get("note") or "").strip():
+            raise ConsentError(
+                "evidence_required",
+                "say how the person asked to lift their objection (the evidence is required)",
+            )
+        async with db.write_transaction():
+            current = await self._state_row(subject, scope, ANY_CHANNEL)
+            if current is None or current.state is not Kind.OBJECTED:
+                return None
+            return await self._append(
+                subject_id=subject,
+                purpose=scope,
+                channel=ANY_CHANNEL,
+                kind=Kind.LIFTED,
+                source=_source(source),
+                evidence=clean,
+                notice_version=None,
+                actor_id=actor_id,
+                actor_role=actor_role,
+                expires_at=None,
+                request_id=request_id,
+            )
+
     async def expire_due(self, now: dt.datetime | None = None) -> int:
         """Record ``expired`` for every grant whose expiry has passed; returns how many.
 
@@ -689,7 +784,33 @@ class ConsentEngine:
                     request_id="",
                 )
                 expired += 1
+            await self._lapsed(subject, LAST_CONSENT_EXPIRED)
         return expired
+
+    async def lapses_since(self, since: dt.datetime) -> list[tuple[str, str, dt.datetime]]:
+        """(subject id, reason code, when) of every withdrawal or expiry recorded since
+        ``since``, latest per person: what the daily last-basis sweep looks at again, in
+        case a lapse listener failed when it happened."""
+        rows = await (
+            ConsentEvent.select(
+                ConsentEvent.subject_id, ConsentEvent.kind, ConsentEvent.occurred_at
+            )
+            .where(
+                (ConsentEvent.occurred_at >= since)
+                & ConsentEvent.kind.is_in([Kind.WITHDRAWN.value, Kind.EXPIRED.value])
+            )
+            .order_by(ConsentEvent.occurred_at)
+        )
+        latest: dict[str, tuple[str, str, dt.datetime]] = {}
+        for row in rows:
+            subject = str(row["subject_id"])
+            reason = (
+                LAST_CONSENT_WITHDRAWN
+                if row["kind"] == Kind.WITHDRAWN.value
+                else LAST_CONSENT_EXPIRED
+            )
+            latest[subject] = (subject, reason, row["occurred_at"])
+        return list(latest.values())
 
     # -- reading the state ---------------------------------------------------------------
 
@@ -1033,6 +1154,7 @@ class ConsentEngine:
                     channels=tuple(channels),
                     blocked=bool(objected & set(self._objection_scopes(info))),
                     objectable=info.legal_basis in OBJECTABLE,
+                    objected_itself=info.name in objected,
                 )
             )
         return PreferenceView(
@@ -1108,7 +1230,7 @@ class ConsentEngine:
                 for status in await self.state(subject):
                     if status.state is not Kind.GRANTED:
                         continue
-                    record = await self.withdraw(
+                    record = await self._withdraw(
                         subject,
                         status.purpose,
                         status.channel,
@@ -1119,7 +1241,19 @@ class ConsentEngine:
                     )
                     if record is not None:
                         records.append(record)
+            if records and not db.in_transaction():
+                await self._lapsed(subject, LAST_CONSENT_WITHDRAWN)
             return records
+        if act is PreferenceAction.LIFT_OBJECTION:
+            lifted = await self.lift_objection(
+                subject,
+                purpose or DIRECT_MARKETING,
+                source=source,
+                actor_id=SUBJECT_ACTOR,
+                evidence=evidence,
+                request_id=request_id,
+            )
+            return [] if lifted is None else [lifted]
         scope = DIRECT_MARKETING if act is PreferenceAction.OBJECT_DIRECT_MARKETING else purpose
         async with db.write_transaction():
             already = await self._state_row(subject, scope, ANY_CHANNEL)
@@ -1134,6 +1268,32 @@ class ConsentEngine:
                 request_id=request_id,
             )
         return [objection]
+
+    async def ledger(
+        self, subject_id: str, *, actor_id: str, actor_role: str = "", request_id: str = ""
+    ) -> list[ConsentRecord]:
+        """Every ledger event of one person, newest first (the 360 page, the portal's
+        receipts), evidence left sealed. Audited as ``consent.ledger_read`` (counts only)."""
+        subject = _subject(subject_id)
+        rows = (
+            await ConsentEvent.select()
+            .where(ConsentEvent.subject_id == uuid.UUID(subject))
+            .order_by(ConsentEvent.id, ascending=False)
+        )
+        async with db.write_transaction():
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=actor_id,
+                    actor_role=actor_role or _role_of(actor_id),
+                    action="consent.ledger_read",
+                    resource_type="consent",
+                    subject_ids=(subject,),
+                    outcome=Outcome.ALLOWED,
+                    request_id=request_id,
+                    detail={"events": len(rows)},
+                )
+            )
+        return [self._record_of(row) for row in rows]
 
     # -- proof ---------------------------------------------------------------------------
 
@@ -1207,6 +1367,7 @@ _ACTIONS = {
     Kind.WITHDRAWN: "withdraw",
     Kind.EXPIRED: "expire",
     Kind.OBJECTED: "object",
+    Kind.LIFTED: "lift_objection",
 }
 
 

@@ -54,7 +54,7 @@ class ConsentEvent(Table, tablename="consent_event"):
     subject_id = UUID(index=True)
     purpose = Varchar(length=64)  # a registry purpose, or an objection scope
     channel = Varchar(length=16)
-    kind = Varchar(length=16)  # granted | withdrawn | expired | objected
+    kind = Varchar(length=16)  # granted | withdrawn | expired | objected | lifted
     source = Varchar(length=16)  # web_form | portal | phone | import | staff | email_link | system
     # JSON object: keyed hashes, times and codes; caller-supplied text (reference, form_id,
     # import_batch, user agents) only as {"sealed": "cs1..."} under the person's data key,

@@ -30,12 +30,14 @@ from typing import Any
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
+from server.analytics.store import forget_scores
 from server.dsr.errors import DsrError
 from server.dsr.holds import Hold, LegalHolds
 from server.dsr.requests import DataRequest, RequestError
 from server.dsr.restriction import Restrictions
 from server.dsr.tables import ErasureJob
 from server.gateway import Actor, Gateway, GatewayError
+from server.gateway.erasure import WriteHook
 from server.vault import MasterKeyMissing
 from server.vault.envelope import CiphertextError
 from server.vault.register import RegisterError
@@ -43,7 +45,7 @@ from server.vault.register import RegisterError
 PURPOSE = "compliance"
 JOB = "erasure"
 STEPS = ("mentions", "records", "keys")
-RUNNING, HELD, DONE = "running", "held", "done"
+RUNNING, HELD, DONE, FAILED = "running", "held", "done", "failed"
 
 
 class ErasureError(DsrError):
@@ -75,6 +77,8 @@ class ErasureResult:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     extra: dict[str, int] = field(default_factory=dict)
+    updated_at: dt.datetime | None = None
+    error: str = ""  # a background run that stopped: why (a code)
 
     @property
     def complete(self) -> bool:
@@ -132,6 +136,8 @@ class Erasure:
         self.batch_size = batch_size
         # Called after each completed step; tests inject a crash here.
         self.after_step: StepHook | None = None
+        # Called just before the mention scrub writes a record; tests change it there.
+        self.before_mention_write: WriteHook | None = None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -173,9 +179,40 @@ class Erasure:
             already_done=already,
             started_at=row["started_at"],
             finished_at=row["finished_at"],
+            updated_at=row["updated_at"],
+            error=str(row.get("error") or ""),
         )
 
     # -- erasing -------------------------------------------------------------------------
+
+    async def prepare(self, subject_id: str, *, by: str, request_id: str) -> ErasureResult:
+        """The job row of an erasure about to run in the background (so its progress page
+        has something to show at once); a stopped run is marked running again."""
+        subject = str(_uuid(subject_id))
+        row = await ErasureJob.select().where(ErasureJob.subject_id == uuid.UUID(subject)).first()
+        if row is None:
+            row = await self._start(subject, by, request_id)
+        elif row["state"] == FAILED:
+            await ErasureJob.update(
+                {
+                    ErasureJob.state: RUNNING,
+                    ErasureJob.error: "",
+                    ErasureJob.updated_at: dt.datetime.now(dt.UTC),
+                }
+            ).where(ErasureJob.id == row["id"])
+            row = {**row, "state": RUNNING, "error": ""}
+        return await self._result(row)
+
+    async def record_failure(self, subject_id: str, code: str) -> None:
+        """A background run stopped before finishing: say so on the job (steps done stay
+        done; starting it again carries on from there)."""
+        await ErasureJob.update(
+            {
+                ErasureJob.state: FAILED,
+                ErasureJob.error: code[:32],
+                ErasureJob.updated_at: dt.datetime.now(dt.UTC),
+            }
+        ).where((ErasureJob.subject_id == _uuid(subject_id)) & (ErasureJob.state != DONE))
 
     async def erase(
         self, subject_id: str, *, by: str, request_id: str | None = None
@@ -193,16 +230,28 @@ class Erasure:
             row = await self._start(subject, by, request_id)
         steps = list(_steps(row))
         counts = _counts(row)
+        # A job a hold stopped: staff may have written about the person since. Scrub again
+        # (with the identity it remembered: the records naming them may be tombstones now).
+        resumed = str(row["state"]) == HELD and "mentions" in steps
 
-        if "mentions" not in steps:
-            scrub = await self._gateway.erase_mentions(actor, subject, batch_size=self.batch_size)
+        if "mentions" not in steps or resumed:
+            scrub = await self._gateway.erase_mentions(
+                actor,
+                subject,
+                batch_size=self.batch_size,
+                remembered=str(row.get("identity") or ""),
+                before_write=self.before_mention_write,
+            )
             counts["mentions"] = counts.get("mentions", 0) + scrub.changed
-            steps.append("mentions")
-            await self._save(row["id"], steps, counts, RUNNING)
+            if "mentions" not in steps:
+                steps.append("mentions")
+            await self._save(row["id"], steps, counts, HELD if resumed else RUNNING)
             await self._after("mentions")
 
         if "records" not in steps:
             holds = await self.holds.active(subject)
+            if holds and not row.get("identity"):
+                await self._remember(row["id"], subject)
             erased = await self._gateway.erase_subject(
                 actor, subject, keep={hold.scope for hold in holds}
             )
@@ -222,6 +271,7 @@ class Erasure:
             await self._after("records")
 
         if "keys" not in steps:
+            await forget_scores(subject)  # sealed under the key anyway; the row goes too
             await self._gateway.shred_subject(actor, subject)
             steps.append("keys")
             await self._finish(row["id"], subject, steps, counts, by, row["request_id"])
@@ -297,6 +347,8 @@ class Erasure:
             "started_at": now,
             "updated_at": now,
             "finished_at": None,
+            "identity": "",
+            "error": "",
         }
         async with db.write_transaction():
             await ErasureJob.insert(ErasureJob(**row)).run()
@@ -313,6 +365,7 @@ class Erasure:
                 ErasureJob.steps: ",".join(steps),
                 ErasureJob.counts: json.dumps(counts, sort_keys=True),
                 ErasureJob.state: state,
+                ErasureJob.error: "",
                 ErasureJob.updated_at: dt.datetime.now(dt.UTC),
             }
         ).where(ErasureJob.id == job_id)
@@ -335,12 +388,18 @@ class Erasure:
                     ErasureJob.state: DONE,
                     ErasureJob.updated_at: now,
                     ErasureJob.finished_at: now,
+                    ErasureJob.identity: "",  # unreadable after the shred; not kept either
                 }
             ).where(ErasureJob.id == job_id)
             # The request (if any) lets the outbox tell an erasure of its own from one
             # whose request will be fulfilled next (server.recipients.notices).
             detail: dict[str, int | str] = {**counts, "request": str(request_id or "")}
             await self._event("dsr.erase", subject, by, DONE, detail)
+
+    async def _remember(self, job_id: Any, subject: str) -> None:
+        """Seal the person's identifying values into the job before a hold stops it."""
+        sealed = await self._gateway.remembered_identity(subject)
+        await ErasureJob.update({ErasureJob.identity: sealed}).where(ErasureJob.id == job_id)
 
     async def _after(self, step: str) -> None:
         if self.after_step is not None:

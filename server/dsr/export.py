@@ -55,7 +55,7 @@ import json
 import re
 import uuid
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,13 +67,21 @@ from audit import queries
 from audit.events import AuditEvent, Outcome
 from audit.signing import TreeHeadSigner, TreeHeadVerifier
 from server import db
+from server.analytics.model import AUTOMATED_DECISIONS, LOGIC
 from server.auth.directory import staff_identities
-from server.consent.model import SUBJECT_ACTOR, ConsentError
+from server.consent.model import PROFILING, SUBJECT_ACTOR, ConsentError
 from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, Kind, RecordType
 from server.dsr import export_html
 from server.gateway import Actor, GatewayError
 from server.gateway.gateway import Record
-from server.gateway.mentions import ANOTHER_PERSON, Identity, Matcher, Mention
+from server.gateway.mentions import (
+    ANOTHER_PERSON,
+    IDENTIFYING,
+    Identity,
+    Matcher,
+    Mention,
+    fold_key,
+)
 from server.money import plain_major
 from server.processing_record import LEGAL_BASIS_LABELS
 from server.vault import Vault
@@ -100,6 +108,11 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "admin_ui" / "templates" / "ds
 RECORD_META = (("id", "Record id"), ("created_at", "Created"), ("updated_at", "Last changed"))
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 MENTIONS_FILE = "mentions.csv"
+# Consent evidence holds text staff typed (a call or letter reference) or a client sent: it
+# is withheld from like the person's free text, counted under this pseudo record type.
+CONSENT_EVIDENCE = ("consent_event", "Consent event", "Evidence")
+# Links the person's records keep even to a record of somebody else: their organization.
+LINKS_KEPT = frozenset({"organization"})
 EXCERPT_GAP = " … "  # between two sentences of one field that mention the person
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s)|\n")
 WITHHELD_REASON = (
@@ -188,6 +201,7 @@ class _Collected:
     held: dict[str, list[dict[str, Any]]]
     mentions: list[dict[str, Any]]
     summary: RedactionSummary
+    consents: dict[str, Any]  # the consent engine's proof, evidence text withheld as above
 
 
 @dataclass(frozen=True)
@@ -308,7 +322,7 @@ def export_schema() -> dict[str, Any]:
             "id": {"type": "integer"},
             "purpose": _STRING,
             "channel": _STRING,
-            "kind": {"enum": ["granted", "withdrawn", "expired", "objected"]},
+            "kind": {"enum": ["granted", "withdrawn", "expired", "objected", "lifted"]},
             "source": _STRING,
             "source_label": _STRING,
             "evidence": {"type": "object"},
@@ -323,7 +337,7 @@ def export_schema() -> dict[str, Any]:
         {
             "purpose": _STRING,
             "channel": _STRING,
-            "state": {"enum": ["granted", "withdrawn", "expired", "objected"]},
+            "state": {"enum": ["granted", "withdrawn", "expired", "objected", "lifted"]},
             "since": _TIME,
             "expires_at": {"type": ["string", "null"], "format": "date-time"},
         }
@@ -453,6 +467,19 @@ def export_schema() -> dict[str, Any]:
             }
         ),
     }
+    schema["properties"]["profiling"] = _object(
+        {
+            "basis": _STRING,
+            "computed_at": _nullable("string"),
+            "model": _nullable("string"),
+            "scores": {"type": ["object", "null"]},
+            "explanation": _STRING,
+            "logic": _STRING,
+            "automated_decisions": _STRING,
+        },
+        title="Scores about you (profiling) and the logic involved (GDPR Art. 15(1)(h)); "
+        "when there are none, why",
+    )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -627,7 +654,7 @@ async def _linked_names(
         for spec in RECORD_TYPES[resource].fields:
             if spec.references and spec.references not in held:
                 for doc in docs:
-                    if doc.get(spec.name):
+                    if doc.get(spec.name) and doc[spec.name] != ANOTHER_PERSON:
                         wanted[str(doc[spec.name])] = spec.references
     names: dict[str, str] = {}
     for record_id, target in wanted.items():
@@ -692,9 +719,24 @@ def excerpt(text: str, spans: Iterable[tuple[int, int]]) -> str:
     return EXCERPT_GAP.join(p for p in parts if p)
 
 
-async def _staff_pseudonyms(key: bytes, region: str) -> Callable[[str], tuple[str, int]]:
+def _own_names(held: Mapping[str, list[dict[str, Any]]]) -> set[str]:
+    """The person's own names and addresses (as :func:`fold_key` keys), from their records."""
+    own: set[str] = set()
+    for resource, docs in held.items():
+        fields = [f for f in RECORD_TYPES[resource].fields if f.category in IDENTIFYING]
+        for doc in docs:
+            values = [str(doc[f.name]) for f in fields if doc.get(f.name)]
+            names = [str(doc[f.name]) for f in fields if doc.get(f.name) and f.kind is Kind.TEXT]
+            own.update(fold_key(v) for v in [*values, " ".join(names)])
+    return own
+
+
+async def _staff_pseudonyms(
+    key: bytes, region: str, own: Collection[str] = ()
+) -> Callable[[str], tuple[str, int]]:
     """Replaces a staff member's full name (two words or more) or e-mail address in free
-    text by the label the access log shows for them (``sales #1a2b...``)."""
+    text by the label the access log shows for them (``sales #1a2b...``) - except a name or
+    address that is the person's own (``own``: a person who also works for us)."""
     labels: dict[str, str] = {}
     identities = []
     for user_id, name, email, role in await staff_identities():
@@ -702,17 +744,19 @@ async def _staff_pseudonyms(key: bytes, region: str) -> Callable[[str], tuple[st
         # A full name of two words or more ("Sam Staff"): a one-word display name such as
         # "Admin" would turn every "admin" in a note into a pseudonym.
         full_name = " ".join(name.split())
-        texts = tuple(t for t in (full_name if " " in full_name else "", email.strip()) if t)
-        labels.update({t.casefold(): label for t in texts})
+        texts = tuple(
+            t
+            for t in (full_name if " " in full_name else "", email.strip())
+            if t and fold_key(t) not in own
+        )
+        labels.update({fold_key(t): label for t in texts})
         identities.append(Identity(texts))
     matcher = Matcher(identities, region)
 
     def pseudonymise(text: str) -> tuple[str, int]:
         if matcher.empty:
             return text, 0
-        return matcher.replace_each(
-            text, lambda found: labels.get(" ".join(found.split()).casefold(), "staff")
-        )
+        return matcher.replace_each(text, lambda found: labels.get(fold_key(found), "staff"))
 
     return pseudonymise
 
@@ -754,14 +798,36 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
         for mention in mentions
         for name, (plain, spans) in mention.texts.items()
     ]
+    # Links to records about other people (a meeting with the person about someone else's
+    # deal): withheld like their ids in text. Their organization is theirs: it stays.
+    links = [
+        (resource, doc, spec.name)
+        for resource, docs in held.items()
+        for spec in RECORD_TYPES[resource].fields
+        if spec.kind is Kind.REFERENCE and spec.references not in LINKS_KEPT
+        for doc in docs
+        if isinstance(doc.get(spec.name), str) and doc[spec.name]
+    ]
+    consents = await services.consent.proof(subject, actor_id=actor.id, actor_role=actor.role)
+    evidence = [
+        (event, name)
+        for event in consents["events"]
+        for name, value in dict(event["evidence"]).items()
+        if isinstance(value, str) and value
+    ]
     withheld = await gateway.withhold_others(
         actor,
         subject,
-        [str(doc[name]) for _, doc, name in slots] + [text for _, _, text in excerpts],
+        [str(doc[name]) for _, doc, name in slots]
+        + [text for _, _, text in excerpts]
+        + [str(event["evidence"][name]) for event, name in evidence]
+        + [str(doc[name]) for _, doc, name in links],
         purpose=EXPORT_PURPOSE,
         also={mention.owner_subject for mention in mentions},
     )
-    staff = await _staff_pseudonyms(pseudonym_key(gateway.vault), gateway.default_region)
+    staff = await _staff_pseudonyms(
+        pseudonym_key(gateway.vault), gateway.default_region, _own_names(held)
+    )
     records: dict[str, set[str]] = {}
     fields: dict[str, dict[str, None]] = {}
     for (resource, doc, name), (text, others) in zip(slots, withheld, strict=False):
@@ -771,16 +837,33 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
             fields.setdefault(resource, {})[RECORD_TYPES[resource].by_name[name].label] = None
     mention_docs = []
     mentions_withheld = 0
-    for (mention, name, _), (text, others) in zip(excerpts, withheld[len(slots) :], strict=False):
+    after_slots = withheld[len(slots) :]
+    for (mention, name, _), (text, others) in zip(excerpts, after_slots, strict=False):
         text, staff_named = staff(text)
         mentions_withheld += bool(others or staff_named)
         mention_docs.append(_mention_doc(mention, name, text))
+    labels = {resource: RECORD_TYPES[resource].label for resource in records}
+    consent_type, consent_label, evidence_label = CONSENT_EVIDENCE
+    for (event, name), (text, others) in zip(evidence, after_slots[len(excerpts) :], strict=False):
+        event["evidence"] = {**event["evidence"]}
+        event["evidence"][name], staff_named = staff(text)
+        if others or staff_named:
+            records.setdefault(consent_type, set()).add(str(event["id"]))
+            fields.setdefault(consent_type, {})[evidence_label] = None
+            labels[consent_type] = consent_label
+    after_evidence = after_slots[len(excerpts) + len(evidence) :]
+    for (resource, doc, name), (text, _) in zip(links, after_evidence, strict=False):
+        if text == ANOTHER_PERSON:  # the whole id is another person's record
+            doc[name] = ANOTHER_PERSON
+            records.setdefault(resource, set()).add(str(doc["id"]))
+            fields.setdefault(resource, {})[RECORD_TYPES[resource].by_name[name].label] = None
+            labels.setdefault(resource, RECORD_TYPES[resource].label)
     mention_docs.sort(key=lambda m: (m["date"], m["record_type"], m["field"]))
     summary = RedactionSummary(
         withheld=tuple(
             WithheldType(
                 resource,
-                RECORD_TYPES[resource].label,
+                labels[resource],
                 len(records[resource]),
                 tuple(sorted(fields[resource])),
             )
@@ -793,7 +876,7 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
             for resource in sorted({m["record_type"] for m in mention_docs})
         },
     )
-    return _Collected(held, mention_docs, summary)
+    return _Collected(held, mention_docs, summary, consents)
 
 
 def _withheld_json(summary: RedactionSummary) -> dict[str, Any]:
@@ -853,6 +936,39 @@ async def review_redactions(
 # --- the bundle ---------------------------------------------------------------------------
 
 
+_NO_SCORES = {
+    "objected": "You objected to direct marketing, which includes profiling: your scores "
+    "were deleted when you objected and none are computed.",
+    "withdrawn": "You withdrew your consent to profiling: your scores were deleted when you "
+    "withdrew and none are computed.",
+    "expired": "Your consent to profiling expired: your scores were deleted and none are computed.",
+    "no_consent": "You have not consented to profiling: no scores are computed about you.",
+    "purpose_inactive": "Profiling is not offered: no scores are computed about you.",
+}
+
+
+async def _profiling(services: Services, subject: str, actor: Actor) -> dict[str, Any]:
+    """Art. 15(1)(h): the scores held about the person, the logic involved, and, when there
+    are none, why."""
+    basis = await services.consent.has_basis(subject, PROFILING)
+    held = await services.analytics.of_subject(actor, subject, why="data_subject")
+    if held is not None:
+        explanation = "These scores were computed from your deals, interactions and cases."
+    else:
+        explanation = _NO_SCORES.get(
+            basis.reason, "No scores are held about you (no activity to score yet)."
+        )
+    return {
+        "basis": basis.reason,
+        "computed_at": held.computed_at.isoformat() if held else None,
+        "model": held.model if held else None,
+        "scores": held.scores if held else None,
+        "explanation": explanation,
+        "logic": LOGIC,
+        "automated_decisions": AUTOMATED_DECISIONS,
+    }
+
+
 async def build_export(
     services: Services, subject_id: str, *, requested_by: str, requested_role: str = ""
 ) -> ExportBundle:
@@ -876,7 +992,7 @@ async def build_export(
     held = collected.held
 
     key = pseudonym_key(services.gateway.vault)
-    proof = await services.consent.proof(subject, actor_id=actor.id, actor_role=actor.role)
+    proof = collected.consents
     consent_events = []
     for event in proof["events"]:
         event = dict(event)
@@ -923,6 +1039,7 @@ async def build_export(
         "source": _sources(held, consent_events),
         "withheld": _withheld_json(collected.summary),
         "mentions": collected.mentions,
+        "profiling": await _profiling(services, subject, actor),
     }
 
     files: dict[str, bytes] = {

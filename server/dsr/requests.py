@@ -24,9 +24,11 @@ from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
 from server.dsr.errors import DsrError, role_of
+from server.dsr.people import email_of
 from server.dsr.tables import DsrRequest, DsrRequestEvent
-from server.gateway import Actor, Gateway, GatewayError
+from server.gateway import Actor, Gateway
 from server.mail import Mailer, MailResult, MailStatus
+from server.outbox.service import MailOutbox
 from server.settings import Settings
 
 PURPOSE = "compliance"
@@ -60,6 +62,18 @@ VERIFICATIONS: dict[str, str] = {
     "phone_callback": "Call back to the number on file",
     "id_document": "Identity document checked",
 }
+# Requests the system opens itself (nobody sent them): offered on no staff form. An
+# erasure review when a person's last legal basis lapsed (server/dsr/lapse.py).
+LAPSED_CHANNEL = "basis_lapsed"
+SYSTEM_CHANNELS: dict[str, str] = {LAPSED_CHANNEL: "No legal basis left"}
+NOT_A_PERSON = "not_applicable"
+SYSTEM_VERIFICATIONS: dict[str, str] = {NOT_A_PERSON: "Not asked by the person"}
+CHANNEL_LABELS = {**CHANNELS, **SYSTEM_CHANNELS}
+VERIFICATION_LABELS = {**VERIFICATIONS, **SYSTEM_VERIFICATIONS}
+OPENED_BECAUSE: dict[str, str] = {
+    "last_consent_withdrawn": "Their last consent was withdrawn",
+    "last_consent_expired": "Their last consent expired",
+}
 REJECTION_REASONS: dict[str, str] = {
     "identity_not_confirmed": "Identity could not be confirmed",
     "manifestly_unfounded": "Manifestly unfounded (Art. 12(5))",
@@ -67,6 +81,7 @@ REJECTION_REASONS: dict[str, str] = {
     "legal_obligation": "A legal obligation requires keeping the data",
     "legal_claims": "Needed for legal claims",
     "no_data_held": "No data held about the person",
+    "basis_restored": "The person has a legal basis again",
 }
 EXTENSION_REASONS: dict[str, str] = {
     "complexity": "Complexity of the request",
@@ -163,6 +178,7 @@ class DataRequest:
     updated_at: dt.datetime
     overdue: bool = False
     history: tuple[HistoryEntry, ...] = ()
+    opened_because: str = ""  # a system-opened request: why (``OPENED_BECAUSE``)
 
     @property
     def deadline(self) -> dt.datetime:
@@ -206,6 +222,7 @@ def _request_of(row: Mapping[str, Any], now: dt.datetime | None = None) -> DataR
         verified_at=_utc(row["verified_at"]) if row["verified_at"] else None,
         verification=str(row["verification"]),
         updated_at=_utc(row["updated_at"]),
+        opened_because=str(row.get("opened_because") or ""),
     )
     moment = now or _now()
     overdue = request.open and request.deadline < moment
@@ -224,11 +241,18 @@ class DataSubjectRequests:
     """The only code that writes the request tables. Built once per process."""
 
     def __init__(
-        self, gateway: Gateway, audit: AuditLog, mailer: Mailer, settings: Settings
+        self,
+        gateway: Gateway,
+        audit: AuditLog,
+        mailer: Mailer,
+        settings: Settings,
+        *,
+        outbox: MailOutbox | None = None,
     ) -> None:
         self._gateway = gateway
         self._audit = audit
         self._mailer = mailer
+        self._outbox = outbox  # retries a notice that failed (sealed under the person's key)
         self._controller = settings.controller_name
         self._contact = settings.controller_contact
         # What "fulfilled" means per request kind, registered by the modules that do it
@@ -302,19 +326,27 @@ class DataSubjectRequests:
         received_at: dt.datetime | None = None,
         request_id: str = "",
         notify: bool = True,
+        opened_because: str = "",
     ) -> RequestChange:
         """Record a request staff took on the person's behalf (phone, letter, e-mail).
 
         It starts ``verified``: staff confirmed who they are talking to by
-        ``verification`` before logging it. ``contact_id`` is the contact record through
-        which the person is told about the request (found with ``Gateway.locate``).
+        ``verification`` before logging it. ``contact_id`` is the person's record the
+        request was logged through (a contact or a lead, found with
+        ``Gateway.locate_people``); notifications go to their own record's address.
         ``received_at`` is when the request reached us (the deadline runs from then); a
         letter read days later still counts from its arrival.
         """
         subject = _uuid(subject_id, "invalid_subject", "subject")
         _code(kind, KINDS, "unknown_kind", "request kind")
-        _code(channel, CHANNELS, "unknown_channel", "channel")
-        _code(verification, VERIFICATIONS, "unknown_verification", "verification method")
+        system = channel in SYSTEM_CHANNELS  # opened by the system: says why, asks nobody
+        _code(channel, CHANNEL_LABELS, "unknown_channel", "channel")
+        allowed = SYSTEM_VERIFICATIONS if system else VERIFICATIONS
+        _code(verification, allowed, "unknown_verification", "verification method")
+        if system:
+            _code(opened_because, OPENED_BECAUSE, "unknown_reason", "reason")
+        elif opened_because:
+            raise RequestError("unknown_reason", "only a system-opened request has a reason")
         contact = str(_uuid(contact_id, "invalid_contact", "contact")) if contact_id else None
         now = _now()
         received = _utc(received_at) if received_at else now
@@ -336,12 +368,16 @@ class DataSubjectRequests:
             "verified_at": now,
             "verification": verification,
             "updated_at": now,
+            "opened_because": opened_because,
         }
+        detail: dict[str, int | str] = {"kind": kind, "channel": channel}
+        if opened_because:
+            detail["because"] = opened_because
         async with db.write_transaction():
             await DsrRequest.insert(DsrRequest(**row)).run()
             await self._record(
                 key, str(subject), "", "verified", by, by_role, now, verification, request_id,
-                verb="log", detail={"kind": kind, "channel": channel},
+                verb="log", detail=detail,
             )  # fmt: skip
         return await self._notify(str(key), send=notify)
 
@@ -553,6 +589,8 @@ class DataSubjectRequests:
         request = await self.get(request_id)
         if not send:
             return RequestChange(request, MailResult(MailStatus.SKIPPED, "not_this_step"))
+        if request.channel in SYSTEM_CHANNELS:  # the person asked nothing: no letters
+            return RequestChange(request, MailResult(MailStatus.SKIPPED, "system_opened"))
         if address:
             subject, text = self.message(request, notes)
             result = await self._mailer.send(address, subject, text)
@@ -576,27 +614,24 @@ class DataSubjectRequests:
         return RequestChange(request, result)
 
     async def _address_of(self, request: DataRequest) -> str | None:
-        """The person's e-mail address from their contact record, or None."""
-        if not request.contact_id:
-            return None
-        try:
-            record = await self._gateway.read(
-                Actor.system(NOTIFY_JOB),
-                "contact",
-                request.contact_id,
-                purpose=PURPOSE,
-                fields=("email",),
-            )
-        except GatewayError:
-            return None
-        address = record.values.get("email")
-        return address if isinstance(address, str) and address else None
+        """The person's e-mail address from their own record (a contact, or a lead who
+        never became one: ``server.dsr.people``), or None."""
+        return await email_of(
+            self._gateway, Actor.system(NOTIFY_JOB), request.subject_id, purpose=PURPOSE
+        )
 
     async def _send(self, request: DataRequest) -> MailResult:
-        if not request.contact_id:
-            return MailResult(MailStatus.FAILED, "no_contact")
         address = await self._address_of(request)
         if address is None:
             return MailResult(MailStatus.FAILED, "no_email")
         subject, text = self.message(request)
+        if self._outbox is not None:
+            return await self._outbox.send(
+                address,
+                subject,
+                text,
+                purpose="dsr_notice",
+                reference=request.id,
+                subject_id=request.subject_id,
+            )
         return await self._mailer.send(address, subject, text)

@@ -31,6 +31,7 @@ from audit.log import AuditLog
 from server import db
 from server.datamap import RECORD_TYPES
 from server.dsr.erasure import Erasure
+from server.dsr.lapse import BasisReview
 from server.dsr.tables import RetentionRun
 from server.gateway import Actor, Gateway
 
@@ -40,6 +41,7 @@ PURPOSE = "compliance"
 BATCH = 500
 FINISH_HELD = "held_erasures"
 FINISH_INTERRUPTED = "interrupted_erasures"
+BASIS_LAPSED = "basis_lapsed"  # erasure reviews past their grace period (server/dsr/lapse.py)
 # An erasure with no progress for this long is taken to have died with its process.
 INTERRUPTED_AFTER = dt.timedelta(minutes=30)
 
@@ -176,8 +178,10 @@ class Retention:
         audit: AuditLog,
         *,
         stage_keys: StageKeys | None = None,
+        lapse: BasisReview | None = None,
     ) -> None:
         self._gateway = gateway
+        self._lapse = lapse
         self._erasure = erasure
         self._audit = audit
         # Without the pipelines service, a stage kind stands for the stage key of the same
@@ -210,6 +214,13 @@ class Retention:
         report = RetentionReport(moment, dry_run)
         report.rules.append(await self._finish_held(dry_run, today, progress))
         report.rules.append(await self._finish_interrupted(dry_run, moment, progress))
+        if self._lapse is not None:
+            if not dry_run:  # reviews a failed lapse listener missed (server/dsr/lapse.py)
+                await self._lapse.sweep(now=moment)
+            lapsed = await self._lapse.erase_due(by=BY, now=moment, dry_run=dry_run)
+            line = RuleReport(BASIS_LAPSED, "all", "erase", matched=lapsed.due)
+            line.erased = lapsed.erased
+            report.rules.append(line)
         for rule in active_rules():
             line = RuleReport(rule.name, rule.resource, rule.action)
             report.rules.append(line)

@@ -32,6 +32,8 @@ class DsrRequest(Table, tablename="dsr_request"):
     verified_at = Timestamptz(null=True, default=None)
     verification = Varchar(length=32, default="")  # email_link | phone_callback | id_document
     updated_at = Timestamptz()
+    # Opened by the system, not by the person: why (``last_consent_withdrawn`` ...).
+    opened_because = Varchar(length=32, default="")
 
 
 class DsrRequestEvent(Table, tablename="dsr_request_event"):
@@ -86,13 +88,17 @@ class ErasureJob(Table, tablename="erasure_job"):
     id = UUID(primary_key=True)
     subject_id = UUID(unique=True)
     request_id = Varchar(length=64, null=True, default=None, index=True)
-    state = Varchar(length=16)  # running | held | done
+    state = Varchar(length=16)  # running | held | done | failed
     steps = Varchar(length=64, default="")
     counts = Text(default="{}")
     started_by = Varchar(length=64)
     started_at = Timestamptz()
     updated_at = Timestamptz()
     finished_at = Timestamptz(null=True, default=None)
+    # While held: the person's identifying values sealed under their own key, so mentions
+    # typed during the hold are scrubbed when it ends ("" otherwise; cleared when done).
+    identity = Text(default="")
+    error = Varchar(length=32, default="")  # why a background run stopped (a code)
 
 
 class RetentionRun(Table, tablename="retention_run"):

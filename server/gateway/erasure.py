@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import operator
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -157,52 +158,66 @@ async def record_counts(gw: Gateway, subject_id: str) -> dict[str, int]:
 # --- mentions in other people's free text ------------------------------------------------
 
 
+IDENTITY_LABEL = "erasure_job.identity"
+MAX_RACES = 5  # a record changed under the scrub this often in a row is left for the next run
+WriteHook = Callable[[str, str], Awaitable[None]]  # resource, record id: fault injection
+
+
+async def remembered_identity(gw: Gateway, subject_id: str) -> str:
+    """The person's names, addresses and numbers, sealed under their own key: kept by an
+    erasure that a legal hold stops half-way, so that mentions typed while the hold was in
+    force can still be found when it ends - after the records holding the names are gone.
+    Unreadable once the key is shredded. "" when they have no key."""
+    subject = subject_uuid(subject_id)
+    identity = await mentions.identity_of(gw, subject)
+    plain = json.dumps({"texts": list(identity.texts), "phones": sorted(identity.phones)})
+    return await gw.vault.seal_for_subject(str(subject), IDENTITY_LABEL, plain) or ""
+
+
+async def _remembered(gw: Gateway, subject: uuid.UUID, sealed: str) -> mentions.Identity:
+    plain = await gw.vault.open_for_subject(str(subject), IDENTITY_LABEL, sealed)
+    if plain is None:
+        return mentions.Identity()
+    kept = json.loads(plain)
+    texts = sorted({str(t) for t in kept.get("texts", [])}, key=len, reverse=True)
+    return mentions.Identity(tuple(texts), frozenset(str(p) for p in kept.get("phones", [])))
+
+
 async def scrub_mentions(
-    gw: Gateway, actor: Actor, subject_id: str, *, batch_size: int = 500
+    gw: Gateway,
+    actor: Actor,
+    subject_id: str,
+    *,
+    batch_size: int = 500,
+    remembered: str = "",
+    before_write: WriteHook | None = None,
 ) -> MentionScrub:
     """Replace mentions of the person in the free text of everybody else's records.
 
-    Must run before their key is shredded (it needs their names). The records and spans
-    are those of :func:`server.gateway.mentions.scan` - the same scan that shows a
-    subject export its excerpts, so erasure removes exactly what access showed. Each
-    changed record is re-encrypted under its own subject's key and audited on its own, in
-    its own transaction.
+    Must run before their key is shredded (it needs their names, or ``remembered``: see
+    :func:`remembered_identity`). The records and spans are those of
+    :func:`server.gateway.mentions.scan` - the same scan that shows a subject export its
+    excerpts, so erasure removes exactly what access showed. Each changed record is
+    re-encrypted under its own subject's key and audited on its own, in its own
+    transaction. The write is conditional on the ciphertexts read (an optimistic check):
+    a record a member of staff changed in between is not overwritten with the text from
+    before their change, but read again and scrubbed as it now is.
     """
     subject = subject_uuid(subject_id)
-    identity = await mentions.identity_of(gw, subject)
-    if identity.empty:
+    identities = [await mentions.identity_of(gw, subject)]
+    if remembered:
+        identities.append(await _remembered(gw, subject, remembered))
+    identities = [identity for identity in identities if not identity.empty]
+    if not identities:
         return MentionScrub(0, 0)
     for rt, _ in record_types():
         if _free_text(rt):
             await _allowed(gw, actor, rt, "erase", str(subject))
-    matcher = mentions.Matcher([identity], gw.default_region)
+    matcher = mentions.Matcher(identities, gw.default_region)
     changed = 0
     async for found in mentions.scan(gw, subject, matcher, batch_size=batch_size):
-        rt, table, mention = found.rt, found.table, found.mention
-        new_values = {
-            name: _replace_spans(plain, spans, ERASED_TEXT)
-            for name, (plain, spans) in mention.texts.items()
-        }
-        columns = gw.vault.encrypt_values(rt, mention.record_id, found.key, new_values)
-        pk = table._meta.primary_key
-        async with db.write_transaction():
-            await table.update({getattr(table, k): v for k, v in columns.items()}).where(
-                pk == found.row["id"]
-            )
-            await name_index.write(gw.vault, rt, [(mention.record_id, new_values)])
-            await gw.audit.append(
-                _event(
-                    actor,
-                    "erase_mention",
-                    rt.resource,
-                    (mention.owner_subject,),
-                    record_id=mention.record_id,
-                    fields=new_values,
-                    reason="mentions_erased_person",
-                    detail={"erasure_of": str(subject)},
-                )
-            )
-        changed += 1
+        if await _scrub_found(gw, actor, subject, matcher, found, before_write):
+            changed += 1
     scanned = await _free_text_rows(subject)
     async with db.write_transaction():
         await gw.audit.append(
@@ -215,6 +230,75 @@ async def scrub_mentions(
             )
         )
     return MentionScrub(scanned, changed)
+
+
+async def _scrub_found(
+    gw: Gateway,
+    actor: Actor,
+    subject: uuid.UUID,
+    matcher: mentions.Matcher,
+    found: Any,
+    before_write: WriteHook | None,
+) -> bool:
+    """Scrub one record the scan found; True if it was written. When the conditional
+    UPDATE matches nothing (changed since it was read), read it again and retry."""
+    rt, table, mention = found.rt, found.table, found.mention
+    free = _free_text(rt)
+    pk = table._meta.primary_key
+    row, texts = found.row, mention.texts
+    for _ in range(MAX_RACES):
+        new_values = {
+            name: _replace_spans(plain, spans, ERASED_TEXT)
+            for name, (plain, spans) in texts.items()
+        }
+        if before_write is not None:
+            await before_write(rt.resource, mention.record_id)
+        columns = gw.vault.encrypt_values(rt, mention.record_id, found.key, new_values)
+        unchanged = [
+            getattr(table, f.name).is_null()
+            if row.get(f.name) is None
+            else getattr(table, f.name) == row[f.name]
+            for f in free
+        ]
+        async with db.write_transaction():
+            written = await (
+                table.update({getattr(table, k): v for k, v in columns.items()})
+                .where(functools.reduce(operator.and_, unchanged, pk == row["id"]))
+                .returning(pk)
+            )
+            if written:
+                await name_index.write(gw.vault, rt, [(mention.record_id, new_values)])
+                await gw.audit.append(
+                    _event(
+                        actor,
+                        "erase_mention",
+                        rt.resource,
+                        (mention.owner_subject,),
+                        record_id=mention.record_id,
+                        fields=new_values,
+                        reason="mentions_erased_person",
+                        detail={"erasure_of": str(subject)},
+                    )
+                )
+        if written:
+            return True
+        # Changed since it was read (or deleted): read it again and scrub what is there now.
+        log.info("mention scrub met a concurrent change", resource=rt.resource)
+        fresh = await table.select(*_columns(table, free)).where(pk == row["id"]).first()
+        if fresh is None:
+            return False
+        row, texts = fresh, {}
+        for spec in free:
+            token = fresh.get(spec.name)
+            plain = token and gw._decrypt(rt, spec, mention.record_id, found.key, token)
+            if isinstance(plain, str) and plain:
+                spans = matcher.spans(plain)
+                if spans:
+                    texts[spec.name] = (plain, tuple(spans))
+        if not texts:
+            return False  # their change took the mention out already
+    log.warning("mention scrub gave up on a record changing under it", resource=rt.resource)
+    return False
 
 
 def _replace_spans(text: str, spans: Sequence[tuple[int, int]], marker: str) -> str:

@@ -36,6 +36,7 @@ from policy.scope import scope_condition
 from server import db
 from server.datamap import (
     DEFAULT_PURPOSE,
+    PERSON_TYPES,
     PURPOSES,
     RECORD_TYPES,
     Field,
@@ -125,11 +126,13 @@ class Page:
 @dataclass(frozen=True)
 class Group:
     """One row of an ``aggregate``: the grouped column values (in ``group_by`` order), how
-    many records, and the sum of the summed column (None when none was asked for)."""
+    many records, the sum of the summed column (None when none was asked for), and how
+    many different people the records are about (None unless ``count_people``)."""
 
     key: tuple[Any, ...]
     count: int
     total: int | None = None
+    people: int | None = None
 
 
 def audits_bad_input(
@@ -765,6 +768,9 @@ class Gateway:
         since: tuple[str, dt.datetime | dt.date] | None = None,
         before: tuple[str, dt.datetime | dt.date] | None = None,
         purpose: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        audit_detail: Mapping[str, int | str] | None = None,
+        count_people: bool = False,
         team_totals: bool = False,
     ) -> builtins.list[Group]:
         """Counts (and a sum) per group over the records the actor can reach, in one GROUP BY.
@@ -773,7 +779,11 @@ class Gateway:
         WHERE exactly as for ``list``, so a rep's pipeline covers their own deals only, and
         no record is decrypted or returned. Needs the ``list`` right, and read rights on every
         column used (grouped, summed or windowed); only plaintext columns qualify. Audited as
-        one ``aggregate`` event with the column names and counts, no subject.
+        one ``aggregate`` event with the column names and counts, no subject. ``filters``
+        as for ``list`` (their names are audited, never their values); ``audit_detail``
+        adds release parameters to the event (a differential-privacy epsilon);
+        ``count_people`` also counts the distinct data subjects per group (small-group
+        suppression counts people, not records).
 
         ``team_totals``: over the actor's team's records instead of their own scope, for a
         role the policy grants ``<resource>, totals:team`` (a rep's team totals in the sales
@@ -812,12 +822,14 @@ class Gateway:
                 n
                 for n in used
                 if n not in metadata
-                and (n not in rt.by_name or rt.by_name[n].encrypted or n not in decision.fields)
+                and (
+                    n not in rt.by_name
+                    or not rt.by_name[n].aggregatable
+                    or n not in decision.fields
+                )
             }
         )
-        summable = sum_of is None or (
-            sum_of in rt.by_name and rt.by_name[sum_of].kind is Kind.INTEGER
-        )
+        summable = sum_of is None or (sum_of in rt.by_name and rt.by_name[sum_of].summable)
         if unusable or not summable or not group_by:
             raise await self._deny(
                 actor,
@@ -832,6 +844,8 @@ class Gateway:
         selected: builtins.list[Any] = [*columns, Count(alias="n")]
         if sum_of:
             selected.append(Sum(getattr(table, sum_of), alias="total"))
+        if count_people:
+            selected.append(Count(distinct=[getattr(table, "subject_id")], alias="people"))
         if team_totals:
             team = table.select(*selected).where(getattr(table, "team") == actor.team)
             scoped = duplicates.visible(team, table)
@@ -842,12 +856,18 @@ class Gateway:
             query = query.where(getattr(table, since[0]) >= since[1])
         if before is not None:
             query = query.where(getattr(table, before[0]) < before[1])
+        conditions = self._filter_conditions(
+            rt, table, decision, filters or {}, any_aggregatable=True
+        )
+        for condition in conditions:
+            query = query.where(condition)
         rows = await query.group_by(*columns)
         groups = [
             Group(
                 key=tuple(_plain_value(r[n]) for n in group_by),
                 count=int(r["n"]),
                 total=int(r["total"]) if sum_of and r["total"] is not None else None,
+                people=int(r["people"]) if count_people else None,
             )
             for r in rows
         ]
@@ -857,15 +877,68 @@ class Gateway:
             "aggregate",
             Outcome.ALLOWED,
             purpose,
-            fields=tuple(n for n in used if n in rt.by_name),
+            fields=tuple(dict.fromkeys(n for n in [*used, *(filters or {})] if n in rt.by_name)),
             detail={
                 "group_by": ",".join(group_by),
                 **({"scope": "team_totals"} if team_totals else {}),
                 "groups": len(groups),
                 "total": sum(g.count for g in groups),
+                **({"filters": ",".join(sorted(filters))} if filters else {}),
+                **(audit_detail or {}),
             },
         )
         return groups
+
+    async def behaviour(
+        self, actor: Actor, *, purpose: str = "profiling"
+    ) -> dict[str, builtins.list[tuple[Any, ...]]]:
+        """The plaintext facts a customer-value and churn model uses, per record type, for
+        every person with a basis for ``purpose`` (server.analytics): deals as
+        (subject, amount, currency, stage, pipeline, updated_at), interactions as
+        (subject, occurred_at), cases as (subject, created_at). No field is decrypted.
+
+        The purpose's basis (consent, objections, restriction) and the actor's record scope
+        are compiled into each WHERE exactly as for ``list``; a column the purpose may not
+        use (data map) refuses the whole call. One audited ``profile`` event per record type
+        with the row count, no subject ids (they are many, and the scores are recorded per
+        person by the caller's own events).
+        """
+        wanted = {
+            "deal": ("amount", "currency", "stage", "pipeline_id", "updated_at"),
+            "interaction": ("occurred_at",),
+            "case": ("created_at",),
+        }
+        found: dict[str, builtins.list[tuple[Any, ...]]] = {}
+        for resource, names in wanted.items():
+            rt, table = self._record_type(resource)
+            decision = self._decide(actor, rt, "list", purpose)
+            fields = tuple(n for n in names if n in rt.by_name)
+            if not decision.allowed or not set(fields) <= decision.fields:
+                raise await self._deny(
+                    actor,
+                    rt,
+                    "profile",
+                    purpose,
+                    decision.reason if not decision.allowed else "field_not_readable",
+                    Forbidden(f"{rt.resource} may not be profiled under {purpose}"),
+                    fields=fields,
+                )
+            columns = [getattr(table, "subject_id"), *(getattr(table, n) for n in names)]
+            query = await self._with_basis(
+                self._scoped(table.select(*columns), table, decision, actor), table, purpose
+            )
+            rows = await query
+            found[resource] = [(str(r["subject_id"]), *(r[n] for n in names)) for r in rows]
+            await self._audit(
+                actor,
+                rt,
+                "profile",
+                Outcome.ALLOWED,
+                purpose,
+                fields=fields,
+                detail={"records": len(rows)},
+            )
+        return found
 
     async def export_subject(
         self, actor: Actor, subject_id: str, *, purpose: str | None = None
@@ -922,10 +995,29 @@ class Gateway:
         return await erasure.record_counts(self, subject_id)
 
     async def erase_mentions(
-        self, actor: Actor, subject_id: str, *, batch_size: int = 500
+        self,
+        actor: Actor,
+        subject_id: str,
+        *,
+        batch_size: int = 500,
+        remembered: str = "",
+        before_write: erasure.WriteHook | None = None,
     ) -> erasure.MentionScrub:
-        """Scrub the person's names, addresses and numbers from other people's free text."""
-        return await erasure.scrub_mentions(self, actor, subject_id, batch_size=batch_size)
+        """Scrub the person's names, addresses and numbers from other people's free text
+        (``remembered``: what :meth:`remembered_identity` sealed while their records
+        still held it)."""
+        return await erasure.scrub_mentions(
+            self,
+            actor,
+            subject_id,
+            batch_size=batch_size,
+            remembered=remembered,
+            before_write=before_write,
+        )
+
+    async def remembered_identity(self, subject_id: str) -> str:
+        """The person's identifying values sealed under their key (for a held erasure)."""
+        return await erasure.remembered_identity(self, subject_id)
 
     async def subject_mentions(
         self, actor: Actor, subject_id: str, *, purpose: str
@@ -1117,7 +1209,11 @@ class Gateway:
         table: type[Table],
         decision: AccessDecision,
         filters: Mapping[str, Any],
+        *,
+        any_aggregatable: bool = False,
     ) -> builtins.list[Any]:
+        """SQL conditions for list filters (``filterable`` fields); ``any_aggregatable``
+        widens them to every field stored in clear, for reports (``aggregate``)."""
         conditions: builtins.list[Any] = []
         problems: dict[str, str] = {}
         for name, value in filters.items():
@@ -1140,6 +1236,19 @@ class Gateway:
                 else:
                     problems["id"] = "must be one or more record ids"
                 continue
+            if name == "subject_id":  # one person's records, or a segment's people (ids only)
+                try:
+                    people = [
+                        uuid.UUID(str(v))
+                        for v in (value if isinstance(value, list | tuple) else (value,))
+                    ]
+                except ValueError:
+                    problems["subject_id"] = "must be one or more subject ids"
+                    continue
+                column = getattr(table, "subject_id")
+                # Nobody matches an empty list (IN () is not valid SQL).
+                conditions.append(column.is_in(people) if people else column.is_null())
+                continue
             bound = rt.by_name.get(name.removesuffix("_before"))
             if name.endswith("_before") and bound is not None and bound.kind in _MOMENTS:
                 # "<field>_before": a date or time strictly earlier (tasks due by a moment).
@@ -1148,7 +1257,7 @@ class Gateway:
                     conditions.append(condition)
                 continue
             spec = rt.by_name.get(name)
-            if spec is None or not spec.filterable:
+            if spec is None or not (spec.aggregatable if any_aggregatable else spec.filterable):
                 problems[shown_name(name)] = "not a filterable field"
             elif name not in decision.fields:
                 problems[name] = "your role may not read this field"
@@ -1402,6 +1511,60 @@ class Gateway:
             subject_ids=tuple(subject for _, subject in found),
             fields=(field_name,),
             detail={"by": field_name, "returned": len(found)},
+        )
+        return found
+
+    async def locate_people(
+        self, actor: Actor, field_name: str, value: str, *, purpose: str | None = None
+    ) -> builtins.list[tuple[str, str, str]]:
+        """(record type, record id, subject id) of every person (each of the data map's
+        ``PERSON_TYPES``: contacts, leads) whose e-mail or phone is exactly ``value``; one
+        audited ``locate`` per type. How a request by e-mail or phone finds its person,
+        whether they became a customer or only filled in a form."""
+        return [
+            (rt.resource, record_id, subject_id)
+            for rt in PERSON_TYPES
+            for record_id, subject_id in await self.locate(
+                actor, rt.resource, field_name, value, purpose=purpose
+            )
+        ]
+
+    async def subject_records(
+        self, actor: Actor, resource: str, subject_id: str, *, purpose: str | None = None
+    ) -> builtins.list[str]:
+        """Ids of the living records of ``resource`` that carry this subject id, oldest
+        first; nothing is decrypted. How the portal and the request workflow find a
+        person's own record from the subject id they signed in with. Allowed by the
+        policy action ``locate``; audited with the subject."""
+        rt, table = self._record_type(resource)
+        purpose = purpose or self.default_purpose(actor.role)
+        try:
+            subject = uuid.UUID(str(subject_id))
+        except ValueError:
+            raise InvalidInput("not a subject id", problems={"subject_id": "not a UUID"}) from None
+        decision = self._decide(actor, rt, "locate", purpose)
+        if not decision.allowed:
+            raise await self._deny(
+                actor,
+                rt,
+                "locate",
+                purpose,
+                decision.reason,
+                Forbidden(f"your role may not locate {rt.resource} records"),
+                subject_ids=(str(subject),),
+            )
+        query = table.select(table._meta.primary_key).where(getattr(table, "subject_id") == subject)
+        query = erasure.living(self._scoped(query, table, decision, actor), rt, table)
+        rows = await query.order_by(getattr(table, "created_at")).limit(100)
+        found = [str(row["id"]) for row in rows]
+        await self._audit(
+            actor,
+            rt,
+            "locate",
+            Outcome.ALLOWED,
+            purpose,
+            subject_ids=(str(subject),),
+            detail={"by": "subject_id", "returned": len(found)},
         )
         return found
 

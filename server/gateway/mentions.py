@@ -2,8 +2,9 @@
 
 A person is found in a text by their *identity*: the names, e-mail addresses and phone
 numbers of their own records (contact, lead, organization), decrypted for the scan only
-and never logged, stored or audited. Names and addresses match as whole words in any case
-and spacing; phone numbers in any notation the ``phonenumbers`` matcher recognises.
+and never logged, stored or audited. Names and addresses match as whole words in any case,
+spacing and accents ("Jose Nunez" finds José Núñez, as staff often type it); phone
+numbers in any notation the ``phonenumbers`` matcher recognises.
 
 Three uses, one rule (:class:`Matcher`):
 
@@ -24,6 +25,7 @@ import datetime as dt
 import functools
 import operator
 import re
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ from server.gateway.errors import Forbidden
 from server.gateway.events import allowed_event
 from server.gateway.tables import TABLES, SearchToken
 from server.vault import DataKey
-from server.vault.words import SHORTEST_PREFIX, normalize_words
+from server.vault.words import normalize_words
 
 if TYPE_CHECKING:
     from server.gateway.gateway import Gateway
@@ -69,9 +71,9 @@ class Identity:
     def without(self, own: Identity) -> Identity:
         """This identity less what it shares with ``own``: two people called Grace must not
         make a person's own first name disappear from their own export."""
-        mine = {t.casefold() for t in own.texts}
+        mine = {fold_key(t) for t in own.texts}
         return Identity(
-            tuple(t for t in self.texts if t.casefold() not in mine), self.phones - own.phones
+            tuple(t for t in self.texts if fold_key(t) not in mine), self.phones - own.phones
         )
 
 
@@ -156,8 +158,94 @@ def _national_digits(e164: str) -> str:
         return ""
 
 
-def _key(text: str) -> str:
-    return " ".join(text.split()).casefold()
+_PHONE_SEPARATORS = r"[\s.\-/()]*"
+SHORTEST_NATIONAL = 6  # fewer digits would turn up in order numbers and dates
+
+
+def _phone_pattern(e164: str) -> str:
+    """The digits of one number as people write them where ``phonenumbers``' matcher
+    does not look: glued to a word ("Mob07911..."), without the trunk prefix
+    ("7911 123456"), or in the notation of the number's own country ("1-202-555-0143",
+    "(202) 555-0143" in a British installation). Any separators between the digits, an
+    optional international or national prefix before them, never inside a longer number."""
+    try:
+        number = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return ""
+    national = phonenumbers.national_significant_number(number)
+    if len(national) < SHORTEST_NATIONAL:
+        return ""
+    sep = _PHONE_SEPARATORS
+    country = sep.join(str(number.country_code))
+    prefixes = [rf"(?:(?:\+|00|011){sep})?{country}{sep}(?:\(0\){sep})?"]
+    region = phonenumbers.region_code_for_number(number)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region) if region else None
+    if metadata is not None and metadata.national_prefix:
+        prefixes.append(sep.join(metadata.national_prefix) + sep)
+    return rf"(?<!\d)\(?(?:{'|'.join(prefixes)})?{sep.join(national)}(?!\d)"
+
+
+# Between the words of a name, any spacing or dash: "Smith-Jones" is also written
+# "Smith Jones" or with an en dash.
+_NAME_PARTS = re.compile(r"[\s\-\u2010-\u2015]+")
+_NAME_GAP = r"[\s\-\u2010-\u2015]+"
+
+
+# Typographic apostrophes (U+2019 and the like) stand for the ASCII one in names.
+_APOSTROPHES = str.maketrans(dict.fromkeys("\u2019\u02bc\u2018`\u00b4", "'"))
+
+
+def _fold_char(char: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", char.translate(_APOSTROPHES))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+class _FoldTable(dict[int, str]):
+    """``str.translate`` table folding one character at a time, filled as characters are
+    met: the folding of a whole text runs in C, not character by character in Python."""
+
+    def __missing__(self, code: int) -> str:
+        folded = self[code] = _fold_char(chr(code))
+        return folded
+
+
+_FOLD = _FoldTable()
+
+
+def folded(text: str) -> str:
+    """``text`` as names are compared: case folded, accents dropped ("José Núñez" is
+    "jose nunez", as staff often type it), apostrophes unified."""
+    return text.translate(_FOLD)
+
+
+def origins(text: str) -> list[int]:
+    """For each character of ``folded(text)`` the index of the character of ``text`` it
+    came from, plus ``len(text)``: a match in the folded text is a span of the original."""
+    if text.isascii():
+        return list(range(len(text) + 1))
+    origin: list[int] = []
+    for i, char in enumerate(text):
+        origin.extend([i] * len(_FOLD[ord(char)]))
+    origin.append(len(text))
+    return origin
+
+
+def fold_key(text: str) -> str:
+    """One name or address as a lookup key: folded, spacing and dashes between its words
+    unified ("Smith-Jones" is "smith jones")."""
+    return " ".join(word for word in _NAME_PARTS.split(folded(text)) if word)
+
+
+# A name is whole words; an e-mail address a whole address: smith@acme.example is
+# neither in john.smith@acme.example nor in smith@acme.example.org.
+_WORDS = r"(?<!\w)(?:{})(?!\w)"
+_ADDRESS = r"(?<![\w.+'%-])(?:{})(?!\.?[\w-])"
+
+
+def _add(found: list[Span], span: Span) -> None:
+    start, end = span
+    if not any(s < end and start < e for s, e in found):
+        found.append(span)
 
 
 class Matcher:
@@ -170,13 +258,16 @@ class Matcher:
         for identity in identities:
             texts.update(identity.texts)
             phones.update(identity.phones)
-        ordered = sorted(texts, key=len, reverse=True)
-        patterns = [r"\s+".join(re.escape(word) for word in text.split()) for text in ordered]
-        self._regex = (
-            re.compile(r"(?<!\w)(?:" + "|".join(patterns) + r")(?!\w)", re.IGNORECASE)
-            if patterns
-            else None
-        )
+        folded = {fold_key(text) for text in texts} - {""}
+        ordered = sorted(folded, key=len, reverse=True)
+        patterns = [
+            (_ADDRESS if "@" in text else _WORDS).format(
+                _NAME_GAP.join(re.escape(word) for word in text.split())
+            )
+            for text in ordered
+        ]
+        # Matched in the folded text (see :func:`folded`): case and accents do not matter.
+        self._regex = re.compile("|".join(patterns)) if patterns else None
         self._phones = frozenset(phones)
         self._region = region
         # The national numbers' digits: a text whose digits hold none of them cannot
@@ -184,6 +275,8 @@ class Matcher:
         self._national = tuple(
             sorted({_national_digits(e164) for e164 in self._phones} - {""}, key=len)
         )
+        digits = sorted({_phone_pattern(e164) for e164 in self._phones} - {""})
+        self._digits = re.compile("|".join(digits)) if digits else None
 
     @property
     def empty(self) -> bool:
@@ -191,14 +284,18 @@ class Matcher:
 
     def spans(self, text: str) -> list[Span]:
         """Where the identities are mentioned, in order, never overlapping."""
-        found = [m.span() for m in self._regex.finditer(text)] if self._regex else []
+        found: list[Span] = []
+        matches = list(self._regex.finditer(folded(text))) if self._regex else []
+        if matches:  # rare: the character map is only worked out for a text that has one
+            origin = origins(text)
+            found = [(origin[m.start()], origin[m.end()]) for m in matches]
         if self._phones and self._may_hold_phone(text):
             for match in phonenumbers.PhoneNumberMatcher(text, self._region):
                 e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-                if e164 in self._phones and not any(
-                    s < match.end and match.start < e for s, e in found
-                ):
-                    found.append((match.start, match.end))
+                if e164 in self._phones:
+                    _add(found, (match.start, match.end))
+            for digits in self._digits.finditer(text) if self._digits else ():
+                _add(found, digits.span())
         return sorted(found)
 
     def _may_hold_phone(self, text: str) -> bool:
@@ -314,21 +411,44 @@ async def _subjects_of(table: type[Table], record_ids: Sequence[uuid.UUID]) -> s
     return found
 
 
+_DIGIT_RUN = re.compile(r"\+?\d[\d\s.\-/()]{4,}\d")
+
+
+def _phones_in(text: str, region: str) -> set[str]:
+    """The valid numbers (E.164) ``text`` may hold: what ``phonenumbers``' matcher finds,
+    and each run of digits read as a number of the installation's region or, if it starts
+    with one, of the country whose code it starts with ("1-202-555-0143")."""
+    found = {
+        phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+        for match in phonenumbers.PhoneNumberMatcher(text, region)
+    }
+    for run in _DIGIT_RUN.finditer(text):
+        raw = run.group(0)
+        digits = phonenumbers.normalize_digits_only(raw)
+        for attempt in {raw, "+" + digits}:
+            try:
+                number = phonenumbers.parse(attempt, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number):
+                found.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return found
+
+
 async def candidates_in(gw: Gateway, texts: Iterable[str]) -> set[uuid.UUID]:
     """People who may be named in ``texts``: a word that starts one of their indexed names
-    (the name-search tokens), or an e-mail address or phone number their records hold
-    (the blind indexes). Tokens are truncated, so most candidates are false: the caller
-    decrypts them and keeps only real matches."""
+    or, if shorter than a prefix, is one (the name-search tokens), or an e-mail address or
+    phone number their records hold (the blind indexes). Tokens are truncated, so most
+    candidates are false: the caller decrypts them and keeps only real matches."""
     words: set[str] = set()
     emails: set[str] = set()
     phones: set[str] = set()
     for text in texts:
-        words.update(w for w in normalize_words(text) if len(w) >= SHORTEST_PREFIX)
+        # Short words too: "Li Wu" has no prefix token, only whole-word ones, and a full
+        # name of short words is still what erasing them would scrub.
+        words.update(normalize_words(text))
         emails.update(m.group(0) for m in _EMAIL.finditer(text))
-        for match in phonenumbers.PhoneNumberMatcher(text, gw.default_region):
-            phones.add(
-                phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-            )
+        phones |= _phones_in(text, gw.default_region)
     found: set[uuid.UUID] = set()
     for rt, table in _person_types():
         name_fields = [f for f in rt.fields if f.word_index and f.category in IDENTIFYING]
@@ -383,24 +503,23 @@ async def others_matcher(
     # Who owns each name, address and number (two people may share a first name): one
     # pass of one matcher over the texts tells which candidates are really named.
     owners: dict[str, set[str]] = {}
+    numbers: dict[str, set[str]] = {}  # national digits -> people (any notation has them)
     for sid, identity in found.items():
-        for key in (*(_key(t) for t in identity.texts), *identity.phones):
-            owners.setdefault(key, set()).add(sid)
+        for key in identity.texts:
+            owners.setdefault(fold_key(key), set()).add(sid)
+        for e164 in identity.phones:
+            numbers.setdefault(_national_digits(e164) or e164, set()).add(sid)
     probe = Matcher(found.values(), gw.default_region)
     named = {sid for sid in found if sid in also}
     for text in texts:
         for start, end in probe.spans(text):
             hit = text[start:end]
-            named |= owners.get(_key(hit), set()) | owners.get(_e164(hit, gw.default_region), set())
+            named |= owners.get(fold_key(hit), set())
+            digits = phonenumbers.normalize_digits_only(hit)
+            for national, sids in numbers.items() if digits else ():
+                if national in digits:
+                    named |= sids
     return Matcher((found[sid] for sid in named), gw.default_region), tuple(sorted(named))
-
-
-def _e164(text: str, region: str) -> str:
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return ""
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 # --- what a subject export asks -----------------------------------------------------------
@@ -439,6 +558,27 @@ async def mentions_of(
     return found
 
 
+_UUID = re.compile(
+    r"(?<![0-9a-f-])[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}(?![0-9a-f-])", re.IGNORECASE
+)
+
+
+async def foreign_ids(subject: uuid.UUID, texts: Iterable[str]) -> dict[str, str]:
+    """The ids in ``texts`` (a link staff pasted into a note) that are another person's
+    subject id or the id of a record about another person: id -> that person."""
+    wanted = sorted({uuid.UUID(m.group(0)) for text in texts for m in _UUID.finditer(text)})
+    owners: dict[str, str] = {}
+    for start in range(0, len(wanted), _CANDIDATE_BATCH):
+        batch = wanted[start : start + _CANDIDATE_BATCH]
+        for _, table in record_types():
+            pk, owner = table._meta.primary_key, getattr(table, "subject_id")
+            for row in await table.select(pk, owner).where(pk.is_in(batch)):
+                owners[str(row["id"])] = str(row["subject_id"])
+            for row in await table.select(owner).where(owner.is_in(batch)).distinct():
+                owners[str(row["subject_id"])] = str(row["subject_id"])
+    return {found: owner for found, owner in owners.items() if owner != str(subject)}
+
+
 async def redact_others(
     gw: Gateway,
     actor: Actor,
@@ -450,14 +590,33 @@ async def redact_others(
     marker: str = ANOTHER_PERSON,
 ) -> list[tuple[str, int]]:
     """Each of ``texts`` with every other known person withheld: the spans that erasing
-    them would scrub become ``marker`` (with how many there were). ``also`` names people
+    them would scrub, and their subject and record ids (:func:`foreign_ids`), become
+    ``marker`` (with how many there were). ``also`` names people
     to withhold even where no token finds them (the person a mentioning record is about).
     Needs ``export`` on the record types people are their own subject of; one audited
     ``withhold_third_party`` event with the people withheld and their count."""
     for rt, _ in _person_types():
         await require(gw, actor, rt, "export", purpose, str(subject))
     matcher, named = await others_matcher(gw, subject, texts, also=also)
-    redacted = [matcher.replace(text, marker) for text in texts]
+    ids = await foreign_ids(subject, texts)
+    named = tuple(sorted({*named, *ids.values()}))
+
+    def withhold(text: str) -> tuple[str, int]:
+        count = 0
+
+        def replace_id(found: re.Match[str]) -> str:
+            nonlocal count
+            if found.group(0).lower() not in ids:
+                return found.group(0)
+            count += 1
+            return marker
+
+        # Ids first: a name may look like one of their groups ("-abba-").
+        text = _UUID.sub(replace_id, text) if ids else text
+        text, spans = matcher.replace(text, marker)
+        return text, count + spans
+
+    redacted = [withhold(text) for text in texts]
     if named:
         async with db.write_transaction():
             await gw.audit.append(

@@ -152,6 +152,12 @@ async def stage_probabilities() -> dict[tuple[str, str], int]:
     return {(str(r["pipeline_id"]), str(r["key"])): int(r["probability"]) for r in rows}
 
 
+async def pipeline_names() -> dict[str, str]:
+    """Pipeline id -> its name (configuration): how a customer score names a product line."""
+    rows = await Pipeline.select(Pipeline.id, Pipeline.name)
+    return {str(r["id"]): str(r["name"]) for r in rows}
+
+
 async def stage_order() -> dict[str, int]:
     """Stage key -> its earliest board position in any pipeline (report rows in board
     order; the default pipeline's keys come first where positions tie)."""

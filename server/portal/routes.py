@@ -11,20 +11,24 @@ opens a page with a Download button, and the buttons on the person's page are fo
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import Cookie
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_303_SEE_OTHER
+from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_404_NOT_FOUND
 
-from server.datamap import CONTACT, InvalidValues
+from server.consent.model import SUBJECT_ACTOR
+from server.datamap import InvalidValues, self_correctable
 from server.dsr.export import NoRecords
+from server.dsr.people import OwnRecord
+from server.dsr.receipts import CONSENT_WORDS, consent_receipt, request_receipt
 from server.dsr.requests import KINDS, STATES
+from server.portal.access import SUBJECT_ROLE, access_page, access_proofs
 from server.portal.service import (
-    CORRECTABLE,
     REVIEWED_KINDS,
     SESSION_IDLE,
     Portal,
@@ -307,8 +311,11 @@ class PortalPages(Controller):
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        values = await _portal(request).own_record(identity)
-        return _correct_form(request, values)
+        try:
+            own = await _portal(request).own_record(identity)
+        except PortalError as exc:
+            return await _home(request, identity, error=exc.message, status=404)
+        return _correct_form(request, own)
 
     @post("/correct", status_code=200)
     async def correct(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -319,17 +326,21 @@ class PortalPages(Controller):
         form = await _form(request)
         try:
             result = await portal.correct(identity, form, request_id=request_id_of(request))
+        except PortalError as exc:
+            return await _home(request, identity, error=exc.message, status=404)
         except InvalidValues as exc:
             current = await portal.own_record(identity)
-            shown = {**current, **{k: form.get(k, "") for k in CORRECTABLE}}
-            return _correct_form(request, shown, problems=exc.problems, status=400)
+            typed = {k: form.get(k, "") for k in self_correctable(current.record_type)}
+            return _correct_form(request, current, typed=typed, problems=exc.problems, status=400)
+        own = await portal.own_record(identity)
         if not result.changed:
             message = "Nothing was changed: the details you sent are the ones we hold."
         else:
-            labels = ", ".join(CONTACT.field(name).label.lower() for name in result.changed)
+            rt = own.record_type
+            labels = ", ".join(rt.field(name).label.lower() for name in result.changed)
             reference = f" (reference {result.request.id})" if result.request else ""
             message = f"Corrected: {labels}. We recorded your request{reference}."
-        return _correct_form(request, await portal.own_record(identity), message=message)
+        return _correct_form(request, own, message=message)
 
     # -- consents and the privacy notice -----------------------------------------------------
 
@@ -381,21 +392,24 @@ async def _home(
 
 def _correct_form(
     request: Request[Any, Any, Any],
-    values: dict[str, Any],
+    own: OwnRecord,
     *,
+    typed: dict[str, str] | None = None,
     problems: dict[str, str] | None = None,
     message: str = "",
     status: int = 200,
 ) -> Template:
+    rt = own.record_type
+    values = {**own.values, **(typed or {})}
     fields = [
         {
             "name": name,
-            "label": CONTACT.field(name).label,
+            "label": rt.field(name).label,
             "value": values.get(name) or "",
             "problem": (problems or {}).get(name, ""),
-            "max_length": CONTACT.field(name).max_length,
+            "max_length": rt.field(name).max_length,
         }
-        for name in CORRECTABLE
+        for name in self_correctable(rt)
     ]
     return _page(
         request,
@@ -404,7 +418,167 @@ def _correct_form(
         signed_in=True,
         title="Correct your details",
         fields=fields,
-        email=values.get("email") or "",
+        email=own.email or "",
         message=message,
         problems=problems or {},
     )
+
+
+# -- who looked at my data, and receipts (issue 23, items 2 and 3) ---------------------------
+
+PROOFS_NAME = "my-access-proofs.json"
+MAX_SEQ = 2**53  # larger numbers name no event (and would not fit a BIGINT comparison)
+PUBLIC_KEY_NAME = "consentry-audit.pub"
+
+
+def _json_download(document: dict[str, Any], name: str) -> Response[bytes]:
+    body = (json.dumps(document, indent=1, sort_keys=True) + "\n").encode()
+    return Response(
+        body,
+        media_type="application/json",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _not_found(request: Request[Any, Any, Any]) -> Template:
+    return _page(request, "invalid.html", HTTP_404_NOT_FOUND, signed_in=True, title="Not found")
+
+
+class PortalTransparency(Controller):
+    """The person's access log with proofs, their receipts, and how to check both."""
+
+    path = "/portal"
+    include_in_schema = False
+
+    @get("/access")
+    async def access(
+        self, request: Request[Any, Any, Any], before: FromQuery[int | None] = None
+    ) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        page = await access_page(
+            services_of(request),
+            identity.subject_id,
+            before=before if before and 0 < before <= MAX_SEQ else None,
+            request_id=request_id_of(request),
+        )
+        return _page(
+            request,
+            "access.html",
+            signed_in=True,
+            title="Who looked at your data",
+            page=page,
+            first=before is None,
+        )
+
+    @post("/access/proofs", status_code=200)
+    async def all_proofs(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        document = await access_proofs(
+            services_of(request), identity.subject_id, request_id=request_id_of(request)
+        )
+        assert document is not None  # every event: never refused
+        return _json_download(document, PROOFS_NAME)
+
+    @post("/access/{seq:int}/proof", status_code=200)
+    async def one_proof(self, request: Request[Any, Any, Any], seq: FromPath[int]) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        document = None
+        if 0 < seq <= MAX_SEQ:
+            document = await access_proofs(
+                services_of(request),
+                identity.subject_id,
+                seq=seq,
+                request_id=request_id_of(request),
+            )
+        if document is None:  # someone else's event, or none at all: the same answer
+            return _not_found(request)
+        return _json_download(document, f"access-{seq}-proof.json")
+
+    @get("/how-to-check")
+    async def how_to_check(self, request: Request[Any, Any, Any]) -> Template:
+        trail = services_of(request).audit_trail
+        return _page(
+            request,
+            "how_to_check.html",
+            signed_in=await _identity(request) is not None,
+            title="How to check what we tell you",
+            public_key=trail.public_key_b64,
+            key_id=trail.key_id,
+        )
+
+    @get("/public-key")
+    async def public_key(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+        key = services_of(request).audit_trail.public_key_b64
+        return Response(
+            (key + "\n").encode(),
+            media_type="text/plain",
+            headers={"content-disposition": f'attachment; filename="{PUBLIC_KEY_NAME}"'},
+        )
+
+    @get("/receipts")
+    async def receipts(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        services = services_of(request)
+        ledger = await services.consent.ledger(
+            identity.subject_id,
+            actor_id=SUBJECT_ACTOR,
+            actor_role=SUBJECT_ROLE,
+            request_id=request_id_of(request),
+        )
+        answered = [r for r in await _portal(request).requests_of(identity) if not r.open]
+        return _page(
+            request,
+            "receipts.html",
+            signed_in=True,
+            title="Your receipts",
+            ledger=ledger,
+            consent_words=CONSENT_WORDS,
+            answered=answered,
+            kinds=KINDS,
+            states=STATES,
+        )
+
+    @post("/receipts/consent/{ledger_id:int}", status_code=200)
+    async def consent_receipt(
+        self, request: Request[Any, Any, Any], ledger_id: FromPath[int]
+    ) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        services = services_of(request)
+        receipt = None
+        if 0 < ledger_id <= MAX_SEQ:
+            receipt = await consent_receipt(services, identity.subject_id, ledger_id)
+        if receipt is None:
+            return _not_found(request)
+        await _record_receipt(request, identity, None)
+        return _json_download(receipt, f"receipt-consent-{ledger_id}.json")
+
+    @post("/receipts/request/{dsr_id:str}", status_code=200)
+    async def request_receipt(
+        self, request: Request[Any, Any, Any], dsr_id: FromPath[str]
+    ) -> Response[Any]:
+        identity = await _identity(request)
+        if identity is None:
+            return _see_other("/portal")
+        mine = {r.id: r for r in await _portal(request).requests_of(identity)}
+        found = mine.get(dsr_id[:64])
+        receipt = None if found is None else await request_receipt(services_of(request), found)
+        if found is None or receipt is None:
+            return _not_found(request)
+        await _record_receipt(request, identity, found.id)
+        return _json_download(receipt, f"receipt-{found.id}.json")
+
+
+async def _record_receipt(
+    request: Request[Any, Any, Any], identity: PortalIdentity, dsr_id: str | None
+) -> None:
+    await _portal(request).record_receipt(identity, dsr_id, request_id=request_id_of(request))

@@ -1,7 +1,8 @@
 """``Portal``: what a data subject can do for themself, signed in by an e-mailed link.
 
 Identity is proven by control of the address on file: ``/portal`` takes an address and,
-if a contact record carries it, e-mails a one-time link. Whether anyone was found never
+if a person's record carries it (any of the data map's ``PERSON_TYPES``: a contact, or a
+lead who only filled in the website's form), e-mails a one-time link. Whether anyone was found never
 shows: the page is the same, and the lookup and the e-mail happen after the answer was
 sent (``deliver_sign_in_link`` runs as a background task), so the response time says
 nothing either. Attempts are throttled per address and per client address with the
@@ -26,14 +27,20 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
 from server.auth.throttle import LoginThrottler
 from server.consent.model import SUBJECT_ACTOR
-from server.datamap import CONTACT, InvalidValues, clean_values, normalize_email
+from server.datamap import (
+    InvalidValues,
+    RecordType,
+    clean_values,
+    normalize_email,
+    self_correctable,
+)
+from server.dsr.people import OwnRecord, own_record
 from server.dsr.requests import DataRequest, DataSubjectRequests, RequestChange, RequestError
 from server.gateway import Actor, Gateway, GatewayError
 from server.logs import get_logger
@@ -67,17 +74,6 @@ MAX_TOKEN_LENGTH = 128
 # The request kinds a person files from the portal for compliance to review.
 REVIEWED_KINDS = ("erasure", "restriction", "objection")
 DOWNLOAD_KINDS = ("access", "portability")
-# The contact fields a person may correct here. The e-mail address is not among them: it
-# is what proves who they are, and changing it needs staff to verify the new one.
-CORRECTABLE = (
-    "first_name",
-    "last_name",
-    "phone",
-    "address_line",
-    "city",
-    "postcode",
-    "country",
-)
 
 log = get_logger("consentry.portal")
 
@@ -98,11 +94,17 @@ class PortalError(Exception):
 
 @dataclass(frozen=True)
 class PortalIdentity:
-    """A signed-in person: the subject and the contact record their link was sent for."""
+    """A signed-in person: the subject, and the record their link was sent for (a contact
+    or a lead; what they see and correct is their own record now: ``own_record``)."""
 
     subject_id: str
-    contact_id: str
+    record_id: str
     session_token: str = ""
+
+
+def _shown(rt: RecordType) -> tuple[str, ...]:
+    """What the correction page reads: the correctable fields and the address."""
+    return (*self_correctable(rt), "email")
 
 
 @dataclass(frozen=True)
@@ -229,15 +231,16 @@ class Portal:
         logs failures by type only.
         """
         try:
-            found = await self._gateway.locate(
-                self.actor, "contact", "email", address, purpose=PURPOSE
-            )
-            for contact_id, subject_id in found:
-                await self._send_sign_in_link(address, subject_id, contact_id)
+            found = await self._gateway.locate_people(self.actor, "email", address, purpose=PURPOSE)
+            first: dict[str, str] = {}  # one link per person, not per record
+            for _, record_id, subject_id in found:
+                first.setdefault(subject_id, record_id)
+            for subject_id, record_id in first.items():
+                await self._send_sign_in_link(address, subject_id, record_id)
         except Exception as exc:  # a background task: log it, never crash
             log.error("portal sign-in link not sent", error=type(exc).__name__)
 
-    async def _send_sign_in_link(self, address: str, subject_id: str, contact_id: str) -> None:
+    async def _send_sign_in_link(self, address: str, subject_id: str, record_id: str) -> None:
         now = _now()
         outstanding = await PortalToken.count().where(
             (PortalToken.kind == SIGN_IN)
@@ -248,7 +251,7 @@ class Portal:
         if outstanding >= MAX_OUTSTANDING_LINKS:
             await self._record("portal.sign_in_link", subject_id, Outcome.DENIED, "too_many_links")
             return
-        token = await self._mint(SIGN_IN, subject_id, contact_id, None, now + SIGN_IN_LIFETIME)
+        token = await self._mint(SIGN_IN, subject_id, record_id, None, now + SIGN_IN_LIFETIME)
         link = f"{self._public_url}/portal/enter/{token}"
         text = "\n".join(
             [
@@ -273,7 +276,7 @@ class Portal:
         self,
         kind: str,
         subject_id: str,
-        contact_id: str,
+        record_id: str,
         request_id: str | None,
         expires_at: dt.datetime,
     ) -> str:
@@ -283,7 +286,7 @@ class Portal:
                 token_hash=self._keys.token_hash(kind, token),
                 kind=kind,
                 subject_id=uuid.UUID(subject_id),
-                contact_id=contact_id,
+                contact_id=record_id,
                 request_id=uuid.UUID(request_id) if request_id else None,
                 created_at=_now(),
                 expires_at=expires_at,
@@ -370,7 +373,10 @@ class Portal:
     # -- the person's requests -------------------------------------------------------------
 
     async def requests_of(self, identity: PortalIdentity) -> list[DataRequest]:
-        return await self._requests.for_subject(identity.subject_id)
+        """The person's own requests; not the erasure reviews the system opened itself
+        (``server.dsr.lapse``), which they did not ask for."""
+        requests = await self._requests.for_subject(identity.subject_id)
+        return [r for r in requests if not r.opened_because]
 
     async def downloads_of(self, identity: PortalIdentity) -> dict[str, Download]:
         """Request id -> the live download link for it (the home page offers a button)."""
@@ -417,7 +423,7 @@ class Portal:
             verification="email_link",
             by=SUBJECT_ACTOR,
             by_role=SUBJECT_ROLE,
-            contact_id=identity.contact_id,
+            contact_id=identity.record_id,
             request_id=request_id,
             notify=notify,
         )
@@ -466,16 +472,16 @@ class Portal:
 
     # -- correcting their record -----------------------------------------------------------
 
-    async def own_record(self, identity: PortalIdentity) -> dict[str, Any]:
-        """The person's correctable fields and e-mail address (read through the gateway)."""
-        record = await self._gateway.read(
-            self.actor,
-            "contact",
-            identity.contact_id,
-            purpose=PURPOSE,
-            fields=(*CORRECTABLE, "email"),
+    async def own_record(self, identity: PortalIdentity) -> OwnRecord:
+        """The person's own record (a contact, or a lead), with its correctable fields and
+        e-mail address, read through the gateway. Raises :class:`PortalError` when there
+        is none left (erased while signed in)."""
+        found = await own_record(
+            self._gateway, self.actor, identity.subject_id, purpose=PURPOSE, fields=_shown
         )
-        return dict(record.values)
+        if found is None:
+            raise PortalError("no_record", "We no longer hold a record about you.")
+        return found
 
     async def correct(
         self, identity: PortalIdentity, submitted: Mapping[str, str], *, request_id: str = ""
@@ -485,15 +491,18 @@ class Portal:
 
         Raises :class:`InvalidValues` (field -> reason, never the value) for bad input.
         """
-        values = {name: submitted.get(name, "") for name in CORRECTABLE}
-        cleaned = clean_values(CONTACT, values, partial=True, default_region=self._region)
         current = await self.own_record(identity)
-        changes = {name: value for name, value in cleaned.items() if value != current.get(name)}
+        rt = current.record_type
+        values = {name: submitted.get(name, "") for name in self_correctable(rt)}
+        cleaned = clean_values(rt, values, partial=True, default_region=self._region)
+        changes = {
+            name: value for name, value in cleaned.items() if value != current.values.get(name)
+        }
         if not changes:
             return CorrectionResult((), None)
         try:
             await self._gateway.update(
-                self.actor, "contact", identity.contact_id, changes, purpose=PURPOSE
+                self.actor, rt.resource, current.record_id, changes, purpose=PURPOSE
             )
         except GatewayError as exc:
             if exc.problems:
@@ -521,21 +530,18 @@ class Portal:
         """
         if by == PORTAL_ACTOR_ID:
             return  # answered in the portal itself: the person is downloading it now
-        if not request.contact_id:
-            raise RequestError("no_contact", "the request names no contact record to write to")
-        try:
-            record = await self._gateway.read(
-                self.actor, "contact", request.contact_id, purpose=PURPOSE, fields=("email",)
-            )
-        except GatewayError:
-            raise RequestError("no_contact", "the person's contact record is gone") from None
-        address = record.values.get("email")
-        if not isinstance(address, str) or not address:
+        found = await own_record(
+            self._gateway, self.actor, request.subject_id, purpose=PURPOSE, fields=_shown
+        )
+        if found is None:
+            raise RequestError("no_contact", "the person's record is gone")
+        address = found.email
+        if address is None:
             raise RequestError("no_email", "the person has no e-mail address on file")
         expires = _now() + DOWNLOAD_LIFETIME
         async with db.write_transaction():
             token = await self._mint(
-                DOWNLOAD, request.subject_id, request.contact_id, request.id, expires
+                DOWNLOAD, request.subject_id, found.record_id, request.id, expires
             )
             await self._append(
                 "portal.download_link", request.subject_id, Outcome.ALLOWED, "", "", request.id
@@ -617,6 +623,17 @@ class Portal:
         )
         return bundle
 
+    async def record_receipt(
+        self, identity: PortalIdentity, dsr_id: str | None, *, request_id: str = ""
+    ) -> None:
+        """The person downloaded a receipt: of a request (``dsr_id``) or of a consent
+        change (None); audited under them like their downloads."""
+        reason = "request_receipt" if dsr_id else "consent_receipt"
+        await self._record(
+            "portal.receipt", identity.subject_id, Outcome.ALLOWED, reason, dsr_id or "",
+            request_id,
+        )  # fmt: skip
+
     # -- audit -----------------------------------------------------------------------------
 
     async def _record(
@@ -645,7 +662,7 @@ class Portal:
         resource_id: str = "",
     ) -> None:
         """One audit event inside the caller's transaction: ids and codes only."""
-        by_subject = action in {"portal.sign_in", "portal.download"}
+        by_subject = action in {"portal.sign_in", "portal.download", "portal.receipt"}
         await self._audit.append(
             AuditEvent(
                 actor_id=SUBJECT_ACTOR if by_subject else PORTAL_ACTOR_ID,

@@ -1,7 +1,8 @@
 """Portal tables: one-time links and signed-in sessions of data subjects.
 
 Nothing here identifies a person by a value: a link or session names the pseudonymous
-``subject_id`` and the id of the contact record it was issued for, and the link or cookie
+``subject_id`` and the id of the person's record it was issued for (``contact_id``: a
+contact or, for someone who is only a lead, the lead), and the link or cookie
 itself is stored only as an HMAC, so a copy of these tables signs nobody in. The e-mail
 address a link was sent to is never stored. Only :class:`server.portal.service.Portal`
 writes to these tables.

@@ -22,7 +22,7 @@ EVENT_TYPES: dict[str, str] = {
     "record.updated": "A customer record was changed (the names of the changed fields)",
     "record.deleted": "A customer record was deleted",
     "consent.changed": "A person's consent for a purpose was granted, withdrawn, expired or "
-    "objected to",
+    "objected to, or an objection was lifted",
     "request.state_changed": "A data-subject request moved to another state",
     "erasure.completed": "A person's data was erased",
     "alert.raised": "An audit alert was raised",
@@ -34,7 +34,7 @@ RECORD_ACTIONS = {
     "update": "record.updated",
     "delete": "record.deleted",
 }
-CONSENT_CHANGES = ("grant", "withdraw", "expire", "object")
+CONSENT_CHANGES = ("grant", "withdraw", "expire", "object", "lift_objection")
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,11 @@ def test_erasure_shows_what_it_destroys_and_needs_the_reference(
     expect(page.get_by_text("Type the request reference shown above")).to_be_visible()
     page.get_by_label(re.compile("To confirm, type the request reference")).fill(reference)
     page.get_by_role("button", name="Erase permanently").click()
-    expect(page.get_by_text("The person's data was erased")).to_be_visible()
+    # It runs in the background: the progress page refreshes until it is done.
+    expect(page.get_by_role("heading", name="Erasure progress", level=1)).to_be_visible()
+    expect(page.locator("#erase-status")).to_contain_text("Erased.", timeout=15_000)
+    expect(page.get_by_text("The person's encryption key shredded")).to_be_visible()
+    page.get_by_role("link", name="Back to the request").click()
     expect(page.get_by_text("Complete")).to_be_visible()
 
 

@@ -13,6 +13,7 @@ import re
 import time
 import urllib.request
 import uuid
+import zipfile
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,7 @@ def consentry(tmp_path_factory: pytest.TempPathFactory, mailbox: LocalSmtp) -> I
                 "CONSENTRY_SMTP_HOST": "127.0.0.1",
                 "CONSENTRY_SMTP_PORT": str(mailbox.port),
                 "CONSENTRY_PUBLIC_URL": server.base_url,
+                "CONSENTRY_WEB_FORM_MIN_SECONDS": "1",  # the lead form's minimum fill time
             }
         )
         cleanup.callback(server.stop)
@@ -131,4 +133,65 @@ def test_a_customer_signs_in_by_email_link_and_asks_for_erasure(
     # Reusing the link, even in the same browser, gets the neutral page.
     page.goto(link.group(1))
     expect(page.get_by_text("This link is not valid any more. Ask for a new one.")).to_be_visible()
+    consentry.assert_alive()
+
+
+def submit_the_web_form(server: LiveServer, email: str) -> None:
+    """Someone fills in the website's contact form: a lead, no staff involved."""
+
+    def call(path: str, body: dict[str, str] | None = None) -> dict[str, object]:
+        request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
+            f"{server.base_url}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"content-type": "application/json"},
+            method="POST" if body is not None else "GET",
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            loaded: dict[str, object] = json.loads(answer.read() or b"{}")
+            return loaded
+
+    token = call("/api/v1/public/leads/form-token")
+    time.sleep(1.1)  # a person takes at least the form's minimum fill time
+    call(
+        "/api/v1/public/leads",
+        {
+            "first_name": "Ottoline",
+            "last_name": "Winterbottom",
+            "email": email,
+            "message": "Please call about brass bellows",
+            "website": "",
+            "form_token": str(token["form_token"]),
+        },
+    )
+
+
+def test_a_lead_from_the_web_form_signs_in_downloads_and_asks_for_erasure(
+    page: Page, consentry: LiveServer, mailbox: LocalSmtp
+) -> None:
+    address = f"ottoline.{uuid.uuid4().hex[:8]}@example.org"
+    submit_the_web_form(consentry, address)
+
+    page.goto("/portal")
+    page.get_by_label("Your e-mail address").fill(address)
+    page.get_by_role("button", name="Send me a sign-in link").click()
+    mails = received_by(mailbox, address)
+    assert len(mails) == 1
+    link = ENTER_LINK.search(mails[0].text)
+    assert link, mails[0].text
+    page.goto(link.group(1))
+    page.get_by_role("button", name="Continue").click()
+    expect(page).to_have_url(path_is("/portal/home"))
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download my data").click()
+    path = download.value.path()
+    with zipfile.ZipFile(path) as bundle:
+        data = json.loads(bundle.read("data.json"))
+    (lead,) = data["records"]["lead"]
+    assert (lead["email"], lead["message"]) == (address, "Please call about brass bellows")
+
+    page.goto("/portal/home")
+    page.get_by_role("button", name="Erase my data").click()
+    page.get_by_role("button", name="Yes, erase my data").click()
+    expect(page.get_by_role("heading", name="Request received")).to_be_visible()
     consentry.assert_alive()

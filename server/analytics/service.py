@@ -1,0 +1,226 @@
+"""Customer scores: the scoring job, and reading a person's scores back.
+
+The job (``consentry analytics score``, and daily in the background) asks the gateway for
+the plaintext facts of everyone with a basis for ``profiling`` (``Gateway.behaviour``:
+consent, objections and restrictions are compiled into its SQL), scores them
+(:mod:`server.analytics.model`), and stores each person's scores sealed under their own
+key, in batches. Each batch is written in one transaction with an audit event naming the
+people scored, and in that transaction every score of someone who has no basis (any more)
+is deleted, so a withdrawal that lands mid-run still wins. Scores of people no longer
+scored (no basis, or no activity left) are deleted at the end of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from audit.events import AuditEvent, Outcome
+from audit.log import AuditLog
+from server import db
+from server.analytics import model
+from server.analytics.tables import CustomerScore
+from server.consent.service import ConsentEngine
+from server.gateway import Gateway
+from server.gateway.actor import Actor
+from server.pipelines.service import stage_kinds
+from server.vault import Vault
+
+PURPOSE = "profiling"
+SEAL_LABEL = "customer_score"
+JOB = "analytics-scoring"
+BATCH = 2000
+TRAINING_SAMPLE = 20_000  # people the churn model is fitted on at most (seeded sample)
+
+
+@dataclass(frozen=True)
+class ScoringRun:
+    scored: int
+    removed: int
+    validation_auc: float | None
+    trained_on: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StoredScore:
+    computed_at: dt.datetime
+    model: str
+    scores: dict[str, Any]  # ``model.Score.as_json``
+
+
+class CustomerScores:
+    """Built once per process (``Services.analytics``)."""
+
+    def __init__(
+        self, gateway: Gateway, consent: ConsentEngine, vault: Vault, audit: AuditLog
+    ) -> None:
+        self._gateway = gateway
+        self._consent = consent
+        self._vault = vault
+        self._audit = audit
+
+    async def score_all(
+        self,
+        *,
+        now: dt.datetime | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ScoringRun:
+        """Score everyone with a basis for profiling; ``progress(done, total)`` per batch."""
+        started = time.monotonic()
+        now = now or dt.datetime.now(dt.UTC)
+        actor = Actor.system(JOB)
+        facts = await self._gateway.behaviour(actor, purpose=PURPOSE)
+        kinds = await stage_kinds()
+        people = model.activities(
+            facts,
+            lambda pipeline, stage: (
+                kinds.get((str(pipeline), str(stage))) == "won" or stage == "won"
+            ),
+        )
+        # CPU work (the model's fit) off the event loop: the worker keeps serving requests.
+        scoring = await asyncio.to_thread(
+            model.score_everyone, people, now, model.SEED, TRAINING_SAMPLE
+        )
+        subjects = list(scoring.scores)
+        if progress is not None:
+            progress(0, len(subjects))
+        for start in range(0, len(subjects), BATCH):
+            batch = subjects[start : start + BATCH]
+            plaintexts = {s: json.dumps(scoring.scores[s].as_json(), sort_keys=True) for s in batch}
+            sealed = await self._vault.seal_many(SEAL_LABEL, plaintexts)
+            await self._store(actor, now, sealed)
+            if progress is not None:
+                progress(min(start + BATCH, len(subjects)), len(subjects))
+        removed = await self._remove_stale(actor, now)
+        found = scoring.model
+        return ScoringRun(
+            scored=len(subjects),
+            removed=removed,
+            validation_auc=found.validation_auc if found else None,
+            trained_on=found.trained_on if found else 0,
+            seconds=time.monotonic() - started,
+        )
+
+    async def _without_basis(self) -> Any:
+        """A WHERE over the score table: the people who have no basis for profiling now."""
+        audience = await self._consent.subjects_with_basis(PURPOSE)
+        if audience.include:
+            return CustomerScore.subject_id.not_in(audience.query)
+        return CustomerScore.subject_id.is_in(audience.query)
+
+    async def _store(self, actor: Actor, now: dt.datetime, sealed: dict[str, str]) -> None:
+        if not sealed:
+            return
+        ids = [uuid.UUID(s) for s in sealed]
+        async with db.write_transaction():
+            await CustomerScore.delete().where(CustomerScore.subject_id.is_in(ids))
+            await CustomerScore.insert(
+                *(
+                    CustomerScore(
+                        subject_id=uuid.UUID(s),
+                        computed_at=now,
+                        model=model.MODEL_VERSION,
+                        sealed=token,
+                    )
+                    for s, token in sealed.items()
+                )
+            )
+            # A withdrawal or objection committed since the facts were read wins.
+            await CustomerScore.delete().where(await self._without_basis())
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=actor.id,
+                    actor_role=actor.role,
+                    action="profile.score",
+                    resource_type="customer_score",
+                    outcome=Outcome.ALLOWED,
+                    purpose=PURPOSE,
+                    subject_ids=tuple(sealed),
+                    detail={"records": len(sealed), "model": model.MODEL_VERSION},
+                )
+            )
+
+    async def _remove_stale(self, actor: Actor, now: dt.datetime) -> int:
+        async with db.write_transaction():
+            stale = await CustomerScore.select(CustomerScore.subject_id).where(
+                CustomerScore.computed_at < now
+            )
+            if not stale:
+                return 0
+            await CustomerScore.delete().where(CustomerScore.computed_at < now)
+            await self._audit.append(
+                AuditEvent(
+                    actor_id=actor.id,
+                    actor_role=actor.role,
+                    action="profile.delete",
+                    resource_type="customer_score",
+                    outcome=Outcome.ALLOWED,
+                    purpose=PURPOSE,
+                    subject_ids=tuple(str(r["subject_id"]) for r in stale),
+                    detail={"records": len(stale), "reason": "not_scored"},
+                )
+            )
+        return len(stale)
+
+    async def _open(self, rows: Iterable[dict[str, Any]]) -> dict[str, StoredScore]:
+        found: dict[str, StoredScore] = {}
+        for row in rows:
+            subject = str(row["subject_id"])
+            text = await self._vault.open_for_subject(subject, SEAL_LABEL, row["sealed"])
+            if text is None:  # erased: the key is gone
+                continue
+            found[subject] = StoredScore(row["computed_at"], str(row["model"]), json.loads(text))
+        return found
+
+    async def of_subject(self, actor: Actor, subject_id: str, *, why: str) -> StoredScore | None:
+        """One person's scores (None if they have none), audited as a read by ``actor``."""
+        subject = str(uuid.UUID(str(subject_id)))
+        rows = await CustomerScore.select().where(CustomerScore.subject_id == uuid.UUID(subject))
+        found = (await self._open(rows)).get(subject)
+        await self._audit.append(
+            AuditEvent(
+                actor_id=actor.id,
+                actor_role=actor.role,
+                action="profile.read",
+                resource_type="customer_score",
+                outcome=Outcome.ALLOWED,
+                purpose=PURPOSE,
+                subject_ids=(subject,),
+                detail={"records": int(found is not None), "for": why},
+            )
+        )
+        return found
+
+    async def subjects_in_segments(self, actor: Actor, segments: Iterable[str]) -> set[str]:
+        """The people whose current RFM segment is one of ``segments`` (a campaign
+        segment's ``score_segment`` filter), audited as one read with the count."""
+        wanted = set(segments)
+        rows = await CustomerScore.select().where(await self._without_basis_negated())
+        opened = await self._open(rows)
+        chosen = {s for s, score in opened.items() if score.scores.get("segment") in wanted}
+        await self._audit.append(
+            AuditEvent(
+                actor_id=actor.id,
+                actor_role=actor.role,
+                action="profile.segment",
+                resource_type="customer_score",
+                outcome=Outcome.ALLOWED,
+                purpose=PURPOSE,
+                detail={"records": len(chosen), "segments": ",".join(sorted(wanted))},
+            )
+        )
+        return chosen
+
+    async def _without_basis_negated(self) -> Any:
+        audience = await self._consent.subjects_with_basis(PURPOSE)
+        return audience.where(CustomerScore.subject_id)
+
+    async def count(self) -> int:
+        return int(await CustomerScore.count())
