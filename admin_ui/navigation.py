@@ -57,6 +57,7 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
             # The board groups by stage: it needs the stage, not just the list right.
             MenuEntry("Pipeline", "/pipeline", ("deal.stage", "read")),
             MenuEntry("Reports", "/reports", ("report", "view")),
+            MenuEntry("Forecast", "/forecast", ("forecast", "view")),
             MenuEntry("Duplicates", "/contacts/duplicates", ("contact", "merge")),
         ),
     ),
@@ -69,7 +70,10 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
     ),
     (
         "Marketing",
-        (MenuEntry("Campaigns", "/campaigns", ("campaign", "manage")),),
+        (
+            MenuEntry("Campaigns", "/campaigns", ("campaign", "manage")),
+            MenuEntry("Campaign funnel", "/campaigns/funnel", ("campaign", "manage")),
+        ),
     ),
     (
         "Compliance",

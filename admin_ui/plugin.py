@@ -36,6 +36,8 @@ from admin_ui.pages.customer360 import CustomerPages
 from admin_ui.pages.dashboard import dashboard
 from admin_ui.pages.duplicates import DuplicatePages
 from admin_ui.pages.erasure import ErasurePages
+from admin_ui.pages.forecast import ForecastPages
+from admin_ui.pages.funnel import FunnelPages
 from admin_ui.pages.holds import HoldPages
 from admin_ui.pages.imports import ExportPages, ImportPages
 from admin_ui.pages.integrations import RecipientPages, WebhookPages
@@ -108,6 +110,8 @@ def admin_router() -> Router:
             HoldPages,
             ProcessingRecordPage,
             ReportPages,
+            ForecastPages,  # /forecast (issue 20)
+            FunnelPages,  # /campaigns/funnel (issue 20)
             ReportBuilderPages,
             ImportPages,  # /import (admins)
             ExportPages,  # /export/{kind}

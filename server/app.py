@@ -24,6 +24,7 @@ from server.contacts.routes import ContactMergeRoutes, ContactRoutes
 from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes, NoteRoutes, TaskRoutes
 from server.csvio.routes import ImportRoutes
 from server.dsr.api import RequestRoutes
+from server.forecast.routes import ForecastRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
 from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
@@ -62,6 +63,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     PublicLeadForm,  # a website's contact form: no staff session, rate-limited
     ComplianceRoutes,
     ReportRoutes,
+    ForecastRoutes,
     ReportBuilderRoutes,  # /api/v1/reports/builder, /saved: the report builder (report view)
     StaffRoutes,  # /api/v1/staff: staff accounts (staff manage)
     PipelineRoutes,  # /api/v1/pipelines: pipelines and stages (pipeline manage)

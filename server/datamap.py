@@ -493,6 +493,19 @@ def _contact_ref(label: str = "Contact") -> Field:
     )
 
 
+def _campaign_ref(purposes: frozenset[str]) -> Field:
+    """A campaign id (configuration, server.campaigns; the funnel ignores unknown ids)."""
+    return Field(
+        "campaign_id",
+        Category.REFERENCE,
+        Kind.REFERENCE,
+        "Campaign",
+        encrypted=False,
+        filterable=True,
+        purposes=purposes,
+    )
+
+
 DEAL = RecordType(
     resource="deal",
     table="deal",
@@ -599,6 +612,9 @@ DEAL = RecordType(
             purposes=_PIPELINE,
             set_by_rule=True,
         ),
+        # The campaign that brought the deal (server.campaigns): the funnel's attribution,
+        # by a field staff set, never by tracking anyone's clicks or opens.
+        _campaign_ref(_PIPELINE),
     ),
 )
 
@@ -873,6 +889,7 @@ LEAD = RecordType(
             encrypted=False,
             references="deal",
         ),
+        _campaign_ref(_LEAD_TOTALS),
     ),
 )
 

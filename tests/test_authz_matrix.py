@@ -69,6 +69,7 @@ OTHER_ROUTES: dict[tuple[str, str], str | tuple[str, str]] = {
     ("GET", "/api/v1/reports/win-rate"): ("report", "view"),
     ("GET", "/api/v1/reports/cases"): ("report", "view"),
     ("GET", "/api/v1/reports/interactions"): ("report", "view"),
+    ("GET", "/api/v1/forecast"): ("forecast", "view"),
     # Issue 20: the report builder and saved reports.
     ("GET", "/api/v1/reports/builder/options"): ("report", "view"),
     ("POST", "/api/v1/reports/builder/run"): ("report", "view"),

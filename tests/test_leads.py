@@ -613,7 +613,7 @@ def test_lead_field_rules(services: Services) -> None:
         decision = services.gateway._decide(Actor.staff(1, role, "north"), LEAD, action, purpose)
         return decision.fields if decision.allowed else None
 
-    assert fields("marketing", "list", "marketing") == {"status", "source"}
+    assert fields("marketing", "list", "marketing") == {"status", "source", "campaign_id"}
     assert fields("sales", "convert", "customer_relationship") is not None
     assert fields("admin", "convert", "customer_relationship") is not None
     for role in ("support", "marketing", "compliance"):

@@ -22,7 +22,9 @@ from admin_ui.pages.compliance import trail_status
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from audit import queries
+from server.campaigns.funnel import CampaignFunnel
 from server.datamap import RECORD_TYPES
+from server.forecast.service import Forecasts, period_for
 from server.reports.dashboard import Dashboard
 from server.reports.service import money
 from server.web import services_of
@@ -104,6 +106,8 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     ]
     context: dict[str, Any] = {
         "sales": None,
+        "forecast": None,
+        "funnel": None,
         "tasks": None,
         "cases": None,
         "campaigns": None,
@@ -116,6 +120,9 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     if board.sells(role):
         pipelines = await services.pipelines.all()
         context["sales"] = await board.sales(actor, pipelines, now)
+    forecasts = Forecasts(services.gateway, services.policy, services.audit)
+    if forecasts.may_view(role):  # this quarter's forecast and attainment (issue 20)
+        context["forecast"] = await forecasts.forecast(actor, period_for("quarter", now.date()))
     if board.does_tasks(role):
         context["tasks"] = await board.tasks(actor, now)
     if board.serves(role):
@@ -123,6 +130,8 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     if board.markets(role):
         campaigns = services.campaigns
         context["campaigns"] = (await campaigns.campaigns(actor))[:SHOWN]
+        funnel = await CampaignFunnel(services.gateway, campaigns).funnel(actor)
+        context["funnel"] = funnel.campaigns[:SHOWN]
         context["segments"] = [
             {"segment": s, "size": await campaigns.segment_size(actor, s)}
             for s in (await campaigns.segments(actor))[:SHOWN]

@@ -28,6 +28,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN
 from admin_ui.forms import ChoiceGroup, FieldChoices, choice_label
 from admin_ui.rendering import error_page, flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
+from server.campaigns.service import campaign_choices
 from server.datamap import LOST_REASONS
 from server.gateway import Conflict, Forbidden, InvalidInput, NotFound
 from server.pipelines.service import KINDS, Board, Pipelines
@@ -72,6 +73,7 @@ async def deal_choices(
         for p in every
     )
     return {
+        "campaign_id": FieldChoices(options=tuple(await campaign_choices())),
         "pipeline_id": FieldChoices(options=tuple((p.id, p.name) for p in every)),
         "stage": FieldChoices(groups=groups, depends_on="pipeline_id", default_group=default),
     }

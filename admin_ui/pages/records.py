@@ -35,6 +35,7 @@ from admin_ui.forms import (
 from admin_ui.pages import bulk_actions
 from admin_ui.pages.consent import consent_panel
 from admin_ui.pages.erased import erased_page, erased_refusal
+from admin_ui.pages.funnel import lead_choices
 from admin_ui.pages.imports import export_page
 from admin_ui.pages.pipeline import deal_choices
 from admin_ui.rendering import flash, render, see_other
@@ -100,7 +101,7 @@ ChoicesProvider = Callable[
 # Per record type: options for fields whose valid values are configuration, not in the data
 # map (a deal's pipeline and its stages). Called with the record's current values (empty
 # on a new one); the gateway's record rules still validate whatever is submitted.
-CHOICES_PROVIDERS: dict[str, ChoicesProvider] = {"deal": deal_choices}
+CHOICES_PROVIDERS: dict[str, ChoicesProvider] = {"deal": deal_choices, "lead": lead_choices}
 
 
 def _int(value: str | None, default: int, low: int, high: int) -> int:

@@ -23,7 +23,10 @@
     granted: "#2f7d4f", withdrawn: "#e0a100", objected: "#b42318", expired: "#64748b",  // consent
     lifted: "#2563eb",  // an objection lifted
     won: "#2f7d4f", lost: "#b42318", within_sla: "#2563eb", breached: "#b42318",  // CRM reports
-    interactions: "#2563eb"
+    interactions: "#2563eb",
+    commit: "#2f7d4f", best_case: "#2563eb", pipeline: "#94a3b8", quota: "#64748b",  // forecast
+    audience: "#94a3b8", sent: "#2563eb", leads: "#e0a100", qualified: "#7c3aed",  // funnel
+    deals: "#0e7490"
   };
   // Series without a colour of their own (currencies in the pipeline report), in turn.
   var PALETTE = ["#2563eb", "#e0a100", "#2f7d4f", "#7c3aed", "#b42318", "#0e7490", "#64748b"];

@@ -54,6 +54,21 @@ async def staff_labels(user_ids: Iterable[int]) -> dict[int, str]:
     return {int(r["id"]): f"{r['display_name']} ({r['email']})" for r in rows}
 
 
+async def active_teams() -> list[str]:
+    """The teams that have an active staff member (a team quota's choices)."""
+    rows = await StaffUser.select(StaffUser.team).where(StaffUser.is_active.eq(True))
+    return sorted({str(r["team"]) for r in rows if r["team"]})
+
+
+async def staff_teams(user_ids: Iterable[int]) -> dict[int, str]:
+    """Each staff member's current team (team totals of their quotas)."""
+    wanted = sorted(set(user_ids))
+    if not wanted:
+        return {}
+    rows = await StaffUser.select(StaffUser.id, StaffUser.team).where(StaffUser.id.is_in(wanted))
+    return {int(r["id"]): str(r["team"] or "") for r in rows}
+
+
 async def staff_identities() -> list[tuple[int, str, str, str]]:
     """(id, name, e-mail, role) of every staff account, disabled ones included: what a
     subject export replaces with pseudonyms wherever free text names a member of staff."""

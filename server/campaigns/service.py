@@ -40,7 +40,7 @@ from server.analytics.model import SEGMENT_LABELS, SEGMENTS
 from server.analytics.service import CustomerScores
 from server.campaigns.tables import Campaign, CampaignDelivery, Segment
 from server.consent.service import ConsentEngine
-from server.datamap import CONTACT, PURPOSES, InvalidValues, clean_values, shown_name
+from server.datamap import CONTACT, CURRENCIES, PURPOSES, InvalidValues, clean_values, shown_name
 from server.gateway import Actor, Conflict, Forbidden, Gateway, InvalidInput, NotFound, Page
 from server.logs import get_logger
 from server.mail import Mailer
@@ -58,6 +58,7 @@ MAX_DESCRIPTION = 500
 MAX_SUBJECT_LINE = 200
 MAX_BODY = 20_000
 MAX_VALUES = 100  # values per filter field
+MAX_COST = 10**15  # minor units
 SEND_PAGE = 100  # audience records read per gateway page while sending
 # Placeholders a campaign body may use; filled from fields read under the campaign purpose.
 PLACEHOLDERS = ("first_name", "last_name")
@@ -171,6 +172,15 @@ class SendResult:
 
 class AudienceChanged(Conflict):
     """The audience is not the size the user confirmed: they must look again."""
+
+
+async def campaign_choices() -> list[tuple[str, str]]:
+    """(id, name) of every campaign, newest first: the options of a lead's or deal's
+    campaign field (names are configuration, not anyone's data)."""
+    rows = await Campaign.select(Campaign.id, Campaign.name).order_by(
+        Campaign.created_at, ascending=False
+    )
+    return [(str(r["id"]), str(r["name"])) for r in rows]
 
 
 def _problem(name: str, message: str) -> InvalidInput:
@@ -509,6 +519,23 @@ class Campaigns:
         if row is None:
             raise NotFound("campaign not found")
         return self._campaign_of(row)
+
+    async def set_cost(self, actor: Actor, campaign_id: str, cost: int, currency: str) -> None:
+        """What the campaign cost, in minor units of ``currency``: the funnel's cost per
+        won deal (0 clears it). Any status: costs are often known only afterwards."""
+        await self.require_manager(actor, "cost", campaign_id)
+        if currency not in CURRENCIES:
+            raise _problem("currency", "must be one of: " + ", ".join(CURRENCIES))
+        if isinstance(cost, bool) or not 0 <= cost < MAX_COST:
+            raise _problem("cost", "must be a whole number of minor units, 0 or more")
+        wanted = _uuid(campaign_id, "campaign")
+        async with db.write_transaction():
+            if not await Campaign.exists().where(Campaign.id == wanted):
+                raise NotFound("campaign not found")
+            await Campaign.update({Campaign.cost: cost, Campaign.cost_currency: currency}).where(
+                Campaign.id == wanted
+            )
+            await self._record(actor, "cost", RESOURCE, campaign_id, fields=("cost",))
 
     async def _check_segment(self, actor: Actor, segment_id: object) -> str:
         if not isinstance(segment_id, str) or not segment_id:

@@ -10,7 +10,7 @@ Only :class:`server.campaigns.service.Campaigns` writes to these tables.
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import UUID, BigInt, Integer, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 
@@ -39,6 +39,8 @@ class Campaign(Table, tablename="campaign"):
     sent_by = Integer(null=True, default=None)
     sent_at = Timestamptz(null=True, default=None)
     sent_count = Integer(default=0)
+    cost = BigInt(default=0)  # minor units of cost_currency: the funnel's cost per won deal
+    cost_currency = Varchar(length=3, default="")
 
 
 class CampaignDelivery(Table, tablename="campaign_delivery"):

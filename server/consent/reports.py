@@ -162,3 +162,19 @@ async def notices() -> list[Notice]:
         )
         for r in rows
     ]
+
+
+async def withdrawals_by(subject_ids: list[str], purpose: str, since: dt.datetime) -> int:
+    """How many of these people withdrew ``purpose`` through the one-click link in a
+    message (source ``email_link``) at or after ``since``: a campaign funnel's
+    "withdrawn", counted per person, never by tracking who opened what."""
+    if not subject_ids:
+        return 0
+    rows = await ConsentEvent.select(ConsentEvent.subject_id).where(
+        ConsentEvent.subject_id.is_in(subject_ids)
+        & (ConsentEvent.purpose == purpose)
+        & (ConsentEvent.kind == Kind.WITHDRAWN.value)
+        & (ConsentEvent.source == "email_link")
+        & (ConsentEvent.occurred_at >= since)
+    )
+    return len({str(r["subject_id"]) for r in rows})

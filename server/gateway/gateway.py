@@ -765,12 +765,13 @@ class Gateway:
         *,
         group_by: Sequence[str],
         sum_of: str | None = None,
-        since: tuple[str, dt.datetime] | None = None,
-        before: tuple[str, dt.datetime] | None = None,
+        since: tuple[str, dt.datetime | dt.date] | None = None,
+        before: tuple[str, dt.datetime | dt.date] | None = None,
         purpose: str | None = None,
         filters: Mapping[str, Any] | None = None,
         audit_detail: Mapping[str, int | str] | None = None,
         count_people: bool = False,
+        team_totals: bool = False,
     ) -> builtins.list[Group]:
         """Counts (and a sum) per group over the records the actor can reach, in one GROUP BY.
 
@@ -783,6 +784,10 @@ class Gateway:
         adds release parameters to the event (a differential-privacy epsilon);
         ``count_people`` also counts the distinct data subjects per group (small-group
         suppression counts people, not records).
+
+        ``team_totals``: over the actor's team's records instead of their own scope, for a
+        role the policy grants ``<resource>, totals:team`` (a rep's team totals in the sales
+        forecast). Never grouped by owner, so no colleague's own figures show.
         """
         rt, table = self._record_type(resource)
         purpose = purpose or self.purpose_for(actor)
@@ -795,6 +800,19 @@ class Gateway:
                 purpose,
                 decision.reason,
                 Forbidden(f"your role may not list {rt.resource} records"),
+            )
+        if team_totals and (
+            not actor.team
+            or "owner_id" in group_by
+            or not self.policy.allows(actor.role, rt.resource, "totals:team")
+        ):
+            raise await self._deny(
+                actor,
+                rt,
+                "aggregate",
+                purpose,
+                "no_team_totals",
+                Forbidden(f"your role may not see team totals of {rt.resource} records"),
             )
         windows = [w for w in (since, before) if w is not None]
         used = [*group_by, *([sum_of] if sum_of else []), *(name for name, _ in windows)]
@@ -828,9 +846,12 @@ class Gateway:
             selected.append(Sum(getattr(table, sum_of), alias="total"))
         if count_people:
             selected.append(Count(distinct=[getattr(table, "subject_id")], alias="people"))
-        query = await self._with_basis(
-            self._scoped(table.select(*selected), table, decision, actor), table, purpose
-        )
+        if team_totals:
+            team = table.select(*selected).where(getattr(table, "team") == actor.team)
+            scoped = duplicates.visible(team, table)
+        else:
+            scoped = self._scoped(table.select(*selected), table, decision, actor)
+        query = await self._with_basis(scoped, table, purpose)
         if since is not None:
             query = query.where(getattr(table, since[0]) >= since[1])
         if before is not None:
@@ -859,6 +880,7 @@ class Gateway:
             fields=tuple(dict.fromkeys(n for n in [*used, *(filters or {})] if n in rt.by_name)),
             detail={
                 "group_by": ",".join(group_by),
+                **({"scope": "team_totals"} if team_totals else {}),
                 "groups": len(groups),
                 "total": sum(g.count for g in groups),
                 **({"filters": ",".join(sorted(filters))} if filters else {}),

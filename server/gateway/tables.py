@@ -78,6 +78,7 @@ class Deal(Table, tablename="deal"):
     notes = Text(null=True, default=None)
     pipeline_id = UUID(null=True, default=None, index=True)  # server.pipelines
     stage_entered_at = Timestamptz(null=True, default=None)  # set by the pipelines' deal rule
+    campaign_id = UUID(null=True, default=None, index=True)  # attribution (issue 20)
 
 
 class Interaction(Table, tablename="interaction"):
@@ -132,6 +133,7 @@ class Lead(Table, tablename="lead"):
     disqualified_reason = Varchar(length=32, null=True, default=None)
     converted_contact_id = UUID(null=True, default=None, index=True)
     converted_deal_id = UUID(null=True, default=None, index=True)
+    campaign_id = UUID(null=True, default=None, index=True)  # attribution (issue 20)
 
 
 class Task(Table, tablename="task"):

@@ -143,6 +143,15 @@ async def stage_kinds() -> dict[tuple[str, str], str]:
     return {(str(r["pipeline_id"]), str(r["key"])): str(r["kind"]) for r in rows}
 
 
+async def stage_probabilities() -> dict[tuple[str, str], int]:
+    """(pipeline id, stage key) -> the stage's default probability: the forecast's weight
+    for a deal that has no probability of its own."""
+    rows = await PipelineStage.select(
+        PipelineStage.pipeline_id, PipelineStage.key, PipelineStage.probability
+    )
+    return {(str(r["pipeline_id"]), str(r["key"])): int(r["probability"]) for r in rows}
+
+
 async def pipeline_names() -> dict[str, str]:
     """Pipeline id -> its name (configuration): how a customer score names a product line."""
     rows = await Pipeline.select(Pipeline.id, Pipeline.name)

@@ -1,0 +1,82 @@
+"""Campaign effectiveness (issue 20, item 6): audience, sent, withdrawn, leads, qualified,
+deals, won value and cost per won deal per campaign, and leads per source - attributed by
+the campaign field staff set, never by tracking anyone's opens or clicks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from httpx import AsyncClient
+
+from server.campaigns.funnel import CampaignFunnel
+from server.gateway import Forbidden, InvalidInput
+from server.services import Services
+from tests.conftest import Staff
+from tests.test_admin_ui import web_login
+from tests.test_campaigns import LINK, World, _email_campaign, _mails, _segment, outbox
+from tests.test_crm_records import deal_values
+
+__all__ = ["outbox"]  # the fixture, imported for this module's tests
+
+
+async def test_the_funnel_counts_a_campaign_from_audience_to_won_value(
+    services: Services, staff: Staff, outbox: Path, client: AsyncClient
+) -> None:
+    world = await World(services, staff).build()
+    segment = await _segment(services, world.marketer, "prospect")
+    campaign = await _email_campaign(services, world.marketer, segment)
+    assert (await services.campaigns.send(world.marketer, campaign, 1)).sent == 1
+    [mail] = _mails(outbox)
+    [path] = LINK.findall(mail.get_content())
+    assert (await client.post(path)).status_code == 200  # the one recipient withdraws
+    gw = services.gateway
+    for status in ("new", "qualified"):
+        await gw.create(
+            world.seller,
+            "lead",
+            {
+                "first_name": "Lea",
+                "last_name": "Dix",
+                "source": "event",
+                "status": status,
+                "campaign_id": campaign,
+            },
+        )
+    await gw.create(
+        world.seller, "lead", {"first_name": "Ned", "last_name": "Ode", "source": "web"}
+    )
+    for stage in ("won", "won", "proposal"):
+        await gw.create(
+            world.seller,
+            "deal",
+            deal_values(world.customer.id, amount=5000, stage=stage, campaign_id=campaign),
+        )
+    funnel = CampaignFunnel(gw, services.campaigns)
+    with pytest.raises(InvalidInput):
+        await services.campaigns.set_cost(world.marketer, campaign, 100, "XXX")
+    await services.campaigns.set_cost(world.marketer, campaign, 4001, "GBP")
+    result = await funnel.funnel(world.marketer)
+    (row,) = result.campaigns
+    assert (row.audience, row.sent, row.withdrawn) == (1, 1, 1)
+    assert (row.leads, row.qualified, row.deals, row.won) == (2, 1, 3, 2)
+    assert row.won_value == {"GBP": 10_000}
+    assert row.cost_per_won == 2001  # 40.01 GBP over two won deals, rounded
+    assert {r.key: (r.leads, r.qualified) for r in result.sources} == {
+        "event": (2, 1),
+        "web": (1, 0),
+    }
+    with pytest.raises(Forbidden):  # sales does not manage campaigns
+        await funnel.funnel(world.seller)
+    page_client = await web_login(staff, world.marketer_identity)
+    page = await page_client.get("/campaigns/funnel")
+    assert page.status_code == 200
+    assert "100.00 GBP" in page.text  # won value
+    assert "20.01 GBP" in page.text  # cost per won deal
+    dashboard = await page_client.get("/")
+    assert 'data-panel="funnel"' in dashboard.text
+    # Staff pick the campaign on the deal and lead forms (a select of campaign names).
+    seller = await web_login(staff, await staff.create("sales"))
+    for form in ("/deals/new", "/leads/new"):
+        page = await seller.get(form)
+        assert f'<option value="{campaign}">Spring offer</option>' in page.text, form
