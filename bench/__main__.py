@@ -16,6 +16,9 @@ bench names --help``).
 ``python -m bench scoring`` runs the customer-scoring job (issue 20: churn model, RFM,
 sealed scores) over 100,000 generated customers on PostgreSQL (``--help``).
 
+``python -m bench groupby`` times report-builder group-bys over 100,000 deals on
+PostgreSQL (issue 20: target p95 < 500 ms; ``--help``).
+
 ``python -m bench soak`` is the other mode: a realistic staff mix against Consentry for
 minutes on end, sampling memory, connections and audit sealing (``python -m bench soak
 --help``).
@@ -190,6 +193,11 @@ def main(argv: list[str] | None = None) -> None:
         from bench import scoring
 
         scoring.main(args[1:])
+        return
+    if args[:1] == ["groupby"]:
+        from bench import groupby
+
+        groupby.main(args[1:])
         return
     if args[:1] == ["soak"]:
         from bench import soak

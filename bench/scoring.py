@@ -46,8 +46,10 @@ TARGET_SECONDS = 60.0
 console = Console(stderr=True)
 
 
-async def load(conn: asyncpg.Connection, keys: Any, data: CustomerData) -> float:
-    """Customers (subject + key), their deals and interactions, and profiling consent."""
+async def load(conn: asyncpg.Connection, keys: Any, data: CustomerData, owners: int = 1) -> float:
+    """Customers (subject + key), their deals and interactions, and profiling consent.
+
+    Deals are spread round-robin over ``owners`` staff ids (1..owners), all in team1."""
     kek_id, kek = keys.active_kek()
     started = time.perf_counter()
     at = dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
@@ -84,16 +86,17 @@ async def load(conn: asyncpg.Connection, keys: Any, data: CustomerData) -> float
         title = seal_field(
             os.urandom(32), 1, values["title"], field_ad("deal", "title", str(rid), str(sid), 1)
         )
+        owner = 1 + index % owners
         deals.append(
-            (rid, sid, 1, "team1", moment, moment, title, values["amount"], values["currency"],
-             values["stage"], sid)
+            (rid, sid, owner, "team1", moment, moment, title, values["amount"], values["currency"],
+             values["stage"], sid, moment.date())
         )  # fmt: skip
     await conn.copy_records_to_table(
         "deal",
         records=deals,
         columns=[
             "id", "subject_id", "owner_id", "team", "created_at", "updated_at", "title",
-            "amount", "currency", "stage", "contact_id",
+            "amount", "currency", "stage", "contact_id", "expected_close",
         ],
     )  # fmt: skip
     for start in range(0, data.interactions, BATCH):

@@ -80,6 +80,8 @@ STORAGE_PURPOSES = frozenset({"compliance"})
 def _plain_value(raw: Any) -> Any:
     """A plaintext column as the API shows it: ids and moments as strings (UTC ISO 8601),
     exactly as ``clean_values`` canonicalised them on the way in."""
+    if type(raw) in (int, str):  # most values of a large GROUP BY: nothing to convert
+        return raw
     if isinstance(raw, uuid.UUID):
         return str(raw)
     if isinstance(raw, dt.datetime):
@@ -864,7 +866,7 @@ class Gateway:
         rows = await query.group_by(*columns)
         groups = [
             Group(
-                key=tuple(_plain_value(r[n]) for n in group_by),
+                key=tuple([_plain_value(r[n]) for n in group_by]),
                 count=int(r["n"]),
                 total=int(r["total"]) if sum_of and r["total"] is not None else None,
                 people=int(r["people"]) if count_people else None,

@@ -293,16 +293,23 @@ class ReportBuilder:
                 at = self._cell_of(definition, columns, g.key)
                 people[at] = max(people[at], g.people or 0)
         names = list(dict.fromkeys(columns))
+        # A value-split report has one SQL group per distinct value: its cell depends only
+        # on the key's other columns, so label each of those once.
+        at_value = (
+            names.index(definition.measure_field) if by_value and definition.measure_field else None
+        )
+        cell_at: dict[tuple[Any, ...], _Cell] = {}
         cells: dict[tuple[str, str], _Cell] = defaultdict(_Cell)
         for g in groups:
-            key = dict(zip(names, g.key, strict=True))
-            row, column = self._cell_of(definition, columns, g.key)
-            cell = cells[(row, column)]
+            dims = g.key if at_value is None else g.key[:at_value] + g.key[at_value + 1 :]
+            cell = cell_at.get(dims)
+            if cell is None:
+                cell = cell_at[dims] = cells[self._cell_of(definition, columns, g.key)]
             cell.count += g.count
             if definition.measure == "sum" and not by_value:
                 cell.total += g.total or 0
-            elif by_value and definition.measure_field:
-                value = key[definition.measure_field]
+            elif at_value is not None:
+                value = g.key[at_value]
                 if value is not None:
                     number = int(value)
                     cell.values[number] = cell.values.get(number, 0) + g.count
@@ -337,14 +344,19 @@ class ReportBuilder:
             counts={(rows.index(r), cols.index(c)): cell.count for (r, c), cell in cells.items()},
         )
         hidden = suppress(grid, self.min_group_size, self._few_people(grid, people))
+        placed = [(rows.index(rr), cols.index(cc), cell) for (rr, cc), cell in cells.items()]
 
         def value(r: int, c: int) -> float | None:
             if (r, c) in hidden:
                 return None
+            parts = [
+                cell for rr, cc, cell in placed if r in (len(rows), rr) and c in (len(cols), cc)
+            ]
+            if len(parts) == 1:  # one cell: its own figures, nothing to fold
+                return _measure(parts[0], definition.measure)
             merged = _Cell()
-            for (rr, cc), cell in cells.items():
-                if (r in (len(rows), rows.index(rr))) and (c in (len(cols), cols.index(cc))):
-                    merged.add(cell)
+            for cell in parts:
+                merged.add(cell)
             return _measure(merged, definition.measure)
 
         dims = definition.dimensions
