@@ -120,7 +120,12 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     if board.sells(role):
         pipelines = await services.pipelines.all()
         context["sales"] = await board.sales(actor, pipelines, now)
-    forecasts = Forecasts(services.gateway, services.policy, services.audit)
+    forecasts = Forecasts(
+        services.gateway,
+        services.policy,
+        services.audit,
+        min_group_size=services.settings.report_min_group_size,
+    )
     if forecasts.may_view(role):  # this quarter's forecast and attainment (issue 20)
         context["forecast"] = await forecasts.forecast(actor, period_for("quarter", now.date()))
     if board.does_tasks(role):
