@@ -135,7 +135,11 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     if board.markets(role):
         campaigns = services.campaigns
         context["campaigns"] = (await campaigns.campaigns(actor))[:SHOWN]
-        funnel = await CampaignFunnel(services.gateway, campaigns).funnel(actor)
+        funnel = await CampaignFunnel(
+            services.gateway,
+            campaigns,
+            min_group_size=services.settings.report_min_group_size,
+        ).funnel(actor)
         context["funnel"] = funnel.campaigns[:SHOWN]
         context["segments"] = [
             {"segment": s, "size": await campaigns.segment_size(actor, s)}
