@@ -413,3 +413,31 @@ async def test_small_groups_a_reps_own_pipeline_keeps_exact_small_numbers(
     page = (await browser.get("/reports")).text
     assert ["Proposal", "GBP", "1", "99.99 GBP"] in table_rows(page, "pipeline")
     assert "Suppressed</span></td><td>" not in page.split('data-report="cases"')[0]
+
+
+async def test_small_groups_the_dashboards_sla_breaches_over_a_teams_cases(
+    services: Services, staff: Staff
+) -> None:
+    w = await seed(services, staff)
+    gw, agent, person = services.gateway, w["support"], w["person_a"].id
+    late = iso(NOW - dt.timedelta(hours=1))
+    for _ in range(2):  # two breached cases in the team: too few to show
+        await gw.create(agent, "case", case_values(person, due_at=late))
+    browser = await web_login(staff, w["agent"])
+    page = (await browser.get("/")).text
+    kpi = re.search(r'data-kpi="sla-breaches">(.*?)</span></span>', page, re.S)
+    assert kpi
+    assert "Suppressed" in kpi.group(1)
+    assert "Open in your scope: suppressed" in page
+    for _ in range(4):  # six breached, one not: the one would be the total minus six
+        await gw.create(agent, "case", case_values(person, due_at=late))
+    later = iso(NOW + dt.timedelta(days=1))
+    await gw.create(agent, "case", case_values(person, due_at=later))
+    page = (await browser.get("/")).text
+    assert "7 open in your scope" in page  # two hidden parts of 7: neither follows
+    assert 'data-kpi="sla-breaches">6<' not in page  # the complement, hidden with the one
+    for _ in range(4):  # six breached, five not: both shown
+        await gw.create(agent, "case", case_values(person, due_at=later))
+    page = (await browser.get("/")).text
+    assert 'data-kpi="sla-breaches">6<' in page
+    assert "11 open in your scope" in page

@@ -96,7 +96,11 @@ async def recent_activity(actor_id: str, now: dt.datetime) -> list[dict[str, str
 )
 async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
     services = services_of(request)
-    board = Dashboard(services.gateway, services.policy)
+    board = Dashboard(
+        services.gateway,
+        services.policy,
+        min_group_size=services.settings.report_min_group_size,
+    )
     role = visit.identity.role
     actor = visit.actor
     now = dt.datetime.now(dt.UTC)
