@@ -52,7 +52,7 @@ async def test_the_funnel_counts_a_campaign_from_audience_to_won_value(
             "deal",
             deal_values(world.customer.id, amount=5000, stage=stage, campaign_id=campaign),
         )
-    funnel = CampaignFunnel(gw, services.campaigns)
+    funnel = CampaignFunnel(gw, services.campaigns, min_group_size=1)  # the arithmetic
     with pytest.raises(InvalidInput):
         await services.campaigns.set_cost(world.marketer, campaign, 100, "XXX")
     await services.campaigns.set_cost(world.marketer, campaign, 4001, "GBP")
@@ -68,11 +68,19 @@ async def test_the_funnel_counts_a_campaign_from_audience_to_won_value(
     }
     with pytest.raises(Forbidden):  # sales does not manage campaigns
         await funnel.funnel(world.seller)
+    # With the deployment's minimum (5), every nest here is a small group: hidden whole.
+    small = await CampaignFunnel(gw, services.campaigns, min_group_size=5).funnel(world.marketer)
+    (row,) = small.campaigns
+    assert row.suppressed == {"audience", "leads", "deals"}
+    assert (row.shown("sent"), row.shown("qualified"), row.shown("won")) == (None, None, None)
+    assert row.cost_per_won is None  # derived from the hidden won count
     page_client = await web_login(staff, world.marketer_identity)
     page = await page_client.get("/campaigns/funnel")
     assert page.status_code == 200
-    assert "100.00 GBP" in page.text  # won value
-    assert "20.01 GBP" in page.text  # cost per won deal
+    assert "100.00 GBP" not in page.text  # won value: suppressed
+    assert "20.01 GBP" not in page.text  # cost per won deal: suppressed
+    assert "Suppressed" in page.text
+    assert "40.01 GBP" in page.text  # the cost itself is no one's data
     dashboard = await page_client.get("/")
     assert 'data-panel="funnel"' in dashboard.text
     # Staff pick the campaign on the deal and lead forms (a select of campaign names).

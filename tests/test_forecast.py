@@ -22,7 +22,12 @@ TODAY = dt.datetime.now(dt.UTC).date()
 
 
 def forecasts(services: Services) -> Forecasts:
-    return Forecasts(services.gateway, services.policy, services.audit)
+    return Forecasts(
+        services.gateway,
+        services.policy,
+        services.audit,
+        min_group_size=services.settings.report_min_group_size,
+    )
 
 
 async def seed(services: Services, staff: Staff) -> dict[str, Any]:
@@ -169,7 +174,9 @@ async def test_the_forecast_page_shows_a_reps_numbers_and_the_teams(
     page = await client.get("/forecast?period=custom&start=2027-01-01&end=2027-03-31")
     assert page.status_code == 200
     assert "16.01" in page.text  # A's weighted pipeline, GBP 16.01
-    assert "23.51" in page.text  # the north team's
+    # The north team's open deals beyond A's own are one deal of B's: too few to show.
+    assert "23.51" not in page.text
+    assert "Suppressed" in page.text
     assert "63.00" not in page.text  # nothing of the south team
     dashboard = await client.get("/")
     assert 'data-panel="forecast"' in dashboard.text
@@ -212,7 +219,50 @@ async def test_the_api_gives_a_rep_the_same_numbers(services: Services, staff: S
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert sum(c["weighted"] for c in body["cells"]) == 1601
-    assert [(t["team"], t["weighted"]) for t in body["teams"]] == [("north", {"GBP": 2351})]
+    # The team's open deals beyond A's own are one of B's: suppressed (small group).
+    assert [(t["team"], t["weighted"], t["open_deals"]) for t in body["teams"]] == [
+        ("north", None, None)
+    ]
+    assert body["teams"][0]["suppressed"] == ["open"]
     assert body["team_totals"] is True
     bad = await client.get("/api/v1/forecast", params={"period": "custom", "start": "x"})
     assert bad.status_code == 400
+
+
+async def test_a_team_total_of_two_customers_deals_is_suppressed_for_a_rep(
+    services: Services, staff: Staff
+) -> None:
+    """Rep B's two open deals (two customers) are all the north team has beyond A's own:
+    A's team total would give them away by subtraction, so it is hidden; with five of B's
+    deals it is shown, and equals the sum over the team."""
+    world = await seed(services, staff)
+    gw, b = services.gateway, world["actors"]["b"]
+
+    async def b_deal(first_name: str, amount: int) -> None:
+        other = await gw.create(b, "contact", sales_contact(first_name=first_name))
+        values = deal_values(other.id, amount=amount, probability=50)
+        await gw.create(b, "deal", {**values, "expected_close": "2027-02-01"})
+
+    await b_deal("Second", 4000)  # B: 3000 x 25% + this one: two customers' deals
+    client = await web_login(staff, world["users"]["a"])
+    params = {"period": "custom", "start": "2027-01-01", "end": "2027-03-31"}
+    body = (await client.get("/api/v1/forecast", params=params)).json()
+    (me,) = body["people"]
+    assert (me["open_deals"], me["weighted"]) == (2, {"GBP": 1601})  # A's own: exact
+    (team,) = body["teams"]
+    assert team["suppressed"] == ["open"]
+    assert (team["open_deals"], team["weighted"]) == (None, None)
+    # Nothing shown adds up to B's deals: the cells are A's own, the team row hides them.
+    assert sum(c["weighted"] for c in body["cells"]) == 1601
+    assert (team["won"], team["lost"]) == (me["won"], me["lost"])  # B closed none: exact
+    page = (await client.get("/forecast", params=params)).text
+    assert "35.51" not in page  # 1601 + 750 + 2000: the team total in any form
+    assert "Suppressed" in page
+    # Five deals of B's beyond A's: shown, the sum over the team.
+    for n in range(3):
+        await b_deal(f"More{n}", 1000)
+    body = (await client.get("/api/v1/forecast", params=params)).json()
+    (team,) = body["teams"]
+    assert team["suppressed"] == []
+    assert team["open_deals"] == 2 + 5
+    assert team["weighted"] == {"GBP": 1601 + 750 + 2000 + 3 * 500}

@@ -12,6 +12,7 @@ import html
 import json
 import re
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from httpx import AsyncClient
@@ -97,21 +98,25 @@ async def test_pipeline_adds_up_and_follows_the_record_scope(
     w = await seed(services, staff)
     admin = await staff.login(w["admin"])
     everything = (await admin.get(f"{API}/pipeline")).json()
+    # Everyone's deals: every stage under 5 deals is suppressed (small groups), and with
+    # the EUR total hidden, the GBP total too (grand total minus GBP would give EUR).
     assert stage_rows(everything) == {
-        ("proposal", "GBP"): (4, 1000 + 2500 + 9999),
-        ("won", "EUR"): (1, 700),
-        ("won", "GBP"): (1, 5000),
-        ("lost", "EUR"): (1, 300),
+        ("proposal", "GBP"): (None, None),
+        ("won", "EUR"): (None, None),
+        ("won", "GBP"): (None, None),
+        ("lost", "EUR"): (None, None),
     }
     # Pipeline order, not alphabetical.
     assert [r["stage"] for r in everything["stages"]] == ["proposal", "won", "won", "lost"]
     assert {t["currency"]: t["amount"] for t in everything["totals"]} == {
-        "EUR": 1000,
-        "GBP": 1000 + 2500 + 9999 + 5000,
+        "EUR": None,
+        "GBP": None,
     }
 
     rep_a = await staff.login(w["rep_a"])
     own = (await rep_a.get(f"{API}/pipeline")).json()
+    assert own["suppressed"] == 0  # their own deals: exact, however few
+    assert [r["stage"] for r in own["stages"]] == ["proposal", "won", "lost"]
     assert stage_rows(own) == {
         ("proposal", "GBP"): (3, 3500),
         ("won", "EUR"): (1, 700),
@@ -205,8 +210,13 @@ async def test_erased_peoples_deals_still_count(services: Services, staff: Staff
 async def test_win_rate_over_90_days_or_all_time(services: Services, staff: Staff) -> None:
     w = await seed(services, staff)
     admin = await staff.login(w["admin"])
-    recent = (await admin.get(f"{API}/win-rate")).json()
-    assert (recent["won"], recent["lost"], recent["win_rate"]) == (2, 1, 0.6667)
+    everyone = (await admin.get(f"{API}/win-rate")).json()  # 2 won, 1 lost: too few
+    assert (everyone["won"], everyone["lost"], everyone["win_rate"]) == (None, None, None)
+    assert everyone["suppressed"] >= 2
+    # A rep's own deals are exact: rep B won one, lost none.
+    viewer = await staff.login(w["rep_b"])
+    recent = (await viewer.get(f"{API}/win-rate")).json()
+    assert (recent["won"], recent["lost"], recent["win_rate"]) == (1, 0, 1.0)
     assert recent["period"] == "90d"
     assert recent["since"]
     # A loss last touched half a year ago counts all time only.
@@ -216,9 +226,9 @@ async def test_win_rate_over_90_days_or_all_time(services: Services, staff: Staf
         rep_b, "deal", deal_values(w["person_b"].id, stage="lost", lost_reason="timing")
     )
     await Deal.update({Deal.updated_at: old}).where(Deal.id == stale.id)
-    assert (await admin.get(f"{API}/win-rate")).json()["lost"] == 1
-    every = (await admin.get(f"{API}/win-rate", params={"period": "all"})).json()
-    assert (every["won"], every["lost"], every["win_rate"]) == (2, 2, 0.5)
+    assert (await viewer.get(f"{API}/win-rate")).json()["lost"] == 0
+    every = (await viewer.get(f"{API}/win-rate", params={"period": "all"})).json()
+    assert (every["won"], every["lost"], every["win_rate"]) == (1, 1, 0.5)
     assert every["since"] is None
     bad = await admin.get(f"{API}/win-rate", params={"period": "forever"})
     assert bad.status_code == 400
@@ -238,7 +248,7 @@ async def test_sla_breach_is_flagged_from_the_due_time_on(services: Services, st
     await gw.create(agent, "case", case_values(person, status="closed"))
     no_sla = {k: v for k, v in case_values(person).items() if k != "due_at"}
     await gw.create(agent, "case", no_sla)  # open, no SLA
-    reports = CrmReports(gw)
+    reports = CrmReports(gw, min_group_size=1)  # the SLA arithmetic, no group too small
     admin = staff.actor(w["admin"])
     before = await reports.cases(admin, now=due - dt.timedelta(seconds=1))
     assert before.by_status == {"open": 2, "pending": 1, "resolved": 1, "closed": 1}
@@ -251,12 +261,13 @@ async def test_sla_breach_is_flagged_from_the_due_time_on(services: Services, st
     await gw.create(agent, "case", case_values(person, due_at=iso(NOW - dt.timedelta(hours=1))))
     client = await staff.login(w["admin"])
     body = (await client.get(f"{API}/cases")).json()
-    assert body["sla_breaches"] == {"open": 1, "pending": 0, "total": 1}
-    assert body["by_status"]["open"] == 3
+    # Over everyone's cases, the small groups are suppressed (the total of 6 stays).
+    assert body["sla_breaches"] == {"open": None, "pending": 0, "total": None}
+    assert body["by_status"] == {"open": None, "pending": None, "resolved": None, "closed": None}
     assert body["total"] == 6
-    # Sales read their team's cases (the agent is in the same team).
+    # Sales read their team's cases (the agent is in the same team): suppressed alike.
     rep = await staff.login(w["rep_a"])
-    assert (await rep.get(f"{API}/cases")).json()["total"] == 6
+    assert (await rep.get(f"{API}/cases")).json() == {**body, "as_of": ANY}
 
 
 async def test_interactions_per_channel_in_the_last_30_days(
@@ -278,16 +289,19 @@ async def test_interactions_per_channel_in_the_last_30_days(
         await gw.create(actor, "interaction", values)
     admin = await staff.login(w["admin"])
     body = (await admin.get(f"{API}/interactions")).json()
-    assert {k: v for k, v in body["by_channel"].items() if v} == {
-        "email": 2,
-        "phone_call": 1,
-        "letter": 1,
+    # Everyone's: 2 e-mails, 1 call, 1 letter, 4 in all - each too few to show.
+    assert {k for k, v in body["by_channel"].items() if v is None} == {
+        "email",
+        "phone_call",
+        "letter",
     }
-    assert body["total"] == 4
+    assert body["total"] is None
+    assert body["by_channel"]["chat"] == 0  # zero names nobody
     assert set(body["by_channel"]) >= {"chat", "store_visit"}
     rep_a = await staff.login(w["rep_a"])
     own = (await rep_a.get(f"{API}/interactions")).json()
     assert own["total"] == 3
+    assert own["by_channel"]["email"] == 2  # their own: exact
     assert own["by_channel"]["letter"] == 0
 
 
@@ -330,7 +344,9 @@ async def test_the_page_shows_the_same_numbers_as_the_api(services: Services, st
     ]
     cases = (await api.get(f"{API}/cases")).json()
     case_table = {row[0]: row[1:] for row in table_rows(text, "cases")}
-    assert case_table["Open"] == [str(cases["by_status"]["open"]), "1"]
+    # The team's cases: one open case past its SLA is a group too small to show.
+    assert cases["by_status"]["open"] is None
+    assert case_table["Open"] == ["Suppressed", "Suppressed"]
     assert case_table["Closed"] == [str(cases["by_status"]["closed"]), "Not applicable"]
     interactions = (await api.get(f"{API}/interactions")).json()
     channel_table = {row[0]: int(row[1]) for row in table_rows(text, "interactions")}
@@ -353,3 +369,75 @@ async def test_the_endpoints_are_in_the_openapi_document(client: AsyncClient) ->
         assert operation["description"]
     parameters = schema["paths"][f"{API}/win-rate"]["get"]["parameters"]
     assert any(p["name"] == "period" for p in parameters)
+
+
+async def test_small_groups_admin_cases_by_status_hides_a_status_of_two_and_its_complement(
+    services: Services, staff: Staff
+) -> None:
+    w = await seed(services, staff)
+    gw, agent, person = services.gateway, w["support"], w["person_a"].id
+    no_sla = {k: v for k, v in case_values(person).items() if k != "due_at"}
+    for status, how_many in (("open", 6), ("pending", 2), ("resolved", 7), ("closed", 5)):
+        for _ in range(how_many):
+            await gw.create(agent, "case", {**no_sla, "status": status})
+    admin = await staff.login(w["admin"])
+    body = (await admin.get(f"{API}/cases")).json()
+    shown = body["by_status"]
+    assert shown["pending"] is None  # the group of 2
+    # Complementary suppression: the total minus the shown statuses does not give it.
+    hidden = [s for s, n in shown.items() if n is None]
+    assert len(hidden) >= 2 or body["total"] is None
+    assert shown["closed"] is None  # the next-smallest status hides with it
+    assert (shown["open"], shown["resolved"], body["total"]) == (6, 7, 20)
+    assert body["suppressed"] >= 2
+    assert body["min_group_size"] == 5
+    # The page says so, the same figures.
+    browser = await web_login(staff, w["admin"])
+    page = (await browser.get("/reports")).text
+    table = {row[0]: row[1] for row in table_rows(page, "cases")}
+    assert table == {"Open": "6", "Pending": "Suppressed", "Resolved": "7", "Closed": "Suppressed"}
+    assert "Some figures are suppressed: groups under 5 records" in page
+
+
+async def test_small_groups_a_reps_own_pipeline_keeps_exact_small_numbers(
+    services: Services, staff: Staff
+) -> None:
+    w = await seed(services, staff)
+    rep_b = await staff.login(w["rep_b"])
+    own = (await rep_b.get(f"{API}/pipeline")).json()
+    # One proposal and one win, their own: shown exactly, nothing suppressed.
+    assert stage_rows(own) == {("proposal", "GBP"): (1, 9999), ("won", "GBP"): (1, 5000)}
+    assert own["totals"] == [{"currency": "GBP", "deals": 2, "amount": 14999}]
+    assert own["suppressed"] == 0
+    browser = await web_login(staff, w["rep_b"])
+    page = (await browser.get("/reports")).text
+    assert ["Proposal", "GBP", "1", "99.99 GBP"] in table_rows(page, "pipeline")
+    assert "Suppressed</span></td><td>" not in page.split('data-report="cases"')[0]
+
+
+async def test_small_groups_the_dashboards_sla_breaches_over_a_teams_cases(
+    services: Services, staff: Staff
+) -> None:
+    w = await seed(services, staff)
+    gw, agent, person = services.gateway, w["support"], w["person_a"].id
+    late = iso(NOW - dt.timedelta(hours=1))
+    for _ in range(2):  # two breached cases in the team: too few to show
+        await gw.create(agent, "case", case_values(person, due_at=late))
+    browser = await web_login(staff, w["agent"])
+    page = (await browser.get("/")).text
+    kpi = re.search(r'data-kpi="sla-breaches">(.*?)</span></span>', page, re.S)
+    assert kpi
+    assert "Suppressed" in kpi.group(1)
+    assert "Open in your scope: suppressed" in page
+    for _ in range(4):  # six breached, one not: the one would be the total minus six
+        await gw.create(agent, "case", case_values(person, due_at=late))
+    later = iso(NOW + dt.timedelta(days=1))
+    await gw.create(agent, "case", case_values(person, due_at=later))
+    page = (await browser.get("/")).text
+    assert "7 open in your scope" in page  # two hidden parts of 7: neither follows
+    assert 'data-kpi="sla-breaches">6<' not in page  # the complement, hidden with the one
+    for _ in range(4):  # six breached, five not: both shown
+        await gw.create(agent, "case", case_values(person, due_at=later))
+    page = (await browser.get("/")).text
+    assert 'data-kpi="sla-breaches">6<' in page
+    assert "11 open in your scope" in page

@@ -96,7 +96,11 @@ async def recent_activity(actor_id: str, now: dt.datetime) -> list[dict[str, str
 )
 async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
     services = services_of(request)
-    board = Dashboard(services.gateway, services.policy)
+    board = Dashboard(
+        services.gateway,
+        services.policy,
+        min_group_size=services.settings.report_min_group_size,
+    )
     role = visit.identity.role
     actor = visit.actor
     now = dt.datetime.now(dt.UTC)
@@ -120,7 +124,12 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     if board.sells(role):
         pipelines = await services.pipelines.all()
         context["sales"] = await board.sales(actor, pipelines, now)
-    forecasts = Forecasts(services.gateway, services.policy, services.audit)
+    forecasts = Forecasts(
+        services.gateway,
+        services.policy,
+        services.audit,
+        min_group_size=services.settings.report_min_group_size,
+    )
     if forecasts.may_view(role):  # this quarter's forecast and attainment (issue 20)
         context["forecast"] = await forecasts.forecast(actor, period_for("quarter", now.date()))
     if board.does_tasks(role):
@@ -130,7 +139,11 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     if board.markets(role):
         campaigns = services.campaigns
         context["campaigns"] = (await campaigns.campaigns(actor))[:SHOWN]
-        funnel = await CampaignFunnel(services.gateway, campaigns).funnel(actor)
+        funnel = await CampaignFunnel(
+            services.gateway,
+            campaigns,
+            min_group_size=services.settings.report_min_group_size,
+        ).funnel(actor)
         context["funnel"] = funnel.campaigns[:SHOWN]
         context["segments"] = [
             {"segment": s, "size": await campaigns.segment_size(actor, s)}

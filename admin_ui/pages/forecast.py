@@ -32,7 +32,12 @@ CATEGORY_LABELS = {"commit": "Commit", "best_case": "Best case", "pipeline": "Pi
 
 def _forecasts(request: Request[Any, Any, Any], role: str) -> Forecasts:
     services = services_of(request)
-    forecasts = Forecasts(services.gateway, services.policy, services.audit)
+    forecasts = Forecasts(
+        services.gateway,
+        services.policy,
+        services.audit,
+        min_group_size=services.settings.report_min_group_size,
+    )
     if not forecasts.may_view(role):
         raise Forbidden("your role may not see the sales forecast")
     return forecasts
@@ -68,7 +73,12 @@ def attainment_chart(report: Forecast, currency: str) -> dict[str, Any]:
             {
                 "key": "won",
                 "label": "Won",
-                "data": [float(to_major(r.won_value.get(currency, 0), currency)) for r in rows],
+                "data": [
+                    None  # suppressed: a gap, not a zero
+                    if r.shown("won_value") is None
+                    else float(to_major(r.won_value.get(currency, 0), currency))
+                    for r in rows
+                ],
             },
             {
                 "key": "quota",
@@ -117,7 +127,9 @@ class ForecastPages(Controller):
         charts: dict[str, Any] = {}
         for currency in report.currencies:
             charts[f"forecast-{currency or 'none'}"] = forecast_chart(report, currency)
-        for currency in sorted({c for r in rows for c in (*r.won_value, *r.quota)}):
+        for currency in sorted(
+            {c for r in rows for c in (*(r.shown("won_value") or {}), *r.quota)}
+        ):
             charts[f"attainment-{currency}"] = attainment_chart(report, currency)
         manager = forecasts.quotas.may_manage(visit.identity.role)
         return await render(

@@ -37,7 +37,7 @@ def funnel_chart(funnel: Funnel) -> dict[str, Any]:
         "stacked": False,
         "labels": [row.label for row in funnel.campaigns],
         "series": [
-            {"key": key, "label": label, "data": [getattr(r, key) or 0 for r in funnel.campaigns]}
+            {"key": key, "label": label, "data": [r.shown(key) for r in funnel.campaigns]}
             for key, label in STEPS
         ],
     }
@@ -52,7 +52,11 @@ async def lead_choices(
 
 def _funnel(request: Request[Any, Any, Any]) -> CampaignFunnel:
     services = services_of(request)
-    return CampaignFunnel(services.gateway, services.campaigns)
+    return CampaignFunnel(
+        services.gateway,
+        services.campaigns,
+        min_group_size=services.settings.report_min_group_size,
+    )
 
 
 class FunnelPages(Controller):

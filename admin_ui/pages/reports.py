@@ -46,23 +46,19 @@ def pipeline_chart(report: Pipeline) -> dict[str, Any]:
             {
                 "key": f"currency-{currency or 'none'}",
                 "label": currency or "No currency",
-                "data": [
-                    float(
-                        to_major(
-                            sum(
-                                t.amount
-                                for t in report.stages
-                                if t.stage == s and t.currency == currency
-                            ),
-                            currency or None,
-                        )
-                    )
-                    for s in stages
-                ],
+                "data": [_stage_value(report, s, currency) for s in stages],
             }
             for currency in report.currencies
         ],
     }
+
+
+def _stage_value(report: Pipeline, stage: str, currency: str) -> float | None:
+    """A stage's value in major units; None (a gap) when suppressed."""
+    amounts = [t.amount for t in report.stages if t.stage == stage and t.currency == currency]
+    if any(a is None for a in amounts):
+        return None
+    return float(to_major(sum(a or 0 for a in amounts), currency or None))
 
 
 def win_rate_chart(report: WinRate, label: str) -> dict[str, Any]:
@@ -83,7 +79,7 @@ def cases_chart(report: CaseReport) -> dict[str, Any]:
             {
                 "key": "within_sla",
                 "label": "Within SLA or closed",
-                "data": [report.by_status[s] - report.breaches.get(s, 0) for s in statuses],
+                "data": [report.within(s) for s in statuses],
             },
             {
                 "key": "breached",
@@ -117,7 +113,10 @@ class ReportPages(Controller):
     async def index(
         self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
     ) -> Template:
-        reports = CrmReports(services_of(request).gateway)
+        services = services_of(request)
+        reports = CrmReports(
+            services.gateway, min_group_size=services.settings.report_min_group_size
+        )
         if not reports.may_view(visit.identity.role):
             raise Forbidden("your role may not see the CRM reports")
         period = "all" if request.query_params.get("period") == "all" else "90d"

@@ -6,20 +6,29 @@ qualified, deals and won value come from the ``campaign_id`` (and ``source``) th
 set on leads and deals, counted through the gateway's ``aggregate`` (the viewer's scope
 applies, nothing is decrypted). Nobody's opens or clicks are tracked: there is no pixel
 and no per-person link but the withdrawal link the law asks for.
+
+Small groups (``server.reports.small_groups``): each row's stages nest (withdrawn within
+sent within audience, qualified within leads, won within deals), so each nest is a little
+grid with its total; a nest with a group under the minimum is hidden whole (its figures
+``None`` through :meth:`FunnelRow.shown`). Delivery counts are over everyone, so they are
+always subject to the rule; leads and deals follow the viewer's list scope.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from piccolo.query.functions.aggregate import Count
 
+from policy.enforcer import Scope
 from server.campaigns.service import Campaigns
 from server.campaigns.tables import Campaign, CampaignDelivery
 from server.consent.reports import withdrawals_by
 from server.gateway import Actor, Forbidden, Gateway
 from server.pipelines.service import stage_kinds
+from server.reports.small_groups import SmallGroups
 
 QUALIFIED = ("qualified", "converted")  # lead statuses that passed qualification
 
@@ -38,11 +47,52 @@ class FunnelRow:
     won_value: dict[str, int] = field(default_factory=dict)
     cost: int = 0
     cost_currency: str = ""
+    suppressed: frozenset[str] = frozenset()  # "audience", "leads", "deals": hidden nests
+
+    def shown(self, name: str) -> Any:
+        """A figure as it may be shown: None when its nest is suppressed."""
+        return None if _NEST_OF.get(name, name) in self.suppressed else getattr(self, name)
 
     @property
     def cost_per_won(self) -> int | None:
-        """Minor units of ``cost_currency``; None without a cost or a won deal."""
-        return None if not self.cost or not self.won else (self.cost + self.won // 2) // self.won
+        """Minor units of ``cost_currency``; None without a cost or a won deal, or when the
+        deals are suppressed."""
+        if not self.cost or not self.won or "deals" in self.suppressed:
+            return None
+        return (self.cost + self.won // 2) // self.won
+
+    def hide_small_groups(
+        self, delivery: SmallGroups, lead: SmallGroups, deal: SmallGroups
+    ) -> None:
+        nests: list[tuple[str, SmallGroups, dict[str, int]]] = [
+            (
+                "leads",
+                lead,
+                {"qualified": self.qualified, "other": self.leads - self.qualified},
+            ),
+            ("deals", deal, {"won": self.won, "other": self.deals - self.won}),
+        ]
+        if self.audience is not None:
+            sent, withdrawn = self.sent or 0, self.withdrawn or 0
+            parts = {"withdrawn": withdrawn, "kept": sent - withdrawn}
+            nests.append(("audience", delivery, {**parts, "unsent": self.audience - sent}))
+        self.suppressed = frozenset(
+            name
+            for name, rule, parts in nests
+            if rule.hidden(["row"], list(parts), {("row", k): n for k, n in parts.items()})
+        )
+
+
+_NEST_OF = {
+    "audience": "audience",
+    "sent": "audience",
+    "withdrawn": "audience",
+    "leads": "leads",
+    "qualified": "leads",
+    "deals": "deals",
+    "won": "deals",
+    "won_value": "deals",
+}
 
 
 @dataclass(frozen=True)
@@ -53,9 +103,15 @@ class Funnel:
 
 
 class CampaignFunnel:
-    def __init__(self, gateway: Gateway, campaigns: Campaigns) -> None:
+    def __init__(self, gateway: Gateway, campaigns: Campaigns, *, min_group_size: int) -> None:
         self._gateway = gateway
         self._campaigns = campaigns
+        self._min_group_size = min_group_size
+
+    def _rule(self, actor: Actor, resource: str | None) -> SmallGroups:
+        """The small-group rule for a record type (None: delivery rows, everyone's)."""
+        scope = Scope.ALL if resource is None else self._gateway.list_scope(actor, resource)
+        return SmallGroups.for_scope(self._min_group_size, scope)
 
     async def funnel(self, actor: Actor) -> Funnel:
         await self._campaigns.require_manager(actor, "funnel")
@@ -113,6 +169,9 @@ class CampaignFunnel:
                 row.won += g.count
                 currency = str(g.key[3] or "")
                 row.won_value[currency] = row.won_value.get(currency, 0) + (g.total or 0)
+        rules = (self._rule(actor, None), self._rule(actor, "lead"), self._rule(actor, "deal"))
+        for row in [*by_id.values(), *sources.values()]:
+            row.hide_small_groups(*rules)
         return Funnel(
             campaigns=tuple(by_id.values()),
             sources=tuple(sorted(sources.values(), key=lambda r: r.key)),

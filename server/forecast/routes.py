@@ -31,17 +31,20 @@ class ForecastCellOut(msgspec.Struct):
 class FiguresOut(msgspec.Struct):
     owner_id: int | None  # None for a team row
     team: str
-    open_deals: int
-    weighted: dict[str, int]
-    won: int
-    lost: int
-    won_value: dict[str, int]
+    open_deals: int | None  # None: suppressed (see ``suppressed``)
+    weighted: dict[str, int] | None
+    won: int | None
+    lost: int | None
+    won_value: dict[str, int] | None
     win_rate: float | None
     average_cycle_days: float | None
     interactions: int | None  # None: the role may not count interactions
     tasks_done: int | None
     quota: dict[str, int]
     attainment: dict[str, float | None]
+    # Small groups hidden in a rep's team totals: "open", "closed", "interactions",
+    # "tasks_done" (server.reports.small_groups); their figures are null.
+    suppressed: list[str] = msgspec.field(default_factory=list)
 
 
 class ForecastOut(msgspec.Struct):
@@ -59,17 +62,18 @@ def _figures(f: Figures) -> FiguresOut:
     return FiguresOut(
         owner_id=f.owner_id,
         team=f.team,
-        open_deals=f.open_deals,
-        weighted=f.weighted,
-        won=f.won,
-        lost=f.lost,
-        won_value=f.won_value,
+        open_deals=f.shown("open_deals"),
+        weighted=f.shown("weighted"),
+        won=f.shown("won"),
+        lost=f.shown("lost"),
+        won_value=f.shown("won_value"),
         win_rate=None if f.win_rate is None else round(f.win_rate, 4),
         average_cycle_days=None if f.average_cycle is None else round(f.average_cycle, 1),
-        interactions=f.interactions,
-        tasks_done=f.tasks_done,
+        interactions=f.shown("interactions"),
+        tasks_done=f.shown("tasks_done"),
         quota=f.quota,
         attainment={c: f.attainment(c) for c in sorted(f.quota)},
+        suppressed=sorted(f.suppressed),
     )
 
 
@@ -101,9 +105,12 @@ class ForecastRoutes(Controller):
     ) -> ForecastOut:
         services = services_of(request)
         chosen = period_for(period, dt.datetime.now(dt.UTC).date(), start, end)
-        report = await Forecasts(services.gateway, services.policy, services.audit).forecast(
-            actor, chosen
-        )
+        report = await Forecasts(
+            services.gateway,
+            services.policy,
+            services.audit,
+            min_group_size=services.settings.report_min_group_size,
+        ).forecast(actor, chosen)
         return ForecastOut(
             period=chosen.kind,
             start=chosen.start.isoformat(),

@@ -27,16 +27,18 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
-from policy.enforcer import PolicyEngine
+from policy.enforcer import PolicyEngine, Scope
 from server import db
 from server.auth.directory import staff_labels, staff_teams
 from server.datamap import CURRENCIES
 from server.forecast.tables import SalesQuota
 from server.gateway import Actor, Forbidden, Gateway, Group, InvalidInput
 from server.pipelines.service import stage_kinds, stage_probabilities
+from server.reports.small_groups import SmallGroups
 
 FORECAST_RESOURCE = "forecast"  # policy: ``p, sales, forecast, view, allow``
 QUOTA_RESOURCE = "quota"  # policy: ``p, admin, quota, manage, allow``
@@ -154,19 +156,30 @@ class Figures:
     interactions: int | None = None  # None: the role may not count them
     tasks_done: int | None = None
     quota: dict[str, int] = field(default_factory=dict)
+    # Figures hidden as small groups (server.reports.small_groups): "open" (open deals and
+    # their weighted value), "closed" (won, lost, won value, cycle), "interactions",
+    # "tasks_done". Only in a rep's team totals, where they are about colleagues' customers.
+    suppressed: frozenset[str] = frozenset()
+
+    def shown(self, name: str) -> Any:
+        """A figure as it may be shown: None when suppressed."""
+        group = _GROUP_OF.get(name, name)
+        return None if group in self.suppressed else getattr(self, name)
 
     @property
     def win_rate(self) -> float | None:
         closed = self.won + self.lost
-        return None if closed == 0 else self.won / closed
+        return None if closed == 0 or "closed" in self.suppressed else self.won / closed
 
     @property
     def average_cycle(self) -> float | None:
-        return None if self.won == 0 else self.cycle_days / self.won
+        return None if self.won == 0 or "closed" in self.suppressed else self.cycle_days / self.won
 
     def attainment(self, currency: str) -> float | None:
         target = self.quota.get(currency, 0)
-        return None if target <= 0 else self.won_value.get(currency, 0) / target
+        if target <= 0 or "closed" in self.suppressed:
+            return None
+        return self.won_value.get(currency, 0) / target
 
     @property
     def currencies(self) -> tuple[str, ...]:
@@ -186,6 +199,38 @@ class Figures:
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is not None:
                 setattr(self, name, (mine or 0) + theirs)
+
+
+_GROUP_OF = {
+    "open_deals": "open",
+    "weighted": "open",
+    "by_category": "open",
+    "won": "closed",
+    "lost": "closed",
+    "won_value": "closed",
+}
+
+
+def _small_groups_beyond(rule: SmallGroups, team: Figures, own: Figures) -> frozenset[str]:
+    """What of a team's totals to hide from a member: the figures minus the member's own
+    are the colleagues' (a reader subtracts), so the rule runs on that difference."""
+    others = {
+        "open": team.open_deals - own.open_deals,
+        "won": team.won - own.won,
+        "lost": team.lost - own.lost,
+        "interactions": (team.interactions or 0) - (own.interactions or 0),
+        "tasks_done": (team.tasks_done or 0) - (own.tasks_done or 0),
+    }
+    hidden: set[str] = set()
+    closed = rule.hidden(
+        ["others"], ["won", "lost"], {("others", k): others[k] for k in ("won", "lost")}
+    )
+    if closed:
+        hidden.add("closed")
+    for name in ("open", "interactions", "tasks_done"):
+        if rule.hidden(["others"], [name], {("others", name): others[name]}):
+            hidden.add(name)
+    return frozenset(hidden)
 
 
 def _merge(into: dict[str, int], more: Mapping[str, int]) -> None:
@@ -222,8 +267,11 @@ Key = tuple[int | None, str]
 class Forecasts:
     """The forecast for one gateway; quotas through :class:`Quotas`."""
 
-    def __init__(self, gateway: Gateway, policy: PolicyEngine, audit: AuditLog) -> None:
+    def __init__(
+        self, gateway: Gateway, policy: PolicyEngine, audit: AuditLog, *, min_group_size: int
+    ) -> None:
         self._gateway = gateway
+        self._min_group_size = min_group_size
         self._policy = policy
         self.quotas = Quotas(policy, audit)
 
@@ -242,6 +290,12 @@ class Forecasts:
         if totals_only:
             _, team_rows = await self._figures(actor, period, team_totals=True)
             teams = {key: fig for key, fig in team_rows.items() if key[1] == actor.team}
+            own = Figures(actor.user_id, actor.team)
+            for fig in people.values():
+                own.add(fig)
+            rule = SmallGroups.for_scope(self._min_group_size, Scope.OWN, team_totals=True)
+            for fig in teams.values():
+                fig.suppressed = _small_groups_beyond(rule, fig, own)
         else:
             teams = {}
             for fig in people.values():

@@ -31,7 +31,7 @@ from piccolo.table import Table
 
 from audit.events import Action, AuditEvent, Outcome
 from audit.log import AuditLog
-from policy.enforcer import AccessDecision, Assign, PolicyEngine
+from policy.enforcer import AccessDecision, Assign, PolicyEngine, Scope
 from policy.scope import scope_condition
 from server import db
 from server.datamap import (
@@ -286,6 +286,14 @@ class Gateway:
         rt, _ = self._record_type(resource)
         decision = self._decide(actor, rt, action, purpose or self.purpose_for(actor))
         return decision.fields if decision.allowed else None
+
+    def list_scope(self, actor: Actor, resource: str, *, purpose: str | None = None) -> Scope:
+        """The record scope ``actor`` lists ``resource`` under (``Scope.NONE`` if refused): a
+        policy question, e.g. whether an aggregate covers only the actor's own records
+        (server.reports.small_groups). Nothing is touched, so nothing is audited."""
+        rt, _ = self._record_type(resource)
+        decision = self._decide(actor, rt, "list", purpose or self.purpose_for(actor))
+        return decision.scope if decision.allowed else Scope.NONE
 
     def assignment(
         self, actor: Actor, resource: str, action: str, *, purpose: str | None = None

@@ -17,6 +17,7 @@ from policy.enforcer import PolicyEngine
 from server.gateway import Actor, Forbidden, Gateway, InvalidInput
 from server.pipelines.service import PipelineConfig, stage_kinds
 from server.reports.service import OPEN_CASE_STATUSES
+from server.reports.small_groups import TOTAL, SmallGroups
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class TaskFigures:
 @dataclass(frozen=True)
 class CaseFigures:
     mine_open: int  # open or pending cases I own
-    breaches: int  # open or pending cases past their SLA due time, in my scope
-    open_in_scope: int
+    breaches: int | None  # open or pending cases past their SLA due time, in my scope
+    open_in_scope: int | None  # None: a small group beyond my own cases, suppressed
 
 
 def month_start(now: dt.datetime) -> dt.datetime:
@@ -62,7 +63,8 @@ def _amounts(totals: dict[str, int]) -> tuple[tuple[str, int], ...]:
 class Dashboard:
     """What the start page shows, for one gateway and policy."""
 
-    def __init__(self, gateway: Gateway, policy: PolicyEngine) -> None:
+    def __init__(self, gateway: Gateway, policy: PolicyEngine, *, min_group_size: int) -> None:
+        self._min_group_size = min_group_size
         self._gateway = gateway
         self._policy = policy
 
@@ -167,7 +169,16 @@ class Dashboard:
         )
         late = sum(g.count for g in overdue if str(g.key[0] or "open") in OPEN_CASE_STATUSES)
         in_scope = await self._gateway.count(actor, "case", filters=open_)
-        return CaseFigures(mine_open=mine, breaches=late, open_in_scope=in_scope)
+        # Open cases in scope, split into breached and not: one small grid (the owner's own
+        # open cases are theirs to list, so that figure is exact).
+        rule = SmallGroups.for_scope(self._min_group_size, self._gateway.list_scope(actor, "case"))
+        parts = {("open", "breached"): late, ("open", "other"): in_scope - late}
+        hidden = rule.hidden(["open"], ["breached", "other"], parts)
+        return CaseFigures(
+            mine_open=mine,
+            breaches=None if ("open", "breached") in hidden else late,
+            open_in_scope=None if ("open", TOTAL) in hidden else in_scope,
+        )
 
     async def count(self, actor: Actor, resource: str) -> int | None:
         """How many records of a type the actor can reach (None: the role may not list

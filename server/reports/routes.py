@@ -2,7 +2,9 @@
 
 Staff session as for every API route. Roles the policy does not grant ``report view``
 get 403 for all four; a role that has it but may not list a record type gets the
-gateway's (audited) 403 for that report. Amounts are integers in minor units.
+gateway's (audited) 403 for that report. Amounts are integers in minor units. Over records
+beyond the viewer's own (a team's, everyone's), groups under the deployment's minimum
+group size are null, with complementary suppression; ``suppressed`` counts them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ NO_ACCESS = "your role may not see the CRM reports"
 
 
 def _reports(request: Request[Any, Any, Any], identity: StaffIdentity) -> CrmReports:
-    reports = CrmReports(services_of(request).gateway)
+    services = services_of(request)
+    reports = CrmReports(services.gateway, min_group_size=services.settings.report_min_group_size)
     if not reports.may_view(identity.role):
         raise PermissionDeniedException(NO_ACCESS)
     return reports

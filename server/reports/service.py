@@ -5,6 +5,10 @@ Every number is a GROUP BY over the records the signed-in user may list: the rec
 query by the gateway, so a sales rep's pipeline is their own deals and nothing is
 decrypted. Each report is one or two audited ``aggregate`` events with counts only.
 
+Small groups (``server.reports.small_groups``): a report over the viewer's own records is
+exact; over a team's or everyone's records, cells under the minimum group size are
+suppressed (``None``), with complementary suppression.
+
 Who may open the reports at all is a policy question (``report view``); the gateway then
 decides per record type, so a role allowed the reports but not, say, cases gets a 403 for
 that report alone.
@@ -20,6 +24,7 @@ from server.datamap import CASE_STATUSES, CHANNELS
 from server.gateway import Actor, Gateway
 from server.money import format_money
 from server.pipelines.service import stage_kinds, stage_order
+from server.reports.small_groups import TOTAL, SmallGroups
 
 REPORT_RESOURCE = "report"
 WIN_RATE_DAYS = 90
@@ -38,8 +43,8 @@ def money(amount: int, currency: str | None) -> str:
 class StageTotal:
     stage: str
     currency: str  # "" for deals without a currency
-    deals: int
-    amount: int  # minor units; deals without an amount add nothing
+    deals: int | None  # None: suppressed (a small group), the amount with it
+    amount: int | None  # minor units; deals without an amount add nothing
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -53,13 +58,21 @@ class StageTotal:
 @dataclass(frozen=True)
 class Pipeline:
     stages: tuple[StageTotal, ...]  # in pipeline order, then by currency
+    totals: dict[str, tuple[int, int] | None]  # per currency (deals, amount); None: suppressed
+    suppressed: int = 0
+    min_group_size: int = 0
 
     @property
     def currencies(self) -> tuple[str, ...]:
         return tuple(sorted({s.currency for s in self.stages}))
 
-    def total(self, currency: str) -> int:
-        return sum(s.amount for s in self.stages if s.currency == currency)
+    def total(self, currency: str) -> int | None:
+        shown = self.totals.get(currency)
+        return None if shown is None else shown[1]
+
+    def total_deals(self, currency: str) -> int | None:
+        shown = self.totals.get(currency)
+        return None if shown is None else shown[0]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -67,11 +80,13 @@ class Pipeline:
             "totals": [
                 {
                     "currency": c or None,
-                    "deals": sum(s.deals for s in self.stages if s.currency == c),
+                    "deals": self.total_deals(c),
                     "amount": self.total(c),
                 }
                 for c in self.currencies
             ],
+            "suppressed": self.suppressed,
+            "min_group_size": self.min_group_size,
         }
 
 
@@ -79,11 +94,15 @@ class Pipeline:
 class WinRate:
     period: str  # "90d" or "all"
     since: dt.datetime | None  # deals last updated at or after this moment; None: all time
-    won: int
-    lost: int
+    won: int | None  # None: suppressed
+    lost: int | None
+    suppressed: int = 0
+    min_group_size: int = 0
 
     @property
     def rate(self) -> float | None:
+        if self.won is None or self.lost is None:
+            return None
         closed = self.won + self.lost
         return None if closed == 0 else self.won / closed
 
@@ -96,25 +115,34 @@ class WinRate:
             "won": self.won,
             "lost": self.lost,
             "win_rate": None if rate is None else round(rate, 4),
+            "suppressed": self.suppressed,
+            "min_group_size": self.min_group_size,
         }
 
 
 @dataclass(frozen=True)
 class CaseReport:
     as_of: dt.datetime
-    by_status: dict[str, int]  # every status, zeros included
-    breaches: dict[str, int]  # open and pending cases past their SLA due time
+    by_status: dict[str, int | None]  # every status, zeros included; None: suppressed
+    breaches: dict[str, int | None]  # open and pending cases past their SLA due time
+    total: int | None
+    breached: int | None  # every breach
+    suppressed: int = 0
+    min_group_size: int = 0
 
-    @property
-    def breached(self) -> int:
-        return sum(self.breaches.values())
+    def within(self, status: str) -> int | None:
+        """Cases of ``status`` within their SLA (or closed), None when not shown."""
+        count, late = self.by_status[status], self.breaches.get(status, 0)
+        return None if count is None or late is None else count - late
 
     def as_json(self) -> dict[str, Any]:
         return {
             "as_of": self.as_of.isoformat(),
             "by_status": self.by_status,
-            "total": sum(self.by_status.values()),
+            "total": self.total,
             "sla_breaches": {**self.breaches, "total": self.breached},
+            "suppressed": self.suppressed,
+            "min_group_size": self.min_group_size,
         }
 
 
@@ -122,14 +150,19 @@ class CaseReport:
 class InteractionReport:
     since: dt.datetime
     until: dt.datetime
-    by_channel: dict[str, int]  # every channel, zeros included
+    by_channel: dict[str, int | None]  # every channel, zeros included; None: suppressed
+    total: int | None
+    suppressed: int = 0
+    min_group_size: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "since": self.since.isoformat(),
             "until": self.until.isoformat(),
             "by_channel": self.by_channel,
-            "total": sum(self.by_channel.values()),
+            "total": self.total,
+            "suppressed": self.suppressed,
+            "min_group_size": self.min_group_size,
         }
 
 
@@ -140,8 +173,12 @@ def _now(now: dt.datetime | None) -> dt.datetime:
 class CrmReports:
     """The four reports for one gateway; the caller has checked ``may_view`` first."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, *, min_group_size: int) -> None:
         self.gateway = gateway
+        self.min_group_size = min_group_size
+
+    def _rule(self, actor: Actor, resource: str) -> SmallGroups:
+        return SmallGroups.for_scope(self.min_group_size, self.gateway.list_scope(actor, resource))
 
     def may_view(self, role: str) -> bool:
         return self.gateway.policy.allows(role, REPORT_RESOURCE, "view")
@@ -151,7 +188,7 @@ class CrmReports:
             actor, "deal", group_by=("stage", "currency"), sum_of="amount"
         )
         order = await stage_order()
-        stages = sorted(
+        exact = sorted(
             (
                 StageTotal(
                     stage=str(g.key[0] or ""),
@@ -163,7 +200,29 @@ class CrmReports:
             ),
             key=lambda s: (order.get(s.stage, len(order)), s.stage, s.currency),
         )
-        return Pipeline(stages=tuple(stages))
+        rows = list(dict.fromkeys(s.stage for s in exact))
+        currencies = sorted({s.currency for s in exact})
+        counts = {(s.stage, s.currency): s.deals or 0 for s in exact}
+        hidden = self._rule(actor, "deal").hidden(rows, currencies, counts)
+        stages = tuple(
+            StageTotal(s.stage, s.currency, None, None) if (s.stage, s.currency) in hidden else s
+            for s in exact
+        )
+        totals: dict[str, tuple[int, int] | None] = {
+            c: None
+            if (TOTAL, c) in hidden
+            else (
+                sum(s.deals or 0 for s in exact if s.currency == c),
+                sum(s.amount or 0 for s in exact if s.currency == c),
+            )
+            for c in currencies
+        }
+        return Pipeline(
+            stages=stages,
+            totals=totals,
+            suppressed=len(hidden),
+            min_group_size=self.min_group_size,
+        )
 
     async def win_rate(
         self, actor: Actor, period: str = "90d", *, now: dt.datetime | None = None
@@ -184,7 +243,18 @@ class CrmReports:
             kind = kinds.get((str(g.key[0]), str(g.key[1])))
             if kind in counts:
                 counts[kind] += g.count
-        return WinRate(period=period, since=since, won=counts["won"], lost=counts["lost"])
+        hidden = self._rule(actor, "deal").hidden(
+            ["closed"], ["won", "lost"], {("closed", k): n for k, n in counts.items()}
+        )
+        won, lost = (None if ("closed", k) in hidden else counts[k] for k in ("won", "lost"))
+        return WinRate(
+            period=period,
+            since=since,
+            won=won,
+            lost=lost,
+            suppressed=len(hidden),
+            min_group_size=self.min_group_size,
+        )
 
     async def cases(self, actor: Actor, *, now: dt.datetime | None = None) -> CaseReport:
         moment = _now(now)
@@ -196,10 +266,20 @@ class CrmReports:
         for g in every:
             by_status[str(g.key[0] or "open")] = by_status.get(str(g.key[0] or "open"), 0) + g.count
         late = {str(g.key[0] or "open"): g.count for g in overdue}
+        breaches = {s: late.get(s, 0) for s in OPEN_CASE_STATUSES}
+        # One grid: status x (within SLA, breached); the row totals are the status counts.
+        statuses = list(by_status)
+        counts = {(s, "within"): n - breaches.get(s, 0) for s, n in by_status.items()}
+        counts |= {(s, "breached"): n for s, n in breaches.items()}
+        hidden = self._rule(actor, "case").hidden(statuses, ["within", "breached"], counts)
         return CaseReport(
             as_of=moment,
-            by_status=by_status,
-            breaches={s: late.get(s, 0) for s in OPEN_CASE_STATUSES},
+            by_status={s: None if (s, TOTAL) in hidden else n for s, n in by_status.items()},
+            breaches={s: None if (s, "breached") in hidden else n for s, n in breaches.items()},
+            total=None if (TOTAL, TOTAL) in hidden else sum(by_status.values()),
+            breached=None if (TOTAL, "breached") in hidden else sum(breaches.values()),
+            suppressed=len(hidden),
+            min_group_size=self.min_group_size,
         )
 
     async def interactions(
@@ -217,4 +297,15 @@ class CrmReports:
         by_channel = dict.fromkeys(CHANNELS, 0)
         for g in groups:
             by_channel[str(g.key[0])] = by_channel.get(str(g.key[0]), 0) + g.count
-        return InteractionReport(since=since, until=until, by_channel=by_channel)
+        channels = list(by_channel)
+        hidden = self._rule(actor, "interaction").hidden(
+            channels, ["n"], {(c, "n"): n for c, n in by_channel.items()}
+        )
+        return InteractionReport(
+            since=since,
+            until=until,
+            by_channel={c: None if (c, "n") in hidden else n for c, n in by_channel.items()},
+            total=None if (TOTAL, "n") in hidden else sum(by_channel.values()),
+            suppressed=len(hidden),
+            min_group_size=self.min_group_size,
+        )
