@@ -284,7 +284,7 @@ async def test_reports_count_won_and_lost_by_stage_kind(services: Services, staf
     await deal(pipeline_id=second.id, stage=signed.key, amount=100)
     await deal(pipeline_id=second.id, stage="won", amount=100)
     await deal(pipeline_id=second.id, stage="new", amount=100)
-    reports = CrmReports(gw)
+    reports = CrmReports(gw, min_group_size=services.settings.report_min_group_size)
     rate = await reports.win_rate(rep, "all")
     assert (rate.won, rate.lost) == (3, 1)
     pipeline = await reports.pipeline(rep)
