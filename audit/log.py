@@ -32,6 +32,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
@@ -217,7 +218,13 @@ class AuditLog:
         """Append one event inside the caller's transaction; returns its sequence number.
 
         Raises whatever the database raises: the caller's operation must then fail too.
+        Called outside any transaction, it opens one of its own: the append lock is
+        transaction-scoped on PostgreSQL, so without one two workers would read the same
+        chain head and both write the next sequence number (one request then fails).
         """
+        if not AuditRecord._meta.db.transaction_exists():
+            async with self._own_transaction():
+                return await self.append(event)
         [seq] = await self._append_all([event])
         if self._outbox is not None:
             await self._outbox(event)
@@ -274,12 +281,18 @@ class AuditLog:
                     committed.set_result(seq)
 
     async def _commit(self, events: Sequence[AuditEvent]) -> list[int]:
+        async with self._own_transaction():
+            return await self._append_all(events)
+
+    @staticmethod
+    def _own_transaction() -> AbstractAsyncContextManager[Any]:
+        """A write transaction for appends that have none (SQLite: IMMEDIATE, so the writer
+        lock is held from the chain-head read to the insert)."""
         engine = AuditRecord._meta.db
         if isinstance(engine, SQLiteEngine):
-            async with engine.transaction(transaction_type=TransactionType.immediate):
-                return await self._append_all(events)
-        async with engine.transaction():
-            return await self._append_all(events)
+            return engine.transaction(transaction_type=TransactionType.immediate)
+        transaction: AbstractAsyncContextManager[Any] = engine.transaction()
+        return transaction
 
     async def _append_all(self, events: Sequence[AuditEvent]) -> list[int]:
         """Chain ``events`` onto the log in the current transaction, in one insert."""

@@ -46,14 +46,16 @@ async def run(url: str, master_key: Path, signing_key: Path, events: int, worker
     stop = asyncio.Event()
     sealer = asyncio.create_task(seal_forever(services.audit_trail, 0.02, stop))
     try:
-        # Half one by one in their own transactions (as writes do), half in concurrent
-        # grouped commits (as reads do), so both kinds interleave across the processes.
+        # One by one in their own transactions (as writes do), one by one with no
+        # transaction at all (a caller that forgot one: the log must open its own), and in
+        # concurrent grouped commits (as reads do): all kinds interleave across processes.
         for start in range(0, events, 10):
             chunk = range(start, min(start + 10, events))
-            alone, grouped = chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]
+            alone, bare, grouped = chunk[:3], chunk[3:5], chunk[5:]
             for i in alone:
                 async with db.write_transaction():
                     await services.audit.append(_event(worker, i))
+            await asyncio.gather(*(services.audit.append(_event(worker, i)) for i in bare))
             await asyncio.gather(
                 *(services.audit.append_committed(_event(worker, i)) for i in grouped)
             )
