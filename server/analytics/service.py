@@ -184,7 +184,7 @@ class CustomerScores:
         subject = str(uuid.UUID(str(subject_id)))
         rows = await CustomerScore.select().where(CustomerScore.subject_id == uuid.UUID(subject))
         found = (await self._open(rows)).get(subject)
-        await self._audit.append(
+        await self._audit.append_committed(
             AuditEvent(
                 actor_id=actor.id,
                 actor_role=actor.role,
@@ -205,7 +205,7 @@ class CustomerScores:
         rows = await CustomerScore.select().where(await self._without_basis_negated())
         opened = await self._open(rows)
         chosen = {s for s, score in opened.items() if score.scores.get("segment") in wanted}
-        await self._audit.append(
+        await self._audit.append_committed(
             AuditEvent(
                 actor_id=actor.id,
                 actor_role=actor.role,
