@@ -21,12 +21,14 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
+if TYPE_CHECKING:
+    # Imported where the scoring runs, not here: the labels and texts of this module are
+    # read by every page, and numpy with scikit-learn would add about 100 MiB to every
+    # server worker that never scores anyone.
+    import numpy as np
+    from sklearn.ensemble import GradientBoostingClassifier
 
 from server.money import to_major
 
@@ -185,6 +187,11 @@ def train_churn(
 ) -> ChurnModel | None:
     """Fit the classifier on 3/4 of the people, report ROC AUC on the held-out 1/4, then
     refit on everyone. None when there is too little history (or only one outcome)."""
+    import numpy as np
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
     x = np.asarray(training, dtype=float)
     y = np.asarray(churned, dtype=int)
     if len(y) < MIN_TRAINING or len(set(y.tolist())) < 2 or min(Counter(y.tolist()).values()) < 4:
@@ -219,6 +226,8 @@ def train_churn(
 
 def _ranks(values: np.ndarray, *, lower_is_better: bool = False) -> np.ndarray:
     """Quintile ranks 1-5 by position among everyone scored (ties share a rank)."""
+    import numpy as np
+
     if len(values) == 0:
         return np.zeros(0, dtype=int)
     order = values if not lower_is_better else -values
@@ -319,6 +328,8 @@ def score_everyone(
 ) -> Scoring:
     """Train on the history (on a seeded sample of ``sample`` people when there are more),
     score everyone as they stand at ``now``."""
+    import numpy as np
+
     snapshot = now - dt.timedelta(days=HORIZON_DAYS)
     training: list[list[float]] = []
     churned: list[int] = []

@@ -14,17 +14,17 @@ fails still counts, which errs on the side of the people in the data.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import uuid
 from collections.abc import Sequence
+from types import ModuleType
 
 import msgspec
-import opendp.prelude as dp
 
 from server.gateway import Conflict
 from server.reports.tables import PrivacyBudget
 
-dp.enable_features("contrib")
 MICRO = 1_000_000  # the budget is kept in millionths of epsilon: exact, and SQL-summable
 
 
@@ -44,14 +44,24 @@ def current_period(now: dt.datetime | None = None) -> str:
     return f"{moment.year}-{moment.month:02d}"
 
 
+@functools.cache
+def _opendp() -> ModuleType:
+    """OpenDP, loaded at the first release rather than in every worker at start-up."""
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    return dp
+
+
 def _laplace(values: Sequence[float], sensitivity: float, epsilon: float) -> list[float]:
+    dp = _opendp()
     scale = sensitivity / epsilon
     measurement = dp.m.make_laplace(
         dp.vector_domain(dp.atom_domain(T=float, nan=False)),
         dp.l1_distance(T=float),
         scale=scale,
     )
-    spent = measurement.map(float(sensitivity))  # type: ignore[no-untyped-call]  # opendp is untyped
+    spent = measurement.map(float(sensitivity))  # opendp is untyped: dp is a plain module
     if spent > epsilon * (1 + 1e-9):
         raise RuntimeError("the noise scale does not give the requested epsilon")
     return list(measurement([float(v) for v in values]))
