@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -369,18 +370,43 @@ async def prune_retired_keks(services: Services, now: dt.datetime | None = None)
     return list(report.destroyed)
 
 
-async def score_customers(services: Services) -> None:
-    """The daily customer scoring (server.analytics, docs/analytics-scores.md): only people
-    with a basis for profiling; counts and the model's held-out ROC AUC are logged."""
-    run = await services.analytics.score_all()
-    log.info(
-        "customer scores computed",
-        scored=run.scored,
-        removed=run.removed,
-        trained_on=run.trained_on,
-        validation_auc=-1.0 if run.validation_auc is None else round(run.validation_auc, 3),
-        duration_ms=round(run.seconds * 1000, 1),
+SCORING_TIMEOUT_SECONDS = 6 * 3600.0  # a stuck scoring child is stopped, not waited on forever
+
+
+async def score_customers_in_child() -> int:
+    """The daily scoring in a child process (``consentry analytics score``), not in the
+    server worker: scikit-learn and numpy are about 100 MiB resident once imported and a
+    worker never gives that back, so a worker that ran the daily job would carry it until
+    restarted (the soak saw one worker step from 132 to 230 MiB at the first daily run).
+    The child reads the same settings from the same environment; its output is counts
+    and the model's figure only. Returns the child's exit code (0 on success)."""
+    started = time.perf_counter()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        "analytics",
+        "score",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
+    try:
+        _, errors = await asyncio.wait_for(child.communicate(), SCORING_TIMEOUT_SECONDS)
+    except (TimeoutError, asyncio.CancelledError):
+        child.kill()
+        await child.wait()
+        raise
+    code = child.returncode if child.returncode is not None else -1
+    # A failing CLI ends with a one-line reason (a configuration error, never a record).
+    reason = errors.decode("utf-8", "replace").strip().splitlines()[-1:] if code else []
+    log.info(
+        "customer scoring child finished",
+        exit_code=code,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        **({"reason": reason[0][:200]} if reason else {}),
+    )
+    return code
 
 
 async def retention_daily(services: Services, interval_seconds: float, stop: asyncio.Event) -> None:
@@ -401,7 +427,7 @@ async def retention_daily(services: Services, interval_seconds: float, stop: asy
                 destroyed = await prune_retired_keks(services)
                 if destroyed:
                     log.info("retired KEK versions destroyed", versions=",".join(destroyed))
-                await score_customers(services)
+                await score_customers_in_child()
         except Exception as exc:
             log.warning("retention run failed", error=type(exc).__name__)
         await _pause(stop, interval_seconds)

@@ -1914,10 +1914,6 @@ def main() -> None:
         sys.exit(2)
 
 
-if __name__ == "__main__":
-    main()
-
-
 # --- analytics: customer scores under profiling (docs/analytics-scores.md) -------------------
 
 
@@ -1995,3 +1991,7 @@ def analytics_validate(people: int, seed: int) -> None:
         f"customers: {len(scoring.scores)}; trained on: {scoring.model.trained_on}; "
         f"held-out ROC AUC: {scoring.model.validation_auc:.3f}"
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from audit.tables import AuditRecord
@@ -20,6 +21,7 @@ from server.analytics.tables import CustomerScore
 from server.cli import cli
 from server.dsr.export import build_export
 from server.services import Services
+from server.settings import Settings
 from tests.conftest import Staff
 from tests.test_admin_ui import submit, text_of, web_login
 from tests.test_crm_records import deal_values, interaction_values, sales_contact
@@ -231,15 +233,25 @@ def test_the_record_of_processing_lists_the_profiling_activity(settings: Any) ->
     assert all(p["derived_data"] is None for p in record["purposes"] if p["name"] != "profiling")
 
 
-async def test_the_daily_job_scores_and_erasure_removes_the_scores(
-    services: Services, staff: Staff
+async def test_the_daily_job_scores_in_a_child_process_and_erasure_removes_the_scores(
+    services: Services, staff: Staff, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from server.background import score_customers
+    """The daily job scores in ``consentry analytics score`` as a child process (so the
+    server worker never carries scikit-learn), configured by the same environment."""
+    from server.background import score_customers_in_child
 
     _, people = await customers(services, staff)
     subjects = [p.subject_id for p in people]
     await consent_to_profiling(services, subjects)
-    await score_customers(services)  # what the daily housekeeping runs
+    for name, value in {
+        "HOME": settings.home,
+        "DATABASE_URL": settings.database_url,
+        "MASTER_KEY_FILE": settings.master_key_file,
+        "AUDIT_SIGNING_KEY_FILE": settings.audit_signing_key_file,
+    }.items():
+        monkeypatch.setenv(f"CONSENTRY_{name}", str(value))
+    monkeypatch.setenv("CONSENTRY_SESSION_SECRET", "test-session-secret")
+    assert await score_customers_in_child() == 0  # what the daily housekeeping runs
     assert await scored_subjects() == set(subjects)
     await services.erasure.erase(subjects[0], by="system:test")
     assert subjects[0] not in await scored_subjects()
