@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
 from server.gateway import Gateway
 from server.mail import Mailer
+from server.outbound import Destinations
 from server.outbox.service import MailOutbox, PurposeMail
 from server.pipelines.service import Pipelines
 from server.portal.service import Portal
@@ -74,6 +75,8 @@ class Services:
     webhooks: Webhooks
     recipients: Recipients
     analytics: CustomerScores  # customer scores under profiling (server.analytics)
+    # Where user-entered hosts may make the server connect (server/outbound.py).
+    destinations: Destinations = field(default_factory=Destinations)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
     # (one secret, one version: rotate by moving to a key file).
     key_rotation: KeyRotation | None = None
@@ -194,6 +197,9 @@ def build_services(settings: Settings) -> Services:
     portal = Portal(
         gateway, audit, mailer, settings, requests, vault.derived_key(b"consentry/portal/v1")
     )
+    # Hosts typed by users (webhook URLs, mailboxes, calendars): public addresses only,
+    # unless the deployment trusts a private range (server/outbound.py).
+    destinations = Destinations(settings.outbound_allow)
     services = Services(
         settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent, requests,
         portal, erasure=erasure,
@@ -209,7 +215,10 @@ def build_services(settings: Settings) -> Services:
             vault.derived_key(b"consentry/api-tokens/v1"),
             rate_per_minute=settings.api_token_rate_per_minute,
         ),
-        webhooks=Webhooks(audit, WebhookSender(vault)),
+        webhooks=Webhooks(
+            audit, WebhookSender(vault, destinations=destinations), destinations
+        ),
+        destinations=destinations,
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
         analytics=scores,
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,

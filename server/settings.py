@@ -152,6 +152,9 @@ class Settings:
     # spend per calendar month on noisy releases.
     report_min_group_size: int = 5
     dp_epsilon_per_month: float = 5.0
+    # Private networks a user-entered address (a webhook URL, a mailbox or calendar host)
+    # may reach; by default only public addresses (server/outbound.py). CIDR ranges.
+    outbound_allow: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.report_min_group_size < MIN_GROUP_SIZE_FLOOR:
@@ -248,6 +251,9 @@ class Settings:
             report_min_group_size=_min_group_size(get("REPORT_MIN_GROUP_SIZE")),
             dp_epsilon_per_month=_positive_float(
                 "DP_EPSILON_PER_MONTH", get("DP_EPSILON_PER_MONTH"), 5.0
+            ),
+            outbound_allow=tuple(
+                r.strip() for r in (get("OUTBOUND_ALLOW") or "").split(",") if r.strip()
             ),
         )
 

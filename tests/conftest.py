@@ -179,6 +179,8 @@ def settings(database_url: str, key_file: Path, signing_key_file: Path) -> Setti
             audit_signing_key_file=signing_key_file,
             session_secret="test-session-secret",
             cookie_secure=False,
+            # The tests' receivers (webhooks, mail, calendars) listen on loopback.
+            outbound_allow=("127.0.0.0/8", "::1/128"),
         )
     )
 

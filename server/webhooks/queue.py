@@ -28,6 +28,7 @@ import httpx
 
 from server import db
 from server.logs import get_logger
+from server.outbound import DestinationRefused, Destinations
 from server.vault import Vault
 from server.webhooks.events import WebhookEvent
 from server.webhooks.signing import new_message_id, sign
@@ -175,9 +176,15 @@ async def post(
 class WebhookSender:
     """Posts claimed deliveries; one per process (it holds the HTTP connection pool)."""
 
-    def __init__(self, vault: Vault, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        vault: Vault,
+        client: httpx.AsyncClient | None = None,
+        destinations: Destinations | None = None,
+    ) -> None:
         self._vault = vault
         self._client = client
+        self.destinations = destinations or Destinations()
 
     def secret_of(self, endpoint_id: str, sealed: str) -> str:
         return self._vault.open_secret(SECRET_LABEL, endpoint_id, sealed)
@@ -211,6 +218,11 @@ class WebhookSender:
             endpoint = endpoints.get(item.endpoint_id)
             if endpoint is None or not endpoint["active"]:
                 await self._settle(item, Outcome(0, "endpoint_disabled", 0), now, final=True)
+                continue
+            try:  # checked again at each send: the name may resolve elsewhere by now
+                await self.destinations.check_url(str(endpoint["url"]))
+            except DestinationRefused:
+                await self._settle(item, Outcome(0, "destination_refused", 0), now)
                 continue
             secret = self.secret_of(item.endpoint_id, str(endpoint["secret"]))
             outcome = await post(

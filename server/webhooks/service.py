@@ -17,6 +17,7 @@ from audit.log import AuditLog
 from server import db
 from server.gateway import Actor
 from server.gateway.errors import Conflict, InvalidInput, NotFound
+from server.outbound import DestinationRefused, Destinations
 from server.webhooks.events import EVENT_TYPES, TEST_EVENT, WebhookEvent
 from server.webhooks.queue import WebhookSender, enqueue
 from server.webhooks.signing import new_secret
@@ -75,7 +76,9 @@ def _endpoint(row: dict[str, Any]) -> Endpoint:
     )
 
 
-def _checked(name: str, url: str, event_types: Sequence[str]) -> tuple[str, str, str]:
+async def _checked(
+    name: str, url: str, event_types: Sequence[str], destinations: Destinations
+) -> tuple[str, str, str]:
     problems: dict[str, str] = {}
     name = " ".join(name.split())
     if not name or len(name) > 100:
@@ -83,6 +86,11 @@ def _checked(name: str, url: str, event_types: Sequence[str]) -> tuple[str, str,
     parts = urlsplit(url.strip())
     if parts.scheme not in {"http", "https"} or not parts.hostname or len(url) > 500:
         problems["url"] = "an http:// or https:// address of at most 500 characters"
+    elif not problems:
+        try:  # the server must not become a probe of its own network (server/outbound.py)
+            await destinations.check_url(url)
+        except DestinationRefused as refused:
+            problems["url"] = refused.reason
     chosen = sorted(set(event_types))
     if any(t not in EVENT_TYPES for t in chosen):  # none: only notices and test events
         problems["event_types"] = "only the listed event types"
@@ -100,9 +108,12 @@ def _uuid(value: str) -> uuid.UUID:
 
 
 class Webhooks:
-    def __init__(self, audit: AuditLog, sender: WebhookSender) -> None:
+    def __init__(
+        self, audit: AuditLog, sender: WebhookSender, destinations: Destinations | None = None
+    ) -> None:
         self._audit = audit
         self.sender = sender
+        self.destinations = destinations or Destinations()
 
     async def all(self) -> list[Endpoint]:
         return [_endpoint(r) for r in await WebhookEndpoint.select().order_by(WebhookEndpoint.name)]
@@ -116,7 +127,7 @@ class Webhooks:
     async def create(
         self, actor: Actor, name: str, url: str, event_types: Sequence[str]
     ) -> CreatedEndpoint:
-        name, url, types = _checked(name, url, event_types)
+        name, url, types = await _checked(name, url, event_types, self.destinations)
         endpoint_id = uuid.uuid4()
         secret = new_secret()
         now = _now()
@@ -149,7 +160,7 @@ class Webhooks:
         active: bool,
     ) -> Endpoint:
         current = await self.get(endpoint_id)
-        name, url, types = _checked(name, url, event_types)
+        name, url, types = await _checked(name, url, event_types, self.destinations)
         values: dict[Any, Any] = {
             WebhookEndpoint.name: name,
             WebhookEndpoint.url: url,
