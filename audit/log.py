@@ -314,7 +314,10 @@ class AuditLog:
             prev_hash = row["hash"]
             records.append(AuditRecord(**row))
             seqs.append(seq)
-        await AuditRecord.insert(*records).run()
+        # A large batch stays under the engines' bind-parameter limit (32,767 on asyncpg).
+        per_statement = max(1, 32_000 // len(AuditRecord._meta.columns))
+        for start in range(0, len(records), per_statement):
+            await AuditRecord.insert(*records[start : start + per_statement]).run()
         return seqs
 
     def _row(self, event: AuditEvent, seq: int, prev_hash: str) -> dict[str, Any]:

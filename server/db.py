@@ -10,7 +10,7 @@ timeout instead of failing with "database is locked" halfway through).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlparse
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.table import Table
 
 from server.settings import ConfigurationError, get_settings
 
@@ -127,3 +128,20 @@ async def stop(engine: Engine[Any] | None = None) -> None:
     engine = engine or get_engine()
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()
+
+
+# asyncpg refuses a statement with more than 32,767 bind parameters, and SQLite (3.32+)
+# allows 32,766: a multi-row insert of a few thousand wide rows passes either limit.
+MAX_BIND_PARAMETERS = 32_000
+
+
+async def insert_all(table: type[Table], rows: Sequence[Table]) -> None:
+    """Insert ``rows`` in as few statements as the engines' bind-parameter limit allows.
+
+    Call it inside the caller's transaction: the chunks then commit (or roll back)
+    together, as one multi-row insert would."""
+    if not rows:
+        return
+    per_statement = max(1, MAX_BIND_PARAMETERS // max(1, len(table._meta.columns)))
+    for start in range(0, len(rows), per_statement):
+        await table.insert(*rows[start : start + per_statement]).run()

@@ -14,6 +14,28 @@ from tests.conftest import Staff, contact_values
 from tests.dbutil import audit_rows, customer_row_counts, last_seq, subjects_of
 
 
+async def test_a_bulk_call_larger_than_the_databases_parameter_limit_is_written_whole(
+    services: Services, staff: Staff, database_url: str
+) -> None:
+    """3,000 contacts in one call: more bind parameters than one PostgreSQL statement
+    takes (32,767), so the rows, their subjects and keys are inserted in chunks, still
+    in one transaction with one audit event (an import of a large file failed with a 500)."""
+    admin = staff.actor(await staff.create("admin"))
+    rows = [contact_values(last_name=f"Bulk{i}", email=f"bulk{i}@example.org") for i in range(3000)]
+    before_counts = await customer_row_counts(database_url)
+    before = await last_seq(database_url)
+
+    result = await services.gateway.create_many(admin, "contact", rows)
+
+    assert len(result.created) == 3000
+    assert not result.rejected
+    after_counts = await customer_row_counts(database_url)
+    assert after_counts["contact"] == before_counts["contact"] + 3000
+    assert after_counts["subject_key"] == before_counts["subject_key"] + 3000
+    [event] = await audit_rows(database_url, before)
+    assert len(subjects_of(event)) == 3000
+
+
 async def test_bulk_create_writes_valid_rows_and_reports_bad_ones(
     services: Services, staff: Staff, database_url: str
 ) -> None:

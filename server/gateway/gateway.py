@@ -1758,7 +1758,7 @@ class Gateway:
                                 **self._to_db(rt, columns),
                             )
                         )
-                    await table.insert(*instances).run()
+                    await db.insert_all(table, instances)
                     await name_index.write_new(self.vault, rt, zip(ids, good, strict=True))
                     if ids:
                         await self._recheck(actor, rt, table, ids[0], purpose)

@@ -57,17 +57,19 @@ class Vault:
         return (await self.new_subjects(kind, 1))[0]
 
     async def new_subjects(self, kind: str, count: int) -> list[DataKey]:
-        """Create ``count`` subjects with fresh data keys in two multi-row inserts."""
+        """Create ``count`` subjects with fresh data keys in multi-row inserts."""
         now = dt.datetime.now(dt.UTC)
         kek_id, kek = self._keys.active_kek()
         keys = [DataKey(str(uuid.uuid4()), 1, os.urandom(32)) for _ in range(count)]
         if not keys:
             return keys
-        await DataSubject.insert(
-            *(DataSubject(id=uuid.UUID(k.subject_id), kind=kind, created_at=now) for k in keys)
-        ).run()
-        await SubjectKey.insert(
-            *(
+        await db.insert_all(
+            DataSubject,
+            [DataSubject(id=uuid.UUID(k.subject_id), kind=kind, created_at=now) for k in keys],
+        )
+        await db.insert_all(
+            SubjectKey,
+            [
                 SubjectKey(
                     subject_id=uuid.UUID(k.subject_id),
                     version=k.version,
@@ -76,8 +78,8 @@ class Vault:
                     created_at=now,
                 )
                 for k in keys
-            )
-        ).run()
+            ],
+        )
         return keys
 
     async def keys_for(self, subject_ids: Iterable[str]) -> dict[str, DataKey]:
