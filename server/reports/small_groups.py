@@ -6,6 +6,12 @@ open the two deals. Every other aggregate (a team's records, everyone's records,
 totals shown to a rep) is suppressed with the report builder's algorithm
 (``server.reports.suppression``): cells under the deployment's minimum group size are
 hidden, with complementary suppression so no hidden cell follows from the totals.
+
+The rule counts people, not records: a caller passes ``people`` (distinct data subjects
+per cell, from ``Gateway.aggregate(..., count_people=True)``), and a cell of ten deals of
+two customers is hidden like a cell of two. A total without its own people count is about
+at least as many people as its largest cell (a lower bound, so the rule errs towards
+hiding).
 """
 
 from __future__ import annotations
@@ -36,8 +42,11 @@ class SmallGroups:
         rows: Sequence[str],
         columns: Sequence[str],
         counts: Mapping[tuple[str, str], int],
+        people: Mapping[tuple[str, str], int] | None = None,
     ) -> set[tuple[str, str]]:
-        """The (row, column) labels to hide; ``TOTAL`` as a label is that line's total."""
+        """The (row, column) labels to hide; ``TOTAL`` as a label is that line's total.
+        ``people``: how many different people each cell (or total) is about, where known;
+        a cell about fewer than the minimum is hidden however many records it counts."""
         if self.exact:
             return set()
         grid = Grid(
@@ -45,6 +54,9 @@ class SmallGroups:
             columns=tuple(columns),
             counts={(rows.index(r), columns.index(c)): n for (r, c), n in counts.items() if n},
         )
+        few: set[Position] = set()
+        if people is not None:
+            few = _few_people(grid, rows, columns, people, self.minimum)
 
         def label(at: Position) -> tuple[str, str]:
             r, c = at
@@ -53,4 +65,27 @@ class SmallGroups:
                 TOTAL if c == len(columns) else columns[c],
             )
 
-        return {label(p) for p in suppress(grid, self.minimum)}
+        return {label(p) for p in suppress(grid, self.minimum, few)}
+
+
+def _few_people(
+    grid: Grid,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    people: Mapping[tuple[str, str], int],
+    minimum: int,
+) -> set[Position]:
+    """The positions about fewer than ``minimum`` people. A cell without a people count is
+    not judged here (its record count still is); a total without one is about at least as
+    many people as its largest cell."""
+
+    def index(label: str, labels: Sequence[str]) -> int:
+        return len(labels) if label == TOTAL else list(labels).index(label)
+
+    bound = {(index(r, rows), index(c, columns)): n for (r, c), n in people.items()}
+    width, height = len(columns), len(rows)
+    for r in range(height):
+        bound.setdefault((r, width), max((bound.get((r, c), 0) for c in range(width)), default=0))
+    for c in range(width + 1):
+        bound.setdefault((height, c), max((bound.get((r, c), 0) for r in range(height)), default=0))
+    return {p for p, n in bound.items() if n < minimum and grid.count(p) > 0}
