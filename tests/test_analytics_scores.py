@@ -243,3 +243,31 @@ async def test_the_daily_job_scores_and_erasure_removes_the_scores(
     assert await scored_subjects() == set(subjects)
     await services.erasure.erase(subjects[0], by="system:test")
     assert subjects[0] not in await scored_subjects()
+
+
+async def test_a_restriction_deletes_scores_at_once_and_stops_scoring_until_lifted(
+    services: Services, staff: Staff
+) -> None:
+    _, people = await customers(services, staff)
+    subjects = [p.subject_id for p in people]
+    await consent_to_profiling(services, subjects)
+    await services.analytics.score_all()
+    restricted = subjects[5]
+    assert restricted in await scored_subjects()
+    await services.erasure.restrictions.restrict(
+        restricted, "data_subject_request", by="user:1", by_role="compliance"
+    )
+    # Gone from the database at once, not at the next scoring run.
+    assert restricted not in await scored_subjects()
+    bundle = await build_export(services, restricted, requested_by="system:test")
+    data = json.loads(zipfile.ZipFile(io.BytesIO(bundle.zip_bytes)).read("data.json"))
+    assert data["profiling"]["scores"] is None
+    assert data["profiling"]["basis"] == "restricted"
+    assert "restricted" in data["profiling"]["explanation"]
+    # Not computed again while it lasts; after it is lifted, the next run scores them.
+    await services.analytics.score_all()
+    assert restricted not in await scored_subjects()
+    assert subjects[6] in await scored_subjects()
+    await services.erasure.restrictions.lift(restricted, by="user:1", by_role="compliance")
+    await services.analytics.score_all()
+    assert restricted in await scored_subjects()
