@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 PREFIX = "CONSENTRY_"
@@ -75,6 +76,42 @@ def _positive_float(name: str, value: str | None, default: float) -> float:
     if not number > 0 or number == float("inf"):
         raise ConfigurationError(f"{PREFIX}{name}: must be a positive number, got {value!r}")
     return number
+
+
+def _currency_code(name: str, value: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise ConfigurationError(
+            f"{PREFIX}{name}: expected a three-letter currency code (EUR), got {value!r}"
+        )
+    return code
+
+
+def _rates(value: str | None) -> tuple[tuple[str, Decimal], ...]:
+    """ "GBP=1.17,USD=0.92": what one unit of each currency is worth in the score currency."""
+    if value is None:
+        return ()
+    found: dict[str, Decimal] = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        code, sep, number = part.partition("=")
+        if not sep:
+            raise ConfigurationError(
+                f"{PREFIX}SCORE_RATES: expected CURRENCY=RATE pairs (GBP=1.17,USD=0.92), "
+                f"got {part.strip()!r}"
+            )
+        try:
+            rate = Decimal(number.strip())
+        except InvalidOperation:
+            rate = Decimal(0)
+        if not rate.is_finite() or rate <= 0:
+            raise ConfigurationError(
+                f"{PREFIX}SCORE_RATES: the rate of {code.strip()} must be a positive number, "
+                f"got {number.strip()!r}"
+            )
+        found[_currency_code("SCORE_RATES", code)] = rate
+    return tuple(sorted(found.items()))
 
 
 @dataclass(frozen=True)
@@ -152,6 +189,11 @@ class Settings:
     # spend per calendar month on noisy releases.
     report_min_group_size: int = 5
     dp_epsilon_per_month: float = 5.0
+    # Customer value (docs/analytics-scores.md): the one currency scores count value in,
+    # and what one unit of each other currency is worth in it ("GBP=1.17,USD=0.92"). A won
+    # amount in a currency without a rate is never added: the scores list it apart.
+    score_currency: str = "EUR"
+    score_rates: tuple[tuple[str, Decimal], ...] = ()
 
     def __post_init__(self) -> None:
         if self.report_min_group_size < MIN_GROUP_SIZE_FLOOR:
@@ -249,6 +291,8 @@ class Settings:
             dp_epsilon_per_month=_positive_float(
                 "DP_EPSILON_PER_MONTH", get("DP_EPSILON_PER_MONTH"), 5.0
             ),
+            score_currency=_currency_code("SCORE_CURRENCY", get("SCORE_CURRENCY") or "EUR"),
+            score_rates=_rates(get("SCORE_RATES")),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -10,16 +10,20 @@ import io
 import json
 import re
 import zipfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from audit.tables import AuditRecord
+from server.analytics import model
 from server.analytics.tables import CustomerScore
 from server.cli import cli
 from server.dsr.export import build_export
 from server.services import Services
+from server.settings import ConfigurationError, Settings
 from tests.conftest import Staff
 from tests.test_admin_ui import submit, text_of, web_login
 from tests.test_crm_records import deal_values, interaction_values, sales_contact
@@ -271,3 +275,36 @@ async def test_a_restriction_deletes_scores_at_once_and_stops_scoring_until_lift
     await services.erasure.restrictions.lift(restricted, by="user:1", by_role="compliance")
     await services.analytics.score_all()
     assert restricted in await scored_subjects()
+
+
+def test_customer_value_never_adds_amounts_of_different_currencies() -> None:
+    """A customer who won 1,000 EUR and 1,000 USD of deals is not worth "2,000": without a
+    rate the USD stays apart; with the configured rate it is converted."""
+    when = NOW - dt.timedelta(days=10)
+    facts = {
+        "deal": [
+            ("both", 100_000, "EUR", "won", None, when),
+            ("both", 100_000, "USD", "won", None, when),
+            ("euro", 100_000, "EUR", "won", None, when),
+        ]
+    }
+    apart = model.score_everyone(model.activities(facts, rates=model.ValueRates("EUR")), NOW)
+    both = apart.scores["both"]
+    assert both.historical_value == 1000.0  # the EUR alone
+    assert both.unconverted == {"USD": 1000.0}
+    assert both.value_currency == "EUR"
+    assert both.as_json()["unconverted"] == {"USD": 1000.0}
+    assert both.monetary == apart.scores["euro"].monetary  # equal value, equal rank
+    rates = model.ValueRates("EUR", {"USD": Decimal("0.5")})
+    converted = model.score_everyone(model.activities(facts, rates=rates), NOW).scores["both"]
+    assert converted.historical_value == 1500.0
+    assert converted.unconverted == {}
+    # The rate table is a documented setting, checked at start-up.
+    settings = Settings.from_env({"CONSENTRY_SCORE_RATES": "usd=0.5, GBP=1.17"})
+    assert settings.score_rates == (("GBP", Decimal("1.17")), ("USD", Decimal("0.5")))
+    assert settings.score_currency == "EUR"
+    for bad in ("USD", "USD=-1", "USD=x", "DOLLAR=1"):
+        with pytest.raises(ConfigurationError, match="SCORE_RATES"):
+            Settings.from_env({"CONSENTRY_SCORE_RATES": bad})
+    doc = DOC.read_text()
+    assert "CONSENTRY_SCORE_RATES" in doc

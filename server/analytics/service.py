@@ -60,8 +60,15 @@ class CustomerScores:
     """Built once per process (``Services.analytics``)."""
 
     def __init__(
-        self, gateway: Gateway, consent: ConsentEngine, vault: Vault, audit: AuditLog
+        self,
+        gateway: Gateway,
+        consent: ConsentEngine,
+        vault: Vault,
+        audit: AuditLog,
+        *,
+        rates: model.ValueRates | None = None,
     ) -> None:
+        self._rates = rates or model.ValueRates()
         self._gateway = gateway
         self._consent = consent
         self._vault = vault
@@ -84,10 +91,16 @@ class CustomerScores:
             lambda pipeline, stage: (
                 kinds.get((str(pipeline), str(stage))) == "won" or stage == "won"
             ),
+            self._rates,
         )
         # CPU work (the model's fit) off the event loop: the worker keeps serving requests.
         scoring = await asyncio.to_thread(
-            model.score_everyone, people, now, model.SEED, TRAINING_SAMPLE
+            model.score_everyone,
+            people,
+            now,
+            model.SEED,
+            TRAINING_SAMPLE,
+            self._rates.currency,
         )
         subjects = list(scoring.scores)
         if progress is not None:
