@@ -16,7 +16,7 @@ hiding).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from policy.enforcer import Scope
@@ -43,10 +43,13 @@ class SmallGroups:
         columns: Sequence[str],
         counts: Mapping[tuple[str, str], int],
         people: Mapping[tuple[str, str], int] | None = None,
+        force: Iterable[tuple[str, str]] = (),
     ) -> set[tuple[str, str]]:
         """The (row, column) labels to hide; ``TOTAL`` as a label is that line's total.
         ``people``: how many different people each cell (or total) is about, where known;
-        a cell about fewer than the minimum is hidden however many records it counts."""
+        a cell about fewer than the minimum is hidden however many records it counts.
+        ``force``: labels hidden for another reason (the same total hidden in another
+        table), with complements found around them too."""
         if self.exact:
             return set()
         grid = Grid(
@@ -57,6 +60,7 @@ class SmallGroups:
         few: set[Position] = set()
         if people is not None:
             few = _few_people(grid, rows, columns, people, self.minimum)
+        few |= {_position(label, rows, columns) for label in force}
 
         def label(at: Position) -> tuple[str, str]:
             r, c = at
@@ -66,6 +70,14 @@ class SmallGroups:
             )
 
         return {label(p) for p in suppress(grid, self.minimum, few)}
+
+
+def _position(label: tuple[str, str], rows: Sequence[str], columns: Sequence[str]) -> Position:
+    r, c = label
+    return (
+        len(rows) if r == TOTAL else list(rows).index(r),
+        len(columns) if c == TOTAL else list(columns).index(c),
+    )
 
 
 def _few_people(
