@@ -16,6 +16,9 @@ PREFIX = "CONSENTRY_"
 
 
 DEMO_CONTROLLER_NAME = "Consentry Demo Ltd (demo data)"
+# The demo's deals are in GBP, EUR and USD: illustrative rates (not today's), so the demo's
+# customer values are in one currency. A real deployment sets its own or none.
+DEMO_SCORE_RATES = "GBP=1.17,USD=0.92"
 MISSING_CONTROLLER = (
     "CONSENTRY_CONTROLLER_NAME is not set: name the organization responsible for the "
     "customers' data (customers see it in the portal and in e-mails); --demo sets a demo name"
@@ -292,7 +295,10 @@ class Settings:
                 "DP_EPSILON_PER_MONTH", get("DP_EPSILON_PER_MONTH"), 5.0
             ),
             score_currency=_currency_code("SCORE_CURRENCY", get("SCORE_CURRENCY") or "EUR"),
-            score_rates=_rates(get("SCORE_RATES")),
+            score_rates=_rates(
+                get("SCORE_RATES")
+                or (DEMO_SCORE_RATES if _flag("DEMO", get("DEMO"), False) else None)
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -60,7 +60,11 @@ class SmallGroups:
         few: set[Position] = set()
         if people is not None:
             few = _few_people(grid, rows, columns, people, self.minimum)
-        few |= {_position(label, rows, columns) for label in force}
+        few |= {
+            _position(label, rows, columns)
+            for label in force
+            if label[0] in {*rows, TOTAL} and label[1] in {*columns, TOTAL}
+        }
 
         def label(at: Position) -> tuple[str, str]:
             r, c = at
@@ -91,10 +95,12 @@ def _few_people(
     not judged here (its record count still is); a total without one is about at least as
     many people as its largest cell."""
 
-    def index(label: str, labels: Sequence[str]) -> int:
-        return len(labels) if label == TOTAL else list(labels).index(label)
-
-    bound = {(index(r, rows), index(c, columns)): n for (r, c), n in people.items()}
+    known_rows, known_columns = {*rows, TOTAL}, {*columns, TOTAL}
+    bound = {
+        _position((r, c), rows, columns): n
+        for (r, c), n in people.items()
+        if r in known_rows and c in known_columns  # a label the grid lacks: nothing shown
+    }
     width, height = len(columns), len(rows)
     for r in range(height):
         bound.setdefault((r, width), max((bound.get((r, c), 0) for c in range(width)), default=0))
