@@ -186,11 +186,21 @@ class CrmReports:
         return self.gateway.policy.allows(role, REPORT_RESOURCE, "view")
 
     async def pipeline(self, actor: Actor) -> Pipeline:
+        rule = self._rule(actor, "deal")
         groups = await self.gateway.aggregate(
-            actor, "deal", group_by=("stage", "currency"), sum_of="amount", count_people=True
+            actor,
+            "deal",
+            group_by=("stage", "currency"),
+            sum_of="amount",
+            count_people=not rule.exact,
         )
-        per_currency = await self.gateway.aggregate(
-            actor, "deal", group_by=("currency",), count_people=True
+        # The people behind each currency's total (exact; not needed when nothing is hidden).
+        per_currency = (
+            []
+            if rule.exact
+            else await self.gateway.aggregate(
+                actor, "deal", group_by=("currency",), count_people=True
+            )
         )
         order = await stage_order()
         exact = sorted(
@@ -210,7 +220,7 @@ class CrmReports:
         counts = {(s.stage, s.currency): s.deals or 0 for s in exact}
         people = {(str(g.key[0] or ""), str(g.key[1] or "")): g.people or 0 for g in groups}
         people |= {(TOTAL, str(g.key[0] or "")): g.people or 0 for g in per_currency}
-        hidden = self._rule(actor, "deal").hidden(rows, currencies, counts, people)
+        hidden = rule.hidden(rows, currencies, counts, people)
         stages = tuple(
             StageTotal(s.stage, s.currency, None, None) if (s.stage, s.currency) in hidden else s
             for s in exact

@@ -106,4 +106,5 @@ def _few_people(
         bound.setdefault((r, width), max((bound.get((r, c), 0) for c in range(width)), default=0))
     for c in range(width + 1):
         bound.setdefault((height, c), max((bound.get((r, c), 0) for r in range(height)), default=0))
-    return {p for p, n in bound.items() if n < minimum and grid.count(p) > 0}
+    # A position holding records is about one person at least, whatever the bound says.
+    return {p for p, n in bound.items() if grid.count(p) > 0 and max(n, 1) < minimum}
