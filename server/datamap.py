@@ -469,6 +469,9 @@ CURRENCIES = ("EUR", "GBP", "USD", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "JP
 # The stages of the default pipeline; others are configured (server.pipelines).
 DEAL_STAGES = ("qualification", "proposal", "negotiation", "won", "lost")
 LOST_REASONS = ("price", "competitor", "timing", "no_budget", "no_decision", "other")
+# A deal's forecast category when someone sets one (server.forecast); empty: it follows
+# the deal's probability (commit from 60%, best case from 30%, pipeline below).
+FORECAST_CATEGORIES = ("commit", "best_case", "pipeline")
 CHANNELS = ("email", "phone_call", "meeting", "chat", "web_form", "store_visit", "letter")
 CASE_KINDS = ("service_request", "complaint", "product_return", "information_request")
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -569,6 +572,17 @@ DEAL = RecordType(
             "Expected close",
             encrypted=False,
             max_length=10,
+        ),
+        # Overrides the category the probability gives, for this deal's forecast
+        # (server.forecast): a rep's judgement, e.g. "commit" on a verbal yes at 50%.
+        Field(
+            "forecast_category",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Forecast category",
+            encrypted=False,
+            max_length=16,
+            choices=FORECAST_CATEGORIES,
         ),
         Field(
             "lost_reason",

@@ -14,6 +14,7 @@ from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, w
 from audit.trail import AuditTrail
 from audit.witness import WitnessFile
 from policy.enforcer import PolicyEngine
+from server.analytics.model import ValueRates
 from server.analytics.service import CustomerScores
 from server.auth.directory import ActiveStaff
 from server.auth.service import StaffAccounts
@@ -177,7 +178,13 @@ def build_services(settings: Settings) -> Services:
     consent_secret = vault.derived_key(b"consentry/consent/v1")
     consent = ConsentEngine(audit, mailer, settings, consent_secret, vault)
     gateway.subject_basis = consent  # purposes resting on each person's consent ask it
-    scores = CustomerScores(gateway, consent, vault, audit)  # profiling (server.analytics)
+    scores = CustomerScores(  # profiling (server.analytics)
+        gateway,
+        consent,
+        vault,
+        audit,
+        rates=ValueRates(settings.score_currency, dict(settings.score_rates)),
+    )
     requests = DataSubjectRequests(gateway, audit, mailer, settings, outbox=mail_outbox)
     restrictions = Restrictions(audit)
     gateway.restrictions = restrictions  # restricted people reach only storage purposes

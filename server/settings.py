@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 PREFIX = "CONSENTRY_"
 
 
 DEMO_CONTROLLER_NAME = "Consentry Demo Ltd (demo data)"
+# The demo's deals are in GBP, EUR and USD: illustrative rates (not today's), so the demo's
+# customer values are in one currency. A real deployment sets its own or none.
+DEMO_SCORE_RATES = "GBP=1.17,USD=0.92"
 MISSING_CONTROLLER = (
     "CONSENTRY_CONTROLLER_NAME is not set: name the organization responsible for the "
     "customers' data (customers see it in the portal and in e-mails); --demo sets a demo name"
@@ -75,6 +79,42 @@ def _positive_float(name: str, value: str | None, default: float) -> float:
     if not number > 0 or number == float("inf"):
         raise ConfigurationError(f"{PREFIX}{name}: must be a positive number, got {value!r}")
     return number
+
+
+def _currency_code(name: str, value: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise ConfigurationError(
+            f"{PREFIX}{name}: expected a three-letter currency code (EUR), got {value!r}"
+        )
+    return code
+
+
+def _rates(value: str | None) -> tuple[tuple[str, Decimal], ...]:
+    """ "GBP=1.17,USD=0.92": what one unit of each currency is worth in the score currency."""
+    if value is None:
+        return ()
+    found: dict[str, Decimal] = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        code, sep, number = part.partition("=")
+        if not sep:
+            raise ConfigurationError(
+                f"{PREFIX}SCORE_RATES: expected CURRENCY=RATE pairs (GBP=1.17,USD=0.92), "
+                f"got {part.strip()!r}"
+            )
+        try:
+            rate = Decimal(number.strip())
+        except InvalidOperation:
+            rate = Decimal(0)
+        if not rate.is_finite() or rate <= 0:
+            raise ConfigurationError(
+                f"{PREFIX}SCORE_RATES: the rate of {code.strip()} must be a positive number, "
+                f"got {number.strip()!r}"
+            )
+        found[_currency_code("SCORE_RATES", code)] = rate
+    return tuple(sorted(found.items()))
 
 
 @dataclass(frozen=True)
@@ -155,6 +195,11 @@ class Settings:
     # Private networks a user-entered address (a webhook URL, a mailbox or calendar host)
     # may reach; by default only public addresses (server/outbound.py). CIDR ranges.
     outbound_allow: tuple[str, ...] = ()
+    # Customer value (docs/analytics-scores.md): the one currency scores count value in,
+    # and what one unit of each other currency is worth in it ("GBP=1.17,USD=0.92"). A won
+    # amount in a currency without a rate is never added: the scores list it apart.
+    score_currency: str = "EUR"
+    score_rates: tuple[tuple[str, Decimal], ...] = ()
 
     def __post_init__(self) -> None:
         if self.report_min_group_size < MIN_GROUP_SIZE_FLOOR:
@@ -254,6 +299,11 @@ class Settings:
             ),
             outbound_allow=tuple(
                 r.strip() for r in (get("OUTBOUND_ALLOW") or "").split(",") if r.strip()
+            ),
+            score_currency=_currency_code("SCORE_CURRENCY", get("SCORE_CURRENCY") or "EUR"),
+            score_rates=_rates(
+                get("SCORE_RATES")
+                or (DEMO_SCORE_RATES if _flag("DEMO", get("DEMO"), False) else None)
             ),
         )
 

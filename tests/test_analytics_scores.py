@@ -10,6 +10,7 @@ import io
 import json
 import re
 import zipfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from audit.tables import AuditRecord
+from server.analytics import model
 from server.analytics.tables import CustomerScore
 from server.cli import cli
 from server.dsr.export import build_export
 from server.services import Services
-from server.settings import Settings
+from server.settings import ConfigurationError, Settings
 from tests.conftest import Staff
 from tests.test_admin_ui import submit, text_of, web_login
 from tests.test_crm_records import deal_values, interaction_values, sales_contact
@@ -255,3 +257,64 @@ async def test_the_daily_job_scores_in_a_child_process_and_erasure_removes_the_s
     assert await scored_subjects() == set(subjects)
     await services.erasure.erase(subjects[0], by="system:test")
     assert subjects[0] not in await scored_subjects()
+
+
+async def test_a_restriction_deletes_scores_at_once_and_stops_scoring_until_lifted(
+    services: Services, staff: Staff
+) -> None:
+    _, people = await customers(services, staff)
+    subjects = [p.subject_id for p in people]
+    await consent_to_profiling(services, subjects)
+    await services.analytics.score_all()
+    restricted = subjects[5]
+    assert restricted in await scored_subjects()
+    await services.erasure.restrictions.restrict(
+        restricted, "data_subject_request", by="user:1", by_role="compliance"
+    )
+    # Gone from the database at once, not at the next scoring run.
+    assert restricted not in await scored_subjects()
+    bundle = await build_export(services, restricted, requested_by="system:test")
+    data = json.loads(zipfile.ZipFile(io.BytesIO(bundle.zip_bytes)).read("data.json"))
+    assert data["profiling"]["scores"] is None
+    assert data["profiling"]["basis"] == "restricted"
+    assert "restricted" in data["profiling"]["explanation"]
+    # Not computed again while it lasts; after it is lifted, the next run scores them.
+    await services.analytics.score_all()
+    assert restricted not in await scored_subjects()
+    assert subjects[6] in await scored_subjects()
+    await services.erasure.restrictions.lift(restricted, by="user:1", by_role="compliance")
+    await services.analytics.score_all()
+    assert restricted in await scored_subjects()
+
+
+def test_customer_value_never_adds_amounts_of_different_currencies() -> None:
+    """A customer who won 1,000 EUR and 1,000 USD of deals is not worth "2,000": without a
+    rate the USD stays apart; with the configured rate it is converted."""
+    when = NOW - dt.timedelta(days=10)
+    facts = {
+        "deal": [
+            ("both", 100_000, "EUR", "won", None, when),
+            ("both", 100_000, "USD", "won", None, when),
+            ("euro", 100_000, "EUR", "won", None, when),
+        ]
+    }
+    apart = model.score_everyone(model.activities(facts, rates=model.ValueRates("EUR")), NOW)
+    both = apart.scores["both"]
+    assert both.historical_value == 1000.0  # the EUR alone
+    assert both.unconverted == {"USD": 1000.0}
+    assert both.value_currency == "EUR"
+    assert both.as_json()["unconverted"] == {"USD": 1000.0}
+    assert both.monetary == apart.scores["euro"].monetary  # equal value, equal rank
+    rates = model.ValueRates("EUR", {"USD": Decimal("0.5")})
+    converted = model.score_everyone(model.activities(facts, rates=rates), NOW).scores["both"]
+    assert converted.historical_value == 1500.0
+    assert converted.unconverted == {}
+    # The rate table is a documented setting, checked at start-up.
+    settings = Settings.from_env({"CONSENTRY_SCORE_RATES": "usd=0.5, GBP=1.17"})
+    assert settings.score_rates == (("GBP", Decimal("1.17")), ("USD", Decimal("0.5")))
+    assert settings.score_currency == "EUR"
+    for bad in ("USD", "USD=-1", "USD=x", "DOLLAR=1"):
+        with pytest.raises(ConfigurationError, match="SCORE_RATES"):
+            Settings.from_env({"CONSENTRY_SCORE_RATES": bad})
+    doc = DOC.read_text()
+    assert "CONSENTRY_SCORE_RATES" in doc

@@ -88,3 +88,57 @@ async def test_the_funnel_counts_a_campaign_from_audience_to_won_value(
     for form in ("/deals/new", "/leads/new"):
         page = await seller.get(form)
         assert f'<option value="{campaign}">Spring offer</option>' in page.text, form
+
+
+def recovered(shown: list[int | None], total: int | None) -> bool:
+    """What a reader can work out from one column: with one unknown among the rows and
+    the total, it is the total minus the others (or their sum)."""
+    unknowns = [n for n in [*shown, total] if n is None]
+    return len(unknowns) == 1
+
+
+async def test_a_small_campaign_cannot_be_recovered_from_the_other_rows_and_totals(
+    services: Services, staff: Staff
+) -> None:
+    """Campaign A brought two leads, B six, C seven: A is hidden, and so is enough else
+    that neither the campaign table's total, nor the source table (the same leads), nor
+    the row without a campaign gives A away."""
+    world = await World(services, staff).build()
+    segment = await _segment(services, world.marketer, "prospect")
+    campaigns = {}
+    for name in ("A", "B", "C"):
+        campaigns[name] = await _email_campaign(services, world.marketer, segment)
+        await services.campaigns.update_campaign(world.marketer, campaigns[name], {"name": name})
+    gw = services.gateway
+    for name, how_many in (("A", 2), ("B", 6), ("C", 7)):
+        for i in range(how_many):
+            values = {"first_name": f"L{name}{i}", "last_name": "Dix", "source": "web"}
+            await gw.create(world.seller, "lead", {**values, "campaign_id": campaigns[name]})
+    funnel = await CampaignFunnel(gw, services.campaigns, min_group_size=5).funnel(world.marketer)
+    rows = {r.label: r for r in funnel.campaigns}
+    assert rows["A"].shown("leads") is None
+    shown = [r.shown("leads") for r in funnel.campaigns] + [funnel.unattributed.shown("leads")]
+    assert not recovered(shown, funnel.campaign_total.shown("leads"))
+    # The source table counts the same fifteen leads: its total is no way round.
+    source_total = funnel.source_total.shown("leads")
+    assert not recovered(shown, source_total)
+    assert [r.shown("leads") for r in funnel.sources] == [source_total] == [15]
+    hidden = sorted(name for name, r in rows.items() if r.shown("leads") is None)
+    assert hidden == ["A", "B"]  # the complement is the next smallest, C stays exact
+    assert rows["C"].shown("leads") == 7
+    # The page shows the same: a total row, A and B suppressed, C and the total exact.
+    page_client = await web_login(staff, world.marketer_identity)
+    page = (await page_client.get("/campaigns/funnel")).text
+    assert 'data-row="total"' in page
+    assert page.count("Suppressed") >= 4  # A's and B's leads and qualified
+
+    # One source of two leads: hidden with a complement among the sources, and the
+    # campaign table (the same total) gives it away no more.
+    for i in range(2):
+        values = {"first_name": f"E{i}", "last_name": "Dix", "source": "event"}
+        await gw.create(world.seller, "lead", {**values, "campaign_id": campaigns["C"]})
+    funnel = await CampaignFunnel(gw, services.campaigns, min_group_size=5).funnel(world.marketer)
+    by_source = {r.key: r.shown("leads") for r in funnel.sources}
+    assert by_source["event"] is None
+    assert not recovered(list(by_source.values()), funnel.source_total.shown("leads"))
+    assert not recovered(list(by_source.values()), funnel.campaign_total.shown("leads"))

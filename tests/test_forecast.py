@@ -266,3 +266,62 @@ async def test_a_team_total_of_two_customers_deals_is_suppressed_for_a_rep(
     assert team["suppressed"] == []
     assert team["open_deals"] == 2 + 5
     assert team["weighted"] == {"GBP": 1601 + 750 + 2000 + 3 * 500}
+
+
+async def test_a_deals_forecast_category_can_be_overridden_and_the_sums_still_hold(
+    services: Services, staff: Staff
+) -> None:
+    """A rep calls a 25% deal "commit": it moves to the commit column at its weighted
+    amount (the probability still weighs it). A rep's forecast is the sum of their own
+    open deals' weighted amounts; a team's is the sum over the team; an admin (the
+    manager's view) sees a row per person and per team that add up."""
+    world = await seed(services, staff)
+    gw, b = services.gateway, world["actors"]["b"]
+    [deal] = (await gw.list(b, "deal")).items
+    with pytest.raises(InvalidInput):
+        await gw.update(b, "deal", deal.id, {"forecast_category": "certain"})
+    await gw.update(b, "deal", deal.id, {"forecast_category": "commit"})
+    service = forecasts(services)
+    theirs = await service.forecast(b, WINTER)
+    assert {(c.month, c.category, c.weighted) for c in theirs.cells} == {
+        ("2027-03", "commit", weighted(3000, 25))  # 750, counted as commit
+    }
+    (me,) = theirs.people
+    assert me.by_category == {"commit": {"GBP": 750}}
+    assert me.weighted == {"GBP": 750}
+    # Each rep's own figures are the sum of their own open deals' weighted amounts.
+    own_deals = {
+        who: [
+            d.values
+            for d in (await gw.list(world["actors"][who], "deal")).items
+            if d.values["stage"] not in ("won", "lost")
+            and d.values["expected_close"]
+            and "2027-01-01" <= str(d.values["expected_close"]) <= "2027-03-31"
+        ]
+        for who in "abc"
+    }
+    chances = {"proposal": 30, "negotiation": 60, "qualification": 10}
+    expected = {
+        who: sum(weighted(v["amount"], v["probability"] or chances[v["stage"]]) for v in deals)
+        for who, deals in own_deals.items()
+    }
+    assert expected == {"a": 1601, "b": 750, "c": 6300}
+    for who in "abc":
+        report = await service.forecast(world["actors"][who], WINTER)
+        assert report.weighted_total("GBP") == expected[who]
+    # The manager's view: a row per person and per team, each team the sum of its people.
+    everything = await service.forecast(world["actors"]["admin"], WINTER)
+    people = {p.owner_id: p.weighted["GBP"] for p in everything.people}
+    users = world["users"]
+    assert people == {users[w].user_id: expected[w] for w in "abc"}
+    assert {t.team: t.weighted["GBP"] for t in everything.teams} == {
+        "north": expected["a"] + expected["b"],
+        "south": expected["c"],
+    }
+    commit = {t.team: t.by_category.get("commit", {}).get("GBP", 0) for t in everything.teams}
+    assert commit == {"north": 1201 + 750, "south": 6300}
+    admin = await web_login(staff, users["admin"])
+    page = (await admin.get("/forecast?period=custom&start=2027-01-01&end=2027-03-31")).text
+    assert "Team north" in page
+    assert "Team south" in page
+    assert "7.50" in page  # B's own row

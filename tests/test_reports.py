@@ -75,6 +75,17 @@ async def seed(services: Services, staff: Staff) -> dict[str, Any]:
     }
 
 
+async def customers(
+    services: Services, staff: Staff, w: dict[str, Any], how_many: int
+) -> list[str]:
+    """``how_many`` more people (contact ids), each a different data subject."""
+    rep = staff.actor(w["rep_a"])
+    return [
+        (await services.gateway.create(rep, "contact", sales_contact(first_name=f"P{i}"))).id
+        for i in range(how_many)
+    ]
+
+
 def stage_rows(body: dict[str, Any]) -> dict[tuple[str, str | None], tuple[int, int]]:
     return {(r["stage"], r["currency"]): (r["deals"], r["amount"]) for r in body["stages"]}
 
@@ -261,10 +272,11 @@ async def test_sla_breach_is_flagged_from_the_due_time_on(services: Services, st
     await gw.create(agent, "case", case_values(person, due_at=iso(NOW - dt.timedelta(hours=1))))
     client = await staff.login(w["admin"])
     body = (await client.get(f"{API}/cases")).json()
-    # Over everyone's cases, the small groups are suppressed (the total of 6 stays).
+    # Over everyone's cases, the small groups are suppressed: all six cases are about one
+    # person, so the total goes too (people, not records).
     assert body["sla_breaches"] == {"open": None, "pending": 0, "total": None}
     assert body["by_status"] == {"open": None, "pending": None, "resolved": None, "closed": None}
-    assert body["total"] == 6
+    assert body["total"] is None
     # Sales read their team's cases (the agent is in the same team): suppressed alike.
     rep = await staff.login(w["rep_a"])
     assert (await rep.get(f"{API}/cases")).json() == {**body, "as_of": ANY}
@@ -375,10 +387,10 @@ async def test_small_groups_admin_cases_by_status_hides_a_status_of_two_and_its_
     services: Services, staff: Staff
 ) -> None:
     w = await seed(services, staff)
-    gw, agent, person = services.gateway, w["support"], w["person_a"].id
-    no_sla = {k: v for k, v in case_values(person).items() if k != "due_at"}
+    gw, agent = services.gateway, w["support"]
     for status, how_many in (("open", 6), ("pending", 2), ("resolved", 7), ("closed", 5)):
-        for _ in range(how_many):
+        for person in await customers(services, staff, w, how_many):  # one case each
+            no_sla = {k: v for k, v in case_values(person).items() if k != "due_at"}
             await gw.create(agent, "case", {**no_sla, "status": status})
     admin = await staff.login(w["admin"])
     body = (await admin.get(f"{API}/cases")).json()
@@ -396,7 +408,7 @@ async def test_small_groups_admin_cases_by_status_hides_a_status_of_two_and_its_
     page = (await browser.get("/reports")).text
     table = {row[0]: row[1] for row in table_rows(page, "cases")}
     assert table == {"Open": "6", "Pending": "Suppressed", "Resolved": "7", "Closed": "Suppressed"}
-    assert "Some figures are suppressed: groups under 5 records" in page
+    assert "Some figures are suppressed: groups of fewer than 5 people" in page
 
 
 async def test_small_groups_a_reps_own_pipeline_keeps_exact_small_numbers(
@@ -419,10 +431,11 @@ async def test_small_groups_the_dashboards_sla_breaches_over_a_teams_cases(
     services: Services, staff: Staff
 ) -> None:
     w = await seed(services, staff)
-    gw, agent, person = services.gateway, w["support"], w["person_a"].id
+    gw, agent = services.gateway, w["support"]
+    people = iter(await customers(services, staff, w, 16))  # one case each
     late = iso(NOW - dt.timedelta(hours=1))
     for _ in range(2):  # two breached cases in the team: too few to show
-        await gw.create(agent, "case", case_values(person, due_at=late))
+        await gw.create(agent, "case", case_values(next(people), due_at=late))
     browser = await web_login(staff, w["agent"])
     page = (await browser.get("/")).text
     kpi = re.search(r'data-kpi="sla-breaches">(.*?)</span></span>', page, re.S)
@@ -430,14 +443,61 @@ async def test_small_groups_the_dashboards_sla_breaches_over_a_teams_cases(
     assert "Suppressed" in kpi.group(1)
     assert "Open in your scope: suppressed" in page
     for _ in range(4):  # six breached, one not: the one would be the total minus six
-        await gw.create(agent, "case", case_values(person, due_at=late))
+        await gw.create(agent, "case", case_values(next(people), due_at=late))
     later = iso(NOW + dt.timedelta(days=1))
-    await gw.create(agent, "case", case_values(person, due_at=later))
+    await gw.create(agent, "case", case_values(next(people), due_at=later))
     page = (await browser.get("/")).text
     assert "7 open in your scope" in page  # two hidden parts of 7: neither follows
     assert 'data-kpi="sla-breaches">6<' not in page  # the complement, hidden with the one
     for _ in range(4):  # six breached, five not: both shown
-        await gw.create(agent, "case", case_values(person, due_at=later))
+        await gw.create(agent, "case", case_values(next(people), due_at=later))
     page = (await browser.get("/")).text
     assert 'data-kpi="sla-breaches">6<' in page
     assert "11 open in your scope" in page
+
+
+async def test_small_groups_count_people_not_records(services: Services, staff: Staff) -> None:
+    """Ten phone calls with two people are a group of two: hidden like two calls, with a
+    complement, in the API and on the page; as are ten deals of two customers."""
+    w = await seed(services, staff)
+    gw, rep = services.gateway, staff.actor(w["rep_a"])
+    pair = await customers(services, staff, w, 2)
+    crowd = await customers(services, staff, w, 12)
+    when = iso(NOW - dt.timedelta(days=1))
+    for i in range(10):
+        await gw.create(
+            rep,
+            "interaction",
+            interaction_values(pair[i % 2], channel="phone_call", occurred_at=when),
+        )
+    for i, person in enumerate(crowd):
+        channel = "email" if i < 6 else "meeting"
+        await gw.create(
+            rep, "interaction", interaction_values(person, channel=channel, occurred_at=when)
+        )
+    admin = await staff.login(w["admin"])
+    body = (await admin.get(f"{API}/interactions")).json()
+    shown = body["by_channel"]
+    assert shown["phone_call"] is None  # 10 calls, 2 people
+    assert (shown["email"], shown["meeting"]) in ((6, None), (None, 6))  # its complement
+    assert body["total"] == 22
+    # The attack: the total minus everything shown leaves two unknowns, not the calls.
+    unknown = [c for c, n in shown.items() if n is None]
+    assert len(unknown) >= 2
+    assert body["total"] - sum(n for n in shown.values() if n is not None) == 16
+    page = (await (await web_login(staff, w["admin"])).get("/reports")).text
+    rows = {row[0]: row[1] for row in table_rows(page, "interactions")}
+    assert rows["Phone call"] == "Suppressed"
+
+    # Ten negotiation deals of the same two customers: a pipeline cell of two people.
+    for i in range(10):
+        await gw.create(rep, "deal", deal_values(pair[i % 2], amount=100, stage="negotiation"))
+    for person in crowd[:6]:
+        await gw.create(rep, "deal", deal_values(person, amount=100, stage="qualification"))
+    pipeline = (await admin.get(f"{API}/pipeline")).json()
+    cells = stage_rows(pipeline)
+    assert cells[("negotiation", "GBP")] == (None, None)
+    assert cells[("qualification", "GBP")] == (6, 600)
+    # A rep's own pipeline stays exact: they can open each of those deals anyway.
+    own = stage_rows((await (await staff.login(w["rep_a"])).get(f"{API}/pipeline")).json())
+    assert own[("negotiation", "GBP")] == (10, 1000)

@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import stat
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,7 @@ def test_every_variable_is_read() -> None:
         log_json=False,
         controller_name=DEMO_CONTROLLER_NAME,  # demo mode names a demo controller
         controller_contact="privacy@demo.example",
+        score_rates=(("GBP", Decimal("1.17")), ("USD", Decimal("0.92"))),  # demo rates
     )
     assert settings.resolved_database_url == "postgresql://app@db.internal/crm"
     assert settings.is_postgres

@@ -398,6 +398,9 @@ async def score_view(
             "churn_risk": found["churn_risk"],
             "historical_value": found["historical_value"],
             "predicted_value": found["predicted_value"],
+            # Scores from before values were counted in one currency carry neither.
+            "value_currency": found.get("value_currency", ""),
+            "unconverted": found.get("unconverted", {}),
             "factors": found["churn_factors"],
             "suggestions": [lines.get(s, "A product line") for s in found["suggestions"]],
         }

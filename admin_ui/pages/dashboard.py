@@ -1,9 +1,13 @@
 """The start page: the figures for the work this role does, and what you did last.
 
-Sales sees its open deals by stage, tasks due and this month's wins; support its open
-cases and SLA breaches; marketing its campaigns and audience sizes; compliance the open
-requests by deadline, whether the audit trail verifies, and open alerts. An admin gets
-every section the policy lets an admin see. Counts come from the gateway (scope applied,
+Sales sees its open deals by stage, tasks due and this month's wins, and its forecast
+(weighted pipeline, won value, win rate and attainment against quota: a rep their own and
+their team's totals; a manager's view a row per team and per person); support its open
+cases, SLA breaches and its cases by status; marketing its campaigns, funnel and audience
+sizes; compliance the open requests by deadline, whether the audit trail verifies, open
+alerts and how many people are profiled. An admin gets every section the policy lets an
+admin see. Figures over other people's records go through the small-group rule
+(``server.reports.small_groups``). Counts come from the gateway (scope applied,
 audited as counts: no customer is touched, so opening the start page never shows up in
 anyone's access report). Recent activity is the user's own changes from the audit log:
 ids and actions, never values.
@@ -26,7 +30,8 @@ from server.campaigns.funnel import CampaignFunnel
 from server.datamap import RECORD_TYPES
 from server.forecast.service import Forecasts, period_for
 from server.reports.dashboard import Dashboard
-from server.reports.service import money
+from server.reports.service import CrmReports, money
+from server.reports.small_groups import SmallGroups
 from server.web import services_of
 
 COUNTED = (
@@ -45,6 +50,7 @@ RECORD_PATHS = {  # where a record of each type is shown (the admin's list route
 ACTIVITY_ACTIONS = {"create": "Created", "update": "Changed", "delete": "Deleted"}
 ACTIVITY_SHOWN = 8
 SHOWN = 6  # rows per panel (campaigns, segments, requests)
+PEOPLE_SHOWN = 8  # staff rows in the manager's forecast panel
 
 
 def ago(moment: dt.datetime, now: dt.datetime) -> str:
@@ -88,6 +94,16 @@ async def recent_activity(actor_id: str, now: dt.datetime) -> list[dict[str, str
     return shown
 
 
+async def profiling_summary(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """How many people have scores (profiling, server.analytics), for those who answer for
+    the record of processing: a count over everyone, so a small one is suppressed."""
+    services = services_of(request)
+    scored = await services.analytics.count()
+    rule = SmallGroups(minimum=services.settings.report_min_group_size, exact=False)
+    hidden = rule.hidden(["n"], ["n"], {("n", "n"): scored})
+    return {"scored": None if hidden else scored}
+
+
 @get(
     "/",
     include_in_schema=False,
@@ -105,7 +121,7 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     actor = visit.actor
     now = dt.datetime.now(dt.UTC)
     counts = [
-        {"label": label, "path": path, "total": await board.count(actor, resource)}
+        {"label": label, "path": path, "count": await board.count(actor, resource)}
         for resource, label, path in COUNTED
     ]
     context: dict[str, Any] = {
@@ -120,6 +136,8 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
         "overdue_requests": 0,
         "verification": None,
         "alerts_open": None,
+        "case_report": None,
+        "profiling": None,
     }
     if board.sells(role):
         pipelines = await services.pipelines.all()
@@ -136,6 +154,10 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
         context["tasks"] = await board.tasks(actor, now)
     if board.serves(role):
         context["cases"] = await board.cases(actor, now)
+        # Cases by status and SLA in the role's case scope (the cases report's grid).
+        context["case_report"] = await CrmReports(
+            services.gateway, min_group_size=services.settings.report_min_group_size
+        ).cases(actor, now=now)
     if board.markets(role):
         campaigns = services.campaigns
         context["campaigns"] = (await campaigns.campaigns(actor))[:SHOWN]
@@ -158,6 +180,8 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
             context["verification"] = await trail_status(
                 services.audit_trail, services.settings.audit_stall_seconds
             )
+    if services.policy.allows(role, "processing_record", "read"):
+        context["profiling"] = await profiling_summary(request)
     if services.policy.allows(role, "alert", "manage"):
         context["alerts_open"] = (await services.alerts.list_alerts(state="open")).open_total
     return await render(
@@ -171,5 +195,6 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
         activity=await recent_activity(actor.id, now),
         money=money,
         today=now.date(),
+        people_shown=PEOPLE_SHOWN,
         **context,
     )

@@ -87,6 +87,7 @@ class FunnelPages(Controller):
             money=format_money,
             label=choice_label,
             currencies=CURRENCIES,
+            min_group_size=services_of(request).settings.report_min_group_size,
             error=error,
         )
 

@@ -43,7 +43,7 @@ FEATURES = ("recency_days", "frequency", "monetary", "cases", "interactions")
 FEATURE_LABELS = {
     "recency_days": "days since the last deal, interaction or case",
     "frequency": "deals and interactions in the last 12 months",
-    "monetary": "won deal value in the last 12 months",
+    "monetary": "won deal value in the last 12 months (in one currency, converted)",
     "cases": "support cases in the last 12 months",
     "interactions": "interactions in the last 12 months",
 }
@@ -69,8 +69,10 @@ LOGIC = (
     "Scores are computed only for people who consented to profiling and did not object. "
     "RFM: recency (days since the last deal, interaction or case), frequency (deals and "
     "interactions in the last 12 months) and monetary value (won deals in the last 12 "
-    "months) are each ranked 1-5 against all scored customers; the segment follows from "
-    "the three ranks. Churn risk: the probability of no activity in the next 180 days, "
+    "months, in one currency: other currencies converted at the organisation's "
+    "documented rates, amounts without a rate left out and listed apart) are each "
+    "ranked 1-5 against all scored customers; the segment follows from the three ranks. "
+    "Churn risk: the probability of no activity in the next 180 days, "
     "from a gradient-boosted decision-tree classifier (scikit-learn) trained on this "
     "organisation's own customers as they were 180 days ago; the three factors shown are "
     "the features furthest from the median of retained customers, weighted by the model's "
@@ -85,6 +87,27 @@ AUTOMATED_DECISIONS = (
 )
 
 
+UNKNOWN_CURRENCY = "unknown"  # a won deal without a currency: never added to a value
+
+
+@dataclass(frozen=True)
+class ValueRates:
+    """How won deal amounts become the one currency customer value is counted in
+    (settings ``CONSENTRY_SCORE_CURRENCY`` and ``CONSENTRY_SCORE_RATES``, documented in
+    docs/analytics-scores.md). ``rates[X]`` is what one unit of X is worth in ``currency``.
+    An amount in a currency without a rate (or without a currency) is never added to a
+    value: the person's scores list it apart, per currency (``unconverted``)."""
+
+    currency: str = "EUR"
+    rates: Mapping[str, Decimal] = field(default_factory=dict)
+
+    def convert(self, amount: Decimal, currency: str | None) -> Decimal | None:
+        if currency == self.currency:
+            return amount
+        rate = self.rates.get(currency or "")
+        return None if rate is None else amount * rate
+
+
 @dataclass
 class Activity:
     """What one person did, as dated facts (from ``Gateway.behaviour``)."""
@@ -93,7 +116,9 @@ class Activity:
     interactions: list[dt.datetime] = field(default_factory=list)
     cases: list[dt.datetime] = field(default_factory=list)
     deals: list[dt.datetime] = field(default_factory=list)
-    won: list[tuple[dt.datetime, Decimal]] = field(default_factory=list)
+    won: list[tuple[dt.datetime, Decimal]] = field(default_factory=list)  # value currency
+    # Won amounts that could not be converted: (when, currency, major units).
+    unconverted: list[tuple[dt.datetime, str, Decimal]] = field(default_factory=list)
     lines: set[str] = field(default_factory=set)  # pipelines with a won deal
 
 
@@ -105,9 +130,12 @@ def _utc(moment: Any) -> dt.datetime:
 def activities(
     facts: Mapping[str, Sequence[tuple[Any, ...]]],
     won_stages: Callable[[str | None, str | None], bool] | None = None,
+    rates: ValueRates | None = None,
 ) -> dict[str, Activity]:
     """Per-person activity from ``Gateway.behaviour``'s rows. ``won_stages(pipeline,
-    stage)`` says which stages are won (pipelines name their own); default: "won"."""
+    stage)`` says which stages are won (pipelines name their own); default: "won".
+    ``rates``: how won amounts become one currency (default: EUR, no other rates)."""
+    rates = rates or ValueRates()
     people: dict[str, Activity] = defaultdict(Activity)
     for subject, amount, currency, stage, pipeline, updated_at in facts.get("deal", ()):
         when = _utc(updated_at)
@@ -116,7 +144,12 @@ def activities(
         person.deals.append(when)
         pipeline_id = None if pipeline is None else str(pipeline)
         if won_stages(pipeline_id, stage) if won_stages else stage == "won":
-            person.won.append((when, to_major(int(amount or 0), currency)))
+            major = to_major(int(amount or 0), currency or None)
+            value = rates.convert(major, currency or None)
+            if value is None:
+                person.unconverted.append((when, str(currency or UNKNOWN_CURRENCY), major))
+            else:
+                person.won.append((when, value))
             if pipeline is not None:
                 person.lines.add(str(pipeline))
     for subject, occurred_at in facts.get("interaction", ()):
@@ -297,6 +330,10 @@ class Score:
     predicted_value: float | None
     churn_factors: list[dict[str, Any]]
     suggestions: list[str]
+    value_currency: str = "EUR"  # the currency of the monetary, historical and predicted value
+    # Won value of the last 12 months in currencies without a rate: never added to the
+    # value above, shown apart (major units per currency).
+    unconverted: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -309,6 +346,8 @@ class Score:
             },
             "segment": self.segment,
             "features": self.features,
+            "value_currency": self.value_currency,
+            "unconverted": self.unconverted,
             "historical_value": self.historical_value,
             "churn_risk": self.churn_risk,
             "predicted_value": self.predicted_value,
@@ -324,10 +363,15 @@ class Scoring:
 
 
 def score_everyone(
-    people: Mapping[str, Activity], now: dt.datetime, seed: int = SEED, sample: int = 0
+    people: Mapping[str, Activity],
+    now: dt.datetime,
+    seed: int = SEED,
+    sample: int = 0,
+    value_currency: str = "EUR",
 ) -> Scoring:
     """Train on the history (on a seeded sample of ``sample`` people when there are more),
-    score everyone as they stand at ``now``."""
+    score everyone as they stand at ``now``. Values are in ``value_currency`` (the
+    :class:`ValueRates` the activities were built with)."""
     import numpy as np
 
     snapshot = now - dt.timedelta(days=HORIZON_DAYS)
@@ -369,8 +413,20 @@ def score_everyone(
             predicted_value=None if risk is None else round((1 - risk) * row[2], 2),
             churn_factors=model.factors(row) if model is not None else [],
             suggestions=suggest(people[subject]),
+            value_currency=value_currency,
+            unconverted=_unconverted(people[subject], now),
         )
     return Scoring(scores, model)
+
+
+def _unconverted(person: Activity, now: dt.datetime) -> dict[str, float]:
+    """Won value of the last 12 months per currency that has no rate (major units)."""
+    since = now - dt.timedelta(days=VALUE_DAYS)
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for when, currency, amount in person.unconverted:
+        if since < when <= now:
+            totals[currency] += amount
+    return {c: float(round(v, 2)) for c, v in sorted(totals.items())}
 
 
 def generated_people(n: int, now: dt.datetime, seed: int = SEED) -> dict[str, Activity]:

@@ -6,7 +6,8 @@ consent, objections and restrictions are compiled into its SQL), scores them
 (:mod:`server.analytics.model`), and stores each person's scores sealed under their own
 key, in batches. Each batch is written in one transaction with an audit event naming the
 people scored, and in that transaction every score of someone who has no basis (any more)
-is deleted, so a withdrawal that lands mid-run still wins. Scores of people no longer
+(or whose processing is restricted) is deleted, so a withdrawal, objection or
+restriction that lands mid-run still wins. Scores of people no longer
 scored (no basis, or no activity left) are deleted at the end of the run.
 """
 
@@ -59,8 +60,15 @@ class CustomerScores:
     """Built once per process (``Services.analytics``)."""
 
     def __init__(
-        self, gateway: Gateway, consent: ConsentEngine, vault: Vault, audit: AuditLog
+        self,
+        gateway: Gateway,
+        consent: ConsentEngine,
+        vault: Vault,
+        audit: AuditLog,
+        *,
+        rates: model.ValueRates | None = None,
     ) -> None:
+        self._rates = rates or model.ValueRates()
         self._gateway = gateway
         self._consent = consent
         self._vault = vault
@@ -83,10 +91,16 @@ class CustomerScores:
             lambda pipeline, stage: (
                 kinds.get((str(pipeline), str(stage))) == "won" or stage == "won"
             ),
+            self._rates,
         )
         # CPU work (the model's fit) off the event loop: the worker keeps serving requests.
         scoring = await asyncio.to_thread(
-            model.score_everyone, people, now, model.SEED, TRAINING_SAMPLE
+            model.score_everyone,
+            people,
+            now,
+            model.SEED,
+            TRAINING_SAMPLE,
+            self._rates.currency,
         )
         subjects = list(scoring.scores)
         if progress is not None:
@@ -115,6 +129,20 @@ class CustomerScores:
             return CustomerScore.subject_id.not_in(audience.query)
         return CustomerScore.subject_id.is_in(audience.query)
 
+    async def _drop_restricted(self, ids: list[uuid.UUID]) -> None:
+        """Delete the scores of those of ``ids`` whose processing is restricted now."""
+        register = self._gateway.restrictions
+        if register is None or not ids:
+            return
+        unrestricted = await register.unrestricted_subjects()
+        kept = await CustomerScore.select(CustomerScore.subject_id).where(
+            CustomerScore.subject_id.is_in(ids) & unrestricted.where(CustomerScore.subject_id)
+        )
+        allowed = {str(r["subject_id"]) for r in kept}
+        gone = [i for i in ids if str(i) not in allowed]
+        if gone:
+            await CustomerScore.delete().where(CustomerScore.subject_id.is_in(gone))
+
     async def _store(self, actor: Actor, now: dt.datetime, sealed: dict[str, str]) -> None:
         if not sealed:
             return
@@ -132,8 +160,9 @@ class CustomerScores:
                     for s, token in sealed.items()
                 )
             )
-            # A withdrawal or objection committed since the facts were read wins.
+            # A withdrawal, objection or restriction committed since the facts were read wins.
             await CustomerScore.delete().where(await self._without_basis())
+            await self._drop_restricted(ids)
             await self._audit.append(
                 AuditEvent(
                     actor_id=actor.id,

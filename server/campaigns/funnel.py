@@ -8,10 +8,15 @@ applies, nothing is decrypted). Nobody's opens or clicks are tracked: there is n
 and no per-person link but the withdrawal link the law asks for.
 
 Small groups (``server.reports.small_groups``): each row's stages nest (withdrawn within
-sent within audience, qualified within leads, won within deals), so each nest is a little
-grid with its total; a nest with a group under the minimum is hidden whole (its figures
-``None`` through :meth:`FunnelRow.shown`). Delivery counts are over everyone, so they are
-always subject to the rule; leads and deals follow the viewer's list scope.
+sent within audience, qualified within leads, won within deals). Each nest is one grid
+over all the rows of a table (rows x the nest's parts), with a total row, so complementary
+suppression works across rows: a hidden campaign cannot be recovered as "total minus the
+other campaigns". The campaign table has a row for leads and deals without a campaign, so
+its lead totals are the source table's, and a total hidden in one table is hidden in the
+other. A row's nest with any hidden part is hidden whole (its figures ``None`` through
+:meth:`FunnelRow.shown`). The rule counts people: a deal cell's people come from the
+gateway (``count_people``). Delivery counts are over everyone (one delivery per person),
+so they are always subject to the rule; leads and deals follow the viewer's list scope.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from server.campaigns.tables import Campaign, CampaignDelivery
 from server.consent.reports import withdrawals_by
 from server.gateway import Actor, Forbidden, Gateway
 from server.pipelines.service import stage_kinds
-from server.reports.small_groups import SmallGroups
+from server.reports.small_groups import TOTAL, SmallGroups
 
 QUALIFIED = ("qualified", "converted")  # lead statuses that passed qualification
 
@@ -61,26 +66,63 @@ class FunnelRow:
             return None
         return (self.cost + self.won // 2) // self.won
 
-    def hide_small_groups(
-        self, delivery: SmallGroups, lead: SmallGroups, deal: SmallGroups
-    ) -> None:
-        nests: list[tuple[str, SmallGroups, dict[str, int]]] = [
-            (
-                "leads",
-                lead,
-                {"qualified": self.qualified, "other": self.leads - self.qualified},
-            ),
-            ("deals", deal, {"won": self.won, "other": self.deals - self.won}),
-        ]
-        if self.audience is not None:
+    def parts(self, nest: str) -> dict[str, int]:
+        """The disjoint parts of a nest, which add up to its total (the row's audience,
+        leads or deals)."""
+        if nest == "audience":
             sent, withdrawn = self.sent or 0, self.withdrawn or 0
-            parts = {"withdrawn": withdrawn, "kept": sent - withdrawn}
-            nests.append(("audience", delivery, {**parts, "unsent": self.audience - sent}))
-        self.suppressed = frozenset(
-            name
-            for name, rule, parts in nests
-            if rule.hidden(["row"], list(parts), {("row", k): n for k, n in parts.items()})
-        )
+            return {
+                "withdrawn": withdrawn,
+                "kept": sent - withdrawn,
+                "unsent": (self.audience or 0) - sent,
+            }
+        if nest == "leads":
+            return {"qualified": self.qualified, "other": self.leads - self.qualified}
+        return {"won": self.won, "other": self.deals - self.won}
+
+    def add(self, other: FunnelRow) -> None:
+        """Fold another row into this one (a total)."""
+        for name in ("leads", "qualified", "deals", "won"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.audience is not None:
+            for name in ("audience", "sent", "withdrawn"):
+                setattr(self, name, (getattr(self, name) or 0) + (getattr(other, name) or 0))
+        for currency, value in other.won_value.items():
+            self.won_value[currency] = self.won_value.get(currency, 0) + value
+
+
+NESTS = ("audience", "leads", "deals")
+NO_CAMPAIGN = "\x00none"  # the row of leads and deals that name no campaign
+TOTAL_ROW = "\x00total"
+
+# People behind a nest part, per row (a lower bound when folded from several groups).
+People = dict[tuple[str, str], int]
+
+
+def _hide_nest(
+    rows: list[FunnelRow],
+    total: FunnelRow,
+    nest: str,
+    rule: SmallGroups,
+    people: People | None = None,
+    force_total: bool = False,
+) -> bool:
+    """Suppress one nest over a table's rows (one grid, with complements across rows);
+    hide each row's nest whole when any part of it is hidden. Returns whether the total
+    row's nest is hidden."""
+    if not rows:
+        return False
+    columns = list(rows[0].parts(nest))
+    counts = {(r.key, c): n for r in rows for c, n in r.parts(nest).items()}
+    forced = [(TOTAL, c) for c in [*columns, TOTAL]] if force_total else []
+    hidden = rule.hidden([r.key for r in rows], columns, counts, people, forced)
+    for row in rows:
+        if any(label[0] == row.key for label in hidden):
+            row.suppressed = row.suppressed | {nest}
+    total_hidden = any(label[0] == TOTAL for label in hidden)
+    if total_hidden:
+        total.suppressed = total.suppressed | {nest}
+    return total_hidden
 
 
 _NEST_OF = {
@@ -100,6 +142,11 @@ class Funnel:
     campaigns: tuple[FunnelRow, ...]
     sources: tuple[FunnelRow, ...]
     deals_visible: bool  # False: the role may not count deals (deal columns left empty)
+    # Leads and deals that name no campaign (its audience None), and the totals of each
+    # table (the campaign total includes the row without a campaign).
+    unattributed: FunnelRow = field(default_factory=lambda: FunnelRow(NO_CAMPAIGN, ""))
+    campaign_total: FunnelRow = field(default_factory=lambda: FunnelRow(TOTAL_ROW, ""))
+    source_total: FunnelRow = field(default_factory=lambda: FunnelRow(TOTAL_ROW, ""))
 
 
 class CampaignFunnel:
@@ -135,19 +182,28 @@ class CampaignFunnel:
                 str(r["id"]), str(r["purpose"]), r["sent_at"]
             )
             by_id[row.key] = row
+        unattributed = FunnelRow(NO_CAMPAIGN, "Without a campaign")
         sources: dict[str, FunnelRow] = {}
+        lead_people: People = {}  # (campaign row key, part) and (source, part)
+        source_people: People = {}
+
+        def at_least(people: People, key: tuple[str, str], n: int | None) -> None:
+            people[key] = max(people.get(key, 0), n or 0)
+
         leads = await self._gateway.aggregate(
-            actor, "lead", group_by=("campaign_id", "source", "status")
+            actor, "lead", group_by=("campaign_id", "source", "status"), count_people=True
         )
         for g in leads:
             source = str(g.key[1] or "")
-            targets = [sources.setdefault(source, FunnelRow(source, source))]
-            if g.key[0] is not None and str(g.key[0]) in by_id:
-                targets.append(by_id[str(g.key[0])])
-            for row in targets:
-                row.leads += g.count
-                if g.key[2] in QUALIFIED:
-                    row.qualified += g.count
+            row = by_id.get(str(g.key[0]), unattributed) if g.key[0] is not None else unattributed
+            part = "qualified" if g.key[2] in QUALIFIED else "other"
+            for target, people in (
+                (sources.setdefault(source, FunnelRow(source, source)), source_people),
+                (row, lead_people),
+            ):
+                target.leads += g.count
+                target.qualified += g.count if part == "qualified" else 0
+                at_least(people, (target.key, part), g.people)
         deals_visible = True
         try:
             deals = await self._gateway.aggregate(
@@ -155,27 +211,54 @@ class CampaignFunnel:
                 "deal",
                 group_by=("campaign_id", "pipeline_id", "stage", "currency"),
                 sum_of="amount",
+                count_people=True,
             )
         except Forbidden:
             deals, deals_visible = [], False
         kinds = await stage_kinds()
+        deal_people: People = {}
         for g in deals:
-            attributed = by_id.get(str(g.key[0])) if g.key[0] is not None else None
-            if attributed is None:
-                continue
-            row = attributed
+            row = by_id.get(str(g.key[0]), unattributed) if g.key[0] is not None else unattributed
             row.deals += g.count
+            part = "other"
             if kinds.get((str(g.key[1]), str(g.key[2]))) == "won":
+                part = "won"
                 row.won += g.count
                 currency = str(g.key[3] or "")
                 row.won_value[currency] = row.won_value.get(currency, 0) + (g.total or 0)
-        rules = (self._rule(actor, None), self._rule(actor, "lead"), self._rule(actor, "deal"))
-        for row in [*by_id.values(), *sources.values()]:
-            row.hide_small_groups(*rules)
+            at_least(deal_people, (row.key, part), g.people)
+        campaign_rows = [*by_id.values(), unattributed]
+        campaign_total = FunnelRow(TOTAL_ROW, "Total", audience=0, sent=0, withdrawn=0)
+        source_total = FunnelRow(TOTAL_ROW, "Total")
+        for row in campaign_rows:
+            campaign_total.add(row)
+        for row in sources.values():
+            source_total.add(row)
+        delivery, lead, deal = (
+            self._rule(actor, None),
+            self._rule(actor, "lead"),
+            self._rule(actor, "deal"),
+        )
+        sent = [r for r in by_id.values() if r.audience]
+        _hide_nest(sent, campaign_total, "audience", delivery)
+        _hide_nest(campaign_rows, campaign_total, "deals", deal, deal_people)
+        # Both tables count the same leads: a total hidden in one is hidden in the other,
+        # and its complements are found there too.
+        source_rows = list(sources.values())
+        force = False
+        while True:
+            hidden = _hide_nest(campaign_rows, campaign_total, "leads", lead, lead_people, force)
+            hidden |= _hide_nest(source_rows, source_total, "leads", lead, source_people, force)
+            if hidden == force:
+                break
+            force = hidden
         return Funnel(
             campaigns=tuple(by_id.values()),
             sources=tuple(sorted(sources.values(), key=lambda r: r.key)),
             deals_visible=deals_visible,
+            unattributed=unattributed,
+            campaign_total=campaign_total,
+            source_total=source_total,
         )
 
     @staticmethod

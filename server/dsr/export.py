@@ -944,6 +944,8 @@ _NO_SCORES = {
     "expired": "Your consent to profiling expired: your scores were deleted and none are computed.",
     "no_consent": "You have not consented to profiling: no scores are computed about you.",
     "purpose_inactive": "Profiling is not offered: no scores are computed about you.",
+    "restricted": "The processing of your data is restricted (GDPR Art. 18): your scores "
+    "were deleted when it was restricted and none are computed while the restriction lasts.",
 }
 
 
@@ -951,15 +953,19 @@ async def _profiling(services: Services, subject: str, actor: Actor) -> dict[str
     """Art. 15(1)(h): the scores held about the person, the logic involved, and, when there
     are none, why."""
     basis = await services.consent.has_basis(subject, PROFILING)
+    reason = basis.reason
+    register = services.gateway.restrictions
+    if register is not None and await register.is_restricted(subject):
+        reason = "restricted"  # no profiling while restricted, whatever the consent
     held = await services.analytics.of_subject(actor, subject, why="data_subject")
     if held is not None:
         explanation = "These scores were computed from your deals, interactions and cases."
     else:
         explanation = _NO_SCORES.get(
-            basis.reason, "No scores are held about you (no activity to score yet)."
+            reason, "No scores are held about you (no activity to score yet)."
         )
     return {
-        "basis": basis.reason,
+        "basis": reason,
         "computed_at": held.computed_at.isoformat() if held else None,
         "model": held.model if held else None,
         "scores": held.scores if held else None,

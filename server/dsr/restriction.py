@@ -25,6 +25,7 @@ from piccolo.query import Select
 from audit.events import AuditEvent, Outcome
 from audit.log import AuditLog
 from server import db
+from server.analytics.store import forget_scores
 from server.dsr.errors import DsrError, role_of
 from server.dsr.tables import ProcessingRestriction
 
@@ -163,6 +164,9 @@ class Restrictions:
                 "lifted_at": None,
             }
             await ProcessingRestriction.insert(ProcessingRestriction(**row)).run()
+            # Profiling is processing: the person's scores go at once, in this transaction
+            # (the scoring job leaves restricted people out and re-checks when it writes).
+            await forget_scores(str(subject))
             await self._event(
                 "dsr.restrict", subject, by, by_role, reason, {"request": request_id or ""}
             )

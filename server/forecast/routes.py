@@ -86,8 +86,9 @@ class ForecastRoutes(Controller):
     @get(
         "/",
         description=(
-            "The weighted pipeline by expected close month and category (commit: probability "
-            ">= 60, best_case: >= 30, pipeline: below), and per person and team: open deals, "
+            "The weighted pipeline by expected close month and category (the deal's own "
+            "forecast_category when set, else commit: probability >= 60, best_case: >= 30, "
+            "pipeline: below), and per person and team: open deals, "
             "won and lost, won value, win rate, average cycle in days, interactions, tasks "
             "done, quota and attainment, over `period` (month, quarter - the default - or "
             "custom with `start` and `end`, inclusive dates). A rep sees their own figures "

@@ -11,8 +11,10 @@ owner, so no colleague's own numbers show).
   in the period, by month; weighted amount = amount x probability / 100. The probability
   is the deal's own (``deal.probability``: set from the stage when the deal enters it,
   changed by whoever may edit the deal), or the stage's when the deal has none.
-- **Categories**: commit (probability >= ``COMMIT_FROM``), best case (>= ``BEST_CASE_FROM``),
-  pipeline (below).
+- **Categories**: the deal's own ``forecast_category`` when someone set one (a rep's call:
+  "commit" on a verbal yes at 50%), else from its probability: commit (>= ``COMMIT_FROM``),
+  best case (>= ``BEST_CASE_FROM``), pipeline (below). The category never changes the
+  weighted amount, only the column it is counted in.
 - **Won value, win rate, cycle length**: deals that entered a won or lost stage in the
   period (``stage_entered_at``); cycle = days from the deal's creation to its win.
 - **Activities**: interactions that took place in the period; tasks done whose last change
@@ -50,7 +52,11 @@ MAX_PERIOD_DAYS = 731
 MAX_QUOTA = 10**15  # minor units
 
 
-def category_of(probability: int) -> str:
+def category_of(probability: int, chosen: object = None) -> str:
+    """The deal's forecast category: ``chosen`` (the deal's ``forecast_category``) when
+    set to a category, else what the probability gives."""
+    if chosen in CATEGORIES:
+        return str(chosen)
     if probability >= COMMIT_FROM:
         return "commit"
     if probability >= BEST_CASE_FROM:
@@ -333,6 +339,7 @@ class Forecasts:
                 "probability",
                 "expected_close",
                 "currency",
+                "forecast_category",
             ),
             sum_of="amount",
             since=("expected_close", period.start),
@@ -351,7 +358,7 @@ class Forecasts:
             currency = str(g.key[n + 5] or "")
             amount = g.total or 0
             share = weighted(amount, chance)
-            category = category_of(chance)
+            category = category_of(chance, g.key[n + 6])
             cell = cells.setdefault((month, category, currency), [0, 0, 0])
             cell[0] += g.count
             cell[1] += amount

@@ -79,6 +79,8 @@ class Deal(Table, tablename="deal"):
     pipeline_id = UUID(null=True, default=None, index=True)  # server.pipelines
     stage_entered_at = Timestamptz(null=True, default=None)  # set by the pipelines' deal rule
     campaign_id = UUID(null=True, default=None, index=True)  # attribution (issue 20)
+    # commit | best_case | pipeline, or None: the probability decides (server.forecast)
+    forecast_category = Varchar(length=16, null=True, default=None)
 
 
 class Interaction(Table, tablename="interaction"):

@@ -6,8 +6,10 @@ query by the gateway, so a sales rep's pipeline is their own deals and nothing i
 decrypted. Each report is one or two audited ``aggregate`` events with counts only.
 
 Small groups (``server.reports.small_groups``): a report over the viewer's own records is
-exact; over a team's or everyone's records, cells under the minimum group size are
-suppressed (``None``), with complementary suppression.
+exact; over a team's or everyone's records, cells about fewer people than the minimum
+group size are suppressed (``None``), with complementary suppression. People, not
+records: each aggregate also counts the distinct data subjects per group, so ten deals of
+two customers are a group of two.
 
 Who may open the reports at all is a policy question (``report view``); the gateway then
 decides per record type, so a role allowed the reports but not, say, cases gets a 403 for
@@ -184,8 +186,21 @@ class CrmReports:
         return self.gateway.policy.allows(role, REPORT_RESOURCE, "view")
 
     async def pipeline(self, actor: Actor) -> Pipeline:
+        rule = self._rule(actor, "deal")
         groups = await self.gateway.aggregate(
-            actor, "deal", group_by=("stage", "currency"), sum_of="amount"
+            actor,
+            "deal",
+            group_by=("stage", "currency"),
+            sum_of="amount",
+            count_people=not rule.exact,
+        )
+        # The people behind each currency's total (exact; not needed when nothing is hidden).
+        per_currency = (
+            []
+            if rule.exact
+            else await self.gateway.aggregate(
+                actor, "deal", group_by=("currency",), count_people=True
+            )
         )
         order = await stage_order()
         exact = sorted(
@@ -203,7 +218,9 @@ class CrmReports:
         rows = list(dict.fromkeys(s.stage for s in exact))
         currencies = sorted({s.currency for s in exact})
         counts = {(s.stage, s.currency): s.deals or 0 for s in exact}
-        hidden = self._rule(actor, "deal").hidden(rows, currencies, counts)
+        people = {(str(g.key[0] or ""), str(g.key[1] or "")): g.people or 0 for g in groups}
+        people |= {(TOTAL, str(g.key[0] or "")): g.people or 0 for g in per_currency}
+        hidden = rule.hidden(rows, currencies, counts, people)
         stages = tuple(
             StageTotal(s.stage, s.currency, None, None) if (s.stage, s.currency) in hidden else s
             for s in exact
@@ -235,16 +252,22 @@ class CrmReports:
             "deal",
             group_by=("pipeline_id", "stage"),
             since=("updated_at", since) if since else None,
+            count_people=True,
         )
         # Won and lost by the stage's kind in its pipeline, whatever the stage is called.
         kinds = await stage_kinds()
         counts = {"won": 0, "lost": 0}
+        people = {"won": 0, "lost": 0}  # folded from stages: the largest, a lower bound
         for g in groups:
             kind = kinds.get((str(g.key[0]), str(g.key[1])))
             if kind in counts:
                 counts[kind] += g.count
+                people[kind] = max(people[kind], g.people or 0)
         hidden = self._rule(actor, "deal").hidden(
-            ["closed"], ["won", "lost"], {("closed", k): n for k, n in counts.items()}
+            ["closed"],
+            ["won", "lost"],
+            {("closed", k): n for k, n in counts.items()},
+            {("closed", k): n for k, n in people.items()},
         )
         won, lost = (None if ("closed", k) in hidden else counts[k] for k in ("won", "lost"))
         return WinRate(
@@ -258,9 +281,9 @@ class CrmReports:
 
     async def cases(self, actor: Actor, *, now: dt.datetime | None = None) -> CaseReport:
         moment = _now(now)
-        every = await self.gateway.aggregate(actor, "case", group_by=("status",))
+        every = await self.gateway.aggregate(actor, "case", group_by=("status",), count_people=True)
         overdue = await self.gateway.aggregate(
-            actor, "case", group_by=("status",), before=("due_at", moment)
+            actor, "case", group_by=("status",), before=("due_at", moment), count_people=True
         )
         by_status = dict.fromkeys(CASE_STATUSES, 0)
         for g in every:
@@ -271,7 +294,17 @@ class CrmReports:
         statuses = list(by_status)
         counts = {(s, "within"): n - breaches.get(s, 0) for s, n in by_status.items()}
         counts |= {(s, "breached"): n for s, n in breaches.items()}
-        hidden = self._rule(actor, "case").hidden(statuses, ["within", "breached"], counts)
+        # People per cell: a status's people are within or breached (or both), so those
+        # within are at least the status's people minus the breached ones.
+        status_people = {str(g.key[0] or "open"): g.people or 0 for g in every}
+        late_people = {str(g.key[0] or "open"): g.people or 0 for g in overdue}
+        people = {(s, TOTAL): n for s, n in status_people.items()}
+        people |= {(s, "breached"): late_people.get(s, 0) for s in breaches}
+        people |= {
+            (s, "within"): max(0, n - (late_people.get(s, 0) if s in breaches else 0))
+            for s, n in status_people.items()
+        }
+        hidden = self._rule(actor, "case").hidden(statuses, ["within", "breached"], counts, people)
         return CaseReport(
             as_of=moment,
             by_status={s: None if (s, TOTAL) in hidden else n for s, n in by_status.items()},
@@ -293,13 +326,16 @@ class CrmReports:
             group_by=("channel",),
             since=("occurred_at", since),
             before=("occurred_at", until),
+            count_people=True,
         )
         by_channel = dict.fromkeys(CHANNELS, 0)
+        people: dict[tuple[str, str], int] = {}
         for g in groups:
             by_channel[str(g.key[0])] = by_channel.get(str(g.key[0]), 0) + g.count
+            people[(str(g.key[0]), "n")] = g.people or 0
         channels = list(by_channel)
         hidden = self._rule(actor, "interaction").hidden(
-            channels, ["n"], {(c, "n"): n for c, n in by_channel.items()}
+            channels, ["n"], {(c, "n"): n for c, n in by_channel.items()}, people
         )
         return InteractionReport(
             since=since,

@@ -63,3 +63,62 @@ def test_rep_sees_their_weighted_forecast_with_a_chart(page: Page, consentry: Li
     performance = page.locator("table[data-report=performance] tbody")
     expect(performance).to_contain_text("Team")
     assert not blocked, blocked
+
+
+def test_rep_calls_a_deal_commit_and_the_dashboard_shows_their_forecast(
+    page: Page, consentry: LiveServer
+) -> None:
+    """The forecast category is the rep's call: set on the deal's form, it moves the deal
+    to Commit at the same weighted value; the start page's forecast panel shows it with
+    the win rate, at a phone's width too."""
+    rep = consentry.create_staff("sales")
+    sign_in_fully(page, rep)
+    person = page.request.post(
+        "/api/v1/contacts", data={"first_name": "Perdita", "last_name": "Quarry"}
+    )
+    assert person.status == 201, person.text()
+    today = dt.datetime.now(dt.UTC).date()
+    deal = page.request.post(
+        "/api/v1/deals",
+        data={
+            "title": "Orrery for Perdita",
+            "amount": 400_000,
+            "currency": "EUR",
+            "stage": "proposal",
+            "probability": 25,
+            "expected_close": today.isoformat(),
+            "contact_id": person.json()["id"],
+        },
+    )
+    assert deal.status == 201, deal.text()
+    won = page.request.post(
+        "/api/v1/deals",
+        data={
+            "title": "Sextant",
+            "amount": 10_000,
+            "currency": "EUR",
+            "stage": "won",
+            "contact_id": person.json()["id"],
+        },
+    )
+    assert won.status == 201, won.text()
+
+    page.goto(f"/deals/{deal.json()['id']}/edit")
+    page.get_by_label("Forecast category").select_option(label="Commit")
+    page.get_by_role("button", name="Save deal").click()
+    expect(page.get_by_text("Deal updated.")).to_be_visible()
+
+    page.goto("/forecast?period=month")
+    page.get_by_text("The numbers, month by month").click()
+    row = page.locator("table[data-report=forecast] tbody tr")
+    expect(row).to_contain_text("Commit")  # 25%: pipeline by its probability, commit by call
+    expect(page.locator("[data-report=forecast-total]")).to_contain_text("1,000.00 EUR")
+
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 1600})
+        page.goto("/")
+        panel = page.locator("[data-panel=forecast]")
+        expect(panel.get_by_role("heading", name="Your forecast this quarter")).to_be_visible()
+        mine = panel.locator("tr[data-row=me]")
+        expect(mine).to_contain_text("1,000.00 EUR")  # weighted, all of it commit
+        expect(mine.locator("[data-win-rate]")).to_have_text("100%")
