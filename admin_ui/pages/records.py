@@ -71,6 +71,7 @@ SUMMARY_FIELDS = {
     "lead": ("email", "status", "source"),
     "task": ("due_at", "status", "priority"),
     "note": ("record_type", "body"),
+    "mail": ("record_id", "occurred_at", "direction", "visibility"),
 }
 HEADING_FIELDS = {
     "contact": ("first_name", "last_name"),
@@ -81,6 +82,7 @@ HEADING_FIELDS = {
     "lead": ("first_name", "last_name"),
     "task": ("title",),
     "note": ("body",),
+    "mail": ("subject",),
 }
 # Where each record type's pages live: reference fields link there.
 PAGE_PATHS = {
@@ -92,8 +94,15 @@ PAGE_PATHS = {
     "lead": "/leads",
     "task": "/tasks",
     "note": "/notes",
+    "mail": "/mail",
 }
-PLURALS = {"deal": "Deals", "interaction": "Interactions", "case": "Cases", "task": "Tasks"}
+PLURALS = {
+    "deal": "Deals",
+    "interaction": "Interactions",
+    "case": "Cases",
+    "task": "Tasks",
+    "mail": "Captured e-mail",
+}
 
 ChoicesProvider = Callable[
     [Request[Any, Any, Any], Mapping[str, Any]], Awaitable[dict[str, FieldChoices]]
