@@ -15,6 +15,8 @@ import dataclasses
 import datetime as dt
 import io
 import logging
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -49,8 +51,14 @@ BODY = "Please send forty pallets of the blue glaze by Friday. Regards, Jane"
 
 
 @pytest.fixture
-def imap(tmp_path: Path) -> Iterator[ImapServer]:
-    yield from run_dovecot(tmp_path / "dovecot")
+def imap() -> Iterator[ImapServer]:
+    # Not pytest's tmp_path: its parents are private to root, and Dovecot's mail processes
+    # run as an unprivileged user that must reach the Maildir.
+    root = Path(tempfile.mkdtemp(prefix="consentry-dovecot-"))
+    try:
+        yield from run_dovecot(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def message(

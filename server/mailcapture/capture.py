@@ -26,7 +26,6 @@ import html
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -141,7 +140,7 @@ def _when(message: Message) -> dt.datetime:
 
 
 def _listed(label: str, people: Iterable[tuple[str, str]]) -> str:
-    shown = ", ".join(str(Address(display_name=n, addr_spec=a)) if n else a for n, a in people)
+    shown = ", ".join(f"{n} <{a}>" if n else a for n, a in people)
     return f"{label}: {shown}" if shown else ""
 
 
