@@ -84,6 +84,11 @@ HEADING_FIELDS = {
     "note": ("body",),
     "mail": ("subject",),
 }
+# Bookkeeping fields a person gains nothing from seeing on the record's page (keyed
+# hashes, the mailbox a captured mail came from); the API still returns them.
+HIDDEN_ON_PAGE: dict[str, frozenset[str]] = {
+    "mail": frozenset({"thread_key", "message_key", "mailbox_id"}),
+}
 # Where each record type's pages live: reference fields link there.
 PAGE_PATHS = {
     "contact": "/contacts",
@@ -725,7 +730,10 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 )
             choices = await choices_for(request, record.values)
             rows = []
+            hidden = HIDDEN_ON_PAGE.get(resource, frozenset())
             for spec in rt.fields:
+                if spec.name in hidden:
+                    continue
                 restricted = spec.name in record.restricted
                 value = record.values.get(spec.name)
                 link = ""

@@ -42,7 +42,9 @@ def delivered(imap: ImapServer, subject: str) -> None:
     mail["Subject"] = subject
     mail["Message-ID"] = make_msgid(domain="customer.example")
     mail.set_content("Please send forty pallets of the blue glaze by Friday.\n\nJane")
-    mail.add_attachment(b"%PDF-1.4 spec", maintype="application", subtype="pdf", filename="spec.pdf")
+    mail.add_attachment(
+        b"%PDF-1.4 spec", maintype="application", subtype="pdf", filename="spec.pdf"
+    )
     imap.deliver(mail.as_bytes())
 
 
