@@ -171,7 +171,9 @@ async def test_mail_from_an_unknown_address_leaves_no_trace(
     handler = logging.StreamHandler(captured_log)
     logging.getLogger().addHandler(handler)
     try:
-        imap.deliver(message(f"Ottoline <{stranger}>", imap.user, secret_subject, "Hush, Vexworthy"))
+        imap.deliver(
+            message(f"Ottoline <{stranger}>", imap.user, secret_subject, "Hush, Vexworthy")
+        )
         report = await sync(services, mailbox)
     finally:
         logging.getLogger().removeHandler(handler)
