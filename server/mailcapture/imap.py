@@ -27,6 +27,7 @@ from email.message import EmailMessage
 
 import aioimaplib
 
+from server.gateway import GatewayError
 from server.logs import get_logger
 from server.mailcapture.capture import Mailbox as CaptureMailbox
 from server.mailcapture.capture import MailCapture
@@ -186,7 +187,13 @@ async def sync_mailbox(
                     if raw is None:
                         b_skipped += 1
                         continue
-                    filed = await capture.capture(parse_message(raw), raw, owner)
+                    try:
+                        filed = await capture.capture(parse_message(raw), raw, owner)
+                    except GatewayError as exc:  # this message cannot be filed: skip it,
+                        # or it would stop the mailbox at this UID for ever
+                        log.warning("captured message refused", error=type(exc).__name__)
+                        b_skipped += 1
+                        continue
                     if filed.written:
                         b_captured += 1
                     else:
