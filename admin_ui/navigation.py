@@ -67,6 +67,7 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
             MenuEntry("Cases", "/cases", ("case", "list")),
             MenuEntry("Interactions", "/interactions", ("interaction", "list")),
             MenuEntry("Captured e-mail", "/mail", ("mail", "list")),
+            MenuEntry("My mailboxes", "/mailboxes", ("mailbox", "manage")),
         ),
     ),
     (
@@ -100,7 +101,6 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
             MenuEntry("Import", "/import", None, admin_only=True),
             MenuEntry("Webhooks", "/admin/webhooks", ("webhook", "manage")),
             MenuEntry("Recipients", "/admin/recipients", ("recipient", "manage")),
-            MenuEntry("My mailboxes", "/mailboxes", ("mailbox", "manage")),
         ),
     ),
 )

@@ -73,7 +73,7 @@ class MailboxPages(Controller):
             "mail/mailboxes.html",
             visit=visit,
             status=status,
-            section="settings",
+            section="mail",
             title="My mailboxes",
             mailboxes=boxes,
             running=any(b.running for b in boxes),
