@@ -409,6 +409,27 @@ async def test_mail_bccd_to_the_logging_address_is_filed_and_others_are_refused(
         )
     assert len(await mails(services)) == 1
 
+    # A customer's message forwarded as an attachment is filed as the customer's
+    tom = await person(services, rep, "tom.fairweather@customer.example")
+    original = EmailMessage()
+    original["From"] = "Tom Fairweather <tom.fairweather@customer.example>"
+    original["To"] = rep.email
+    original["Subject"] = "Broken pallet"
+    original["Message-ID"] = make_msgid(domain="customer.example")
+    original.set_content("Two pallets arrived broken.")
+    forward = EmailMessage()
+    forward["From"] = rep.email
+    forward["To"] = address
+    forward["Subject"] = "Fwd: Broken pallet"
+    forward.set_content("For the record.")
+    forward.add_attachment(original)
+    await aiosmtplib.send(forward, hostname="127.0.0.1", port=port)
+    toms = [m for m in await mails(services) if m.subject_id == tom.subject_id]
+    assert [(m.values["subject"], m.values["direction"]) for m in toms] == [
+        ("Broken pallet", "inbound")
+    ]
+    assert toms[0].owner_id == rep.user_id
+
 
 # --- rights: export, erasure, retention -------------------------------------------------
 

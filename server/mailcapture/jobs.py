@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage, Message
 from email.utils import getaddresses
 
 from server.auth.directory import staff_identities
@@ -76,11 +78,26 @@ async def sync_all(services: Services, *, max_messages: int | None = None) -> Sy
     return totals
 
 
+def forwarded_message(message: EmailMessage) -> EmailMessage | None:
+    """The message a staff member forwarded *as an attachment* (``message/rfc822``), or
+    None. An inline forward has lost the original's headers: nothing to match it by."""
+    for part in message.walk():
+        if part.get_content_type() != "message/rfc822":
+            continue
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if isinstance(inner, Message):
+            parsed = message_from_bytes(inner.as_bytes(), policy=email_policy.default)
+            return parsed if isinstance(parsed, EmailMessage) else None
+    return None
+
+
 class LoggingAddress:
-    """Mail to ``CONSENTRY_CAPTURE_ADDRESS``: BCC'd by staff on what they send (filed as
-    outbound under the sender), or forwarded to it (filed under
-    ``CONSENTRY_CAPTURE_OWNER_ID`` when the sender is not a staff member). With no owner
-    for it, the message is dropped, like any unmatched mail."""
+    """Mail to ``CONSENTRY_CAPTURE_ADDRESS``. BCC'd by a staff member on what they send:
+    filed as sent, under them. Forwarded to it by a staff member as an attachment: the
+    forwarded message is filed, under them. Sent to it by anyone else: filed under
+    ``CONSENTRY_CAPTURE_OWNER_ID``, or dropped when that is not set, like any unmatched
+    mail."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -89,13 +106,13 @@ class LoggingAddress:
         staff = await _staff_addresses()
         capture = await capture_of(self.services)
         senders = message.get_all("From", [])
-        sender = ""
-        if senders:
-            pairs = getaddresses([str(s) for s in senders])
-            sender = pairs[0][1].strip().lower() if pairs else ""
+        pairs = getaddresses([str(s) for s in senders]) if senders else []
+        sender = pairs[0][1].strip().lower() if pairs else ""
         owner = staff.get(sender) or self.services.settings.capture_owner_id
         if not owner:
             return
+        if sender in staff:
+            message = forwarded_message(message) or message
         own = {self.services.settings.capture_address}
         own |= {a for a, uid in staff.items() if uid == owner}
         await capture.capture(
