@@ -65,16 +65,16 @@ def _min_group_size(value: str | None) -> int:
     return number
 
 
-MAIL_CAPTURE_CONTENT_DEFAULT: Mapping[str, str] = {
-    "customer_relationship": "full",
-    "customer_support": "full",
-}
+MAIL_CAPTURE_CONTENT_DEFAULT: tuple[tuple[str, str], ...] = (
+    ("customer_relationship", "full"),
+    ("customer_support", "full"),
+)
 
 
-def _mail_capture_content(value: str | None) -> dict[str, str]:
+def _mail_capture_content(value: str | None) -> tuple[tuple[str, str], ...]:
     """``purpose:full|metadata`` pairs, comma-separated; unlisted purposes: metadata only."""
     if value is None:
-        return dict(MAIL_CAPTURE_CONTENT_DEFAULT)
+        return MAIL_CAPTURE_CONTENT_DEFAULT
     chosen: dict[str, str] = {}
     for item in value.split(","):
         if not item.strip():
@@ -86,7 +86,7 @@ def _mail_capture_content(value: str | None) -> dict[str, str]:
                 f"pairs separated by commas, got {item.strip()!r}"
             )
         chosen[purpose.strip()] = mode.strip()
-    return chosen
+    return tuple(chosen.items())
 
 
 def _port_or_off(name: str, value: str | None) -> int:
@@ -188,9 +188,8 @@ class Settings:
     # Mailbox capture (docs/mail-capture.md). Per purpose a mailbox captures under: "full"
     # keeps the subject and body (encrypted under the person's key), anything else keeps
     # metadata only (direction, time, correspondents, attachment names and sizes).
-    mail_capture_content: Mapping[str, str] = field(
-        default_factory=lambda: dict(MAIL_CAPTURE_CONTENT_DEFAULT)
-    )
+    # (purpose, "full" | "metadata") pairs: a tuple, so the settings stay hashable.
+    mail_capture_content: tuple[tuple[str, str], ...] = MAIL_CAPTURE_CONTENT_DEFAULT
     # Unmatched inbound mail: dropped without a trace (off), or a new lead (on).
     mail_capture_lead_rule: bool = False
     # The built-in SMTP receiver for mail BCC'd or forwarded to the logging address: off

@@ -520,7 +520,7 @@ def test_the_capture_settings_are_read_and_checked() -> None:
 
     default = Settings.from_env({})
     assert default.smtp_receiver_port == 0  # the receiver is off unless asked for
-    assert default.mail_capture_content["customer_relationship"] == "full"
+    assert dict(default.mail_capture_content)["customer_relationship"] == "full"
     assert not default.mail_capture_lead_rule
     chosen = Settings.from_env(
         {

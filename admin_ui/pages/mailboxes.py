@@ -81,7 +81,9 @@ class MailboxPages(Controller):
             values=values or {"port": 993, "security": "ssl", "folder": "INBOX"},
             securities=[(s, SECURITY_LABELS[s]) for s in SECURITY],
             purposes=[(p, PURPOSES[p].description) for p in CAPTURE_PURPOSES],
-            full={p: settings.mail_capture_content.get(p) == "full" for p in CAPTURE_PURPOSES},
+            full={
+                p: dict(settings.mail_capture_content).get(p) == "full" for p in CAPTURE_PURPOSES
+            },
             lead_rule=settings.mail_capture_lead_rule,
             when=when,
         )

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import re
 import ssl
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email import message_from_bytes
 from email import policy as email_policy
@@ -140,9 +139,6 @@ async def _fetch(client: aioimaplib.IMAP4, uid: int) -> bytes | None:
         if isinstance(item, bytearray):
             return bytes(item)
     return None  # expunged meanwhile
-
-
-Capture = Callable[[EmailMessage, bytes, CaptureMailbox], Awaitable[object]]
 
 
 async def sync_mailbox(
