@@ -308,6 +308,9 @@ async def test_a_colleague_reads_a_captured_mail_only_once_the_thread_is_shared(
     assert patch.status_code == 404
 
     mine = await staff.login(owner)
+    # nor can the owner hand it over: sharing is the way (support may reassign tasks only)
+    handed = await mine.patch(f"/api/v1/mail/{mail.id}", json={"owner_id": colleague.user_id})
+    assert handed.status_code == 403, handed.text
     shared = await mine.post(f"/api/v1/mail/{mail.id}/thread/share")
     assert shared.status_code == 201, shared.text
     assert shared.json() == {"changed": 1, "visibility": "shared"}
