@@ -2002,7 +2002,7 @@ def analytics_validate(people: int, seed: int) -> None:
 
 @cli.group()
 def mail() -> None:
-    """Mailbox capture: sync connected mailboxes, run the SMTP receiver (docs/mail-capture.md)."""
+    """Mailbox capture: sync connected mailboxes and run the SMTP receiver."""
 
 
 @mail.command("sync")
