@@ -178,5 +178,6 @@ class MailboxPages(Controller):
         gateway = services_of(request).gateway
         changed = await share_thread(gateway, visit.actor, mail_id, shared=action == "share")
         text = "shared with your team" if action == "share" else "private to you again"
-        await flash(request, visit, f"Thread {text} ({changed} e-mail(s) changed).")
+        count = "1 e-mail" if changed == 1 else f"{changed} e-mails"
+        await flash(request, visit, f"Thread {text}: {count} changed.")
         return see_other(f"/mail/{mail_id}")
