@@ -66,6 +66,8 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
         (
             MenuEntry("Cases", "/cases", ("case", "list")),
             MenuEntry("Interactions", "/interactions", ("interaction", "list")),
+            MenuEntry("Captured e-mail", "/mail", ("mail", "list")),
+            MenuEntry("My mailboxes", "/mailboxes", ("mailbox", "manage")),
         ),
     ),
     (

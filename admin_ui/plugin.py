@@ -42,6 +42,7 @@ from admin_ui.pages.holds import HoldPages
 from admin_ui.pages.imports import ExportPages, ImportPages
 from admin_ui.pages.integrations import RecipientPages, WebhookPages
 from admin_ui.pages.leads import LeadConvertPages
+from admin_ui.pages.mailboxes import MailboxPages
 from admin_ui.pages.my_day import MyDayPages
 from admin_ui.pages.notes import NotePanel
 from admin_ui.pages.pipeline import BoardPages, PipelineSettingsPages
@@ -58,7 +59,17 @@ from admin_ui.pages.users import UserPages
 from admin_ui.rendering import gateway_error_handler, http_error_handler, redirect_handler
 from admin_ui.security import csrf_config, security_headers
 from admin_ui.session import PageRedirect
-from server.datamap import CASE, CONTACT, DEAL, INTERACTION, LEAD, NOTE, ORGANIZATION, TASK
+from server.datamap import (
+    CASE,
+    CONTACT,
+    DEAL,
+    INTERACTION,
+    LEAD,
+    MAIL,
+    NOTE,
+    ORGANIZATION,
+    TASK,
+)
 from server.gateway import GatewayError
 from server.services import Services, load_session_secret
 from server.settings import Settings
@@ -127,6 +138,8 @@ def admin_router() -> Router:
             NotePanel,  # POST /notes/add, from any record's notes panel
             record_pages(TASK, "/tasks", "Tasks"),
             record_pages(NOTE, "/notes", "Notes"),
+            MailboxPages,  # /mailboxes, /mail/{id}/thread (issue 21: mailbox capture)
+            record_pages(MAIL, "/mail", "Captured e-mail"),
             LeadConvertPages,
             BoardPages,  # /pipeline
             PipelineSettingsPages,  # /admin/pipelines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 
 from litestar import Litestar
@@ -29,6 +30,8 @@ from server.gateway import GatewayError
 from server.health import health, ready
 from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
 from server.logs import configure_logging, get_logger
+from server.mailcapture import jobs as mail_capture
+from server.mailcapture.routes import MailRecordRoutes, MailThreadRoutes
 from server.organizations.routes import OrganizationRoutes
 from server.pipelines.routes import PipelineRoutes
 from server.portal.routes import PortalPages, PortalTransparency
@@ -58,6 +61,8 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     CaseRoutes,
     TaskRoutes,
     NoteRoutes,
+    MailRecordRoutes,  # /api/v1/mail: captured e-mail (private to its owner until shared)
+    MailThreadRoutes,  # /api/v1/mail/{id}/thread/share|unshare
     LeadRoutes,
     LeadConversion,
     PublicLeadForm,  # a website's contact form: no staff session, rate-limited
@@ -114,12 +119,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     services = services or build_services(settings)
     engine = db.get_engine()
     jobs = BackgroundJobs(services)
+    receivers: list[asyncio.Server] = []  # the SMTP receiver, when configured
 
     async def on_startup(app: Litestar) -> None:
         await db.start(engine)
         jobs.start()
+        receiver = await mail_capture.start_receiver_in_worker(services)
+        receivers.extend([receiver] if receiver is not None else [])
 
     async def on_shutdown(app: Litestar) -> None:
+        for receiver in receivers:
+            receiver.close()
         await jobs.stop()
         await db.stop(engine)
 

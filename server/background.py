@@ -29,6 +29,7 @@ from server import db
 from server.csvio.jobs import ImportJobs
 from server.leads.webform import SpentTokens
 from server.logs import get_logger
+from server.mailcapture import jobs as mail_capture
 from server.memory import can_trim, release_free_heap
 from server.reports import saved as saved_reports
 from server.reports.builder_routes import report_builder
@@ -312,6 +313,29 @@ async def deliver_webhooks_forever(
     await services.webhooks.sender.close()
 
 
+async def sync_mailboxes_forever(
+    services: Services, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """Sync the connected staff mailboxes (server.mailcapture): each mailbox is claimed by
+    one worker per run, and a run does a bounded number of messages; counts only logged."""
+    clock = JobClock("mail-sync")
+    while not stop.is_set():
+        try:
+            with clock.run():
+                totals = await mail_capture.sync_all(services)
+            if totals.mailboxes:
+                log.info(
+                    "mailboxes synced",
+                    mailboxes=totals.mailboxes,
+                    seen=totals.seen,
+                    captured=totals.captured,
+                    failed=totals.failed,
+                )
+        except Exception as exc:
+            log.warning("mailbox sync failed", error=type(exc).__name__)
+        await _pause(stop, interval_seconds)
+
+
 async def trim_heap_forever(interval_seconds: float, stop: asyncio.Event) -> None:
     """Give malloc's free pages back to the system once a minute (server/memory.py says
     why), and log the worker's resident memory before and after, so that growth shows in
@@ -477,6 +501,12 @@ class BackgroundJobs:
             asyncio.create_task(
                 send_scheduled_reports_forever(self.services, SCHEDULED_REPORT_SECONDS, self._stop),
                 name="scheduled-reports",
+            ),
+            asyncio.create_task(
+                sync_mailboxes_forever(
+                    self.services, self.services.settings.mail_sync_interval_seconds, self._stop
+                ),
+                name="mail-sync",
             ),
         ]
         if can_trim():

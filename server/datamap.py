@@ -240,6 +240,10 @@ class RecordType:
     # phone number for a request, signed in to the portal, shown their record there.
     # Contacts and leads (a lead converted keeps its subject id, so it stays one person).
     person: bool = False
+    # A choice field whose value "shared" opens the record to the rest of the actor's
+    # record scope; otherwise only its owner reads it (captured mail, private to the
+    # mailbox owner until the thread is shared). The gateway compiles it into the WHERE.
+    private_until: str | None = None
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -259,7 +263,7 @@ class RecordType:
 _MARKETING = _ALL_PURPOSES
 _POSTAL = _SERVICE | {"service_communication"}  # letters about the customer's own orders
 _STAGES = ("lead", "prospect", "customer", "former_customer")
-_SOURCES = ("web", "event", "referral", "import", "phone", "partner", "manual")
+_SOURCES = ("web", "event", "referral", "import", "phone", "partner", "manual", "email")
 
 CONTACT = RecordType(
     resource="contact",
@@ -1035,8 +1039,159 @@ NOTE = RecordType(
     ),
 )
 
+# --- captured mail: e-mail to and from a person, synced from a staff mailbox -------------
+# One record per person a message matched (by the blind index of their address), sealed
+# under that person's key: erasing them reaches it, and a message to two people is two
+# records under two keys. Private to the mailbox owner until they share the thread
+# (``private_until``). Nothing about unmatched mail is ever stored (server.mailcapture).
+MAIL_TARGETS = ("contact", "lead")
+MAIL_VISIBILITY = ("private", "shared")
+# server/dsr/retention.py's ``old_captured_mail`` rule applies it (a test keeps them equal).
+_MAIL_RETENTION = "2 years after capture, then the subject, body and addresses are erased"
+
+MAIL = RecordType(
+    resource="mail",
+    table="captured_mail",
+    label="Captured e-mail",
+    subject_from="record_id",
+    private_until="visibility",
+    fields=(
+        Field(
+            "record_type",
+            Category.REFERENCE,
+            Kind.CHOICE,
+            "About (type)",
+            encrypted=False,
+            required=True,
+            max_length=32,
+            choices=MAIL_TARGETS,
+            filterable=True,
+            purposes=_SUPPORT,
+        ),
+        Field(
+            "record_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "About",
+            encrypted=False,
+            required=True,
+            filterable=True,
+            references_from="record_type",
+            purposes=_SUPPORT,
+        ),
+        Field(
+            "direction",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Direction",
+            encrypted=False,
+            max_length=16,
+            choices=("inbound", "outbound"),
+            purposes=_SUPPORT,
+            filterable=True,
+        ),
+        Field(
+            "occurred_at",
+            Category.CLASSIFICATION,
+            Kind.DATETIME,
+            "Sent",
+            encrypted=False,
+            required=True,
+            max_length=40,
+            purposes=_SUPPORT,
+        ),
+        Field(
+            "subject",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Subject",
+            encrypted=True,
+            max_length=1000,
+            purposes=_SUPPORT,
+            retention=_MAIL_RETENTION,
+        ),
+        Field(
+            "body",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Body",
+            encrypted=True,
+            max_length=100_000,
+            purposes=_SUPPORT,
+            retention=_MAIL_RETENTION,
+        ),
+        # From, To and Cc as written: other people's addresses too, so free text that
+        # erasing any of them scrubs.
+        Field(
+            "correspondents",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "From, to and cc",
+            encrypted=True,
+            max_length=5000,
+            purposes=_SUPPORT,
+            retention=_MAIL_RETENTION,
+        ),
+        # Names and sizes only ("offer.pdf (12 KB)"), one a line; never the content.
+        Field(
+            "attachments",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Attachments",
+            encrypted=True,
+            max_length=5000,
+            purposes=_SUPPORT,
+            retention=_MAIL_RETENTION,
+        ),
+        Field(
+            "visibility",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Visibility",
+            encrypted=False,
+            max_length=16,
+            choices=MAIL_VISIBILITY,
+            default="private",
+            purposes=_SUPPORT,
+            filterable=True,
+        ),
+        # Keyed hashes (HMAC under a vault-derived key), never a Message-ID: which thread a
+        # message belongs to (shared together) and which message it is (captured once).
+        Field(
+            "thread_key",
+            Category.REFERENCE,
+            Kind.TEXT,
+            "Thread",
+            encrypted=False,
+            max_length=64,
+            purposes=_SUPPORT,
+            filterable=True,
+        ),
+        Field(
+            "message_key",
+            Category.REFERENCE,
+            Kind.TEXT,
+            "Message",
+            encrypted=False,
+            max_length=64,
+            purposes=_SUPPORT,
+            filterable=True,
+        ),
+        Field(
+            "mailbox_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Mailbox",
+            encrypted=False,
+            filterable=True,
+            purposes=_SUPPORT,
+        ),
+    ),
+)
+
 RECORD_TYPES: Mapping[str, RecordType] = {
-    rt.resource: rt for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE, LEAD, TASK, NOTE)
+    rt.resource: rt
+    for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE, LEAD, TASK, NOTE, MAIL)
 }
 
 # The record types of people with the data-subject rights, in the order a person's own

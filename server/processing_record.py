@@ -70,6 +70,11 @@ DATA_SUBJECTS: Mapping[str, str] = {
     "note": (
         "The person whose record a staff note is attached to, and people mentioned in the note"
     ),
+    "mail": (
+        "Customers and prospects who e-mailed, or were e-mailed by, a staff member whose "
+        "mailbox is connected (matched by their address; unmatched mail is not kept), other "
+        "people copied on those messages, and people mentioned in them"
+    ),
 }
 TRANSFERS = (
     "None configured: this installation transfers no personal data to a third country or "

@@ -69,6 +69,39 @@ def _min_group_size(value: str | None) -> int:
     return number
 
 
+MAIL_CAPTURE_CONTENT_DEFAULT: tuple[tuple[str, str], ...] = (
+    ("customer_relationship", "full"),
+    ("customer_support", "full"),
+)
+
+
+def _mail_capture_content(value: str | None) -> tuple[tuple[str, str], ...]:
+    """``purpose:full|metadata`` pairs, comma-separated; unlisted purposes: metadata only."""
+    if value is None:
+        return MAIL_CAPTURE_CONTENT_DEFAULT
+    chosen: dict[str, str] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        purpose, _, mode = item.partition(":")
+        if mode.strip() not in {"full", "metadata"} or not purpose.strip():
+            raise ConfigurationError(
+                f"{PREFIX}MAIL_CAPTURE_CONTENT: expected purpose:full or purpose:metadata "
+                f"pairs separated by commas, got {item.strip()!r}"
+            )
+        chosen[purpose.strip()] = mode.strip()
+    return tuple(chosen.items())
+
+
+def _port_or_off(name: str, value: str | None) -> int:
+    if value is None or value.strip() in {"", "0"}:
+        return 0
+    number = _positive_int(name, value, 0)
+    if number > 65535:
+        raise ConfigurationError(f"{PREFIX}{name}: not a TCP port, got {number}")
+    return number
+
+
 def _positive_float(name: str, value: str | None, default: float) -> float:
     if value is None:
         return default
@@ -200,6 +233,21 @@ class Settings:
     # amount in a currency without a rate is never added: the scores list it apart.
     score_currency: str = "EUR"
     score_rates: tuple[tuple[str, Decimal], ...] = ()
+    # Mailbox capture (docs/mail-capture.md). Per purpose a mailbox captures under: "full"
+    # keeps the subject and body (encrypted under the person's key), anything else keeps
+    # metadata only (direction, time, correspondents, attachment names and sizes).
+    # (purpose, "full" | "metadata") pairs: a tuple, so the settings stay hashable.
+    mail_capture_content: tuple[tuple[str, str], ...] = MAIL_CAPTURE_CONTENT_DEFAULT
+    # Unmatched inbound mail: dropped without a trace (off), or a new lead (on).
+    mail_capture_lead_rule: bool = False
+    # The built-in SMTP receiver for mail BCC'd or forwarded to the logging address: off
+    # (0) unless a port is set; started by `consentry serve` or `consentry mail receive`.
+    smtp_receiver_port: int = 0
+    smtp_receiver_host: str = "127.0.0.1"
+    capture_address: str = ""
+    # Whose captured mail the receiver files it under when the sender is not a staff user.
+    capture_owner_id: int = 0
+    mail_sync_interval_seconds: int = 300
 
     def __post_init__(self) -> None:
         if self.report_min_group_size < MIN_GROUP_SIZE_FLOOR:
@@ -304,6 +352,19 @@ class Settings:
             score_rates=_rates(
                 get("SCORE_RATES")
                 or (DEMO_SCORE_RATES if _flag("DEMO", get("DEMO"), False) else None)
+            ),
+            mail_capture_content=_mail_capture_content(get("MAIL_CAPTURE_CONTENT")),
+            mail_capture_lead_rule=_flag(
+                "MAIL_CAPTURE_LEAD_RULE", get("MAIL_CAPTURE_LEAD_RULE"), False
+            ),
+            smtp_receiver_port=_port_or_off("SMTP_RECEIVER_PORT", get("SMTP_RECEIVER_PORT")),
+            smtp_receiver_host=get("SMTP_RECEIVER_HOST") or "127.0.0.1",
+            capture_address=(get("CAPTURE_ADDRESS") or "").strip().lower(),
+            capture_owner_id=_positive_int("CAPTURE_OWNER_ID", get("CAPTURE_OWNER_ID"), 1)
+            if get("CAPTURE_OWNER_ID")
+            else 0,
+            mail_sync_interval_seconds=_positive_int(
+                "MAIL_SYNC_INTERVAL_SECONDS", get("MAIL_SYNC_INTERVAL_SECONDS"), 300
             ),
         )
 

@@ -44,6 +44,7 @@ PLURAL = {
     "lead": "leads",
     "task": "tasks",
     "note": "notes",
+    "mail": "mail",
 }
 SYSTEM = Actor.system("test-matrix")
 
@@ -128,6 +129,9 @@ OTHER_ROUTES: dict[tuple[str, str], str | tuple[str, str]] = {
     ("POST", "/api/v1/imports"): ("import", "run"),
     ("GET", "/api/v1/imports/{job_id:uuid}"): ("import", "run"),
     ("GET", "/api/v1/imports/{job_id:uuid}/report"): ("import", "run"),
+    # Issue 21: sharing a captured mail's thread (its owner only; others get 404 or 403).
+    ("POST", "/api/v1/mail/{mail_id:uuid}/thread/share"): ("mail", "update"),
+    ("POST", "/api/v1/mail/{mail_id:uuid}/thread/unshare"): ("mail", "update"),
 }
 
 
@@ -193,9 +197,12 @@ class Placed:
     id: str
     owner_id: int
     team: str
+    private: bool = False  # captured mail: its owner's alone until the thread is shared
 
 
 def visible(scope: Scope, record: Placed, me: Any) -> bool:
+    if record.private and record.owner_id != me.user_id:
+        return False
     return (
         scope is Scope.ALL
         or (scope is Scope.TEAM and record.team == me.team)
@@ -233,6 +240,16 @@ def values_for(resource: str, contact_id: str, email: str) -> dict[str, Any]:
         "case": {"title": "Leaking barrel", "kind": "product_return", "contact_id": contact_id},
         "task": {"title": "Ring back", "due_at": "2027-01-05T09:00:00Z", "contact_id": contact_id},
         "note": {"body": "Prefers calls", "record_type": "contact", "record_id": contact_id},
+        "mail": {
+            "record_type": "contact",
+            "record_id": contact_id,
+            "direction": "inbound",
+            "occurred_at": "2026-11-30T10:15:00Z",
+            "subject": "Invoice",
+            "body": "Please resend the invoice.",
+            "thread_key": tag,
+            "message_key": tag,
+        },
     }[resource]
 
 
@@ -248,7 +265,8 @@ async def place(services: Services, resource: str, owner: Any, email: str) -> Pl
     else:
         values = values_for(resource, contact.id, email)
     record = await gateway.create(SYSTEM, resource, values, owner_id=owner.user_id, team=owner.team)
-    return Placed(record.id, owner.user_id, owner.team)
+    private = RECORD_TYPES[resource].private_until is not None
+    return Placed(record.id, owner.user_id, owner.team, private)
 
 
 async def creatable(services: Services, client_role: str, resource: str, me: Any) -> dict[str, Any]:

@@ -277,7 +277,7 @@ def test_bad_dates_countries_choices_and_references() -> None:
     assert problems == {
         "birth_date": "expected a date as YYYY-MM-DD",
         "country": "expected a two-letter ISO 3166 country code",
-        "source": "must be one of: web, event, referral, import, phone, partner, manual",
+        "source": "must be one of: web, event, referral, import, phone, partner, manual, email",
         "organization_id": "not a valid id",
     }
 

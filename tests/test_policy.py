@@ -67,6 +67,12 @@ ALLOWED_ACTIONS: dict[tuple[str, str], set[str]] = {
     **{("marketing", r): set() for r in ("task", "note")},
     **{("compliance", r): {"read", "list"} for r in ("task", "note")},
     **{(UNKNOWN_ROLE, r): set() for r in ("task", "note")},
+    # Captured mail (tests/test_mail_capture.py): only the capture job creates it; staff
+    # read, list, share (update) and delete - their own, or a thread shared with them.
+    **{(r, "mail"): {"read", "list", "update", "delete"} for r in ("admin", "sales", "support")},
+    ("marketing", "mail"): set(),
+    ("compliance", "mail"): {"read", "list"},
+    (UNKNOWN_ROLE, "mail"): set(),
 }
 
 ROLE_PURPOSES: dict[str, set[str]] = {
@@ -105,6 +111,10 @@ SCOPES: dict[tuple[str, str], Scope] = {
     **{("sales", r): Scope.OWN for r in ("task", "note")},
     **{("support", r): Scope.TEAM for r in ("task", "note")},
     **{("compliance", r): Scope.ALL for r in ("task", "note")},
+    # The scope of a *shared* thread; private mail is its owner's alone (private_until).
+    ("admin", "mail"): Scope.ALL,
+    **{(r, "mail"): Scope.TEAM for r in ("sales", "support")},
+    ("compliance", "mail"): Scope.ALL,
 }
 
 CAMPAIGN_FIELDS = {

@@ -47,6 +47,7 @@ from server.datamap import (
     CONTACT,
     DEAL,
     INTERACTION,
+    MAIL,
     ORGANIZATION,
     RECORD_TYPES,
     TASK,
@@ -60,7 +61,10 @@ from server.reports.service import OPEN_CASE_STATUSES, money
 from server.web import services_of
 
 TIMELINE_LIMIT = 100  # entries on the page; also the most records read per type
-RELATED = (DEAL, INTERACTION, CASE, TASK)  # the records about one contact, in page order
+# The records about one contact, in page order. Captured mail is found by the person's
+# subject id (mail filed under their lead before conversion included); the gateway leaves
+# out other people's private mail in SQL.
+RELATED = (DEAL, INTERACTION, CASE, TASK, MAIL)
 ORGANIZATION_FIELDS = ("name", "domain", "industry", "city", "country")
 
 
@@ -193,6 +197,22 @@ def interaction_entry(record: GatewayRecord) -> Entry:
     )
 
 
+def mail_entry(record: GatewayRecord, zone: ZoneInfo = UTC) -> Entry:
+    """A captured e-mail on the interaction history, at the time it was sent."""
+    when = _moment(record.values.get("occurred_at")) or record.created_at.astimezone(dt.UTC)
+    sent = record.values.get("direction") == "outbound"
+    subject = "" if "subject" in record.restricted else str(record.values.get("subject") or "")
+    title = f"E-mail {'sent' if sent else 'received'}" + (f": {subject}" if subject else "")
+    return Entry(
+        when,
+        "interaction",
+        title,
+        f"{PAGE_PATHS['mail']}/{record.id}",
+        _details(MAIL, record, ("correspondents", "attachments", "visibility"), zone),
+        "Private to you" if record.values.get("visibility") == "private" else "",
+    )
+
+
 def case_entry(record: GatewayRecord, now: dt.datetime, zone: ZoneInfo = UTC) -> Entry:
     due = _moment(record.values.get("due_at"))
     open_ = record.values.get("status") in OPEN_CASE_STATUSES
@@ -233,18 +253,19 @@ async def related_lists(
         readable = gateway.permitted_fields(visit.actor, rt.resource, "list")
         # Metadata is the fallback for a role that may list the records but not read
         # whom they are about (compliance); a role that reads them (admin) sees them all.
+        reference = rt.subject_from if rt is MAIL else "contact_id"
         found.metadata_only = (
             readable is not None
-            and "contact_id" not in readable
+            and reference not in readable
             and may_see_metadata(policy, visit, rt.resource)
         )
-        if readable is None or ("contact_id" not in readable and not found.metadata_only):
+        if readable is None or (reference not in readable and not found.metadata_only):
             found.note = f"Your role may not see {title.lower()}: they are left out."
             lists.append(found)
             continue
         about: dict[str, Any] = (
             {"subject_id": contact.subject_id}
-            if found.metadata_only
+            if found.metadata_only or rt is MAIL
             else {"contact_id": contact.id}
         )
         try:
@@ -259,7 +280,8 @@ async def related_lists(
         found.total = page.total
         found.shown = len(page.items)
         if not found.metadata_only:
-            found.all_link = f"{PAGE_PATHS[rt.resource]}?{urlencode({'contact_id': contact.id})}"
+            ref = "record_id" if rt is MAIL else "contact_id"
+            found.all_link = f"{PAGE_PATHS[rt.resource]}?{urlencode({ref: contact.id})}"
         lists.append(found)
     return lists
 
@@ -444,6 +466,8 @@ class CustomerPages(Controller):
                     timeline.append(interaction_entry(record))
                 elif found.resource == "task":
                     timeline.append(task_entry(record, now, visit.zone))
+                elif found.resource == "mail":
+                    timeline.append(mail_entry(record, visit.zone))
                 else:
                     timeline.append(case_entry(record, now, visit.zone))
         timeline.sort(key=lambda e: e.moment, reverse=True)

@@ -71,6 +71,7 @@ SUMMARY_FIELDS = {
     "lead": ("email", "status", "source"),
     "task": ("due_at", "status", "priority"),
     "note": ("record_type", "body"),
+    "mail": ("record_id", "occurred_at", "direction", "visibility"),
 }
 HEADING_FIELDS = {
     "contact": ("first_name", "last_name"),
@@ -81,6 +82,12 @@ HEADING_FIELDS = {
     "lead": ("first_name", "last_name"),
     "task": ("title",),
     "note": ("body",),
+    "mail": ("subject",),
+}
+# Bookkeeping fields a person gains nothing from seeing on the record's page (keyed
+# hashes, the mailbox a captured mail came from); the API still returns them.
+HIDDEN_ON_PAGE: dict[str, frozenset[str]] = {
+    "mail": frozenset({"thread_key", "message_key", "mailbox_id"}),
 }
 # Where each record type's pages live: reference fields link there.
 PAGE_PATHS = {
@@ -92,8 +99,15 @@ PAGE_PATHS = {
     "lead": "/leads",
     "task": "/tasks",
     "note": "/notes",
+    "mail": "/mail",
 }
-PLURALS = {"deal": "Deals", "interaction": "Interactions", "case": "Cases", "task": "Tasks"}
+PLURALS = {
+    "deal": "Deals",
+    "interaction": "Interactions",
+    "case": "Cases",
+    "task": "Tasks",
+    "mail": "Captured e-mail",
+}
 
 ChoicesProvider = Callable[
     [Request[Any, Any, Any], Mapping[str, Any]], Awaitable[dict[str, FieldChoices]]
@@ -716,7 +730,10 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                 )
             choices = await choices_for(request, record.values)
             rows = []
+            hidden = HIDDEN_ON_PAGE.get(resource, frozenset())
             for spec in rt.fields:
+                if spec.name in hidden:
+                    continue
                 restricted = spec.name in record.restricted
                 value = record.values.get(spec.name)
                 link = ""

@@ -133,6 +133,18 @@ RULES: tuple[RetentionRule, ...] = (
         {},
         "Titles of tasks untouched for 3 years are erased; due dates and status stay.",
     ),
+    RetentionRule(
+        "old_captured_mail",
+        "mail",
+        "anonymise",
+        2,
+        # Captured from a mailbox (server.mailcapture): kept as the person's correspondence
+        # for 2 years, then only the fact, direction and time of the e-mail stay.
+        "created_at",
+        {},
+        "The subject, body, addresses and attachment names of e-mail captured 2 years ago "
+        "are erased; the direction and time stay.",
+    ),
 )
 
 

@@ -32,7 +32,7 @@ from piccolo.table import Table
 from audit.events import Action, AuditEvent, Outcome
 from audit.log import AuditLog
 from policy.enforcer import AccessDecision, Assign, PolicyEngine, Scope
-from policy.scope import scope_condition
+from policy.scope import private_condition, scope_condition
 from server import db
 from server.datamap import (
     DEFAULT_PURPOSE,
@@ -72,6 +72,8 @@ MAX_PAGE_SIZE = 100
 MAX_PAGE = 1_000_000
 READ_ACTIONS = {"read", "list", "search", "export"}
 _MOMENTS = (Kind.DATE, Kind.DATETIME)  # kinds a ``<field>_before`` list filter accepts
+# Record types private to their owner until shared (captured mail): table -> the field.
+_PRIVATE_UNTIL = {TABLES[r]: rt.private_until for r, rt in RECORD_TYPES.items() if rt.private_until}
 # The purposes a restricted person's data may still serve (Art. 18(2)): storage and the
 # controller's legal obligations (requests, audits, legal holds).
 STORAGE_PURPOSES = frozenset({"compliance"})
@@ -401,6 +403,12 @@ class Gateway:
             decision, getattr(table, "owner_id"), getattr(table, "team"), actor.user_id, actor.team
         )
         query = query if condition is None else query.where(condition)
+        private = _PRIVATE_UNTIL.get(table)
+        if private is not None:
+            mine = private_condition(
+                decision, getattr(table, "owner_id"), getattr(table, private), actor.user_id
+            )
+            query = query if mine is None else query.where(mine)
         return query if include_merged else duplicates.visible(query, table)
 
     async def _find(

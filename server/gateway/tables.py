@@ -167,6 +167,29 @@ class Note(Table, tablename="note"):
     record_id = UUID(index=True)
 
 
+class CapturedMail(Table, tablename="captured_mail"):
+    """Captured e-mail (server.mailcapture): one row per person a message matched."""
+
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)  # the contact's or lead's: sealed under their key
+    owner_id = Integer(index=True)  # the mailbox owner: private to them until shared
+    team = Varchar(length=64, index=True)
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    record_type = Varchar(length=32)
+    record_id = UUID(index=True)
+    direction = Varchar(length=16, null=True, default=None)
+    occurred_at = Timestamptz(index=True)
+    subject = Text(null=True, default=None)
+    body = Text(null=True, default=None)
+    correspondents = Text(null=True, default=None)
+    attachments = Text(null=True, default=None)
+    visibility = Varchar(length=16, null=True, default=None, index=True)
+    thread_key = Varchar(length=64, null=True, default=None, index=True)
+    message_key = Varchar(length=64, null=True, default=None, index=True)
+    mailbox_id = UUID(null=True, default=None, index=True)
+
+
 TABLES: dict[str, type[Table]] = {
     "contact": Contact,
     "organization": Organization,
@@ -176,6 +199,7 @@ TABLES: dict[str, type[Table]] = {
     "lead": Lead,
     "task": Task,
     "note": Note,
+    "mail": CapturedMail,
 }
 
 
