@@ -13,6 +13,7 @@ import pytest
 
 from server.gateway import Actor
 from server.gateway.errors import InvalidInput
+from server.mailcapture.service import Mailboxes, MailboxInputError
 from server.outbound import DestinationRefused, Destinations, parse_networks
 from server.services import Services
 from server.settings import ConfigurationError, Settings
@@ -120,3 +121,28 @@ async def test_the_admin_page_answers_400_with_the_reason(services: Services, st
     assert refused.status_code == 400
     assert "private, loopback or reserved" in text_of(refused)
     assert await services.webhooks.all() == []
+
+
+async def test_a_mailbox_cannot_point_the_server_inside_the_network(
+    services: Services, staff: Staff
+) -> None:
+    """A staff user's mailbox host is refused like a webhook URL: otherwise "test
+    connection" would tell which internal ports answer."""
+    mailboxes = Mailboxes(services.gateway.vault, services.audit, Destinations())
+    rep = staff.actor(await staff.create("sales"))
+    for host in ("10.0.0.7", "169.254.169.254", "localhost"):
+        with pytest.raises(MailboxInputError) as refused:
+            await mailboxes.connect(
+                rep,
+                label="Probe",
+                host=host,
+                port=993,
+                security="ssl",
+                folder="INBOX",
+                address="me@example.org",
+                purpose="customer_relationship",
+                username="me",
+                password="secret",
+            )
+        assert "private, loopback or reserved" in refused.value.problems["host"]
+    assert await mailboxes.mine(rep) == []

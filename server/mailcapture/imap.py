@@ -31,6 +31,7 @@ from server.logs import get_logger
 from server.mailcapture.capture import Mailbox as CaptureMailbox
 from server.mailcapture.capture import MailCapture
 from server.mailcapture.service import Mailboxes, MailboxView
+from server.outbound import DestinationRefused
 
 log = get_logger("consentry.mailcapture")
 
@@ -82,6 +83,10 @@ async def _connect(mailbox: MailboxView) -> aioimaplib.IMAP4:
 
 async def _open(mailboxes: Mailboxes, mailbox: MailboxView) -> tuple[aioimaplib.IMAP4, int]:
     """Connected, logged in and the folder selected; returns the folder's UIDVALIDITY."""
+    try:  # checked again at each connection: the name may resolve elsewhere by now
+        await mailboxes.destinations.check(mailbox.host, mailbox.port)
+    except DestinationRefused as refused:
+        raise SyncFailed(refused.reason) from None
     login = await mailboxes.login(mailbox.id)
     client = await _connect(mailbox)
     try:

@@ -21,6 +21,7 @@ from server import db
 from server.datamap import PURPOSES
 from server.gateway import Actor
 from server.mailcapture.tables import Mailbox
+from server.outbound import DestinationRefused, Destinations
 from server.vault import Vault
 
 SEAL_LABEL = "mailbox-login"
@@ -133,9 +134,14 @@ def check_settings(
 
 
 class Mailboxes:
-    def __init__(self, vault: Vault, audit: AuditLog) -> None:
+    def __init__(
+        self, vault: Vault, audit: AuditLog, destinations: Destinations | None = None
+    ) -> None:
         self.vault = vault
         self.audit = audit
+        # A mailbox host is typed by staff: the server connects only where it may
+        # (public addresses, or CONSENTRY_OUTBOUND_ALLOW's ranges; server/outbound.py).
+        self.destinations = destinations or Destinations()
 
     # --- owner-facing ---------------------------------------------------------------------
 
@@ -168,6 +174,11 @@ class Mailboxes:
             problems["username"] = "give the login name"
         if not password or len(password) > 1000:
             problems["password"] = "give the password (an app password)"  # noqa: S105 - a message
+        if "host" not in problems and "port" not in problems:
+            try:
+                await self.destinations.check(host, port)
+            except DestinationRefused as refused:
+                problems["host"] = refused.reason
         if await Mailbox.count().where(Mailbox.owner_id == actor.user_id) >= MAX_MAILBOXES_PER_USER:
             problems["label"] = f"at most {MAX_MAILBOXES_PER_USER} mailboxes per person"
         if problems:
