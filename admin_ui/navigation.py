@@ -66,6 +66,8 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
         (
             MenuEntry("Cases", "/cases", ("case", "list")),
             MenuEntry("Interactions", "/interactions", ("interaction", "list")),
+            MenuEntry("Knowledge base", "/knowledge", ("knowledge_article", "read")),
+            MenuEntry("Import meetings", "/calendar/import", ("calendar", "import")),
         ),
     ),
     (

@@ -27,6 +27,7 @@ from server.dsr.api import RequestRoutes
 from server.forecast.routes import ForecastRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
+from server.knowledge.portal import PortalHelp
 from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
 from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
@@ -79,6 +80,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     AuditRoutes,
     PortalPages,  # the customer self-service portal (own cookie, no staff session)
     PortalTransparency,  # the portal's access log with proofs, and receipts
+    PortalHelp,  # /portal/help: public knowledge-base articles (issue 21)
     NoticeAcknowledgement,  # /notices/acknowledge/<token>: recipients confirm Art. 19 notices
 )
 

@@ -28,6 +28,8 @@ APP_REGISTRY = AppRegistry(
         "migrations.outbox.piccolo_app",
         "migrations.analytics.piccolo_app",
         "migrations.reporting.piccolo_app",
+        "migrations.knowledge.piccolo_app",
+        "migrations.calendar.piccolo_app",
     ]
 )
 
