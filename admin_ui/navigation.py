@@ -68,6 +68,7 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
             MenuEntry("Interactions", "/interactions", ("interaction", "list")),
             MenuEntry("Knowledge base", "/knowledge", ("knowledge_article", "read")),
             MenuEntry("Import meetings", "/calendar/import", ("calendar", "import")),
+            MenuEntry("Feedback", "/feedback", ("feedback_report", "view")),
         ),
     ),
     (

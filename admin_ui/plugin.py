@@ -37,6 +37,7 @@ from admin_ui.pages.customer360 import CustomerPages
 from admin_ui.pages.dashboard import dashboard
 from admin_ui.pages.duplicates import DuplicatePages
 from admin_ui.pages.erasure import ErasurePages
+from admin_ui.pages.feedback import FeedbackPages
 from admin_ui.pages.forecast import ForecastPages
 from admin_ui.pages.funnel import FunnelPages
 from admin_ui.pages.holds import HoldPages
@@ -137,6 +138,7 @@ def admin_router() -> Router:
             CampaignPages,  # /campaigns: segments and campaigns (marketing, admin)
             KnowledgePages,  # /knowledge: the knowledge base (issue 21)
             CalendarPages,  # /calendar/import: meetings from .ics files or CalDAV (issue 21)
+            FeedbackPages,  # /feedback: CSAT and NPS results, NPS surveys (issue 21)
             SearchPages,  # /search: the header search box, its results, record pickers
         ],
         exception_handlers={

@@ -24,6 +24,7 @@ from server.contacts.routes import ContactMergeRoutes, ContactRoutes
 from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes, NoteRoutes, TaskRoutes
 from server.csvio.routes import ImportRoutes
 from server.dsr.api import RequestRoutes
+from server.feedback.portal import PortalSurvey
 from server.forecast.routes import ForecastRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
@@ -81,6 +82,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     PortalPages,  # the customer self-service portal (own cookie, no staff session)
     PortalTransparency,  # the portal's access log with proofs, and receipts
     PortalHelp,  # /portal/help: public knowledge-base articles (issue 21)
+    PortalSurvey,  # /portal/survey/<token>: a CSAT or NPS answer from an e-mailed link
     NoticeAcknowledgement,  # /notices/acknowledge/<token>: recipients confirm Art. 19 notices
 )
 

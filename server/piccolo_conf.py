@@ -30,6 +30,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.reporting.piccolo_app",
         "migrations.knowledge.piccolo_app",
         "migrations.calendar.piccolo_app",
+        "migrations.feedback.piccolo_app",
     ]
 )
 

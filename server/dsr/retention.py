@@ -133,6 +133,15 @@ RULES: tuple[RetentionRule, ...] = (
         {},
         "Titles of tasks untouched for 3 years are erased; due dates and status stay.",
     ),
+    RetentionRule(
+        "old_feedback",
+        "feedback",
+        "anonymise",
+        2,
+        "created_at",
+        {},
+        "Comments on survey answers are erased 2 years after the answer; scores stay sealed.",
+    ),
 )
 
 
