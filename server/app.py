@@ -25,6 +25,7 @@ from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes, NoteRou
 from server.csvio.routes import ImportRoutes
 from server.dsr.api import RequestRoutes
 from server.feedback.portal import PortalSurvey
+from server.feedback.routes import FeedbackRoutes
 from server.forecast.routes import ForecastRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
@@ -60,6 +61,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     CaseRoutes,
     TaskRoutes,
     NoteRoutes,
+    FeedbackRoutes,  # /api/v1/feedback: named survey answers (issue 21)
     LeadRoutes,
     LeadConversion,
     PublicLeadForm,  # a website's contact form: no staff session, rate-limited

@@ -70,6 +70,10 @@ DATA_SUBJECTS: Mapping[str, str] = {
     "note": (
         "The person whose record a staff note is attached to, and people mentioned in the note"
     ),
+    "feedback": (
+        "Customers who answered a satisfaction (CSAT) or recommendation (NPS) survey that is "
+        "not anonymous, and people mentioned in their comments"
+    ),
 }
 TRANSFERS = (
     "None configured: this installation transfers no personal data to a third country or "

@@ -44,6 +44,7 @@ PLURAL = {
     "lead": "leads",
     "task": "tasks",
     "note": "notes",
+    "feedback": "feedback",
 }
 SYSTEM = Actor.system("test-matrix")
 

@@ -114,14 +114,16 @@ async def test_a_closed_case_gets_one_csat_question_and_the_answer_is_a_sealed_r
     assert await raw_sql(settings.database_url, "SELECT * FROM survey_invitation") == []
 
 
-async def test_no_csat_question_for_a_person_who_objected_or_a_bad_score(
+async def test_no_csat_question_for_a_restricted_person_and_a_bad_score_is_refused(
     mail_services: Services, smtp: LocalSmtp, web: AsyncClient
 ) -> None:
     services = mail_services
-    objector, _ = await _closed_case(services)
-    await services.consent.object(objector.subject_id, source="web_form", actor_id="subject")
+    restricted, _ = await _closed_case(services)
+    await services.erasure.restrictions.restrict(
+        restricted.subject_id, "data_subject_request", by="system:test"
+    )
     run = await feedback_service(services).send_csat_due()
-    assert (run.sent, run.skipped) == (0, 1)
+    assert run.sent == 0
     assert smtp.received == []
 
     await _closed_case(services)
@@ -209,7 +211,9 @@ async def test_results_hide_small_groups_and_the_score_until_there_are_enough_an
     assert few.answers == 3
     assert few.score is None
     assert "fewer than 5 answers" in few.score_label
-    assert set(few.counts.values()) == {None}  # every non-empty count is small: hidden
+    assert few.counts[4] is None  # small counts are hidden
+    assert few.counts[5] is None
+    assert few.counts[3] == 0  # nobody answered 3: nothing to protect
     for score in (5, 5, 5, 5, 5, 1):
         await feedback._count(survey.id, score)
     enough = await feedback.results(ADMIN, survey.id)

@@ -5,7 +5,8 @@ the results under the small-group rule.
 looks through the gateway, as ``system:feedback-csat``, for cases resolved or closed in
 the last ``CSAT_LOOKBACK`` that were not yet asked; for each it claims the case in
 ``case_survey`` (so a case is asked at most once, whichever worker runs), checks the
-person's basis for ``service_communication`` on e-mail (an objection stops it), and sends
+person's basis for ``service_communication`` on e-mail (a restricted person is not read,
+so not asked), and sends
 one question with a personal link through the durable mail outbox.
 
 **NPS** (marketing). A survey is tied to an e-mail campaign (server.campaigns): the
