@@ -329,3 +329,34 @@ def test_the_cli_imports_a_file_and_refuses_a_bad_one_with_exit_code_2(
     neither = consentry("calendar", "import", "--as", "sam@staff.example.com")
     assert neither.exit_code == 2
     assert one_line_error(neither) == "Error: give either FILE or --url"
+
+
+OUTLOOK = (
+    "BEGIN:VTIMEZONE\r\nTZID:W. Europe Standard Time\r\n"
+    "BEGIN:STANDARD\r\nDTSTART:16010101T030000\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\n"
+    "RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10\r\nEND:STANDARD\r\n"
+    "BEGIN:DAYLIGHT\r\nDTSTART:16010101T020000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\n"
+    "RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n"
+)
+
+
+def test_times_are_converted_to_utc_whatever_zone_the_calendar_uses() -> None:
+    from server.calendar.ics import read_meetings
+
+    meetings = read_meetings(
+        ics(
+            OUTLOOK,
+            event("w", start="DTSTART;TZID=W. Europe Standard Time:20260701T100000"),
+            event("w2", start="DTSTART;TZID=W. Europe Standard Time:20261201T100000"),
+            event("ny", start="DTSTART;TZID=America/New_York:20260701T100000"),
+            event("z", start="DTSTART:20260701T100000Z"),
+            event("floating", start="DTSTART:20260701T100000"),
+        )
+    )
+    assert [m.start.isoformat() for m in meetings] == [
+        "2026-07-01T08:00:00+00:00",  # summer time in the calendar's own zone definition
+        "2026-12-01T09:00:00+00:00",
+        "2026-07-01T14:00:00+00:00",
+        "2026-07-01T10:00:00+00:00",
+        "2026-07-01T10:00:00+00:00",  # floating: taken as UTC (docs/calendar.md)
+    ]
