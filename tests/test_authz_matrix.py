@@ -234,6 +234,13 @@ def values_for(resource: str, contact_id: str, email: str) -> dict[str, Any]:
         "case": {"title": "Leaking barrel", "kind": "product_return", "contact_id": contact_id},
         "task": {"title": "Ring back", "due_at": "2027-01-05T09:00:00Z", "contact_id": contact_id},
         "note": {"body": "Prefers calls", "record_type": "contact", "record_id": contact_id},
+        "feedback": {
+            "survey_id": "c5a70000-0000-4000-8000-000000000001",
+            "kind": "csat",
+            "score": 4,
+            "comment": "Quick answer",
+            "contact_id": contact_id,
+        },
     }[resource]
 
 
