@@ -127,7 +127,8 @@ async def test_meetings_become_interactions_and_notes_and_strangers_leave_no_tra
     imported = await raw_sql(
         settings.database_url, "SELECT detail FROM audit WHERE action = 'calendar.import'"
     )
-    assert json.loads(imported[0]["detail"])["unmatched"] == 1
+    detail = imported[0]["detail"]
+    assert (json.loads(detail) if isinstance(detail, str) else detail)["unmatched"] == 1
 
 
 async def test_reimport_updates_and_a_cancelled_meeting_is_removed(

@@ -207,7 +207,8 @@ async def test_results_hide_small_groups_and_the_score_until_there_are_enough_an
     survey = await feedback.csat_survey()
     for score in (5, 5, 4):
         await feedback._count(survey.id, score)
-    few = await feedback.results(ADMIN, survey.id)
+    viewer = Actor.staff(1, "support", "north")
+    few = await feedback.results(viewer, survey.id)
     assert few.answers == 3
     assert few.score is None
     assert "fewer than 5 answers" in few.score_label
@@ -216,7 +217,7 @@ async def test_results_hide_small_groups_and_the_score_until_there_are_enough_an
     assert few.counts[3] == 0  # nobody answered 3: nothing to protect
     for score in (5, 5, 5, 5, 5, 1):
         await feedback._count(survey.id, score)
-    enough = await feedback.results(ADMIN, survey.id)
+    enough = await feedback.results(viewer, survey.id)
     assert enough.answers == 9
     assert enough.counts[5] == 7
     assert enough.counts[4] is None
