@@ -211,18 +211,23 @@ async def test_results_hide_small_groups_and_the_score_until_there_are_enough_an
     few = await feedback.results(viewer, survey.id)
     assert few.answers == 3
     assert few.score is None
-    assert "fewer than 5 answers" in few.score_label
+    assert few.score_label == "not shown: too few answers in a group"
     assert few.counts[4] is None  # small counts are hidden
     assert few.counts[5] is None
     assert few.counts[3] == 0  # nobody answered 3: nothing to protect
-    for score in (5, 5, 5, 5, 5, 1):
-        await feedback._count(survey.id, score)
+    for score in (5, 5, 5, 5, 5, 1, 1, 1, 1, 1, 1):
+        await feedback._count(survey.id, score)  # noqa: SLF001
     enough = await feedback.results(viewer, survey.id)
-    assert enough.answers == 9
-    assert enough.counts[5] == 7
-    assert enough.counts[4] is None
-    assert enough.counts[1] is None  # and its complement, so neither follows from the total
-    assert enough.score_label == "89%"  # 8 of 9 satisfied
+    assert enough.answers == 14
+    assert enough.groups == {"Unsatisfied": 6, "Neutral": 0, "Satisfied": 8}
+    assert enough.counts[1] == 6
+    assert enough.counts[4] is None  # one person: hidden, and 5 with it (else 8 - 7 = 1)
+    assert enough.counts[5] is None
+    assert enough.score_label == "57%"  # 8 of 14 satisfied, all groups large enough
+    # One unsatisfied person more in a group of their own hides the score: it would tell.
+    scattered = feedback.suppressed(survey, {1: 6, 2: 0, 3: 1, 4: 1, 5: 7})
+    assert scattered.groups["Neutral"] is None
+    assert scattered.score is None
 
 
 async def test_the_results_page_and_who_may_see_it(services: Services, staff: Staff) -> None:

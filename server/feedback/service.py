@@ -62,6 +62,11 @@ REPORT = ("feedback_report", "view")
 MANAGE = ("survey", "manage")
 SCALES: Mapping[str, tuple[int, ...]] = {"csat": tuple(range(1, 6)), "nps": tuple(range(0, 11))}
 PURPOSE_OF = {"csat": "customer_support", "nps": "marketing"}
+# How the overall score groups the scale (CSAT: share satisfied; NPS: promoters - detractors).
+GROUPS: Mapping[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
+    "csat": (("Unsatisfied", (1, 2)), ("Neutral", (3,)), ("Satisfied", (4, 5))),
+    "nps": (("Detractors", tuple(range(7))), ("Passives", (7, 8)), ("Promoters", (9, 10))),
+}
 CSAT_SURVEY_ID = "c5a70000-0000-4000-8000-000000000001"  # made by the feedback migration
 CSAT_STATUSES = ("resolved", "closed")
 CSAT_LOOKBACK = dt.timedelta(days=14)
@@ -101,15 +106,16 @@ class SurveyInfo:
 @dataclass(frozen=True)
 class Results:
     survey: SurveyInfo
-    answers: int
+    answers: int  # all answers (shown as "fewer than" below the minimum group size)
     counts: dict[int, int | None]  # score -> answers, None where suppressed
-    score: float | None  # CSAT: % satisfied (4-5); NPS: promoters - detractors; None: too few
+    groups: dict[str, int | None]  # detractors/passives/promoters or unsatisfied/...: same
+    score: float | None  # CSAT: % satisfied (4-5); NPS: promoters - detractors; None: hidden
     minimum: int
 
     @property
     def score_label(self) -> str:
         if self.score is None:
-            return f"not shown: fewer than {self.minimum} answers"
+            return "not shown: too few answers in a group"
         return f"{self.score:.0f}%" if self.survey.kind == "csat" else f"{self.score:+.0f}"
 
 
@@ -395,18 +401,38 @@ class Feedback:
         counts = {s: 0 for s in survey.scale}
         for row in rows:
             counts[int(row["score"])] = int(row["answers"])
+        return self.suppressed(survey, counts)
+
+    def suppressed(self, survey: SurveyInfo, counts: Mapping[int, int]) -> Results:
+        """The small-group rule over a grid of score groups (rows) by scores (columns):
+        every score is in exactly one group, so the row totals are the group counts the
+        overall score is computed from. Suppression hides small cells and whatever would
+        give them away (server.reports.suppression), and the overall score is shown only
+        when no group count is hidden: it is a function of the group counts and the total,
+        so it would otherwise undo the suppression."""
         total = sum(counts.values())
-        labels = [str(s) for s in survey.scale]
+        group_of = {s: name for name, scores in GROUPS[survey.kind] for s in scores}
+        rows = [name for name, _ in GROUPS[survey.kind]]
+        columns = [str(s) for s in survey.scale]
         rule = SmallGroups(minimum=self.min_group_size, exact=False)
-        hidden = rule.hidden(["all"], labels, {("all", str(s)): n for s, n in counts.items()})
+        hidden = rule.hidden(rows, columns, {(group_of[s], str(s)): n for s, n in counts.items()})
         shown: dict[int, int | None] = {
-            s: None if ("all", str(s)) in hidden else n for s, n in counts.items()
+            s: None if (group_of[s], str(s)) in hidden else n for s, n in counts.items()
         }
-        too_few = total < self.min_group_size or ("all", TOTAL) in hidden
+        groups: dict[str, int | None] = {
+            name: None if (name, TOTAL) in hidden else sum(counts[s] for s in scores)
+            for name, scores in GROUPS[survey.kind]
+        }
+        too_few = (
+            total < self.min_group_size
+            or (TOTAL, TOTAL) in hidden
+            or any(n is None for n in groups.values())
+        )
         return Results(
             survey=survey,
             answers=total,
             counts=shown,
+            groups=groups,
             score=None if too_few else overall_score(survey.kind, counts),
             minimum=self.min_group_size,
         )
