@@ -206,7 +206,7 @@ async def test_results_hide_small_groups_and_the_score_until_there_are_enough_an
     assert feedback.min_group_size == 5
     survey = await feedback.csat_survey()
     for score in (5, 5, 4):
-        await feedback._count(survey.id, score)
+        await feedback.count_answer(survey.id, score)
     viewer = Actor.staff(1, "support", "north")
     few = await feedback.results(viewer, survey.id)
     assert few.answers == 3
@@ -216,7 +216,7 @@ async def test_results_hide_small_groups_and_the_score_until_there_are_enough_an
     assert few.counts[5] is None
     assert few.counts[3] == 0  # nobody answered 3: nothing to protect
     for score in (5, 5, 5, 5, 5, 1, 1, 1, 1, 1, 1):
-        await feedback._count(survey.id, score)  # noqa: SLF001
+        await feedback.count_answer(survey.id, score)
     enough = await feedback.results(viewer, survey.id)
     assert enough.answers == 14
     assert enough.groups == {"Unsatisfied": 6, "Neutral": 0, "Satisfied": 8}

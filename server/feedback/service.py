@@ -337,7 +337,7 @@ class Feedback:
                 raise SurveyError("This link is not valid: it was used already or has expired.")
             if not survey.anonymous:
                 await self._keep_answer(survey, spent[0], score, comment)
-            await self._count(survey.id, score)
+            await self.count_answer(survey.id, score)
         return survey
 
     async def _keep_answer(
@@ -366,7 +366,7 @@ class Feedback:
         except GatewayError:
             raise SurveyError("We could not record your answer.", code="refused") from None
 
-    async def _count(self, survey_id: str, score: int) -> None:
+    async def count_answer(self, survey_id: str, score: int) -> None:
         survey = uuid.UUID(survey_id)
         await (
             FeedbackTally.insert(
