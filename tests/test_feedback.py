@@ -20,6 +20,7 @@ from litestar import Litestar
 from server.app import create_app
 from server.feedback.service import CSAT_SURVEY_ID, feedback_service
 from server.gateway import Actor, Record
+from server.requests import loggable_path
 from server.services import Services, build_services
 from server.settings import Settings
 from tests.conftest import PASSWORD, Staff, contact_values, http_client
@@ -197,6 +198,7 @@ async def test_an_anonymous_nps_survey_goes_only_to_consenting_people_and_keeps_
     )
     assert audit == []
     assert "Ada" not in json.dumps(tally)
+    assert loggable_path(link) == "/portal/survey/[token]"  # the access log cuts the token
 
 
 async def test_results_hide_small_groups_and_the_score_until_there_are_enough_answers(
