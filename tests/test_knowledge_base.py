@@ -129,8 +129,8 @@ async def test_staff_search_by_words_and_category_and_read_only_roles_cannot_wri
         settings.database_url, "SELECT * FROM audit WHERE resource_type = 'knowledge_article'"
     )
     assert {row["action"] for row in audit} >= {
-        "knowledge_article.create",
-        "knowledge_article.category_create",
+        "kb.create",
+        "kb.category_create",
     }
     dump = json.dumps(audit, default=str)
     assert "invoice" not in dump.lower()

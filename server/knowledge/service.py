@@ -8,8 +8,8 @@ exports use), and a save that holds one is refused with a message naming the kin
 never the value. So the text can be kept in clear and searched with plain SQL.
 
 Who may read internal articles and who may write them are policy questions
-(``knowledge_article read`` / ``manage``); every change is audited with the article id
-and the names of the fields changed, never their text.
+(``knowledge_article read`` / ``manage``); every change is audited (``kb.create`` ...) with
+the article id and the names of the fields changed, never their text.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from server.services import Services
 
 RESOURCE = "knowledge_article"  # policy: ``knowledge_article read`` / ``manage``
+AUDIT_PREFIX = "kb"  # audit actions: kb.create, kb.category_create ... (32 characters at most)
 VISIBILITIES = ("internal", "public")
 MAX_TITLE = 200
 MAX_BODY = 20_000
@@ -146,7 +147,7 @@ class KnowledgeBase:
             AuditEvent(
                 actor_id=actor.id,
                 actor_role=actor.role,
-                action=f"{RESOURCE}.{action}",
+                action=f"{AUDIT_PREFIX}.{action}",
                 resource_type=RESOURCE,
                 resource_id=resource_id or None,
                 outcome=Outcome.DENIED,
@@ -163,7 +164,7 @@ class KnowledgeBase:
             AuditEvent(
                 actor_id=actor.id,
                 actor_role=actor.role,
-                action=f"{RESOURCE}.{action}",
+                action=f"{AUDIT_PREFIX}.{action}",
                 resource_type=RESOURCE,
                 resource_id=resource_id,
                 fields=fields,
@@ -243,9 +244,13 @@ class KnowledgeBase:
             if wanted is None:
                 return ArticlePage((), 0, 1, page_size)
             conditions.append(KbArticle.category_id == wanted)
+        # SQLite's LIKE ignores case already (ASCII) and it has no ILIKE.
+        contains = "like" if db.is_sqlite() else "ilike"
         for word in query_words(query):
+            pattern = f"%{word}%"
             conditions.append(
-                KbArticle.title.ilike(f"%{word}%") | KbArticle.body.ilike(f"%{word}%")
+                getattr(KbArticle.title, contains)(pattern)
+                | getattr(KbArticle.body, contains)(pattern)
             )
         where: Any = None
         for condition in conditions:
