@@ -217,19 +217,21 @@ async def test_results_hide_small_groups_and_the_score_until_there_are_enough_an
     assert few.counts[4] is None  # small counts are hidden
     assert few.counts[5] is None
     assert few.counts[3] == 0  # nobody answered 3: nothing to protect
-    for score in (5, 5, 5, 5, 5, 1, 1, 1, 1, 1, 1):
+    for score in (5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 1, 1, 1, 1, 1, 1):
         await feedback.count_answer(survey.id, score)
     enough = await feedback.results(viewer, survey.id)
-    assert enough.answers == 14
-    assert enough.groups == {"Unsatisfied": 6, "Neutral": 0, "Satisfied": 8}
-    assert enough.counts[1] == 6
-    assert enough.counts[4] is None  # one person: hidden, and 5 with it (else 8 - 7 = 1)
-    assert enough.counts[5] is None
-    assert enough.score_label == "57%"  # 8 of 14 satisfied, all groups large enough
-    # One unsatisfied person more in a group of their own hides the score: it would tell.
-    scattered = feedback.suppressed(survey, {1: 6, 2: 0, 3: 1, 4: 1, 5: 7})
+    assert enough.answers == 19
+    assert enough.groups == {"Unsatisfied": 6, "Neutral": 0, "Satisfied": 13}
+    assert enough.counts == {1: 6, 2: 0, 3: 0, 4: 6, 5: 7}
+    assert enough.score_label == "68%"  # 13 of 19 satisfied
+    # One person alone in a group hides their count, what would give it away, and the
+    # score (it would tell the group counts).
+    scattered = feedback.suppressed(survey, {1: 6, 2: 0, 3: 1, 4: 6, 5: 7})
+    assert scattered.counts[3] is None
     assert scattered.groups["Neutral"] is None
     assert scattered.score is None
+    shown = [n for n in scattered.counts.values() if n is not None]
+    assert sum(shown) < 20  # not everything else is shown: 3 is not "the rest"
 
 
 async def test_the_results_page_and_who_may_see_it(services: Services, staff: Staff) -> None:
