@@ -67,6 +67,14 @@ ALLOWED_ACTIONS: dict[tuple[str, str], set[str]] = {
     **{("marketing", r): set() for r in ("task", "note")},
     **{("compliance", r): {"read", "list"} for r in ("task", "note")},
     **{(UNKNOWN_ROLE, r): set() for r in ("task", "note")},
+    # Survey answers (tests/test_feedback.py): written by the system when a person answers;
+    # support reads its team's customers' answers; compliance metadata.
+    ("admin", "feedback"): set(ACTIONS),
+    ("sales", "feedback"): set(),
+    ("support", "feedback"): {"read", "list"},
+    ("marketing", "feedback"): set(),
+    ("compliance", "feedback"): {"read", "list"},
+    (UNKNOWN_ROLE, "feedback"): set(),
 }
 
 ROLE_PURPOSES: dict[str, set[str]] = {
@@ -105,6 +113,9 @@ SCOPES: dict[tuple[str, str], Scope] = {
     **{("sales", r): Scope.OWN for r in ("task", "note")},
     **{("support", r): Scope.TEAM for r in ("task", "note")},
     **{("compliance", r): Scope.ALL for r in ("task", "note")},
+    ("admin", "feedback"): Scope.ALL,
+    ("support", "feedback"): Scope.TEAM,
+    ("compliance", "feedback"): Scope.ALL,
 }
 
 CAMPAIGN_FIELDS = {
