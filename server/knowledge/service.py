@@ -72,7 +72,7 @@ class Article:
     @property
     def html(self) -> str:
         """The body as HTML: Markdown with every raw tag escaped (safe to mark ``safe``)."""
-        return _MARKDOWN.render(self.body)
+        return str(_MARKDOWN.render(self.body))
 
     @property
     def excerpt(self) -> str:
@@ -101,9 +101,8 @@ def _to_uuid(value: str) -> uuid.UUID | None:
 
 def _utc(value: Any) -> dt.datetime:
     """A stored moment as an aware UTC datetime (SQLite hands back naive ones)."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    moment: dt.datetime = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def _article(row: Mapping[str, Any]) -> Article:
