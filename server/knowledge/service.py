@@ -15,6 +15,8 @@ the article id and the names of the fields changed, never their text.
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +46,8 @@ MAX_QUERY_WORDS = 8
 PAGE_SIZE = 20
 # Markdown without raw HTML: tags typed into an article are shown as text, and
 # markdown-it refuses javascript:, vbscript:, file: and data: links.
+_TAG = re.compile(r"<[^>]+>")
+_BREAKS = ("</p", "</li", "</h", "<br", "</pre", "</blockquote")  # tags between words
 _MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 
 
@@ -76,7 +80,9 @@ class Article:
 
     @property
     def excerpt(self) -> str:
-        text = " ".join(self.body.split())
+        """The start of the text as read (Markdown rendered, then its tags dropped)."""
+        plain = _TAG.sub(lambda tag: " " if tag.group(0).startswith(_BREAKS) else "", self.html)
+        text = " ".join(html.unescape(plain).split())
         return text if len(text) <= 180 else text[:177].rstrip() + "…"
 
 
