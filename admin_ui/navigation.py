@@ -68,6 +68,9 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
             MenuEntry("Interactions", "/interactions", ("interaction", "list")),
             MenuEntry("Captured e-mail", "/mail", ("mail", "list")),
             MenuEntry("My mailboxes", "/mailboxes", ("mailbox", "manage")),
+            MenuEntry("Knowledge base", "/knowledge", ("knowledge_article", "read")),
+            MenuEntry("Import meetings", "/calendar/import", ("calendar", "import")),
+            MenuEntry("Feedback", "/feedback", ("feedback_report", "view")),
         ),
     ),
     (

@@ -29,6 +29,7 @@ from admin_ui.pages.account import (
     security,
 )
 from admin_ui.pages.alerts import AlertPages
+from admin_ui.pages.calendar import CalendarPages
 from admin_ui.pages.campaigns import CampaignPages
 from admin_ui.pages.compliance import CompliancePages
 from admin_ui.pages.consent import ConsentPages
@@ -36,11 +37,13 @@ from admin_ui.pages.customer360 import CustomerPages
 from admin_ui.pages.dashboard import dashboard
 from admin_ui.pages.duplicates import DuplicatePages
 from admin_ui.pages.erasure import ErasurePages
+from admin_ui.pages.feedback import FeedbackPages
 from admin_ui.pages.forecast import ForecastPages
 from admin_ui.pages.funnel import FunnelPages
 from admin_ui.pages.holds import HoldPages
 from admin_ui.pages.imports import ExportPages, ImportPages
 from admin_ui.pages.integrations import RecipientPages, WebhookPages
+from admin_ui.pages.knowledge import KnowledgePages
 from admin_ui.pages.leads import LeadConvertPages
 from admin_ui.pages.mailboxes import MailboxPages
 from admin_ui.pages.my_day import MyDayPages
@@ -146,6 +149,9 @@ def admin_router() -> Router:
             WebhookPages,  # /admin/webhooks
             RecipientPages,  # /admin/recipients (Art. 19 register)
             CampaignPages,  # /campaigns: segments and campaigns (marketing, admin)
+            KnowledgePages,  # /knowledge: the knowledge base (issue 21)
+            CalendarPages,  # /calendar/import: meetings from .ics files or CalDAV (issue 21)
+            FeedbackPages,  # /feedback: CSAT and NPS results, NPS surveys (issue 21)
             SearchPages,  # /search: the header search box, its results, record pickers
         ],
         exception_handlers={

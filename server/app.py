@@ -25,9 +25,12 @@ from server.contacts.routes import ContactMergeRoutes, ContactRoutes
 from server.crm.routes import CaseRoutes, DealRoutes, InteractionRoutes, NoteRoutes, TaskRoutes
 from server.csvio.routes import ImportRoutes
 from server.dsr.api import RequestRoutes
+from server.feedback.portal import PortalSurvey
+from server.feedback.routes import FeedbackRoutes
 from server.forecast.routes import ForecastRoutes
 from server.gateway import GatewayError
 from server.health import health, ready
+from server.knowledge.portal import PortalHelp
 from server.leads.routes import LeadConversion, LeadRoutes, PublicLeadForm
 from server.logs import configure_logging, get_logger
 from server.mailcapture import jobs as mail_capture
@@ -63,6 +66,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     NoteRoutes,
     MailRecordRoutes,  # /api/v1/mail: captured e-mail (private to its owner until shared)
     MailThreadRoutes,  # /api/v1/mail/{id}/thread/share|unshare
+    FeedbackRoutes,  # /api/v1/feedback: named survey answers (issue 21)
     LeadRoutes,
     LeadConversion,
     PublicLeadForm,  # a website's contact form: no staff session, rate-limited
@@ -84,6 +88,8 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     AuditRoutes,
     PortalPages,  # the customer self-service portal (own cookie, no staff session)
     PortalTransparency,  # the portal's access log with proofs, and receipts
+    PortalHelp,  # /portal/help: public knowledge-base articles (issue 21)
+    PortalSurvey,  # /portal/survey/<token>: a CSAT or NPS answer from an e-mailed link
     NoticeAcknowledgement,  # /notices/acknowledge/<token>: recipients confirm Art. 19 notices
 )
 

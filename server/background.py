@@ -27,6 +27,7 @@ from audit.sealer_lease import SealerLease, sealer_lease
 from audit.trail import AuditTrail, SealRefused
 from server import db
 from server.csvio.jobs import ImportJobs
+from server.feedback.service import feedback_service
 from server.leads.webform import SpentTokens
 from server.logs import get_logger
 from server.mailcapture import jobs as mail_capture
@@ -47,6 +48,7 @@ RETENTION_CHECK_SECONDS = 3600.0  # the run itself is daily: the first check of 
 RETENTION_START_DELAY_SECONDS = 600.0  # not in the rush of a (re)start
 HEAP_TRIM_SECONDS = 60.0
 SCHEDULED_REPORT_SECONDS = 900.0  # how often due scheduled reports are looked for
+CSAT_SECONDS = 300.0  # how often closed cases are looked for, to send their CSAT question
 WEBHOOK_POLL_SECONDS = 2.0  # how late a queued webhook or notice goes out at most
 STOP_GRACE_SECONDS = 10.0
 LEASE_RETRY_SECONDS = 1.0  # how often a worker without the sealer lease watches and asks
@@ -294,6 +296,26 @@ async def send_scheduled_reports_forever(
         await _pause(stop, interval_seconds)
 
 
+async def send_csat_forever(
+    services: Services, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """Send the CSAT question of cases closed recently (server.feedback): at most
+    ``CSAT_BATCH`` per run, each case claimed first so no two workers ask twice. Logged
+    with the run's duration and counts, never a case or a person."""
+    clock = JobClock("feedback-csat")
+    feedback = feedback_service(services)
+    while not stop.is_set():
+        try:
+            with clock.run():
+                run = await feedback.send_csat_due()
+                await feedback.remove_expired()
+            if run.scanned:
+                log.info("csat questions", sent=run.sent, skipped=run.skipped)
+        except Exception as exc:
+            log.warning("csat run failed", error=type(exc).__name__)
+        await _pause(stop, interval_seconds)
+
+
 async def deliver_webhooks_forever(
     services: Services, interval_seconds: float, stop: asyncio.Event
 ) -> None:
@@ -507,6 +529,9 @@ class BackgroundJobs:
                     self.services, self.services.settings.mail_sync_interval_seconds, self._stop
                 ),
                 name="mail-sync",
+            ),
+            asyncio.create_task(
+                send_csat_forever(self.services, CSAT_SECONDS, self._stop), name="feedback-csat"
             ),
         ]
         if can_trim():

@@ -1189,9 +1189,92 @@ MAIL = RecordType(
     ),
 )
 
+# --- survey answers: CSAT after a case, NPS surveys (issue 21, item 6; server.feedback) ----
+# An answer to a survey that is not anonymous is a record about the person: sealed under
+# their key, score included (a plaintext score would outlive erasure on the tombstone).
+# Results come from counts kept apart, with no link to anyone (server.feedback.tables).
+SURVEY_KINDS = ("csat", "nps")
+_FEEDBACK = _SUPPORT | {"marketing"}
+# server/dsr/retention.py's ``old_feedback`` rule applies it (a test keeps the two equal).
+_FEEDBACK_RETENTION = "the comment is erased 2 years after the answer; the rest as the contact"
+
+FEEDBACK = RecordType(
+    resource="feedback",
+    table="feedback_answer",
+    label="Survey answer",
+    subject_from="contact_id",
+    same_subject=("case_id",),
+    fields=(
+        Field(
+            "survey_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Survey",
+            encrypted=False,
+            required=True,
+            filterable=True,
+            purposes=_FEEDBACK,
+        ),
+        Field(
+            "kind",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Survey kind",
+            encrypted=False,
+            required=True,
+            max_length=8,
+            choices=SURVEY_KINDS,
+            purposes=_FEEDBACK,
+            filterable=True,
+        ),
+        Field(
+            "score",
+            Category.CLASSIFICATION,
+            Kind.INTEGER,
+            "Score",
+            encrypted=True,
+            required=True,
+            minimum=0,
+            maximum=10,
+            purposes=_FEEDBACK,
+        ),
+        Field(
+            "comment",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Comment",
+            encrypted=True,
+            max_length=2000,
+            purposes=_FEEDBACK,
+            retention=_FEEDBACK_RETENTION,
+        ),
+        Field(
+            "case_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Case",
+            encrypted=False,
+            filterable=True,
+            references="case",
+            purposes=_FEEDBACK,
+        ),
+        Field(
+            "contact_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Contact",
+            encrypted=False,
+            required=True,
+            filterable=True,
+            references="contact",
+            purposes=_FEEDBACK,
+        ),
+    ),
+)
+
 RECORD_TYPES: Mapping[str, RecordType] = {
     rt.resource: rt
-    for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE, LEAD, TASK, NOTE, MAIL)
+    for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE, LEAD, TASK, NOTE, MAIL, FEEDBACK)
 }
 
 # The record types of people with the data-subject rights, in the order a person's own

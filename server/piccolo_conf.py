@@ -29,6 +29,9 @@ APP_REGISTRY = AppRegistry(
         "migrations.analytics.piccolo_app",
         "migrations.reporting.piccolo_app",
         "migrations.mailcapture.piccolo_app",
+        "migrations.knowledge.piccolo_app",
+        "migrations.calendar.piccolo_app",
+        "migrations.feedback.piccolo_app",
     ]
 )
 

@@ -75,6 +75,10 @@ DATA_SUBJECTS: Mapping[str, str] = {
         "mailbox is connected (matched by their address; unmatched mail is not kept), other "
         "people copied on those messages, and people mentioned in them"
     ),
+    "feedback": (
+        "Customers who answered a satisfaction (CSAT) or recommendation (NPS) survey that is "
+        "not anonymous, and people mentioned in their comments"
+    ),
 }
 TRANSFERS = (
     "None configured: this installation transfers no personal data to a third country or "

@@ -27,6 +27,7 @@ SECRET_PATH_PREFIXES = (
     "/consent/confirm/",
     "/consent/withdraw/",
     "/preferences/",
+    "/portal/survey/",  # survey links (server.feedback): one per person, used once
 )
 
 

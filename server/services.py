@@ -31,6 +31,7 @@ from server.dsr.receipts import fulfil_erasure_with_receipt
 from server.dsr.requests import DataRequest, DataSubjectRequests
 from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
+from server.feedback.service import survey_links
 from server.gateway import Gateway
 from server.mail import Mailer
 from server.outbound import Destinations
@@ -214,7 +215,10 @@ def build_services(settings: Settings) -> Services:
             gateway, erasure, audit, stage_keys=pipelines.stage_keys_of_kind, lapse=lapse
         ),
         pipelines=pipelines,
-        campaigns=Campaigns(audit, policy, gateway, consent, mailer, scores),
+        campaigns=Campaigns(
+            audit, policy, gateway, consent, mailer, scores,
+            survey_links=survey_links(gateway, policy, audit, consent, mail_outbox, settings),
+        ),
         # Token secrets are kept as HMACs under their own subkey of the index root.
         tokens=ApiTokens(
             audit,

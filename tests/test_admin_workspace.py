@@ -39,7 +39,7 @@ EXPECTED_GROUPS = {
     "admin": ["Sales", "Service", "Marketing", "Compliance", "Settings"],
     "sales": ["Sales", "Service"],
     "support": ["Service"],
-    "marketing": ["Sales", "Marketing"],
+    "marketing": ["Sales", "Service", "Marketing"],  # knowledge base, feedback results
     "compliance": ["Sales", "Service", "Compliance", "Settings"],  # Recipients (Art. 19)
 }
 

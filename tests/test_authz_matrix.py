@@ -45,6 +45,7 @@ PLURAL = {
     "task": "tasks",
     "note": "notes",
     "mail": "mail",
+    "feedback": "feedback",
 }
 SYSTEM = Actor.system("test-matrix")
 
@@ -249,6 +250,13 @@ def values_for(resource: str, contact_id: str, email: str) -> dict[str, Any]:
             "body": "Please resend the invoice.",
             "thread_key": tag,
             "message_key": tag,
+        },
+        "feedback": {
+            "survey_id": "c5a70000-0000-4000-8000-000000000001",
+            "kind": "csat",
+            "score": 4,
+            "comment": "Quick answer",
+            "contact_id": contact_id,
         },
     }[resource]
 

@@ -9,8 +9,14 @@ check without that trust, as a deployment has it by default.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
+from server.calendar.ics import CalendarError
+from server.calendar.service import calendar_import
 from server.gateway import Actor
 from server.gateway.errors import InvalidInput
 from server.mailcapture.service import Mailboxes, MailboxInputError
@@ -146,3 +152,36 @@ async def test_a_mailbox_cannot_point_the_server_inside_the_network(
             )
         assert "private, loopback or reserved" in refused.value.problems["host"]
     assert await mailboxes.mine(rep) == []
+
+
+@pytest.fixture
+def redirector() -> Iterator[str]:
+    """A local server that redirects every GET to a private address."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "http://10.0.0.7/calendar.ics")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:  # keep test output quiet
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/cal.ics"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_a_calendar_url_inside_the_network_or_redirecting_there_is_refused(
+    services: Services, redirector: str
+) -> None:
+    importer = calendar_import(services)
+    importer._destinations = Destinations()  # a deployment's default
+    with pytest.raises(CalendarError, match="refused"):
+        await importer.fetch("http://169.254.169.254/latest/meta-data/")
+    importer._destinations = Destinations(["127.0.0.0/8"])  # the redirector is trusted...
+    with pytest.raises(CalendarError, match=r"refused: .*10\.0\.0\.7"):
+        await importer.fetch(redirector)  # ...the private address it points at is not

@@ -73,6 +73,14 @@ ALLOWED_ACTIONS: dict[tuple[str, str], set[str]] = {
     ("marketing", "mail"): set(),
     ("compliance", "mail"): {"read", "list"},
     (UNKNOWN_ROLE, "mail"): set(),
+    # Survey answers (tests/test_feedback.py): written by the system when a person answers;
+    # support reads its team's customers' answers; compliance metadata.
+    ("admin", "feedback"): set(ACTIONS),
+    ("sales", "feedback"): set(),
+    ("support", "feedback"): {"read", "list"},
+    ("marketing", "feedback"): set(),
+    ("compliance", "feedback"): {"read", "list"},
+    (UNKNOWN_ROLE, "feedback"): set(),
 }
 
 ROLE_PURPOSES: dict[str, set[str]] = {
@@ -115,6 +123,9 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("admin", "mail"): Scope.ALL,
     **{(r, "mail"): Scope.TEAM for r in ("sales", "support")},
     ("compliance", "mail"): Scope.ALL,
+    ("admin", "feedback"): Scope.ALL,
+    ("support", "feedback"): Scope.TEAM,
+    ("compliance", "feedback"): Scope.ALL,
 }
 
 CAMPAIGN_FIELDS = {

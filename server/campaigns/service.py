@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,9 @@ MAX_COST = 10**15  # minor units
 SEND_PAGE = 100  # audience records read per gateway page while sending
 # Placeholders a campaign body may use; filled from fields read under the campaign purpose.
 PLACEHOLDERS = ("first_name", "last_name")
+# Filled in per person by a survey tied to the campaign (server.feedback: NPS surveys).
+SURVEY_PLACEHOLDER = "survey_link"
+SurveyLinks = Callable[[str, str], Awaitable[str | None]]  # campaign id, subject id -> link
 
 
 def segment_fields() -> tuple[str, ...]:
@@ -229,8 +232,11 @@ class Campaigns:
         consent: ConsentEngine,
         mailer: Mailer,
         scores: CustomerScores,
+        *,
+        survey_links: SurveyLinks | None = None,
     ) -> None:
         self._scores = scores
+        self._survey_links = survey_links
         self._audit = audit
         self._policy = policy
         self._gateway = gateway
@@ -883,6 +889,9 @@ class Campaigns:
             result.skipped += 1
             return
         link = self._consent.withdrawal_link(subject_id, campaign.purpose, campaign.channel)
+        survey = self._survey_links and await self._survey_links(campaign.id, subject_id)
+        if survey:
+            values = {**values, SURVEY_PLACEHOLDER: survey}
         sent = await self._mailer.send(
             str(address),
             campaign.subject_line,
@@ -905,7 +914,7 @@ class Campaigns:
         """The message text: the body with ``{first_name}``/``{last_name}`` filled in (plain
         replacement, no format language), then the one-click withdrawal link."""
         text = body
-        for name in PLACEHOLDERS:
+        for name in (*PLACEHOLDERS, SURVEY_PLACEHOLDER):
             text = text.replace("{" + name + "}", str(values.get(name) or ""))
         return (
             f"{text}\n\n--\n"

@@ -36,6 +36,7 @@ from server.dsr.holds import Hold, LegalHolds
 from server.dsr.requests import DataRequest, RequestError
 from server.dsr.restriction import Restrictions
 from server.dsr.tables import ErasureJob
+from server.feedback.store import forget_invitations
 from server.gateway import Actor, Gateway, GatewayError
 from server.gateway.erasure import WriteHook
 from server.vault import MasterKeyMissing
@@ -272,6 +273,7 @@ class Erasure:
 
         if "keys" not in steps:
             await forget_scores(subject)  # sealed under the key anyway; the row goes too
+            await forget_invitations(subject)  # open survey links (server.feedback)
             await self._gateway.shred_subject(actor, subject)
             steps.append("keys")
             await self._finish(row["id"], subject, steps, counts, by, row["request_id"])

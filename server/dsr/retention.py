@@ -145,6 +145,15 @@ RULES: tuple[RetentionRule, ...] = (
         "The subject, body, addresses and attachment names of e-mail captured 2 years ago "
         "are erased; the direction and time stay.",
     ),
+    RetentionRule(
+        "old_feedback",
+        "feedback",
+        "anonymise",
+        2,
+        "created_at",
+        {},
+        "Comments on survey answers are erased 2 years after the answer; scores stay sealed.",
+    ),
 )
 
 

@@ -631,3 +631,15 @@ async def redact_others(
                 )
             )
     return redacted
+
+
+def contact_details_in(text: str, region: str) -> tuple[str, ...]:
+    """What kinds of contact detail ``text`` holds ("e-mail address", "phone number"),
+    by the same patterns erasure and exports look for people with; never the values.
+    How content that must name nobody (knowledge-base articles) is checked on save."""
+    found: list[str] = []
+    if _EMAIL.search(text):
+        found.append("e-mail address")
+    if _phones_in(text, region):
+        found.append("phone number")
+    return tuple(found)

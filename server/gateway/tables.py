@@ -190,6 +190,23 @@ class CapturedMail(Table, tablename="captured_mail"):
     mailbox_id = UUID(null=True, default=None, index=True)
 
 
+class FeedbackAnswer(Table, tablename="feedback_answer"):
+    """An answer to a survey that is not anonymous (server.feedback): about the person."""
+
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)
+    owner_id = Integer(index=True)
+    team = Varchar(length=64, index=True)
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    survey_id = UUID(index=True)
+    kind = Varchar(length=8, index=True)
+    score = Text()  # encrypted: an answer is the person's
+    comment = Text(null=True, default=None)
+    case_id = UUID(null=True, default=None, index=True)
+    contact_id = UUID(index=True)
+
+
 TABLES: dict[str, type[Table]] = {
     "contact": Contact,
     "organization": Organization,
@@ -200,6 +217,7 @@ TABLES: dict[str, type[Table]] = {
     "task": Task,
     "note": Note,
     "mail": CapturedMail,
+    "feedback": FeedbackAnswer,
 }
 
 

@@ -50,7 +50,11 @@ PERMANENT = frozenset(
     {"invalid_header", "invalid_message", "no_recipients", "smtp_recipients_refused"}
 )
 # The purpose each kind of message is sent under, for the audit log.
-PURPOSES = {"alert": "compliance", "dsr_notice": "compliance"}
+PURPOSES = {
+    "alert": "compliance",
+    "dsr_notice": "compliance",
+    "feedback": "service_communication",  # the CSAT question after a case (server.feedback)
+}
 
 Settled = Callable[[str, dt.datetime, str], Awaitable[object]]  # reference, when, error
 
