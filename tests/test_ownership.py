@@ -56,9 +56,10 @@ CREATES = {
 UPDATES = CREATES
 
 
-# Captured mail is written only by the capture job (no role may create it over the API);
-# who may change its hands is tested in tests/test_mail_capture.py.
-CAPTURED_ONLY = {"mail"}
+# Captured mail is written only by the capture job and survey answers only by the system
+# when a person answers (no role may create either over the API); who may change captured
+# mail's hands is tested in tests/test_mail_capture.py.
+CAPTURED_ONLY = {"mail", "feedback"}
 
 
 def test_every_record_type_is_in_the_matrix() -> None:
