@@ -32,6 +32,7 @@ from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
 from server.pipelines.routes import PipelineRoutes
 from server.portal.routes import PortalPages, PortalTransparency
+from server.servicedesk.portal_routes import PortalCasePages
 from server.recipients.routes import NoticeAcknowledgement
 from server.reports.builder_routes import ReportBuilderRoutes
 from server.reports.routes import ReportRoutes
@@ -79,6 +80,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     AuditRoutes,
     PortalPages,  # the customer self-service portal (own cookie, no staff session)
     PortalTransparency,  # the portal's access log with proofs, and receipts
+    PortalCasePages,  # /portal/cases: a customer's own cases (server.servicedesk)
     NoticeAcknowledgement,  # /notices/acknowledge/<token>: recipients confirm Art. 19 notices
 )
 

@@ -28,6 +28,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.outbox.piccolo_app",
         "migrations.analytics.piccolo_app",
         "migrations.reporting.piccolo_app",
+        "migrations.servicedesk.piccolo_app",
     ]
 )
 

@@ -165,6 +165,18 @@ class Note(Table, tablename="note"):
     record_id = UUID(index=True)
 
 
+class CaseMessage(Table, tablename="case_message"):  # server.servicedesk
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)  # the case's person
+    owner_id = Integer(index=True)  # who wrote it (staff), or the desk's system actor
+    team = Varchar(length=64, index=True)  # the case's team
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    body = Text()
+    kind = Varchar(length=16)
+    case_id = UUID(index=True)
+
+
 TABLES: dict[str, type[Table]] = {
     "contact": Contact,
     "organization": Organization,
@@ -174,6 +186,7 @@ TABLES: dict[str, type[Table]] = {
     "lead": Lead,
     "task": Task,
     "note": Note,
+    "case_message": CaseMessage,
 }
 
 
