@@ -32,13 +32,13 @@ from server.logs import configure_logging, get_logger
 from server.organizations.routes import OrganizationRoutes
 from server.pipelines.routes import PipelineRoutes
 from server.portal.routes import PortalPages, PortalTransparency
-from server.servicedesk.portal_routes import PortalCasePages
 from server.recipients.routes import NoticeAcknowledgement
 from server.reports.builder_routes import ReportBuilderRoutes
 from server.reports.routes import ReportRoutes
 from server.request_guard import RequestInputGuard
 from server.requests import request_id_middleware
 from server.search.routes import SearchRoutes
+from server.servicedesk.portal_routes import PortalCasePages
 from server.services import Services, build_services
 from server.settings import Settings, get_settings
 from server.web import document_error_answers, gateway_error_handler

@@ -45,6 +45,9 @@ PLURAL = {
     "task": "tasks",
     "note": "notes",
 }
+# Record types with a REST family of their own. A case's messages have none: the service
+# desk writes them (server/servicedesk; their scope is tested in tests/test_service_desk.py).
+REST_TYPES = sorted(set(RECORD_TYPES) - {"case_message"})
 SYSTEM = Actor.system("test-matrix")
 
 # --- the other API families: (method, path) -> who may pass the guard ----------------------
@@ -154,7 +157,7 @@ def api_routes(app: Litestar) -> set[tuple[str, str]]:
 
 
 def test_every_api_route_is_in_the_matrix(app: Litestar) -> None:
-    assert set(PLURAL) == set(RECORD_TYPES)
+    assert set(PLURAL) == set(REST_TYPES)
     assert api_routes(app) == record_routes() | set(OTHER_ROUTES)
 
 
@@ -263,7 +266,7 @@ async def creatable(services: Services, client_role: str, resource: str, me: Any
     return {k: v for k, v in values.items() if settable is None or k in settable}
 
 
-@pytest.mark.parametrize("resource", sorted(RECORD_TYPES))
+@pytest.mark.parametrize("resource", REST_TYPES)
 @pytest.mark.parametrize("role", ROLES)
 async def test_record_routes_answer_as_the_policy_says(
     services: Services, staff: Staff, client: AsyncClient, role: str, resource: str
