@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from server.servicedesk.cli import desk_group
 from server.settings import (
     MISSING_CONTROLLER,
     ConfigurationError,
@@ -1995,3 +1996,6 @@ def analytics_validate(people: int, seed: int) -> None:
         f"customers: {len(scoring.scores)}; trained on: {scoring.model.trained_on}; "
         f"held-out ROC AUC: {scoring.model.validation_auc:.3f}"
     )
+
+
+cli.add_command(desk_group)  # consentry desk ... (server/servicedesk/cli.py)

@@ -70,6 +70,10 @@ DATA_SUBJECTS: Mapping[str, str] = {
     "note": (
         "The person whose record a staff note is attached to, and people mentioned in the note"
     ),
+    "case_message": (
+        "Customers who wrote to support (e-mail, portal) or were answered about a case, and "
+        "people mentioned in those messages or in staff's internal notes on the case"
+    ),
 }
 TRANSFERS = (
     "None configured: this installation transfers no personal data to a third country or "

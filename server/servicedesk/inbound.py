@@ -50,6 +50,7 @@ log = get_logger("consentry.servicedesk.inbound")
 
 OPENED, THREADED = "opened", "threaded"
 UNKNOWN_SENDER, AUTOMATIC, NO_SENDER, EMPTY = "unknown_sender", "automatic", "no_sender", "empty"
+REFUSED = "refused"  # the gateway refused to open a case for the person
 _TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
 
 
@@ -135,12 +136,16 @@ async def receive_support_message(
             log.info("support mail kept", outcome=THREADED)
             return Intake(THREADED, case_id, await _ref(desk, case_id))
     contact_id = contacts[0][0]  # several contacts share the address: the oldest
-    case, opened = await desk.open_case(
-        contact_id,
-        title=subject_line[:TITLE_MAX] or "(no subject)",
-        channel="email",
-        first_message=body or subject_line,
-    )
+    try:
+        case, opened = await desk.open_case(
+            contact_id,
+            title=subject_line[:TITLE_MAX] or "(no subject)",
+            channel="email",
+            first_message=body or subject_line,
+        )
+    except GatewayError as exc:  # e.g. the person's processing is restricted (Art. 18)
+        log.info("support mail not kept", reason=REFUSED, error=type(exc).__name__)
+        return Intake(REFUSED)
     await desk.remember_message_id(case.id, own_id)
     log.info("support mail kept", outcome=OPENED)
     return Intake(OPENED, case.id, str(opened["case_ref"]))

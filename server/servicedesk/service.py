@@ -573,8 +573,8 @@ class ServiceDesk:
             query = query.order_by(DeskCase.breached_at, ascending=False)
         else:  # the nearest running deadline first
             query = query.order_by(DeskCase.next_due)
-        rows = await query.order_by(DeskCase.case_id).limit(page_size).offset(
-            (page - 1) * page_size
+        rows = (
+            await query.order_by(DeskCase.case_id).limit(page_size).offset((page - 1) * page_size)
         )
         return list(rows), total
 
