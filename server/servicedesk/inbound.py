@@ -51,14 +51,16 @@ log = get_logger("consentry.servicedesk.inbound")
 OPENED, THREADED = "opened", "threaded"
 UNKNOWN_SENDER, AUTOMATIC, NO_SENDER, EMPTY = "unknown_sender", "automatic", "no_sender", "empty"
 REFUSED = "refused"  # the gateway refused to open a case for the person
+DUPLICATE = "duplicate"  # a Message-ID the case already has
 _TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
 class Intake:
     """What became of one message: ``opened`` (a new case), ``threaded`` (added to a
-    case), or why it was not kept (``unknown_sender``, ``automatic``, ``no_sender``,
-    ``empty``). ``case_id`` and ``ref`` are set when it was kept."""
+    case), ``duplicate`` (already on its case), or why it was not kept
+    (``unknown_sender``, ``automatic``, ``no_sender``, ``empty``, ``refused``).
+    ``case_id`` and ``ref`` are set when it is on a case."""
 
     outcome: str
     case_id: str = ""
@@ -66,7 +68,7 @@ class Intake:
 
     @property
     def kept(self) -> bool:
-        return self.outcome in {OPENED, THREADED}
+        return self.outcome in {OPENED, THREADED, DUPLICATE}
 
 
 def _automatic(message: email.message.EmailMessage) -> bool:
@@ -125,6 +127,10 @@ async def receive_support_message(
     if not body and not subject_line:
         return Intake(EMPTY)
     own_id = str(message.get("Message-ID", ""))
+    seen = await desk.case_of_message_ids([own_id]) if own_id else None
+    if seen:  # delivered twice (a retried SMTP session, an IMAP re-sync): kept once
+        log.info("support mail not kept", reason=DUPLICATE)
+        return Intake(DUPLICATE, seen, await _ref(desk, seen))
     case_id = await _thread(desk, subject_line, message, {s for _, s in contacts})
     if case_id:
         try:

@@ -7,6 +7,8 @@ from typing import Any
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.columns.column_types import UUID, Integer, Serial, Text, Timestamptz, Varchar
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
 
 ID = "2026-12-02T19:45:00:000000"
@@ -50,11 +52,14 @@ def _maybe_int(**kw: Any) -> tuple[type, dict[str, Any]]:
 
 
 def _moment(**kw: Any) -> tuple[type, dict[str, Any]]:
-    return Timestamptz, _p(**{"default": None, "null": True, **kw})
+    params = {"default": None, "null": True, **kw}
+    if not params["null"]:
+        params["default"] = TimestamptzNow()
+    return Timestamptz, _p(**params)
 
 
 def _uuid(**kw: Any) -> tuple[type, dict[str, Any]]:
-    return UUID, _p(**{"default": None, **kw})
+    return UUID, _p(**{"default": None if kw.get("null") else UUID4(), **kw})
 
 
 TABLES: dict[tuple[str, str], dict[str, tuple[type, dict[str, Any]]]] = {
