@@ -673,3 +673,13 @@ async def test_retention_erases_the_text_of_old_case_messages(
     assert table(report)["old_case_messages"][:3] == (1, 0, 1)
     (message,) = await w.desk.conversation(ADMIN, intake.case_id)
     assert message.body == ""
+
+
+def test_desk_receive_refuses_input_that_is_not_an_email() -> None:
+    from click.testing import CliRunner
+
+    from server.cli import cli
+
+    result = CliRunner().invoke(cli, ["desk", "receive", "-"], input=b"just some words\n")
+    assert result.exit_code == 1
+    assert "not an e-mail message" in result.output

@@ -128,6 +128,7 @@ class ServiceDeskPages(Controller):
         shown = request.query_params.get("state", "open")
         shown = shown if shown in STATE_SETS else "open"
         page = _number(request.query_params.get("page"), 1, 1, 100_000)
+        await _desk(request).adopt_open_cases(visit.actor)  # cases from the Cases form
         rows, total = await _desk(request).queue_page(
             assignee=visit.identity.user_id if view == "mine" else None,
             team=visit.identity.team if view == "team" else None,

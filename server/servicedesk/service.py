@@ -319,6 +319,27 @@ class ServiceDesk:
         queue = await self.queue_for_team(case.team)
         return await self._adopt(case, queue, "staff", case.owner_id or None, case.created_at)
 
+    async def adopt_open_cases(self, actor: Actor) -> int:
+        """Put on the desk the open cases ``actor`` may list that were opened elsewhere
+        (the Cases form, the REST API): routed to their team's queue, on its SLA clock
+        from their creation. The newest 100 per call (one audited list)."""
+        page = await self._gateway.list(
+            actor, "case", purpose=PURPOSE, filters={"status": "open"}, page_size=100
+        )
+        ids = [uuid.UUID(case.id) for case in page.items]
+        if not ids:
+            return 0
+        rows = await DeskCase.select(DeskCase.case_id).where(DeskCase.case_id.is_in(ids))
+        known = {str(row["case_id"]) for row in rows}
+        adopted = 0
+        for case in page.items:
+            if case.id in known or case.erased:
+                continue
+            queue = await self.queue_for_team(case.team)
+            await self._adopt(case, queue, "staff", case.owner_id or None, case.created_at)
+            adopted += 1
+        return adopted
+
     async def desk_row(self, case_id: str) -> dict[str, Any] | None:
         try:
             key = uuid.UUID(case_id)
