@@ -577,11 +577,22 @@ async def test_agents_work_cases_from_the_queue_page(
     )
     row = await w.desk.desk_row(intake.case_id)
     assert row is not None
-    web = await web_login(people, w.identities[int(row["assignee_id"])])
+    me = w.identities[int(row["assignee_id"])]
+    # A case a colleague opened with the Cases form joins the team's queue too.
+    await desk_services.gateway.create(
+        people.actor(w.identities[w.agents[1]]),
+        "case",
+        {"title": "Phoned in: broken zip", "kind": "complaint", "contact_id": w.customer.id},
+    )
+    web = await web_login(people, me)
     queue = await web.get("/desk?view=mine")
     assert queue.status_code == 200
     assert intake.ref in queue.text
     assert "Wrong size" in queue.text
+    assert "Phoned in" not in queue.text  # not mine
+    team_queue = await web.get("/desk?view=team&sort=opened")
+    assert "Phoned in: broken zip" in team_queue.text
+    assert "Wrong size" in team_queue.text
     case_page = await web.get(f"/desk/cases/{intake.case_id}")
     assert "The shoes are too small." in text_of(case_page)
     replied = await web.post(
