@@ -444,13 +444,13 @@ class ServiceDesk:
         await self.remember_message_id(case.id, mid)
         title = " ".join(str(case.values.get("title") or "").split())[:150]
         text = (
-            f"{body}\n\n--\nReply to this e-mail to add to your case {desk['ref']}; "
-            f"keep [#{desk['ref']}] in the subject.\n"
+            f"{body}\n\n--\nReply to this e-mail to add to your case {desk['case_ref']}; "
+            f"keep [#{desk['case_ref']}] in the subject.\n"
             f"You can also follow it in {self._settings.public_url.rstrip('/')}/portal\n"
         )
         return await self._outbox.send(
             str(address),
-            f"Re: {title} [#{desk['ref']}]",
+            f"Re: {title} [#{desk['case_ref']}]",
             text,
             purpose=MAIL_PURPOSE,
             reference=message_id,
