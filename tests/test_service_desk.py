@@ -405,7 +405,8 @@ async def test_an_sla_breach_is_flagged_and_escalated_at_the_right_business_hour
         assert private not in str(escalation["Subject"])
     events = await raw_sql(
         settings.database_url,
-        "SELECT action FROM audit WHERE action IN ('desk.sla_warning', 'desk.sla_breach') ORDER BY seq",
+        "SELECT action FROM audit WHERE action IN ('desk.sla_warning', 'desk.sla_breach') "
+        "ORDER BY seq",
     )
     assert [e["action"] for e in events] == ["desk.sla_warning", "desk.sla_breach"]
 

@@ -202,6 +202,20 @@ class ServiceDeskPages(Controller):
         authors = await config.staff_names(
             sorted({m.owner_id for m in messages if m.kind in ("reply", "note")})
         )
+        customer = ""
+        try:  # the person's name, read as the user (audited; hidden if out of their scope)
+            person = await services_of(request).gateway.read(
+                visit.actor,
+                "contact",
+                str(case.values.get("contact_id") or state["contact_id"]),
+                purpose="customer_support",
+                fields=("first_name", "last_name"),
+            )
+            customer = " ".join(
+                str(person.values.get(n) or "") for n in ("first_name", "last_name")
+            ).strip()
+        except GatewayError:
+            customer = ""
         assignee_ids = [state["assignee_id"]] if state["assignee_id"] is not None else []
         names = await config.staff_names(assignee_ids)
         return await render(
@@ -212,6 +226,7 @@ class ServiceDeskPages(Controller):
             section="service",
             title=str(case.values.get("title") or "Case"),
             case=case,
+            customer=customer,
             desk=state,
             messages=messages,
             authors=authors,
@@ -441,6 +456,7 @@ class ServiceDeskPages(Controller):
         leads = await config.staff_names(
             sorted({int(q["lead_id"]) for q in queues if q["lead_id"]})
         )
+        policies = await config.policies()
         return await render(
             request,
             "desk/settings.html",
@@ -450,7 +466,13 @@ class ServiceDeskPages(Controller):
             title="Service desk settings",
             queues=queues,
             leads=leads,
-            policies=await config.policies(),
+            policies=policies,
+            shown_hours={p["id"]: config.hours_in_words(str(p["hours"])) for p in policies},
+            shown_holidays={
+                p["id"]: config.holidays_in_words(str(p["holidays"])) for p in policies
+            },
+            shown_targets={p["id"]: config.targets_in_words(str(p["targets"])) for p in policies},
+            staff_choices=await config.staff_choices(),
             routings=ROUTINGS,
             priorities=PRIORITIES,
             weekdays=list(enumerate(WEEKDAYS)),

@@ -16,7 +16,13 @@ from server import db
 from server.auth.tables import StaffUser
 from server.datamap import PRIORITIES
 from server.gateway import Actor
-from server.servicedesk.hours import CalendarError, parse_holidays, parse_hours, zone_named
+from server.servicedesk.hours import (
+    WEEKDAYS,
+    CalendarError,
+    parse_holidays,
+    parse_hours,
+    zone_named,
+)
 from server.servicedesk.service import ROUTINGS, DeskError
 from server.servicedesk.tables import DeskQueue, SlaPolicy
 
@@ -198,6 +204,59 @@ async def team_members(team: str) -> list[tuple[int, str]]:
         .limit(500)
     )
     return [(int(r["id"]), str(r["display_name"])) for r in rows]
+
+
+def hours_in_words(hours_json: str) -> str:
+    """ "Mon 09:00-17:00, ..." from a stored policy's hours."""
+    try:
+        hours = json.loads(hours_json or "{}")
+    except json.JSONDecodeError:
+        return "unreadable"
+    days = [
+        f"{WEEKDAYS[int(day)][:3]} {span[0]}-{span[1]}"
+        for day, span in sorted(hours.items())
+        if day.isdigit() and int(day) < len(WEEKDAYS) and isinstance(span, list) and len(span) == 2
+    ]
+    return ", ".join(days) or "never"
+
+
+def holidays_in_words(holidays_json: str) -> str:
+    try:
+        days = json.loads(holidays_json or "[]")
+    except json.JSONDecodeError:
+        return "unreadable"
+    return ", ".join(str(d) for d in days) or "none"
+
+
+def targets_in_words(targets_json: str) -> str:
+    """ "normal: first response 8 h, resolution 40 h; ..." from a stored policy."""
+    try:
+        targets = json.loads(targets_json or "{}")
+    except json.JSONDecodeError:
+        return "unreadable"
+    parts = []
+    for priority in PRIORITIES:
+        entry = targets.get(priority) or {}
+        words = [
+            f"{label} {int(entry[key]) / 60:g} h"
+            for key, label in (("first_response", "first response"), ("resolution", "resolution"))
+            if isinstance(entry.get(key), int)
+        ]
+        if words:
+            parts.append(f"{priority}: {', '.join(words)}")
+    return "; ".join(parts) or "none"
+
+
+async def staff_choices() -> list[tuple[int, str]]:
+    """Active staff as (id, "name (team)"), for the team-lead select."""
+    rows = await (
+        StaffUser.select(StaffUser.id, StaffUser.display_name, StaffUser.team)
+        .where(StaffUser.is_active.eq(True))
+        .order_by(StaffUser.team)
+        .order_by(StaffUser.display_name)
+        .limit(500)
+    )
+    return [(int(r["id"]), f"{r['display_name']} ({r['team']})") for r in rows]
 
 
 async def _record(audit: AuditLog, actor: Actor, action: str, kind: str, key: int) -> None:
