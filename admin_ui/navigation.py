@@ -65,6 +65,7 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
         "Service",
         (
             MenuEntry("Cases", "/cases", ("case", "list")),
+            MenuEntry("Service desk", "/desk", ("service_desk", "work")),
             MenuEntry("Interactions", "/interactions", ("interaction", "list")),
             MenuEntry("Captured e-mail", "/mail", ("mail", "list")),
             MenuEntry("My mailboxes", "/mailboxes", ("mailbox", "manage")),
@@ -88,6 +89,7 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
             MenuEntry("Alerts", "/compliance/alerts", ("alert", "manage")),
             MenuEntry("Consent", "/compliance/consent", ("consent", "manage")),
             MenuEntry("Legal holds", "/compliance/holds", ("audit", "read")),
+            MenuEntry("Request flags", "/desk/flags", ("service_desk", "dsr_flags")),
             MenuEntry(
                 "Record of processing",
                 "/compliance/record-of-processing",

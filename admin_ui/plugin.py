@@ -56,6 +56,7 @@ from admin_ui.pages.report_builder import ReportBuilderPages
 from admin_ui.pages.reports import ReportPages
 from admin_ui.pages.requests import RequestPages
 from admin_ui.pages.search import SearchPages
+from admin_ui.pages.service_desk import ServiceDeskPages
 from admin_ui.pages.sign_in import SignInPages
 from admin_ui.pages.tokens import TokenPages
 from admin_ui.pages.users import UserPages
@@ -153,6 +154,7 @@ def admin_router() -> Router:
             CalendarPages,  # /calendar/import: meetings from .ics files or CalDAV (issue 21)
             FeedbackPages,  # /feedback: CSAT and NPS results, NPS surveys (issue 21)
             SearchPages,  # /search: the header search box, its results, record pickers
+            ServiceDeskPages,  # /desk: queues, case conversations, SLA, request flags
         ],
         exception_handlers={
             GatewayError: gateway_error_handler,

@@ -44,6 +44,7 @@ from server.reports.routes import ReportRoutes
 from server.request_guard import RequestInputGuard
 from server.requests import request_id_middleware
 from server.search.routes import SearchRoutes
+from server.servicedesk.portal_routes import PortalCasePages
 from server.services import Services, build_services
 from server.settings import Settings, get_settings
 from server.web import document_error_answers, gateway_error_handler
@@ -90,6 +91,7 @@ ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     PortalTransparency,  # the portal's access log with proofs, and receipts
     PortalHelp,  # /portal/help: public knowledge-base articles (issue 21)
     PortalSurvey,  # /portal/survey/<token>: a CSAT or NPS answer from an e-mailed link
+    PortalCasePages,  # /portal/cases: a customer's own cases (server.servicedesk)
     NoticeAcknowledgement,  # /notices/acknowledge/<token>: recipients confirm Art. 19 notices
 )
 

@@ -34,6 +34,7 @@ from server.mailcapture import jobs as mail_capture
 from server.memory import can_trim, release_free_heap
 from server.reports import saved as saved_reports
 from server.reports.builder_routes import report_builder
+from server.servicedesk.service import ServiceDesk
 from server.services import Services
 from server.webhooks import queue as webhook_queue
 
@@ -49,6 +50,7 @@ RETENTION_START_DELAY_SECONDS = 600.0  # not in the rush of a (re)start
 HEAP_TRIM_SECONDS = 60.0
 SCHEDULED_REPORT_SECONDS = 900.0  # how often due scheduled reports are looked for
 CSAT_SECONDS = 300.0  # how often closed cases are looked for, to send their CSAT question
+SLA_SWEEP_SECONDS = 60.0  # how late an SLA warning or breach is flagged at most
 WEBHOOK_POLL_SECONDS = 2.0  # how late a queued webhook or notice goes out at most
 STOP_GRACE_SECONDS = 10.0
 LEASE_RETRY_SECONDS = 1.0  # how often a worker without the sealer lease watches and asks
@@ -358,6 +360,22 @@ async def sync_mailboxes_forever(
         await _pause(stop, interval_seconds)
 
 
+async def sweep_service_desk_forever(
+    services: Services, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """Flag SLA warnings and breaches, escalate breaches to the team lead
+    (server.servicedesk: a bounded batch per run; each change is a conditional update,
+    so every worker may run this)."""
+    clock = JobClock("service-desk-sla")
+    while not stop.is_set():
+        try:
+            with clock.run():
+                await ServiceDesk(services).sweep()
+        except Exception as exc:
+            log.warning("service desk sweep failed", error=type(exc).__name__)
+        await _pause(stop, interval_seconds)
+
+
 async def trim_heap_forever(interval_seconds: float, stop: asyncio.Event) -> None:
     """Give malloc's free pages back to the system once a minute (server/memory.py says
     why), and log the worker's resident memory before and after, so that growth shows in
@@ -532,6 +550,10 @@ class BackgroundJobs:
             ),
             asyncio.create_task(
                 send_csat_forever(self.services, CSAT_SECONDS, self._stop), name="feedback-csat"
+            ),
+            asyncio.create_task(
+                sweep_service_desk_forever(self.services, SLA_SWEEP_SECONDS, self._stop),
+                name="service-desk-sla",
             ),
         ]
         if can_trim():

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from server.servicedesk.cli import desk_group
 from server.settings import (
     MISSING_CONTROLLER,
     ConfigurationError,
@@ -2125,6 +2126,9 @@ def calendar_import_command(file: Path | None, url: str | None, as_email: str) -
         return report
 
     click.echo(_run(go).summary())
+
+
+cli.add_command(desk_group)  # consentry desk ... (server/servicedesk/cli.py)
 
 
 if __name__ == "__main__":

@@ -1272,9 +1272,71 @@ FEEDBACK = RecordType(
     ),
 )
 
+# --- service desk: a case's conversation (issue 21; server/servicedesk, docs/service-desk.md)
+# Each message is about the case's person (sealed under their key, erased with them): an
+# e-mail they sent, a message they wrote in the portal, a reply from staff (e-mailed to
+# them) or an internal note (never shown in the portal; in their subject export).
+CASE_MESSAGE_KINDS = ("email", "portal", "reply", "note")
+_MESSAGE_RETENTION = "3 years after it was written, then the text is erased"
+
+CASE_MESSAGE = RecordType(
+    resource="case_message",
+    table="case_message",
+    label="Case message",
+    subject_from="case_id",
+    fields=(
+        Field(
+            "body",
+            Category.FREE_TEXT,
+            Kind.TEXT,
+            "Message",
+            encrypted=True,
+            required=True,
+            max_length=20000,
+            purposes=_SUPPORT,
+            retention=_MESSAGE_RETENTION,
+        ),
+        Field(
+            "kind",
+            Category.CLASSIFICATION,
+            Kind.CHOICE,
+            "Kind",
+            encrypted=False,
+            required=True,
+            max_length=16,
+            choices=CASE_MESSAGE_KINDS,
+            purposes=_SUPPORT,
+            filterable=True,
+        ),
+        Field(
+            "case_id",
+            Category.REFERENCE,
+            Kind.REFERENCE,
+            "Case",
+            encrypted=False,
+            required=True,
+            purposes=_SUPPORT,
+            filterable=True,
+            references="case",
+        ),
+    ),
+)
+
 RECORD_TYPES: Mapping[str, RecordType] = {
     rt.resource: rt
-    for rt in (CONTACT, ORGANIZATION, DEAL, INTERACTION, CASE, LEAD, TASK, NOTE, MAIL, FEEDBACK)
+    for rt in (
+        CONTACT,
+        ORGANIZATION,
+        DEAL,
+        INTERACTION,
+        CASE,
+        LEAD,
+        TASK,
+        NOTE,
+        MAIL,
+        FEEDBACK,
+        CASE_MESSAGE,
+    )
 }
 
 # The record types of people with the data-subject rights, in the order a person's own

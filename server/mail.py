@@ -42,6 +42,11 @@ EXTRA_HEADERS = {
     "list-unsubscribe": "List-Unsubscribe",
     "list-unsubscribe-post": "List-Unsubscribe-Post",
     "list-id": "List-Id",
+    # Threading (the service desk's replies, server.servicedesk): a caller-made Message-ID
+    # replaces the generated one, so the person's answer can point back at it.
+    "message-id": "Message-ID",
+    "in-reply-to": "In-Reply-To",
+    "references": "References",
 }
 # How messages go on the wire. aiosmtplib's default policy folds at 78 characters, which
 # turns a long List-Unsubscribe URL into RFC 2047 encoded words that mail clients do not
@@ -175,9 +180,11 @@ class Mailer:
         message["Subject"] = _one_line(subject, MAX_SUBJECT)
         message["Date"] = formatdate(localtime=False, usegmt=True)
         domain = self.sender.rpartition("@")[2] or "localhost"
-        message["Message-ID"] = make_msgid(domain=domain)
+        extra = _extra_headers(headers)
+        if not any(name == "Message-ID" for name, _ in extra):
+            message["Message-ID"] = make_msgid(domain=domain)
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
-        for name, value in _extra_headers(headers):
+        for name, value in extra:
             message[name] = value
         message.set_content(text, charset="utf-8")
         return message

@@ -32,6 +32,7 @@ APP_REGISTRY = AppRegistry(
         "migrations.knowledge.piccolo_app",
         "migrations.calendar.piccolo_app",
         "migrations.feedback.piccolo_app",
+        "migrations.servicedesk.piccolo_app",
     ]
 )
 

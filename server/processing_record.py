@@ -79,6 +79,10 @@ DATA_SUBJECTS: Mapping[str, str] = {
         "Customers who answered a satisfaction (CSAT) or recommendation (NPS) survey that is "
         "not anonymous, and people mentioned in their comments"
     ),
+    "case_message": (
+        "Customers who wrote to support (e-mail, portal) or were answered about a case, and "
+        "people mentioned in those messages or in staff's internal notes on the case"
+    ),
 }
 TRANSFERS = (
     "None configured: this installation transfers no personal data to a third country or "

@@ -245,6 +245,9 @@ class Settings:
     smtp_receiver_port: int = 0
     smtp_receiver_host: str = "127.0.0.1"
     capture_address: str = ""
+    # The service desk's address on the same receiver: mail to it opens or continues a
+    # case (server.servicedesk.inbound). Replies go out from CONSENTRY_MAIL_FROM.
+    support_address: str = ""
     # Whose captured mail the receiver files it under when the sender is not a staff user.
     capture_owner_id: int = 0
     mail_sync_interval_seconds: int = 300
@@ -360,6 +363,7 @@ class Settings:
             smtp_receiver_port=_port_or_off("SMTP_RECEIVER_PORT", get("SMTP_RECEIVER_PORT")),
             smtp_receiver_host=get("SMTP_RECEIVER_HOST") or "127.0.0.1",
             capture_address=(get("CAPTURE_ADDRESS") or "").strip().lower(),
+            support_address=(get("SUPPORT_ADDRESS") or "").strip().lower(),
             capture_owner_id=_positive_int("CAPTURE_OWNER_ID", get("CAPTURE_OWNER_ID"), 1)
             if get("CAPTURE_OWNER_ID")
             else 0,

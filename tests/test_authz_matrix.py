@@ -47,6 +47,9 @@ PLURAL = {
     "mail": "mail",
     "feedback": "feedback",
 }
+# Record types with a REST family of their own. A case's messages have none: the service
+# desk writes them (server/servicedesk; their scope is tested in tests/test_service_desk.py).
+REST_TYPES = sorted(set(RECORD_TYPES) - {"case_message"})
 SYSTEM = Actor.system("test-matrix")
 
 # --- the other API families: (method, path) -> who may pass the guard ----------------------
@@ -159,7 +162,7 @@ def api_routes(app: Litestar) -> set[tuple[str, str]]:
 
 
 def test_every_api_route_is_in_the_matrix(app: Litestar) -> None:
-    assert set(PLURAL) == set(RECORD_TYPES)
+    assert set(PLURAL) == set(REST_TYPES)
     assert api_routes(app) == record_routes() | set(OTHER_ROUTES)
 
 
@@ -289,7 +292,7 @@ async def creatable(services: Services, client_role: str, resource: str, me: Any
     return {k: v for k, v in values.items() if settable is None or k in settable}
 
 
-@pytest.mark.parametrize("resource", sorted(RECORD_TYPES))
+@pytest.mark.parametrize("resource", REST_TYPES)
 @pytest.mark.parametrize("role", ROLES)
 async def test_record_routes_answer_as_the_policy_says(
     services: Services, staff: Staff, client: AsyncClient, role: str, resource: str

@@ -154,6 +154,17 @@ RULES: tuple[RetentionRule, ...] = (
         {},
         "Comments on survey answers are erased 2 years after the answer; scores stay sealed.",
     ),
+    RetentionRule(
+        "old_case_messages",
+        "case_message",
+        "anonymise",
+        3,
+        # A case's conversation (server.servicedesk): e-mails, portal messages, replies and
+        # internal notes lose their text 3 years after they were written.
+        "created_at",
+        {},
+        "The text of case messages (e-mails, replies, notes) older than 3 years is erased.",
+    ),
 )
 
 

@@ -207,6 +207,18 @@ class FeedbackAnswer(Table, tablename="feedback_answer"):
     contact_id = UUID(index=True)
 
 
+class CaseMessage(Table, tablename="case_message"):  # server.servicedesk
+    id = UUID(primary_key=True)
+    subject_id = UUID(index=True)  # the case's person
+    owner_id = Integer(index=True)  # who wrote it (staff), or the desk's system actor
+    team = Varchar(length=64, index=True)  # the case's team
+    created_at = Timestamptz(index=True)
+    updated_at = Timestamptz()
+    body = Text()
+    kind = Varchar(length=16)
+    case_id = UUID(index=True)
+
+
 TABLES: dict[str, type[Table]] = {
     "contact": Contact,
     "organization": Organization,
@@ -218,6 +230,7 @@ TABLES: dict[str, type[Table]] = {
     "note": Note,
     "mail": CapturedMail,
     "feedback": FeedbackAnswer,
+    "case_message": CaseMessage,
 }
 
 

@@ -127,14 +127,30 @@ class LoggingAddress:
         )
 
 
+class SupportAddress:
+    """Mail to ``CONSENTRY_SUPPORT_ADDRESS``: the service desk opens or continues a case
+    (server.servicedesk.inbound); what it keeps or drops is its own decision."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def __call__(self, message: EmailMessage) -> None:
+        from server.servicedesk.inbound import receive_support_message
+
+        await receive_support_message(self.services, message)
+
+
 async def start_receiver(services: Services) -> asyncio.Server | None:
     """The SMTP receiver, if ``CONSENTRY_SMTP_RECEIVER_PORT`` is set; the logging address
-    is registered when ``CONSENTRY_CAPTURE_ADDRESS`` is. None when off."""
+    is registered when ``CONSENTRY_CAPTURE_ADDRESS`` is, the service desk's when
+    ``CONSENTRY_SUPPORT_ADDRESS`` is. None when off."""
     settings = services.settings
     if not settings.smtp_receiver_port:
         return None
     if settings.capture_address:
         register_recipient(settings.capture_address, LoggingAddress(services))
+    if settings.support_address:
+        register_recipient(settings.support_address, SupportAddress(services))
     server = await serve_receiver(settings.smtp_receiver_host, settings.smtp_receiver_port)
     log.info("smtp receiver listening", port=settings.smtp_receiver_port)
     return server

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,9 @@ PURPOSES = {
     "alert": "compliance",
     "dsr_notice": "compliance",
     "feedback": "service_communication",  # the CSAT question after a case (server.feedback)
+    # The service desk (server.servicedesk): replies to a case, SLA escalations to a lead.
+    "support_reply": "customer_support",
+    "desk_escalation": "customer_support",
 }
 
 Settled = Callable[[str, dt.datetime, str], Awaitable[object]]  # reference, when, error
@@ -98,6 +101,7 @@ class MailOutbox:
         reference: str = "",
         subject_id: str | None = None,
         now: dt.datetime | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> MailResult:
         """Store the message, try it once, and leave it queued if that failed for a
         reason that may pass. ``MailStatus.QUEUED`` (not ``sent``) then says so; the
@@ -109,7 +113,10 @@ class MailOutbox:
         recipients = [to] if isinstance(to, str) else [a for a in to if a]
         moment = now or _now()
         key = uuid.uuid4()
-        envelope = json.dumps({"to": recipients, "subject": subject, "text": text})
+        sealed_fields: dict[str, Any] = {"to": recipients, "subject": subject, "text": text}
+        if headers:  # threading headers (Message-ID ...): kept so a retry sends the same
+            sealed_fields["headers"] = dict(headers)
+        envelope = json.dumps(sealed_fields)
         sealed = await self._seal(key, subject_id, envelope)
         if sealed is None:
             return MailResult(MailStatus.FAILED, "erased")
@@ -128,7 +135,7 @@ class MailOutbox:
                 updated_at=moment,
             )
         ).run()
-        result = await self._mailer.send(recipients, subject, text)
+        result = await self._mailer.send(recipients, subject, text, headers)
         state = await self._settle(key, 1, result, moment)
         if state == QUEUED:
             return MailResult(MailStatus.QUEUED, result.error, result.refused)
@@ -181,7 +188,9 @@ class MailOutbox:
             await self._finish(key, attempts, DEAD, "erased", moment)
             state = DEAD
         else:
-            result = await self._mailer.send(envelope["to"], envelope["subject"], envelope["text"])
+            result = await self._mailer.send(
+                envelope["to"], envelope["subject"], envelope["text"], envelope.get("headers")
+            )
             state = await self._settle(key, attempts, result, moment)
         await self._record(row, subject, attempts, result)
         told = self.on_settled.get(str(row["purpose"]))
