@@ -156,6 +156,7 @@ def build_services(settings: Settings) -> Services:
         idle_minutes=settings.session_idle_minutes,
         absolute_hours=settings.session_absolute_hours,
         vault=vault,
+        policy=policy,
     )
     witness = settings.audit_witness_file
     trail = AuditTrail(

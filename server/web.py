@@ -21,7 +21,7 @@ from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS
 from litestar.types import Guard
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from server import db
 from server.auth.service import StaffIdentity
 from server.auth.tokens import TokenRateLimited
@@ -275,7 +275,7 @@ async def require_right(
     if reason or audit_allowed:
         async with db.write_transaction():
             await services.audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor.id,
                     actor_role=actor.role,
                     action=f"{resource}.{action}",

@@ -29,7 +29,7 @@ from piccolo.columns import Column
 from piccolo.query.functions.aggregate import Count, Sum
 from piccolo.table import Table
 
-from audit.events import Action, AuditEvent, Outcome
+from audit.events import Action, AuditEvent, Outcome, audit_event
 from audit.log import AuditLog
 from policy.enforcer import AccessDecision, Assign, PolicyEngine, Scope
 from policy.scope import scope_condition
@@ -339,7 +339,7 @@ class Gateway:
         reason: str = "allowed",
         detail: dict[str, int | str] | None = None,
     ) -> None:
-        event = AuditEvent(
+        event = audit_event(
             actor_id=actor.id,
             actor_role=actor.role,
             action=action,
@@ -1764,7 +1764,7 @@ class Gateway:
                         await self._recheck(actor, rt, table, ids[0], purpose)
                     fields = sorted({name for cleaned in good for name in cleaned})
                     await self.audit.append(
-                        AuditEvent(
+                        audit_event(
                             actor_id=actor.id,
                             actor_role=actor.role,
                             action=Action.CREATE,

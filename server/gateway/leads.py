@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from piccolo.table import Table
 
-from audit.events import Action, AuditEvent, Outcome
+from audit.events import Action, AuditEvent, Outcome, audit_event
 from server import db
 from server.datamap import CONTACT, DEAL, LEAD, ORGANIZATION, RECORD_TYPES, RecordType
 from server.gateway import name_index
@@ -182,7 +182,7 @@ async def convert(
                     actor, planned.rt, TABLES[planned.rt.resource], planned.row_id, purpose
                 )
         events.append(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action=CONVERT,
