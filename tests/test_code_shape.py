@@ -102,7 +102,30 @@ def test_no_role_name_is_a_literal_outside_the_policy() -> None:
     assert role_literals() == []
 
 
-def test_the_role_scan_catches_page_guards_and_checks(tmp_path: Path) -> None:
+def template_role_checks(root: Path = ROOT) -> list[str]:
+    """Jinja comparisons of a role with a role name (``{% if role == "compliance" %}``)."""
+    names = "|".join(sorted(ROLE_NAMES))
+    check = re.compile(rf"\brole\b[^%}}]*?(==|!=|\bin\b)[^%}}]*?[\"']({names})[\"']")
+    found = []
+    for path in sorted((root / "admin_ui" / "templates").rglob("*.html")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if check.search(line):
+                found.append(f"{path.relative_to(root).as_posix()}:{number}")
+    return found
+
+
+def test_templates_do_not_compare_roles_either() -> None:
+    assert template_role_checks() == []
+
+
+def test_the_template_scan_catches_a_role_check(tmp_path: Path) -> None:
+    page = tmp_path / "admin_ui" / "templates" / "page.html"
+    page.parent.mkdir(parents=True)
+    page.write_text('{% if section == "compliance" %}ok{% endif %}\n{% if role == "compliance" %}')
+    assert template_role_checks(tmp_path) == ["admin_ui/templates/page.html:2"]
+
+
+def test_the_role_scan_catches_page_guards_and_checks() -> None:
     """The scan above would have failed on the page guards and checks this issue removed."""
     samples = {
         'opt = page_access(roles=("compliance", "admin"))': True,
