@@ -194,6 +194,12 @@ class Field:
     # Filled in by the record type's rule (``Gateway.record_rules``), never taken from
     # input: a client that sends it is refused, and forms have no input for it.
     set_by_rule: bool = False
+    # A CSV import matches a row to an existing record on its natural keys, the first one
+    # the row has in this order (1, 2, ...); 0: not a natural key (server.csvio.importer).
+    natural_key: int = 0
+    # A lead's field that its contact takes over when the lead is converted (same name on
+    # the contact; server.gateway.leads).
+    to_contact: bool = False
 
     @property
     def aggregatable(self) -> bool:
@@ -240,6 +246,10 @@ class RecordType:
     # phone number for a request, signed in to the portal, shown their record there.
     # Contacts and leads (a lead converted keeps its subject id, so it stays one person).
     person: bool = False
+    # The fields that name a record in the admin (its page heading, links to it) and the
+    # columns of its list page and search results, in order (admin_ui.pages.records).
+    heading: tuple[str, ...] = ()
+    summary: tuple[str, ...] = ()
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -265,6 +275,8 @@ CONTACT = RecordType(
     resource="contact",
     table="contact",
     label="Contact",
+    heading=("first_name", "last_name"),
+    summary=("email", "phone", "lifecycle_stage"),
     person=True,
     fields=(
         Field(
@@ -298,6 +310,7 @@ CONTACT = RecordType(
             blind_index=True,
             max_length=254,
             purposes=_MARKETING,
+            natural_key=1,
         ),
         Field(
             "phone",
@@ -308,6 +321,7 @@ CONTACT = RecordType(
             blind_index=True,
             max_length=40,
             purposes=_SERVICE | {"marketing_phone", "service_communication"},
+            natural_key=2,
         ),
         Field(
             "job_title",
@@ -398,6 +412,8 @@ ORGANIZATION = RecordType(
     resource="organization",
     table="organization",
     label="Organization",
+    heading=("name",),
+    summary=("domain", "industry", "city"),
     fields=(
         Field(
             "name",
@@ -408,6 +424,7 @@ ORGANIZATION = RecordType(
             word_index=True,
             required=True,
             purposes=_MARKETING,
+            natural_key=2,
         ),
         Field(
             "domain",
@@ -417,6 +434,7 @@ ORGANIZATION = RecordType(
             encrypted=False,
             max_length=253,
             filterable=True,
+            natural_key=1,
         ),
         Field(
             "industry",
@@ -510,6 +528,8 @@ DEAL = RecordType(
     resource="deal",
     table="deal",
     label="Deal",
+    heading=("title",),
+    summary=("contact_id", "organization_id", "owner_id", "stage", "amount", "expected_close"),
     subject_from="contact_id",
     fields=(
         Field(
@@ -622,6 +642,8 @@ INTERACTION = RecordType(
     resource="interaction",
     table="interaction",
     label="Interaction",
+    heading=("channel", "occurred_at"),
+    summary=("contact_id", "occurred_at", "direction", "summary"),
     subject_from="contact_id",
     fields=(
         Field(
@@ -695,6 +717,8 @@ CASE = RecordType(
     resource="case",
     table="support_case",  # "case" is an SQL keyword
     label="Case",
+    heading=("title",),
+    summary=("contact_id", "kind", "priority", "status", "due_at"),
     subject_from="contact_id",
     fields=(
         Field(
@@ -778,6 +802,8 @@ LEAD = RecordType(
     resource="lead",
     table="lead",
     label="Lead",
+    heading=("first_name", "last_name"),
+    summary=("email", "status", "source"),
     person=True,
     fields=(
         Field(
@@ -790,6 +816,7 @@ LEAD = RecordType(
             retention=_LEAD_RETENTION,
             required=True,
             max_length=100,
+            to_contact=True,
         ),
         Field(
             "last_name",
@@ -801,6 +828,7 @@ LEAD = RecordType(
             retention=_LEAD_RETENTION,
             required=True,
             max_length=100,
+            to_contact=True,
         ),
         Field(
             "email",
@@ -811,6 +839,8 @@ LEAD = RecordType(
             retention=_LEAD_RETENTION,
             blind_index=True,
             max_length=254,
+            natural_key=1,
+            to_contact=True,
         ),
         Field(
             "phone",
@@ -821,6 +851,8 @@ LEAD = RecordType(
             retention=_LEAD_RETENTION,
             blind_index=True,
             max_length=40,
+            natural_key=2,
+            to_contact=True,
         ),
         # Who the person works for (or, for a sole trader, their own trading name).
         Field(
@@ -851,6 +883,7 @@ LEAD = RecordType(
             choices=_SOURCES,
             purposes=_LEAD_TOTALS,
             filterable=True,
+            to_contact=True,
         ),
         Field(
             "status",
@@ -907,6 +940,8 @@ TASK = RecordType(
     resource="task",
     table="task",
     label="Task",
+    heading=("title",),
+    summary=("due_at", "status", "priority"),
     subject_from="contact_id",
     same_subject=("deal_id", "case_id"),
     fields=(
@@ -986,6 +1021,8 @@ NOTE = RecordType(
     resource="note",
     table="note",
     label="Note",
+    heading=("body",),
+    summary=("record_type", "body"),
     subject_from="record_id",
     fields=(
         Field(
@@ -1030,6 +1067,12 @@ RECORD_TYPES: Mapping[str, RecordType] = {
 # comes before the lead).
 PERSON_TYPES: tuple[RecordType, ...] = tuple(rt for rt in RECORD_TYPES.values() if rt.person)
 _SELF_CORRECTED = frozenset({Category.IDENTIFIER, Category.CONTACT, Category.ADDRESS})
+
+
+def natural_keys(rt: RecordType) -> tuple[str, ...]:
+    """The fields an import matches existing records on, in order of preference."""
+    keyed = sorted((f for f in rt.fields if f.natural_key), key=lambda f: f.natural_key)
+    return tuple(f.name for f in keyed)
 
 
 def self_correctable(rt: RecordType) -> tuple[str, ...]:

@@ -44,7 +44,8 @@ CONVERT = "convert"
 CONVERTED = "converted"
 # What a lead hands on to its contact; the message stays on the lead (same key, same
 # subject, so it remains part of the person's record and export).
-CONTACT_FROM_LEAD = ("first_name", "last_name", "email", "phone", "source")
+# What the contact takes over from the lead (declared on the lead's fields: to_contact).
+CONTACT_FROM_LEAD = tuple(f.name for f in LEAD.fields if f.to_contact)
 CONVERTED_STAGE = "prospect"
 
 
