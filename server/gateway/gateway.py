@@ -218,6 +218,14 @@ class SubjectRestrictions(Protocol):
     async def unrestricted_subjects(self) -> AudienceCondition: ...
 
 
+class MergeBlockers(Protocol):
+    """Why one person's records may not be merged now, one sentence each (legal holds, open
+    requests, erasure: ``server.dsr.registers``). The gateway does not read those registers
+    itself: ``server.dsr`` builds on the gateway, not the other way round."""
+
+    async def __call__(self, subject_id: str, label: str) -> list[str]: ...
+
+
 class RecordRule(Protocol):
     """Checks a record type's values against configuration the data map cannot hold (a
     deal's stage must belong to its pipeline). Completes ``values`` in place (defaults
@@ -250,6 +258,8 @@ class Gateway:
         # Set by build_services (server.dsr.restriction); until then only the storage
         # purposes reach anyone (fail closed).
         self.restrictions: SubjectRestrictions | None = None
+        # Set by build_services (server.dsr.registers); until then no merge is allowed.
+        self.merge_blockers: MergeBlockers | None = None
         # Per record type, set by build_services (server.pipelines for deals).
         self.record_rules: dict[str, RecordRule] = {}
 
