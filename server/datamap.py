@@ -200,6 +200,9 @@ class Field:
     # A lead's field that its contact takes over when the lead is converted (same name on
     # the contact; server.gateway.leads).
     to_contact: bool = False
+    # Two contacts with the same value here are likely one person (server.gateway.duplicates
+    # groups by the blind index: only a blind-indexed field can be one).
+    duplicate_match: bool = False
 
     @property
     def aggregatable(self) -> bool:
@@ -311,6 +314,7 @@ CONTACT = RecordType(
             max_length=254,
             purposes=_MARKETING,
             natural_key=1,
+            duplicate_match=True,
         ),
         Field(
             "phone",
@@ -322,6 +326,7 @@ CONTACT = RecordType(
             max_length=40,
             purposes=_SERVICE | {"marketing_phone", "service_communication"},
             natural_key=2,
+            duplicate_match=True,
         ),
         Field(
             "job_title",
@@ -1073,6 +1078,11 @@ def natural_keys(rt: RecordType) -> tuple[str, ...]:
     """The fields an import matches existing records on, in order of preference."""
     keyed = sorted((f for f in rt.fields if f.natural_key), key=lambda f: f.natural_key)
     return tuple(f.name for f in keyed)
+
+
+def duplicate_match_fields(rt: RecordType) -> tuple[str, ...]:
+    """The blind-indexed fields on which two records are likely the same person."""
+    return tuple(f.name for f in rt.fields if f.duplicate_match and f.blind_index)
 
 
 def self_correctable(rt: RecordType) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from server.datamap import (
     Field,
     Kind,
     RecordType,
+    duplicate_match_fields,
     natural_keys,
 )
 from server.gateway.leads import CONTACT_FROM_LEAD
@@ -179,3 +180,18 @@ def test_admin_headings_and_list_columns_are_declared_with_the_record_type() -> 
         assert set(rt.summary) <= known, rt.resource
     assert HEADING_FIELDS["contact"] == ("first_name", "last_name")
     assert SUMMARY_FIELDS["deal"][:2] == ("contact_id", "organization_id")
+
+
+def test_duplicate_matching_fields_are_declared_and_blind_indexed() -> None:
+    assert duplicate_match_fields(CONTACT) == ("email", "phone")
+    for rt in RECORD_TYPES.values():
+        for spec in rt.fields:
+            if spec.duplicate_match:
+                # Duplicates are found by grouping the blind index: nothing else can match.
+                assert spec.blind_index, f"{rt.resource}.{spec.name}"
+    second = Field(
+        "email_2", CONTACT.field("email").category, Kind.EMAIL, "Second e-mail",
+        encrypted=True, blind_index=True, duplicate_match=True,
+    )  # fmt: skip
+    extended = replace(CONTACT, fields=(*CONTACT.fields, second))
+    assert duplicate_match_fields(extended) == ("email", "phone", "email_2")

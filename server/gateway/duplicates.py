@@ -61,7 +61,7 @@ from rapidfuzz import fuzz, process
 from audit.events import AuditEvent
 from policy.enforcer import AccessDecision
 from server import db
-from server.datamap import CONTACT, RECORD_TYPES, Kind, RecordType
+from server.datamap import CONTACT, RECORD_TYPES, Kind, RecordType, duplicate_match_fields
 from server.gateway import erasure, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -222,7 +222,8 @@ async def find_candidates(gw: Gateway, actor: Actor, *, purpose: str) -> Scan:
     read = gw._decide(actor, CONTACT, "read", purpose)
     readable = read.fields if read.allowed else frozenset()
     reasons: dict[tuple[str, str], dict[str, Reason]] = defaultdict(dict)
-    for name in ("email", "phone"):
+    exact = duplicate_match_fields(CONTACT)
+    for name in exact:
         if name in readable:
             for pair in await _exact_pairs(gw, actor, decision, purpose, name):
                 reasons[pair][name] = Reason(name)
@@ -233,7 +234,7 @@ async def find_candidates(gw: Gateway, actor: Actor, *, purpose: str) -> Scan:
         for pair, score in pairs.items():
             reasons[pair]["name"] = Reason("name", score)
     candidates = [
-        Candidate(a, b, tuple(r[k] for k in ("email", "phone", "name") if k in r))
+        Candidate(a, b, tuple(r[k] for k in (*exact, "name") if k in r))
         for (a, b), r in reasons.items()
     ]
     candidates.sort(key=lambda c: (-len(c.reasons), -c.score, c.first_id, c.second_id))
