@@ -17,6 +17,7 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Reference,
     RequestBody,
     Schema,
 )
@@ -241,7 +242,7 @@ def struct_schema(struct: type[msgspec.Struct]) -> Schema:
     of it, in Litestar's types): for a body a handler parses itself (``DOCUMENTED_BODY``)."""
     _, components = msgspec.json.schema_components([struct])
     found = components[struct.__name__]
-    properties = {}
+    properties: dict[str, Schema | Reference] = {}
     for name, spec in found["properties"].items():
         kinds = [k["type"] for k in spec.get("anyOf", [spec]) if k.get("type") in _SCALARS]
         properties[name] = Schema(type=_SCALARS[kinds[0]], description=spec.get("description"))
