@@ -2,8 +2,8 @@
 
 Each entry names the policy right its page asks for (``policy.allows(role, resource,
 action)``), so the menu and the page guards cannot drift into offering a page that then
-answers 404 or 403. The few pages without a policy resource of their own (staff accounts,
-imports) are admin-only pages (``page_access(admin_only=True)``) and say so here.
+answers 404 or 403. A page guarded by a right (``page_access(right=...)``,
+admin_ui/rights.py) has its entry ask the same right.
 
 Which entry is current comes from the request path (the longest matching prefix), so a
 record page, its edit form and its 360 view all light up their list's entry.
@@ -13,7 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from admin_ui.session import page_access, role_may_open
+from admin_ui.rights import (
+    ALERT_RIGHT,
+    CONSENT_RIGHT,
+    CONSOLE_RIGHT,
+    DSR_RIGHT,
+    IMPORT_RIGHT,
+    PIPELINE_RIGHT,
+    PROCESSING_RECORD_RIGHT,
+    STAFF_RIGHT,
+)
 from policy.enforcer import PolicyEngine
 
 
@@ -22,7 +31,6 @@ class MenuEntry:
     label: str
     href: str
     right: tuple[str, str] | None  # (resource, action) the policy must allow; None: anyone
-    admin_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,26 +92,24 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
     (
         "Compliance",
         (
-            MenuEntry("Compliance console", "/compliance", ("audit", "read")),
-            MenuEntry("Requests", "/compliance/requests", ("audit", "read")),
-            MenuEntry("Alerts", "/compliance/alerts", ("alert", "manage")),
-            MenuEntry("Consent", "/compliance/consent", ("consent", "manage")),
-            MenuEntry("Legal holds", "/compliance/holds", ("audit", "read")),
+            MenuEntry("Compliance console", "/compliance", CONSOLE_RIGHT),
+            MenuEntry("Requests", "/compliance/requests", DSR_RIGHT),
+            MenuEntry("Alerts", "/compliance/alerts", ALERT_RIGHT),
+            MenuEntry("Consent", "/compliance/consent", CONSENT_RIGHT),
+            MenuEntry("Legal holds", "/compliance/holds", DSR_RIGHT),
             MenuEntry("Request flags", "/desk/flags", ("service_desk", "dsr_flags")),
             MenuEntry(
-                "Record of processing",
-                "/compliance/record-of-processing",
-                ("processing_record", "read"),
+                "Record of processing", "/compliance/record-of-processing", PROCESSING_RECORD_RIGHT
             ),
         ),
     ),
     (
         "Settings",
         (
-            MenuEntry("Users", "/admin/users", None, admin_only=True),
-            MenuEntry("Pipelines", "/admin/pipelines", ("pipeline", "manage")),
+            MenuEntry("Users", "/admin/users", STAFF_RIGHT),
+            MenuEntry("Pipelines", "/admin/pipelines", PIPELINE_RIGHT),
             MenuEntry("Service accounts", "/admin/service-accounts", ("service_account", "manage")),
-            MenuEntry("Import", "/import", None, admin_only=True),
+            MenuEntry("Import", "/import", IMPORT_RIGHT),
             MenuEntry("Webhooks", "/admin/webhooks", ("webhook", "manage")),
             MenuEntry("Recipients", "/admin/recipients", ("recipient", "manage")),
         ),
@@ -140,8 +146,6 @@ def main_menu(policy: PolicyEngine, role: str, path: str) -> tuple[MenuGroup, ..
 
 
 def _may_use(policy: PolicyEngine, role: str, entry: MenuEntry) -> bool:
-    if entry.admin_only:  # the page's own guard decides, as on the page itself
-        return role_may_open(page_access(admin_only=True), role)
     if entry.right is None:
         return True
     return policy.allows(role, *entry.right)

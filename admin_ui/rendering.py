@@ -17,7 +17,7 @@ from admin_ui.session import PageRedirect, Visit, visit_of
 from server.auth.service import SessionState
 from server.gateway import Conflict, Forbidden, GatewayError, InvalidInput, NotFound
 from server.logs import get_logger
-from server.web import services_of
+from server.web import services_of, without_echoed_keys
 
 log = get_logger("consentry.admin")
 
@@ -108,7 +108,7 @@ CSRF_FAILURE = "CSRF token verification failed"
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     """HTML error pages for the admin; the API keeps Litestar's JSON answers unchanged."""
     if not is_admin_path(request.url.path):
-        return create_exception_response(request, exc)
+        return create_exception_response(request, without_echoed_keys(exc))
     status = exc.status_code
     if status == 403 and exc.detail == CSRF_FAILURE:
         log.info("refused", status=403, error="csrf")

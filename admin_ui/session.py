@@ -7,8 +7,9 @@ from the session state and the handler's ``opt``, whether the page may be shown:
 - password given but second factor pending: only ``/login/code``;
 - role requires a second factor that is not enrolled yet: only ``/account/security``
   (and signing out);
-- fully signed in: every page the role allows. Admin-only pages (and pages limited to
-  some roles, such as the compliance console) answer 404 to everyone else.
+- fully signed in: every page the role allows. A page that names a policy right
+  (``page_access(right=("staff", "manage"))``) answers 404 to every role the policy
+  (policy/policy.csv) does not give that right: pages never name roles themselves.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from litestar import Request
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
+from policy.enforcer import PolicyEngine
 from server.auth.service import SessionInfo, SessionState, StaffIdentity
 from server.auth.zones import zone_of
 from server.gateway import Actor
 from server.web import SESSION_COOKIE, request_id_of, services_of
 
 STATES = "session_states"  # handler opt: the session states that may see the page
-ADMIN_ONLY = "admin_only"  # handler opt: 404 for everyone but admins
-ROLES_ONLY = "roles_only"  # handler opt: 404 for every role not named (None: any role)
+RIGHT = "policy_right"  # handler opt: (resource, action) the policy must allow, or 404
 ACTIVE_ONLY = frozenset({SessionState.ACTIVE})
 ANY_STATE = frozenset(SessionState)
 MAX_NEXT_LENGTH = 2000
@@ -53,15 +54,12 @@ class PageRedirect(HTTPException):
 def page_access(
     states: Iterable[SessionState] = ACTIVE_ONLY,
     *,
-    admin_only: bool = False,
-    roles: Iterable[str] | None = None,
+    right: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Handler ``opt`` naming who may see a page (``roles``: only these roles, 404 for others)."""
-    return {
-        STATES: frozenset(states),
-        ADMIN_ONLY: admin_only,
-        ROLES_ONLY: frozenset(roles) if roles is not None else None,
-    }
+    """Handler ``opt`` naming who may see a page: the session states it opens in and the
+    policy right (``(resource, action)`` in policy/policy.csv) the role needs, if any;
+    every other role gets a 404. ``None``: any signed-in role."""
+    return {STATES: frozenset(states), RIGHT: right}
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
@@ -112,18 +110,13 @@ class Visit:
         """The user's time zone: pages show times in it (stored times are UTC)."""
         return zone_of(self.info.identity.time_zone)
 
-    @property
-    def is_admin(self) -> bool:
-        return self.info.identity.role == "admin"
 
-
-def role_may_open(opt: Mapping[str, Any], role: str) -> bool:
+def role_may_open(opt: Mapping[str, Any], role: str, policy: PolicyEngine) -> bool:
     """Whether a page guarded by ``opt`` (``page_access``) opens for ``role``: the one rule
-    the guard below applies, for menus and links that must agree with it."""
-    if opt.get(ADMIN_ONLY) and role != "admin":
-        return False
-    allowed_roles = opt.get(ROLES_ONLY)
-    return allowed_roles is None or role in allowed_roles
+    the guard below applies, for menus and links that must agree with it. The policy
+    answers; a page never names a role."""
+    right = opt.get(RIGHT)
+    return right is None or policy.allows(role, *right)
 
 
 def state_home(state: SessionState, target: str) -> str:
@@ -137,13 +130,14 @@ def state_home(state: SessionState, target: str) -> str:
 
 async def provide_visit(request: Request[Any, Any, Any]) -> Visit:
     token = request.cookies.get(SESSION_COOKIE, "")
-    info = await services_of(request).accounts.session_info(token)
+    services = services_of(request)
+    info = await services.accounts.session_info(token)
     if info is None:
         raise PageRedirect(with_next("/login", here(request)))
     handler_opt = request.route_handler.opt
     if info.state not in handler_opt.get(STATES, ACTIVE_ONLY):
         raise PageRedirect(state_home(info.state, here(request)))
-    if not role_may_open(handler_opt, info.identity.role):
+    if not role_may_open(handler_opt, info.identity.role, services.policy):
         raise NotFoundException()  # do not reveal that the page exists
     visit = Visit(token, info, request_id_of(request))
     request.scope.setdefault("state", {})[VISIT_STATE_KEY] = visit

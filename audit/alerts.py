@@ -58,7 +58,7 @@ import structlog
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
 from audit.alert_tables import AlertCursor, AlertRule, AuditAlert
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from audit.tables import AuditRecord
 from audit.trail import Finding, Problem
@@ -961,7 +961,7 @@ class AlertEngine:
 
     async def _audit_system(self, action: str, alert_id: int, detail: dict[str, int | str]) -> None:
         await self.audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=SYSTEM_ACTOR,
                 actor_role="system",
                 action=action,
@@ -1183,7 +1183,7 @@ class AlertEngine:
         ).returning(AlertRule.id)
         rule_id = int(inserted[0]["id"])
         await self.audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=by.actor_id,
                 actor_role=by.actor_role,
                 action="alert_rule.create",
@@ -1237,7 +1237,7 @@ class AlertEngine:
                 }
             ).where(AlertRule.id == rule_id)
             await self.audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=by.actor_id,
                     actor_role=by.actor_role,
                     action="alert_rule.update",
@@ -1290,7 +1290,7 @@ class AlertEngine:
                 }
             ).where(AuditAlert.id == alert_id)
             await self.audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=by.actor_id,
                     actor_role=by.actor_role,
                     action="alert.acknowledge",

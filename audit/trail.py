@@ -45,7 +45,7 @@ import structlog
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
 from audit.entry_mac import BASELINE_ACTION, Baseline, EntryMac, baseline_of
-from audit.events import AuditEvent, Outcome
+from audit.events import AuditEvent, Outcome, audit_event
 from audit.log import GENESIS, VERIFY_BATCH, canonical, entry_hash
 from audit.merkle import Frontier, MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from audit.signing import SignedTreeHead, TreeHeadSigner, TreeHeadVerifier
@@ -927,7 +927,7 @@ class AuditTrail:
         if not report.ok:
             where = f"entry {report.first_bad_seq}: " if report.first_bad_seq else ""
             raise ValueError(f"the log does not verify ({where}{report.problem})")
-        return AuditEvent(
+        return audit_event(
             actor_id="system:audit-mac-existing",
             actor_role="system",
             action=BASELINE_ACTION,

@@ -33,6 +33,10 @@ MODEL_PATH = POLICY_DIR / "model.conf"
 POLICY_PATH = POLICY_DIR / "policy.csv"
 
 ROLES = ("admin", "sales", "support", "marketing", "compliance")
+SYSTEM_ROLE = "system"  # seeding and background jobs (Actor.system), audited like staff
+NEW_STAFF_ROLE = "sales"  # what the new-account form proposes (the admin picks)
+# Rights that are not about records: asked with ``PolicyEngine.allows(role, *RIGHT)``.
+MFA_RIGHT = ("mfa", "required")  # the role must sign in with a second factor
 
 _MINT = object()
 # A wider record scope or hand-over right includes the narrower one (role comparisons).

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from policy.enforcer import ROLES
 from server.servicedesk.cli import desk_group
 from server.settings import (
     MISSING_CONTROLLER,
@@ -142,7 +143,7 @@ def _prepare_demo(services: Any) -> None:
     from rich.progress import Progress
     from rich.table import Table
 
-    from server.demo import DEMO_ADMIN, ensure_demo_staff, seed_demo_data
+    from server.demo import DEMO_ADMIN, DEMO_RECORD_OWNERS, ensure_demo_staff, seed_demo_data
 
     console = Console()
 
@@ -153,7 +154,7 @@ def _prepare_demo(services: Any) -> None:
             owners = [
                 await services.accounts.find_by_email(login.email)
                 for login in logins
-                if login.role in {"sales", "support"}
+                if login.role in DEMO_RECORD_OWNERS
             ]
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task("Seeding demo customers", total=340)
@@ -616,7 +617,7 @@ def users() -> None:
 @click.option(
     "--role",
     required=True,
-    type=click.Choice(["admin", "sales", "support", "marketing", "compliance"]),
+    type=click.Choice(ROLES),
     help="What the user may see and do (policy/policy.csv).",
 )
 @click.option(

@@ -194,6 +194,15 @@ class Field:
     # Filled in by the record type's rule (``Gateway.record_rules``), never taken from
     # input: a client that sends it is refused, and forms have no input for it.
     set_by_rule: bool = False
+    # A CSV import matches a row to an existing record on its natural keys, the first one
+    # the row has in this order (1, 2, ...); 0: not a natural key (server.csvio.importer).
+    natural_key: int = 0
+    # A lead's field that its contact takes over when the lead is converted (same name on
+    # the contact; server.gateway.leads).
+    to_contact: bool = False
+    # Two contacts with the same value here are likely one person (server.gateway.duplicates
+    # groups by the blind index: only a blind-indexed field can be one).
+    duplicate_match: bool = False
 
     @property
     def aggregatable(self) -> bool:
@@ -244,6 +253,10 @@ class RecordType:
     # record scope; otherwise only its owner reads it (captured mail, private to the
     # mailbox owner until the thread is shared). The gateway compiles it into the WHERE.
     private_until: str | None = None
+    # The fields that name a record in the admin (its page heading, links to it) and the
+    # columns of its list page and search results, in order (admin_ui.pages.records).
+    heading: tuple[str, ...] = ()
+    summary: tuple[str, ...] = ()
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -269,6 +282,8 @@ CONTACT = RecordType(
     resource="contact",
     table="contact",
     label="Contact",
+    heading=("first_name", "last_name"),
+    summary=("email", "phone", "lifecycle_stage"),
     person=True,
     fields=(
         Field(
@@ -302,6 +317,8 @@ CONTACT = RecordType(
             blind_index=True,
             max_length=254,
             purposes=_MARKETING,
+            natural_key=1,
+            duplicate_match=True,
         ),
         Field(
             "phone",
@@ -312,6 +329,8 @@ CONTACT = RecordType(
             blind_index=True,
             max_length=40,
             purposes=_SERVICE | {"marketing_phone", "service_communication"},
+            natural_key=2,
+            duplicate_match=True,
         ),
         Field(
             "job_title",
@@ -402,6 +421,8 @@ ORGANIZATION = RecordType(
     resource="organization",
     table="organization",
     label="Organization",
+    heading=("name",),
+    summary=("domain", "industry", "city"),
     fields=(
         Field(
             "name",
@@ -412,6 +433,7 @@ ORGANIZATION = RecordType(
             word_index=True,
             required=True,
             purposes=_MARKETING,
+            natural_key=2,
         ),
         Field(
             "domain",
@@ -421,6 +443,7 @@ ORGANIZATION = RecordType(
             encrypted=False,
             max_length=253,
             filterable=True,
+            natural_key=1,
         ),
         Field(
             "industry",
@@ -517,6 +540,8 @@ DEAL = RecordType(
     resource="deal",
     table="deal",
     label="Deal",
+    heading=("title",),
+    summary=("contact_id", "organization_id", "owner_id", "stage", "amount", "expected_close"),
     subject_from="contact_id",
     fields=(
         Field(
@@ -640,6 +665,8 @@ INTERACTION = RecordType(
     resource="interaction",
     table="interaction",
     label="Interaction",
+    heading=("channel", "occurred_at"),
+    summary=("contact_id", "occurred_at", "direction", "summary"),
     subject_from="contact_id",
     fields=(
         Field(
@@ -713,6 +740,8 @@ CASE = RecordType(
     resource="case",
     table="support_case",  # "case" is an SQL keyword
     label="Case",
+    heading=("title",),
+    summary=("contact_id", "kind", "priority", "status", "due_at"),
     subject_from="contact_id",
     fields=(
         Field(
@@ -796,6 +825,8 @@ LEAD = RecordType(
     resource="lead",
     table="lead",
     label="Lead",
+    heading=("first_name", "last_name"),
+    summary=("email", "status", "source"),
     person=True,
     fields=(
         Field(
@@ -808,6 +839,7 @@ LEAD = RecordType(
             retention=_LEAD_RETENTION,
             required=True,
             max_length=100,
+            to_contact=True,
         ),
         Field(
             "last_name",
@@ -819,6 +851,7 @@ LEAD = RecordType(
             retention=_LEAD_RETENTION,
             required=True,
             max_length=100,
+            to_contact=True,
         ),
         Field(
             "email",
@@ -829,6 +862,8 @@ LEAD = RecordType(
             retention=_LEAD_RETENTION,
             blind_index=True,
             max_length=254,
+            natural_key=1,
+            to_contact=True,
         ),
         Field(
             "phone",
@@ -839,6 +874,8 @@ LEAD = RecordType(
             retention=_LEAD_RETENTION,
             blind_index=True,
             max_length=40,
+            natural_key=2,
+            to_contact=True,
         ),
         # Who the person works for (or, for a sole trader, their own trading name).
         Field(
@@ -869,6 +906,7 @@ LEAD = RecordType(
             choices=_SOURCES,
             purposes=_LEAD_TOTALS,
             filterable=True,
+            to_contact=True,
         ),
         Field(
             "status",
@@ -925,6 +963,8 @@ TASK = RecordType(
     resource="task",
     table="task",
     label="Task",
+    heading=("title",),
+    summary=("due_at", "status", "priority"),
     subject_from="contact_id",
     same_subject=("deal_id", "case_id"),
     fields=(
@@ -1004,6 +1044,8 @@ NOTE = RecordType(
     resource="note",
     table="note",
     label="Note",
+    heading=("body",),
+    summary=("record_type", "body"),
     subject_from="record_id",
     fields=(
         Field(
@@ -1055,6 +1097,8 @@ MAIL = RecordType(
     label="Captured e-mail",
     subject_from="record_id",
     private_until="visibility",
+    heading=("subject",),
+    summary=("record_id", "occurred_at", "direction", "visibility"),
     fields=(
         Field(
             "record_type",
@@ -1202,6 +1246,8 @@ FEEDBACK = RecordType(
     resource="feedback",
     table="feedback_answer",
     label="Survey answer",
+    heading=("kind",),
+    summary=("contact_id", "kind", "score"),
     subject_from="contact_id",
     same_subject=("case_id",),
     fields=(
@@ -1283,6 +1329,8 @@ CASE_MESSAGE = RecordType(
     resource="case_message",
     table="case_message",
     label="Case message",
+    heading=("kind",),
+    summary=("case_id", "kind"),
     subject_from="case_id",
     fields=(
         Field(
@@ -1344,6 +1392,17 @@ RECORD_TYPES: Mapping[str, RecordType] = {
 # comes before the lead).
 PERSON_TYPES: tuple[RecordType, ...] = tuple(rt for rt in RECORD_TYPES.values() if rt.person)
 _SELF_CORRECTED = frozenset({Category.IDENTIFIER, Category.CONTACT, Category.ADDRESS})
+
+
+def natural_keys(rt: RecordType) -> tuple[str, ...]:
+    """The fields an import matches existing records on, in order of preference."""
+    keyed = sorted((f for f in rt.fields if f.natural_key), key=lambda f: f.natural_key)
+    return tuple(f.name for f in keyed)
+
+
+def duplicate_match_fields(rt: RecordType) -> tuple[str, ...]:
+    """The blind-indexed fields on which two records are likely the same person."""
+    return tuple(f.name for f in rt.fields if f.duplicate_match and f.blind_index)
 
 
 def self_correctable(rt: RecordType) -> tuple[str, ...]:

@@ -29,6 +29,8 @@ DEMO_STAFF = (
     ("marketing@staff.example.com", "marketing", "marketing"),
     ("compliance@staff.example.com", "compliance", "compliance"),
 )
+# The demo staff whose customers the seed makes (the others own no records).
+DEMO_RECORD_OWNERS = frozenset({"sales", "support"})
 INDUSTRIES = (
     "Retail",
     "Manufacturing",

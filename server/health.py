@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
@@ -12,14 +13,23 @@ from server.migrate import pending_migrations
 from server.services import Services
 
 
+class Health(msgspec.Struct):
+    status: str  # "ok"
+
+
+class Readiness(msgspec.Struct):
+    status: str  # "ready" | "not ready"
+    checks: dict[str, str]  # database, migrations, audit_sealing: "ok" or what is wrong
+
+
 @get("/health", tags=["operations"], sync_to_thread=False)
-def health() -> dict[str, str]:
+def health() -> Health:
     """The process is up."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
 @get("/ready", tags=["operations"])
-async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
     """Ready to serve: database reachable, migrations current, and the audit log being
     signed (no entry left unsigned for longer than ``CONSENTRY_AUDIT_STALL_SECONDS``)."""
     checks: dict[str, str] = {}
@@ -34,7 +44,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         checks["database"] = f"unreachable ({type(exc).__name__})"
     ok = all(v == "ok" for v in checks.values())
     return Response(
-        {"status": "ready" if ok else "not ready", "checks": checks},
+        Readiness(status="ready" if ok else "not ready", checks=checks),
         status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
     )
 

@@ -20,8 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from policy.enforcer import ROLES, PolicyEngine
-from server.auth.service import MFA_REQUIRED_ROLES
+from policy.enforcer import MFA_RIGHT, ROLES, PolicyEngine
 from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, LegalBasis, RecordType
 from server.settings import Settings
 
@@ -332,7 +331,7 @@ def security_measures(settings: Settings, policy: PolicyEngine) -> tuple[Measure
             )
             if scope:
                 scopes.append(f"{role}: {rt.resource} {scope}")
-    mfa = ", ".join(r for r in ROLES if r in MFA_REQUIRED_ROLES)
+    mfa = ", ".join(r for r in ROLES if policy.allows(r, *MFA_RIGHT))
     return (
         Measure(
             "Encryption of personal data at rest",

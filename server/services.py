@@ -28,6 +28,7 @@ from server.dsr.export import build_export
 from server.dsr.holds import LegalHolds
 from server.dsr.lapse import BasisReview
 from server.dsr.receipts import fulfil_erasure_with_receipt
+from server.dsr.registers import merge_blockers
 from server.dsr.requests import DataRequest, DataSubjectRequests
 from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
@@ -161,6 +162,7 @@ def build_services(settings: Settings) -> Services:
         idle_minutes=settings.session_idle_minutes,
         absolute_hours=settings.session_absolute_hours,
         vault=vault,
+        policy=policy,
     )
     witness = settings.audit_witness_file
     trail = AuditTrail(
@@ -189,6 +191,7 @@ def build_services(settings: Settings) -> Services:
     requests = DataSubjectRequests(gateway, audit, mailer, settings, outbox=mail_outbox)
     restrictions = Restrictions(audit)
     gateway.restrictions = restrictions  # restricted people reach only storage purposes
+    gateway.merge_blockers = merge_blockers  # holds, open requests, erasure (server.dsr)
     erasure = Erasure(gateway, audit, LegalHolds(audit), restrictions)
     requests.fulfillers["erasure"] = erasure.fulfil
     requests.fulfillers["restriction"] = partial(restrict_for_request, restrictions)

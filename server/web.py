@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Litestar, Request, Response
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
-from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Reference,
+    RequestBody,
     Schema,
 )
 from litestar.params import QueryParameter
@@ -21,10 +26,11 @@ from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS
 from litestar.types import Guard
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from server import db
 from server.auth.service import StaffIdentity
 from server.auth.tokens import TokenRateLimited
+from server.datamap import shown_name
 from server.gateway import Actor, Forbidden, GatewayError
 from server.gateway.gateway import MAX_PAGE, MAX_PAGE_SIZE
 from server.logs import get_logger
@@ -147,6 +153,9 @@ def gateway_error_handler(request: Request[Any, Any, Any], exc: GatewayError) ->
 # Route opt: error statuses a route gives beyond those its shape implies (below), e.g. a
 # login's 401 for a wrong password and 429 with Retry-After when throttled.
 ALSO_ANSWERS = "also_answers"
+# Route opt: (schema, media types) of a body the handler parses itself (the public lead
+# form takes an HTML form as well as JSON), so the document still says what it takes.
+DOCUMENTED_BODY = "documented_body"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ERROR_SCHEMA = Schema(
     type=OpenAPIType.OBJECT,
@@ -213,6 +222,52 @@ def document_error_answers(app: Litestar) -> None:
                 if operation is not None:
                     statuses = error_statuses(method, handler, bool(route.path_parameters))
                     operation.responses = with_error_answers(operation.responses or {}, statuses)
+                    documented = handler.opt.get(DOCUMENTED_BODY)
+                    if documented is not None:
+                        schema, media_types = documented
+                        operation.request_body = documented_body(schema, media_types)
+
+
+def documented_body(schema: Schema, media_types: Iterable[str]) -> RequestBody:
+    return RequestBody(
+        content={t: OpenAPIMediaType(schema=schema) for t in sorted(media_types)}, required=True
+    )
+
+
+_SCALARS = {"string": OpenAPIType.STRING, "integer": OpenAPIType.INTEGER}
+
+
+def struct_schema(struct: type[msgspec.Struct]) -> Schema:
+    """The OpenAPI schema of a flat Struct of text and number fields (msgspec's JSON schema
+    of it, in Litestar's types): for a body a handler parses itself (``DOCUMENTED_BODY``)."""
+    _, components = msgspec.json.schema_components([struct])
+    found = components[struct.__name__]
+    properties: dict[str, Schema | Reference] = {}
+    for name, spec in found["properties"].items():
+        kinds = [k["type"] for k in spec.get("anyOf", [spec]) if k.get("type") in _SCALARS]
+        properties[name] = Schema(type=_SCALARS[kinds[0]], description=spec.get("description"))
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        properties=properties,
+        required=found.get("required"),
+        additional_properties=False if struct.__struct_config__.forbid_unknown_fields else None,
+        description=found.get("description"),
+    )
+
+
+_UNKNOWN_KEY = re.compile(r"^(Object contains unknown field `)(.*)(`.*)$", re.DOTALL)
+
+
+def without_echoed_keys(exc: HTTPException) -> HTTPException:
+    """A msgspec body error names an unknown key; a key is client input (someone may type an
+    e-mail address into it), so it comes back only if it looks like a field name."""
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        for item in exc.extra:
+            message = item.get("message") if isinstance(item, dict) else None
+            found = _UNKNOWN_KEY.match(message) if isinstance(message, str) else None
+            if found and isinstance(item, dict):
+                item["message"] = found[1] + shown_name(found[2]) + found[3]
+    return exc
 
 
 def with_error_answers(responses: dict[str, Any], statuses: list[int]) -> dict[str, Any]:
@@ -275,7 +330,7 @@ async def require_right(
     if reason or audit_allowed:
         async with db.write_transaction():
             await services.audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor.id,
                     actor_role=actor.role,
                     action=f"{resource}.{action}",

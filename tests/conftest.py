@@ -40,7 +40,7 @@ from audit.signing import write_signing_key  # noqa: E402
 from server import db  # noqa: E402
 from server.app import create_app  # noqa: E402
 from server.auth import passwords  # noqa: E402
-from server.auth.service import MFA_REQUIRED_ROLES, TOTP_LABEL, StaffIdentity  # noqa: E402
+from server.auth.service import TOTP_LABEL, StaffIdentity  # noqa: E402
 from server.auth.tables import StaffUser  # noqa: E402
 from server.dbroles import grant_app_role  # noqa: E402
 from server.gateway import Actor  # noqa: E402
@@ -247,7 +247,8 @@ class Staff:
         identity, _ = await self.services.accounts.create_user(
             address, role, team=team, password=PASSWORD
         )
-        if totp if totp is not None else role in MFA_REQUIRED_ROLES:
+        required = self.services.accounts.second_factor_required(role)
+        if totp if totp is not None else required:
             await self.enrol_totp(identity)
         return identity
 

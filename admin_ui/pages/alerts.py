@@ -23,6 +23,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from admin_ui.forms import problem_message
 from admin_ui.rendering import flash, render, see_other
+from admin_ui.rights import ALERT_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit, require_recent_login
 from audit.alerts import (
     ACKNOWLEDGEMENTS,
@@ -122,7 +123,7 @@ class AlertPages(Controller):
     path = "/compliance/alerts"
     include_in_schema = False
     dependencies = {"visit": Provide(provide_visit)}
-    opt = page_access(roles=("compliance",))
+    opt = page_access(right=ALERT_RIGHT)
 
     @get("/")
     async def index(

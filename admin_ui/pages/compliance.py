@@ -34,9 +34,10 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN
 
 from admin_ui.forms import problem_message
 from admin_ui.rendering import flash, render, see_other
+from admin_ui.rights import CONSOLE_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit, require_recent_login
 from audit import queries
-from audit.events import Action, AuditEvent, Outcome
+from audit.events import Action, Outcome, audit_event
 from audit.queries import EventFilter, EventPage, InvalidFilter
 from audit.signing import SignedTreeHead
 from audit.trail import AuditTrail, VerificationReport
@@ -46,7 +47,6 @@ from server.gateway import Forbidden, InvalidInput
 from server.services import Services
 from server.web import services_of
 
-CONSOLE_ROLES = ("compliance",)
 PURPOSE = "compliance"
 DEFAULT_DAYS = 30  # reports open on the last 30 days
 CHART_DAYS = 30
@@ -403,7 +403,7 @@ async def record_view(
     reason: str = "allowed",
 ) -> None:
     """Audit the console's own reading of the audit log (fails the page if it fails)."""
-    event = AuditEvent(
+    event = audit_event(
         actor_id=visit.actor.id,
         actor_role=visit.identity.role,
         action=action,
@@ -426,7 +426,7 @@ class CompliancePages(Controller):
     path = "/compliance"
     include_in_schema = False
     dependencies = {"visit": Provide(provide_visit)}
-    opt = page_access(roles=CONSOLE_ROLES)
+    opt = page_access(right=CONSOLE_RIGHT)
 
     @get("/")
     async def overview(

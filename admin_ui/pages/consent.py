@@ -30,6 +30,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 from admin_ui.forms import problem_message
 from admin_ui.pages.compliance import record_view, today, when
 from admin_ui.rendering import flash, render, see_other
+from admin_ui.rights import CONSENT_RIGHT, CONSOLE_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit, require_recent_login
 from audit.events import Outcome
 from server.consent import reports
@@ -48,8 +49,8 @@ from server.datamap import LegalBasis
 from server.gateway import Record
 from server.web import services_of
 
-CONSENT_ROLES = ("compliance", "admin")
 BASE = "/compliance/consent"
+CONSOLE_SECTION = "compliance"  # the menu section of the compliance console
 DASHBOARD_DAYS = 90
 MAX_TEXT = 2000
 LEGAL_BASIS_LABELS = {
@@ -284,11 +285,14 @@ class ConsentPages(Controller):
     path = BASE
     include_in_schema = False
     dependencies = {"visit": Provide(provide_visit)}
-    opt = page_access(roles=CONSENT_ROLES)
+    opt = page_access(right=CONSENT_RIGHT)
 
     @staticmethod
-    def _section(visit: Visit) -> str:
-        return "compliance" if visit.identity.role == "compliance" else "consent"
+    def _section(request: Request[Any, Any, Any], visit: Visit) -> str:
+        """The console's section for those who use the console, else the consent pages'."""
+        policy = services_of(request).policy
+        console = policy.allows(visit.identity.role, *CONSOLE_RIGHT)
+        return CONSOLE_SECTION if console else "consent"
 
     @get("/")
     async def dashboard(
@@ -331,7 +335,7 @@ class ConsentPages(Controller):
             "consent/admin_dashboard.html",
             visit=visit,
             status=HTTP_400_BAD_REQUEST if problems else 200,
-            section=self._section(visit),
+            section=self._section(request, visit),
             title="Consent dashboard",
             series=series,
             chart=chart_data(series),
@@ -356,7 +360,7 @@ class ConsentPages(Controller):
             request,
             "consent/admin_purposes.html",
             visit=visit,
-            section=self._section(visit),
+            section=self._section(request, visit),
             title="Purposes and legal bases",
             purposes=await engine.purposes(),
             basis_labels=LEGAL_BASIS_LABELS,
@@ -427,7 +431,7 @@ class ConsentPages(Controller):
             "consent/admin_purpose_form.html",
             visit=visit,
             status=HTTP_400_BAD_REQUEST if problems else 200,
-            section=self._section(visit),
+            section=self._section(request, visit),
             title=f"Purpose: {info.name}",
             purpose=info,
             values=values,
@@ -501,7 +505,7 @@ class ConsentPages(Controller):
             request,
             "consent/admin_notice.html",
             visit=visit,
-            section=self._section(visit),
+            section=self._section(request, visit),
             title=f"Privacy notice version {found.version}",
             notice=found,
             is_current=current is not None and current.version == found.version,
@@ -521,7 +525,7 @@ class ConsentPages(Controller):
             "consent/admin_notices.html",
             visit=visit,
             status=HTTP_400_BAD_REQUEST if problems else 200,
-            section=self._section(visit),
+            section=self._section(request, visit),
             title="Privacy notices",
             notices=rows,
             values=values,

@@ -125,7 +125,7 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
         for resource, label, path in COUNTED
     ]
     context: dict[str, Any] = {
-        "sales": None,
+        "selling": None,
         "forecast": None,
         "funnel": None,
         "tasks": None,
@@ -141,7 +141,7 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
     }
     if board.sells(role):
         pipelines = await services.pipelines.all()
-        context["sales"] = await board.sales(actor, pipelines, now)
+        context["selling"] = await board.sales(actor, pipelines, now)
     forecasts = Forecasts(
         services.gateway,
         services.policy,

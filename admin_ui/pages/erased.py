@@ -62,7 +62,9 @@ async def erased_page(
         base_path=base_path,
         plural=plural,
         # The request link only for whoever the request pages open for.
-        is_compliance=role_may_open(RequestPages.opt, visit.identity.role),
+        is_compliance=role_may_open(
+            RequestPages.opt, visit.identity.role, services_of(request).policy
+        ),
     )
 
 

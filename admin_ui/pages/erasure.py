@@ -21,6 +21,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from admin_ui.rendering import render, see_other
+from admin_ui.rights import DSR_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import RECORD_TYPES
 from server.dsr.erasure_runs import is_quiet
@@ -95,7 +96,7 @@ class ErasurePages(Controller):
     path = BASE
     include_in_schema = False
     dependencies = {"visit": Provide(provide_visit)}
-    opt = page_access(roles=("compliance",))
+    opt = page_access(right=DSR_RIGHT)
 
     async def _page(
         self,

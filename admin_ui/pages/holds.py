@@ -16,6 +16,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from admin_ui.rendering import flash, render, see_other
+from admin_ui.rights import DSR_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.dsr.holds import REASONS, HoldError, scopes
 from server.web import services_of
@@ -32,7 +33,7 @@ class HoldPages(Controller):
     path = BASE
     include_in_schema = False
     dependencies = {"visit": Provide(provide_visit)}
-    opt = page_access(roles=("compliance",))
+    opt = page_access(right=DSR_RIGHT)
 
     @get("/")
     async def index(

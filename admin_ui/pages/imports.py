@@ -29,6 +29,7 @@ from litestar.response import Redirect, Stream, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND
 
 from admin_ui.rendering import flash, render, see_other
+from admin_ui.rights import IMPORT_RIGHT
 from admin_ui.security import CSRF_FIELD
 from admin_ui.session import Visit, page_access, provide_visit
 from server.csvio.exporter import csv_chunks
@@ -70,7 +71,7 @@ class ImportPages(Controller):
     path = "/import"
     include_in_schema = False
     dependencies = {"visit": Provide(provide_visit)}
-    opt = page_access(admin_only=True)
+    opt = page_access(right=IMPORT_RIGHT)
 
     @get("/")
     async def form(

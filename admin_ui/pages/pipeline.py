@@ -27,6 +27,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN
 
 from admin_ui.forms import ChoiceGroup, FieldChoices, choice_label
 from admin_ui.rendering import error_page, flash, render, see_other
+from admin_ui.rights import PIPELINE_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.campaigns.service import campaign_choices
 from server.datamap import LOST_REASONS
@@ -253,7 +254,7 @@ class PipelineSettingsPages(Controller):
     path = "/admin/pipelines"
     include_in_schema = False
     dependencies = {"visit": Provide(provide_visit)}
-    opt = page_access(admin_only=True)
+    opt = page_access(right=PIPELINE_RIGHT)
 
     async def _page(
         self,

@@ -15,6 +15,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
 from admin_ui.rendering import render
+from admin_ui.rights import CONSOLE_RIGHT, PROCESSING_RECORD_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.processing_record import build_record
 from server.web import services_of
@@ -24,7 +25,7 @@ class ProcessingRecordPage(Controller):
     path = "/compliance/record-of-processing"
     include_in_schema = False
     dependencies = {"visit": Provide(provide_visit)}
-    opt = page_access(roles=("compliance", "admin"))
+    opt = page_access(right=PROCESSING_RECORD_RIGHT)
 
     @get("/")
     async def show(
@@ -41,5 +42,5 @@ class ProcessingRecordPage(Controller):
             section="compliance",
             title="Record of processing activities",
             record=record,
-            in_console=visit.identity.role == "compliance",
+            in_console=services.policy.allows(visit.identity.role, *CONSOLE_RIGHT),
         )

@@ -61,29 +61,10 @@ MAX_SEARCH = 320
 LIST_HITS = 50  # name-search matches shown on a list page
 # A term that is only what a phone number is written with: an exact phone lookup.
 _PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{6,}$")
-# Columns of the list pages, and the fields that make up a record's heading.
-SUMMARY_FIELDS = {
-    "contact": ("email", "phone", "lifecycle_stage"),
-    "organization": ("domain", "industry", "city"),
-    "deal": ("contact_id", "organization_id", "owner_id", "stage", "amount", "expected_close"),
-    "interaction": ("contact_id", "occurred_at", "direction", "summary"),
-    "case": ("contact_id", "kind", "priority", "status", "due_at"),
-    "lead": ("email", "status", "source"),
-    "task": ("due_at", "status", "priority"),
-    "note": ("record_type", "body"),
-    "mail": ("record_id", "occurred_at", "direction", "visibility"),
-}
-HEADING_FIELDS = {
-    "contact": ("first_name", "last_name"),
-    "organization": ("name",),
-    "deal": ("title",),
-    "interaction": ("channel", "occurred_at"),
-    "case": ("title",),
-    "lead": ("first_name", "last_name"),
-    "task": ("title",),
-    "note": ("body",),
-    "mail": ("subject",),
-}
+# Columns of the list pages, and the fields that make up a record's heading: declared with
+# each record type in the data map (RecordType.summary, RecordType.heading).
+SUMMARY_FIELDS = {rt.resource: rt.summary for rt in RECORD_TYPES.values() if rt.summary}
+HEADING_FIELDS = {rt.resource: rt.heading for rt in RECORD_TYPES.values() if rt.heading}
 # Bookkeeping fields a person gains nothing from seeing on the record's page (keyed
 # hashes, the mailbox a captured mail came from); the API still returns them.
 HIDDEN_ON_PAGE: dict[str, frozenset[str]] = {

@@ -22,6 +22,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from admin_ui.rendering import flash, render, see_other
+from admin_ui.rights import DSR_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import RECORD_TYPES
 from server.dsr.export import NoRecords, RedactionSummary, review_redactions
@@ -36,7 +37,7 @@ class ReleasePages(Controller):
     path = BASE
     include_in_schema = False
     dependencies = {"visit": Provide(provide_visit)}
-    opt = page_access(roles=("compliance",))
+    opt = page_access(right=DSR_RIGHT)
 
     @get("/{request_id:str}/release")
     async def review(

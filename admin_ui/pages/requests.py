@@ -24,6 +24,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from admin_ui.pages.release import RELEASED_KINDS
 from admin_ui.rendering import flash, render, see_other
+from admin_ui.rights import DSR_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.auth.directory import staff_labels
 from server.dsr.requests import (
@@ -79,7 +80,7 @@ class RequestPages(Controller):
     path = BASE
     include_in_schema = False
     dependencies = {"visit": Provide(provide_visit)}
-    opt = page_access(roles=("compliance",))
+    opt = page_access(right=DSR_RIGHT)
 
     async def _queue_page(
         self,

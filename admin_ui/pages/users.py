@@ -17,8 +17,9 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from admin_ui.rendering import flash, render, see_other
+from admin_ui.rights import STAFF_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit, require_recent_login
-from policy.enforcer import ROLES
+from policy.enforcer import NEW_STAFF_ROLE, ROLES
 from server.auth.service import USERS_PAGE_SIZE, AccountError, StaffIdentity
 from server.web import services_of
 
@@ -38,7 +39,7 @@ class UserPages(Controller):
     path = "/admin/users"
     include_in_schema = False
     dependencies = {"visit": Provide(provide_visit)}
-    opt = page_access(admin_only=True)
+    opt = page_access(right=STAFF_RIGHT)
 
     @get("/")
     async def index(
@@ -88,7 +89,7 @@ class UserPages(Controller):
             section="users",
             title="New staff account",
             roles=ROLES,
-            values={"team": "default", "role": "sales"},
+            values={"team": "default", "role": NEW_STAFF_ROLE},
             error="",
         )
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from server import db
 from server.analytics import model
@@ -164,7 +164,7 @@ class CustomerScores:
             await CustomerScore.delete().where(await self._without_basis())
             await self._drop_restricted(ids)
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor.id,
                     actor_role=actor.role,
                     action="profile.score",
@@ -185,7 +185,7 @@ class CustomerScores:
                 return 0
             await CustomerScore.delete().where(CustomerScore.computed_at < now)
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor.id,
                     actor_role=actor.role,
                     action="profile.delete",
@@ -214,7 +214,7 @@ class CustomerScores:
         rows = await CustomerScore.select().where(CustomerScore.subject_id == uuid.UUID(subject))
         found = (await self._open(rows)).get(subject)
         await self._audit.append_committed(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action="profile.read",
@@ -235,7 +235,7 @@ class CustomerScores:
         opened = await self._open(rows)
         chosen = {s for s, score in opened.items() if score.scores.get("segment") in wanted}
         await self._audit.append_committed(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action="profile.segment",

@@ -10,12 +10,13 @@ from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.params import JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_429_TOO_MANY_REQUESTS
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from server.auth.service import LoginResult, LoginStatus, NewSession, StaffIdentity
 from server.web import (
     ALSO_ANSWERS,
     SESSION_COOKIE,
+    TooManyCalls,
     client_address_of,
     provide_identity,
     request_id_of,
@@ -56,13 +57,9 @@ def session_cookie(request: Request[Any, Any, Any], session: NewSession) -> Cook
     )
 
 
-def _throttled(result: LoginResult) -> Response[Any]:
+def _throttled(result: LoginResult) -> TooManyCalls:
     """429 with Retry-After, for a wrong password or code that locked, or a lock in force."""
-    return Response(
-        {"status_code": 429, "detail": result.message},
-        status_code=HTTP_429_TOO_MANY_REQUESTS,
-        headers={"Retry-After": str(result.retry_after)},
-    )
+    return TooManyCalls(result.message, headers={"Retry-After": str(result.retry_after)})
 
 
 class AuthRoutes(Controller):
@@ -72,12 +69,13 @@ class AuthRoutes(Controller):
     @post("/login", status_code=HTTP_200_OK, opt={ALSO_ANSWERS: (401, 429)})
     async def login(
         self, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
-    ) -> Response[Any]:
+    ) -> Response[StaffUserOut]:
         """Exchange e-mail, password (and a TOTP code where enrolled) for a session cookie.
 
         Failed attempts, wrong codes included, are throttled per account and per client
-        address (429 with Retry-After). `admin` and `compliance` accounts must enrol a
-        second factor in the web admin before they can use the API.
+        address (429 with Retry-After). Accounts whose role the policy requires a second
+        factor for (`mfa, required`: admins and compliance officers as shipped) must enrol
+        one in the web admin before they can use the API.
         """
         accounts = services_of(request).accounts
         if len(data.password) > 1024 or len(data.email) > 254:
@@ -91,7 +89,7 @@ class AuthRoutes(Controller):
         )
         session = result.session
         if result.status is LoginStatus.THROTTLED:
-            return _throttled(result)
+            raise _throttled(result)
         if session is None:
             raise NotAuthorizedException(result.message)
         if result.status is LoginStatus.ENROLMENT_REQUIRED:
@@ -113,7 +111,7 @@ class AuthRoutes(Controller):
             if completed.session is None:
                 await accounts.logout(session.token, session.identity, request_id_of(request))
                 if completed.status is LoginStatus.THROTTLED:
-                    return _throttled(completed)
+                    raise _throttled(completed)
                 raise NotAuthorizedException(
                     "a valid authenticator code is required: send it as totp_code"
                 )

@@ -23,9 +23,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
-from policy.enforcer import ROLES, TokenLimits
+from policy.enforcer import MFA_RIGHT, ROLES, SYSTEM_ROLE, PolicyEngine, TokenLimits
 from server import db
 from server.auth import second_factor
 from server.auth.passwords import (
@@ -48,7 +48,6 @@ from server.datamap import normalize_email
 from server.vault import Vault
 
 LAST_SEEN_RESOLUTION = dt.timedelta(minutes=1)
-MFA_REQUIRED_ROLES = frozenset({"admin", "compliance"})
 REAUTH_WINDOW = dt.timedelta(minutes=5)  # sensitive actions need a password this recent
 RESET_LINK_LIFETIME = dt.timedelta(hours=1)
 PENDING_MFA_LIFETIME = dt.timedelta(minutes=10)  # a half-signed-in session expires fast
@@ -209,13 +208,20 @@ class StaffAccounts:
         idle_minutes: int,
         absolute_hours: int,
         vault: Vault,
+        policy: PolicyEngine,
     ) -> None:
         self._audit = audit
+        self._policy = policy
         self._secret = session_secret
         self._vault = vault
         self.throttle = LoginThrottler(session_secret)
         self.idle = dt.timedelta(minutes=idle_minutes)
         self.absolute = dt.timedelta(hours=absolute_hours)
+
+    def second_factor_required(self, role: str) -> bool:
+        """Whether ``role`` must sign in with a second factor: the policy's ``mfa,
+        required`` (policy/policy.csv), not a list of roles here."""
+        return self._policy.allows(role, *MFA_RIGHT)
 
     def _token_hash(self, token: str) -> str:
         return hmac.new(self._secret, token.encode(), hashlib.sha256).hexdigest()
@@ -237,7 +243,7 @@ class StaffAccounts:
         """Append an account event (call inside a write transaction or on its own)."""
         async with db.write_transaction():
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor_id,
                     actor_role=actor_role,
                     action=action,
@@ -262,7 +268,7 @@ class StaffAccounts:
         display_name: str = "",
         password: str | None = None,
         actor_id: str = "system:cli",
-        actor_role: str = "system",
+        actor_role: str = SYSTEM_ROLE,
         request_id: str = "",
     ) -> tuple[StaffIdentity, str]:
         """Create a staff account; returns the identity and the password (generated if None)."""
@@ -409,7 +415,12 @@ class StaffAccounts:
             )
 
     async def reset_password(
-        self, user_id: int, password: str | None = None, *, actor_id: str = "system:cli"
+        self,
+        user_id: int,
+        password: str | None = None,
+        *,
+        actor_id: str = "system:cli",
+        actor_role: str = SYSTEM_ROLE,
     ) -> str:
         """Set a new password (generated if None) and end every session of that user."""
         password = password if password is not None else generate_password()
@@ -425,7 +436,7 @@ class StaffAccounts:
             await StaffSession.delete().where(StaffSession.user_id == user_id)
             await self._record(
                 actor_id,
-                "system" if actor_id.startswith("system") else "admin",
+                actor_role,
                 "user.password_reset",
                 Outcome.ALLOWED,
                 resource_id=str(user_id),
@@ -606,7 +617,7 @@ class StaffAccounts:
         identity = _identity(row)
         if identity.has_totp:
             state = SessionState.MFA_REQUIRED
-        elif identity.role in MFA_REQUIRED_ROLES:
+        elif self.second_factor_required(identity.role):
             state = SessionState.ENROLMENT_REQUIRED
         else:
             state = SessionState.ACTIVE
@@ -885,7 +896,7 @@ class StaffAccounts:
         identity = _identity(user)
         if identity.has_totp and not session["mfa_passed"]:
             state = SessionState.MFA_REQUIRED
-        elif not identity.has_totp and identity.role in MFA_REQUIRED_ROLES:
+        elif not identity.has_totp and self.second_factor_required(identity.role):
             state = SessionState.ENROLMENT_REQUIRED
         else:
             state = SessionState.ACTIVE

@@ -1,4 +1,10 @@
-"""Staff accounts and sessions (not customer data: the gateway does not guard these)."""
+"""Staff accounts and sessions (not customer data: the gateway does not guard these).
+
+The ``id: Serial`` annotations name the primary key Piccolo adds to a table that declares
+none, for mypy. Assigning ``Serial(primary_key=True)`` instead makes the same column a
+declared one, which ``piccolo migrations new staff --auto`` then tries to add again (the
+migrations never recorded it): tests/test_migrations_auto.py keeps the diff empty.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from piccolo.table import Table
 
 
 class StaffUser(Table, tablename="staff_user"):
-    id = Serial(primary_key=True)
+    id: Serial  # Piccolo's own primary key (declared for mypy; see the module docstring)
     email = Varchar(length=254, unique=True)
     display_name = Varchar(length=120)
     password_hash = Varchar(length=255)
@@ -28,7 +34,7 @@ class StaffUser(Table, tablename="staff_user"):
 class StaffSession(Table, tablename="staff_session"):
     """One row per login. Only a keyed hash of the cookie token is stored."""
 
-    id = Serial(primary_key=True)
+    id: Serial  # Piccolo's own primary key (declared for mypy; see the module docstring)
     token_hash = Varchar(length=64, unique=True)
     user_id = Integer(index=True)
     created_at = Timestamptz()
@@ -41,14 +47,14 @@ class StaffSession(Table, tablename="staff_session"):
 
 
 class StaffRecoveryCode(Table, tablename="staff_recovery_code"):
-    id = Serial(primary_key=True)
+    id: Serial  # Piccolo's own primary key (declared for mypy; see the module docstring)
     user_id = Integer(index=True)
     code_hash = Varchar(length=64, unique=True)
     used_at = Timestamptz(null=True, default=None)
 
 
 class PasswordResetToken(Table, tablename="password_reset_token"):
-    id = Serial(primary_key=True)
+    id: Serial  # Piccolo's own primary key (declared for mypy; see the module docstring)
     token_hash = Varchar(length=64, unique=True)
     user_id = Integer(index=True)
     created_at = Timestamptz()
@@ -59,7 +65,7 @@ class PasswordResetToken(Table, tablename="password_reset_token"):
 class LoginThrottle(Table, tablename="login_throttle"):
     """Failed-login counters per account and per client address (both keyed hashes)."""
 
-    id = Serial(primary_key=True)
+    id: Serial  # Piccolo's own primary key (declared for mypy; see the module docstring)
 
     key = Varchar(length=64, unique=True)
     failures = Integer(default=0)

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from policy.enforcer import ROLES, PolicyEngine, TokenLimits
 from server import db
@@ -248,7 +248,7 @@ class ApiTokens:
         request_id: str,
     ) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=identity.actor_id,
                 actor_role=identity.role,
                 action=action,

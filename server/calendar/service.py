@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from policy.enforcer import PolicyEngine
 from server import db
@@ -108,7 +108,7 @@ class CalendarImport:
         if self.may_import(actor.role):
             return
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action="calendar.import",
@@ -203,7 +203,7 @@ class CalendarImport:
                     await self._apply(actor, plan.meeting, person, report)
             report.seconds = time.monotonic() - started
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor.id,
                     actor_role=actor.role,
                     action="calendar.import",

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from policy.enforcer import PolicyEngine
 from server import db
@@ -254,7 +254,7 @@ class Campaigns:
             return
         async with db.write_transaction():
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor.id,
                     actor_role=actor.role,
                     action=f"campaign.{action}",
@@ -278,7 +278,7 @@ class Campaigns:
         detail: dict[str, int | str] | None = None,
     ) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action=f"campaign.{action}",

@@ -316,8 +316,10 @@ class PersonConsentRoutes(Controller):
     ) -> ChangeOut:
         """Record a grant, a withdrawal or an objection the person gave, with its evidence
         (``ip`` is kept as a keyed hash only). A token may record only for its purposes."""
-        scope = "marketing" if data.purpose == DIRECT_MARKETING else data.purpose
-        await require_right(request, actor, RESOURCE, "record", purpose=scope, audit_allowed=False)
+        purpose = "marketing" if data.purpose == DIRECT_MARKETING else data.purpose
+        await require_right(
+            request, actor, RESOURCE, "record", purpose=purpose, audit_allowed=False
+        )
         person = await _person(request, actor, record_id)
         engine = services_of(request).consent
         evidence = data.evidence.as_mapping() if data.evidence else {}

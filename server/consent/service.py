@@ -27,8 +27,9 @@ from piccolo.columns import Column
 from piccolo.columns.combination import Where
 from piccolo.query import Select
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
+from policy.enforcer import SYSTEM_ROLE
 from server import db
 from server.analytics.store import forget_scores
 from server.consent.links import LinkKeys
@@ -137,7 +138,7 @@ def _role_of(actor_id: str) -> str:
     if actor_id == SUBJECT_ACTOR:
         return "data_subject"
     if actor_id.startswith("system:"):
-        return "system"
+        return SYSTEM_ROLE
     return ""
 
 
@@ -281,7 +282,7 @@ class ConsentEngine:
             await self.purpose(name)
             await ConsentPurpose.update(values).where(ConsentPurpose.name == name)
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=by,
                     actor_role=by_role or _role_of(by),
                     action="consent.purpose_update",
@@ -333,7 +334,7 @@ class ConsentEngine:
             }
             await PrivacyNotice.insert(PrivacyNotice(**row)).run()
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=by,
                     actor_role=by_role or _role_of(by),
                     action="consent.notice_publish",
@@ -503,7 +504,7 @@ class ConsentEngine:
             if notice_version is not None:
                 detail["notice_version"] = notice_version
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor_id,
                     actor_role=actor_role or _role_of(actor_id),
                     action=f"consent.{_ACTIONS[kind]}",
@@ -779,7 +780,7 @@ class ConsentEngine:
                     evidence={"expired_at": current.expires_at.isoformat()},
                     notice_version=None,
                     actor_id=EXPIRY_ACTOR,
-                    actor_role="system",
+                    actor_role=SYSTEM_ROLE,
                     expires_at=None,
                     request_id="",
                 )
@@ -988,7 +989,7 @@ class ConsentEngine:
                 )
             ).run()
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor_id,
                     actor_role=actor_role or _role_of(actor_id),
                     action="consent.optin_request",
@@ -1282,7 +1283,7 @@ class ConsentEngine:
         )
         async with db.write_transaction():
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor_id,
                     actor_role=actor_role or _role_of(actor_id),
                     action="consent.ledger_read",
@@ -1343,7 +1344,7 @@ class ConsentEngine:
         ]
         async with db.write_transaction():
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor_id,
                     actor_role=actor_role or _role_of(actor_id),
                     action="consent.export",

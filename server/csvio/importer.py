@@ -39,16 +39,16 @@ from server.datamap import (
     Kind,
     RecordType,
     clean_values,
+    natural_keys,
 )
 from server.gateway import Actor, Gateway
 from server.money import AmountError, parse_major
 
 IMPORTABLE = ("contact", "organization", "lead")
-# The natural key of each type, in order of preference: the first one a row has is used.
+# The natural key of each type, in order of preference: the first one a row has is used
+# (declared on the fields in the data map: Field.natural_key).
 NATURAL_KEYS: Mapping[str, tuple[str, ...]] = {
-    "contact": ("email", "phone"),
-    "lead": ("email", "phone"),
-    "organization": ("domain", "name"),
+    resource: natural_keys(RECORD_TYPES[resource]) for resource in IMPORTABLE
 }
 PURPOSE = "customer_relationship"
 BATCH_SIZE = 500

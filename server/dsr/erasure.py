@@ -27,8 +27,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
+from policy.enforcer import SYSTEM_ROLE
 from server import db
 from server.analytics.store import forget_scores
 from server.dsr.errors import DsrError
@@ -411,9 +412,9 @@ class Erasure:
         self, action: str, subject: str, by: str, state: str, detail: dict[str, int | str]
     ) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=by,
-                actor_role="system" if by.startswith("system:") else "",
+                actor_role=SYSTEM_ROLE if by.startswith("system:") else "",
                 action=action,
                 resource_type="data_subject",
                 outcome=Outcome.ALLOWED,

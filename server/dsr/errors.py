@@ -7,6 +7,8 @@ message that never repeats what the caller sent.
 
 from __future__ import annotations
 
+from policy.enforcer import SYSTEM_ROLE
+
 
 class DsrError(Exception):
     """A data-subject operation that cannot be done; ``code`` is machine-readable."""
@@ -21,4 +23,4 @@ def role_of(actor_id: str) -> str:
     """The audit role of a workflow actor id that is not a staff member's."""
     if actor_id == "subject":
         return "data_subject"
-    return "system" if actor_id.startswith("system:") else ""
+    return SYSTEM_ROLE if actor_id.startswith("system:") else ""

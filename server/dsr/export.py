@@ -64,8 +64,9 @@ from cryptography.exceptions import InvalidSignature
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from audit import queries
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.signing import TreeHeadSigner, TreeHeadVerifier
+from policy.enforcer import SYSTEM_ROLE
 from server import db
 from server.analytics.model import AUTOMATED_DECISIONS, LOGIC
 from server.auth.directory import staff_identities
@@ -986,7 +987,7 @@ async def build_export(
     record is about this subject (audited either way as a failed ``dsr.export``).
     """
     subject = _canonical_subject(subject_id)
-    role = requested_role or ("system" if requested_by.startswith("system:") else "")
+    role = requested_role or (SYSTEM_ROLE if requested_by.startswith("system:") else "")
     if requested_by == SUBJECT_ACTOR:
         role = "data_subject"
     generated_at = dt.datetime.now(dt.UTC)
@@ -1114,7 +1115,7 @@ async def _audit(
     *,
     action: str = "dsr.export",
 ) -> None:
-    event = AuditEvent(
+    event = audit_event(
         actor_id=actor_id,
         actor_role=role,
         action=action,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from server import db
 from server.datamap import RECORD_TYPES
@@ -201,7 +201,7 @@ class LegalHolds:
         detail: dict[str, int | str],
     ) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=by,
                 actor_role=by_role or role_of(by),
                 action=action,

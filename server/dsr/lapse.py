@@ -26,6 +26,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from policy.enforcer import SYSTEM_ROLE
 from server.consent.model import Kind
 from server.consent.service import ConsentEngine
 from server.datamap import CASE_STATUSES, RecordType
@@ -149,7 +150,7 @@ class BasisReview:
             LAPSED_CHANNEL,
             verification=NOT_A_PERSON,
             by=BY,
-            by_role="system",
+            by_role=SYSTEM_ROLE,
             contact_id=own.record_id,
             notify=False,  # nobody asked: the person is not written to about a review
             opened_because=because,
@@ -212,7 +213,7 @@ class BasisReview:
                 current.id,
                 state,
                 by=by,
-                by_role="system",
+                by_role=SYSTEM_ROLE,
                 reason=reason if state == "rejected" else "",
                 notify=False,
             )

@@ -20,8 +20,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
+from policy.enforcer import SYSTEM_ROLE
 from server import db
 from server.dsr.errors import DsrError, role_of
 from server.dsr.people import email_of
@@ -528,7 +529,7 @@ class DataSubjectRequests:
         if from_state:
             detail = {**detail, "from_state": from_state}
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=by,
                 actor_role=by_role or role_of(by),
                 action=f"dsr.{verb}",
@@ -598,9 +599,9 @@ class DataSubjectRequests:
             result = await self._send(request)
         async with db.write_transaction():
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=f"system:{NOTIFY_JOB}",
-                    actor_role="system",
+                    actor_role=SYSTEM_ROLE,
                     action="dsr.notify",
                     resource_type="dsr_request",
                     resource_id=request.id,

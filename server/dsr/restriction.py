@@ -22,7 +22,7 @@ from piccolo.columns import Column
 from piccolo.columns.combination import Where
 from piccolo.query import Select
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from server import db
 from server.analytics.store import forget_scores
@@ -208,7 +208,7 @@ class Restrictions:
         detail: dict[str, int | str],
     ) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=by,
                 actor_role=by_role or role_of(by),
                 action=action,

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
+from policy.enforcer import SYSTEM_ROLE
 from server import db
 from server.datamap import RECORD_TYPES
 from server.dsr.erasure import Erasure
@@ -270,9 +271,9 @@ class Retention:
                 await self._anonymise(rule, line, found, dry_run, today, progress)
         async with db.write_transaction():
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=BY,
-                    actor_role="system",
+                    actor_role=SYSTEM_ROLE,
                     action="retention.run",
                     resource_type="retention",
                     outcome=Outcome.ALLOWED,

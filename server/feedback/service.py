@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from policy.enforcer import PolicyEngine
 from server import db
@@ -195,7 +195,7 @@ class Feedback:
         self, actor: Actor, action: str, resource_id: str, outcome: Outcome = Outcome.ALLOWED
     ) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action=f"survey.{action}",

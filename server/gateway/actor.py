@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policy.enforcer import TokenLimits
+from policy.enforcer import SYSTEM_ROLE, TokenLimits
 
 
 @dataclass(frozen=True)
@@ -33,4 +33,4 @@ class Actor:
 
     @classmethod
     def system(cls, job: str, team: str = "") -> Actor:
-        return cls(f"system:{job}", "system", None, team)
+        return cls(f"system:{job}", SYSTEM_ROLE, None, team)

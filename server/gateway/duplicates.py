@@ -61,7 +61,7 @@ from rapidfuzz import fuzz, process
 from audit.events import AuditEvent
 from policy.enforcer import AccessDecision
 from server import db
-from server.datamap import CONTACT, RECORD_TYPES, Kind, RecordType
+from server.datamap import CONTACT, RECORD_TYPES, Kind, RecordType, duplicate_match_fields
 from server.gateway import erasure, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -222,7 +222,8 @@ async def find_candidates(gw: Gateway, actor: Actor, *, purpose: str) -> Scan:
     read = gw._decide(actor, CONTACT, "read", purpose)
     readable = read.fields if read.allowed else frozenset()
     reasons: dict[tuple[str, str], dict[str, Reason]] = defaultdict(dict)
-    for name in ("email", "phone"):
+    exact = duplicate_match_fields(CONTACT)
+    for name in exact:
         if name in readable:
             for pair in await _exact_pairs(gw, actor, decision, purpose, name):
                 reasons[pair][name] = Reason(name)
@@ -233,7 +234,7 @@ async def find_candidates(gw: Gateway, actor: Actor, *, purpose: str) -> Scan:
         for pair, score in pairs.items():
             reasons[pair]["name"] = Reason("name", score)
     candidates = [
-        Candidate(a, b, tuple(r[k] for k in ("email", "phone", "name") if k in r))
+        Candidate(a, b, tuple(r[k] for k in (*exact, "name") if k in r))
         for (a, b), r in reasons.items()
     ]
     candidates.sort(key=lambda c: (-len(c.reasons), -c.score, c.first_id, c.second_id))
@@ -383,43 +384,19 @@ async def _pair(
 
 
 async def _blockers(gw: Gateway, subjects: Mapping[str, str]) -> list[str]:
-    """Why these people may not be merged now (``subjects``: a label per subject id).
-
-    Reads the compliance registers by subject id only. Imported here, not at the top:
-    ``server.dsr`` builds on the gateway, and only these three tables are needed.
-    """
-    from server.dsr.requests import ANSWERED
-    from server.dsr.tables import DsrRequest, ErasureJob, LegalHold
-
+    """Why these people may not be merged now (``subjects``: a label per subject id): a
+    restriction, and what the compliance registers say (``Gateway.merge_blockers``)."""
     problems: list[str] = []
-    today = dt.datetime.now(dt.UTC).date()
     for subject, label in subjects.items():
-        sid = uuid.UUID(subject)
         if gw.restrictions is None or await gw.restrictions.is_restricted(subject):
             problems.append(
                 f"the {label} contact's processing is restricted (Art. 18): lift the "
                 "restriction before merging"
             )
-        holds = await LegalHold.count().where(
-            (LegalHold.subject_id == sid)
-            & LegalHold.released_at.is_null()
-            & (LegalHold.held_until >= today)
-        )
-        if holds:
-            problems.append(
-                f"the {label} contact is under a legal hold: their records must stay as "
-                "they are until the hold ends or is released"
-            )
-        open_requests = await DsrRequest.count().where(
-            (DsrRequest.subject_id == sid) & DsrRequest.state.not_in(sorted(ANSWERED))
-        )
-        if open_requests:
-            problems.append(
-                f"the {label} contact has an open data-subject request: answer it before "
-                "merging, so it is answered about the records it was made about"
-            )
-        if await ErasureJob.count().where(ErasureJob.subject_id == sid):
-            problems.append(f"the {label} contact is being or has been erased")
+        if gw.merge_blockers is None:
+            problems.append("the compliance registers are not available: nothing is merged")
+        else:
+            problems += await gw.merge_blockers(subject, label)
     return problems
 
 

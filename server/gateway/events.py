@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from audit.events import AuditEvent, Outcome
+from audit.events import AuditEvent, Outcome, audit_event
 from server.gateway.actor import Actor
 
 
@@ -25,7 +25,7 @@ def allowed_event(
     reason: str = "allowed",
     detail: dict[str, int | str] | None = None,
 ) -> AuditEvent:
-    return AuditEvent(
+    return audit_event(
         actor_id=actor.id,
         actor_role=actor.role,
         action=action,

@@ -29,7 +29,7 @@ from piccolo.columns import Column
 from piccolo.query.functions.aggregate import Count, Sum
 from piccolo.table import Table
 
-from audit.events import Action, AuditEvent, Outcome
+from audit.events import Action, AuditEvent, Outcome, audit_event
 from audit.log import AuditLog
 from policy.enforcer import AccessDecision, Assign, PolicyEngine, Scope
 from policy.scope import private_condition, scope_condition
@@ -220,6 +220,14 @@ class SubjectRestrictions(Protocol):
     async def unrestricted_subjects(self) -> AudienceCondition: ...
 
 
+class MergeBlockers(Protocol):
+    """Why one person's records may not be merged now, one sentence each (legal holds, open
+    requests, erasure: ``server.dsr.registers``). The gateway does not read those registers
+    itself: ``server.dsr`` builds on the gateway, not the other way round."""
+
+    async def __call__(self, subject_id: str, label: str) -> list[str]: ...
+
+
 class RecordRule(Protocol):
     """Checks a record type's values against configuration the data map cannot hold (a
     deal's stage must belong to its pipeline). Completes ``values`` in place (defaults
@@ -252,6 +260,8 @@ class Gateway:
         # Set by build_services (server.dsr.restriction); until then only the storage
         # purposes reach anyone (fail closed).
         self.restrictions: SubjectRestrictions | None = None
+        # Set by build_services (server.dsr.registers); until then no merge is allowed.
+        self.merge_blockers: MergeBlockers | None = None
         # Per record type, set by build_services (server.pipelines for deals).
         self.record_rules: dict[str, RecordRule] = {}
 
@@ -341,7 +351,7 @@ class Gateway:
         reason: str = "allowed",
         detail: dict[str, int | str] | None = None,
     ) -> None:
-        event = AuditEvent(
+        event = audit_event(
             actor_id=actor.id,
             actor_role=actor.role,
             action=action,
@@ -1772,7 +1782,7 @@ class Gateway:
                         await self._recheck(actor, rt, table, ids[0], purpose)
                     fields = sorted({name for cleaned in good for name in cleaned})
                     await self.audit.append(
-                        AuditEvent(
+                        audit_event(
                             actor_id=actor.id,
                             actor_role=actor.role,
                             action=Action.CREATE,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from piccolo.table import Table
 
-from audit.events import Action, AuditEvent, Outcome
+from audit.events import Action, AuditEvent, Outcome, audit_event
 from server import db
 from server.datamap import CONTACT, DEAL, LEAD, ORGANIZATION, RECORD_TYPES, RecordType
 from server.gateway import name_index
@@ -44,7 +44,8 @@ CONVERT = "convert"
 CONVERTED = "converted"
 # What a lead hands on to its contact; the message stays on the lead (same key, same
 # subject, so it remains part of the person's record and export).
-CONTACT_FROM_LEAD = ("first_name", "last_name", "email", "phone", "source")
+# What the contact takes over from the lead (declared on the lead's fields: to_contact).
+CONTACT_FROM_LEAD = tuple(f.name for f in LEAD.fields if f.to_contact)
 CONVERTED_STAGE = "prospect"
 
 
@@ -182,7 +183,7 @@ async def convert(
                     actor, planned.rt, TABLES[planned.rt.resource], planned.row_id, purpose
                 )
         events.append(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action=CONVERT,

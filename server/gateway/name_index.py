@@ -243,8 +243,8 @@ async def rebuild_all(
                     actor,
                     "search_reindex",
                     rt.resource,
-                    "compliance",
-                    (),
+                    purpose="compliance",
+                    subject_ids=(),
                     fields=[f.name for f in indexed_fields(rt)],
                     detail={"records": done[rt.resource]},
                 )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from markdown_it import MarkdownIt
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from policy.enforcer import PolicyEngine
 from server import db
@@ -149,7 +149,7 @@ class KnowledgeBase:
         if self.may_manage(actor.role):
             return
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action=f"{AUDIT_PREFIX}.{action}",
@@ -166,7 +166,7 @@ class KnowledgeBase:
         self, actor: Actor, action: str, resource_id: str, fields: tuple[str, ...] = ()
     ) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action=f"{AUDIT_PREFIX}.{action}",

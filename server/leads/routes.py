@@ -1,32 +1,93 @@
-"""``/api/v1/leads`` (the generic record routes plus conversion) and the public form."""
+"""``/api/v1/leads`` (the generic record routes plus conversion) and the public form.
+
+Bodies and answers are msgspec Structs, so the OpenAPI document carries their schemas (the
+public form's body, which may also be a plain HTML form, is documented from ``WebFormIn``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_429_TOO_MANY_REQUESTS
+from litestar.status_codes import HTTP_202_ACCEPTED
+from msgspec import UNSET
 
-from server.datamap import LEAD
+from server.datamap import DEAL, LEAD
 from server.gateway import Actor, InvalidInput
-from server.leads.webform import HONEYPOT, TOKEN_FIELD, Throttled, WebForm
+from server.leads.webform import HONEYPOT, Throttled, WebForm
 from server.records.routes import record_routes
 from server.request_guard import ACCEPTS, HTML_FORM_OR_JSON
 from server.web import (
     ALSO_ANSWERS,
+    DOCUMENTED_BODY,
+    TooManyCalls,
     client_address_of,
     provide_actor,
     provide_identity,
     purpose_of,
     services_of,
+    struct_schema,
 )
 
 LeadRoutes = record_routes(LEAD, "/api/v1/leads", "leads")
+DOCUMENTED_FORM_TYPES = ("application/json", "application/x-www-form-urlencoded")
 MAX_FORM_VALUE = 5000
-CONVERT_KEYS = {"create_organization", "organization_id", "deal"}
+
+# The deal a conversion may create: any of the deal's fields (the data map checks them, and
+# reports every problem at once); the contact, organization and status are the conversion's.
+DealDraft = msgspec.defstruct(
+    "DealDraft",
+    [
+        (f.name, Annotated[Any | msgspec.UnsetType, msgspec.Meta(description=str(f.kind))], UNSET)
+        for f in DEAL.fields
+        if f.name not in {"contact_id", "organization_id"}
+    ],
+    forbid_unknown_fields=True,
+    kw_only=True,
+)
+
+
+class LeadConversionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    create_organization: bool = False  # true: an organization from the lead's company name
+    organization_id: str | None = None  # or an existing organization
+    deal: DealDraft | None = None  # type: ignore[valid-type]  # built from the data map
+
+
+class LeadConversionOut(msgspec.Struct):
+    lead_id: str
+    contact_id: str
+    organization_id: str | None
+    deal_id: str | None
+    subject_id: str
+
+
+class FormTokenOut(msgspec.Struct):
+    form_token: str
+    min_seconds: int
+    honeypot_field: str
+
+
+class FormReceived(msgspec.Struct):
+    status: str
+    detail: str
+
+
+class WebFormIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The public form's fields (JSON, url-encoded or multipart). The lead's own fields are
+    checked by the data map; the token comes from ``GET .../form-token``."""
+
+    form_token: str
+    first_name: str | msgspec.UnsetType = msgspec.UNSET
+    last_name: str | msgspec.UnsetType = msgspec.UNSET
+    email: str | msgspec.UnsetType = msgspec.UNSET
+    phone: str | msgspec.UnsetType = msgspec.UNSET
+    company_name: str | msgspec.UnsetType = msgspec.UNSET
+    message: str | msgspec.UnsetType = msgspec.UNSET
+    website: str | msgspec.UnsetType = msgspec.UNSET  # the honeypot: people leave it empty
 
 
 class LeadConversion(Controller):
@@ -51,44 +112,31 @@ class LeadConversion(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         record_id: FromPath[UUID],
-        data: JSONBody[dict[str, Any] | None] = None,
-    ) -> dict[str, Any]:
-        data = data or {}
-        unknown = sorted(set(data) - CONVERT_KEYS)
-        if unknown:
-            raise InvalidInput(
-                "unknown key(s): " + ", ".join(k[:40] for k in unknown),
-                problems=dict.fromkeys((k[:40] for k in unknown), "unknown key"),
-            )
-        create_organization = data.get("create_organization", False)
-        organization_id = data.get("organization_id")
-        deal = data.get("deal")
-        if not isinstance(create_organization, bool):
-            raise InvalidInput(
-                "create_organization: expected true or false",
-                problems={"create_organization": "expected a boolean"},
-            )
-        if organization_id is not None and not isinstance(organization_id, str):
-            raise InvalidInput(
-                "organization_id: expected an id", problems={"organization_id": "expected a string"}
-            )
-        if deal is not None and not isinstance(deal, dict):
-            raise InvalidInput("deal: expected an object", problems={"deal": "expected an object"})
+        data: JSONBody[LeadConversionIn | None] = None,
+    ) -> LeadConversionOut:
+        asked = data or LeadConversionIn()
+        deal = None
+        if asked.deal is not None:
+            deal = {
+                name: value
+                for name in asked.deal.__struct_fields__
+                if (value := getattr(asked.deal, name)) is not UNSET
+            }
         result = await services_of(request).gateway.convert_lead(
             actor,
             str(record_id),
             purpose=purpose_of(request),
-            create_organization=create_organization,
-            organization_id=organization_id or None,
+            create_organization=asked.create_organization,
+            organization_id=asked.organization_id or None,
             deal=deal,
         )
-        return {
-            "lead_id": result.lead_id,
-            "contact_id": result.contact_id,
-            "organization_id": result.organization_id,
-            "deal_id": result.deal_id,
-            "subject_id": result.subject_id,
-        }
+        return LeadConversionOut(
+            lead_id=result.lead_id,
+            contact_id=result.contact_id,
+            organization_id=result.organization_id,
+            deal_id=result.deal_id,
+            subject_id=result.subject_id,
+        )
 
 
 class PublicLeadForm(Controller):
@@ -105,14 +153,14 @@ class PublicLeadForm(Controller):
         ),
         cache_control=None,
     )
-    async def form_token(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    async def form_token(self, request: Request[Any, Any, Any]) -> Response[FormTokenOut]:
         services = services_of(request)
         return Response(
-            {
-                TOKEN_FIELD: WebForm(services).new_token(),
-                "min_seconds": services.settings.web_form_min_seconds,
-                "honeypot_field": HONEYPOT,
-            },
+            FormTokenOut(
+                form_token=WebForm(services).new_token(),
+                min_seconds=services.settings.web_form_min_seconds,
+                honeypot_field=HONEYPOT,
+            ),
             headers={"Cache-Control": "no-store"},
         )
 
@@ -128,25 +176,26 @@ class PublicLeadForm(Controller):
         ),
         # The one API route that takes HTML forms: a website's own form posts here
         # directly. It needs no session, so a cross-site form gains nothing from it.
-        opt={ACCEPTS: HTML_FORM_OR_JSON, ALSO_ANSWERS: (429,)},
+        opt={
+            ACCEPTS: HTML_FORM_OR_JSON,
+            ALSO_ANSWERS: (429,),
+            # Multipart is accepted too but not documented: generated clients (and the
+            # schemathesis run) send the url-encoded form, which every site can post.
+            DOCUMENTED_BODY: (struct_schema(WebFormIn), DOCUMENTED_FORM_TYPES),
+        },
     )
-    async def submit(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    async def submit(self, request: Request[Any, Any, Any]) -> FormReceived:
+        # Parsed here, not by Litestar: the body may be a plain HTML form as well as JSON,
+        # and the form reports every bad field at once (the data map's messages).
         data = await _submitted(request)
         try:
             await WebForm(services_of(request)).submit(data, client_address_of(request))
         except Throttled as exc:
-            return Response(
-                {
-                    "status_code": HTTP_429_TOO_MANY_REQUESTS,
-                    "detail": "too many submissions from this address; try again later",
-                },
-                status_code=HTTP_429_TOO_MANY_REQUESTS,
+            raise TooManyCalls(
+                "too many submissions from this address; try again later",
                 headers={"Retry-After": str(exc.retry_after)},
-            )
-        return Response(
-            {"status": "received", "detail": "Thank you: we will be in touch."},
-            status_code=HTTP_202_ACCEPTED,
-        )
+            ) from None
+        return FormReceived(status="received", detail="Thank you: we will be in touch.")
 
 
 async def _submitted(request: Request[Any, Any, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from audit.events import AuditEvent, Outcome
+from audit.events import AuditEvent, Outcome, audit_event
 from audit.log import AuditLog
 from server import db
 from server.datamap import PURPOSES
@@ -324,7 +324,7 @@ class Mailboxes:
         ).where(Mailbox.id == uuid.UUID(mailbox_id))
 
     def _event(self, actor: Actor, action: str, mailbox_id: str) -> AuditEvent:
-        return AuditEvent(
+        return audit_event(
             actor_id=actor.id,
             actor_role=actor.role,
             action=action,

@@ -26,8 +26,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
+from policy.enforcer import SYSTEM_ROLE
 from server import db
 from server.logs import get_logger
 from server.mail import NOT_CONFIGURED, Mailer, MailResult, MailStatus
@@ -263,9 +264,9 @@ class MailOutbox:
     ) -> None:
         async with db.write_transaction():
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=ACTOR,
-                    actor_role="system",
+                    actor_role=SYSTEM_ROLE,
                     action="mail.deliver",
                     resource_type="mail",
                     resource_id=str(row["id"]),

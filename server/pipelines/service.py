@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from policy.enforcer import PolicyEngine
 from server import db
@@ -381,7 +381,7 @@ class Pipelines:
         if self.may_manage(actor.role):
             return
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action=f"pipeline.{action}",
@@ -404,7 +404,7 @@ class Pipelines:
         detail: dict[str, int | str] | None = None,
     ) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action=f"pipeline.{action}",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from audit import queries
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from server import db
 from server.consent.model import SUBJECT_ACTOR
 from server.dsr.export import actor_label, pseudonym_key
@@ -107,7 +107,7 @@ async def _record(
 ) -> None:
     async with db.write_transaction():
         await services.audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=SUBJECT_ACTOR,
                 actor_role=SUBJECT_ROLE,
                 action=action,

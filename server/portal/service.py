@@ -28,8 +28,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
+from policy.enforcer import SYSTEM_ROLE
 from server import db
 from server.auth.throttle import LoginThrottler
 from server.consent.model import SUBJECT_ACTOR
@@ -664,9 +665,9 @@ class Portal:
         """One audit event inside the caller's transaction: ids and codes only."""
         by_subject = action in {"portal.sign_in", "portal.download", "portal.receipt"}
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=SUBJECT_ACTOR if by_subject else PORTAL_ACTOR_ID,
-                actor_role=SUBJECT_ROLE if by_subject else "system",
+                actor_role=SUBJECT_ROLE if by_subject else SYSTEM_ROLE,
                 action=action,
                 resource_type="dsr_request" if resource_id else "data_subject",
                 resource_id=resource_id or None,

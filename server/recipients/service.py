@@ -20,7 +20,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from server import db
 from server.datamap import PURPOSES, RECORD_TYPES
@@ -197,7 +197,7 @@ class Recipients:
 
     async def _event(self, actor: Actor, action: str, resource_id: str) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action=action,
@@ -275,7 +275,7 @@ class Recipients:
                     RecipientNotice.id == uuid.UUID(notice_id)
                 )
                 await self._audit.append(
-                    AuditEvent(
+                    audit_event(
                         actor_id=f"recipient:{row['recipient_id']}",
                         actor_role="recipient",
                         action="recipient.acknowledge",

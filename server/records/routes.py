@@ -7,15 +7,17 @@ The OpenAPI descriptions are generated from the data map, like everything else.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import datetime as dt
+from typing import Annotated, Any, cast
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from server.datamap import RecordType, shown_name
+from server.datamap import Field, Kind, RecordType, shown_name
 from server.gateway import Actor, Gateway, InvalidInput, Record
 from server.gateway.ownership import requested_owner, requested_team
 from server.gateway.search import MAX_PAGE_SIZE as MAX_NAME_PAGE_SIZE
@@ -54,6 +56,72 @@ SortKey = Annotated[
         "unsortable key is a 400 naming the keys that work. Default: newest first.",
     ),
 ]
+
+
+# --- answer schemas, generated from the data map per record type -----------------------------
+# The handlers below are written once for every type; each type's controller resolves these
+# names to its own Structs (``signature_namespace``), so the OpenAPI document has a schema
+# per type ("ContactRecord", "ContactPage", ...) naming every field with its JSON type.
+
+
+class RecordOut(msgspec.Struct, kw_only=True):
+    """One record: the fields the caller may read (the others are left out and named in
+    ``restricted_fields``), and whose it is."""
+
+    id: str
+    owner_id: int
+    team: str
+    subject_id: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    restricted_fields: list[str]
+
+
+class RecordPage(msgspec.Struct):
+    items: list[RecordOut]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+
+
+class RecordMatches(msgspec.Struct, kw_only=True):
+    items: list[RecordOut]
+    total: int
+    # A name search pages its matches (an exact search returns every match at once).
+    page: int | msgspec.UnsetType = msgspec.UNSET
+    page_size: int | msgspec.UnsetType = msgspec.UNSET
+    capped: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+def _json_type(spec: Field) -> Any:
+    """A field's value as the API sends it: whole numbers as numbers, everything else
+    (text, ids, dates and times in ISO 8601) as strings; null when empty."""
+    base: Any = int if spec.kind is Kind.INTEGER else str
+    return Annotated[base | msgspec.UnsetType | None, msgspec.Meta(description=spec.label)]
+
+
+def record_schemas(rt: RecordType) -> dict[str, type[msgspec.Struct]]:
+    """The answer Structs of one record type, under the names the handlers use."""
+    name = rt.label.replace(" ", "")
+    one = msgspec.defstruct(
+        f"{name}Record",
+        [(f.name, _json_type(f), msgspec.UNSET) for f in rt.fields],
+        bases=(RecordOut,),
+        kw_only=True,
+    )
+    page = msgspec.defstruct(
+        f"{name}Page",
+        [("items", list[one])],  # type: ignore[valid-type]
+        bases=(RecordPage,),
+    )
+    matches = msgspec.defstruct(
+        f"{name}Matches",
+        [("items", list[one])],  # type: ignore[valid-type]
+        bases=(RecordMatches,),
+        kw_only=True,
+    )
+    return {"RecordOut": one, "RecordPage": page, "RecordMatches": matches}
 
 
 def record_json(record: Record) -> dict[str, Any]:
@@ -185,10 +253,21 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
         )
     )
 
+    schemas = record_schemas(rt)
+    one, page_of, matches_of = (
+        schemas["RecordOut"],
+        schemas["RecordPage"],
+        schemas["RecordMatches"],
+    )
+
+    def out(record: Record) -> RecordOut:
+        return cast(RecordOut, one(**record_json(record)))
+
     class RecordRoutes(Controller):
         path = base_path
         tags = [tag]
         dependencies = {"identity": Provide(provide_identity), "actor": Provide(provide_actor)}
+        signature_namespace = schemas  # the names in the annotations below: this type's
 
         @get("/", description=describe_filters(rt))
         async def list_records(
@@ -198,7 +277,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             page: PageNumber = 1,
             page_size: PageSize = 25,
             sort: SortKey = "",
-        ) -> dict[str, Any]:
+        ) -> RecordPage:
             filters = {k: v for k, v in request.query_params.items() if k not in PAGING}
             if "owner_id" in filters:
                 owner = staff_id(filters["owner_id"])
@@ -214,13 +293,16 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
                 page_size=page_size,
                 sort=sort,
             )
-            return {
-                "items": [record_json(r) for r in result.items],
-                "total": result.total,
-                "page": result.page,
-                "page_size": result.page_size,
-                "pages": (result.total + result.page_size - 1) // result.page_size,
-            }
+            return cast(
+                RecordPage,
+                page_of(
+                    items=[out(r) for r in result.items],
+                    total=result.total,
+                    page=result.page,
+                    page_size=result.page_size,
+                    pages=(result.total + result.page_size - 1) // result.page_size,
+                ),
+            )
 
         @post("/", status_code=HTTP_201_CREATED, description=fields_doc)
         async def create_record(
@@ -228,12 +310,12 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             request: Request[Any, Any, Any],
             actor: NamedDependency[Actor],
             data: JSONBody[dict[str, Any]],
-        ) -> dict[str, Any]:
+        ) -> RecordOut:
             owner, team = _ownership(data)
             record = await _gateway(request).create(
                 actor, resource, data, purpose=purpose_of(request), owner_id=owner, team=team
             )
-            return record_json(record)
+            return out(record)
 
         if searchable or by_name:  # a type with neither has no search
 
@@ -243,9 +325,11 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
                 request: Request[Any, Any, Any],
                 actor: NamedDependency[Actor],
                 data: JSONBody[dict[str, Any]],
-            ) -> dict[str, Any]:
+            ) -> RecordMatches:
                 if by_name and data.get("name") not in (None, ""):
-                    return await _name_search(request, actor, resource, data)
+                    found = await _name_search(request, actor, resource, data)
+                    found["items"] = [one(**item) for item in found["items"]]
+                    return cast(RecordMatches, matches_of(**found))
                 given = {k: v for k, v in data.items() if v not in (None, "")}
                 keys = [*(["name"] if by_name else []), *searchable]
                 if len(given) != 1 or next(iter(given)) not in searchable:
@@ -261,7 +345,9 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
                 matches = await _gateway(request).search(
                     actor, resource, field_name, value, purpose=purpose_of(request)
                 )
-                return {"items": [record_json(r) for r in matches], "total": len(matches)}
+                return cast(
+                    RecordMatches, matches_of(items=[out(r) for r in matches], total=len(matches))
+                )
 
         @get(
             "/{record_id:uuid}",
@@ -275,12 +361,12 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             actor: NamedDependency[Actor],
             record_id: FromPath[UUID],
             fields: FromQuery[str | None] = None,
-        ) -> dict[str, Any]:
+        ) -> RecordOut:
             wanted = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None
             record = await _gateway(request).read(
                 actor, resource, str(record_id), purpose=purpose_of(request), fields=wanted
             )
-            return record_json(record)
+            return out(record)
 
         @patch(
             "/{record_id:uuid}",
@@ -292,7 +378,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             actor: NamedDependency[Actor],
             record_id: FromPath[UUID],
             data: JSONBody[dict[str, Any]],
-        ) -> dict[str, Any]:
+        ) -> RecordOut:
             owner, team = _ownership(data)
             record = await _gateway(request).update(
                 actor,
@@ -303,7 +389,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
                 owner_id=owner,
                 team=team,
             )
-            return record_json(record)
+            return out(record)
 
         @delete(
             "/{record_id:uuid}",

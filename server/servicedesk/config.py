@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from server import db
 from server.auth.tables import StaffUser
@@ -261,7 +261,7 @@ async def staff_choices() -> list[tuple[int, str]]:
 
 async def _record(audit: AuditLog, actor: Actor, action: str, kind: str, key: int) -> None:
     await audit.append(
-        AuditEvent(
+        audit_event(
             actor_id=actor.id,
             actor_role=actor.role,
             action=action,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from email.utils import make_msgid
 from typing import TYPE_CHECKING, Any
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from server import db
 from server.auth.tables import StaffUser
 from server.datamap import CASE_KINDS, PRIORITIES
@@ -656,7 +656,7 @@ class ServiceDesk:
                 {DeskCase.dsr_kind: "", DeskCase.dsr_message_id: None, DeskCase.updated_at: _now()}
             ).where(DeskCase.case_id == row["case_id"])
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=actor.id,
                     actor_role=actor.role,
                     action="desk.dsr_flag_dismissed",
@@ -887,7 +887,7 @@ class ServiceDesk:
 
     async def _event(self, action: str, case: Record, detail: dict[str, Any]) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=self.actor.id,
                 actor_role=self.actor.role,
                 action=action,
@@ -902,7 +902,7 @@ class ServiceDesk:
 
     async def _event_row(self, action: str, row: Mapping[str, Any], detail: dict[str, Any]) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=self.actor.id,
                 actor_role=self.actor.role,
                 action=action,

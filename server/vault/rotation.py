@@ -29,8 +29,9 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
+from policy.enforcer import SYSTEM_ROLE
 from server import db
 from server.vault.keys import (
     FileKeyProvider,
@@ -269,9 +270,9 @@ class KeyRotation:
     async def _event(self, action: str, detail: dict[str, int | str]) -> None:
         async with db.write_transaction():
             await self._audit.append(
-                AuditEvent(
+                audit_event(
                     actor_id=ACTOR,
-                    actor_role="system",
+                    actor_role=SYSTEM_ROLE,
                     action=action,
                     resource_type="master_key",
                     outcome=Outcome.ALLOWED,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from audit.events import AuditEvent, Outcome
+from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from server import db
 from server.gateway import Actor
@@ -238,7 +238,7 @@ class Webhooks:
 
     async def _event(self, actor: Actor, action: str, endpoint_id: str) -> None:
         await self._audit.append(
-            AuditEvent(
+            audit_event(
                 actor_id=actor.id,
                 actor_role=actor.role,
                 action=action,

@@ -1,0 +1,205 @@
+"""The shape of the code (issue 18), checked by reading it: one authorization mechanism and
+audit events built in one place.
+
+- No role name appears as a string literal in ``server/`` or ``admin_ui/``: who may do what
+  is policy/policy.csv's to say, asked through ``PolicyEngine.allows`` (page guards,
+  feature checks, the second factor). Only the policy package and the demo seed name roles.
+  Some role names are also purpose names ("compliance", "marketing"), a team name or a
+  navigation section; such a literal passes only where its use says so (the keyword or
+  variable it is given to names a purpose, team, section or tag).
+- Only ``audit.events.audit_event`` calls ``AuditEvent(...)``: every event in the trail has
+  the builder's shape (no duplicate subject ids, a reason on every refusal).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from audit.events import AuditEvent, Outcome, audit_event
+from policy.enforcer import ROLES, SYSTEM_ROLE
+
+ROOT = Path(__file__).resolve().parent.parent
+SCANNED = ("server", "admin_ui")
+ROLE_NAMES = frozenset({*ROLES, SYSTEM_ROLE})
+# Files that may name roles: the demo seed makes one account per role. The data map declares
+# the purposes, two of which are spelled like roles ("compliance", "marketing").
+MAY_NAME_ROLES = {"server/demo.py", "server/datamap.py"}
+# Where a role-like word is something else: the keyword or variable it is given to says what.
+NOT_A_ROLE = re.compile(r"purpose|section|team|tags", re.IGNORECASE)
+# Literals that are neither roles nor in a context with such a name (path, context, why).
+OTHER_MEANINGS = {
+    ("server/consent/model.py", "SYSTEM"): "a consent source: the ledger row came from expiry",
+    ("server/dsr/export.py", "CONSENT_SOURCE_LABELS"): "the same consent source, as shown",
+}
+
+
+def python_files(*roots: str) -> Iterator[Path]:
+    for root in roots:
+        yield from sorted((ROOT / root).rglob("*.py"))
+
+
+def relative(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def docstrings(tree: ast.Module) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            first = node.body[0] if node.body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def context_of(node: ast.AST, parents: dict[int, ast.AST]) -> str:
+    """The name a literal is given to: the keyword, variable, attribute or dict it is in."""
+    child, parent = node, parents.get(id(node))
+    while parent is not None:
+        if isinstance(parent, ast.keyword):
+            return parent.arg or ""
+        if isinstance(parent, ast.Assign | ast.AnnAssign):
+            targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
+            return " ".join(ast.unparse(t) for t in targets)
+        if isinstance(parent, ast.Subscript) and child is parent.slice:
+            return ast.unparse(parent.value)
+        if isinstance(parent, ast.Compare | ast.Return | ast.stmt):
+            return ""  # compared with, returned or used as it is: a role, as far as we know
+        child, parent = parent, parents.get(id(parent))
+    return ""
+
+
+def role_literals() -> list[str]:
+    found = []
+    for path in python_files(*SCANNED):
+        name = relative(path)
+        if name in MAY_NAME_ROLES:
+            continue
+        tree = ast.parse(path.read_text(), filename=name)
+        parents = {
+            id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)
+        }
+        skip = docstrings(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Constant) or node.value not in ROLE_NAMES:
+                continue
+            if id(node) in skip:
+                continue
+            context = context_of(node, parents)
+            if NOT_A_ROLE.search(context) or (name, context) in OTHER_MEANINGS:
+                continue
+            found.append(f"{name}:{node.lineno}: {node.value!r} ({context or 'bare'})")
+    return found
+
+
+def test_no_role_name_is_a_literal_outside_the_policy() -> None:
+    """Page guards, feature checks and the second factor ask the policy; none names a role."""
+    assert role_literals() == []
+
+
+def template_role_checks(root: Path = ROOT) -> list[str]:
+    """Jinja comparisons of a role with a role name (``{% if role == "compliance" %}``)."""
+    names = "|".join(sorted(ROLE_NAMES))
+    check = re.compile(rf"\brole\b[^%}}]*?(==|!=|\bin\b)[^%}}]*?[\"']({names})[\"']")
+    found = []
+    for path in sorted((root / "admin_ui" / "templates").rglob("*.html")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if check.search(line):
+                found.append(f"{path.relative_to(root).as_posix()}:{number}")
+    return found
+
+
+def test_templates_do_not_compare_roles_either() -> None:
+    assert template_role_checks() == []
+
+
+def test_the_template_scan_catches_a_role_check(tmp_path: Path) -> None:
+    page = tmp_path / "admin_ui" / "templates" / "page.html"
+    page.parent.mkdir(parents=True)
+    page.write_text('{% if section == "compliance" %}ok{% endif %}\n{% if role == "compliance" %}')
+    assert template_role_checks(tmp_path) == ["admin_ui/templates/page.html:2"]
+
+
+def test_the_role_scan_catches_page_guards_and_checks() -> None:
+    """The scan above would have failed on the page guards and checks this issue removed."""
+    samples = {
+        'opt = page_access(roles=("compliance", "admin"))': True,
+        'MFA_REQUIRED_ROLES = frozenset({"admin", "compliance"})': True,
+        'ok = visit.identity.role == "admin"': True,
+        'ok = role in {"sales", "support"}': True,
+        'actor_role = "system"': True,
+        'PURPOSE = "compliance"': False,
+        'event(purpose="compliance")': False,
+        'web_form_team: str = "sales"': False,
+        'render(section="compliance")': False,
+    }
+    for source, flagged in samples.items():
+        tree = ast.parse(source)
+        parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+        hits = [
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant)
+            and n.value in ROLE_NAMES
+            and not NOT_A_ROLE.search(context_of(n, parents))
+        ]
+        assert bool(hits) is flagged, source
+
+
+def audit_event_constructions() -> list[str]:
+    found = []
+    for path in python_files("server", "admin_ui", "audit", "policy"):
+        name = relative(path)
+        if name == "audit/events.py":
+            continue  # the builder
+        for node in ast.walk(ast.parse(path.read_text(), filename=name)):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                if called == "AuditEvent":
+                    found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def test_audit_events_are_built_by_the_one_builder() -> None:
+    assert audit_event_constructions() == []
+
+
+def test_the_builder_keeps_the_trail_s_shape() -> None:
+    event = audit_event(
+        actor_id="user:1",
+        actor_role="sales",
+        action="contact.merge",
+        resource_type="contact",
+        outcome=Outcome.DENIED,
+        subject_ids=["s1", "s2", "s1", ""],
+        fields=["email", "phone", "email"],
+    )
+    assert isinstance(event, AuditEvent)
+    assert event.subject_ids == ("s1", "s2")
+    assert event.fields == ("email", "phone")
+    assert event.reason == "denied"  # a refusal always names its reason
+    detail: dict[str, int | str] = {"count": 1}
+    kept = audit_event(
+        actor_id="user:1",
+        actor_role="sales",
+        action="x",
+        resource_type="y",
+        detail=detail,
+    )
+    detail["count"] = 2
+    assert kept.detail == {"count": 1}
+    assert kept.reason == ""
+
+
+@pytest.mark.parametrize("outcome", [Outcome.DENIED, Outcome.ERROR])
+def test_a_given_reason_is_kept(outcome: Outcome) -> None:
+    event = audit_event(
+        actor_id="a", actor_role="r", action="x", resource_type="y", outcome=outcome, reason="why"
+    )
+    assert event.reason == "why"
