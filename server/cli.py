@@ -2083,9 +2083,15 @@ def mentions_reindex(batch_size: int) -> None:
 def mentions_status() -> None:
     """Say whether the mention index is complete (erasure and exports use it) or not yet
     (they read every free text until `consentry mentions reindex` has run)."""
+    from server.gateway import mention_index
+
     services = _services(get_settings())
+    tokens, records = _run(mention_index.size)
     if _mention_index_complete(services):
-        click.echo("mention index: complete (erasure and exports look mentions up in it)")
+        click.echo(
+            "mention index: complete (erasure and exports look mentions up in it); "
+            f"{tokens} token(s) for {records} record(s)"
+        )
     else:
         click.echo(
             "mention index: incomplete (erasure and exports read every free text); "

@@ -424,6 +424,11 @@ async def count_records() -> int:
     return sum([int(await table.count()) for table in types])
 
 
+async def size() -> tuple[int, int]:
+    """Token rows, and records of the types with free text (ids and counts only)."""
+    return int(await MentionToken.count()), await count_records()
+
+
 async def rebuild_all(
     gw: Gateway,
     actor: Actor,
