@@ -199,9 +199,9 @@ async def scrub_mentions(
     :func:`remembered_identity`). The records and spans are those of
     :func:`server.gateway.mentions.scan` - the same scan that shows a subject export its
     excerpts, so erasure removes exactly what access showed - over the records the mention
-    index names as candidates (every record while the index is not complete). Each changed record is
-    re-encrypted under its own subject's key and audited on its own, in its own
-    transaction. The write is conditional on the ciphertexts read (an optimistic check):
+    index names as candidates (every record while the index is not complete). Each
+    changed record is re-encrypted under its own subject's key and audited on its own, in
+    its own transaction. The write is conditional on the ciphertexts read (an optimistic check):
     a record a member of staff changed in between is not overwritten with the text from
     before their change, but read again and scrubbed as it now is.
     """
