@@ -12,14 +12,13 @@ Three uses, one rule (:class:`Matcher`):
   identity in other people's free text with ``[erased]``.
 - **Exporting X** shows the same spans as excerpts (:func:`mentions_of`, the same scan):
   what erasure would remove is exactly what access shows.
-
 - **Exporting X** withholds *other* known people from X's free text
   (:func:`redact_others`): the spans that erasing them would scrub become
   ``[another person]``. Candidates are found through the name-search tokens and the
   e-mail and phone blind indexes, never by decrypting everyone, and are re-checked after
   decryption like every token match.
 
-Both scans decrypt only the records the mention index
+The first two scans decrypt only the records the mention index
 (:mod:`server.gateway.mention_index`) names as candidates for X's identity, and every
 record while that index is not complete; the matcher decides either way.
 """
