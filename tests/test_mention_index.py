@@ -17,13 +17,14 @@ from typing import Any
 
 from server import db
 from server.gateway import Actor, mention_index
-from server.gateway.mentions import Matcher
+from server.gateway.mentions import Matcher, identity_of, record_types
 from server.gateway.tables import MentionIndexState, MentionToken
 from server.services import Services
 from tests.conftest import Staff, contact_values
 from tests.dbutil import raw_sql
 from tests.test_admin_ui import sales_contact
 from tests.test_at_rest import _database_copy
+from tests.test_authz_matrix import values_for as authz_values
 from tests.test_cli import Install, consentry, forget_process_state, install
 from tests.test_search_cli import _in_process
 
@@ -280,6 +281,39 @@ async def test_a_changed_index_key_is_not_trusted(services: Services) -> None:
     await MentionIndexState.update({MentionIndexState.probe: 12345}, force=True)
     assert not await mention_index.is_complete(services.gateway)
     assert await _found(services, person.subject_id) == {other}  # by reading everything
+
+
+async def test_every_free_text_field_of_the_data_map_is_indexed_when_written(
+    services: Services,
+) -> None:
+    """Generic over the data map: each free-text field of each record type with a table
+    finds the person through the index after a create and after an update."""
+    gw = services.gateway
+    person = await _person(services)
+    contact = await gw.create(ADMIN, "contact", contact_values())
+    checked = []
+    for rt, _ in record_types():
+        fields = mention_index.indexed_fields(rt)
+        if not fields:
+            continue
+        base = authz_values(rt.resource, contact.id, f"x.{uuid.uuid4().hex[:6]}@example.org")
+        for spec in fields:
+            record = await gw.create(
+                ADMIN, rt.resource, {**base, spec.name: "Met José Núñez-Brackenridge"}
+            )
+            found = await mention_index.candidates(gw, [await identity_of(gw, _uuid(person))])
+            assert found is not None
+            assert uuid.UUID(record.id) in found.get(rt.resource, set()), (rt.resource, spec)
+            await gw.update(ADMIN, rt.resource, record.id, {spec.name: "Nobody in here"})
+            found = await mention_index.candidates(gw, [await identity_of(gw, _uuid(person))])
+            assert found is not None
+            assert uuid.UUID(record.id) not in found.get(rt.resource, set()), (rt.resource, spec)
+            checked.append(f"{rt.resource}.{spec.name}")
+    assert {"contact.notes", "interaction.summary", "note.body", "case.description"} <= set(checked)
+
+
+def _uuid(record: Any) -> uuid.UUID:
+    return uuid.UUID(record.subject_id)
 
 
 def test_the_matcher_and_the_index_agree_on_tricky_texts() -> None:
