@@ -296,7 +296,12 @@ async def test_every_free_text_field_of_the_data_map_is_indexed_when_written(
         fields = mention_index.indexed_fields(rt)
         if not fields:
             continue
-        base = authz_values(rt.resource, contact.id, f"x.{uuid.uuid4().hex[:6]}@example.org")
+        try:
+            base = authz_values(rt.resource, contact.id, f"x.{uuid.uuid4().hex[:6]}@example.org")
+        except KeyError:
+            raise AssertionError(
+                f"{rt.resource}: add values to tests/test_authz_matrix.values_for"
+            ) from None
         for spec in fields:
             record = await gw.create(
                 ADMIN, rt.resource, {**base, spec.name: "Met José Núñez-Brackenridge"}
