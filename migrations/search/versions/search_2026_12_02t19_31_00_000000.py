@@ -8,12 +8,24 @@ import datetime as dt
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
-
-from server.gateway.tables import TABLES, MentionIndexState
+from piccolo.querystring import QueryString
 
 ID = "2026-12-02T19:31:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "mention token lookup index and first state"
+
+# The customer-data tables with free text when this migration was written (record types
+# added later start empty and are indexed as they are written).
+CUSTOMER_TABLES = (
+    "contact",
+    "organization",
+    "deal",
+    "interaction",
+    "support_case",
+    "lead",
+    "task",
+    "note",
+)
 
 
 async def forwards() -> MigrationManager:
@@ -27,13 +39,28 @@ async def forwards() -> MigrationManager:
         )
 
     async def first_state() -> None:
+        engine = engine_finder()
+        assert engine is not None
+        if engine.engine_type == "sqlite":
+            listed = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = {}"
+        else:
+            listed = "SELECT to_regclass({}) AS name"
         empty = True
-        for table in TABLES.values():
-            if await table.table_exists() and await table.exists():
+        for table in CUSTOMER_TABLES:
+            found = await engine.run_querystring(QueryString(listed, table))
+            if not found or found[0]["name"] is None:
+                continue
+            # Constant table names from the tuple above, never input.
+            if await engine.run_querystring(QueryString(f"SELECT 1 AS one FROM {table} LIMIT 1")):
                 empty = False
                 break
-        await MentionIndexState.insert(
-            MentionIndexState(id=1, complete=empty, probe=None, updated_at=dt.datetime.now(dt.UTC))
+        await engine.run_querystring(
+            QueryString(
+                "INSERT INTO mention_index_state (id, complete, probe, updated_at) "
+                "VALUES (1, {}, NULL, {})",
+                empty,
+                dt.datetime.now(dt.UTC),
+            )
         )
 
     manager.add_raw(lookup_index)
