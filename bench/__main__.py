@@ -19,6 +19,9 @@ sealed scores) over 100,000 generated customers on PostgreSQL (``--help``).
 ``python -m bench groupby`` times report-builder group-bys over 100,000 deals on
 PostgreSQL (issue 20: target p95 < 500 ms; ``--help``).
 
+``python -m bench mentions`` times erasure of one person and a subject export with the
+mention index and reading every free text, and the index's write cost (``--help``).
+
 ``python -m bench soak`` is the other mode: a realistic staff mix against Consentry for
 minutes on end, sampling memory, connections and audit sealing (``python -m bench soak
 --help``).
@@ -198,6 +201,11 @@ def main(argv: list[str] | None = None) -> None:
         from bench import groupby
 
         groupby.main(args[1:])
+        return
+    if args[:1] == ["mentions"]:
+        from bench import mentions
+
+        mentions.main(args[1:])
         return
     if args[:1] == ["soak"]:
         from bench import soak

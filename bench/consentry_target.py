@@ -303,8 +303,9 @@ async def erasure_figures(services: Services, admin: Actor, victims: list[str]) 
 
     The steps are timed with the erasure's own ``after_step`` hook (called as each step
     is recorded as done), so nothing is re-implemented here. Mention scrubbing decrypts
-    the free text of every other person's records, so it grows with the database; the
-    other steps touch only the person's own rows.
+    the free text of the records the mention index names as candidates (every other
+    person's records while the index is incomplete: ``python -m bench mentions`` compares
+    the two); the other steps touch only the person's own rows.
     """
     marks: dict[str, int] = {}
 
@@ -347,7 +348,7 @@ async def erasure_figures(services: Services, admin: Actor, victims: list[str]) 
         "without_mention_scrub": summary_ms(rest),
         "records_per_subject": per_subject,
         "what": "Erasure.erase of one person (a contact with a deal and their interactions): "
-        "mention scrub over every other record's free text, tombstones, key shredding, job "
+        "mention scrub over the mention index's candidates, tombstones, key shredding, job "
         "bookkeeping and audit events",
     }
 

@@ -11,7 +11,7 @@ class Preset(NamedTuple):
     duration: float  # seconds per load scenario
     warmup: float  # seconds of read traffic before the first measured scenario
     audit_events: int  # events appended per audit figure
-    erasures: int  # people erased (each erasure scans every record's free text)
+    erasures: int  # people erased (each reads the mention index's candidates)
     export_repeats: int  # timed exports of the person with EXPORT_INTERACTIONS interactions
 
 

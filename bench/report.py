@@ -163,7 +163,7 @@ def _erasure_targets(erasure: dict[str, Any], engine: str) -> list[dict[str, str
             _status(total["median_ms"] < 100),
             f"services.erasure.erase, {total['samples']} people ({held} each); includes "
             f"scrubbing mentions from {scrub['rows_scanned']:,} other records "
-            f"({scrub['median_ms']:,.1f} ms), which grows with the database",
+            f"({scrub['median_ms']:,.1f} ms): the mention index's candidates",
             engine,
         ),
         _target(
@@ -492,7 +492,7 @@ def _erasure_rows(erasure: dict[str, Any]) -> list[list[str]]:
             "- of which mention scrub",
             _ms(scrub),
             f"decrypts and checks the free text of {scrub['rows_scanned']:,} other records "
-            f"({scrub['rows_per_s']:,.0f} rows/s): grows with the database",
+            f"({scrub['rows_per_s']:,.0f} rows/s): the mention index's candidates",
         ],
         [
             "- without mention scrub",

@@ -62,7 +62,7 @@ from audit.events import AuditEvent
 from policy.enforcer import AccessDecision
 from server import db
 from server.datamap import CONTACT, RECORD_TYPES, Kind, RecordType, duplicate_match_fields
-from server.gateway import erasure, name_index
+from server.gateway import erasure, mention_index, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.gateway.events import allowed_event
@@ -695,6 +695,7 @@ async def merge(
             changes.update({getattr(Contact, k): v for k, v in sealed.items()})
         await Contact.update(changes).where(Contact.id == survivor_uuid)
         await name_index.refresh(gw, CONTACT, [survivor_uuid])
+        await mention_index.refresh(gw, CONTACT, [survivor_uuid])
         moved = await _move(gw, merged_uuid, survivor_uuid, old, new)
         await ContactMerge.insert(
             ContactMerge(
@@ -918,6 +919,7 @@ async def undo(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> Mer
             restore[getattr(Contact, name)] = _restored(spec.kind if spec else None, value)
         await Contact.update(restore).where(Contact.id == row["survivor_id"])
         await name_index.refresh(gw, CONTACT, [row["survivor_id"]])
+        await mention_index.refresh(gw, CONTACT, [row["survivor_id"]])
         await gw.audit.append(
             allowed_event(
                 actor,
@@ -968,6 +970,7 @@ async def confirm(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> 
             erased[rt.resource] = count
         await gw.vault.shred_subject(merged_subject)
         await name_index.clear_subject(row["merged_subject_id"])
+        await mention_index.clear_subject(row["merged_subject_id"])
         await gw.audit.append(
             allowed_event(
                 actor,

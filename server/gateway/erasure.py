@@ -28,7 +28,7 @@ from piccolo.table import Table
 from audit.events import AuditEvent
 from server import db
 from server.datamap import RECORD_TYPES, Field, RecordType
-from server.gateway import mentions, name_index
+from server.gateway import mention_index, mentions, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import InvalidInput
 from server.gateway.events import allowed_event
@@ -49,8 +49,9 @@ record_types = mentions.record_types
 
 @dataclass(frozen=True)
 class MentionScrub:
-    scanned: int  # other people's records looked at
+    scanned: int  # other people's records looked at (the index's candidates, or all)
     changed: int  # records whose free text named the person
+    indexed: bool = False  # the mention index chose the records (else every one was read)
 
 
 def subject_uuid(subject_id: str) -> uuid.UUID:
@@ -197,9 +198,10 @@ async def scrub_mentions(
     Must run before their key is shredded (it needs their names, or ``remembered``: see
     :func:`remembered_identity`). The records and spans are those of
     :func:`server.gateway.mentions.scan` - the same scan that shows a subject export its
-    excerpts, so erasure removes exactly what access showed. Each changed record is
-    re-encrypted under its own subject's key and audited on its own, in its own
-    transaction. The write is conditional on the ciphertexts read (an optimistic check):
+    excerpts, so erasure removes exactly what access showed - over the records the mention
+    index names as candidates (every record while the index is not complete). Each
+    changed record is re-encrypted under its own subject's key and audited on its own, in
+    its own transaction. The write is conditional on the ciphertexts read (an optimistic check):
     a record a member of staff changed in between is not overwritten with the text from
     before their change, but read again and scrubbed as it now is.
     """
@@ -215,10 +217,14 @@ async def scrub_mentions(
             await _allowed(gw, actor, rt, "erase", str(subject))
     matcher = mentions.Matcher(identities, gw.default_region)
     changed = 0
-    async for found in mentions.scan(gw, subject, matcher, batch_size=batch_size):
+    stats = mentions.ScanStats()
+    async for found in mentions.scan_for(
+        gw, subject, identities, batch_size=batch_size, stats=stats
+    ):
         if await _scrub_found(gw, actor, subject, matcher, found, before_write):
             changed += 1
-    scanned = await _free_text_rows(subject)
+    # Without the index every other free text was read: say how many (ids only).
+    scanned = stats.rows if stats.indexed else await _free_text_rows(subject)
     async with db.write_transaction():
         await gw.audit.append(
             _event(
@@ -226,10 +232,10 @@ async def scrub_mentions(
                 "erase_mentions",
                 "data_subject",
                 (str(subject),),
-                detail={"scanned": scanned, "changed": changed},
+                detail={"scanned": scanned, "changed": changed, "indexed": int(stats.indexed)},
             )
         )
-    return MentionScrub(scanned, changed)
+    return MentionScrub(scanned, changed, stats.indexed)
 
 
 async def _scrub_found(
@@ -268,6 +274,7 @@ async def _scrub_found(
             )
             if written:
                 await name_index.write(gw.vault, rt, [(mention.record_id, new_values)])
+                await mention_index.write(gw.vault, rt, [(mention.record_id, new_values)])
                 await gw.audit.append(
                     _event(
                         actor,
@@ -377,6 +384,7 @@ async def clear_rows(
         getattr(table, "subject_id") == subject
     )
     await name_index.clear_subject_rows(rt, subject)
+    await mention_index.clear_subject_rows(rt, subject)
     await gw.audit.append(
         allowed_event(
             actor,
@@ -397,6 +405,7 @@ async def shred_subject_key(gw: Gateway, actor: Actor, subject_id: str) -> None:
     async with db.write_transaction():
         await gw.vault.shred_subject(str(subject))
         await name_index.clear_subject(subject)
+        await mention_index.clear_subject(subject)
         await gw.audit.append(_event(actor, "shred", "data_subject", (str(subject),)))
     # Do not leave the deleted wrapped key in the database files longer than necessary
     # (docs/backups.md). Best effort: autovacuum (PostgreSQL) and the next checkpoint
@@ -459,6 +468,7 @@ async def anonymise_records(
             pk.is_in([row["id"] for row in pending])
         )
         await name_index.clear(rt, [row["id"] for row in pending])
+        await mention_index.clear(rt, [row["id"] for row in pending])
         await gw.audit.append(
             _event(
                 actor,

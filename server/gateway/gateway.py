@@ -46,7 +46,7 @@ from server.datamap import (
     clean_values,
     shown_name,
 )
-from server.gateway import bulk, duplicates, erasure, leads, mentions, name_index
+from server.gateway import bulk, duplicates, erasure, leads, mention_index, mentions, name_index
 from server.gateway import search as name_search
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -1651,6 +1651,7 @@ class Gateway:
                     )
                 ).run()
                 await name_index.write_new(self.vault, rt, [(row_id, cleaned)])
+                await mention_index.write_new(self.vault, rt, [(row_id, cleaned)])
                 await self._recheck(actor, rt, table, row_id, purpose)
                 event = self._event(
                     actor, rt, Action.CREATE, purpose, row_id, (key.subject_id,), tuple(cleaned)
@@ -1778,6 +1779,7 @@ class Gateway:
                         )
                     await db.insert_all(table, instances)
                     await name_index.write_new(self.vault, rt, zip(ids, good, strict=True))
+                    await mention_index.write_new(self.vault, rt, zip(ids, good, strict=True))
                     if ids:
                         await self._recheck(actor, rt, table, ids[0], purpose)
                     fields = sorted({name for cleaned in good for name in cleaned})
@@ -1912,6 +1914,7 @@ class Gateway:
                     changes[getattr(table, "team")] = after.team
                 await table.update(changes).where(table._meta.primary_key == uuid.UUID(row_id))
                 await name_index.write(self.vault, rt, [(row_id, cleaned)])
+                await mention_index.write(self.vault, rt, [(row_id, cleaned)])
                 await self._recheck(actor, rt, table, row_id, purpose)
                 event = self._event(
                     actor, rt, Action.UPDATE, purpose, row_id, subject, tuple(cleaned)
@@ -1967,6 +1970,7 @@ class Gateway:
         async with db.write_transaction():
             await table.delete().where(table._meta.primary_key == uuid.UUID(row_id))
             await name_index.clear(rt, [row_id])
+            await mention_index.clear(rt, [row_id])
             # A converted lead and its contact share one key: shred it with the last. A
             # record with an empty subject source (a task about nobody) has its own key.
             own_subject = rt.subject_from is None or found[rt.subject_from] is None

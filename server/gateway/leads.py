@@ -31,7 +31,7 @@ from piccolo.table import Table
 from audit.events import Action, AuditEvent, Outcome, audit_event
 from server import db
 from server.datamap import CONTACT, DEAL, LEAD, ORGANIZATION, RECORD_TYPES, RecordType
-from server.gateway import name_index
+from server.gateway import mention_index, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.gateway.tables import TABLES
@@ -252,6 +252,7 @@ async def _insert(
         )
     ).run()
     await name_index.write_new(gw.vault, planned.rt, [(planned.row_id, planned.values)])
+    await mention_index.write_new(gw.vault, planned.rt, [(planned.row_id, planned.values)])
 
 
 def _created(

@@ -17,6 +17,10 @@ Three uses, one rule (:class:`Matcher`):
   ``[another person]``. Candidates are found through the name-search tokens and the
   e-mail and phone blind indexes, never by decrypting everyone, and are re-checked after
   decryption like every token match.
+
+The first two scans decrypt only the records the mention index
+(:mod:`server.gateway.mention_index`) names as candidates for X's identity, and every
+record while that index is not complete; the matcher decides either way.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from piccolo.table import Table
 
 from server import db
 from server.datamap import RECORD_TYPES, Category, Field, Kind, RecordType
+from server.gateway import mention_index
 from server.gateway.actor import Actor
 from server.gateway.errors import Forbidden
 from server.gateway.events import allowed_event
@@ -151,7 +156,9 @@ async def require(
         )
 
 
-def _national_digits(e164: str) -> str:
+def national_digits(e164: str) -> str:
+    """The national significant number of ``e164`` ("" if it is not one): the digits every
+    notation of the number holds in a row, what a text must hold to mention it."""
     try:
         return phonenumbers.national_significant_number(phonenumbers.parse(e164))
     except phonenumbers.NumberParseException:
@@ -273,7 +280,7 @@ class Matcher:
         # The national numbers' digits: a text whose digits hold none of them cannot
         # mention the phones, and the full matcher (slow) is not run on it.
         self._national = tuple(
-            sorted({_national_digits(e164) for e164 in self._phones} - {""}, key=len)
+            sorted({national_digits(e164) for e164 in self._phones} - {""}, key=len)
         )
         digits = sorted({_phone_pattern(e164) for e164 in self._phones} - {""})
         self._digits = re.compile("|".join(digits)) if digits else None
@@ -339,15 +346,34 @@ class _Found:
     mention: Mention
 
 
+@dataclass
+class ScanStats:
+    """What one scan read: the records decrypted, and whether the mention index chose
+    them (``False``: every other person's free text was read)."""
+
+    rows: int = 0
+    indexed: bool = False
+
+
 async def scan(
-    gw: Gateway, subject: uuid.UUID, matcher: Matcher, *, batch_size: int = 500
+    gw: Gateway,
+    subject: uuid.UUID,
+    matcher: Matcher,
+    *,
+    batch_size: int = 500,
+    within: Mapping[str, Collection[uuid.UUID]] | None = None,
+    stats: ScanStats | None = None,
 ) -> AsyncIterator[_Found]:
     """Every record of somebody else whose free text ``matcher`` finds something in: the
-    one scan erasure and exports share. Keyset paging by id, ``batch_size`` rows at a
-    time, so memory stays flat on a big database. The caller decided it may (erasure:
-    ``erase``; an export: ``export``) and audits what it does with the result."""
+    one scan erasure and exports share. ``within``: only these record ids per type (the
+    candidates of :func:`server.gateway.mention_index.candidates`); ``None``: every
+    record. Keyset paging by id, ``batch_size`` rows at a time, so memory stays flat on a
+    big database. The caller decided it may (erasure: ``erase``; an export: ``export``)
+    and audits what it does with the result."""
     if matcher.empty:
         return
+    if stats is not None:
+        stats.indexed = within is not None
     for rt, table in record_types():
         free = free_text_fields(rt)
         if not free:
@@ -359,15 +385,28 @@ async def scan(
         )
         columns = [getattr(table, n) for n in ("id", "subject_id", "created_at")]
         columns += [getattr(table, f.name) for f in free]
+        chosen = None if within is None else sorted(within.get(rt.resource, ()))
+        if chosen is not None and not chosen:
+            continue
         last: Any = None
+        offset = 0
         while True:
             query = table.select(*columns).where((subject_column != subject) & has_text)
-            if last is not None:
+            if chosen is not None:
+                if offset >= len(chosen):
+                    break
+                query = query.where(pk.is_in(chosen[offset : offset + batch_size]))
+                offset += batch_size
+            elif last is not None:
                 query = query.where(pk > last)
             rows = await query.order_by(pk).limit(batch_size)
             if not rows:
+                if chosen is not None:
+                    continue
                 break
             last = rows[-1]["id"]
+            if stats is not None:
+                stats.rows += len(rows)
             keys = await gw.vault.keys_for(str(r["subject_id"]) for r in rows)
             for row in rows:
                 key = keys.get(str(row["subject_id"]))
@@ -390,6 +429,24 @@ async def scan(
                         texts,
                     )
                     yield _Found(rt, table, row, key, mention)
+
+
+async def scan_for(
+    gw: Gateway,
+    subject: uuid.UUID,
+    identities: Sequence[Identity],
+    *,
+    batch_size: int = 500,
+    stats: ScanStats | None = None,
+) -> AsyncIterator[_Found]:
+    """:func:`scan` for the mentions of ``identities``, over the records the mention index
+    names as candidates - or every record while the index cannot answer."""
+    within = await mention_index.candidates(gw, identities)
+    matcher = Matcher(identities, gw.default_region)
+    async for found in scan(
+        gw, subject, matcher, batch_size=batch_size, within=within, stats=stats
+    ):
+        yield found
 
 
 # --- other people in one person's own text -----------------------------------------------
@@ -508,7 +565,7 @@ async def others_matcher(
         for key in identity.texts:
             owners.setdefault(fold_key(key), set()).add(sid)
         for e164 in identity.phones:
-            numbers.setdefault(_national_digits(e164) or e164, set()).add(sid)
+            numbers.setdefault(national_digits(e164) or e164, set()).add(sid)
     probe = Matcher(found.values(), gw.default_region)
     named = {sid for sid in found if sid in also}
     for text in texts:
@@ -536,8 +593,7 @@ async def mentions_of(
         if free_text_fields(rt):
             await require(gw, actor, rt, "export", purpose, str(subject))
     identity = await identity_of(gw, subject)
-    matcher = Matcher([identity], gw.default_region)
-    found = [f.mention async for f in scan(gw, subject, matcher, batch_size=batch_size)]
+    found = [f.mention async for f in scan_for(gw, subject, [identity], batch_size=batch_size)]
     by_type: dict[str, list[Mention]] = {}
     for mention in found:
         by_type.setdefault(mention.resource, []).append(mention)

@@ -7,7 +7,7 @@ integer ``<field>_bidx`` columns. Every column here must be declared in the data
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, Date, Integer, Serial, Text, Timestamptz, Varchar
+from piccolo.columns import UUID, Boolean, Date, Integer, Serial, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 
@@ -267,3 +267,28 @@ class SearchToken(Table, tablename="search_token"):
     record_id = UUID(index=True)
     field = Varchar(length=32)
     token = Integer()  # indexed by the migration: (token, record_type, record_id)
+
+
+class MentionToken(Table, tablename="mention_token"):
+    """Mention tokens (server.gateway.mention_index): one row per record, free-text field and
+    truncated keyed token of a word, an e-mail address's "local@domain" pair or six
+    consecutive digits that the text holds. Not a record type: no value, only keyed,
+    truncated HMACs (docs/dsr.md says what they reveal). Written with the record, replaced
+    when its text changes, removed when it is deleted, erased, scrubbed or anonymised."""
+
+    id = Serial(primary_key=True)
+    record_type = Varchar(length=16)
+    record_id = UUID(index=True)
+    field = Varchar(length=32)
+    token = Integer()  # indexed by the migration: (token, record_type, record_id)
+
+
+class MentionIndexState(Table, tablename="mention_index_state"):
+    """One row: whether every record's free text is in the mention index (the watermark
+    erasure and exports check before trusting it), and a probe token that changes with
+    the index key. Until ``complete``, mentions are found by reading every free text."""
+
+    id = Integer(primary_key=True)
+    complete = Boolean(default=False)
+    probe = Integer(null=True, default=None)
+    updated_at = Timestamptz()

@@ -158,6 +158,12 @@ class Vault:
         root = self._keys.index_root_key()
         return word_token(root, record_type.table, spec.name, query_term(word), width)
 
+    def mention_token(self, table: str, column: str, term: str, width: int) -> int:
+        """A mention-index token (server.gateway.mention_index): the blind index of one
+        labelled term under the column's own ``<column>#mentions`` key, ``width`` bits."""
+        root = self._keys.index_root_key()
+        return blind_index(root, table, f"{column}#mentions", term, width)
+
     def normalize(self, spec: Field, value: str) -> str:
         return normalize_index_value(spec, value, self._region)
 
