@@ -298,7 +298,12 @@ async def test_every_free_text_field_of_the_data_map_is_indexed_when_written(
         if not fields:
             continue
         try:
-            base = authz_values(rt.resource, contact.id, f"x.{uuid.uuid4().hex[:6]}@example.org")
+            if rt.resource == "case_message":  # a message belongs to a case
+                case = await gw.create(ADMIN, "case", authz_values("case", contact.id, ""))
+                base = {"kind": "note", "case_id": case.id}
+            else:
+                email = f"x.{uuid.uuid4().hex[:6]}@example.org"
+                base = authz_values(rt.resource, contact.id, email)
         except KeyError:
             raise AssertionError(
                 f"{rt.resource}: add values to tests/test_authz_matrix.values_for"
