@@ -234,6 +234,24 @@ async def test_results_hide_small_groups_and_the_score_until_there_are_enough_an
     assert sum(shown) < 20  # not everything else is shown: 3 is not "the rest"
 
 
+async def test_the_persons_page_opens_after_they_answered_a_survey(
+    mail_services: Services, smtp: LocalSmtp, web: AsyncClient, staff: Staff
+) -> None:
+    """A survey answer has no page of its own; the person's 360 page must still open (it
+    once failed with a 500 for everyone as soon as the person had answered)."""
+    from tests.test_admin_ui import web_login
+
+    person, _case = await _closed_case(mail_services, email="kettle.owner@example.org")
+    await feedback_service(mail_services).send_csat_due()
+    [link] = _links(smtp)
+    assert (await _answer(web, link, 4, "Fixed quickly")).status_code == 200
+
+    admin = await web_login(staff, await staff.create("admin"))
+    page = await admin.get(f"/contacts/{person.id}")
+    assert page.status_code == 200, page.text[:300]
+    assert "Broken kettle" in page.text  # the case is still listed on the person's page
+
+
 async def test_the_results_page_and_who_may_see_it(services: Services, staff: Staff) -> None:
     from tests.test_admin_ui import web_login
 

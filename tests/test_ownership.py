@@ -4,7 +4,7 @@
 A record's owner and team decide who can see it, so an attacker's first move is to hand a
 record to an accomplice or to a team they can read. The expected outcome of every cell is
 written here from the rule in the README (admins: anyone in any team; sales: themselves
-only; support: a colleague in their own team, tasks only), not derived from policy.csv,
+only; support: a colleague in their own team, tasks and cases only), not derived from policy.csv,
 so a policy change that widens a role fails this file.
 """
 
@@ -46,7 +46,7 @@ ROLES = ("admin", "sales", "support", "marketing", "compliance")
 ASSIGN = {
     "admin": dict.fromkeys(PATHS, "any"),
     "sales": dict.fromkeys(PATHS, "self"),
-    "support": {"task": "team"},
+    "support": {"task": "team", "case": "team"},
 }
 CREATES = {
     "admin": set(PATHS),
@@ -60,10 +60,13 @@ UPDATES = CREATES
 # when a person answers (no role may create either over the API); who may change captured
 # mail's hands is tested in tests/test_mail_capture.py.
 CAPTURED_ONLY = {"mail", "feedback"}
+# A case's messages are written only by the desk (a reply, a note, an e-mail): they take the
+# case's team, never one the client names; tested in tests/test_service_desk.py.
+DESK_ONLY = {"case_message"}
 
 
 def test_every_record_type_is_in_the_matrix() -> None:
-    assert set(PATHS) | CAPTURED_ONLY == set(RECORD_TYPES)
+    assert set(PATHS) | CAPTURED_ONLY | DESK_ONLY == set(RECORD_TYPES)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from litestar import Litestar
 from server.app import create_app
 from server.auth.service import StaffIdentity
 from server.dsr.export import build_export
-from server.gateway import Actor, Record
+from server.gateway import Actor, GatewayError, Record
 from server.mailcapture.jobs import start_receiver
 from server.mailcapture.receiver import unregister_recipient
 from server.servicedesk import canned, config
@@ -305,6 +305,35 @@ async def test_a_customer_reply_to_the_case_email_lands_on_the_same_case(
     assert rows
     assert all(str(r["body"]).startswith("cs1.") for r in rows)
     assert not any("blank" in str(r["body"]) for r in rows)
+
+
+async def test_a_message_always_takes_its_cases_team(
+    desk_services: Services, people: Staff
+) -> None:
+    """Nobody names a message's owner or team: it belongs to the case's team whoever
+    writes it, so an admin from another team cannot file it where the agents can't see
+    it, and an agent from another team cannot write on the case at all."""
+    w = await world(desk_services, people)
+    intake = await receive_support_message(
+        desk_services, mail(w.address, "Printer broken", "It prints blank pages.")
+    )
+    outsider_admin = people.actor(await people.create("admin", "south"))
+    await w.desk.note(outsider_admin, intake.case_id, "Checked the warranty.")
+    await w.desk.reply(w.agent, intake.case_id, "Please clean the print head.")
+    rows = await raw_sql(
+        desk_services.settings.database_url, "SELECT team FROM case_message ORDER BY created_at"
+    )
+    assert {r["team"] for r in rows} == {"north"}
+    assert len(rows) == 3  # the customer's e-mail, the note, the reply
+    # The north agent sees the admin's note in the conversation.
+    kinds = [m.kind for m in await w.desk.conversation(w.agent, intake.case_id)]
+    assert "note" in kinds
+
+    outsider_agent = people.actor(await people.create("support", "south"))
+    with pytest.raises(GatewayError):
+        await w.desk.reply(outsider_agent, intake.case_id, "Let me take this one.")
+    after = await raw_sql(desk_services.settings.database_url, "SELECT id FROM case_message")
+    assert len(after) == 3
 
 
 async def test_mail_to_the_support_address_over_smtp_opens_and_continues_a_case(

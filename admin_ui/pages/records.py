@@ -914,7 +914,10 @@ async def related_tables(
     this user may list, through the gateway (scoped, audited) like every other list."""
     tables: list[dict[str, Any]] = []
     for rt in RECORD_TYPES.values():
-        if rt.subject_from != "contact_id":
+        # Record types without a page of their own (survey answers, a case's messages) are
+        # shown where they belong (the case, the feedback results), not as a linked table.
+        path = PAGE_PATHS.get(rt.resource)
+        if rt.subject_from != "contact_id" or path is None:
             continue
         readable = gateway.permitted_fields(visit.actor, rt.resource, "list")
         if readable is None or "contact_id" not in readable:
@@ -935,7 +938,6 @@ async def related_tables(
             for n in SUMMARY_FIELDS.get(rt.resource, ())
             if n != lists.OWNER and not rt.by_name[n].references
         ]
-        path = PAGE_PATHS[rt.resource]
         may_create = gateway.permitted_fields(visit.actor, rt.resource, "create")
         tables.append(
             {

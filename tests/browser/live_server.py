@@ -149,6 +149,9 @@ class LiveServer:
                 "CONSENTRY_COOKIE_SECURE": "0",  # plain http on loopback
                 "CONSENTRY_LOG_JSON": "1",
                 "CONSENTRY_CONTROLLER_NAME": "Example Ltd",
+                # The test's own IMAP, SMTP and webhook servers listen on loopback, which
+                # the outbound check refuses for a real deployment.
+                "CONSENTRY_OUTBOUND_ALLOW": "127.0.0.0/8, ::1/128",
                 "PYTHONUNBUFFERED": "1",
             }
         )
