@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from server.datamap import Field, Kind, RecordType
+from server.datamap import Field, FieldKind, RecordType
 from server.money import AmountError, parse_major, plain_major
 
 UTC = ZoneInfo("UTC")
@@ -21,18 +21,18 @@ UTC = ZoneInfo("UTC")
 TEXTAREA_FROM_LENGTH = 500  # longer text gets a multi-line box; a title stays one line
 
 INPUT_TYPES = {
-    Kind.TEXT: "text",
-    Kind.EMAIL: "email",
-    Kind.PHONE: "tel",
-    Kind.DATE: "date",
-    Kind.DATETIME: "datetime-local",
-    Kind.INTEGER: "number",
-    Kind.COUNTRY: "text",
+    FieldKind.TEXT: "text",
+    FieldKind.EMAIL: "email",
+    FieldKind.PHONE: "tel",
+    FieldKind.DATE: "date",
+    FieldKind.DATETIME: "datetime-local",
+    FieldKind.INTEGER: "number",
+    FieldKind.COUNTRY: "text",
 }
 HINTS = {
-    Kind.PHONE: "With the country code, e.g. +44 20 7946 0000.",
-    Kind.COUNTRY: "Two-letter code, e.g. GB.",
-    Kind.INTEGER: "A whole number.",
+    FieldKind.PHONE: "With the country code, e.g. +44 20 7946 0000.",
+    FieldKind.COUNTRY: "Two-letter code, e.g. GB.",
+    FieldKind.INTEGER: "A whole number.",
 }
 
 
@@ -141,11 +141,11 @@ def form_field(
             depends_on=provided.depends_on,
             default_group=provided.default_group,
         )
-    if spec.kind is Kind.CHOICE:
+    if spec.kind is FieldKind.CHOICE:
         control, choices = "select", tuple((c, choice_label(c)) for c in spec.choices)
-    elif spec.kind is Kind.REFERENCE:
+    elif spec.kind is FieldKind.REFERENCE:
         control, choices = "select", tuple(references)
-    elif spec.kind is Kind.TEXT and spec.max_length >= TEXTAREA_FROM_LENGTH:
+    elif spec.kind is FieldKind.TEXT and spec.max_length >= TEXTAREA_FROM_LENGTH:
         control, choices = "textarea", ()
     else:
         control, choices = "input", ()
@@ -188,7 +188,7 @@ def input_text(rt: RecordType, name: str, values: Mapping[str, Any], zone: ZoneI
             return plain_major(int(value), values.get(spec.currency_from))
         except (TypeError, ValueError):
             return display_value(value)
-    if spec.kind is Kind.DATETIME:
+    if spec.kind is FieldKind.DATETIME:
         return local_input(str(value), zone)
     return display_value(value)
 
@@ -266,7 +266,7 @@ def read_form(
         elif not text:
             continue
         values[name] = (
-            moment_from_input(text, zone) if spec.kind is Kind.DATETIME else _typed(spec, text)
+            moment_from_input(text, zone) if spec.kind is FieldKind.DATETIME else _typed(spec, text)
         )
     return FormInput(values, submitted, problems)
 
@@ -312,7 +312,7 @@ def values_from_form(
 
 
 def _typed(spec: Field, text: str) -> Any:
-    if spec.kind is Kind.INTEGER:
+    if spec.kind is FieldKind.INTEGER:
         try:
             return int(text)
         except ValueError:

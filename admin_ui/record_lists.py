@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from server.auth.directory import ActiveStaff
-from server.datamap import RECORD_TYPES, Kind, RecordType
+from server.datamap import RECORD_TYPES, FieldKind, RecordType
 from server.gateway import Gateway, GatewayError
 from server.gateway import Record as GatewayRecord
 from server.gateway.actor import Actor
@@ -145,7 +145,7 @@ def cell_kind(rt: RecordType, name: str) -> str:
     spec = rt.by_name[name]
     if spec.currency_from:
         return "amount"
-    return "moment" if spec.kind in {Kind.DATE, Kind.DATETIME} else ""
+    return "moment" if spec.kind in {FieldKind.DATE, FieldKind.DATETIME} else ""
 
 
 def list_link(base_path: str, query: Mapping[str, Any], **changes: Any) -> str:

@@ -33,7 +33,7 @@ class Category(enum.StrEnum):
     REFERENCE = "reference"  # ids of other records
 
 
-class Kind(enum.StrEnum):
+class FieldKind(enum.StrEnum):
     TEXT = "text"
     EMAIL = "email"
     PHONE = "phone"
@@ -167,7 +167,7 @@ class Field:
 
     name: str
     category: Category
-    kind: Kind
+    kind: FieldKind
     label: str  # how the field is named in subject exports and the admin
     encrypted: bool
     blind_index: bool = False  # exact-match lookup via a keyed, truncated HMAC
@@ -213,7 +213,7 @@ class Field:
     @property
     def summable(self) -> bool:
         """A clear whole number: a report may sum, average or take the median of it."""
-        return self.aggregatable and self.kind is Kind.INTEGER
+        return self.aggregatable and self.kind is FieldKind.INTEGER
 
     @property
     def index_column(self) -> str:
@@ -289,7 +289,7 @@ CONTACT = RecordType(
         Field(
             "first_name",
             Category.IDENTIFIER,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "First name",
             encrypted=True,
             word_index=True,
@@ -300,7 +300,7 @@ CONTACT = RecordType(
         Field(
             "last_name",
             Category.IDENTIFIER,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Last name",
             encrypted=True,
             word_index=True,
@@ -311,7 +311,7 @@ CONTACT = RecordType(
         Field(
             "email",
             Category.CONTACT,
-            Kind.EMAIL,
+            FieldKind.EMAIL,
             "E-mail address",
             encrypted=True,
             blind_index=True,
@@ -323,7 +323,7 @@ CONTACT = RecordType(
         Field(
             "phone",
             Category.CONTACT,
-            Kind.PHONE,
+            FieldKind.PHONE,
             "Phone number",
             encrypted=True,
             blind_index=True,
@@ -335,7 +335,7 @@ CONTACT = RecordType(
         Field(
             "job_title",
             Category.PROFESSIONAL,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Job title",
             encrypted=True,
             max_length=120,
@@ -343,7 +343,7 @@ CONTACT = RecordType(
         Field(
             "birth_date",
             Category.DEMOGRAPHIC,
-            Kind.DATE,
+            FieldKind.DATE,
             "Date of birth",
             encrypted=True,
             max_length=10,
@@ -351,7 +351,7 @@ CONTACT = RecordType(
         Field(
             "address_line",
             Category.ADDRESS,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Street address",
             encrypted=True,
             purposes=_POSTAL,
@@ -359,7 +359,7 @@ CONTACT = RecordType(
         Field(
             "city",
             Category.ADDRESS,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "City",
             encrypted=True,
             max_length=100,
@@ -368,7 +368,7 @@ CONTACT = RecordType(
         Field(
             "postcode",
             Category.ADDRESS,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Postal code",
             encrypted=True,
             max_length=20,
@@ -377,17 +377,19 @@ CONTACT = RecordType(
         Field(
             "country",
             Category.ADDRESS,
-            Kind.COUNTRY,
+            FieldKind.COUNTRY,
             "Country",
             encrypted=True,
             max_length=2,
             purposes=_MARKETING,
         ),
-        Field("notes", Category.FREE_TEXT, Kind.TEXT, "Notes", encrypted=True, max_length=5000),
+        Field(
+            "notes", Category.FREE_TEXT, FieldKind.TEXT, "Notes", encrypted=True, max_length=5000
+        ),
         Field(
             "lifecycle_stage",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Lifecycle stage",
             encrypted=False,
             choices=_STAGES,
@@ -397,7 +399,7 @@ CONTACT = RecordType(
         Field(
             "source",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Source",
             encrypted=False,
             choices=_SOURCES,
@@ -407,7 +409,7 @@ CONTACT = RecordType(
         Field(
             "organization_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Organization",
             encrypted=False,
             purposes=_MARKETING,
@@ -427,7 +429,7 @@ ORGANIZATION = RecordType(
         Field(
             "name",
             Category.BUSINESS,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Name",
             encrypted=False,
             word_index=True,
@@ -438,7 +440,7 @@ ORGANIZATION = RecordType(
         Field(
             "domain",
             Category.BUSINESS,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Web domain",
             encrypted=False,
             max_length=253,
@@ -448,20 +450,26 @@ ORGANIZATION = RecordType(
         Field(
             "industry",
             Category.BUSINESS,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Industry",
             encrypted=False,
             max_length=100,
             purposes=_MARKETING,
             filterable=True,
         ),
-        Field("employee_count", Category.BUSINESS, Kind.INTEGER, "Employees", encrypted=False),
+        Field("employee_count", Category.BUSINESS, FieldKind.INTEGER, "Employees", encrypted=False),
         # A sole trader's revenue, phone and address are a person's data: encrypt them.
-        Field("annual_revenue", Category.FINANCIAL, Kind.INTEGER, "Annual revenue", encrypted=True),
+        Field(
+            "annual_revenue",
+            Category.FINANCIAL,
+            FieldKind.INTEGER,
+            "Annual revenue",
+            encrypted=True,
+        ),
         Field(
             "email",
             Category.CONTACT,
-            Kind.EMAIL,
+            FieldKind.EMAIL,
             "E-mail address",
             encrypted=True,
             blind_index=True,
@@ -470,19 +478,28 @@ ORGANIZATION = RecordType(
         Field(
             "phone",
             Category.CONTACT,
-            Kind.PHONE,
+            FieldKind.PHONE,
             "Phone number",
             encrypted=True,
             blind_index=True,
             max_length=40,
         ),
-        Field("address_line", Category.ADDRESS, Kind.TEXT, "Street address", encrypted=True),
-        Field("city", Category.ADDRESS, Kind.TEXT, "City", encrypted=True, max_length=100),
+        Field("address_line", Category.ADDRESS, FieldKind.TEXT, "Street address", encrypted=True),
+        Field("city", Category.ADDRESS, FieldKind.TEXT, "City", encrypted=True, max_length=100),
         Field(
-            "postcode", Category.ADDRESS, Kind.TEXT, "Postal code", encrypted=True, max_length=20
+            "postcode",
+            Category.ADDRESS,
+            FieldKind.TEXT,
+            "Postal code",
+            encrypted=True,
+            max_length=20,
         ),
-        Field("country", Category.ADDRESS, Kind.COUNTRY, "Country", encrypted=True, max_length=2),
-        Field("notes", Category.FREE_TEXT, Kind.TEXT, "Notes", encrypted=True, max_length=5000),
+        Field(
+            "country", Category.ADDRESS, FieldKind.COUNTRY, "Country", encrypted=True, max_length=2
+        ),
+        Field(
+            "notes", Category.FREE_TEXT, FieldKind.TEXT, "Notes", encrypted=True, max_length=5000
+        ),
     ),
 )
 
@@ -514,7 +531,7 @@ def _contact_ref(label: str = "Contact") -> Field:
     return Field(
         "contact_id",
         Category.REFERENCE,
-        Kind.REFERENCE,
+        FieldKind.REFERENCE,
         label,
         encrypted=False,
         required=True,
@@ -528,7 +545,7 @@ def _campaign_ref(purposes: frozenset[str]) -> Field:
     return Field(
         "campaign_id",
         Category.REFERENCE,
-        Kind.REFERENCE,
+        FieldKind.REFERENCE,
         "Campaign",
         encrypted=False,
         filterable=True,
@@ -547,7 +564,7 @@ DEAL = RecordType(
         Field(
             "title",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Title",
             encrypted=True,
             word_index=True,
@@ -556,7 +573,7 @@ DEAL = RecordType(
         Field(
             "amount",
             Category.BUSINESS,
-            Kind.INTEGER,
+            FieldKind.INTEGER,
             "Amount",
             encrypted=False,
             minimum=0,
@@ -566,7 +583,7 @@ DEAL = RecordType(
         Field(
             "currency",
             Category.BUSINESS,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Currency",
             encrypted=False,
             max_length=3,
@@ -578,7 +595,7 @@ DEAL = RecordType(
         Field(
             "stage",
             Category.CLASSIFICATION,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Stage",
             encrypted=False,
             max_length=32,
@@ -588,7 +605,7 @@ DEAL = RecordType(
         Field(
             "probability",
             Category.CLASSIFICATION,
-            Kind.INTEGER,
+            FieldKind.INTEGER,
             "Probability (%)",
             encrypted=False,
             minimum=0,
@@ -597,7 +614,7 @@ DEAL = RecordType(
         Field(
             "expected_close",
             Category.CLASSIFICATION,
-            Kind.DATE,
+            FieldKind.DATE,
             "Expected close",
             encrypted=False,
             max_length=10,
@@ -607,7 +624,7 @@ DEAL = RecordType(
         Field(
             "forecast_category",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Forecast category",
             encrypted=False,
             max_length=16,
@@ -616,7 +633,7 @@ DEAL = RecordType(
         Field(
             "lost_reason",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Reason lost",
             encrypted=False,
             max_length=32,
@@ -626,18 +643,20 @@ DEAL = RecordType(
         Field(
             "organization_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Organization",
             encrypted=False,
             filterable=True,
             references="organization",
         ),
-        Field("notes", Category.FREE_TEXT, Kind.TEXT, "Notes", encrypted=True, max_length=5000),
+        Field(
+            "notes", Category.FREE_TEXT, FieldKind.TEXT, "Notes", encrypted=True, max_length=5000
+        ),
         # The pipeline (configuration, server.pipelines; the default one when left out).
         Field(
             "pipeline_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Pipeline",
             encrypted=False,
             filterable=True,
@@ -648,7 +667,7 @@ DEAL = RecordType(
         Field(
             "stage_entered_at",
             Category.CLASSIFICATION,
-            Kind.DATETIME,
+            FieldKind.DATETIME,
             "In stage since",
             encrypted=False,
             max_length=40,
@@ -672,7 +691,7 @@ INTERACTION = RecordType(
         Field(
             "channel",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Channel",
             encrypted=False,
             required=True,
@@ -684,7 +703,7 @@ INTERACTION = RecordType(
         Field(
             "direction",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Direction",
             encrypted=False,
             max_length=16,
@@ -695,7 +714,7 @@ INTERACTION = RecordType(
         Field(
             "occurred_at",
             Category.CLASSIFICATION,
-            Kind.DATETIME,
+            FieldKind.DATETIME,
             "When",
             encrypted=False,
             required=True,
@@ -705,7 +724,7 @@ INTERACTION = RecordType(
         Field(
             "summary",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Summary",
             encrypted=True,
             max_length=5000,
@@ -716,7 +735,7 @@ INTERACTION = RecordType(
         Field(
             "participants",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Participants",
             encrypted=True,
             max_length=1000,
@@ -726,7 +745,7 @@ INTERACTION = RecordType(
         Field(
             "deal_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Deal",
             encrypted=False,
             filterable=True,
@@ -747,7 +766,7 @@ CASE = RecordType(
         Field(
             "title",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Title",
             encrypted=True,
             word_index=True,
@@ -757,7 +776,7 @@ CASE = RecordType(
         Field(
             "description",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Description",
             encrypted=True,
             max_length=5000,
@@ -766,7 +785,7 @@ CASE = RecordType(
         Field(
             "kind",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Kind",
             encrypted=False,
             required=True,
@@ -778,7 +797,7 @@ CASE = RecordType(
         Field(
             "priority",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Priority",
             encrypted=False,
             max_length=16,
@@ -790,7 +809,7 @@ CASE = RecordType(
         Field(
             "status",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Status",
             encrypted=False,
             max_length=16,
@@ -802,7 +821,7 @@ CASE = RecordType(
         Field(
             "due_at",
             Category.CLASSIFICATION,
-            Kind.DATETIME,
+            FieldKind.DATETIME,
             "Due (SLA)",
             encrypted=False,
             max_length=40,
@@ -832,7 +851,7 @@ LEAD = RecordType(
         Field(
             "first_name",
             Category.IDENTIFIER,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "First name",
             encrypted=True,
             word_index=True,
@@ -844,7 +863,7 @@ LEAD = RecordType(
         Field(
             "last_name",
             Category.IDENTIFIER,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Last name",
             encrypted=True,
             word_index=True,
@@ -856,7 +875,7 @@ LEAD = RecordType(
         Field(
             "email",
             Category.CONTACT,
-            Kind.EMAIL,
+            FieldKind.EMAIL,
             "E-mail address",
             encrypted=True,
             retention=_LEAD_RETENTION,
@@ -868,7 +887,7 @@ LEAD = RecordType(
         Field(
             "phone",
             Category.CONTACT,
-            Kind.PHONE,
+            FieldKind.PHONE,
             "Phone number",
             encrypted=True,
             retention=_LEAD_RETENTION,
@@ -881,7 +900,7 @@ LEAD = RecordType(
         Field(
             "company_name",
             Category.PROFESSIONAL,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Company",
             encrypted=True,
             retention=_LEAD_RETENTION,
@@ -890,7 +909,7 @@ LEAD = RecordType(
         Field(
             "message",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Message",
             encrypted=True,
             max_length=5000,
@@ -899,7 +918,7 @@ LEAD = RecordType(
         Field(
             "source",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Source",
             encrypted=False,
             max_length=32,
@@ -911,7 +930,7 @@ LEAD = RecordType(
         Field(
             "status",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Status",
             encrypted=False,
             max_length=16,
@@ -923,7 +942,7 @@ LEAD = RecordType(
         Field(
             "disqualified_reason",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Reason disqualified",
             encrypted=False,
             max_length=32,
@@ -932,7 +951,7 @@ LEAD = RecordType(
         Field(
             "converted_contact_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Converted to contact",
             encrypted=False,
             references="contact",
@@ -940,7 +959,7 @@ LEAD = RecordType(
         Field(
             "converted_deal_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Converted with deal",
             encrypted=False,
             references="deal",
@@ -968,11 +987,11 @@ TASK = RecordType(
     subject_from="contact_id",
     same_subject=("deal_id", "case_id"),
     fields=(
-        Field("title", Category.FREE_TEXT, Kind.TEXT, "Title", encrypted=True, required=True),
+        Field("title", Category.FREE_TEXT, FieldKind.TEXT, "Title", encrypted=True, required=True),
         Field(
             "due_at",
             Category.CLASSIFICATION,
-            Kind.DATETIME,
+            FieldKind.DATETIME,
             "Due",
             encrypted=False,
             required=True,
@@ -982,7 +1001,7 @@ TASK = RecordType(
         Field(
             "status",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Status",
             encrypted=False,
             max_length=16,
@@ -993,7 +1012,7 @@ TASK = RecordType(
         Field(
             "priority",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Priority",
             encrypted=False,
             max_length=16,
@@ -1004,7 +1023,7 @@ TASK = RecordType(
         Field(
             "remind_at",
             Category.CLASSIFICATION,
-            Kind.DATETIME,
+            FieldKind.DATETIME,
             "Remind at",
             encrypted=False,
             max_length=40,
@@ -1013,7 +1032,7 @@ TASK = RecordType(
         Field(
             "contact_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Contact",
             encrypted=False,
             filterable=True,
@@ -1022,7 +1041,7 @@ TASK = RecordType(
         Field(
             "deal_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Deal",
             encrypted=False,
             filterable=True,
@@ -1031,7 +1050,7 @@ TASK = RecordType(
         Field(
             "case_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Case",
             encrypted=False,
             filterable=True,
@@ -1051,7 +1070,7 @@ NOTE = RecordType(
         Field(
             "body",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Note",
             encrypted=True,
             required=True,
@@ -1060,7 +1079,7 @@ NOTE = RecordType(
         Field(
             "record_type",
             Category.REFERENCE,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Attached to (type)",
             encrypted=False,
             required=True,
@@ -1071,7 +1090,7 @@ NOTE = RecordType(
         Field(
             "record_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Attached to",
             encrypted=False,
             required=True,
@@ -1103,7 +1122,7 @@ MAIL = RecordType(
         Field(
             "record_type",
             Category.REFERENCE,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "About (type)",
             encrypted=False,
             required=True,
@@ -1115,7 +1134,7 @@ MAIL = RecordType(
         Field(
             "record_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "About",
             encrypted=False,
             required=True,
@@ -1126,7 +1145,7 @@ MAIL = RecordType(
         Field(
             "direction",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Direction",
             encrypted=False,
             max_length=16,
@@ -1137,7 +1156,7 @@ MAIL = RecordType(
         Field(
             "occurred_at",
             Category.CLASSIFICATION,
-            Kind.DATETIME,
+            FieldKind.DATETIME,
             "Sent",
             encrypted=False,
             required=True,
@@ -1147,7 +1166,7 @@ MAIL = RecordType(
         Field(
             "subject",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Subject",
             encrypted=True,
             max_length=1000,
@@ -1157,7 +1176,7 @@ MAIL = RecordType(
         Field(
             "body",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Body",
             encrypted=True,
             max_length=100_000,
@@ -1169,7 +1188,7 @@ MAIL = RecordType(
         Field(
             "correspondents",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "From, to and cc",
             encrypted=True,
             max_length=5000,
@@ -1180,7 +1199,7 @@ MAIL = RecordType(
         Field(
             "attachments",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Attachments",
             encrypted=True,
             max_length=5000,
@@ -1190,7 +1209,7 @@ MAIL = RecordType(
         Field(
             "visibility",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Visibility",
             encrypted=False,
             max_length=16,
@@ -1204,7 +1223,7 @@ MAIL = RecordType(
         Field(
             "thread_key",
             Category.REFERENCE,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Thread",
             encrypted=False,
             max_length=64,
@@ -1214,7 +1233,7 @@ MAIL = RecordType(
         Field(
             "message_key",
             Category.REFERENCE,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Message",
             encrypted=False,
             max_length=64,
@@ -1224,7 +1243,7 @@ MAIL = RecordType(
         Field(
             "mailbox_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Mailbox",
             encrypted=False,
             filterable=True,
@@ -1254,7 +1273,7 @@ FEEDBACK = RecordType(
         Field(
             "survey_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Survey",
             encrypted=False,
             required=True,
@@ -1264,7 +1283,7 @@ FEEDBACK = RecordType(
         Field(
             "kind",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Survey kind",
             encrypted=False,
             required=True,
@@ -1276,7 +1295,7 @@ FEEDBACK = RecordType(
         Field(
             "score",
             Category.CLASSIFICATION,
-            Kind.INTEGER,
+            FieldKind.INTEGER,
             "Score",
             encrypted=True,
             required=True,
@@ -1287,7 +1306,7 @@ FEEDBACK = RecordType(
         Field(
             "comment",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Comment",
             encrypted=True,
             max_length=2000,
@@ -1297,7 +1316,7 @@ FEEDBACK = RecordType(
         Field(
             "case_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Case",
             encrypted=False,
             filterable=True,
@@ -1307,7 +1326,7 @@ FEEDBACK = RecordType(
         Field(
             "contact_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Contact",
             encrypted=False,
             required=True,
@@ -1336,7 +1355,7 @@ CASE_MESSAGE = RecordType(
         Field(
             "body",
             Category.FREE_TEXT,
-            Kind.TEXT,
+            FieldKind.TEXT,
             "Message",
             encrypted=True,
             required=True,
@@ -1347,7 +1366,7 @@ CASE_MESSAGE = RecordType(
         Field(
             "kind",
             Category.CLASSIFICATION,
-            Kind.CHOICE,
+            FieldKind.CHOICE,
             "Kind",
             encrypted=False,
             required=True,
@@ -1359,7 +1378,7 @@ CASE_MESSAGE = RecordType(
         Field(
             "case_id",
             Category.REFERENCE,
-            Kind.REFERENCE,
+            FieldKind.REFERENCE,
             "Case",
             encrypted=False,
             required=True,
@@ -1412,7 +1431,7 @@ def self_correctable(rt: RecordType) -> tuple[str, ...]:
     return tuple(
         f.name
         for f in rt.fields
-        if f.category in _SELF_CORRECTED and f.kind != Kind.EMAIL and not f.set_by_rule
+        if f.category in _SELF_CORRECTED and f.kind != FieldKind.EMAIL and not f.set_by_rule
     )
 
 
@@ -1451,9 +1470,9 @@ def normalize_phone(value: str, default_region: str) -> str:
 
 def normalize_index_value(spec: Field, value: str, default_region: str) -> str:
     value = value.strip()  # as clean_values() does before storing: a lookup must match it
-    if spec.kind is Kind.EMAIL:
+    if spec.kind is FieldKind.EMAIL:
         return normalize_email(value)
-    if spec.kind is Kind.PHONE:
+    if spec.kind is FieldKind.PHONE:
         return normalize_phone(value, default_region)
     return " ".join(value.split()).casefold()
 
@@ -1468,7 +1487,7 @@ _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 def _clean(spec: Field, raw: Any, default_region: str) -> Any:
     """Check one value against its declaration; return the canonical value to store."""
-    if spec.kind is Kind.INTEGER:
+    if spec.kind is FieldKind.INTEGER:
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise ValueError("expected a whole number")
         limit = SEALED_INTEGER_LIMIT if spec.encrypted else PLAIN_INTEGER_LIMIT
@@ -1479,7 +1498,7 @@ def _clean(spec: Field, raw: Any, default_region: str) -> Any:
         if spec.maximum is not None and raw > spec.maximum:
             raise ValueError(f"must be at most {spec.maximum}")
         return raw
-    if spec.kind is Kind.REFERENCE:
+    if spec.kind is FieldKind.REFERENCE:
         if not isinstance(raw, str):
             raise ValueError("expected an id (UUID string)")
         try:
@@ -1495,23 +1514,23 @@ def _clean(spec: Field, raw: Any, default_region: str) -> Any:
         raise ValueError("must not be empty")
     if not value:
         return None
-    if spec.kind is Kind.EMAIL:
+    if spec.kind is FieldKind.EMAIL:
         try:
             return normalize_email(value)
         except EmailNotValidError:
             raise ValueError("not a valid e-mail address") from None
-    if spec.kind is Kind.PHONE:
+    if spec.kind is FieldKind.PHONE:
         return normalize_phone(value, default_region)
-    if spec.kind is Kind.DATE:
+    if spec.kind is FieldKind.DATE:
         try:
             return dt.date.fromisoformat(value).isoformat()
         except ValueError:
             raise ValueError("expected a date as YYYY-MM-DD") from None
-    if spec.kind is Kind.DATETIME:
+    if spec.kind is FieldKind.DATETIME:
         return _utc_iso(value)
-    if spec.kind is Kind.CHOICE and value not in spec.choices:
+    if spec.kind is FieldKind.CHOICE and value not in spec.choices:
         raise ValueError("must be one of: " + ", ".join(spec.choices))
-    if spec.kind is Kind.COUNTRY:
+    if spec.kind is FieldKind.COUNTRY:
         value = value.upper()
         if not _COUNTRY.match(value):
             raise ValueError("expected a two-letter ISO 3166 country code")

@@ -34,7 +34,7 @@ from server.datamap import (
     RECORD_TYPES,
     SYSTEM_COLUMNS,
     Field,
-    Kind,
+    FieldKind,
     RecordType,
     duplicate_match_fields,
     natural_keys,
@@ -44,13 +44,13 @@ from server.gateway.tables import TABLES
 
 RESOURCES = sorted(RECORD_TYPES)
 # The column type a plaintext field of each kind is stored in.
-PLAIN_COLUMN: dict[Kind, tuple[type[Column], ...]] = {
-    Kind.TEXT: (Varchar,),
-    Kind.CHOICE: (Varchar,),
-    Kind.INTEGER: (Integer, BigInt),
-    Kind.DATE: (Date,),
-    Kind.DATETIME: (Timestamptz,),
-    Kind.REFERENCE: (UUID,),
+PLAIN_COLUMN: dict[FieldKind, tuple[type[Column], ...]] = {
+    FieldKind.TEXT: (Varchar,),
+    FieldKind.CHOICE: (Varchar,),
+    FieldKind.INTEGER: (Integer, BigInt),
+    FieldKind.DATE: (Date,),
+    FieldKind.DATETIME: (Timestamptz,),
+    FieldKind.REFERENCE: (UUID,),
 }
 SYSTEM_COLUMN_TYPES: dict[str, type[Column]] = {
     "id": UUID,
@@ -106,7 +106,7 @@ def test_system_columns_have_their_types(resource: str) -> None:
 def test_the_check_notices_a_column_that_drifts() -> None:
     """A field declared longer than its column, or required over a nullable column, fails."""
     drifted = {
-        "source": replace(CONTACT.field("source"), kind=Kind.TEXT, choices=(), max_length=33),
+        "source": replace(CONTACT.field("source"), kind=FieldKind.TEXT, choices=(), max_length=33),
         "job_title": replace(CONTACT.field("job_title"), required=True),
         "birth_date": replace(CONTACT.field("birth_date"), encrypted=False),
     }
@@ -140,7 +140,7 @@ def test_a_new_natural_key_is_one_declaration() -> None:
     second = Field(
         "email_2",
         CONTACT.field("email").category,
-        Kind.EMAIL,
+        FieldKind.EMAIL,
         "Second e-mail",
         encrypted=True,
         blind_index=True,
@@ -190,7 +190,7 @@ def test_duplicate_matching_fields_are_declared_and_blind_indexed() -> None:
                 # Duplicates are found by grouping the blind index: nothing else can match.
                 assert spec.blind_index, f"{rt.resource}.{spec.name}"
     second = Field(
-        "email_2", CONTACT.field("email").category, Kind.EMAIL, "Second e-mail",
+        "email_2", CONTACT.field("email").category, FieldKind.EMAIL, "Second e-mail",
         encrypted=True, blind_index=True, duplicate_match=True,
     )  # fmt: skip
     extended = replace(CONTACT, fields=(*CONTACT.fields, second))

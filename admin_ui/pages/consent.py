@@ -39,8 +39,8 @@ from server.consent.model import (
     CHANNELS,
     DIRECT_MARKETING,
     ConsentError,
+    ConsentEventKind,
     ConsentStatus,
-    Kind,
     PurposeInfo,
     Source,
 )
@@ -78,11 +78,11 @@ PURPOSE_LABELS = {  # what each registry field is called on the page and in mess
     "active": "Active",
 }
 KIND_LABELS = {
-    Kind.GRANTED.value: "Granted",
-    Kind.WITHDRAWN.value: "Withdrawn",
-    Kind.EXPIRED.value: "Expired",
-    Kind.OBJECTED.value: "Objected",
-    Kind.LIFTED.value: "Objection lifted",
+    ConsentEventKind.GRANTED.value: "Granted",
+    ConsentEventKind.WITHDRAWN.value: "Withdrawn",
+    ConsentEventKind.EXPIRED.value: "Expired",
+    ConsentEventKind.OBJECTED.value: "Objected",
+    ConsentEventKind.LIFTED.value: "Objection lifted",
 }
 # charts.js colours a series by its key (grants green, withdrawals amber, objections red,
 # expiries grey, lifted objections blue); the labels say what each series is.
@@ -203,8 +203,8 @@ def _state_row(
     status: ConsentStatus, purposes: Mapping[str, PurposeInfo], now: dt.datetime
 ) -> StateRow:
     state = status.state.value
-    if status.state is Kind.GRANTED and not status.in_force(now):
-        state = Kind.EXPIRED.value  # past its expiry, before the expiry job recorded it
+    if status.state is ConsentEventKind.GRANTED and not status.in_force(now):
+        state = ConsentEventKind.EXPIRED.value  # past its expiry, before the expiry job recorded it
     if status.purpose == DIRECT_MARKETING:
         description = "Objection to direct marketing (blocks every marketing purpose and profiling)"
     else:

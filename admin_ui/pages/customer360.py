@@ -41,7 +41,7 @@ from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from policy.enforcer import PolicyEngine
 from server.analytics.model import LOGIC, SEGMENT_LABELS
-from server.consent.model import SUBJECT_ACTOR, Kind
+from server.consent.model import SUBJECT_ACTOR, ConsentEventKind
 from server.datamap import (
     CASE,
     CONTACT,
@@ -394,9 +394,13 @@ async def consent_entries(
     return rows, entries
 
 
-def objection_title(kind: Kind, label: str) -> str:
+def objection_title(kind: ConsentEventKind, label: str) -> str:
     """ "Consent granted", but "Objected" and "Objection lifted" as they are."""
-    return label if kind in (Kind.OBJECTED, Kind.LIFTED) else f"Consent {label.lower()}"
+    return (
+        label
+        if kind in (ConsentEventKind.OBJECTED, ConsentEventKind.LIFTED)
+        else f"Consent {label.lower()}"
+    )
 
 
 async def score_view(

@@ -46,7 +46,7 @@ from server.csvio.importer import (
 from server.csvio.jobs import ImportJobs
 from server.csvio.mapping import squash, suggest
 from server.csvio.uploads import UploadGone, UploadStore
-from server.datamap import RECORD_TYPES, Kind, RecordType
+from server.datamap import RECORD_TYPES, FieldKind, RecordType
 from server.gateway import GatewayError
 from server.gateway.bulk import EXPORT_REASONS
 from server.web import services_of
@@ -288,7 +288,9 @@ def _allowed(request: Request[Any, Any, Any], visit: Visit, wizard: Wizard) -> f
     )
     rt = record_type(wizard.resource)
     return frozenset(
-        f.name for f in rt.fields if f.name in (settable or ()) and f.kind is not Kind.REFERENCE
+        f.name
+        for f in rt.fields
+        if f.name in (settable or ()) and f.kind is not FieldKind.REFERENCE
     )
 
 

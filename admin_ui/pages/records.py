@@ -42,7 +42,7 @@ from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from policy.enforcer import Assign
 from server.auth.directory import ActiveStaff
-from server.datamap import NOTE, NOTE_TARGETS, RECORD_TYPES, Kind, RecordType
+from server.datamap import NOTE, NOTE_TARGETS, RECORD_TYPES, FieldKind, RecordType
 from server.gateway import Conflict, Forbidden, Gateway, GatewayError, InvalidInput, NotFound
 from server.gateway import Record as GatewayRecord
 from server.gateway.search import SEARCH_TYPES
@@ -135,11 +135,11 @@ def shown_value(
     if spec.currency_from and values is not None:
         return money(value, values.get(spec.currency_from))
     # A deal's stage is a configured code (server.pipelines), shown like a choice.
-    if kind is Kind.CHOICE or (rt.resource == "deal" and name == "stage"):
+    if kind is FieldKind.CHOICE or (rt.resource == "deal" and name == "stage"):
         return choice_label(str(value))
-    if kind is Kind.DATETIME:  # canonical UTC ISO 8601 -> "2026-12-01 15:30 CET"
+    if kind is FieldKind.DATETIME:  # canonical UTC ISO 8601 -> "2026-12-01 15:30 CET"
         return shown_moment(str(value), zone)
-    if kind is Kind.TEXT and len(str(value)) > 80:
+    if kind is FieldKind.TEXT and len(str(value)) > 80:
         return str(value)[:79] + "…"
     return str(value)
 
@@ -216,7 +216,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
     searchable = [f for f in rt.fields if f.blind_index]
     by_name = resource in SEARCH_TYPES
     search_words = (["a name"] if by_name else []) + [
-        f"{'an' if f.kind is Kind.EMAIL else 'a'} {f.label.lower()}" for f in searchable
+        f"{'an' if f.kind is FieldKind.EMAIL else 'a'} {f.label.lower()}" for f in searchable
     ]
     summary = SUMMARY_FIELDS.get(resource, tuple(f.name for f in rt.fields[1:4]))
 
@@ -418,7 +418,9 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
         term = term.strip()
         if not term:
             return [], f"Enter {' or '.join(search_words)} to search for.", False
-        kind = Kind.EMAIL if "@" in term else Kind.PHONE if _PHONE_LIKE.match(term) else None
+        kind = (
+            FieldKind.EMAIL if "@" in term else FieldKind.PHONE if _PHONE_LIKE.match(term) else None
+        )
         spec = next((f for f in searchable if f.kind is kind), None) if kind else None
         if spec is not None:
             try:
@@ -733,7 +735,12 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                         text = heading_of(RECORD_TYPES[target], other)
                     except GatewayError:
                         text, link = "Not visible to you", ""
-                elif not restricted and value and spec.kind is Kind.TEXT and len(str(value)) > 80:
+                elif (
+                    not restricted
+                    and value
+                    and spec.kind is FieldKind.TEXT
+                    and len(str(value)) > 80
+                ):
                     text = str(value)  # the whole text on the record's own page
                 if not restricted and value and spec.name in choices:
                     given = choices[spec.name]  # a pipeline by its name, not its id
@@ -745,7 +752,7 @@ def record_pages(rt: RecordType, base_path: str, plural: str) -> type[Controller
                         "restricted": restricted,
                         "text": text,
                         "link": link,
-                        "multiline": spec.kind is Kind.TEXT and spec.max_length > 500,
+                        "multiline": spec.kind is FieldKind.TEXT and spec.max_length > 500,
                     }
                 )
             return await render(

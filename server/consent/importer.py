@@ -37,7 +37,7 @@ from server.consent.model import (
     DIRECT_MARKETING,
     PROFILING,
     ConsentError,
-    Kind,
+    ConsentEventKind,
     PurposeInfo,
     Source,
 )
@@ -310,7 +310,7 @@ class _Import:
             (ConsentEvent.subject_id == uuid.UUID(subject))
             & (ConsentEvent.purpose == purpose)
             & (ConsentEvent.channel == channel)
-            & (ConsentEvent.kind == Kind.GRANTED.value)
+            & (ConsentEvent.kind == ConsentEventKind.GRANTED.value)
         )
         for row in rows:
             evidence = await self.consent.readable_evidence(
@@ -333,12 +333,12 @@ class _Import:
         if info.direct_marketing or info.name == PROFILING:
             scopes.add(DIRECT_MARKETING)
         for status in await self.consent.state(subject):
-            if status.state is Kind.OBJECTED and status.purpose in scopes:
+            if status.state is ConsentEventKind.OBJECTED and status.purpose in scopes:
                 raise _RowRefused("the person objected to this processing")
             if (
                 status.purpose == info.name
                 and status.channel in {channel, ANY_CHANNEL}
-                and status.state is Kind.WITHDRAWN
+                and status.state is ConsentEventKind.WITHDRAWN
                 and status.since >= consented
             ):
                 raise _RowRefused("a withdrawal recorded after consented_at overrules this row")

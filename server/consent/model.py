@@ -15,7 +15,7 @@ from typing import Any
 from server.datamap import LegalBasis
 
 
-class Kind(enum.StrEnum):
+class ConsentEventKind(enum.StrEnum):
     GRANTED = "granted"
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
@@ -127,7 +127,7 @@ class ConsentRecord:
     subject_id: str
     purpose: str
     channel: str
-    kind: Kind
+    kind: ConsentEventKind
     source: str
     evidence: Mapping[str, Any]
     notice_version: int | None
@@ -142,12 +142,14 @@ class ConsentStatus:
 
     purpose: str
     channel: str
-    state: Kind
+    state: ConsentEventKind
     since: dt.datetime
     expires_at: dt.datetime | None
 
     def in_force(self, now: dt.datetime) -> bool:
-        return self.state is Kind.GRANTED and (self.expires_at is None or self.expires_at > now)
+        return self.state is ConsentEventKind.GRANTED and (
+            self.expires_at is None or self.expires_at > now
+        )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from piccolo.query.functions.aggregate import Count
 
-from server.consent.model import Kind, Notice
+from server.consent.model import ConsentEventKind, Notice
 from server.consent.tables import ConsentEvent, ConsentState, PrivacyNotice
 
 MAX_DAYS = 90
@@ -27,7 +27,7 @@ DAY_EXPRESSIONS = {  # engine -> SQL giving "YYYY-MM-DD" of occurred_at in UTC
     "sqlite": "strftime('%Y-%m-%d', occurred_at)",  # stored as UTC ISO text
     "postgres": "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
 }
-KINDS = tuple(k.value for k in Kind)
+KINDS = tuple(k.value for k in ConsentEventKind)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ async def totals(since: dt.datetime, now: dt.datetime | None = None) -> dict[str
 
     people = Count(distinct=[ConsentState.subject_id], alias="n")
     lapsed = ConsentState.expires_at.is_not_null() & (ConsentState.expires_at <= now)
-    granted = ConsentState.state == Kind.GRANTED.value
+    granted = ConsentState.state == ConsentEventKind.GRANTED.value
     rows = (
         await ConsentState.select(ConsentState.purpose, people)
         .where(granted & (ConsentState.expires_at.is_null() | (ConsentState.expires_at > now)))
@@ -124,12 +124,12 @@ async def totals(since: dt.datetime, now: dt.datetime | None = None) -> dict[str
         of(str(row["purpose"])).in_force = int(row["n"])
     rows = (
         await ConsentState.select(ConsentState.purpose, people)
-        .where((ConsentState.state == Kind.EXPIRED.value) | (granted & lapsed))
+        .where((ConsentState.state == ConsentEventKind.EXPIRED.value) | (granted & lapsed))
         .group_by(ConsentState.purpose)
     )
     for row in rows:
         of(str(row["purpose"])).expired = int(row["n"])
-    for kind in (Kind.WITHDRAWN, Kind.OBJECTED):
+    for kind in (ConsentEventKind.WITHDRAWN, ConsentEventKind.OBJECTED):
         rows = (
             await ConsentState.select(ConsentState.purpose, people)
             .where(ConsentState.state == kind.value)
@@ -173,7 +173,7 @@ async def withdrawals_by(subject_ids: list[str], purpose: str, since: dt.datetim
     rows = await ConsentEvent.select(ConsentEvent.subject_id).where(
         ConsentEvent.subject_id.is_in(subject_ids)
         & (ConsentEvent.purpose == purpose)
-        & (ConsentEvent.kind == Kind.WITHDRAWN.value)
+        & (ConsentEvent.kind == ConsentEventKind.WITHDRAWN.value)
         & (ConsentEvent.source == "email_link")
         & (ConsentEvent.occurred_at >= since)
     )

@@ -24,8 +24,8 @@ from server.consent.model import (
     ANY_CHANNEL,
     DIRECT_MARKETING,
     ConsentError,
+    ConsentEventKind,
     ConsentRecord,
-    Kind,
     LinkInvalid,
 )
 from server.web import client_address_of, request_id_of, services_of
@@ -60,10 +60,10 @@ STATE_WORDS = {
     "none": "Not given",
 }
 CHANGE_WORDS = {
-    Kind.GRANTED: "Consent given",
-    Kind.WITHDRAWN: "Consent withdrawn",
-    Kind.OBJECTED: "Objection recorded",
-    Kind.LIFTED: "Objection lifted",
+    ConsentEventKind.GRANTED: "Consent given",
+    ConsentEventKind.WITHDRAWN: "Consent withdrawn",
+    ConsentEventKind.OBJECTED: "Objection recorded",
+    ConsentEventKind.LIFTED: "Objection lifted",
 }
 
 

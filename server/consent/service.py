@@ -44,9 +44,9 @@ from server.consent.model import (
     Basis,
     ChannelChoice,
     ConsentError,
+    ConsentEventKind,
     ConsentRecord,
     ConsentStatus,
-    Kind,
     LinkInvalid,
     Notice,
     OptInRequest,
@@ -432,7 +432,7 @@ class ConsentEngine:
             subject_id=str(row["subject_id"]),
             purpose=str(row["purpose"]),
             channel=str(row["channel"]),
-            kind=Kind(row["kind"]),
+            kind=ConsentEventKind(row["kind"]),
             source=str(row["source"]),
             evidence=json.loads(row["evidence"] or "{}"),
             notice_version=row["notice_version"],
@@ -447,7 +447,7 @@ class ConsentEngine:
         subject_id: str,
         purpose: str,
         channel: str,
-        kind: Kind,
+        kind: ConsentEventKind,
         source: Source,
         evidence: Mapping[str, Any],
         notice_version: int | None,
@@ -496,7 +496,7 @@ class ConsentEngine:
                     ConsentState.last_event_id,
                 ],
             )
-            if kind is not Kind.GRANTED and purpose in (PROFILING, DIRECT_MARKETING):
+            if kind is not ConsentEventKind.GRANTED and purpose in (PROFILING, DIRECT_MARKETING):
                 # No basis for profiling any more: the person's scores go at once, in this
                 # transaction (a scoring run re-checks the basis when it writes).
                 await forget_scores(subject_id)
@@ -580,7 +580,7 @@ class ConsentEngine:
             subject_id=subject_id,
             purpose=info.name,
             channel=recorded_channel,
-            kind=Kind.GRANTED,
+            kind=ConsentEventKind.GRANTED,
             source=source,
             evidence=evidence,
             notice_version=notice_version,
@@ -645,13 +645,13 @@ class ConsentEngine:
                 & ConsentToken.used_at.is_null()
             )
             current = await self._state_row(subject, info.name, recorded_channel)
-            if current is None or current.state is not Kind.GRANTED:
+            if current is None or current.state is not ConsentEventKind.GRANTED:
                 return None
             return await self._append(
                 subject_id=subject,
                 purpose=info.name,
                 channel=recorded_channel,
-                kind=Kind.WITHDRAWN,
+                kind=ConsentEventKind.WITHDRAWN,
                 source=_source(source),
                 evidence=clean,
                 notice_version=None,
@@ -688,7 +688,7 @@ class ConsentEngine:
             subject_id=subject,
             purpose=scope,
             channel=ANY_CHANNEL,
-            kind=Kind.OBJECTED,
+            kind=ConsentEventKind.OBJECTED,
             source=_source(source),
             evidence=self._evidence(evidence),
             notice_version=None,
@@ -728,13 +728,13 @@ class ConsentEngine:
             )
         async with db.write_transaction():
             current = await self._state_row(subject, scope, ANY_CHANNEL)
-            if current is None or current.state is not Kind.OBJECTED:
+            if current is None or current.state is not ConsentEventKind.OBJECTED:
                 return None
             return await self._append(
                 subject_id=subject,
                 purpose=scope,
                 channel=ANY_CHANNEL,
-                kind=Kind.LIFTED,
+                kind=ConsentEventKind.LIFTED,
                 source=_source(source),
                 evidence=clean,
                 notice_version=None,
@@ -756,7 +756,7 @@ class ConsentEngine:
         due = await ConsentState.select(
             ConsentState.subject_id, ConsentState.purpose, ConsentState.channel
         ).where(
-            (ConsentState.state == Kind.GRANTED.value)
+            (ConsentState.state == ConsentEventKind.GRANTED.value)
             & ConsentState.expires_at.is_not_null()
             & (ConsentState.expires_at <= now)
         )
@@ -767,7 +767,7 @@ class ConsentEngine:
                 if not db.is_sqlite():  # SQLite's write lock already serialises workers
                     await ConsentState.raw("SELECT pg_advisory_xact_lock({})", PG_EXPIRY_LOCK)
                 current = await self._state_row(subject, row["purpose"], row["channel"])
-                if current is None or current.state is not Kind.GRANTED:
+                if current is None or current.state is not ConsentEventKind.GRANTED:
                     continue
                 if current.expires_at is None or current.expires_at > now:
                     continue
@@ -775,7 +775,7 @@ class ConsentEngine:
                     subject_id=subject,
                     purpose=str(row["purpose"]),
                     channel=str(row["channel"]),
-                    kind=Kind.EXPIRED,
+                    kind=ConsentEventKind.EXPIRED,
                     source=Source.SYSTEM,
                     evidence={"expired_at": current.expires_at.isoformat()},
                     notice_version=None,
@@ -798,7 +798,9 @@ class ConsentEngine:
             )
             .where(
                 (ConsentEvent.occurred_at >= since)
-                & ConsentEvent.kind.is_in([Kind.WITHDRAWN.value, Kind.EXPIRED.value])
+                & ConsentEvent.kind.is_in(
+                    [ConsentEventKind.WITHDRAWN.value, ConsentEventKind.EXPIRED.value]
+                )
             )
             .order_by(ConsentEvent.occurred_at)
         )
@@ -807,7 +809,7 @@ class ConsentEngine:
             subject = str(row["subject_id"])
             reason = (
                 LAST_CONSENT_WITHDRAWN
-                if row["kind"] == Kind.WITHDRAWN.value
+                if row["kind"] == ConsentEventKind.WITHDRAWN.value
                 else LAST_CONSENT_EXPIRED
             )
             latest[subject] = (subject, reason, row["occurred_at"])
@@ -820,7 +822,7 @@ class ConsentEngine:
         return ConsentStatus(
             purpose=str(row["purpose"]),
             channel=str(row["channel"]),
-            state=Kind(row["state"]),
+            state=ConsentEventKind(row["state"]),
             since=row["since"],
             expires_at=row["expires_at"],
         )
@@ -873,7 +875,7 @@ class ConsentEngine:
         objected = await ConsentState.exists().where(
             (ConsentState.subject_id == uuid.UUID(subject))
             & ConsentState.purpose.is_in(self._objection_scopes(info))
-            & (ConsentState.state == Kind.OBJECTED.value)
+            & (ConsentState.state == ConsentEventKind.OBJECTED.value)
         )
         if objected:
             return Basis(False, "objected")
@@ -890,9 +892,11 @@ class ConsentEngine:
         if not states:
             return Basis(False, "no_consent")
         latest = max(states, key=lambda s: s.since)
-        if latest.state is Kind.GRANTED:  # granted, but past its expiry
+        if latest.state is ConsentEventKind.GRANTED:  # granted, but past its expiry
             return Basis(False, "expired")
-        return Basis(False, "withdrawn" if latest.state is Kind.WITHDRAWN else latest.state.value)
+        return Basis(
+            False, "withdrawn" if latest.state is ConsentEventKind.WITHDRAWN else latest.state.value
+        )
 
     async def subjects_with_basis(
         self, purpose: str, channel: str | None = None, now: dt.datetime | None = None
@@ -902,7 +906,7 @@ class ConsentEngine:
         now = now or _now()
         objectors = ConsentState.select(ConsentState.subject_id).where(
             ConsentState.purpose.is_in(self._objection_scopes(info))
-            & (ConsentState.state == Kind.OBJECTED.value)
+            & (ConsentState.state == ConsentEventKind.OBJECTED.value)
         )
         if not info.active:  # nobody: an empty inclusion list
             nobody = ConsentState.select(ConsentState.subject_id).where(ConsentState.id == -1)
@@ -911,7 +915,7 @@ class ConsentEngine:
             return AudienceFilter(info.name, False, objectors)
         granted = ConsentState.select(ConsentState.subject_id).where(
             (ConsentState.purpose == info.name)
-            & (ConsentState.state == Kind.GRANTED.value)
+            & (ConsentState.state == ConsentEventKind.GRANTED.value)
             & (ConsentState.expires_at.is_null() | (ConsentState.expires_at > now))
             & ConsentState.subject_id.not_in(objectors)
         )
@@ -1134,7 +1138,9 @@ class ConsentEngine:
         if subject is None:
             return None
         statuses = {(s.purpose, s.channel): s for s in await self.state(subject)}
-        objected = {purpose for (purpose, _), s in statuses.items() if s.state is Kind.OBJECTED}
+        objected = {
+            purpose for (purpose, _), s in statuses.items() if s.state is ConsentEventKind.OBJECTED
+        }
         choices: list[PurposeChoice] = []
         for info in await self.purposes():
             if not info.active:
@@ -1146,8 +1152,10 @@ class ConsentEngine:
                     channels.append(ChannelChoice(channel, NOT_GIVEN, None, None))
                     continue
                 state = status.state.value
-                if status.state is Kind.GRANTED and not status.in_force(now):
-                    state = Kind.EXPIRED.value  # past its expiry, before expire_due has run
+                if status.state is ConsentEventKind.GRANTED and not status.in_force(now):
+                    state = (
+                        ConsentEventKind.EXPIRED.value
+                    )  # past its expiry, before expire_due has run
                 channels.append(ChannelChoice(channel, state, status.since, status.expires_at))
             choices.append(
                 PurposeChoice(
@@ -1200,7 +1208,7 @@ class ConsentEngine:
             if await ConsentState.exists().where(
                 (ConsentState.subject_id == uuid.UUID(subject))
                 & ConsentState.purpose.is_in(self._objection_scopes(info))
-                & (ConsentState.state == Kind.OBJECTED.value)
+                & (ConsentState.state == ConsentEventKind.OBJECTED.value)
             ):
                 raise ConsentError("objected", "your objection covers this purpose")
             granted = await self.grant(
@@ -1229,7 +1237,7 @@ class ConsentEngine:
             records: list[ConsentRecord] = []
             async with db.write_transaction():  # all or nothing
                 for status in await self.state(subject):
-                    if status.state is not Kind.GRANTED:
+                    if status.state is not ConsentEventKind.GRANTED:
                         continue
                     record = await self._withdraw(
                         subject,
@@ -1258,7 +1266,7 @@ class ConsentEngine:
         scope = DIRECT_MARKETING if act is PreferenceAction.OBJECT_DIRECT_MARKETING else purpose
         async with db.write_transaction():
             already = await self._state_row(subject, scope, ANY_CHANNEL)
-            if already is not None and already.state is Kind.OBJECTED:
+            if already is not None and already.state is ConsentEventKind.OBJECTED:
                 return []
             objection = await self.object(
                 subject,
@@ -1364,11 +1372,11 @@ class ConsentEngine:
 
 
 _ACTIONS = {
-    Kind.GRANTED: "grant",
-    Kind.WITHDRAWN: "withdraw",
-    Kind.EXPIRED: "expire",
-    Kind.OBJECTED: "object",
-    Kind.LIFTED: "lift_objection",
+    ConsentEventKind.GRANTED: "grant",
+    ConsentEventKind.WITHDRAWN: "withdraw",
+    ConsentEventKind.EXPIRED: "expire",
+    ConsentEventKind.OBJECTED: "object",
+    ConsentEventKind.LIFTED: "lift_objection",
 }
 
 

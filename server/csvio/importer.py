@@ -35,8 +35,8 @@ from typing import Any
 from server.csvio.mapping import known_names, squash
 from server.datamap import (
     RECORD_TYPES,
+    FieldKind,
     InvalidValues,
-    Kind,
     RecordType,
     clean_values,
     natural_keys,
@@ -184,7 +184,7 @@ def plan_columns(
             ignored[name] = "unknown column"
             continue
         spec = rt.by_name[target]
-        if spec.kind is Kind.REFERENCE:
+        if spec.kind is FieldKind.REFERENCE:
             ignored[name] = "references to other records are not imported"
             continue
         if target not in settable:
@@ -288,7 +288,7 @@ def _typed(rt: RecordType, raw: Mapping[str, str]) -> tuple[dict[str, Any], dict
             except AmountError as exc:
                 problems[name] = str(exc)
             continue
-        if rt.by_name[name].kind is Kind.INTEGER:
+        if rt.by_name[name].kind is FieldKind.INTEGER:
             try:
                 values[name] = int(text.replace(" ", "").replace(",", ""))
             except ValueError:

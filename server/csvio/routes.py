@@ -21,7 +21,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from server.auth.service import StaffIdentity
 from server.csvio.importer import PURPOSE, ImportRefused, parse_mapping, read_rows, record_type
 from server.csvio.jobs import ImportJobs, JobView
-from server.datamap import Kind
+from server.datamap import FieldKind
 from server.gateway import Actor, InvalidInput
 from server.web import policy_guard, provide_actor, provide_identity, services_of
 
@@ -127,7 +127,9 @@ class ImportRoutes(Controller):
         rt = record_type(data.record_type)
         settable = jobs.gateway.permitted_fields(actor, rt.resource, "create", purpose=PURPOSE)
         allowed = frozenset(
-            f.name for f in rt.fields if f.name in (settable or ()) and f.kind is not Kind.REFERENCE
+            f.name
+            for f in rt.fields
+            if f.name in (settable or ()) and f.kind is not FieldKind.REFERENCE
         )
         try:
             mapping = parse_mapping([f"{k}={v}" for k, v in data.mapping.items()], rt)

@@ -71,7 +71,7 @@ from server import db
 from server.analytics.model import AUTOMATED_DECISIONS, LOGIC
 from server.auth.directory import staff_identities
 from server.consent.model import PROFILING, SUBJECT_ACTOR, ConsentError
-from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, Kind, RecordType
+from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, FieldKind, RecordType
 from server.dsr import export_html
 from server.gateway import Actor, GatewayError
 from server.gateway.gateway import Record
@@ -273,7 +273,7 @@ def _record_schema(rt: RecordType) -> dict[str, Any]:
             }
             continue
         properties[spec.name] = {
-            **_nullable("integer" if spec.kind is Kind.INTEGER else "string"),
+            **_nullable("integer" if spec.kind is FieldKind.INTEGER else "string"),
             "title": spec.label,
         }
     return {
@@ -515,7 +515,7 @@ def _record_json(rt: RecordType, record: Record) -> dict[str, Any]:
         value = record.values.get(spec.name)
         if value is not None and spec.currency_from:
             value = plain_major(int(value), record.values.get(spec.currency_from))
-        elif value is not None and spec.kind is not Kind.INTEGER:
+        elif value is not None and spec.kind is not FieldKind.INTEGER:
             value = str(value)
         doc[spec.name] = value
     return doc
@@ -727,7 +727,9 @@ def _own_names(held: Mapping[str, list[dict[str, Any]]]) -> set[str]:
         fields = [f for f in RECORD_TYPES[resource].fields if f.category in IDENTIFYING]
         for doc in docs:
             values = [str(doc[f.name]) for f in fields if doc.get(f.name)]
-            names = [str(doc[f.name]) for f in fields if doc.get(f.name) and f.kind is Kind.TEXT]
+            names = [
+                str(doc[f.name]) for f in fields if doc.get(f.name) and f.kind is FieldKind.TEXT
+            ]
             own.update(fold_key(v) for v in [*values, " ".join(names)])
     return own
 
@@ -805,7 +807,7 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
         (resource, doc, spec.name)
         for resource, docs in held.items()
         for spec in RECORD_TYPES[resource].fields
-        if spec.kind is Kind.REFERENCE and spec.references not in LINKS_KEPT
+        if spec.kind is FieldKind.REFERENCE and spec.references not in LINKS_KEPT
         for doc in docs
         if isinstance(doc.get(spec.name), str) and doc[spec.name]
     ]

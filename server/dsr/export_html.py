@@ -16,7 +16,7 @@ from typing import Any
 
 from babel.numbers import UnknownCurrencyError
 
-from server.datamap import RECORD_TYPES, Kind, RecordType
+from server.datamap import RECORD_TYPES, FieldKind, RecordType
 from server.money import decimals_of, format_money
 
 # The field holding an amount -> the field naming its currency.
@@ -88,13 +88,13 @@ def shown(rt: RecordType, name: str, doc: Mapping[str, Any], titles: Mapping[str
         return str(value)
     if (rt.resource, name) in MONEY:
         return amount(value, str(doc.get(MONEY[(rt.resource, name)]) or ""))
-    if spec.kind is Kind.REFERENCE or spec.references_from:
+    if spec.kind is FieldKind.REFERENCE or spec.references_from:
         return titles.get(str(value), "A linked record that is not about you")
-    if spec.kind is Kind.DATETIME:
+    if spec.kind is FieldKind.DATETIME:
         return moment(value)
-    if spec.kind is Kind.DATE:
+    if spec.kind is FieldKind.DATE:
         return day(value)
-    if spec.kind is Kind.CHOICE or (rt.resource == "deal" and name == "stage"):
+    if spec.kind is FieldKind.CHOICE or (rt.resource == "deal" and name == "stage"):
         return words(value)
     return str(value)
 

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from policy.enforcer import SYSTEM_ROLE
-from server.consent.model import Kind
+from server.consent.model import ConsentEventKind
 from server.consent.service import ConsentEngine
 from server.datamap import CASE_STATUSES, RecordType
 from server.dsr.holds import LegalHolds
@@ -96,7 +96,7 @@ class BasisReview:
         moment = now or dt.datetime.now(dt.UTC)
         keeps: list[str] = []
         for status in await self._consent.state(subject_id):
-            if status.state is Kind.GRANTED and (
+            if status.state is ConsentEventKind.GRANTED and (
                 status.expires_at is None or status.expires_at > moment
             ):
                 keeps.append("consent")

@@ -61,7 +61,7 @@ from rapidfuzz import fuzz, process
 from audit.events import AuditEvent
 from policy.enforcer import AccessDecision
 from server import db
-from server.datamap import CONTACT, RECORD_TYPES, Kind, RecordType, duplicate_match_fields
+from server.datamap import CONTACT, RECORD_TYPES, FieldKind, RecordType, duplicate_match_fields
 from server.gateway import erasure, mention_index, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -443,8 +443,8 @@ def _stored(value: Any) -> Any:
     return value
 
 
-def _restored(spec_kind: Kind | None, value: Any) -> Any:
-    if value is not None and spec_kind is Kind.REFERENCE:
+def _restored(spec_kind: FieldKind | None, value: Any) -> Any:
+    if value is not None and spec_kind is FieldKind.REFERENCE:
         return uuid.UUID(value)
     return value
 

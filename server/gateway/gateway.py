@@ -40,8 +40,8 @@ from server.datamap import (
     PURPOSES,
     RECORD_TYPES,
     Field,
+    FieldKind,
     InvalidValues,
-    Kind,
     RecordType,
     clean_values,
     shown_name,
@@ -71,7 +71,7 @@ MAX_PAGE_SIZE = 100
 # must stay far inside a 64-bit integer (9223372036854775807 was a 500 on both engines).
 MAX_PAGE = 1_000_000
 READ_ACTIONS = {"read", "list", "search", "export"}
-_MOMENTS = (Kind.DATE, Kind.DATETIME)  # kinds a ``<field>_before`` list filter accepts
+_MOMENTS = (FieldKind.DATE, FieldKind.DATETIME)  # kinds a ``<field>_before`` list filter accepts
 # Record types private to their owner until shared (captured mail): table -> the field.
 _PRIVATE_UNTIL = {TABLES[r]: rt.private_until for r, rt in RECORD_TYPES.items() if rt.private_until}
 # The purposes a restricted person's data may still serve (Art. 18(2)): storage and the
@@ -2266,11 +2266,11 @@ class Gateway:
         for spec in rt.fields:
             if spec.encrypted or not out.get(spec.name):
                 continue
-            if spec.kind is Kind.REFERENCE:
+            if spec.kind is FieldKind.REFERENCE:
                 out[spec.name] = uuid.UUID(out[spec.name])
-            elif spec.kind is Kind.DATE:  # plaintext dates and times are typed columns
+            elif spec.kind is FieldKind.DATE:  # plaintext dates and times are typed columns
                 out[spec.name] = dt.date.fromisoformat(out[spec.name])
-            elif spec.kind is Kind.DATETIME:
+            elif spec.kind is FieldKind.DATETIME:
                 out[spec.name] = dt.datetime.fromisoformat(out[spec.name])
         return out
 

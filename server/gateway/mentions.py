@@ -39,7 +39,7 @@ import phonenumbers
 from piccolo.table import Table
 
 from server import db
-from server.datamap import RECORD_TYPES, Category, Field, Kind, RecordType
+from server.datamap import RECORD_TYPES, Category, Field, FieldKind, RecordType
 from server.gateway import mention_index
 from server.gateway.actor import Actor
 from server.gateway.errors import Forbidden
@@ -118,9 +118,9 @@ async def identities_of(gw: Gateway, subjects: Collection[uuid.UUID]) -> dict[st
                     plain = token and gw._decrypt(rt, spec, str(row["id"]), keys[sid], token)
                     if not isinstance(plain, str) or not plain.strip():
                         continue
-                    if spec.kind is Kind.PHONE:
+                    if spec.kind is FieldKind.PHONE:
                         phones[sid].add(plain)
-                    elif spec.kind is Kind.EMAIL:
+                    elif spec.kind is FieldKind.EMAIL:
                         texts[sid].add(plain)
                     else:
                         names.append(plain.strip())
@@ -522,7 +522,11 @@ async def candidates_in(gw: Gateway, texts: Iterable[str]) -> set[uuid.UUID]:
         found |= await _subjects_of(table, sorted(record_ids))
         for spec in rt.fields:
             values = (
-                emails if spec.kind is Kind.EMAIL else phones if spec.kind is Kind.PHONE else ()
+                emails
+                if spec.kind is FieldKind.EMAIL
+                else phones
+                if spec.kind is FieldKind.PHONE
+                else ()
             )
             if not spec.blind_index or not values:
                 continue

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from server.datamap import Kind, RecordType
+from server.datamap import FieldKind, RecordType
 from server.gateway.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 TIME_COLUMNS = ("created_at", "updated_at")  # not customer content; every table has them
 # Plaintext kinds whose order means something (a reference's order is that of random ids).
-_ORDERED_KINDS = frozenset({Kind.TEXT, Kind.CHOICE, Kind.INTEGER, Kind.DATE, Kind.DATETIME})
+_ORDERED_KINDS = frozenset(
+    {FieldKind.TEXT, FieldKind.CHOICE, FieldKind.INTEGER, FieldKind.DATE, FieldKind.DATETIME}
+)
 
 
 @dataclass(frozen=True)

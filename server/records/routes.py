@@ -17,7 +17,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from server.datamap import Field, Kind, RecordType, shown_name
+from server.datamap import Field, FieldKind, RecordType, shown_name
 from server.gateway import Actor, Gateway, InvalidInput, Record
 from server.gateway.ownership import requested_owner, requested_team
 from server.gateway.search import MAX_PAGE_SIZE as MAX_NAME_PAGE_SIZE
@@ -97,7 +97,7 @@ class RecordMatches(msgspec.Struct, kw_only=True):
 def _json_type(spec: Field) -> Any:
     """A field's value as the API sends it: whole numbers as numbers, everything else
     (text, ids, dates and times in ISO 8601) as strings; null when empty."""
-    base: Any = int if spec.kind is Kind.INTEGER else str
+    base: Any = int if spec.kind is FieldKind.INTEGER else str
     return Annotated[base | msgspec.UnsetType | None, msgspec.Meta(description=spec.label)]
 
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from server.csvio.exporter import neutralise
-from server.datamap import RECORD_TYPES, SYSTEM_COLUMNS, Kind
+from server.datamap import RECORD_TYPES, SYSTEM_COLUMNS, FieldKind
 from server.gateway import Actor, Forbidden, Gateway, InvalidInput
 from server.reports.privacy import DpRelease, PrivacyLedger, noisy_counts, noisy_sums
 from server.reports.suppression import Grid, suppress
@@ -114,7 +114,7 @@ def check_shape(definition: ReportDefinition) -> None:
         raise problem("bucket", "a time bucket needs both a unit and a date field")
     if definition.bucket_field and definition.bucket_field not in TIME_COLUMNS:
         spec = rt.by_name.get(definition.bucket_field)
-        if spec is None or spec.kind not in (Kind.DATE, Kind.DATETIME):
+        if spec is None or spec.kind not in (FieldKind.DATE, FieldKind.DATETIME):
             raise problem("bucket_field", "not a date field")
     if definition.dp_epsilon is not None and definition.measure == "median":
         raise problem("dp_epsilon", "differential privacy is offered for counts, sums and averages")
@@ -145,7 +145,7 @@ def date_fields(gateway: Gateway, actor: Actor, record_type: str, purpose: str |
     own = [
         f.name
         for f in rt.fields
-        if f.aggregatable and f.kind in (Kind.DATE, Kind.DATETIME) and f.name in readable
+        if f.aggregatable and f.kind in (FieldKind.DATE, FieldKind.DATETIME) and f.name in readable
     ]
     return [*own, *TIME_COLUMNS]
 

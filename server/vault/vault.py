@@ -12,7 +12,7 @@ from typing import Any
 from piccolo.query.functions.aggregate import Count
 
 from server import db
-from server.datamap import Field, Kind, RecordType, normalize_index_value
+from server.datamap import Field, FieldKind, RecordType, normalize_index_value
 from server.vault.blind_index import blind_index, index_width
 from server.vault.envelope import (
     field_ad,
@@ -134,7 +134,7 @@ class Vault:
         version, raw = parse_field(token)
         ad = field_ad(record_type.table, spec.name, row_id, key.subject_id, version)
         text = open_field(key.key, raw, ad)
-        return int(text) if spec.kind is Kind.INTEGER else text
+        return int(text) if spec.kind is FieldKind.INTEGER else text
 
     def index_token(self, record_type: RecordType, spec: Field, value: str) -> int:
         normalized = normalize_index_value(spec, value, self._region)
