@@ -2,7 +2,7 @@
 
 Unlike the audit log these rows change (a rule is edited, an alert is acknowledged), so
 they are ordinary tables; every change to them is written to the audit log in the same
-transaction by :class:`audit.alerts.AlertEngine`, which is the only code that writes here.
+transaction by the alerts package (:mod:`audit.alerts`), the only code that writes here.
 No row holds customer data: actor ids, counts, sequence numbers and short codes only.
 """
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from audit.alerts import AlertEngine
+from audit.alerts.engine import AlertEngine
 from audit.sealer_lease import SealerLease, sealer_lease
 from audit.trail import AuditTrail, SealRefused
 from server import db

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from audit.alerts import AlertEngine
+from audit.alerts.engine import AlertEngine
 from audit.log import AuditLog
 from audit.signing import SigningKeyMissing, TreeHeadSigner, load_signing_key, write_signing_key
 from audit.trail import AuditTrail

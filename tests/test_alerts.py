@@ -17,18 +17,18 @@ from typing import Any
 import pytest
 
 from audit.alert_tables import AuditAlert
-from audit.alerts import (
-    DEFAULT_RULES,
-    Alert,
-    AlertEngine,
-    AlertError,
-    Changer,
-    Kind,
-    Rule,
-    RuleInvalid,
-    RuleSettings,
+from audit.alerts.engine import AlertEngine
+from audit.alerts.evaluation import (
     _actor_episodes,  # the detector, tested on its own with chosen timestamps
     _Event,
+)
+from audit.alerts.model import AlertError, Changer, RuleInvalid
+from audit.alerts.raised import Alert
+from audit.alerts.rules import (
+    DEFAULT_RULES,
+    Rule,
+    RuleKind,
+    RuleSettings,
     format_work_days,
     parse_work_days,
 )
@@ -56,7 +56,7 @@ async def compliance_officer(staff: Staff) -> tuple[StaffIdentity, Changer]:
     return identity, Changer(f"user:{identity.user_id}", "compliance", "test-request")
 
 
-async def only_rule(alerts: AlertEngine, by: Changer, kind: Kind, **changes: Any) -> Rule:
+async def only_rule(alerts: AlertEngine, by: Changer, kind: RuleKind, **changes: Any) -> Rule:
     """Switch every rule off except the default rule of ``kind``, tuned with ``changes``."""
     await alerts.evaluate()  # first run: creates the default rules and the cursor
     chosen = None
@@ -141,7 +141,7 @@ async def test_reading_many_distinct_customers_raises_a_bulk_read_alert(
 ) -> None:
     alerts = services.alerts
     _, officer = await compliance_officer(staff)
-    await only_rule(alerts, officer, Kind.BULK_READ, threshold=3, window_minutes=10)
+    await only_rule(alerts, officer, RuleKind.BULK_READ, threshold=3, window_minutes=10)
     seller = staff.actor(await staff.create("sales"))
     ids = await new_contacts(services, seller, 4)
     assert await alerts.evaluate() == []  # creating records is not reading them
@@ -152,7 +152,7 @@ async def test_reading_many_distinct_customers_raises_a_bulk_read_alert(
 
     await read_all(services, seller, [ids[2]])
     [alert] = await alerts.evaluate()
-    assert alert.kind == Kind.BULK_READ
+    assert alert.kind == RuleKind.BULK_READ
     assert alert.actor_id == seller.id
     assert alert.actor_role == "sales"
     assert alert.matched == 3
@@ -166,7 +166,7 @@ async def test_reading_many_distinct_customers_raises_a_bulk_read_alert(
 async def test_a_list_page_counts_every_customer_on_it(services: Services, staff: Staff) -> None:
     alerts = services.alerts
     _, officer = await compliance_officer(staff)
-    await only_rule(alerts, officer, Kind.BULK_READ, threshold=4, window_minutes=10)
+    await only_rule(alerts, officer, RuleKind.BULK_READ, threshold=4, window_minutes=10)
     seller = staff.actor(await staff.create("sales"))
     await new_contacts(services, seller, 4)
     page = await services.gateway.list(seller, "contact", page=1, page_size=10)
@@ -181,7 +181,7 @@ async def test_no_duplicate_alerts_when_evaluating_again_or_concurrently(
 ) -> None:
     alerts = services.alerts
     _, officer = await compliance_officer(staff)
-    await only_rule(alerts, officer, Kind.BULK_READ, threshold=3, window_minutes=10)
+    await only_rule(alerts, officer, RuleKind.BULK_READ, threshold=3, window_minutes=10)
     seller = staff.actor(await staff.create("sales"))
     ids = await new_contacts(services, seller, 5)
     await read_all(services, seller, ids[:3])
@@ -222,7 +222,7 @@ def test_the_window_slides_and_reads_spread_wider_than_it_raise_nothing() -> Non
     now = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.UTC)
     rule = Rule(
         id=1,
-        settings=RuleSettings(Kind.BULK_READ, "Bulk", 3, 10).validated(),
+        settings=RuleSettings(RuleKind.BULK_READ, "Bulk", 3, 10).validated(),
         created_by="test",
         created_at=now,
         updated_by="test",
@@ -263,7 +263,7 @@ def test_working_time_follows_the_rule_time_zone_and_days() -> None:
     rule = Rule(
         id=1,
         settings=RuleSettings(
-            Kind.OFF_HOURS, "Off hours", 1, 60, 7, 20, "mon-fri", "Europe/Berlin"
+            RuleKind.OFF_HOURS, "Off hours", 1, 60, 7, 20, "mon-fri", "Europe/Berlin"
         ).validated(),
         created_by="test",
         created_at=now,
@@ -289,7 +289,7 @@ async def test_staff_working_on_customer_data_off_hours_raise_an_alert(
     await only_rule(
         alerts,
         officer,
-        Kind.OFF_HOURS,
+        RuleKind.OFF_HOURS,
         threshold=2,
         window_minutes=60,
         work_days=working,
@@ -304,12 +304,12 @@ async def test_staff_working_on_customer_data_off_hours_raise_an_alert(
 
     await services.gateway.read(seller, "contact", record_id)
     [alert] = await alerts.evaluate()
-    assert alert.kind == Kind.OFF_HOURS
+    assert alert.kind == RuleKind.OFF_HOURS
     assert alert.actor_id == seller.id
     assert alert.matched == 2
 
     # The same work on a working day raises nothing.
-    rule = next(r for r in await alerts.list_rules() if r.kind == Kind.OFF_HOURS)
+    rule = next(r for r in await alerts.list_rules() if r.kind == RuleKind.OFF_HOURS)
     await alerts.update_rule(rule.id, replace(rule.settings, work_days="mon-sun"), by=officer)
     await read_all(services, seller, [record_id] * 3)
     assert await alerts.evaluate() == []
@@ -323,7 +323,7 @@ async def test_a_burst_of_refused_requests_raises_an_alert(
 ) -> None:
     alerts = services.alerts
     _, officer = await compliance_officer(staff)
-    await only_rule(alerts, officer, Kind.DENIAL_BURST, threshold=3, window_minutes=5)
+    await only_rule(alerts, officer, RuleKind.DENIAL_BURST, threshold=3, window_minutes=5)
     marketer = staff.actor(await staff.create("marketing"))
 
     async def try_to_create() -> None:
@@ -335,7 +335,7 @@ async def test_a_burst_of_refused_requests_raises_an_alert(
     assert await alerts.evaluate() == []
     await try_to_create()
     [alert] = await alerts.evaluate()
-    assert alert.kind == Kind.DENIAL_BURST
+    assert alert.kind == RuleKind.DENIAL_BURST
     assert (alert.actor_id, alert.actor_role, alert.matched) == (marketer.id, "marketing", 3)
     assert (await event(alert.last_seq))["outcome"] == "denied"
 
@@ -343,7 +343,7 @@ async def test_a_burst_of_refused_requests_raises_an_alert(
 async def test_failed_sign_ins_count_as_refusals(services: Services, staff: Staff) -> None:
     alerts = services.alerts
     _, officer = await compliance_officer(staff)
-    await only_rule(alerts, officer, Kind.DENIAL_BURST, threshold=3, window_minutes=5)
+    await only_rule(alerts, officer, RuleKind.DENIAL_BURST, threshold=3, window_minutes=5)
     target = await staff.create("sales")
     client = http_client(staff.app)
     staff.clients.append(client)
@@ -363,7 +363,7 @@ async def test_failed_sign_ins_count_as_refusals(services: Services, staff: Staf
 async def test_an_export_above_the_size_raises_an_alert(services: Services, staff: Staff) -> None:
     alerts = services.alerts
     _, officer = await compliance_officer(staff)
-    await only_rule(alerts, officer, Kind.LARGE_EXPORT, threshold=100, window_minutes=60)
+    await only_rule(alerts, officer, RuleKind.LARGE_EXPORT, threshold=100, window_minutes=60)
     exporter = staff.actor(await staff.create("admin"))
 
     def export(rows: int) -> AuditEvent:
@@ -381,7 +381,7 @@ async def test_an_export_above_the_size_raises_an_alert(services: Services, staf
     assert await alerts.evaluate() == []
     await append(export(150))
     [alert] = await alerts.evaluate()
-    assert (alert.kind, alert.actor_id, alert.matched) == (Kind.LARGE_EXPORT, exporter.id, 150)
+    assert (alert.kind, alert.actor_id, alert.matched) == (RuleKind.LARGE_EXPORT, exporter.id, 150)
     # A second large export soon after belongs to the same episode.
     await append(export(400))
     assert await alerts.evaluate() == []
@@ -413,7 +413,7 @@ async def test_the_alert_email_arrives_and_carries_no_customer_data(
             )
         )
         _, officer = await compliance_officer(staff)
-        await only_rule(mailing.alerts, officer, Kind.BULK_READ, threshold=2, window_minutes=10)
+        await only_rule(mailing.alerts, officer, RuleKind.BULK_READ, threshold=2, window_minutes=10)
         seller = staff.actor(await staff.create("sales"))
         first = await mailing.gateway.create(seller, "contact", customer(**needles))
         second = await mailing.gateway.create(seller, "contact", customer())
@@ -462,7 +462,7 @@ async def test_the_email_outcome_is_recorded_on_the_alert(
     }[setup]
     services = build_services(configured)
     _, officer = await compliance_officer(staff)
-    await only_rule(services.alerts, officer, Kind.DENIAL_BURST, threshold=1, window_minutes=5)
+    await only_rule(services.alerts, officer, RuleKind.DENIAL_BURST, threshold=1, window_minutes=5)
     marketer = staff.actor(await staff.create("marketing"))
     with pytest.raises(Forbidden):
         await services.gateway.create(marketer, "contact", customer())
@@ -499,7 +499,7 @@ async def test_rule_changes_and_acknowledgements_are_audited(
     alerts = services.alerts
     _, officer = await compliance_officer(staff)
     rule = await alerts.create_rule(
-        RuleSettings(Kind.DENIAL_BURST, "  Probing   by one account ", 1, 5), by=officer
+        RuleSettings(RuleKind.DENIAL_BURST, "  Probing   by one account ", 1, 5), by=officer
     )
     assert rule.name == "Probing by one account"
     assert rule.created_by == officer.actor_id
@@ -526,7 +526,7 @@ async def test_rule_changes_and_acknowledgements_are_audited(
     assert len(await audit_rows("alert_rule.update")) == 1
     with pytest.raises(RuleInvalid) as refused:
         await alerts.update_rule(
-            rule.id, replace(changed.settings, kind=Kind.BULK_READ), by=officer
+            rule.id, replace(changed.settings, kind=RuleKind.BULK_READ), by=officer
         )
     assert "kind" in refused.value.problems
 
@@ -568,7 +568,7 @@ def test_rule_settings_are_validated_with_clear_messages() -> None:
     }
     assert problems["kind"].startswith("must be one of: bulk_read")
     with pytest.raises(RuleInvalid) as refused:
-        RuleSettings(Kind.OFF_HOURS, "Nights", 1, 60, 20, 7).validated()
+        RuleSettings(RuleKind.OFF_HOURS, "Nights", 1, 60, 20, 7).validated()
     assert refused.value.problems == {
         "work_end_hour": "must be later than the start of working hours"
     }
@@ -606,7 +606,7 @@ def test_working_days_are_parsed_and_written_canonically() -> None:
 
 
 async def raise_denial_alert(services: Services, staff: Staff, by: Changer) -> int:
-    await only_rule(services.alerts, by, Kind.DENIAL_BURST, threshold=1, window_minutes=5)
+    await only_rule(services.alerts, by, RuleKind.DENIAL_BURST, threshold=1, window_minutes=5)
     marketer = staff.actor(await staff.create("marketing"))
     with pytest.raises(Forbidden):
         await services.gateway.create(marketer, "contact", customer())
@@ -741,7 +741,7 @@ async def test_compliance_manages_rules_through_the_pages(services: Services, st
 
 async def test_the_alert_list_is_paginated(services: Services, staff: Staff) -> None:
     identity, officer = await compliance_officer(staff)
-    await only_rule(services.alerts, officer, Kind.DENIAL_BURST, threshold=1, window_minutes=5)
+    await only_rule(services.alerts, officer, RuleKind.DENIAL_BURST, threshold=1, window_minutes=5)
     for number in range(30):  # thirty accounts, each refused once: thirty alerts
         await append(
             AuditEvent(f"user:{1000 + number}", "sales", "read", "contact", Outcome.DENIED)
@@ -842,7 +842,7 @@ async def night_owl_runs(
     today = dt.datetime.now(dt.UTC).weekday()
     working = ",".join(DAYS[d] for d in range(7) if d not in {today, (today + 1) % 7})
     await only_rule(
-        alerts, officer, Kind.OFF_HOURS, threshold=1, window_minutes=window_minutes,
+        alerts, officer, RuleKind.OFF_HOURS, threshold=1, window_minutes=window_minutes,
         work_days=working, work_start_hour=0, work_end_hour=24,
     )  # fmt: skip
     moment = [dt.datetime.now(dt.UTC)]

@@ -539,7 +539,8 @@ async def test_no_personal_value_reaches_any_audit_table_or_export(
     """A full scenario - writes, reads, searches, a denial, a compliance officer locating
     the person and exporting the slice, alert rules firing - then every audit table and
     the exported slice are searched for the person's values."""
-    from audit.alerts import Changer, Kind, RuleSettings
+    from audit.alerts.model import Changer
+    from audit.alerts.rules import RuleKind, RuleSettings
 
     gateway = services.gateway
     seller = staff.actor(await staff.create("sales"))
@@ -557,7 +558,7 @@ async def test_no_personal_value_reaches_any_audit_table_or_export(
     assert found == [(record.id, record.subject_id)]
     changer = Changer(officer.id, "compliance", "test")
     await services.alerts.create_rule(
-        RuleSettings(Kind.BULK_READ, "Any read at all", 1, 60), by=changer
+        RuleSettings(RuleKind.BULK_READ, "Any read at all", 1, 60), by=changer
     )
     raised = await services.alerts.evaluate()
     assert raised  # the rule fired: alert rows exist to be searched too

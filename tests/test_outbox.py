@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from audit.alerts import Kind
+from audit.alerts.rules import RuleKind
 from server.gateway import Actor, Forbidden
 from server.mail import Mailer, MailStatus
 from server.outbox.service import MAX_ATTEMPTS, backoff
@@ -33,7 +33,7 @@ DPO = "dpo.ramirez@controller.example"
 async def raise_an_alert(services: Services, staff: Staff) -> int:
     """A marketer refused once, with a rule that alerts on one refusal."""
     _, officer = await compliance_officer(staff)
-    await only_rule(services.alerts, officer, Kind.DENIAL_BURST, threshold=1, window_minutes=5)
+    await only_rule(services.alerts, officer, RuleKind.DENIAL_BURST, threshold=1, window_minutes=5)
     marketer = staff.actor(await staff.create("marketing"))
     with pytest.raises(Forbidden):
         await services.gateway.create(marketer, "contact", customer())

@@ -25,19 +25,10 @@ from admin_ui.forms import problem_message
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.rights import ALERT_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit, require_recent_login
-from audit.alerts import (
-    ACKNOWLEDGEMENTS,
-    KIND_LABELS,
-    UNITS,
-    AlertEngine,
-    AlertError,
-    AlertNotFound,
-    Changer,
-    Kind,
-    Rule,
-    RuleInvalid,
-    RuleSettings,
-)
+from audit.alerts.engine import AlertEngine
+from audit.alerts.model import AlertError, AlertNotFound, Changer, RuleInvalid
+from audit.alerts.raised import ACKNOWLEDGEMENTS, KIND_LABELS, UNITS
+from audit.alerts.rules import Rule, RuleKind, RuleSettings
 from server.web import services_of
 
 STATES = {"open": "Open", "acknowledged": "Acknowledged", "all": "All"}
@@ -213,8 +204,8 @@ class AlertPages(Controller):
         self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
     ) -> Template:
         _engine(request, visit)
-        kind = request.query_params.get("kind", Kind.BULK_READ)
-        defaults = RuleSettings(kind if kind in set(Kind) else Kind.BULK_READ, "", 1, 60)
+        kind = request.query_params.get("kind", RuleKind.BULK_READ)
+        defaults = RuleSettings(kind if kind in set(RuleKind) else RuleKind.BULK_READ, "", 1, 60)
         values = {
             **{k: str(v) for k, v in vars(defaults).items()},
             "name": "",
@@ -310,7 +301,7 @@ class AlertPages(Controller):
             values=values,
             problems=problems,
             summary=_summary(problems),
-            kinds=[(k.value, KIND_LABELS[k]) for k in Kind],
+            kinds=[(k.value, KIND_LABELS[k]) for k in RuleKind],
             units=UNITS,
             recent=visit.info.recently_authenticated,
         )
