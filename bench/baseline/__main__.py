@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    # The same call as server/cli.py `serve`: same server, loop, HTTP parser and logging.
+    # The same call as server/cli/serving.py `serve`: same server, loop, HTTP parser and logging.
     uvicorn.run(
         "bench.baseline.app:create_app",
         factory=True,
