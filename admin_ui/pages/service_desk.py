@@ -166,6 +166,7 @@ class ServiceDeskPages(Controller):
             sla_words=SLA_WORDS,
             may_flags=_allowed(request, visit, "dsr_flags"),
             may_configure=_allowed(request, visit, "configure"),
+            may_open_case=services.policy.allows(visit.identity.role, "case", "create"),
         )
 
     # -- one case -------------------------------------------------------------------------
