@@ -24,6 +24,17 @@ from admin_ui.rights import (
     STAFF_RIGHT,
 )
 from policy.enforcer import PolicyEngine
+from server.datamap import (
+    CASE,
+    CONTACT,
+    DEAL,
+    INTERACTION,
+    LEAD,
+    MAIL,
+    ORGANIZATION,
+    TASK,
+    RecordType,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,13 @@ class MenuEntry:
     label: str
     href: str
     right: tuple[str, str] | None  # (resource, action) the policy must allow; None: anyone
+
+
+def _list_of(rt: RecordType) -> MenuEntry:
+    """A record type's list page, named and found as the data map declares it."""
+    if rt.page_path is None:
+        raise ValueError(f"{rt.resource} records have no pages of their own")
+    return MenuEntry(rt.plural, rt.page_path, (rt.resource, "list"))
 
 
 @dataclass(frozen=True)
@@ -52,16 +70,16 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
         (
             MenuEntry("Dashboard", "/", None),
             MenuEntry("My day", "/my-day", ("task", "create")),  # roles that do tasks
-            MenuEntry("Tasks", "/tasks", ("task", "list")),
-            MenuEntry("Contacts", "/contacts", ("contact", "list")),
-            MenuEntry("Organizations", "/organizations", ("organization", "list")),
+            _list_of(TASK),
+            _list_of(CONTACT),
+            _list_of(ORGANIZATION),
         ),
     ),
     (
         "Sales",
         (
-            MenuEntry("Leads", "/leads", ("lead", "list")),
-            MenuEntry("Deals", "/deals", ("deal", "list")),
+            _list_of(LEAD),
+            _list_of(DEAL),
             # The board groups by stage: it needs the stage, not just the list right.
             MenuEntry("Pipeline", "/pipeline", ("deal.stage", "read")),
             MenuEntry("Reports", "/reports", ("report", "view")),
@@ -72,10 +90,10 @@ MENU: tuple[tuple[str, tuple[MenuEntry, ...]], ...] = (
     (
         "Service",
         (
-            MenuEntry("Cases", "/cases", ("case", "list")),
+            _list_of(CASE),
             MenuEntry("Service desk", "/desk", ("service_desk", "work")),
-            MenuEntry("Interactions", "/interactions", ("interaction", "list")),
-            MenuEntry("Captured e-mail", "/mail", ("mail", "list")),
+            _list_of(INTERACTION),
+            _list_of(MAIL),
             MenuEntry("My mailboxes", "/mailboxes", ("mailbox", "manage")),
             MenuEntry("Knowledge base", "/knowledge", ("knowledge_article", "read")),
             MenuEntry("Import meetings", "/calendar/import", ("calendar", "import")),

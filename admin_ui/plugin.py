@@ -50,7 +50,7 @@ from admin_ui.pages.my_day import MyDayPages
 from admin_ui.pages.notes import NotePanel
 from admin_ui.pages.pipeline import BoardPages, PipelineSettingsPages
 from admin_ui.pages.processing_record import ProcessingRecordPage
-from admin_ui.pages.records import record_pages
+from admin_ui.pages.records_routes import every_record_type_pages
 from admin_ui.pages.release import ReleasePages
 from admin_ui.pages.report_builder import ReportBuilderPages
 from admin_ui.pages.reports import ReportPages
@@ -63,17 +63,6 @@ from admin_ui.pages.users import UserPages
 from admin_ui.rendering import gateway_error_handler, http_error_handler, redirect_handler
 from admin_ui.security import csrf_config, security_headers
 from admin_ui.session import PageRedirect
-from server.datamap import (
-    CASE,
-    CONTACT,
-    DEAL,
-    INTERACTION,
-    LEAD,
-    MAIL,
-    NOTE,
-    ORGANIZATION,
-    TASK,
-)
 from server.gateway import GatewayError
 from server.services import Services, load_session_secret
 from server.settings import Settings
@@ -132,18 +121,11 @@ def admin_router() -> Router:
             ExportPages,  # /export/{kind}
             CustomerPages,  # /contacts/{id}/360
             DuplicatePages,  # /contacts/duplicates, /merges
-            record_pages(CONTACT, "/contacts", "Contacts"),
-            record_pages(ORGANIZATION, "/organizations", "Organizations"),
-            record_pages(DEAL, "/deals", "Deals"),
-            record_pages(INTERACTION, "/interactions", "Interactions"),
-            record_pages(CASE, "/cases", "Cases"),
-            record_pages(LEAD, "/leads", "Leads"),
+            # /contacts, /deals, ...: every record type with a page_path in the data map
+            *every_record_type_pages(),
             MyDayPages,
             NotePanel,  # POST /notes/add, from any record's notes panel
-            record_pages(TASK, "/tasks", "Tasks"),
-            record_pages(NOTE, "/notes", "Notes"),
             MailboxPages,  # /mailboxes, /mail/{id}/thread (issue 21: mailbox capture)
-            record_pages(MAIL, "/mail", "Captured e-mail"),
             LeadConvertPages,
             BoardPages,  # /pipeline
             PipelineSettingsPages,  # /admin/pipelines

@@ -91,11 +91,10 @@ async def cells(
     shown: Any,
     heading_of: Any,
     zone: ZoneInfo,
-    page_paths: Mapping[str, str],
 ) -> list[list[Cell]]:
     """One row of cells per record. ``shown(rt, name, value, values=, zone=)`` renders a
     plain value, ``heading_of(rt, record, zone)`` a referenced record's name, which
-    links to it."""
+    links to its page (the data map's ``page_path``)."""
 
     wanted: dict[str, set[str]] = {}
     for name in names:
@@ -131,7 +130,8 @@ async def cells(
                 row.append(Cell(True, ""))
             elif target and value:
                 text = names_of.get((target, str(value)), "")
-                link = f"{page_paths[target]}/{value}" if text else ""
+                path = RECORD_TYPES[target].page_path
+                link = f"{path}/{value}" if text and path else ""
                 row.append(Cell(False, text or "Not visible to you", link))
             else:
                 text = shown(rt, name, value, values=r.values, zone=zone)

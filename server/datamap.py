@@ -203,6 +203,9 @@ class Field:
     # Two contacts with the same value here are likely one person (server.gateway.duplicates
     # groups by the blind index: only a blind-indexed field can be one).
     duplicate_match: bool = False
+    # Bookkeeping a person gains nothing from seeing (a keyed hash, the mailbox a captured
+    # mail came from): left off the record's page in the admin; the API still returns it.
+    bookkeeping: bool = False
 
     @property
     def aggregatable(self) -> bool:
@@ -254,9 +257,15 @@ class RecordType:
     # mailbox owner until the thread is shared). The gateway compiles it into the WHERE.
     private_until: str | None = None
     # The fields that name a record in the admin (its page heading, links to it) and the
-    # columns of its list page and search results, in order (admin_ui.pages.records).
+    # columns of its list page and search results, in order (admin_ui.pages.records*).
     heading: tuple[str, ...] = ()
     summary: tuple[str, ...] = ()
+    # The admin's name for a list of these records (the list page's title, the menu entry,
+    # a table on a person's page), and where the record type's pages live: its list at
+    # ``page_path``, a record at ``page_path/<id>``; reference fields link there. None: no
+    # pages of its own (shown where it belongs, and never linked to as a record).
+    plural: str = ""
+    page_path: str | None = None
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -282,6 +291,8 @@ CONTACT = RecordType(
     resource="contact",
     table="contact",
     label="Contact",
+    plural="Contacts",
+    page_path="/contacts",
     heading=("first_name", "last_name"),
     summary=("email", "phone", "lifecycle_stage"),
     person=True,
@@ -423,6 +434,8 @@ ORGANIZATION = RecordType(
     resource="organization",
     table="organization",
     label="Organization",
+    plural="Organizations",
+    page_path="/organizations",
     heading=("name",),
     summary=("domain", "industry", "city"),
     fields=(
@@ -557,6 +570,8 @@ DEAL = RecordType(
     resource="deal",
     table="deal",
     label="Deal",
+    plural="Deals",
+    page_path="/deals",
     heading=("title",),
     summary=("contact_id", "organization_id", "owner_id", "stage", "amount", "expected_close"),
     subject_from="contact_id",
@@ -684,6 +699,8 @@ INTERACTION = RecordType(
     resource="interaction",
     table="interaction",
     label="Interaction",
+    plural="Interactions",
+    page_path="/interactions",
     heading=("channel", "occurred_at"),
     summary=("contact_id", "occurred_at", "direction", "summary"),
     subject_from="contact_id",
@@ -759,6 +776,8 @@ CASE = RecordType(
     resource="case",
     table="support_case",  # "case" is an SQL keyword
     label="Case",
+    plural="Cases",
+    page_path="/cases",
     heading=("title",),
     summary=("contact_id", "kind", "priority", "status", "due_at"),
     subject_from="contact_id",
@@ -844,6 +863,8 @@ LEAD = RecordType(
     resource="lead",
     table="lead",
     label="Lead",
+    plural="Leads",
+    page_path="/leads",
     heading=("first_name", "last_name"),
     summary=("email", "status", "source"),
     person=True,
@@ -982,6 +1003,8 @@ TASK = RecordType(
     resource="task",
     table="task",
     label="Task",
+    plural="Tasks",
+    page_path="/tasks",
     heading=("title",),
     summary=("due_at", "status", "priority"),
     subject_from="contact_id",
@@ -1063,6 +1086,8 @@ NOTE = RecordType(
     resource="note",
     table="note",
     label="Note",
+    plural="Notes",
+    page_path="/notes",
     heading=("body",),
     summary=("record_type", "body"),
     subject_from="record_id",
@@ -1114,6 +1139,8 @@ MAIL = RecordType(
     resource="mail",
     table="captured_mail",
     label="Captured e-mail",
+    plural="Captured e-mail",
+    page_path="/mail",
     subject_from="record_id",
     private_until="visibility",
     heading=("subject",),
@@ -1229,6 +1256,7 @@ MAIL = RecordType(
             max_length=64,
             purposes=_SUPPORT,
             filterable=True,
+            bookkeeping=True,
         ),
         Field(
             "message_key",
@@ -1239,6 +1267,7 @@ MAIL = RecordType(
             max_length=64,
             purposes=_SUPPORT,
             filterable=True,
+            bookkeeping=True,
         ),
         Field(
             "mailbox_id",
@@ -1248,6 +1277,7 @@ MAIL = RecordType(
             encrypted=False,
             filterable=True,
             purposes=_SUPPORT,
+            bookkeeping=True,
         ),
     ),
 )
@@ -1265,6 +1295,8 @@ FEEDBACK = RecordType(
     resource="feedback",
     table="feedback_answer",
     label="Survey answer",
+    plural="Survey answers",
+    page_path=None,  # counted on the feedback results page (/feedback)
     heading=("kind",),
     summary=("contact_id", "kind", "score"),
     subject_from="contact_id",
@@ -1348,6 +1380,8 @@ CASE_MESSAGE = RecordType(
     resource="case_message",
     table="case_message",
     label="Case message",
+    plural="Case messages",
+    page_path=None,  # the conversation on its case in the service desk (/desk)
     heading=("kind",),
     summary=("case_id", "kind"),
     subject_from="case_id",

@@ -5,15 +5,18 @@
   value the data map accepts, NOT NULL exactly where the field is required, and the
   system columns' types. (tests/test_datamap.py checks that the column *names* agree.)
 - What used to be hand-kept lists beside the data map - the import's natural keys, what a
-  lead hands to its contact, the admin's headings and list columns - are attributes of the
-  fields and record types, and these tests hold them to what the code relies on.
+  lead hands to its contact, the admin's headings, list columns, page paths and plurals,
+  the fields left off a record's page - are attributes of the fields and record types,
+  and these tests hold them to what the code relies on.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
+from litestar import Litestar
 from piccolo.columns import (
     UUID,
     BigInt,
@@ -26,7 +29,9 @@ from piccolo.columns import (
 )
 from piccolo.table import Table
 
-from admin_ui.pages.records import HEADING_FIELDS, SUMMARY_FIELDS
+from admin_ui.navigation import MENU
+from admin_ui.pages.records_list import RecordListPages
+from admin_ui.plugin import admin_router
 from server.csvio.importer import IMPORTABLE, NATURAL_KEYS
 from server.datamap import (
     CONTACT,
@@ -173,13 +178,72 @@ def test_what_a_lead_hands_to_its_contact_is_declared_on_the_lead() -> None:
 def test_admin_headings_and_list_columns_are_declared_with_the_record_type() -> None:
     for rt in RECORD_TYPES.values():
         assert rt.heading, f"{rt.resource}: no heading declared"
-        assert HEADING_FIELDS[rt.resource] == rt.heading
-        assert SUMMARY_FIELDS[rt.resource] == rt.summary
+        assert rt.summary, f"{rt.resource}: no list columns declared"
         known = {f.name for f in rt.fields} | set(SYSTEM_COLUMNS)
         assert set(rt.heading) <= known, rt.resource
         assert set(rt.summary) <= known, rt.resource
-    assert HEADING_FIELDS["contact"] == ("first_name", "last_name")
-    assert SUMMARY_FIELDS["deal"][:2] == ("contact_id", "organization_id")
+    assert CONTACT.heading == ("first_name", "last_name")
+    assert RECORD_TYPES["deal"].summary[:2] == ("contact_id", "organization_id")
+
+
+def test_admin_page_paths_and_plurals_are_declared_with_the_record_type() -> None:
+    """Every record type names a list of itself; those with pages of their own say where,
+    each at its own path; the rest (survey answers, case messages) are shown elsewhere."""
+    paths = {rt.resource: rt.page_path for rt in RECORD_TYPES.values()}
+    plurals = [rt.plural for rt in RECORD_TYPES.values()]
+    assert all(p and p[0].isupper() for p in plurals), plurals
+    assert len(set(plurals)) == len(plurals)
+    with_pages = [p for p in paths.values() if p is not None]
+    assert len(set(with_pages)) == len(with_pages)
+    for resource, path in paths.items():
+        assert path is None or re.fullmatch(r"/[a-z][a-z-]*", path), (resource, path)
+    assert {r for r, p in paths.items() if p is None} == {"feedback", "case_message"}
+    assert paths["contact"] == "/contacts"
+    assert paths["mail"] == "/mail"
+    assert RECORD_TYPES["mail"].plural == "Captured e-mail"
+
+
+def test_a_record_type_has_pages_exactly_when_it_declares_a_page_path() -> None:
+    """The admin mounts the list, form and detail pages of each type with a page_path, and
+    of no other; its menu names each list as the data map does."""
+    app = Litestar(route_handlers=[admin_router()])
+    routes = {(r.path, m) for r in app.routes for m in getattr(r, "methods", ())}
+    lists = {
+        r.path
+        for r in app.routes
+        for handlers in getattr(r, "route_handler_map", {}).values()
+        if isinstance(getattr(handlers[0].fn, "__self__", None), RecordListPages)
+        and handlers[0].fn.__name__ == "index"
+    }
+    declared = {rt.page_path for rt in RECORD_TYPES.values() if rt.page_path is not None}
+    assert lists == declared
+    for path in declared:
+        expected = {
+            (path, "GET"),
+            (f"{path}/search", "POST"),
+            (f"{path}/bulk", "POST"),
+            (f"{path}/bulk/apply", "POST"),
+            (f"{path}/new", "GET"),
+            (f"{path}/new", "POST"),
+            (f"{path}/{{record_id:str}}", "GET"),
+            (f"{path}/{{record_id:str}}/edit", "GET"),
+            (f"{path}/{{record_id:str}}/edit", "POST"),
+            (f"{path}/{{record_id:str}}/delete", "GET"),
+            (f"{path}/{{record_id:str}}/delete", "POST"),
+        }
+        assert expected <= routes, sorted(expected - routes)
+    entries = {e.href: e for _, group in MENU for e in group}
+    for rt in RECORD_TYPES.values():
+        entry = entries.get(rt.page_path or "")
+        if entry is not None:
+            assert (entry.label, entry.right) == (rt.plural, (rt.resource, "list"))
+
+
+def test_bookkeeping_fields_are_left_off_the_record_page_only() -> None:
+    hidden = {
+        (rt.resource, f.name) for rt in RECORD_TYPES.values() for f in rt.fields if f.bookkeeping
+    }
+    assert hidden == {("mail", "thread_key"), ("mail", "message_key"), ("mail", "mailbox_id")}
 
 
 def test_duplicate_matching_fields_are_declared_and_blind_indexed() -> None:

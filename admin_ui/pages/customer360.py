@@ -36,7 +36,7 @@ from litestar.response import Template
 from admin_ui.display import UTC
 from admin_ui.pages.consent import CHANNEL_LABELS, KIND_LABELS
 from admin_ui.pages.erased import erased_page
-from admin_ui.pages.records import PAGE_PATHS, PLURALS, heading_of, shown_value
+from admin_ui.pages.records import heading_of, page_path_of, shown_value
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from policy.enforcer import PolicyEngine
@@ -157,7 +157,7 @@ def deal_entries(
     """A deal's creation (flagged Won or Lost once closed) and, while it is open, its
     expected close. ``kinds``: (pipeline id, stage key) -> open | won | lost, so a
     configured pipeline's won stage counts whatever it is called."""
-    link = f"{PAGE_PATHS['deal']}/{record.id}"
+    link = f"{page_path_of(DEAL.resource)}/{record.id}"
     title = heading_of(DEAL, record)
     amount = _amount(record)
     details = _details(DEAL, record, ("stage",)) + ((amount,) if amount else ())
@@ -192,7 +192,7 @@ def interaction_entry(record: GatewayRecord) -> Entry:
         when,
         "interaction",
         name,
-        f"{PAGE_PATHS['interaction']}/{record.id}",
+        f"{page_path_of(INTERACTION.resource)}/{record.id}",
         _details(INTERACTION, record, ("direction", "participants", "summary")),
     )
 
@@ -207,7 +207,7 @@ def mail_entry(record: GatewayRecord, zone: ZoneInfo = UTC) -> Entry:
         when,
         "interaction",
         title,
-        f"{PAGE_PATHS['mail']}/{record.id}",
+        f"{page_path_of(MAIL.resource)}/{record.id}",
         _details(MAIL, record, ("correspondents", "attachments", "visibility"), zone),
         "Private to you" if record.values.get("visibility") == "private" else "",
     )
@@ -220,7 +220,7 @@ def case_entry(record: GatewayRecord, now: dt.datetime, zone: ZoneInfo = UTC) ->
         record.created_at.astimezone(dt.UTC),
         "case",
         f"Case opened: {heading_of(CASE, record)}",
-        f"{PAGE_PATHS['case']}/{record.id}",
+        f"{page_path_of(CASE.resource)}/{record.id}",
         _details(CASE, record, ("kind", "priority", "status", "due_at"), zone),
         "SLA breached" if open_ and due is not None and due <= now else "",
     )
@@ -234,7 +234,7 @@ def task_entry(record: GatewayRecord, now: dt.datetime, zone: ZoneInfo = UTC) ->
         due or record.created_at.astimezone(dt.UTC),
         "task",
         f"Task: {heading_of(TASK, record)}",
-        f"{PAGE_PATHS['task']}/{record.id}",
+        f"{page_path_of(TASK.resource)}/{record.id}",
         _details(TASK, record, ("status", "priority", "due_at"), zone),
         "Overdue" if open_ and due is not None and due <= now else "",
     )
@@ -248,7 +248,7 @@ async def related_lists(
     the role sees as metadata only is listed by subject id (no field read)."""
     lists = []
     for rt in RELATED:
-        title = PLURALS[rt.resource]
+        title = rt.plural
         found = RelatedList(rt.resource, title)
         readable = gateway.permitted_fields(visit.actor, rt.resource, "list")
         # Metadata is the fallback for a role that may list the records but not read
@@ -281,7 +281,7 @@ async def related_lists(
         found.shown = len(page.items)
         if not found.metadata_only:
             ref = "record_id" if rt is MAIL else "contact_id"
-            found.all_link = f"{PAGE_PATHS[rt.resource]}?{urlencode({ref: contact.id})}"
+            found.all_link = f"{page_path_of(rt.resource)}?{urlencode({ref: contact.id})}"
         lists.append(found)
     return lists
 
@@ -351,7 +351,7 @@ async def organization_of(
         return {"note": "The person's organization is not visible to you."}
     return {
         "heading": heading_of(ORGANIZATION, org),
-        "link": f"{PAGE_PATHS['organization']}/{org.id}",
+        "link": f"{page_path_of(ORGANIZATION.resource)}/{org.id}",
         "details": [
             d
             for n in ORGANIZATION_FIELDS

@@ -20,7 +20,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from admin_ui.pages.records import PAGE_PATHS, heading_of, shown_value
+from admin_ui.pages.records import heading_of, page_path_of, shown_value
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import CONTACT, TASK
@@ -60,7 +60,7 @@ def _moment(value: Any) -> dt.datetime | None:
 def _about(task: Record) -> str:
     for name, resource in (("case_id", "case"), ("deal_id", "deal"), ("contact_id", "contact")):
         if task.values.get(name):
-            return f"{PAGE_PATHS[resource]}/{task.values[name]}"
+            return f"{page_path_of(resource)}/{task.values[name]}"
     return ""
 
 
@@ -80,7 +80,7 @@ async def with_people(gateway: Gateway, visit: Visit, plan: DayPlan) -> DayPlan:
     def named(task: DayTask) -> DayTask:
         if task.contact_id not in names:
             return task
-        link = f"{PAGE_PATHS[CONTACT.resource]}/{task.contact_id}"
+        link = f"{page_path_of(CONTACT.resource)}/{task.contact_id}"
         return replace(task, person=names[task.contact_id], person_link=link)
 
     return DayPlan(

@@ -14,7 +14,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.response import Redirect
 
 from admin_ui.forms import values_from_form
-from admin_ui.pages.records import PAGE_PATHS
+from admin_ui.pages.records import page_path_of
 from admin_ui.rendering import flash, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import NOTE, NOTE_TARGETS
@@ -40,7 +40,7 @@ class NotePanel(Controller):
                 "record_type: must be one of: " + ", ".join(NOTE_TARGETS),
                 problems={"record_type": "unknown record type"},
             )
-        back = f"{PAGE_PATHS[str(target)]}/{values.get('record_id') or ''}"
+        back = f"{page_path_of(str(target))}/{values.get('record_id') or ''}"
         try:
             await services_of(request).gateway.create(visit.actor, NOTE.resource, values)
         except InvalidInput as exc:

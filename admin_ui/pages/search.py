@@ -16,13 +16,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
-from admin_ui.pages.records import (
-    PAGE_PATHS,
-    SUMMARY_FIELDS,
-    heading_of,
-    picker_options,
-    shown_value,
-)
+from admin_ui.pages.records import heading_of, page_path_of, picker_options, shown_value
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import RECORD_TYPES
@@ -32,14 +26,6 @@ from server.web import services_of
 
 # The header box offers these types, grouped in this order.
 HEADER_TYPES = ("contact", "lead", "organization", "deal", "case")
-GROUP_LABELS = {
-    "contact": "Contacts",
-    "lead": "Leads",
-    "organization": "Organizations",
-    "deal": "Deals",
-    "case": "Cases",
-    "interaction": "Interactions",
-}
 SUGGESTIONS_PER_TYPE = 4
 RESULTS_PER_TYPE = 10
 
@@ -55,14 +41,14 @@ def item_of(record: Record) -> dict[str, str]:
     detail = next(
         (
             shown_value(rt, name, record.values[name])
-            for name in SUMMARY_FIELDS.get(rt.resource, ())
+            for name in rt.summary
             if record.values.get(name) and rt.by_name[name].kind.value != "reference"
         ),
         "",
     )
     return {
         "id": record.id,
-        "link": f"{PAGE_PATHS[record.resource]}/{record.id}",
+        "link": f"{page_path_of(record.resource)}/{record.id}",
         "heading": heading_of(rt, record),
         "detail": detail,
         "type": rt.label,
@@ -72,7 +58,7 @@ def item_of(record: Record) -> dict[str, str]:
 def group_of(hits: NameHits) -> dict[str, Any]:
     return {
         "type": hits.resource,
-        "label": GROUP_LABELS[hits.resource],
+        "label": RECORD_TYPES[hits.resource].plural,
         "total": hits.total,
         "capped": hits.capped,
         "page": hits.page,
