@@ -8,7 +8,7 @@ customer. Their access report and subject export show the lead and the contact t
 an erasure reaches both, and no key is shredded during conversion (shredding the lead's
 key would make the lead unreadable, and a failure half-way could not be undone). The
 price is that the key is shared: deleting a converted lead must not shred it while the
-contact still uses it (:func:`subject_still_held`).
+contact still uses it (``lifecycle.subject_still_held``).
 
 Checks, all before anything is written: the actor may ``convert`` this lead (in scope)
 and may create each record asked for, with every field it would set; the values pass the
@@ -26,19 +26,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from piccolo.table import Table
-
 from audit.events import Action, AuditEvent, Outcome, audit_event
 from server import db
-from server.datamap import CONTACT, DEAL, LEAD, ORGANIZATION, RECORD_TYPES, RecordType
-from server.gateway import mention_index, name_index
+from server.datamap import CONTACT, DEAL, LEAD, ORGANIZATION, RecordType
+from server.gateway import mention_index, name_index, write_checks
 from server.gateway.actor import Actor
-from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.gateway.errors import Conflict, InvalidInput
+from server.gateway.events import allowed_event
+from server.gateway.filters import to_db
 from server.gateway.tables import TABLES
 from server.vault import DataKey
 
 if TYPE_CHECKING:
-    from server.gateway.gateway import Gateway
+    from server.gateway.core import GatewayCore
 
 CONVERT = "convert"
 CONVERTED = "converted"
@@ -68,7 +68,7 @@ class _Planned:
 
 
 async def convert(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     lead_id: str,
     *,
@@ -83,21 +83,9 @@ async def convert(
             "give either organization_id or create_organization, not both",
             problems={"organization_id": "conflicts with create_organization"},
         )
-    table = TABLES[LEAD.resource]
-    decision = gw._decide(actor, LEAD, CONVERT, purpose)
-    row = await gw._find(table, decision, actor, lead_id) if decision.allowed else None
-    if row is None:
-        raise await gw._deny(
-            actor,
-            LEAD,
-            CONVERT,
-            purpose,
-            decision.reason if not decision.allowed else "not_found_or_out_of_scope",
-            NotFound("lead not found"),
-            record_id=str(lead_id),
-            subject_ids=await gw._subject_of(table, lead_id),
-        )
-    await gw._require_basis(actor, LEAD, CONVERT, purpose, row)
+    op = await gw.authorize(actor, LEAD.resource, CONVERT, purpose=purpose, record_id=lead_id)
+    row = await gw.find_or_deny(actor, op, lead_id, CONVERT)
+    table = op.table
     lead_row_id = str(row["id"])
     subject = str(row["subject_id"])
     if row["converted_contact_id"] is not None or row["status"] == CONVERTED:
@@ -106,7 +94,7 @@ async def convert(
     keys = await gw.vault.keys_for([subject])
     if subject not in keys:
         raise Conflict("this lead has been erased and cannot be converted")
-    lead_values = gw._materialize(LEAD, row, keys[subject], frozenset(LEAD.by_name)).values
+    lead_values = gw.materialize(LEAD, row, keys[subject], frozenset(LEAD.by_name)).values
 
     organization: _Planned | None = None
     if create_organization:
@@ -118,8 +106,8 @@ async def convert(
             )
         organization = await _plan(gw, actor, ORGANIZATION, purpose, {"name": name})
     elif organization_id:
-        await gw._check_references(
-            actor, CONTACT, {"organization_id": str(organization_id)}, purpose
+        await write_checks.check_references(
+            gw, actor, CONTACT, {"organization_id": str(organization_id)}, purpose
         )
     org_id = organization.row_id if organization else (organization_id or None)
 
@@ -166,7 +154,7 @@ async def convert(
         )
         if not claimed:
             raise Conflict("this lead has already been converted")
-        key = (await gw._subject_keys(LEAD, [subject]))[0]
+        key = (await write_checks.subject_keys(gw, LEAD, [subject]))[0]
         events: list[AuditEvent] = []
         if organization is not None:
             org_key = await gw.vault.new_subject(ORGANIZATION.resource)
@@ -179,7 +167,7 @@ async def convert(
             events.append(_created(gw, actor, planned_deal, subject, purpose))
         for planned in (organization, contact, planned_deal):
             if planned is not None:
-                await gw._recheck(
+                await gw.recheck(
                     actor, planned.rt, TABLES[planned.rt.resource], planned.row_id, purpose
                 )
         events.append(
@@ -214,29 +202,22 @@ async def convert(
 
 
 async def _plan(
-    gw: Gateway, actor: Actor, rt: RecordType, purpose: str, values: Mapping[str, Any]
+    gw: GatewayCore, actor: Actor, rt: RecordType, purpose: str, values: Mapping[str, Any]
 ) -> _Planned:
     """The checks ``Gateway.create`` runs before writing, for one record of a conversion:
     the role may create it and set each field; the values are valid."""
-    decision = gw._decide(actor, rt, Action.CREATE, purpose)
-    if not decision.allowed:
-        raise await gw._deny(
-            actor,
-            rt,
-            Action.CREATE,
-            purpose,
-            decision.reason,
-            Forbidden(f"your role may not create {rt.resource} records"),
-            detail={"for": CONVERT},
-        )
-    await gw._refuse_new_person(actor, rt, Action.CREATE, purpose)
-    cleaned = await gw._clean(actor, rt, Action.CREATE, purpose, values, partial=False)
-    await gw._check_writable(actor, rt, Action.CREATE, purpose, decision, cleaned)
+    op = await gw.authorize(
+        actor, rt.resource, Action.CREATE, purpose=purpose, detail={"for": CONVERT}
+    )
+    decision = op.decision
+    await gw.refuse_new_person(actor, rt, Action.CREATE, purpose)
+    cleaned = await write_checks.clean(gw, actor, rt, Action.CREATE, purpose, values, partial=False)
+    await write_checks.check_writable(gw, actor, rt, Action.CREATE, purpose, decision, cleaned)
     return _Planned(rt, str(uuid.uuid4()), cleaned)
 
 
 async def _insert(
-    gw: Gateway, planned: _Planned, key: DataKey, owner: int, team: str, now: dt.datetime
+    gw: GatewayCore, planned: _Planned, key: DataKey, owner: int, team: str, now: dt.datetime
 ) -> None:
     table = TABLES[planned.rt.resource]
     columns = gw.vault.encrypt_values(planned.rt, planned.row_id, key, planned.values)
@@ -248,7 +229,7 @@ async def _insert(
             team=team,
             created_at=now,
             updated_at=now,
-            **gw._to_db(planned.rt, columns),
+            **to_db(planned.rt, columns),
         )
     ).run()
     await name_index.write_new(gw.vault, planned.rt, [(planned.row_id, planned.values)])
@@ -256,25 +237,14 @@ async def _insert(
 
 
 def _created(
-    gw: Gateway, actor: Actor, planned: _Planned, subject: str, purpose: str
+    gw: GatewayCore, actor: Actor, planned: _Planned, subject: str, purpose: str
 ) -> AuditEvent:
-    return gw._event(
-        actor, planned.rt, Action.CREATE, purpose, planned.row_id, (subject,), tuple(planned.values)
+    return allowed_event(
+        actor,
+        Action.CREATE,
+        planned.rt.resource,
+        purpose,
+        (subject,),
+        record_id=planned.row_id,
+        fields=tuple(planned.values),
     )
-
-
-async def subject_still_held(subject_id: str) -> bool:
-    """Whether a record that is its own subject (a contact, a lead) still carries this
-    subject id. A converted lead shares its key with its contact: deleting either one
-    must leave the key alone while the other exists."""
-    sid = uuid.UUID(str(subject_id))
-    for resource, table in TABLES.items():
-        if RECORD_TYPES[resource].subject_from is not None:
-            continue
-        if await _count(table, sid):
-            return True
-    return False
-
-
-async def _count(table: type[Table], subject: uuid.UUID) -> int:
-    return int(await table.count().where(getattr(table, "subject_id") == subject))
