@@ -657,25 +657,8 @@ async def merge(
             raise Conflict("one of these contacts has been erased and cannot be merged")
         old, new = keys[subjects[1]], keys[subjects[0]]
         taken = _choose(keep or {}, decision.fields, survivor, merged)
-        previous: dict[str, Any] = {}
-        changes: dict[Any, Any] = {Contact.updated_at: now}
-        for name in taken:
-            spec = CONTACT.by_name[name]
-            previous[name] = _stored(survivor[name])
-            if spec.blind_index:
-                previous[spec.index_column] = survivor[spec.index_column]
-            raw = merged[name]
-            if spec.encrypted and raw:
-                try:
-                    plain = gw.vault.decrypt_value(CONTACT, spec, str(merged_uuid), old, raw)
-                except CiphertextError:
-                    raise Conflict("the merged contact's values could not be read") from None
-                sealed = gw.vault.encrypt_values(CONTACT, str(survivor_uuid), new, {name: plain})
-            elif spec.encrypted:
-                sealed = gw.vault.encrypt_values(CONTACT, str(survivor_uuid), new, {name: None})
-            else:
-                sealed = {name: raw}
-            changes.update({getattr(Contact, k): v for k, v in sealed.items()})
+        changes, previous = _taken_values(gw, taken, survivor, merged, old, new)
+        changes[Contact.updated_at] = now
         await Contact.update(changes).where(Contact.id == survivor_uuid)
         await name_index.refresh(gw, CONTACT, [survivor_uuid])
         await mention_index.refresh(gw, CONTACT, [survivor_uuid])
@@ -722,6 +705,40 @@ async def merge(
         fields=tuple(taken),
         moved=counts,
     )
+
+
+def _taken_values(
+    gw: GatewayCore,
+    taken: Sequence[str],
+    survivor: Mapping[str, Any],
+    merged: Mapping[str, Any],
+    old: DataKey,
+    new: DataKey,
+) -> tuple[dict[Any, Any], dict[str, Any]]:
+    """The survivor's column changes for the fields taken from the merged contact, each
+    sealed again for the survivor's row under the survivor's key; and the survivor's
+    columns as they were stored, so an undo can put them back exactly."""
+    survivor_id, merged_id = str(survivor["id"]), str(merged["id"])
+    previous: dict[str, Any] = {}
+    changes: dict[Any, Any] = {}
+    for name in taken:
+        spec = CONTACT.by_name[name]
+        previous[name] = _stored(survivor[name])
+        if spec.blind_index:
+            previous[spec.index_column] = survivor[spec.index_column]
+        raw = merged[name]
+        if spec.encrypted and raw:
+            try:
+                plain = gw.vault.decrypt_value(CONTACT, spec, merged_id, old, raw)
+            except CiphertextError:
+                raise Conflict("the merged contact's values could not be read") from None
+            sealed = gw.vault.encrypt_values(CONTACT, survivor_id, new, {name: plain})
+        elif spec.encrypted:
+            sealed = gw.vault.encrypt_values(CONTACT, survivor_id, new, {name: None})
+        else:
+            sealed = {name: raw}
+        changes.update({getattr(Contact, k): v for k, v in sealed.items()})
+    return changes, previous
 
 
 # --- the merge record: list, undo, confirm --------------------------------------------------

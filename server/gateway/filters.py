@@ -41,31 +41,10 @@ def filter_conditions(
             column = getattr(table, name)
             conditions.append(column == value)
             continue
-        if name == "id":  # these records only (names for the ids on a page, in one list)
-            try:
-                ids = [
-                    uuid.UUID(str(v))
-                    for v in (value if isinstance(value, list | tuple) else (value,))
-                ]
-            except ValueError:
-                ids = []
-            if ids:
-                conditions.append(table._meta.primary_key.is_in(ids))
-            else:
-                problems["id"] = "must be one or more record ids"
-            continue
-        if name == "subject_id":  # one person's records, or a segment's people (ids only)
-            try:
-                people = [
-                    uuid.UUID(str(v))
-                    for v in (value if isinstance(value, list | tuple) else (value,))
-                ]
-            except ValueError:
-                problems["subject_id"] = "must be one or more subject ids"
-                continue
-            column = getattr(table, "subject_id")
-            # Nobody matches an empty list (IN () is not valid SQL).
-            conditions.append(column.is_in(people) if people else column.is_null())
+        if name in {"id", "subject_id"}:
+            condition = _id_condition(table, name, value, problems)
+            if condition is not None:
+                conditions.append(condition)
             continue
         bound = rt.by_name.get(name.removesuffix("_before"))
         if name.endswith("_before") and bound is not None and bound.kind in _MOMENTS:
@@ -109,6 +88,29 @@ def filter_conditions(
             problems=problems,
         )
     return conditions
+
+
+def _id_condition(table: type[Table], name: str, value: Any, problems: dict[str, str]) -> Any:
+    """``id``: these records only (names for the ids on a page, in one list); ``subject_id``:
+    one person's records, or a segment's people. Ids only, one or several."""
+    values = value if isinstance(value, list | tuple) else (value,)
+    if name == "id":
+        try:
+            ids = [uuid.UUID(str(v)) for v in values]
+        except ValueError:
+            ids = []
+        if ids:
+            return table._meta.primary_key.is_in(ids)
+        problems["id"] = "must be one or more record ids"
+        return None
+    try:
+        people = [uuid.UUID(str(v)) for v in values]
+    except ValueError:
+        problems["subject_id"] = "must be one or more subject ids"
+        return None
+    column = getattr(table, "subject_id")
+    # Nobody matches an empty list (IN () is not valid SQL).
+    return column.is_in(people) if people else column.is_null()
 
 
 def _before_condition(

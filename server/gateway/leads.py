@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from piccolo.table import Table
+
 from audit.events import Action, AuditEvent, Outcome, audit_event
 from server import db
 from server.datamap import CONTACT, DEAL, LEAD, ORGANIZATION, RecordType
@@ -85,8 +87,6 @@ async def convert(
         )
     op = await gw.authorize(actor, LEAD.resource, CONVERT, purpose=purpose, record_id=lead_id)
     row = await gw.find_or_deny(actor, op, lead_id, CONVERT)
-    table = op.table
-    lead_row_id = str(row["id"])
     subject = str(row["subject_id"])
     if row["converted_contact_id"] is not None or row["status"] == CONVERTED:
         raise Conflict("this lead has already been converted")
@@ -95,7 +95,43 @@ async def convert(
     if subject not in keys:
         raise Conflict("this lead has been erased and cannot be converted")
     lead_values = gw.materialize(LEAD, row, keys[subject], frozenset(LEAD.by_name)).values
+    plan = await _plan_records(
+        gw, actor, purpose, lead_values, create_organization, organization_id, deal
+    )
+    now = dt.datetime.now(dt.UTC)
+    async with db.write_transaction():
+        await _claim(op.table, str(row["id"]), plan, now)
+        await _write_records(gw, actor, purpose, row, plan, now)
+    return Conversion(
+        lead_id=str(row["id"]),
+        subject_id=subject,
+        contact_id=plan.contact.row_id,
+        organization_id=plan.org_id,
+        deal_id=plan.deal.row_id if plan.deal else None,
+    )
 
+
+@dataclass(frozen=True)
+class _Records:
+    """What a conversion will write, every check passed: a new organization (or the id of
+    an existing one, in ``org_id``), the contact and a deal."""
+
+    organization: _Planned | None
+    contact: _Planned
+    deal: _Planned | None
+    org_id: str | None
+
+
+async def _plan_records(
+    gw: GatewayCore,
+    actor: Actor,
+    purpose: str,
+    lead_values: Mapping[str, Any],
+    create_organization: bool,
+    organization_id: str | None,
+    deal: Mapping[str, Any] | None,
+) -> _Records:
+    """Check every record the conversion would write before anything is written."""
     organization: _Planned | None = None
     if create_organization:
         name = lead_values.get("company_name")
@@ -132,73 +168,80 @@ async def convert(
         if org_id:
             deal_values["organization_id"] = org_id
         planned_deal = await _plan(gw, actor, DEAL, purpose, deal_values)
+    return _Records(organization, contact, planned_deal, org_id)
 
-    owner, team = int(row["owner_id"]), str(row["team"])
-    now = dt.datetime.now(dt.UTC)
-    async with db.write_transaction():
-        changes: dict[Any, Any] = {
-            getattr(table, "status"): CONVERTED,
-            getattr(table, "converted_contact_id"): uuid.UUID(contact.row_id),
-            getattr(table, "converted_deal_id"): (
-                uuid.UUID(planned_deal.row_id) if planned_deal else None
-            ),
-            getattr(table, "updated_at"): now,
-        }
-        claimed = await (
-            table.update(changes)
-            .where(
-                (table._meta.primary_key == uuid.UUID(lead_row_id))
-                & getattr(table, "converted_contact_id").is_null()
-            )
-            .returning(table._meta.primary_key)
+
+async def _claim(table: type[Table], lead_row_id: str, plan: _Records, now: dt.datetime) -> None:
+    """Mark the lead converted, only if no other conversion got there first (a
+    conditional update: two racing conversions cannot both win)."""
+    changes: dict[Any, Any] = {
+        getattr(table, "status"): CONVERTED,
+        getattr(table, "converted_contact_id"): uuid.UUID(plan.contact.row_id),
+        getattr(table, "converted_deal_id"): (uuid.UUID(plan.deal.row_id) if plan.deal else None),
+        getattr(table, "updated_at"): now,
+    }
+    claimed = await (
+        table.update(changes)
+        .where(
+            (table._meta.primary_key == uuid.UUID(lead_row_id))
+            & getattr(table, "converted_contact_id").is_null()
         )
-        if not claimed:
-            raise Conflict("this lead has already been converted")
-        key = (await write_checks.subject_keys(gw, LEAD, [subject]))[0]
-        events: list[AuditEvent] = []
-        if organization is not None:
-            org_key = await gw.vault.new_subject(ORGANIZATION.resource)
-            await _insert(gw, organization, org_key, owner, team, now)
-            events.append(_created(gw, actor, organization, org_key.subject_id, purpose))
-        await _insert(gw, contact, key, owner, team, now)
-        events.append(_created(gw, actor, contact, subject, purpose))
-        if planned_deal is not None:
-            await _insert(gw, planned_deal, key, owner, team, now)
-            events.append(_created(gw, actor, planned_deal, subject, purpose))
-        for planned in (organization, contact, planned_deal):
-            if planned is not None:
-                await gw.recheck(
-                    actor, planned.rt, TABLES[planned.rt.resource], planned.row_id, purpose
-                )
-        events.append(
-            audit_event(
-                actor_id=actor.id,
-                actor_role=actor.role,
-                action=CONVERT,
-                resource_type=LEAD.resource,
-                outcome=Outcome.ALLOWED,
-                purpose=purpose,
-                resource_id=lead_row_id,
-                subject_ids=(subject,),
-                fields=("converted_contact_id", "converted_deal_id", "status"),
-                reason="allowed",
-                request_id=actor.request_id,
-                detail={
-                    "contact": contact.row_id,
-                    "organization": org_id or "",
-                    "deal": planned_deal.row_id if planned_deal else "",
-                },
-            )
-        )
-        for event in events:
-            await gw.audit.append(event)
-    return Conversion(
-        lead_id=lead_row_id,
-        subject_id=subject,
-        contact_id=contact.row_id,
-        organization_id=org_id,
-        deal_id=planned_deal.row_id if planned_deal else None,
+        .returning(table._meta.primary_key)
     )
+    if not claimed:
+        raise Conflict("this lead has already been converted")
+
+
+async def _write_records(
+    gw: GatewayCore,
+    actor: Actor,
+    purpose: str,
+    row: Mapping[str, Any],
+    plan: _Records,
+    now: dt.datetime,
+) -> None:
+    """Inside the conversion's transaction: the new records under the lead's key (a new
+    organization under its own), the scope re-checked, every event appended."""
+    subject = str(row["subject_id"])
+    owner, team = int(row["owner_id"]), str(row["team"])
+    key = (await write_checks.subject_keys(gw, LEAD, [subject]))[0]
+    events: list[AuditEvent] = []
+    if plan.organization is not None:
+        org_key = await gw.vault.new_subject(ORGANIZATION.resource)
+        await _insert(gw, plan.organization, org_key, owner, team, now)
+        events.append(_created(actor, plan.organization, org_key.subject_id, purpose))
+    await _insert(gw, plan.contact, key, owner, team, now)
+    events.append(_created(actor, plan.contact, subject, purpose))
+    if plan.deal is not None:
+        await _insert(gw, plan.deal, key, owner, team, now)
+        events.append(_created(actor, plan.deal, subject, purpose))
+    for planned in (plan.organization, plan.contact, plan.deal):
+        if planned is not None:
+            await gw.recheck(
+                actor, planned.rt, TABLES[planned.rt.resource], planned.row_id, purpose
+            )
+    events.append(
+        audit_event(
+            actor_id=actor.id,
+            actor_role=actor.role,
+            action=CONVERT,
+            resource_type=LEAD.resource,
+            outcome=Outcome.ALLOWED,
+            purpose=purpose,
+            resource_id=str(row["id"]),
+            subject_ids=(subject,),
+            fields=("converted_contact_id", "converted_deal_id", "status"),
+            reason="allowed",
+            request_id=actor.request_id,
+            detail={
+                "contact": plan.contact.row_id,
+                "organization": plan.org_id or "",
+                "deal": plan.deal.row_id if plan.deal else "",
+            },
+        )
+    )
+    for event in events:
+        await gw.audit.append(event)
 
 
 async def _plan(
@@ -236,9 +279,7 @@ async def _insert(
     await mention_index.write_new(gw.vault, planned.rt, [(planned.row_id, planned.values)])
 
 
-def _created(
-    gw: GatewayCore, actor: Actor, planned: _Planned, subject: str, purpose: str
-) -> AuditEvent:
+def _created(actor: Actor, planned: _Planned, subject: str, purpose: str) -> AuditEvent:
     return allowed_event(
         actor,
         Action.CREATE,

@@ -229,6 +229,62 @@ class ReadOperations(GatewayCore):
         """
         op = await self.authorize(actor, resource, "list", purpose=purpose, audited_as="aggregate")
         rt, table, decision, purpose = op.rt, op.table, op.decision, op.purpose
+        used = await self._aggregated_columns(
+            actor, op, group_by, sum_of, since, before, team_totals
+        )
+        columns = [getattr(table, n) for n in group_by]
+        query = await self._grouped_select(actor, op, columns, sum_of, count_people, team_totals)
+        if since is not None:
+            query = query.where(getattr(table, since[0]) >= since[1])
+        if before is not None:
+            query = query.where(getattr(table, before[0]) < before[1])
+        conditions = self.filter_conditions(
+            rt, table, decision, filters or {}, any_aggregatable=True
+        )
+        for condition in conditions:
+            query = query.where(condition)
+        rows = await query.group_by(*columns)
+        groups = [
+            Group(
+                key=tuple([plain_value(r[n]) for n in group_by]),
+                count=int(r["n"]),
+                total=int(r["total"]) if sum_of and r["total"] is not None else None,
+                people=int(r["people"]) if count_people else None,
+            )
+            for r in rows
+        ]
+        await self.audit_access(
+            actor,
+            rt,
+            "aggregate",
+            Outcome.ALLOWED,
+            purpose,
+            fields=tuple(dict.fromkeys(n for n in [*used, *(filters or {})] if n in rt.by_name)),
+            detail={
+                "group_by": ",".join(group_by),
+                **({"scope": "team_totals"} if team_totals else {}),
+                "groups": len(groups),
+                "total": sum(g.count for g in groups),
+                **({"filters": ",".join(sorted(filters))} if filters else {}),
+                **(audit_detail or {}),
+            },
+        )
+        return groups
+
+    async def _aggregated_columns(
+        self,
+        actor: Actor,
+        op: Operation,
+        group_by: Sequence[str],
+        sum_of: str | None,
+        since: tuple[str, dt.datetime | dt.date] | None,
+        before: tuple[str, dt.datetime | dt.date] | None,
+        team_totals: bool,
+    ) -> builtins.list[str]:
+        """The columns an aggregate uses (grouped, summed, windowed), each one the actor may
+        read and the data map lets reports use; team totals only where the policy grants
+        them. A refusal is audited; a column hidden from the actor must not be counted by."""
+        rt, decision, purpose = op.rt, op.decision, op.purpose
         if team_totals and (
             not actor.team
             or "owner_id" in group_by
@@ -268,7 +324,20 @@ class ReadOperations(GatewayCore):
                 Forbidden(f"{rt.resource} cannot be aggregated by: " + ", ".join(unusable or used)),
                 fields=tuple(n for n in used if n in rt.by_name),
             )
-        columns = [getattr(table, n) for n in group_by]
+        return used
+
+    async def _grouped_select(
+        self,
+        actor: Actor,
+        op: Operation,
+        columns: builtins.list[Any],
+        sum_of: str | None,
+        count_people: bool,
+        team_totals: bool,
+    ) -> Any:
+        """The GROUP BY's select, with the actor's scope (or their team's, for team totals),
+        restriction and consent in its WHERE."""
+        table, decision, purpose = op.table, op.decision, op.purpose
         selected: builtins.list[Any] = [*columns, Count(alias="n")]
         if sum_of:
             selected.append(Sum(getattr(table, sum_of), alias="total"))
@@ -279,43 +348,7 @@ class ReadOperations(GatewayCore):
             scoped = visible(team, table)
         else:
             scoped = self.in_scope(table.select(*selected), table, decision, actor)
-        query = await self.with_basis(scoped, table, purpose)
-        if since is not None:
-            query = query.where(getattr(table, since[0]) >= since[1])
-        if before is not None:
-            query = query.where(getattr(table, before[0]) < before[1])
-        conditions = self.filter_conditions(
-            rt, table, decision, filters or {}, any_aggregatable=True
-        )
-        for condition in conditions:
-            query = query.where(condition)
-        rows = await query.group_by(*columns)
-        groups = [
-            Group(
-                key=tuple([plain_value(r[n]) for n in group_by]),
-                count=int(r["n"]),
-                total=int(r["total"]) if sum_of and r["total"] is not None else None,
-                people=int(r["people"]) if count_people else None,
-            )
-            for r in rows
-        ]
-        await self.audit_access(
-            actor,
-            rt,
-            "aggregate",
-            Outcome.ALLOWED,
-            purpose,
-            fields=tuple(dict.fromkeys(n for n in [*used, *(filters or {})] if n in rt.by_name)),
-            detail={
-                "group_by": ",".join(group_by),
-                **({"scope": "team_totals"} if team_totals else {}),
-                "groups": len(groups),
-                "total": sum(g.count for g in groups),
-                **({"filters": ",".join(sorted(filters))} if filters else {}),
-                **(audit_detail or {}),
-            },
-        )
-        return groups
+        return await self.with_basis(scoped, table, purpose)
 
     async def behaviour(
         self, actor: Actor, *, purpose: str = "profiling"
