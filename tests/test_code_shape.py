@@ -9,6 +9,11 @@ audit events built in one place.
   variable it is given to names a purpose, team, section or tag).
 - Only ``audit.events.audit_event`` calls ``AuditEvent(...)``: every event in the trail has
   the builder's shape (no duplicate subject ids, a reason on every refusal).
+- Nothing outside the gateway core reaches a private member of the gateway
+  (``gw._decide``, ``self.gateway._audit``, ``services.gateway._decrypt``): features
+  (duplicates, erasure, lead conversion, bulk, search) and the rest of the app use the
+  core's documented public interface (``server.gateway.core.GatewayCore``), so the core
+  can change inside without breaking them, and every check runs the one way it is written.
 """
 
 from __future__ import annotations
@@ -203,3 +208,57 @@ def test_a_given_reason_is_kept(outcome: Outcome) -> None:
         actor_id="a", actor_role="r", action="x", resource_type="y", outcome=outcome, reason="why"
     )
     assert event.reason == "why"
+
+
+# --- the gateway's private members stay inside the core ---------------------------------------
+
+# Names a gateway is held under (a parameter, an attribute of a service or of the container).
+GATEWAY_NAMES = frozenset({"gw", "gateway", "_gateway"})
+# The core itself: the only module whose own objects' private members it may use.
+GATEWAY_CORE = {"server/gateway/core.py"}
+
+
+def _held_as(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def private_gateway_access(source: str, name: str = "<sample>") -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source, filename=name)):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and _held_as(node.value) in GATEWAY_NAMES
+        ):
+            found.append(f"{name}:{node.lineno} .{node.attr}")
+    return found
+
+
+def test_nothing_outside_the_core_reaches_a_private_gateway_member() -> None:
+    found = []
+    for path in python_files(*SCANNED):
+        name = relative(path)
+        if name not in GATEWAY_CORE:
+            found += private_gateway_access(path.read_text(), name)
+    assert found == []
+
+
+def test_the_private_access_scan_catches_what_features_did() -> None:
+    """The scan would have failed on the calls duplicates, leads, bulk and erasure made."""
+    samples = {
+        "decision = gw._decide(actor, CONTACT, MERGE, purpose)": True,
+        "raise await gateway._deny(actor, rt, MATCH, purpose, reason, error)": True,
+        "await self.gateway._audit(actor, rt, action, outcome, purpose)": True,
+        "real = services.gateway._decrypt": True,
+        "self._gateway._scoped(query, table, decision, actor)": True,
+        "decision = gw.decide(actor, CONTACT, MERGE, purpose)": False,
+        "pk = table._meta.primary_key": False,
+        "name = gw.__class__.__name__": False,
+    }
+    for source, flagged in samples.items():
+        assert bool(private_gateway_access(source)) is flagged, source

@@ -610,7 +610,7 @@ def test_lead_field_rules(services: Services) -> None:
     policy = services.policy
 
     def fields(role: str, action: str, purpose: str) -> frozenset[str] | None:
-        decision = services.gateway._decide(Actor.staff(1, role, "north"), LEAD, action, purpose)
+        decision = services.gateway.decide(Actor.staff(1, role, "north"), LEAD, action, purpose)
         return decision.fields if decision.allowed else None
 
     assert fields("marketing", "list", "marketing") == {"status", "source", "campaign_id"}

@@ -180,18 +180,18 @@ async def test_an_erasure_among_2000_records_reads_only_the_candidates(
     for start in (0, 1000):  # one call of 2,000 exceeds PostgreSQL's 32,767 parameters
         await services.gateway.create_many(ADMIN, "contact", rows[start : start + 1000])
     decrypted: list[str] = []
-    real = services.gateway._decrypt
+    real = services.gateway.decrypt_field
 
     def counting(rt: Any, spec: Any, row_id: str, key: Any, token: str) -> Any:
         if spec.name == "notes":
             decrypted.append(row_id)
         return real(rt, spec, row_id, key, token)
 
-    services.gateway._decrypt = counting  # type: ignore[method-assign]
+    services.gateway.decrypt_field = counting  # type: ignore[method-assign]
     try:
         scrub = await services.gateway.erase_mentions(ADMIN, person.subject_id)
     finally:
-        del services.gateway._decrypt
+        del services.gateway.decrypt_field
     assert scrub.indexed
     assert scrub.changed == 10
     # The ten that mention him, plus the odd false match of a truncated token at most.

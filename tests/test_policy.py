@@ -1,6 +1,6 @@
 """Policy as code: who may do what to which records and fields, for which purpose.
 
-Decisions are asked exactly as the gateway asks them (``Gateway._decide``): the field
+Decisions are asked exactly as the gateway asks them (``GatewayCore.decide``): the field
 names of the record type, and the fields the data map allows for the purpose.
 """
 
@@ -157,7 +157,7 @@ def engine() -> PolicyEngine:
 def decide(
     engine: PolicyEngine, role: str, resource: str, action: str, purpose: str
 ) -> AccessDecision:
-    """The decision as ``Gateway._decide`` asks for it."""
+    """The decision as ``GatewayCore.decide`` asks for it."""
     rt = RECORD_TYPES[resource]
     return engine.decide(
         role,

@@ -27,15 +27,16 @@ from typing import TYPE_CHECKING, Any
 from audit.events import Action, Outcome
 from policy.enforcer import AccessDecision
 from server.datamap import RecordType
-from server.gateway import erasure
 from server.gateway.actor import Actor
 from server.gateway.errors import Forbidden, InvalidInput
+from server.gateway.lifecycle import living
 from server.gateway.tables import TABLES
 
 if TYPE_CHECKING:
     from piccolo.table import Table
 
-    from server.gateway.gateway import Gateway, Record
+    from server.gateway.core import GatewayCore
+    from server.gateway.results import Record
 
 MATCH = "match"  # the audit action of an existence check by key values
 LOOKUP_CHUNK = 500  # values per IN (...) list: well inside every engine's parameter limit
@@ -55,7 +56,7 @@ EXPORT_META_COLUMNS = ("id", "owner_id", "team", "created_at", "updated_at")
 
 
 async def existing_values(
-    gateway: Gateway,
+    gateway: GatewayCore,
     actor: Actor,
     resource: str,
     field_name: str,
@@ -70,23 +71,27 @@ async def existing_values(
     Needs the right to read the field; audited as one ``match`` event with the field name,
     how many values were asked and how many matched, and the matched subjects.
     """
-    rt, table = gateway._record_type(resource)
+    rt, table = gateway.record_type(resource)
     spec = rt.by_name.get(field_name)
     if spec is None or not (spec.blind_index or not spec.encrypted):
         raise InvalidInput(
             f"{rt.resource} records cannot be matched by {field_name}",
             problems={field_name: "not matchable"},
         )
-    decision = gateway._decide(actor, rt, "read", purpose)
-    if not decision.allowed or field_name not in decision.fields:
-        raise await gateway._deny(
-            actor,
-            rt,
-            MATCH,
-            purpose,
-            decision.reason if not decision.allowed else "field_not_readable",
-            Forbidden(f"your role may not look up {rt.resource} records by {field_name}"),
-            fields=(field_name,),
+    refusal = Forbidden(f"your role may not look up {rt.resource} records by {field_name}")
+    op = await gateway.authorize(
+        actor,
+        resource,
+        "read",
+        purpose=purpose,
+        audited_as=MATCH,
+        fields=(field_name,),
+        refusal=refusal,
+    )
+    decision = op.decision
+    if field_name not in decision.fields:
+        raise await gateway.deny(
+            actor, rt, MATCH, purpose, "field_not_readable", refusal, fields=(field_name,)
         )
     found: dict[str, str] = {}
     subjects: list[str] = []
@@ -98,13 +103,13 @@ async def existing_values(
         else:
             column = getattr(table, field_name)
             query = table.select(table._meta.primary_key, getattr(table, "subject_id"), column)
-            rows = await gateway._scoped(query.where(column.is_in(chunk)), table, decision, actor)
+            rows = await gateway.in_scope(query.where(column.is_in(chunk)), table, decision, actor)
             matches = [(str(r[field_name]), str(r["id"]), str(r["subject_id"])) for r in rows]
         for value, record_id, subject in matches:
             if value not in found:
                 found[value] = record_id
                 subjects.append(subject)
-    await gateway._audit(
+    await gateway.audit_access(
         actor,
         rt,
         MATCH,
@@ -118,7 +123,7 @@ async def existing_values(
 
 
 async def _encrypted_matches(
-    gateway: Gateway,
+    gateway: GatewayCore,
     rt: RecordType,
     table: type[Table],
     decision: AccessDecision,
@@ -143,13 +148,13 @@ async def _encrypted_matches(
     query = table.select(
         table._meta.primary_key, getattr(table, "subject_id"), getattr(table, spec.name)
     ).where(index.is_in(sorted(tokens)))
-    rows = await gateway._scoped(query, table, decision, actor)
+    rows = await gateway.in_scope(query, table, decision, actor)
     keys = await vault.keys_for(str(r["subject_id"]) for r in rows)
     out: builtins.list[tuple[str, str, str]] = []
     for row in rows:
         key = keys.get(str(row["subject_id"]))
         token = row[spec.name]
-        plain = token and gateway._decrypt(rt, spec, str(row["id"]), key, token)
+        plain = token and gateway.decrypt_field(rt, spec, str(row["id"]), key, token)
         if not plain:
             continue
         value = vault.normalize(spec, plain)
@@ -165,7 +170,7 @@ class Export:
     Made by :meth:`Gateway.start_export`; ``pages()`` may be iterated once.
     """
 
-    gateway: Gateway
+    gateway: GatewayCore
     actor: Actor
     rt: RecordType
     decision: AccessDecision
@@ -194,9 +199,9 @@ class Export:
         after: tuple[Any, uuid.UUID] | None = None
         number = 0
         while True:
-            query = gateway._scoped(table.select(), table, self.decision, self.actor)
-            query = await gateway._with_basis(query, table, self.purpose)
-            query = erasure.living(query, self.rt, table)
+            query = gateway.in_scope(table.select(), table, self.decision, self.actor)
+            query = await gateway.with_basis(query, table, self.purpose)
+            query = living(query, self.rt, table)
             for condition in self.conditions:
                 query = query.where(condition)
             if after is not None:
@@ -210,7 +215,7 @@ class Export:
             after = (last["created_at"], last["id"])
             keys = await gateway.vault.keys_for(str(r["subject_id"]) for r in rows)
             records = [
-                gateway._materialize(rt, r, keys.get(str(r["subject_id"])), self.decision.fields)
+                gateway.materialize(rt, r, keys.get(str(r["subject_id"])), self.decision.fields)
                 for r in rows
             ]
             records = [r for r in records if not r.erased]  # a tombstone has nothing to give
@@ -226,7 +231,7 @@ class Export:
         await self._audit((), {"pages": number, "rows": self.rows, "complete": "yes"})
 
     async def _audit(self, subjects: tuple[str, ...], detail: dict[str, int | str]) -> None:
-        await self.gateway._audit(
+        await self.gateway.audit_access(
             self.actor,
             self.rt,
             Action.EXPORT,
@@ -244,7 +249,7 @@ class Export:
 
 
 async def start_export(
-    gateway: Gateway,
+    gateway: GatewayCore,
     actor: Actor,
     resource: str,
     *,
@@ -255,27 +260,20 @@ async def start_export(
 ) -> Export:
     """Check everything an export needs before a byte is written: a reason from the list,
     the ``export`` right, valid filters. Refusals are audited."""
-    rt, table = gateway._record_type(resource)
+    rt, table = gateway.record_type(resource)
     if reason not in EXPORT_REASONS:
         raise InvalidInput(
             "an export needs a reason, one of: " + ", ".join(EXPORT_REASONS),
             problems={"reason": "missing" if not reason else "not one of the listed reasons"},
         )
-    decision = gateway._decide(actor, rt, "export", purpose)
-    if not decision.allowed:
-        raise await gateway._deny(
-            actor,
-            rt,
-            Action.EXPORT,
-            purpose,
-            decision.reason,
-            Forbidden(f"your role may not export {rt.resource} records"),
-            detail={"reason": reason},
-        )
+    op = await gateway.authorize(
+        actor, resource, Action.EXPORT, purpose=purpose, detail={"reason": reason}
+    )
+    decision = op.decision
     # "id": the records picked on a list page (export selected), within the scope as ever.
     picked = filters.get("id")
     filters = {k: v for k, v in filters.items() if k != "id"}
-    conditions = gateway._filter_conditions(rt, table, decision, filters)
+    conditions = gateway.filter_conditions(rt, table, decision, filters)
     if picked:
         try:
             ids = [

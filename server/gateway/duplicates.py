@@ -25,7 +25,8 @@ decrypted with the merged contact's key and sealed again under the survivor's, t
 survivor's subject id, and every reference to the merged contact (``contact_id``, a
 note's ``record_id``, a lead's ``converted_contact_id``) is pointed at the survivor. The
 merged contact's row is left untouched with its own key, hidden from every list, search,
-count and report by :func:`visible` (compiled into the query by ``Gateway._scoped``). A
+count and report by ``lifecycle.visible`` (compiled into the query by
+``GatewayCore.in_scope``). A
 ``contact_merge`` row remembers what moved and the survivor's overwritten columns as they
 were stored (ciphertext under the survivor's key), so :func:`undo` can put everything
 back exactly. :func:`confirm` makes it final: the merged contact becomes a tombstone and
@@ -66,15 +67,16 @@ from server.gateway import erasure, mention_index, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.gateway.events import allowed_event
+from server.gateway.lifecycle import UNDONE
 from server.gateway.tables import Contact, ContactMerge
 from server.vault import DataKey
 from server.vault.envelope import CiphertextError
 
 if TYPE_CHECKING:
-    from server.gateway.gateway import Gateway
+    from server.gateway.core import GatewayCore
 
 MERGE = "merge"  # the policy action (on ``contact``) and the audit action
-PENDING, UNDONE, CONFIRMED = "pending", "undone", "confirmed"
+PENDING, CONFIRMED = "pending", "confirmed"
 STATES = (PENDING, UNDONE, CONFIRMED)
 SURVIVOR, MERGED = "survivor", "merged"
 NAME_SCAN_LIMIT = 5000  # newest contacts in scope whose names are compared per scan
@@ -148,19 +150,6 @@ class _Moved:
     refs: list[str] = field(default_factory=list)
 
 
-# --- hiding merged contacts ------------------------------------------------------------------
-
-
-def visible(query: Any, table: type[Table]) -> Any:
-    """Leave out contacts merged into another (unless the merge was undone), in the WHERE
-    clause: ``Gateway._scoped`` applies it, so lists, counts, searches, reports, exports
-    and reads by id never reach them."""
-    if table is not Contact:
-        return query
-    merged = ContactMerge.select(ContactMerge.merged_id).where(ContactMerge.state != UNDONE)
-    return query.where(Contact.id.not_in(merged))
-
-
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -171,22 +160,14 @@ def _uuid(value: str, name: str) -> uuid.UUID:
         raise InvalidInput(f"{name}: not an id", problems={name: "not an id"}) from None
 
 
-async def _decision(gw: Gateway, actor: Actor, purpose: str) -> AccessDecision:
-    decision = gw._decide(actor, CONTACT, MERGE, purpose)
-    if not decision.allowed:
-        raise await gw._deny(
-            actor,
-            CONTACT,
-            MERGE,
-            purpose,
-            decision.reason,
-            Forbidden("your role may not find or merge duplicate contacts"),
-        )
-    return decision
+async def _decision(gw: GatewayCore, actor: Actor, purpose: str) -> AccessDecision:
+    refusal = Forbidden("your role may not find or merge duplicate contacts")
+    op = await gw.authorize(actor, CONTACT.resource, MERGE, purpose=purpose, refusal=refusal)
+    return op.decision
 
 
 async def _audit_read(
-    gw: Gateway, actor: Actor, purpose: str, subjects: Sequence[str], fields: Sequence[str]
+    gw: GatewayCore, actor: Actor, purpose: str, subjects: Sequence[str], fields: Sequence[str]
 ) -> None:
     """A scan's decryption, one event per batch of people (fail closed: before use)."""
     for start in range(0, len(subjects), AUDIT_BATCH):
@@ -215,11 +196,11 @@ def _folded(text: str) -> str:
 # --- detection -------------------------------------------------------------------------------
 
 
-async def find_candidates(gw: Gateway, actor: Actor, *, purpose: str) -> Scan:
+async def find_candidates(gw: GatewayCore, actor: Actor, *, purpose: str) -> Scan:
     """Likely duplicate pairs among the contacts in the actor's scope; see the module
     docstring. Needs the ``merge`` right; a field the role may not read is not used."""
     decision = await _decision(gw, actor, purpose)
-    read = gw._decide(actor, CONTACT, "read", purpose)
+    read = gw.decide(actor, CONTACT, "read", purpose)
     readable = read.fields if read.allowed else frozenset()
     reasons: dict[tuple[str, str], dict[str, Reason]] = defaultdict(dict)
     exact = duplicate_match_fields(CONTACT)
@@ -260,10 +241,10 @@ async def find_candidates(gw: Gateway, actor: Actor, *, purpose: str) -> Scan:
 
 
 async def _scoped(
-    gw: Gateway, actor: Actor, decision: AccessDecision, purpose: str, query: Any
+    gw: GatewayCore, actor: Actor, decision: AccessDecision, purpose: str, query: Any
 ) -> Any:
     """Scope, visibility, restriction and consent in the WHERE, as for a list."""
-    return await gw._with_basis(gw._scoped(query, Contact, decision, actor), Contact, purpose)
+    return await gw.with_basis(gw.in_scope(query, Contact, decision, actor), Contact, purpose)
 
 
 def _pairs_of(ids: Sequence[str]) -> Iterable[tuple[str, str]]:
@@ -274,7 +255,7 @@ def _pairs_of(ids: Sequence[str]) -> Iterable[tuple[str, str]]:
 
 
 async def _exact_pairs(
-    gw: Gateway, actor: Actor, decision: AccessDecision, purpose: str, name: str
+    gw: GatewayCore, actor: Actor, decision: AccessDecision, purpose: str, name: str
 ) -> list[tuple[str, str]]:
     spec = CONTACT.by_name[name]
     column = getattr(Contact, spec.index_column)
@@ -297,7 +278,7 @@ async def _exact_pairs(
         by_value: dict[str, list[str]] = defaultdict(list)
         for row in rows:
             key = keys.get(str(row["subject_id"]))
-            plain = row[name] and gw._decrypt(CONTACT, spec, str(row["id"]), key, row[name])
+            plain = row[name] and gw.decrypt_field(CONTACT, spec, str(row["id"]), key, row[name])
             if not isinstance(plain, str) or not plain:
                 continue
             try:
@@ -311,7 +292,7 @@ async def _exact_pairs(
 
 
 async def _name_pairs(
-    gw: Gateway, actor: Actor, decision: AccessDecision, purpose: str
+    gw: GatewayCore, actor: Actor, decision: AccessDecision, purpose: str
 ) -> tuple[dict[tuple[str, str], int], int, bool, dict[str, str]]:
     query = Contact.select(
         Contact.id, Contact.subject_id, Contact.first_name, Contact.last_name
@@ -329,10 +310,12 @@ async def _name_pairs(
     for row in rows:
         key = keys.get(str(row["subject_id"]))
         row_id = str(row["id"])
-        first = row["first_name"] and gw._decrypt(
+        first = row["first_name"] and gw.decrypt_field(
             CONTACT, first_spec, row_id, key, row["first_name"]
         )
-        last = row["last_name"] and gw._decrypt(CONTACT, last_spec, row_id, key, row["last_name"])
+        last = row["last_name"] and gw.decrypt_field(
+            CONTACT, last_spec, row_id, key, row["last_name"]
+        )
         first_f, last_f = _folded(first or ""), _folded(last or "")
         if not first_f and not last_f:
             continue  # a tombstone: nothing to compare
@@ -362,14 +345,14 @@ async def _name_pairs(
 
 
 async def _pair(
-    gw: Gateway, actor: Actor, decision: AccessDecision, purpose: str, ids: Sequence[str]
+    gw: GatewayCore, actor: Actor, decision: AccessDecision, purpose: str, ids: Sequence[str]
 ) -> list[dict[str, Any]]:
     """Both contacts, each in the actor's scope and visible; else an audited 404."""
     rows = []
     for value in ids:
-        row = await gw._find(Contact, decision, actor, value)
+        row = await gw.find_in_scope(Contact, decision, actor, value)
         if row is None:
-            raise await gw._deny(
+            raise await gw.deny(
                 actor,
                 CONTACT,
                 MERGE,
@@ -377,15 +360,15 @@ async def _pair(
                 "not_found_or_out_of_scope",
                 NotFound("contact not found"),
                 record_id=str(value),
-                subject_ids=await gw._subject_of(Contact, value),
+                subject_ids=await gw.subject_for_audit(Contact, value),
             )
         rows.append(row)
     return rows
 
 
-async def _blockers(gw: Gateway, subjects: Mapping[str, str]) -> list[str]:
+async def _blockers(gw: GatewayCore, subjects: Mapping[str, str]) -> list[str]:
     """Why these people may not be merged now (``subjects``: a label per subject id): a
-    restriction, and what the compliance registers say (``Gateway.merge_blockers``)."""
+    restriction, and what the compliance registers say (``GatewayCore.merge_blockers``)."""
     problems: list[str] = []
     for subject, label in subjects.items():
         if gw.restrictions is None or await gw.restrictions.is_restricted(subject):
@@ -406,7 +389,7 @@ async def _pending_with(ids: Sequence[uuid.UUID]) -> int:
 
 
 async def preview(
-    gw: Gateway, actor: Actor, first_id: str, second_id: str, *, purpose: str
+    gw: GatewayCore, actor: Actor, first_id: str, second_id: str, *, purpose: str
 ) -> Preview:
     """Counts and refusal reasons for the review page (ids and numbers only)."""
     if _uuid(first_id, "first_id") == _uuid(second_id, "second_id"):
@@ -496,7 +479,7 @@ async def _lock(ids: Sequence[uuid.UUID]) -> None:
 
 
 def _reseal(
-    gw: Gateway,
+    gw: GatewayCore,
     rt: RecordType,
     table: type[Table],
     row: Mapping[str, Any],
@@ -538,7 +521,7 @@ def _points_at(rt: RecordType, row: Mapping[str, Any], name: str, contact: uuid.
 
 
 async def _move(
-    gw: Gateway, source: uuid.UUID, target: uuid.UUID, old: DataKey, new: DataKey
+    gw: GatewayCore, source: uuid.UUID, target: uuid.UUID, old: DataKey, new: DataKey
 ) -> list[_Moved]:
     """Move every record of ``old``'s subject to ``new``'s (re-sealed) and point every
     reference to contact ``source`` at ``target``. The contact ``source`` itself stays.
@@ -566,7 +549,7 @@ async def _move(
 
 
 async def _move_back(
-    gw: Gateway,
+    gw: GatewayCore,
     moved: Sequence[_Moved],
     survivor: uuid.UUID,
     merged: uuid.UUID,
@@ -637,7 +620,7 @@ def _move_events(
 
 
 async def merge(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     survivor_id: str,
     merged_id: str,
@@ -674,25 +657,8 @@ async def merge(
             raise Conflict("one of these contacts has been erased and cannot be merged")
         old, new = keys[subjects[1]], keys[subjects[0]]
         taken = _choose(keep or {}, decision.fields, survivor, merged)
-        previous: dict[str, Any] = {}
-        changes: dict[Any, Any] = {Contact.updated_at: now}
-        for name in taken:
-            spec = CONTACT.by_name[name]
-            previous[name] = _stored(survivor[name])
-            if spec.blind_index:
-                previous[spec.index_column] = survivor[spec.index_column]
-            raw = merged[name]
-            if spec.encrypted and raw:
-                try:
-                    plain = gw.vault.decrypt_value(CONTACT, spec, str(merged_uuid), old, raw)
-                except CiphertextError:
-                    raise Conflict("the merged contact's values could not be read") from None
-                sealed = gw.vault.encrypt_values(CONTACT, str(survivor_uuid), new, {name: plain})
-            elif spec.encrypted:
-                sealed = gw.vault.encrypt_values(CONTACT, str(survivor_uuid), new, {name: None})
-            else:
-                sealed = {name: raw}
-            changes.update({getattr(Contact, k): v for k, v in sealed.items()})
+        changes, previous = _taken_values(gw, taken, survivor, merged, old, new)
+        changes[Contact.updated_at] = now
         await Contact.update(changes).where(Contact.id == survivor_uuid)
         await name_index.refresh(gw, CONTACT, [survivor_uuid])
         await mention_index.refresh(gw, CONTACT, [survivor_uuid])
@@ -712,7 +678,7 @@ async def merge(
                 previous=json.dumps(previous),
             )
         ).run()
-        await gw._recheck(actor, CONTACT, Contact, str(survivor_uuid), purpose)
+        await gw.recheck(actor, CONTACT, Contact, str(survivor_uuid), purpose)
         counts = _counts(moved)
         await gw.audit.append(
             allowed_event(
@@ -741,6 +707,40 @@ async def merge(
     )
 
 
+def _taken_values(
+    gw: GatewayCore,
+    taken: Sequence[str],
+    survivor: Mapping[str, Any],
+    merged: Mapping[str, Any],
+    old: DataKey,
+    new: DataKey,
+) -> tuple[dict[Any, Any], dict[str, Any]]:
+    """The survivor's column changes for the fields taken from the merged contact, each
+    sealed again for the survivor's row under the survivor's key; and the survivor's
+    columns as they were stored, so an undo can put them back exactly."""
+    survivor_id, merged_id = str(survivor["id"]), str(merged["id"])
+    previous: dict[str, Any] = {}
+    changes: dict[Any, Any] = {}
+    for name in taken:
+        spec = CONTACT.by_name[name]
+        previous[name] = _stored(survivor[name])
+        if spec.blind_index:
+            previous[spec.index_column] = survivor[spec.index_column]
+        raw = merged[name]
+        if spec.encrypted and raw:
+            try:
+                plain = gw.vault.decrypt_value(CONTACT, spec, merged_id, old, raw)
+            except CiphertextError:
+                raise Conflict("the merged contact's values could not be read") from None
+            sealed = gw.vault.encrypt_values(CONTACT, survivor_id, new, {name: plain})
+        elif spec.encrypted:
+            sealed = gw.vault.encrypt_values(CONTACT, survivor_id, new, {name: None})
+        else:
+            sealed = {name: raw}
+        changes.update({getattr(Contact, k): v for k, v in sealed.items()})
+    return changes, previous
+
+
 # --- the merge record: list, undo, confirm --------------------------------------------------
 
 
@@ -759,14 +759,14 @@ def _merge_of(row: Mapping[str, Any]) -> Merge:
     )
 
 
-def _survivor_in_scope(gw: Gateway, actor: Actor, decision: AccessDecision) -> Any:
+def _survivor_in_scope(gw: GatewayCore, actor: Actor, decision: AccessDecision) -> Any:
     """Merges whose survivor the actor can reach (a sub-select with the record scope)."""
-    contacts = gw._scoped(Contact.select(Contact.id), Contact, decision, actor)
+    contacts = gw.in_scope(Contact.select(Contact.id), Contact, decision, actor)
     return ContactMerge.survivor_id.is_in(contacts)
 
 
 async def list_merges(
-    gw: Gateway, actor: Actor, *, purpose: str, state: str | None = None, limit: int = 100
+    gw: GatewayCore, actor: Actor, *, purpose: str, state: str | None = None, limit: int = 100
 ) -> list[Merge]:
     """Merges of contacts in the actor's scope, newest first (ids and counts only)."""
     if state is not None and state not in STATES:
@@ -794,7 +794,7 @@ async def list_merges(
 
 
 async def _find_merge(
-    gw: Gateway, actor: Actor, merge_id: str, action: str, purpose: str
+    gw: GatewayCore, actor: Actor, merge_id: str, action: str, purpose: str
 ) -> tuple[AccessDecision, dict[str, Any]]:
     decision = await _decision(gw, actor, purpose)
     try:
@@ -809,7 +809,7 @@ async def _find_merge(
             .first()
         )
     if row is None:
-        raise await gw._deny(
+        raise await gw.deny(
             actor,
             CONTACT,
             action,
@@ -821,7 +821,7 @@ async def _find_merge(
     return decision, row
 
 
-async def read_merge(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> Merge:
+async def read_merge(gw: GatewayCore, actor: Actor, merge_id: str, *, purpose: str) -> Merge:
     """One merge of a contact in scope (ids, state, field names and counts)."""
     _, row = await _find_merge(gw, actor, merge_id, "read_merge", purpose)
     return _merge_of(row)
@@ -885,7 +885,7 @@ async def _added_since(moved: Sequence[_Moved], survivor_subject: uuid.UUID) -> 
     return found
 
 
-async def undo(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> Merge:
+async def undo(gw: GatewayCore, actor: Actor, merge_id: str, *, purpose: str) -> Merge:
     """Put back exactly what the merge moved (sealed again under the merged contact's key),
     restore the survivor's overwritten fields and show the merged contact again."""
     _, row = await _find_merge(gw, actor, merge_id, "merge_undo", purpose)
@@ -939,7 +939,7 @@ async def undo(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> Mer
     return _merge_of({**row, "state": UNDONE, "decided_at": now})
 
 
-async def confirm(gw: Gateway, actor: Actor, merge_id: str, *, purpose: str) -> Merge:
+async def confirm(gw: GatewayCore, actor: Actor, merge_id: str, *, purpose: str) -> Merge:
     """Make the merge final: the merged contact becomes a tombstone and its key is shredded
     (as erasure does), in one transaction. Undo is refused from then on."""
     _, row = await _find_merge(gw, actor, merge_id, "merge_confirm", purpose)

@@ -32,11 +32,12 @@ from server.gateway import mention_index, mentions, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import InvalidInput
 from server.gateway.events import allowed_event
+from server.gateway.lifecycle import is_cleared
 from server.gateway.tables import TABLES
 from server.logs import get_logger
 
 if TYPE_CHECKING:
-    from server.gateway.gateway import Gateway
+    from server.gateway.core import GatewayCore
 
 log = get_logger("consentry.erasure")
 
@@ -76,44 +77,15 @@ def _cleared(rt: RecordType, table: type[Table], fields: Sequence[Field]) -> dic
     return changes
 
 
-def _is_cleared(row: Mapping[str, Any], fields: Sequence[Field]) -> bool:
-    return all(not row.get(f.name) for f in fields) and all(
-        row.get(f.index_column) is None for f in fields if f.blind_index
-    )
-
-
-def is_tombstone(rt: RecordType, row: Mapping[str, Any]) -> bool:
-    """Every encrypted column and blind index is empty: what erasure leaves behind. Only
-    decidable for types with a required encrypted field (a living contact always has a
-    name); an organization with just its (plaintext) name is no tombstone."""
-    encrypted = [f for f in rt.fields if f.encrypted]
-    return any(f.required for f in encrypted) and _is_cleared(row, encrypted)
-
-
-def living(query: Any, rt: RecordType, table: type[Table]) -> Any:
-    """Leave out the tombstones of person records (contacts, organizations, leads: the
-    records that are their own subject), in the WHERE clause: an erased person must not
-    turn up in lists, counts and exports as a nameless living record. A tombstone is a
-    row whose encrypted columns are NULL or empty (what :func:`clear_rows` leaves);
-    records about a person (deals, cases ...) stay, for the business totals."""
-    if rt.subject_from is not None:
-        return query
-    # A living record has its required encrypted fields (a contact's name); erasure
-    # clears them to NULL or ''. Types without one cannot be told apart and stay listed.
-    required = [getattr(table, f.name) for f in rt.fields if f.encrypted and f.required]
-    if not required:
-        return query
-    holds_value = functools.reduce(operator.or_, (column != "" for column in required))
-    return query.where(holds_value)
-
-
 def _columns(table: type[Table], fields: Sequence[Field]) -> list[Any]:
     names = ["id", "subject_id"] + [f.name for f in fields]
     names += [f.index_column for f in fields if f.blind_index]
     return [getattr(table, name) for name in names]
 
 
-async def _allowed(gw: Gateway, actor: Actor, rt: RecordType, action: str, subject: str) -> None:
+async def _allowed(
+    gw: GatewayCore, actor: Actor, rt: RecordType, action: str, subject: str
+) -> None:
     await mentions.require(gw, actor, rt, action, PURPOSE, subject)
 
 
@@ -144,7 +116,7 @@ def _event(
 # --- what is held ------------------------------------------------------------------------
 
 
-async def record_counts(gw: Gateway, subject_id: str) -> dict[str, int]:
+async def record_counts(gw: GatewayCore, subject_id: str) -> dict[str, int]:
     """How many records of each type carry this subject id, tombstones included: ids and
     counts only, so nothing personal is read."""
     subject = subject_uuid(subject_id)
@@ -164,7 +136,7 @@ MAX_RACES = 5  # a record changed under the scrub this often in a row is left fo
 WriteHook = Callable[[str, str], Awaitable[None]]  # resource, record id: fault injection
 
 
-async def remembered_identity(gw: Gateway, subject_id: str) -> str:
+async def remembered_identity(gw: GatewayCore, subject_id: str) -> str:
     """The person's names, addresses and numbers, sealed under their own key: kept by an
     erasure that a legal hold stops half-way, so that mentions typed while the hold was in
     force can still be found when it ends - after the records holding the names are gone.
@@ -175,7 +147,7 @@ async def remembered_identity(gw: Gateway, subject_id: str) -> str:
     return await gw.vault.seal_for_subject(str(subject), IDENTITY_LABEL, plain) or ""
 
 
-async def _remembered(gw: Gateway, subject: uuid.UUID, sealed: str) -> mentions.Identity:
+async def _remembered(gw: GatewayCore, subject: uuid.UUID, sealed: str) -> mentions.Identity:
     plain = await gw.vault.open_for_subject(str(subject), IDENTITY_LABEL, sealed)
     if plain is None:
         return mentions.Identity()
@@ -185,7 +157,7 @@ async def _remembered(gw: Gateway, subject: uuid.UUID, sealed: str) -> mentions.
 
 
 async def scrub_mentions(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     subject_id: str,
     *,
@@ -239,7 +211,7 @@ async def scrub_mentions(
 
 
 async def _scrub_found(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     subject: uuid.UUID,
     matcher: mentions.Matcher,
@@ -297,7 +269,7 @@ async def _scrub_found(
         row, texts = fresh, {}
         for spec in free:
             token = fresh.get(spec.name)
-            plain = token and gw._decrypt(rt, spec, mention.record_id, found.key, token)
+            plain = token and gw.decrypt_field(rt, spec, mention.record_id, found.key, token)
             if isinstance(plain, str) and plain:
                 spans = matcher.spans(plain)
                 if spans:
@@ -334,7 +306,7 @@ async def _free_text_rows(subject: uuid.UUID) -> int:
 
 
 async def tombstone_subject(
-    gw: Gateway, actor: Actor, subject_id: str, *, keep: Collection[str] = ()
+    gw: GatewayCore, actor: Actor, subject_id: str, *, keep: Collection[str] = ()
 ) -> dict[str, int]:
     """Clear every encrypted column and blind index of the person's records, except the
     record types in ``keep`` (legal holds; ``all`` keeps everything). Returns the records
@@ -362,11 +334,11 @@ async def pending_rows(rt: RecordType, table: type[Table], subject: uuid.UUID) -
     rows = await table.select(*_columns(table, encrypted)).where(
         getattr(table, "subject_id") == subject
     )
-    return sum(1 for row in rows if not _is_cleared(row, encrypted))
+    return sum(1 for row in rows if not is_cleared(row, encrypted))
 
 
 async def clear_rows(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     rt: RecordType,
     table: type[Table],
@@ -398,7 +370,7 @@ async def clear_rows(
     )
 
 
-async def shred_subject_key(gw: Gateway, actor: Actor, subject_id: str) -> None:
+async def shred_subject_key(gw: GatewayCore, actor: Actor, subject_id: str) -> None:
     """Destroy the person's data keys: whatever ciphertext of theirs survives anywhere (a
     backup, a replica, a held record released later) can no longer be read."""
     subject = subject_uuid(subject_id)
@@ -420,7 +392,7 @@ async def shred_subject_key(gw: Gateway, actor: Actor, subject_id: str) -> None:
 
 
 async def expired_records(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     resource: str,
     *,
@@ -439,7 +411,7 @@ async def expired_records(
     for name, allowed in when.items():
         query = query.where(getattr(table, name).is_in(list(allowed)))
     rows = await query.order_by(table._meta.primary_key)
-    found = [(str(r["id"]), str(r["subject_id"])) for r in rows if not _is_cleared(r, fields)]
+    found = [(str(r["id"]), str(r["subject_id"])) for r in rows if not is_cleared(r, fields)]
     async with db.write_transaction():
         await gw.audit.append(
             _event(actor, "retention_scan", rt.resource, (), detail={"matched": len(found)})
@@ -448,7 +420,7 @@ async def expired_records(
 
 
 async def anonymise_records(
-    gw: Gateway, actor: Actor, resource: str, record_ids: Sequence[str]
+    gw: GatewayCore, actor: Actor, resource: str, record_ids: Sequence[str]
 ) -> int:
     """Clear the free text of these records (the people they are about are kept): what a
     retention rule does to old interactions and cases. One audit event for the batch."""
@@ -460,7 +432,7 @@ async def anonymise_records(
     await _allowed(gw, actor, rt, "erase", "")
     pk = table._meta.primary_key
     rows = await table.select(*_columns(table, free)).where(pk.is_in(ids))
-    pending = [row for row in rows if not _is_cleared(row, free)]
+    pending = [row for row in rows if not is_cleared(row, free)]
     if not pending:
         return 0
     async with db.write_transaction():

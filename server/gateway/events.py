@@ -2,7 +2,7 @@
 
 The gateway, erasure and merges each record what they did with the same fields: who, under
 which role and purpose, on which record and people, touching which fields. Denials are
-built by ``Gateway._deny``. Values never go in: only ids, field names and counts.
+built by ``GatewayCore.deny``. Values never go in: only ids, field names and counts.
 """
 
 from __future__ import annotations

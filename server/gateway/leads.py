@@ -8,7 +8,7 @@ customer. Their access report and subject export show the lead and the contact t
 an erasure reaches both, and no key is shredded during conversion (shredding the lead's
 key would make the lead unreadable, and a failure half-way could not be undone). The
 price is that the key is shared: deleting a converted lead must not shred it while the
-contact still uses it (:func:`subject_still_held`).
+contact still uses it (``lifecycle.subject_still_held``).
 
 Checks, all before anything is written: the actor may ``convert`` this lead (in scope)
 and may create each record asked for, with every field it would set; the values pass the
@@ -30,15 +30,17 @@ from piccolo.table import Table
 
 from audit.events import Action, AuditEvent, Outcome, audit_event
 from server import db
-from server.datamap import CONTACT, DEAL, LEAD, ORGANIZATION, RECORD_TYPES, RecordType
-from server.gateway import mention_index, name_index
+from server.datamap import CONTACT, DEAL, LEAD, ORGANIZATION, RecordType
+from server.gateway import mention_index, name_index, write_checks
 from server.gateway.actor import Actor
-from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.gateway.errors import Conflict, InvalidInput
+from server.gateway.events import allowed_event
+from server.gateway.filters import to_db
 from server.gateway.tables import TABLES
 from server.vault import DataKey
 
 if TYPE_CHECKING:
-    from server.gateway.gateway import Gateway
+    from server.gateway.core import GatewayCore
 
 CONVERT = "convert"
 CONVERTED = "converted"
@@ -68,7 +70,7 @@ class _Planned:
 
 
 async def convert(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     lead_id: str,
     *,
@@ -83,22 +85,8 @@ async def convert(
             "give either organization_id or create_organization, not both",
             problems={"organization_id": "conflicts with create_organization"},
         )
-    table = TABLES[LEAD.resource]
-    decision = gw._decide(actor, LEAD, CONVERT, purpose)
-    row = await gw._find(table, decision, actor, lead_id) if decision.allowed else None
-    if row is None:
-        raise await gw._deny(
-            actor,
-            LEAD,
-            CONVERT,
-            purpose,
-            decision.reason if not decision.allowed else "not_found_or_out_of_scope",
-            NotFound("lead not found"),
-            record_id=str(lead_id),
-            subject_ids=await gw._subject_of(table, lead_id),
-        )
-    await gw._require_basis(actor, LEAD, CONVERT, purpose, row)
-    lead_row_id = str(row["id"])
+    op = await gw.authorize(actor, LEAD.resource, CONVERT, purpose=purpose, record_id=lead_id)
+    row = await gw.find_or_deny(actor, op, lead_id, CONVERT)
     subject = str(row["subject_id"])
     if row["converted_contact_id"] is not None or row["status"] == CONVERTED:
         raise Conflict("this lead has already been converted")
@@ -106,8 +94,44 @@ async def convert(
     keys = await gw.vault.keys_for([subject])
     if subject not in keys:
         raise Conflict("this lead has been erased and cannot be converted")
-    lead_values = gw._materialize(LEAD, row, keys[subject], frozenset(LEAD.by_name)).values
+    lead_values = gw.materialize(LEAD, row, keys[subject], frozenset(LEAD.by_name)).values
+    plan = await _plan_records(
+        gw, actor, purpose, lead_values, create_organization, organization_id, deal
+    )
+    now = dt.datetime.now(dt.UTC)
+    async with db.write_transaction():
+        await _claim(op.table, str(row["id"]), plan, now)
+        await _write_records(gw, actor, purpose, row, plan, now)
+    return Conversion(
+        lead_id=str(row["id"]),
+        subject_id=subject,
+        contact_id=plan.contact.row_id,
+        organization_id=plan.org_id,
+        deal_id=plan.deal.row_id if plan.deal else None,
+    )
 
+
+@dataclass(frozen=True)
+class _Records:
+    """What a conversion will write, every check passed: a new organization (or the id of
+    an existing one, in ``org_id``), the contact and a deal."""
+
+    organization: _Planned | None
+    contact: _Planned
+    deal: _Planned | None
+    org_id: str | None
+
+
+async def _plan_records(
+    gw: GatewayCore,
+    actor: Actor,
+    purpose: str,
+    lead_values: Mapping[str, Any],
+    create_organization: bool,
+    organization_id: str | None,
+    deal: Mapping[str, Any] | None,
+) -> _Records:
+    """Check every record the conversion would write before anything is written."""
     organization: _Planned | None = None
     if create_organization:
         name = lead_values.get("company_name")
@@ -118,8 +142,8 @@ async def convert(
             )
         organization = await _plan(gw, actor, ORGANIZATION, purpose, {"name": name})
     elif organization_id:
-        await gw._check_references(
-            actor, CONTACT, {"organization_id": str(organization_id)}, purpose
+        await write_checks.check_references(
+            gw, actor, CONTACT, {"organization_id": str(organization_id)}, purpose
         )
     org_id = organization.row_id if organization else (organization_id or None)
 
@@ -144,99 +168,99 @@ async def convert(
         if org_id:
             deal_values["organization_id"] = org_id
         planned_deal = await _plan(gw, actor, DEAL, purpose, deal_values)
+    return _Records(organization, contact, planned_deal, org_id)
 
-    owner, team = int(row["owner_id"]), str(row["team"])
-    now = dt.datetime.now(dt.UTC)
-    async with db.write_transaction():
-        changes: dict[Any, Any] = {
-            getattr(table, "status"): CONVERTED,
-            getattr(table, "converted_contact_id"): uuid.UUID(contact.row_id),
-            getattr(table, "converted_deal_id"): (
-                uuid.UUID(planned_deal.row_id) if planned_deal else None
-            ),
-            getattr(table, "updated_at"): now,
-        }
-        claimed = await (
-            table.update(changes)
-            .where(
-                (table._meta.primary_key == uuid.UUID(lead_row_id))
-                & getattr(table, "converted_contact_id").is_null()
-            )
-            .returning(table._meta.primary_key)
+
+async def _claim(table: type[Table], lead_row_id: str, plan: _Records, now: dt.datetime) -> None:
+    """Mark the lead converted, only if no other conversion got there first (a
+    conditional update: two racing conversions cannot both win)."""
+    changes: dict[Any, Any] = {
+        getattr(table, "status"): CONVERTED,
+        getattr(table, "converted_contact_id"): uuid.UUID(plan.contact.row_id),
+        getattr(table, "converted_deal_id"): (uuid.UUID(plan.deal.row_id) if plan.deal else None),
+        getattr(table, "updated_at"): now,
+    }
+    claimed = await (
+        table.update(changes)
+        .where(
+            (table._meta.primary_key == uuid.UUID(lead_row_id))
+            & getattr(table, "converted_contact_id").is_null()
         )
-        if not claimed:
-            raise Conflict("this lead has already been converted")
-        key = (await gw._subject_keys(LEAD, [subject]))[0]
-        events: list[AuditEvent] = []
-        if organization is not None:
-            org_key = await gw.vault.new_subject(ORGANIZATION.resource)
-            await _insert(gw, organization, org_key, owner, team, now)
-            events.append(_created(gw, actor, organization, org_key.subject_id, purpose))
-        await _insert(gw, contact, key, owner, team, now)
-        events.append(_created(gw, actor, contact, subject, purpose))
-        if planned_deal is not None:
-            await _insert(gw, planned_deal, key, owner, team, now)
-            events.append(_created(gw, actor, planned_deal, subject, purpose))
-        for planned in (organization, contact, planned_deal):
-            if planned is not None:
-                await gw._recheck(
-                    actor, planned.rt, TABLES[planned.rt.resource], planned.row_id, purpose
-                )
-        events.append(
-            audit_event(
-                actor_id=actor.id,
-                actor_role=actor.role,
-                action=CONVERT,
-                resource_type=LEAD.resource,
-                outcome=Outcome.ALLOWED,
-                purpose=purpose,
-                resource_id=lead_row_id,
-                subject_ids=(subject,),
-                fields=("converted_contact_id", "converted_deal_id", "status"),
-                reason="allowed",
-                request_id=actor.request_id,
-                detail={
-                    "contact": contact.row_id,
-                    "organization": org_id or "",
-                    "deal": planned_deal.row_id if planned_deal else "",
-                },
-            )
-        )
-        for event in events:
-            await gw.audit.append(event)
-    return Conversion(
-        lead_id=lead_row_id,
-        subject_id=subject,
-        contact_id=contact.row_id,
-        organization_id=org_id,
-        deal_id=planned_deal.row_id if planned_deal else None,
+        .returning(table._meta.primary_key)
     )
+    if not claimed:
+        raise Conflict("this lead has already been converted")
+
+
+async def _write_records(
+    gw: GatewayCore,
+    actor: Actor,
+    purpose: str,
+    row: Mapping[str, Any],
+    plan: _Records,
+    now: dt.datetime,
+) -> None:
+    """Inside the conversion's transaction: the new records under the lead's key (a new
+    organization under its own), the scope re-checked, every event appended."""
+    subject = str(row["subject_id"])
+    owner, team = int(row["owner_id"]), str(row["team"])
+    key = (await write_checks.subject_keys(gw, LEAD, [subject]))[0]
+    events: list[AuditEvent] = []
+    if plan.organization is not None:
+        org_key = await gw.vault.new_subject(ORGANIZATION.resource)
+        await _insert(gw, plan.organization, org_key, owner, team, now)
+        events.append(_created(actor, plan.organization, org_key.subject_id, purpose))
+    await _insert(gw, plan.contact, key, owner, team, now)
+    events.append(_created(actor, plan.contact, subject, purpose))
+    if plan.deal is not None:
+        await _insert(gw, plan.deal, key, owner, team, now)
+        events.append(_created(actor, plan.deal, subject, purpose))
+    for planned in (plan.organization, plan.contact, plan.deal):
+        if planned is not None:
+            await gw.recheck(
+                actor, planned.rt, TABLES[planned.rt.resource], planned.row_id, purpose
+            )
+    events.append(
+        audit_event(
+            actor_id=actor.id,
+            actor_role=actor.role,
+            action=CONVERT,
+            resource_type=LEAD.resource,
+            outcome=Outcome.ALLOWED,
+            purpose=purpose,
+            resource_id=str(row["id"]),
+            subject_ids=(subject,),
+            fields=("converted_contact_id", "converted_deal_id", "status"),
+            reason="allowed",
+            request_id=actor.request_id,
+            detail={
+                "contact": plan.contact.row_id,
+                "organization": plan.org_id or "",
+                "deal": plan.deal.row_id if plan.deal else "",
+            },
+        )
+    )
+    for event in events:
+        await gw.audit.append(event)
 
 
 async def _plan(
-    gw: Gateway, actor: Actor, rt: RecordType, purpose: str, values: Mapping[str, Any]
+    gw: GatewayCore, actor: Actor, rt: RecordType, purpose: str, values: Mapping[str, Any]
 ) -> _Planned:
     """The checks ``Gateway.create`` runs before writing, for one record of a conversion:
     the role may create it and set each field; the values are valid."""
-    decision = gw._decide(actor, rt, Action.CREATE, purpose)
-    if not decision.allowed:
-        raise await gw._deny(
-            actor,
-            rt,
-            Action.CREATE,
-            purpose,
-            decision.reason,
-            Forbidden(f"your role may not create {rt.resource} records"),
-            detail={"for": CONVERT},
-        )
-    await gw._refuse_new_person(actor, rt, Action.CREATE, purpose)
-    cleaned = await gw._clean(actor, rt, Action.CREATE, purpose, values, partial=False)
-    await gw._check_writable(actor, rt, Action.CREATE, purpose, decision, cleaned)
+    op = await gw.authorize(
+        actor, rt.resource, Action.CREATE, purpose=purpose, detail={"for": CONVERT}
+    )
+    decision = op.decision
+    await gw.refuse_new_person(actor, rt, Action.CREATE, purpose)
+    cleaned = await write_checks.clean(gw, actor, rt, Action.CREATE, purpose, values, partial=False)
+    await write_checks.check_writable(gw, actor, rt, Action.CREATE, purpose, decision, cleaned)
     return _Planned(rt, str(uuid.uuid4()), cleaned)
 
 
 async def _insert(
-    gw: Gateway, planned: _Planned, key: DataKey, owner: int, team: str, now: dt.datetime
+    gw: GatewayCore, planned: _Planned, key: DataKey, owner: int, team: str, now: dt.datetime
 ) -> None:
     table = TABLES[planned.rt.resource]
     columns = gw.vault.encrypt_values(planned.rt, planned.row_id, key, planned.values)
@@ -248,33 +272,20 @@ async def _insert(
             team=team,
             created_at=now,
             updated_at=now,
-            **gw._to_db(planned.rt, columns),
+            **to_db(planned.rt, columns),
         )
     ).run()
     await name_index.write_new(gw.vault, planned.rt, [(planned.row_id, planned.values)])
     await mention_index.write_new(gw.vault, planned.rt, [(planned.row_id, planned.values)])
 
 
-def _created(
-    gw: Gateway, actor: Actor, planned: _Planned, subject: str, purpose: str
-) -> AuditEvent:
-    return gw._event(
-        actor, planned.rt, Action.CREATE, purpose, planned.row_id, (subject,), tuple(planned.values)
+def _created(actor: Actor, planned: _Planned, subject: str, purpose: str) -> AuditEvent:
+    return allowed_event(
+        actor,
+        Action.CREATE,
+        planned.rt.resource,
+        purpose,
+        (subject,),
+        record_id=planned.row_id,
+        fields=tuple(planned.values),
     )
-
-
-async def subject_still_held(subject_id: str) -> bool:
-    """Whether a record that is its own subject (a contact, a lead) still carries this
-    subject id. A converted lead shares its key with its contact: deleting either one
-    must leave the key alone while the other exists."""
-    sid = uuid.UUID(str(subject_id))
-    for resource, table in TABLES.items():
-        if RECORD_TYPES[resource].subject_from is not None:
-            continue
-        if await _count(table, sid):
-            return True
-    return False
-
-
-async def _count(table: type[Table], subject: uuid.UUID) -> int:
-    return int(await table.count().where(getattr(table, "subject_id") == subject))

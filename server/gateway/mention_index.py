@@ -50,7 +50,7 @@ from server.vault.blind_index import MAX_WIDTH, index_width
 from server.vault.envelope import CiphertextError
 
 if TYPE_CHECKING:
-    from server.gateway.gateway import Gateway
+    from server.gateway.core import GatewayCore
 
 TERMS_PER_RECORD = 32  # sizing: distinct terms of a typical note (the bench measures it)
 DIGIT_RUN = 6  # digits in a row per phone term: mentions.SHORTEST_NATIONAL
@@ -243,7 +243,7 @@ async def clear_subject(subject: uuid.UUID) -> None:
         await clear_subject_rows(rt, subject)
 
 
-def _plain(gw: Gateway, rt: RecordType, row: Mapping[str, Any], key: Any) -> dict[str, Any]:
+def _plain(gw: GatewayCore, rt: RecordType, row: Mapping[str, Any], key: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for spec in indexed_fields(rt):
         raw = row.get(spec.name)
@@ -257,7 +257,7 @@ def _plain(gw: Gateway, rt: RecordType, row: Mapping[str, Any], key: Any) -> dic
     return values
 
 
-async def _reindex_rows(gw: Gateway, rt: RecordType, rows: Sequence[Mapping[str, Any]]) -> None:
+async def _reindex_rows(gw: GatewayCore, rt: RecordType, rows: Sequence[Mapping[str, Any]]) -> None:
     keys = await gw.vault.keys_for(str(r["subject_id"]) for r in rows)
     await clear(rt, [r["id"] for r in rows])
     await write_new(
@@ -273,7 +273,7 @@ def _columns(rt: RecordType) -> list[Any]:
     return [getattr(table, name) for name in names]
 
 
-async def refresh(gw: Gateway, rt: RecordType, record_ids: Sequence[str | uuid.UUID]) -> None:
+async def refresh(gw: GatewayCore, rt: RecordType, record_ids: Sequence[str | uuid.UUID]) -> None:
     """Recompute the tokens of these records from what they hold now (a merge or its undo
     re-sealed a contact's notes): call in that transaction."""
     if not indexed_fields(rt) or not record_ids:
@@ -314,7 +314,7 @@ async def _set_state(complete: bool, probe_token: int | None) -> None:
             )
 
 
-async def is_complete(gw: Gateway) -> bool:
+async def is_complete(gw: GatewayCore) -> bool:
     """Whether every record's free text is in the index under the current key: the
     watermark the lookup trusts. The first look after the migration records the key's
     probe; a different one later (the index key changed) means rebuild first."""
@@ -338,7 +338,7 @@ async def mark_incomplete() -> None:
 
 
 async def candidates(
-    gw: Gateway, identities: Sequence[mentions.Identity]
+    gw: GatewayCore, identities: Sequence[mentions.Identity]
 ) -> dict[str, set[uuid.UUID]] | None:
     """Record ids, per record type, whose free text may mention any of ``identities``;
     ``None`` when the index cannot answer (not complete, or a value with nothing to look
@@ -387,7 +387,7 @@ async def candidates(
 
 
 async def rebuild(
-    gw: Gateway,
+    gw: GatewayCore,
     rt: RecordType,
     *,
     batch_size: int = 500,
@@ -439,7 +439,7 @@ async def size() -> tuple[int, int]:
 
 
 async def rebuild_all(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     *,
     batch_size: int = 500,

@@ -42,14 +42,13 @@ from server import db
 from server.datamap import RECORD_TYPES, Category, Field, FieldKind, RecordType
 from server.gateway import mention_index
 from server.gateway.actor import Actor
-from server.gateway.errors import Forbidden
 from server.gateway.events import allowed_event
 from server.gateway.tables import TABLES, SearchToken
 from server.vault import DataKey
 from server.vault.words import normalize_words
 
 if TYPE_CHECKING:
-    from server.gateway.gateway import Gateway
+    from server.gateway.core import GatewayCore
 
 ANOTHER_PERSON = "[another person]"
 # Identifying fields whose values are looked for in other people's free text.
@@ -92,7 +91,7 @@ def record_types() -> list[tuple[RecordType, type[Table]]]:
     return [(RECORD_TYPES[r], t) for r, t in TABLES.items() if r in RECORD_TYPES]
 
 
-async def identities_of(gw: Gateway, subjects: Collection[uuid.UUID]) -> dict[str, Identity]:
+async def identities_of(gw: GatewayCore, subjects: Collection[uuid.UUID]) -> dict[str, Identity]:
     """The identities of these people, decrypted from their own records (one query per
     record type for the whole batch). An erased person (no key) has none."""
     wanted = list(dict.fromkeys(subjects))
@@ -115,7 +114,7 @@ async def identities_of(gw: Gateway, subjects: Collection[uuid.UUID]) -> dict[st
                 names: list[str] = []
                 for spec in fields:
                     token = row.get(spec.name)
-                    plain = token and gw._decrypt(rt, spec, str(row["id"]), keys[sid], token)
+                    plain = token and gw.decrypt_field(rt, spec, str(row["id"]), keys[sid], token)
                     if not isinstance(plain, str) or not plain.strip():
                         continue
                     if spec.kind is FieldKind.PHONE:
@@ -133,27 +132,19 @@ async def identities_of(gw: Gateway, subjects: Collection[uuid.UUID]) -> dict[st
     }
 
 
-async def identity_of(gw: Gateway, subject: uuid.UUID) -> Identity:
+async def identity_of(gw: GatewayCore, subject: uuid.UUID) -> Identity:
     """One person's identity (see :func:`identities_of`)."""
     return (await identities_of(gw, [subject])).get(str(subject), Identity())
 
 
 async def require(
-    gw: Gateway, actor: Actor, rt: RecordType, action: str, purpose: str, subject: str
+    gw: GatewayCore, actor: Actor, rt: RecordType, action: str, purpose: str, subject: str
 ) -> None:
     """Ask the policy whether ``actor`` may take ``action`` on ``rt``; an audited denial
     (``Forbidden``) if not."""
-    decision = gw._decide(actor, rt, action, purpose)
-    if not decision.allowed:
-        raise await gw._deny(
-            actor,
-            rt,
-            action,
-            purpose,
-            decision.reason,
-            Forbidden(f"your role may not {action} {rt.resource} records"),
-            subject_ids=(subject,) if subject else (),
-        )
+    await gw.authorize(
+        actor, rt.resource, action, purpose=purpose, subject_ids=(subject,) if subject else ()
+    )
 
 
 def national_digits(e164: str) -> str:
@@ -356,7 +347,7 @@ class ScanStats:
 
 
 async def scan(
-    gw: Gateway,
+    gw: GatewayCore,
     subject: uuid.UUID,
     matcher: Matcher,
     *,
@@ -415,7 +406,7 @@ async def scan(
                 texts: dict[str, tuple[str, tuple[Span, ...]]] = {}
                 for spec in free:
                     token = row.get(spec.name)
-                    plain = token and gw._decrypt(rt, spec, str(row["id"]), key, token)
+                    plain = token and gw.decrypt_field(rt, spec, str(row["id"]), key, token)
                     if isinstance(plain, str) and plain:
                         spans = matcher.spans(plain)
                         if spans:
@@ -432,7 +423,7 @@ async def scan(
 
 
 async def scan_for(
-    gw: Gateway,
+    gw: GatewayCore,
     subject: uuid.UUID,
     identities: Sequence[Identity],
     *,
@@ -492,7 +483,7 @@ def _phones_in(text: str, region: str) -> set[str]:
     return found
 
 
-async def candidates_in(gw: Gateway, texts: Iterable[str]) -> set[uuid.UUID]:
+async def candidates_in(gw: GatewayCore, texts: Iterable[str]) -> set[uuid.UUID]:
     """People who may be named in ``texts``: a word that starts one of their indexed names
     or, if shorter than a prefix, is one (the name-search tokens), or an e-mail address or
     phone number their records hold (the blind indexes). Tokens are truncated, so most
@@ -545,7 +536,7 @@ async def candidates_in(gw: Gateway, texts: Iterable[str]) -> set[uuid.UUID]:
 
 
 async def others_matcher(
-    gw: Gateway, subject: uuid.UUID, texts: Sequence[str], *, also: Collection[str] = ()
+    gw: GatewayCore, subject: uuid.UUID, texts: Sequence[str], *, also: Collection[str] = ()
 ) -> tuple[Matcher, tuple[str, ...]]:
     """A matcher for every known person other than ``subject`` who is named in ``texts``
     (plus the people in ``also``, named or not), less whatever they share with the person
@@ -587,7 +578,7 @@ async def others_matcher(
 
 
 async def mentions_of(
-    gw: Gateway, actor: Actor, subject: uuid.UUID, *, purpose: str, batch_size: int = 500
+    gw: GatewayCore, actor: Actor, subject: uuid.UUID, *, purpose: str, batch_size: int = 500
 ) -> list[Mention]:
     """The records of other people whose free text mentions the person (what erasing them
     would scrub), for their export. Needs ``export`` on every record type with free text;
@@ -640,7 +631,7 @@ async def foreign_ids(subject: uuid.UUID, texts: Iterable[str]) -> dict[str, str
 
 
 async def redact_others(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     subject: uuid.UUID,
     texts: Sequence[str],

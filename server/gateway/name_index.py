@@ -21,7 +21,7 @@ from server.vault import Vault
 from server.vault.envelope import CiphertextError
 
 if TYPE_CHECKING:
-    from server.gateway.gateway import Gateway
+    from server.gateway.core import GatewayCore
 
 _INSERT_BATCH = 1000
 
@@ -126,7 +126,9 @@ async def clear_subject(subject: uuid.UUID) -> None:
         await clear_subject_rows(rt, subject)
 
 
-def _plain_values(gw: Gateway, rt: RecordType, row: Mapping[str, Any], key: Any) -> dict[str, Any]:
+def _plain_values(
+    gw: GatewayCore, rt: RecordType, row: Mapping[str, Any], key: Any
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for spec in indexed_fields(rt):
         raw = row.get(spec.name)
@@ -142,7 +144,7 @@ def _plain_values(gw: Gateway, rt: RecordType, row: Mapping[str, Any], key: Any)
     return values
 
 
-async def refresh(gw: Gateway, rt: RecordType, record_ids: Sequence[str | uuid.UUID]) -> None:
+async def refresh(gw: GatewayCore, rt: RecordType, record_ids: Sequence[str | uuid.UUID]) -> None:
     """Recompute the tokens of these records from what they hold now (after a merge or
     its undo re-sealed a name, or erasure scrubbed a mention): call in that transaction."""
     fields = indexed_fields(rt)
@@ -165,7 +167,7 @@ async def refresh(gw: Gateway, rt: RecordType, record_ids: Sequence[str | uuid.U
 
 
 async def rebuild(
-    gw: Gateway,
+    gw: GatewayCore,
     rt: RecordType,
     *,
     batch_size: int = 500,
@@ -227,7 +229,7 @@ async def missing() -> bool:
 
 
 async def rebuild_all(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     *,
     batch_size: int = 500,

@@ -33,12 +33,13 @@ from policy.enforcer import AccessDecision
 from server.datamap import RECORD_TYPES, Field, RecordType
 from server.gateway import name_index
 from server.gateway.actor import Actor
-from server.gateway.errors import Forbidden, InvalidInput
+from server.gateway.errors import InvalidInput
 from server.gateway.tables import TABLES, SearchToken
 from server.vault.words import SHORTEST_PREFIX, normalize_words
 
 if TYPE_CHECKING:
-    from server.gateway.gateway import Gateway, Record
+    from server.gateway.core import GatewayCore
+    from server.gateway.results import Record
 
 # Record types a name search covers, in the order results are grouped.
 SEARCH_TYPES = ("contact", "lead", "organization", "deal", "case", "interaction")
@@ -87,12 +88,12 @@ def search_words(term: str) -> builtins.list[str]:
     return words
 
 
-def may_search(gw: Gateway, actor: Actor, resource: str, purpose: str) -> bool:
+def may_search(gw: GatewayCore, actor: Actor, resource: str, purpose: str) -> bool:
     """Whether a name search of ``resource`` can find anything for this actor (a policy
     question, nothing read): the ``search`` right and a readable indexed field, or a
     readable reference to the people or organizations the actor may search."""
     rt = RECORD_TYPES[resource]
-    decision = gw._decide(actor, rt, Action.SEARCH, purpose)
+    decision = gw.decide(actor, rt, Action.SEARCH, purpose)
     if not decision.allowed:
         return False
     if _own_fields(rt, decision):
@@ -158,7 +159,7 @@ class NameSearch:
 
     def __init__(
         self,
-        gw: Gateway,
+        gw: GatewayCore,
         actor: Actor,
         rt: RecordType,
         decision: AccessDecision,
@@ -213,10 +214,10 @@ class NameSearch:
             f.name for f in _about_fields(self.rt, self.decision)
         }
         columns = [getattr(self.table, name) for name in sorted(wanted)]
-        query = self.gw._scoped(
+        query = self.gw.in_scope(
             self.table.select(*columns).where(condition), self.table, self.decision, self.actor
         )
-        query = await self.gw._with_basis(query, self.table, self.decision.purpose)
+        query = await self.gw.with_basis(query, self.table, self.decision.purpose)
         rows = await (
             query.order_by(getattr(self.table, "created_at"), ascending=False)
             .order_by(self.table._meta.primary_key)
@@ -244,7 +245,7 @@ class NameSearch:
                 if raw is None:
                     continue
                 plain = (
-                    self.gw._decrypt(self.rt, spec, str(row["id"]), key, raw)
+                    self.gw.decrypt_field(self.rt, spec, str(row["id"]), key, raw)
                     if spec.encrypted
                     else raw
                 )
@@ -274,7 +275,7 @@ class NameSearch:
 
 
 async def _about_matches(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     rt: RecordType,
     decision: AccessDecision,
@@ -290,7 +291,7 @@ async def _about_matches(
         if target in about:
             continue
         other = RECORD_TYPES[target]
-        other_decision = gw._decide(actor, other, Action.SEARCH, decision.purpose)
+        other_decision = gw.decide(actor, other, Action.SEARCH, decision.purpose)
         if not other_decision.allowed:
             continue
         found, _, _ = await NameSearch(gw, actor, other, other_decision, cap).ranked(words, {})
@@ -299,7 +300,7 @@ async def _about_matches(
 
 
 async def search_names(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     resource: str,
     term: str,
@@ -321,17 +322,8 @@ async def search_names(
             f"page must be between 1 and 1000 and page_size between 1 and {MAX_PAGE_SIZE}"
         )
     words = search_words(term)
-    decision = gw._decide(actor, rt, Action.SEARCH, purpose)
-    if not decision.allowed:
-        raise await gw._deny(
-            actor,
-            rt,
-            Action.SEARCH,
-            purpose,
-            decision.reason,
-            Forbidden(f"your role may not search {rt.resource} records"),
-            detail={"by": "name"},
-        )
+    op = await gw.authorize(actor, resource, Action.SEARCH, purpose=purpose, detail={"by": "name"})
+    decision = op.decision
     search = NameSearch(gw, actor, rt, decision, candidates)
     about = await _about_matches(gw, actor, rt, decision, words, candidates)
     found, candidates, capped = await search.ranked(words, about)
@@ -348,13 +340,13 @@ async def search_names(
     )
     keys = await gw.vault.keys_for(str(m.row["subject_id"]) for m in chosen)
     items = [
-        gw._materialize(
+        gw.materialize(
             rt, rows[str(m.row["id"])], keys.get(str(m.row["subject_id"])), decision.fields
         )
         for m in chosen
         if str(m.row["id"]) in rows
     ]
-    await gw._audit(
+    await gw.audit_access(
         actor,
         rt,
         Action.SEARCH,
@@ -374,7 +366,7 @@ async def search_names(
 
 
 async def search_everything(
-    gw: Gateway,
+    gw: GatewayCore,
     actor: Actor,
     term: str,
     *,

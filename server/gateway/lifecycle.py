@@ -1,0 +1,82 @@
+"""What merges, erasure and conversion leave in the tables, as the core sees it.
+
+Every query of the core must leave out contacts merged into another, tell an erased
+person's tombstone from a living record and keep a data key that a converted lead still
+shares with its contact. Those rules belong to features built on the core (duplicates,
+erasure, leads) but the core applies them on every read and delete, so they live here,
+below both: the core imports this module, never the features.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from piccolo.table import Table
+
+from server.datamap import RECORD_TYPES, Field, RecordType
+from server.gateway.tables import TABLES, Contact, ContactMerge
+
+UNDONE = "undone"  # the state of a merge that was undone (server.gateway.duplicates)
+
+
+def visible(query: Any, table: type[Table]) -> Any:
+    """Leave out contacts merged into another (unless the merge was undone), in the WHERE
+    clause: ``GatewayCore.in_scope`` applies it, so lists, counts, searches, reports,
+    exports and reads by id never reach them."""
+    if table is not Contact:
+        return query
+    merged = ContactMerge.select(ContactMerge.merged_id).where(ContactMerge.state != UNDONE)
+    return query.where(Contact.id.not_in(merged))
+
+
+def is_cleared(row: Mapping[str, Any], fields: Sequence[Field]) -> bool:
+    """These fields and their blind indexes are empty: what erasure leaves of them."""
+    return all(not row.get(f.name) for f in fields) and all(
+        row.get(f.index_column) is None for f in fields if f.blind_index
+    )
+
+
+def is_tombstone(rt: RecordType, row: Mapping[str, Any]) -> bool:
+    """Every encrypted column and blind index is empty: what erasure leaves behind. Only
+    decidable for types with a required encrypted field (a living contact always has a
+    name); an organization with just its (plaintext) name is no tombstone."""
+    encrypted = [f for f in rt.fields if f.encrypted]
+    return any(f.required for f in encrypted) and is_cleared(row, encrypted)
+
+
+def living(query: Any, rt: RecordType, table: type[Table]) -> Any:
+    """Leave out the tombstones of person records (contacts, organizations, leads: the
+    records that are their own subject), in the WHERE clause: an erased person must not
+    turn up in lists, counts and exports as a nameless living record. A tombstone is a
+    row whose encrypted columns are NULL or empty (what erasure's ``clear_rows`` leaves);
+    records about a person (deals, cases ...) stay, for the business totals."""
+    if rt.subject_from is not None:
+        return query
+    # A living record has its required encrypted fields (a contact's name); erasure
+    # clears them to NULL or ''. Types without one cannot be told apart and stay listed.
+    required = [getattr(table, f.name) for f in rt.fields if f.encrypted and f.required]
+    if not required:
+        return query
+    holds_value = functools.reduce(operator.or_, (column != "" for column in required))
+    return query.where(holds_value)
+
+
+async def subject_still_held(subject_id: str) -> bool:
+    """Whether a record that is its own subject (a contact, a lead) still carries this
+    subject id. A converted lead shares its key with its contact: deleting either one
+    must leave the key alone while the other exists."""
+    sid = uuid.UUID(str(subject_id))
+    for resource, table in TABLES.items():
+        if RECORD_TYPES[resource].subject_from is not None:
+            continue
+        if await _count(table, sid):
+            return True
+    return False
+
+
+async def _count(table: type[Table], subject: uuid.UUID) -> int:
+    return int(await table.count().where(getattr(table, "subject_id") == subject))
