@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -27,6 +27,7 @@ import asyncpg
 import pytest
 
 from tests.browser.live_server import LiveServer, fresh_database
+from tests.test_mail import LocalSmtp
 
 try:
     from playwright.sync_api import Error as PlaywrightError
@@ -174,10 +175,15 @@ def other_browser(new_context: Callable[..., BrowserContext]) -> Callable[..., P
 # --- the server ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def consentry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A real ``consentry serve`` for one test module, on its own empty database."""
-    home = tmp_path_factory.mktemp("consentry-browser")
+@contextmanager
+def served(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    settings: Callable[[LiveServer], dict[str, str]] | None = None,
+) -> Iterator[LiveServer]:
+    """A real ``consentry serve`` on its own empty database, stopped before the database is
+    dropped; ``settings`` adds environment that needs the server itself (its address)."""
+    home = tmp_path_factory.mktemp(name)
     with ExitStack() as cleanup:
         try:
             database_url = cleanup.enter_context(fresh_database(home, PG_URL))
@@ -186,6 +192,25 @@ def consentry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
                 pytest.fail(f"PostgreSQL required but unreachable at {PG_URL}: {exc}")
             pytest.skip(f"PostgreSQL unreachable: {exc}")
         server = LiveServer(home, database_url)
-        cleanup.callback(server.stop)  # before the database is dropped
+        if settings is not None:
+            server.env.update(settings(server))
+        cleanup.callback(server.stop)
         server.start()
+        yield server
+
+
+def mail_settings(mailbox: LocalSmtp) -> Callable[[LiveServer], dict[str, str]]:
+    """Outgoing mail to the test's SMTP server and links that point at the server itself,
+    as a deployment would have them."""
+    return lambda server: {
+        "CONSENTRY_SMTP_HOST": "127.0.0.1",
+        "CONSENTRY_SMTP_PORT": str(mailbox.port),
+        "CONSENTRY_PUBLIC_URL": server.base_url,
+    }
+
+
+@pytest.fixture(scope="module")
+def consentry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real ``consentry serve`` for one test module, on its own empty database."""
+    with served(tmp_path_factory, "consentry-browser") as server:
         yield server

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
-import asyncpg
 import pytest
 
-from tests.browser.conftest import PG_URL, REQUIRE_PG
+from tests.browser.conftest import mail_settings, served
 from tests.browser.flows import confirm_identity_if_asked, expect, first_admin_sign_in
-from tests.browser.live_server import LiveServer, fresh_database
+from tests.browser.live_server import LiveServer
 from tests.test_mail import LocalSmtp, local_smtp
 
 if TYPE_CHECKING:
@@ -39,24 +37,7 @@ def mailbox() -> Iterator[LocalSmtp]:
 @pytest.fixture(scope="module")
 def consentry(tmp_path_factory: pytest.TempPathFactory, mailbox: LocalSmtp) -> Iterator[LiveServer]:
     """Like the package's server, with outgoing mail going to the local SMTP server."""
-    home = tmp_path_factory.mktemp("consentry-campaigns")
-    with ExitStack() as cleanup:
-        try:
-            database_url = cleanup.enter_context(fresh_database(home, PG_URL))
-        except (OSError, asyncpg.PostgresError) as exc:
-            if REQUIRE_PG:
-                pytest.fail(f"PostgreSQL required but unreachable at {PG_URL}: {exc}")
-            pytest.skip(f"PostgreSQL unreachable: {exc}")
-        server = LiveServer(home, database_url)
-        server.env.update(
-            {
-                "CONSENTRY_SMTP_HOST": "127.0.0.1",
-                "CONSENTRY_SMTP_PORT": str(mailbox.port),
-                "CONSENTRY_PUBLIC_URL": server.base_url,
-            }
-        )
-        cleanup.callback(server.stop)
-        server.start()
+    with served(tmp_path_factory, "consentry-campaigns", mail_settings(mailbox)) as server:
         yield server
 
 

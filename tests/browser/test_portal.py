@@ -14,15 +14,13 @@ import time
 import urllib.request
 import uuid
 import zipfile
-from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
-import asyncpg
 import pytest
 
-from tests.browser.conftest import PG_URL, REQUIRE_PG
+from tests.browser.conftest import mail_settings, served
 from tests.browser.flows import expect, path_is
-from tests.browser.live_server import LiveServer, fresh_database
+from tests.browser.live_server import LiveServer
 from tests.test_mail import LocalSmtp, Received, local_smtp
 
 if TYPE_CHECKING:
@@ -43,25 +41,13 @@ def mailbox() -> Iterator[LocalSmtp]:
 @pytest.fixture(scope="module")
 def consentry(tmp_path_factory: pytest.TempPathFactory, mailbox: LocalSmtp) -> Iterator[LiveServer]:
     """Like the package's server, with outgoing mail and public links configured."""
-    home = tmp_path_factory.mktemp("consentry-portal")
-    with ExitStack() as cleanup:
-        try:
-            database_url = cleanup.enter_context(fresh_database(home, PG_URL))
-        except (OSError, asyncpg.PostgresError) as exc:
-            if REQUIRE_PG:
-                pytest.fail(f"PostgreSQL required but unreachable at {PG_URL}: {exc}")
-            pytest.skip(f"PostgreSQL unreachable: {exc}")
-        server = LiveServer(home, database_url)
-        server.env.update(
-            {
-                "CONSENTRY_SMTP_HOST": "127.0.0.1",
-                "CONSENTRY_SMTP_PORT": str(mailbox.port),
-                "CONSENTRY_PUBLIC_URL": server.base_url,
-                "CONSENTRY_WEB_FORM_MIN_SECONDS": "1",  # the lead form's minimum fill time
-            }
-        )
-        cleanup.callback(server.stop)
-        server.start()
+    mail = mail_settings(mailbox)
+
+    def settings(server: LiveServer) -> dict[str, str]:
+        # The lead form's minimum fill time, shortened for a browser that types fast.
+        return {**mail(server), "CONSENTRY_WEB_FORM_MIN_SECONDS": "1"}
+
+    with served(tmp_path_factory, "consentry-portal", settings) as server:
         yield server
 
 
