@@ -2,7 +2,7 @@
 
 A page never names a role: its guard (``page_access(right=...)``) and its menu entry ask
 the policy engine for one of these ``(resource, action)`` pairs, and policy/policy.csv
-says which roles have it. tests/test_page_rights.py keeps it so.
+says which roles have it. tests/admin_ui/test_page_rights.py keeps it so.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def canonical(row: dict[str, Any]) -> bytes:
     MAC covers. Verification recomputes it for every entry, so a row with exactly the
     entry's columns is written out directly, in fixed order, with the same C string
     escaper ``json.dumps`` uses: the same bytes in about half the time
-    (tests/test_audit_canonical.py compares them). Anything else takes ``json.dumps``.
+    (tests/audit/test_audit_canonical.py compares them). Anything else takes ``json.dumps``.
     """
     if row.keys() - NOT_HASHED == _CANONICAL_KEY_SET:
         fast = _canonical_fixed(row)

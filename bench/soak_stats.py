@@ -1,7 +1,7 @@
 """The pure arithmetic of a soak run: latencies per minute, RSS growth, the targets.
 
 Nothing here touches a server, a database or the clock, so it is unit-tested directly
-(``tests/test_bench_soak.py``). Percentiles are nearest-rank (``bench.results_model``), as
+(``tests/bench/test_bench_soak.py``). Percentiles are nearest-rank (``bench.results_model``), as
 everywhere else in the bench. The targets are the issue's; they are evaluated here, in
 the bench report, and never asserted in a timed test.
 """

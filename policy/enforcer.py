@@ -11,7 +11,7 @@ next request because the role is looked up per request, not cached here.
 Casbin answers a check by evaluating the matcher against every rule (about 9 ms at 10,000
 rules), so a cache miss on a large policy took most of a second. The rules are compiled
 at load into a ``DecisionTable`` instead: Casbin still parses the model and the CSV, and
-the table answers exactly what Casbin would for our model's matcher (tests/test_policy.py
+the table answers exactly what Casbin would for our model's matcher (tests/policy/test_policy.py
 compares them on every role, object and action of the shipped policy and of generated
 rules), in a few dictionary look-ups whatever the number of rules. A model with another
 matcher or effect is not compiled: Casbin answers it directly.

@@ -52,7 +52,7 @@ from server.web import document_error_answers, gateway_error_handler
 MAX_BODY_BYTES = 1_000_000
 log = get_logger("consentry.app")
 # Everything the app serves besides the admin UI plugin's pages; also what the OpenAPI
-# document is generated from (tests/test_api_fuzz.py lists its operations from it).
+# document is generated from (tests/server/test_api_fuzz.py lists its operations from it).
 ROUTE_HANDLERS: tuple[ControllerRouterHandler, ...] = (
     health,
     ready,

@@ -208,7 +208,7 @@ def document_error_answers(app: Litestar) -> None:
 
     Litestar documents a handler's success status and a 400 for validation; the 401, 403,
     404, 409, 413, 415 and 429 every client meets were missing, so a client generated from
-    the document (and the schema-conformance test, tests/test_api_fuzz.py) met answers the
+    the document (and the schema-conformance test, tests/server/test_api_fuzz.py) met answers the
     document said could not happen. Called once, before the document is first served
     (``create_app``)."""
     paths = app.openapi_schema.paths or {}

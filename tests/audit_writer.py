@@ -1,5 +1,5 @@
 """A stand-alone process that appends audit events and seals while it does (run by
-tests/test_audit_trail.py, several at once, to prove sealing is correct across processes).
+tests/audit/test_audit_trail.py, several at once, to prove sealing is correct across processes).
 
     python -m tests.audit_writer DATABASE_URL MASTER_KEY SIGNING_KEY EVENTS WORKER_ID
 """

@@ -18,7 +18,7 @@ APP_CONFIG = AppConfig(
     app_name="crm",
     migrations_folder_path=str(Path(__file__).parent / "versions"),
     # Every table the crm migrations made: one missing here is a drop_table in the next
-    # ``piccolo migrations new crm --auto`` (tests/test_migrations_auto.py keeps it so).
+    # ``piccolo migrations new crm --auto`` (tests/server/test_migrations_auto.py keeps it so).
     table_classes=[
         DataSubject,
         SubjectKey,

@@ -3,7 +3,7 @@
 The ``id: Serial`` annotations name the primary key Piccolo adds to a table that declares
 none, for mypy. Assigning ``Serial(primary_key=True)`` instead makes the same column a
 declared one, which ``piccolo migrations new staff --auto`` then tries to add again (the
-migrations never recorded it): tests/test_migrations_auto.py keeps the diff empty.
+migrations never recorded it): tests/server/test_migrations_auto.py keeps the diff empty.
 """
 
 from __future__ import annotations

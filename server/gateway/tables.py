@@ -2,7 +2,7 @@
 
 Encrypted fields are ``Text`` columns holding ``cs1.*`` envelopes; blind indexes are
 integer ``<field>_bidx`` columns. Every column here must be declared in the data map
-(``server/datamap.py``); ``tests/test_datamap.py`` fails otherwise.
+(``server/datamap.py``); ``tests/server/test_datamap.py`` fails otherwise.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import asyncpg
 import pytest
 
 from tests.browser.live_server import LiveServer, fresh_database
-from tests.test_mail import LocalSmtp
+from tests.server.test_mail import LocalSmtp
 
 try:
     from playwright.sync_api import Error as PlaywrightError

@@ -18,7 +18,7 @@ import pytest
 from tests.browser.conftest import mail_settings, served
 from tests.browser.flows import confirm_identity_if_asked, expect, first_admin_sign_in
 from tests.browser.live_server import LiveServer
-from tests.test_mail import LocalSmtp, local_smtp
+from tests.server.test_mail import LocalSmtp, local_smtp
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -21,7 +21,7 @@ import pytest
 from tests.browser.conftest import mail_settings, served
 from tests.browser.flows import expect, path_is
 from tests.browser.live_server import LiveServer
-from tests.test_mail import LocalSmtp, Received, local_smtp
+from tests.server.test_mail import LocalSmtp, Received, local_smtp
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

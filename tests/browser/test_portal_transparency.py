@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
     from tests.browser.live_server import LiveServer
-    from tests.test_mail import LocalSmtp
+    from tests.server.test_mail import LocalSmtp
 
 
 # The portal module's server (mail to a local SMTP server) and mailbox, one per module.

@@ -23,7 +23,7 @@ from tests.browser.flows import expect, path_is, sign_in_fully
 from tests.browser.live_server import LiveServer
 from tests.browser.test_layout import PHONE, page_overflow
 from tests.browser.test_portal import ENTER_LINK, MAIL_TIMEOUT_SECONDS
-from tests.test_mail import LocalSmtp, local_smtp
+from tests.server.test_mail import LocalSmtp, local_smtp
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -1,6 +1,6 @@
 """Signing in and out in a real browser: second factor, lockout, logout, keyboard only.
 
-The HTTP-level tests (tests/test_admin_ui.py) prove the server's answers; these prove that
+The HTTP-level tests (tests/admin_ui/test_admin_ui.py) prove the server's answers; these prove that
 a person with a browser gets through: cookies, redirects, autofocus and forms together.
 """
 
