@@ -3,8 +3,8 @@
 A webhook event is derived from the audit event the change wrote in its own transaction
 (``server.webhooks.outbox``), so it carries exactly what the audit log carries: ids,
 pseudonymous subject ids, an event type and the *names* of the fields that changed -
-never a value. ``tests/server/webhooks/test_webhooks.py`` searches every payload a receiver got for the
-person's name, e-mail and phone.
+never a value. ``tests/server/webhooks/test_webhooks.py`` searches every payload a receiver
+got for the person's name, e-mail and phone.
 """
 
 from __future__ import annotations
