@@ -4,7 +4,8 @@ For each engine the run (1) loads N contacts with their organizations, deals and
 interactions into both systems (Consentry through ``Gateway.create_many``, the baseline
 by plain inserts), (2) starts both as real uvicorn servers on 127.0.0.1 with the same
 worker count, (3) drives five scenarios (read by id, list page, search by e-mail,
-create, update) with ``wrk`` for a bounded time each, and (4) takes in-process
+create, update) with ``wrk`` for a bounded time each, then reads by id again with 1, 2 and
+4 workers per server on PostgreSQL (the scaling curve), and (4) takes in-process
 micro-figures (field crypto, blind index, policy decisions, audit append and
 verification, erasure of a person, export of a person with 10,000 interactions).
 Results go to ``OUT/latest.json`` and ``OUT/RESULTS.md``.
@@ -43,8 +44,11 @@ from rich.console import Console
 from bench.databases import DEFAULT_POSTGRES
 from bench.datagen import CONTACTS_PER_DEAL, INTERACTIONS_PER_CONTACT
 from bench.presets import (
+    CONNECTIONS_PER_WORKER,
     DEFAULT_CONNECTIONS,
     DEFAULT_ENGINES,
+    DEFAULT_SCALING_ENGINES,
+    DEFAULT_SCALING_WORKERS,
     DEFAULT_WORKERS,
     EXPORT_INTERACTIONS,
     PRESETS,
@@ -77,6 +81,20 @@ def _not_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
+
+
+def _worker_counts(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        counts = tuple(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(
+            "worker counts are a comma-separated list of whole numbers of at least 1, or 'none'"
+        )
+    return counts
 
 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
@@ -121,6 +139,21 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         type=_positive,
         default=DEFAULT_WORKERS,
         help=f"uvicorn worker processes for each server (default {DEFAULT_WORKERS})",
+    )
+    parser.add_argument(
+        "--scaling",
+        type=_worker_counts,
+        help="worker counts for the scaling curve (reads by id, both servers at each count, "
+        f"{CONNECTIONS_PER_WORKER} wrk connections per worker); default "
+        f"{','.join(map(str, DEFAULT_SCALING_WORKERS))} in full mode, 1,2 with --quick; "
+        "'none' skips it",
+    )
+    parser.add_argument(
+        "--scaling-engines",
+        type=_engines,
+        default=DEFAULT_SCALING_ENGINES,
+        help="engines that get the scaling curve (default: postgres; it runs only for "
+        "engines the run includes)",
     )
     parser.add_argument(
         "--duration", type=float, help="seconds per load scenario (default 15; 2 with --quick)"
@@ -178,6 +211,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         postgres=args.postgres.rstrip("/"),
         seed=args.seed,
         install_wrk=not args.no_install,
+        scaling_workers=(
+            args.scaling
+            if args.scaling is not None
+            else (DEFAULT_SCALING_WORKERS if mode == "full" else (1, 2))
+        ),
+        scaling_engines=args.scaling_engines,
     )
 
 

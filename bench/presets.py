@@ -32,3 +32,8 @@ EXPORT_INTERACTIONS = 10_000  # the issue's export target is for a person with t
 DEFAULT_ENGINES = ("sqlite", "postgres")
 DEFAULT_WORKERS = 1
 DEFAULT_CONNECTIONS = 4
+# Issue 15, item 7: reads with 1, 2 and 4 workers per server, on PostgreSQL (SQLite has one
+# writer per file whatever the worker count), to show whether audit serialises a deployment.
+DEFAULT_SCALING_WORKERS = (1, 2, 4)
+DEFAULT_SCALING_ENGINES = ("postgres",)
+CONNECTIONS_PER_WORKER = 4  # wrk connections per server worker in the scaling runs

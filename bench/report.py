@@ -13,7 +13,15 @@ from typing import Any
 
 from bench import soak_report
 from bench.datagen import CONTACTS_PER_DEAL, INTERACTIONS_PER_CONTACT
-from bench.presets import DEFAULT_CONNECTIONS, DEFAULT_ENGINES, DEFAULT_WORKERS, PRESETS
+from bench.presets import (
+    CONNECTIONS_PER_WORKER,
+    DEFAULT_CONNECTIONS,
+    DEFAULT_ENGINES,
+    DEFAULT_SCALING_ENGINES,
+    DEFAULT_SCALING_WORKERS,
+    DEFAULT_WORKERS,
+    PRESETS,
+)
 
 MET, NOT_MET, NOT_YET = "met", "not met", "not measurable yet"
 ENGINE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -229,6 +237,13 @@ def reproduce_command(results: dict[str, Any]) -> str:
         parts.append(f"--workers {config['workers']}")
     if config["connections"] != DEFAULT_CONNECTIONS:
         parts.append(f"--connections {config['connections']}")
+    default_scaling = DEFAULT_SCALING_WORKERS if results["mode"] == "full" else (1, 2)
+    scaling = tuple(config.get("scaling_workers", default_scaling))
+    if scaling != default_scaling:
+        parts.append("--scaling " + (",".join(map(str, scaling)) or "none"))
+    scaling_engines = tuple(config.get("scaling_engines", DEFAULT_SCALING_ENGINES))
+    if scaling_engines != DEFAULT_SCALING_ENGINES:
+        parts.append("--scaling-engines " + ",".join(scaling_engines))
     if config.get("contacts_per_deal", CONTACTS_PER_DEAL) != CONTACTS_PER_DEAL:
         parts.append(f"--contacts-per-deal {config['contacts_per_deal']}")
     per_contact = config.get("interactions_per_contact", INTERACTIONS_PER_CONTACT)
@@ -472,6 +487,59 @@ def _engine_section(engine: str, figures: dict[str, Any]) -> list[str]:
             *_export_rows(figures["export"]),
         ],
     )
+    if figures.get("scaling"):
+        lines += _scaling_section(figures["scaling"])
+    return lines
+
+
+def _scaling_section(scaling: dict[str, Any]) -> list[str]:
+    """Issue 15, item 7: requests/s against worker count, both systems at each count."""
+    runs = scaling["runs"]
+    first = {system: runs[0][system]["rps"] for system in ("baseline", "consentry")}
+    lines = [
+        "",
+        "### Scaling: reads by id with more workers",
+        "",
+        f"Both servers restarted with each worker count; {scaling['seconds']:g} s of "
+        f"{scaling['scenario']} each, {CONNECTIONS_PER_WORKER} `wrk` connections per worker. "
+        "'x of 1 worker' is each system's requests/s over its own one-worker figure: if "
+        "audit serialised the deployment, Consentry's would stay near 1 while the "
+        "baseline's rose. The machine's core count caps both curves.",
+        "",
+    ]
+    rows = []
+    for run in runs:
+        b, c, r = run["baseline"], run["consentry"], run["ratio"]
+        rows.append(
+            [
+                str(run["workers"]) + (" ⚠" if run["flagged"] else ""),
+                str(run["connections"]),
+                _fmt(b["rps"], 0),
+                _fmt(b["rps"] / first["baseline"] if first["baseline"] else None),
+                _fmt(c["rps"], 0),
+                _fmt(c["rps"] / first["consentry"] if first["consentry"] else None),
+                _fmt(r["rps"]),
+                _fmt(r["p50"]),
+                _fmt(r["p99"]),
+            ]
+        )
+    lines += _table(
+        [
+            "workers",
+            "connections",
+            "baseline rps",
+            "baseline x of 1 worker",
+            "Consentry rps",
+            "Consentry x of 1 worker",
+            "rps ratio",
+            "p50 ratio",
+            "p99 ratio",
+        ],
+        rows,
+    )
+    flagged = [p for run in runs for p in run["problems"]]
+    if flagged:
+        lines += ["", "Flagged: " + "; ".join(flagged)]
     return lines
 
 

@@ -41,6 +41,7 @@ from bench.baseline.app import SESSION_COOKIE as BASELINE_COOKIE
 from bench.datagen import CustomerData
 from bench.loadgen import SCENARIOS, ensure_wrk, run_wrk, server_side, wrk_version
 from bench.machine import machine_info
+from bench.presets import CONNECTIONS_PER_WORKER
 from bench.report import evaluate_targets, write_results
 from bench.servers import Server, free_port, get_status, login_cookie, start_server
 
@@ -69,6 +70,8 @@ class BenchConfig:
     postgres: str
     seed: int
     install_wrk: bool
+    scaling_workers: tuple[int, ...] = ()
+    scaling_engines: tuple[str, ...] = ()
 
 
 class RateColumn(ProgressColumn):
@@ -249,6 +252,8 @@ class Runner:
         finally:
             for server in servers.values():
                 server.stop()
+        if engine in config.scaling_engines and config.scaling_workers:
+            out["scaling"] = self._scaling(engine, root, urls.baseline, secret, env, cookies, files)
 
         # After the servers stop, in-process: chain verification, erasure, subject export.
         victims = [prepared.ids.contacts[i] for i in erasure_victims(data, config.erasures)]
@@ -304,7 +309,9 @@ class Runner:
             }
         return out
 
-    def _start_baseline(self, root: Path, database_url: str, secret: str) -> Server:
+    def _start_baseline(
+        self, root: Path, database_url: str, secret: str, workers: int | None = None
+    ) -> Server:
         port = free_port()
         env = dict(os.environ)
         env["BENCH_BASELINE_DATABASE_URL"] = database_url
@@ -313,18 +320,105 @@ class Runner:
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
         )
         argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
-        argv += ["--workers", str(self.config.workers)]
+        argv += ["--workers", str(workers or self.config.workers)]
         return start_server(
             "baseline", argv, env=env, cwd=REPO_ROOT, log_path=root / "baseline.log", port=port
         )
 
-    def _start_consentry(self, root: Path, env: dict[str, str]) -> Server:
+    def _start_consentry(
+        self, root: Path, env: dict[str, str], workers: int | None = None
+    ) -> Server:
         port = free_port()
         argv = [*consentry_target.consentry_cli(), "serve", "--port", str(port)]
-        argv += ["--workers", str(self.config.workers)]
+        argv += ["--workers", str(workers or self.config.workers)]
         return start_server(
             "consentry", argv, env=env, cwd=REPO_ROOT, log_path=root / "consentry.log", port=port
         )
+
+    def _scaling(
+        self,
+        engine: str,
+        root: Path,
+        baseline_url: str,
+        secret: str,
+        env: dict[str, str],
+        cookies: dict[str, str],
+        files: dict[str, dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Reads by id with 1, 2, 4... workers per server, side by side with the baseline at
+        the same worker count and the same connections (CONNECTIONS_PER_WORKER each).
+
+        Both servers restart for each count; the sessions live in their databases, so the
+        cookies of the main run stay valid and nobody logs in again (a second sign-in within
+        the same TOTP step would be refused as a replay). If audit serialised the
+        deployment, Consentry's requests/s would stay flat while the baseline's rise.
+        """
+        config = self.config
+        duration = max(1.0, config.duration)
+        self.say(
+            f"  scaling: reads by id with {', '.join(map(str, config.scaling_workers))} workers"
+        )
+        runs: list[dict[str, Any]] = []
+        for workers in config.scaling_workers:
+            connections = CONNECTIONS_PER_WORKER * workers
+            entry: dict[str, Any] = {"workers": workers, "connections": connections}
+            servers: dict[str, Server] = {}
+            try:
+                servers["baseline"] = self._start_baseline(root, baseline_url, secret, workers)
+                servers["consentry"] = self._start_consentry(root, env, workers)
+                for system, server in servers.items():
+                    self._drive(
+                        server,
+                        cookies[system],
+                        "read",
+                        files[system],
+                        config.warmup,
+                        None,
+                        connections=connections,
+                    )
+                for system in ("baseline", "consentry"):
+                    task = self.progress.add_task(
+                        f"{engine} read x{workers} workers {system}", total=round(duration)
+                    )
+
+                    def tick(elapsed: float, task: TaskID = task) -> None:
+                        self.progress.update(task, completed=min(elapsed, duration))
+
+                    server = servers[system]
+                    start = server.log_size()
+                    result = self._drive(
+                        server,
+                        cookies[system],
+                        "read",
+                        files[system],
+                        duration,
+                        tick,
+                        runtag=f"{int(time.time())}{system[0]}{workers}",
+                        connections=connections,
+                    )
+                    time.sleep(0.5)  # let the last in-flight requests reach the log
+                    result["server"] = server_side(server.log_path, start, server.log_size())
+                    self.progress.update(task, completed=round(duration), visible=False)
+                    entry[system] = result
+            finally:
+                for server in servers.values():
+                    server.stop()
+            entry["ratio"] = _ratios(entry["baseline"], entry["consentry"])
+            problems = [
+                f"{system}: {_problem(entry[system])}"
+                for system in ("baseline", "consentry")
+                if _problem(entry[system])
+            ]
+            entry["flagged"] = bool(problems)
+            entry["problems"] = problems
+            b, c = entry["baseline"], entry["consentry"]
+            self.say(
+                f"  {workers} worker(s), {connections} connections: baseline {b['rps']:>8.1f} rps"
+                f" | Consentry {c['rps']:>8.1f} rps | rps x{entry['ratio']['rps']:.2f}"
+                + ("  [red]FLAGGED: " + "; ".join(problems) + "[/red]" if problems else "")
+            )
+            runs.append(entry)
+        return {"scenario": "read contact by id", "seconds": duration, "runs": runs}
 
     def _drive(
         self,
