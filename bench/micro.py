@@ -28,6 +28,7 @@ from server import db
 from server.background import seal_forever
 from server.datamap import CONTACT, normalize_email
 from server.migrate import apply_migrations
+from server.vault import DataKey
 from server.vault.blind_index import blind_index, index_width
 from server.vault.envelope import field_ad, open_field, parse_field, seal_field
 
@@ -66,27 +67,41 @@ def _us(ns: float) -> float:
 
 
 def field_crypto() -> dict[str, Any]:
-    """AES-256-GCM envelope of a typical e-mail, sealed and opened as the vault does."""
-    key = os.urandom(32)
-    ad = field_ad("contact", "email", str(uuid.uuid4()), str(uuid.uuid4()), 1)
-    token = seal_field(key, 1, TYPICAL_EMAIL, ad)
+    """AES-256-GCM envelope of a typical e-mail, sealed and opened as the vault does: with
+    the key's cipher built once per key and operation (``DataKey.cipher``), and, for
+    comparison, with a cipher built for every field (what the vault did before)."""
+    data_key = DataKey(str(uuid.uuid4()), 1, os.urandom(32))
+    key, cipher = data_key.key, data_key.cipher
+    ad = field_ad("contact", "email", str(uuid.uuid4()), data_key.subject_id, 1)
+    token = seal_field(cipher, 1, TYPICAL_EMAIL, ad)
 
     def seal() -> None:
-        seal_field(key, 1, TYPICAL_EMAIL, ad)
+        seal_field(cipher, 1, TYPICAL_EMAIL, ad)
 
     def open_() -> None:
         _, raw = parse_field(token)
-        open_field(key, raw, ad)
+        open_field(cipher, raw, ad)
 
     def roundtrip() -> None:
+        _, raw = parse_field(seal_field(cipher, 1, TYPICAL_EMAIL, ad))
+        open_field(cipher, raw, ad)
+
+    def roundtrip_new_cipher() -> None:
         _, raw = parse_field(seal_field(key, 1, TYPICAL_EMAIL, ad))
         open_field(key, raw, ad)
+
+    def aead_only() -> None:
+        nonce = os.urandom(12)
+        cipher.decrypt(nonce, cipher.encrypt(nonce, TYPICAL_EMAIL.encode(), ad), ad)
 
     return {
         "encrypt_decrypt_us": _us(per_call_ns(roundtrip)),
         "encrypt_us": _us(per_call_ns(seal)),
         "decrypt_us": _us(per_call_ns(open_)),
-        "what": "seal_field + parse_field + open_field of a 30-character e-mail",
+        "encrypt_decrypt_new_cipher_us": _us(per_call_ns(roundtrip_new_cipher)),
+        "aead_only_us": _us(per_call_ns(aead_only)),
+        "what": "seal_field + parse_field + open_field of a 30-character e-mail, the key's "
+        "cipher built once per key and operation (DataKey.cipher)",
     }
 
 

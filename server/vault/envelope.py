@@ -7,6 +7,11 @@ Field ciphertext is text so that it survives any column type and every dump form
 The associated data binds the ciphertext to table, column, row, subject and key version,
 so a value copied into another row, column or table fails to decrypt instead of being
 silently accepted.
+
+Sealing and opening take either a raw key or an ``AESGCM`` built from it: building the
+cipher (the key schedule) costs more than sealing a short value, so a caller with many
+fields under one key builds it once (``DataKey.cipher``: per key, per operation - never
+kept across requests, so a shredded key is not held anywhere once its request ends).
 """
 
 from __future__ import annotations
@@ -30,9 +35,13 @@ def field_ad(table: str, column: str, row_id: str, subject_id: str, key_version:
     return f"consentry/field/v1|{table}|{column}|{row_id}|{subject_id}|{key_version}".encode()
 
 
-def seal_field(key: bytes, key_version: int, plaintext: str, ad: bytes) -> str:
+def _cipher(key: bytes | AESGCM) -> AESGCM:
+    return key if isinstance(key, AESGCM) else AESGCM(key)
+
+
+def seal_field(key: bytes | AESGCM, key_version: int, plaintext: str, ad: bytes) -> str:
     nonce = os.urandom(NONCE_BYTES)
-    sealed = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), ad)
+    sealed = _cipher(key).encrypt(nonce, plaintext.encode("utf-8"), ad)
     body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii").rstrip("=")
     return f"{FIELD_PREFIX}.{key_version}.{body}"
 
@@ -48,9 +57,9 @@ def parse_field(token: str) -> tuple[int, bytes]:
         raise CiphertextError("not a Consentry field ciphertext") from None
 
 
-def open_field(key: bytes, raw: bytes, ad: bytes) -> str:
+def open_field(key: bytes | AESGCM, raw: bytes, ad: bytes) -> str:
     try:
-        return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], ad).decode("utf-8")
+        return _cipher(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], ad).decode("utf-8")
     except (InvalidTag, ValueError):  # ValueError: truncated body, too short for a nonce
         raise CiphertextError("field ciphertext does not authenticate") from None
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from piccolo.query.functions.aggregate import Count
 
 from server import db
@@ -31,9 +33,18 @@ from server.vault.words import index_terms, query_term, word_token
 
 @dataclass(frozen=True)
 class DataKey:
+    """One person's data key, unwrapped for the operation at hand (never cached)."""
+
     subject_id: str
     version: int
     key: bytes = field(repr=False)
+
+    @functools.cached_property
+    def cipher(self) -> AESGCM:
+        """The key's AES-GCM cipher, built once for all the fields this operation seals or
+        opens under it (the key schedule costs more than a short field); it lives and dies
+        with this object."""
+        return AESGCM(self.key)
 
 
 class Vault:
@@ -121,7 +132,7 @@ class Vault:
                 columns[name] = None
             else:
                 ad = field_ad(record_type.table, name, row_id, key.subject_id, key.version)
-                columns[name] = seal_field(key.key, key.version, str(value), ad)
+                columns[name] = seal_field(key.cipher, key.version, str(value), ad)
             if spec.blind_index:
                 columns[spec.index_column] = (
                     None if value is None else self.index_token(record_type, spec, str(value))
@@ -133,7 +144,7 @@ class Vault:
     ) -> Any:
         version, raw = parse_field(token)
         ad = field_ad(record_type.table, spec.name, row_id, key.subject_id, version)
-        text = open_field(key.key, raw, ad)
+        text = open_field(key.cipher, raw, ad)
         return int(text) if spec.kind is FieldKind.INTEGER else text
 
     def index_token(self, record_type: RecordType, spec: Field, value: str) -> int:
@@ -262,7 +273,7 @@ class Vault:
         if key is None:
             return None
         ad = field_ad(label, "", "", key.subject_id, key.version)
-        return seal_field(key.key, key.version, plaintext, ad)
+        return seal_field(key.cipher, key.version, plaintext, ad)
 
     async def seal_many(self, label: str, plaintexts: Mapping[str, str]) -> dict[str, str]:
         """:meth:`seal_for_subject` for many people at once (one key lookup): subject id ->
@@ -273,7 +284,7 @@ class Vault:
             key = keys.get(str(uuid.UUID(str(subject_id))))
             if key is not None:
                 ad = field_ad(label, "", "", key.subject_id, key.version)
-                sealed[subject_id] = seal_field(key.key, key.version, plaintext, ad)
+                sealed[subject_id] = seal_field(key.cipher, key.version, plaintext, ad)
         return sealed
 
     async def open_for_subject(self, subject_id: str, label: str, token: str) -> str | None:
@@ -282,7 +293,7 @@ class Vault:
         if key is None:
             return None
         version, raw = parse_field(token)
-        return open_field(key.key, raw, field_ad(label, "", "", key.subject_id, version))
+        return open_field(key.cipher, raw, field_ad(label, "", "", key.subject_id, version))
 
     # --- operational secrets (not customer data) --------------------------------------
 

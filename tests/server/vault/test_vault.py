@@ -124,6 +124,30 @@ def test_every_flipped_byte_fails_to_open() -> None:
             _open(key, _encode(bytes(tampered)), _ad())
 
 
+def test_a_data_keys_cipher_seals_and_opens_like_its_raw_key() -> None:
+    """The vault seals with the key's cipher (built once per key and operation); what it
+    writes must open with the raw key and the other way round - one format, two paths."""
+    data_key = DataKey(AD_PARTS["subject_id"], 1, os.urandom(32))
+    by_cipher = seal_field(data_key.cipher, 1, PLAINTEXT, _ad())
+    by_key = seal_field(data_key.key, 1, PLAINTEXT, _ad())
+    assert _open(data_key.key, by_cipher, _ad()) == PLAINTEXT
+    assert open_field(data_key.cipher, parse_field(by_key)[1], _ad()) == PLAINTEXT
+    with pytest.raises(CiphertextError):
+        open_field(
+            DataKey(AD_PARTS["subject_id"], 1, os.urandom(32)).cipher, parse_field(by_key)[1], _ad()
+        )
+
+
+def test_a_cipher_lives_with_its_key_object_only() -> None:
+    """No cipher outlives the DataKey it was built for: the same key bytes fetched again
+    (the next request's keys_for) build a new one, so nothing process-wide holds a key
+    that erasure has since shredded."""
+    raw = os.urandom(32)
+    first, again = DataKey("s", 1, raw), DataKey("s", 1, raw)
+    assert first.cipher is first.cipher
+    assert first.cipher is not again.cipher
+
+
 def test_wrong_key_fails_to_open() -> None:
     token = seal_field(os.urandom(32), 1, PLAINTEXT, _ad())
     with pytest.raises(CiphertextError):
