@@ -32,7 +32,8 @@ from server.sqlite_engine import PooledSQLiteEngine, reads_only
 from tests.conftest import ENGINE, Staff, contact_values
 from tests.dbutil import audit_rows, last_seq, raw_sql
 
-REPO = Path(__file__).resolve().parent.parent
+# The repository's root, wherever under tests/ this file sits.
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 CONTACTS = "/api/v1/contacts"
 
 
