@@ -130,7 +130,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     receivers: list[asyncio.Server] = []  # the SMTP receiver, when configured
 
     async def on_startup(app: Litestar) -> None:
-        await db.start(engine)
+        await db.start(engine, prefill=True)
+        # One line an operator can check the pool against (no address, user or file).
+        pool = db.pool_status(engine)
+        log.info("database pool", engine=pool.engine, pool_size=pool.size, open=pool.open)
         jobs.start()
         receiver = await mail_capture.start_receiver_in_worker(services)
         receivers.extend([receiver] if receiver is not None else [])

@@ -5,6 +5,10 @@ Piccolo looks its engine up through a ``piccolo_conf`` module; ours
 than a hard-coded file. Writes use :func:`write_transaction`, which on SQLite is an
 IMMEDIATE transaction (the writer lock is taken up front, so two writers queue on the busy
 timeout instead of failing with "database is locked" halfway through).
+
+Connections are kept, not opened per query: on SQLite a few long-lived readers and one
+writer (:mod:`server.sqlite_engine`), on PostgreSQL the asyncpg pool. Both are sized by
+``CONSENTRY_DB_POOL_SIZE``, opened by :func:`start` and closed by :func:`stop`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -22,6 +27,7 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.table import Table
 
 from server.settings import ConfigurationError, get_settings
+from server.sqlite_engine import DEFAULT_POOL_SIZE, PooledSQLiteEngine
 
 os.environ.setdefault("PICCOLO_CONF", "server.piccolo_conf")
 
@@ -30,25 +36,28 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30
 _engine: Engine[Any] | None = None
 
 
-class ConsentrySQLiteEngine(SQLiteEngine):
-    """SQLite with ``synchronous=NORMAL`` on transaction connections.
+class ConsentrySQLiteEngine(PooledSQLiteEngine):
+    """Consentry's SQLite engine: long-lived readers and one writer (server.sqlite_engine).
 
-    In WAL mode NORMAL still never corrupts the database; it only lets the last commits
-    before a power cut (not a process crash) be lost, and it saves an fsync per commit.
-    Measured: ~10% more audited writes per second (77 -> 85/s on one writer). The larger
-    cost is Piccolo opening a fresh aiosqlite connection (and thread) per transaction,
-    ~7 ms of the ~12 ms; a persistent write connection would be the next step.
-    Deployments that cannot accept the power-cut window use PostgreSQL.
+    Every connection runs with ``synchronous=NORMAL``: in WAL mode that never corrupts the
+    database; it only lets the last commits before a power cut (not a process crash) be
+    lost, and it saves an fsync per commit (measured: ~10% more audited writes per second
+    on one writer). Deployments that cannot accept the power-cut window use PostgreSQL.
     """
 
-    async def get_connection(self) -> Any:
-        connection = await super().get_connection()
-        await connection.execute("PRAGMA synchronous = NORMAL")
-        return connection
+
+class ConsentryPostgresEngine(PostgresEngine):
+    """PostgreSQL with the asyncpg pool sized by ``CONSENTRY_DB_POOL_SIZE`` (:func:`start`)."""
+
+    def __init__(self, config: dict[str, Any], *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        super().__init__(config=config)
+        self.pool_size = pool_size
 
 
-def engine_for_url(url: str) -> Engine[Any]:
-    """Build a Piccolo engine for a ``sqlite:///path`` or ``postgresql://`` URL."""
+def engine_for_url(url: str, *, pool_size: int | None = None) -> Engine[Any]:
+    """Build a Piccolo engine for a ``sqlite:///path`` or ``postgresql://`` URL, with
+    ``pool_size`` connections (default: ``CONSENTRY_DB_POOL_SIZE``)."""
+    size = pool_size if pool_size is not None else get_settings().db_pool_size
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         path = unquote(parsed.path)
@@ -57,7 +66,7 @@ def engine_for_url(url: str) -> Engine[Any]:
         if not path:
             raise ConfigurationError("a SQLite URL needs a file path: sqlite:///path/to/file.db")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return ConsentrySQLiteEngine(path=path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+        return ConsentrySQLiteEngine(path=path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS, pool_size=size)
     if parsed.scheme in {"postgresql", "postgres"}:
         config: dict[str, Any] = {
             "host": parsed.hostname or "127.0.0.1",
@@ -67,7 +76,7 @@ def engine_for_url(url: str) -> Engine[Any]:
         }
         if parsed.password:
             config["password"] = unquote(parsed.password)
-        return PostgresEngine(config=config)
+        return ConsentryPostgresEngine(config=config, pool_size=size)
     raise ConfigurationError(
         f"unsupported database URL scheme {parsed.scheme!r}: use sqlite:/// or postgresql://"
     )
@@ -76,7 +85,8 @@ def engine_for_url(url: str) -> Engine[Any]:
 def get_engine() -> Engine[Any]:
     global _engine
     if _engine is None:
-        _engine = engine_for_url(get_settings().resolved_database_url)
+        settings = get_settings()
+        _engine = engine_for_url(settings.resolved_database_url, pool_size=settings.db_pool_size)
     return _engine
 
 
@@ -115,19 +125,66 @@ def in_transaction() -> bool:
     return get_engine().current_transaction.get() is not None
 
 
-async def start(engine: Engine[Any] | None = None) -> None:
+async def start(engine: Engine[Any] | None = None, *, prefill: bool = False) -> None:
+    """Make the engine ready. ``prefill`` (the server): open every pooled connection now,
+    so that a database that cannot take them fails the start, not the first busy minute."""
     engine = engine or get_engine()
     if isinstance(engine, PostgresEngine):
-        await engine.start_connection_pool(min_size=1, max_size=10)
+        size = _pool_size(engine)
+        await engine.start_connection_pool(min_size=size if prefill else 1, max_size=size)
     elif isinstance(engine, SQLiteEngine):
         # WAL lets readers proceed while one writer commits; the setting persists in the file.
         await engine.run_ddl("PRAGMA journal_mode=WAL")
+        if prefill and isinstance(engine, PooledSQLiteEngine):
+            await engine.prefill()
 
 
 async def stop(engine: Engine[Any] | None = None) -> None:
+    """Close the engine's connections (the next query would open what it needs again)."""
     engine = engine or get_engine()
     if isinstance(engine, PostgresEngine):
-        await engine.close_connection_pool()
+        if engine.pool is not None:
+            await engine.close_connection_pool()
+    elif isinstance(engine, PooledSQLiteEngine):
+        await engine.close_connections()
+
+
+def _pool_size(engine: Engine[Any]) -> int:
+    return engine.pool_size if isinstance(engine, ConsentryPostgresEngine) else DEFAULT_POOL_SIZE
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """What this process holds of the database: no address, user or file name."""
+
+    engine: str  # "sqlite" | "postgres"
+    size: int  # SQLite: reader connections at most (plus the one writer); PostgreSQL: pool max
+    open: int  # connections open now (SQLite: writer included)
+    in_use: int  # connections lent to a query or transaction now
+
+
+def pool_status(engine: Engine[Any] | None = None) -> PoolStatus:
+    """The connection pool's size and use, for the start-up log line and ``/ready``."""
+    engine = engine or get_engine()
+    if isinstance(engine, PooledSQLiteEngine):
+        sqlite = engine.pool_status()
+        return PoolStatus(
+            engine="sqlite",
+            size=sqlite.size,
+            open=sqlite.readers_open + int(sqlite.writer_open),
+            in_use=sqlite.in_use,
+        )
+    size = _pool_size(engine)
+    pool = getattr(engine, "pool", None)
+    if pool is None:
+        return PoolStatus(engine=engine.engine_type, size=size, open=0, in_use=0)
+    opened = pool.get_size()
+    return PoolStatus(
+        engine=engine.engine_type,
+        size=pool.get_max_size(),
+        open=opened,
+        in_use=opened - pool.get_idle_size(),
+    )
 
 
 # asyncpg refuses a statement with more than 32,767 bind parameters, and SQLite (3.32+)

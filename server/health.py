@@ -8,7 +8,7 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from server.db import get_engine
+from server.db import get_engine, pool_status
 from server.migrate import pending_migrations
 from server.services import Services
 
@@ -17,9 +17,19 @@ class Health(msgspec.Struct):
     status: str  # "ok"
 
 
+class DatabasePool(msgspec.Struct):
+    """This worker's connections: enough to see a pool run full, nothing about where the
+    database is or who connects to it."""
+
+    engine: str  # "sqlite" | "postgres"
+    size: int  # CONSENTRY_DB_POOL_SIZE (SQLite: readers, plus one writer)
+    in_use: int  # lent to a query or transaction right now
+
+
 class Readiness(msgspec.Struct):
     status: str  # "ready" | "not ready"
     checks: dict[str, str]  # database, migrations, audit_sealing: "ok" or what is wrong
+    database_pool: DatabasePool
 
 
 @get("/health", tags=["operations"], sync_to_thread=False)
@@ -43,8 +53,13 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
     except Exception as exc:  # any failure means not ready; the type is enough to diagnose
         checks["database"] = f"unreachable ({type(exc).__name__})"
     ok = all(v == "ok" for v in checks.values())
+    pool = pool_status()
     return Response(
-        Readiness(status="ready" if ok else "not ready", checks=checks),
+        Readiness(
+            status="ready" if ok else "not ready",
+            checks=checks,
+            database_pool=DatabasePool(engine=pool.engine, size=pool.size, in_use=pool.in_use),
+        ),
         status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
     )
 

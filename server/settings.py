@@ -154,6 +154,9 @@ def _rates(value: str | None) -> tuple[tuple[str, Decimal], ...]:
 class Settings:
     home: Path = Path("consentry-data")
     database_url: str = ""
+    # Connections each process keeps: SQLite's reader connections (plus its one writer),
+    # PostgreSQL's asyncpg pool (opened in full when the server starts).
+    db_pool_size: int = 10
     master_key_file: Path | None = None
     master_key_env: str | None = field(default=None, repr=False)
     # How long backups are kept: a retired KEK version is destroyed this long after its
@@ -253,6 +256,8 @@ class Settings:
     mail_sync_interval_seconds: int = 300
 
     def __post_init__(self) -> None:
+        if self.db_pool_size < 1:
+            raise ConfigurationError(f"db_pool_size must be at least 1, got {self.db_pool_size}")
         if self.report_min_group_size < MIN_GROUP_SIZE_FLOOR:
             raise ConfigurationError(
                 f"report_min_group_size must be at least {MIN_GROUP_SIZE_FLOOR}, "
@@ -281,6 +286,7 @@ class Settings:
         return cls(
             home=home,
             database_url=get("DATABASE_URL") or "",
+            db_pool_size=_positive_int("DB_POOL_SIZE", get("DB_POOL_SIZE"), 10),
             master_key_file=Path(key_file) if key_file else None,
             master_key_env=get("MASTER_KEY"),
             backup_retention_days=_positive_int(

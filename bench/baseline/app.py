@@ -272,7 +272,7 @@ def create_app() -> Litestar:
         return Identity(int(user["id"]), str(user["role"]), str(user["team"]))
 
     async def on_startup(app: Litestar) -> None:
-        await db.start(engine)
+        await db.start(engine, prefill=True)
 
     async def on_shutdown(app: Litestar) -> None:
         await db.stop(engine)

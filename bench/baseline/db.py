@@ -1,31 +1,36 @@
 """Engines for the baseline, configured exactly as Consentry configures its own.
 
-Same Piccolo engines, same SQLite busy timeout, WAL mode and ``synchronous=NORMAL``, same
-PostgreSQL pool size (see ``server/db.py``): differences in connection handling would
-otherwise show up as a "cost of privacy" that has nothing to do with privacy.
+Same engines and connection handling: on SQLite the same long-lived readers and single
+writer (``server.sqlite_engine``, which imports nothing of Consentry), the same busy
+timeout, WAL mode and ``synchronous=NORMAL``; on PostgreSQL an asyncpg pool of the same
+size, opened in full at start-up as ``consentry serve`` opens its own. Both are sized by
+``CONSENTRY_DB_POOL_SIZE`` (default 10), as Consentry's are. Differences in connection
+handling would otherwise show up as a "cost of privacy" that has nothing to do with
+privacy (bench/results/connections.md).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine
+
+from server.sqlite_engine import DEFAULT_POOL_SIZE, PooledSQLiteEngine
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30  # as server.db
-POOL_MIN, POOL_MAX = 1, 10  # as server.db.start
 
 
-class BaselineSQLiteEngine(SQLiteEngine):
-    """SQLite with ``synchronous=NORMAL`` on every connection, as Consentry's engine."""
+def pool_size() -> int:
+    """``CONSENTRY_DB_POOL_SIZE``, as Consentry reads it (default 10)."""
+    return int(os.environ.get("CONSENTRY_DB_POOL_SIZE") or DEFAULT_POOL_SIZE)
 
-    async def get_connection(self) -> Any:
-        connection = await super().get_connection()
-        await connection.execute("PRAGMA synchronous = NORMAL")
-        return connection
+
+class BaselineSQLiteEngine(PooledSQLiteEngine):
+    """The pooled SQLite engine Consentry uses, ``synchronous=NORMAL`` included."""
 
 
 def engine_for_url(url: str) -> Engine[Any]:
@@ -34,7 +39,9 @@ def engine_for_url(url: str) -> Engine[Any]:
     if parsed.scheme == "sqlite":
         path = unquote(parsed.path)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return BaselineSQLiteEngine(path=path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+        return BaselineSQLiteEngine(
+            path=path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS, pool_size=pool_size()
+        )
     if parsed.scheme in {"postgresql", "postgres"}:
         config: dict[str, Any] = {
             "host": parsed.hostname or "127.0.0.1",
@@ -48,13 +55,19 @@ def engine_for_url(url: str) -> Engine[Any]:
     raise ValueError(f"unsupported database URL scheme {parsed.scheme!r}")
 
 
-async def start(engine: Engine[Any]) -> None:
+async def start(engine: Engine[Any], *, prefill: bool = False) -> None:
+    """As ``server.db.start``: ``prefill`` (the server) opens every connection now."""
+    size = pool_size()
     if isinstance(engine, PostgresEngine):
-        await engine.start_connection_pool(min_size=POOL_MIN, max_size=POOL_MAX)
-    elif isinstance(engine, SQLiteEngine):
+        await engine.start_connection_pool(min_size=size if prefill else 1, max_size=size)
+    elif isinstance(engine, PooledSQLiteEngine):
         await engine.run_ddl("PRAGMA journal_mode=WAL")
+        if prefill:
+            await engine.prefill()
 
 
 async def stop(engine: Engine[Any]) -> None:
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()
+    elif isinstance(engine, PooledSQLiteEngine):
+        await engine.close_connections()

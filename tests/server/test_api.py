@@ -14,7 +14,7 @@ from httpx import AsyncClient, Response
 
 from audit.tables import AuditRecord
 from server.vault.tables import DataSubject
-from tests.conftest import Staff, contact_values
+from tests.conftest import ENGINE, Staff, contact_values
 
 API = "/api/v1"
 PATHS = {"contact": f"{API}/contacts", "organization": f"{API}/organizations"}
@@ -566,6 +566,8 @@ async def test_health_ready_and_openapi(client: AsyncClient) -> None:
     assert ready.json() == {
         "status": "ready",
         "checks": {"database": "ok", "migrations": "ok", "audit_sealing": "ok"},
+        # The pool's size and use, and nothing about where the database is.
+        "database_pool": {"engine": ENGINE, "size": 10, "in_use": 0},
     }
 
     schema = await client.get("/schema/openapi.json")
