@@ -200,7 +200,7 @@ class Field:
     # A lead's field that its contact takes over when the lead is converted (same name on
     # the contact; server.gateway.leads).
     to_contact: bool = False
-    # Two contacts with the same value here are likely one person (server.gateway.duplicates
+    # Two contacts with the same value here are likely one person (server.gateway.duplicate_scan
     # groups by the blind index: only a blind-indexed field can be one).
     duplicate_match: bool = False
     # Bookkeeping a person gains nothing from seeing (a keyed hash, the mailbox a captured
