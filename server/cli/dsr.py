@@ -97,7 +97,7 @@ def dsr_list(overdue: bool) -> None:
 def dsr_verify_export(file: Path, public_keys: tuple[Path, ...]) -> None:
     """Check an export bundle offline: the manifest's signature by a trusted key and the
     SHA-256 of every file; extra or missing files fail. Needs no database."""
-    from server.dsr.export import verify_export
+    from server.dsr.export_format import verify_export
 
     trail = load_trail(public_keys)
     try:

@@ -2,7 +2,7 @@
 
 The page lists every audit event naming the signed-in person, newest first, a page at a
 time: when, who (``<role> #<pseudonym>`` — the same stable pseudonym per member of staff
-as the access log of their data export, ``server.dsr.export.actor_label``; never a name,
+as the access log of their data export, ``server.dsr.third_parties.actor_label``; never a name,
 e-mail or account id), what they did, for which purpose, which fields (names only) and
 the outcome. Events are read as soon as they are committed — a request returns only after
 its own event is — so a colleague's read shows up on the person's next page load.
@@ -28,7 +28,7 @@ from audit import queries
 from audit.events import Outcome, audit_event
 from server import db
 from server.consent.model import SUBJECT_ACTOR
-from server.dsr.export import actor_label, pseudonym_key
+from server.dsr.third_parties import actor_label, pseudonym_key
 
 if TYPE_CHECKING:
     from server.services import Services
