@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from audit import queries
+from audit import subject_events
 from audit.events import Outcome, audit_event
 from policy.enforcer import SYSTEM_ROLE
 from server import db
@@ -596,7 +596,7 @@ async def build_export(
             "fields": list(e.fields),
             "outcome": e.outcome,
         }
-        for e in await queries.every_event_about(subject)
+        for e in await subject_events.every_event_about(subject)
     ]
     settings = services.settings
     data: dict[str, Any] = {
