@@ -50,7 +50,7 @@ import io
 import json
 import uuid
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -426,6 +426,20 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
     staff = await staff_pseudonyms(
         pseudonym_key(gateway.vault), gateway.default_region, own_names(held)
     )
+    mention_docs, summary = _put_back(slots, excerpts, evidence, links, withheld, staff)
+    return _Collected(held, mention_docs, summary, consents)
+
+
+def _put_back(
+    slots: list[tuple[str, dict[str, Any], str]],
+    excerpts: list[tuple[Mention, str, str]],
+    evidence: list[tuple[dict[str, Any], str]],
+    links: list[tuple[str, dict[str, Any], str]],
+    withheld: list[tuple[str, int]],
+    staff: Callable[[str], tuple[str, int]],
+) -> tuple[list[dict[str, Any]], RedactionSummary]:
+    """Put the texts with other people withheld (and staff pseudonymised) back where they
+    came from, in the order they were sent, and count what was withheld where."""
     records: dict[str, set[str]] = {}
     fields: dict[str, dict[str, None]] = {}
     for (resource, doc, name), (text, others) in zip(slots, withheld, strict=False):
@@ -474,7 +488,7 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
             for resource in sorted({m["record_type"] for m in mention_docs})
         },
     )
-    return _Collected(held, mention_docs, summary, consents)
+    return mention_docs, summary
 
 
 def _mentions_csv(mentions: list[dict[str, Any]]) -> bytes:
@@ -575,8 +589,50 @@ async def build_export(
     if collected is None:
         await _audit(services, requested_by, role, subject, Outcome.ERROR, "no_records", {})
         raise NoRecords()
-    held = collected.held
+    data = await _data_json(services, subject, actor, collected, generated_at)
+    files, hashes, manifest_hash, key_id = await _signed_files(services, actor, data, collected)
+    counts = {resource: len(docs) for resource, docs in collected.held.items()}
+    accesses, consent_events = len(data["access_log"]), len(data["consents"]["events"])
+    await _audit(
+        services,
+        requested_by,
+        role,
+        subject,
+        Outcome.ALLOWED,
+        "allowed",
+        {
+            "files": len(files),
+            "records": sum(counts.values()),
+            "accesses": accesses,
+            "manifest_sha256": manifest_hash,
+            "withheld": collected.summary.total,
+            "mentions": collected.summary.mentions,
+        },
+    )
+    return ExportBundle(
+        subject_id=subject,
+        generated_at=generated_at,
+        zip_bytes=_zip(files, generated_at),
+        files=hashes,
+        records=counts,
+        accesses=accesses,
+        consent_events=consent_events,
+        key_id=key_id,
+        manifest_sha256=manifest_hash,
+        withheld={w.record_type: w.records for w in collected.summary.withheld},
+        mentions=collected.summary.mentions,
+    )
 
+
+async def _data_json(
+    services: Services,
+    subject: str,
+    actor: Actor,
+    collected: _Collected,
+    generated_at: dt.datetime,
+) -> dict[str, Any]:
+    """``data.json``: everything the other files show, staff by role and pseudonym."""
+    held = collected.held
     key = pseudonym_key(services.gateway.vault)
     proof = collected.consents
     consent_events = []
@@ -599,7 +655,7 @@ async def build_export(
         for e in await subject_events.every_event_about(subject)
     ]
     settings = services.settings
-    data: dict[str, Any] = {
+    return {
         "format": FORMAT,
         "generated_at": generated_at.isoformat(),
         "subject_id": subject,
@@ -628,6 +684,13 @@ async def build_export(
         "profiling": await _profiling(services, subject, actor),
     }
 
+
+async def _signed_files(
+    services: Services, actor: Actor, data: dict[str, Any], collected: _Collected
+) -> tuple[dict[str, bytes], dict[str, str], str, str]:
+    """The bundle's files with the signed manifest over them: the files, their hashes,
+    the manifest's hash and the signing key's id."""
+    held = collected.held
     files: dict[str, bytes] = {
         DATA_FILE: (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     }
@@ -636,51 +699,21 @@ async def build_export(
     if collected.mentions:
         files[MENTIONS_FILE] = _mentions_csv(collected.mentions)
     files[HTML_FILE] = _html(
-        data, settings.controller_name, await _linked_names(services, actor, held)
+        data, services.settings.controller_name, await _linked_names(services, actor, held)
     )
     hashes = {name: sha256_hex(content) for name, content in files.items()}
     signer = services.audit_trail.signer
     manifest = {
         "format": MANIFEST_FORMAT,
-        "subject_id": subject,
-        "generated_at": generated_at.isoformat(),
+        "subject_id": data["subject_id"],
+        "generated_at": data["generated_at"],
         "files": hashes,
         "key_id": signer.key_id,
     }
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     files[MANIFEST_FILE] = manifest_bytes
     files[SIGNATURE_FILE] = (sign_manifest(signer, manifest_bytes) + "\n").encode()
-    counts = {resource: len(docs) for resource, docs in held.items()}
-    manifest_hash = sha256_hex(manifest_bytes)
-    await _audit(
-        services,
-        requested_by,
-        role,
-        subject,
-        Outcome.ALLOWED,
-        "allowed",
-        {
-            "files": len(files),
-            "records": sum(counts.values()),
-            "accesses": len(accesses),
-            "manifest_sha256": manifest_hash,
-            "withheld": collected.summary.total,
-            "mentions": collected.summary.mentions,
-        },
-    )
-    return ExportBundle(
-        subject_id=subject,
-        generated_at=generated_at,
-        zip_bytes=_zip(files, generated_at),
-        files=hashes,
-        records=counts,
-        accesses=len(accesses),
-        consent_events=len(consent_events),
-        key_id=signer.key_id,
-        manifest_sha256=manifest_hash,
-        withheld={w.record_type: w.records for w in collected.summary.withheld},
-        mentions=collected.summary.mentions,
-    )
+    return files, hashes, sha256_hex(manifest_bytes), signer.key_id
 
 
 async def _audit(
