@@ -1,3 +1,6 @@
+# Over 800 lines: ConsentEngine is the one writer of the append-only consent ledger; every
+# change (grant, withdraw, object, expiry, double opt-in, links, preference center) goes
+# through its one append path. The link flows are the split to make next (issue 18).
 """``ConsentEngine``: consent as provable evidence and as an enforceable rule.
 
 The ledger (``consent_event``) is the truth; ``consent_state`` is its current reading per
