@@ -92,6 +92,20 @@ LABELS = {
 FILTER_PARAMS = (*(f.name for f in TEXT_FILTERS), "purpose", "outcome", "from", "to")
 
 
+async def record_refusal(
+    request: Request[Any, Any, Any], visit: Visit, report_name: str, filters: str
+) -> None:
+    """A report refused for its filters is audited as an error, with the filter names only."""
+    await record_view(
+        services_of(request),
+        visit,
+        "audit.report",
+        outcome=Outcome.ERROR,
+        reason="invalid_filter",
+        detail={"report": report_name, "filters": filters},
+    )
+
+
 async def refused_report(
     request: Request[Any, Any, Any],
     visit: Visit,
@@ -106,14 +120,7 @@ async def refused_report(
     """A report asked for with bad filters: audited as an error (filter names only), and
     the page again with a 400 and a message per field."""
     problem = bad_filter(exc) if isinstance(exc, InvalidFilter) else exc
-    await record_view(
-        services_of(request),
-        visit,
-        "audit.report",
-        outcome=Outcome.ERROR,
-        reason="invalid_filter",
-        detail={"report": report_name, "filters": filters},
-    )
+    await record_refusal(request, visit, report_name, filters)
     return await render(
         request,
         template,

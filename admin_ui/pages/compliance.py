@@ -45,6 +45,7 @@ from admin_ui.pages.audit_views import (
     default_range,
     event_filter,
     page_links,
+    record_refusal,
     record_view,
     refused_report,
     report_range,
@@ -341,17 +342,8 @@ class CompliancePages(Controller):
     async def _subjects_refused(
         self, request: Request[Any, Any, Any], visit: Visit, subject: str, exc: BadInput
     ) -> Template:
-        await record_view(
-            services_of(request),
-            visit,
-            "audit.report",
-            outcome=Outcome.ERROR,
-            reason="invalid_filter",
-            detail={
-                "report": "subject",
-                "filters": "subject_id," + used_filters(request.query_params),
-            },
-        )
+        filters = "subject_id," + used_filters(request.query_params)
+        await record_refusal(request, visit, "subject", filters)
         inputs = {"subject_id": "subject", "from": "subject-from", "to": "subject-to"}
         problems = [(inputs.get(n, n), text) for n, text in exc.problems]
         return await self._subjects_page(
