@@ -31,7 +31,7 @@ import json
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -385,7 +385,9 @@ def _where(query: Any, conditions: Iterable[Any]) -> Any:
     return query
 
 
-def _check_page(page_size: int, before_seq: int | None, after_seq: int | None) -> None:
+def check_page(page_size: int, before_seq: int | None, after_seq: int | None) -> None:
+    """A page size and position as every paged read here takes them (also
+    :mod:`audit.subject_events`), refused with a message per field otherwise."""
     problems: dict[str, str] = {}
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         problems["page_size"] = f"must be between 1 and {MAX_PAGE_SIZE}"
@@ -412,7 +414,7 @@ async def search(
     One extra row is read to know whether the page has a further neighbour, and one
     existence check answers the other direction.
     """
-    _check_page(page_size, before_seq, after_seq)
+    check_page(page_size, before_seq, after_seq)
     conditions = _conditions(filters)
     query = _where(AuditRecord.select(*EVENT_COLUMNS), conditions)
     if after_seq is not None:  # walking towards newer events: read upwards, show reversed
@@ -420,7 +422,9 @@ async def search(
         rows = await upwards.limit(page_size + 1)
         events = tuple(event_row(r) for r in reversed(rows[:page_size]))
         more_newer = len(rows) > page_size
-        more_older = bool(events) and await _exists(conditions, AuditRecord.seq < events[-1].seq)
+        more_older = bool(events) and await events_exist(
+            conditions, AuditRecord.seq < events[-1].seq
+        )
     else:
         if before_seq is not None:
             query = query.where(AuditRecord.seq < before_seq)
@@ -430,7 +434,7 @@ async def search(
         more_newer = (
             before_seq is not None
             and bool(events)
-            and await _exists(conditions, AuditRecord.seq > events[0].seq)
+            and await events_exist(conditions, AuditRecord.seq > events[0].seq)
         )
     if not events:
         return EventPage((), None, None)
@@ -441,7 +445,8 @@ async def search(
     )
 
 
-async def _exists(conditions: Iterable[Any], extra: Any) -> bool:
+async def events_exist(conditions: Iterable[Any], extra: Any) -> bool:
+    """Whether a newer or older page exists, without counting it."""
     found = await _where(AuditRecord.select(AuditRecord.seq), [*conditions, extra]).first()
     return found is not None
 
@@ -729,94 +734,3 @@ async def activity_histogram(
         )
         start += step
     return Histogram(bucket, checked.since, checked.until, tuple(buckets))
-
-
-async def every_event_about(subject_id: str, *, batch: int = 1_000) -> list[EventRow]:
-    """Every event naming one subject, oldest first, over the whole history (keyset pages
-    by ``seq``): what a data-subject export's access log needs. The console's reports
-    stay bounded to a year; an export must not be."""
-    subject = canonical_subject_id(subject_id)
-    pattern = f'%"{subject}"%'  # safe: a canonical UUID has hex digits and hyphens only
-    events: list[EventRow] = []
-    after = 0
-    while True:
-        rows = await (
-            AuditRecord.select(*EVENT_COLUMNS)
-            .where(AuditRecord.subject_ids.like(pattern))
-            .where(AuditRecord.seq > after)
-            .order_by(AuditRecord.seq)
-            .limit(batch)
-        )
-        events.extend(event_row(row) for row in rows)
-        if len(rows) < batch:
-            return events
-        after = events[-1].seq
-
-
-def _about(subject_id: str) -> Any:
-    subject = canonical_subject_id(subject_id)
-    # Safe as a LIKE pattern: a canonical UUID has hex digits and hyphens only.
-    return AuditRecord.subject_ids.like(f'%"{subject}"%')
-
-
-async def events_about(
-    subject_id: str, *, before_seq: int | None = None, page_size: int = DEFAULT_PAGE_SIZE
-) -> EventPage:
-    """One page of the events naming one subject, newest first, over the whole history
-    (what the person's own access page shows; keyset pages by ``seq``)."""
-    _check_page(page_size, before_seq, None)
-    about = _about(subject_id)
-    query = AuditRecord.select(*EVENT_COLUMNS).where(about)
-    if before_seq is not None:
-        query = query.where(AuditRecord.seq < before_seq)
-    rows = await query.order_by(AuditRecord.seq, ascending=False).limit(page_size + 1)
-    events = tuple(event_row(r) for r in rows[:page_size])
-    if not events:
-        return EventPage((), None, None)
-    newer = before_seq is not None and await _exists([about], AuditRecord.seq > events[0].seq)
-    return EventPage(
-        events,
-        older=events[-1].seq if len(rows) > page_size else None,
-        newer=events[0].seq if newer else None,
-    )
-
-
-async def event_about(subject_id: str, seq: int) -> EventRow | None:
-    """Event ``seq`` if it names this subject, else None (whether it exists or not)."""
-    row = (
-        await AuditRecord.select(*EVENT_COLUMNS)
-        .where(_about(subject_id))
-        .where(AuditRecord.seq == seq)
-        .first()
-    )
-    return None if row is None else event_row(row)
-
-
-async def events_of_resource(
-    subject_id: str, resource_type: str, resource_id: str, *, limit: int = 200
-) -> list[EventRow]:
-    """The events about one record (a consent ledger event, a request) that name this
-    subject, oldest first: the evidence a receipt lists."""
-    rows = await (
-        AuditRecord.select(*EVENT_COLUMNS)
-        .where(_about(subject_id))
-        .where(AuditRecord.resource_type == resource_type)
-        .where(AuditRecord.resource_id == resource_id)
-        .order_by(AuditRecord.seq)
-        .limit(limit)
-    )
-    return [event_row(r) for r in rows]
-
-
-async def events_of_actions(
-    subject_id: str, actions: Sequence[str], *, limit: int = 200
-) -> list[EventRow]:
-    """The events of these actions that name this subject, oldest first."""
-    rows = await (
-        AuditRecord.select(*EVENT_COLUMNS)
-        .where(_about(subject_id))
-        .where(AuditRecord.action.is_in(list(actions)))
-        .order_by(AuditRecord.seq)
-        .limit(limit)
-    )
-    return [event_row(r) for r in rows]

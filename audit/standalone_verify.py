@@ -213,6 +213,36 @@ class Verdict:
     problem: str = ""
 
 
+def vouched_baseline(entries: Sequence[dict[str, Any]], mac_key: bytes) -> tuple[int, str] | None:
+    """(legacy_upto, legacy_root) of the first genuinely MAC'd ``mac-existing`` entry: the
+    entries written before MACs existed that it vouches for, and their Merkle root."""
+    for entry in entries:
+        if entry.get("action") != BASELINE_ACTION or not entry.get("mac"):
+            continue
+        if not hmac.compare_digest(mac_of(mac_key, entry), str(entry["mac"])):
+            continue
+        try:
+            detail = json.loads(entry["detail"])
+            return int(detail["legacy_upto"]), str(detail["legacy_root"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+def entry_mac_problem(
+    entry: dict[str, Any], seq: int, mac_key: bytes, baseline: tuple[int, str] | None
+) -> str:
+    """Why an entry's MAC does not vouch for it ("" when it does, or when it is older than
+    MACs and a vouched baseline covers it)."""
+    mac = str(entry.get("mac") or "")
+    if mac:
+        if not hmac.compare_digest(mac_of(mac_key, entry), mac):
+            return f"entry {seq}: its MAC does not verify: not written by this server"
+    elif baseline is None or seq > baseline[0]:
+        return f"entry {seq} carries no MAC: not written by this server"
+    return ""
+
+
 def verify(
     entries: Sequence[dict[str, Any]],
     heads: Sequence[Head],
@@ -227,20 +257,7 @@ def verify(
         if problem:
             return Verdict(False, 0, None, f"head over {head.tree_size} events: {problem}")
 
-    baseline: tuple[int, str] | None = None  # (legacy_upto, legacy_root)
-    if mac_key is not None:
-        for entry in entries:
-            if entry.get("action") != BASELINE_ACTION or not entry.get("mac"):
-                continue
-            if not hmac.compare_digest(mac_of(mac_key, entry), str(entry["mac"])):
-                continue
-            try:
-                detail = json.loads(entry["detail"])
-                baseline = (int(detail["legacy_upto"]), str(detail["legacy_root"]))
-            except (KeyError, TypeError, ValueError):
-                continue
-            break
-
+    baseline = None if mac_key is None else vouched_baseline(entries, mac_key)
     checkpoints = sorted(
         [(h.tree_size, 0, h, "signed head") for h in heads]
         + [(h.tree_size, 1, h, "a witnessed head") for h in witnessed],
@@ -269,15 +286,9 @@ def verify(
             return bad(seq, f"entry {seq} does not link to entry {seq - 1}")
         if hashlib.sha256(canonical(entry)).hexdigest() != entry["hash"]:
             return bad(seq, f"entry {seq}: contents do not match its hash")
-        if mac_key is not None:
-            mac = str(entry.get("mac") or "")
-            if mac:
-                if not hmac.compare_digest(mac_of(mac_key, entry), mac):
-                    return bad(
-                        seq, f"entry {seq}: its MAC does not verify: not written by this server"
-                    )
-            elif baseline is None or seq > baseline[0]:
-                return bad(seq, f"entry {seq} carries no MAC: not written by this server")
+        mac_problem = "" if mac_key is None else entry_mac_problem(entry, seq, mac_key, baseline)
+        if mac_problem:
+            return bad(seq, mac_problem)
         tree.append(leaf(str(entry["hash"])))
         before_last, last_hash = last_hash, str(entry["hash"])
         checked += 1

@@ -1,3 +1,6 @@
+# Over 800 lines: AuditTrail seals, verifies and proves one Merkle log; all three share its
+# signed heads, frontier and MAC key, and the verifier must read as one algorithm next to
+# docs/audit-format.md and audit/standalone_verify.py.
 """Sealing, verifying and proving the audit trail.
 
 The log (``audit``) is a gap-free sequence of entries, each carrying the hash of its own

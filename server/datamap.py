@@ -1,3 +1,6 @@
+# Over 800 lines: the data map is one declaration by design - every record type, field and
+# purpose read top to bottom in one place; forms, exports, schemas, redaction and the drift
+# tests are generated from it, and a split would scatter what they compare.
 """The data map: one declaration classifies every field of every customer-data table.
 
 Encryption, blind indexes, policy resource names (``contact.email``), input validation,
@@ -200,7 +203,7 @@ class Field:
     # A lead's field that its contact takes over when the lead is converted (same name on
     # the contact; server.gateway.leads).
     to_contact: bool = False
-    # Two contacts with the same value here are likely one person (server.gateway.duplicates
+    # Two contacts with the same value here are likely one person (server.gateway.duplicate_scan
     # groups by the blind index: only a blind-indexed field can be one).
     duplicate_match: bool = False
     # Bookkeeping a person gains nothing from seeing (a keyed hash, the mailbox a captured

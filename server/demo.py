@@ -67,6 +67,22 @@ async def ensure_demo_staff(accounts: StaffAccounts) -> list[DemoLogin]:
     return logins
 
 
+def _demo_organization(rng: random.Random, fake: Faker, phones: Iterator[str]) -> dict[str, Any]:
+    """One fictional British company (unique name and domain)."""
+    return {
+        "name": fake.unique.company(),
+        "domain": fake.unique.domain_word() + ".example",
+        "industry": rng.choice(INDUSTRIES),
+        "employee_count": rng.randint(2, 5000),
+        "annual_revenue": rng.randint(50, 50_000) * 1000,
+        "phone": next(phones),
+        "address_line": fake.street_address(),
+        "city": fake.city(),
+        "postcode": fake.postcode(),
+        "country": "GB",
+    }
+
+
 async def seed_demo_data(
     gateway: Gateway,
     owners: list[StaffIdentity],
@@ -87,22 +103,10 @@ async def seed_demo_data(
     org_ids: list[tuple[str, StaffIdentity]] = []
     for _ in range(organizations):
         owner = rng.choice(owners)
-        company = fake.unique.company()
         record = await gateway.create(
             system,
             "organization",
-            {
-                "name": company,
-                "domain": fake.unique.domain_word() + ".example",
-                "industry": rng.choice(INDUSTRIES),
-                "employee_count": rng.randint(2, 5000),
-                "annual_revenue": rng.randint(50, 50_000) * 1000,
-                "phone": next(phones),
-                "address_line": fake.street_address(),
-                "city": fake.city(),
-                "postcode": fake.postcode(),
-                "country": "GB",
-            },
+            _demo_organization(rng, fake, phones),
             owner_id=owner.user_id,
             team=owner.team,
         )
@@ -230,6 +234,26 @@ DEMO_TASK_SHARE = 0.3  # of contacts with a follow-up task (and a note) for thei
 DEMO_LOST_REASONS = ("price", "competitor", "timing", "no_budget", "no_decision")
 
 
+def _demo_deal(
+    contact_id: str, rng: random.Random, fake: Faker, now: dt.datetime
+) -> dict[str, Any]:
+    """One deal of a demo contact, at any stage; a lost one says why."""
+    stage = rng.choice(("qualification", "proposal", "negotiation", "won", "lost"))
+    deal: dict[str, Any] = {
+        "title": f"{fake.bs().capitalize()}"[:200],
+        "amount": rng.randint(5, 500) * 10_000,
+        "currency": rng.choice(("GBP", "GBP", "EUR", "USD")),
+        "stage": stage,
+        "probability": {"won": 100, "lost": 0}.get(stage, rng.choice((20, 40, 60, 80))),
+        "expected_close": (now + dt.timedelta(days=rng.randint(-60, 120))).date().isoformat(),
+        "contact_id": contact_id,
+        "notes": fake.sentence(nb_words=10),
+    }
+    if stage == "lost":
+        deal["lost_reason"] = rng.choice(DEMO_LOST_REASONS)
+    return deal
+
+
 async def seed_demo_activity(
     gateway: Gateway,
     people: list[tuple[str, StaffIdentity]],
@@ -268,22 +292,7 @@ async def seed_demo_activity(
                 }
             )
         if rng.random() < DEMO_DEAL_SHARE:
-            stage = rng.choice(("qualification", "proposal", "negotiation", "won", "lost"))
-            deal: dict[str, Any] = {
-                "title": f"{fake.bs().capitalize()}"[:200],
-                "amount": rng.randint(5, 500) * 10_000,
-                "currency": rng.choice(("GBP", "GBP", "EUR", "USD")),
-                "stage": stage,
-                "probability": {"won": 100, "lost": 0}.get(stage, rng.choice((20, 40, 60, 80))),
-                "expected_close": (now + dt.timedelta(days=rng.randint(-60, 120)))
-                .date()
-                .isoformat(),
-                "contact_id": contact_id,
-                "notes": fake.sentence(nb_words=10),
-            }
-            if stage == "lost":
-                deal["lost_reason"] = rng.choice(DEMO_LOST_REASONS)
-            deals[owner].append(deal)
+            deals[owner].append(_demo_deal(contact_id, rng, fake, now))
         for _ in range(rng.randint(0, 3)):
             touches[owner].append(
                 {

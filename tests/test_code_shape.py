@@ -1,6 +1,9 @@
 """The shape of the code (issue 18), checked by reading it: one authorization mechanism and
-audit events built in one place.
+audit events built in one place, in modules and functions one can read.
 
+- Size: no module in ``server/``, ``audit/``, ``admin_ui/`` or ``policy/`` is over 800
+  lines unless its first lines say why (``# Over 800 lines: <reason>``), and no function
+  or method is over 80 lines unless :data:`LONG_FUNCTIONS` names it with a reason.
 - No role name appears as a string literal in ``server/`` or ``admin_ui/``: who may do what
   is policy/policy.csv's to say, asked through ``PolicyEngine.allows`` (page guards,
   feature checks, the second factor). Only the policy package and the demo seed name roles.
@@ -50,6 +53,111 @@ def python_files(*roots: str) -> Iterator[Path]:
 
 def relative(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
+
+
+# --- size: modules of at most 800 lines, functions of at most 80 ------------------------------
+
+SIZED = ("server", "audit", "admin_ui", "policy")
+MAX_MODULE_LINES = 800
+MAX_FUNCTION_LINES = 80
+# A longer module says why in one of its first lines (before its docstring).
+MODULE_REASON = re.compile(r"^# Over 800 lines: \S")
+REASON_WITHIN = 3
+# Longer functions, each with the reason it stays one function. Keep this list short: a
+# function that can be split where its steps are named is split instead.
+LONG_FUNCTIONS = {
+    "server/dsr/export_format.py:export_schema": "one JSON Schema literal, read side by side "
+    "with the published docs/dsr-export.schema.json",
+    "server/settings.py:Settings.from_env": "every CONSENTRY_* variable, read and checked "
+    "once, in one declaration",
+    "server/processing_record.py:security_measures": "the Art. 32 measures as one list, in "
+    "the order the record of processing prints them",
+    "audit/trail.py:AuditTrail.verify": "one pass over the log whose state (frontier, last "
+    "hash, next checkpoint) every check reads; it mirrors audit/standalone_verify.py",
+    "server/services.py:build_services": "the composition root, every service in dependency "
+    "order; being reworked by the wiring change (issue 18), split there",
+    "server/records/routes.py:record_routes": "builds one record type's controller; its "
+    "handlers are closures over the type and move only with the handler-signature change",
+    "server/gateway/duplicates.py:merge": "one transaction over the locked pair; split after "
+    "the merged-contact column change to it lands",
+    "admin_ui/pages/consent.py:ConsentPages.record_consent": "a route handler (form, checks, "
+    "ledger write, answer); handlers stay put while their signatures change",
+    "admin_ui/pages/dashboard.py:dashboard": "a route handler assembling the role's panels; "
+    "handlers stay put while their signatures change",
+}
+
+
+def module_lines(path: Path) -> int:
+    return len(path.read_text().splitlines())
+
+
+def oversized_modules(root: Path = ROOT) -> list[str]:
+    found = []
+    for top in SIZED:
+        for path in sorted((root / top).rglob("*.py")):
+            lines = path.read_text().splitlines()
+            said = any(MODULE_REASON.match(line) for line in lines[:REASON_WITHIN])
+            if len(lines) > MAX_MODULE_LINES and not said:
+                found.append(f"{path.relative_to(root).as_posix()}: {len(lines)} lines")
+    return found
+
+
+def function_lengths(source: str, name: str) -> dict[str, int]:
+    """``module:Class.method`` (or ``module:function``) -> lines from ``def`` to its end."""
+    found: dict[str, int] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                qualified = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    found[f"{name}:{qualified}"] = (child.end_lineno or 0) - child.lineno + 1
+                visit(child, f"{qualified}.")
+
+    visit(ast.parse(source, filename=name), "")
+    return found
+
+
+def long_functions(root: Path = ROOT) -> dict[str, int]:
+    found = {}
+    for top in SIZED:
+        for path in sorted((root / top).rglob("*.py")):
+            lengths = function_lengths(path.read_text(), path.relative_to(root).as_posix())
+            found.update({k: n for k, n in lengths.items() if n > MAX_FUNCTION_LINES})
+    return found
+
+
+def test_modules_are_at_most_800_lines_or_say_why() -> None:
+    assert oversized_modules() == []
+
+
+def test_functions_are_at_most_80_lines_or_listed_with_a_reason() -> None:
+    unlisted = {name: n for name, n in long_functions().items() if name not in LONG_FUNCTIONS}
+    assert unlisted == {}
+    assert all(reason.strip() for reason in LONG_FUNCTIONS.values())
+
+
+def test_the_long_function_list_has_no_stale_entries() -> None:
+    """A listed function that was split (or renamed) leaves the list, so it stays short."""
+    assert sorted(set(LONG_FUNCTIONS) - set(long_functions())) == []
+
+
+def test_the_size_scan_catches_a_long_module_and_a_long_method(tmp_path: Path) -> None:
+    package = tmp_path / "server"
+    package.mkdir()
+
+    def method(name: str, lines: int) -> str:
+        """A class with one method of ``lines`` lines, its ``def`` included."""
+        body = "".join(f"        x{i} = {i}\n" for i in range(lines - 1))
+        return f"class Thing:\n    def {name}(self) -> None:\n{body}"
+
+    (package / "short.py").write_text(method("fits", MAX_FUNCTION_LINES))
+    (package / "long.py").write_text(method("grows", MAX_FUNCTION_LINES + 1))
+    assert long_functions(tmp_path) == {"server/long.py:Thing.grows": MAX_FUNCTION_LINES + 1}
+    filler = "x = 1\n" * MAX_MODULE_LINES
+    (package / "big.py").write_text('"""Big."""\n' + filler)
+    (package / "said.py").write_text("# Over 800 lines: one table, read top to bottom\n" + filler)
+    assert oversized_modules(tmp_path) == [f"server/big.py: {MAX_MODULE_LINES + 1} lines"]
 
 
 def docstrings(tree: ast.Module) -> set[int]:

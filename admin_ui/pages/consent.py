@@ -28,7 +28,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from admin_ui.forms import problem_message
-from admin_ui.pages.compliance import record_view, today, when
+from admin_ui.pages.audit_views import record_view, today, when
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.rights import CONSENT_RIGHT, CONSOLE_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit, require_recent_login

@@ -22,7 +22,7 @@ from litestar import Request, get
 from litestar.di import NamedDependency, Provide
 from litestar.response import Template
 
-from admin_ui.pages.compliance import trail_status
+from admin_ui.pages.audit_views import trail_status
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from audit import queries

@@ -37,7 +37,6 @@ STEP_LABELS = (
     ("keys", "The person's encryption key shredded"),
 )
 SHORT_REFERENCE = 8  # what the officer types: the first characters of the reference
-PLURALS = {"case": "Cases", "person": "People"}
 
 # What survives an erasure on purpose, and why (shown on the page, in docs/dsr.md too).
 KEPT = (
@@ -79,9 +78,8 @@ class PreviewRow:
 
 
 def _label(resource: str) -> str:
-    rt = RECORD_TYPES.get(resource)
-    label = rt.label if rt else resource.replace("_", " ").capitalize()
-    return PLURALS.get(resource, label + "s")
+    """The record type's plural, as the data map declares it (the counts are per type)."""
+    return RECORD_TYPES[resource].plural
 
 
 def preview_rows(counts: dict[str, int], holds: list[Hold]) -> list[PreviewRow]:

@@ -25,8 +25,9 @@ from admin_ui.rendering import flash, render, see_other
 from admin_ui.rights import DSR_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import RECORD_TYPES
-from server.dsr.export import NoRecords, RedactionSummary, review_redactions
+from server.dsr.export import NoRecords, review_redactions
 from server.dsr.requests import KINDS, DataRequest, RequestError
+from server.dsr.third_parties import RedactionSummary
 from server.web import services_of
 
 BASE = "/compliance/requests"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -285,6 +285,11 @@ _SETTING_NAMES = (
 )
 
 
+def _setting_columns(settings: RuleSettings) -> dict[str, Any]:
+    """The stored columns of the configurable settings (both create and update write them)."""
+    return {name: getattr(settings, name) for name in _SETTING_NAMES}
+
+
 def _rule_detail(settings: RuleSettings) -> dict[str, int | str]:
     """Rule settings for the audit event. The name is left out: it is free text."""
     return {
@@ -363,14 +368,7 @@ class RuleBook:
         inserted = await AlertRule.insert(
             AlertRule(
                 kind=str(settings.kind),
-                name=settings.name,
-                threshold=settings.threshold,
-                window_minutes=settings.window_minutes,
-                work_start_hour=settings.work_start_hour,
-                work_end_hour=settings.work_end_hour,
-                work_days=settings.work_days,
-                timezone=settings.timezone,
-                enabled=settings.enabled,
+                **_setting_columns(settings),
                 created_by=by.actor_id,
                 created_at=now,
                 updated_by=by.actor_id,
@@ -378,21 +376,7 @@ class RuleBook:
             )
         ).returning(AlertRule.id)
         rule_id = int(inserted[0]["id"])
-        await self.audit.append(
-            audit_event(
-                actor_id=by.actor_id,
-                actor_role=by.actor_role,
-                action="alert_rule.create",
-                resource_type="alert_rule",
-                resource_id=str(rule_id),
-                outcome=Outcome.ALLOWED,
-                purpose=PURPOSE,
-                fields=tuple(_SETTING_NAMES),
-                reason=reason,
-                request_id=by.request_id,
-                detail=_rule_detail(settings),
-            )
-        )
+        await self._audit_change("create", rule_id, settings, _SETTING_NAMES, by, reason)
         return rule_id
 
     async def update_rule(
@@ -404,11 +388,35 @@ class RuleBook:
         now: dt.datetime | None = None,
     ) -> Rule:
         """Change a rule's settings (not its kind: that would change what its alerts mean)."""
-        clean = settings.validated()
+        settings.validated()  # refused before anything is read or locked
+        return await self._change_rule(rule_id, lambda _current: settings, by=by, now=now)
+
+    async def set_rule_enabled(
+        self,
+        rule_id: int,
+        enabled: bool,
+        *,
+        by: Changer,
+    ) -> Rule:
+        return await self._change_rule(
+            rule_id, lambda current: replace(current, enabled=enabled), by=by
+        )
+
+    async def _change_rule(
+        self,
+        rule_id: int,
+        change: Callable[[RuleSettings], RuleSettings],
+        *,
+        by: Changer,
+        now: dt.datetime | None = None,
+    ) -> Rule:
+        """The one update path: the new settings are made from the current ones under the
+        lock, so two changes in a row (an edit, then switching the rule off) both count."""
         now = utc(now or dt.datetime.now(dt.UTC))
         async with locked_transaction():
             await self.initialise(now)
             current = await self.get_rule(rule_id)
+            clean = change(current.settings).validated()
             if clean.kind != current.kind:
                 raise RuleInvalid({"kind": "cannot be changed; create a new rule instead"})
             changed = tuple(
@@ -418,46 +426,38 @@ class RuleBook:
             )
             if not changed:
                 return current
+            columns = {
+                **_setting_columns(clean),
+                "updated_by": by.actor_id,
+                "updated_at": now,
+            }
             await AlertRule.update(
-                {
-                    AlertRule.name: clean.name,
-                    AlertRule.threshold: clean.threshold,
-                    AlertRule.window_minutes: clean.window_minutes,
-                    AlertRule.work_start_hour: clean.work_start_hour,
-                    AlertRule.work_end_hour: clean.work_end_hour,
-                    AlertRule.work_days: clean.work_days,
-                    AlertRule.timezone: clean.timezone,
-                    AlertRule.enabled: clean.enabled,
-                    AlertRule.updated_by: by.actor_id,
-                    AlertRule.updated_at: now,
-                }
+                {getattr(AlertRule, name): value for name, value in columns.items()}
             ).where(AlertRule.id == rule_id)
-            await self.audit.append(
-                audit_event(
-                    actor_id=by.actor_id,
-                    actor_role=by.actor_role,
-                    action="alert_rule.update",
-                    resource_type="alert_rule",
-                    resource_id=str(rule_id),
-                    outcome=Outcome.ALLOWED,
-                    purpose=PURPOSE,
-                    fields=changed,
-                    request_id=by.request_id,
-                    detail=_rule_detail(clean),
-                )
-            )
+            await self._audit_change("update", rule_id, clean, changed, by)
         return await self.get_rule(rule_id)
 
-    async def set_rule_enabled(
+    async def _audit_change(
         self,
+        verb: str,
         rule_id: int,
-        enabled: bool,
-        *,
+        settings: RuleSettings,
+        fields: Iterable[str],
         by: Changer,
-    ) -> Rule:
-        current = await self.get_rule(rule_id)
-        return await self.update_rule(
-            rule_id,
-            replace(current.settings, enabled=enabled),
-            by=by,
+        reason: str = "",
+    ) -> None:
+        await self.audit.append(
+            audit_event(
+                actor_id=by.actor_id,
+                actor_role=by.actor_role,
+                action=f"alert_rule.{verb}",
+                resource_type="alert_rule",
+                resource_id=str(rule_id),
+                outcome=Outcome.ALLOWED,
+                purpose=PURPOSE,
+                fields=tuple(fields),
+                reason=reason,
+                request_id=by.request_id,
+                detail=_rule_detail(settings),
+            )
         )

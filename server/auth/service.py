@@ -1,3 +1,6 @@
+# Over 800 lines: StaffAccounts is the one place that handles staff secrets (passwords,
+# second factor, reset links, session tokens) under one set of rules; the session half
+# (session_info to pop_flash) is the split to make next (issue 18).
 """Staff accounts, sign-in and server-side sessions stored in the database.
 
 A session cookie carries a random token; the database stores only HMAC(session secret,

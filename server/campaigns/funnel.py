@@ -149,6 +149,10 @@ class Funnel:
     source_total: FunnelRow = field(default_factory=lambda: FunnelRow(TOTAL_ROW, ""))
 
 
+def _at_least(people: People, key: tuple[str, str], n: int | None) -> None:
+    people[key] = max(people.get(key, 0), n or 0)
+
+
 class CampaignFunnel:
     def __init__(self, gateway: Gateway, campaigns: Campaigns, *, min_group_size: int) -> None:
         self._gateway = gateway
@@ -162,34 +166,11 @@ class CampaignFunnel:
 
     async def funnel(self, actor: Actor) -> Funnel:
         await self._campaigns.require_manager(actor, "funnel")
-        rows = await Campaign.select(
-            Campaign.id,
-            Campaign.name,
-            Campaign.purpose,
-            Campaign.sent_at,
-            Campaign.cost,
-            Campaign.cost_currency,
-        ).order_by(Campaign.created_at, ascending=False)
-        by_id: dict[str, FunnelRow] = {}
-        for r in rows:
-            row = FunnelRow(
-                str(r["id"]),
-                str(r["name"]),
-                cost=int(r["cost"] or 0),
-                cost_currency=str(r["cost_currency"] or ""),
-            )
-            row.audience, row.sent, row.withdrawn = await self._deliveries(
-                str(r["id"]), str(r["purpose"]), r["sent_at"]
-            )
-            by_id[row.key] = row
+        by_id = await self._campaign_rows()
         unattributed = FunnelRow(NO_CAMPAIGN, "Without a campaign")
         sources: dict[str, FunnelRow] = {}
         lead_people: People = {}  # (campaign row key, part) and (source, part)
         source_people: People = {}
-
-        def at_least(people: People, key: tuple[str, str], n: int | None) -> None:
-            people[key] = max(people.get(key, 0), n or 0)
-
         leads = await self._gateway.aggregate(
             actor, "lead", group_by=("campaign_id", "source", "status"), count_people=True
         )
@@ -203,30 +184,8 @@ class CampaignFunnel:
             ):
                 target.leads += g.count
                 target.qualified += g.count if part == "qualified" else 0
-                at_least(people, (target.key, part), g.people)
-        deals_visible = True
-        try:
-            deals = await self._gateway.aggregate(
-                actor,
-                "deal",
-                group_by=("campaign_id", "pipeline_id", "stage", "currency"),
-                sum_of="amount",
-                count_people=True,
-            )
-        except Forbidden:
-            deals, deals_visible = [], False
-        kinds = await stage_kinds()
-        deal_people: People = {}
-        for g in deals:
-            row = by_id.get(str(g.key[0]), unattributed) if g.key[0] is not None else unattributed
-            row.deals += g.count
-            part = "other"
-            if kinds.get((str(g.key[1]), str(g.key[2]))) == "won":
-                part = "won"
-                row.won += g.count
-                currency = str(g.key[3] or "")
-                row.won_value[currency] = row.won_value.get(currency, 0) + (g.total or 0)
-            at_least(deal_people, (row.key, part), g.people)
+                _at_least(people, (target.key, part), g.people)
+        deal_people, deals_visible = await self._count_deals(actor, by_id, unattributed)
         campaign_rows = [*by_id.values(), unattributed]
         campaign_total = FunnelRow(TOTAL_ROW, "Total", audience=0, sent=0, withdrawn=0)
         source_total = FunnelRow(TOTAL_ROW, "Total")
@@ -260,6 +219,60 @@ class CampaignFunnel:
             campaign_total=campaign_total,
             source_total=source_total,
         )
+
+    async def _campaign_rows(self) -> dict[str, FunnelRow]:
+        """A row per campaign, newest first, with its audience, sends and withdrawals."""
+        rows = await Campaign.select(
+            Campaign.id,
+            Campaign.name,
+            Campaign.purpose,
+            Campaign.sent_at,
+            Campaign.cost,
+            Campaign.cost_currency,
+        ).order_by(Campaign.created_at, ascending=False)
+        by_id: dict[str, FunnelRow] = {}
+        for r in rows:
+            row = FunnelRow(
+                str(r["id"]),
+                str(r["name"]),
+                cost=int(r["cost"] or 0),
+                cost_currency=str(r["cost_currency"] or ""),
+            )
+            row.audience, row.sent, row.withdrawn = await self._deliveries(
+                str(r["id"]), str(r["purpose"]), r["sent_at"]
+            )
+            by_id[row.key] = row
+        return by_id
+
+    async def _count_deals(
+        self, actor: Actor, by_id: dict[str, FunnelRow], unattributed: FunnelRow
+    ) -> tuple[People, bool]:
+        """Deals and won deals per campaign row; the people behind them per (row, part),
+        and whether the actor may see deals at all (else the columns stay empty)."""
+        deals_visible = True
+        try:
+            deals = await self._gateway.aggregate(
+                actor,
+                "deal",
+                group_by=("campaign_id", "pipeline_id", "stage", "currency"),
+                sum_of="amount",
+                count_people=True,
+            )
+        except Forbidden:
+            deals, deals_visible = [], False
+        kinds = await stage_kinds()
+        deal_people: People = {}
+        for g in deals:
+            row = by_id.get(str(g.key[0]), unattributed) if g.key[0] is not None else unattributed
+            row.deals += g.count
+            part = "other"
+            if kinds.get((str(g.key[1]), str(g.key[2]))) == "won":
+                part = "won"
+                row.won += g.count
+                currency = str(g.key[3] or "")
+                row.won_value[currency] = row.won_value.get(currency, 0) + (g.total or 0)
+            _at_least(deal_people, (row.key, part), g.people)
+        return deal_people, deals_visible
 
     @staticmethod
     async def _deliveries(campaign_id: str, purpose: str, sent_at: object) -> tuple[int, int, int]:

@@ -1,3 +1,6 @@
+# Over 800 lines: segments, campaigns and sending share one manager check, one audit
+# record and the consent gate of the audience; sending (send to _deliver) is the split to
+# make next (issue 18).
 """Segments and campaigns: who marketing may reach is decided by the gateway, never stored.
 
 A **segment** is a saved filter over contacts (e.g. lifecycle_stage in {prospect,

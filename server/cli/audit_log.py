@@ -4,12 +4,19 @@ heads), its alerts, and the keys an auditor needs.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from server.cli.runtime import fail, load_services, run_with_database
+from server.cli.runtime import (
+    fail,
+    fail_unless_verified,
+    load_services,
+    output_option,
+    run_with_database,
+)
 from server.settings import ConfigurationError, get_settings
 
 
@@ -197,40 +204,42 @@ def audit_seal() -> None:
         click.echo(f"signed head over {head.tree_size} entries, root {head.root_hash}")
 
 
+PROOF_OUTPUT_OPTION = output_option(
+    "Write the JSON proof to this file instead of standard output.", required=False
+)
+
+
+def print_proof(
+    trail: Any, make: Callable[[], Awaitable[dict[str, Any]]], output: Path | None, refusal: str
+) -> None:
+    """Write a proof (inclusion or consistency) as JSON, then fail with ``refusal`` if it
+    does not verify: the JSON is kept either way, for whoever looks into it."""
+    try:
+        proof = run_with_database(make)
+    except LookupError as exc:
+        fail(str(exc))
+    write_json(proof, output)
+    if not proof["verified"]:
+        fail(f"{refusal} does NOT verify: run `consentry audit verify`")
+
+
 @audit.command("prove")
 @click.argument("seq", type=click.IntRange(min=1))
 @click.option("--size", type=click.IntRange(min=1), help="Prove under the head of this size.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the JSON proof to this file instead of standard output.",
-)
+@PROOF_OUTPUT_OPTION
 @PUBLIC_KEY_OPTION
 def audit_prove(
     seq: int, size: int | None, output: Path | None, public_keys: tuple[Path, ...]
 ) -> None:
     """Print an inclusion proof (RFC 6962) that entry SEQ is in the signed log."""
     trail = load_trail(public_keys)
-    try:
-        proof = run_with_database(lambda: trail.inclusion(seq, size))
-    except LookupError as exc:
-        fail(str(exc))
-    if not proof["verified"]:
-        write_json(proof, output)
-        fail(f"the proof for entry {seq} does NOT verify: run `consentry audit verify`")
-    write_json(proof, output)
+    print_proof(trail, lambda: trail.inclusion(seq, size), output, f"the proof for entry {seq}")
 
 
 @audit.command("consistency")
 @click.argument("old_size", type=click.IntRange(min=1))
 @click.argument("new_size", type=click.IntRange(min=1), required=False)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the JSON proof to this file instead of standard output.",
-)
+@PROOF_OUTPUT_OPTION
 @PUBLIC_KEY_OPTION
 def audit_consistency(
     old_size: int, new_size: int | None, output: Path | None, public_keys: tuple[Path, ...]
@@ -238,13 +247,9 @@ def audit_consistency(
     """Print a consistency proof that the head over NEW_SIZE (default: the latest) extends
     the head over OLD_SIZE: nothing before OLD_SIZE was changed in between."""
     trail = load_trail(public_keys)
-    try:
-        proof = run_with_database(lambda: trail.consistency(old_size, new_size))
-    except LookupError as exc:
-        fail(str(exc))
-    write_json(proof, output)
-    if not proof["verified"]:
-        fail("the consistency proof does NOT verify: run `consentry audit verify`")
+    print_proof(
+        trail, lambda: trail.consistency(old_size, new_size), output, "the consistency proof"
+    )
 
 
 @audit.group("checkpoints")
@@ -253,13 +258,7 @@ def audit_checkpoints() -> None:
 
 
 @audit_checkpoints.command("export")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The JSON file to write.",
-)
+@output_option("The JSON file to write.")
 @click.option(
     "--after",
     type=click.IntRange(min=0),
@@ -310,12 +309,7 @@ def audit_verify_slice(file: Path, public_keys: tuple[Path, ...]) -> None:
 
     trail = load_trail(public_keys)
     report = verify_slice(read_json(file), trail.verifier)
-    if not report.ok:
-        more = len(report.problems) - 1
-        fail(
-            f"slice does NOT verify: {report.problems[0]}"
-            + (f" (and {more} more problem(s))" if more else "")
-        )
+    fail_unless_verified("slice", report)
     size = report.head.tree_size if report.head else 0
     click.echo(f"slice verifies: {report.events} events proven under the head over {size} entries")
 
@@ -361,13 +355,7 @@ def audit_alerts_list(state: str) -> None:
 
 
 @audit.command("export-log")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Where to write the JSON lines (entries and checkpoint rows, nothing personal).",
-)
+@output_option("Where to write the JSON lines (entries and checkpoint rows, nothing personal).")
 def audit_export_log(output: Path) -> None:
     """Export the whole trail for the standalone verifier (docs/audit-format.md)."""
     import json

@@ -7,18 +7,12 @@ from typing import Any
 
 import click
 
-from server.cli.runtime import describe_url, fail, load_services, run_with_database
+from server.cli.runtime import describe_url, fail, load_services, output_option, run_with_database
 from server.settings import get_settings
 
 
 @click.command("backup")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The backup file to write (mode 600; an existing file is never overwritten).",
-)
+@output_option("The backup file to write (mode 600; an existing file is never overwritten).")
 def backup_command(output: Path) -> None:
     """Back up the database with the engine's own tool: SQLite's online backup API, or
     pg_dump (custom format) on PostgreSQL. Safe while the server runs.

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from server.cli.runtime import UnusableInput, cli_actor, fail, load_services, run_with_database
+from server.cli.runtime import (
+    UnusableInput,
+    cli_actor,
+    fail,
+    load_services,
+    output_option,
+    run_with_database,
+)
 from server.settings import get_settings
 
 if TYPE_CHECKING:
@@ -206,13 +213,7 @@ EXPORTABLE = {
 
 @click.command("export")
 @click.argument("kind", type=click.Choice(sorted(EXPORTABLE)))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The CSV file to write (replaced only once the export is complete).",
-)
+@output_option("The CSV file to write (replaced only once the export is complete).")
 @click.option(
     "--reason",
     default="",

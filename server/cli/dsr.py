@@ -10,7 +10,14 @@ from typing import Any
 import click
 
 from server.cli.audit_log import PUBLIC_KEY_OPTION, load_trail
-from server.cli.runtime import fail, load_services, run_with_database
+from server.cli.runtime import (
+    fail,
+    fail_unless_verified,
+    load_services,
+    output_option,
+    run_or_fail,
+    run_with_database,
+)
 from server.settings import get_settings
 
 
@@ -22,13 +29,7 @@ def dsr() -> None:
 
 @dsr.command("export")
 @click.argument("subject")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The ZIP file to write (an existing file is never overwritten).",
-)
+@output_option("The ZIP file to write (an existing file is never overwritten).")
 def dsr_export(subject: str, output: Path) -> None:
     """Write everything held about data subject SUBJECT (a UUID) to a signed ZIP: data.json,
     one CSV per record type, index.html and a signed manifest. Audited as dsr.export."""
@@ -96,7 +97,7 @@ def dsr_list(overdue: bool) -> None:
 def dsr_verify_export(file: Path, public_keys: tuple[Path, ...]) -> None:
     """Check an export bundle offline: the manifest's signature by a trusted key and the
     SHA-256 of every file; extra or missing files fail. Needs no database."""
-    from server.dsr.export import verify_export
+    from server.dsr.export_format import verify_export
 
     trail = load_trail(public_keys)
     try:
@@ -104,12 +105,7 @@ def dsr_verify_export(file: Path, public_keys: tuple[Path, ...]) -> None:
     except OSError as exc:
         fail(f"{file}: cannot read the file ({exc.strerror or type(exc).__name__})")
     report = verify_export(content, trail.verifier)
-    if not report.ok:
-        more = len(report.problems) - 1
-        fail(
-            f"export does NOT verify: {report.problems[0]}"
-            + (f" (and {more} more problem(s))" if more else "")
-        )
+    fail_unless_verified("export", report)
     click.echo(f"export verifies: {report.files} files (signed by key {report.key_id})")
 
 
@@ -192,10 +188,7 @@ def dsr_holds_add(subject: str, scope: str, reason: str, until: Any) -> None:
             subject, scope, reason, until.date(), by="system:cli"
         )
 
-    try:
-        hold = run_with_database(go)
-    except HoldError as exc:
-        fail(exc.message)
+    hold = run_or_fail(go, HoldError)
     click.echo(f"hold {hold.id} on {hold.scope} records until {hold.held_until:%Y-%m-%d}")
 
 
@@ -230,10 +223,7 @@ def dsr_holds_release(hold_id: str) -> None:
     async def go() -> Any:
         return await services.erasure.holds.release(hold_id, by="system:cli")
 
-    try:
-        hold = run_with_database(go)
-    except HoldError as exc:
-        fail(exc.message)
+    hold = run_or_fail(go, HoldError)
     click.echo(f"hold {hold.id} released")
 
 
@@ -256,10 +246,7 @@ def dsr_restrict(subject: str, reason: str, request_id: str | None) -> None:
             subject, reason, by="system:cli", request_id=request_id
         )
 
-    try:
-        restriction = run_with_database(go)
-    except RestrictionError as exc:
-        fail(exc.message)
+    restriction = run_or_fail(go, RestrictionError)
     click.echo(f"{restriction.subject_id} restricted since {restriction.since:%Y-%m-%d %H:%M}")
 
 
@@ -274,10 +261,7 @@ def dsr_unrestrict(subject: str) -> None:
     async def go() -> Any:
         return await services.erasure.restrictions.lift(subject, by="system:cli")
 
-    try:
-        lifted = run_with_database(go)
-    except RestrictionError as exc:
-        fail(exc.message)
+    lifted = run_or_fail(go, RestrictionError)
     if not lifted:
         fail("this subject is not restricted")
     click.echo(f"{subject}: {lifted} restriction(s) lifted")

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from server.cli.runtime import fail, load_services, run_with_database
+from server.cli.indexing import BATCH_SIZE_OPTION, rebuild_index, reindex_or_fail
+from server.cli.runtime import load_services, run_with_database
 from server.settings import get_settings
 
 
@@ -20,37 +21,18 @@ def mention_index_complete(services: Any) -> bool:
 
 def reindex_mentions(services: Any, batch_size: int = 500) -> dict[str, int]:
     """Index every record's free text with a progress bar on stderr; audited, sealed."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from server.gateway import Actor, mention_index
 
-    console = Console(stderr=True)
-
-    async def go() -> dict[str, int]:
-        total = await mention_index.count_records()
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("records"),
-        )
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("Indexing mentions", total=total)
-            done = await mention_index.rebuild_all(
-                services.gateway,
-                Actor.system("mentions-reindex"),
-                batch_size=batch_size,
-                progress=lambda n: bar.advance(task, n),
-            )
-        await services.audit_trail.seal_all()
-        return dict(done)
-
-    done = run_with_database(go)
-    click.echo(
-        "mention index rebuilt: " + ", ".join(f"{n} {resource}(s)" for resource, n in done.items())
+    return rebuild_index(
+        services,
+        "mention index",
+        "mentions",
+        mention_index.count_records,
+        lambda size, progress: mention_index.rebuild_all(
+            services.gateway, Actor.system("mentions-reindex"), batch_size=size, progress=progress
+        ),
+        batch_size,
     )
-    return done
 
 
 @click.group()
@@ -60,13 +42,7 @@ def mentions() -> None:
 
 
 @mentions.command("reindex")
-@click.option(
-    "--batch-size",
-    default=500,
-    show_default=True,
-    type=click.IntRange(1, 100_000),
-    help="Records re-indexed per transaction.",
-)
+@BATCH_SIZE_OPTION
 def mentions_reindex(batch_size: int) -> None:
     """Recompute the mention tokens of every record's free text.
 
@@ -78,13 +54,8 @@ def mentions_reindex(batch_size: int) -> None:
     if it stops. Reads and decrypts every free text; audited per record type with the
     count, never a value.
     """
-    from server.vault import MasterKeyMissing
-
     services = load_services(get_settings())
-    try:
-        reindex_mentions(services, batch_size)
-    except (MasterKeyMissing, OSError) as exc:
-        fail(f"reindex stopped: {exc}; run `consentry mentions reindex` again to finish it")
+    reindex_or_fail(lambda: reindex_mentions(services, batch_size), "mentions reindex")
 
 
 @mentions.command("status")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -18,6 +19,7 @@ import click
 from server.settings import ConfigurationError, Settings
 
 T = TypeVar("T")
+Decorated = TypeVar("Decorated", bound=Callable[..., Any])
 
 
 def run_with_database(factory: Callable[[], Awaitable[T]]) -> T:
@@ -36,6 +38,37 @@ def run_with_database(factory: Callable[[], Awaitable[T]]) -> T:
 
 def fail(message: str) -> None:
     raise click.ClickException(message)
+
+
+def run_or_fail(factory: Callable[[], Awaitable[T]], *errors: type[Exception]) -> T:
+    """Run one coroutine like :func:`run_with_database`; one of ``errors`` becomes a one-line
+    failure (exit code 1) with the error's ``message`` (or its text)."""
+    try:
+        return run_with_database(factory)
+    except errors as exc:
+        raise click.ClickException(getattr(exc, "message", None) or str(exc)) from exc
+
+
+def output_option(help: str, *, required: bool = True) -> Callable[[Decorated], Decorated]:
+    """The ``-o/--output`` file option of every command that writes a file."""
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=required,
+        help=help,
+    )
+
+
+def fail_unless_verified(what: str, report: Any) -> None:
+    """One line for a bundle or slice that does not verify: its first problem and how many
+    more there are (the offline checks of exports and audit slices report alike)."""
+    if not report.ok:
+        more = len(report.problems) - 1
+        fail(
+            f"{what} does NOT verify: {report.problems[0]}"
+            + (f" (and {more} more problem(s))" if more else "")
+        )
 
 
 def load_services(settings: Settings) -> Any:

@@ -6,43 +6,25 @@ from typing import Any
 
 import click
 
-from server.cli.runtime import fail, load_services, run_with_database
+from server.cli.indexing import BATCH_SIZE_OPTION, rebuild_index, reindex_or_fail
+from server.cli.runtime import load_services
 from server.settings import get_settings
 
 
 def reindex_names(services: Any, batch_size: int = 500) -> dict[str, int]:
     """Rebuild the name-search tokens with a progress bar on stderr; audited, sealed."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from server.gateway import Actor
 
-    console = Console(stderr=True)
-
-    async def go() -> dict[str, int]:
-        total = await services.gateway.name_index_size()
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("records"),
-        )
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("Indexing names", total=total)
-            done = await services.gateway.reindex_names(
-                Actor.system("search-reindex"),
-                batch_size=batch_size,
-                progress=lambda n: bar.advance(task, n),
-            )
-        await services.audit_trail.seal_all()
-        return dict(done)
-
-    done = run_with_database(go)
-    click.echo(
-        "name search index rebuilt: "
-        + ", ".join(f"{n} {resource}(s)" for resource, n in done.items())
+    return rebuild_index(
+        services,
+        "name search index",
+        "names",
+        services.gateway.name_index_size,
+        lambda size, progress: services.gateway.reindex_names(
+            Actor.system("search-reindex"), batch_size=size, progress=progress
+        ),
+        batch_size,
     )
-    return done
 
 
 @click.group()
@@ -51,13 +33,7 @@ def search() -> None:
 
 
 @search.command("reindex")
-@click.option(
-    "--batch-size",
-    default=500,
-    show_default=True,
-    type=click.IntRange(1, 100_000),
-    help="Records re-indexed per transaction.",
-)
+@BATCH_SIZE_OPTION
 def search_reindex(batch_size: int) -> None:
     """Recompute every name-search token from the records.
 
@@ -67,10 +43,5 @@ def search_reindex(batch_size: int) -> None:
     resumable: each batch replaces its records' tokens in one transaction. Reads and
     decrypts every indexed name; audited per record type with the count, never a name.
     """
-    from server.vault import MasterKeyMissing
-
     services = load_services(get_settings())
-    try:
-        reindex_names(services, batch_size)
-    except (MasterKeyMissing, OSError) as exc:
-        fail(f"reindex stopped: {exc}; run `consentry search reindex` again to finish it")
+    reindex_or_fail(lambda: reindex_names(services, batch_size), "search reindex")

@@ -1,3 +1,6 @@
+# Over 800 lines: ConsentEngine is the one writer of the append-only consent ledger; every
+# change (grant, withdraw, object, expiry, double opt-in, links, preference center) goes
+# through its one append path. The link flows are the split to make next (issue 18).
 """``ConsentEngine``: consent as provable evidence and as an enforceable rule.
 
 The ledger (``consent_event``) is the truth; ``consent_state`` is its current reading per
@@ -1199,27 +1202,8 @@ class ConsentEngine:
             raise ConsentError("unknown_action", "this choice is not offered") from None
         source = Source.PREFERENCE_CENTER.value
         if act is PreferenceAction.GRANT:
-            current = await self.current_notice()
-            if current is None or notice_version != current.version:
-                raise ConsentError(
-                    "notice_changed", "the privacy notice has changed: please read it again"
-                )
-            info = await self.purpose(purpose)
-            if await ConsentState.exists().where(
-                (ConsentState.subject_id == uuid.UUID(subject))
-                & ConsentState.purpose.is_in(self._objection_scopes(info))
-                & (ConsentState.state == ConsentEventKind.OBJECTED.value)
-            ):
-                raise ConsentError("objected", "your objection covers this purpose")
-            granted = await self.grant(
-                subject,
-                info.name,
-                channel or None,
-                source=source,
-                notice_version=current.version,
-                actor_id=SUBJECT_ACTOR,
-                evidence=evidence,
-                request_id=request_id,
+            granted = await self._grant_shown(
+                subject, purpose, channel, notice_version, evidence, request_id
             )
             return [granted]
         if act is PreferenceAction.WITHDRAW:
@@ -1234,25 +1218,7 @@ class ConsentEngine:
             )
             return [] if withdrawn is None else [withdrawn]
         if act is PreferenceAction.WITHDRAW_ALL:
-            records: list[ConsentRecord] = []
-            async with db.write_transaction():  # all or nothing
-                for status in await self.state(subject):
-                    if status.state is not ConsentEventKind.GRANTED:
-                        continue
-                    record = await self._withdraw(
-                        subject,
-                        status.purpose,
-                        status.channel,
-                        source=source,
-                        actor_id=SUBJECT_ACTOR,
-                        evidence=evidence,
-                        request_id=request_id,
-                    )
-                    if record is not None:
-                        records.append(record)
-            if records and not db.in_transaction():
-                await self._lapsed(subject, LAST_CONSENT_WITHDRAWN)
-            return records
+            return await self._withdraw_all(subject, evidence, request_id)
         if act is PreferenceAction.LIFT_OBJECTION:
             lifted = await self.lift_objection(
                 subject,
@@ -1277,6 +1243,65 @@ class ConsentEngine:
                 request_id=request_id,
             )
         return [objection]
+
+    async def _grant_shown(
+        self,
+        subject: str,
+        purpose: str,
+        channel: str,
+        notice_version: int | None,
+        evidence: Mapping[str, Any] | None,
+        request_id: str,
+    ) -> ConsentRecord:
+        """A grant from the preference center: only under the notice the page showed, and
+        not for a purpose the person objected to."""
+        current = await self.current_notice()
+        if current is None or notice_version != current.version:
+            raise ConsentError(
+                "notice_changed", "the privacy notice has changed: please read it again"
+            )
+        info = await self.purpose(purpose)
+        if await ConsentState.exists().where(
+            (ConsentState.subject_id == uuid.UUID(subject))
+            & ConsentState.purpose.is_in(self._objection_scopes(info))
+            & (ConsentState.state == ConsentEventKind.OBJECTED.value)
+        ):
+            raise ConsentError("objected", "your objection covers this purpose")
+        granted = await self.grant(
+            subject,
+            info.name,
+            channel or None,
+            source=Source.PREFERENCE_CENTER.value,
+            notice_version=current.version,
+            actor_id=SUBJECT_ACTOR,
+            evidence=evidence,
+            request_id=request_id,
+        )
+        return granted
+
+    async def _withdraw_all(
+        self, subject: str, evidence: Mapping[str, Any] | None, request_id: str
+    ) -> list[ConsentRecord]:
+        """Every consent the person holds, withdrawn in one transaction (all or nothing)."""
+        records: list[ConsentRecord] = []
+        async with db.write_transaction():  # all or nothing
+            for status in await self.state(subject):
+                if status.state is not ConsentEventKind.GRANTED:
+                    continue
+                record = await self._withdraw(
+                    subject,
+                    status.purpose,
+                    status.channel,
+                    source=Source.PREFERENCE_CENTER.value,
+                    actor_id=SUBJECT_ACTOR,
+                    evidence=evidence,
+                    request_id=request_id,
+                )
+                if record is not None:
+                    records.append(record)
+        if records and not db.in_transaction():
+            await self._lapsed(subject, LAST_CONSENT_WITHDRAWN)
+        return records
 
     async def ledger(
         self, subject_id: str, *, actor_id: str, actor_role: str = "", request_id: str = ""

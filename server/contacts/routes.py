@@ -11,7 +11,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from server.datamap import CONTACT
 from server.gateway import Actor, InvalidInput
-from server.gateway.duplicates import Merge, Scan
+from server.gateway.duplicate_scan import Scan
+from server.gateway.duplicates import Merge
 from server.records.routes import record_routes
 from server.web import provide_actor, provide_identity, purpose_of, services_of
 

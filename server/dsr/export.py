@@ -22,7 +22,8 @@ Where each part comes from:
   pseudonym is an HMAC of the staff account id under a key derived from the session
   secret, so it is stable across exports (a person can tell that the same employee came
   back) but reveals neither the employee's name or e-mail nor how many staff we have. A
-  compliance officer resolves one with :func:`staff_pseudonym`.
+  compliance officer resolves one with
+  :func:`server.dsr.third_parties.staff_pseudonym`.
 - **processing**: the Art. 15(1) information for each purpose that uses this person's data
   (and, for consent or objection based purposes, only if they currently have a basis): the
   live description and retention from the consent registry, the legal basis label and
@@ -43,85 +44,71 @@ the manifest hash - no values), in addition to the gateway's own ``export`` even
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import datetime as dt
-import hashlib
-import hmac
 import io
-import itertools
 import json
-import re
 import uuid
 import zipfile
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from audit import queries
+from audit import subject_events
 from audit.events import Outcome, audit_event
-from audit.signing import TreeHeadSigner, TreeHeadVerifier
 from policy.enforcer import SYSTEM_ROLE
 from server import db
 from server.analytics.model import AUTOMATED_DECISIONS, LOGIC
-from server.auth.directory import staff_identities
 from server.consent.model import PROFILING, SUBJECT_ACTOR, ConsentError
 from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, FieldKind, RecordType
 from server.dsr import export_html
+from server.dsr.export_format import (
+    DATA_FILE,
+    FORMAT,
+    HTML_FILE,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    MENTIONS_FILE,
+    SIGNATURE_FILE,
+    sha256_hex,
+    sign_manifest,
+)
+from server.dsr.third_parties import (
+    RedactionSummary,
+    WithheldType,
+    actor_label,
+    excerpt,
+    free_text_names,
+    own_names,
+    pseudonym_key,
+    staff_pseudonyms,
+    withheld_json,
+)
 from server.gateway import Actor, GatewayError
 from server.gateway.gateway import Record
 from server.gateway.mentions import (
     ANOTHER_PERSON,
-    IDENTIFYING,
-    Identity,
-    Matcher,
     Mention,
-    fold_key,
 )
 from server.money import plain_major
 from server.processing_record import LEGAL_BASIS_LABELS
-from server.vault import Vault
 
 if TYPE_CHECKING:
     from server.services import Services
 
-FORMAT = "consentry-subject-export/1"
-MANIFEST_FORMAT = "consentry-export-manifest/1"
-# Domain separation: the audit key also signs tree heads; a manifest signature must never
-# be mistaken for one (or the reverse), so the signed bytes start with their own label.
-MANIFEST_DOMAIN = b"consentry-export-manifest/1\n"
-SCHEMA_ID = "https://consentry.example/schemas/dsr-export.schema.json"
 EXPORT_JOB = "dsr-export"
 EXPORT_PURPOSE = "compliance"
-DATA_FILE = "data.json"
-HTML_FILE = "index.html"
-MANIFEST_FILE = "manifest.json"
-SIGNATURE_FILE = "manifest.sig"
-PSEUDONYM_INFO = b"consentry/dsr/staff-pseudonym/v1"
-MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # uncompressed; a verifier refuses larger (zip bombs)
-MAJOR_UNITS_PATTERN = "^[0-9]+(\\.[0-9]+)?$"  # money: "12500.00" (server.money.plain_major)
 TEMPLATES = Path(__file__).resolve().parents[2] / "admin_ui" / "templates" / "dsr"
 RECORD_META = (("id", "Record id"), ("created_at", "Created"), ("updated_at", "Last changed"))
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-MENTIONS_FILE = "mentions.csv"
 # Consent evidence holds text staff typed (a call or letter reference) or a client sent: it
 # is withheld from like the person's free text, counted under this pseudo record type.
 CONSENT_EVIDENCE = ("consent_event", "Consent event", "Evidence")
 # Links the person's records keep even to a record of somebody else: their organization.
 LINKS_KEPT = frozenset({"organization"})
-EXCERPT_GAP = " … "  # between two sentences of one field that mention the person
-_SENTENCE_END = re.compile(r"[.!?]+(?=\s)|\n")
-WITHHELD_REASON = (
-    "Names, e-mail addresses and phone numbers of other people we hold data about are "
-    f'replaced by "{ANOTHER_PERSON}": a copy of your data must not adversely affect the '
-    "rights and freedoms of others (GDPR Art. 15(4)). Our staff are shown by role and "
-    "reference, as in the access log, never by name or e-mail address."
-)
 
 # Plain words for the codes a person will see (the codes stay in data.json).
 RECORD_SOURCE_LABELS: Mapping[str, str] = {
@@ -172,31 +159,6 @@ class ExportBundle:
     mentions: int = 0  # excerpts of other people's records that mention the person
 
 
-@dataclass(frozen=True)
-class WithheldType:
-    """In how many of the person's records of one type other people were withheld, and in
-    which fields: what the export reports and a compliance officer reviews (no values)."""
-
-    record_type: str
-    label: str
-    records: int
-    fields: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RedactionSummary:
-    """What an export withholds, without a single withheld value."""
-
-    withheld: tuple[WithheldType, ...]
-    mentions: int  # excerpts of other people's records that mention the person
-    mentions_withheld: int  # of those, excerpts in which other people were withheld
-    mention_types: Mapping[str, int]  # record type -> excerpts
-
-    @property
-    def total(self) -> int:
-        return sum(w.records for w in self.withheld)
-
-
 @dataclass
 class _Collected:
     held: dict[str, list[dict[str, Any]]]
@@ -205,294 +167,10 @@ class _Collected:
     consents: dict[str, Any]  # the consent engine's proof, evidence text withheld as above
 
 
-@dataclass(frozen=True)
-class ExportVerification:
-    problems: tuple[str, ...]
-    files: int = 0  # files whose hash matched
-    subject_id: str = ""
-    key_id: str = ""
-    generated_at: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-# --- pseudonyms and labels ----------------------------------------------------------------
-
-
-def pseudonym_key(vault: Vault) -> bytes:
-    """From the master key's index root (never rotated): a person sees the same pseudonym
-    for the same member of staff in every export, years apart."""
-    return vault.derived_key(PSEUDONYM_INFO)
-
-
-def staff_pseudonym(key: bytes, actor_id: str) -> str:
-    """The stable pseudonym an export shows for a staff account id such as ``user:12``."""
-    return hmac.new(key, actor_id.encode(), hashlib.sha256).hexdigest()[:10]
-
-
-def actor_label(key: bytes, actor_id: str, role: str) -> str:
-    """How an actor appears to the person: never a staff name, e-mail or account id."""
-    if actor_id == SUBJECT_ACTOR:
-        return "you"
-    if actor_id.startswith("system:"):
-        return f"automated job ({actor_id.removeprefix('system:')})"
-    if actor_id.startswith("token:"):  # an API token (a website, another system): issue 19
-        return f"API client #{staff_pseudonym(key, actor_id)}"
-    return f"{role or 'staff'} #{staff_pseudonym(key, actor_id)}"
-
-
 def _value_label(labels: Mapping[str, str], code: str | None) -> str | None:
     if code is None:
         return None
     return labels.get(code, code.replace("_", " ").capitalize())
-
-
-# --- the JSON Schema --------------------------------------------------------------------
-
-
-def _nullable(kind: str) -> dict[str, Any]:
-    return {"type": [kind, "null"]}
-
-
-def _record_schema(rt: RecordType) -> dict[str, Any]:
-    properties: dict[str, Any] = {
-        "id": {"type": "string", "title": "Record id"},
-        "created_at": {"type": "string", "format": "date-time", "title": "Created"},
-        "updated_at": {"type": "string", "format": "date-time", "title": "Last changed"},
-    }
-    for spec in rt.fields:
-        if spec.currency_from:
-            properties[spec.name] = {
-                **_nullable("string"),
-                "title": spec.label,
-                "description": f"In major units of the currency in {spec.currency_from}, "
-                "with its decimals (12500.00 EUR, 12500 JPY)",
-                "pattern": MAJOR_UNITS_PATTERN,
-            }
-            continue
-        properties[spec.name] = {
-            **_nullable("integer" if spec.kind is FieldKind.INTEGER else "string"),
-            "title": spec.label,
-        }
-    return {
-        "type": "object",
-        "title": rt.label,
-        "required": list(properties),
-        "additionalProperties": False,
-        "properties": properties,
-    }
-
-
-def _object(properties: Mapping[str, Any], *, title: str = "") -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "type": "object",
-        "required": list(properties),
-        "additionalProperties": False,
-        "properties": dict(properties),
-    }
-    if title:
-        doc["title"] = title
-    return doc
-
-
-_STRING = {"type": "string"}
-_TIME = {"type": "string", "format": "date-time"}
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-
-
-def export_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of ``data.json``, derived from the data map.
-
-    Published as ``docs/dsr-export.schema.json``; a test fails when the data map changes
-    and the published copy was not regenerated.
-    """
-    notice = _object(
-        {
-            "version": {"type": "integer"},
-            "title": _STRING,
-            "text": _STRING,
-            "content_hash": _STRING,
-            "published_at": _TIME,
-        },
-        title="The privacy notice the event referred to",
-    )
-    consent_event = _object(
-        {
-            "id": {"type": "integer"},
-            "purpose": _STRING,
-            "channel": _STRING,
-            "kind": {"enum": ["granted", "withdrawn", "expired", "objected", "lifted"]},
-            "source": _STRING,
-            "source_label": _STRING,
-            "evidence": {"type": "object"},
-            "notice_version": _nullable("integer"),
-            "actor": {"type": "string", "description": "Who recorded it, as in access_log"},
-            "occurred_at": _TIME,
-            "expires_at": {"type": ["string", "null"], "format": "date-time"},
-        }
-    )
-    consent_event["properties"]["notice"] = notice  # only when notice_version is set
-    consent_state = _object(
-        {
-            "purpose": _STRING,
-            "channel": _STRING,
-            "state": {"enum": ["granted", "withdrawn", "expired", "objected", "lifted"]},
-            "since": _TIME,
-            "expires_at": {"type": ["string", "null"], "format": "date-time"},
-        }
-    )
-    access = _object(
-        {
-            "at": _TIME,
-            "staff": {
-                "type": "string",
-                "description": "'<role> #<pseudonym>', 'automated job (<name>)' or 'you'",
-            },
-            "role": _STRING,
-            "action": _STRING,
-            "record_type": _STRING,
-            "purpose": _STRING,
-            "fields": _STRINGS,
-            "outcome": {"enum": ["allowed", "denied", "error"]},
-        }
-    )
-    processing = _object(
-        {
-            "purpose": _STRING,
-            "title": _STRING,
-            "description": _STRING,
-            "legal_basis": _STRING,
-            "legal_basis_label": _STRING,
-            "recipients": _STRINGS,
-            "retention": _STRINGS,
-            "data": {
-                "type": "array",
-                "items": _object({"record_type": _STRING, "fields": _STRINGS}),
-            },
-        }
-    )
-    labels = {
-        "type": "object",
-        "additionalProperties": _object(
-            {
-                "label": _STRING,
-                "fields": {"type": "object", "additionalProperties": _STRING},
-            }
-        ),
-    }
-    records = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            rt.resource: {"type": "array", "items": _record_schema(rt)}
-            for rt in RECORD_TYPES.values()
-        },
-    }
-    source = _object(
-        {
-            "records": {
-                "type": "array",
-                "items": _object(
-                    {
-                        "record_type": _STRING,
-                        "record_id": _STRING,
-                        "source": _nullable("string"),
-                        "label": _nullable("string"),
-                    }
-                ),
-            },
-            "consents": {
-                "type": "array",
-                "items": _object({"source": _STRING, "label": _STRING}),
-            },
-        }
-    )
-    schema = _object(
-        {
-            "format": {"const": FORMAT},
-            "generated_at": _TIME,
-            "subject_id": {"type": "string", "format": "uuid"},
-            "controller": _object(
-                {"name": _STRING, "contact": _STRING, "dpo_contact": _nullable("string")}
-            ),
-            "records": records,
-            "labels": labels,
-            "consents": _object(
-                {
-                    "events": {"type": "array", "items": consent_event},
-                    "state": {"type": "array", "items": consent_state},
-                }
-            ),
-            "access_log": {"type": "array", "items": access},
-            "processing": {"type": "array", "items": processing},
-            "source": source,
-        },
-        title="Consentry data-subject export (data.json)",
-    )
-    # Added later, so optional: bundles made before them still validate.
-    schema["properties"]["withheld"] = _object(
-        {
-            "marker": {"const": ANOTHER_PERSON},
-            "reason": _STRING,
-            "record_types": {
-                "type": "array",
-                "items": _object(
-                    {
-                        "record_type": _STRING,
-                        "label": _STRING,
-                        "records": {"type": "integer", "minimum": 1},
-                        "fields": _STRINGS,
-                    }
-                ),
-            },
-            "total": {"type": "integer", "minimum": 0},
-            "mentions": {"type": "integer", "minimum": 0},
-        },
-        title="Other people's data withheld from this copy (GDPR Art. 15(4)), counted "
-        "per record type; the values are never given",
-    )
-    schema["properties"]["mentions"] = {
-        "type": "array",
-        "title": "Records about other people that mention you: the sentences that do, "
-        "with the other people withheld",
-        "items": _object(
-            {
-                "record_type": _STRING,
-                "label": _STRING,
-                "field": _STRING,
-                "field_label": _STRING,
-                "date": {"type": "string", "format": "date"},
-                "excerpt": _STRING,
-            }
-        ),
-    }
-    schema["properties"]["profiling"] = _object(
-        {
-            "basis": _STRING,
-            "computed_at": _nullable("string"),
-            "model": _nullable("string"),
-            "scores": {"type": ["object", "null"]},
-            "explanation": _STRING,
-            "logic": _STRING,
-            "automated_decisions": _STRING,
-        },
-        title="Scores about you (profiling) and the logic involved (GDPR Art. 15(1)(h)); "
-        "when there are none, why",
-    )
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "description": "Everything a Consentry installation holds about one person, "
-        "produced for an access or portability request (GDPR Art. 15, 20). Field titles "
-        "are the labels shown in the CSV files and the HTML summary.",
-        **schema,
-    }
-
-
-def export_schema_text() -> str:
-    return json.dumps(export_schema(), indent=2) + "\n"
 
 
 # --- collecting ---------------------------------------------------------------------------
@@ -670,14 +348,6 @@ async def _linked_names(
     return names
 
 
-def _sha256(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
-
-
-def _sign(signer: TreeHeadSigner, message: bytes) -> str:
-    return signer.sign_document(MANIFEST_DOMAIN, message)
-
-
 def _zip(files: Mapping[str, bytes], when: dt.datetime) -> bytes:
     buffer = io.BytesIO()
     stamp = when.astimezone(dt.UTC).timetuple()[:6]
@@ -687,81 +357,6 @@ def _zip(files: Mapping[str, bytes], when: dt.datetime) -> bytes:
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, content)
     return buffer.getvalue()
-
-
-# --- other people: withheld from the person's copy (Art. 15(4)) -------------------------
-
-
-def _free_text_names(rt: RecordType) -> list[str]:
-    return [f.name for f in rt.fields if f.category is Category.FREE_TEXT]
-
-
-def _sentences(text: str) -> list[tuple[int, int]]:
-    bounds = [0, *(m.end() for m in _SENTENCE_END.finditer(text)), len(text)]
-    return [(start, end) for start, end in itertools.pairwise(bounds) if start < end]
-
-
-def excerpt(text: str, spans: Iterable[tuple[int, int]]) -> str:
-    """The sentences of ``text`` that hold a mention (a line or up to a full stop), runs of
-    neighbouring sentences kept together, others left out and marked by an ellipsis."""
-    sentences = _sentences(text)
-    chosen = [
-        i
-        for i, (start, end) in enumerate(sentences)
-        if any(s < end and start < e for s, e in spans)
-    ]
-    runs: list[list[int]] = []
-    for i in chosen:
-        if runs and runs[-1][-1] == i - 1:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    parts = [text[sentences[run[0]][0] : sentences[run[-1]][1]].strip() for run in runs]
-    return EXCERPT_GAP.join(p for p in parts if p)
-
-
-def _own_names(held: Mapping[str, list[dict[str, Any]]]) -> set[str]:
-    """The person's own names and addresses (as :func:`fold_key` keys), from their records."""
-    own: set[str] = set()
-    for resource, docs in held.items():
-        fields = [f for f in RECORD_TYPES[resource].fields if f.category in IDENTIFYING]
-        for doc in docs:
-            values = [str(doc[f.name]) for f in fields if doc.get(f.name)]
-            names = [
-                str(doc[f.name]) for f in fields if doc.get(f.name) and f.kind is FieldKind.TEXT
-            ]
-            own.update(fold_key(v) for v in [*values, " ".join(names)])
-    return own
-
-
-async def _staff_pseudonyms(
-    key: bytes, region: str, own: Collection[str] = ()
-) -> Callable[[str], tuple[str, int]]:
-    """Replaces a staff member's full name (two words or more) or e-mail address in free
-    text by the label the access log shows for them (``sales #1a2b...``) - except a name or
-    address that is the person's own (``own``: a person who also works for us)."""
-    labels: dict[str, str] = {}
-    identities = []
-    for user_id, name, email, role in await staff_identities():
-        label = actor_label(key, f"user:{user_id}", role)
-        # A full name of two words or more ("Sam Staff"): a one-word display name such as
-        # "Admin" would turn every "admin" in a note into a pseudonym.
-        full_name = " ".join(name.split())
-        texts = tuple(
-            t
-            for t in (full_name if " " in full_name else "", email.strip())
-            if t and fold_key(t) not in own
-        )
-        labels.update({fold_key(t): label for t in texts})
-        identities.append(Identity(texts))
-    matcher = Matcher(identities, region)
-
-    def pseudonymise(text: str) -> tuple[str, int]:
-        if matcher.empty:
-            return text, 0
-        return matcher.replace_each(text, lambda found: labels.get(fold_key(found), "staff"))
-
-    return pseudonymise
 
 
 def _mention_doc(mention: Mention, name: str, text: str) -> dict[str, Any]:
@@ -792,7 +387,7 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
     slots = [
         (resource, doc, name)
         for resource, docs in held.items()
-        for name in _free_text_names(RECORD_TYPES[resource])
+        for name in free_text_names(RECORD_TYPES[resource])
         for doc in docs
         if isinstance(doc.get(name), str) and doc[name]
     ]
@@ -828,9 +423,23 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
         purpose=EXPORT_PURPOSE,
         also={mention.owner_subject for mention in mentions},
     )
-    staff = await _staff_pseudonyms(
-        pseudonym_key(gateway.vault), gateway.default_region, _own_names(held)
+    staff = await staff_pseudonyms(
+        pseudonym_key(gateway.vault), gateway.default_region, own_names(held)
     )
+    mention_docs, summary = _put_back(slots, excerpts, evidence, links, withheld, staff)
+    return _Collected(held, mention_docs, summary, consents)
+
+
+def _put_back(
+    slots: list[tuple[str, dict[str, Any], str]],
+    excerpts: list[tuple[Mention, str, str]],
+    evidence: list[tuple[dict[str, Any], str]],
+    links: list[tuple[str, dict[str, Any], str]],
+    withheld: list[tuple[str, int]],
+    staff: Callable[[str], tuple[str, int]],
+) -> tuple[list[dict[str, Any]], RedactionSummary]:
+    """Put the texts with other people withheld (and staff pseudonymised) back where they
+    came from, in the order they were sent, and count what was withheld where."""
     records: dict[str, set[str]] = {}
     fields: dict[str, dict[str, None]] = {}
     for (resource, doc, name), (text, others) in zip(slots, withheld, strict=False):
@@ -879,25 +488,7 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
             for resource in sorted({m["record_type"] for m in mention_docs})
         },
     )
-    return _Collected(held, mention_docs, summary, consents)
-
-
-def _withheld_json(summary: RedactionSummary) -> dict[str, Any]:
-    return {
-        "marker": ANOTHER_PERSON,
-        "reason": WITHHELD_REASON,
-        "record_types": [
-            {
-                "record_type": w.record_type,
-                "label": w.label,
-                "records": w.records,
-                "fields": list(w.fields),
-            }
-            for w in summary.withheld
-        ],
-        "total": summary.total,
-        "mentions": summary.mentions_withheld,
-    }
+    return mention_docs, summary
 
 
 def _mentions_csv(mentions: list[dict[str, Any]]) -> bytes:
@@ -998,8 +589,50 @@ async def build_export(
     if collected is None:
         await _audit(services, requested_by, role, subject, Outcome.ERROR, "no_records", {})
         raise NoRecords()
-    held = collected.held
+    data = await _data_json(services, subject, actor, collected, generated_at)
+    files, hashes, manifest_hash, key_id = await _signed_files(services, actor, data, collected)
+    counts = {resource: len(docs) for resource, docs in collected.held.items()}
+    accesses, consent_events = len(data["access_log"]), len(data["consents"]["events"])
+    await _audit(
+        services,
+        requested_by,
+        role,
+        subject,
+        Outcome.ALLOWED,
+        "allowed",
+        {
+            "files": len(files),
+            "records": sum(counts.values()),
+            "accesses": accesses,
+            "manifest_sha256": manifest_hash,
+            "withheld": collected.summary.total,
+            "mentions": collected.summary.mentions,
+        },
+    )
+    return ExportBundle(
+        subject_id=subject,
+        generated_at=generated_at,
+        zip_bytes=_zip(files, generated_at),
+        files=hashes,
+        records=counts,
+        accesses=accesses,
+        consent_events=consent_events,
+        key_id=key_id,
+        manifest_sha256=manifest_hash,
+        withheld={w.record_type: w.records for w in collected.summary.withheld},
+        mentions=collected.summary.mentions,
+    )
 
+
+async def _data_json(
+    services: Services,
+    subject: str,
+    actor: Actor,
+    collected: _Collected,
+    generated_at: dt.datetime,
+) -> dict[str, Any]:
+    """``data.json``: everything the other files show, staff by role and pseudonym."""
+    held = collected.held
     key = pseudonym_key(services.gateway.vault)
     proof = collected.consents
     consent_events = []
@@ -1019,10 +652,10 @@ async def build_export(
             "fields": list(e.fields),
             "outcome": e.outcome,
         }
-        for e in await queries.every_event_about(subject)
+        for e in await subject_events.every_event_about(subject)
     ]
     settings = services.settings
-    data: dict[str, Any] = {
+    return {
         "format": FORMAT,
         "generated_at": generated_at.isoformat(),
         "subject_id": subject,
@@ -1046,11 +679,18 @@ async def build_export(
         "access_log": accesses,
         "processing": await _processing(services, subject, held),
         "source": _sources(held, consent_events),
-        "withheld": _withheld_json(collected.summary),
+        "withheld": withheld_json(collected.summary),
         "mentions": collected.mentions,
         "profiling": await _profiling(services, subject, actor),
     }
 
+
+async def _signed_files(
+    services: Services, actor: Actor, data: dict[str, Any], collected: _Collected
+) -> tuple[dict[str, bytes], dict[str, str], str, str]:
+    """The bundle's files with the signed manifest over them: the files, their hashes,
+    the manifest's hash and the signing key's id."""
+    held = collected.held
     files: dict[str, bytes] = {
         DATA_FILE: (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     }
@@ -1059,51 +699,21 @@ async def build_export(
     if collected.mentions:
         files[MENTIONS_FILE] = _mentions_csv(collected.mentions)
     files[HTML_FILE] = _html(
-        data, settings.controller_name, await _linked_names(services, actor, held)
+        data, services.settings.controller_name, await _linked_names(services, actor, held)
     )
-    hashes = {name: _sha256(content) for name, content in files.items()}
+    hashes = {name: sha256_hex(content) for name, content in files.items()}
     signer = services.audit_trail.signer
     manifest = {
         "format": MANIFEST_FORMAT,
-        "subject_id": subject,
-        "generated_at": generated_at.isoformat(),
+        "subject_id": data["subject_id"],
+        "generated_at": data["generated_at"],
         "files": hashes,
         "key_id": signer.key_id,
     }
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     files[MANIFEST_FILE] = manifest_bytes
-    files[SIGNATURE_FILE] = (_sign(signer, manifest_bytes) + "\n").encode()
-    counts = {resource: len(docs) for resource, docs in held.items()}
-    manifest_hash = _sha256(manifest_bytes)
-    await _audit(
-        services,
-        requested_by,
-        role,
-        subject,
-        Outcome.ALLOWED,
-        "allowed",
-        {
-            "files": len(files),
-            "records": sum(counts.values()),
-            "accesses": len(accesses),
-            "manifest_sha256": manifest_hash,
-            "withheld": collected.summary.total,
-            "mentions": collected.summary.mentions,
-        },
-    )
-    return ExportBundle(
-        subject_id=subject,
-        generated_at=generated_at,
-        zip_bytes=_zip(files, generated_at),
-        files=hashes,
-        records=counts,
-        accesses=len(accesses),
-        consent_events=len(consent_events),
-        key_id=signer.key_id,
-        manifest_sha256=manifest_hash,
-        withheld={w.record_type: w.records for w in collected.summary.withheld},
-        mentions=collected.summary.mentions,
-    )
+    files[SIGNATURE_FILE] = (sign_manifest(signer, manifest_bytes) + "\n").encode()
+    return files, hashes, sha256_hex(manifest_bytes), signer.key_id
 
 
 async def _audit(
@@ -1130,82 +740,3 @@ async def _audit(
     )
     async with db.write_transaction():
         await services.audit.append(event)
-
-
-# --- verification -------------------------------------------------------------------------
-
-
-@dataclass
-class _Findings:
-    problems: list[str] = field(default_factory=list)
-
-    def add(self, problem: str) -> None:
-        self.problems.append(problem)
-
-
-def verify_export(zip_bytes: bytes, verifier: TreeHeadVerifier) -> ExportVerification:
-    """Check a bundle offline: the manifest signature by a *trusted* key (the verifier's
-    keys were given out of band, never read from the bundle), every file's SHA-256, and
-    that the ZIP holds exactly the manifest's files. Problems are listed in that order."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(zip_bytes))
-    except zipfile.BadZipFile:
-        return ExportVerification(("not a ZIP file",))
-    with archive:
-        infos = archive.infolist()
-        names = [info.filename for info in infos]
-        if sum(info.file_size for info in infos) > MAX_BUNDLE_BYTES:
-            return ExportVerification(("the bundle is larger than any export we produce",))
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            return ExportVerification((f"file stored twice: {duplicates[0]}",))
-        for required in (MANIFEST_FILE, SIGNATURE_FILE):
-            if required not in names:
-                return ExportVerification((f"missing {required}",))
-        manifest_bytes = archive.read(MANIFEST_FILE)
-        signature = archive.read(SIGNATURE_FILE)
-        try:
-            manifest = json.loads(manifest_bytes)
-            key_id = str(manifest["key_id"])
-            listed = manifest["files"]
-            if manifest.get("format") != MANIFEST_FORMAT or not isinstance(listed, dict):
-                raise ValueError
-        except (ValueError, KeyError, TypeError):
-            return ExportVerification(("manifest.json is not an export manifest",))
-        problem = _signature_problem(verifier, key_id, manifest_bytes, signature)
-        if problem:
-            return ExportVerification((problem,), key_id=key_id)
-        found = _Findings()
-        matched = 0
-        for name, expected in sorted(listed.items()):
-            if name not in names:
-                found.add(f"missing file: {name}")
-            elif _sha256(archive.read(name)) != str(expected):
-                found.add(f"file changed: {name} (its SHA-256 does not match the manifest)")
-            else:
-                matched += 1
-        for name in names:
-            if name not in listed and name not in (MANIFEST_FILE, SIGNATURE_FILE):
-                found.add(f"extra file not in the manifest: {name}")
-    return ExportVerification(
-        tuple(found.problems),
-        files=matched,
-        subject_id=str(manifest.get("subject_id", "")),
-        key_id=key_id,
-        generated_at=str(manifest.get("generated_at", "")),
-    )
-
-
-def _signature_problem(
-    verifier: TreeHeadVerifier, key_id: str, manifest_bytes: bytes, signature: bytes
-) -> str:
-    key = verifier.keys.get(key_id)
-    if key is None:
-        return f"manifest signed by unknown key {key_id}"
-    try:
-        key.verify(
-            base64.b64decode(signature.strip(), validate=True), MANIFEST_DOMAIN + manifest_bytes
-        )
-    except (InvalidSignature, ValueError, binascii.Error):
-        return "manifest signature does not verify"
-    return ""

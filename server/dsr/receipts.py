@@ -25,7 +25,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from audit import queries
+from audit import subject_events
 from audit.queries import EventRow
 from server.dsr.requests import ANSWERED, KINDS, STATES, DataRequest
 from server.logs import get_logger
@@ -99,7 +99,7 @@ async def consent_receipt(
     services: Services, subject_id: str, ledger_id: int
 ) -> dict[str, Any] | None:
     """The receipt of one consent ledger event of this person; None if it is not theirs."""
-    events = await queries.events_of_resource(subject_id, "consent", str(ledger_id))
+    events = await subject_events.events_of_resource(subject_id, "consent", str(ledger_id))
     change = next((e for e in events if e.action.startswith("consent.")), None)
     if change is None or change.action in {"consent.export", "consent.ledger_read"}:
         return None
@@ -132,7 +132,7 @@ async def request_receipt(services: Services, request: DataRequest) -> dict[str,
     still open. The caller has checked it is the person's own."""
     if request.state not in ANSWERED:
         return None
-    events = await queries.events_of_resource(request.subject_id, "dsr_request", request.id)
+    events = await subject_events.events_of_resource(request.subject_id, "dsr_request", request.id)
     what = (
         f"Your request for {KINDS.get(request.kind, request.kind)}: "
         f"{STATES.get(request.state, request.state)}"
@@ -152,8 +152,8 @@ async def request_receipt(services: Services, request: DataRequest) -> dict[str,
 async def erasure_receipt(services: Services, request: DataRequest) -> dict[str, Any]:
     """The receipt of an erasure carried out under ``request``: the request's events so
     far and the erasure's own (started, done)."""
-    events = await queries.events_of_resource(request.subject_id, "dsr_request", request.id)
-    done = await queries.events_of_actions(request.subject_id, ERASURE_ACTIONS)
+    events = await subject_events.events_of_resource(request.subject_id, "dsr_request", request.id)
+    done = await subject_events.events_of_actions(request.subject_id, ERASURE_ACTIONS)
     ordered = sorted([*events, *done], key=lambda e: e.seq)
     when = done[-1].ts if done else dt.datetime.now(dt.UTC)
     return await _signed(

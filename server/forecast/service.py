@@ -368,6 +368,30 @@ class Forecasts:
             _merge(fig.weighted, {currency: share})
             _merge(fig.by_category.setdefault(category, {}), {currency: share})
         start, end = period.moments()
+        await self._closed(actor, (start, end), owner, team_totals, figures, kinds)
+        counted = await self._activities(actor, start, end, owner, team_totals, figures)
+        for fig in rows.values():  # zero, not "not available", where the role could count
+            if counted[0] and fig.interactions is None:
+                fig.interactions = 0
+            if counted[1] and fig.tasks_done is None:
+                fig.tasks_done = 0
+        return [
+            ForecastCell(month, category, currency, deals, amount, share)
+            for (month, category, currency), (deals, amount, share) in cells.items()
+        ], rows
+
+    async def _closed(
+        self,
+        actor: Actor,
+        period: tuple[dt.datetime, dt.datetime],
+        owner: tuple[str, ...],
+        team_totals: bool,
+        figures: Callable[[Group], Figures],
+        kinds: Mapping[tuple[str, str], str],
+    ) -> None:
+        """Deals won or lost in the period per row: counts, won value and sales cycle."""
+        n = len(owner)
+        start, end = period
         closed = await self._gateway.aggregate(
             actor,
             "deal",
@@ -396,16 +420,6 @@ class Forecasts:
                 created, entered = g.key[n + 4], g.key[n + 5]
                 if isinstance(created, dt.datetime) and isinstance(entered, dt.datetime):
                     fig.cycle_days += g.count * max(0, (entered - created).days)
-        counted = await self._activities(actor, start, end, owner, team_totals, figures)
-        for fig in rows.values():  # zero, not "not available", where the role could count
-            if counted[0] and fig.interactions is None:
-                fig.interactions = 0
-            if counted[1] and fig.tasks_done is None:
-                fig.tasks_done = 0
-        return [
-            ForecastCell(month, category, currency, deals, amount, share)
-            for (month, category, currency), (deals, amount, share) in cells.items()
-        ], rows
 
     async def _activities(
         self,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from audit.events import Action
-from server.gateway import bulk, duplicates, erasure, leads, mentions, name_index
+from server.gateway import bulk, duplicate_scan, duplicates, erasure, leads, mentions, name_index
 from server.gateway import search as name_search
 from server.gateway.actor import Actor
 from server.gateway.core import MAX_PAGE, MAX_PAGE_SIZE, STORAGE_PURPOSES, audits_bad_input
@@ -174,12 +174,14 @@ class Gateway(ReadOperations, WriteOperations):
             deal=deal,
         )
 
-    # --- duplicates and merges (server.gateway.duplicates) ------------------------------
+    # --- duplicates (server.gateway.duplicate_scan) and merges (.duplicates) ------------
 
-    async def find_duplicates(self, actor: Actor, *, purpose: str | None = None) -> duplicates.Scan:
+    async def find_duplicates(
+        self, actor: Actor, *, purpose: str | None = None
+    ) -> duplicate_scan.Scan:
         """Likely duplicate contact pairs in the actor's scope: ids and reasons only."""
         purpose = purpose or self.purpose_for(actor)
-        return await duplicates.find_candidates(self, actor, purpose=purpose)
+        return await duplicate_scan.find_candidates(self, actor, purpose=purpose)
 
     async def merge_preview(
         self, actor: Actor, first_id: str, second_id: str, *, purpose: str | None = None

@@ -2,7 +2,7 @@
 
 The page lists every audit event naming the signed-in person, newest first, a page at a
 time: when, who (``<role> #<pseudonym>`` — the same stable pseudonym per member of staff
-as the access log of their data export, ``server.dsr.export.actor_label``; never a name,
+as the access log of their data export, ``server.dsr.third_parties.actor_label``; never a name,
 e-mail or account id), what they did, for which purpose, which fields (names only) and
 the outcome. Events are read as soon as they are committed — a request returns only after
 its own event is — so a colleague's read shows up on the person's next page load.
@@ -24,11 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from audit import queries
+from audit import subject_events
 from audit.events import Outcome, audit_event
 from server import db
 from server.consent.model import SUBJECT_ACTOR
-from server.dsr.export import actor_label, pseudonym_key
+from server.dsr.third_parties import actor_label, pseudonym_key
 
 if TYPE_CHECKING:
     from server.services import Services
@@ -127,7 +127,7 @@ async def access_page(
     """One page of the person's access log, newest first; the view is audited first, so
     it is the newest line of the first page."""
     await _record(services, "portal.access_log", subject_id, request_id, {"page": before or 0})
-    page = await queries.events_about(subject_id, before_seq=before, page_size=PAGE_SIZE)
+    page = await subject_events.events_about(subject_id, before_seq=before, page_size=PAGE_SIZE)
     key = pseudonym_key(services.gateway.vault)
     accesses = tuple(
         Access(
@@ -153,12 +153,12 @@ async def access_proofs(
     """The person's access log with an inclusion proof per event (every event, or only
     ``seq``), as one JSON document; None when ``seq`` does not name this person."""
     if seq is not None:
-        event = await queries.event_about(subject_id, seq)
+        event = await subject_events.event_about(subject_id, seq)
         if event is None:
             return None
         events = [event]
     else:
-        events = await queries.every_event_about(subject_id)
+        events = await subject_events.every_event_about(subject_id)
     await _record(services, "portal.access_proofs", subject_id, request_id, {"events": len(events)})
     key = pseudonym_key(services.gateway.vault)
     proofs = await services.audit_trail.inclusion_proofs([e.seq for e in events])

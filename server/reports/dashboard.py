@@ -16,7 +16,7 @@ fewer than the minimum is ``None`` (shown as suppressed), with complements.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from policy.enforcer import PolicyEngine
@@ -146,23 +146,7 @@ class Dashboard:
                         )
                     )
         start = month_start(now)
-        won_groups = await self._gateway.aggregate(
-            actor,
-            "deal",
-            group_by=("pipeline_id", "stage", "currency"),
-            sum_of="amount",
-            since=("updated_at", start),
-            count_people=not rule.exact,
-        )
-        won = won_people = 0
-        won_totals: dict[str, int] = {}
-        for g in won_groups:
-            if kinds.get((str(g.key[0]), str(g.key[1]))) != "won":
-                continue
-            won += g.count
-            won_people = max(won_people, g.people or 0)
-            if g.key[2] and g.total:
-                won_totals[str(g.key[2])] = won_totals.get(str(g.key[2]), 0) + g.total
+        won, won_people, won_totals = await self._won_since(actor, start, kinds, rule)
         # Open deals by stage: one grid (stages x deals) with its total.
         labels = [f"{line.pipeline_id}/{line.key}" for line in lines]
         hidden = rule.hidden(
@@ -190,6 +174,34 @@ class Dashboard:
             won_amounts=() if won_hidden else _amounts(won_totals),
             month_start=start.date(),
         )
+
+    async def _won_since(
+        self,
+        actor: Actor,
+        start: dt.datetime,
+        kinds: Mapping[tuple[str, str], str],
+        rule: SmallGroups,
+    ) -> tuple[int, int, dict[str, int]]:
+        """Deals won since ``start``: how many, the people behind the largest group (a lower
+        bound, for small-group suppression) and the amounts per currency."""
+        won_groups = await self._gateway.aggregate(
+            actor,
+            "deal",
+            group_by=("pipeline_id", "stage", "currency"),
+            sum_of="amount",
+            since=("updated_at", start),
+            count_people=not rule.exact,
+        )
+        won = won_people = 0
+        won_totals: dict[str, int] = {}
+        for g in won_groups:
+            if kinds.get((str(g.key[0]), str(g.key[1]))) != "won":
+                continue
+            won += g.count
+            won_people = max(won_people, g.people or 0)
+            if g.key[2] and g.total:
+                won_totals[str(g.key[2])] = won_totals.get(str(g.key[2]), 0) + g.total
+        return won, won_people, won_totals
 
     def _rule(self, actor: Actor, resource: str) -> SmallGroups:
         return SmallGroups.for_scope(

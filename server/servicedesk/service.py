@@ -1,3 +1,6 @@
+# Over 800 lines: cases, their conversation, mail replies and the SLA sweep share the desk
+# row and its audited events; the SLA sweep (sweep to _breach) is the split to make next
+# (issue 18).
 """``ServiceDesk``: cases as conversations, routed to a team's queue, on an SLA clock.
 
 Everything a person wrote or staff wrote about them is a ``case_message`` record written

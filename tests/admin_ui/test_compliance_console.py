@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from httpx import AsyncClient, Response
 
-from admin_ui.pages import compliance
+from admin_ui.pages import audit_views, compliance
 from audit.events import AuditEvent, Outcome
 from audit.tables import AuditRecord
 from audit.trail import VerificationReport, verify_slice
@@ -274,7 +274,7 @@ async def test_events_filter_by_actor_outcome_and_time(staff: Staff, services: S
 
     first_visit = await client.get("/compliance/events")
     assert first_visit.status_code == 200
-    start = (today() - dt.timedelta(days=compliance.DEFAULT_DAYS - 1)).isoformat()
+    start = (today() - dt.timedelta(days=audit_views.DEFAULT_DAYS - 1)).isoformat()
     assert f'name="from" type="date" value="{start}"' in first_visit.text
 
     whole_log = await client.get("/compliance/events", params={"from": "", "to": ""})

@@ -27,15 +27,12 @@ from audit.signing import TreeHeadSigner, TreeHeadVerifier, key_id_of
 from audit.tables import AuditRecord
 from server import db, settings
 from server.dsr.export import (
-    MANIFEST_DOMAIN,
     ExportBundle,
     NoRecords,
     build_export,
-    export_schema,
-    pseudonym_key,
-    staff_pseudonym,
-    verify_export,
 )
+from server.dsr.export_format import MANIFEST_DOMAIN, export_schema, verify_export
+from server.dsr.third_parties import pseudonym_key, staff_pseudonym
 from server.gateway import Actor
 from server.services import Services, build_services
 from tests.conftest import Staff, contact_values
@@ -222,7 +219,7 @@ async def test_every_export_is_audited_without_values(services: Services, staff:
 
 
 async def test_published_schema_matches_the_data_map() -> None:
-    """Regenerate with: python -c "from server.dsr.export import export_schema_text;
+    """Regenerate with: python -c "from server.dsr.export_format import export_schema_text;
     print(export_schema_text(), end='')" > docs/dsr-export.schema.json"""
     assert json.loads(SCHEMA_FILE.read_text()) == export_schema()
     jsonschema.Draft202012Validator.check_schema(export_schema())

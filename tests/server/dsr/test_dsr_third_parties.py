@@ -25,13 +25,9 @@ from audit.signing import TreeHeadVerifier
 from audit.tables import AuditRecord
 from server import db
 from server import settings as settings_module
-from server.dsr.export import (
-    MENTIONS_FILE,
-    build_export,
-    excerpt,
-    review_redactions,
-    verify_export,
-)
+from server.dsr.export import build_export, review_redactions
+from server.dsr.export_format import MENTIONS_FILE, verify_export
+from server.dsr.third_parties import excerpt
 from server.gateway import Actor
 from server.gateway.mentions import Identity, Matcher
 from server.services import Services, build_services

@@ -20,7 +20,7 @@ from litestar import Litestar
 from audit import standalone_verify
 from audit.tables import AuditRecord
 from server.app import create_app
-from server.dsr.export import pseudonym_key, staff_pseudonym
+from server.dsr.third_parties import pseudonym_key, staff_pseudonym
 from server.gateway import Actor, Record
 from server.services import Services, build_services
 from server.settings import Settings
