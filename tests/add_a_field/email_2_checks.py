@@ -22,7 +22,7 @@ from httpx import AsyncClient
 from server.csvio.exporter import csv_chunks
 from server.csvio.importer import ALREADY_IMPORTED, import_rows, read_rows, record_type
 from server.datamap import CONTACT
-from server.dsr.export import build_export
+from server.dsr.export import NoRecords, build_export
 from server.gateway import Actor
 from server.services import Services
 from server.settings import Settings
@@ -155,6 +155,20 @@ async def test_exports_carry_it_and_erasure_removes_it(
     assert await services.gateway.search(ADMIN, "contact", "email_2", SECOND) == []
     tombstone = await services.gateway.read(ADMIN, "contact", record_id, purpose="compliance")
     assert tombstone.values["email_2"] is None
+    assert STORED not in json.dumps(await subject_export_or_none(services, record.subject_id))
+
+
+async def subject_export_or_none(services: Services, subject: str) -> dict[str, Any] | None:
+    """The subject export's data, or None when nothing is left to export about them."""
+    try:
+        bundle = await build_export(
+            services, subject, requested_by="user:99", requested_role="admin"
+        )
+    except NoRecords:
+        return None
+    with zipfile.ZipFile(io.BytesIO(bundle.zip_bytes)) as archive:
+        data: dict[str, Any] = json.loads(archive.read("data.json"))
+    return data
 
 
 async def test_two_contacts_sharing_it_are_a_duplicate_pair(services: Services) -> None:
