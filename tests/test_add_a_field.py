@@ -4,11 +4,11 @@ the CSV and subject exports, erasure and duplicate matching with them.
 
 The test does what CONTRIBUTING.md's "Add a field" tells a developer to do, on a copy of
 the repository: declare a second e-mail address on the contact (encrypted, blind-indexed,
-third natural key, duplicate match), add its columns to the table, and let
-``piccolo migrations new crm --auto`` write the migration. Then it runs
-tests/add_a_field/email_2_checks.py in that copy, on this run's engine: every database of
-that run is built by the real migrations, the new one included, and each check goes through
-the real app. A copy, not a patched process: the data map is read when modules are
+third natural key, duplicate match) and let ``piccolo migrations new crm --auto`` write
+the migration (the table takes its columns from the declaration: server/gateway/tables.py).
+Then it runs tests/add_a_field/email_2_checks.py in that copy, on this run's engine: every
+database of that run is built by the real migrations, the new one included, and each check
+goes through the real app. A copy, not a patched process: the data map is read when modules are
 imported, and a field added afterwards would reach some surfaces and not others.
 """
 
@@ -36,9 +36,6 @@ DECLARATION = """
             natural_key=3,
             duplicate_match=True,
         ),"""
-COLUMNS = """
-    email_2 = Text(null=True, default=None)
-    email_2_bidx = Integer(null=True, default=None, index=True)"""
 
 
 def insert_after(path: Path, line: int, text: str) -> None:
@@ -64,16 +61,6 @@ def declare_field(tree: Path) -> None:
     raise AssertionError("CONTACT = RecordType(...) not found under server/")
 
 
-def add_columns(tree: Path) -> None:
-    """Step 2: the encrypted column and its blind index on the contact table."""
-    path = tree / "server" / "gateway" / "tables.py"
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.ClassDef) and node.name == "Contact" and node.end_lineno:
-            insert_after(path, node.end_lineno, COLUMNS)
-            return
-    raise AssertionError("class Contact not found in server/gateway/tables.py")
-
-
 def run(tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
@@ -95,9 +82,8 @@ def test_a_declared_contact_field_reaches_every_surface(tmp_path: Path) -> None:
         else:
             shutil.copy(source, tree / name)
     declare_field(tree)
-    add_columns(tree)
 
-    # Step 3: the generated migration adds the two columns and nothing else.
+    # Step 2: the generated migration adds its two columns and nothing else.
     versions = tree / "migrations" / "crm" / "versions"
     before = set(versions.glob("*.py"))
     new = ("migrations", "new", "crm", "--auto", "--desc=a second e-mail address")

@@ -2,8 +2,8 @@
 
 Not collected on its own (the name does not start with ``test_``): tests/test_add_a_field.py
 copies the repository, adds the one data-map declaration of a second e-mail address
-(encrypted, blind-indexed, third natural key, duplicate match) and its columns, generates
-the migration with ``piccolo migrations new crm --auto``, and runs this file in that copy.
+(encrypted, blind-indexed, third natural key, duplicate match), generates the migration
+with ``piccolo migrations new crm --auto``, and runs this file in that copy.
 Every surface below is reached through the real app on the real database, and each check
 fails if its surface ignored the new field.
 """
