@@ -158,6 +158,7 @@ ALSO_ANSWERS = "also_answers"
 DOCUMENTED_BODY = "documented_body"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ERROR_SCHEMA = Schema(
+    title="Error",
     type=OpenAPIType.OBJECT,
     required=["status_code", "detail"],
     properties={
@@ -178,6 +179,7 @@ ERROR_SCHEMA = Schema(
     },
     description="Every API error: the status, a message, and for bad fields their names.",
 )
+ERROR_REFERENCE = Reference(ref="#/components/schemas/Error")  # the one schema of every error
 ERROR_MEANINGS = {
     400: "Invalid input: the message names the field or rule",
     401: "Not logged in, the session expired, or the API token is unknown, revoked or expired",
@@ -212,6 +214,7 @@ def document_error_answers(app: Litestar) -> None:
     document said could not happen. Called once, before the document is first served
     (``create_app``)."""
     paths = app.openapi_schema.paths or {}
+    as_component(app, ERROR_SCHEMA)
     for route in app.routes:
         item = paths.get(route.path_format)
         if item is None or not isinstance(route, HTTPRoute) or not route.path.startswith("/api/"):
@@ -225,10 +228,21 @@ def document_error_answers(app: Litestar) -> None:
                     documented = handler.opt.get(DOCUMENTED_BODY)
                     if documented is not None:
                         schema, media_types = documented
-                        operation.request_body = documented_body(schema, media_types)
+                        named = as_component(app, schema)
+                        operation.request_body = documented_body(named, media_types)
 
 
-def documented_body(schema: Schema, media_types: Iterable[str]) -> RequestBody:
+def as_component(app: Litestar, schema: Schema) -> Schema | Reference:
+    """A documented body with a ``title`` is a named schema of the document (the record
+    types' ``ContactCreate``, ``ContactUpdate``, ...), referred to from its operations."""
+    if not schema.title:
+        return schema
+    components = app.openapi_schema.components
+    components.schemas = {**(components.schemas or {}), schema.title: schema}
+    return Reference(ref=f"#/components/schemas/{schema.title}")
+
+
+def documented_body(schema: Schema | Reference, media_types: Iterable[str]) -> RequestBody:
     return RequestBody(
         content={t: OpenAPIMediaType(schema=schema) for t in sorted(media_types)}, required=True
     )
@@ -274,7 +288,7 @@ def with_error_answers(responses: dict[str, Any], statuses: list[int]) -> dict[s
     for status in statuses:
         responses[str(status)] = OpenAPIResponse(
             description=ERROR_MEANINGS[status],
-            content={"application/json": OpenAPIMediaType(schema=ERROR_SCHEMA)},
+            content={"application/json": OpenAPIMediaType(schema=ERROR_REFERENCE)},
         )
     no_content = responses.get("204")
     if isinstance(no_content, OpenAPIResponse):

@@ -2,16 +2,87 @@
 
 Encrypted fields are ``Text`` columns holding ``cs1.*`` envelopes; blind indexes are
 integer ``<field>_bidx`` columns. Every column here must be declared in the data map
-(``server/datamap.py``); ``tests/server/test_datamap.py`` fails otherwise.
+(``server/datamap.py``); ``tests/server/test_datamap.py`` fails otherwise. A declared field the
+class does not write out gets the column its declaration calls for (``DeclaredColumns``),
+so adding a field is its declaration and a generated migration.
 """
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, Boolean, Date, Integer, Serial, Text, Timestamptz, Varchar
+from typing import Any
+
+from piccolo.columns import (
+    UUID,
+    Boolean,
+    Column,
+    Date,
+    Integer,
+    Serial,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.table import Table
 
+from server.datamap import (
+    CASE,
+    CASE_MESSAGE,
+    CONTACT,
+    DEAL,
+    FEEDBACK,
+    INTERACTION,
+    LEAD,
+    MAIL,
+    NOTE,
+    ORGANIZATION,
+    TASK,
+    Field,
+    FieldKind,
+    RecordType,
+)
 
-class Contact(Table, tablename="contact"):
+_PLAIN: dict[FieldKind, type[Column]] = {
+    FieldKind.INTEGER: Integer,
+    FieldKind.DATE: Date,
+    FieldKind.DATETIME: Timestamptz,
+    FieldKind.REFERENCE: UUID,
+}
+
+
+def declared_columns(spec: Field) -> dict[str, Column]:
+    """The columns a field's declaration calls for: ciphertext as ``Text`` (and its blind
+    index), a plaintext value in the column of its kind; NOT NULL exactly when required."""
+    optional: dict[str, Any] = {} if spec.required else {"null": True, "default": None}
+    columns: dict[str, Column] = {}
+    if spec.encrypted:
+        columns[spec.name] = Text(**optional)
+    elif spec.kind in _PLAIN:
+        indexed = spec.kind is FieldKind.REFERENCE or spec.filterable
+        columns[spec.name] = _PLAIN[spec.kind](index=indexed, **optional)
+    else:
+        longest = max((len(c) for c in spec.choices), default=spec.max_length)
+        columns[spec.name] = Varchar(length=longest, index=spec.filterable, **optional)
+    if spec.blind_index:
+        columns[spec.index_column] = Integer(null=True, default=None, index=True)
+    return columns
+
+
+class DeclaredColumns:
+    """Gives a customer table the columns of its record type's fields that the class body
+    does not spell out (``class Contact(DeclaredColumns, Table, record_type=CONTACT)``).
+    The columns written out keep their own types and indexes, as their migrations made
+    them; ``tests/server/test_datamap_declarations.py`` holds both kinds to the data map."""
+
+    def __init_subclass__(cls, record_type: RecordType | None = None, **kwargs: Any) -> None:
+        if record_type is not None:
+            for spec in record_type.fields:
+                for name, column in declared_columns(spec).items():
+                    if name not in cls.__dict__:
+                        setattr(cls, name, column)
+        super().__init_subclass__(**kwargs)
+
+
+class Contact(DeclaredColumns, Table, tablename="contact", record_type=CONTACT):
     id = UUID(primary_key=True)
     subject_id = UUID(index=True)
     owner_id = Integer(index=True)
@@ -36,7 +107,7 @@ class Contact(Table, tablename="contact"):
     organization_id = UUID(null=True, default=None, index=True)
 
 
-class Organization(Table, tablename="organization"):
+class Organization(DeclaredColumns, Table, tablename="organization", record_type=ORGANIZATION):
     id = UUID(primary_key=True)
     subject_id = UUID(index=True)
     owner_id = Integer(index=True)
@@ -59,7 +130,7 @@ class Organization(Table, tablename="organization"):
     notes = Text(null=True, default=None)
 
 
-class Deal(Table, tablename="deal"):
+class Deal(DeclaredColumns, Table, tablename="deal", record_type=DEAL):
     id = UUID(primary_key=True)
     subject_id = UUID(index=True)  # the contact's: the deal is about that person
     owner_id = Integer(index=True)
@@ -83,7 +154,7 @@ class Deal(Table, tablename="deal"):
     forecast_category = Varchar(length=16, null=True, default=None)
 
 
-class Interaction(Table, tablename="interaction"):
+class Interaction(DeclaredColumns, Table, tablename="interaction", record_type=INTERACTION):
     id = UUID(primary_key=True)
     subject_id = UUID(index=True)
     owner_id = Integer(index=True)
@@ -99,7 +170,8 @@ class Interaction(Table, tablename="interaction"):
     deal_id = UUID(null=True, default=None, index=True)
 
 
-class Case(Table, tablename="support_case"):  # "case" is an SQL keyword
+# "case" is an SQL keyword
+class Case(DeclaredColumns, Table, tablename="support_case", record_type=CASE):
     id = UUID(primary_key=True)
     subject_id = UUID(index=True)
     owner_id = Integer(index=True)
@@ -115,7 +187,7 @@ class Case(Table, tablename="support_case"):  # "case" is an SQL keyword
     contact_id = UUID(index=True)
 
 
-class Lead(Table, tablename="lead"):
+class Lead(DeclaredColumns, Table, tablename="lead", record_type=LEAD):
     id = UUID(primary_key=True)
     subject_id = UUID(index=True)  # its own; handed on to the contact at conversion
     owner_id = Integer(index=True)
@@ -138,7 +210,7 @@ class Lead(Table, tablename="lead"):
     campaign_id = UUID(null=True, default=None, index=True)  # attribution (issue 20)
 
 
-class Task(Table, tablename="task"):
+class Task(DeclaredColumns, Table, tablename="task", record_type=TASK):
     id = UUID(primary_key=True)
     subject_id = UUID(index=True)  # the contact's, or its own for a task about nobody
     owner_id = Integer(index=True)  # who must do it ("my day")
@@ -155,7 +227,7 @@ class Task(Table, tablename="task"):
     case_id = UUID(null=True, default=None, index=True)
 
 
-class Note(Table, tablename="note"):
+class Note(DeclaredColumns, Table, tablename="note", record_type=NOTE):
     id = UUID(primary_key=True)
     subject_id = UUID(index=True)  # the subject of the record it is attached to
     owner_id = Integer(index=True)
@@ -167,7 +239,7 @@ class Note(Table, tablename="note"):
     record_id = UUID(index=True)
 
 
-class CapturedMail(Table, tablename="captured_mail"):
+class CapturedMail(DeclaredColumns, Table, tablename="captured_mail", record_type=MAIL):
     """Captured e-mail (server.mailcapture): one row per person a message matched."""
 
     id = UUID(primary_key=True)
@@ -190,7 +262,7 @@ class CapturedMail(Table, tablename="captured_mail"):
     mailbox_id = UUID(null=True, default=None, index=True)
 
 
-class FeedbackAnswer(Table, tablename="feedback_answer"):
+class FeedbackAnswer(DeclaredColumns, Table, tablename="feedback_answer", record_type=FEEDBACK):
     """An answer to a survey that is not anonymous (server.feedback): about the person."""
 
     id = UUID(primary_key=True)
@@ -207,7 +279,8 @@ class FeedbackAnswer(Table, tablename="feedback_answer"):
     contact_id = UUID(index=True)
 
 
-class CaseMessage(Table, tablename="case_message"):  # server.servicedesk
+# server.servicedesk
+class CaseMessage(DeclaredColumns, Table, tablename="case_message", record_type=CASE_MESSAGE):
     id = UUID(primary_key=True)
     subject_id = UUID(index=True)  # the case's person
     owner_id = Integer(index=True)  # who wrote it (staff), or the desk's system actor

@@ -22,7 +22,9 @@ from server.gateway import Actor, Gateway, InvalidInput, Record
 from server.gateway.ownership import requested_owner, requested_team
 from server.gateway.search import MAX_PAGE_SIZE as MAX_NAME_PAGE_SIZE
 from server.gateway.search import SEARCH_TYPES
+from server.records.bodies import record_body_schema, search_body_schema
 from server.web import (
+    DOCUMENTED_BODY,
     PageNumber,
     PageSize,
     provide_actor,
@@ -254,6 +256,17 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
     )
 
     schemas = record_schemas(rt)
+    # The bodies are parsed by the gateway against the data map (every problem at once,
+    # unknown keys refused unechoed); the document describes them from the same map.
+    json_only = ("application/json",)
+    create_body = {DOCUMENTED_BODY: (record_body_schema(rt, partial=False), json_only)}
+    update_body = {DOCUMENTED_BODY: (record_body_schema(rt, partial=True), json_only)}
+    search_body = {
+        DOCUMENTED_BODY: (
+            search_body_schema(rt, by_name=by_name, longest=MAX_SEARCH_VALUE),
+            json_only,
+        )
+    }
     one, page_of, matches_of = (
         schemas["RecordOut"],
         schemas["RecordPage"],
@@ -304,7 +317,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
                 ),
             )
 
-        @post("/", status_code=HTTP_201_CREATED, description=fields_doc)
+        @post("/", status_code=HTTP_201_CREATED, description=fields_doc, opt=create_body)
         async def create_record(
             self,
             request: Request[Any, Any, Any],
@@ -319,7 +332,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
 
         if searchable or by_name:  # a type with neither has no search
 
-            @post("/search", status_code=200, description=search_doc)
+            @post("/search", status_code=200, description=search_doc, opt=search_body)
             async def search_records(
                 self,
                 request: Request[Any, Any, Any],
@@ -371,6 +384,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
         @patch(
             "/{record_id:uuid}",
             description="Change some fields; `null` clears an optional field.\n\n" + fields_doc,
+            opt=update_body,
         )
         async def update_record(
             self,

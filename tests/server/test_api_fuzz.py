@@ -8,10 +8,13 @@ runs on. A case fails on any 5xx and on any answer the document does not describ
 undeclared status code, content type or header, or a body that does not match its schema).
 Half the cases of an operation with ids in its path use the ids of real records (a
 contact, a deal, a segment, a merge, ... made by the sales rep), so updates, deletes and
-conversions reach the database instead of stopping at 404. And as the document describes
-record bodies and list filters only as "an object" (the data map checks them), half the
-cases of record and segment writes and of list filters are shaped from the data map's
-field names, with arbitrary text (NUL included), numbers and real ids as values.
+conversions reach the database instead of stopping at 404. Record bodies are described
+field by field from the data map (``ContactCreate``, ``ContactUpdate``, ...,
+server/records/bodies.py), so the negative cases break their rules and must be refused;
+list filters and segment filters are not in the document, and a schema cannot name the
+values that broke the API before, so half the cases of record and segment writes and of
+list filters are shaped from the data map's field names, with arbitrary text (NUL
+included), numbers and real ids as values.
 
 Deterministic (``derandomize``: the same cases on every run, no example database) and
 bounded (``MAX_EXAMPLES`` per operation), so CI can afford it on both engines.

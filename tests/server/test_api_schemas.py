@@ -15,6 +15,7 @@ import pytest
 from httpx import AsyncClient, Response
 from jsonschema import Draft202012Validator
 
+from server.datamap import RECORD_TYPES
 from server.services import Services
 from tests.conftest import Staff, contact_values
 from tests.server.leads.test_leads import API, FORM, created, form_body, lead_values
@@ -186,3 +187,99 @@ async def test_record_answers_match_their_generated_schemas(
     refused = await seller.get(f"{API}/deals/{record_id}")
     assert refused.status_code == 404
     conforms(doc, "get", "/api/v1/deals/{record_id}", refused)
+
+
+def body_validator(doc: dict[str, Any], name: str) -> Draft202012Validator:
+    schema = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+async def test_record_bodies_are_described_field_by_field_from_the_data_map(
+    client: AsyncClient,
+) -> None:
+    """Every record type's create, update and search bodies are named schemas built from
+    its declaration: each field a client may set, with the rules the server applies."""
+    doc = await document(client)
+    bodies = {
+        (method, operation["requestBody"]["content"]["application/json"]["schema"].get("$ref"))
+        for operations in doc["paths"].values()
+        for method, operation in operations.items()
+        if isinstance(operation, dict) and "requestBody" in operation
+    }
+    routed = [
+        rt
+        for rt in RECORD_TYPES.values()
+        if f"{rt.label.replace(' ', '')}Record" in doc["components"]["schemas"]
+    ]
+    assert len(routed) >= 10  # every type with API routes of its own
+    for rt in routed:
+        name = rt.label.replace(" ", "")
+        settable = {f.name for f in rt.fields if not f.set_by_rule}
+        for method, suffix in (("post", "Create"), ("patch", "Update")):
+            schema = doc["components"]["schemas"][f"{name}{suffix}"]
+            assert set(schema["properties"]) == settable | {"owner_id", "team"}, name
+            assert schema["additionalProperties"] is False
+            assert (method, f"#/components/schemas/{name}{suffix}") in bodies, name
+        required = {f.name for f in rt.fields if f.required and f.default is None}
+        assert set(doc["components"]["schemas"][f"{name}Create"].get("required", [])) == required
+        assert "required" not in doc["components"]["schemas"][f"{name}Update"]
+    deal = doc["components"]["schemas"]["DealCreate"]["properties"]
+    assert deal["probability"]["minimum"] == 0
+    assert deal["probability"]["maximum"] == 100
+    assert "stage_entered_at" not in deal  # set by the deal rule: a client may not send it
+    stage = doc["components"]["schemas"]["ContactCreate"]["properties"]["lifecycle_stage"]
+    assert stage["anyOf"][0]["enum"] == ["lead", "prospect", "customer", "former_customer"]
+    search = doc["components"]["schemas"]["ContactSearch"]["properties"]
+    assert {"name", "email", "phone"} <= set(search)
+
+
+async def test_the_documented_body_and_the_server_agree(staff: Staff, client: AsyncClient) -> None:
+    """A body the document accepts is one the server takes, and bodies the document
+    refuses the server refuses too (400, in the one documented error schema)."""
+    doc = await document(client)
+    create = body_validator(doc, "ContactCreate")
+    seller = await staff.login(await staff.create("sales"))
+    good = {k: v for k, v in contact_values().items() if k != "birth_date"}
+    create.validate(good)
+    made = await seller.post(f"{API}/contacts", json=good)
+    assert made.status_code == 201, made.text
+    create.validate({**good, "city": "  ", "job_title": None})  # blank and null clear
+
+    refused = {
+        "unknown key": {**good, "favourite_colour": "blue"},
+        "not an e-mail": {**good, "email": "grace-at-example.org"},
+        "too long": {**good, "city": "x" * 101},
+        "no last name": {k: v for k, v in good.items() if k != "last_name"},
+        "empty first name": {**good, "first_name": ""},
+        "not a stage": {**good, "lifecycle_stage": "vip"},
+        "a number for a name": {**good, "first_name": 7},
+    }
+    for why, body in refused.items():
+        assert not create.is_valid(body), why
+        answer = await seller.post(f"{API}/contacts", json=body)
+        assert answer.status_code == 400, (why, answer.text)
+        conforms(doc, "post", "/api/v1/contacts", answer)
+    update = body_validator(doc, "ContactUpdate")
+    update.validate({"city": None})
+    assert not update.is_valid({"last_name": None})  # required: never cleared
+    cleared = await seller.patch(f"{API}/contacts/{made.json()['id']}", json={"last_name": None})
+    assert cleared.status_code == 400
+    conforms(doc, "patch", "/api/v1/contacts/{record_id}", cleared)
+
+
+async def test_every_error_answer_refers_to_the_one_error_schema(client: AsyncClient) -> None:
+    doc = await document(client)
+    error = doc["components"]["schemas"]["Error"]
+    assert error["required"] == ["status_code", "detail"]
+    answers = [
+        answer
+        for operations in doc["paths"].values()
+        for operation in operations.values()
+        if isinstance(operation, dict) and "responses" in operation
+        for status, answer in operation["responses"].items()
+        if status.startswith("4")
+    ]
+    assert len(answers) > 200
+    for answer in answers:
+        schema = answer["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}, answer

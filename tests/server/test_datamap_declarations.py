@@ -45,7 +45,7 @@ from server.datamap import (
     natural_keys,
 )
 from server.gateway.leads import CONTACT_FROM_LEAD
-from server.gateway.tables import TABLES
+from server.gateway.tables import TABLES, DeclaredColumns
 
 RESOURCES = sorted(RECORD_TYPES)
 # The column type a plaintext field of each kind is stored in.
@@ -106,6 +106,20 @@ def test_system_columns_have_their_types(resource: str) -> None:
     for name, kind in SYSTEM_COLUMN_TYPES.items():
         assert type(column(table, name)) is kind, f"{resource}.{name}"
     assert table._meta.primary_key._meta.name == "id"
+
+
+@pytest.mark.parametrize("resource", RESOURCES)
+def test_a_table_that_writes_no_field_out_gets_them_from_the_declaration(resource: str) -> None:
+    """What a new field gets when the class body does not spell it out (DeclaredColumns):
+    for every field of every type, built from the declaration alone, the check passes."""
+    rt = RECORD_TYPES[resource]
+
+    class Bare(DeclaredColumns, Table, tablename=f"declared_{rt.table}", record_type=rt):
+        pass  # every field's columns from the declaration (and Piccolo's own ``id``)
+
+    assert mismatches(rt, Bare) == []
+    made = {c._meta.name for c in Bare._meta.columns} - {"id"}
+    assert made == set(rt.columns) - set(SYSTEM_COLUMNS)
 
 
 def test_the_check_notices_a_column_that_drifts() -> None:
