@@ -81,12 +81,20 @@ def _now() -> dt.datetime:
 
 
 class MailOutbox:
-    def __init__(self, mailer: Mailer, vault: Vault, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        mailer: Mailer,
+        vault: Vault,
+        audit: AuditLog,
+        *,
+        on_settled: Mapping[str, Settled] | None = None,
+    ) -> None:
         self._mailer = mailer
         self._vault = vault
         self._audit = audit
-        # Told when a retried message is delivered ("") or given up (the error code).
-        self.on_settled: dict[str, Settled] = {}
+        # Per purpose, told when a retried message is delivered ("") or given up (the
+        # error code).
+        self.on_settled: Mapping[str, Settled] = dict(on_settled or {})
 
     @property
     def enabled(self) -> bool:

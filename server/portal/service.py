@@ -160,6 +160,8 @@ class Portal:
         settings: Settings,
         requests: DataSubjectRequests,
         secret: bytes,
+        *,
+        exporter: Exporter | None = None,
     ) -> None:
         self._gateway = gateway
         self._audit = audit
@@ -171,8 +173,8 @@ class Portal:
         self._controller = settings.controller_name
         self._contact = settings.controller_contact
         self.actor = Actor.system(PORTAL_JOB)
-        # Set by ``build_services`` once every service exists (the export needs them all).
-        self.exporter: Exporter | None = None
+        # The person's signed bundle (server.dsr.export); without one, no downloads.
+        self.exporter = exporter
 
     async def purge_expired(self, now: dt.datetime | None = None) -> tuple[int, int]:
         """Delete links and sessions that can no longer be used; (links, sessions) removed.
