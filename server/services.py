@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
+from typing import Any
+
+from litestar.datastructures import State
+from litestar.di import Provide
 
 from audit.alerts.engine import AlertEngine
 from audit.log import AuditLog
@@ -88,6 +93,22 @@ class Services:
     mail_outbox: MailOutbox | None = None
     # Erasures started in the console, run in the background (server/dsr/erasure_runs.py).
     erasure_runs: ErasureRuns | None = None
+
+
+def service_dependencies() -> dict[str, Provide]:
+    """Each service as a Litestar dependency named as its field here: a handler asks for
+    ``gateway: NamedDependency[Gateway]``, never for the whole container. The providers
+    hand out the instances ``create_app`` built once and keeps in ``app.state.services``
+    (no per-request construction, no thread hop). Apps built without services (tests
+    that only list routes) declare the same names, so handlers still resolve."""
+    return {f.name: Provide(_provider(f.name), sync_to_thread=False) for f in fields(Services)}
+
+
+def _provider(name: str) -> Callable[[State], Any]:
+    def provide(state: State) -> Any:
+        return getattr(state.services, name)
+
+    return provide
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:

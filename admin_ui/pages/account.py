@@ -21,7 +21,7 @@ from admin_ui.session import PageRedirect, Visit, page_access, provide_visit, wi
 from server.auth import second_factor
 from server.auth.passwords import WeakPassword
 from server.auth.routes import session_cookie
-from server.auth.service import AccountError, SessionState
+from server.auth.service import AccountError, SessionState, StaffAccounts
 from server.auth.zones import MAX_ZONE_NAME, known_zone, zone_names
 from server.vault.envelope import CiphertextError
 from server.web import services_of
@@ -73,21 +73,27 @@ async def account(request: Request[Any, Any, Any], visit: NamedDependency[Visit]
 
 @post("/account/time-zone", include_in_schema=False, dependencies=VISIT, opt=page_access())
 async def change_time_zone(
-    request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+    request: Request[Any, Any, Any],
+    visit: NamedDependency[Visit],
+    *,
+    accounts: NamedDependency[StaffAccounts],
 ) -> Template | Redirect:
     form = await request.form()
     zone = _field(form, "time_zone", MAX_ZONE_NAME + 1)
     if not known_zone(zone):
         errors = {"time_zone": "Choose a time zone from the list."}
         return await account_page(request, visit, errors=errors, status=HTTP_400_BAD_REQUEST)
-    await services_of(request).accounts.set_time_zone(visit.identity.user_id, zone)
+    await accounts.set_time_zone(visit.identity.user_id, zone)
     await flash(request, visit, f"Times are now shown in {zone.replace('_', ' ')}.")
     return see_other("/account")
 
 
 @post("/account/password", include_in_schema=False, dependencies=VISIT, opt=page_access())
 async def change_password(
-    request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+    request: Request[Any, Any, Any],
+    visit: NamedDependency[Visit],
+    *,
+    accounts: NamedDependency[StaffAccounts],
 ) -> Template | Redirect:
     form = await request.form()
     new = _field(form, NEW)
@@ -96,7 +102,7 @@ async def change_password(
         errors[CONFIRM] = "The two new passwords are not the same."
     else:
         try:
-            await services_of(request).accounts.change_password(
+            await accounts.change_password(
                 visit.info, visit.token, _field(form, CURRENT), new, visit.request_id
             )
         except AccountError:
@@ -116,11 +122,13 @@ async def change_password(
     opt=page_access(),
 )
 async def end_session(
-    request: Request[Any, Any, Any], visit: NamedDependency[Visit], session_id: FromPath[int]
+    request: Request[Any, Any, Any],
+    visit: NamedDependency[Visit],
+    session_id: FromPath[int],
+    *,
+    accounts: NamedDependency[StaffAccounts],
 ) -> Redirect:
-    ended = await services_of(request).accounts.end_session(
-        visit.identity, session_id, visit.request_id
-    )
+    ended = await accounts.end_session(visit.identity, session_id, visit.request_id)
     await flash(
         request,
         visit,
@@ -191,8 +199,12 @@ async def enrolment_page(
     dependencies=VISIT,
     opt=page_access(ENROLMENT_STATES),
 )
-async def security(request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
-    accounts = services_of(request).accounts
+async def security(
+    request: Request[Any, Any, Any],
+    visit: NamedDependency[Visit],
+    *,
+    accounts: NamedDependency[StaffAccounts],
+) -> Template:
     replacing = request.query_params.get("replace") == "1"
     if visit.identity.has_totp and not replacing:
         return await render(
@@ -215,8 +227,12 @@ async def security(request: Request[Any, Any, Any], visit: NamedDependency[Visit
     dependencies=VISIT,
     opt=page_access(ENROLMENT_STATES),
 )
-async def enrol(request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
-    accounts = services_of(request).accounts
+async def enrol(
+    request: Request[Any, Any, Any],
+    visit: NamedDependency[Visit],
+    *,
+    accounts: NamedDependency[StaffAccounts],
+) -> Template:
     _may_enrol(visit, "/account/security?replace=1")
     form = await request.form()
     sealed = _field(form, "pending", 4096)

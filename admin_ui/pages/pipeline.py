@@ -31,7 +31,7 @@ from admin_ui.rights import PIPELINE_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.campaigns.service import campaign_choices
 from server.datamap import LOST_REASONS
-from server.gateway import Conflict, Forbidden, InvalidInput, NotFound
+from server.gateway import Conflict, Forbidden, Gateway, InvalidInput, NotFound
 from server.pipelines.service import KINDS, Board, Pipelines
 from server.reports.service import money
 from server.web import services_of
@@ -144,6 +144,8 @@ class BoardPages(Controller):
         visit: NamedDependency[Visit],
         pipeline_id: FromPath[str],
         deal_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template | Redirect | Response[Any]:
         pipelines = _pipelines(request)
         pipeline = await pipelines.get(pipeline_id)
@@ -164,7 +166,7 @@ class BoardPages(Controller):
             )
         stage = pipeline.stage(key)
         if stage is not None and stage.kind == "lost" and not reason:
-            deal = await services_of(request).gateway.read(visit.actor, "deal", deal_id)
+            deal = await gateway.read(visit.actor, "deal", deal_id)
             return await render(
                 request,
                 "pipeline/lost.html",
@@ -181,7 +183,7 @@ class BoardPages(Controller):
             deal = await pipelines.move_deal(visit.actor, deal_id, key, reason or None)
         except InvalidInput as exc:
             if stage is not None and "lost_reason" in exc.problems:
-                deal = await services_of(request).gateway.read(visit.actor, "deal", deal_id)
+                deal = await gateway.read(visit.actor, "deal", deal_id)
                 return await render(
                     request,
                     "pipeline/lost.html",

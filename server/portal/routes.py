@@ -17,11 +17,14 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_404_NOT_FOUND
 
+from audit.trail import AuditTrail
 from server.consent.model import SUBJECT_ACTOR
+from server.consent.service import ConsentEngine
 from server.datamap import InvalidValues, self_correctable
 from server.dsr.export import NoRecords
 from server.dsr.people import OwnRecord
@@ -345,16 +348,20 @@ class PortalPages(Controller):
     # -- consents and the privacy notice -----------------------------------------------------
 
     @get("/consents")
-    async def consents(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def consents(
+        self, request: Request[Any, Any, Any], *, consent: NamedDependency[ConsentEngine]
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        link = services_of(request).consent.preference_link(identity.subject_id)
+        link = consent.preference_link(identity.subject_id)
         return _see_other(link)
 
     @get("/notice")
-    async def notice(self, request: Request[Any, Any, Any]) -> Template:
-        notice = await services_of(request).consent.current_notice()
+    async def notice(
+        self, request: Request[Any, Any, Any], *, consent: NamedDependency[ConsentEngine]
+    ) -> Template:
+        notice = await consent.current_notice()
         text = "" if notice is None else notice.text
         return _page(
             request,
@@ -501,8 +508,10 @@ class PortalTransparency(Controller):
         return _json_download(document, f"access-{seq}-proof.json")
 
     @get("/how-to-check")
-    async def how_to_check(self, request: Request[Any, Any, Any]) -> Template:
-        trail = services_of(request).audit_trail
+    async def how_to_check(
+        self, request: Request[Any, Any, Any], *, audit_trail: NamedDependency[AuditTrail]
+    ) -> Template:
+        trail = audit_trail
         return _page(
             request,
             "how_to_check.html",
@@ -513,8 +522,10 @@ class PortalTransparency(Controller):
         )
 
     @get("/public-key")
-    async def public_key(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        key = services_of(request).audit_trail.public_key_b64
+    async def public_key(
+        self, request: Request[Any, Any, Any], *, audit_trail: NamedDependency[AuditTrail]
+    ) -> Response[bytes]:
+        key = audit_trail.public_key_b64
         return Response(
             (key + "\n").encode(),
             media_type="text/plain",
@@ -522,12 +533,13 @@ class PortalTransparency(Controller):
         )
 
     @get("/receipts")
-    async def receipts(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def receipts(
+        self, request: Request[Any, Any, Any], *, consent: NamedDependency[ConsentEngine]
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        services = services_of(request)
-        ledger = await services.consent.ledger(
+        ledger = await consent.ledger(
             identity.subject_id,
             actor_id=SUBJECT_ACTOR,
             actor_role=SUBJECT_ROLE,
