@@ -123,9 +123,13 @@ class BoardPages(Controller):
 
     @get("/")
     async def default_board(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> Template:
-        pipeline = await _pipelines(request).default()
+        pipeline = await pipelines.default()
         return await self._board(request, visit, pipeline.id)
 
     @get("/{pipeline_id:str}")
@@ -146,8 +150,8 @@ class BoardPages(Controller):
         deal_id: FromPath[str],
         *,
         gateway: NamedDependency[Gateway],
+        pipelines: NamedDependency[Pipelines],
     ) -> Template | Redirect | Response[Any]:
-        pipelines = _pipelines(request)
         pipeline = await pipelines.get(pipeline_id)
         form = await request.form()
         key = _text(form, "stage", 32)
@@ -296,10 +300,14 @@ class PipelineSettingsPages(Controller):
 
     @post("/new")
     async def create(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> Template | Redirect:
         form = await request.form()
-        change = _pipelines(request).create_pipeline(visit.actor, _text(form, "name"))
+        change = pipelines.create_pipeline(visit.actor, _text(form, "name"))
         return await self._change(request, visit, "Pipeline created.", change)
 
     @post("/{pipeline_id:str}/rename")
@@ -308,9 +316,11 @@ class PipelineSettingsPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         pipeline_id: FromPath[str],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> Template | Redirect:
         form = await request.form()
-        change = _pipelines(request).rename_pipeline(visit.actor, pipeline_id, _text(form, "name"))
+        change = pipelines.rename_pipeline(visit.actor, pipeline_id, _text(form, "name"))
         return await self._change(request, visit, "Pipeline renamed.", change)
 
     @post("/{pipeline_id:str}/stages")
@@ -319,6 +329,8 @@ class PipelineSettingsPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         pipeline_id: FromPath[str],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> Template | Redirect:
         form = await request.form()
         probability = _text(form, "probability", 3)
@@ -326,7 +338,7 @@ class PipelineSettingsPages(Controller):
             return await self._page(
                 request, visit, error="Probability: a whole number from 0 to 100.", status=400
             )
-        change = _pipelines(request).add_stage(
+        change = pipelines.add_stage(
             visit.actor,
             pipeline_id,
             _text(form, "name"),
@@ -341,9 +353,10 @@ class PipelineSettingsPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         stage_id: FromPath[str],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> Template | Redirect:
         form = await request.form()
-        pipelines = _pipelines(request)
         action = _text(form, "action", 16)
         if action in ("up", "down"):
             change: Any = pipelines.move_stage(visit.actor, stage_id, -1 if action == "up" else 1)

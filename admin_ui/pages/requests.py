@@ -135,6 +135,7 @@ class RequestPages(Controller):
         visit: NamedDependency[Visit],
         *,
         gateway: NamedDependency[Gateway],
+        requests: NamedDependency[DataSubjectRequests],
     ) -> Template | Redirect:
         """Log a request received by phone, letter or e-mail on the person's behalf."""
         form = await request.form()
@@ -169,7 +170,7 @@ class RequestPages(Controller):
         if problems:
             return await self._queue_page(request, visit, "open", problems=problems, chosen=chosen)
         _, record_id, subject_id = found[0]
-        change = await _requests(request).log(
+        change = await requests.log(
             subject_id,
             chosen["kind"],
             chosen["channel"],
@@ -236,6 +237,7 @@ class RequestPages(Controller):
         request_id: FromPath[str],
         *,
         settings: NamedDependency[Settings],
+        requests: NamedDependency[DataSubjectRequests],
     ) -> Redirect:
         item = await _get(request, request_id)
         form = await request.form()
@@ -251,7 +253,7 @@ class RequestPages(Controller):
             await flash(request, visit, "Review what the export withholds, then release.", "info")
             return see_other(f"{BASE}/{item.id}/release")
         try:
-            change = await _requests(request).transition(
+            change = await requests.transition(
                 item.id,
                 to_state,
                 by=visit.actor.id,
@@ -273,12 +275,14 @@ class RequestPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         request_id: FromPath[str],
+        *,
+        requests: NamedDependency[DataSubjectRequests],
     ) -> Redirect:
         item = await _get(request, request_id)
         form = await request.form()
         months = _text(form, "months")
         try:
-            change = await _requests(request).extend(
+            change = await requests.extend(
                 item.id,
                 int(months) if months in ("1", "2") else 0,
                 _text(form, "reason"),
