@@ -186,11 +186,6 @@ def build_services(settings: Settings) -> Services:
     lapse_later: Later[BasisReview] = Later("the basis review")
     portal_later: Later[Portal] = Later("the portal")
     mailer = Mailer(settings)
-    mail_outbox = MailOutbox(
-        mailer, vault, audit, on_settled={"alert": alerts_later.calls(lambda a: a.delivery_settled)}
-    )
-    alerts = AlertEngine(audit, PurposeMail(mail_outbox, "alert"), settings)
-    alerts_later.set(alerts)
     # Consent links and IP hashes get their own subkey of the master key's index root: it
     # never rotates (blind indexes depend on it too), so an unsubscribe link sent years
     # ago keeps working after session secrets or KEKs are rotated.
@@ -212,12 +207,20 @@ def build_services(settings: Settings) -> Services:
     )  # fmt: skip
     pipelines = Pipelines(audit, policy, gateway)
     pipelines_later.set(pipelines)
+    mail_outbox = MailOutbox(
+        mailer,
+        gateway,
+        audit,
+        on_settled={"alert": alerts_later.calls(lambda a: a.delivery_settled)},
+    )
+    alerts = AlertEngine(audit, PurposeMail(mail_outbox, "alert"), settings)
+    alerts_later.set(alerts)
     accounts = StaffAccounts(
         audit,
         session_secret,
         idle_minutes=settings.session_idle_minutes,
         absolute_hours=settings.session_absolute_hours,
-        vault=vault,
+        sealing=gateway,
         policy=policy,
     )
     witness = settings.audit_witness_file
@@ -230,7 +233,7 @@ def build_services(settings: Settings) -> Services:
     scores = CustomerScores(  # profiling (server.analytics)
         gateway,
         consent,
-        vault,
+        gateway,
         audit,
         rates=ValueRates(settings.score_currency, dict(settings.score_rates)),
     )
@@ -279,7 +282,7 @@ def build_services(settings: Settings) -> Services:
             rate_per_minute=settings.api_token_rate_per_minute,
         ),
         webhooks=Webhooks(
-            audit, WebhookSender(vault, destinations=destinations), destinations
+            audit, WebhookSender(gateway, destinations=destinations), destinations
         ),
         destinations=destinations,
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),

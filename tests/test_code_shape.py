@@ -340,3 +340,40 @@ def test_the_patch_scan_catches_what_build_services_did() -> None:
     }
     for source, flagged in samples.items():
         assert bool(service_patches(source)) is flagged, source
+
+
+# --- the vault stays behind the gateway --------------------------------------------------------
+
+# Where the vault may be held: it lives there, the gateway seals for everyone else, and the
+# composition roots build it and manage its key files. The import contract "Only the gateway
+# reaches the vault" stops imports; this stops ``services.gateway.vault.seal_secret(...)``.
+MAY_HOLD_THE_VAULT = ("server/vault/", "server/gateway/", "server/services.py", "server/cli/")
+
+
+def vault_reached(source: str, name: str = "<sample>") -> list[str]:
+    return [
+        f"{name}:{node.lineno} {ast.unparse(node)}"
+        for node in ast.walk(ast.parse(source, filename=name))
+        if isinstance(node, ast.Attribute) and node.attr in {"vault", "_vault"}
+    ]
+
+
+def test_nothing_outside_the_gateway_reaches_the_vault() -> None:
+    found = []
+    for path in python_files(*SCANNED):
+        name = relative(path)
+        if not name.startswith(MAY_HOLD_THE_VAULT):
+            found += vault_reached(path.read_text(), name)
+    assert found == [], "ask the gateway (server/gateway/sealing.py)"
+
+
+def test_the_vault_scan_catches_what_pages_and_exports_did() -> None:
+    samples = {
+        "vault = services_of(request).gateway.vault": True,
+        "key = pseudonym_key(services.gateway.vault)": True,
+        "self._vault.seal_secret(TOTP_LABEL, user, secret)": True,
+        "key = services.gateway.derived_key(LABEL)": False,
+        "sealed = self._sealing.seal_secret(LABEL, user, secret)": False,
+    }
+    for source, flagged in samples.items():
+        assert bool(vault_reached(source)) is flagged, source

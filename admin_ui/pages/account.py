@@ -23,7 +23,7 @@ from server.auth.passwords import WeakPassword
 from server.auth.routes import session_cookie
 from server.auth.service import AccountError, SessionState, StaffAccounts
 from server.auth.zones import MAX_ZONE_NAME, known_zone, zone_names
-from server.vault.envelope import CiphertextError
+from server.gateway.sealing import CiphertextError
 from server.web import services_of
 
 PENDING_LABEL = "totp-pending"
@@ -148,17 +148,16 @@ def _may_enrol(visit: Visit, target: str) -> None:
 
 
 def _seal_pending(request: Request[Any, Any, Any], visit: Visit, secret: str) -> str:
-    vault = services_of(request).gateway.vault
-    return vault.seal_secret(
+    return services_of(request).gateway.seal_secret(
         PENDING_LABEL, str(visit.identity.user_id), f"{int(time.time())}:{secret}"
     )
 
 
 def _open_pending(request: Request[Any, Any, Any], visit: Visit, sealed: str) -> str | None:
     """The secret from a sealed field, if it is this user's and recent enough."""
-    vault = services_of(request).gateway.vault
+    gateway = services_of(request).gateway
     try:
-        issued, _, secret = vault.open_secret(
+        issued, _, secret = gateway.open_secret(
             PENDING_LABEL, str(visit.identity.user_id), sealed
         ).partition(":")
         age = time.time() - int(issued)

@@ -109,7 +109,7 @@ def _now() -> dt.datetime:
 
 
 class EvidenceSealer(Protocol):
-    """Encryption under a person's data key (:class:`server.vault.Vault`)."""
+    """Encryption under a person's data key (the vault, as wired in ``build_services``)."""
 
     async def seal_for_subject(self, subject_id: str, label: str, plaintext: str) -> str | None:
         """Ciphertext, or None if the person has no key."""

@@ -73,7 +73,7 @@ from server.auth.directory import staff_identities
 from server.consent.model import PROFILING, SUBJECT_ACTOR, ConsentError
 from server.datamap import PURPOSES, RECORD_TYPES, Category, Field, FieldKind, RecordType
 from server.dsr import export_html
-from server.gateway import Actor, GatewayError
+from server.gateway import Actor, Gateway, GatewayError
 from server.gateway.gateway import Record
 from server.gateway.mentions import (
     ANOTHER_PERSON,
@@ -85,7 +85,6 @@ from server.gateway.mentions import (
 )
 from server.money import plain_major
 from server.processing_record import LEGAL_BASIS_LABELS
-from server.vault import Vault
 
 if TYPE_CHECKING:
     from server.services import Services
@@ -221,10 +220,10 @@ class ExportVerification:
 # --- pseudonyms and labels ----------------------------------------------------------------
 
 
-def pseudonym_key(vault: Vault) -> bytes:
+def pseudonym_key(gateway: Gateway) -> bytes:
     """From the master key's index root (never rotated): a person sees the same pseudonym
     for the same member of staff in every export, years apart."""
-    return vault.derived_key(PSEUDONYM_INFO)
+    return gateway.derived_key(PSEUDONYM_INFO)
 
 
 def staff_pseudonym(key: bytes, actor_id: str) -> str:
@@ -829,7 +828,7 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
         also={mention.owner_subject for mention in mentions},
     )
     staff = await _staff_pseudonyms(
-        pseudonym_key(gateway.vault), gateway.default_region, _own_names(held)
+        pseudonym_key(gateway), gateway.default_region, _own_names(held)
     )
     records: dict[str, set[str]] = {}
     fields: dict[str, dict[str, None]] = {}
@@ -1000,7 +999,7 @@ async def build_export(
         raise NoRecords()
     held = collected.held
 
-    key = pseudonym_key(services.gateway.vault)
+    key = pseudonym_key(services.gateway)
     proof = collected.consents
     consent_events = []
     for event in proof["events"]:

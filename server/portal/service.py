@@ -44,11 +44,11 @@ from server.datamap import (
 from server.dsr.people import OwnRecord, own_record
 from server.dsr.requests import DataRequest, DataSubjectRequests, RequestChange, RequestError
 from server.gateway import Actor, Gateway, GatewayError
+from server.gateway.sealing import derive_key
 from server.logs import get_logger
 from server.mail import Mailer, MailResult
 from server.portal.tables import PortalSession, PortalToken
 from server.settings import Settings
-from server.vault.keys import derive_key
 
 PORTAL_JOB = "portal"
 PORTAL_ACTOR_ID = f"system:{PORTAL_JOB}"
