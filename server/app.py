@@ -45,7 +45,7 @@ from server.request_guard import RequestInputGuard
 from server.requests import request_id_middleware
 from server.search.routes import SearchRoutes
 from server.servicedesk.portal_routes import PortalCasePages
-from server.services import Services, build_services
+from server.services import Services, build_services, service_dependencies
 from server.settings import Settings, get_settings
 from server.web import document_error_answers, gateway_error_handler
 
@@ -146,6 +146,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app = Litestar(
         route_handlers=list(ROUTE_HANDLERS),
+        # Every service by name (gateway, campaigns, ...): handlers ask for what they use.
+        dependencies=service_dependencies(),
         # Undecodable, NUL-bearing, too-deep or malformed input and non-JSON API bodies
         # are refused here, once, before any handler parses them (server.request_guard).
         middleware=[RequestInputGuard()],
@@ -163,5 +165,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # sees the router's own 404/405 answers, which must carry a request id and be logged too.
     app.asgi_handler = request_id_middleware(app.asgi_handler)
     document_error_answers(app)
+    # What the service dependencies hand out, and what guards (which Litestar's dependency
+    # injection does not reach) read.
     app.state.services = services
     return app

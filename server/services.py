@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
+from typing import Any
+
+from litestar.datastructures import State
+from litestar.di import Provide
 
 from audit.alerts.engine import AlertEngine
 from audit.log import AuditLog
@@ -55,6 +60,7 @@ from server.vault.rotation import KeyRotation
 from server.webhooks.outbox import EventOutbox
 from server.webhooks.queue import WebhookSender
 from server.webhooks.service import Webhooks
+from server.wiring import Later
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,22 @@ class Services:
     mail_outbox: MailOutbox | None = None
     # Erasures started in the console, run in the background (server/dsr/erasure_runs.py).
     erasure_runs: ErasureRuns | None = None
+
+
+def service_dependencies() -> dict[str, Provide]:
+    """Each service as a Litestar dependency named as its field here: a handler asks for
+    ``gateway: NamedDependency[Gateway]``, never for the whole container. The providers
+    hand out the instances ``create_app`` built once and keeps in ``app.state.services``
+    (no per-request construction, no thread hop). Apps built without services (tests
+    that only list routes) declare the same names, so handlers still resolve."""
+    return {f.name: Provide(_provider(f.name), sync_to_thread=False) for f in fields(Services)}
+
+
+def _provider(name: str) -> Callable[[State], Any]:
+    def provide(state: State) -> Any:
+        return getattr(state.services, name)
+
+    return provide
 
 
 def load_key_provider(settings: Settings) -> KeyProvider:
@@ -138,6 +160,10 @@ def load_session_secret(settings: Settings) -> bytes:
 
 
 def build_services(settings: Settings) -> Services:
+    """Every service, built once and completely: each gets its collaborators through its
+    constructor and nothing is assigned onto it afterwards (tests/test_code_shape.py).
+    Where two services need each other, the one built first gets a ``Later`` of the other
+    (server/wiring.py), set here as soon as that one exists."""
     keys = load_key_provider(settings)
     session_secret = load_session_secret(settings)
     signer = load_audit_signer(settings)
@@ -153,15 +179,48 @@ def build_services(settings: Settings) -> Services:
     # Events appended in a change's transaction also feed the webhook/notice outbox.
     audit = AuditLog(signer.entry_mac(), outbox=outbox.record)
     policy = PolicyEngine()
+    # The services the ones below need before they can be built (cycles: server/wiring.py).
+    built: Later[Services] = Later("the services")
+    alerts_later: Later[AlertEngine] = Later("the alert engine")
+    pipelines_later: Later[Pipelines] = Later("the pipelines")
+    lapse_later: Later[BasisReview] = Later("the basis review")
+    portal_later: Later[Portal] = Later("the portal")
+    mailer = Mailer(settings)
+    # Consent links and IP hashes get their own subkey of the master key's index root: it
+    # never rotates (blind indexes depend on it too), so an unsubscribe link sent years
+    # ago keeps working after session secrets or KEKs are rotated.
+    consent_secret = vault.derived_key(b"consentry/consent/v1")
+    consent = ConsentEngine(
+        audit, mailer, settings, consent_secret, vault,
+        # When a person's last consent goes, nothing else keeping them: erasure review.
+        lapse_listeners=[lapse_later.calls(lambda review: review.consider)],
+    )  # fmt: skip
+    restrictions = Restrictions(audit)
     gateway = Gateway(
-        vault, policy, audit, ActiveStaff(), default_region=settings.default_phone_region
+        vault, policy, audit, ActiveStaff(),
+        default_region=settings.default_phone_region,
+        subject_basis=consent,  # purposes resting on each person's consent ask it
+        restrictions=restrictions,  # restricted people reach only storage purposes
+        merge_blockers=merge_blockers,  # holds, open requests, erasure (server.dsr)
+        # Deal stages belong to the deal's pipeline (configuration): checked on every write.
+        record_rules={"deal": pipelines_later.calls(lambda p: p.deal_rule)},
+    )  # fmt: skip
+    pipelines = Pipelines(audit, policy, gateway)
+    pipelines_later.set(pipelines)
+    mail_outbox = MailOutbox(
+        mailer,
+        gateway,
+        audit,
+        on_settled={"alert": alerts_later.calls(lambda a: a.delivery_settled)},
     )
+    alerts = AlertEngine(audit, PurposeMail(mail_outbox, "alert"), settings)
+    alerts_later.set(alerts)
     accounts = StaffAccounts(
         audit,
         session_secret,
         idle_minutes=settings.session_idle_minutes,
         absolute_hours=settings.session_absolute_hours,
-        vault=vault,
+        sealing=gateway,
         policy=policy,
     )
     witness = settings.audit_witness_file
@@ -171,43 +230,36 @@ def build_services(settings: Settings) -> Services:
         mac=audit.mac,
         witness=WitnessFile(witness) if witness else None,
     )
-    mailer = Mailer(settings)
-    mail_outbox = MailOutbox(mailer, vault, audit)
-    alerts = AlertEngine(audit, PurposeMail(mail_outbox, "alert"), settings)
-    mail_outbox.on_settled["alert"] = alerts.delivery_settled
-    # Consent links and IP hashes get their own subkey of the master key's index root: it
-    # never rotates (blind indexes depend on it too), so an unsubscribe link sent years
-    # ago keeps working after session secrets or KEKs are rotated.
-    consent_secret = vault.derived_key(b"consentry/consent/v1")
-    consent = ConsentEngine(audit, mailer, settings, consent_secret, vault)
-    gateway.subject_basis = consent  # purposes resting on each person's consent ask it
     scores = CustomerScores(  # profiling (server.analytics)
         gateway,
         consent,
-        vault,
+        gateway,
         audit,
         rates=ValueRates(settings.score_currency, dict(settings.score_rates)),
     )
-    requests = DataSubjectRequests(gateway, audit, mailer, settings, outbox=mail_outbox)
-    restrictions = Restrictions(audit)
-    gateway.restrictions = restrictions  # restricted people reach only storage purposes
-    gateway.merge_blockers = merge_blockers  # holds, open requests, erasure (server.dsr)
     erasure = Erasure(gateway, audit, LegalHolds(audit), restrictions)
-    requests.fulfillers["erasure"] = erasure.fulfil
-    requests.fulfillers["restriction"] = partial(restrict_for_request, restrictions)
-    # Deal stages belong to the deal's pipeline (configuration): checked on every write.
-    pipelines = Pipelines(audit, policy, gateway)
-    gateway.record_rules["deal"] = pipelines.deal_rule
-    # When a person's last consent goes, nothing else keeping them: erasure review.
+    requests = DataSubjectRequests(
+        gateway, audit, mailer, settings, outbox=mail_outbox,
+        fulfillers={
+            # A finished erasure e-mails its signed receipt with the fulfilment notice.
+            "erasure": built.calls(lambda s: partial(fulfil_erasure_with_receipt, s)),
+            "restriction": partial(restrict_for_request, restrictions),
+            # Staff-fulfilled access and portability requests: an expiring link.
+            "access": portal_later.calls(lambda p: p.send_download_link),
+            "portability": portal_later.calls(lambda p: p.send_download_link),
+        },
+    )  # fmt: skip
     lapse = BasisReview(
         gateway, consent, requests, erasure.holds,
         grace_days=settings.basis_lapse_grace_days, stage_keys=pipelines.stage_keys_of_kind,
     )  # fmt: skip
-    consent.lapse_listeners.append(lapse.consider)
+    lapse_later.set(lapse)
     # The customer portal: its links, cookies and throttle keys hang off one derived key.
     portal = Portal(
-        gateway, audit, mailer, settings, requests, vault.derived_key(b"consentry/portal/v1")
-    )
+        gateway, audit, mailer, settings, requests, vault.derived_key(b"consentry/portal/v1"),
+        exporter=built.calls(lambda s: partial(export_for_subject, s)),
+    )  # fmt: skip
+    portal_later.set(portal)
     # Hosts typed by users (webhook URLs, mailboxes, calendars): public addresses only,
     # unless the deployment trusts a private range (server/outbound.py).
     destinations = Destinations(settings.outbound_allow)
@@ -230,7 +282,7 @@ def build_services(settings: Settings) -> Services:
             rate_per_minute=settings.api_token_rate_per_minute,
         ),
         webhooks=Webhooks(
-            audit, WebhookSender(vault, destinations=destinations), destinations
+            audit, WebhookSender(gateway, destinations=destinations), destinations
         ),
         destinations=destinations,
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
@@ -239,12 +291,7 @@ def build_services(settings: Settings) -> Services:
         mail_outbox=mail_outbox,
         erasure_runs=ErasureRuns(requests, erasure),
     )  # fmt: skip
-    portal.exporter = partial(export_for_subject, services)
-    # A finished erasure e-mails its signed receipt with the fulfilment notice.
-    requests.fulfillers["erasure"] = partial(fulfil_erasure_with_receipt, services)
-    # Staff-fulfilled access and portability requests: the person gets an expiring link.
-    requests.fulfillers["access"] = portal.send_download_link
-    requests.fulfillers["portability"] = portal.send_download_link
+    built.set(services)
     return services
 
 

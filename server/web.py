@@ -49,6 +49,8 @@ PageSize = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="re
 
 
 def services_of(request: Request[Any, Any, Any]) -> Services:
+    """The container, for guards and helpers that only hold a request: handlers ask for
+    each service by name instead (``service_dependencies`` in server/services.py)."""
     services: Services = request.app.state.services
     return services
 
@@ -125,10 +127,6 @@ def actor_of(identity: StaffIdentity, request_id: str) -> Actor:
         actor_id=identity.actor_id,
         limits=identity.token,
     )
-
-
-async def provide_services(request: Request[Any, Any, Any]) -> Services:
-    return services_of(request)
 
 
 def client_address_of(request: Request[Any, Any, Any]) -> str:

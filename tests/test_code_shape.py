@@ -17,6 +17,11 @@ audit events built in one place, in modules and functions one can read.
   (duplicates, erasure, lead conversion, bulk, search) and the rest of the app use the
   core's documented public interface (``server.gateway.core.GatewayCore``), so the core
   can change inside without breaking them, and every check runs the one way it is written.
+- The services are built complete: where they are wired (``server/services.py``,
+  ``server/wiring.py``) nothing is assigned onto a service after it was constructed
+  (``gateway.subject_basis = consent``, ``requests.fulfillers["access"] = ...``,
+  ``consent.lapse_listeners.append(...)``). A collaborator is a constructor argument; a
+  cycle is broken with ``server.wiring.Later``, which is set once.
 """
 
 from __future__ import annotations
@@ -370,3 +375,113 @@ def test_the_private_access_scan_catches_what_features_did() -> None:
     }
     for source, flagged in samples.items():
         assert bool(private_gateway_access(source)) is flagged, source
+
+
+# --- services are built complete, never patched afterwards ------------------------------------
+
+# Where the services are built and wired together.
+WIRING_FILES = ("server/services.py", "server/wiring.py")
+# Calls that change a collection in place: on an attribute of a service, a patch too.
+MUTATORS = frozenset({"append", "extend", "insert", "update", "setdefault", "add", "__setitem__"})
+
+
+def _root(node: ast.expr) -> str:
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def _patched(target: ast.expr) -> bool:
+    """An attribute of something other than ``self`` (``gateway.restrictions = ...``), or an
+    item of one (``requests.fulfillers["access"] = ...``)."""
+    if isinstance(target, ast.Subscript):
+        target = target.value
+    return isinstance(target, ast.Attribute) and _root(target) != "self"
+
+
+def _changes_a_service(func: ast.expr) -> bool:
+    """``setattr(...)``, or ``service.collection.append(...)`` and the like."""
+    if isinstance(func, ast.Name):
+        return func.id in {"setattr", "delattr"}
+    return isinstance(func, ast.Attribute) and func.attr in MUTATORS and _patched(func.value)
+
+
+def service_patches(source: str, name: str = "<sample>") -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source, filename=name)):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Call) and _changes_a_service(node.func):
+            found.append(f"{name}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, ast.Delete):
+            targets = node.targets
+        found += [f"{name}:{node.lineno} {ast.unparse(t)}" for t in targets if _patched(t)]
+    return found
+
+
+def test_services_are_not_patched_after_construction() -> None:
+    found = []
+    for name in WIRING_FILES:
+        found += service_patches((ROOT / name).read_text(), name)
+    assert found == [], "pass collaborators to the constructor (or a server.wiring.Later)"
+
+
+def test_the_patch_scan_catches_what_build_services_did() -> None:
+    """The scan would have failed on every line the wiring used to patch services with."""
+    samples = {
+        "gateway.subject_basis = consent": True,
+        'gateway.record_rules["deal"] = pipelines.deal_rule': True,
+        'requests.fulfillers["access"] = portal.send_download_link': True,
+        'mail_outbox.on_settled["alert"] = alerts.delivery_settled': True,
+        "portal.exporter = partial(export_for_subject, services)": True,
+        "consent.lapse_listeners.append(lapse.consider)": True,
+        "services.portal.exporter = None": True,
+        "gateway.count += 1": True,
+        'setattr(gateway, "restrictions", restrictions)': True,
+        "self._value = value": False,
+        "built.set(services)": False,
+        "portal = Portal(gateway, exporter=exporter)": False,
+        "rules = {}; rules['deal'] = rule": False,
+    }
+    for source, flagged in samples.items():
+        assert bool(service_patches(source)) is flagged, source
+
+
+# --- the vault stays behind the gateway --------------------------------------------------------
+
+# Where the vault may be held: it lives there, the gateway seals for everyone else, and the
+# composition roots build it and manage its key files. The import contract "Only the gateway
+# reaches the vault" stops imports; this stops ``services.gateway.vault.seal_secret(...)``.
+MAY_HOLD_THE_VAULT = ("server/vault/", "server/gateway/", "server/services.py", "server/cli/")
+
+
+def vault_reached(source: str, name: str = "<sample>") -> list[str]:
+    return [
+        f"{name}:{node.lineno} {ast.unparse(node)}"
+        for node in ast.walk(ast.parse(source, filename=name))
+        if isinstance(node, ast.Attribute) and node.attr in {"vault", "_vault"}
+    ]
+
+
+def test_nothing_outside_the_gateway_reaches_the_vault() -> None:
+    found = []
+    for path in python_files(*SCANNED):
+        name = relative(path)
+        if not name.startswith(MAY_HOLD_THE_VAULT):
+            found += vault_reached(path.read_text(), name)
+    assert found == [], "ask the gateway (server/gateway/sealing.py)"
+
+
+def test_the_vault_scan_catches_what_pages_and_exports_did() -> None:
+    samples = {
+        "vault = services_of(request).gateway.vault": True,
+        "key = pseudonym_key(services.gateway.vault)": True,
+        "self._vault.seal_secret(TOTP_LABEL, user, secret)": True,
+        "key = services.gateway.derived_key(LABEL)": False,
+        "sealed = self._sealing.seal_secret(LABEL, user, secret)": False,
+    }
+    for source, flagged in samples.items():
+        assert bool(vault_reached(source)) is flagged, source

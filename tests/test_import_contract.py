@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("server", "policy", "audit", "admin_ui", "migrations")
 GATEWAY_CONTRACT = "Only the gateway touches customer tables"
 VAULT_CONTRACT = "Only the vault touches subject keys"
+VAULT_REACH_CONTRACT = "Only the gateway reaches the vault"
 
 
 def lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -40,6 +41,7 @@ def test_contracts_hold_in_the_repository() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{GATEWAY_CONTRACT} KEPT" in result.stdout
     assert f"{VAULT_CONTRACT} KEPT" in result.stdout
+    assert f"{VAULT_REACH_CONTRACT} KEPT" in result.stdout
     assert "0 broken" in result.stdout
 
 
@@ -61,9 +63,23 @@ def test_contracts_hold_in_the_repository() -> None:
             VAULT_CONTRACT,
         ),
         (
-            "server/records/leak.py",
+            # The command line may use the vault (key files), never its key tables.
+            "server/cli/leak.py",
             "import server.vault.tables\n",
             VAULT_CONTRACT,
+            GATEWAY_CONTRACT,
+        ),
+        (
+            # An admin page sealing with the vault itself instead of asking the gateway.
+            "admin_ui/pages/leak.py",
+            "from server.vault import Vault\n",
+            VAULT_REACH_CONTRACT,
+            VAULT_CONTRACT,
+        ),
+        (
+            "server/dsr/leak.py",
+            "from server.vault.keys import derive_key\n",
+            VAULT_REACH_CONTRACT,
             GATEWAY_CONTRACT,
         ),
     ],

@@ -21,9 +21,9 @@ from admin_ui.session import PageRedirect, Visit, page_access, provide_visit, wi
 from server.auth import second_factor
 from server.auth.passwords import WeakPassword
 from server.auth.routes import session_cookie
-from server.auth.service import AccountError, SessionState
+from server.auth.service import AccountError, SessionState, StaffAccounts
 from server.auth.zones import MAX_ZONE_NAME, known_zone, zone_names
-from server.vault.envelope import CiphertextError
+from server.gateway.sealing import CiphertextError
 from server.web import services_of
 
 PENDING_LABEL = "totp-pending"
@@ -73,21 +73,27 @@ async def account(request: Request[Any, Any, Any], visit: NamedDependency[Visit]
 
 @post("/account/time-zone", include_in_schema=False, dependencies=VISIT, opt=page_access())
 async def change_time_zone(
-    request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+    request: Request[Any, Any, Any],
+    visit: NamedDependency[Visit],
+    *,
+    accounts: NamedDependency[StaffAccounts],
 ) -> Template | Redirect:
     form = await request.form()
     zone = _field(form, "time_zone", MAX_ZONE_NAME + 1)
     if not known_zone(zone):
         errors = {"time_zone": "Choose a time zone from the list."}
         return await account_page(request, visit, errors=errors, status=HTTP_400_BAD_REQUEST)
-    await services_of(request).accounts.set_time_zone(visit.identity.user_id, zone)
+    await accounts.set_time_zone(visit.identity.user_id, zone)
     await flash(request, visit, f"Times are now shown in {zone.replace('_', ' ')}.")
     return see_other("/account")
 
 
 @post("/account/password", include_in_schema=False, dependencies=VISIT, opt=page_access())
 async def change_password(
-    request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+    request: Request[Any, Any, Any],
+    visit: NamedDependency[Visit],
+    *,
+    accounts: NamedDependency[StaffAccounts],
 ) -> Template | Redirect:
     form = await request.form()
     new = _field(form, NEW)
@@ -96,7 +102,7 @@ async def change_password(
         errors[CONFIRM] = "The two new passwords are not the same."
     else:
         try:
-            await services_of(request).accounts.change_password(
+            await accounts.change_password(
                 visit.info, visit.token, _field(form, CURRENT), new, visit.request_id
             )
         except AccountError:
@@ -116,11 +122,13 @@ async def change_password(
     opt=page_access(),
 )
 async def end_session(
-    request: Request[Any, Any, Any], visit: NamedDependency[Visit], session_id: FromPath[int]
+    request: Request[Any, Any, Any],
+    visit: NamedDependency[Visit],
+    session_id: FromPath[int],
+    *,
+    accounts: NamedDependency[StaffAccounts],
 ) -> Redirect:
-    ended = await services_of(request).accounts.end_session(
-        visit.identity, session_id, visit.request_id
-    )
+    ended = await accounts.end_session(visit.identity, session_id, visit.request_id)
     await flash(
         request,
         visit,
@@ -140,17 +148,16 @@ def _may_enrol(visit: Visit, target: str) -> None:
 
 
 def _seal_pending(request: Request[Any, Any, Any], visit: Visit, secret: str) -> str:
-    vault = services_of(request).gateway.vault
-    return vault.seal_secret(
+    return services_of(request).gateway.seal_secret(
         PENDING_LABEL, str(visit.identity.user_id), f"{int(time.time())}:{secret}"
     )
 
 
 def _open_pending(request: Request[Any, Any, Any], visit: Visit, sealed: str) -> str | None:
     """The secret from a sealed field, if it is this user's and recent enough."""
-    vault = services_of(request).gateway.vault
+    gateway = services_of(request).gateway
     try:
-        issued, _, secret = vault.open_secret(
+        issued, _, secret = gateway.open_secret(
             PENDING_LABEL, str(visit.identity.user_id), sealed
         ).partition(":")
         age = time.time() - int(issued)
@@ -191,8 +198,12 @@ async def enrolment_page(
     dependencies=VISIT,
     opt=page_access(ENROLMENT_STATES),
 )
-async def security(request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
-    accounts = services_of(request).accounts
+async def security(
+    request: Request[Any, Any, Any],
+    visit: NamedDependency[Visit],
+    *,
+    accounts: NamedDependency[StaffAccounts],
+) -> Template:
     replacing = request.query_params.get("replace") == "1"
     if visit.identity.has_totp and not replacing:
         return await render(
@@ -215,8 +226,12 @@ async def security(request: Request[Any, Any, Any], visit: NamedDependency[Visit
     dependencies=VISIT,
     opt=page_access(ENROLMENT_STATES),
 )
-async def enrol(request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
-    accounts = services_of(request).accounts
+async def enrol(
+    request: Request[Any, Any, Any],
+    visit: NamedDependency[Visit],
+    *,
+    accounts: NamedDependency[StaffAccounts],
+) -> Template:
     _may_enrol(visit, "/account/security?replace=1")
     form = await request.form()
     sealed = _field(form, "pending", 4096)

@@ -29,6 +29,8 @@ from audit.alerts.engine import AlertEngine
 from audit.alerts.model import AlertError, AlertNotFound, Changer, RuleInvalid
 from audit.alerts.raised import ACKNOWLEDGEMENTS, KIND_LABELS, UNITS
 from audit.alerts.rules import Rule, RuleKind, RuleSettings
+from server.mail import Mailer
+from server.settings import Settings
 from server.web import services_of
 
 STATES = {"open": "Open", "acknowledged": "Acknowledged", "all": "All"}
@@ -118,7 +120,12 @@ class AlertPages(Controller):
 
     @get("/")
     async def index(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        mailer: NamedDependency[Mailer],
+        settings: NamedDependency[Settings],
     ) -> Template:
         engine = _engine(request, visit)
         params = request.query_params
@@ -129,8 +136,6 @@ class AlertPages(Controller):
         def link(number: int) -> str:
             return "/compliance/alerts?" + urlencode({"state": state, "page": number})
 
-        mailer = services_of(request).mailer
-        settings = services_of(request).settings
         return await render(
             request,
             "compliance/alerts.html",

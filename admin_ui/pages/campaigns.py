@@ -166,9 +166,12 @@ class CampaignPages(Controller):
 
     @get("/")
     async def index(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template:
-        campaigns = _campaigns(request)
         every = await campaigns.campaigns(visit.actor)
         segments = await campaigns.segments(visit.actor)
         return await render(
@@ -237,17 +240,24 @@ class CampaignPages(Controller):
 
     @get("/segments/new")
     async def new_segment(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template:
-        await _campaigns(request).require_manager(visit.actor, "segment_form")
+        await campaigns.require_manager(visit.actor, "segment_form")
         values = {"name": "", "description": "", "filters": {}}
         return await self._segment_form(request, visit, segment=None, values=values)
 
     @post("/segments/new")
     async def create_segment(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template | Redirect:
-        campaigns = _campaigns(request)
         await campaigns.require_manager(visit.actor, "segment_create")
         form = await request.form()
         groups = await _filter_options(request, visit)
@@ -279,8 +289,10 @@ class CampaignPages(Controller):
         visit: NamedDependency[Visit],
         segment_id: FromPath[str],
         page: FromQuery[int] = 1,
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template:
-        segment = await _campaigns(request).segment(visit.actor, segment_id)
+        segment = await campaigns.segment(visit.actor, segment_id)
         values = {
             "name": segment.name,
             "description": segment.description,
@@ -296,8 +308,9 @@ class CampaignPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         segment_id: FromPath[str],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template | Redirect:
-        campaigns = _campaigns(request)
         segment = await campaigns.segment(visit.actor, segment_id)
         form = await request.form()
         groups = await _filter_options(request, visit)
@@ -326,9 +339,11 @@ class CampaignPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         segment_id: FromPath[str],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Redirect:
         try:
-            await _campaigns(request).delete_segment(visit.actor, segment_id)
+            await campaigns.delete_segment(visit.actor, segment_id)
         except Conflict as exc:
             await flash(request, visit, exc.message, "error")
             return see_other(f"/campaigns/segments/{segment_id}")
@@ -369,8 +384,10 @@ class CampaignPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         segment: FromQuery[str] = "",
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template:
-        await _campaigns(request).require_manager(visit.actor, "form")
+        await campaigns.require_manager(visit.actor, "form")
         values = {
             "name": "",
             "purpose": "marketing_email",
@@ -382,9 +399,12 @@ class CampaignPages(Controller):
 
     @post("/new")
     async def create_campaign(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template | Redirect:
-        campaigns = _campaigns(request)
         await campaigns.require_manager(visit.actor, "create")
         form = await request.form()
         values = {
@@ -449,8 +469,10 @@ class CampaignPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         campaign_id: FromPath[str],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template:
-        campaign = await _campaigns(request).campaign(visit.actor, campaign_id)
+        campaign = await campaigns.campaign(visit.actor, campaign_id)
         return await self._campaign_page(request, visit, campaign)
 
     @post("/{campaign_id:str}/send")
@@ -459,8 +481,9 @@ class CampaignPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         campaign_id: FromPath[str],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template | Redirect:
-        campaigns = _campaigns(request)
         campaign = await campaigns.campaign(visit.actor, campaign_id)
         form = await request.form()
         confirmed = _text(form, "confirm_audience", 12)
@@ -507,8 +530,9 @@ class CampaignPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         campaign_id: FromPath[str],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template | Redirect:
-        campaigns = _campaigns(request)
         try:
             await campaigns.cancel_campaign(visit.actor, campaign_id)
         except Conflict as exc:
@@ -526,8 +550,9 @@ class CampaignPages(Controller):
         visit: NamedDependency[Visit],
         campaign_id: FromPath[str],
         page: FromQuery[int] = 1,
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template:
-        campaigns = _campaigns(request)
         campaign = await campaigns.campaign(visit.actor, campaign_id)
         people = await campaigns.call_list(
             visit.actor, campaign, page=max(page, 1), page_size=MEMBERS_PER_PAGE

@@ -46,7 +46,7 @@ from server.consent.model import (
 )
 from server.consent.service import ConsentEngine
 from server.datamap import LegalBasis
-from server.gateway import Record
+from server.gateway import Gateway, Record
 from server.web import services_of
 
 BASE = "/compliance/consent"
@@ -578,13 +578,13 @@ class ConsentPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         record_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Redirect:
         """An objection lifted at the person's request by phone or letter: staff must say
         how they asked (the evidence, sealed under the person's key); one ledger event."""
         engine = _engine(request, visit)
-        record = await services_of(request).gateway.read(
-            visit.actor, "contact", record_id[:64], fields=()
-        )
+        record = await gateway.read(visit.actor, "contact", record_id[:64], fields=())
         back = f"/contacts/{record.id}"
         form = await request.form()
         scope, source, note = (
@@ -621,11 +621,12 @@ class ConsentPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         record_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template | Redirect:
         """Consent given or withdrawn by phone or letter, recorded by staff on the person's
         behalf (source phone or staff, the staff member as actor)."""
         engine = _engine(request, visit)
-        gateway = services_of(request).gateway
         # The subject comes from the record the staff member can see, never from the form.
         # No field is read: the gateway audits a read of the record's ids only.
         record = await gateway.read(visit.actor, "contact", record_id[:64], fields=())

@@ -445,8 +445,10 @@ class CustomerPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         record_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
+        policy: NamedDependency[PolicyEngine],
     ) -> Template:
-        gateway = services_of(request).gateway
         # 404 (audited) for a person out of the user's scope, before anything else is read.
         contact = await gateway.read(visit.actor, "contact", record_id)
         if contact.erased:
@@ -455,7 +457,7 @@ class CustomerPages(Controller):
             )
         now = dt.datetime.now(dt.UTC)
         organization = await organization_of(gateway, visit, contact)
-        lists = await related_lists(gateway, services_of(request).policy, visit, contact)
+        lists = await related_lists(gateway, policy, visit, contact)
         consents, timeline = await consent_entries(request, contact)
         ledger = await consent_ledger(request, visit, contact)
         scores = await score_view(request, visit, contact)

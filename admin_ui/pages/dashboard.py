@@ -26,12 +26,21 @@ from admin_ui.pages.audit_views import trail_status
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
 from audit import queries
+from audit.alerts.engine import AlertEngine
+from audit.log import AuditLog
+from audit.trail import AuditTrail
+from policy.enforcer import PolicyEngine
 from server.campaigns.funnel import CampaignFunnel
+from server.campaigns.service import Campaigns
 from server.datamap import RECORD_TYPES
+from server.dsr.requests import DataSubjectRequests
 from server.forecast.service import Forecasts, period_for
+from server.gateway import Gateway
+from server.pipelines.service import Pipelines
 from server.reports.dashboard import Dashboard
 from server.reports.service import CrmReports, money
 from server.reports.small_groups import SmallGroups
+from server.settings import Settings
 from server.web import services_of
 
 COUNTED = (
@@ -110,12 +119,24 @@ async def profiling_summary(request: Request[Any, Any, Any]) -> dict[str, Any]:
     dependencies={"visit": Provide(provide_visit)},
     opt=page_access(),
 )
-async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Template:
-    services = services_of(request)
+async def dashboard(
+    request: Request[Any, Any, Any],
+    visit: NamedDependency[Visit],
+    *,
+    alerts: NamedDependency[AlertEngine],
+    audit: NamedDependency[AuditLog],
+    audit_trail: NamedDependency[AuditTrail],
+    campaigns: NamedDependency[Campaigns],
+    gateway: NamedDependency[Gateway],
+    pipelines: NamedDependency[Pipelines],
+    policy: NamedDependency[PolicyEngine],
+    requests: NamedDependency[DataSubjectRequests],
+    settings: NamedDependency[Settings],
+) -> Template:
     board = Dashboard(
-        services.gateway,
-        services.policy,
-        min_group_size=services.settings.report_min_group_size,
+        gateway,
+        policy,
+        min_group_size=settings.report_min_group_size,
     )
     role = visit.identity.role
     actor = visit.actor
@@ -140,13 +161,12 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
         "profiling": None,
     }
     if board.sells(role):
-        pipelines = await services.pipelines.all()
-        context["selling"] = await board.sales(actor, pipelines, now)
+        context["selling"] = await board.sales(actor, await pipelines.all(), now)
     forecasts = Forecasts(
-        services.gateway,
-        services.policy,
-        services.audit,
-        min_group_size=services.settings.report_min_group_size,
+        gateway,
+        policy,
+        audit,
+        min_group_size=settings.report_min_group_size,
     )
     if forecasts.may_view(role):  # this quarter's forecast and attainment (issue 20)
         context["forecast"] = await forecasts.forecast(actor, period_for("quarter", now.date()))
@@ -156,15 +176,14 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
         context["cases"] = await board.cases(actor, now)
         # Cases by status and SLA in the role's case scope (the cases report's grid).
         context["case_report"] = await CrmReports(
-            services.gateway, min_group_size=services.settings.report_min_group_size
+            gateway, min_group_size=settings.report_min_group_size
         ).cases(actor, now=now)
     if board.markets(role):
-        campaigns = services.campaigns
         context["campaigns"] = (await campaigns.campaigns(actor))[:SHOWN]
         funnel = await CampaignFunnel(
-            services.gateway,
+            gateway,
             campaigns,
-            min_group_size=services.settings.report_min_group_size,
+            min_group_size=settings.report_min_group_size,
         ).funnel(actor)
         context["funnel"] = funnel.campaigns[:SHOWN]
         context["segments"] = [
@@ -172,18 +191,16 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
             for s in (await campaigns.segments(actor))[:SHOWN]
         ]
     if board.audits(role):
-        queue = await services.requests.queue(open_only=True, now=now)
+        queue = await requests.queue(open_only=True, now=now)
         context["requests"] = queue[:SHOWN]
         context["open_requests"] = len(queue)
         context["overdue_requests"] = sum(1 for r in queue if r.overdue)
-        if services.policy.allows(role, "audit", "verify"):
-            context["verification"] = await trail_status(
-                services.audit_trail, services.settings.audit_stall_seconds
-            )
-    if services.policy.allows(role, "processing_record", "read"):
+        if policy.allows(role, "audit", "verify"):
+            context["verification"] = await trail_status(audit_trail, settings.audit_stall_seconds)
+    if policy.allows(role, "processing_record", "read"):
         context["profiling"] = await profiling_summary(request)
-    if services.policy.allows(role, "alert", "manage"):
-        context["alerts_open"] = (await services.alerts.list_alerts(state="open")).open_total
+    if policy.allows(role, "alert", "manage"):
+        context["alerts_open"] = (await alerts.list_alerts(state="open")).open_total
     return await render(
         request,
         "dashboard.html",
@@ -191,7 +208,7 @@ async def dashboard(request: Request[Any, Any, Any], visit: NamedDependency[Visi
         section="dashboard",
         title="Dashboard",
         counts=counts,
-        purpose=services.gateway.default_purpose(role),
+        purpose=gateway.default_purpose(role),
         activity=await recent_activity(actor.id, now),
         money=money,
         today=now.date(),

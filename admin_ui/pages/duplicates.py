@@ -24,7 +24,6 @@ from server.datamap import CONTACT, RECORD_TYPES
 from server.gateway import Gateway, GatewayError, NotFound
 from server.gateway import Record as GatewayRecord
 from server.gateway.duplicates import MERGED, SURVIVOR, Merge
-from server.web import services_of
 
 PAIRS_PER_PAGE = 20
 REASONS = {"email": "Same e-mail", "phone": "Same phone", "name": "Similar name"}
@@ -47,10 +46,6 @@ class FieldRow:
     second: str
     choosable: bool  # the values differ and the user may write the field
     chosen: str  # the contact id whose value is kept by default
-
-
-def _gateway(request: Request[Any, Any, Any]) -> Gateway:
-    return services_of(request).gateway
 
 
 def _require_merge_right(gateway: Gateway, visit: Visit) -> None:
@@ -78,9 +73,12 @@ class DuplicatePages(Controller):
 
     @get("/contacts/duplicates")
     async def pairs(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template:
-        gateway = _gateway(request)
         _require_merge_right(gateway, visit)
         scan = await gateway.find_duplicates(visit.actor)
         page = _page(request)
@@ -125,8 +123,9 @@ class DuplicatePages(Controller):
         visit: NamedDependency[Visit],
         first_id: FromPath[str],
         second_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template:
-        gateway = _gateway(request)
         _require_merge_right(gateway, visit)
         preview = await gateway.merge_preview(visit.actor, first_id, second_id)
         first = await gateway.read(visit.actor, CONTACT.resource, first_id)
@@ -189,8 +188,9 @@ class DuplicatePages(Controller):
         visit: NamedDependency[Visit],
         first_id: FromPath[str],
         second_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Redirect:
-        gateway = _gateway(request)
         _require_merge_right(gateway, visit)
         form = await request.form()
         survivor = form.get("survivor")
@@ -210,9 +210,12 @@ class DuplicatePages(Controller):
 
     @get("/merges")
     async def merges(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template:
-        gateway = _gateway(request)
         _require_merge_right(gateway, visit)
         found = await gateway.list_merges(visit.actor)
         return await render(
@@ -238,8 +241,9 @@ class DuplicatePages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         merge_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template:
-        gateway = _gateway(request)
         _require_merge_right(gateway, visit)
         merge = await gateway.read_merge(visit.actor, merge_id)
         survivor = await self._survivor(gateway, visit, merge)
@@ -261,8 +265,9 @@ class DuplicatePages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         merge_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Redirect:
-        gateway = _gateway(request)
         _require_merge_right(gateway, visit)
         merge = await gateway.undo_merge(visit.actor, merge_id)
         await flash(request, visit, "Merge undone: both contacts are back as they were.")
@@ -274,8 +279,9 @@ class DuplicatePages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         merge_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Redirect:
-        gateway = _gateway(request)
         _require_merge_right(gateway, visit)
         merge = await gateway.confirm_merge(visit.actor, merge_id)
         await flash(request, visit, "Merge confirmed: the duplicate has been erased.")

@@ -24,7 +24,8 @@ from admin_ui.rendering import render, see_other
 from admin_ui.rights import DSR_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import RECORD_TYPES
-from server.dsr.erasure_runs import is_quiet
+from server.dsr.erasure import Erasure
+from server.dsr.erasure_runs import ErasureRuns, is_quiet
 from server.dsr.holds import Hold
 from server.dsr.requests import DataRequest, RequestError
 from server.web import services_of
@@ -142,6 +143,8 @@ class ErasurePages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         request_id: FromPath[str],
+        *,
+        erasure_runs: NamedDependency[ErasureRuns | None],
     ) -> Template | Redirect:
         """Erase only when the reference typed matches this request's."""
         item = await _erasure_request(request, request_id)
@@ -154,7 +157,7 @@ class ErasurePages(Controller):
                 item,
                 problem="Type the request reference shown above to confirm the erasure.",
             )
-        runs = services_of(request).erasure_runs
+        runs = erasure_runs
         if runs is None:  # pragma: no cover - build_services always provides it
             raise NotFoundException()
         # Erasing can take a while (mentions in every note): it runs in the background and
@@ -170,12 +173,14 @@ class ErasurePages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         request_id: FromPath[str],
+        *,
+        erasure: NamedDependency[Erasure],
     ) -> Template:
         """How far the erasure of this request's person has got; refreshes while it runs."""
         item = await _erasure_request(request, request_id)
-        job = await services_of(request).erasure.job_for_request(item.id)
+        job = await erasure.job_for_request(item.id)
         if job is None:
-            job = await services_of(request).erasure.job_for_subject(item.subject_id)
+            job = await erasure.job_for_subject(item.subject_id)
         quiet = job is not None and is_quiet(job)
         done = job.steps if job is not None else ()
         return await render(

@@ -15,7 +15,7 @@ from admin_ui.forms import FieldChoices, choice_label
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.campaigns.funnel import CampaignFunnel, Funnel
-from server.campaigns.service import campaign_choices
+from server.campaigns.service import Campaigns, campaign_choices
 from server.datamap import CURRENCIES
 from server.gateway import InvalidInput
 from server.money import AmountError, format_money, parse_major
@@ -93,7 +93,11 @@ class FunnelPages(Controller):
 
     @post("/cost")
     async def set_cost(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> Template | Redirect:
         form = await request.form()
         campaign_id = str(form.get("campaign") or "")[:40]
@@ -102,7 +106,7 @@ class FunnelPages(Controller):
             cost = parse_major(
                 str(form.get("cost") or "")[:40], currency if currency in CURRENCIES else None
             )
-            await services_of(request).campaigns.set_cost(visit.actor, campaign_id, cost, currency)
+            await campaigns.set_cost(visit.actor, campaign_id, cost, currency)
         except AmountError as exc:
             return await self._page(request, visit, error=f"Cost: {exc}", status=400)
         except InvalidInput as exc:

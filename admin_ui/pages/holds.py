@@ -18,8 +18,8 @@ from litestar.response import Redirect, Template
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.rights import DSR_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
+from server.dsr.erasure import Erasure
 from server.dsr.holds import REASONS, HoldError, scopes
-from server.web import services_of
 
 BASE = "/compliance/holds"
 
@@ -37,11 +37,15 @@ class HoldPages(Controller):
 
     @get("/")
     async def index(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        erasure: NamedDependency[Erasure],
     ) -> Template:
         """The holds in force, soonest end first, and the form to add one."""
         show_all = request.query_params.get("show") == "all"
-        holds = await services_of(request).erasure.holds.all(include_ended=show_all)
+        holds = await erasure.holds.all(include_ended=show_all)
         return await render(
             request,
             "compliance/holds.html",
@@ -55,7 +59,13 @@ class HoldPages(Controller):
         )
 
     @post("/")
-    async def add(self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Redirect:
+    async def add(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        erasure: NamedDependency[Erasure],
+    ) -> Redirect:
         form = await request.form()
         try:
             until = dt.date.fromisoformat(_text(form, "held_until", 10))
@@ -63,7 +73,7 @@ class HoldPages(Controller):
             await flash(request, visit, "Not added: enter the last day as YYYY-MM-DD.", "error")
             return see_other(BASE)
         try:
-            await services_of(request).erasure.holds.add(
+            await erasure.holds.add(
                 _text(form, "subject_id"),
                 _text(form, "scope"),
                 _text(form, "reason"),
@@ -83,9 +93,11 @@ class HoldPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         hold_id: FromPath[str],
+        *,
+        erasure: NamedDependency[Erasure],
     ) -> Redirect:
         try:
-            await services_of(request).erasure.holds.release(
+            await erasure.holds.release(
                 hold_id[:64], by=visit.actor.id, by_role=visit.identity.role
             )
         except HoldError as exc:

@@ -47,7 +47,7 @@ from server.csvio.jobs import ImportJobs
 from server.csvio.mapping import squash, suggest
 from server.csvio.uploads import UploadGone, UploadStore
 from server.datamap import RECORD_TYPES, FieldKind, RecordType
-from server.gateway import GatewayError
+from server.gateway import Gateway, GatewayError
 from server.gateway.bulk import EXPORT_REASONS
 from server.web import services_of
 
@@ -114,7 +114,11 @@ class ImportPages(Controller):
 
     @post("/mapping")
     async def mapping(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template | Redirect:
         """Steps 2 to 4: check the mapping, show the dry run's report, then import."""
         form = await request.form()
@@ -153,7 +157,6 @@ class ImportPages(Controller):
         if problems:
             return await self._mapping(request, visit, wizard, targets, problems=problems)
         chosen = {squash(name): targets[i] or IGNORE for i, name in enumerate(header)}
-        gateway = services_of(request).gateway
         try:
             plan, rows = read_rows(content, rt, chosen, allowed)
         except ImportRefused as exc:
@@ -181,10 +184,15 @@ class ImportPages(Controller):
 
     @get("/jobs/{job_id:str}")
     async def job(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit], job_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        job_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template:
         """How far an import has got; the page refreshes itself until the job ends."""
-        view = await ImportJobs(services_of(request).gateway).get(job_id)
+        view = await ImportJobs(gateway).get(job_id)
         if view is None:
             return await self._page(
                 request,
@@ -337,7 +345,12 @@ class ExportPages(Controller):
 
     @post("/{kind:str}", status_code=200)
     async def export(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit], kind: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        kind: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template | Stream:
         """The CSV file, for a reason from the list (the CSRF middleware has checked the
         form's token before this runs)."""
@@ -360,7 +373,7 @@ class ExportPages(Controller):
                 picked=picked,
             )
         try:
-            export = await services_of(request).gateway.start_export(
+            export = await gateway.start_export(
                 visit.actor,
                 resource,
                 reason=reason,

@@ -23,9 +23,10 @@ from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import PURPOSES
 from server.gateway.errors import Conflict, InvalidInput, NotFound
-from server.recipients.service import CHANNELS, KINDS, RecipientInput, field_names
+from server.recipients.service import CHANNELS, KINDS, RecipientInput, Recipients, field_names
 from server.web import services_of
 from server.webhooks.events import EVENT_TYPES
+from server.webhooks.service import Webhooks
 
 MAX_INPUT = 500
 
@@ -90,12 +91,16 @@ class WebhookPages(Controller):
 
     @post("/new")
     async def create(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        webhooks: NamedDependency[Webhooks],
     ) -> Template:
         _allowed(request, visit, "webhook")
         form = await request.form()
         try:
-            created = await services_of(request).webhooks.create(
+            created = await webhooks.create(
                 visit.actor, _text(form, "name"), _text(form, "url"), _many(form, "event_types")
             )
         except InvalidInput as exc:
@@ -108,9 +113,10 @@ class WebhookPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         endpoint_id: FromPath[str],
+        *,
+        webhooks: NamedDependency[Webhooks],
     ) -> Template | Redirect:
         _allowed(request, visit, "webhook")
-        webhooks = services_of(request).webhooks
         form = await request.form()
         action = _text(form, "action")
         try:
@@ -175,7 +181,11 @@ class RecipientPages(Controller):
 
     @post("/new")
     async def create(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        recipients: NamedDependency[Recipients],
     ) -> Template | Redirect:
         _allowed(request, visit, "recipient")
         form = await request.form()
@@ -185,7 +195,7 @@ class RecipientPages(Controller):
             endpoint_id=_text(form, "endpoint_id"),
         )  # fmt: skip
         try:
-            await services_of(request).recipients.create(visit.actor, data)
+            await recipients.create(visit.actor, data)
         except InvalidInput as exc:
             return await self._page(request, visit, error=exc.message, status=400)
         await flash(request, visit, "Recipient registered.")
@@ -197,9 +207,10 @@ class RecipientPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         recipient_id: FromPath[str],
+        *,
+        recipients: NamedDependency[Recipients],
     ) -> Template | Redirect:
         _allowed(request, visit, "recipient")
-        recipients = services_of(request).recipients
         form = await request.form()
         try:
             current = await recipients.get(recipient_id)

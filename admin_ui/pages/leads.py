@@ -27,7 +27,7 @@ from admin_ui.pages.records import (
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import CURRENCIES, LEAD, ORGANIZATION
-from server.gateway import Conflict, Forbidden, GatewayError, InvalidInput, NotFound
+from server.gateway import Conflict, Forbidden, Gateway, GatewayError, InvalidInput, NotFound
 from server.gateway import Record as GatewayRecord
 from server.money import AmountError, parse_major
 from server.web import services_of
@@ -153,6 +153,8 @@ class LeadConvertPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         record_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template | Redirect:
         lead = await self._lead(request, visit, record_id)
         form = await request.form()
@@ -176,7 +178,7 @@ class LeadConvertPages(Controller):
             errors["organization_id"] = "Choose an existing organization or create one, not both."
         if not errors:
             try:
-                result = await services_of(request).gateway.convert_lead(
+                result = await gateway.convert_lead(
                     visit.actor,
                     lead.id,
                     create_organization=create_organization,

@@ -25,6 +25,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import PURPOSES
+from server.gateway import Gateway
 from server.mailcapture.capture import share_thread
 from server.mailcapture.imap import check_connection, sync_mailbox
 from server.mailcapture.jobs import capture_of, mailboxes_of
@@ -170,12 +171,13 @@ class MailboxPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         mail_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Redirect:
         """Share the thread with the colleagues who may see it, or make it private again."""
         action = _text(await request.form(), "action")
         if action not in {"share", "unshare"}:
             raise NotFoundException()
-        gateway = services_of(request).gateway
         changed = await share_thread(gateway, visit.actor, mail_id, shared=action == "share")
         text = "shared with your team" if action == "share" else "private to you again"
         count = "1 e-mail" if changed == 1 else f"{changed} e-mails"

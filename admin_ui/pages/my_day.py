@@ -25,7 +25,6 @@ from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import CONTACT, TASK
 from server.gateway import Conflict, Forbidden, Gateway, GatewayError, InvalidInput, Record
-from server.web import services_of
 
 WEEK = dt.timedelta(days=7)
 MAX_TASKS = 100  # per list; more than that in one day is a backlog, not a day
@@ -143,9 +142,12 @@ class MyDayPages(Controller):
 
     @get("/")
     async def my_day(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template:
-        gateway = services_of(request).gateway
         now = dt.datetime.now(dt.UTC)
         end_of_week = end_of_local_day(now, visit.zone) + WEEK
         mine = {"owner_id": visit.identity.user_id, "status": "open"}
@@ -182,9 +184,10 @@ class MyDayPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         task_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Redirect:
         """Done in one click; a task someone else owns (or that is gone) is a 404."""
-        gateway = services_of(request).gateway
         try:
             await gateway.update(visit.actor, TASK.resource, task_id, {"status": "done"})
         except (Conflict, Forbidden, InvalidInput) as exc:

@@ -18,8 +18,7 @@ from admin_ui.pages.records import page_path_of
 from admin_ui.rendering import flash, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import NOTE, NOTE_TARGETS
-from server.gateway import Forbidden, InvalidInput
-from server.web import services_of
+from server.gateway import Forbidden, Gateway, InvalidInput
 
 
 class NotePanel(Controller):
@@ -30,7 +29,11 @@ class NotePanel(Controller):
 
     @post("/")
     async def add_note(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Redirect:
         form = await request.form()
         values, _ = values_from_form(NOTE, form, [f.name for f in NOTE.fields])
@@ -42,7 +45,7 @@ class NotePanel(Controller):
             )
         back = f"{page_path_of(str(target))}/{values.get('record_id') or ''}"
         try:
-            await services_of(request).gateway.create(visit.actor, NOTE.resource, values)
+            await gateway.create(visit.actor, NOTE.resource, values)
         except InvalidInput as exc:
             if "record_id" in exc.problems:  # not there, or not theirs: nothing to go back to
                 raise

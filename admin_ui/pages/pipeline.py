@@ -31,7 +31,7 @@ from admin_ui.rights import PIPELINE_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.campaigns.service import campaign_choices
 from server.datamap import LOST_REASONS
-from server.gateway import Conflict, Forbidden, InvalidInput, NotFound
+from server.gateway import Conflict, Forbidden, Gateway, InvalidInput, NotFound
 from server.pipelines.service import KINDS, Board, Pipelines
 from server.reports.service import money
 from server.web import services_of
@@ -123,9 +123,13 @@ class BoardPages(Controller):
 
     @get("/")
     async def default_board(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> Template:
-        pipeline = await _pipelines(request).default()
+        pipeline = await pipelines.default()
         return await self._board(request, visit, pipeline.id)
 
     @get("/{pipeline_id:str}")
@@ -144,8 +148,10 @@ class BoardPages(Controller):
         visit: NamedDependency[Visit],
         pipeline_id: FromPath[str],
         deal_id: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
+        pipelines: NamedDependency[Pipelines],
     ) -> Template | Redirect | Response[Any]:
-        pipelines = _pipelines(request)
         pipeline = await pipelines.get(pipeline_id)
         form = await request.form()
         key = _text(form, "stage", 32)
@@ -164,7 +170,7 @@ class BoardPages(Controller):
             )
         stage = pipeline.stage(key)
         if stage is not None and stage.kind == "lost" and not reason:
-            deal = await services_of(request).gateway.read(visit.actor, "deal", deal_id)
+            deal = await gateway.read(visit.actor, "deal", deal_id)
             return await render(
                 request,
                 "pipeline/lost.html",
@@ -181,7 +187,7 @@ class BoardPages(Controller):
             deal = await pipelines.move_deal(visit.actor, deal_id, key, reason or None)
         except InvalidInput as exc:
             if stage is not None and "lost_reason" in exc.problems:
-                deal = await services_of(request).gateway.read(visit.actor, "deal", deal_id)
+                deal = await gateway.read(visit.actor, "deal", deal_id)
                 return await render(
                     request,
                     "pipeline/lost.html",
@@ -294,10 +300,14 @@ class PipelineSettingsPages(Controller):
 
     @post("/new")
     async def create(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> Template | Redirect:
         form = await request.form()
-        change = _pipelines(request).create_pipeline(visit.actor, _text(form, "name"))
+        change = pipelines.create_pipeline(visit.actor, _text(form, "name"))
         return await self._change(request, visit, "Pipeline created.", change)
 
     @post("/{pipeline_id:str}/rename")
@@ -306,9 +316,11 @@ class PipelineSettingsPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         pipeline_id: FromPath[str],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> Template | Redirect:
         form = await request.form()
-        change = _pipelines(request).rename_pipeline(visit.actor, pipeline_id, _text(form, "name"))
+        change = pipelines.rename_pipeline(visit.actor, pipeline_id, _text(form, "name"))
         return await self._change(request, visit, "Pipeline renamed.", change)
 
     @post("/{pipeline_id:str}/stages")
@@ -317,6 +329,8 @@ class PipelineSettingsPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         pipeline_id: FromPath[str],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> Template | Redirect:
         form = await request.form()
         probability = _text(form, "probability", 3)
@@ -324,7 +338,7 @@ class PipelineSettingsPages(Controller):
             return await self._page(
                 request, visit, error="Probability: a whole number from 0 to 100.", status=400
             )
-        change = _pipelines(request).add_stage(
+        change = pipelines.add_stage(
             visit.actor,
             pipeline_id,
             _text(form, "name"),
@@ -339,9 +353,10 @@ class PipelineSettingsPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         stage_id: FromPath[str],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> Template | Redirect:
         form = await request.form()
-        pipelines = _pipelines(request)
         action = _text(form, "action", 16)
         if action in ("up", "down"):
             change: Any = pipelines.move_stage(visit.actor, stage_id, -1 if action == "up" else 1)

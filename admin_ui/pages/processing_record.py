@@ -17,8 +17,9 @@ from litestar.response import Template
 from admin_ui.rendering import render
 from admin_ui.rights import CONSOLE_RIGHT, PROCESSING_RECORD_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
+from policy.enforcer import PolicyEngine
 from server.processing_record import build_record
-from server.web import services_of
+from server.settings import Settings
 
 
 class ProcessingRecordPage(Controller):
@@ -29,12 +30,16 @@ class ProcessingRecordPage(Controller):
 
     @get("/")
     async def show(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        policy: NamedDependency[PolicyEngine],
+        settings: NamedDependency[Settings],
     ) -> Template:
-        services = services_of(request)
-        if not services.policy.allows(visit.identity.role, "processing_record", "read"):
+        if not policy.allows(visit.identity.role, "processing_record", "read"):
             raise NotFoundException()
-        record = build_record(services.settings, services.policy)
+        record = build_record(settings, policy)
         return await render(
             request,
             "compliance/record_of_processing.html",
@@ -42,5 +47,5 @@ class ProcessingRecordPage(Controller):
             section="compliance",
             title="Record of processing activities",
             record=record,
-            in_console=services.policy.allows(visit.identity.role, *CONSOLE_RIGHT),
+            in_console=policy.allows(visit.identity.role, *CONSOLE_RIGHT),
         )

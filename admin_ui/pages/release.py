@@ -26,7 +26,7 @@ from admin_ui.rights import DSR_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import RECORD_TYPES
 from server.dsr.export import NoRecords, review_redactions
-from server.dsr.requests import KINDS, DataRequest, RequestError
+from server.dsr.requests import KINDS, DataRequest, DataSubjectRequests, RequestError
 from server.dsr.third_parties import RedactionSummary
 from server.web import services_of
 
@@ -81,11 +81,13 @@ class ReleasePages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         request_id: FromPath[str],
+        *,
+        requests: NamedDependency[DataSubjectRequests],
     ) -> Redirect:
         """Mark the request fulfilled: the person is e-mailed their download link."""
         item = await _released_request(request, request_id)
         try:
-            change = await services_of(request).requests.transition(
+            change = await requests.transition(
                 item.id,
                 "fulfilled",
                 by=visit.actor.id,

@@ -27,7 +27,7 @@ from admin_ui.forms import choice_label
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import PURPOSES, RECORD_TYPES
-from server.gateway import Forbidden, GatewayError, NotFound
+from server.gateway import Forbidden, Gateway, GatewayError, NotFound
 from server.reports import saved
 from server.reports.builder import ReportDefinition, ReportResult, check_rights, to_csv
 from server.reports.builder_routes import builder_options, report_builder
@@ -170,7 +170,13 @@ class ReportBuilderPages(Controller):
         )
 
     @post("/save")
-    async def save(self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]) -> Any:
+    async def save(
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        gateway: NamedDependency[Gateway],
+    ) -> Any:
         _guard(request, visit)
         form = dict(await request.form())
         try:
@@ -183,7 +189,7 @@ class ReportBuilderPages(Controller):
                 },
                 saved.SavedReportIn,
             )
-            check_rights(services_of(request).gateway, visit.actor, body.definition)
+            check_rights(gateway, visit.actor, body.definition)
         except msgspec.ValidationError as exc:
             return await self._page(request, visit, None, form, problem=str(exc))
         except GatewayError as exc:

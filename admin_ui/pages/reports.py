@@ -17,7 +17,7 @@ from litestar.response import Template
 from admin_ui.forms import choice_label
 from admin_ui.rendering import render
 from admin_ui.session import Visit, page_access, provide_visit
-from server.gateway import Forbidden
+from server.gateway import Forbidden, Gateway
 from server.money import to_major
 from server.reports.service import (
     INTERACTION_DAYS,
@@ -30,7 +30,7 @@ from server.reports.service import (
     WinRate,
     money,
 )
-from server.web import services_of
+from server.settings import Settings
 
 NOT_YOURS = "Your role may not list these records, so this report is left out."
 
@@ -111,12 +111,14 @@ class ReportPages(Controller):
 
     @get("/")
     async def index(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        gateway: NamedDependency[Gateway],
+        settings: NamedDependency[Settings],
     ) -> Template:
-        services = services_of(request)
-        reports = CrmReports(
-            services.gateway, min_group_size=services.settings.report_min_group_size
-        )
+        reports = CrmReports(gateway, min_group_size=settings.report_min_group_size)
         if not reports.may_view(visit.identity.role):
             raise Forbidden("your role may not see the CRM reports")
         period = "all" if request.query_params.get("period") == "all" else "90d"

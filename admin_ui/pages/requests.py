@@ -27,6 +27,8 @@ from admin_ui.rendering import flash, render, see_other
 from admin_ui.rights import DSR_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.auth.directory import staff_labels
+from server.auth.tokens import ApiTokens
+from server.dsr.erasure import Erasure
 from server.dsr.requests import (
     CHANNEL_LABELS,
     CHANNELS,
@@ -41,7 +43,9 @@ from server.dsr.requests import (
     DataSubjectRequests,
     RequestError,
 )
-from server.gateway import GatewayError
+from server.gateway import Gateway, GatewayError
+from server.recipients.service import Recipients
+from server.settings import Settings
 from server.web import services_of
 
 BASE = "/compliance/requests"
@@ -126,7 +130,12 @@ class RequestPages(Controller):
 
     @post("/")
     async def log(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        gateway: NamedDependency[Gateway],
+        requests: NamedDependency[DataSubjectRequests],
     ) -> Template | Redirect:
         """Log a request received by phone, letter or e-mail on the person's behalf."""
         form = await request.form()
@@ -144,7 +153,7 @@ class RequestPages(Controller):
             problems["email"] = "Enter the e-mail address the person gave."
         else:
             try:  # contacts, and people who are only leads (the data map's PERSON_TYPES)
-                found = await services_of(request).gateway.locate_people(
+                found = await gateway.locate_people(
                     visit.actor, "email", address, purpose="compliance"
                 )
             except GatewayError:
@@ -161,7 +170,7 @@ class RequestPages(Controller):
         if problems:
             return await self._queue_page(request, visit, "open", problems=problems, chosen=chosen)
         _, record_id, subject_id = found[0]
-        change = await _requests(request).log(
+        change = await requests.log(
             subject_id,
             chosen["kind"],
             chosen["channel"],
@@ -180,10 +189,14 @@ class RequestPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         request_id: FromPath[str],
+        *,
+        erasure: NamedDependency[Erasure],
+        recipients: NamedDependency[Recipients],
+        settings: NamedDependency[Settings],
+        tokens: NamedDependency[ApiTokens],
     ) -> Template:
         """One request: where it stands, its deadline, its history and what can happen next."""
         item = await _get(request, request_id)
-        erasure = services_of(request).erasure
         staff_ids = [int(h.actor_id[5:]) for h in item.history if _is_staff(h.actor_id)]
         return await render(
             request,
@@ -191,7 +204,7 @@ class RequestPages(Controller):
             erasure=await erasure.job_for_request(item.id),
             restrictions=await erasure.restrictions.active(item.subject_id),
             # Art. 19: the recipients told about this request, and who acknowledged.
-            notices=await services_of(request).recipients.notices(request_id=item.id),
+            notices=await recipients.notices(request_id=item.id),
             visit=visit,
             section="compliance",
             title="Data-subject request",
@@ -206,16 +219,14 @@ class RequestPages(Controller):
             rejection_reasons=REJECTION_REASONS,
             extension_reasons=EXTENSION_REASONS,
             action_labels=ACTION_LABELS,
-            release_review=item.kind in RELEASED_KINDS
-            and services_of(request).settings.export_review,
+            release_review=item.kind in RELEASED_KINDS and settings.export_review,
             when=when,
             actors=actor_labels(
                 item,
                 await staff_labels(staff_ids),
-                await services_of(request).tokens.labels([h.actor_id for h in item.history]),
+                await tokens.labels([h.actor_id for h in item.history]),
             ),
-            erase_after=item.received_at
-            + dt.timedelta(days=services_of(request).settings.basis_lapse_grace_days),
+            erase_after=item.received_at + dt.timedelta(days=settings.basis_lapse_grace_days),
         )
 
     @post("/{request_id:str}/transition")
@@ -224,6 +235,9 @@ class RequestPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         request_id: FromPath[str],
+        *,
+        settings: NamedDependency[Settings],
+        requests: NamedDependency[DataSubjectRequests],
     ) -> Redirect:
         item = await _get(request, request_id)
         form = await request.form()
@@ -233,17 +247,13 @@ class RequestPages(Controller):
             # typed, carries it out (admin_ui.pages.erasure).
             await flash(request, visit, "Review what will be erased, then confirm.", "info")
             return see_other(f"{BASE}/{item.id}/erase")
-        if (
-            item.kind in RELEASED_KINDS
-            and to_state == "fulfilled"
-            and services_of(request).settings.export_review
-        ):
+        if item.kind in RELEASED_KINDS and to_state == "fulfilled" and settings.export_review:
             # What the export withholds about other people is reviewed before release
             # (admin_ui.pages.release).
             await flash(request, visit, "Review what the export withholds, then release.", "info")
             return see_other(f"{BASE}/{item.id}/release")
         try:
-            change = await _requests(request).transition(
+            change = await requests.transition(
                 item.id,
                 to_state,
                 by=visit.actor.id,
@@ -265,12 +275,14 @@ class RequestPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         request_id: FromPath[str],
+        *,
+        requests: NamedDependency[DataSubjectRequests],
     ) -> Redirect:
         item = await _get(request, request_id)
         form = await request.form()
         months = _text(form, "months")
         try:
-            change = await _requests(request).extend(
+            change = await requests.extend(
                 item.id,
                 int(months) if months in ("1", "2") else 0,
                 _text(form, "reason"),
@@ -291,10 +303,12 @@ class RequestPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         request_id: FromPath[str],
+        *,
+        erasure: NamedDependency[Erasure],
     ) -> Redirect:
         """Lift the person's restriction of processing (Art. 18(3)); audited."""
         item = await _get(request, request_id)
-        lifted = await services_of(request).erasure.restrictions.lift(
+        lifted = await erasure.restrictions.lift(
             item.subject_id, by=visit.actor.id, by_role=visit.identity.role
         )
         text = "Restriction lifted." if lifted else "The person was not restricted."

@@ -22,7 +22,6 @@ from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import RECORD_TYPES
 from server.gateway import Forbidden, Gateway, InvalidInput, Record
 from server.gateway.search import MAX_TERM, SEARCH_TYPES, NameHits
-from server.web import services_of
 
 # The header box offers these types, grouped in this order.
 HEADER_TYPES = ("contact", "lead", "organization", "deal", "case")
@@ -97,13 +96,16 @@ class SearchPages(Controller):
 
     @post("/")
     async def results(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template:
         """The full results page: a plain form POST, so it works without JavaScript. With
         ``type`` and ``page``, one type's further pages."""
         form = await request.form()
         term = _term(form)
-        gateway = services_of(request).gateway
         wanted = form.get("type")
         error = ""
         groups: list[dict[str, Any]] = []
@@ -140,16 +142,18 @@ class SearchPages(Controller):
 
     @post("/suggest")
     async def suggest(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template:
         """The typeahead's list (an htmx fragment): a few matches per type."""
         form = await request.form()
         term = _term(form)
         groups: list[dict[str, Any]] = []
         if term.strip():
-            groups, _ = await search_groups(
-                services_of(request).gateway, visit, term, SUGGESTIONS_PER_TYPE
-            )
+            groups, _ = await search_groups(gateway, visit, term, SUGGESTIONS_PER_TYPE)
         return await render(request, "search/_suggestions.html", visit=visit, groups=groups, q=term)
 
     @post("/pick/{resource:str}")
@@ -158,13 +162,15 @@ class SearchPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         resource: FromPath[str],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> Template:
         """A picker's options (an htmx fragment swapped into its select): the records of
         ``resource`` whose name matches what was typed into ``pick_<field>``."""
         form = await request.form()
         field = form.get("field", "")
         term = _term(form, f"pick_{field}") if isinstance(field, str) else ""
-        options = await picker_options(services_of(request).gateway, visit, resource, term)
+        options = await picker_options(gateway, visit, resource, term)
         return await render(
             request,
             "search/_options.html",

@@ -27,10 +27,11 @@ from litestar.response import Redirect, Template
 
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
-from policy.enforcer import Scope
+from audit.log import AuditLog
+from policy.enforcer import PolicyEngine, Scope
 from server.datamap import CASE_STATUSES, PRIORITIES
 from server.dsr.requests import KINDS, VERIFICATIONS
-from server.gateway import GatewayError, Record
+from server.gateway import Gateway, GatewayError, Record
 from server.servicedesk import canned as canned_responses
 from server.servicedesk import config
 from server.servicedesk.config import Targets
@@ -44,6 +45,7 @@ from server.servicedesk.service import (
     DeskError,
     ServiceDesk,
 )
+from server.settings import Settings
 from server.web import services_of
 
 PAGE_SIZE = 25
@@ -111,11 +113,15 @@ class ServiceDeskPages(Controller):
 
     @get("/")
     async def queue(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        gateway: NamedDependency[Gateway],
+        policy: NamedDependency[PolicyEngine],
     ) -> Template:
         _require(request, visit, "work")
-        services = services_of(request)
-        scope = services.gateway.list_scope(visit.actor, "case", purpose="customer_support")
+        scope = gateway.list_scope(visit.actor, "case", purpose="customer_support")
         views = {"mine": VIEWS["mine"]}
         if scope in (Scope.TEAM, Scope.ALL):
             views["team"] = VIEWS["team"]
@@ -166,7 +172,7 @@ class ServiceDeskPages(Controller):
             sla_words=SLA_WORDS,
             may_flags=_allowed(request, visit, "dsr_flags"),
             may_configure=_allowed(request, visit, "configure"),
-            may_open_case=services.policy.allows(visit.identity.role, "case", "create"),
+            may_open_case=policy.allows(visit.identity.role, "case", "create"),
         )
 
     # -- one case -------------------------------------------------------------------------
@@ -357,7 +363,11 @@ class ServiceDeskPages(Controller):
 
     @post("/canned")
     async def save_canned(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        settings: NamedDependency[Settings],
     ) -> Template | Redirect:
         _require(request, visit, "work")
         title = await _text(request, "title", canned_responses.TITLE_MAX)
@@ -368,7 +378,7 @@ class ServiceDeskPages(Controller):
                 title,
                 body,
                 by=visit.identity.user_id,
-                region=services_of(request).settings.default_phone_region,
+                region=settings.default_phone_region,
             )
         except DeskError as exc:
             typed = {"title": title, "body": body}
@@ -482,7 +492,11 @@ class ServiceDeskPages(Controller):
 
     @post("/settings/policies")
     async def save_policy(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        audit: NamedDependency[AuditLog],
     ) -> Template | Redirect:
         _require(request, visit, "configure")
         form = await request.form()
@@ -503,7 +517,7 @@ class ServiceDeskPages(Controller):
                 for p in PRIORITIES
             }
             await config.save_policy(
-                services_of(request).audit,
+                audit,
                 visit.actor,
                 name=field("name", 80),
                 time_zone=field("time_zone", 64) or "UTC",
@@ -519,7 +533,11 @@ class ServiceDeskPages(Controller):
 
     @post("/settings/queues")
     async def save_queue(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        audit: NamedDependency[AuditLog],
     ) -> Template | Redirect:
         _require(request, visit, "configure")
         form = await request.form()
@@ -533,7 +551,7 @@ class ServiceDeskPages(Controller):
         lead_id = _number(field("lead_id", 12), 0, 0, 2**31 - 1) or None
         try:
             await config.save_queue(
-                services_of(request).audit,
+                audit,
                 visit.actor,
                 name=field("name", 80),
                 team=field("team", 64),

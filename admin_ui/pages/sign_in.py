@@ -19,9 +19,9 @@ from admin_ui.security import CSRF_COOKIE
 from admin_ui.session import ANY_STATE, Visit, page_access, provide_visit, safe_next, with_next
 from server.auth.passwords import WeakPassword
 from server.auth.routes import session_cookie
-from server.auth.service import AccountError, LoginStatus, NewSession, SessionState
+from server.auth.service import AccountError, LoginStatus, NewSession, SessionState, StaffAccounts
 from server.auth.zones import MAX_ZONE_NAME, known_zone
-from server.web import SESSION_COOKIE, client_address_of, request_id_of, services_of
+from server.web import SESSION_COOKIE, client_address_of, request_id_of
 
 MAX_EMAIL = 254
 MAX_PASSWORD = 1024
@@ -68,11 +68,11 @@ class SignInPages(Controller):
     include_in_schema = False
 
     @get("/login")
-    async def login_form(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+    async def login_form(
+        self, request: Request[Any, Any, Any], *, accounts: NamedDependency[StaffAccounts]
+    ) -> Template | Redirect:
         target = safe_next(request.query_params.get("next"))
-        info = await services_of(request).accounts.session_info(
-            request.cookies.get(SESSION_COOKIE, "")
-        )
+        info = await accounts.session_info(request.cookies.get(SESSION_COOKIE, ""))
         if info is not None and info.state is SessionState.ACTIVE:
             return see_other(target)
         notice = NOTICES.get(request.query_params.get("notice", ""), "")
@@ -81,12 +81,14 @@ class SignInPages(Controller):
         )
 
     @post("/login")
-    async def login(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+    async def login(
+        self, request: Request[Any, Any, Any], *, accounts: NamedDependency[StaffAccounts]
+    ) -> Template | Redirect:
         form = await request.form()
         email = field(form, "email", MAX_EMAIL)
         password = field(form, "password", MAX_PASSWORD + 1)
         target = safe_next(field(form, "next", 2000))
-        result = await services_of(request).accounts.login(
+        result = await accounts.login(
             email,
             password[:MAX_PASSWORD],
             request_id_of(request),
@@ -109,9 +111,7 @@ class SignInPages(Controller):
             )
         browser_zone = field(form, "time_zone", MAX_ZONE_NAME)
         if known_zone(browser_zone):  # filled in by /static/time-zone.js; never chosen yet
-            await services_of(request).accounts.set_time_zone(
-                session.identity.user_id, browser_zone, if_unset=True
-            )
+            await accounts.set_time_zone(session.identity.user_id, browser_zone, if_unset=True)
         if result.status is LoginStatus.MFA_REQUIRED:
             location = with_next("/login/code", target)
         elif result.status is LoginStatus.ENROLMENT_REQUIRED:
@@ -139,11 +139,15 @@ class SignInPages(Controller):
         opt=page_access({SessionState.MFA_REQUIRED}),
     )
     async def code(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Template | Redirect:
         form = await request.form()
         target = safe_next(field(form, "next", 2000))
-        result = await services_of(request).accounts.complete_second_factor(
+        result = await accounts.complete_second_factor(
             visit.token,
             field(form, "code", MAX_CODE),
             request_id_of(request),
@@ -165,18 +169,24 @@ class SignInPages(Controller):
 
     @post("/logout", dependencies={"visit": Provide(provide_visit)}, opt=page_access(ANY_STATE))
     async def logout(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Redirect:
-        await services_of(request).accounts.logout(visit.token, visit.identity, visit.request_id)
+        await accounts.logout(visit.token, visit.identity, visit.request_id)
         return signed_out("/login?notice=signed_out")
 
     @post("/logout/everywhere", dependencies={"visit": Provide(provide_visit)}, opt=page_access())
     async def logout_everywhere(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Redirect:
-        await services_of(request).accounts.logout(
-            visit.token, visit.identity, visit.request_id, everywhere=True
-        )
+        await accounts.logout(visit.token, visit.identity, visit.request_id, everywhere=True)
         return signed_out("/login?notice=signed_out")
 
     @get("/reauth", dependencies={"visit": Provide(provide_visit)}, opt=page_access())
@@ -190,11 +200,15 @@ class SignInPages(Controller):
 
     @post("/reauth", dependencies={"visit": Provide(provide_visit)}, opt=page_access())
     async def reauth(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Template | Redirect:
         form = await request.form()
         target = safe_next(field(form, "next", 2000))
-        session = await services_of(request).accounts.reauthenticate(
+        session = await accounts.reauthenticate(
             visit.token,
             field(form, "password", MAX_PASSWORD),
             field(form, "code", MAX_CODE),
@@ -214,8 +228,14 @@ class SignInPages(Controller):
         return signed_in(request, session, target, rotate_csrf=False)
 
     @get("/reset/{token:str}")
-    async def reset_form(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
-        if not await services_of(request).accounts.reset_link_is_valid(token):
+    async def reset_form(
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        accounts: NamedDependency[StaffAccounts],
+    ) -> Template:
+        if not await accounts.reset_link_is_valid(token):
             return await render(
                 request,
                 "reset.html",
@@ -230,7 +250,11 @@ class SignInPages(Controller):
 
     @post("/reset/{token:str}")
     async def reset(
-        self, request: Request[Any, Any, Any], token: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Response[Any] | Redirect:
         form = await request.form()
         password = field(form, "password", MAX_PASSWORD)
@@ -238,9 +262,7 @@ class SignInPages(Controller):
             error = "The two passwords are not the same."
         else:
             try:
-                await services_of(request).accounts.redeem_reset_link(
-                    token, password, request_id_of(request)
-                )
+                await accounts.redeem_reset_link(token, password, request_id_of(request))
             except AccountError:
                 return await render(
                     request,

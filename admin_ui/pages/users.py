@@ -20,8 +20,7 @@ from admin_ui.rendering import flash, render, see_other
 from admin_ui.rights import STAFF_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit, require_recent_login
 from policy.enforcer import NEW_STAFF_ROLE, ROLES
-from server.auth.service import USERS_PAGE_SIZE, AccountError, StaffIdentity
-from server.web import services_of
+from server.auth.service import USERS_PAGE_SIZE, AccountError, StaffAccounts, StaffIdentity
 
 MAX_QUERY = 100
 
@@ -43,7 +42,11 @@ class UserPages(Controller):
 
     @get("/")
     async def index(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Template:
         params = request.query_params
         query = params.get("q", "").strip()[:MAX_QUERY]
@@ -53,7 +56,7 @@ class UserPages(Controller):
             page = max(1, min(int(params.get("page", "1")), 1_000_000))
         except ValueError:
             page = 1
-        result = await services_of(request).accounts.list_users(query=query, role=role, page=page)
+        result = await accounts.list_users(query=query, role=role, page=page)
         pages = max(1, (result.total + USERS_PAGE_SIZE - 1) // USERS_PAGE_SIZE)
         kept = {k: v for k, v in {"q": query, "role": role}.items() if v}
 
@@ -95,7 +98,11 @@ class UserPages(Controller):
 
     @post("/new")
     async def create(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Template:
         require_recent_login(visit, "/admin/users/new")
         form = await request.form()
@@ -105,7 +112,6 @@ class UserPages(Controller):
             "role": _field(form, "role", 32),
             "team": _field(form, "team", 64),
         }
-        accounts = services_of(request).accounts
         try:
             user, _ = await accounts.create_user(
                 values["email"],
@@ -140,8 +146,10 @@ class UserPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         user_id: FromPath[int],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Template:
-        found = await services_of(request).accounts.get_user(user_id)
+        found = await accounts.get_user(user_id)
         if found is None:
             raise NotFoundException()
         user, is_active = found
@@ -164,11 +172,13 @@ class UserPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         user_id: FromPath[int],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Redirect:
         require_recent_login(visit, f"/admin/users/{user_id}")
         active = (await request.form()).get("active") == "1"
         try:
-            await services_of(request).accounts.set_active(
+            await accounts.set_active(
                 user_id, active, by=visit.identity, request_id=visit.request_id
             )
         except AccountError as exc:
@@ -183,12 +193,14 @@ class UserPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         user_id: FromPath[int],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Redirect:
         require_recent_login(visit, f"/admin/users/{user_id}")
         form = await request.form()
         team = _field(form, "team", 65)
         try:
-            await services_of(request).accounts.change_role(
+            await accounts.change_role(
                 user_id,
                 _field(form, "role", 32),
                 by=visit.identity,
@@ -206,9 +218,10 @@ class UserPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         user_id: FromPath[int],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Template | Redirect:
         require_recent_login(visit, f"/admin/users/{user_id}")
-        accounts = services_of(request).accounts
         found = await accounts.get_user(user_id)
         if found is None:
             raise NotFoundException()

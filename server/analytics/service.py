@@ -30,8 +30,8 @@ from server.analytics.tables import CustomerScore
 from server.consent.service import ConsentEngine
 from server.gateway import Gateway
 from server.gateway.actor import Actor
+from server.gateway.sealing import Sealing
 from server.pipelines.service import stage_kinds
-from server.vault import Vault
 
 PURPOSE = "profiling"
 SEAL_LABEL = "customer_score"
@@ -63,7 +63,7 @@ class CustomerScores:
         self,
         gateway: Gateway,
         consent: ConsentEngine,
-        vault: Vault,
+        sealing: Sealing,
         audit: AuditLog,
         *,
         rates: model.ValueRates | None = None,
@@ -71,7 +71,7 @@ class CustomerScores:
         self._rates = rates or model.ValueRates()
         self._gateway = gateway
         self._consent = consent
-        self._vault = vault
+        self._sealing = sealing
         self._audit = audit
 
     async def score_all(
@@ -108,7 +108,7 @@ class CustomerScores:
         for start in range(0, len(subjects), BATCH):
             batch = subjects[start : start + BATCH]
             plaintexts = {s: json.dumps(scoring.scores[s].as_json(), sort_keys=True) for s in batch}
-            sealed = await self._vault.seal_many(SEAL_LABEL, plaintexts)
+            sealed = await self._sealing.seal_many(SEAL_LABEL, plaintexts)
             await self._store(actor, now, sealed)
             if progress is not None:
                 progress(min(start + BATCH, len(subjects)), len(subjects))
@@ -202,7 +202,7 @@ class CustomerScores:
         found: dict[str, StoredScore] = {}
         for row in rows:
             subject = str(row["subject_id"])
-            text = await self._vault.open_for_subject(subject, SEAL_LABEL, row["sealed"])
+            text = await self._sealing.open_for_subject(subject, SEAL_LABEL, row["sealed"])
             if text is None:  # erased: the key is gone
                 continue
             found[subject] = StoredScore(row["computed_at"], str(row["model"]), json.loads(text))

@@ -12,7 +12,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from server.auth.service import LoginResult, LoginStatus, NewSession, StaffIdentity
+from server.auth.service import LoginResult, LoginStatus, NewSession, StaffAccounts, StaffIdentity
 from server.web import (
     ALSO_ANSWERS,
     SESSION_COOKIE,
@@ -68,7 +68,11 @@ class AuthRoutes(Controller):
 
     @post("/login", status_code=HTTP_200_OK, opt={ALSO_ANSWERS: (401, 429)})
     async def login(
-        self, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[LoginRequest],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Response[StaffUserOut]:
         """Exchange e-mail, password (and a TOTP code where enrolled) for a session cookie.
 
@@ -77,7 +81,6 @@ class AuthRoutes(Controller):
         factor for (`mfa, required`: admins and compliance officers as shipped) must enrol
         one in the web admin before they can use the API.
         """
-        accounts = services_of(request).accounts
         if len(data.password) > 1024 or len(data.email) > 254:
             raise NotAuthorizedException("Invalid e-mail or password.")
         result = await accounts.login(
@@ -124,11 +127,15 @@ class AuthRoutes(Controller):
         dependencies={"identity": Provide(provide_identity)},
     )
     async def logout(
-        self, request: Request[Any, Any, Any], identity: NamedDependency[StaffIdentity]
+        self,
+        request: Request[Any, Any, Any],
+        identity: NamedDependency[StaffIdentity],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Response[None]:
         """End this session on the server and clear the cookie."""
         token = request.cookies.get(SESSION_COOKIE, "")
-        await services_of(request).accounts.logout(token, identity, request_id_of(request))
+        await accounts.logout(token, identity, request_id_of(request))
         response: Response[None] = Response(None, status_code=HTTP_204_NO_CONTENT)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

@@ -48,7 +48,7 @@ from server.auth.tables import (
 from server.auth.throttle import ACCOUNT_FREE_FAILURES, ADDRESS_FREE_FAILURES, LoginThrottler
 from server.auth.zones import known_zone
 from server.datamap import normalize_email
-from server.vault import Vault
+from server.gateway.sealing import Sealing
 
 LAST_SEEN_RESOLUTION = dt.timedelta(minutes=1)
 REAUTH_WINDOW = dt.timedelta(minutes=5)  # sensitive actions need a password this recent
@@ -210,13 +210,13 @@ class StaffAccounts:
         *,
         idle_minutes: int,
         absolute_hours: int,
-        vault: Vault,
+        sealing: Sealing,
         policy: PolicyEngine,
     ) -> None:
         self._audit = audit
         self._policy = policy
         self._secret = session_secret
-        self._vault = vault
+        self._sealing = sealing
         self.throttle = LoginThrottler(session_secret)
         self.idle = dt.timedelta(minutes=idle_minutes)
         self.absolute = dt.timedelta(hours=absolute_hours)
@@ -765,7 +765,7 @@ class StaffAccounts:
         )
         if row is None or not row["totp_secret"]:
             return False
-        secret = self._vault.open_secret(TOTP_LABEL, str(identity.user_id), row["totp_secret"])
+        secret = self._sealing.open_secret(TOTP_LABEL, str(identity.user_id), row["totp_secret"])
         step = second_factor.accept_code(secret, code, row["totp_last_step"])
         if step is None:
             return await self._use_recovery_code(identity, code, request_id)
@@ -834,7 +834,7 @@ class StaffAccounts:
             )
             return None
         codes = second_factor.new_recovery_codes()
-        sealed = self._vault.seal_secret(TOTP_LABEL, str(info.identity.user_id), secret)
+        sealed = self._sealing.seal_secret(TOTP_LABEL, str(info.identity.user_id), secret)
         async with db.write_transaction():
             await StaffUser.update(
                 {StaffUser.totp_secret: sealed, StaffUser.totp_last_step: step}

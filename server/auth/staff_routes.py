@@ -17,8 +17,9 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from policy.enforcer import ROLES
-from server.auth.service import USERS_PAGE_SIZE, AccountError, StaffIdentity
+from server.auth.service import USERS_PAGE_SIZE, AccountError, StaffAccounts, StaffIdentity
 from server.gateway import InvalidInput
+from server.settings import Settings
 from server.web import (
     SESSION_COOKIE,
     PageNumber,
@@ -112,8 +113,10 @@ class StaffRoutes(Controller):
         role: Annotated[str, QueryParameter(description="only this role")] = "",
         page: PageNumber = 1,
         page_size: PageSize = USERS_PAGE_SIZE,
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> StaffAccountList:
-        result = await services_of(request).accounts.list_users(
+        result = await accounts.list_users(
             query=q[:MAX_QUERY], role=role if role in ROLES else "", page=page, page_size=page_size
         )
         return StaffAccountList(
@@ -137,10 +140,11 @@ class StaffRoutes(Controller):
         request: Request[Any, Any, Any],
         identity: NamedDependency[StaffIdentity],
         data: JSONBody[StaffAccountIn],
+        *,
+        accounts: NamedDependency[StaffAccounts],
+        settings: NamedDependency[Settings],
     ) -> StaffAccountCreated:
         await _recent(request)
-        services = services_of(request)
-        accounts = services.accounts
         try:
             user, _ = await accounts.create_user(
                 data.email,
@@ -156,7 +160,7 @@ class StaffRoutes(Controller):
             )
         except AccountError as exc:
             raise InvalidInput(str(exc)) from None
-        link = f"{services.settings.public_url}/reset/{token}"
+        link = f"{settings.public_url}/reset/{token}"
         return StaffAccountCreated(_out(user, True), link)
 
     @get("/{user_id:int}", description="One staff account.")
@@ -181,10 +185,11 @@ class StaffRoutes(Controller):
         identity: NamedDependency[StaffIdentity],
         user_id: FromPath[int],
         data: JSONBody[StaffAccountChange],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> StaffAccountOut:
         await _recent(request)
         await _account(request, user_id)
-        accounts = services_of(request).accounts
         try:
             if data.role is not None:
                 await accounts.change_role(

@@ -296,6 +296,6 @@ def calendar_import(services: Services) -> CalendarImport:
         services.gateway,
         services.policy,
         services.audit,
-        services.gateway.vault.derived_key(b"consentry/calendar/uid/v1"),
+        services.gateway.derived_key(b"consentry/calendar/uid/v1"),
         services.destinations,
     )

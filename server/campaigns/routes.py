@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from server.campaigns.service import CHANNELS, Campaigns, segment_fields
 from server.gateway import Actor, InvalidInput, Page
 from server.records.routes import record_json
-from server.web import PageNumber, PageSize, provide_actor, provide_identity, services_of
+from server.web import PageNumber, PageSize, provide_actor, provide_identity
 
 FILTERS_DOC = (
     "`filters` maps contact fields to the values accepted (any of them): "
@@ -28,10 +28,6 @@ FILTERS_DOC = (
     "`score_segment` selects by customer-score segment (docs/analytics-scores.md): only "
     "people scored under their consent to profiling, for purposes that may use scores."
 )
-
-
-def _campaigns(request: Request[Any, Any, Any]) -> Campaigns:
-    return services_of(request).campaigns
 
 
 def _page_json(result: Page) -> dict[str, Any]:
@@ -51,9 +47,13 @@ class SegmentRoutes(Controller):
 
     @get("/", description="Every saved segment (name, description, filters, owner).")
     async def list_segments(
-        self, request: Request[Any, Any, Any], actor: NamedDependency[Actor]
+        self,
+        request: Request[Any, Any, Any],
+        actor: NamedDependency[Actor],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        segments = await _campaigns(request).segments(actor)
+        segments = await campaigns.segments(actor)
         return {"items": [s.as_json() for s in segments]}
 
     @post(
@@ -66,8 +66,10 @@ class SegmentRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         data: JSONBody[dict[str, Any]],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        segment = await _campaigns(request).create_segment(
+        segment = await campaigns.create_segment(
             actor, data.get("name"), data.get("description"), data.get("filters")
         )
         return segment.as_json()
@@ -78,8 +80,10 @@ class SegmentRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         segment_id: FromPath[UUID],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        return (await _campaigns(request).segment(actor, str(segment_id))).as_json()
+        return (await campaigns.segment(actor, str(segment_id))).as_json()
 
     @patch("/{segment_id:uuid}", description="Change `name`, `description` or `filters`.")
     async def update_segment(
@@ -88,8 +92,10 @@ class SegmentRoutes(Controller):
         actor: NamedDependency[Actor],
         segment_id: FromPath[UUID],
         data: JSONBody[dict[str, Any]],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        return (await _campaigns(request).update_segment(actor, str(segment_id), data)).as_json()
+        return (await campaigns.update_segment(actor, str(segment_id), data)).as_json()
 
     @delete(
         "/{segment_id:uuid}",
@@ -101,8 +107,10 @@ class SegmentRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         segment_id: FromPath[UUID],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> None:
-        await _campaigns(request).delete_segment(actor, str(segment_id))
+        await campaigns.delete_segment(actor, str(segment_id))
 
     @get(
         "/{segment_id:uuid}/size",
@@ -113,8 +121,9 @@ class SegmentRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         segment_id: FromPath[UUID],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, int]:
-        campaigns = _campaigns(request)
         segment = await campaigns.segment(actor, str(segment_id))
         return {"size": await campaigns.segment_size(actor, segment)}
 
@@ -132,8 +141,9 @@ class SegmentRoutes(Controller):
         segment_id: FromPath[UUID],
         page: PageNumber = 1,
         page_size: PageSize = 25,
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        campaigns = _campaigns(request)
         segment = await campaigns.segment(actor, str(segment_id))
         members = await campaigns.segment_members(actor, segment, page=page, page_size=page_size)
         return _page_json(members)
@@ -146,9 +156,13 @@ class CampaignRoutes(Controller):
 
     @get("/", description="Every campaign, newest first.")
     async def list_campaigns(
-        self, request: Request[Any, Any, Any], actor: NamedDependency[Actor]
+        self,
+        request: Request[Any, Any, Any],
+        actor: NamedDependency[Actor],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        return {"items": [c.as_json() for c in await _campaigns(request).campaigns(actor)]}
+        return {"items": [c.as_json() for c in await campaigns.campaigns(actor)]}
 
     @post(
         "/",
@@ -165,8 +179,10 @@ class CampaignRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         data: JSONBody[dict[str, Any]],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        return (await _campaigns(request).create_campaign(actor, data)).as_json()
+        return (await campaigns.create_campaign(actor, data)).as_json()
 
     @get("/{campaign_id:uuid}", description="One campaign, with its delivery counts.")
     async def get_campaign(
@@ -174,8 +190,9 @@ class CampaignRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         campaign_id: FromPath[UUID],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        campaigns = _campaigns(request)
         campaign = await campaigns.campaign(actor, str(campaign_id))
         return {**campaign.as_json(), "deliveries": await campaigns.delivery_counts(campaign.id)}
 
@@ -186,8 +203,10 @@ class CampaignRoutes(Controller):
         actor: NamedDependency[Actor],
         campaign_id: FromPath[UUID],
         data: JSONBody[dict[str, Any]],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        return (await _campaigns(request).update_campaign(actor, str(campaign_id), data)).as_json()
+        return (await campaigns.update_campaign(actor, str(campaign_id), data)).as_json()
 
     @delete(
         "/{campaign_id:uuid}",
@@ -199,8 +218,10 @@ class CampaignRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         campaign_id: FromPath[UUID],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> None:
-        await _campaigns(request).delete_campaign(actor, str(campaign_id))
+        await campaigns.delete_campaign(actor, str(campaign_id))
 
     @post(
         "/{campaign_id:uuid}/cancel",
@@ -212,8 +233,10 @@ class CampaignRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         campaign_id: FromPath[UUID],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        return (await _campaigns(request).cancel_campaign(actor, str(campaign_id))).as_json()
+        return (await campaigns.cancel_campaign(actor, str(campaign_id))).as_json()
 
     @get(
         "/{campaign_id:uuid}/audience",
@@ -228,8 +251,9 @@ class CampaignRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         campaign_id: FromPath[UUID],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, int]:
-        campaigns = _campaigns(request)
         campaign = await campaigns.campaign(actor, str(campaign_id))
         return (await campaigns.audience(actor, campaign)).as_json()
 
@@ -244,8 +268,9 @@ class CampaignRoutes(Controller):
         campaign_id: FromPath[UUID],
         page: PageNumber = 1,
         page_size: PageSize = 25,
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        campaigns = _campaigns(request)
         campaign = await campaigns.campaign(actor, str(campaign_id))
         return _page_json(
             await campaigns.call_list(actor, campaign, page=page, page_size=page_size)
@@ -268,8 +293,9 @@ class CampaignRoutes(Controller):
         actor: NamedDependency[Actor],
         campaign_id: FromPath[UUID],
         data: JSONBody[dict[str, Any]],
+        *,
+        campaigns: NamedDependency[Campaigns],
     ) -> dict[str, Any]:
-        campaigns = _campaigns(request)
         await campaigns.require_manager(actor, "send", str(campaign_id))  # the right first
         if "confirm_audience" not in data:
             raise InvalidInput(

@@ -20,8 +20,9 @@ from litestar.params import FromQuery, QueryParameter
 
 from audit import queries
 from audit.signing import public_key_b64
+from audit.trail import AuditTrail
 from server.gateway import Actor, InvalidInput, NotFound
-from server.web import policy_guard, provide_actor, provide_identity, require_right, services_of
+from server.web import policy_guard, provide_actor, provide_identity, require_right
 
 RESOURCE = "audit"
 PURPOSE = "compliance"
@@ -166,10 +167,16 @@ class AuditRoutes(Controller):
         )
 
     @get("/head")
-    async def head(self, request: Request[Any, Any, Any], actor: NamedDependency[Actor]) -> HeadOut:
+    async def head(
+        self,
+        request: Request[Any, Any, Any],
+        actor: NamedDependency[Actor],
+        *,
+        audit_trail: NamedDependency[AuditTrail],
+    ) -> HeadOut:
         """The latest signed tree head (404 until the first seal)."""
         await require_right(request, actor, RESOURCE, "read", purpose=PURPOSE)
-        found = await services_of(request).audit_trail.latest_head()
+        found = await audit_trail.latest_head()
         if found is None:
             raise NotFound("no signed head yet")
         return msgspec.convert(found.to_json(), HeadOut)
@@ -181,12 +188,14 @@ class AuditRoutes(Controller):
         actor: NamedDependency[Actor],
         seq: Seq,
         tree_size: Annotated[int | None, QueryParameter(ge=1, le=2**62)] = None,
+        *,
+        audit_trail: NamedDependency[AuditTrail],
     ) -> InclusionOut:
         """An RFC 6962 inclusion proof of event `seq` under the latest head (or the one
         over `tree_size`), checked by the server before it is returned."""
         await require_right(request, actor, RESOURCE, "read", purpose=PURPOSE)
         try:
-            proof = await services_of(request).audit_trail.inclusion(seq, tree_size)
+            proof = await audit_trail.inclusion(seq, tree_size)
         except LookupError as exc:
             raise NotFound(str(exc)) from None
         return msgspec.convert(proof, InclusionOut)
@@ -198,33 +207,43 @@ class AuditRoutes(Controller):
         actor: NamedDependency[Actor],
         old_size: Seq,
         new_size: Annotated[int | None, QueryParameter(ge=1, le=2**62)] = None,
+        *,
+        audit_trail: NamedDependency[AuditTrail],
     ) -> ConsistencyOut:
         """An RFC 6962 consistency proof between two signed heads (the newer: the latest
         unless `new_size` names one), checked before it is returned."""
         await require_right(request, actor, RESOURCE, "read", purpose=PURPOSE)
         try:
-            proof = await services_of(request).audit_trail.consistency(old_size, new_size)
+            proof = await audit_trail.consistency(old_size, new_size)
         except LookupError as exc:
             raise NotFound(str(exc)) from None
         return msgspec.convert(proof, ConsistencyOut)
 
     @get("/public-key")
     async def public_key(
-        self, request: Request[Any, Any, Any], actor: NamedDependency[Actor]
+        self,
+        request: Request[Any, Any, Any],
+        actor: NamedDependency[Actor],
+        *,
+        audit_trail: NamedDependency[AuditTrail],
     ) -> PublicKeyOut:
         """The Ed25519 key that signs tree heads: pin it in your verifier."""
         await require_right(request, actor, RESOURCE, "read", purpose=PURPOSE)
-        signer = services_of(request).audit_trail.signer
+        signer = audit_trail.signer
         return PublicKeyOut("Ed25519", signer.key_id, public_key_b64(signer.public_key))
 
     @get("/verification", guards=[policy_guard(RESOURCE, "verify")])
     async def verification(
-        self, request: Request[Any, Any, Any], actor: NamedDependency[Actor]
+        self,
+        request: Request[Any, Any, Any],
+        actor: NamedDependency[Actor],
+        *,
+        audit_trail: NamedDependency[AuditTrail],
     ) -> VerificationOut:
         """Verify the trail now (incrementally, from the head this server verified last)
         and say whether it is intact, what was checked and the first bad entry if any."""
         await require_right(request, actor, RESOURCE, "verify", purpose=PURPOSE)
-        report = await services_of(request).audit_trail.verify(incremental=True)
+        report = await audit_trail.verify(incremental=True)
         head = None if report.head is None else msgspec.convert(report.head.to_json(), HeadOut)
         return VerificationOut(
             report.ok,

@@ -13,9 +13,11 @@ from litestar import Controller, Request, get
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 
+from policy.enforcer import PolicyEngine
 from server.auth.service import StaffIdentity
 from server.processing_record import build_record
-from server.web import provide_identity, services_of
+from server.settings import Settings
+from server.web import provide_identity
 
 
 class ComplianceRoutes(Controller):
@@ -34,9 +36,13 @@ class ComplianceRoutes(Controller):
         ),
     )
     async def record_of_processing(
-        self, request: Request[Any, Any, Any], identity: NamedDependency[StaffIdentity]
+        self,
+        request: Request[Any, Any, Any],
+        identity: NamedDependency[StaffIdentity],
+        *,
+        policy: NamedDependency[PolicyEngine],
+        settings: NamedDependency[Settings],
     ) -> dict[str, Any]:
-        services = services_of(request)
-        if not services.policy.allows(identity.role, "processing_record", "read"):
+        if not policy.allows(identity.role, "processing_record", "read"):
             raise NotFoundException()
-        return build_record(services.settings, services.policy).to_json()
+        return build_record(settings, policy).to_json()

@@ -23,6 +23,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from server.consent.model import DIRECT_MARKETING, ConsentError, ConsentRecord, Notice
+from server.consent.service import ConsentEngine
 from server.gateway import Actor, Conflict, InvalidInput, NotFound, Record
 from server.web import (
     client_address_of,
@@ -219,7 +220,11 @@ class ConsentRegistryRoutes(Controller):
 
     @get("/purposes")
     async def purposes(
-        self, request: Request[Any, Any, Any], actor: NamedDependency[Actor]
+        self,
+        request: Request[Any, Any, Any],
+        actor: NamedDependency[Actor],
+        *,
+        consent: NamedDependency[ConsentEngine],
     ) -> list[PurposeOut]:
         """The purposes registry: what each purpose is, its legal basis and channels."""
         await require_right(request, actor, RESOURCE, "read")
@@ -233,16 +238,20 @@ class ConsentRegistryRoutes(Controller):
                 p.direct_marketing,
                 p.active,
             )
-            for p in await services_of(request).consent.purposes()
+            for p in await consent.purposes()
         ]
 
     @get("/notices")
     async def notices(
-        self, request: Request[Any, Any, Any], actor: NamedDependency[Actor]
+        self,
+        request: Request[Any, Any, Any],
+        actor: NamedDependency[Actor],
+        *,
+        consent: NamedDependency[ConsentEngine],
     ) -> list[NoticeSummary]:
         """The published privacy notices, newest first (the text: one notice's own URL)."""
         await require_right(request, actor, RESOURCE, "read")
-        engine = services_of(request).consent
+        engine = consent
         current = await engine.current_notice()
         found: list[NoticeSummary] = []
         for version in range(current.version if current else 0, 0, -1):
@@ -253,11 +262,16 @@ class ConsentRegistryRoutes(Controller):
 
     @get("/notices/{version:int}")
     async def notice(
-        self, request: Request[Any, Any, Any], actor: NamedDependency[Actor], version: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        actor: NamedDependency[Actor],
+        version: FromPath[int],
+        *,
+        consent: NamedDependency[ConsentEngine],
     ) -> NoticeOut:
         """One privacy notice, with its full text and content hash."""
         await require_right(request, actor, RESOURCE, "read")
-        found = await services_of(request).consent.notice(version) if 0 < version < 2**31 else None
+        found = await consent.notice(version) if 0 < version < 2**31 else None
         if found is None:
             raise NotFound("no privacy notice with this version")
         return NoticeOut(
@@ -276,11 +290,13 @@ class PersonConsentRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         record_id: FromPath[UUID],
+        *,
+        consent: NamedDependency[ConsentEngine],
     ) -> PersonConsent:
         """The person's current consent state per purpose and channel, objections included."""
         await require_right(request, actor, RESOURCE, "read", audit_allowed=False)
         person = await _person(request, actor, record_id)
-        rows = await services_of(request).consent.state(person.subject_id)
+        rows = await consent.state(person.subject_id)
         return PersonConsent(
             person.id,
             person.subject_id,
@@ -296,12 +312,14 @@ class PersonConsentRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         record_id: FromPath[UUID],
+        *,
+        consent: NamedDependency[ConsentEngine],
     ) -> Ledger:
         """The proof of consent: the whole ledger with evidence and notice texts (audited
         as ``consent.export``)."""
         await require_right(request, actor, RESOURCE, "export", audit_allowed=False)
         person = await _person(request, actor, record_id)
-        bundle = await services_of(request).consent.proof(
+        bundle = await consent.proof(
             person.subject_id, actor_id=actor.id, actor_role=actor.role, request_id=actor.request_id
         )
         return msgspec.convert(bundle, Ledger)
@@ -313,6 +331,8 @@ class PersonConsentRoutes(Controller):
         actor: NamedDependency[Actor],
         record_id: FromPath[UUID],
         data: JSONBody[ConsentChange],
+        *,
+        consent: NamedDependency[ConsentEngine],
     ) -> ChangeOut:
         """Record a grant, a withdrawal or an objection the person gave, with its evidence
         (``ip`` is kept as a keyed hash only). A token may record only for its purposes."""
@@ -321,7 +341,7 @@ class PersonConsentRoutes(Controller):
             request, actor, RESOURCE, "record", purpose=purpose, audit_allowed=False
         )
         person = await _person(request, actor, record_id)
-        engine = services_of(request).consent
+        engine = consent
         evidence = data.evidence.as_mapping() if data.evidence else {}
         common: dict[str, Any] = {
             "source": data.source,
@@ -363,6 +383,8 @@ class PersonConsentRoutes(Controller):
         actor: NamedDependency[Actor],
         record_id: FromPath[UUID],
         data: JSONBody[OptInStart],
+        *,
+        consent: NamedDependency[ConsentEngine],
     ) -> OptInOut:
         """E-mail the person a confirmation link for one purpose (the contact's e-mail,
         read through the gateway and never stored with the request). Consent is recorded
@@ -378,7 +400,7 @@ class PersonConsentRoutes(Controller):
         if "ip" not in evidence and data.source == "web_form":
             evidence["ip"] = client_address_of(request)
         try:
-            sent = await services_of(request).consent.request_double_opt_in(
+            sent = await consent.request_double_opt_in(
                 person.subject_id,
                 address,
                 data.purpose,

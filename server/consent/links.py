@@ -28,7 +28,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from server.vault.keys import derive_key
+from server.gateway.sealing import derive_key
 
 WITHDRAW_PREFIX = "w1"
 PREFERENCE_PREFIX = "p1"

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Template
 
@@ -28,6 +29,7 @@ from server.consent.model import (
     ConsentRecord,
     LinkInvalid,
 )
+from server.consent.service import ConsentEngine
 from server.web import client_address_of, request_id_of, services_of
 
 LINK_INVALID_STATUS = 404
@@ -97,16 +99,28 @@ class ConsentLinks(Controller):
     include_in_schema = False
 
     @get("/consent/confirm/{token:str}")
-    async def confirm_page(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
-        purpose = await services_of(request).consent.confirmation_purpose(token)
+    async def confirm_page(
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        consent: NamedDependency[ConsentEngine],
+    ) -> Template:
+        purpose = await consent.confirmation_purpose(token)
         if purpose is None:
             return _invalid(request)
         return _page(request, "confirm.html", title="Confirm your consent", purpose=purpose)
 
     @post("/consent/confirm/{token:str}", status_code=200)
-    async def confirm(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
+    async def confirm(
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        consent: NamedDependency[ConsentEngine],
+    ) -> Template:
         try:
-            await services_of(request).consent.confirm(
+            await consent.confirm(
                 token, evidence=_evidence(request), request_id=request_id_of(request)
             )
         except ConsentError:  # LinkInvalid, or a purpose withdrawn from offer since
@@ -121,17 +135,27 @@ class ConsentLinks(Controller):
 
     @get("/consent/withdraw/{token:str}")
     async def withdraw_page(
-        self, request: Request[Any, Any, Any], token: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        consent: NamedDependency[ConsentEngine],
     ) -> Template:
-        purpose = await services_of(request).consent.withdrawal_purpose(token)
+        purpose = await consent.withdrawal_purpose(token)
         if purpose is None:
             return _invalid(request)
         return _page(request, "withdraw.html", title="Withdraw consent", purpose=purpose)
 
     @post("/consent/withdraw/{token:str}", status_code=200)
-    async def withdraw(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
+    async def withdraw(
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        consent: NamedDependency[ConsentEngine],
+    ) -> Template:
         try:
-            await services_of(request).consent.withdraw_by_link(
+            await consent.withdraw_by_link(
                 token, evidence=_evidence(request), request_id=request_id_of(request)
             )
         except ConsentError:  # LinkInvalid, or a purpose withdrawn from offer since
@@ -153,7 +177,11 @@ class ConsentLinks(Controller):
 
     @post("/preferences/{token:str}", status_code=200)
     async def change_preferences(
-        self, request: Request[Any, Any, Any], token: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        consent: NamedDependency[ConsentEngine],
     ) -> Template:
         form = await request.form()
 
@@ -163,7 +191,7 @@ class ConsentLinks(Controller):
 
         version = field("notice_version")
         try:
-            records = await services_of(request).consent.change_preferences(
+            records = await consent.change_preferences(
                 token,
                 field("action"),
                 field("purpose"),
@@ -180,9 +208,13 @@ class ConsentLinks(Controller):
 
     @get("/preferences/{token:str}/notice")
     async def preferences_notice(
-        self, request: Request[Any, Any, Any], token: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        consent: NamedDependency[ConsentEngine],
     ) -> Template:
-        view = await services_of(request).consent.preference_view(token)
+        view = await consent.preference_view(token)
         if view is None:
             return _invalid(request)
         notice = view.notice

@@ -112,7 +112,7 @@ def _now() -> dt.datetime:
 
 
 class EvidenceSealer(Protocol):
-    """Encryption under a person's data key (:class:`server.vault.Vault`)."""
+    """Encryption under a person's data key (the vault, as wired in ``build_services``)."""
 
     async def seal_for_subject(self, subject_id: str, label: str, plaintext: str) -> str | None:
         """Ciphertext, or None if the person has no key."""
@@ -189,6 +189,10 @@ class AudienceFilter:
         return {str(row["subject_id"]) for row in await self.query}
 
 
+LapseListener = Callable[[str, str], Awaitable[object]]
+"""Told (subject id, reason code) after a consent was withdrawn or expired and committed."""
+
+
 class ConsentEngine:
     """The only code that writes the consent tables. Built once per process."""
 
@@ -199,6 +203,8 @@ class ConsentEngine:
         settings: Settings,
         secret: bytes,
         sealer: EvidenceSealer,
+        *,
+        lapse_listeners: Sequence[LapseListener] = (),
     ) -> None:
         self._audit = audit
         self._mailer = mailer
@@ -208,7 +214,7 @@ class ConsentEngine:
         self._keys = LinkKeys(secret)
         # Told (subject id, reason code) after a consent was withdrawn or expired and that
         # change is committed: the last-basis review (server/dsr/lapse.py) listens here.
-        self.lapse_listeners: list[Callable[[str, str], Awaitable[object]]] = []
+        self.lapse_listeners: list[LapseListener] = list(lapse_listeners)
 
     async def _lapsed(self, subject_id: str, reason: str) -> None:
         """Tell the listeners; never undo or fail the withdrawal for their sake."""

@@ -10,11 +10,11 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from server.datamap import CONTACT
-from server.gateway import Actor, InvalidInput
+from server.gateway import Actor, Gateway, InvalidInput
 from server.gateway.duplicate_scan import Scan
 from server.gateway.duplicates import Merge
 from server.records.routes import record_routes
-from server.web import provide_actor, provide_identity, purpose_of, services_of
+from server.web import provide_actor, provide_identity, purpose_of
 
 ContactRoutes = record_routes(CONTACT, "/api/v1/contacts", "contacts")
 MERGE_KEYS = {"survivor_id", "merged_id", "keep"}
@@ -67,11 +67,13 @@ class ContactMergeRoutes(Controller):
         ),
     )
     async def duplicates(
-        self, request: Request[Any, Any, Any], actor: NamedDependency[Actor]
+        self,
+        request: Request[Any, Any, Any],
+        actor: NamedDependency[Actor],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> dict[str, Any]:
-        scan = await services_of(request).gateway.find_duplicates(
-            actor, purpose=purpose_of(request)
-        )
+        scan = await gateway.find_duplicates(actor, purpose=purpose_of(request))
         return scan_json(scan)
 
     @post(
@@ -92,8 +94,9 @@ class ContactMergeRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         data: JSONBody[dict[str, Any]],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> dict[str, Any]:
-        gateway = services_of(request).gateway
         if gateway.permitted_fields(actor, "contact", "merge", purpose=purpose_of(request)) is None:
             # Refused (and audited) by the gateway before the body is looked at.
             await gateway.merge_contacts(actor, "", "", purpose=purpose_of(request))
@@ -133,8 +136,10 @@ class ContactMergeRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         merge_state: Annotated[str | None, QueryParameter(name="state")] = None,
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> dict[str, Any]:
-        found = await services_of(request).gateway.list_merges(
+        found = await gateway.list_merges(
             actor, state=merge_state or None, purpose=purpose_of(request)
         )
         return {"items": [merge_json(m) for m in found]}
@@ -151,10 +156,10 @@ class ContactMergeRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         merge_id: FromPath[UUID],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> dict[str, Any]:
-        result = await services_of(request).gateway.undo_merge(
-            actor, str(merge_id), purpose=purpose_of(request)
-        )
+        result = await gateway.undo_merge(actor, str(merge_id), purpose=purpose_of(request))
         return merge_json(result)
 
     @post(
@@ -168,8 +173,8 @@ class ContactMergeRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         merge_id: FromPath[UUID],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> dict[str, Any]:
-        result = await services_of(request).gateway.confirm_merge(
-            actor, str(merge_id), purpose=purpose_of(request)
-        )
+        result = await gateway.confirm_merge(actor, str(merge_id), purpose=purpose_of(request))
         return merge_json(result)

@@ -23,9 +23,16 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from server.auth.service import StaffAccounts
 from server.dsr.export import InvalidSubject, NoRecords, build_export
-from server.dsr.requests import PURPOSE, DataRequest, RequestError, RequestNotFound
-from server.gateway import Actor, Conflict, Forbidden, InvalidInput, NotFound
+from server.dsr.requests import (
+    PURPOSE,
+    DataRequest,
+    DataSubjectRequests,
+    RequestError,
+    RequestNotFound,
+)
+from server.gateway import Actor, Conflict, Forbidden, Gateway, InvalidInput, NotFound
 from server.web import (
     SESSION_COOKIE,
     policy_guard,
@@ -125,12 +132,12 @@ class RequestRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         show: FromQuery[Literal["open", "overdue", "all"]] = "open",
+        *,
+        requests: NamedDependency[DataSubjectRequests],
     ) -> list[RequestOut]:
         """The compliance queue by effective deadline, soonest first; overdue ones flagged."""
         await require_right(request, actor, RESOURCE, "manage", purpose=PURPOSE)
-        items = await services_of(request).requests.queue(
-            overdue_only=show == "overdue", open_only=show == "open"
-        )
+        items = await requests.queue(overdue_only=show == "overdue", open_only=show == "open")
         return [_out(item) for item in items]
 
     @post("/", status_code=HTTP_201_CREATED)
@@ -139,16 +146,18 @@ class RequestRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         data: JSONBody[RequestOpen],
+        *,
+        gateway: NamedDependency[Gateway],
+        requests: NamedDependency[DataSubjectRequests],
     ) -> RequestOut:
         """Log a request about the person of ``contact_id``; its deadline runs from now."""
         await require_right(
             request, actor, RESOURCE, "manage", purpose=PURPOSE, audit_allowed=False
         )
-        services = services_of(request)
-        person = await services.gateway.read(
+        person = await gateway.read(
             actor, "contact", str(data.contact_id), purpose=PURPOSE, fields=()
         )
-        change = await services.requests.log(
+        change = await requests.log(
             person.subject_id,
             data.kind,
             data.channel,
@@ -158,7 +167,7 @@ class RequestRoutes(Controller):
             contact_id=person.id,
             request_id=actor.request_id,
         )
-        return _out(await services.requests.get(change.request.id))
+        return _out(await requests.get(change.request.id))
 
     @get("/{request_id:uuid}")
     async def read(
@@ -178,6 +187,8 @@ class RequestRoutes(Controller):
         actor: NamedDependency[Actor],
         request_id: FromPath[UUID],
         data: JSONBody[RequestMove],
+        *,
+        requests: NamedDependency[DataSubjectRequests],
     ) -> RequestOut:
         """Move the request to its next state (409 if the workflow does not allow it)."""
         await require_right(
@@ -190,7 +201,7 @@ class RequestRoutes(Controller):
                 "confirmation page, not by an API call"
             )
         try:
-            await services_of(request).requests.transition(
+            await requests.transition(
                 item.id,
                 data.to_state,
                 by=actor.id,
@@ -221,6 +232,8 @@ class RequestRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         request_id: FromPath[UUID],
+        *,
+        accounts: NamedDependency[StaffAccounts],
     ) -> Response[bytes]:
         """The person's export as a signed ZIP (audited as ``dsr.export``). A staff
         session must have entered its password within the last few minutes (web admin:
@@ -229,9 +242,7 @@ class RequestRoutes(Controller):
             request, actor, RESOURCE, "manage", purpose=PURPOSE, audit_allowed=False
         )
         if actor.limits is None:
-            session = await services_of(request).accounts.session_info(
-                request.cookies.get(SESSION_COOKIE, "")
-            )
+            session = await accounts.session_info(request.cookies.get(SESSION_COOKIE, ""))
             if session is None or not session.recently_authenticated:
                 raise Forbidden(
                     "downloading a person's data needs a recent sign-in: enter your password "

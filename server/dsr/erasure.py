@@ -40,9 +40,7 @@ from server.dsr.tables import ErasureJob
 from server.feedback.store import forget_invitations
 from server.gateway import Actor, Gateway, GatewayError
 from server.gateway.erasure import WriteHook
-from server.vault import MasterKeyMissing
-from server.vault.envelope import CiphertextError
-from server.vault.register import RegisterError
+from server.gateway.sealing import CiphertextError, MasterKeyMissing, RegisterError
 
 PURPOSE = "compliance"
 JOB = "erasure"
@@ -311,7 +309,7 @@ class Erasure:
                         report.erased += 1
                     else:
                         report.held += 1
-                elif await self._gateway.vault.holds_key(subject):
+                elif await self._gateway.holds_key(subject):
                     await self._gateway.shred_subject(Actor.system(JOB), subject)
                     report.shredded += 1
                 else:

@@ -423,9 +423,7 @@ async def _collect(services: Services, subject: str, actor: Actor) -> _Collected
         purpose=EXPORT_PURPOSE,
         also={mention.owner_subject for mention in mentions},
     )
-    staff = await staff_pseudonyms(
-        pseudonym_key(gateway.vault), gateway.default_region, own_names(held)
-    )
+    staff = await staff_pseudonyms(pseudonym_key(gateway), gateway.default_region, own_names(held))
     mention_docs, summary = _put_back(slots, excerpts, evidence, links, withheld, staff)
     return _Collected(held, mention_docs, summary, consents)
 
@@ -633,7 +631,7 @@ async def _data_json(
 ) -> dict[str, Any]:
     """``data.json``: everything the other files show, staff by role and pseudonym."""
     held = collected.held
-    key = pseudonym_key(services.gateway.vault)
+    key = pseudonym_key(services.gateway)
     proof = collected.consents
     consent_events = []
     for event in proof["events"]:

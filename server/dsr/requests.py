@@ -249,6 +249,7 @@ class DataSubjectRequests:
         settings: Settings,
         *,
         outbox: MailOutbox | None = None,
+        fulfillers: Mapping[str, Fulfiller] | None = None,
     ) -> None:
         self._gateway = gateway
         self._audit = audit
@@ -256,9 +257,9 @@ class DataSubjectRequests:
         self._outbox = outbox  # retries a notice that failed (sealed under the person's key)
         self._controller = settings.controller_name
         self._contact = settings.controller_contact
-        # What "fulfilled" means per request kind, registered by the modules that do it
-        # (erasure, export links ...); a kind without one is fulfilled by staff by hand.
-        self.fulfillers: dict[str, Fulfiller] = {}
+        # What "fulfilled" means per request kind, from the modules that do it (erasure,
+        # export links ...); a kind without one is fulfilled by staff by hand.
+        self.fulfillers: Mapping[str, Fulfiller] = dict(fulfillers or {})
 
     # -- reading -----------------------------------------------------------------------
 

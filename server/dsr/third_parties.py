@@ -17,8 +17,8 @@ from typing import Any
 from server.auth.directory import staff_identities
 from server.consent.model import SUBJECT_ACTOR
 from server.datamap import RECORD_TYPES, Category, FieldKind, RecordType
+from server.gateway import Gateway
 from server.gateway.mentions import ANOTHER_PERSON, IDENTIFYING, Identity, Matcher, fold_key
-from server.vault import Vault
 
 PSEUDONYM_INFO = b"consentry/dsr/staff-pseudonym/v1"
 EXCERPT_GAP = " … "  # between two sentences of one field that mention the person
@@ -59,10 +59,10 @@ class RedactionSummary:
 # --- pseudonyms and labels ----------------------------------------------------------------
 
 
-def pseudonym_key(vault: Vault) -> bytes:
+def pseudonym_key(gateway: Gateway) -> bytes:
     """From the master key's index root (never rotated): a person sees the same pseudonym
     for the same member of staff in every export, years apart."""
-    return vault.derived_key(PSEUDONYM_INFO)
+    return gateway.derived_key(PSEUDONYM_INFO)
 
 
 def staff_pseudonym(key: bytes, actor_id: str) -> str:

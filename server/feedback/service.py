@@ -543,7 +543,7 @@ def _feedback(
         audit,
         consent,
         outbox,
-        gateway.vault.derived_key(b"consentry/feedback/links/v1"),
+        gateway.derived_key(b"consentry/feedback/links/v1"),
         public_url=settings.public_url,
         min_group_size=settings.report_min_group_size,
     )

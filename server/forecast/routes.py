@@ -12,9 +12,12 @@ from litestar import Controller, Request, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter
 
+from audit.log import AuditLog
+from policy.enforcer import PolicyEngine
 from server.forecast.service import Figures, Forecasts, period_for
-from server.gateway import Actor
-from server.web import policy_guard, provide_actor, provide_identity, services_of
+from server.gateway import Actor, Gateway
+from server.settings import Settings
+from server.web import policy_guard, provide_actor, provide_identity
 
 NO_ACCESS = "your role may not see the sales forecast"
 
@@ -103,14 +106,18 @@ class ForecastRoutes(Controller):
         period: Literal["month", "quarter", "custom"] = Parameter(default="quarter"),
         start: str = Parameter(default="", max_length=10, description="custom: YYYY-MM-DD"),
         end: str = Parameter(default="", max_length=10, description="custom: YYYY-MM-DD"),
+        *,
+        audit: NamedDependency[AuditLog],
+        gateway: NamedDependency[Gateway],
+        policy: NamedDependency[PolicyEngine],
+        settings: NamedDependency[Settings],
     ) -> ForecastOut:
-        services = services_of(request)
         chosen = period_for(period, dt.datetime.now(dt.UTC).date(), start, end)
         report = await Forecasts(
-            services.gateway,
-            services.policy,
-            services.audit,
-            min_group_size=services.settings.report_min_group_size,
+            gateway,
+            policy,
+            audit,
+            min_group_size=settings.report_min_group_size,
         ).forecast(actor, chosen)
         return ForecastOut(
             period=chosen.kind,

@@ -125,22 +125,27 @@ class GatewayCore:
         staff: StaffDirectory,
         *,
         default_region: str = "GB",
+        subject_basis: SubjectBasis | None = None,
+        restrictions: SubjectRestrictions | None = None,
+        merge_blockers: MergeBlockers | None = None,
+        record_rules: Mapping[str, RecordRule] | None = None,
     ) -> None:
+        """The features the gateway asks before it touches a record come in here, from
+        ``build_services``; one left out makes the gateway refuse what needs it (fail
+        closed): without ``subject_basis`` (the consent engine) every purpose resting on a
+        person's consent, without ``restrictions`` (server.dsr.restriction) everything but
+        the storage purposes, without ``merge_blockers`` (server.dsr.registers) every merge.
+        ``record_rules`` check a record type's values against configuration (deals:
+        server.pipelines)."""
         self.vault = vault
         self.policy = policy
         self.audit = audit
         self.staff = staff  # who records may be handed to (server.gateway.ownership)
         self.default_region = default_region  # for phone numbers written without +country
-        # Set by build_services once the consent engine exists; until then every purpose
-        # that needs a per-person basis is refused (fail closed).
-        self.subject_basis: SubjectBasis | None = None
-        # Set by build_services (server.dsr.restriction); until then only the storage
-        # purposes reach anyone (fail closed).
-        self.restrictions: SubjectRestrictions | None = None
-        # Set by build_services (server.dsr.registers); until then no merge is allowed.
-        self.merge_blockers: MergeBlockers | None = None
-        # Per record type, set by build_services (server.pipelines for deals).
-        self.record_rules: dict[str, RecordRule] = {}
+        self.subject_basis = subject_basis
+        self.restrictions = restrictions
+        self.merge_blockers = merge_blockers
+        self.record_rules: Mapping[str, RecordRule] = dict(record_rules or {})
 
     # --- policy questions (nothing touched, nothing audited) --------------------------------
 

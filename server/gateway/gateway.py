@@ -36,6 +36,7 @@ from server.gateway.hooks import (
 )
 from server.gateway.reading import ReadOperations
 from server.gateway.results import BulkResult, Group, OutsideScope, Page, Record
+from server.gateway.sealing import Sealing
 from server.gateway.writing import WriteOperations
 
 __all__ = [
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 
-class Gateway(ReadOperations, WriteOperations):
+class Gateway(ReadOperations, WriteOperations, Sealing):
     """The core's operations and the features built on it, as one object."""
 
     # --- erasure and retention (server.gateway.erasure; orchestrated by server.dsr) --------

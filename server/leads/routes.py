@@ -17,7 +17,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from msgspec import UNSET
 
 from server.datamap import DEAL, LEAD
-from server.gateway import Actor, InvalidInput
+from server.gateway import Actor, Gateway, InvalidInput
 from server.leads.webform import HONEYPOT, Throttled, WebForm
 from server.records.routes import record_routes
 from server.request_guard import ACCEPTS, HTML_FORM_OR_JSON
@@ -113,6 +113,8 @@ class LeadConversion(Controller):
         actor: NamedDependency[Actor],
         record_id: FromPath[UUID],
         data: JSONBody[LeadConversionIn | None] = None,
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> LeadConversionOut:
         asked = data or LeadConversionIn()
         deal = None
@@ -122,7 +124,7 @@ class LeadConversion(Controller):
                 for name in asked.deal.__struct_fields__
                 if (value := getattr(asked.deal, name)) is not UNSET
             }
-        result = await services_of(request).gateway.convert_lead(
+        result = await gateway.convert_lead(
             actor,
             str(record_id),
             purpose=purpose_of(request),

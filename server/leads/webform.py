@@ -152,7 +152,7 @@ class SpentTokens:
 class WebForm:
     def __init__(self, services: Services) -> None:
         self._services = services
-        key = services.gateway.vault.derived_key(_TOKEN_LABEL)
+        key = services.gateway.derived_key(_TOKEN_LABEL)
         self.tokens = FormTokens(key)
         self.spent = SpentTokens(key)
         self._throttle = LoginThrottler(key)

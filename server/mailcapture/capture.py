@@ -186,7 +186,7 @@ class MailCapture:
         self.lead_rule = lead_rule
         self.staff_addresses = frozenset(a.lower() for a in staff_addresses)
         self.actor = Actor.system(JOB)
-        self._key = gateway.vault.derived_key(_KEY_INFO)
+        self._key = gateway.derived_key(_KEY_INFO)
 
     def _keyed(self, kind: str, owner_id: int, value: str) -> str:
         data = f"{kind}|{owner_id}|{value}".encode()

@@ -25,7 +25,7 @@ RECEIVER_PURPOSE = "customer_relationship"
 
 
 def mailboxes_of(services: Services) -> Mailboxes:
-    return Mailboxes(services.gateway.vault, services.audit, services.destinations)
+    return Mailboxes(services.gateway, services.audit, services.destinations)
 
 
 async def _staff_addresses() -> dict[str, int]:

@@ -13,10 +13,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
 from server.datamap import MAIL
-from server.gateway import Actor
+from server.gateway import Actor, Gateway
 from server.mailcapture.capture import share_thread
 from server.records.routes import record_routes
-from server.web import provide_actor, provide_identity, services_of
+from server.web import provide_actor, provide_identity
 
 MailRecordRoutes = record_routes(MAIL, "/api/v1/mail", "mail")
 
@@ -37,8 +37,9 @@ class MailThreadRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         mail_id: FromPath[UUID],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> ThreadShared:
-        gateway = services_of(request).gateway
         changed = await share_thread(gateway, actor, str(mail_id), shared=True)
         return ThreadShared(changed=changed, visibility="shared")
 
@@ -48,7 +49,8 @@ class MailThreadRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         mail_id: FromPath[UUID],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> ThreadShared:
-        gateway = services_of(request).gateway
         changed = await share_thread(gateway, actor, str(mail_id), shared=False)
         return ThreadShared(changed=changed, visibility="private")

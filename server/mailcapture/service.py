@@ -2,7 +2,7 @@
 
 Each mailbox belongs to one staff user, who alone sees and manages it (the policy action
 ``mailbox manage`` says who may connect one at all). The login is sealed by the vault
-(:meth:`server.vault.Vault.seal_secret`, bound to the mailbox id) and opened only to
+(:meth:`server.gateway.sealing.Sealing.seal_secret`, bound to the mailbox id) and opened only to
 connect; it is never shown back, logged or audited. Connecting, changing and removing a
 mailbox are audited (ids and host, never the login).
 """
@@ -20,9 +20,9 @@ from audit.log import AuditLog
 from server import db
 from server.datamap import PURPOSES
 from server.gateway import Actor
+from server.gateway.sealing import Sealing
 from server.mailcapture.tables import Mailbox
 from server.outbound import DestinationRefused, Destinations
-from server.vault import Vault
 
 SEAL_LABEL = "mailbox-login"
 SECURITY = ("ssl", "none")
@@ -135,9 +135,9 @@ def check_settings(
 
 class Mailboxes:
     def __init__(
-        self, vault: Vault, audit: AuditLog, destinations: Destinations | None = None
+        self, sealing: Sealing, audit: AuditLog, destinations: Destinations | None = None
     ) -> None:
-        self.vault = vault
+        self._sealing = sealing
         self.audit = audit
         # A mailbox host is typed by staff: the server connects only where it may
         # (public addresses, or CONSENTRY_OUTBOUND_ALLOW's ranges; server/outbound.py).
@@ -185,7 +185,7 @@ class Mailboxes:
             raise MailboxInputError(problems)
         mailbox_id = uuid.uuid4()
         now = dt.datetime.now(dt.UTC)
-        sealed = self.vault.seal_secret(
+        sealed = self._sealing.seal_secret(
             SEAL_LABEL,
             str(mailbox_id),
             json.dumps({"username": username.strip(), "password": password}),
@@ -262,7 +262,7 @@ class Mailboxes:
         row = await Mailbox.select(Mailbox.login).where(Mailbox.id == uuid.UUID(mailbox_id)).first()
         if row is None:
             raise LookupError("no such mailbox")
-        opened = json.loads(self.vault.open_secret(SEAL_LABEL, mailbox_id, str(row["login"])))
+        opened = json.loads(self._sealing.open_secret(SEAL_LABEL, mailbox_id, str(row["login"])))
         return Login(str(opened["username"]), str(opened["password"]))
 
     async def claim(self, mailbox_id: str, now: dt.datetime | None = None) -> bool:

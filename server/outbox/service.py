@@ -30,10 +30,10 @@ from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from policy.enforcer import SYSTEM_ROLE
 from server import db
+from server.gateway.sealing import Sealing
 from server.logs import get_logger
 from server.mail import NOT_CONFIGURED, Mailer, MailResult, MailStatus
 from server.outbox.tables import QueuedMail
-from server.vault import Vault
 
 log = get_logger("consentry.outbox")
 
@@ -81,12 +81,20 @@ def _now() -> dt.datetime:
 
 
 class MailOutbox:
-    def __init__(self, mailer: Mailer, vault: Vault, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        mailer: Mailer,
+        sealing: Sealing,
+        audit: AuditLog,
+        *,
+        on_settled: Mapping[str, Settled] | None = None,
+    ) -> None:
         self._mailer = mailer
-        self._vault = vault
+        self._sealing = sealing
         self._audit = audit
-        # Told when a retried message is delivered ("") or given up (the error code).
-        self.on_settled: dict[str, Settled] = {}
+        # Per purpose, told when a retried message is delivered ("") or given up (the
+        # error code).
+        self.on_settled: Mapping[str, Settled] = dict(on_settled or {})
 
     @property
     def enabled(self) -> bool:
@@ -244,16 +252,16 @@ class MailOutbox:
 
     async def _seal(self, key: uuid.UUID, subject_id: str | None, envelope: str) -> str | None:
         if subject_id:
-            return await self._vault.seal_for_subject(subject_id, _label(key), envelope)
-        return self._vault.seal_secret(SEAL_LABEL, str(key), envelope)
+            return await self._sealing.seal_for_subject(subject_id, _label(key), envelope)
+        return self._sealing.seal_secret(SEAL_LABEL, str(key), envelope)
 
     async def _open(
         self, key: uuid.UUID, subject_id: str | None, sealed: str
     ) -> dict[str, Any] | None:
         if subject_id:
-            plain = await self._vault.open_for_subject(subject_id, _label(key), sealed)
+            plain = await self._sealing.open_for_subject(subject_id, _label(key), sealed)
         else:
-            plain = self._vault.open_secret(SEAL_LABEL, str(key), sealed)
+            plain = self._sealing.open_secret(SEAL_LABEL, str(key), sealed)
         if plain is None:
             return None
         loaded: dict[str, Any] = json.loads(plain)

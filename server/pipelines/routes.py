@@ -17,7 +17,7 @@ from litestar.status_codes import HTTP_201_CREATED
 from server.auth.service import StaffIdentity
 from server.gateway import Actor
 from server.pipelines.service import KINDS, PipelineConfig, Pipelines, Stage
-from server.web import policy_guard, provide_actor, provide_identity, services_of
+from server.web import policy_guard, provide_actor, provide_identity
 
 NO_ACCESS = "your role may not manage pipelines"
 
@@ -80,12 +80,6 @@ def _pipeline(pipeline: PipelineConfig) -> PipelineOut:
     )
 
 
-def _pipelines(request: Request[Any, Any, Any]) -> Pipelines:
-    """The guard (``pipeline manage``) has already let the caller in; the service asks the
-    policy again on every change."""
-    return services_of(request).pipelines
-
-
 class PipelineRoutes(Controller):
     path = "/api/v1/pipelines"
     tags = ["pipelines"]
@@ -94,10 +88,13 @@ class PipelineRoutes(Controller):
 
     @get("/", description="Every pipeline with its stages in board order (archived included).")
     async def list_pipelines(
-        self, request: Request[Any, Any, Any], identity: NamedDependency[StaffIdentity]
+        self,
+        request: Request[Any, Any, Any],
+        identity: NamedDependency[StaffIdentity],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> PipelineList:
-        pipelines = await _pipelines(request).all()
-        return PipelineList([_pipeline(p) for p in pipelines])
+        return PipelineList([_pipeline(p) for p in await pipelines.all()])
 
     @post(
         "/",
@@ -110,8 +107,10 @@ class PipelineRoutes(Controller):
         identity: NamedDependency[StaffIdentity],
         actor: NamedDependency[Actor],
         data: JSONBody[PipelineIn],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> PipelineOut:
-        created = await _pipelines(request).create_pipeline(actor, data.name)
+        created = await pipelines.create_pipeline(actor, data.name)
         return _pipeline(created)
 
     @get("/{pipeline_id:uuid}", description="One pipeline and its stages.")
@@ -120,8 +119,10 @@ class PipelineRoutes(Controller):
         request: Request[Any, Any, Any],
         identity: NamedDependency[StaffIdentity],
         pipeline_id: FromPath[UUID],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> PipelineOut:
-        return _pipeline(await _pipelines(request).get(str(pipeline_id)))
+        return _pipeline(await pipelines.get(str(pipeline_id)))
 
     @patch("/{pipeline_id:uuid}", description="Rename a pipeline.")
     async def rename_pipeline(
@@ -131,8 +132,9 @@ class PipelineRoutes(Controller):
         actor: NamedDependency[Actor],
         pipeline_id: FromPath[UUID],
         data: JSONBody[PipelineIn],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> PipelineOut:
-        pipelines = _pipelines(request)
         return _pipeline(await pipelines.rename_pipeline(actor, str(pipeline_id), data.name))
 
     @post(
@@ -151,8 +153,9 @@ class PipelineRoutes(Controller):
         actor: NamedDependency[Actor],
         pipeline_id: FromPath[UUID],
         data: JSONBody[StageIn],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> StageOut:
-        pipelines = _pipelines(request)
         stage = await pipelines.add_stage(
             actor, str(pipeline_id), data.name, data.kind, data.probability
         )
@@ -172,8 +175,9 @@ class PipelineRoutes(Controller):
         actor: NamedDependency[Actor],
         stage_id: FromPath[UUID],
         data: JSONBody[StageChange],
+        *,
+        pipelines: NamedDependency[Pipelines],
     ) -> PipelineOut:
-        pipelines = _pipelines(request)
         key = str(stage_id)
         stage = await pipelines.update_stage(
             actor, key, name=data.name, probability=data.probability

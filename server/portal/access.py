@@ -128,7 +128,7 @@ async def access_page(
     it is the newest line of the first page."""
     await _record(services, "portal.access_log", subject_id, request_id, {"page": before or 0})
     page = await subject_events.events_about(subject_id, before_seq=before, page_size=PAGE_SIZE)
-    key = pseudonym_key(services.gateway.vault)
+    key = pseudonym_key(services.gateway)
     accesses = tuple(
         Access(
             seq=e.seq,
@@ -160,7 +160,7 @@ async def access_proofs(
     else:
         events = await subject_events.every_event_about(subject_id)
     await _record(services, "portal.access_proofs", subject_id, request_id, {"events": len(events)})
-    key = pseudonym_key(services.gateway.vault)
+    key = pseudonym_key(services.gateway)
     proofs = await services.audit_trail.inclusion_proofs([e.seq for e in events])
     return {
         "subject_id": subject_id,

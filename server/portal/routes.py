@@ -17,11 +17,14 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_404_NOT_FOUND
 
+from audit.trail import AuditTrail
 from server.consent.model import SUBJECT_ACTOR
+from server.consent.service import ConsentEngine
 from server.datamap import InvalidValues, self_correctable
 from server.dsr.export import NoRecords
 from server.dsr.people import OwnRecord
@@ -148,9 +151,10 @@ class PortalPages(Controller):
         return _sign_in_page(request)
 
     @post("/", status_code=200)
-    async def ask_for_link(self, request: Request[Any, Any, Any]) -> Template:
+    async def ask_for_link(
+        self, request: Request[Any, Any, Any], *, portal: NamedDependency[Portal]
+    ) -> Template:
         form = await _form(request)
-        portal = _portal(request)
         try:
             address = await portal.admit_link_request(
                 form.get("email", ""), client_address_of(request)
@@ -165,14 +169,26 @@ class PortalPages(Controller):
         return page
 
     @get("/enter/{token:str}")
-    async def enter_page(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
-        if not await _portal(request).sign_in_link_is_live(token):
+    async def enter_page(
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        portal: NamedDependency[Portal],
+    ) -> Template:
+        if not await portal.sign_in_link_is_live(token):
             return _invalid(request)
         return _page(request, "enter.html", title="Sign in", action=f"/portal/enter/{token}")
 
     @post("/enter/{token:str}", status_code=200)
-    async def enter(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
-        identity = await _portal(request).sign_in(token, request_id=request_id_of(request))
+    async def enter(
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        portal: NamedDependency[Portal],
+    ) -> Response[Any]:
+        identity = await portal.sign_in(token, request_id=request_id_of(request))
         if identity is None:
             return _invalid(request)
         response = _see_other("/portal/home")
@@ -180,10 +196,12 @@ class PortalPages(Controller):
         return response
 
     @post("/sign-out", status_code=200)
-    async def sign_out(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def sign_out(
+        self, request: Request[Any, Any, Any], *, portal: NamedDependency[Portal]
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is not None:
-            await _portal(request).sign_out(identity)
+            await portal.sign_out(identity)
         page = _sign_in_page(request, notice="You are signed out.")
         page.cookies.append(_session_cookie(request, "", 0))
         return page
@@ -198,14 +216,14 @@ class PortalPages(Controller):
         return await _home(request, identity)
 
     @post("/download", status_code=200)
-    async def download_now(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def download_now(
+        self, request: Request[Any, Any, Any], *, portal: NamedDependency[Portal]
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
         try:
-            content = await _portal(request).download_now(
-                identity, request_id=request_id_of(request)
-            )
+            content = await portal.download_now(identity, request_id=request_id_of(request))
         except PortalError as exc:
             if exc.code == "in_progress":
                 return await _home(request, identity, error=exc.message, status=409)
@@ -219,7 +237,9 @@ class PortalPages(Controller):
         return _zip(content)
 
     @post("/requests", status_code=200)
-    async def file_request(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def file_request(
+        self, request: Request[Any, Any, Any], *, portal: NamedDependency[Portal]
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
@@ -236,9 +256,7 @@ class PortalPages(Controller):
                 explanation=REQUEST_WORDS["erasure"][1],
             )
         try:
-            filed = await _portal(request).file_request(
-                identity, kind, request_id=request_id_of(request)
-            )
+            filed = await portal.file_request(identity, kind, request_id=request_id_of(request))
         except PortalError as exc:
             status = 409 if exc.code == "duplicate" else 400
             return await _home(request, identity, error=exc.message, status=status)
@@ -253,13 +271,17 @@ class PortalPages(Controller):
 
     @post("/requests/{dsr_id:str}/download", status_code=200)
     async def request_download(
-        self, request: Request[Any, Any, Any], dsr_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        dsr_id: FromPath[str],
+        *,
+        portal: NamedDependency[Portal],
     ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
         try:
-            content = await _portal(request).download_for_request(
+            content = await portal.download_for_request(
                 identity, dsr_id[:64], request_id=request_id_of(request)
             )
         except NoRecords:  # erased since: nothing left to hand out
@@ -268,7 +290,11 @@ class PortalPages(Controller):
 
     @get("/download/{token:str}")
     async def download_page(
-        self, request: Request[Any, Any, Any], token: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        portal: NamedDependency[Portal],
     ) -> Template:
         """The e-mailed link: a page with a Download button (nothing is built or recorded)."""
         identity = await _identity(request)
@@ -279,7 +305,7 @@ class PortalPages(Controller):
                 "follow the link we send you. Then open the download link again, or use the "
                 "Download button on your page.",
             )
-        if not await _portal(request).download_link_is_live(identity, token):
+        if not await portal.download_link_is_live(identity, token):
             return _invalid(request)
         return _page(
             request,
@@ -291,13 +317,17 @@ class PortalPages(Controller):
 
     @post("/download/{token:str}", status_code=200)
     async def download_link(
-        self, request: Request[Any, Any, Any], token: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        portal: NamedDependency[Portal],
     ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
         try:
-            content = await _portal(request).download_by_link(
+            content = await portal.download_by_link(
                 identity, token, request_id=request_id_of(request)
             )
         except NoRecords:
@@ -307,22 +337,25 @@ class PortalPages(Controller):
     # -- correcting ------------------------------------------------------------------------
 
     @get("/correct")
-    async def correct_page(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def correct_page(
+        self, request: Request[Any, Any, Any], *, portal: NamedDependency[Portal]
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
         try:
-            own = await _portal(request).own_record(identity)
+            own = await portal.own_record(identity)
         except PortalError as exc:
             return await _home(request, identity, error=exc.message, status=404)
         return _correct_form(request, own)
 
     @post("/correct", status_code=200)
-    async def correct(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def correct(
+        self, request: Request[Any, Any, Any], *, portal: NamedDependency[Portal]
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        portal = _portal(request)
         form = await _form(request)
         try:
             result = await portal.correct(identity, form, request_id=request_id_of(request))
@@ -345,16 +378,20 @@ class PortalPages(Controller):
     # -- consents and the privacy notice -----------------------------------------------------
 
     @get("/consents")
-    async def consents(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def consents(
+        self, request: Request[Any, Any, Any], *, consent: NamedDependency[ConsentEngine]
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        link = services_of(request).consent.preference_link(identity.subject_id)
+        link = consent.preference_link(identity.subject_id)
         return _see_other(link)
 
     @get("/notice")
-    async def notice(self, request: Request[Any, Any, Any]) -> Template:
-        notice = await services_of(request).consent.current_notice()
+    async def notice(
+        self, request: Request[Any, Any, Any], *, consent: NamedDependency[ConsentEngine]
+    ) -> Template:
+        notice = await consent.current_notice()
         text = "" if notice is None else notice.text
         return _page(
             request,
@@ -501,8 +538,10 @@ class PortalTransparency(Controller):
         return _json_download(document, f"access-{seq}-proof.json")
 
     @get("/how-to-check")
-    async def how_to_check(self, request: Request[Any, Any, Any]) -> Template:
-        trail = services_of(request).audit_trail
+    async def how_to_check(
+        self, request: Request[Any, Any, Any], *, audit_trail: NamedDependency[AuditTrail]
+    ) -> Template:
+        trail = audit_trail
         return _page(
             request,
             "how_to_check.html",
@@ -513,8 +552,10 @@ class PortalTransparency(Controller):
         )
 
     @get("/public-key")
-    async def public_key(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        key = services_of(request).audit_trail.public_key_b64
+    async def public_key(
+        self, request: Request[Any, Any, Any], *, audit_trail: NamedDependency[AuditTrail]
+    ) -> Response[bytes]:
+        key = audit_trail.public_key_b64
         return Response(
             (key + "\n").encode(),
             media_type="text/plain",
@@ -522,18 +563,23 @@ class PortalTransparency(Controller):
         )
 
     @get("/receipts")
-    async def receipts(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def receipts(
+        self,
+        request: Request[Any, Any, Any],
+        *,
+        consent: NamedDependency[ConsentEngine],
+        portal: NamedDependency[Portal],
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        services = services_of(request)
-        ledger = await services.consent.ledger(
+        ledger = await consent.ledger(
             identity.subject_id,
             actor_id=SUBJECT_ACTOR,
             actor_role=SUBJECT_ROLE,
             request_id=request_id_of(request),
         )
-        answered = [r for r in await _portal(request).requests_of(identity) if not r.open]
+        answered = [r for r in await portal.requests_of(identity) if not r.open]
         return _page(
             request,
             "receipts.html",
@@ -564,12 +610,16 @@ class PortalTransparency(Controller):
 
     @post("/receipts/request/{dsr_id:str}", status_code=200)
     async def request_receipt(
-        self, request: Request[Any, Any, Any], dsr_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        dsr_id: FromPath[str],
+        *,
+        portal: NamedDependency[Portal],
     ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        mine = {r.id: r for r in await _portal(request).requests_of(identity)}
+        mine = {r.id: r for r in await portal.requests_of(identity)}
         found = mine.get(dsr_id[:64])
         receipt = None if found is None else await request_receipt(services_of(request), found)
         if found is None or receipt is None:

@@ -44,11 +44,11 @@ from server.datamap import (
 from server.dsr.people import OwnRecord, own_record
 from server.dsr.requests import DataRequest, DataSubjectRequests, RequestChange, RequestError
 from server.gateway import Actor, Gateway, GatewayError
+from server.gateway.sealing import derive_key
 from server.logs import get_logger
 from server.mail import Mailer, MailResult
 from server.portal.tables import PortalSession, PortalToken
 from server.settings import Settings
-from server.vault.keys import derive_key
 
 PORTAL_JOB = "portal"
 PORTAL_ACTOR_ID = f"system:{PORTAL_JOB}"
@@ -160,6 +160,8 @@ class Portal:
         settings: Settings,
         requests: DataSubjectRequests,
         secret: bytes,
+        *,
+        exporter: Exporter | None = None,
     ) -> None:
         self._gateway = gateway
         self._audit = audit
@@ -171,8 +173,8 @@ class Portal:
         self._controller = settings.controller_name
         self._contact = settings.controller_contact
         self.actor = Actor.system(PORTAL_JOB)
-        # Set by ``build_services`` once every service exists (the export needs them all).
-        self.exporter: Exporter | None = None
+        # The person's signed bundle (server.dsr.export); without one, no downloads.
+        self.exporter = exporter
 
     async def purge_expired(self, now: dt.datetime | None = None) -> tuple[int, int]:
         """Delete links and sessions that can no longer be used; (links, sessions) removed.

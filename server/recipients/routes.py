@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Template
 
+from server.recipients.service import Recipients
 from server.web import services_of
 
 MAX_TOKEN = 120
@@ -30,15 +32,26 @@ class NoticeAcknowledgement(Controller):
     include_in_schema = False
 
     @get("/{token:str}")
-    async def show(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
-        tokens = services_of(request).recipients.tokens
+    async def show(
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        recipients: NamedDependency[Recipients],
+    ) -> Template:
+        tokens = recipients.tokens
         if len(token) > MAX_TOKEN or tokens.notice_of(token) is None:
             return _page(request, 404, title="Link not valid", valid=False)
         return _page(request, title="Confirm the notice", valid=True, token=token, done=False)
 
     @post("/{token:str}", status_code=200)
-    async def acknowledge(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
-        recipients = services_of(request).recipients
+    async def acknowledge(
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        recipients: NamedDependency[Recipients],
+    ) -> Template:
         if len(token) > MAX_TOKEN or not await recipients.acknowledge(token):
             return _page(request, 404, title="Link not valid", valid=False)
         return _page(request, title="Thank you", valid=True, token=token, done=True)

@@ -290,6 +290,8 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             page: PageNumber = 1,
             page_size: PageSize = 25,
             sort: SortKey = "",
+            *,
+            gateway: NamedDependency[Gateway],
         ) -> RecordPage:
             filters = {k: v for k, v in request.query_params.items() if k not in PAGING}
             if "owner_id" in filters:
@@ -297,7 +299,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
                 if owner is None:
                     raise InvalidInput("owner_id: expected a staff user id")
                 filters["owner_id"] = owner
-            result = await _gateway(request).list(
+            result = await gateway.list(
                 actor,
                 resource,
                 purpose=purpose_of(request),
@@ -323,9 +325,11 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             request: Request[Any, Any, Any],
             actor: NamedDependency[Actor],
             data: JSONBody[dict[str, Any]],
+            *,
+            gateway: NamedDependency[Gateway],
         ) -> RecordOut:
             owner, team = _ownership(data)
-            record = await _gateway(request).create(
+            record = await gateway.create(
                 actor, resource, data, purpose=purpose_of(request), owner_id=owner, team=team
             )
             return out(record)
@@ -338,6 +342,8 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
                 request: Request[Any, Any, Any],
                 actor: NamedDependency[Actor],
                 data: JSONBody[dict[str, Any]],
+                *,
+                gateway: NamedDependency[Gateway],
             ) -> RecordMatches:
                 if by_name and data.get("name") not in (None, ""):
                     found = await _name_search(request, actor, resource, data)
@@ -355,7 +361,7 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
                     raise InvalidInput(
                         f"{field_name}: expected a string of at most {MAX_SEARCH_VALUE} characters"
                     )
-                matches = await _gateway(request).search(
+                matches = await gateway.search(
                     actor, resource, field_name, value, purpose=purpose_of(request)
                 )
                 return cast(
@@ -374,9 +380,11 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             actor: NamedDependency[Actor],
             record_id: FromPath[UUID],
             fields: FromQuery[str | None] = None,
+            *,
+            gateway: NamedDependency[Gateway],
         ) -> RecordOut:
             wanted = tuple(f.strip() for f in fields.split(",") if f.strip()) if fields else None
-            record = await _gateway(request).read(
+            record = await gateway.read(
                 actor, resource, str(record_id), purpose=purpose_of(request), fields=wanted
             )
             return out(record)
@@ -392,9 +400,11 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             actor: NamedDependency[Actor],
             record_id: FromPath[UUID],
             data: JSONBody[dict[str, Any]],
+            *,
+            gateway: NamedDependency[Gateway],
         ) -> RecordOut:
             owner, team = _ownership(data)
-            record = await _gateway(request).update(
+            record = await gateway.update(
                 actor,
                 resource,
                 str(record_id),
@@ -417,10 +427,10 @@ def record_routes(rt: RecordType, base_path: str, tag: str) -> type[Controller]:
             request: Request[Any, Any, Any],
             actor: NamedDependency[Actor],
             record_id: FromPath[UUID],
+            *,
+            gateway: NamedDependency[Gateway],
         ) -> None:
-            await _gateway(request).delete(
-                actor, resource, str(record_id), purpose=purpose_of(request)
-            )
+            await gateway.delete(actor, resource, str(record_id), purpose=purpose_of(request))
 
     RecordRoutes.__name__ = RecordRoutes.__qualname__ = f"{rt.label}Routes"
     return RecordRoutes

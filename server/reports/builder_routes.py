@@ -21,7 +21,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from server.auth.service import StaffIdentity
 from server.datamap import RECORD_TYPES
-from server.gateway import Actor, NotFound
+from server.gateway import Actor, Gateway, NotFound
 from server.reports import saved
 from server.reports.builder import (
     BUCKETS,
@@ -192,8 +192,10 @@ class ReportBuilderRoutes(Controller):
         identity: NamedDependency[StaffIdentity],
         actor: NamedDependency[Actor],
         data: JSONBody[SavedReportIn],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> SavedReportOut:
-        check_rights(services_of(request).gateway, actor, data.definition)
+        check_rights(gateway, actor, data.definition)
         return await saved.save(actor, data)
 
     @get("/saved/{report_id:uuid}", description="One saved report you may see (else 404).")

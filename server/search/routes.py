@@ -14,10 +14,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
 from server.datamap import shown_name
-from server.gateway import Actor, InvalidInput
+from server.gateway import Actor, Gateway, InvalidInput
 from server.gateway.search import MAX_TERM, SEARCH_TYPES
 from server.records.routes import record_json
-from server.web import provide_actor, provide_identity, purpose_of, services_of
+from server.web import provide_actor, provide_identity, purpose_of
 
 MAX_PER_TYPE = 20
 _KEYS = {"q", "types", "per_type"}
@@ -72,9 +72,11 @@ class SearchRoutes(Controller):
         request: Request[Any, Any, Any],
         actor: NamedDependency[Actor],
         data: JSONBody[dict[str, Any]],
+        *,
+        gateway: NamedDependency[Gateway],
     ) -> dict[str, Any]:
         term, types, per_type = _body(data)
-        groups = await services_of(request).gateway.search_everything(
+        groups = await gateway.search_everything(
             actor, term, purpose=purpose_of(request), types=types, per_type=per_type
         )
         return {

@@ -156,7 +156,7 @@ class ServiceDesk:
         self._settings = services.settings
         self._policy = services.policy
         self.actor = Actor.system(DESK_JOB)
-        self._thread_key = services.gateway.vault.derived_key(THREAD_KEY_LABEL)
+        self._thread_key = services.gateway.derived_key(THREAD_KEY_LABEL)
 
     # -- queues and routing --------------------------------------------------------------
 

@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 
 from server import db
+from server.gateway.sealing import Sealing
 from server.logs import get_logger
 from server.outbound import DestinationRefused, Destinations
-from server.vault import Vault
 from server.webhooks.events import WebhookEvent
 from server.webhooks.signing import new_message_id, sign
 from server.webhooks.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -178,19 +178,19 @@ class WebhookSender:
 
     def __init__(
         self,
-        vault: Vault,
+        sealing: Sealing,
         client: httpx.AsyncClient | None = None,
         destinations: Destinations | None = None,
     ) -> None:
-        self._vault = vault
+        self._sealing = sealing
         self._client = client
         self.destinations = destinations or Destinations()
 
     def secret_of(self, endpoint_id: str, sealed: str) -> str:
-        return self._vault.open_secret(SECRET_LABEL, endpoint_id, sealed)
+        return self._sealing.open_secret(SECRET_LABEL, endpoint_id, sealed)
 
     def seal_secret(self, endpoint_id: str, secret: str) -> str:
-        return self._vault.seal_secret(SECRET_LABEL, endpoint_id, secret)
+        return self._sealing.seal_secret(SECRET_LABEL, endpoint_id, secret)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -19,6 +19,7 @@ from admin_ui.navigation import MENU
 from admin_ui.plugin import admin_router
 from admin_ui.session import RIGHT, STATES, role_may_open
 from policy.enforcer import MFA_RIGHT, ROLES, PolicyEngine
+from server.services import service_dependencies
 
 ADMINS = frozenset({"admin"})
 DPO = frozenset({"compliance"})
@@ -92,7 +93,7 @@ def policy() -> PolicyEngine:
 
 def page_handlers() -> dict[tuple[str, str], HTTPRouteHandler]:
     """Every GET and POST page of the web admin that asks for a signed-in visit."""
-    app = Litestar(route_handlers=[admin_router()])
+    app = Litestar(route_handlers=[admin_router()], dependencies=service_dependencies())
     pages = {}
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):

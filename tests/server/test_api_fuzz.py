@@ -44,6 +44,7 @@ from schemathesis.specs.openapi.checks import (
 
 from server.app import ROUTE_HANDLERS, openapi_config
 from server.datamap import RECORD_TYPES, Field, RecordType
+from server.services import service_dependencies
 from server.web import document_error_answers
 from tests.conftest import Staff, contact_values, http_client
 from tests.server.crm.test_crm_records import case_values, deal_values, interaction_values
@@ -86,7 +87,11 @@ HYPOTHESIS = settings(
 def document() -> dict[str, Any]:
     """The OpenAPI document, generated as ``create_app`` does from the app's own route
     handlers, without a database (the operations must be known when tests are collected)."""
-    app = Litestar(route_handlers=list(ROUTE_HANDLERS), openapi_config=openapi_config())
+    app = Litestar(
+        route_handlers=list(ROUTE_HANDLERS),
+        openapi_config=openapi_config(),
+        dependencies=service_dependencies(),
+    )
     document_error_answers(app)
     schema: dict[str, Any] = app.openapi_schema.to_schema()
     return schema

@@ -46,6 +46,7 @@ from server.datamap import (
 )
 from server.gateway.leads import CONTACT_FROM_LEAD
 from server.gateway.tables import TABLES, DeclaredColumns
+from server.services import service_dependencies
 
 RESOURCES = sorted(RECORD_TYPES)
 # The column type a plaintext field of each kind is stored in.
@@ -220,7 +221,7 @@ def test_admin_page_paths_and_plurals_are_declared_with_the_record_type() -> Non
 def test_a_record_type_has_pages_exactly_when_it_declares_a_page_path() -> None:
     """The admin mounts the list, form and detail pages of each type with a page_path, and
     of no other; its menu names each list as the data map does."""
-    app = Litestar(route_handlers=[admin_router()])
+    app = Litestar(route_handlers=[admin_router()], dependencies=service_dependencies())
     routes = {(r.path, m) for r in app.routes for m in getattr(r, "methods", ())}
     lists = {
         r.path

@@ -134,7 +134,7 @@ async def test_a_mailbox_cannot_point_the_server_inside_the_network(
 ) -> None:
     """A staff user's mailbox host is refused like a webhook URL: otherwise "test
     connection" would tell which internal ports answer."""
-    mailboxes = Mailboxes(services.gateway.vault, services.audit, Destinations())
+    mailboxes = Mailboxes(services.gateway, services.audit, Destinations())
     rep = staff.actor(await staff.create("sales"))
     for host in ("10.0.0.7", "169.254.169.254", "localhost"):
         with pytest.raises(MailboxInputError) as refused:

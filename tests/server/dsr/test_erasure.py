@@ -275,9 +275,12 @@ async def test_fulfilling_an_erasure_request_erases_and_tells_the_person(
     w = await world(services, staff)
     subject = w["person"].subject_id
     dsr = DataSubjectRequests(
-        services.gateway, services.audit, Mailer(smtp.settings(settings)), settings
+        services.gateway,
+        services.audit,
+        Mailer(smtp.settings(settings)),
+        settings,
+        fulfillers=services.requests.fulfillers,
     )
-    dsr.fulfillers = services.requests.fulfillers
     until = dt.date.today() + dt.timedelta(days=90)
     await services.erasure.holds.add(subject, "all", "litigation", until, by="user:1")
     logged = await dsr.log(

@@ -334,9 +334,12 @@ async def test_write_that_leaves_scope_is_rolled_back(
     lax = tmp_path / "policy.csv"
     lax.write_text(POLICY_PATH.read_text() + "p, sales, *, assign:any, allow\n")
     gateway = Gateway(
-        services.gateway.vault, PolicyEngine(MODEL_PATH, lax), services.audit, ActiveStaff()
+        services.gateway.vault,
+        PolicyEngine(MODEL_PATH, lax),
+        services.audit,
+        ActiveStaff(),
+        restrictions=services.gateway.restrictions,
     )
-    gateway.restrictions = services.gateway.restrictions
     seller_a = staff.actor(await staff.create("sales", team="north"))
     seller_b = staff.actor(await staff.create("sales", team="north"))
     mine = await gateway.create(seller_a, "contact", without_birth_date(city="Bath"))
