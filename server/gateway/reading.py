@@ -59,7 +59,7 @@ class ReadOperations(GatewayCore):
                     "unknown field(s): " + ", ".join(unknown),
                     problems=dict.fromkeys(unknown, "unknown field"),
                 )
-        row = await self.find_or_deny(actor, op, record_id, Action.READ)
+        row = await self.find_or_deny(actor, op, record_id, Action.READ, subject_state=True)
         subject = (str(row["subject_id"]),)
         if fields is not None:
             hidden = sorted(set(fields) - decision.fields)
@@ -78,8 +78,7 @@ class ReadOperations(GatewayCore):
                     fields=tuple(hidden),
                 )
         readable = decision.fields if fields is None else frozenset(fields)
-        keys = await self.vault.keys_for(subject)
-        record = self.materialize(rt, row, keys.get(subject[0]), readable)
+        record = self.materialize(rt, row, self.key_of(row), readable)
         await self.audit_access(
             actor,
             rt,
@@ -119,7 +118,11 @@ class ReadOperations(GatewayCore):
         conditions = self.filter_conditions(rt, table, decision, filters or {})
         order = sort_order(rt, table, decision.fields, sort)
         select = await self.with_basis(
-            self.in_scope(table.select(), table, decision, actor), table, purpose
+            self.in_scope(
+                self.with_subject_state(table, restriction=False), table, decision, actor
+            ),
+            table,
+            purpose,
         )
         count = await self.with_basis(
             self.in_scope(table.count(), table, decision, actor), table, purpose
@@ -138,10 +141,7 @@ class ReadOperations(GatewayCore):
             .limit(page_size)
             .offset((page - 1) * page_size)
         )
-        keys = await self.vault.keys_for(str(r["subject_id"]) for r in rows)
-        items = [
-            self.materialize(rt, r, keys.get(str(r["subject_id"])), decision.fields) for r in rows
-        ]
+        items = [self.materialize(rt, r, self.key_of(r), decision.fields) for r in rows]
         await self.audit_access(
             actor,
             rt,
