@@ -34,6 +34,10 @@ class Contact(Table, tablename="contact"):
     lifecycle_stage = Varchar(length=32, null=True, default=None, index=True)
     source = Varchar(length=32, null=True, default=None)
     organization_id = UUID(null=True, default=None, index=True)
+    # The contact this one was merged into while the merge is not undone (set and cleared
+    # in the merge's transaction, server.gateway.duplicates): reads leave such rows out
+    # by this column (lifecycle.visible), not by a sub-select over contact_merge.
+    merged_into = UUID(null=True, default=None)
 
 
 class Organization(Table, tablename="organization"):
