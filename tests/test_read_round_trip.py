@@ -45,29 +45,30 @@ class Statements:
 
     def outside_audit(self) -> list[str]:
         """What the request asked, without the audit append (its own, separately batched
-        statements: the tail of the chain and the insert)."""
-        return [s for s in self.seen if '"audit"' not in s]
+        statements: on PostgreSQL the append lock, then the tail of the chain and the
+        insert)."""
+        return [s for s in self.seen if '"audit"' not in s and "pg_advisory" not in s]
 
 
 @contextmanager
 def recorded() -> Iterator[Statements]:
-    engine: Any = db.get_engine()
+    """Record what the engine runs (patched on its class: PostgreSQL's engine has slots)."""
+    engine_class: Any = type(db.get_engine())
     statements = Statements()
-    run_querystring, run_ddl = engine.run_querystring, engine.run_ddl
+    run_querystring, run_ddl = engine_class.run_querystring, engine_class.run_ddl
 
-    async def querystring(query: Any, in_pool: bool = False) -> Any:
+    async def querystring(self: Any, query: Any, in_pool: bool = False) -> Any:
         statements.seen.append(re.sub(r"\s+", " ", str(query)))
-        return await run_querystring(query, in_pool=in_pool)
+        return await run_querystring(self, query, in_pool=in_pool)
 
-    async def ddl(text: str, in_pool: bool = False) -> Any:
+    async def ddl(self: Any, text: str, in_pool: bool = False) -> Any:
         statements.seen.append(re.sub(r"\s+", " ", text))
-        return await run_ddl(text, in_pool=in_pool)
+        return await run_ddl(self, text, in_pool=in_pool)
 
-    engine.run_querystring, engine.run_ddl = querystring, ddl
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine_class, "run_querystring", querystring)
+        patch.setattr(engine_class, "run_ddl", ddl)
         yield statements
-    finally:
-        engine.run_querystring, engine.run_ddl = run_querystring, run_ddl
 
 
 async def a_contact(services: Services, **values: Any) -> Any:
