@@ -141,7 +141,11 @@ class ReadOperations(GatewayCore):
             .limit(page_size)
             .offset((page - 1) * page_size)
         )
-        items = [self.materialize(rt, r, self.key_of(r), decision.fields) for r in rows]
+        keys: dict[str, DataKey | None] = {}  # this page's people, unwrapped once each
+        for r in rows:
+            if str(r["subject_id"]) not in keys:
+                keys[str(r["subject_id"])] = self.key_of(r)
+        items = [self.materialize(rt, r, keys[str(r["subject_id"])], decision.fields) for r in rows]
         await self.audit_access(
             actor,
             rt,
