@@ -117,12 +117,9 @@ class ReadOperations(GatewayCore):
         rt, table, decision = op.rt, op.table, op.decision
         conditions = self.filter_conditions(rt, table, decision, filters or {})
         order = sort_order(rt, table, decision.fields, sort)
+        key = table._meta.primary_key
         select = await self.with_basis(
-            self.in_scope(
-                self.with_subject_state(table, restriction=False), table, decision, actor
-            ),
-            table,
-            purpose,
+            self.in_scope(table.select(key), table, decision, actor), table, purpose
         )
         count = await self.with_basis(
             self.in_scope(table.count(), table, decision, actor), table, purpose
@@ -133,13 +130,18 @@ class ReadOperations(GatewayCore):
             select = select.where(condition)
             count = count.where(condition)
         total = int(await count)
-        if order is not None:
-            select = select.order_by(order.column, ascending=order.ascending)
-        rows = await (
-            select.order_by(getattr(table, "created_at"), ascending=False)
-            .order_by(table._meta.primary_key)
-            .limit(page_size)
-            .offset((page - 1) * page_size)
+
+        # The page's ids in a sub-select and its rows, keys included, around it: one
+        # statement, and the keys' sub-selects run for the page's rows only (in the same
+        # SELECT as the OFFSET they would run for every row skipped too).
+        def ordered(query: Any) -> Any:
+            if order is not None:
+                query = query.order_by(order.column, ascending=order.ascending)
+            return query.order_by(getattr(table, "created_at"), ascending=False).order_by(key)
+
+        page_ids = ordered(select).limit(page_size).offset((page - 1) * page_size)
+        rows = await ordered(
+            self.with_subject_state(table, restriction=False).where(key.is_in(page_ids))
         )
         keys: dict[str, DataKey | None] = {}  # this page's people, unwrapped once each
         for r in rows:
