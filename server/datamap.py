@@ -269,6 +269,9 @@ class RecordType:
     # pages of its own (shown where it belongs, and never linked to as a record).
     plural: str = ""
     page_path: str | None = None
+    # Columns the gateway keeps about a record's life cycle, not fields: never a value
+    # anyone reads, writes or exports (a contact's ``merged_into``, server.gateway.lifecycle).
+    lifecycle_columns: tuple[str, ...] = ()
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -279,7 +282,7 @@ class RecordType:
         """Every column the table is allowed to have."""
         names = set(SYSTEM_COLUMNS) | {f.name for f in self.fields}
         names |= {f.index_column for f in self.fields if f.blind_index}
-        return frozenset(names)
+        return frozenset(names | set(self.lifecycle_columns))
 
     def field(self, name: str) -> Field:
         return self.by_name[name]
@@ -299,6 +302,7 @@ CONTACT = RecordType(
     heading=("first_name", "last_name"),
     summary=("email", "phone", "lifecycle_stage"),
     person=True,
+    lifecycle_columns=("merged_into",),
     fields=(
         Field(
             "first_name",

@@ -106,6 +106,19 @@ class NewToken:
     secret: str  # shown once; never stored
 
 
+# A token and the staff user who made it in one statement (every bearer call asks): the
+# token's columns as they are, the creator's under ``creator_``. On PostgreSQL the token
+# row is locked (``FOR UPDATE OF t``) for the rate-limit count.
+_CREATOR_COLUMNS = ("id", "email", "role", "team", "is_active")
+TOKEN_WITH_CREATOR = (
+    "SELECT t.*, "  # noqa: S608 - names from this module only; the secret's hash is a parameter
+    + ", ".join(f'u."{c}" AS "creator_{c}"' for c in _CREATOR_COLUMNS)
+    + f' FROM "{ApiToken._meta.tablename}" AS t'
+    + f' LEFT JOIN "{StaffUser._meta.tablename}" AS u ON u."id" = t."created_by"'
+    + ' WHERE t."secret_hash" = {}'
+)
+
+
 def _info(row: dict[str, Any]) -> TokenInfo:
     fields = None if row["fields"] is None else tuple(json.loads(row["fields"]))
     return TokenInfo(
@@ -321,14 +334,13 @@ class ApiTokens:
             return None
         now = dt.datetime.now(dt.UTC)
         async with db.write_transaction():
-            query = ApiToken.select().where(ApiToken.secret_hash == self._hash(secret))
-            if not db.is_sqlite():
-                query = query.lock_rows()
-            row = await query.first()
+            sql = TOKEN_WITH_CREATOR + ("" if db.is_sqlite() else " FOR UPDATE OF t")
+            found = await ApiToken.raw(sql, self._hash(secret))
+            row = found[0] if found else None
             if row is None or row["revoked_at"] is not None or row["expires_at"] <= now:
                 return None
-            creator = await StaffUser.select().where(StaffUser.id == row["created_by"]).first()
-            if creator is None or not creator["is_active"]:
+            creator = {k[8:]: v for k, v in row.items() if k.startswith("creator_")}
+            if creator["id"] is None or not creator["is_active"]:
                 return None
             info = _info(row)
             if not self._policy.role_within(info.role, creator["role"], self._objects):

@@ -21,6 +21,7 @@ from typing import Any
 from piccolo.columns import Column
 from piccolo.columns.combination import Where
 from piccolo.query import Select
+from piccolo.querystring import QueryString
 
 from audit.events import Outcome, audit_event
 from audit.log import AuditLog
@@ -103,6 +104,18 @@ class Restrictions:
             & ProcessingRestriction.lifted_at.is_null()
         )
         return bool(found)
+
+    def restricted_column(self, subject_column: Column) -> QueryString:
+        """Whether the person is restricted, as one more column of the gateway's own SELECT
+        (a correlated ``EXISTS`` on ``subject_column``): a record and its person's
+        restriction come back in one statement. Read on every query, never cached, so a
+        new restriction holds from the very next request in every worker."""
+        outer = subject_column._meta.get_full_name(with_alias=False)
+        table = f'"{ProcessingRestriction._meta.tablename}"'
+        return QueryString(
+            f"EXISTS (SELECT 1 FROM {table} WHERE {table}.subject_id = {outer} "  # noqa: S608 - table and column names only
+            f"AND {table}.lifted_at IS NULL)"
+        )
 
     async def unrestricted_subjects(self) -> UnrestrictedSubjects:
         return UnrestrictedSubjects(

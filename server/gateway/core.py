@@ -60,6 +60,10 @@ _PRIVATE_UNTIL = {TABLES[r]: rt.private_until for r, rt in RECORD_TYPES.items() 
 # The purposes a restricted person's data may still serve (Art. 18(2)): storage and the
 # controller's legal obligations (requests, audits, legal holds).
 STORAGE_PURPOSES = frozenset({"compliance"})
+# What :meth:`GatewayCore.with_subject_state` adds to a row beside its columns: the
+# person's wrapped data key and whether their processing is restricted.
+KEY_COLUMN = "_subject_key"
+RESTRICTED_COLUMN = "_subject_restricted"
 
 
 def audits_bad_input(
@@ -364,26 +368,66 @@ class GatewayCore:
             query = query if mine is None else query.where(mine)
         return query if include_merged else visible(query, table)
 
+    def with_subject_state(self, table: type[Table], *, restriction: bool = True) -> Any:
+        """A SELECT of every column of ``table`` plus, per row, its person's wrapped data
+        key (``KEY_COLUMN``, unwrapped by :meth:`key_of`) and restriction flag
+        (``RESTRICTED_COLUMN``, read by :meth:`require_basis`), as correlated sub-selects:
+        a record, its key and its person's restriction in one statement. Nothing is cached
+        between requests, so a shredded key or a new restriction counts on the very next
+        request in every worker. Without a restriction register there is no flag and
+        :meth:`require_basis` fails closed as before; nor with ``restriction=False``, for
+        a query whose WHERE leaves the restricted out already (:meth:`with_basis`)."""
+        subject = getattr(table, "subject_id")
+        selected: list[Any] = [
+            *table._meta.columns,
+            self.vault.key_column(subject).as_alias(KEY_COLUMN),
+        ]
+        if restriction and self.restrictions is not None:
+            restricted = self.restrictions.restricted_column(subject)
+            selected.append(restricted.as_alias(RESTRICTED_COLUMN))
+        return table.select(*selected)
+
+    def key_of(self, row: Mapping[str, Any]) -> DataKey | None:
+        """The data key of a row read by :meth:`with_subject_state` (None: shredded)."""
+        return self.vault.key_from_column(str(row["subject_id"]), row[KEY_COLUMN])
+
     async def find_in_scope(
-        self, table: type[Table], decision: AccessDecision, actor: Actor, record_id: str
+        self,
+        table: type[Table],
+        decision: AccessDecision,
+        actor: Actor,
+        record_id: str,
+        *,
+        subject_state: bool = False,
     ) -> dict[str, Any] | None:
         """One row by id, looked up through the actor's scope: None whether it is missing
-        or out of scope, so the two cannot be told apart."""
+        or out of scope, so the two cannot be told apart. ``subject_state``: with its
+        person's key and restriction in the same statement (:meth:`with_subject_state`)."""
         try:
             rid = uuid.UUID(str(record_id))
         except ValueError:
             return None
-        query = table.select().where(table._meta.primary_key == rid)
+        select = self.with_subject_state(table) if subject_state else table.select()
+        query = select.where(table._meta.primary_key == rid)
         row: dict[str, Any] | None = await self.in_scope(query, table, decision, actor).first()
         return row
 
     async def find_or_deny(
-        self, actor: Actor, op: Operation, record_id: str, action: str
+        self,
+        actor: Actor,
+        op: Operation,
+        record_id: str,
+        action: str,
+        *,
+        subject_state: bool = False,
     ) -> dict[str, Any]:
         """The row an authorized operation on one record acts on: in the actor's scope
         (else an audited 404, as if it did not exist) and about a person the purpose may
-        still reach (else an audited 403: restricted, or no legal basis)."""
-        row = await self.find_in_scope(op.table, op.decision, actor, record_id)
+        still reach (else an audited 403: restricted, or no legal basis).
+        ``subject_state``: as for :meth:`find_in_scope`."""
+        row = await self.find_in_scope(
+            op.table, op.decision, actor, record_id, subject_state=subject_state
+        )
         if row is None:
             raise await self.deny(
                 actor,
@@ -428,7 +472,11 @@ class GatewayCore:
         if purpose in STORAGE_PURPOSES:
             return
         subject = str(row["subject_id"])
-        if self.restrictions is not None and not await self.restrictions.is_restricted(subject):
+        if RESTRICTED_COLUMN in row:  # read with the row (with_subject_state)
+            restricted = bool(row[RESTRICTED_COLUMN])
+        else:
+            restricted = self.restrictions is None or await self.restrictions.is_restricted(subject)
+        if not restricted:
             return
         raise await self.deny(
             actor,

@@ -9,14 +9,14 @@ decrypted with the merged contact's key and sealed again under the survivor's, t
 survivor's subject id, and every reference to the merged contact (``contact_id``, a
 note's ``record_id``, a lead's ``converted_contact_id``) is pointed at the survivor. The
 merged contact's row is left untouched with its own key, hidden from every list, search,
-count and report by ``lifecycle.visible`` (compiled into the query by
-``GatewayCore.in_scope``). A
-``contact_merge`` row remembers what moved and the survivor's overwritten columns as they
-were stored (ciphertext under the survivor's key), so :func:`undo` can put everything
-back exactly. :func:`confirm` makes it final: the merged contact becomes a tombstone and
-its key is shredded, as erasure does (``server.gateway.erasure``), after which undo is
-refused. Mentions in other people's free text are *not* scrubbed: the person is not
-erased, they live on as the survivor.
+count and report by its ``merged_into`` column, set in the merge's transaction and
+cleared by :func:`undo` (``lifecycle.visible``, compiled into the query by
+``GatewayCore.in_scope``). A ``contact_merge`` row remembers what moved and the
+survivor's overwritten columns as they were stored (ciphertext under the survivor's key),
+so :func:`undo` can put everything back exactly. :func:`confirm` makes it final: the
+merged contact becomes a tombstone and its key is shredded, as erasure does
+(``server.gateway.erasure``), after which undo is refused. Mentions in other people's
+free text are *not* scrubbed: the person is not erased, they live on as the survivor.
 
 Refused with a clear 409 rather than done wrong: either person is restricted (Art. 18),
 under a legal hold, has an open data-subject request or an erasure in progress, or is
@@ -48,7 +48,6 @@ from server.gateway import erasure, mention_index, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.gateway.events import allowed_event
-from server.gateway.lifecycle import UNDONE
 from server.gateway.tables import Contact, ContactMerge
 from server.vault import DataKey
 from server.vault.envelope import CiphertextError
@@ -57,7 +56,7 @@ if TYPE_CHECKING:
     from server.gateway.core import GatewayCore
 
 MERGE = "merge"  # the policy action (on ``contact``) and the audit action
-PENDING, CONFIRMED = "pending", "confirmed"
+PENDING, UNDONE, CONFIRMED = "pending", "undone", "confirmed"
 STATES = (PENDING, UNDONE, CONFIRMED)
 SURVIVOR, MERGED = "survivor", "merged"
 _CHUNK = 500  # ids per IN (...) list
@@ -433,6 +432,8 @@ async def merge(
         await name_index.refresh(gw, CONTACT, [survivor_uuid])
         await mention_index.refresh(gw, CONTACT, [survivor_uuid])
         moved = await _move(gw, merged_uuid, survivor_uuid, old, new)
+        # Hidden from every read from this commit on (lifecycle.visible).
+        await Contact.update({Contact.merged_into: survivor_uuid}).where(Contact.id == merged_uuid)
         await ContactMerge.insert(
             ContactMerge(
                 id=uuid.UUID(merge_id),
@@ -688,6 +689,7 @@ async def undo(gw: GatewayCore, actor: Actor, merge_id: str, *, purpose: str) ->
             spec = CONTACT.by_name.get(name)
             restore[getattr(Contact, name)] = _restored(spec.kind if spec else None, value)
         await Contact.update(restore).where(Contact.id == row["survivor_id"])
+        await Contact.update({Contact.merged_into: None}).where(Contact.id == row["merged_id"])
         await name_index.refresh(gw, CONTACT, [row["survivor_id"]])
         await mention_index.refresh(gw, CONTACT, [row["survivor_id"]])
         await gw.audit.append(

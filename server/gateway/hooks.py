@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from piccolo.columns import Column
+from piccolo.querystring import Selectable
 
 
 class BasisVerdict(Protocol):
@@ -47,9 +48,14 @@ class SubjectBasis(Protocol):
 
 class SubjectRestrictions(Protocol):
     """What the gateway asks the restriction register (``server.dsr.restriction``): is one
-    person restricted, and which people are not (as a WHERE condition)."""
+    person restricted (on its own, or as a column of the record's own SELECT), and which
+    people are not (as a WHERE condition)."""
 
     async def is_restricted(self, subject_id: str) -> bool: ...
+
+    def restricted_column(self, subject_column: Column) -> Selectable:
+        """A select column, true when the person of ``subject_column`` is restricted."""
+        ...
 
     async def unrestricted_subjects(self) -> AudienceCondition: ...
 

@@ -18,19 +18,17 @@ from typing import Any
 from piccolo.table import Table
 
 from server.datamap import RECORD_TYPES, Field, RecordType
-from server.gateway.tables import TABLES, Contact, ContactMerge
-
-UNDONE = "undone"  # the state of a merge that was undone (server.gateway.duplicates)
+from server.gateway.tables import TABLES, Contact
 
 
 def visible(query: Any, table: type[Table]) -> Any:
     """Leave out contacts merged into another (unless the merge was undone), in the WHERE
     clause: ``GatewayCore.in_scope`` applies it, so lists, counts, searches, reports,
-    exports and reads by id never reach them."""
+    exports and reads by id never reach them. A column of the row (``merged_into``, kept
+    by the merge's own transaction), so no sub-select over every merge ever made."""
     if table is not Contact:
         return query
-    merged = ContactMerge.select(ContactMerge.merged_id).where(ContactMerge.state != UNDONE)
-    return query.where(Contact.id.not_in(merged))
+    return query.where(Contact.merged_into.is_null())
 
 
 def is_cleared(row: Mapping[str, Any], fields: Sequence[Field]) -> bool:

@@ -105,6 +105,10 @@ class Contact(DeclaredColumns, Table, tablename="contact", record_type=CONTACT):
     lifecycle_stage = Varchar(length=32, null=True, default=None, index=True)
     source = Varchar(length=32, null=True, default=None)
     organization_id = UUID(null=True, default=None, index=True)
+    # The contact this one was merged into while the merge is not undone (set and cleared
+    # in the merge's transaction, server.gateway.duplicates): reads leave such rows out
+    # by this column (lifecycle.visible), not by a sub-select over contact_merge.
+    merged_into = UUID(null=True, default=None)
 
 
 class Organization(DeclaredColumns, Table, tablename="organization", record_type=ORGANIZATION):

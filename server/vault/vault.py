@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from piccolo.columns import Column
 from piccolo.query.functions.aggregate import Count
+from piccolo.querystring import QueryString
 
 from server import db
 from server.datamap import Field, FieldKind, RecordType, normalize_index_value
@@ -110,6 +112,30 @@ class Vault:
             key = unwrap_key(self._keys.kek(row["kek_id"]), row["wrapped_key"], ad)
             found[sid] = DataKey(sid, row["version"], key)
         return found
+
+    def key_column(self, subject_column: Column) -> QueryString:
+        """The subject's current wrapped data key as one more column of the caller's own
+        SELECT (a correlated sub-select on ``subject_column``), so a record and its key
+        come back in one statement; :meth:`key_from_column` unwraps it. NULL once the
+        subject is shredded. Read from the table on every query and never cached, so a
+        shredded key is unusable on the very next request in every worker."""
+        outer = subject_column._meta.get_full_name(with_alias=False)
+        keys = f'"{SubjectKey._meta.tablename}"'
+        return QueryString(
+            f"(SELECT CAST({keys}.version AS TEXT) || ' ' || {keys}.kek_id || ' ' || "  # noqa: S608 - table and column names only
+            f"{keys}.wrapped_key FROM {keys} WHERE {keys}.subject_id = {outer} "
+            f"ORDER BY {keys}.version DESC LIMIT 1)"
+        )
+
+    def key_from_column(self, subject_id: str, selected: str | None) -> DataKey | None:
+        """The data key a :meth:`key_column` value holds, unwrapped (None: shredded)."""
+        if not selected:
+            return None
+        version, rest = selected.split(" ", 1)
+        kek_id, wrapped = rest.rsplit(" ", 1)  # base64 has no space; a KEK id might
+        sid = str(uuid.UUID(str(subject_id)))
+        ad = wrap_ad(sid, int(version), kek_id)
+        return DataKey(sid, int(version), unwrap_key(self._keys.kek(kek_id), wrapped, ad))
 
     async def holds_key(self, subject_id: str) -> bool:
         """Whether any data key of the subject exists (without unwrapping it)."""
