@@ -204,7 +204,7 @@ def _event_json(row: dict[str, Any]) -> dict[str, Any]:
 
 async def _read_ahead(
     fetch: Callable[[int], Awaitable[Sequence[Sequence[Any]]]], after_seq: int
-) -> AsyncIterator[Sequence[Sequence[Any]]]:
+) -> AsyncGenerator[Sequence[Sequence[Any]], None]:
     """The batches ``fetch`` returns, each asked for while the previous one is checked."""
     pending = asyncio.ensure_future(fetch(after_seq))
     try:
@@ -346,17 +346,22 @@ class AuditTrail:
                     )
                     return rows
 
-                async for batch in _read_ahead(from_sqlite, after_seq):
-                    yield batch
+                # Closed explicitly, so a read still in flight ends before its connection.
+                async with contextlib.aclosing(_read_ahead(from_sqlite, after_seq)) as batches:
+                    async for batch in batches:
+                        yield batch
             finally:
                 connection.close()
             return
         if direct and isinstance(engine, PostgresEngine):
-            async for batch in _read_ahead(partial(_fetch_postgres, engine), after_seq):
+            fetch: Callable[[int], Awaitable[Sequence[Sequence[Any]]]] = partial(
+                _fetch_postgres, engine
+            )
+        else:
+            fetch = _fetch_piccolo
+        async with contextlib.aclosing(_read_ahead(fetch, after_seq)) as batches:
+            async for batch in batches:
                 yield batch
-            return
-        async for batch in _read_ahead(_fetch_piccolo, after_seq):
-            yield batch
 
     @staticmethod
     def _columns_are_canonical() -> bool:

@@ -28,6 +28,7 @@ from audit.events import Action, AuditEvent, Outcome
 from audit.log import CANONICAL_KEYS, AuditLog, canonical, canonical_values
 from audit.tables import AuditRecord
 from audit.trail import ENTRY_COLUMNS, AuditTrail, _fetch_piccolo
+from server import db
 from server.services import Services
 from tests.audit.test_audit_integrity import _standalone
 from tests.audit.test_audit_trail import _as_owner, _flip_last_hex, _rewrite_from
@@ -283,3 +284,24 @@ async def test_truncating_a_long_log_is_caught(
     assert report.first_bad_seq == 2817
     assert "entries 2817-3000 were deleted (truncated)" in report.problem
     assert await AuditRecord.count() == 2816
+
+
+async def test_inside_a_transaction_verification_reads_through_piccolo(
+    services: Services, staff: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction's own uncommitted entries are visible only on its connection, so
+    there verification reads through Piccolo, and still checks every entry."""
+    await _long_log(services, 300)
+    monkeypatch.setattr(audit.trail, "VERIFY_BATCH", 64)
+    through_piccolo: list[int] = []
+
+    async def spied(after_seq: int) -> list[tuple[Any, ...]]:
+        through_piccolo.append(after_seq)
+        return await _fetch_piccolo(after_seq)
+
+    monkeypatch.setattr(audit.trail, "_fetch_piccolo", spied)
+    async with db.write_transaction():
+        report = await services.audit_trail.verify()
+    assert report.ok, report.problem
+    assert report.checked == 300
+    assert through_piccolo[:2] == [0, 64]
