@@ -57,9 +57,9 @@ class EntryMac:
         return self._key
 
     def mac(self, canonical: bytes) -> str:
-        h = crypto_hmac.HMAC(self._key, hashes.SHA256())
-        h.update(MAC_DOMAIN + canonical)
-        return h.finalize().hex()
+        # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as an HMAC object at a
+        # fraction of the cost per call (verification checks every entry's MAC).
+        return std_hmac.digest(self._key, MAC_DOMAIN + canonical, "sha256").hex()
 
     def stand_in(self, value: str) -> str:
         """The keyed digest stored in place of a client string that does not fit."""

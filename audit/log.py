@@ -127,6 +127,56 @@ def _canonical_fixed(row: dict[str, Any]) -> bytes | None:
     return "".join(parts).encode("ascii")
 
 
+# ``_canonical_fixed``'s output as one format string: a prefix and a ``%s`` per column, the
+# timestamp's quotes and ``Z`` included (it is passed without its ``+00:00``).
+_CANONICAL_TEMPLATE = "".join(prefix + "%s" for prefix in _KEY_PREFIXES[:-1]) + (
+    _KEY_PREFIXES[-1] + '"%sZ"}'
+)
+_SEQ = CANONICAL_KEYS.index("seq")
+_TS = CANONICAL_KEYS.index("ts")
+_RESOURCE_ID = CANONICAL_KEYS.index("resource_id")  # the one column that may be NULL
+
+
+def canonical_values(values: Sequence[Any]) -> bytes:
+    """``canonical`` of an entry given as its column values in ``CANONICAL_KEYS`` order (as
+    verification reads them: tuples, no dict per row).
+
+    The common row - every column text, ``resource_id`` text or NULL, ``seq`` an int and
+    ``ts`` a UTC datetime from year 1000 on - is one ``%`` format over the same C string
+    escaper ``json.dumps`` uses; ``encode_basestring_ascii`` raises TypeError on anything
+    but text, and every other row takes ``canonical`` (tests/audit/test_audit_canonical.py
+    compares the two over generated rows). No orjson: it writes non-ASCII as UTF-8 and
+    DEL unescaped, where the canonical form has ``\\uXXXX``, and rejects lone surrogates.
+    """
+    (a, b, c, d, e, f, g, h, i, j, k, l, seq, n, ts) = values  # noqa: E741  # one per column
+    if type(seq) is int and type(ts) is dt.datetime and ts.tzinfo is dt.UTC and ts.year >= 1000:
+        esc = _json_string
+        try:
+            return (
+                _CANONICAL_TEMPLATE
+                % (
+                    esc(a),
+                    esc(b),
+                    esc(c),
+                    esc(d),
+                    esc(e),
+                    esc(f),
+                    esc(g),
+                    esc(h),
+                    esc(i),
+                    esc(j),
+                    "null" if k is None else esc(k),
+                    esc(l),
+                    seq,
+                    esc(n),
+                    ts.isoformat(timespec="microseconds")[:-6],
+                )
+            ).encode("ascii")
+        except TypeError:
+            pass
+    return canonical(dict(zip(CANONICAL_KEYS, values, strict=True)))
+
+
 def entry_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(row)).hexdigest()
 
