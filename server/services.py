@@ -46,6 +46,8 @@ from server.pipelines.service import Pipelines
 from server.portal.service import Portal
 from server.recipients.notices import AcknowledgementTokens, RecipientNotices
 from server.recipients.service import Recipients
+from server.reports.builder import ReportBuilder
+from server.reports.privacy import PrivacyLedger
 from server.settings import ConfigurationError, Settings
 from server.vault import (
     EnvKeyProvider,
@@ -84,6 +86,9 @@ class Services:
     webhooks: Webhooks
     recipients: Recipients
     analytics: CustomerScores  # customer scores under profiling (server.analytics)
+    # Per-feature services that keep nothing per request, built here once so handlers
+    # take them by name (issue 18) instead of building them from the whole container.
+    report_builder: ReportBuilder  # ad-hoc aggregates (server.reports.builder)
     # Where user-entered hosts may make the server connect (server/outbound.py).
     destinations: Destinations = field(default_factory=Destinations)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
@@ -287,6 +292,11 @@ def build_services(settings: Settings) -> Services:
         destinations=destinations,
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
         analytics=scores,
+        report_builder=ReportBuilder(
+            gateway,
+            PrivacyLedger(settings.dp_epsilon_per_month),
+            settings.report_min_group_size,
+        ),
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
         mail_outbox=mail_outbox,
         erasure_runs=ErasureRuns(requests, erasure),
