@@ -37,7 +37,7 @@ from server.dsr.registers import merge_blockers
 from server.dsr.requests import DataRequest, DataSubjectRequests
 from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
-from server.feedback.service import survey_links
+from server.feedback.service import Feedback, build_feedback
 from server.gateway import Gateway
 from server.mail import Mailer
 from server.outbound import Destinations
@@ -89,6 +89,7 @@ class Services:
     # Per-feature services that keep nothing per request, built here once so handlers
     # take them by name (issue 18) instead of building them from the whole container.
     report_builder: ReportBuilder  # ad-hoc aggregates (server.reports.builder)
+    feedback: Feedback  # surveys and their answers (server.feedback)
     # Where user-entered hosts may make the server connect (server/outbound.py).
     destinations: Destinations = field(default_factory=Destinations)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
@@ -268,6 +269,7 @@ def build_services(settings: Settings) -> Services:
     # Hosts typed by users (webhook URLs, mailboxes, calendars): public addresses only,
     # unless the deployment trusts a private range (server/outbound.py).
     destinations = Destinations(settings.outbound_allow)
+    feedback = build_feedback(gateway, policy, audit, consent, mail_outbox, settings)
     services = Services(
         settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent, requests,
         portal, erasure=erasure,
@@ -277,7 +279,7 @@ def build_services(settings: Settings) -> Services:
         pipelines=pipelines,
         campaigns=Campaigns(
             audit, policy, gateway, consent, mailer, scores,
-            survey_links=survey_links(gateway, policy, audit, consent, mail_outbox, settings),
+            survey_links=feedback.campaign_link,
         ),
         # Token secrets are kept as HMACs under their own subkey of the index root.
         tokens=ApiTokens(
@@ -292,6 +294,7 @@ def build_services(settings: Settings) -> Services:
         destinations=destinations,
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
         analytics=scores,
+        feedback=feedback,
         report_builder=ReportBuilder(
             gateway,
             PrivacyLedger(settings.dp_epsilon_per_month),
