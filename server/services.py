@@ -39,6 +39,7 @@ from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
 from server.feedback.service import Feedback, build_feedback
 from server.gateway import Gateway
+from server.knowledge.service import KnowledgeBase
 from server.mail import Mailer
 from server.outbound import Destinations
 from server.outbox.service import MailOutbox, PurposeMail
@@ -90,6 +91,7 @@ class Services:
     # take them by name (issue 18) instead of building them from the whole container.
     report_builder: ReportBuilder  # ad-hoc aggregates (server.reports.builder)
     feedback: Feedback  # surveys and their answers (server.feedback)
+    knowledge: KnowledgeBase  # help articles, staff and portal (server.knowledge)
     # Where user-entered hosts may make the server connect (server/outbound.py).
     destinations: Destinations = field(default_factory=Destinations)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
@@ -295,6 +297,7 @@ def build_services(settings: Settings) -> Services:
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
         analytics=scores,
         feedback=feedback,
+        knowledge=KnowledgeBase(audit, policy, default_region=settings.default_phone_region),
         report_builder=ReportBuilder(
             gateway,
             PrivacyLedger(settings.dp_epsilon_per_month),
