@@ -41,6 +41,7 @@ from server.feedback.service import Feedback, build_feedback
 from server.gateway import Gateway
 from server.knowledge.service import KnowledgeBase
 from server.mail import Mailer
+from server.mailcapture.service import Mailboxes
 from server.outbound import Destinations
 from server.outbox.service import MailOutbox, PurposeMail
 from server.pipelines.service import Pipelines
@@ -92,6 +93,7 @@ class Services:
     report_builder: ReportBuilder  # ad-hoc aggregates (server.reports.builder)
     feedback: Feedback  # surveys and their answers (server.feedback)
     knowledge: KnowledgeBase  # help articles, staff and portal (server.knowledge)
+    mailboxes: Mailboxes  # staff mailboxes captured from (server.mailcapture)
     # Where user-entered hosts may make the server connect (server/outbound.py).
     destinations: Destinations = field(default_factory=Destinations)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
@@ -297,6 +299,7 @@ def build_services(settings: Settings) -> Services:
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
         analytics=scores,
         feedback=feedback,
+        mailboxes=Mailboxes(gateway, audit, destinations),
         knowledge=KnowledgeBase(audit, policy, default_region=settings.default_phone_region),
         report_builder=ReportBuilder(
             gateway,
