@@ -50,6 +50,7 @@ from server.recipients.notices import AcknowledgementTokens, RecipientNotices
 from server.recipients.service import Recipients
 from server.reports.builder import ReportBuilder
 from server.reports.privacy import PrivacyLedger
+from server.servicedesk.service import ServiceDesk
 from server.settings import ConfigurationError, Settings
 from server.vault import (
     EnvKeyProvider,
@@ -94,6 +95,7 @@ class Services:
     feedback: Feedback  # surveys and their answers (server.feedback)
     knowledge: KnowledgeBase  # help articles, staff and portal (server.knowledge)
     mailboxes: Mailboxes  # staff mailboxes captured from (server.mailcapture)
+    service_desk: ServiceDesk  # cases, queues and SLAs (server.servicedesk)
     # Where user-entered hosts may make the server connect (server/outbound.py).
     destinations: Destinations = field(default_factory=Destinations)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
@@ -299,6 +301,7 @@ def build_services(settings: Settings) -> Services:
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
         analytics=scores,
         feedback=feedback,
+        service_desk=ServiceDesk(gateway, audit, mail_outbox, settings, policy, requests),
         mailboxes=Mailboxes(gateway, audit, destinations),
         knowledge=KnowledgeBase(audit, policy, default_region=settings.default_phone_region),
         report_builder=ReportBuilder(
