@@ -29,7 +29,7 @@ from server.consent.model import SUBJECT_ACTOR
 from server.consent.service import ConsentEngine
 from server.dsr.erasure import Erasure
 from server.dsr.erasure_runs import ErasureRuns
-from server.dsr.export import build_export
+from server.dsr.export import SubjectExports
 from server.dsr.holds import LegalHolds
 from server.dsr.lapse import BasisReview
 from server.dsr.receipts import fulfil_erasure_with_receipt
@@ -96,6 +96,7 @@ class Services:
     knowledge: KnowledgeBase  # help articles, staff and portal (server.knowledge)
     mailboxes: Mailboxes  # staff mailboxes captured from (server.mailcapture)
     service_desk: ServiceDesk  # cases, queues and SLAs (server.servicedesk)
+    exports: SubjectExports  # a person's signed export (server.dsr.export)
     # Where user-entered hosts may make the server connect (server/outbound.py).
     destinations: Destinations = field(default_factory=Destinations)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
@@ -266,10 +267,11 @@ def build_services(settings: Settings) -> Services:
         grace_days=settings.basis_lapse_grace_days, stage_keys=pipelines.stage_keys_of_kind,
     )  # fmt: skip
     lapse_later.set(lapse)
+    exports = SubjectExports(consent, gateway, scores, settings, trail, audit)
     # The customer portal: its links, cookies and throttle keys hang off one derived key.
     portal = Portal(
         gateway, audit, mailer, settings, requests, vault.derived_key(b"consentry/portal/v1"),
-        exporter=built.calls(lambda s: partial(export_for_subject, s)),
+        exporter=partial(export_for_subject, exports),
     )  # fmt: skip
     portal_later.set(portal)
     # Hosts typed by users (webhook URLs, mailboxes, calendars): public addresses only,
@@ -301,6 +303,7 @@ def build_services(settings: Settings) -> Services:
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
         analytics=scores,
         feedback=feedback,
+        exports=exports,
         service_desk=ServiceDesk(gateway, audit, mail_outbox, settings, policy, requests),
         mailboxes=Mailboxes(gateway, audit, destinations),
         knowledge=KnowledgeBase(audit, policy, default_region=settings.default_phone_region),
@@ -324,7 +327,7 @@ async def restrict_for_request(restrictions: Restrictions, request: DataRequest,
     )
 
 
-async def export_for_subject(services: Services, subject_id: str) -> bytes:
+async def export_for_subject(exports: SubjectExports, subject_id: str) -> bytes:
     """The signed export ZIP a person downloads from the portal (audited as theirs)."""
-    bundle = await build_export(services, subject_id, requested_by=SUBJECT_ACTOR)
+    bundle = await exports.build(subject_id, requested_by=SUBJECT_ACTOR)
     return bundle.zip_bytes
