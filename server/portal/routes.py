@@ -279,8 +279,6 @@ class PortalPages(Controller):
         dsr_id: FromPath[str],
         *,
         portal: NamedDependency[Portal],
-        audit_trail: NamedDependency[AuditTrail],
-        settings: NamedDependency[Settings],
     ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
