@@ -76,7 +76,9 @@ class FormReceived(msgspec.Struct):
     detail: str
 
 
-def provide_web_form(gateway: Gateway, settings: Settings) -> WebForm:
+def provide_web_form(
+    gateway: NamedDependency[Gateway], settings: NamedDependency[Settings]
+) -> WebForm:
     """The form over the process's gateway and settings. Made here, not in
     ``build_services``: the thin route packages stay independent of each other, and the
     composition root (reached by all of them through ``server.web``) would tie them to
