@@ -34,7 +34,6 @@ from server.mailcapture import jobs as mail_capture
 from server.memory import can_trim, release_free_heap
 from server.reports import saved as saved_reports
 from server.reports.builder_routes import report_builder
-from server.servicedesk.service import ServiceDesk
 from server.services import Services
 from server.webhooks import queue as webhook_queue
 
@@ -370,7 +369,7 @@ async def sweep_service_desk_forever(
     while not stop.is_set():
         try:
             with clock.run():
-                await ServiceDesk(services).sweep()
+                await services.service_desk.sweep()
         except Exception as exc:
             log.warning("service desk sweep failed", error=type(exc).__name__)
         await _pause(stop, interval_seconds)

@@ -29,7 +29,7 @@ from server.consent.model import SUBJECT_ACTOR
 from server.consent.service import ConsentEngine
 from server.dsr.erasure import Erasure
 from server.dsr.erasure_runs import ErasureRuns
-from server.dsr.export import build_export
+from server.dsr.export import SubjectExports
 from server.dsr.holds import LegalHolds
 from server.dsr.lapse import BasisReview
 from server.dsr.receipts import fulfil_erasure_with_receipt
@@ -37,15 +37,20 @@ from server.dsr.registers import merge_blockers
 from server.dsr.requests import DataRequest, DataSubjectRequests
 from server.dsr.restriction import Restrictions
 from server.dsr.retention import Retention
-from server.feedback.service import survey_links
+from server.feedback.service import Feedback, build_feedback
 from server.gateway import Gateway
+from server.knowledge.service import KnowledgeBase
 from server.mail import Mailer
+from server.mailcapture.service import Mailboxes
 from server.outbound import Destinations
 from server.outbox.service import MailOutbox, PurposeMail
 from server.pipelines.service import Pipelines
 from server.portal.service import Portal
 from server.recipients.notices import AcknowledgementTokens, RecipientNotices
 from server.recipients.service import Recipients
+from server.reports.builder import ReportBuilder
+from server.reports.privacy import PrivacyLedger
+from server.servicedesk.service import ServiceDesk
 from server.settings import ConfigurationError, Settings
 from server.vault import (
     EnvKeyProvider,
@@ -84,6 +89,14 @@ class Services:
     webhooks: Webhooks
     recipients: Recipients
     analytics: CustomerScores  # customer scores under profiling (server.analytics)
+    # Per-feature services that keep nothing per request, built here once so handlers
+    # take them by name (issue 18) instead of building them from the whole container.
+    report_builder: ReportBuilder  # ad-hoc aggregates (server.reports.builder)
+    feedback: Feedback  # surveys and their answers (server.feedback)
+    knowledge: KnowledgeBase  # help articles, staff and portal (server.knowledge)
+    mailboxes: Mailboxes  # staff mailboxes captured from (server.mailcapture)
+    service_desk: ServiceDesk  # cases, queues and SLAs (server.servicedesk)
+    exports: SubjectExports  # a person's signed export (server.dsr.export)
     # Where user-entered hosts may make the server connect (server/outbound.py).
     destinations: Destinations = field(default_factory=Destinations)
     # KEK rotation and pruning; None when the master key comes from CONSENTRY_MASTER_KEY
@@ -254,15 +267,17 @@ def build_services(settings: Settings) -> Services:
         grace_days=settings.basis_lapse_grace_days, stage_keys=pipelines.stage_keys_of_kind,
     )  # fmt: skip
     lapse_later.set(lapse)
+    exports = SubjectExports(consent, gateway, scores, settings, trail, audit)
     # The customer portal: its links, cookies and throttle keys hang off one derived key.
     portal = Portal(
         gateway, audit, mailer, settings, requests, vault.derived_key(b"consentry/portal/v1"),
-        exporter=built.calls(lambda s: partial(export_for_subject, s)),
+        exporter=partial(export_for_subject, exports),
     )  # fmt: skip
     portal_later.set(portal)
     # Hosts typed by users (webhook URLs, mailboxes, calendars): public addresses only,
     # unless the deployment trusts a private range (server/outbound.py).
     destinations = Destinations(settings.outbound_allow)
+    feedback = build_feedback(gateway, policy, audit, consent, mail_outbox, settings)
     services = Services(
         settings, gateway, accounts, audit, policy, trail, mailer, alerts, consent, requests,
         portal, erasure=erasure,
@@ -272,7 +287,7 @@ def build_services(settings: Settings) -> Services:
         pipelines=pipelines,
         campaigns=Campaigns(
             audit, policy, gateway, consent, mailer, scores,
-            survey_links=survey_links(gateway, policy, audit, consent, mail_outbox, settings),
+            survey_links=feedback.campaign_link,
         ),
         # Token secrets are kept as HMACs under their own subkey of the index root.
         tokens=ApiTokens(
@@ -287,6 +302,16 @@ def build_services(settings: Settings) -> Services:
         destinations=destinations,
         recipients=Recipients(audit, mailer, ack_tokens, settings.public_url),
         analytics=scores,
+        feedback=feedback,
+        exports=exports,
+        service_desk=ServiceDesk(gateway, audit, mail_outbox, settings, policy, requests),
+        mailboxes=Mailboxes(gateway, audit, destinations),
+        knowledge=KnowledgeBase(audit, policy, default_region=settings.default_phone_region),
+        report_builder=ReportBuilder(
+            gateway,
+            PrivacyLedger(settings.dp_epsilon_per_month),
+            settings.report_min_group_size,
+        ),
         key_rotation=KeyRotation(vault, keys, audit) if isinstance(keys, FileKeyProvider) else None,
         mail_outbox=mail_outbox,
         erasure_runs=ErasureRuns(requests, erasure),
@@ -302,7 +327,7 @@ async def restrict_for_request(restrictions: Restrictions, request: DataRequest,
     )
 
 
-async def export_for_subject(services: Services, subject_id: str) -> bytes:
+async def export_for_subject(exports: SubjectExports, subject_id: str) -> bytes:
     """The signed export ZIP a person downloads from the portal (audited as theirs)."""
-    bundle = await build_export(services, subject_id, requested_by=SUBJECT_ACTOR)
+    bundle = await exports.build(subject_id, requested_by=SUBJECT_ACTOR)
     return bundle.zip_bytes

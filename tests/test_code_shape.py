@@ -22,6 +22,10 @@ audit events built in one place, in modules and functions one can read.
   (``gateway.subject_basis = consent``, ``requests.fulfillers["access"] = ...``,
   ``consent.lapse_listeners.append(...)``). A collaborator is a constructor argument; a
   cycle is broken with ``server.wiring.Later``, which is set once.
+- Route handlers take their services by name (``gateway: NamedDependency[Gateway]``), never
+  the whole container: no function decorated with Litestar's ``get``/``post``/``put``/
+  ``patch``/``delete`` in ``server/`` or ``admin_ui/`` calls ``services_of(``. Guards and
+  request-only helpers (rendering, flashes, ``provide_visit``) may.
 """
 
 from __future__ import annotations
@@ -448,6 +452,87 @@ def test_the_patch_scan_catches_what_build_services_did() -> None:
     }
     for source, flagged in samples.items():
         assert bool(service_patches(source)) is flagged, source
+
+
+# --- handlers take their services by name ------------------------------------------------
+
+HANDLER_DECORATORS = frozenset({"get", "post", "put", "patch", "delete"})
+
+
+def _litestar_names(tree: ast.Module) -> set[str]:
+    """The route decorators this module imports from Litestar (as named there or aliased)."""
+    return {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("litestar")
+        for alias in node.names
+        if alias.name in HANDLER_DECORATORS
+    }
+
+
+def _is_handler(func: ast.FunctionDef | ast.AsyncFunctionDef, decorators: set[str]) -> bool:
+    for decorator in func.decorator_list:
+        called = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if isinstance(called, ast.Name) and called.id in decorators:
+            return True
+        if isinstance(called, ast.Attribute) and called.attr in HANDLER_DECORATORS:
+            return _root(called) == "litestar"  # ``@litestar.get(...)``
+    return False
+
+
+def handlers_reaching_the_container(source: str, name: str = "<sample>") -> list[str]:
+    tree = ast.parse(source, filename=name)
+    decorators = _litestar_names(tree)
+    found = []
+    for func in ast.walk(tree):
+        if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if not _is_handler(func, decorators):
+            continue
+        found += [
+            f"{name}:{node.lineno} {func.name}"
+            for node in ast.walk(func)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "services_of"
+        ]
+    return found
+
+
+def test_route_handlers_take_their_services_by_name() -> None:
+    found = []
+    for path in python_files(*SCANNED):
+        found += handlers_reaching_the_container(path.read_text(), relative(path))
+    assert found == [], (
+        "take the service as a named dependency (server.services.service_dependencies), "
+        "or pass the function the few services it uses"
+    )
+
+
+def test_the_handler_scan_catches_a_handler_and_spares_helpers() -> None:
+    handler = (
+        "from litestar import get\n"
+        "class Pages:\n"
+        "    @get('/')\n"
+        "    async def index(self, request):\n"
+        "        return ServiceDesk(services_of(request))\n"
+    )
+    assert handlers_reaching_the_container(handler) == ["<sample>:5 index"]
+    aliased = (
+        "import litestar\n@litestar.post('/')\nasync def make(request):\n    services_of(request)\n"
+    )
+    assert handlers_reaching_the_container(aliased) == ["<sample>:4 make"]
+    helper = (
+        "from litestar import get\n"
+        "async def flash(request, text):\n"
+        "    await services_of(request).accounts.push_flash(text)\n"
+        "def guard(connection, _):\n"
+        "    services_of(connection).policy\n"
+    )
+    assert handlers_reaching_the_container(helper) == []
+    # A ``get`` that is not Litestar's (a dict's, a cache's) is no route.
+    other = "from functools import cache as get\n@get\ndef f(request):\n    services_of(request)\n"
+    assert handlers_reaching_the_container(other) == []
 
 
 # --- the vault stays behind the gateway --------------------------------------------------------

@@ -21,12 +21,14 @@ from admin_ui.rendering import render
 from admin_ui.session import Visit
 from audit import queries
 from audit.events import Action, Outcome, audit_event
+from audit.log import AuditLog
 from audit.queries import EventFilter, EventPage, InvalidFilter
 from audit.signing import SignedTreeHead
 from audit.trail import AuditTrail, VerificationReport
+from policy.enforcer import PolicyEngine
 from server import db
+from server.auth.service import StaffAccounts
 from server.datamap import PURPOSES, RECORD_TYPES
-from server.services import Services
 from server.web import services_of
 
 PURPOSE = "compliance"
@@ -97,7 +99,7 @@ async def record_refusal(
 ) -> None:
     """A report refused for its filters is audited as an error, with the filter names only."""
     await record_view(
-        services_of(request),
+        services_of(request).audit,
         visit,
         "audit.report",
         outcome=Outcome.ERROR,
@@ -312,7 +314,7 @@ def chart_data(histogram: queries.Histogram) -> dict[str, Any]:
     }
 
 
-async def staff_names(services: Services, actor_ids: Iterable[str]) -> dict[str, str]:
+async def staff_names(accounts: StaffAccounts, actor_ids: Iterable[str]) -> dict[str, str]:
     """Display names of the staff members among ``actor_ids`` ("user:12" -> "Ada Lovelace"),
     so officers see people, not numbers. Staff data, not customer data."""
     names: dict[str, str] = {}
@@ -320,7 +322,7 @@ async def staff_names(services: Services, actor_ids: Iterable[str]) -> dict[str,
         prefix, _, number = actor_id.partition(":")
         if prefix != "user" or not number.isdigit():
             continue
-        found = await services.accounts.get_user(int(number))
+        found = await accounts.get_user(int(number))
         if found is not None:
             names[actor_id] = found[0].display_name or found[0].email
     return names
@@ -366,14 +368,14 @@ async def trail_status(trail: AuditTrail, stall_seconds: float = 10.0) -> TrailS
 # --- audit and policy -----------------------------------------------------------------------
 
 
-def require_policy(services: Services, visit: Visit, act: str) -> None:
+def require_policy(policy: PolicyEngine, visit: Visit, act: str) -> None:
     """The policy decides, on top of the page's role list; a refusal looks like no page."""
-    if not services.policy.allows(visit.identity.role, "audit", act):
+    if not policy.allows(visit.identity.role, "audit", act):
         raise NotFoundException()
 
 
 async def record_view(
-    services: Services,
+    audit: AuditLog,
     visit: Visit,
     action: str,
     *,
@@ -396,7 +398,7 @@ async def record_view(
         detail=detail,
     )
     async with db.write_transaction():
-        await services.audit.append(event)
+        await audit.append(event)
 
 
 def dates_or_none(params: Mapping[str, Any]) -> tuple[dt.date | None, dt.date | None]:

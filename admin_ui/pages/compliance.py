@@ -66,9 +66,14 @@ from admin_ui.rights import CONSOLE_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit, require_recent_login
 from audit import queries
 from audit.events import Outcome
+from audit.log import AuditLog
 from audit.queries import EventPage, InvalidFilter
+from audit.trail import AuditTrail
+from policy.enforcer import PolicyEngine
+from server.auth.service import StaffAccounts
 from server.datamap import PURPOSES
-from server.gateway import Forbidden, InvalidInput
+from server.gateway import Forbidden, Gateway, InvalidInput
+from server.settings import Settings
 from server.web import services_of
 
 CHART_DAYS = 30
@@ -91,16 +96,20 @@ class CompliancePages(Controller):
 
     @get("/")
     async def overview(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        policy: NamedDependency[PolicyEngine],
+        audit: NamedDependency[AuditLog],
+        audit_trail: NamedDependency[AuditTrail],
+        settings: NamedDependency[Settings],
     ) -> Template:
         """Is the trail intact and sealed, and what has happened in the last 30 days."""
-        services = services_of(request)
-        require_policy(services, visit, "read")
+        require_policy(policy, visit, "read")
         verification = None
-        if services.policy.allows(visit.identity.role, "audit", "verify"):
-            verification = await trail_status(
-                services.audit_trail, services.settings.audit_stall_seconds
-            )
+        if policy.allows(visit.identity.role, "audit", "verify"):
+            verification = await trail_status(audit_trail, settings.audit_stall_seconds)
         end = today()
         histogram = await queries.activity_histogram(
             start_of(end - dt.timedelta(days=CHART_DAYS - 1)),
@@ -109,7 +118,7 @@ class CompliancePages(Controller):
         )
         totals = {key: sum(getattr(b, key) for b in histogram.buckets) for key in OUTCOME_LABELS}
         await record_view(
-            services,
+            audit,
             visit,
             "audit.report",
             detail={
@@ -136,11 +145,16 @@ class CompliancePages(Controller):
 
     @get("/events")
     async def events(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        policy: NamedDependency[PolicyEngine],
+        audit: NamedDependency[AuditLog],
+        accounts: NamedDependency[StaffAccounts],
     ) -> Template:
         """Search the log with any combination of filters, newest first."""
-        services = services_of(request)
-        require_policy(services, visit, "read")
+        require_policy(policy, visit, "read")
         params = request.query_params
         # Opened from a link: the last 30 days. Sent from the form (every field present,
         # perhaps empty): exactly what was asked, so empty dates mean the whole log.
@@ -158,7 +172,7 @@ class CompliancePages(Controller):
         except BadInput as exc:
             return await self._events_refused(request, visit, values, exc)
         await record_view(
-            services,
+            audit,
             visit,
             "audit.search",
             subject_ids=(filters.subject_id,) if filters.subject_id else (),
@@ -181,7 +195,7 @@ class CompliancePages(Controller):
             older=older,
             matched=len(matched),
             more=more,
-            names=await staff_names(services, (e.actor_id for e in page.events)),
+            names=await staff_names(accounts, (e.actor_id for e in page.events)),
         )
 
     async def _events_refused(
@@ -192,7 +206,7 @@ class CompliancePages(Controller):
         exc: BadInput,
     ) -> Template:
         await record_view(
-            services_of(request),
+            services_of(request).audit,
             visit,
             "audit.search",
             outcome=Outcome.ERROR,
@@ -245,12 +259,17 @@ class CompliancePages(Controller):
 
     @post("/events/export", status_code=200)
     async def export(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        policy: NamedDependency[PolicyEngine],
+        audit: NamedDependency[AuditLog],
+        audit_trail: NamedDependency[AuditTrail],
     ) -> Response[Any] | Redirect | Template:
         """The matching events (newest ``EXPORT_LIMIT``) with inclusion proofs, as a JSON
         file anyone can check offline with ``consentry audit verify-slice``."""
-        services = services_of(request)
-        require_policy(services, visit, "export")
+        require_policy(policy, visit, "export")
         form = await request.form()
         values = {n: text_param(form, n, 64) for n in FILTER_PARAMS}
         kept = {k: v for k, v in values.items() if v}
@@ -270,9 +289,9 @@ class CompliancePages(Controller):
         if not seqs:
             await flash(request, visit, "No events match these filters: nothing was exported.")
             return see_other(back)
-        bundle = await services.audit_trail.slice_bundle(seqs)
+        bundle = await audit_trail.slice_bundle(seqs)
         await record_view(
-            services,
+            audit,
             visit,
             "audit.export",
             subject_ids=(filters.subject_id,) if filters.subject_id else (),
@@ -293,11 +312,16 @@ class CompliancePages(Controller):
 
     @get("/subjects")
     async def subjects(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        policy: NamedDependency[PolicyEngine],
+        audit: NamedDependency[AuditLog],
+        accounts: NamedDependency[StaffAccounts],
     ) -> Template:
         """Who accessed one customer: by subject id (in the URL: it is pseudonymous)."""
-        services = services_of(request)
-        require_policy(services, visit, "read")
+        require_policy(policy, visit, "read")
         params = request.query_params
         subject = text_param(params, "subject", 64)
         if not subject:
@@ -313,7 +337,7 @@ class CompliancePages(Controller):
         except BadInput as exc:
             return await self._subjects_refused(request, visit, subject, exc)
         await record_view(
-            services,
+            audit,
             visit,
             "audit.report",
             subject_ids=(report.subject_id,),
@@ -335,7 +359,7 @@ class CompliancePages(Controller):
             newer=newer,
             older=older,
             names=await staff_names(
-                services, [*actors, *(e.actor_id for e in report.events.events)]
+                accounts, [*actors, *(e.actor_id for e in report.events.events)]
             ),
         )
 
@@ -358,13 +382,17 @@ class CompliancePages(Controller):
 
     @post("/subjects", status_code=200)
     async def find_subject(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        policy: NamedDependency[PolicyEngine],
+        gateway: NamedDependency[Gateway],
     ) -> Template | Redirect:
         """Find a customer by e-mail address or phone number, then show the report by
         subject id. The value only travels in this POST body: the gateway matches it on
         the blind index, audits the lookup, and returns ids only."""
-        services = services_of(request)
-        require_policy(services, visit, "read")
+        require_policy(policy, visit, "read")
         form = await request.form()
         typed = text_param(form, "contact", MAX_CONTACT_INPUT)
         if not typed:
@@ -380,7 +408,7 @@ class CompliancePages(Controller):
         field_name = "email" if "@" in typed else "phone"
         label = "e-mail address" if field_name == "email" else "phone number"
         try:
-            found = await services.gateway.locate_people(  # contacts and leads alike
+            found = await gateway.locate_people(  # contacts and leads alike
                 visit.actor, field_name, typed, purpose=PURPOSE
             )
         except (InvalidInput, Forbidden) as exc:
@@ -446,12 +474,17 @@ class CompliancePages(Controller):
 
     @get("/staff")
     async def staff_index(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        policy: NamedDependency[PolicyEngine],
+        audit: NamedDependency[AuditLog],
+        accounts: NamedDependency[StaffAccounts],
     ) -> Template:
         """Everyone with events in a range, busiest first: the way into one person's report
         when the question starts from a colleague rather than from a customer."""
-        services = services_of(request)
-        require_policy(services, visit, "read")
+        require_policy(policy, visit, "read")
         params = request.query_params
         try:
             dates, since, until = report_range(params)
@@ -468,7 +501,7 @@ class CompliancePages(Controller):
                 overview=None,
             )
         await record_view(
-            services,
+            audit,
             visit,
             "audit.report",
             detail={
@@ -487,7 +520,7 @@ class CompliancePages(Controller):
             overview=overview,
             dates=dates,
             range_query=urlencode(dates.params()),
-            names=await staff_names(services, (a.actor_id for a in overview.actors)),
+            names=await staff_names(accounts, (a.actor_id for a in overview.actors)),
             errors=(),
             error_fields=set(),
             **row_helpers(),
@@ -499,10 +532,13 @@ class CompliancePages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         actor_id: FromPath[str],
+        *,
+        policy: NamedDependency[PolicyEngine],
+        audit: NamedDependency[AuditLog],
+        accounts: NamedDependency[StaffAccounts],
     ) -> Template:
         """What one staff member (or system job) did in a range of days."""
-        services = services_of(request)
-        require_policy(services, visit, "read")
+        require_policy(policy, visit, "read")
         params = request.query_params
         try:
             dates, since, until = report_range(params)
@@ -523,7 +559,7 @@ class CompliancePages(Controller):
                 actor_id="",
             )
         await record_view(
-            services,
+            audit,
             visit,
             "audit.report",
             detail={
@@ -536,7 +572,7 @@ class CompliancePages(Controller):
         )
         kept = dates.params()
         newer, older = page_links(staff_link(report.actor_id), kept, report.events)
-        names = await staff_names(services, [report.actor_id])
+        names = await staff_names(accounts, [report.actor_id])
         return await render(
             request,
             "compliance/staff.html",
@@ -557,11 +593,16 @@ class CompliancePages(Controller):
 
     @get("/denials")
     async def denials(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        policy: NamedDependency[PolicyEngine],
+        audit: NamedDependency[AuditLog],
+        accounts: NamedDependency[StaffAccounts],
     ) -> Template:
         """Refused operations, grouped by who was refused and why."""
-        services = services_of(request)
-        require_policy(services, visit, "read")
+        require_policy(policy, visit, "read")
         params = request.query_params
         try:
             dates, since, until = report_range(params)
@@ -579,7 +620,7 @@ class CompliancePages(Controller):
                 report=None,
             )
         await record_view(
-            services,
+            audit,
             visit,
             "audit.report",
             detail={
@@ -601,7 +642,7 @@ class CompliancePages(Controller):
             newer=newer,
             older=older,
             names=await staff_names(
-                services,
+                accounts,
                 [*(g.actor_id for g in report.groups), *(e.actor_id for e in report.events.events)],
             ),
             errors=(),

@@ -33,6 +33,7 @@ from admin_ui.rendering import flash, render, see_other
 from admin_ui.rights import CONSENT_RIGHT, CONSOLE_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit, require_recent_login
 from audit.events import Outcome
+from audit.log import AuditLog
 from server.consent import reports
 from server.consent.model import (
     ANY_CHANNEL,
@@ -296,12 +297,15 @@ class ConsentPages(Controller):
 
     @get("/")
     async def dashboard(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        audit: NamedDependency[AuditLog],
     ) -> Template:
         """Grants, withdrawals, expiries and objections per day over the last 90 days, for
         one purpose or all, and the current totals per purpose. Counts only; audited."""
         engine = _engine(request, visit)
-        services = services_of(request)
         purposes = await engine.purposes()
         choices = {p.name: p.description for p in purposes}
         choices[DIRECT_MARKETING] = "Objections to direct marketing"
@@ -318,7 +322,7 @@ class ConsentPages(Controller):
         names = [p.name for p in purposes] + sorted(set(counted) - {p.name for p in purposes})
         totals = [counted.get(n) or reports.PurposeTotals(n) for n in names]
         await record_view(
-            services,
+            audit,
             visit,
             "consent.report",
             outcome=Outcome.ERROR if problems else Outcome.ALLOWED,

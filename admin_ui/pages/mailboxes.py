@@ -28,8 +28,14 @@ from server.datamap import PURPOSES
 from server.gateway import Gateway
 from server.mailcapture.capture import share_thread
 from server.mailcapture.imap import check_connection, sync_mailbox
-from server.mailcapture.jobs import capture_of, mailboxes_of
-from server.mailcapture.service import CAPTURE_PURPOSES, SECURITY, MailboxInputError
+from server.mailcapture.jobs import capture_of
+from server.mailcapture.service import (
+    CAPTURE_PURPOSES,
+    SECURITY,
+    Mailboxes,
+    MailboxInputError,
+)
+from server.settings import Settings
 from server.web import services_of
 
 MAX_INPUT = 1000
@@ -67,7 +73,7 @@ class MailboxPages(Controller):
         status: int = 200,
     ) -> Template:
         services = services_of(request)
-        boxes = await mailboxes_of(services).mine(visit.actor)
+        boxes = await services.mailboxes.mine(visit.actor)
         settings = services.settings
         return await render(
             request,
@@ -99,7 +105,11 @@ class MailboxPages(Controller):
 
     @post("/mailboxes")
     async def connect(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        mailboxes: NamedDependency[Mailboxes],
     ) -> Template | Redirect:
         _allowed(request, visit)
         form = await request.form()
@@ -110,7 +120,7 @@ class MailboxPages(Controller):
         values["username"] = _text(form, "username")
         port = int(values["port"]) if values["port"].isdigit() else 0
         try:
-            await mailboxes_of(services_of(request)).connect(
+            await mailboxes.connect(
                 visit.actor,
                 label=values["label"],
                 host=values["host"],
@@ -135,10 +145,12 @@ class MailboxPages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         mailbox_id: FromPath[str],
+        *,
+        mailboxes: NamedDependency[Mailboxes],
+        gateway: NamedDependency[Gateway],
+        settings: NamedDependency[Settings],
     ) -> Redirect:
         _allowed(request, visit)
-        services = services_of(request)
-        mailboxes = mailboxes_of(services)
         mailbox = await mailboxes.get(visit.actor, mailbox_id)
         if mailbox is None:
             raise NotFoundException()
@@ -153,7 +165,7 @@ class MailboxPages(Controller):
             if mailbox.running:
                 await flash(request, visit, "A sync of this mailbox is already running.", "error")
             else:
-                capture = await capture_of(services)
+                capture = await capture_of(gateway, settings)
                 task = asyncio.create_task(sync_mailbox(mailboxes, capture, mailbox.id))
                 _running.add(task)
                 task.add_done_callback(_running.discard)

@@ -25,7 +25,7 @@ from admin_ui.rendering import flash, render, see_other
 from admin_ui.rights import DSR_RIGHT
 from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import RECORD_TYPES
-from server.dsr.export import NoRecords, review_redactions
+from server.dsr.export import NoRecords, SubjectExports, review_redactions
 from server.dsr.requests import KINDS, DataRequest, DataSubjectRequests, RequestError
 from server.dsr.third_parties import RedactionSummary
 from server.web import services_of
@@ -46,13 +46,15 @@ class ReleasePages(Controller):
         request: Request[Any, Any, Any],
         visit: NamedDependency[Visit],
         request_id: FromPath[str],
+        *,
+        exports: NamedDependency[SubjectExports],
     ) -> Template:
         """What the export withholds, counted; the form that releases it."""
         item = await _released_request(request, request_id)
         summary: RedactionSummary | None
         try:
             summary = await review_redactions(
-                services_of(request),
+                exports,
                 item.subject_id,
                 requested_by=visit.actor.id,
                 requested_role=visit.identity.role,

@@ -29,8 +29,14 @@ from admin_ui.session import Visit, page_access, provide_visit
 from server.datamap import PURPOSES, RECORD_TYPES
 from server.gateway import Forbidden, Gateway, GatewayError, NotFound
 from server.reports import saved
-from server.reports.builder import ReportDefinition, ReportResult, check_rights, to_csv
-from server.reports.builder_routes import builder_options, report_builder
+from server.reports.builder import (
+    ReportBuilder,
+    ReportDefinition,
+    ReportResult,
+    check_rights,
+    to_csv,
+)
+from server.reports.builder_routes import builder_options
 from server.web import services_of
 
 PAGE = "/reports/builder"
@@ -154,7 +160,11 @@ class ReportBuilderPages(Controller):
 
     @get("/export.csv")
     async def export(
-        self, request: Request[Any, Any, Any], visit: NamedDependency[Visit]
+        self,
+        request: Request[Any, Any, Any],
+        visit: NamedDependency[Visit],
+        *,
+        report_builder: NamedDependency[ReportBuilder],
     ) -> Response[str]:
         """The aggregates as CSV (small groups suppressed), for the form in the address."""
         _guard(request, visit)
@@ -162,7 +172,7 @@ class ReportBuilderPages(Controller):
             definition = definition_from(dict(request.query_params))
         except msgspec.ValidationError as exc:
             return Response(f"invalid report: {exc}\n", status_code=400, media_type="text/plain")
-        result = await report_builder(services_of(request)).run(visit.actor, definition)
+        result = await report_builder.run(visit.actor, definition)
         return Response(
             to_csv(result),
             media_type="text/csv",
@@ -232,16 +242,20 @@ class ReportBuilderPages(Controller):
         status = 200
         if definition is not None and not problem:
             try:
-                result = await report_builder(services).run(visit.actor, definition)
+                result = await services.report_builder.run(visit.actor, definition)
             except GatewayError as exc:
                 problem = exc.message
                 status = HTTP_409_CONFLICT if exc.status_code == 409 else HTTP_400_BAD_REQUEST
         if problem and status == 200:
             status = HTTP_400_BAD_REQUEST
         try:
-            options = await builder_options(services, visit.actor, record_type, purpose)
+            options = await builder_options(
+                services.gateway, services.settings, visit.actor, record_type, purpose
+            )
         except GatewayError:
-            options = await builder_options(services, visit.actor, "deal", None)
+            options = await builder_options(
+                services.gateway, services.settings, visit.actor, "deal", None
+            )
         purposes = [
             p
             for p in PURPOSES

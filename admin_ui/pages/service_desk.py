@@ -64,7 +64,7 @@ FORM_LIMIT = MESSAGE_MAX + 1
 
 
 def _desk(request: Request[Any, Any, Any]) -> ServiceDesk:
-    return ServiceDesk(services_of(request))
+    return services_of(request).service_desk
 
 
 def _require(request: Request[Any, Any, Any], visit: Visit, action: str) -> None:

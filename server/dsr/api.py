@@ -24,7 +24,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from server.auth.service import StaffAccounts
-from server.dsr.export import InvalidSubject, NoRecords, build_export
+from server.dsr.export import InvalidSubject, NoRecords, SubjectExports
 from server.dsr.requests import (
     PURPOSE,
     DataRequest,
@@ -234,6 +234,7 @@ class RequestRoutes(Controller):
         request_id: FromPath[UUID],
         *,
         accounts: NamedDependency[StaffAccounts],
+        exports: NamedDependency[SubjectExports],
     ) -> Response[bytes]:
         """The person's export as a signed ZIP (audited as ``dsr.export``). A staff
         session must have entered its password within the last few minutes (web admin:
@@ -250,8 +251,7 @@ class RequestRoutes(Controller):
                 )
         item = await _get(request, request_id)
         try:
-            bundle = await build_export(
-                services_of(request),
+            bundle = await exports.build(
                 item.subject_id,
                 requested_by=actor.id,
                 requested_role=actor.role,

@@ -53,7 +53,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -97,11 +97,36 @@ from server.money import plain_major
 from server.processing_record import LEGAL_BASIS_LABELS
 
 if TYPE_CHECKING:
-    from server.services import Services
+    from audit.log import AuditLog
+    from audit.trail import AuditTrail
+    from server.analytics.service import CustomerScores
+    from server.consent.service import ConsentEngine
+    from server.gateway import Gateway
+    from server.settings import Settings
 
 EXPORT_JOB = "dsr-export"
 EXPORT_PURPOSE = "compliance"
 TEMPLATES = Path(__file__).resolve().parents[2] / "admin_ui" / "templates" / "dsr"
+
+
+class ExportParts(Protocol):
+    """The services an export reads through: the app's ``Services`` has them, and so does
+    :class:`SubjectExports`, the part handlers are given."""
+
+    @property
+    def consent(self) -> ConsentEngine: ...
+    @property
+    def gateway(self) -> Gateway: ...
+    @property
+    def analytics(self) -> CustomerScores: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def audit_trail(self) -> AuditTrail: ...
+    @property
+    def audit(self) -> AuditLog: ...
+
+
 RECORD_META = (("id", "Record id"), ("created_at", "Created"), ("updated_at", "Last changed"))
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Consent evidence holds text staff typed (a call or letter reference) or a client sent: it
@@ -207,7 +232,7 @@ def _iso(moment: Any) -> str:
 
 
 async def _processing(
-    services: Services, subject: str, held: Mapping[str, list[dict[str, Any]]]
+    services: ExportParts, subject: str, held: Mapping[str, list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
     """Art. 15(1)(a)-(d): the purposes that use a field we actually hold about them."""
     entries: list[dict[str, Any]] = []
@@ -324,7 +349,7 @@ def _html(data: Mapping[str, Any], controller_name: str, names: Mapping[str, str
 
 
 async def _linked_names(
-    services: Services, actor: Actor, held: Mapping[str, list[dict[str, Any]]]
+    services: ExportParts, actor: Actor, held: Mapping[str, list[dict[str, Any]]]
 ) -> dict[str, str]:
     """Names of the records the person's records point at that are not their own (their
     organization), read through the gateway, for the HTML page only."""
@@ -371,7 +396,7 @@ def _mention_doc(mention: Mention, name: str, text: str) -> dict[str, Any]:
     }
 
 
-async def _collect(services: Services, subject: str, actor: Actor) -> _Collected | None:
+async def _collect(services: ExportParts, subject: str, actor: Actor) -> _Collected | None:
     """The person's records and the mentions of them elsewhere, with other people
     withheld and staff pseudonymised; None when no record is about them."""
     gateway = services.gateway
@@ -502,7 +527,7 @@ def _mentions_csv(mentions: list[dict[str, Any]]) -> bytes:
 
 
 async def review_redactions(
-    services: Services, subject_id: str, *, requested_by: str, requested_role: str = ""
+    services: ExportParts, subject_id: str, *, requested_by: str, requested_role: str = ""
 ) -> RedactionSummary:
     """What the person's export would withhold now, for a compliance officer to review
     before a staff-fulfilled export is released: counts and field names, no values.
@@ -541,7 +566,7 @@ _NO_SCORES = {
 }
 
 
-async def _profiling(services: Services, subject: str, actor: Actor) -> dict[str, Any]:
+async def _profiling(services: ExportParts, subject: str, actor: Actor) -> dict[str, Any]:
     """Art. 15(1)(h): the scores held about the person, the logic involved, and, when there
     are none, why."""
     basis = await services.consent.has_basis(subject, PROFILING)
@@ -568,7 +593,7 @@ async def _profiling(services: Services, subject: str, actor: Actor) -> dict[str
 
 
 async def build_export(
-    services: Services, subject_id: str, *, requested_by: str, requested_role: str = ""
+    services: ExportParts, subject_id: str, *, requested_by: str, requested_role: str = ""
 ) -> ExportBundle:
     """Build, sign and audit one subject's export bundle.
 
@@ -623,7 +648,7 @@ async def build_export(
 
 
 async def _data_json(
-    services: Services,
+    services: ExportParts,
     subject: str,
     actor: Actor,
     collected: _Collected,
@@ -684,7 +709,7 @@ async def _data_json(
 
 
 async def _signed_files(
-    services: Services, actor: Actor, data: dict[str, Any], collected: _Collected
+    services: ExportParts, actor: Actor, data: dict[str, Any], collected: _Collected
 ) -> tuple[dict[str, bytes], dict[str, str], str, str]:
     """The bundle's files with the signed manifest over them: the files, their hashes,
     the manifest's hash and the signing key's id."""
@@ -715,7 +740,7 @@ async def _signed_files(
 
 
 async def _audit(
-    services: Services,
+    services: ExportParts,
     actor_id: str,
     role: str,
     subject: str,
@@ -738,3 +763,35 @@ async def _audit(
     )
     async with db.write_transaction():
         await services.audit.append(event)
+
+
+class SubjectExports:
+    """Exports built from exactly the services they read (``build_services`` makes one),
+    so a handler asks for this instead of the whole container. A plain class, not a
+    dataclass: Litestar checks a dependency's type and would inspect a dataclass's fields."""
+
+    __slots__ = ("analytics", "audit", "audit_trail", "consent", "gateway", "settings")
+
+    def __init__(
+        self,
+        consent: ConsentEngine,
+        gateway: Gateway,
+        analytics: CustomerScores,
+        settings: Settings,
+        audit_trail: AuditTrail,
+        audit: AuditLog,
+    ) -> None:
+        self.consent = consent
+        self.gateway = gateway
+        self.analytics = analytics
+        self.settings = settings
+        self.audit_trail = audit_trail
+        self.audit = audit
+
+    async def build(
+        self, subject_id: str, *, requested_by: str, requested_role: str = ""
+    ) -> ExportBundle:
+        """:func:`build_export` over these services."""
+        return await build_export(
+            self, subject_id, requested_by=requested_by, requested_role=requested_role
+        )

@@ -31,7 +31,9 @@ from server.dsr.requests import ANSWERED, KINDS, STATES, DataRequest
 from server.logs import get_logger
 
 if TYPE_CHECKING:
+    from audit.trail import AuditTrail
     from server.services import Services
+    from server.settings import Settings
 
 RECEIPT_FORMAT = "consentry-receipt/1"
 # The audit key also signs tree heads and export manifests: a receipt's signed bytes start
@@ -61,7 +63,8 @@ def _iso(moment: dt.datetime) -> str:
 
 
 async def _signed(
-    services: Services,
+    trail: AuditTrail,
+    settings: Settings,
     *,
     kind: str,
     subject_id: str,
@@ -71,9 +74,7 @@ async def _signed(
     request: str | None,
     events: Sequence[EventRow],
 ) -> dict[str, Any]:
-    trail = services.audit_trail
     proofs = await trail.inclusion_proofs([e.seq for e in events])
-    settings = services.settings
     doc: dict[str, Any] = {
         "format": RECEIPT_FORMAT,
         "kind": kind,
@@ -96,7 +97,7 @@ async def _signed(
 
 
 async def consent_receipt(
-    services: Services, subject_id: str, ledger_id: int
+    trail: AuditTrail, settings: Settings, subject_id: str, ledger_id: int
 ) -> dict[str, Any] | None:
     """The receipt of one consent ledger event of this person; None if it is not theirs."""
     events = await subject_events.events_of_resource(subject_id, "consent", str(ledger_id))
@@ -116,7 +117,8 @@ async def consent_receipt(
     if channel and channel != "any":
         what += f", channel {channel}"
     return await _signed(
-        services,
+        trail,
+        settings,
         kind="consent_change",
         subject_id=subject_id,
         what=what,
@@ -127,7 +129,9 @@ async def consent_receipt(
     )
 
 
-async def request_receipt(services: Services, request: DataRequest) -> dict[str, Any] | None:
+async def request_receipt(
+    trail: AuditTrail, settings: Settings, request: DataRequest
+) -> dict[str, Any] | None:
     """The receipt of an answered request (fulfilled, rejected or closed); None while it is
     still open. The caller has checked it is the person's own."""
     if request.state not in ANSWERED:
@@ -138,7 +142,8 @@ async def request_receipt(services: Services, request: DataRequest) -> dict[str,
         f"{STATES.get(request.state, request.state)}"
     )
     return await _signed(
-        services,
+        trail,
+        settings,
         kind="request",
         subject_id=request.subject_id,
         what=what,
@@ -149,7 +154,9 @@ async def request_receipt(services: Services, request: DataRequest) -> dict[str,
     )
 
 
-async def erasure_receipt(services: Services, request: DataRequest) -> dict[str, Any]:
+async def erasure_receipt(
+    trail: AuditTrail, settings: Settings, request: DataRequest
+) -> dict[str, Any]:
     """The receipt of an erasure carried out under ``request``: the request's events so
     far and the erasure's own (started, done)."""
     events = await subject_events.events_of_resource(request.subject_id, "dsr_request", request.id)
@@ -157,7 +164,8 @@ async def erasure_receipt(services: Services, request: DataRequest) -> dict[str,
     ordered = sorted([*events, *done], key=lambda e: e.seq)
     when = done[-1].ts if done else dt.datetime.now(dt.UTC)
     return await _signed(
-        services,
+        trail,
+        settings,
         kind="erasure",
         subject_id=request.subject_id,
         what="Your data was erased: every record about you, its encryption key destroyed",
@@ -180,7 +188,7 @@ async def fulfil_erasure_with_receipt(
     if job is None or not job.complete:
         return lines
     try:
-        receipt = await erasure_receipt(services, request)
+        receipt = await erasure_receipt(services.audit_trail, services.settings, request)
     except Exception as exc:  # the erasure is done: the request must still be fulfilled
         log.error("erasure receipt not built", error=type(exc).__name__)
         return [

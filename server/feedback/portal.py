@@ -7,14 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Template
 
 from server.feedback.service import (
     MAX_COMMENT,
+    Feedback,
     SurveyError,
     SurveyInfo,
-    feedback_service,
     scale_labels,
 )
 from server.web import services_of
@@ -71,8 +72,13 @@ class PortalSurvey(Controller):
     include_in_schema = False
 
     @get("/{token:str}")
-    async def show(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
-        feedback = feedback_service(services_of(request))
+    async def show(
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        feedback: NamedDependency[Feedback],
+    ) -> Template:
         try:
             survey = await feedback.open_invitation(token[:100])
         except SurveyError as exc:
@@ -80,8 +86,13 @@ class PortalSurvey(Controller):
         return _form(request, token, survey)
 
     @post("/{token:str}", status_code=200)
-    async def answer(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
-        feedback = feedback_service(services_of(request))
+    async def answer(
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        *,
+        feedback: NamedDependency[Feedback],
+    ) -> Template:
         form = await request.form()
         score = form.get("score", "")
         comment = form.get("comment", "")

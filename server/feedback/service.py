@@ -34,7 +34,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -529,7 +529,7 @@ class Feedback:
         return run
 
 
-def _feedback(
+def build_feedback(
     gateway: Gateway,
     policy: PolicyEngine,
     audit: AuditLog,
@@ -549,28 +549,9 @@ def _feedback(
     )
 
 
-def survey_links(
-    gateway: Gateway,
-    policy: PolicyEngine,
-    audit: AuditLog,
-    consent: ConsentEngine,
-    outbox: MailOutbox | None,
-    settings: Settings,
-) -> Callable[[str, str], Awaitable[str | None]]:
-    """What the campaign send calls for ``{survey_link}`` (server.services wires it)."""
-    return _feedback(gateway, policy, audit, consent, outbox, settings).campaign_link
-
-
 def feedback_service(services: Services) -> Feedback:
-    """The feedback service over the app's parts (stateless: made per use)."""
-    return _feedback(
-        services.gateway,
-        services.policy,
-        services.audit,
-        services.consent,
-        services.mail_outbox,
-        services.settings,
-    )
+    """The feedback service ``build_services`` made (for jobs holding the container)."""
+    return services.feedback
 
 
 def scale_labels(kind: str) -> Sequence[str]:

@@ -8,12 +8,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from server.gateway import NotFound
-from server.knowledge.service import knowledge_base
+from server.knowledge.service import KnowledgeBase
 from server.portal.routes import PORTAL_COOKIE
 from server.web import services_of
 
@@ -46,10 +47,12 @@ class PortalHelp(Controller):
     include_in_schema = False
 
     @get("/")
-    async def index(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def index(
+        self, request: Request[Any, Any, Any], *, knowledge: NamedDependency[KnowledgeBase]
+    ) -> Response[Any]:
         if not await _signed_in(request):
             return Redirect("/portal", status_code=HTTP_303_SEE_OTHER)
-        kb = knowledge_base(services_of(request))
+        kb = knowledge
         q = str(request.query_params.get("q") or "")[:200]
         category = str(request.query_params.get("category") or "")[:64]
         raw_page = str(request.query_params.get("page") or "1")
@@ -74,11 +77,15 @@ class PortalHelp(Controller):
 
     @get("/{article_id:str}")
     async def article(
-        self, request: Request[Any, Any, Any], article_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        article_id: FromPath[str],
+        *,
+        knowledge: NamedDependency[KnowledgeBase],
     ) -> Response[Any]:
         if not await _signed_in(request):
             return Redirect("/portal", status_code=HTTP_303_SEE_OTHER)
-        kb = knowledge_base(services_of(request))
+        kb = knowledge
         try:
             article = await kb.get(article_id[:64], public_only=True)
         except NotFound:

@@ -379,7 +379,5 @@ class KnowledgeBase:
 
 
 def knowledge_base(services: Services) -> KnowledgeBase:
-    """The knowledge base over the app's audit log and policy (stateless: made per use)."""
-    return KnowledgeBase(
-        services.audit, services.policy, default_region=services.settings.default_phone_region
-    )
+    """The knowledge base ``build_services`` made (for code holding the container)."""
+    return services.knowledge

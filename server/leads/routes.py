@@ -21,6 +21,7 @@ from server.gateway import Actor, Gateway, InvalidInput
 from server.leads.webform import HONEYPOT, Throttled, WebForm
 from server.records.routes import record_routes
 from server.request_guard import ACCEPTS, HTML_FORM_OR_JSON
+from server.settings import Settings
 from server.web import (
     ALSO_ANSWERS,
     DOCUMENTED_BODY,
@@ -29,7 +30,6 @@ from server.web import (
     provide_actor,
     provide_identity,
     purpose_of,
-    services_of,
     struct_schema,
 )
 
@@ -74,6 +74,16 @@ class FormTokenOut(msgspec.Struct):
 class FormReceived(msgspec.Struct):
     status: str
     detail: str
+
+
+def provide_web_form(
+    gateway: NamedDependency[Gateway], settings: NamedDependency[Settings]
+) -> WebForm:
+    """The form over the process's gateway and settings. Made here, not in
+    ``build_services``: the thin route packages stay independent of each other, and the
+    composition root (reached by all of them through ``server.web``) would tie them to
+    this one. It keeps nothing per request (spent tokens and throttles are in the database)."""
+    return WebForm(gateway, settings)
 
 
 class WebFormIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -146,6 +156,7 @@ class PublicLeadForm(Controller):
 
     path = "/api/v1/public/leads"
     tags = ["public"]
+    dependencies = {"web_form": Provide(provide_web_form, sync_to_thread=False)}
 
     @get(
         "/form-token",
@@ -155,12 +166,17 @@ class PublicLeadForm(Controller):
         ),
         cache_control=None,
     )
-    async def form_token(self, request: Request[Any, Any, Any]) -> Response[FormTokenOut]:
-        services = services_of(request)
+    async def form_token(
+        self,
+        request: Request[Any, Any, Any],
+        *,
+        web_form: NamedDependency[WebForm],
+        settings: NamedDependency[Settings],
+    ) -> Response[FormTokenOut]:
         return Response(
             FormTokenOut(
-                form_token=WebForm(services).new_token(),
-                min_seconds=services.settings.web_form_min_seconds,
+                form_token=web_form.new_token(),
+                min_seconds=settings.web_form_min_seconds,
                 honeypot_field=HONEYPOT,
             ),
             headers={"Cache-Control": "no-store"},
@@ -186,12 +202,14 @@ class PublicLeadForm(Controller):
             DOCUMENTED_BODY: (struct_schema(WebFormIn), DOCUMENTED_FORM_TYPES),
         },
     )
-    async def submit(self, request: Request[Any, Any, Any]) -> FormReceived:
+    async def submit(
+        self, request: Request[Any, Any, Any], *, web_form: NamedDependency[WebForm]
+    ) -> FormReceived:
         # Parsed here, not by Litestar: the body may be a plain HTML form as well as JSON,
         # and the form reports every bad field at once (the data map's messages).
         data = await _submitted(request)
         try:
-            await WebForm(services_of(request)).submit(data, client_address_of(request))
+            await web_form.submit(data, client_address_of(request))
         except Throttled as exc:
             raise TooManyCalls(
                 "too many submissions from this address; try again later",

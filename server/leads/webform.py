@@ -34,10 +34,10 @@ from typing import Any
 from server import db
 from server.auth.throttle import LoginThrottler
 from server.datamap import LEAD, shown_name
-from server.gateway import Actor, InvalidInput
+from server.gateway import Actor, Gateway, InvalidInput
 from server.leads.tables import SpentFormToken
 from server.logs import get_logger
-from server.services import Services
+from server.settings import Settings
 
 ACTOR_JOB = "web-form"  # created as Actor.system(ACTOR_JOB), in the configured team
 PURPOSE = "customer_relationship"
@@ -150,9 +150,13 @@ class SpentTokens:
 
 
 class WebForm:
-    def __init__(self, services: Services) -> None:
-        self._services = services
-        key = services.gateway.derived_key(_TOKEN_LABEL)
+    """The public lead form: built once by ``build_services`` (it keeps nothing per
+    request; spent tokens and throttles live in the database)."""
+
+    def __init__(self, gateway: Gateway, settings: Settings) -> None:
+        self._gateway = gateway
+        self._settings = settings
+        key = gateway.derived_key(_TOKEN_LABEL)
         self.tokens = FormTokens(key)
         self.spent = SpentTokens(key)
         self._throttle = LoginThrottler(key)
@@ -162,7 +166,7 @@ class WebForm:
 
     async def submit(self, data: Mapping[str, Any], client: str) -> Submitted:
         """Check, then create the lead. Raises :class:`Throttled` or ``InvalidInput``."""
-        settings = self._services.settings
+        settings = self._settings
         key = self._throttle.address_key(client or "unknown")
         wait = await self._throttle.wait_seconds(key)
         # Every submission counts, refused or not: a bot that keeps trying waits longer.
@@ -201,7 +205,7 @@ class WebForm:
                     f"invalid form: {TOKEN_FIELD}: {ALREADY_USED}",
                     problems={TOKEN_FIELD: ALREADY_USED},
                 )
-            await self._services.gateway.create(
+            await self._gateway.create(
                 Actor.system(ACTOR_JOB, team=settings.web_form_team),
                 LEAD.resource,
                 values,
@@ -215,10 +219,10 @@ class WebForm:
         """The configured owner, if it is an active staff user. A visitor's lead is never
         refused for the controller's configuration: a missing or disabled owner leaves it
         with the team (and says so in the log, without personal data)."""
-        owner = self._services.settings.web_form_owner_id
+        owner = self._settings.web_form_owner_id
         if not owner:
             return None
-        if await self._services.gateway.staff.assignee(owner) is None:
+        if await self._gateway.staff.assignee(owner) is None:
             log.warning("web form owner is not an active staff user; lead left to the team")
             return None
         return owner

@@ -12,12 +12,14 @@ from email.utils import getaddresses
 
 from server.auth.directory import staff_identities
 from server.datamap import normalize_email
+from server.gateway import Gateway
 from server.logs import get_logger
 from server.mailcapture.capture import Mailbox, MailCapture
 from server.mailcapture.imap import SyncReport, sync_mailbox
 from server.mailcapture.receiver import register_recipient, serve_receiver
 from server.mailcapture.service import Mailboxes
 from server.services import Services
+from server.settings import Settings
 
 log = get_logger("consentry.mailcapture")
 
@@ -25,7 +27,8 @@ RECEIVER_PURPOSE = "customer_relationship"
 
 
 def mailboxes_of(services: Services) -> Mailboxes:
-    return Mailboxes(services.gateway, services.audit, services.destinations)
+    """The mailboxes ``build_services`` made (for jobs holding the container)."""
+    return services.mailboxes
 
 
 async def _staff_addresses() -> dict[str, int]:
@@ -38,12 +41,11 @@ async def _staff_addresses() -> dict[str, int]:
     return found
 
 
-async def capture_of(services: Services) -> MailCapture:
+async def capture_of(gateway: Gateway, settings: Settings) -> MailCapture:
     """A capture for this moment's staff list (their addresses are never matched as
     customers: mail between colleagues is nobody's interaction)."""
-    settings = services.settings
     return MailCapture(
-        services.gateway,
+        gateway,
         content=dict(settings.mail_capture_content),
         lead_rule=settings.mail_capture_lead_rule,
         staff_addresses=tuple(await _staff_addresses()),
@@ -61,7 +63,7 @@ class SyncTotals:
 async def sync_all(services: Services, *, max_messages: int | None = None) -> SyncTotals:
     """One run over every enabled mailbox (each claimed; bounded per mailbox)."""
     mailboxes = mailboxes_of(services)
-    capture = await capture_of(services)
+    capture = await capture_of(services.gateway, services.settings)
     totals = SyncTotals()
     for mailbox_id in await mailboxes.enabled_ids():
         report: SyncReport = (
@@ -104,7 +106,7 @@ class LoggingAddress:
 
     async def __call__(self, message: EmailMessage) -> None:
         staff = await _staff_addresses()
-        capture = await capture_of(self.services)
+        capture = await capture_of(self.services.gateway, self.services.settings)
         senders = message.get_all("From", [])
         pairs = getaddresses([str(s) for s in senders]) if senders else []
         sender = pairs[0][1].strip().lower() if pairs else ""

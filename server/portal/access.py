@@ -31,7 +31,9 @@ from server.consent.model import SUBJECT_ACTOR
 from server.dsr.third_parties import actor_label, pseudonym_key
 
 if TYPE_CHECKING:
-    from server.services import Services
+    from audit.log import AuditLog
+    from audit.trail import AuditTrail
+    from server.gateway import Gateway
 
 PAGE_SIZE = 25
 SUBJECT_ROLE = "data_subject"
@@ -99,14 +101,14 @@ class AccessPage:
 
 
 async def _record(
-    services: Services,
+    audit: AuditLog,
     action: str,
     subject_id: str,
     request_id: str,
     detail: dict[str, int | str],
 ) -> None:
     async with db.write_transaction():
-        await services.audit.append(
+        await audit.append(
             audit_event(
                 actor_id=SUBJECT_ACTOR,
                 actor_role=SUBJECT_ROLE,
@@ -122,13 +124,18 @@ async def _record(
 
 
 async def access_page(
-    services: Services, subject_id: str, *, before: int | None = None, request_id: str = ""
+    audit: AuditLog,
+    gateway: Gateway,
+    subject_id: str,
+    *,
+    before: int | None = None,
+    request_id: str = "",
 ) -> AccessPage:
     """One page of the person's access log, newest first; the view is audited first, so
     it is the newest line of the first page."""
-    await _record(services, "portal.access_log", subject_id, request_id, {"page": before or 0})
+    await _record(audit, "portal.access_log", subject_id, request_id, {"page": before or 0})
     page = await subject_events.events_about(subject_id, before_seq=before, page_size=PAGE_SIZE)
-    key = pseudonym_key(services.gateway)
+    key = pseudonym_key(gateway)
     accesses = tuple(
         Access(
             seq=e.seq,
@@ -148,7 +155,13 @@ async def access_page(
 
 
 async def access_proofs(
-    services: Services, subject_id: str, *, seq: int | None = None, request_id: str = ""
+    audit: AuditLog,
+    gateway: Gateway,
+    trail: AuditTrail,
+    subject_id: str,
+    *,
+    seq: int | None = None,
+    request_id: str = "",
 ) -> dict[str, Any] | None:
     """The person's access log with an inclusion proof per event (every event, or only
     ``seq``), as one JSON document; None when ``seq`` does not name this person."""
@@ -159,9 +172,9 @@ async def access_proofs(
         events = [event]
     else:
         events = await subject_events.every_event_about(subject_id)
-    await _record(services, "portal.access_proofs", subject_id, request_id, {"events": len(events)})
-    key = pseudonym_key(services.gateway)
-    proofs = await services.audit_trail.inclusion_proofs([e.seq for e in events])
+    await _record(audit, "portal.access_proofs", subject_id, request_id, {"events": len(events)})
+    key = pseudonym_key(gateway)
+    proofs = await trail.inclusion_proofs([e.seq for e in events])
     return {
         "subject_id": subject_id,
         "accesses": [

@@ -22,6 +22,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_404_NOT_FOUND
 
+from audit.log import AuditLog
 from audit.trail import AuditTrail
 from server.consent.model import SUBJECT_ACTOR
 from server.consent.service import ConsentEngine
@@ -30,6 +31,7 @@ from server.dsr.export import NoRecords
 from server.dsr.people import OwnRecord
 from server.dsr.receipts import CONSENT_WORDS, consent_receipt, request_receipt
 from server.dsr.requests import KINDS, STATES
+from server.gateway import Gateway
 from server.portal.access import SUBJECT_ROLE, access_page, access_proofs
 from server.portal.service import (
     REVIEWED_KINDS,
@@ -38,6 +40,7 @@ from server.portal.service import (
     PortalError,
     PortalIdentity,
 )
+from server.settings import Settings
 from server.web import client_address_of, request_id_of, services_of
 
 PORTAL_COOKIE = "consentry_portal"
@@ -489,13 +492,19 @@ class PortalTransparency(Controller):
 
     @get("/access")
     async def access(
-        self, request: Request[Any, Any, Any], before: FromQuery[int | None] = None
+        self,
+        request: Request[Any, Any, Any],
+        before: FromQuery[int | None] = None,
+        *,
+        audit: NamedDependency[AuditLog],
+        gateway: NamedDependency[Gateway],
     ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
         page = await access_page(
-            services_of(request),
+            audit,
+            gateway,
             identity.subject_id,
             before=before if before and 0 < before <= MAX_SEQ else None,
             request_id=request_id_of(request),
@@ -510,25 +519,42 @@ class PortalTransparency(Controller):
         )
 
     @post("/access/proofs", status_code=200)
-    async def all_proofs(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def all_proofs(
+        self,
+        request: Request[Any, Any, Any],
+        *,
+        audit: NamedDependency[AuditLog],
+        gateway: NamedDependency[Gateway],
+        audit_trail: NamedDependency[AuditTrail],
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
         document = await access_proofs(
-            services_of(request), identity.subject_id, request_id=request_id_of(request)
+            audit, gateway, audit_trail, identity.subject_id, request_id=request_id_of(request)
         )
         assert document is not None  # every event: never refused
         return _json_download(document, PROOFS_NAME)
 
     @post("/access/{seq:int}/proof", status_code=200)
-    async def one_proof(self, request: Request[Any, Any, Any], seq: FromPath[int]) -> Response[Any]:
+    async def one_proof(
+        self,
+        request: Request[Any, Any, Any],
+        seq: FromPath[int],
+        *,
+        audit: NamedDependency[AuditLog],
+        gateway: NamedDependency[Gateway],
+        audit_trail: NamedDependency[AuditTrail],
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
         document = None
         if 0 < seq <= MAX_SEQ:
             document = await access_proofs(
-                services_of(request),
+                audit,
+                gateway,
+                audit_trail,
                 identity.subject_id,
                 seq=seq,
                 request_id=request_id_of(request),
@@ -594,15 +620,19 @@ class PortalTransparency(Controller):
 
     @post("/receipts/consent/{ledger_id:int}", status_code=200)
     async def consent_receipt(
-        self, request: Request[Any, Any, Any], ledger_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        ledger_id: FromPath[int],
+        *,
+        audit_trail: NamedDependency[AuditTrail],
+        settings: NamedDependency[Settings],
     ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        services = services_of(request)
         receipt = None
         if 0 < ledger_id <= MAX_SEQ:
-            receipt = await consent_receipt(services, identity.subject_id, ledger_id)
+            receipt = await consent_receipt(audit_trail, settings, identity.subject_id, ledger_id)
         if receipt is None:
             return _not_found(request)
         await _record_receipt(request, identity, None)
@@ -615,13 +645,15 @@ class PortalTransparency(Controller):
         dsr_id: FromPath[str],
         *,
         portal: NamedDependency[Portal],
+        audit_trail: NamedDependency[AuditTrail],
+        settings: NamedDependency[Settings],
     ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
         mine = {r.id: r for r in await portal.requests_of(identity)}
         found = mine.get(dsr_id[:64])
-        receipt = None if found is None else await request_receipt(services_of(request), found)
+        receipt = None if found is None else await request_receipt(audit_trail, settings, found)
         if found is None or receipt is None:
             return _not_found(request)
         await _record_receipt(request, identity, found.id)

@@ -38,7 +38,8 @@ from server.reports.builder import (
 from server.reports.privacy import PrivacyLedger
 from server.reports.saved import SavedReportIn, SavedReportOut
 from server.services import Services
-from server.web import policy_guard, provide_actor, provide_identity, services_of
+from server.settings import Settings
+from server.web import policy_guard, provide_actor, provide_identity
 
 NO_ACCESS = "your role may not see the CRM reports"
 
@@ -63,24 +64,19 @@ class SavedReportList(msgspec.Struct, frozen=True):
 
 
 def report_builder(services: Services) -> ReportBuilder:
-    settings = services.settings
-    return ReportBuilder(
-        services.gateway,
-        PrivacyLedger(settings.dp_epsilon_per_month),
-        settings.report_min_group_size,
-    )
+    """The builder ``build_services`` made (for jobs and scripts holding the container)."""
+    return services.report_builder
 
 
 async def builder_options(
-    services: Services, actor: Actor, record_type: str, purpose: str | None
+    gateway: Gateway, settings: Settings, actor: Actor, record_type: str, purpose: str | None
 ) -> BuilderOptions:
-    gateway = services.gateway
     if record_type not in RECORD_TYPES:
         raise NotFound(f"unknown record type {record_type!r}")
     listable = [
         rt for rt in RECORD_TYPES if gateway.permitted_fields(actor, rt, "list") is not None
     ]
-    left = await PrivacyLedger(services.settings.dp_epsilon_per_month).remaining(actor.role)
+    left = await PrivacyLedger(settings.dp_epsilon_per_month).remaining(actor.role)
     return BuilderOptions(
         record_type=record_type,
         record_types=listable,
@@ -89,7 +85,7 @@ async def builder_options(
         date_fields=date_fields(gateway, actor, record_type, purpose),
         measures=list(MEASURES),
         buckets=list(BUCKETS),
-        min_group_size=services.settings.report_min_group_size,
+        min_group_size=settings.report_min_group_size,
         dp_budget=left.budget,
         dp_remaining=left.remaining,
     )
@@ -117,8 +113,11 @@ class ReportBuilderRoutes(Controller):
         actor: NamedDependency[Actor],
         record_type: str = Parameter(default="deal", max_length=64),
         purpose: str | None = Parameter(default=None, max_length=64),
+        *,
+        gateway: NamedDependency[Gateway],
+        settings: NamedDependency[Settings],
     ) -> BuilderOptions:
-        return await builder_options(services_of(request), actor, record_type, purpose)
+        return await builder_options(gateway, settings, actor, record_type, purpose)
 
     @post(
         "/builder/run",
@@ -137,8 +136,10 @@ class ReportBuilderRoutes(Controller):
         identity: NamedDependency[StaffIdentity],
         actor: NamedDependency[Actor],
         data: JSONBody[ReportDefinition],
+        *,
+        report_builder: NamedDependency[ReportBuilder],
     ) -> ReportResult:
-        return await report_builder(services_of(request)).run(actor, data)
+        return await report_builder.run(actor, data)
 
     @post(
         "/builder/csv",
@@ -160,8 +161,10 @@ class ReportBuilderRoutes(Controller):
         identity: NamedDependency[StaffIdentity],
         actor: NamedDependency[Actor],
         data: JSONBody[ReportDefinition],
+        *,
+        report_builder: NamedDependency[ReportBuilder],
     ) -> Response[str]:
-        result = await report_builder(services_of(request)).run(actor, data)
+        result = await report_builder.run(actor, data)
         return Response(
             to_csv(result),
             media_type="text/csv",
@@ -219,9 +222,11 @@ class ReportBuilderRoutes(Controller):
         identity: NamedDependency[StaffIdentity],
         actor: NamedDependency[Actor],
         report_id: FromPath[UUID],
+        *,
+        report_builder: NamedDependency[ReportBuilder],
     ) -> ReportResult:
         found = await saved.one(actor, report_id)
-        return await report_builder(services_of(request)).run(actor, found.definition)
+        return await report_builder.run(actor, found.definition)
 
     @delete(
         "/saved/{report_id:uuid}",

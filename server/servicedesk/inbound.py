@@ -113,7 +113,7 @@ async def receive_support_message(
     if not sender:
         log.info("support mail not kept", reason=NO_SENDER)
         return Intake(NO_SENDER)
-    desk = ServiceDesk(services)
+    desk = services.service_desk
     try:
         people = await services.gateway.locate_people(desk.actor, "email", sender, purpose=PURPOSE)
     except GatewayError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
@@ -116,7 +117,7 @@ class PortalCasePages(Controller):
         contact_id = await _own_contact(request, identity)
         cases = []
         if contact_id is not None:
-            found = await ServiceDesk(services_of(request)).cases_of_contact(contact_id)
+            found = await services_of(request).service_desk.cases_of_contact(contact_id)
             cases = sorted(found, key=lambda pair: pair[0].created_at, reverse=True)
         return _page(
             request,
@@ -133,7 +134,9 @@ class PortalCasePages(Controller):
         )
 
     @post("/", status_code=200)
-    async def open_case(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def open_case(
+        self, request: Request[Any, Any, Any], *, service_desk: NamedDependency[ServiceDesk]
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
@@ -157,7 +160,7 @@ class PortalCasePages(Controller):
             problem = f"The description is longer than {DESCRIPTION_MAX} characters."
         if problem:
             return await self._list(request, identity, error=problem, typed=form, status=400)
-        desk = ServiceDesk(services_of(request))
+        desk = service_desk
         if not await desk.portal_allowance(identity.subject_id):
             return await self._list(
                 request,
@@ -200,7 +203,7 @@ class PortalCasePages(Controller):
         typed: str = "",
         status: int = 200,
     ) -> Template:
-        desk = ServiceDesk(services_of(request))
+        desk = services_of(request).service_desk
         contact_id = await _own_contact(request, identity)
         try:
             if contact_id is None:
@@ -224,11 +227,17 @@ class PortalCasePages(Controller):
         )
 
     @post("/{case_id:str}/reply", status_code=200)
-    async def reply(self, request: Request[Any, Any, Any], case_id: FromPath[str]) -> Response[Any]:
+    async def reply(
+        self,
+        request: Request[Any, Any, Any],
+        case_id: FromPath[str],
+        *,
+        service_desk: NamedDependency[ServiceDesk],
+    ) -> Response[Any]:
         identity = await _identity(request)
         if identity is None:
             return _see_other("/portal")
-        desk = ServiceDesk(services_of(request))
+        desk = service_desk
         contact_id = await _own_contact(request, identity)
         try:
             if contact_id is None:

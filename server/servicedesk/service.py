@@ -46,7 +46,13 @@ from server.servicedesk.tables import (
 )
 
 if TYPE_CHECKING:
+    from audit.log import AuditLog
+    from policy.enforcer import PolicyEngine
+    from server.dsr.requests import DataSubjectRequests
+    from server.gateway import Gateway
+    from server.outbox.service import MailOutbox
     from server.services import Services
+    from server.settings import Settings
 
 log = get_logger("consentry.servicedesk")
 
@@ -146,17 +152,26 @@ def _calendar(policy: Mapping[str, Any]) -> BusinessCalendar:
 
 
 class ServiceDesk:
-    """Built per use from the process's services (it holds nothing of its own)."""
+    """Built once by ``build_services`` (it holds nothing per request: cases, queues and
+    allowances live in the database)."""
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
-        self._gateway = services.gateway
-        self._audit = services.audit
-        self._outbox = services.mail_outbox
-        self._settings = services.settings
-        self._policy = services.policy
+    def __init__(
+        self,
+        gateway: Gateway,
+        audit: AuditLog,
+        outbox: MailOutbox | None,
+        settings: Settings,
+        policy: PolicyEngine,
+        requests: DataSubjectRequests,
+    ) -> None:
+        self._gateway = gateway
+        self._audit = audit
+        self._outbox = outbox
+        self._settings = settings
+        self._policy = policy
+        self._requests = requests
         self.actor = Actor.system(DESK_JOB)
-        self._thread_key = services.gateway.derived_key(THREAD_KEY_LABEL)
+        self._thread_key = gateway.derived_key(THREAD_KEY_LABEL)
 
     # -- queues and routing --------------------------------------------------------------
 
@@ -633,7 +648,7 @@ class ServiceDesk:
         if row["dsr_request_id"]:
             return str(row["dsr_request_id"])
         channel = "portal" if row["channel"] == "portal" else "email"
-        change = await self._services.requests.log(
+        change = await self._requests.log(
             str(row["subject_id"]),
             str(row["dsr_kind"]),
             channel,
@@ -917,3 +932,8 @@ class ServiceDesk:
                 detail=detail,
             )
         )
+
+
+def service_desk(services: Services) -> ServiceDesk:
+    """The desk ``build_services`` made (for jobs and pages holding the container)."""
+    return services.service_desk

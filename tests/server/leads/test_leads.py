@@ -62,7 +62,7 @@ def lead_values(**overrides: Any) -> dict[str, Any]:
 def aged_token(services: Services, seconds: int = 30) -> str:
     """A form token issued ``seconds`` ago, as if a person had spent that long typing."""
     issued = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
-    return WebForm(services).tokens.issue(issued)
+    return WebForm(services.gateway, services.settings).tokens.issue(issued)
 
 
 def form_body(services: Services, **overrides: Any) -> dict[str, Any]:
@@ -316,7 +316,7 @@ async def test_a_refused_submission_does_not_spend_its_token(
 
 
 async def test_spent_tokens_are_purged_by_the_daily_housekeeping(services: Services) -> None:
-    spent = WebForm(services).spent
+    spent = WebForm(services.gateway, services.settings).spent
     now = dt.datetime.now(dt.UTC)
     assert await spent.spend("old-token", now - dt.timedelta(minutes=1))
     assert await spent.spend("live-token", now + dt.timedelta(hours=1))

@@ -107,7 +107,7 @@ async def connect(services: Services, actor: Actor, imap: ImapServer) -> Mailbox
 
 
 async def sync(services: Services, mailbox: MailboxView, **kw: Any) -> Any:
-    capture = kw.pop("capture", None) or await capture_of(services)
+    capture = kw.pop("capture", None) or await capture_of(services.gateway, services.settings)
     return await sync_mailbox(mailboxes_of(services), capture, mailbox.id, **kw)
 
 
@@ -196,7 +196,7 @@ async def test_the_lead_rule_turns_an_unknown_sender_into_a_lead(
     mailbox = await connect(services, staff.actor(rep), imap)
     stranger = "new.prospect@elsewhere.example"
     imap.deliver(message(f"Norah Prospect <{stranger}>", imap.user, "Interested in glaze"))
-    capture = await capture_of(services)
+    capture = await capture_of(services.gateway, services.settings)
     capture.lead_rule = True
 
     report = await sync(services, mailbox, capture=capture)
@@ -240,7 +240,7 @@ async def test_a_second_sync_adds_nothing_and_an_interrupted_one_resumes(
     for n in range(5):
         imap.deliver(message(JANE, imap.user, f"Order {n}", f"Line {n}"))
 
-    dying = DiesAfter(await capture_of(services), 4)
+    dying = DiesAfter(await capture_of(services.gateway, services.settings), 4)
     first = await sync(services, mailbox, capture=dying, batch=2)
 
     assert first.error.startswith("the sync stopped")
@@ -507,7 +507,7 @@ async def test_a_purpose_set_to_metadata_only_keeps_no_subject_or_body(
     await person(services, rep, JANE)
     mailbox = await connect(services, staff.actor(rep), imap)
     imap.deliver(message(JANE, imap.user, attachment=("terms.pdf", b"%PDF-1.4 terms")))
-    capture = await capture_of(services)
+    capture = await capture_of(services.gateway, services.settings)
     capture.content = {"customer_relationship": "metadata"}
 
     await sync(services, mailbox, capture=capture)

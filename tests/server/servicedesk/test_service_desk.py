@@ -196,7 +196,7 @@ async def world(services: Services, people: Staff) -> World:
     )
     return World(
         services,
-        ServiceDesk(services),
+        services.service_desk,
         lead.user_id,
         sorted([lead.user_id, first.user_id, second.user_id]),
         people.actor(first),
