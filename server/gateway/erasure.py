@@ -28,7 +28,7 @@ from piccolo.table import Table
 from audit.events import AuditEvent
 from server import db
 from server.datamap import RECORD_TYPES, Field, RecordType
-from server.gateway import mention_index, mentions, name_index
+from server.gateway import mention_index, mention_scan, mentions, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import InvalidInput
 from server.gateway.events import allowed_event
@@ -190,7 +190,7 @@ async def scrub_mentions(
     matcher = mentions.Matcher(identities, gw.default_region)
     changed = 0
     stats = mentions.ScanStats()
-    async for found in mentions.scan_for(
+    async for found in mention_scan.scan_for(
         gw, subject, identities, batch_size=batch_size, stats=stats
     ):
         if await _scrub_found(gw, actor, subject, matcher, found, before_write):

@@ -22,7 +22,16 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from audit.events import Action
-from server.gateway import bulk, duplicate_scan, duplicates, erasure, leads, mentions, name_index
+from server.gateway import (
+    bulk,
+    duplicate_scan,
+    duplicates,
+    erasure,
+    leads,
+    mention_scan,
+    mentions,
+    name_index,
+)
 from server.gateway import search as name_search
 from server.gateway.actor import Actor
 from server.gateway.core import MAX_PAGE, MAX_PAGE_SIZE, STORAGE_PURPOSES, audits_bad_input
@@ -97,7 +106,7 @@ class Gateway(ReadOperations, WriteOperations, Sealing):
     ) -> builtins.list[mentions.Mention]:
         """Other people's records whose free text mentions the person: what erasing them
         scrubs, and what their export shows as excerpts (server.gateway.mentions)."""
-        return await mentions.mentions_of(
+        return await mention_scan.mentions_of(
             self, actor, erasure.subject_uuid(subject_id), purpose=purpose
         )
 

@@ -10,7 +10,8 @@ Three uses, one rule (:class:`Matcher`):
 
 - **Erasing X** (:func:`server.gateway.erasure.scrub_mentions`) replaces every span of X's
   identity in other people's free text with ``[erased]``.
-- **Exporting X** shows the same spans as excerpts (:func:`mentions_of`, the same scan):
+- **Exporting X** shows the same spans as excerpts
+  (:func:`server.gateway.mention_scan.mentions_of`, the same scan):
   what erasure would remove is exactly what access shows.
 - **Exporting X** withholds *other* known people from X's free text
   (:func:`redact_others`): the spans that erasing them would scrub become
@@ -40,7 +41,6 @@ from piccolo.table import Table
 
 from server import db
 from server.datamap import RECORD_TYPES, Category, Field, FieldKind, RecordType
-from server.gateway import mention_index
 from server.gateway.actor import Actor
 from server.gateway.events import allowed_event
 from server.gateway.tables import TABLES, SearchToken
@@ -422,24 +422,6 @@ async def scan(
                     yield _Found(rt, table, row, key, mention)
 
 
-async def scan_for(
-    gw: GatewayCore,
-    subject: uuid.UUID,
-    identities: Sequence[Identity],
-    *,
-    batch_size: int = 500,
-    stats: ScanStats | None = None,
-) -> AsyncIterator[_Found]:
-    """:func:`scan` for the mentions of ``identities``, over the records the mention index
-    names as candidates - or every record while the index cannot answer."""
-    within = await mention_index.candidates(gw, identities)
-    matcher = Matcher(identities, gw.default_region)
-    async for found in scan(
-        gw, subject, matcher, batch_size=batch_size, within=within, stats=stats
-    ):
-        yield found
-
-
 # --- other people in one person's own text -----------------------------------------------
 
 
@@ -572,41 +554,6 @@ async def others_matcher(
                 if national in digits:
                     named |= sids
     return Matcher((found[sid] for sid in named), gw.default_region), tuple(sorted(named))
-
-
-# --- what a subject export asks -----------------------------------------------------------
-
-
-async def mentions_of(
-    gw: GatewayCore, actor: Actor, subject: uuid.UUID, *, purpose: str, batch_size: int = 500
-) -> list[Mention]:
-    """The records of other people whose free text mentions the person (what erasing them
-    would scrub), for their export. Needs ``export`` on every record type with free text;
-    one audited ``export_mention`` event per record type found, naming the field names and
-    the people whose records were read - never a value."""
-    for rt, _ in record_types():
-        if free_text_fields(rt):
-            await require(gw, actor, rt, "export", purpose, str(subject))
-    identity = await identity_of(gw, subject)
-    found = [f.mention async for f in scan_for(gw, subject, [identity], batch_size=batch_size)]
-    by_type: dict[str, list[Mention]] = {}
-    for mention in found:
-        by_type.setdefault(mention.resource, []).append(mention)
-    if by_type:
-        async with db.write_transaction():
-            for resource, items in by_type.items():
-                await gw.audit.append(
-                    allowed_event(
-                        actor,
-                        "export_mention",
-                        resource,
-                        purpose,
-                        (str(subject), *(m.owner_subject for m in items)),
-                        fields={name for m in items for name in m.texts},
-                        detail={"records": len(items), "for": "data_subject"},
-                    )
-                )
-    return found
 
 
 _UUID = re.compile(
