@@ -27,13 +27,11 @@ from audit.sealer_lease import SealerLease, sealer_lease
 from audit.trail import AuditTrail, SealRefused
 from server import db
 from server.csvio.jobs import ImportJobs
-from server.feedback.service import feedback_service
 from server.leads.webform import SpentTokens
 from server.logs import get_logger
 from server.mailcapture import jobs as mail_capture
 from server.memory import can_trim, release_free_heap
 from server.reports import saved as saved_reports
-from server.reports.builder_routes import report_builder
 from server.services import Services
 from server.webhooks import queue as webhook_queue
 
@@ -287,7 +285,7 @@ async def send_scheduled_reports_forever(
     """E-mail the saved reports whose schedule is due to their owners: counts only, run
     under the owner's role and scope, small groups suppressed (server.reports.saved)."""
     clock = JobClock("scheduled-reports")
-    builder = report_builder(services)
+    builder = services.report_builder
     while not stop.is_set():
         try:
             with clock.run():
@@ -304,7 +302,7 @@ async def send_csat_forever(
     ``CSAT_BATCH`` per run, each case claimed first so no two workers ask twice. Logged
     with the run's duration and counts, never a case or a person."""
     clock = JobClock("feedback-csat")
-    feedback = feedback_service(services)
+    feedback = services.feedback
     while not stop.is_set():
         try:
             with clock.run():

@@ -255,7 +255,9 @@ def build_services(settings: Settings) -> Services:
         gateway, audit, mailer, settings, outbox=mail_outbox,
         fulfillers={
             # A finished erasure e-mails its signed receipt with the fulfilment notice.
-            "erasure": built.calls(lambda s: partial(fulfil_erasure_with_receipt, s)),
+            "erasure": built.calls(
+                lambda s: partial(fulfil_erasure_with_receipt, s.erasure, s.audit_trail, s.settings)
+            ),
             "restriction": partial(restrict_for_request, restrictions),
             # Staff-fulfilled access and portability requests: an expiring link.
             "access": portal_later.calls(lambda p: p.send_download_link),

@@ -16,7 +16,7 @@ from litestar.response import Redirect, Template
 
 from admin_ui.rendering import flash, render, see_other
 from admin_ui.session import Visit, page_access, provide_visit
-from server.feedback.service import Feedback, feedback_service, scale_labels
+from server.feedback.service import Feedback, scale_labels
 from server.gateway import Forbidden, InvalidInput
 from server.web import services_of
 
@@ -24,7 +24,7 @@ BASE = "/feedback"
 
 
 def _feedback(request: Request[Any, Any, Any], visit: Visit) -> Feedback:
-    feedback = feedback_service(services_of(request))
+    feedback = services_of(request).feedback
     if not feedback.may_view(visit.identity.role):
         raise Forbidden("your role may not see survey results")
     return feedback

@@ -23,7 +23,6 @@ from server.knowledge.service import (
     VISIBILITIES,
     Article,
     KnowledgeBase,
-    knowledge_base,
 )
 from server.web import services_of
 
@@ -32,7 +31,7 @@ MAX_FORM_VALUE = MAX_BODY + 100
 
 
 def _kb(request: Request[Any, Any, Any], visit: Visit) -> KnowledgeBase:
-    kb = knowledge_base(services_of(request))
+    kb = services_of(request).knowledge
     if not kb.may_read(visit.identity.role):
         raise Forbidden("your role may not read the knowledge base")
     return kb

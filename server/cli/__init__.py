@@ -21,6 +21,7 @@ from server.cli import (
     calendars,
     consent,
     csvio,
+    desk,
     dsr,
     keys,
     mail,
@@ -30,7 +31,6 @@ from server.cli import (
     tokens,
     users,
 )
-from server.servicedesk.cli import desk_group
 from server.settings import ConfigurationError
 
 __all__ = ["cli", "main"]
@@ -68,7 +68,7 @@ for _command in (
     analytics.analytics,
     mail.mail,
     calendars.calendar_group,
-    desk_group,  # consentry desk ... (server/servicedesk/cli.py)
+    desk.desk_group,
 ):
     cli.add_command(_command)
 

@@ -32,7 +32,7 @@ from server.logs import get_logger
 
 if TYPE_CHECKING:
     from audit.trail import AuditTrail
-    from server.services import Services
+    from server.dsr.erasure import Erasure
     from server.settings import Settings
 
 RECEIPT_FORMAT = "consentry-receipt/1"
@@ -177,18 +177,18 @@ async def erasure_receipt(
 
 
 async def fulfil_erasure_with_receipt(
-    services: Services, request: DataRequest, by: str
+    erasure: Erasure, trail: AuditTrail, settings: Settings, request: DataRequest, by: str
 ) -> list[str]:
     """The ``erasure`` fulfiller: erase (``Erasure.fulfil``), then add the signed receipt
     to the lines of the fulfilment e-mail, which goes to the address read before the
     erasure destroyed it (``DataSubjectRequests.transition``). A held erasure (records
     kept under a legal hold) gets no receipt yet: it is not finished."""
-    lines = await services.erasure.fulfil(request, by)
-    job = await services.erasure.job_for_request(request.id)
+    lines = await erasure.fulfil(request, by)
+    job = await erasure.job_for_request(request.id)
     if job is None or not job.complete:
         return lines
     try:
-        receipt = await erasure_receipt(services.audit_trail, services.settings, request)
+        receipt = await erasure_receipt(trail, settings, request)
     except Exception as exc:  # the erasure is done: the request must still be fulfilled
         log.error("erasure receipt not built", error=type(exc).__name__)
         return [

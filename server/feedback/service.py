@@ -50,7 +50,6 @@ from server.reports.small_groups import TOTAL, SmallGroups
 if TYPE_CHECKING:
     from server.consent.service import ConsentEngine
     from server.outbox.service import MailOutbox
-    from server.services import Services
     from server.settings import Settings
 
 log = get_logger("consentry.feedback")
@@ -547,11 +546,6 @@ def build_feedback(
         public_url=settings.public_url,
         min_group_size=settings.report_min_group_size,
     )
-
-
-def feedback_service(services: Services) -> Feedback:
-    """The feedback service ``build_services`` made (for jobs holding the container)."""
-    return services.feedback
 
 
 def scale_labels(kind: str) -> Sequence[str]:

@@ -20,7 +20,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from markdown_it import MarkdownIt
 
@@ -31,9 +31,6 @@ from server import db
 from server.gateway import Actor, Forbidden, InvalidInput, NotFound
 from server.gateway.mentions import contact_details_in
 from server.knowledge.tables import KbArticle, KbCategory
-
-if TYPE_CHECKING:
-    from server.services import Services
 
 RESOURCE = "knowledge_article"  # policy: ``knowledge_article read`` / ``manage``
 AUDIT_PREFIX = "kb"  # audit actions: kb.create, kb.category_create ... (32 characters at most)
@@ -376,8 +373,3 @@ class KnowledgeBase:
         async with db.write_transaction():
             await KbArticle.delete().where(KbArticle.id == uuid.UUID(article.id))
             await self._record(actor, "delete", article.id)
-
-
-def knowledge_base(services: Services) -> KnowledgeBase:
-    """The knowledge base ``build_services`` made (for code holding the container)."""
-    return services.knowledge

@@ -37,7 +37,6 @@ from server.reports.builder import (
 )
 from server.reports.privacy import PrivacyLedger
 from server.reports.saved import SavedReportIn, SavedReportOut
-from server.services import Services
 from server.settings import Settings
 from server.web import policy_guard, provide_actor, provide_identity
 
@@ -61,11 +60,6 @@ class BuilderOptions(msgspec.Struct, frozen=True):
 
 class SavedReportList(msgspec.Struct, frozen=True):
     items: list[SavedReportOut]
-
-
-def report_builder(services: Services) -> ReportBuilder:
-    """The builder ``build_services`` made (for jobs and scripts holding the container)."""
-    return services.report_builder
 
 
 async def builder_options(

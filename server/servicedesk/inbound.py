@@ -27,7 +27,7 @@ import email.utils
 import html
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from email_validator import EmailNotValidError
 
@@ -44,7 +44,19 @@ from server.servicedesk.service import (
 )
 
 if TYPE_CHECKING:
-    from server.services import Services
+    from server.gateway import Gateway
+
+
+class DeskServices(Protocol):
+    """What intake needs of the container (``Services`` has it); the desk does not import
+    the container, which is built from the desk."""
+
+    @property
+    def service_desk(self) -> ServiceDesk: ...
+
+    @property
+    def gateway(self) -> Gateway: ...
+
 
 log = get_logger("consentry.servicedesk.inbound")
 
@@ -99,7 +111,7 @@ def _message_ids(value: str) -> list[str]:
 
 
 async def receive_support_message(
-    services: Services, message: email.message.EmailMessage
+    services: DeskServices, message: email.message.EmailMessage
 ) -> Intake:
     """Take one e-mail sent to the support address (see the module's docstring)."""
     if _automatic(message):

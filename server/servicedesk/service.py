@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from server.dsr.requests import DataSubjectRequests
     from server.gateway import Gateway
     from server.outbox.service import MailOutbox
-    from server.services import Services
     from server.settings import Settings
 
 log = get_logger("consentry.servicedesk")
@@ -932,8 +931,3 @@ class ServiceDesk:
                 detail=detail,
             )
         )
-
-
-def service_desk(services: Services) -> ServiceDesk:
-    """The desk ``build_services`` made (for jobs and pages holding the container)."""
-    return services.service_desk

@@ -18,7 +18,7 @@ from httpx import AsyncClient
 from litestar import Litestar
 
 from server.app import create_app
-from server.feedback.service import CSAT_SURVEY_ID, feedback_service
+from server.feedback.service import CSAT_SURVEY_ID
 from server.gateway import Actor, Record
 from server.requests import loggable_path
 from server.services import Services, build_services
@@ -88,7 +88,7 @@ async def test_a_closed_case_gets_one_csat_question_and_the_answer_is_a_sealed_r
     await services.gateway.create(
         SEED, "case", {"title": "Still open", "kind": "complaint", "contact_id": open_person.id}
     )
-    feedback = feedback_service(services)
+    feedback = services.feedback
 
     first = await feedback.send_csat_due()
     assert (first.sent, first.skipped) == (1, 0)
@@ -123,12 +123,12 @@ async def test_no_csat_question_for_a_restricted_person_and_a_bad_score_is_refus
     await services.erasure.restrictions.restrict(
         restricted.subject_id, "data_subject_request", by="system:test"
     )
-    run = await feedback_service(services).send_csat_due()
+    run = await services.feedback.send_csat_due()
     assert run.sent == 0
     assert smtp.received == []
 
     await _closed_case(services)
-    await feedback_service(services).send_csat_due()
+    await services.feedback.send_csat_due()
     [link] = _links(smtp)
     bad = await _answer(web, link, 9)  # CSAT is 1 to 5
     assert bad.status_code == 400
@@ -164,7 +164,7 @@ async def test_an_anonymous_nps_survey_goes_only_to_consenting_people_and_keeps_
             "body": "Hello {first_name}, would you recommend us? {survey_link}",
         },
     )
-    survey = await feedback_service(services).create_nps_survey(
+    survey = await services.feedback.create_nps_survey(
         marketer,
         {
             "name": "NPS winter",
@@ -204,7 +204,7 @@ async def test_an_anonymous_nps_survey_goes_only_to_consenting_people_and_keeps_
 async def test_results_hide_small_groups_and_the_score_until_there_are_enough_answers(
     services: Services, settings: Settings
 ) -> None:
-    feedback = feedback_service(services)
+    feedback = services.feedback
     assert feedback.min_group_size == 5
     survey = await feedback.csat_survey()
     for score in (5, 5, 4):
@@ -242,7 +242,7 @@ async def test_the_persons_page_opens_after_they_answered_a_survey(
     from tests.admin_ui.test_admin_ui import web_login
 
     person, _case = await _closed_case(mail_services, email="kettle.owner@example.org")
-    await feedback_service(mail_services).send_csat_due()
+    await mail_services.feedback.send_csat_due()
     [link] = _links(smtp)
     assert (await _answer(web, link, 4, "Fixed quickly")).status_code == 200
 
@@ -269,7 +269,7 @@ async def test_export_erasure_and_retention_reach_named_answers(
 ) -> None:
     services = mail_services
     person, _ = await _closed_case(services)
-    await feedback_service(services).send_csat_due()
+    await services.feedback.send_csat_due()
     [link] = _links(smtp)
     await _answer(web, link, 4, "Friendly staff")
     exported = await services.gateway.export_subject(ADMIN, person.subject_id)
@@ -286,9 +286,7 @@ async def test_export_erasure_and_retention_reach_named_answers(
     assert kept.values["score"] == 4
 
     # A second link still open when the person is erased is deleted with them.
-    await feedback_service(services).invite(
-        await feedback_service(services).csat_survey(), person.subject_id
-    )
+    await services.feedback.invite(await services.feedback.csat_survey(), person.subject_id)
     await services.erasure.erase(person.subject_id, by="user:1")
     rows = await raw_sql(
         settings.database_url,

@@ -16,7 +16,6 @@ import msgspec
 from audit.tables import AuditRecord
 from server.reports import saved
 from server.reports.builder import ReportDefinition, ReportResult
-from server.reports.builder_routes import report_builder
 from server.reports.suppression import Grid, recoverable
 from server.services import Services
 from tests.admin_ui.test_admin_ui import web_login
@@ -231,7 +230,7 @@ async def test_a_scheduled_report_is_mailed_as_counts_only(
         outbox.append((to, subject, text))
         return Sent()
 
-    builder = report_builder(services)
+    builder = services.report_builder
     assert await saved.send_due(builder, send) == 1
     assert await saved.send_due(builder, send) == 0  # not due again for a week
     to, subject, text = outbox[0]
