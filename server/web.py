@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from litestar import Litestar, Request, Response
@@ -28,13 +28,16 @@ from litestar.types import Guard
 
 from audit.events import Outcome, audit_event
 from server import db
-from server.auth.service import StaffIdentity
-from server.auth.tokens import TokenRateLimited
 from server.datamap import shown_name
 from server.gateway import Actor, Forbidden, GatewayError
 from server.gateway.gateway import MAX_PAGE, MAX_PAGE_SIZE
+from server.identity import StaffIdentity, TokenRateLimited
 from server.logs import get_logger
-from server.services import Services
+
+if TYPE_CHECKING:
+    # Only a type: the container is built from the packages that use this module
+    # (the acyclic contract ignores this one import; docs/architecture.md).
+    from server.services import Services
 
 SESSION_COOKIE = "consentry_session"
 PURPOSE_HEADER = "x-consentry-purpose"

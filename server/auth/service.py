@@ -28,7 +28,7 @@ from typing import Any
 
 from audit.events import Outcome, audit_event
 from audit.log import AuditLog
-from policy.enforcer import MFA_RIGHT, ROLES, SYSTEM_ROLE, PolicyEngine, TokenLimits
+from policy.enforcer import MFA_RIGHT, ROLES, SYSTEM_ROLE, PolicyEngine
 from server import db
 from server.auth import second_factor
 from server.auth.passwords import (
@@ -49,6 +49,7 @@ from server.auth.throttle import ACCOUNT_FREE_FAILURES, ADDRESS_FREE_FAILURES, L
 from server.auth.zones import known_zone
 from server.datamap import normalize_email
 from server.gateway.sealing import Sealing
+from server.identity import StaffIdentity as StaffIdentity  # re-exported (server/identity.py)
 
 LAST_SEEN_RESOLUTION = dt.timedelta(minutes=1)
 REAUTH_WINDOW = dt.timedelta(minutes=5)  # sensitive actions need a password this recent
@@ -74,25 +75,6 @@ class LoginStatus(enum.StrEnum):
     ENROLMENT_REQUIRED = "enrolment_required"
     INVALID = "invalid"
     THROTTLED = "throttled"
-
-
-@dataclass(frozen=True)
-class StaffIdentity:
-    user_id: int
-    email: str
-    display_name: str
-    role: str
-    team: str
-    has_totp: bool = False
-    time_zone: str = ""  # IANA name; pages show times in it; "" never chosen (UTC)
-    # Set when an API token acts (server.auth.tokens): its purposes and field allow-list,
-    # and its id, which is the actor of everything it does (never the person who made it).
-    token: TokenLimits | None = None
-    token_id: str = ""
-
-    @property
-    def actor_id(self) -> str:
-        return f"token:{self.token_id}" if self.token_id else f"user:{self.user_id}"
 
 
 @dataclass(frozen=True)

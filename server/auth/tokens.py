@@ -35,6 +35,7 @@ from server import db
 from server.auth.service import StaffIdentity
 from server.auth.tables import ApiToken, StaffUser
 from server.datamap import PURPOSES, RECORD_TYPES
+from server.identity import TokenRateLimited
 from server.logs import get_logger
 
 # "Consentry token": lets secret scanners recognise a leaked one (a prefix, not a secret).
@@ -67,12 +68,6 @@ class TokenError(ValueError):
 class TokenNotFound(TokenError):
     def __init__(self) -> None:
         super().__init__("no such token")
-
-
-class TokenRateLimited(Exception):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("rate limited")
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
