@@ -20,14 +20,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from piccolo.columns import Column
+from piccolo.columns.combination import Where
+from piccolo.query import Select
 
 from audit.events import Outcome, audit_event
 from audit.log import AuditLog
 from server import db
 from server.analytics import model
 from server.analytics.tables import CustomerScore
-from server.consent.service import ConsentEngine
 from server.gateway import Gateway
 from server.gateway.actor import Actor
 from server.gateway.sealing import Sealing
@@ -56,13 +59,34 @@ class StoredScore:
     scores: dict[str, Any]  # ``model.Score.as_json``
 
 
+class Audience(Protocol):
+    """Who has a basis for profiling, as a sub-select (``server.consent``'s
+    ``AudienceFilter``)."""
+
+    @property
+    def include(self) -> bool: ...
+
+    @property
+    def query(self) -> Select[Any]: ...
+
+    def where(self, subject_column: Column) -> Where: ...
+
+
+class ProfilingBasis(Protocol):
+    """The consent engine, as scoring needs it. Named by shape: the consent engine deletes
+    scores when the basis ends (``server.analytics.store``), so this package does not
+    import it back."""
+
+    async def subjects_with_basis(self, purpose: str) -> Audience: ...
+
+
 class CustomerScores:
     """Built once per process (``Services.analytics``)."""
 
     def __init__(
         self,
         gateway: Gateway,
-        consent: ConsentEngine,
+        consent: ProfilingBasis,
         sealing: Sealing,
         audit: AuditLog,
         *,

@@ -11,14 +11,22 @@ personal value by construction (``server.webhooks.events``).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from audit.events import AuditEvent
-from server.recipients.notices import RecipientNotices
 from server.webhooks.events import webhook_event_of
 from server.webhooks.queue import enqueue, subscribers
 
 
+class NoticeQueue(Protocol):
+    """Queues the Art. 19 notices an event calls for (``server.recipients.notices``, which
+    builds on the webhook tables and queue, so this package names it only by shape)."""
+
+    async def queue_for(self, event: AuditEvent) -> object: ...
+
+
 class EventOutbox:
-    def __init__(self, notices: RecipientNotices) -> None:
+    def __init__(self, notices: NoticeQueue) -> None:
         self._notices = notices
 
     async def record(self, event: AuditEvent) -> None:
