@@ -20,6 +20,7 @@ PACKAGES = ("server", "policy", "audit", "admin_ui", "migrations")
 GATEWAY_CONTRACT = "Only the gateway touches customer tables"
 VAULT_CONTRACT = "Only the vault touches subject keys"
 VAULT_REACH_CONTRACT = "Only the gateway reaches the vault"
+ACYCLIC_CONTRACT = "No import cycles between the packages of server/ (siblings, at every depth)"
 
 
 def lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -36,12 +37,26 @@ def lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
+def lint_with_module(tmp_path: Path, module: str, source: str) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` on a copy of the packages with one deliberately wrong module added."""
+    for package in PACKAGES:
+        if (REPO / package).is_dir():
+            shutil.copytree(
+                REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+            )
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / module).write_text(f'"""Deliberately wrong."""\n\n{source}')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    return lint_imports(tmp_path, env)
+
+
 def test_contracts_hold_in_the_repository() -> None:
     result = lint_imports(REPO)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{GATEWAY_CONTRACT} KEPT" in result.stdout
     assert f"{VAULT_CONTRACT} KEPT" in result.stdout
     assert f"{VAULT_REACH_CONTRACT} KEPT" in result.stdout
+    assert f"{ACYCLIC_CONTRACT} KEPT" in result.stdout
     assert "0 broken" in result.stdout
 
 
@@ -87,20 +102,45 @@ def test_contracts_hold_in_the_repository() -> None:
 def test_a_leaking_import_breaks_the_contract(
     tmp_path: Path, module: str, source: str, broken: str, kept: str
 ) -> None:
-    for package in PACKAGES:
-        if (REPO / package).is_dir():
-            shutil.copytree(
-                REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
-            )
-    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    (tmp_path / module).write_text(f'"""Deliberately wrong."""\n\n{source}')
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-
-    result = lint_imports(tmp_path, env)
+    result = lint_with_module(tmp_path, module, source)
 
     assert result.returncode != 0, result.stdout + result.stderr
     assert f"{broken} BROKEN" in result.stdout
     assert f"{kept} KEPT" in result.stdout
     leak = module.removesuffix(".py").replace("/", ".")
     assert leak in result.stdout  # the report names the offending module
+    assert "1 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "cut"),
+    [
+        (
+            # Analytics names the consent engine by a Protocol: importing it back, even
+            # only for a type hint, closes a cycle (consent deletes scores).
+            "server/analytics/leak.py",
+            "from typing import TYPE_CHECKING\n\n"
+            "if TYPE_CHECKING:\n"
+            "    from server.consent.service import ConsentEngine\n",
+            {"- .analytics -> .consent", "- .consent -> .analytics"},
+        ),
+        (
+            # The recipients' notices build on the webhook tables; a late import back.
+            "server/webhooks/leak.py",
+            "def late() -> object:\n"
+            "    from server.recipients import notices\n\n"
+            "    return notices\n",
+            {"- .webhooks -> .recipients", "- .recipients -> .webhooks"},
+        ),
+    ],
+)
+def test_an_import_cycle_breaks_the_acyclic_contract(
+    tmp_path: Path, module: str, source: str, cut: set[str]
+) -> None:
+    result = lint_with_module(tmp_path, module, source)
+
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert f"{ACYCLIC_CONTRACT} BROKEN" in result.stdout
+    assert "No cycles are allowed in server." in result.stdout
+    assert any(edge in result.stdout for edge in cut), result.stdout  # names where to cut
     assert "1 broken" in result.stdout
