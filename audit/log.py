@@ -172,7 +172,7 @@ def canonical_values(values: Sequence[Any]) -> bytes:
                     ts.isoformat(timespec="microseconds")[:-6],
                 )
             ).encode("ascii")
-        except TypeError:
+        except TypeError:  # a column that is not text (only a damaged row): the exact path
             pass
     return canonical(dict(zip(CANONICAL_KEYS, values, strict=True)))
 

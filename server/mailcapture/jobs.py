@@ -17,18 +17,12 @@ from server.logs import get_logger
 from server.mailcapture.capture import Mailbox, MailCapture
 from server.mailcapture.imap import SyncReport, sync_mailbox
 from server.mailcapture.receiver import register_recipient, serve_receiver
-from server.mailcapture.service import Mailboxes
 from server.services import Services
 from server.settings import Settings
 
 log = get_logger("consentry.mailcapture")
 
 RECEIVER_PURPOSE = "customer_relationship"
-
-
-def mailboxes_of(services: Services) -> Mailboxes:
-    """The mailboxes ``build_services`` made (for jobs holding the container)."""
-    return services.mailboxes
 
 
 async def _staff_addresses() -> dict[str, int]:
@@ -62,7 +56,7 @@ class SyncTotals:
 
 async def sync_all(services: Services, *, max_messages: int | None = None) -> SyncTotals:
     """One run over every enabled mailbox (each claimed; bounded per mailbox)."""
-    mailboxes = mailboxes_of(services)
+    mailboxes = services.mailboxes
     capture = await capture_of(services.gateway, services.settings)
     totals = SyncTotals()
     for mailbox_id in await mailboxes.enabled_ids():

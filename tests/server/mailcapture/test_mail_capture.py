@@ -30,7 +30,7 @@ from server.gateway import Actor, Record
 from server.logs import configure_logging
 from server.mailcapture.capture import Filed, Mailbox, MailCapture
 from server.mailcapture.imap import check_connection, sync_mailbox
-from server.mailcapture.jobs import LoggingAddress, capture_of, mailboxes_of
+from server.mailcapture.jobs import LoggingAddress, capture_of
 from server.mailcapture.receiver import (
     register_recipient,
     serve_receiver,
@@ -92,7 +92,7 @@ def message(
 
 
 async def connect(services: Services, actor: Actor, imap: ImapServer) -> MailboxView:
-    return await mailboxes_of(services).connect(
+    return await services.mailboxes.connect(
         actor,
         label="Work inbox",
         host="127.0.0.1",
@@ -108,7 +108,7 @@ async def connect(services: Services, actor: Actor, imap: ImapServer) -> Mailbox
 
 async def sync(services: Services, mailbox: MailboxView, **kw: Any) -> Any:
     capture = kw.pop("capture", None) or await capture_of(services.gateway, services.settings)
-    return await sync_mailbox(mailboxes_of(services), capture, mailbox.id, **kw)
+    return await sync_mailbox(services.mailboxes, capture, mailbox.id, **kw)
 
 
 async def person(services: Services, owner: Any, email: str, **names: str) -> Record:
@@ -245,7 +245,7 @@ async def test_a_second_sync_adds_nothing_and_an_interrupted_one_resumes(
 
     assert first.error.startswith("the sync stopped")
     assert 2 <= await count_rows(database_url, "captured_mail") < 5
-    state = await mailboxes_of(services).load(mailbox.id)
+    state = await services.mailboxes.load(mailbox.id)
     assert state is not None
     assert state.last_uid == 2
     assert not state.running
@@ -339,8 +339,8 @@ async def test_a_wrong_password_is_a_clear_error_and_the_login_is_never_shown(
 ) -> None:
     rep = await staff.create("sales")
     good = await connect(services, staff.actor(rep), imap)
-    assert await check_connection(mailboxes_of(services), good) == ""
-    bad = await mailboxes_of(services).connect(
+    assert await check_connection(services.mailboxes, good) == ""
+    bad = await services.mailboxes.connect(
         staff.actor(rep),
         label="Typo",
         host="127.0.0.1",
@@ -352,7 +352,7 @@ async def test_a_wrong_password_is_a_clear_error_and_the_login_is_never_shown(
         username=imap.user,
         password="not-the-password",
     )
-    problem = await check_connection(mailboxes_of(services), bad)
+    problem = await check_connection(services.mailboxes, bad)
     assert problem == "the server refused the login (user name or app password)"
     report = await sync(services, bad)
     assert report.error == problem
@@ -361,7 +361,7 @@ async def test_a_wrong_password_is_a_clear_error_and_the_login_is_never_shown(
     assert problem in text_of(page)
     assert "not-the-password" not in page.text
     other = await staff.create("sales")
-    assert await mailboxes_of(services).get(staff.actor(other), good.id) is None
+    assert await services.mailboxes.get(staff.actor(other), good.id) is None
 
 
 # --- the SMTP receiver ------------------------------------------------------------------
