@@ -76,7 +76,7 @@ async def run(url: str, profile: str | None) -> dict[str, Any]:
         if profiler:
             profiler.enable()
         report = await trail.verify()
-        if profiler:
+        if profiler and profile:
             profiler.disable()
             profiler.dump_stats(profile)
         seconds = time.perf_counter() - started

@@ -79,7 +79,7 @@ async def _load(services: Services, data: CustomerData, *, index: bool = True) -
         return None
 
     if not index:
-        mention_index.write_new = skipped  # type: ignore[assignment]
+        mention_index.write_new = skipped
     try:
         for start in range(0, data.contacts, BATCH):
             rows = []
@@ -92,7 +92,7 @@ async def _load(services: Services, data: CustomerData, *, index: bool = True) -
                 raise RuntimeError(f"rejected rows: {list(result.rejected.items())[:3]}")
             ids += result.created
     finally:
-        mention_index.write_new = real  # type: ignore[method-assign]
+        mention_index.write_new = real
     return ids
 
 
