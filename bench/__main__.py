@@ -184,11 +184,19 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     )
     parser.add_argument("--seed", type=int, default=2026, help="data generator seed")
     parser.add_argument(
+        "--before",
+        metavar="LATEST_JSON",
+        help="an earlier run's latest.json: RESULTS.md then compares this run with it "
+        "(ratios and targets, before and after)",
+    )
+    parser.add_argument(
         "--no-install",
         action="store_true",
         help="never try to apt-get install wrk; fail with instructions instead",
     )
     args = parser.parse_args(argv)
+    if args.before and not Path(args.before).is_file():
+        parser.error(f"--before {args.before}: no such file (an earlier run's latest.json)")
     mode = "quick" if args.quick else "full"
     preset = PRESETS[mode]
     return BenchConfig(
@@ -217,6 +225,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
             else (DEFAULT_SCALING_WORKERS if mode == "full" else (1, 2))
         ),
         scaling_engines=args.scaling_engines,
+        before=args.before,
     )
 
 

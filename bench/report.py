@@ -249,6 +249,8 @@ def reproduce_command(results: dict[str, Any]) -> str:
     per_contact = config.get("interactions_per_contact", INTERACTIONS_PER_CONTACT)
     if per_contact != INTERACTIONS_PER_CONTACT:
         parts.append(f"--interactions-per-contact {per_contact}")
+    if config.get("before"):
+        parts.append(f"--before {config['before']}")
     return " ".join(parts)
 
 
@@ -256,6 +258,7 @@ def markdown(
     results: dict[str, Any],
     other_runs: list[str] | None = None,
     soak_runs: list[str] | None = None,
+    before: dict[str, Any] | None = None,
 ) -> str:
     config, machine = results["config"], results["machine"]
     engines = ", ".join(ENGINE_NAMES.get(e, e) for e in results["engines"])
@@ -325,6 +328,8 @@ def markdown(
         lines += _engine_section(engine, figures)
     if "micro" in results:
         lines += _micro_section(results["micro"])
+    if before is not None:
+        lines += before_after_section(results, before)
     lines += ["", "## Targets", ""]
     lines += _table(
         ["target", "engine", "goal", "measured", "status", "note"],
@@ -701,9 +706,92 @@ def other_runs(out: Path) -> list[str]:
     return lines
 
 
+def before_after_section(results: dict[str, Any], before: dict[str, Any]) -> list[str]:
+    """This run beside an earlier one: the issue asks for ratios, so ratios are compared.
+
+    Each run's ratios come from that run alone (Consentry and the baseline minutes apart on
+    the same machine); comparing absolute figures across runs would compare machine load.
+    """
+    lines = [
+        "",
+        "## Before and after",
+        "",
+        f"Compared with the run of {before['machine']['measured_at']} "
+        f"(`{results['config']['before']}`; {before['mode']} mode, "
+        f"{before['config']['contacts']:,} contacts). Each ratio is Consentry / baseline "
+        "within one run; lower is better.",
+        "",
+    ]
+    rows = []
+    for engine, figures in results["engines"].items():
+        earlier = before.get("engines", {}).get(engine, {}).get("scenarios", {})
+        for key, now in figures.get("scenarios", {}).items():
+            then = earlier.get(key)
+            rows.append(
+                [
+                    now["label"],
+                    ENGINE_NAMES.get(engine, engine),
+                    _ratio(then, "p50"),
+                    _ratio(now, "p50"),
+                    _ratio(then, "p99"),
+                    _ratio(now, "p99"),
+                    _ratio(then, "server_p99"),
+                    _ratio(now, "server_p99"),
+                ]
+            )
+    lines += _table(
+        [
+            "scenario",
+            "engine",
+            "p50 before",
+            "p50 after",
+            "p99 before",
+            "p99 after",
+            "server p99 before",
+            "server p99 after",
+        ],
+        rows,
+    )
+    earlier_targets = {(t["target"], t["engine"]): t for t in before.get("targets", [])}
+    target_rows = []
+    for target in results["targets"]:
+        then = earlier_targets.get((target["target"], target["engine"]))
+        target_rows.append(
+            [
+                target["target"],
+                target["engine"] or "-",
+                then["measured"] if then else "(not measured)",
+                target["measured"],
+                target["goal"],
+                _badge(target),
+            ]
+        )
+    lines += ["", *_table(["target", "engine", "before", "after", "goal", "now"], target_rows)]
+    return lines
+
+
+def _ratio(scenario: dict[str, Any] | None, which: str) -> str:
+    if not scenario or scenario.get("ratio", {}).get(which) is None:
+        return "-"
+    return f"{scenario['ratio'][which]:.2f}x"
+
+
+def _earlier_run(results: dict[str, Any]) -> dict[str, Any] | None:
+    path = results["config"].get("before")
+    if not path:
+        return None
+    try:
+        run: dict[str, Any] = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None  # checked when the run started; a file gone since only loses the table
+    return run
+
+
 def write_results(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "latest.json", out / "RESULTS.md"
     json_path.write_text(json.dumps(results, indent=2, sort_keys=False, default=str) + "\n")
-    md_path.write_text(markdown(results, other_runs(out), soak_report.soak_runs(out)))
+    md_path.write_text(
+        markdown(results, other_runs(out), soak_report.soak_runs(out), _earlier_run(results))
+    )
     return json_path, md_path

@@ -72,6 +72,7 @@ class BenchConfig:
     install_wrk: bool
     scaling_workers: tuple[int, ...] = ()
     scaling_engines: tuple[str, ...] = ()
+    before: str | None = None  # an earlier run's latest.json, for the before/after tables
 
 
 class RateColumn(ProgressColumn):

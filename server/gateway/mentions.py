@@ -442,12 +442,15 @@ async def _subjects_of(table: type[Table], record_ids: Sequence[uuid.UUID]) -> s
 
 
 _DIGIT_RUN = re.compile(r"\+?\d[\d\s.\-/()]{4,}\d")
+_ANY_DIGIT = re.compile(r"\d")  # Unicode digits too, as phonenumbers reads them
 
 
 def _phones_in(text: str, region: str) -> set[str]:
     """The valid numbers (E.164) ``text`` may hold: what ``phonenumbers``' matcher finds,
     and each run of digits read as a number of the installation's region or, if it starts
     with one, of the country whose code it starts with ("1-202-555-0143")."""
+    if not _ANY_DIGIT.search(text):
+        return set()  # most notes: the matcher costs ~80 µs a text to find nothing
     found = {
         phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
         for match in phonenumbers.PhoneNumberMatcher(text, region)
