@@ -53,8 +53,8 @@ from bench.presets import (
     EXPORT_INTERACTIONS,
     PRESETS,
 )
-from bench.report import ENGINE_NAMES
 from bench.runner import BenchConfig, Runner
+from bench.targets import ENGINE_NAMES
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

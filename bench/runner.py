@@ -42,8 +42,9 @@ from bench.datagen import CustomerData
 from bench.loadgen import SCENARIOS, ensure_wrk, run_wrk, server_side, wrk_version
 from bench.machine import machine_info
 from bench.presets import CONNECTIONS_PER_WORKER
-from bench.report import evaluate_targets, write_results
+from bench.report import write_results
 from bench.servers import Server, free_port, get_status, login_cookie, start_server
+from bench.targets import evaluate_targets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LIST_PAGES_MAX = 100  # list scenario asks for a random page among the first 100

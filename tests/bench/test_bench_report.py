@@ -11,6 +11,7 @@ import pytest
 
 from bench.__main__ import parse_args
 from bench.report import markdown, reproduce_command, write_results
+from bench.targets import evaluate_targets
 
 EARLIER = Path(__file__).parents[2] / "bench" / "results" / "latest.json"
 
@@ -65,3 +66,22 @@ def test_a_missing_earlier_run_is_refused_before_anything_is_loaded(
         parse_args(["--before", str(tmp_path / "nope.json")])
     assert exit_.value.code == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_missed_target_says_by_how_much_and_a_met_one_does_not() -> None:
+    run = _run()
+    scenarios = run["engines"]["postgres"]["scenarios"]
+    scenarios["read"]["ratio"]["p50"] = 2.5
+    scenarios["search"]["ratio"]["p99"] = 1.5
+    run["engines"]["postgres"]["audit_append"]["concurrent_events_per_s"] = 2_500.0
+
+    judged = {(t["target"], t["engine"]): t for t in evaluate_targets(run)}
+
+    read = judged[("read contact by id: Consentry p50 / baseline p50", "PostgreSQL")]
+    assert (read["status"], read["gap"]) == ("not met", "100% over")
+    search_tail = judged[("search by e-mail: Consentry p99 / baseline p99", "PostgreSQL")]
+    assert (search_tail["status"], search_tail["gap"]) == ("met", "")
+    append = judged[("Audit append throughput", "PostgreSQL")]
+    assert (append["status"], append["gap"]) == ("not met", "needs 4.0x")
+    page = markdown({**run, "targets": list(judged.values())})
+    assert "| **not met** | 100% over |" in page
