@@ -162,11 +162,15 @@ class MailboxPages(Controller):
             else:
                 await flash(request, visit, "Connection works: signed in and opened the folder.")
         elif action == "sync":
-            if mailbox.running:
+            # Claimed before the redirect, so the page it lands on already says "Syncing…"
+            # and refreshes itself; claimed in the task, the page could land first, show
+            # the mailbox idle and never refresh.
+            if not await mailboxes.claim(mailbox.id):
                 await flash(request, visit, "A sync of this mailbox is already running.", "error")
             else:
                 capture = await capture_of(gateway, settings)
-                task = asyncio.create_task(sync_mailbox(mailboxes, capture, mailbox.id))
+                run = sync_mailbox(mailboxes, capture, mailbox.id, claimed=True)
+                task = asyncio.create_task(run)
                 _running.add(task)
                 task.add_done_callback(_running.discard)
                 await flash(request, visit, "Sync started: the counters below update as it goes.")

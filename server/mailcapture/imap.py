@@ -153,10 +153,12 @@ async def sync_mailbox(
     *,
     batch: int = BATCH,
     max_messages: int = MAX_MESSAGES_PER_RUN,
+    claimed: bool = False,
 ) -> SyncReport:
-    """One run over one mailbox (claimed first: another worker's run in progress makes
-    this one a no-op). Never raises for the server's faults: they end up on the mailbox."""
-    if not await mailboxes.claim(mailbox_id):
+    """One run over one mailbox (claimed first, unless the caller already has: another
+    worker's run in progress makes this one a no-op). Never raises for the server's
+    faults: they end up on the mailbox."""
+    if not claimed and not await mailboxes.claim(mailbox_id):
         return SyncReport(done=False, error="a sync of this mailbox is already running")
     seen = captured = skipped = 0
     error = ""

@@ -11,6 +11,7 @@ readable, scrubs them from others' captured mail, and the audit trail still veri
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import io
@@ -38,7 +39,7 @@ from server.mailcapture.receiver import (
 )
 from server.mailcapture.service import MailboxView
 from server.services import Services
-from tests.admin_ui.test_admin_ui import text_of, web_login
+from tests.admin_ui.test_admin_ui import submit, text_of, web_login
 from tests.conftest import Staff, contact_values
 from tests.dbutil import count_rows, raw_sql
 from tests.imap_server import ImapServer, free_port, run_dovecot
@@ -362,6 +363,40 @@ async def test_a_wrong_password_is_a_clear_error_and_the_login_is_never_shown(
     assert "not-the-password" not in page.text
     other = await staff.create("sales")
     assert await services.mailboxes.get(staff.actor(other), good.id) is None
+
+
+async def test_sync_now_lands_on_a_page_that_says_syncing_and_refreshes_itself(
+    services: Services, staff: Staff, imap: ImapServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run starts in the background; however late it starts, the page the button
+    redirects to must already show it running (or it shows "Idle" and never refreshes)."""
+    rep = await staff.create("sales")
+    mailbox = await connect(services, staff.actor(rep), imap)
+    started = asyncio.Event()
+    go = asyncio.Event()
+
+    async def late_sync(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        await go.wait()  # a busy server: the run has not even begun when the page loads
+        return await sync_mailbox(*args, **kwargs)
+
+    monkeypatch.setattr("admin_ui.pages.mailboxes.sync_mailbox", late_sync)
+    client = await web_login(staff, rep)
+    answer = await submit(client, "/mailboxes", f"/mailboxes/{mailbox.id}", {"action": "sync"})
+    assert answer.status_code in {200, 303}
+    page = await client.get("/mailboxes")
+    assert "Syncing" in text_of(page)
+    assert 'http-equiv="refresh"' in page.text
+    again = await submit(client, "/mailboxes", f"/mailboxes/{mailbox.id}", {"action": "sync"})
+    assert "already running" in text_of(
+        again if again.status_code == 200 else await client.get("/mailboxes")
+    )
+    go.set()
+    await asyncio.wait_for(started.wait(), 5)
+    for _ in range(100):  # let the background run finish before the fixtures close
+        if not (await services.mailboxes.get(staff.actor(rep), mailbox.id)).running:
+            break
+        await asyncio.sleep(0.05)
 
 
 # --- the SMTP receiver ------------------------------------------------------------------
