@@ -8,6 +8,7 @@ the run's temporary directory; on PostgreSQL, databases named ``consentry_bench_
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,22 @@ async def drop(postgres: str, name: str) -> None:
     if not _SAFE_NAME.match(name):
         raise ValueError(f"refusing to manage database {name!r}: not a consentry_bench_* name")
     await _admin(postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def analyze(url: str) -> None:
+    """Planner statistics for freshly loaded tables, as a deployment's housekeeping would
+    have them (autovacuum's ANALYZE on PostgreSQL; ANALYZE, or PRAGMA optimize, on
+    SQLite). Without them PostgreSQL plans the first minutes after a bulk load for empty
+    tables: sequential scans and sorts where an index serves, for either system."""
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            conn.execute("ANALYZE")
+        return
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
 
 
 async def server_version(postgres: str) -> str:

@@ -205,7 +205,10 @@ class Runner:
                     progress=advance,
                 )
             )
+        for url in (urls.consentry, urls.baseline):  # both, the same way (databases.analyze)
+            asyncio.run(databases.analyze(url))
         out["load"] = {
+            "analyzed": True,
             "consentry": {
                 **prepared.figures.as_dict(),
                 "path": "Gateway.create_many (validate, check references, encrypt, data keys, "
