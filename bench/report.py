@@ -232,9 +232,9 @@ def _engine_section(engine: str, figures: dict[str, Any]) -> list[str]:
         "encryption, blind indexes and one audit event per batch. Each `create_many` call "
         "runs in one write transaction, so its look-ups share the transaction's connection."
         + (
-            " After loading, both databases are analysed (`ANALYZE`), as autovacuum would "
-            "soon do: the scenarios run with planner statistics, not with the plans for "
-            "empty tables."
+            " After loading, both databases are analysed (`ANALYZE`; `VACUUM ANALYZE` on "
+            "PostgreSQL), as autovacuum would soon do: the scenarios run with planner "
+            "statistics, not with the plans for empty tables."
             if load.get("analyzed")
             else ""
         ),

@@ -270,7 +270,8 @@ class RecordType:
     plural: str = ""
     page_path: str | None = None
     # Columns the gateway keeps about a record's life cycle, not fields: never a value
-    # anyone reads, writes or exports (a contact's ``merged_into``, server.gateway.lifecycle).
+    # anyone reads, writes or exports (a contact's ``merged_into``, a person's ``erased``:
+    # server.gateway.lifecycle).
     lifecycle_columns: tuple[str, ...] = ()
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
@@ -302,7 +303,7 @@ CONTACT = RecordType(
     heading=("first_name", "last_name"),
     summary=("email", "phone", "lifecycle_stage"),
     person=True,
-    lifecycle_columns=("merged_into",),
+    lifecycle_columns=("merged_into", "erased"),
     fields=(
         Field(
             "first_name",
@@ -875,6 +876,7 @@ LEAD = RecordType(
     heading=("first_name", "last_name"),
     summary=("email", "status", "source"),
     person=True,
+    lifecycle_columns=("erased",),
     fields=(
         Field(
             "first_name",

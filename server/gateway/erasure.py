@@ -32,7 +32,7 @@ from server.gateway import mention_index, mention_scan, mentions, name_index
 from server.gateway.actor import Actor
 from server.gateway.errors import InvalidInput
 from server.gateway.events import allowed_event
-from server.gateway.lifecycle import is_cleared
+from server.gateway.lifecycle import ERASED, has_tombstones, is_cleared
 from server.gateway.tables import TABLES
 from server.logs import get_logger
 
@@ -352,9 +352,10 @@ async def clear_rows(
     in the caller's transaction. The caller decided it may (erasure: the ``erase`` right;
     a merge: the ``merge`` right) and counted ``pending`` with :func:`pending_rows`."""
     encrypted = [f for f in rt.fields if f.encrypted]
-    await table.update(_cleared(rt, table, encrypted)).where(
-        getattr(table, "subject_id") == subject
-    )
+    changes = _cleared(rt, table, encrypted)
+    if has_tombstones(rt):  # marked in the same statement: lists leave it out at once
+        changes[getattr(table, ERASED)] = True
+    await table.update(changes).where(getattr(table, "subject_id") == subject)
     await name_index.clear_subject_rows(rt, subject)
     await mention_index.clear_subject_rows(rt, subject)
     await gw.audit.append(

@@ -9,8 +9,6 @@ below both: the core imports this module, never the features.
 
 from __future__ import annotations
 
-import functools
-import operator
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +17,8 @@ from piccolo.table import Table
 
 from server.datamap import RECORD_TYPES, Field, RecordType
 from server.gateway.tables import TABLES, Contact
+
+ERASED = "erased"  # the tombstone mark of person records (living, erasure.clear_rows)
 
 
 def visible(query: Any, table: type[Table]) -> Any:
@@ -47,20 +47,23 @@ def is_tombstone(rt: RecordType, row: Mapping[str, Any]) -> bool:
 
 
 def living(query: Any, rt: RecordType, table: type[Table]) -> Any:
-    """Leave out the tombstones of person records (contacts, organizations, leads: the
-    records that are their own subject), in the WHERE clause: an erased person must not
-    turn up in lists, counts and exports as a nameless living record. A tombstone is a
-    row whose encrypted columns are NULL or empty (what erasure's ``clear_rows`` leaves);
-    records about a person (deals, cases ...) stay, for the business totals."""
-    if rt.subject_from is not None:
+    """Leave out the tombstones of person records (contacts and leads: the records that
+    are their own subject and always hold an encrypted name), in the WHERE clause: an
+    erased person must not turn up in lists, counts and exports as a nameless living
+    record. Erasure marks a tombstone's ``erased`` column in the statement that clears it
+    (``erasure.clear_rows``; older tombstones were marked by a migration), so a count is
+    answered from an index instead of every row's ciphertext; records about a person
+    (deals, cases ...) stay, for the business totals."""
+    if not has_tombstones(rt):
         return query
-    # A living record has its required encrypted fields (a contact's name); erasure
-    # clears them to NULL or ''. Types without one cannot be told apart and stay listed.
-    required = [getattr(table, f.name) for f in rt.fields if f.encrypted and f.required]
-    if not required:
-        return query
-    holds_value = functools.reduce(operator.or_, (column != "" for column in required))
-    return query.where(holds_value)
+    return query.where(getattr(table, ERASED).eq(False))
+
+
+def has_tombstones(rt: RecordType) -> bool:
+    """Whether erasure leaves tombstones of ``rt`` that lists must leave out: a record
+    that is its own subject with a required encrypted field (a living one always holds a
+    value there). Such a table has an ``erased`` column (a check fails otherwise)."""
+    return rt.subject_from is None and any(f.encrypted and f.required for f in rt.fields)
 
 
 async def subject_still_held(subject_id: str) -> bool:

@@ -109,6 +109,10 @@ class Contact(DeclaredColumns, Table, tablename="contact", record_type=CONTACT):
     # in the merge's transaction, server.gateway.duplicates): reads leave such rows out
     # by this column (lifecycle.visible), not by a sub-select over contact_merge.
     merged_into = UUID(null=True, default=None)
+    # Set by erasure in the statement that clears the row (erasure.clear_rows): lists and
+    # counts leave tombstones out by this column (lifecycle.living), which an index
+    # (merged_into, erased, subject_id) answers, instead of reading every row's ciphertext.
+    erased = Boolean(default=False)
 
 
 class Organization(DeclaredColumns, Table, tablename="organization", record_type=ORGANIZATION):
@@ -212,6 +216,7 @@ class Lead(DeclaredColumns, Table, tablename="lead", record_type=LEAD):
     converted_contact_id = UUID(null=True, default=None, index=True)
     converted_deal_id = UUID(null=True, default=None, index=True)
     campaign_id = UUID(null=True, default=None, index=True)  # attribution (issue 20)
+    erased = Boolean(default=False)  # as Contact.erased
 
 
 class Task(DeclaredColumns, Table, tablename="task", record_type=TASK):
