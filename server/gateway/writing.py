@@ -153,7 +153,7 @@ class WriteOperations(GatewayCore):
             actor, resource, Action.UPDATE, purpose=purpose, record_id=record_id
         )
         rt, purpose = op.rt, op.purpose
-        row = await self.find_or_deny(actor, op, record_id, Action.UPDATE)
+        row = await self.find_or_deny(actor, op, record_id, Action.UPDATE, subject_state=True)
         if is_tombstone(rt, row):
             raise Conflict(f"this {rt.resource} has been erased and cannot be changed")
         cleaned = await self._checked_changes(actor, op, row, values)
@@ -193,7 +193,7 @@ class WriteOperations(GatewayCore):
             actor, resource, Action.DELETE, purpose=purpose, record_id=record_id
         )
         rt, table, purpose = op.rt, op.table, op.purpose
-        found = await self.find_or_deny(actor, op, record_id, Action.DELETE)
+        found = await self.find_or_deny(actor, op, record_id, Action.DELETE, subject_state=True)
         row_id = str(found["id"])
         subject = (str(found["subject_id"]),)
         dependants = await checks.referencing(rt, row_id)
@@ -453,11 +453,11 @@ class WriteOperations(GatewayCore):
         self, actor: Actor, rt: RecordType, table: type[Table], row_id: str, purpose: str
     ) -> Record:
         decision = self.decide(actor, rt, "read", purpose)
-        row = await table.select().where(table._meta.primary_key == uuid.UUID(row_id)).first()
+        select = self.with_subject_state(table, restriction=False)  # the row and its key at once
+        row = await select.where(table._meta.primary_key == uuid.UUID(row_id)).first()
         if row is None:
             raise NotFound(f"{rt.resource} not found")
-        keys = await self.vault.keys_for([str(row["subject_id"])])
-        return self.materialize(rt, row, keys.get(str(row["subject_id"])), decision.fields)
+        return self.materialize(rt, row, self.key_of(row), decision.fields)
 
     def _materialize_plain(
         self, rt: RecordType, row: Mapping[str, Any], readable: frozenset[str]

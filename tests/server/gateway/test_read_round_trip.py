@@ -100,6 +100,30 @@ async def test_an_api_read_is_one_statement_for_the_session_and_one_for_the_reco
     assert "NOT IN" not in record  # merged contacts are a column, not a sub-select
 
 
+async def test_an_update_reads_record_key_and_restriction_together_and_returns_in_one_read(
+    services: Services, staff: Staff
+) -> None:
+    """Before: a separate restriction check on the way in, and the row and its key read
+    as two statements on the way out. The key inside the transaction stays: it is what
+    notices an erasure that happened meanwhile."""
+    grace = await a_contact(services)
+    client = await staff.login(await staff.create("admin"))
+    url = f"{API}/contacts/{grace.id}"
+    assert (await client.patch(url, json={"city": "Leeds"})).status_code == 200  # warm
+    with recorded() as statements:
+        response = await client.patch(url, json={"city": "York"})
+    assert response.status_code == 200, response.text
+    assert response.json()["city"] == "York"
+    assert response.json()["first_name"] == "Grace"  # decrypted with the key read with it
+    assert statements.touching("processing_restriction") == [
+        s for s in statements.touching("processing_restriction") if '"subject_key"' in s
+    ], statements.seen  # the restriction flag only ever comes with the record
+    reads_of_contact = [s for s in statements.touching("contact") if s.startswith("SELECT")]
+    assert len(reads_of_contact) == 3, reads_of_contact  # in scope; recheck; the response
+    standalone_key_reads = [s for s in statements.touching("subject_key") if '"contact"' not in s]
+    assert len(standalone_key_reads) == 1, standalone_key_reads  # inside the transaction
+
+
 async def test_an_admin_record_page_reads_session_and_record_once_each(
     services: Services, staff: Staff
 ) -> None:
