@@ -401,12 +401,13 @@ class PooledSQLiteEngine(SQLiteEngine):
         query_type: str,
         table: Any,
     ) -> Any:
-        # Every row is fetched before the cursor closes: the statement ends here, and with
-        # it (outside a transaction) the read snapshot or the autocommitted write.
-        async with connection.execute(query, args) as cursor:
-            response = await cursor.fetchall()
-            if query_type == "insert" and self.get_version_sync() < 3.35:
-                # No RETURNING before SQLite 3.35 (Piccolo's own fallback).
+        if query_type == "insert" and self.get_version_sync() < 3.35:
+            # No RETURNING before SQLite 3.35 (Piccolo's own fallback).
+            async with connection.execute(query, args) as cursor:
+                await cursor.fetchall()
                 pk = await self._get_inserted_pk(cursor, table)
                 return [{table._meta.primary_key._meta.db_column_name: pk}]
-        return response
+        # Every row is fetched in the connection's thread, which ends the statement (and,
+        # outside a transaction, the read snapshot or the autocommitted write) - in one
+        # hand-off to that thread, where execute, fetch and close were three.
+        return await connection.execute_fetchall(query, args)
