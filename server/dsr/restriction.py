@@ -69,6 +69,10 @@ class UnrestrictedSubjects:
     def where(self, subject_column: Column) -> Where:
         return subject_column.not_in(self.restricted)
 
+    def excluded(self, subject_column: Column) -> Where:
+        """The restricted, the people ``where`` leaves out (a count subtracts them)."""
+        return subject_column.is_in(self.restricted)
+
 
 def subject_uuid(subject_id: str) -> uuid.UUID:
     try:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -42,7 +42,7 @@ from server.gateway.actor import Actor
 from server.gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound
 from server.gateway.filters import filter_conditions
 from server.gateway.hooks import MergeBlockers, RecordRule, SubjectBasis, SubjectRestrictions
-from server.gateway.lifecycle import is_tombstone, visible
+from server.gateway.lifecycle import is_tombstone, left_out, living, visible
 from server.gateway.ownership import StaffDirectory
 from server.gateway.results import OutsideScope, Record, plain_value
 from server.gateway.tables import TABLES
@@ -463,6 +463,58 @@ class GatewayCore:
             raise Forbidden(f"no restriction register: nothing may be processed for {purpose}")
         condition = await self.restrictions.unrestricted_subjects()
         return query.where(condition.where(getattr(table, "subject_id")))
+
+    async def count_reachable(
+        self,
+        rt: RecordType,
+        table: type[Table],
+        decision: AccessDecision,
+        actor: Actor,
+        purpose: str,
+        conditions: Sequence[Any],
+        *,
+        include_erased: bool,
+    ) -> int:
+        """How many rows of ``table`` a list or count under ``purpose`` reaches: in the
+        actor's scope and ``conditions``, not merged away, not erased (unless
+        ``include_erased``), not restricted.
+
+        Counted as all the rows in scope minus the few left out (merged, erased,
+        restricted), each part disjoint from those before it, in one statement: a count
+        that tests every row for those conditions walked a whole index (13 ms at 100,000
+        contacts on SQLite), where a plain ``COUNT(*)`` reads no row (1.7 ms) and the few
+        are found through their indexes. A purpose resting on each person's own consent
+        reaches no "all but a few": it is counted with its audience in the WHERE."""
+        if PURPOSES[purpose].per_subject:
+            query = await self.with_basis(
+                self.in_scope(table.count(), table, decision, actor), table, purpose
+            )
+            if not include_erased:
+                query = living(query, rt, table)
+            for condition in conditions:
+                query = query.where(condition)
+            return int(await query)
+
+        def counted(*extra: Any) -> Any:
+            query = self.in_scope(table.count(), table, decision, actor, include_merged=True)
+            for condition in (*conditions, *extra):
+                query = query.where(condition)
+            return query
+
+        kept: list[Any] = []
+        parts: list[Any] = []
+        for leaving, keeping in left_out(rt, table, include_erased=include_erased):
+            parts.append(counted(*kept, leaving))
+            kept.append(keeping)
+        if purpose not in STORAGE_PURPOSES:
+            if self.restrictions is None:
+                raise Forbidden(f"no restriction register: nothing may be processed for {purpose}")
+            restricted = await self.restrictions.unrestricted_subjects()
+            parts.append(counted(*kept, restricted.excluded(getattr(table, "subject_id"))))
+        queries = [counted(), *parts]
+        total = " - ".join("({})" for _ in queries)
+        rows = await table.raw(f'SELECT {total} AS "total"', *(q.querystrings[0] for q in queries))
+        return int(rows[0]["total"])
 
     async def _require_unrestricted(
         self, actor: Actor, rt: RecordType, action: str, purpose: str, row: Mapping[str, Any]

@@ -28,6 +28,12 @@ class AudienceCondition(Protocol):
     def where(self, subject_column: Column) -> Any: ...
 
 
+class ExclusionCondition(AudienceCondition, Protocol):
+    """An audience that leaves out a few (the restricted): those few as a condition too."""
+
+    def excluded(self, subject_column: Column) -> Any: ...
+
+
 class SubjectBasis(Protocol):
     """What the gateway asks the consent engine (``server.consent``): whether one person,
     or which people, give a valid basis for a purpose. A protocol, so the gateway does
@@ -57,7 +63,7 @@ class SubjectRestrictions(Protocol):
         """A select column, true when the person of ``subject_column`` is restricted."""
         ...
 
-    async def unrestricted_subjects(self) -> AudienceCondition: ...
+    async def unrestricted_subjects(self) -> ExclusionCondition: ...
 
 
 class MergeBlockers(Protocol):

@@ -59,6 +59,20 @@ def living(query: Any, rt: RecordType, table: type[Table]) -> Any:
     return query.where(getattr(table, ERASED).eq(False))
 
 
+def left_out(rt: RecordType, table: type[Table], *, include_erased: bool) -> list[tuple[Any, Any]]:
+    """What :func:`visible` (and :func:`living`, unless ``include_erased``) leave out of
+    ``table``, as pairs of conditions: the rows left out, and the rows kept. Each pair's
+    two sides cover every row (the columns are NOT NULL, or tested for NULL), which is
+    what lets a count subtract the few left out from a plain count of all."""
+    pairs: list[tuple[Any, Any]] = []
+    if table is Contact:
+        pairs.append((Contact.merged_into.is_not_null(), Contact.merged_into.is_null()))
+    if not include_erased and has_tombstones(rt):
+        erased = getattr(table, ERASED)
+        pairs.append((erased.eq(True), erased.eq(False)))
+    return pairs
+
+
 def has_tombstones(rt: RecordType) -> bool:
     """Whether erasure leaves tombstones of ``rt`` that lists must leave out: a record
     that is its own subject with a required encrypted field (a living one always holds a

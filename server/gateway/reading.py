@@ -121,15 +121,13 @@ class ReadOperations(GatewayCore):
         select = await self.with_basis(
             self.in_scope(table.select(key), table, decision, actor), table, purpose
         )
-        count = await self.with_basis(
-            self.in_scope(table.count(), table, decision, actor), table, purpose
-        )
         if not include_erased:
-            select, count = living(select, rt, table), living(count, rt, table)
+            select = living(select, rt, table)
         for condition in conditions:
             select = select.where(condition)
-            count = count.where(condition)
-        total = int(await count)
+        total = await self.count_reachable(
+            rt, table, decision, actor, purpose, conditions, include_erased=include_erased
+        )
 
         # The page's ids in a sub-select and its rows, keys included, around it: one
         # statement, and the keys' sub-selects run for the page's rows only (in the same
@@ -188,14 +186,9 @@ class ReadOperations(GatewayCore):
         op = await self.authorize(actor, resource, "list", purpose=purpose, audited_as="count")
         rt, table, decision, purpose = op.rt, op.table, op.decision, op.purpose
         conditions = self.filter_conditions(rt, table, decision, filters or {})
-        query = await self.with_basis(
-            self.in_scope(table.count(), table, decision, actor), table, purpose
+        total = await self.count_reachable(
+            rt, table, decision, actor, purpose, conditions, include_erased=include_erased
         )
-        if not include_erased:
-            query = living(query, rt, table)
-        for condition in conditions:
-            query = query.where(condition)
-        total = int(await query)
         detail: dict[str, int | str] = {"total": total}
         if filters:
             detail["filters"] = ",".join(sorted(filters))
