@@ -521,10 +521,17 @@ class ReadOperations(GatewayCore):
         is truncated, so some candidates are false positives and must be dropped)."""
         rt, table, decision = op.rt, op.table, op.decision
         token = self.vault.index_token(rt, spec, value)
-        query = table.select().where(getattr(table, spec.index_column) == token)
+        # The candidates and their people's keys in one statement (the WHERE already
+        # leaves the restricted out).
+        select = self.with_subject_state(table, restriction=False)
+        query = select.where(getattr(table, spec.index_column) == token)
         scoped = self.in_scope(query, table, decision, actor)
         rows = await (await self.with_basis(scoped, table, decision.purpose)).limit(1000)
-        keys = await self.vault.keys_for(str(r["subject_id"]) for r in rows)
+        keys: dict[str, DataKey] = {}
+        for r in rows:
+            key = self.key_of(r)
+            if key is not None:  # None: shredded, nothing of theirs can match
+                keys[str(r["subject_id"])] = key
         matches = []
         for row in rows:
             key = keys.get(str(row["subject_id"]))

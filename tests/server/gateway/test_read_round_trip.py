@@ -124,6 +124,22 @@ async def test_an_update_reads_record_key_and_restriction_together_and_returns_i
     assert len(standalone_key_reads) == 1, standalone_key_reads  # inside the transaction
 
 
+async def test_a_search_by_email_reads_its_candidates_with_their_keys(
+    services: Services, staff: Staff
+) -> None:
+    grace = await a_contact(services, email="grace@example.org")
+    client = await staff.login(await staff.create("admin"))
+    body = {"email": "grace@example.org"}
+    assert (await client.post(f"{API}/contacts/search", json=body)).status_code == 200  # warm
+    with recorded() as statements:
+        response = await client.post(f"{API}/contacts/search", json=body)
+    assert response.status_code == 200, response.text
+    assert [item["id"] for item in response.json()["items"]] == [grace.id]
+    asked = statements.outside_audit()
+    assert len(asked) == 2, asked  # the session, then the candidates with their keys
+    assert '"subject_key"' in asked[1]
+
+
 async def test_an_admin_record_page_reads_session_and_record_once_each(
     services: Services, staff: Staff
 ) -> None:
