@@ -73,7 +73,9 @@ def test_a_missed_target_says_by_how_much_and_a_met_one_does_not() -> None:
     scenarios = run["engines"]["postgres"]["scenarios"]
     scenarios["read"]["ratio"]["p50"] = 2.5
     scenarios["search"]["ratio"]["p99"] = 1.5
-    run["engines"]["postgres"]["audit_append"]["concurrent_events_per_s"] = 2_500.0
+    append_figures = run["engines"]["postgres"]["audit_append"]
+    for figure in ("sequential_events_per_s", "concurrent_events_per_s", "grouped_events_per_s"):
+        append_figures[figure] = 2_500.0  # the best of them is judged
 
     judged = {(t["target"], t["engine"]): t for t in evaluate_targets(run)}
 
