@@ -239,7 +239,8 @@ def stored_columns(event: AuditEvent, mac: EntryMac) -> tuple[dict[str, str | No
 _INSERT_COLUMNS = tuple(
     c._meta.db_column_name for c in AuditRecord._meta.columns if c._meta.db_column_name != "id"
 )
-_CHAIN_HEAD = 'SELECT "seq", "hash" FROM "audit" ORDER BY "seq" DESC LIMIT 1'
+_TABLE = AuditRecord._meta.tablename
+_CHAIN_HEAD = f'SELECT "seq", "hash" FROM "{_TABLE}" ORDER BY "seq" DESC LIMIT 1'  # noqa: S608 - the table's name
 
 
 @functools.lru_cache(maxsize=64)
@@ -247,7 +248,7 @@ def _insert_sql(rows: int) -> str:
     """An insert of ``rows`` rows, with a ``{}`` placeholder per value (Piccolo's raw)."""
     names = ", ".join(f'"{name}"' for name in _INSERT_COLUMNS)
     one = "(" + ", ".join("{}" for _ in _INSERT_COLUMNS) + ")"
-    head = f'INSERT INTO "audit" ({names}) VALUES '  # noqa: S608 - the table's own column names
+    head = f'INSERT INTO "{_TABLE}" ({names}) VALUES '  # noqa: S608 - the table's own names
     return head + ", ".join([one] * rows)
 
 

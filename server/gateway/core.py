@@ -41,7 +41,13 @@ from server.datamap import DEFAULT_PURPOSE, PURPOSES, RECORD_TYPES, Field, Recor
 from server.gateway.actor import Actor
 from server.gateway.errors import Forbidden, GatewayError, InvalidInput, NotFound
 from server.gateway.filters import filter_conditions
-from server.gateway.hooks import MergeBlockers, RecordRule, SubjectBasis, SubjectRestrictions
+from server.gateway.hooks import (
+    ExclusionCondition,
+    MergeBlockers,
+    RecordRule,
+    SubjectBasis,
+    SubjectRestrictions,
+)
 from server.gateway.lifecycle import is_tombstone, left_out, living, visible
 from server.gateway.ownership import StaffDirectory
 from server.gateway.results import OutsideScope, Record, plain_value
@@ -457,12 +463,19 @@ class GatewayCore:
     async def _unrestricted(self, query: Any, table: type[Table], purpose: str) -> Any:
         """Leave out people whose processing is restricted (Art. 18), in the WHERE clause,
         unless the purpose is storage-and-legal (``STORAGE_PURPOSES``)."""
-        if purpose in STORAGE_PURPOSES:
+        condition = await self._restriction(purpose)
+        if condition is None:
             return query
+        return query.where(condition.where(getattr(table, "subject_id")))
+
+    async def _restriction(self, purpose: str) -> ExclusionCondition | None:
+        """Who the restriction register leaves out under ``purpose``: no one under the
+        storage-and-legal purposes; refused when there is no register to ask."""
+        if purpose in STORAGE_PURPOSES:
+            return None
         if self.restrictions is None:
             raise Forbidden(f"no restriction register: nothing may be processed for {purpose}")
-        condition = await self.restrictions.unrestricted_subjects()
-        return query.where(condition.where(getattr(table, "subject_id")))
+        return await self.restrictions.unrestricted_subjects()
 
     async def count_reachable(
         self,
@@ -506,11 +519,9 @@ class GatewayCore:
         for leaving, keeping in left_out(rt, table, include_erased=include_erased):
             parts.append(counted(*kept, leaving))
             kept.append(keeping)
-        if purpose not in STORAGE_PURPOSES:
-            if self.restrictions is None:
-                raise Forbidden(f"no restriction register: nothing may be processed for {purpose}")
-            restricted = await self.restrictions.unrestricted_subjects()
-            parts.append(counted(*kept, restricted.excluded(getattr(table, "subject_id"))))
+        restriction = await self._restriction(purpose)
+        if restriction is not None:
+            parts.append(counted(*kept, restriction.excluded(getattr(table, "subject_id"))))
         queries = [counted(), *parts]
         total = " - ".join("({})" for _ in queries)
         rows = await table.raw(f'SELECT {total} AS "total"', *(q.querystrings[0] for q in queries))

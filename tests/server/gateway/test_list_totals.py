@@ -10,17 +10,10 @@ from typing import Any
 from server.gateway import Actor
 from server.services import Services
 from tests.conftest import Staff, contact_values
+from tests.server.crm.test_crm_records import sales_contact
 from tests.server.gateway.test_read_round_trip import recorded
 
 SYSTEM = Actor.system("test-totals")
-
-
-def sales_contact(**values: Any) -> dict[str, Any]:
-    values = contact_values(**values)
-    del values["birth_date"]  # sales may not set it
-    return values
-
-
 PURPOSE = "customer_relationship"
 
 
